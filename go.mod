@@ -1,0 +1,3 @@
+module github.com/keydesk/keydesk
+
+go 1.24

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs the system packages keydesk needs to build, run and test, and
+# nothing else. Safe to run again: it installs only what is missing.
+#
+#   packaging/install-deps.sh           everything (build, run, test)
+#   packaging/install-deps.sh --quiet   same, printing only what it installs
+#
+# On Debian and Ubuntu it uses apt-get (through sudo when not root). Elsewhere
+# it names what to install and exits non-zero.
+set -euo pipefail
+
+quiet=0
+[ "${1:-}" = "--quiet" ] && quiet=1
+
+# One list, grouped by what needs it. Keep README.md's list in step.
+pkgs=(
+  # build: cgo for piv-go (PC/SC) and go-libfido2, Fyne's GL and X11 headers
+  gcc pkg-config libpcsclite-dev libfido2-dev
+  libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
+  # run: the smart-card daemon and the driver the virtual key plugs into
+  pcscd vsmartcard-vpcd util-linux
+  # test referees: tools nobody here wrote, driven against virtual keys
+  yubikey-manager yubico-piv-tool opensc fido2-tools openssl
+  # test services: PostgreSQL, a Secret Service, a virtual display
+  postgresql gnome-keyring dbus dbus-x11 xvfb
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: this is not a Debian or Ubuntu system; install the equivalents of:" >&2
+  printf '  %s\n' "${pkgs[@]}" | grep -v '^  #' >&2
+  exit 1
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+  echo "install-deps: Go 1.24 or newer is needed (https://go.dev/dl/, or your distribution's golang package if new enough)" >&2
+  exit 1
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  [ $quiet -eq 1 ] || echo "install-deps: all system packages present"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "install-deps: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# --no-install-recommends keeps a desk machine lean; policy-rc.d keeps
+# package scripts from starting system services (keydesk starts its own).
+tmp_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  tmp_policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$tmp_policy" >/dev/null
+  $sudo chmod +x "$tmp_policy"
+fi
+trap '[ -n "$tmp_policy" ] && $sudo rm -f "$tmp_policy"' EXIT
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
