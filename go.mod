@@ -1,3 +1,11 @@
 module github.com/keydesk/keydesk
 
-go 1.24
+go 1.25.0
+
+require github.com/zalando/go-keyring v0.2.8
+
+require (
+	github.com/danieljoos/wincred v1.2.3 // indirect
+	github.com/godbus/dbus/v5 v5.2.2 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+)

@@ -20,7 +20,7 @@ pkgs=(
   # run: the smart-card daemon and the driver the virtual key plugs into
   pcscd vsmartcard-vpcd util-linux
   # test referees: tools nobody here wrote, driven against virtual keys
-  yubikey-manager yubico-piv-tool opensc fido2-tools openssl
+  yubikey-manager yubico-piv-tool opensc fido2-tools openssl libsecret-tools
   # test services: PostgreSQL, a Secret Service, a virtual display
   postgresql gnome-keyring dbus dbus-x11 xvfb
 )
