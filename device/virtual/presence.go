@@ -42,7 +42,7 @@ type Presence struct {
 func NewPresence() *Presence {
 	return &Presence{
 		timeout: DefaultTouchTimeout,
-		touches: make(chan struct{}),
+		touches: make(chan struct{}, 1),
 		waiting: make(chan struct{}),
 	}
 }
@@ -84,13 +84,18 @@ func (p *Presence) Pending() int {
 }
 
 // Touch satisfies one waiting request. It reports false when none was waiting.
+// A touch given while a request is starting to wait is kept for it.
 func (p *Presence) Touch() bool {
-	select {
-	case p.touches <- struct{}{}:
-		return true
-	default:
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending == 0 {
 		return false
 	}
+	select {
+	case p.touches <- struct{}{}:
+	default: // a touch is already queued for the waiting request
+	}
+	return true
 }
 
 // Request asks for a touch and blocks until one is given, the timeout passes
@@ -110,6 +115,13 @@ func (p *Presence) Request(ctx context.Context, keepalive func()) error {
 	defer func() {
 		p.mu.Lock()
 		p.pending--
+		if p.pending == 0 {
+			// A touch nobody took must not satisfy a later request.
+			select {
+			case <-p.touches:
+			default:
+			}
+		}
 		p.mu.Unlock()
 	}()
 
