@@ -110,8 +110,10 @@ type Identity struct {
 	SupportedNFC Capability `json:"supported_nfc"`
 	EnabledUSB   Capability `json:"enabled_usb"`
 	EnabledNFC   Capability `json:"enabled_nfc"`
-	// ConfigLocked mirrors the management applet's configuration lock.
-	ConfigLocked bool `json:"config_locked"`
+	// ConfigLocked mirrors the management applet's configuration lock, and
+	// LockCode is the 16-byte code that unlocks it.
+	ConfigLocked bool   `json:"config_locked"`
+	LockCode     []byte `json:"lock_code,omitempty"`
 }
 
 // DefaultIdentity is a YubiKey 5C NFC on firmware 5.7.2 with every

@@ -89,6 +89,8 @@ func (k *Key) UpdateIdentity(f func(*Identity)) {
 }
 
 // OnChange registers a function called after any persistent state changes.
+// It runs while an applet holds its own lock: it must only take note (for
+// example, a non-blocking send) and never call back into the applets.
 func (k *Key) OnChange(f func()) {
 	k.mu.Lock()
 	k.onChange = f

@@ -199,7 +199,8 @@ func (a *Applet) Process(ctx context.Context, c iso7816.Command) ([]byte, uint16
 	return nil, iso7816.SWInsNotSupported
 }
 
-func (a *Applet) changed() { go a.key.Changed() }
+// changed signals persistence; the hook only notes the change (see virtual.Key.OnChange).
+func (a *Applet) changed() { a.key.Changed() }
 
 func unpad(b []byte) []byte { return bytes.TrimRight(b, "\xff") }
 

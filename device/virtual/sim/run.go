@@ -1,0 +1,291 @@
+package sim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keydesk/keydesk/device/virtual"
+	"github.com/keydesk/keydesk/device/virtual/pcscd"
+	"github.com/keydesk/keydesk/device/virtual/vpcd"
+)
+
+// FirstSerial is the serial of the first virtual key a fresh state directory
+// gets; later keys count up from it.
+const FirstSerial = 31000001
+
+// DefaultStateDir is where keydesk-sim keeps its keys unless told otherwise.
+func DefaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "keydesk", "sim")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "keydesk-sim")
+	}
+	return filepath.Join(home, ".local", "state", "keydesk", "sim")
+}
+
+const usage = `keydesk-sim runs virtual YubiKey 5s that real PC/SC software reaches.
+
+  keydesk-sim run [--keys N] [--state DIR] [--firmware X.Y.Z] [--touch auto|manual]
+  keydesk-sim insert|remove|touch|power-cycle SERIAL [--state DIR]
+  keydesk-sim list [--state DIR]
+
+run starts a private pcscd and the keys, prints how to reach them, and stops
+everything on Ctrl-C. The other commands talk to a running 'run' over its
+control socket in the state directory.
+`
+
+// Main is keydesk-sim's entry point.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("keydesk-sim "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	state := fs.String("state", DefaultStateDir(), "directory holding the virtual keys' state and the control socket")
+	switch cmd {
+	case "run":
+		keys := fs.Int("keys", 2, "how many virtual keys (a primary and a backup by default)")
+		fw := fs.String("firmware", "5.7.2", "firmware version for keys created now")
+		touch := fs.String("touch", "auto", "auto: touches happen at once; manual: wait for 'keydesk-sim touch'")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		v, err := virtual.ParseVersion(*fw)
+		if err != nil {
+			return err
+		}
+		if *keys < 1 || *keys > 16 {
+			return errors.New("--keys must be 1 to 16")
+		}
+		mode := virtual.TouchAuto
+		switch *touch {
+		case "auto":
+		case "manual":
+			mode = virtual.TouchManual
+		default:
+			return fmt.Errorf("--touch must be auto or manual, not %q", *touch)
+		}
+		return run(ctx, *state, *keys, v, mode, stdout)
+	case "insert", "remove", "touch", "power-cycle", "list":
+		var serial string
+		if cmd != "list" {
+			if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
+				return fmt.Errorf("usage: keydesk-sim %s SERIAL", cmd)
+			}
+			serial, rest = rest[0], rest[1:]
+		}
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		reply, err := control(*state, strings.TrimSpace(cmd+" "+serial))
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, reply)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+}
+
+// Fleet is a set of running virtual keys behind one private pcscd.
+type Fleet struct {
+	Daemon *pcscd.Daemon
+	Keys   []*YubiKey
+	Slots  []*vpcd.Slot
+}
+
+// Start starts a private pcscd and n virtual keys whose state lives in dir
+// (key-SERIAL.json files; existing ones are loaded first).
+func Start(ctx context.Context, dir string, n int, fw virtual.Version) (*Fleet, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "key-*.json"))
+	f := &Fleet{}
+	for i := 0; i < n; i++ {
+		opts := Options{Serial: FirstSerial + uint32(i), Firmware: fw}
+		if i < len(paths) {
+			opts.StatePath = paths[i]
+		} else {
+			opts.StatePath = filepath.Join(dir, fmt.Sprintf("key-%d.json", opts.Serial))
+		}
+		y, err := New(opts)
+		if err != nil {
+			return nil, err
+		}
+		f.Keys = append(f.Keys, y)
+	}
+	d, err := pcscd.Start(ctx, pcscd.Config{Readers: n, Dir: filepath.Join(dir, "pcscd")})
+	if err != nil {
+		return nil, err
+	}
+	f.Daemon = d
+	for i, y := range f.Keys {
+		f.Slots = append(f.Slots, y.Run(ctx, d.Addr(i)))
+	}
+	for _, s := range f.Slots {
+		select {
+		case <-s.Connected():
+		case <-ctx.Done():
+			d.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	return f, nil
+}
+
+// Find returns the key with serial, or nil.
+func (f *Fleet) Find(serial uint32) *YubiKey {
+	for _, y := range f.Keys {
+		if y.Serial() == serial {
+			return y
+		}
+	}
+	return nil
+}
+
+// Stop ends the keys' transports (ctx must already be cancelled), saves state
+// and stops pcscd.
+func (f *Fleet) Stop() error {
+	var first error
+	for i, y := range f.Keys {
+		<-f.Slots[i].Done()
+		if err := y.Wait(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := f.Daemon.Stop(); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+func run(parent context.Context, dir string, n int, fw virtual.Version, mode virtual.TouchMode, out io.Writer) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	f, err := Start(ctx, dir, n, fw)
+	if err != nil {
+		return err
+	}
+	for _, y := range f.Keys {
+		y.Key.Presence.SetMode(mode)
+	}
+	sock := filepath.Join(dir, "control.sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		cancel()
+		f.Stop()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	os.Chmod(sock, 0o600)
+	go serveControl(ctx, ln, f)
+
+	fmt.Fprintf(out, "keydesk-sim: %d virtual YubiKey(s) running (practice mode; not real hardware)\n\n", n)
+	for i, y := range f.Keys {
+		id := y.Key.Identity()
+		fmt.Fprintf(out, "  serial %d  %s  firmware %s\n    PC/SC reader: %s\n", id.Serial, id.Name(), id.Firmware, f.Daemon.Reader(i))
+	}
+	fmt.Fprintf(out, "\nPoint PC/SC software at these keys with:\n  export %s\n", f.Daemon.Env())
+	fmt.Fprintf(out, "for example:  %s ykman -r 'keydesk virtual' info\n", f.Daemon.Env())
+	fmt.Fprintf(out, "\nFrom another terminal:  keydesk-sim insert|remove|touch|power-cycle SERIAL --state %s\n", dir)
+	fmt.Fprintf(out, "State is kept in %s. Ctrl-C stops the keys and pcscd.\n", dir)
+
+	<-ctx.Done()
+	ln.Close()
+	os.Remove(sock)
+	err = f.Stop()
+	fmt.Fprintln(out, "keydesk-sim: stopped; state saved")
+	return err
+}
+
+func serveControl(ctx context.Context, ln net.Listener, f *Fleet) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second))
+			line, err := bufio.NewReader(io.LimitReader(conn, 256)).ReadString('\n')
+			if err != nil && line == "" {
+				return
+			}
+			fmt.Fprint(conn, handle(ctx, f, strings.Fields(line)))
+		}()
+	}
+}
+
+func handle(ctx context.Context, f *Fleet, words []string) string {
+	if len(words) == 1 && words[0] == "list" {
+		var b strings.Builder
+		for i, y := range f.Keys {
+			state := "inserted"
+			if !y.Key.Inserted() {
+				state = "removed"
+			}
+			fmt.Fprintf(&b, "%d\t%s\t%s\n", y.Serial(), state, f.Daemon.Reader(i))
+		}
+		return b.String()
+	}
+	if len(words) != 2 {
+		return "error: expected COMMAND SERIAL\n"
+	}
+	n, err := strconv.ParseUint(words[1], 10, 32)
+	if err != nil {
+		return "error: serial must be a number\n"
+	}
+	y := f.Find(uint32(n))
+	if y == nil {
+		return fmt.Sprintf("error: no virtual key with serial %d\n", n)
+	}
+	switch words[0] {
+	case "insert":
+		y.Key.Insert()
+	case "remove":
+		y.Key.Remove()
+	case "power-cycle":
+		y.Key.PowerCycle()
+	case "touch":
+		if !y.Key.Presence.Touch() {
+			return fmt.Sprintf("error: key %d is not waiting for a touch\n", n)
+		}
+	default:
+		return fmt.Sprintf("error: unknown command %q\n", words[0])
+	}
+	return fmt.Sprintf("ok: %s %d\n", words[0], n)
+}
+
+func control(dir, line string) (string, error) {
+	conn, err := net.Dial("unix", filepath.Join(dir, "control.sock"))
+	if err != nil {
+		return "", fmt.Errorf("no running keydesk-sim with state in %s (start one with 'keydesk-sim run'): %w", dir, err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintln(conn, line); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, 64<<10))
+	if err != nil {
+		return "", err
+	}
+	if s := string(b); strings.HasPrefix(s, "error: ") {
+		return "", errors.New(strings.TrimSpace(strings.TrimPrefix(s, "error: ")))
+	}
+	return string(b), nil
+}
