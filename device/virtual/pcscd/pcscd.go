@@ -32,9 +32,14 @@ const DriverPath = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 // CCID interface, and says plainly that it is virtual.
 const ReaderName = "Yubico YubiKey OTP+FIDO+CCID (keydesk virtual)"
 
+// MaxReaders is how many virtual readers one daemon can have: the vpcd driver
+// keeps its state per slot in globals shared by every reader.conf entry, so
+// only one entry — with its two slots — works per pcscd.
+const MaxReaders = 2
+
 // Config describes the daemon to start.
 type Config struct {
-	// Readers is how many virtual readers to create (default 1).
+	// Readers is how many virtual readers to create: 1 (default) or 2.
 	Readers int
 	// Dir is where the socket, pid file and reader.conf go; a temporary
 	// directory when empty.
@@ -65,6 +70,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.Readers <= 0 {
 		cfg.Readers = 1
 	}
+	if cfg.Readers > MaxReaders {
+		return nil, fmt.Errorf("%d virtual readers asked for; one pcscd with the vpcd driver has at most %d", cfg.Readers, MaxReaders)
+	}
 	pcscdPath, err := exec.LookPath("pcscd")
 	if err != nil {
 		if _, e := os.Stat("/usr/sbin/pcscd"); e == nil {
@@ -88,32 +96,25 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		}
 		d.ownDir = true
 	}
-	run, conf := filepath.Join(d.dir, "run"), filepath.Join(d.dir, "reader.conf.d")
-	for _, p := range []string{run, conf} {
+	run, confDir := filepath.Join(d.dir, "run"), filepath.Join(d.dir, "reader.conf.d")
+	for _, p := range []string{run, confDir} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, err
 		}
 	}
 	// vpcd opens two readers per configuration entry, on PORT and PORT+1.
-	entries := (cfg.Readers + 1) / 2
-	var b strings.Builder
-	for i := 0; i < entries; i++ {
-		port, err := freePortPair()
-		if err != nil {
-			return nil, err
-		}
-		name := ReaderName
-		if i > 0 {
-			name = fmt.Sprintf("%s %d", ReaderName, i+1)
-		}
-		fmt.Fprintf(&b, "FRIENDLYNAME \"%s\"\nDEVICENAME /dev/null:0x%X\nLIBPATH %s\nCHANNELID 0x%X\n\n", name, port, DriverPath, port)
-		for j := 0; j < 2 && len(d.ports) < cfg.Readers; j++ {
-			d.ports = append(d.ports, port+j)
-			// pcscd appends the reader index and slot as "XX YY" in hex.
-			d.names = append(d.names, fmt.Sprintf("%s %02X %02X", name, i, j))
-		}
+	port, err := freePortPair()
+	if err != nil {
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(conf, "vpcd"), []byte(b.String()), 0o644); err != nil {
+	conf := fmt.Sprintf("FRIENDLYNAME \"%s\"\nDEVICENAME /dev/null:0x%X\nLIBPATH %s\nCHANNELID 0x%X\n", ReaderName, port, DriverPath, port)
+	for j := 0; j < cfg.Readers; j++ {
+		d.ports = append(d.ports, port+j)
+		// pcscd appends "XX YY": the reader's index among readers of the
+		// same name, and the slot.
+		d.names = append(d.names, fmt.Sprintf("%s 00 %02X", ReaderName, j))
+	}
+	if err := os.WriteFile(filepath.Join(confDir, "vpcd"), []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 
@@ -121,7 +122,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if os.Geteuid() != 0 {
 		flags = "-rm" // an unprivileged user namespace maps us to root inside
 	}
-	pcscdArgs := "-f -c " + shellQuote(conf)
+	pcscdArgs := "-f -c " + shellQuote(confDir)
 	if cfg.APDULog {
 		pcscdArgs += " -a -d"
 	}

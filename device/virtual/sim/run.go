@@ -68,8 +68,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if *keys < 1 || *keys > 16 {
-			return errors.New("--keys must be 1 to 16")
+		if *keys < 1 || *keys > pcscd.MaxReaders {
+			return fmt.Errorf("--keys must be 1 to %d (one pcscd carries %d virtual readers)", pcscd.MaxReaders, pcscd.MaxReaders)
 		}
 		mode := virtual.TouchAuto
 		switch *touch {

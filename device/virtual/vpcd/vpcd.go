@@ -51,6 +51,7 @@ type Slot struct {
 	mu        sync.Mutex
 	conn      net.Conn
 	connected chan struct{} // closed when the next connection is made
+	poweredOn chan struct{} // closed when pcscd next powers the card up
 	wake      chan struct{}
 	done      chan struct{}
 	err       error
@@ -60,7 +61,7 @@ type Slot struct {
 // until ctx ends. It returns at once; use Connected to wait for pcscd.
 func Attach(ctx context.Context, addr string, key *virtual.Key, card Card) *Slot {
 	s := &Slot{addr: addr, card: card, key: key, atr: YubiKey5ATR,
-		connected: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+		connected: make(chan struct{}), poweredOn: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	cancel := key.Subscribe(func(e virtual.Event) {
 		switch e {
 		case virtual.Removed, virtual.PowerCycled:
@@ -89,6 +90,15 @@ func (s *Slot) Connected() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.connected
+}
+
+// PoweredOn returns a channel closed the next time pcscd powers the card up,
+// which it does once it has noticed the card: after that, PC/SC clients see
+// it in the reader.
+func (s *Slot) PoweredOn() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.poweredOn
 }
 
 // Done is closed when the slot has stopped.
@@ -161,6 +171,12 @@ func (s *Slot) serve(ctx context.Context, conn net.Conn) {
 			reply = s.atr
 		case n == 1 && (msg[0] == ctrlOff || msg[0] == ctrlOn || msg[0] == ctrlReset):
 			s.card.Reset()
+			if msg[0] == ctrlOn {
+				s.mu.Lock()
+				close(s.poweredOn)
+				s.poweredOn = make(chan struct{})
+				s.mu.Unlock()
+			}
 			continue
 		case n == 1:
 			continue // unknown control message: vpcd expects no answer
