@@ -24,18 +24,22 @@ func (echoApplet) Process(_ context.Context, c iso7816.Command) ([]byte, uint16)
 	return c.Data, iso7816.SWOK
 }
 
-// startReader starts a private pcscd with one reader and points this process's
-// PC/SC client library at it.
-func startReader(t testing.TB) *pcscd.Daemon {
-	t.Helper()
-	ctx := context.Background()
-	d, err := pcscd.Start(ctx, pcscd.Config{Readers: 1})
+var daemon *pcscd.Daemon
+
+// TestMain starts one private pcscd for the package: libpcsclite reads
+// PCSCLITE_CSOCK_NAME once per process. Reader 0 is for tests, 1 for
+// benchmarks.
+func TestMain(m *testing.M) {
+	d, err := pcscd.Start(context.Background(), pcscd.Config{Readers: 2})
 	if err != nil {
-		t.Fatal(err)
+		println("starting private pcscd:", err.Error())
+		os.Exit(1)
 	}
-	t.Cleanup(func() { d.Stop() })
+	daemon = d
 	os.Setenv("PCSCLITE_CSOCK_NAME", d.Socket())
-	return d
+	code := m.Run()
+	d.Stop()
+	os.Exit(code)
 }
 
 func waitState(t *testing.T, sc *scard.Context, reader string, present bool) {
@@ -55,7 +59,7 @@ func waitState(t *testing.T, sc *scard.Context, reader string, present bool) {
 }
 
 func TestCardThroughPCSCD(t *testing.T) {
-	d := startReader(t)
+	d := daemon
 	key := virtual.NewKey(virtual.DefaultIdentity(1))
 	card := iso7816.NewCard(nil, echoApplet{})
 	ctx, cancel := context.WithCancel(context.Background())
