@@ -25,23 +25,23 @@ import (
 
 // Command bytes (CTAP 2.1 §6).
 const (
-	cmdMakeCredential      byte = 0x01
-	cmdGetAssertion        byte = 0x02
-	cmdGetInfo             byte = 0x04
-	cmdClientPIN           byte = 0x06
-	cmdReset               byte = 0x07
-	cmdGetNextAssertion    byte = 0x08
-	cmdCredentialMgmt      byte = 0x0a
-	cmdSelection           byte = 0x0b
-	cmdCredentialMgmtPre   byte = 0x41 // FIDO_2_1_PRE credentialManagementPreview
-	keepaliveUPNeeded      byte = 2    // CTAP 2.1 §11.2.9.2.1
-	defaultPINRetries           = 8
-	maxConsecutivePINFails      = 3
-	maxDiscoverable             = 100
-	maxMsgSize                  = 1200
-	maxCredentialCountInList    = 8
-	maxCredentialIDLength       = 128
-	nextAssertionTimeout        = 30 * time.Second
+	cmdMakeCredential        byte = 0x01
+	cmdGetAssertion          byte = 0x02
+	cmdGetInfo               byte = 0x04
+	cmdClientPIN             byte = 0x06
+	cmdReset                 byte = 0x07
+	cmdGetNextAssertion      byte = 0x08
+	cmdCredentialMgmt        byte = 0x0a
+	cmdSelection             byte = 0x0b
+	cmdCredentialMgmtPre     byte = 0x41 // FIDO_2_1_PRE credentialManagementPreview
+	keepaliveUPNeeded        byte = 2    // CTAP 2.1 §11.2.9.2.1
+	defaultPINRetries             = 8
+	maxConsecutivePINFails        = 3
+	maxDiscoverable               = 100
+	maxMsgSize                    = 1200
+	maxCredentialCountInList      = 8
+	maxCredentialIDLength         = 128
+	nextAssertionTimeout          = 30 * time.Second
 )
 
 // AAGUID identifies the virtual YubiKey 5 model. It is a fixed random UUID
