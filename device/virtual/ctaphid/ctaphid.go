@@ -144,12 +144,19 @@ func (d *Device) Reset() {
 	d.firstCID = d.nextCID
 }
 
-// DropPartial abandons a message being assembled (the transport lost its
-// client halfway through) without touching channels.
-func (d *Device) DropPartial() {
+// Abandon drops a message being assembled and cancels a request being
+// handled, suppressing its reply, without forgetting channels: the
+// transport's last client has gone and nobody would read the reply.
+func (d *Device) Abandon() {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.abortRxLocked()
-	d.mu.Unlock()
+	if d.cancel != nil {
+		d.cancel()
+		d.cancel = nil
+	}
+	d.busyCID = 0
+	d.busyGen++
 }
 
 func (d *Device) abortRxLocked() {

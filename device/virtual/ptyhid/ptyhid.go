@@ -292,7 +292,7 @@ func (p *pty) readLoop() {
 					if opens <= 0 {
 						opens = 0
 						buf = buf[:0]
-						p.hid.DropPartial()
+						p.hid.Abandon()
 						p.drain()
 					}
 				}
