@@ -58,7 +58,7 @@ func FuzzRequest(f *testing.F) {
 	seed(f, cmdCredentialMgmtPre, map[int]any{1: cmGetCredsMetadata})
 	seed(f, cmdSelection, nil)
 	seed(f, cmdReset, nil)
-	f.Add([]byte{cmdMakeCredential, 0xbf})       // indefinite-length map
+	f.Add([]byte{cmdMakeCredential, 0xbf})        // indefinite-length map
 	f.Add([]byte{cmdClientPIN, 0xa2, 0x01, 0x01}) // truncated
 	f.Fuzz(func(t *testing.T, req []byte) {
 		fuzzOnce.Do(func() {
