@@ -404,3 +404,43 @@ func TestLibfido2TouchTimeoutAndCancel(t *testing.T) {
 		t.Fatalf("touched: %v", err)
 	}
 }
+
+// A client that leaves halfway (a request half sent, a reply never read)
+// must not disturb the next one.
+func TestLibfido2AfterAbandonedClient(t *testing.T) {
+	k := fidotest.Start(t, 1000008)
+	report := func(cid uint32, cmd byte, bcnt int, data []byte) []byte {
+		p := make([]byte, 65)
+		p[1], p[2], p[3], p[4] = byte(cid>>24), byte(cid>>16), byte(cid>>8), byte(cid)
+		p[5] = 0x80 | cmd
+		p[6], p[7] = byte(bcnt>>8), byte(bcnt)
+		copy(p[8:], data)
+		return p
+	}
+	for i, reqs := range [][][]byte{
+		// INIT whose reply is never read.
+		{report(0xffffffff, 0x06, 8, []byte{1, 2, 3, 4, 5, 6, 7, 8})},
+		// INIT, then half a PING on the new channel (channel 1 of a fresh key).
+		{report(0xffffffff, 0x06, 8, []byte{1, 2, 3, 4, 5, 6, 7, 8}), report(1, 0x01, 500, nil)},
+		// Half a report.
+		{report(0xffffffff, 0x06, 8, nil)[:30]},
+	} {
+		departed := k.Dev.Departed()
+		f, err := os.OpenFile(k.Path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range reqs {
+			if _, err := f.Write(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.Close()
+		<-departed
+		departed = k.Dev.Departed()
+		if _, err := open(t, k).Info(); err != nil {
+			t.Fatalf("getInfo after abandoned client %d: %v", i, err)
+		}
+		<-departed
+	}
+}

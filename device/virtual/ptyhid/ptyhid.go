@@ -11,8 +11,14 @@
 // The transport holds a slave descriptor of its own so that reading the
 // master never fails while no client is connected, and watches the slave
 // with inotify: when the last client closes it, replies nobody read are
-// drained and a half-received request is dropped, so the next client never
-// sees a stale report.
+// drained, a request in flight is cancelled and a half-received one is
+// dropped, so the next client does not see a stale report. One window
+// remains, which hidraw's per-open queues do not have: when a client leaves
+// with an unread reply and another opens before the transport has noticed
+// (within microseconds), the reports of the two cannot be told apart in the
+// pty's single stream. The transport then clears nothing, so the newcomer
+// never loses a reply of its own, but it may read the stale one first
+// (libfido2 then fails the open with an rx error on the nonce mismatch).
 package ptyhid
 
 import (
@@ -81,6 +87,21 @@ func (d *Device) SlavePath() string {
 		return ""
 	}
 	return d.pty.slavePath
+}
+
+// Departed returns a channel closed the next time the last client closes
+// the device and the transport has cleared what it left behind (nil while
+// the key is removed). Tests use it instead of sleeping.
+func (d *Device) Departed() <-chan struct{} {
+	d.mu.Lock()
+	p := d.pty
+	d.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	p.depMu.Lock()
+	defer p.depMu.Unlock()
+	return p.dep
 }
 
 // Close stops the transport and removes the link.
@@ -167,10 +188,12 @@ type pty struct {
 	stopR     int
 	stopW     int
 	slavePath string
-	out       chan []byte
+	out       chan outItem
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	depMu     sync.Mutex
+	dep       chan struct{}
 }
 
 func openPTY(hid *ctaphid.Device) (*pty, error) {
@@ -178,7 +201,7 @@ func openPTY(hid *ctaphid.Device) (*pty, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening /dev/ptmx: %w", err)
 	}
-	p := &pty{hid: hid, master: master, keeper: -1, inotify: -1, stopR: -1, stopW: -1, out: make(chan []byte, 1024), done: make(chan struct{})}
+	p := &pty{hid: hid, master: master, keeper: -1, inotify: -1, stopR: -1, stopW: -1, out: make(chan outItem, 1024), done: make(chan struct{}), dep: make(chan struct{})}
 	fail := func(err error) (*pty, error) {
 		p.closeFDs()
 		return nil, err
@@ -250,9 +273,15 @@ func (p *pty) close() {
 	})
 }
 
+// outItem is a report to write, or (done set) a flush marker.
+type outItem struct {
+	report []byte
+	done   chan struct{}
+}
+
 func (p *pty) send(report []byte) {
 	select {
-	case p.out <- report:
+	case p.out <- outItem{report: report}:
 	case <-p.done:
 	default:
 		// A client that stopped reading while 1024 reports queued up:
@@ -267,6 +296,24 @@ func (p *pty) readLoop() {
 	chunk := make([]byte, 4096)
 	opens := 0
 	ev := make([]byte, 4096)
+	readMaster := func() bool {
+		for {
+			n, err := unix.Read(p.master, chunk)
+			if n > 0 {
+				buf = append(buf, chunk[:n]...)
+				for len(buf) >= hostReport {
+					p.hid.Receive(buf[1:hostReport])
+					buf = buf[hostReport:]
+				}
+			}
+			if err != nil {
+				return errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EIO) || errors.Is(err, unix.EINTR)
+			}
+			if n == 0 {
+				return true
+			}
+		}
+	}
 	for {
 		fds := []unix.PollFd{{Fd: int32(p.inotify), Events: unix.POLLIN}, {Fd: int32(p.master), Events: unix.POLLIN}, {Fd: int32(p.stopR), Events: unix.POLLIN}}
 		if _, err := unix.Poll(fds, -1); err != nil {
@@ -278,53 +325,94 @@ func (p *pty) readLoop() {
 		if fds[2].Revents != 0 {
 			return
 		}
-		// Client comings and goings first, so a close queued before the
-		// next client's request is handled before that request.
-		if fds[0].Revents&unix.POLLIN != 0 {
-			n, _ := unix.Read(p.inotify, ev)
-			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				e := (*unix.InotifyEvent)(unsafePointer(&ev[off]))
-				switch {
-				case e.Mask&unix.IN_OPEN != 0:
-					opens++
-				case e.Mask&(unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE) != 0:
-					opens--
-					if opens <= 0 {
-						opens = 0
-						buf = buf[:0]
-						p.hid.Abandon()
-						p.drain()
-					}
-				}
-				off += unix.SizeofInotifyEvent + int(e.Len)
-			}
-		}
-		if fds[1].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) != 0 {
-			n, err := unix.Read(p.master, chunk)
-			if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EIO) {
+		if fds[0].Revents&unix.POLLIN == 0 {
+			if !readMaster() {
 				return
 			}
-			if n > 0 {
-				buf = append(buf, chunk[:n]...)
-				for len(buf) >= hostReport {
-					p.hid.Receive(buf[1:hostReport])
-					buf = buf[hostReport:]
+			continue
+		}
+		// Clients came or went. Collect the batch of events first.
+		n, _ := unix.Read(p.inotify, ev)
+		var masks []uint32
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			e := (*unix.InotifyEvent)(unsafePointer(&ev[off]))
+			masks = append(masks, e.Mask)
+			off += unix.SizeofInotifyEvent + int(e.Len)
+		}
+		for i, m := range masks {
+			switch {
+			case m&unix.IN_OPEN != 0:
+				opens++
+			case m&(unix.IN_CLOSE_WRITE|unix.IN_CLOSE_NOWRITE) != 0:
+				opens--
+				if opens > 0 {
+					continue
 				}
+				opens = 0
+				laterOpen := false
+				for _, m2 := range masks[i+1:] {
+					laterOpen = laterOpen || m2&unix.IN_OPEN != 0
+				}
+				if laterOpen {
+					// Another client is already there and its reports
+					// may be mixed with the leaver's: clearing anything
+					// now could swallow its replies, so leave it.
+					continue
+				}
+				// Everything still in the master came from the client
+				// that left: handle it so its replies are queued, then
+				// clear them, unless someone opened meanwhile.
+				if !readMaster() {
+					return
+				}
+				if p.eventsPending() {
+					continue
+				}
+				buf = buf[:0]
+				p.hid.Abandon()
+				p.flush()
+				p.drain()
+				p.departed()
 			}
 		}
+		if !readMaster() {
+			return
+		}
+	}
+}
+
+// eventsPending reports whether inotify has events not yet read.
+func (p *pty) eventsPending() bool {
+	fds := []unix.PollFd{{Fd: int32(p.inotify), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n > 0
+}
+
+// departed signals that the last client has gone and its leftovers are
+// cleared.
+func (p *pty) departed() {
+	p.depMu.Lock()
+	close(p.dep)
+	p.dep = make(chan struct{})
+	p.depMu.Unlock()
+}
+
+// flush waits until every report queued so far is in the slave's queue.
+func (p *pty) flush() {
+	done := make(chan struct{})
+	select {
+	case p.out <- outItem{done: done}:
+	case <-p.done:
+		return
+	}
+	select {
+	case <-done:
+	case <-p.done:
 	}
 }
 
 // drain discards replies queued for a client that has gone.
 func (p *pty) drain() {
-	for {
-		select {
-		case <-p.out:
-			continue
-		default:
-		}
-		break
-	}
 	b := make([]byte, 4096)
 	for {
 		n, err := unix.Read(p.keeper, b)
@@ -340,7 +428,12 @@ func (p *pty) writeLoop() {
 		select {
 		case <-p.done:
 			return
-		case r := <-p.out:
+		case it := <-p.out:
+			if it.done != nil {
+				close(it.done)
+				continue
+			}
+			r := it.report
 			for len(r) > 0 {
 				n, err := unix.Write(p.master, r)
 				if n > 0 {
