@@ -153,18 +153,18 @@ func TestLibfido2PINLifecycle(t *testing.T) {
 
 func TestLibfido2ResetWindow(t *testing.T) {
 	k := fidotest.Start(t, 1000003)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	k.Key.SetClock(func() time.Time { return now })
+	clock := fidotest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	k.Key.SetClock(clock.Now)
 	dev := open(t, k)
 	if err := dev.SetPIN(testPIN, ""); err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(11 * time.Second)
+	clock.Advance(11 * time.Second)
 	if err := dev.Reset(); !errors.Is(err, libfido2.ErrNotAllowed) {
 		t.Fatalf("reset 11 s after power-up: %v, want not allowed", err)
 	}
 	k.Key.PowerCycle()
-	now = now.Add(9 * time.Second)
+	clock.Advance(9 * time.Second)
 	k.Key.Presence.SetMode(virtual.TouchNever)
 	k.Key.Presence.SetTimeout(50 * time.Millisecond)
 	if err := dev.Reset(); !isCode(err, 0x2f) {

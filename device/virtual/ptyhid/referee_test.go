@@ -157,17 +157,17 @@ func TestRefereeFido2TokenCredentialManagement(t *testing.T) {
 
 func TestRefereeFido2TokenReset(t *testing.T) {
 	k := fidotest.Start(t, 2000005)
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	k.Key.SetClock(func() time.Time { return now })
+	clock := fidotest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	k.Key.SetClock(clock.Now)
 	run(t, true, []string{testPIN, testPIN}, "fido2-token", "-S", k.Path)
-	now = now.Add(10*time.Second + time.Millisecond)
+	clock.Advance(10*time.Second + time.Millisecond)
 	r := run(t, false, nil, "fido2-token", "-R", k.Path)
 	if !strings.Contains(r.TTY, "FIDO_ERR_NOT_ALLOWED") {
 		t.Fatalf("reset outside the window: want FIDO_ERR_NOT_ALLOWED\n%s", r)
 	}
 	k.Key.Remove()
 	k.Key.Insert()
-	now = now.Add(9 * time.Second)
+	clock.Advance(9 * time.Second)
 	run(t, true, nil, "fido2-token", "-R", k.Path)
 	if r := run(t, true, nil, "fido2-token", "-I", k.Path); !strings.Contains(r.Stdout, "noclientPin") {
 		t.Fatalf("a pin survived reset\n%s", r)
