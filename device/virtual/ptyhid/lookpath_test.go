@@ -1,0 +1,5 @@
+package ptyhid_test
+
+import "os/exec"
+
+var lookPath = exec.LookPath
