@@ -54,7 +54,10 @@ func plug(t *testing.T, index int, fw virtual.Version) *rig {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	slot := y.Run(ctx, daemon.Addr(index))
+	slot, err := y.Run(ctx, daemon.Addr(index), "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Wait until pcscd has powered this card up (a card from an earlier test
 	// may have held the reader until pcscd noticed it leave).
 	select {

@@ -134,8 +134,18 @@ func Start(ctx context.Context, dir string, n int, fw virtual.Version) (*Fleet, 
 		return nil, err
 	}
 	f.Daemon = d
+	hidDir := filepath.Join(dir, "hid")
+	if err := os.MkdirAll(hidDir, 0o700); err != nil {
+		d.Stop()
+		return nil, err
+	}
 	for i, y := range f.Keys {
-		f.Slots = append(f.Slots, y.Run(ctx, d.Addr(i)))
+		slot, err := y.Run(ctx, d.Addr(i), filepath.Join(hidDir, fmt.Sprintf("key-%d", y.Serial())))
+		if err != nil {
+			d.Stop()
+			return nil, err
+		}
+		f.Slots = append(f.Slots, slot)
 	}
 	for _, s := range f.Slots {
 		select {
@@ -198,10 +208,11 @@ func run(parent context.Context, dir string, n int, fw virtual.Version, mode vir
 	fmt.Fprintf(out, "keydesk-sim: %d virtual YubiKey(s) running (practice mode; not real hardware)\n\n", n)
 	for i, y := range f.Keys {
 		id := y.Key.Identity()
-		fmt.Fprintf(out, "  serial %d  %s  firmware %s\n    PC/SC reader: %s\n", id.Serial, id.Name(), id.Firmware, f.Daemon.Reader(i))
+		fmt.Fprintf(out, "  serial %d  %s  firmware %s\n    PC/SC reader: %s\n    FIDO device:  %s\n", id.Serial, id.Name(), id.Firmware, f.Daemon.Reader(i), y.HID.Path())
 	}
 	fmt.Fprintf(out, "\nPoint PC/SC software at these keys with:\n  export %s\n", f.Daemon.Env())
 	fmt.Fprintf(out, "for example:  %s ykman -r 'keydesk virtual' info\n", f.Daemon.Env())
+	fmt.Fprintf(out, "FIDO2 tools open the device path:  fido2-token -I %s\n", f.Keys[0].HID.Path())
 	fmt.Fprintf(out, "\nFrom another terminal:  keydesk-sim insert|remove|touch|power-cycle SERIAL --state %s\n", dir)
 	fmt.Fprintf(out, "State is kept in %s. Ctrl-C stops the keys and pcscd.\n", dir)
 

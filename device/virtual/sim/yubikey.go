@@ -12,9 +12,11 @@ import (
 	"sync"
 
 	"github.com/keydesk/keydesk/device/virtual"
+	"github.com/keydesk/keydesk/device/virtual/ctap"
 	"github.com/keydesk/keydesk/device/virtual/iso7816"
 	"github.com/keydesk/keydesk/device/virtual/mgmtapplet"
 	"github.com/keydesk/keydesk/device/virtual/pivapplet"
+	"github.com/keydesk/keydesk/device/virtual/ptyhid"
 	"github.com/keydesk/keydesk/device/virtual/vpcd"
 )
 
@@ -29,13 +31,16 @@ type Options struct {
 	StatePath string
 }
 
-// YubiKey is one virtual YubiKey 5: its physical model, its applets, and the
-// card that routes PC/SC commands to them.
+// YubiKey is one virtual YubiKey 5: its physical model, its applets, the
+// card that routes PC/SC commands to them, and its FIDO2 authenticator.
 type YubiKey struct {
 	Key  *virtual.Key
 	PIV  *pivapplet.Applet
 	Mgmt *mgmtapplet.Applet
 	Card *iso7816.Card
+	FIDO *ctap.Authenticator
+	// HID is the pseudo-terminal libfido2 opens, while Run runs.
+	HID *ptyhid.Device
 
 	path  string
 	dirty chan struct{}
@@ -47,6 +52,7 @@ type YubiKey struct {
 type stateFile struct {
 	Identity virtual.Identity `json:"identity"`
 	PIV      json.RawMessage  `json:"piv"`
+	FIDO     json.RawMessage  `json:"fido,omitempty"`
 }
 
 // New creates a virtual key, or loads it from opts.StatePath when that file
@@ -83,6 +89,14 @@ func New(opts Options) (*YubiKey, error) {
 		y.Key = virtual.NewKey(id)
 		if y.PIV, err = pivapplet.New(y.Key); err != nil {
 			return nil, err
+		}
+	}
+	if y.FIDO, err = ctap.New(y.Key); err != nil {
+		return nil, err
+	}
+	if saved != nil && len(saved.FIDO) > 0 {
+		if err := y.FIDO.UnmarshalState(saved.FIDO); err != nil {
+			return nil, fmt.Errorf("loading virtual key from %s: fido: %w", opts.StatePath, err)
 		}
 	}
 	y.Mgmt = mgmtapplet.New(y.Key)
@@ -129,7 +143,11 @@ func (y *YubiKey) Save() error {
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(stateFile{Identity: y.Key.Identity(), PIV: pivState}, "", "  ")
+	fidoState, err := y.FIDO.MarshalState()
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(stateFile{Identity: y.Key.Identity(), PIV: pivState, FIDO: fidoState}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -145,8 +163,22 @@ func (y *YubiKey) Save() error {
 
 // Run attaches the key's card to the vpcd reader at pcscAddr and saves state
 // after every change, until ctx ends. The returned slot says when pcscd has
-// the card.
-func (y *YubiKey) Run(ctx context.Context, pcscAddr string) *vpcd.Slot {
+// the card. With hidLink set, it also opens the FIDO pseudo-terminal and keeps
+// a symbolic link to it at that path (its directory must exist).
+func (y *YubiKey) Run(ctx context.Context, pcscAddr, hidLink string) (*vpcd.Slot, error) {
+	if hidLink != "" {
+		hid, err := ptyhid.Open(y.Key, y.FIDO, hidLink)
+		if err != nil {
+			return nil, fmt.Errorf("opening the fido transport: %w", err)
+		}
+		y.HID = hid
+		y.saved.Add(1)
+		go func() {
+			defer y.saved.Done()
+			<-ctx.Done()
+			hid.Close()
+		}()
+	}
 	if y.dirty != nil {
 		y.saved.Add(1)
 		go func() {
@@ -162,7 +194,7 @@ func (y *YubiKey) Run(ctx context.Context, pcscAddr string) *vpcd.Slot {
 			}
 		}()
 	}
-	return vpcd.Attach(ctx, pcscAddr, y.Key, y.Card)
+	return vpcd.Attach(ctx, pcscAddr, y.Key, y.Card), nil
 }
 
 func (y *YubiKey) setErr(err error) {
