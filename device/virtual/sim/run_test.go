@@ -17,6 +17,22 @@ import (
 	"github.com/keydesk/keydesk/device/virtual/pivapplet"
 )
 
+// stateDir is one state directory for the whole test binary: libpcsclite
+// reads PCSCLITE_CSOCK_NAME once per process, and the private pcscd's socket
+// lives under the state directory, so every run here must use the same one.
+var stateDir string
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "keydesk-sim-test-")
+	if err != nil {
+		panic(err)
+	}
+	stateDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
 // session is one 'keydesk-sim run' in this process, with its printed output.
 type session struct {
 	cancel context.CancelFunc
@@ -102,7 +118,11 @@ func waitState(t *testing.T, reader string, present bool) {
 // through piv-go, removes and reinserts the key over the control socket,
 // stops, runs again on the same state directory and finds the same key.
 func TestRunKeepsKeysAndTakesControlCommands(t *testing.T) {
-	dir := t.TempDir()
+	dir := stateDir
+	old, _ := filepath.Glob(filepath.Join(dir, "key-*.json"))
+	for _, f := range old {
+		os.Remove(f) // a fresh key for each run of this test (go test -count)
+	}
 	s := startRun(t, dir)
 	waitState(t, s.reader, true)
 
