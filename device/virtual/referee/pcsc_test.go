@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,18 @@ func TestYkmanInfo(t *testing.T) {
 	}
 	r.config(t, "--enable", "PIV", "--enable", "OATH")
 	r.tool(t, "", "ykman", "-r", r.reader, "piv", "info")
+
+	// Disabling OATH over NFC changes only the NFC set, and ykman info
+	// reports it in the NFC column.
+	r.tool(t, "", "ykman", "-r", r.reader, "config", "nfc", "--disable", "OATH", "--force")
+	id = r.y.Key.Identity()
+	if id.EnabledNFC.Has(virtual.CapOATH) || !id.EnabledUSB.Has(virtual.CapOATH) {
+		t.Fatalf("after ykman config nfc --disable OATH: usb %v nfc %v", id.EnabledUSB, id.EnabledNFC)
+	}
+	out = r.tool(t, "", "ykman", "-r", r.reader, "info")
+	if !regexp.MustCompile(`(?m)^OATH\s+Enabled\s+Disabled\s*$`).MatchString(out) {
+		t.Fatalf("ykman info after disabling OATH over NFC:\n%s", out)
+	}
 }
 
 // config runs `ykman config usb ... --force`. ykman asks the key to restart
