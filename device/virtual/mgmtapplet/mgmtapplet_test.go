@@ -95,3 +95,32 @@ func TestReadAndWriteConfig(t *testing.T) {
 		t.Fatal("write with the lock code did not apply")
 	}
 }
+
+// FuzzProcess sends arbitrary APDUs to the selected management applet. The
+// invariants: no panic, a status word the applet defines, and a configuration
+// that stays within what the key supports with at least one USB application.
+func FuzzProcess(f *testing.F) {
+	f.Add([]byte{0, insReadConfig, 0, 0, 0})
+	f.Add(writeConfig(tlv.TLV{Tag: tagUSBEnabled, Value: []byte{0x02, 0x3B}}))
+	f.Add(writeConfig(tlv.TLV{Tag: tagNFCEnabled, Value: []byte{0x00}}, tlv.TLV{Tag: tagReboot}))
+	f.Add(writeConfig(tlv.TLV{Tag: tagConfigLock, Value: bytes.Repeat([]byte{1}, 16)}))
+	f.Add([]byte{0, insWriteConfig, 0, 0, 3, 5, 0x03, 0x02})
+	f.Fuzz(func(t *testing.T, apdu []byte) {
+		key := virtual.NewKey(virtual.DefaultIdentity(31000042))
+		card := iso7816.NewCard(nil, New(key))
+		card.Transmit(context.Background(), append([]byte{0, 0xA4, 4, 0, byte(len(AID))}, AID...))
+		r := card.Transmit(context.Background(), apdu)
+		if len(r) < 2 {
+			t.Fatalf("% x: no status word in %x", apdu, r)
+		}
+		switch sw := uint16(r[len(r)-2])<<8 | uint16(r[len(r)-1]); {
+		case sw == iso7816.SWOK, sw>>8 == 0x61, sw>>8 == 0x67, sw>>8 == 0x6A, sw>>8 == 0x69, sw>>8 == 0x6D, sw>>8 == 0x6E, sw>>8 == 0x6C:
+		default:
+			t.Fatalf("% x: status word %04x", apdu, sw)
+		}
+		id := key.Identity()
+		if id.EnabledUSB == 0 || id.EnabledUSB&^id.SupportedUSB != 0 || id.EnabledNFC&^id.SupportedNFC != 0 {
+			t.Fatalf("% x left configuration usb %v/%v nfc %v/%v", apdu, id.EnabledUSB, id.SupportedUSB, id.EnabledNFC, id.SupportedNFC)
+		}
+	})
+}
