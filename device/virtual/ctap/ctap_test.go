@@ -3,6 +3,8 @@ package ctap
 import (
 	"context"
 	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -503,6 +505,48 @@ func TestOldFirmwareResetWindow(t *testing.T) {
 	now = now.Add(6 * time.Second)
 	if st, _ := call(t, a, cmdReset, nil); st != ErrNotAllowed {
 		t.Fatalf("reset 6 s after power-up on 5.4.3: 0x%02x", byte(st))
+	}
+}
+
+func TestU2FRegisterAuthenticate(t *testing.T) {
+	a, k := newAuth(t)
+	challenge, app := sha256.Sum256([]byte("c")), sha256.Sum256([]byte("https://u2f.example"))
+	apdu := func(ins, p1 byte, data []byte) []byte {
+		return append([]byte{0, ins, p1, 0, byte(len(data))}, data...)
+	}
+	resp := a.MSG(context.Background(), apdu(1, 0, append(challenge[:], app[:]...)), nil)
+	if len(resp) < 70 || resp[0] != 5 || string(resp[len(resp)-2:]) != "\x90\x00" {
+		t.Fatalf("register % x", resp)
+	}
+	point := resp[1:66]
+	handle := resp[67 : 67+int(resp[66])]
+	auth := func(p1 byte, app []byte, h []byte) []byte {
+		return a.MSG(context.Background(), apdu(2, p1, append(append(append(challenge[:0:0], challenge[:]...), app...), append([]byte{byte(len(h))}, h...)...)), nil)
+	}
+	if got := auth(7, app[:], handle); string(got) != "\x69\x85" {
+		t.Fatalf("check-only with a valid handle: % x", got)
+	}
+	other := sha256.Sum256([]byte("other"))
+	if got := auth(7, other[:], handle); string(got) != "\x6a\x80" {
+		t.Fatalf("check-only for another app: % x", got)
+	}
+	got := auth(3, app[:], handle)
+	if len(got) < 10 || got[0] != flagUP || string(got[len(got)-2:]) != "\x90\x00" {
+		t.Fatalf("authenticate % x", got)
+	}
+	x, y := elliptic.Unmarshal(elliptic.P256(), point)
+	msg := append(append(append(app[:0:0], app[:]...), got[:5]...), challenge[:]...)
+	h := sha256.Sum256(msg)
+	if !ecdsa.VerifyASN1(&ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}, h[:], got[5:len(got)-2]) {
+		t.Fatal("u2f signature does not verify")
+	}
+	k.Presence.SetMode(virtual.TouchNever)
+	k.Presence.SetTimeout(10 * time.Millisecond)
+	if got := auth(3, app[:], handle); string(got) != "\x69\x85" {
+		t.Fatalf("authenticate without a touch: % x", got)
+	}
+	if got := a.MSG(context.Background(), []byte{0, 2, 3, 0, 5, 1}, nil); string(got) != "\x67\x00" {
+		t.Fatalf("bad Lc: % x", got)
 	}
 }
 

@@ -173,3 +173,28 @@ func TestRefereeFido2TokenReset(t *testing.T) {
 		t.Fatalf("a pin survived reset\n%s", r)
 	}
 }
+
+// CTAP1/U2F through libfido2's U2F path (-u): registration with fido-u2f
+// attestation, then authentication.
+func TestRefereeFido2U2F(t *testing.T) {
+	k := fidotest.Start(t, 2000006)
+	dir := t.TempDir()
+	cdh := sha256.Sum256([]byte("u2f"))
+	in, cred, pub := filepath.Join(dir, "in"), filepath.Join(dir, "cred"), filepath.Join(dir, "pem")
+	writeLines(t, in, b64(cdh[:]), "keydesk.example", "erin", b64([]byte("erin-id")))
+	run(t, true, nil, "fido2-cred", "-M", "-u", "-i", in, "-o", cred, k.Path)
+	out, _ := os.ReadFile(cred)
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 7 || lines[2] != "fido-u2f" {
+		t.Fatalf("fido2-cred -M -u output (want 7 lines, fido-u2f):\n%s", out)
+	}
+	run(t, true, nil, "fido2-cred", "-V", "-i", cred, "-o", pub)
+	vout, _ := os.ReadFile(pub)
+	lines := strings.SplitN(string(vout), "\n", 2)
+	key := filepath.Join(dir, "key")
+	os.WriteFile(key, []byte(lines[1]), 0o600)
+	acdh := sha256.Sum256([]byte("u2f assert"))
+	ain, aout := filepath.Join(dir, "ain"), filepath.Join(dir, "aout")
+	writeLines(t, ain, b64(acdh[:]), "keydesk.example", lines[0])
+	run(t, true, nil, "fido2-assert", "-G", "-u", "-p", "-i", ain, "-o", aout, k.Path)
+	run(t, true, nil, "fido2-assert", "-V", "-p", "-i", aout, key)
+}
