@@ -129,7 +129,8 @@ func decode(data []byte, v any) error {
 // Authenticator is the CTAP2 applet of one virtual key. It is safe for
 // concurrent use; requests are handled one at a time.
 type Authenticator struct {
-	key *virtual.Key
+	key   *virtual.Key
+	unsub func()
 
 	mu    sync.Mutex
 	st    state
@@ -156,7 +157,7 @@ func New(key *virtual.Key) (*Authenticator, error) {
 	if err := a.powerUp(); err != nil {
 		return nil, err
 	}
-	key.Subscribe(func(e virtual.Event) {
+	a.unsub = key.Subscribe(func(e virtual.Event) {
 		if e == virtual.Inserted || e == virtual.PowerCycled {
 			a.mu.Lock()
 			a.powerUp() // errors only from crypto/rand
@@ -165,6 +166,9 @@ func New(key *virtual.Key) (*Authenticator, error) {
 	})
 	return a, nil
 }
+
+// Close stops following the key's power events.
+func (a *Authenticator) Close() { a.unsub() }
 
 // powerUp resets everything that lives in RAM on a real key.
 func (a *Authenticator) powerUp() error {
