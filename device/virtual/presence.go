@@ -33,7 +33,7 @@ type Presence struct {
 	mu      sync.Mutex
 	mode    TouchMode
 	timeout time.Duration
-	touches chan struct{} // a touch given while a request waits
+	touches chan struct{} // a touch given while a request waits (capacity 1)
 	waiting chan struct{} // closed and replaced whenever a request starts waiting
 	pending int           // requests waiting now
 }
@@ -42,7 +42,7 @@ type Presence struct {
 func NewPresence() *Presence {
 	return &Presence{
 		timeout: DefaultTouchTimeout,
-		touches: make(chan struct{}),
+		touches: make(chan struct{}, 1),
 		waiting: make(chan struct{}),
 	}
 }
@@ -84,13 +84,20 @@ func (p *Presence) Pending() int {
 }
 
 // Touch satisfies one waiting request. It reports false when none was waiting.
+// A touch given between a request starting to wait (Waiting closed) and its
+// reaching its select is kept for it, so Touch right after Waiting never
+// races.
 func (p *Presence) Touch() bool {
-	select {
-	case p.touches <- struct{}{}:
-		return true
-	default:
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending == 0 || p.mode != TouchManual {
 		return false
 	}
+	select {
+	case p.touches <- struct{}{}:
+	default: // a touch is already pending for a waiting request
+	}
+	return true
 }
 
 // Request asks for a touch and blocks until one is given, the timeout passes
@@ -110,6 +117,12 @@ func (p *Presence) Request(ctx context.Context, keepalive func()) error {
 	defer func() {
 		p.mu.Lock()
 		p.pending--
+		if p.pending == 0 {
+			select { // a touch nobody took must not satisfy a later request
+			case <-p.touches:
+			default:
+			}
+		}
 		p.mu.Unlock()
 	}()
 
