@@ -33,7 +33,7 @@ type Presence struct {
 	mu      sync.Mutex
 	mode    TouchMode
 	timeout time.Duration
-	touches chan struct{} // a touch given while a request waits
+	touches chan struct{} // a touch given while a request waits (capacity 1)
 	waiting chan struct{} // closed and replaced whenever a request starts waiting
 	pending int           // requests waiting now
 }
@@ -84,16 +84,18 @@ func (p *Presence) Pending() int {
 }
 
 // Touch satisfies one waiting request. It reports false when none was waiting.
-// A touch given while a request is starting to wait is kept for it.
+// A touch given between a request starting to wait (Waiting closed) and its
+// reaching its select is kept for it, so Touch right after Waiting never
+// races.
 func (p *Presence) Touch() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.pending == 0 {
+	if p.pending == 0 || p.mode != TouchManual {
 		return false
 	}
 	select {
 	case p.touches <- struct{}{}:
-	default: // a touch is already queued for the waiting request
+	default: // a touch is already pending for a waiting request
 	}
 	return true
 }
@@ -116,8 +118,7 @@ func (p *Presence) Request(ctx context.Context, keepalive func()) error {
 		p.mu.Lock()
 		p.pending--
 		if p.pending == 0 {
-			// A touch nobody took must not satisfy a later request.
-			select {
+			select { // a touch nobody took must not satisfy a later request
 			case <-p.touches:
 			default:
 			}

@@ -35,8 +35,13 @@ const (
 type sealedKey struct {
 	alg         byte
 	credProtect byte
+	hmacSecret  bool // made with the hmac-secret extension
 	seed        []byte
 }
+
+// flagHMACSecret marks, in the credProtect byte of a credential ID, a
+// credential made with hmac-secret.
+const flagHMACSecret = 0x10
 
 func (a *Authenticator) wrap(rpIDHash []byte, k sealedKey) ([]byte, error) {
 	b, err := aes.NewCipher(a.st.WrapKey)
@@ -47,7 +52,11 @@ func (a *Authenticator) wrap(rpIDHash []byte, k sealedKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	hdr := []byte{credIDVersion, k.alg, k.credProtect}
+	prot := k.credProtect
+	if k.hmacSecret {
+		prot |= flagHMACSecret
+	}
+	hdr := []byte{credIDVersion, k.alg, prot}
 	nonce := make([]byte, g.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
@@ -75,7 +84,7 @@ func (a *Authenticator) unwrap(rpIDHash, id []byte) (sealedKey, bool) {
 	if err != nil {
 		return sealedKey{}, false
 	}
-	return sealedKey{alg: hdr[1], credProtect: hdr[2], seed: seed}, true
+	return sealedKey{alg: hdr[1], credProtect: hdr[2] &^ flagHMACSecret, hmacSecret: hdr[2]&flagHMACSecret != 0, seed: seed}, true
 }
 
 // signer rebuilds the credential's private key from its seed.
@@ -297,7 +306,7 @@ func (r *request) makeCredential(params []byte) (any, error) {
 		return nil, err
 	}
 
-	sk := sealedKey{alg: alg, credProtect: credProtect, seed: make([]byte, 32)}
+	sk := sealedKey{alg: alg, credProtect: credProtect, hmacSecret: hmacSecret, seed: make([]byte, 32)}
 	if _, err := rand.Read(sk.seed); err != nil {
 		return nil, err
 	}
@@ -419,6 +428,7 @@ type nextAssertion struct {
 	flags                    byte
 	uv                       bool
 	rest                     []match
+	hs                       *hmacSecretState
 	deadline                 time.Time
 }
 
@@ -452,6 +462,16 @@ func (r *request) getAssertion(params []byte) (any, error) {
 		}
 	}
 	rpIDHash := sha256.Sum256([]byte(*q.RPID))
+	var hs *hmacSecretInput
+	if raw, ok := q.Extensions["hmac-secret"]; ok {
+		hs = new(hmacSecretInput)
+		if err := decode(raw, hs); err != nil {
+			return nil, err
+		}
+		if hs.KeyAgreement == nil || hs.SaltEnc == nil || hs.SaltAuth == nil {
+			return nil, ErrMissingParameter
+		}
+	}
 	uv := false
 	if q.PinUvAuth != nil {
 		if a.st.PINHash == nil {
@@ -463,7 +483,10 @@ func (r *request) getAssertion(params []byte) (any, error) {
 		uv = true
 	}
 
-	var found []match
+	var (
+		found []match
+		err   error
+	)
 	if len(q.AllowList) > 0 {
 		for _, d := range q.AllowList {
 			if d.ID == nil {
@@ -508,13 +531,19 @@ func (r *request) getAssertion(params []byte) (any, error) {
 	if uv {
 		flags |= flagUV
 	}
-	resp, err := a.assert(rpIDHash[:], q.ClientDataHash, flags, uv, found[0])
+	var hsState *hmacSecretState
+	if hs != nil {
+		if hsState, err = a.openHMACSecret(hs); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := a.assert(rpIDHash[:], q.ClientDataHash, flags, uv, found[0], hsState)
 	if err != nil {
 		return nil, err
 	}
 	if len(q.AllowList) == 0 && len(found) > 1 {
 		resp.Count = len(found)
-		a.next = &nextAssertion{rpIDHash: rpIDHash[:], clientDataHash: q.ClientDataHash, flags: flags, uv: uv, rest: found[1:], deadline: a.key.Now().Add(nextAssertionTimeout)}
+		a.next = &nextAssertion{rpIDHash: rpIDHash[:], clientDataHash: q.ClientDataHash, flags: flags, uv: uv, rest: found[1:], hs: hsState, deadline: a.key.Now().Add(nextAssertionTimeout)}
 	}
 	return resp, nil
 }
@@ -530,13 +559,24 @@ func (r *request) getNextAssertion() (any, error) {
 	m := n.rest[0]
 	n.rest = n.rest[1:]
 	n.deadline = a.key.Now().Add(nextAssertionTimeout)
-	return a.assert(n.rpIDHash, n.clientDataHash, n.flags, n.uv, m)
+	return a.assert(n.rpIDHash, n.clientDataHash, n.flags, n.uv, m, n.hs)
 }
 
-func (a *Authenticator) assert(rpIDHash, cdh []byte, flags byte, uv bool, m match) (*getAssertionResp, error) {
+func (a *Authenticator) assert(rpIDHash, cdh []byte, flags byte, uv bool, m match, hs *hmacSecretState) (*getAssertionResp, error) {
 	a.st.SignCount++
 	a.dirty = true
-	ad := authData(rpIDHash, flags, a.st.SignCount)
+	var ext []byte
+	if hs != nil && m.key.hmacSecret {
+		out, err := hs.output(m.key, uv)
+		if err != nil {
+			return nil, err
+		}
+		if ext, err = encMode.Marshal(map[string][]byte{"hmac-secret": out}); err != nil {
+			return nil, err
+		}
+		flags |= flagED
+	}
+	ad := append(authData(rpIDHash, flags, a.st.SignCount), ext...)
 	sig, err := sign(m.key.signer(), append(append([]byte(nil), ad...), cdh...))
 	if err != nil {
 		return nil, err

@@ -129,16 +129,20 @@ func decode(data []byte, v any) error {
 // Authenticator is the CTAP2 applet of one virtual key. It is safe for
 // concurrent use; requests are handled one at a time.
 type Authenticator struct {
-	key *virtual.Key
+	key   *virtual.Key
+	unsub func()
 
 	mu    sync.Mutex
 	st    state
 	dirty bool
 	// transient, lost at power-up (CTAP 2.1 §6.5.5.1)
-	pin   pinSession
-	next  *nextAssertion
-	enum  *enumeration
-	Trace func(req, resp []byte) // optional: called with every exchange
+	pin  pinSession
+	next *nextAssertion
+	enum *enumeration
+	// Trace, when set before use, is called with every exchange: CTAP2
+	// requests as command byte then CBOR, U2F APDUs prefixed with 0x83
+	// (CTAPHID_MSG).
+	Trace func(req, resp []byte)
 }
 
 // New returns an authenticator with a fresh state for key (no PIN, no
@@ -153,7 +157,7 @@ func New(key *virtual.Key) (*Authenticator, error) {
 	if err := a.powerUp(); err != nil {
 		return nil, err
 	}
-	key.Subscribe(func(e virtual.Event) {
+	a.unsub = key.Subscribe(func(e virtual.Event) {
 		if e == virtual.Inserted || e == virtual.PowerCycled {
 			a.mu.Lock()
 			a.powerUp() // errors only from crypto/rand
@@ -162,6 +166,9 @@ func New(key *virtual.Key) (*Authenticator, error) {
 	})
 	return a, nil
 }
+
+// Close stops following the key's power events.
+func (a *Authenticator) Close() { a.unsub() }
 
 // powerUp resets everything that lives in RAM on a real key.
 func (a *Authenticator) powerUp() error {
@@ -276,19 +283,69 @@ func (r *request) userPresence() error {
 	}
 }
 
-// MSG answers CTAP1/U2F APDUs (FIDO U2F Raw Message Formats §6). Only
-// U2F_VERSION is served; CTAP2 clients do not use the others with a key
-// that speaks CTAP2.
+// MSG answers CTAP1/U2F request APDUs (FIDO U2F Raw Message Formats
+// §4-6): U2F_REGISTER, U2F_AUTHENTICATE and U2F_VERSION. U2F key handles are
+// sealed credential IDs bound to the application parameter, so a U2F
+// credential is a non-discoverable ES256 credential of that application.
 func (a *Authenticator) MSG(ctx context.Context, apdu []byte, keepalive func(byte)) []byte {
-	if len(apdu) < 4 {
+	cla, ins, p1, data, ok := parseAPDU(apdu)
+	if !ok {
 		return []byte{0x67, 0x00} // wrong length
 	}
-	if apdu[0] != 0 {
+	if cla != 0 {
 		return []byte{0x6e, 0x00} // class not supported
 	}
-	switch apdu[1] {
-	case 0x03: // U2F_VERSION
-		return append([]byte("U2F_V2"), 0x90, 0x00)
+	a.mu.Lock()
+	r := &request{a: a, ctx: ctx, keepalive: keepalive}
+	var resp []byte
+	switch ins {
+	case 0x01:
+		resp = r.u2fRegister(data)
+	case 0x02:
+		resp = r.u2fAuthenticate(p1, data)
+	case 0x03:
+		resp = append([]byte("U2F_V2"), 0x90, 0x00)
+	default:
+		resp = []byte{0x6d, 0x00} // instruction not supported
 	}
-	return []byte{0x6d, 0x00} // instruction not supported
+	dirty := a.dirty
+	a.dirty = false
+	a.mu.Unlock()
+	if dirty {
+		a.key.Changed()
+	}
+	if a.Trace != nil {
+		a.Trace(append([]byte{0x83}, apdu...), resp)
+	}
+	return resp
+}
+
+// parseAPDU reads a short or extended-length command APDU (ISO 7816-4 §5.1).
+func parseAPDU(b []byte) (cla, ins, p1 byte, data []byte, ok bool) {
+	if len(b) < 4 {
+		return 0, 0, 0, nil, false
+	}
+	cla, ins, p1 = b[0], b[1], b[2]
+	body := b[4:]
+	switch {
+	case len(body) == 0, len(body) == 1: // no data, maybe Le
+		return cla, ins, p1, nil, true
+	case body[0] != 0: // short Lc
+		n := int(body[0])
+		if len(body) < 1+n || len(body) > 2+n {
+			return 0, 0, 0, nil, false
+		}
+		return cla, ins, p1, body[1 : 1+n], true
+	case len(body) == 3: // extended Le only
+		return cla, ins, p1, nil, true
+	default: // extended Lc
+		if len(body) < 3 {
+			return 0, 0, 0, nil, false
+		}
+		n := int(body[1])<<8 | int(body[2])
+		if len(body) < 3+n || len(body) > 5+n {
+			return 0, 0, 0, nil, false
+		}
+		return cla, ins, p1, body[3 : 3+n], true
+	}
 }

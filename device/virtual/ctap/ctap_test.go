@@ -3,6 +3,8 @@ package ctap
 import (
 	"context"
 	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -506,6 +508,48 @@ func TestOldFirmwareResetWindow(t *testing.T) {
 	}
 }
 
+func TestU2FRegisterAuthenticate(t *testing.T) {
+	a, k := newAuth(t)
+	challenge, app := sha256.Sum256([]byte("c")), sha256.Sum256([]byte("https://u2f.example"))
+	apdu := func(ins, p1 byte, data []byte) []byte {
+		return append([]byte{0, ins, p1, 0, byte(len(data))}, data...)
+	}
+	resp := a.MSG(context.Background(), apdu(1, 0, append(challenge[:], app[:]...)), nil)
+	if len(resp) < 70 || resp[0] != 5 || string(resp[len(resp)-2:]) != "\x90\x00" {
+		t.Fatalf("register % x", resp)
+	}
+	point := resp[1:66]
+	handle := resp[67 : 67+int(resp[66])]
+	auth := func(p1 byte, app []byte, h []byte) []byte {
+		return a.MSG(context.Background(), apdu(2, p1, append(append(append(challenge[:0:0], challenge[:]...), app...), append([]byte{byte(len(h))}, h...)...)), nil)
+	}
+	if got := auth(7, app[:], handle); string(got) != "\x69\x85" {
+		t.Fatalf("check-only with a valid handle: % x", got)
+	}
+	other := sha256.Sum256([]byte("other"))
+	if got := auth(7, other[:], handle); string(got) != "\x6a\x80" {
+		t.Fatalf("check-only for another app: % x", got)
+	}
+	got := auth(3, app[:], handle)
+	if len(got) < 10 || got[0] != flagUP || string(got[len(got)-2:]) != "\x90\x00" {
+		t.Fatalf("authenticate % x", got)
+	}
+	x, y := elliptic.Unmarshal(elliptic.P256(), point)
+	msg := append(append(append(app[:0:0], app[:]...), got[:5]...), challenge[:]...)
+	h := sha256.Sum256(msg)
+	if !ecdsa.VerifyASN1(&ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}, h[:], got[5:len(got)-2]) {
+		t.Fatal("u2f signature does not verify")
+	}
+	k.Presence.SetMode(virtual.TouchNever)
+	k.Presence.SetTimeout(10 * time.Millisecond)
+	if got := auth(3, app[:], handle); string(got) != "\x69\x85" {
+		t.Fatalf("authenticate without a touch: % x", got)
+	}
+	if got := a.MSG(context.Background(), []byte{0, 2, 3, 0, 5, 1}, nil); string(got) != "\x67\x00" {
+		t.Fatalf("bad Lc: % x", got)
+	}
+}
+
 func TestU2FVersion(t *testing.T) {
 	a, _ := newAuth(t)
 	if got := string(a.MSG(context.Background(), []byte{0, 3, 0, 0}, nil)); got != "U2F_V2\x90\x00" {
@@ -514,4 +558,83 @@ func TestU2FVersion(t *testing.T) {
 	if got := a.MSG(context.Background(), []byte{0, 1}, nil); got[0] != 0x67 {
 		t.Fatalf("short apdu % x", got)
 	}
+}
+
+func TestCredentialManagementEnumerateAndUpdate(t *testing.T) {
+	a, _ := newAuth(t)
+	pl := newPlatform(t, a, 1)
+	want(t, pl.setPIN("1234"), StatusOK, "setPIN")
+	cdh := sha256.Sum256([]byte("x"))
+	for _, rp := range []string{"b.example", "a.example", "a.example"} {
+		_, tok := pl.token("1234", permMakeCredential, "")
+		q := mcParams(rp, cdh[:], map[int]any{7: map[string]bool{"rk": true}, 8: pl.mac(tok, cdh[:]), 9: 1})
+		q[3] = map[string]any{"id": []byte(rp + string(rune('0'+len(a.st.Resident)))), "name": "n"}
+		if st, _ := call(t, a, cmdMakeCredential, q); st != StatusOK {
+			t.Fatalf("rk for %s: 0x%02x", rp, byte(st))
+		}
+	}
+	_, tok := pl.token("1234", permCredentialMgmt, "")
+	cm := func(sub int, params any) (Status, map[int]cbor.RawMessage) {
+		q := map[int]any{1: sub}
+		msg := []byte{byte(sub)}
+		if params != nil {
+			b, _ := encMode.Marshal(params)
+			q[2] = cbor.RawMessage(b)
+			msg = append(msg, b...)
+		}
+		if sub != cmEnumerateRPsGetNext && sub != cmEnumerateCredsGetNext {
+			q[3], q[4] = 1, pl.mac(tok, msg)
+		}
+		return call(t, a, cmdCredentialMgmt, q)
+	}
+	st, m := cm(cmEnumerateRPsBegin, nil)
+	want(t, st, StatusOK, "enumerateRPsBegin")
+	var total int
+	cbor.Unmarshal(m[5], &total)
+	var rp rpOut
+	cbor.Unmarshal(m[3], &rp)
+	if total != 2 || rp.ID != "a.example" {
+		t.Fatalf("first rp %+v of %d", rp, total)
+	}
+	st, m = cm(cmEnumerateRPsGetNext, nil)
+	want(t, st, StatusOK, "getNextRP")
+	cbor.Unmarshal(m[3], &rp)
+	if rp.ID != "b.example" {
+		t.Fatalf("second rp %+v", rp)
+	}
+	st, _ = cm(cmEnumerateRPsGetNext, nil)
+	want(t, st, ErrNotAllowed, "getNextRP past the end")
+
+	h := sha256.Sum256([]byte("a.example"))
+	st, m = cm(cmEnumerateCredsBegin, map[int]any{1: h[:]})
+	want(t, st, StatusOK, "enumerateCredentialsBegin")
+	cbor.Unmarshal(m[9], &total)
+	if total != 2 {
+		t.Fatalf("credentials for a.example: %d", total)
+	}
+	var desc credDescriptor
+	cbor.Unmarshal(m[7], &desc)
+	var user publicUser
+	cbor.Unmarshal(m[6], &user)
+	st, _ = cm(cmEnumerateCredsGetNext, nil)
+	want(t, st, StatusOK, "getNextCredential")
+	st, _ = cm(cmEnumerateCredsGetNext, nil)
+	want(t, st, ErrNotAllowed, "getNextCredential past the end")
+	nobody := sha256.Sum256([]byte("nobody.example"))
+	st, _ = cm(cmEnumerateCredsBegin, map[int]any{1: nobody[:]})
+	want(t, st, ErrNoCredentials, "credentials of an unknown rp")
+	st, _ = cm(cmEnumerateCredsBegin, nil)
+	want(t, st, ErrMissingParameter, "enumerateCredentialsBegin without rpIDHash")
+
+	st, _ = cm(cmUpdateUserInformation, map[int]any{2: map[string]any{"type": "public-key", "id": desc.ID}, 3: map[string]any{"id": user.ID, "name": "renamed", "displayName": "Renamed"}})
+	want(t, st, StatusOK, "updateUserInformation")
+	if c := a.resident(desc.ID); c.UserName != "renamed" || c.DisplayName != "Renamed" {
+		t.Fatalf("after update %+v", c)
+	}
+	st, _ = cm(cmUpdateUserInformation, map[int]any{2: map[string]any{"type": "public-key", "id": desc.ID}, 3: map[string]any{"id": []byte("someone else")}})
+	want(t, st, ErrInvalidParameter, "updateUserInformation for another user id")
+	st, _ = cm(cmDeleteCredential, map[int]any{2: map[string]any{"type": "public-key", "id": desc.ID}})
+	want(t, st, StatusOK, "deleteCredential")
+	st, _ = cm(cmDeleteCredential, map[int]any{2: map[string]any{"type": "public-key", "id": desc.ID}})
+	want(t, st, ErrNoCredentials, "deleteCredential twice")
 }

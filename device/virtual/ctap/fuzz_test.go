@@ -96,3 +96,30 @@ func FuzzRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzU2F sends arbitrary CTAP1/U2F APDUs. Invariants: no panic; every
+// response ends in a status word; and a registration still works after.
+func FuzzU2F(f *testing.F) {
+	c := sha256.Sum256([]byte("c"))
+	f.Add([]byte{0, 3, 0, 0})
+	f.Add(append([]byte{0, 1, 0, 0, 64}, append(c[:], c[:]...)...))
+	f.Add(append([]byte{0, 2, 7, 0, 66}, append(append(c[:], c[:]...), 1, 9)...))
+	f.Add([]byte{0, 2, 3, 0, 0, 0, 70})
+	f.Fuzz(func(t *testing.T, apdu []byte) {
+		fuzzOnce.Do(func() {
+			fuzzKey = virtual.NewKey(virtual.DefaultIdentity(99))
+			var err error
+			if fuzzAuth, err = New(fuzzKey); err != nil {
+				t.Fatal(err)
+			}
+		})
+		resp := fuzzAuth.MSG(context.Background(), apdu, nil)
+		if len(resp) < 2 {
+			t.Fatalf("response % x has no status word", resp)
+		}
+		reg := fuzzAuth.MSG(context.Background(), append([]byte{0, 1, 0, 0, 64}, append(c[:], c[:]...)...), nil)
+		if reg[0] != 5 || reg[len(reg)-2] != 0x90 {
+			t.Fatalf("register after fuzzing: % x", reg[len(reg)-2:])
+		}
+	})
+}

@@ -318,8 +318,13 @@ func (d *Device) initLocked(cid uint32, bcnt int, data []byte) {
 		if d.rx != nil && d.rx.cid == cid {
 			d.abortRxLocked()
 		}
-		if d.busyCID == cid && d.cancel != nil {
-			d.cancel()
+		if d.busyCID == cid {
+			// The abandoned request's reply is suppressed.
+			if d.cancel != nil {
+				d.cancel()
+			}
+			d.busyCID, d.cancel = 0, nil
+			d.busyGen++
 		}
 	}
 	resp := make([]byte, 17)

@@ -298,3 +298,19 @@ func TestResetForgetsChannels(t *testing.T) {
 		t.Fatalf("channel %08x reused after reset", n)
 	}
 }
+
+func TestInitAbandonsRequest(t *testing.T) {
+	h := newHost(t)
+	cid := h.alloc()
+	h.send(cid, CmdCBOR, []byte{0xff})
+	<-h.h.started
+	h.recv() // keepalive
+	h.send(cid, CmdInit, make([]byte, 8))
+	if rc, cmd, _ := h.recv(); rc != cid || cmd != CmdInit {
+		t.Fatalf("re-INIT reply %08x %02x", rc, cmd)
+	}
+	h.send(cid, CmdPing, []byte{5})
+	if rc, cmd, data := h.recv(); rc != cid || cmd != CmdPing || !bytes.Equal(data, []byte{5}) {
+		t.Fatalf("after re-INIT: %08x %02x % x (the abandoned request must not answer)", rc, cmd, data)
+	}
+}

@@ -444,3 +444,36 @@ func TestLibfido2AfterAbandonedClient(t *testing.T) {
 		<-departed
 	}
 }
+
+func TestLibfido2HMACSecret(t *testing.T) {
+	k := fidotest.Start(t, 1000009)
+	dev := open(t, k)
+	cdh := sha256.Sum256([]byte("hmac"))
+	rp, user := libfido2.RelyingParty{ID: "keydesk.example"}, libfido2.User{ID: []byte("u"), Name: "u"}
+	att, err := dev.MakeCredential(cdh[:], rp, user, libfido2.ES256, "", &libfido2.MakeCredentialOpts{Extensions: []libfido2.Extension{libfido2.HMACSecretExtension}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var authData []byte
+	cbor.Unmarshal(att.AuthData, &authData)
+	ad, err := fidotest.ParseAuthData(authData)
+	if err != nil || ad.Ext["hmac-secret"] != true {
+		t.Fatalf("hmac-secret not acknowledged: %v %v", ad.Ext, err)
+	}
+	get := func(salt []byte) []byte {
+		t.Helper()
+		as, err := dev.Assertion("keydesk.example", cdh[:], [][]byte{att.CredentialID}, "", &libfido2.AssertionOpts{Extensions: []libfido2.Extension{libfido2.HMACSecretExtension}, HMACSalt: salt})
+		if err != nil {
+			t.Fatalf("assertion with hmac-secret: %v", err)
+		}
+		if len(as.HMACSecret) != 32 {
+			t.Fatalf("hmac secret of %d bytes", len(as.HMACSecret))
+		}
+		return as.HMACSecret
+	}
+	s1, s2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	a, b, c := get(s1), get(s1), get(s2)
+	if !bytes.Equal(a, b) || bytes.Equal(a, c) {
+		t.Fatalf("hmac-secret outputs: same salt equal %v, other salt different %v", bytes.Equal(a, b), !bytes.Equal(a, c))
+	}
+}

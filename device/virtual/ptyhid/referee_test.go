@@ -173,3 +173,72 @@ func TestRefereeFido2TokenReset(t *testing.T) {
 		t.Fatalf("a pin survived reset\n%s", r)
 	}
 }
+
+// CTAP1/U2F through libfido2's U2F path (-u): registration with fido-u2f
+// attestation, then authentication.
+func TestRefereeFido2U2F(t *testing.T) {
+	k := fidotest.Start(t, 2000006)
+	dir := t.TempDir()
+	cdh := sha256.Sum256([]byte("u2f"))
+	in, cred, pub := filepath.Join(dir, "in"), filepath.Join(dir, "cred"), filepath.Join(dir, "pem")
+	writeLines(t, in, b64(cdh[:]), "keydesk.example", "erin", b64([]byte("erin-id")))
+	run(t, true, nil, "fido2-cred", "-M", "-u", "-i", in, "-o", cred, k.Path)
+	out, _ := os.ReadFile(cred)
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 7 || lines[2] != "fido-u2f" {
+		t.Fatalf("fido2-cred -M -u output (want 7 lines, fido-u2f):\n%s", out)
+	}
+	run(t, true, nil, "fido2-cred", "-V", "-i", cred, "-o", pub)
+	vout, _ := os.ReadFile(pub)
+	lines := strings.SplitN(string(vout), "\n", 2)
+	key := filepath.Join(dir, "key")
+	os.WriteFile(key, []byte(lines[1]), 0o600)
+	acdh := sha256.Sum256([]byte("u2f assert"))
+	ain, aout := filepath.Join(dir, "ain"), filepath.Join(dir, "aout")
+	writeLines(t, ain, b64(acdh[:]), "keydesk.example", lines[0])
+	run(t, true, nil, "fido2-assert", "-G", "-u", "-p", "-i", ain, "-o", aout, k.Path)
+	run(t, true, nil, "fido2-assert", "-V", "-p", "-i", aout, key)
+}
+
+// Discoverable credentials with hmac-secret: fido2-cred -M -r -h, then
+// fido2-assert -G -r -h (no credential id; getNextAssertion for the second
+// credential) and -V -h on each assertion.
+func TestRefereeFido2AssertResidentHMAC(t *testing.T) {
+	k := fidotest.Start(t, 2000007)
+	dir := t.TempDir()
+	run(t, true, []string{testPIN, testPIN}, "fido2-token", "-S", k.Path)
+	keys := map[string]string{}
+	for _, u := range []string{"frank", "grace"} {
+		cdh := sha256.Sum256([]byte(u))
+		in, cred, pub := filepath.Join(dir, u+".in"), filepath.Join(dir, u+".cred"), filepath.Join(dir, u+".pem")
+		writeLines(t, in, b64(cdh[:]), "keydesk.example", u, b64([]byte("id-"+u)))
+		run(t, true, []string{testPIN}, "fido2-cred", "-M", "-r", "-h", "-i", in, "-o", cred, k.Path)
+		run(t, true, nil, "fido2-cred", "-V", "-h", "-i", cred, "-o", pub)
+		out, _ := os.ReadFile(pub)
+		keys[b64([]byte("id-"+u))] = strings.SplitN(string(out), "\n", 2)[1]
+	}
+	acdh := sha256.Sum256([]byte("resident assert"))
+	salt := sha256.Sum256([]byte("salt"))
+	ain, aout := filepath.Join(dir, "ain"), filepath.Join(dir, "aout")
+	writeLines(t, ain, b64(acdh[:]), "keydesk.example", b64(salt[:]))
+	r := run(t, true, []string{testPIN}, "fido2-assert", "-G", "-r", "-h", "-v", "-i", ain, "-o", aout, k.Path)
+	out, _ := os.ReadFile(aout)
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	// Per assertion: cdh, rp id, authdata, signature, user id, hmac-secret.
+	if len(lines) != 12 {
+		t.Fatalf("fido2-assert -G -r -h: want 2 assertions of 6 lines, got %d lines\n%s\n%s", len(lines), out, r)
+	}
+	for i := 0; i < 2; i++ {
+		a := lines[i*6 : i*6+6]
+		key, ok := keys[a[4]]
+		if !ok {
+			t.Fatalf("assertion %d for unknown user id %s", i, a[4])
+		}
+		if raw, _ := base64.StdEncoding.DecodeString(a[5]); len(raw) != 32 {
+			t.Fatalf("assertion %d hmac-secret of %d bytes", i, len(raw))
+		}
+		kf, af := filepath.Join(dir, "k"), filepath.Join(dir, "a")
+		os.WriteFile(kf, []byte(key), 0o600)
+		writeLines(t, af, a[:4]...)
+		run(t, true, nil, "fido2-assert", "-V", "-v", "-h", "-i", af, kf)
+	}
+}
