@@ -252,4 +252,6 @@ type DuplicateError struct {
 	Field  string
 }
 
-func (e *DuplicateError) Error() string { return e.Entity + " with this " + e.Field + " already exists" }
+func (e *DuplicateError) Error() string {
+	return e.Entity + " with this " + e.Field + " already exists"
+}

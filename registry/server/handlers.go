@@ -304,8 +304,8 @@ func (s *Server) addPIV(r *request) (int, any, error) {
 // EnrolmentRequest registers a key with its credentials for a user (found
 // by external id, or created) in one change set.
 type EnrolmentRequest struct {
-	User  userIn `json:"user"`
-	Key   struct {
+	User userIn `json:"user"`
+	Key  struct {
 		Serial   string             `json:"serial"`
 		Model    string             `json:"model"`
 		Firmware string             `json:"firmware"`

@@ -6,8 +6,8 @@ package server
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -34,7 +34,9 @@ const (
 )
 
 // ValidRole reports whether r is a defined role.
-func ValidRole(r string) bool { return r == string(Admin) || r == string(Helpdesk) || r == string(Self) }
+func ValidRole(r string) bool {
+	return r == string(Admin) || r == string(Helpdesk) || r == string(Self)
+}
 
 // MaxBody is the largest request body accepted.
 const MaxBody = 1 << 20

@@ -147,7 +147,10 @@ var suite = map[string]func(t *testing.T, e *env){
 		if k, _ := e.s.GetKey(ctx, k2.ID); k.Status != registry.KeyActive || k.Version != 1 {
 			t.Fatalf("refused change was written: %+v", k)
 		}
-		if err = e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyRevoked, "stolen, user has TAP"); return err }); err != nil {
+		if err = e.write(t, func(tx *sqlstore.Tx) error {
+			_, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyRevoked, "stolen, user has TAP")
+			return err
+		}); err != nil {
 			t.Fatalf("break glass: %v", err)
 		}
 		es, _, _ := e.s.AuditLog(ctx)
