@@ -36,6 +36,7 @@ type Tx struct {
 	now     time.Time
 	changes []registry.Change
 	audits  []audit.Entry
+	stmts   map[string]*sql.Stmt
 }
 
 // Write runs fn in one transaction as actor. With idem set, a second call
@@ -87,7 +88,7 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 			changeSeq++
 			for i := range t.changes {
 				c := &t.changes[i]
-				if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES (?, ?, ?, ?, ?, ?)"),
+				if err = t.exec("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES (?, ?, ?, ?, ?, ?)",
 					changeSeq, i, c.Entity, c.EntityID, c.Op, string(c.Data)); err != nil {
 					return Result{}, false, fmt.Errorf("writing change feed: %w", err)
 				}
@@ -96,7 +97,7 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 		for i := range t.audits {
 			e := &t.audits[i]
 			audit.Seal(e, auditSeq, auditHash)
-			if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+			if err = t.exec("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
 				e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash); err != nil {
 				return Result{}, false, fmt.Errorf("appending audit entry: %w", err)
 			}
@@ -147,8 +148,21 @@ func (t *Tx) record(entity, id, op string, data any) error {
 	return nil
 }
 
+// exec runs q with a statement prepared once per transaction, so bulk
+// change sets do not re-parse the same SQL for every row.
 func (t *Tx) exec(q string, args ...any) error {
-	_, err := t.tx.ExecContext(t.ctx, t.s.Rebind(q), args...)
+	st, ok := t.stmts[q]
+	if !ok {
+		var err error
+		if st, err = t.tx.PrepareContext(t.ctx, t.s.Rebind(q)); err != nil {
+			return err
+		}
+		if t.stmts == nil {
+			t.stmts = map[string]*sql.Stmt{}
+		}
+		t.stmts[q] = st
+	}
+	_, err := st.ExecContext(t.ctx, args...)
 	return err
 }
 
@@ -225,12 +239,6 @@ func (t *Tx) CreateKey(k *registry.Key) error {
 	if !k.Status.Valid() {
 		return registry.Invalid("invalid_status", "unknown key status %q", k.Status)
 	}
-	if _, err := t.GetUser(k.OwnerID); err != nil {
-		if errors.Is(err, registry.ErrNotFound) {
-			return registry.Invalid("unknown_owner", "owner %s does not exist", k.OwnerID)
-		}
-		return err
-	}
 	if k.KeySets == nil {
 		k.KeySets = []string{}
 	}
@@ -239,6 +247,9 @@ func (t *Tx) CreateKey(k *registry.Key) error {
 		k.ID, k.Serial, k.Model, k.Firmware, k.Label, k.OwnerID, string(k.Role), string(k.Status), k.Version, nanos(t.now), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "key", Field: "serial"}
+		}
+		if isForeignKey(err) {
+			return registry.Invalid("unknown_owner", "owner %s does not exist", k.OwnerID)
 		}
 		return fmt.Errorf("inserting key: %w", err)
 	}
