@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/registry/credential"
+	"github.com/keydesk/keydesk/registry/pgtest"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
@@ -41,6 +42,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	pgtest.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

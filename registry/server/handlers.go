@@ -362,6 +362,9 @@ func (s *Server) enrol(r *request) (int, any, error) {
 		return 0, nil, err
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if err := tx.Serialize(); err != nil {
+			return 0, nil, "", err
+		}
 		u, err := tx.UserByExternalID(um.ExternalID)
 		if errors.Is(err, registry.ErrNotFound) {
 			u = um
@@ -534,6 +537,11 @@ func (s *Server) verify(r *request) (int, any, error) {
 		case "fido2":
 			if in.FIDO2 == nil {
 				return 0, nil, "", registry.Invalid("missing_field", "fido2 assertion required for this challenge")
+			}
+			// The stored counter is read under the write lock so two
+			// concurrent assertions cannot both pass the regression check.
+			if err := tx.Serialize(); err != nil {
+				return 0, nil, "", err
 			}
 			cred, err := tx.GetFIDOCredential(c.CredentialID)
 			if err != nil {

@@ -37,6 +37,31 @@ type Tx struct {
 	changes []registry.Change
 	audits  []audit.Entry
 	stmts   map[string]*sql.Stmt
+
+	locked              bool
+	changeSeq, auditSeq int64
+	auditHash           []byte
+}
+
+// Serialize takes the registry's write lock (the head row) now, so that
+// checks this transaction makes on several rows (the last-key guard,
+// version checks) cannot interleave with another writer. Every change set
+// takes it before it appends to the feed and the audit chain and keeps it
+// until commit, so change sets commit in sequence order. On SQLite every
+// write transaction already holds the database's write lock.
+func (t *Tx) Serialize() error {
+	if t.locked {
+		return nil
+	}
+	lock := "SELECT change_seq, audit_seq, audit_hash FROM registry_head WHERE id = 1"
+	if t.s.dialect == Postgres {
+		lock += " FOR UPDATE"
+	}
+	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash); err != nil {
+		return fmt.Errorf("locking registry head: %w", err)
+	}
+	t.locked = true
+	return nil
 }
 
 // Write runs fn in one transaction as actor. With idem set, a second call
@@ -53,15 +78,6 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 			sqlTx.Rollback()
 		}
 	}()
-	lock := "SELECT change_seq, audit_seq, audit_hash FROM registry_head WHERE id = 1"
-	if s.dialect == Postgres {
-		lock += " FOR UPDATE"
-	}
-	var changeSeq, auditSeq int64
-	var auditHash []byte
-	if err = sqlTx.QueryRowContext(ctx, lock).Scan(&changeSeq, &auditSeq, &auditHash); err != nil {
-		return Result{}, false, fmt.Errorf("locking registry head: %w", err)
-	}
 	if idem != nil {
 		var h, body []byte
 		var status int
@@ -84,6 +100,10 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 		return Result{}, false, err
 	}
 	if len(t.changes) > 0 || len(t.audits) > 0 {
+		if err = t.Serialize(); err != nil {
+			return Result{}, false, err
+		}
+		changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
 		if len(t.changes) > 0 {
 			changeSeq++
 			for i := range t.changes {
@@ -116,6 +136,12 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 	if idem != nil {
 		if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
 			idem.Scope, idem.Key, idem.RequestHash, res.Status, res.Body, nanos(t.now)); err != nil {
+			if isUnique(err) {
+				// The same key committed concurrently: this attempt is
+				// dropped and the retry answers from the stored result.
+				sqlTx.Rollback()
+				return s.Write(ctx, actor, idem, fn)
+			}
 			return Result{}, false, fmt.Errorf("recording idempotency key: %w", err)
 		}
 	}
@@ -151,19 +177,36 @@ func (t *Tx) record(entity, id, op string, data any) error {
 // exec runs q with a statement prepared once per transaction, so bulk
 // change sets do not re-parse the same SQL for every row.
 func (t *Tx) exec(q string, args ...any) error {
+	_, err := t.execN(q, args...)
+	return err
+}
+
+// execN is exec returning the number of rows affected. PostgreSQL goes
+// straight to pgx, which caches prepared statements itself.
+func (t *Tx) execN(q string, args ...any) (int64, error) {
+	if t.s.dialect == Postgres {
+		r, err := t.tx.ExecContext(t.ctx, t.s.Rebind(q), args...)
+		if err != nil {
+			return 0, err
+		}
+		return r.RowsAffected()
+	}
 	st, ok := t.stmts[q]
 	if !ok {
 		var err error
 		if st, err = t.tx.PrepareContext(t.ctx, t.s.Rebind(q)); err != nil {
-			return err
+			return 0, err
 		}
 		if t.stmts == nil {
 			t.stmts = map[string]*sql.Stmt{}
 		}
 		t.stmts[q] = st
 	}
-	_, err := st.ExecContext(t.ctx, args...)
-	return err
+	r, err := st.ExecContext(t.ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
 }
 
 // GetUser reads a user inside the transaction.
@@ -202,6 +245,9 @@ func (t *Tx) CreateUser(u *registry.User) error {
 
 // UpdateUser replaces a user's mutable fields if its version is want.
 func (t *Tx) UpdateUser(u *registry.User, want int64) error {
+	if err := t.Serialize(); err != nil {
+		return err
+	}
 	cur, err := t.GetUser(u.ID)
 	if err != nil {
 		return err
@@ -277,6 +323,9 @@ func (t *Tx) CreateKey(k *registry.Key) error {
 func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
 	if !status.Valid() {
 		return registry.Key{}, registry.Invalid("invalid_status", "unknown key status %q", status)
+	}
+	if err := t.Serialize(); err != nil {
+		return registry.Key{}, err
 	}
 	k, err := t.GetKey(id)
 	if err != nil {
@@ -385,8 +434,14 @@ func (t *Tx) ConsumeChallenge(id string) (registry.Challenge, error) {
 	if !t.now.Before(c.ExpiresAt) {
 		return c, fmt.Errorf("%w: expired", registry.ErrChallenge)
 	}
-	if err := t.exec("UPDATE challenges SET used = 1 WHERE id = ?", id); err != nil {
+	// The used = 0 condition makes two concurrent consumers race on the
+	// row lock: only one updates a row.
+	n, err := t.execN("UPDATE challenges SET used = 1 WHERE id = ? AND used = 0", id)
+	if err != nil {
 		return c, fmt.Errorf("consuming challenge: %w", err)
+	}
+	if n != 1 {
+		return c, fmt.Errorf("%w: already used", registry.ErrChallenge)
 	}
 	c.Used = true
 	return c, nil
@@ -405,6 +460,9 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
 // clone flag (WebAuthn L2 §6.1.1).
 func (t *Tx) UpdateSignCount(credID string, count uint32, clone bool) error {
+	if err := t.Serialize(); err != nil {
+		return err
+	}
 	q := "UPDATE fido_credentials SET sign_count = ? WHERE id = ?"
 	args := []any{int64(count), credID}
 	if clone {
@@ -424,6 +482,9 @@ func (t *Tx) UpdateSignCount(credID string, count uint32, clone bool) error {
 // PutEscrow stores or replaces an escrow blob if its version is want (0 for
 // a new blob).
 func (t *Tx) PutEscrow(e *registry.EscrowBlob, want int64) error {
+	if err := t.Serialize(); err != nil {
+		return err
+	}
 	var have int64
 	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT version FROM escrow_blobs WHERE key_id = ? AND kind = ?"), e.KeyID, e.Kind).Scan(&have)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
