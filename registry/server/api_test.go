@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"github.com/keydesk/keydesk/registry/credential"
 	"github.com/keydesk/keydesk/registry/pgtest"
 	"github.com/keydesk/keydesk/registry/regtest"
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
 var bin string
@@ -450,5 +452,27 @@ func TestCommandLine(t *testing.T) {
 	}
 	if _, err := regtest.Start(bin, state, "--listen", "0.0.0.0:0"); err == nil {
 		t.Fatal("plain HTTP on a non-loopback address was allowed")
+	}
+}
+
+// TestAuditVerifyFindsTamperedRow: `keydesk-registry audit verify` passes on
+// a real registry's log and names the row after someone edits it.
+func TestAuditVerifyFindsTamperedRow(t *testing.T) {
+	r := start(t)
+	r.p.Stop()
+	if out, err := regtest.AuditVerify(bin, r.p.State); err != nil || !strings.Contains(out, "audit ok") {
+		t.Fatalf("clean log: %v %s", err, out)
+	}
+	st, err := sqlstore.Open(t.Context(), filepath.Join(r.p.State, "registry.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB().Exec("UPDATE audit_log SET payload = '{\"external_id\":\"mallory\"}' WHERE seq = 3"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out, err := regtest.AuditVerify(bin, r.p.State)
+	if err == nil || !strings.Contains(out, "audit entry 3") {
+		t.Fatalf("tampered log: %v %s", err, out)
 	}
 }
