@@ -378,6 +378,9 @@ func (r *request) ownsUser(id string) error {
 }
 
 func (s *Server) ownsKey(r *request, keyID string) (registry.Key, error) {
+	if r.role != Self && r.route.Method != http.MethodGet {
+		return registry.Key{ID: keyID}, nil // staff: the write itself checks the key exists
+	}
 	k, err := s.st.GetKey(r.ctx, keyID)
 	if err != nil {
 		if r.role == Self && errors.Is(err, registry.ErrNotFound) {

@@ -99,6 +99,20 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 	if err != nil {
 		return Result{}, false, err
 	}
+	// The idempotency row goes in before the write lock is taken: the lock
+	// is held only for the feed, the audit chain and the commit.
+	if idem != nil {
+		if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
+			idem.Scope, idem.Key, idem.RequestHash, res.Status, res.Body, nanos(t.now)); err != nil {
+			if isUnique(err) {
+				// The same key committed concurrently: this attempt is
+				// dropped and the retry answers from the stored result.
+				sqlTx.Rollback()
+				return s.Write(ctx, actor, idem, fn)
+			}
+			return Result{}, false, fmt.Errorf("recording idempotency key: %w", err)
+		}
+	}
 	if len(t.changes) > 0 || len(t.audits) > 0 {
 		if err = t.Serialize(); err != nil {
 			return Result{}, false, err
@@ -131,18 +145,6 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 		}
 		if _, err = sqlTx.ExecContext(ctx, s.Rebind("UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"), changeSeq, auditSeq, auditHash); err != nil {
 			return Result{}, false, fmt.Errorf("advancing registry head: %w", err)
-		}
-	}
-	if idem != nil {
-		if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
-			idem.Scope, idem.Key, idem.RequestHash, res.Status, res.Body, nanos(t.now)); err != nil {
-			if isUnique(err) {
-				// The same key committed concurrently: this attempt is
-				// dropped and the retry answers from the stored result.
-				sqlTx.Rollback()
-				return s.Write(ctx, actor, idem, fn)
-			}
-			return Result{}, false, fmt.Errorf("recording idempotency key: %w", err)
 		}
 	}
 	if err = sqlTx.Commit(); err != nil {
