@@ -401,8 +401,9 @@ func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	return t.record("piv_slot", p.ID, "create", p)
 }
 
-// CreateChallenge stores a new challenge. Challenges are not part of the
-// change feed; issuing one is audited.
+// CreateChallenge stores a new challenge. Issuing one is neither a change
+// nor audited on its own: the verification that consumes it is audited with
+// the challenge id, so an unused challenge leaves no trace beyond its row.
 func (t *Tx) CreateChallenge(c *registry.Challenge) error {
 	c.ID = NewID("ch")
 	if err := t.exec("INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, 0)",
@@ -412,7 +413,7 @@ func (t *Tx) CreateChallenge(c *registry.Challenge) error {
 		}
 		return fmt.Errorf("inserting challenge: %w", err)
 	}
-	return t.Audit("challenge.create", map[string]any{"id": c.ID, "key_id": c.KeyID, "kind": c.Kind, "credential_id": c.CredentialID})
+	return nil
 }
 
 // ConsumeChallenge marks challenge id used and returns it. A used, expired
