@@ -163,7 +163,9 @@ func (s *Server) NewDatabase() (string, error) {
 // Stop shuts the server down (fast shutdown) and removes its files.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGINT)
+		// To the whole group: runuser does not pass SIGINT on to postgres.
+		// SIGINT is PostgreSQL's fast shutdown.
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
 		select {
 		case <-s.done:
 		case <-time.After(30 * time.Second):

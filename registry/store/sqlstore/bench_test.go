@@ -151,6 +151,9 @@ func BenchmarkImport(b *testing.B) {
 	}
 }
 
+// benchDirs are removed by TestMain.
+var benchDirs []string
+
 // loaded is one imported registry per backend shared by the read benchmarks.
 var loaded = map[string]*sqlstore.Store{}
 
@@ -161,6 +164,7 @@ func loadedStore(b *testing.B, be string) *sqlstore.Store {
 	var dsn string
 	if be == "sqlite" {
 		d, _ := os.MkdirTemp("", "keydesk-bench-")
+		benchDirs = append(benchDirs, d)
 		dsn = filepath.Join(d, "bench.db")
 	} else {
 		srv, err := pgtest.Shared()

@@ -18,6 +18,12 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for _, s := range loaded {
+		s.Close()
+	}
+	for _, d := range benchDirs {
+		os.RemoveAll(d)
+	}
 	pgtest.StopShared()
 	os.Exit(code)
 }
