@@ -42,7 +42,11 @@ type Process struct {
 // Start runs `bin serve --dev-plain-http --listen 127.0.0.1:0 --state state`
 // plus extra, and waits for its "listening on" line.
 func Start(bin, state string, extra ...string) (*Process, error) {
-	args := append([]string{"serve", "--dev-plain-http", "--listen", "127.0.0.1:0", "--state", state}, extra...)
+	return StartArgs(bin, state, append([]string{"serve", "--dev-plain-http", "--listen", "127.0.0.1:0", "--state", state}, extra...)...)
+}
+
+// StartArgs runs bin with exactly args and waits for its "listening on" line.
+func StartArgs(bin, state string, args ...string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -71,7 +75,7 @@ func Start(bin, state string, extra ...string) (*Process, error) {
 			<-p.done
 			return nil, fmt.Errorf("registry exited: %s", stderr.String())
 		}
-		i := strings.Index(l, "http://")
+		i := strings.Index(l, "http")
 		if i < 0 {
 			p.Kill()
 			return nil, fmt.Errorf("unexpected first line %q", l)

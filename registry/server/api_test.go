@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -474,5 +475,47 @@ func TestAuditVerifyFindsTamperedRow(t *testing.T) {
 	out, err := regtest.AuditVerify(bin, r.p.State)
 	if err == nil || !strings.Contains(out, "audit entry 3") {
 		t.Fatalf("tampered log: %v %s", err, out)
+	}
+}
+
+// TestTLSSelfSigned: without flags the registry serves HTTPS with a
+// certificate it generated into the state dir, and a client that trusts
+// that certificate can call it.
+func TestTLSSelfSigned(t *testing.T) {
+	state := t.TempDir()
+	tok, err := regtest.Token(bin, state, "admin", "a", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := regtest.StartArgs(bin, state, "serve", "--listen", "127.0.0.1:0", "--state", state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	if !strings.HasPrefix(p.URL, "https://") {
+		t.Fatalf("url %s", p.URL)
+	}
+	pemCert, err := os.ReadFile(filepath.Join(state, "tls-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCert) {
+		t.Fatal("no certificate in tls-cert.pem")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", p.URL+"/v1/users", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	// Plain HTTP to the TLS port is not served.
+	if res, err := http.Get(strings.Replace(p.URL, "https://", "http://", 1) + "/v1/health"); err == nil && res.StatusCode == 200 {
+		t.Fatal("plain HTTP served on the TLS listener")
 	}
 }
