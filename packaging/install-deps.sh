@@ -39,7 +39,7 @@ for p in "${pkgs[@]}"; do
 done
 
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
-  echo "install-deps: Go 1.24 or newer is needed (https://go.dev/dl/, or your distribution's golang package if new enough)" >&2
+  echo "install-deps: Go 1.26 or newer is needed (https://go.dev/dl/, or your distribution's golang package if new enough)" >&2
   exit 1
 fi
 

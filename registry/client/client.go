@@ -1,0 +1,303 @@
+// Package client is the typed client of the registry API v1, with a durable
+// outbox: writes queued while the registry is unreachable are kept in a
+// local SQLite file and replayed in order, exactly once (each carries its
+// own Idempotency-Key), when it is back. Conflicts are reported, never
+// overwritten.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/keydesk/keydesk/registry"
+)
+
+// Options configure a Client.
+type Options struct {
+	// HTTPClient defaults to a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// OutboxPath is the outbox's SQLite file; DefaultOutboxPath when empty.
+	OutboxPath string
+}
+
+// DefaultOutboxPath is $XDG_DATA_HOME/keydesk/outbox.db (or
+// ~/.local/share/keydesk/outbox.db).
+func DefaultOutboxPath() (string, error) {
+	d := os.Getenv("XDG_DATA_HOME")
+	if d == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("finding the data directory: %w", err)
+		}
+		d = filepath.Join(h, ".local", "share")
+	}
+	return filepath.Join(d, "keydesk", "outbox.db"), nil
+}
+
+// Client talks to one registry with one token.
+type Client struct {
+	base   string
+	token  string
+	hc     *http.Client
+	outbox *outbox
+}
+
+// New opens a client and its outbox.
+func New(baseURL, token string, opt Options) (*Client, error) {
+	if opt.HTTPClient == nil {
+		opt.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if opt.OutboxPath == "" {
+		p, err := DefaultOutboxPath()
+		if err != nil {
+			return nil, err
+		}
+		opt.OutboxPath = p
+	}
+	ob, err := openOutbox(opt.OutboxPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{base: baseURL, token: token, hc: opt.HTTPClient, outbox: ob}, nil
+}
+
+// Close closes the outbox.
+func (c *Client) Close() error { return c.outbox.close() }
+
+// ErrUnreachable: the registry could not be reached (network error, 5xx,
+// rate limited). Queued work stays queued.
+var ErrUnreachable = errors.New("registry unreachable")
+
+// APIError is a 4xx answer from the registry.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	// Current is the registry's current state on a version conflict.
+	Current json.RawMessage
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("registry: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Is lets errors.Is match the registry's typed errors.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case registry.ErrNotFound:
+		return e.Code == "not_found"
+	case registry.ErrLastKey:
+		return e.Code == "last_active_key"
+	case registry.ErrChallenge:
+		return e.Code == "challenge_unusable"
+	case registry.ErrIdempotencyMismatch:
+		return e.Code == "idempotency_key_reused"
+	}
+	return false
+}
+
+// Conflict reports whether the registry refused because of a conflicting
+// state (stale version, duplicate, last key).
+func (e *APIError) Conflict() bool { return e.Status == http.StatusConflict }
+
+func newKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// do sends one request; out receives a 2xx body. Returns the raw body too.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr map[string]string, out any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: reading response: %v", ErrUnreachable, err)
+	}
+	switch {
+	case res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests:
+		return res.StatusCode, raw, fmt.Errorf("%w: status %d", ErrUnreachable, res.StatusCode)
+	case res.StatusCode >= 400:
+		var e struct {
+			Code    string          `json:"code"`
+			Message string          `json:"message"`
+			Current json.RawMessage `json:"current"`
+		}
+		json.Unmarshal(raw, &e)
+		return res.StatusCode, raw, &APIError{Status: res.StatusCode, Code: e.Code, Message: e.Message, Current: e.Current}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return res.StatusCode, raw, fmt.Errorf("decoding registry response: %w", err)
+		}
+	}
+	return res.StatusCode, raw, nil
+}
+
+func (c *Client) write(ctx context.Context, method, path string, in, out any, hdr map[string]string) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	h := map[string]string{"Idempotency-Key": newKey()}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	_, _, err = c.do(ctx, method, path, b, h, out)
+	return err
+}
+
+// FIDO2Credential is a FIDO2 credential to register.
+type FIDO2Credential struct {
+	CredentialID      []byte `json:"credential_id"`
+	PublicKey         []byte `json:"public_key"` // COSE_Key
+	AAGUID            []byte `json:"aaguid,omitempty"`
+	RPID              string `json:"rp_id"`
+	SignCount         uint32 `json:"sign_count,omitempty"`
+	CredProtect       int    `json:"cred_protect,omitempty"`
+	AttestationObject []byte `json:"attestation_object,omitempty"`
+	Verdict           string `json:"verdict,omitempty"`
+}
+
+// PIVSlot is a PIV slot to register.
+type PIVSlot struct {
+	Slot            string `json:"slot"`
+	PublicKey       []byte `json:"public_key"` // PKIX DER
+	Certificate     []byte `json:"certificate,omitempty"`
+	AttestationCert []byte `json:"attestation_certificate,omitempty"`
+	Verdict         string `json:"verdict,omitempty"`
+}
+
+// EnrolUser names the user of an enrolment (created if new).
+type EnrolUser struct {
+	ExternalID  string   `json:"external_id"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Email       string   `json:"email,omitempty"`
+	Groups      []string `json:"groups,omitempty"`
+}
+
+// EnrolKey describes the enrolled key.
+type EnrolKey struct {
+	Serial   string   `json:"serial"`
+	Model    string   `json:"model,omitempty"`
+	Firmware string   `json:"firmware,omitempty"`
+	Label    string   `json:"label,omitempty"`
+	Role     string   `json:"role,omitempty"`
+	Status   string   `json:"status,omitempty"`
+	KeySets  []string `json:"key_sets,omitempty"`
+}
+
+// Enrolment is a key registration: user, key, credentials, in one change set.
+type Enrolment struct {
+	User  EnrolUser         `json:"user"`
+	Key   EnrolKey          `json:"key"`
+	FIDO2 []FIDO2Credential `json:"fido2,omitempty"`
+	PIV   []PIVSlot         `json:"piv,omitempty"`
+}
+
+// Enrolled is the registry's record of an enrolment.
+type Enrolled struct {
+	User  registry.User             `json:"user"`
+	Key   registry.Key              `json:"key"`
+	FIDO2 []registry.FIDOCredential `json:"fido2"`
+	PIV   []registry.PIVSlot        `json:"piv"`
+}
+
+// Enrol registers e now (no outbox).
+func (c *Client) Enrol(ctx context.Context, e Enrolment) (Enrolled, error) {
+	var out Enrolled
+	return out, c.write(ctx, "POST", "/v1/enrolments", e, &out, nil)
+}
+
+// User reads a user.
+func (c *Client) User(ctx context.Context, id string) (registry.User, error) {
+	var u registry.User
+	_, _, err := c.do(ctx, "GET", "/v1/users/"+url.PathEscape(id), nil, nil, &u)
+	return u, err
+}
+
+// Users reads one page of users after the given id.
+func (c *Client) Users(ctx context.Context, after string, limit int) ([]registry.User, string, error) {
+	var out struct {
+		Users []registry.User `json:"users"`
+		Next  string          `json:"next"`
+	}
+	_, _, err := c.do(ctx, "GET", "/v1/users?after="+url.QueryEscape(after)+"&limit="+strconv.Itoa(limit), nil, nil, &out)
+	return out.Users, out.Next, err
+}
+
+// UserKeys lists a user's keys.
+func (c *Client) UserKeys(ctx context.Context, userID string) ([]registry.Key, error) {
+	var out struct {
+		Keys []registry.Key `json:"keys"`
+	}
+	_, _, err := c.do(ctx, "GET", "/v1/users/"+url.PathEscape(userID)+"/keys", nil, nil, &out)
+	return out.Keys, err
+}
+
+// SetKeyStatus changes a key's status if its version is still version.
+func (c *Client) SetKeyStatus(ctx context.Context, keyID string, version int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
+	var k registry.Key
+	err := c.write(ctx, "POST", "/v1/keys/"+url.PathEscape(keyID)+"/status",
+		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, &k, map[string]string{"If-Match": `"v` + strconv.FormatInt(version, 10) + `"`})
+	return k, err
+}
+
+// Changes is one page of the change feed.
+type Changes struct {
+	Changes []registry.Change `json:"changes"`
+	Cursor  string            `json:"cursor"`
+	Head    string            `json:"head"`
+	More    bool              `json:"more"`
+}
+
+// Changes reads whole change sets after cursor ("" or "0" for the start).
+func (c *Client) Changes(ctx context.Context, cursor string, limit int) (Changes, error) {
+	var out Changes
+	if cursor == "" {
+		cursor = "0"
+	}
+	_, _, err := c.do(ctx, "GET", "/v1/changes?after="+url.QueryEscape(cursor)+"&limit="+strconv.Itoa(limit), nil, nil, &out)
+	return out, err
+}
+
+// Validity reads the validity view (for one user when userID is set).
+func (c *Client) Validity(ctx context.Context, userID string) (registry.Validity, error) {
+	var v registry.Validity
+	p := "/v1/validity"
+	if userID != "" {
+		p += "?user_id=" + url.QueryEscape(userID)
+	}
+	_, _, err := c.do(ctx, "GET", p, nil, nil, &v)
+	return v, err
+}

@@ -1,0 +1,215 @@
+package client_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/credential"
+	"github.com/keydesk/keydesk/registry/regtest"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keydesk-registry-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin, err = regtest.Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var ctx = context.Background()
+
+func enrolment(i int) client.Enrolment {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return client.Enrolment{
+		User:  client.EnrolUser{ExternalID: fmt.Sprintf("user-%04d", i), DisplayName: fmt.Sprintf("User %d", i)},
+		Key:   client.EnrolKey{Serial: fmt.Sprintf("%08d", 10000000+i), Status: "active", KeySets: []string{"yk5-2026"}},
+		FIDO2: []client.FIDO2Credential{{CredentialID: []byte(fmt.Sprintf("cred-%d", i)), PublicKey: credential.COSEKeyES256(&k.PublicKey), RPID: "example.org", CredProtect: 2}},
+	}
+}
+
+// TestOutboxSurvivesRegistryKill queues 1,000 enrolments while the registry
+// is down, starts it, SIGKILLs it in the middle of the replay, restarts it on
+// the same state and replays again: every enrolment lands exactly once and
+// the audit log verifies.
+func TestOutboxSurvivesRegistryKill(t *testing.T) {
+	const n = 1000
+	state := t.TempDir()
+	admin, err := regtest.Token(bin, state, "admin", "desk", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := regtest.Start(bin, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(p.URL)
+	p.Kill() // down before anything is queued
+	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < n; i++ {
+		if _, err := c.QueueEnrolment(ctx, enrolment(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(ctx, nil); !errors.Is(err, client.ErrUnreachable) {
+		t.Fatalf("flush with registry down: %v", err)
+	}
+	if pend, _ := c.Entries(ctx, client.Pending); len(pend) != n {
+		t.Fatalf("%d pending after a failed flush", len(pend))
+	}
+
+	p, err = regtest.Start(bin, state, "--listen", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killAt := make(chan struct{})
+	killed := make(chan struct{})
+	go func() { <-killAt; p.Kill(); close(killed) }()
+	settled := 0
+	err = c.Flush(ctx, func(pr client.Progress) {
+		settled = pr.Done
+		if pr.Entry.State != client.Done {
+			t.Errorf("entry %d: %s %s", pr.Entry.Seq, pr.Entry.State, pr.Entry.Error)
+		}
+		if pr.Done == 300 {
+			close(killAt)
+		}
+	})
+	<-killed
+	if !errors.Is(err, client.ErrUnreachable) {
+		t.Fatalf("flush across a kill: %v (settled %d)", err, settled)
+	}
+	if settled >= n {
+		t.Fatalf("registry was not killed mid-replay (settled %d)", settled)
+	}
+	t.Logf("registry killed after %d of %d enrolments settled", settled, n)
+
+	p, err = regtest.Start(bin, state, "--listen", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	if err := c.Flush(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := c.Entries(ctx, "")
+	for _, e := range all {
+		if e.State != client.Done {
+			t.Fatalf("entry %d ended %s: %s", e.Seq, e.State, e.Error)
+		}
+	}
+	// Exactly once: 1,000 users, each with exactly one key.
+	seen := map[string]bool{}
+	after := ""
+	for {
+		us, next, err := c.Users(ctx, after, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range us {
+			if seen[u.ExternalID] {
+				t.Fatalf("user %s twice", u.ExternalID)
+			}
+			seen[u.ExternalID] = true
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if len(seen) != n {
+		t.Fatalf("%d users registered, want %d", len(seen), n)
+	}
+	v, err := c.Validity(ctx, "")
+	if err != nil || len(v.Credentials) != n {
+		t.Fatalf("validity: %d credentials, %v", len(v.Credentials), err)
+	}
+	// The feed holds exactly one change set per enrolment.
+	sets := map[int64]bool{}
+	cur := ""
+	for {
+		ch, err := c.Changes(ctx, cur, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range ch.Changes {
+			sets[x.Seq] = true
+		}
+		cur = ch.Cursor
+		if !ch.More {
+			break
+		}
+	}
+	if len(sets) != n {
+		t.Fatalf("%d change sets, want %d", len(sets), n)
+	}
+	p.Stop()
+	if out, err := regtest.AuditVerify(bin, state); err != nil {
+		t.Fatalf("audit verify: %v %s", err, out)
+	}
+}
+
+// TestOutboxConflictSurfaced: an enrolment that conflicts with the
+// registry's state is kept as a conflict with the registry's answer, and the
+// registry's record is not overwritten; later entries still go through.
+func TestOutboxConflictSurfaced(t *testing.T) {
+	state := t.TempDir()
+	admin, err := regtest.Token(bin, state, "admin", "desk", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := regtest.Start(bin, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := c.Enrol(ctx, enrolment(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clash := enrolment(2)
+	clash.Key.Serial = first.Key.Serial // same physical key, someone else
+	c.QueueEnrolment(ctx, clash)
+	c.QueueEnrolment(ctx, enrolment(3))
+	var states []client.EntryState
+	if err := c.Flush(ctx, func(pr client.Progress) { states = append(states, pr.Entry.State) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 2 || states[0] != client.Conflict || states[1] != client.Done {
+		t.Fatalf("states %v", states)
+	}
+	conf, _ := c.Entries(ctx, client.Conflict)
+	if len(conf) != 1 || conf[0].Status != 409 || len(conf[0].Response) == 0 {
+		t.Fatalf("conflict entry: %+v", conf)
+	}
+	keys, err := c.UserKeys(ctx, first.User.ID)
+	if err != nil || len(keys) != 1 || keys[0].ID != first.Key.ID {
+		t.Fatalf("original owner's key changed: %+v %v", keys, err)
+	}
+}

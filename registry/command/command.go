@@ -1,0 +1,285 @@
+// Package command is the keydesk-registry command line: serve, token create,
+// audit verify. cmd/keydesk-registry only calls Run.
+package command
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keydesk/keydesk/internal/buildinfo"
+	"github.com/keydesk/keydesk/registry/audit"
+	"github.com/keydesk/keydesk/registry/server"
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
+)
+
+// ErrUsage: the command line was wrong; the message says how.
+var ErrUsage = errors.New("usage")
+
+const usage = `usage:
+  keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
+  keydesk-registry token create --role admin|helpdesk|self --name NAME [--user USER_ID] [--state DIR] [--db DSN]
+  keydesk-registry audit verify [--state DIR] [--db DSN]
+  keydesk-registry --version`
+
+// Run executes the command line args (without the program name).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w\n%s", ErrUsage, usage)
+	}
+	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, buildinfo.String("keydesk-registry"))
+		return nil
+	case "serve":
+		return serve(ctx, args[1:], stdout)
+	case "token":
+		if len(args) < 2 || args[1] != "create" {
+			return fmt.Errorf("%w\n%s", ErrUsage, usage)
+		}
+		return tokenCreate(ctx, args[2:], stdout)
+	case "audit":
+		if len(args) < 2 || args[1] != "verify" {
+			return fmt.Errorf("%w\n%s", ErrUsage, usage)
+		}
+		return auditVerify(ctx, args[2:], stdout)
+	}
+	return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, args[0], usage)
+}
+
+type common struct {
+	state, db string
+}
+
+func (c *common) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.state, "state", defaultState(), "state directory (database, audit key, TLS certificate)")
+	fs.StringVar(&c.db, "db", "", "database: a postgres:// URL, or a SQLite file (default STATE/registry.db)")
+}
+
+func defaultState() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
+		return d
+	}
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "keydesk-registry")
+	}
+	return "keydesk-registry-state"
+}
+
+func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
+	if err := os.MkdirAll(c.state, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	priv, err := audit.LoadOrCreateKey(c.state)
+	if err != nil {
+		return nil, nil, err
+	}
+	dsn := c.db
+	if dsn == "" {
+		dsn = filepath.Join(c.state, "registry.db")
+	}
+	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Signer: priv})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, &auditKey{priv: priv}, nil
+}
+
+type auditKey struct{ priv []byte }
+
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v\n%s", ErrUsage, err, usage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q\n%s", ErrUsage, fs.Arg(0), usage)
+	}
+	return nil
+}
+
+func serve(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	listen := fs.String("listen", ":8443", "address to listen on")
+	certF := fs.String("tls-cert", "", "TLS certificate (PEM); default a self-signed one in the state dir")
+	keyF := fs.String("tls-key", "", "TLS private key (PEM)")
+	plain := fs.Bool("dev-plain-http", false, "serve plain HTTP (development only; loopback addresses only)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *plain {
+		host, _, err := net.SplitHostPort(*listen)
+		ip := net.ParseIP(host)
+		if err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("%w: --dev-plain-http needs a loopback --listen address such as 127.0.0.1:8080", ErrUsage)
+		}
+	}
+	st, key, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key)})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+	scheme := "http"
+	if !*plain {
+		cf, kf := *certF, *keyF
+		if cf == "" && kf == "" {
+			cf, kf, err = selfSigned(c.state)
+			if err != nil {
+				ln.Close()
+				return err
+			}
+		}
+		cert, err := tls.LoadX509KeyPair(cf, kf)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 5 * time.Minute}
+	fmt.Fprintf(stdout, "keydesk-registry listening on %s://%s\n", scheme, ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	}
+}
+
+func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	role := fs.String("role", "", "admin, helpdesk or self")
+	name := fs.String("name", "", "a unique name for the token (who holds it)")
+	user := fs.String("user", "", "the user a self token acts for")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !server.ValidRole(*role) || *name == "" {
+		return fmt.Errorf("%w: --role (admin, helpdesk, self) and --name are required\n%s", ErrUsage, usage)
+	}
+	if (*role == "self") != (*user != "") {
+		return fmt.Errorf("%w: --user is required for, and only for, a self token", ErrUsage)
+	}
+	st, _, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if *user != "" {
+		if _, err := st.GetUser(ctx, *user); err != nil {
+			return fmt.Errorf("self token: %w", err)
+		}
+	}
+	var secret [32]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return err
+	}
+	tok := "kdr_" + base64.RawURLEncoding.EncodeToString(secret[:])
+	if _, _, err := st.Write(ctx, "cli:token-create", nil, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+		return sqlstore.Result{}, tx.CreateToken(server.HashToken(tok), *name, *role, *user)
+	}); err != nil {
+		return fmt.Errorf("creating token: %w", err)
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// AuditError is returned when the audit log does not verify.
+type AuditError struct{ Err error }
+
+func (e *AuditError) Error() string { return "audit verification failed: " + e.Err.Error() }
+func (e *AuditError) Unwrap() error { return e.Err }
+
+func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, key, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	es, cs, err := st.AuditLog(ctx)
+	if err != nil {
+		return err
+	}
+	rep, err := audit.Verify(es, cs, ed25519Pub(key))
+	if err != nil {
+		return &AuditError{Err: err}
+	}
+	fmt.Fprintf(stdout, "audit ok: %d entries, %d signed checkpoints, head %x\n", rep.Entries, rep.Checkpoints, rep.Head)
+	return nil
+}
+
+// selfSigned returns the state dir's self-signed certificate, creating it
+// on first start (ECDSA P-256, valid for localhost, loopback and this host).
+func selfSigned(dir string) (string, string, error) {
+	cf, kf := filepath.Join(dir, "tls-cert.pem"), filepath.Join(dir, "tls-key.pem")
+	if _, err := os.Stat(cf); err == nil {
+		return cf, kf, nil
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	host, _ := os.Hostname()
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "keydesk-registry " + host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(2, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost", host},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		return "", "", fmt.Errorf("creating self-signed certificate: %w", err)
+	}
+	kd, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+		return "", "", fmt.Errorf("writing TLS key: %w", err)
+	}
+	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", fmt.Errorf("writing TLS certificate: %w", err)
+	}
+	return cf, kf, nil
+}

@@ -1,0 +1,257 @@
+// Package registry holds the key registry's model: users, their keys, the
+// FIDO2 credentials and PIV slots on those keys, verifications, escrow blobs,
+// temporary access passes, key sets and audit entries, and the typed errors
+// every layer above the store returns.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// UserStatus is a user's standing in the organisation.
+type UserStatus string
+
+const (
+	UserActive    UserStatus = "active"
+	UserSuspended UserStatus = "suspended"
+	UserDeleted   UserStatus = "deleted"
+)
+
+// User is a person who holds keys.
+type User struct {
+	ID          string     `json:"id"`
+	ExternalID  string     `json:"external_id"`
+	DisplayName string     `json:"display_name"`
+	Email       string     `json:"email"`
+	Groups      []string   `json:"groups"`
+	Status      UserStatus `json:"status"`
+	Version     int64      `json:"version"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+// KeyRole says whether a key is a user's everyday key or the backup.
+type KeyRole string
+
+const (
+	RolePrimary KeyRole = "primary"
+	RoleBackup  KeyRole = "backup"
+)
+
+// KeyStatus is a key's lifecycle state.
+type KeyStatus string
+
+const (
+	KeyPending   KeyStatus = "pending"
+	KeyActive    KeyStatus = "active"
+	KeySuspended KeyStatus = "suspended"
+	KeyLost      KeyStatus = "lost"
+	KeyRevoked   KeyStatus = "revoked"
+	KeyRetired   KeyStatus = "retired"
+)
+
+// Valid reports whether s is one of the defined states.
+func (s KeyStatus) Valid() bool {
+	switch s {
+	case KeyPending, KeyActive, KeySuspended, KeyLost, KeyRevoked, KeyRetired:
+		return true
+	}
+	return false
+}
+
+// Guarded reports whether moving an active key into s takes a credential
+// away from its owner, so that the last-key guard applies.
+func (s KeyStatus) Guarded() bool {
+	return s == KeySuspended || s == KeyLost || s == KeyRevoked || s == KeyRetired
+}
+
+// Key is one hardware security key.
+type Key struct {
+	ID        string    `json:"id"`
+	Serial    string    `json:"serial"`
+	Model     string    `json:"model"`
+	Firmware  string    `json:"firmware"`
+	Label     string    `json:"label"`
+	OwnerID   string    `json:"owner_id"`
+	Role      KeyRole   `json:"role"`
+	Status    KeyStatus `json:"status"`
+	KeySets   []string  `json:"key_sets"`
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// AttestationVerdict is what the enrolling client concluded from a key's
+// attestation (the registry stores it; it does not re-derive it).
+type AttestationVerdict string
+
+const (
+	VerdictGenuine   AttestationVerdict = "genuine"
+	VerdictPractice  AttestationVerdict = "practice"
+	VerdictUnknown   AttestationVerdict = "unknown"
+	VerdictUntrusted AttestationVerdict = "untrusted"
+)
+
+// FIDOCredential is a WebAuthn credential record (WebAuthn L2 §6.1, §4
+// "credential record").
+type FIDOCredential struct {
+	ID                string             `json:"id"`
+	KeyID             string             `json:"key_id"`
+	CredentialID      []byte             `json:"credential_id"`
+	PublicKey         []byte             `json:"public_key"` // COSE_Key (RFC 9052 §7)
+	AAGUID            []byte             `json:"aaguid"`
+	RPID              string             `json:"rp_id"`
+	SignCount         uint32             `json:"sign_count"`
+	CredProtect       int                `json:"cred_protect"`
+	AttestationObject []byte             `json:"attestation_object,omitempty"`
+	Verdict           AttestationVerdict `json:"verdict"`
+	CloneSuspected    bool               `json:"clone_suspected"`
+	CreatedAt         time.Time          `json:"created_at"`
+}
+
+// PIVSlot is a key slot on the PIV applet (NIST SP 800-73-4 Part 1 §3.1).
+type PIVSlot struct {
+	ID              string             `json:"id"`
+	KeyID           string             `json:"key_id"`
+	Slot            string             `json:"slot"`       // "9a", "9c", "9d", "9e"
+	PublicKey       []byte             `json:"public_key"` // PKIX DER
+	Certificate     []byte             `json:"certificate,omitempty"`
+	AttestationCert []byte             `json:"attestation_certificate,omitempty"`
+	Verdict         AttestationVerdict `json:"verdict"`
+	CreatedAt       time.Time          `json:"created_at"`
+}
+
+// Challenge is a single-use, time-limited nonce a key must sign.
+type Challenge struct {
+	ID           string    `json:"id"`
+	KeyID        string    `json:"key_id"`
+	Kind         string    `json:"kind"` // "fido2" or "piv"
+	CredentialID string    `json:"credential_id"`
+	Nonce        []byte    `json:"nonce"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	Used         bool      `json:"used"`
+}
+
+// Verification records one checked signature.
+type Verification struct {
+	ID             string    `json:"id"`
+	ChallengeID    string    `json:"challenge_id"`
+	KeyID          string    `json:"key_id"`
+	Kind           string    `json:"kind"`
+	CredentialID   string    `json:"credential_id"`
+	OK             bool      `json:"ok"`
+	Reason         string    `json:"reason,omitempty"`
+	CloneSuspected bool      `json:"clone_suspected"`
+	At             time.Time `json:"at"`
+}
+
+// EscrowBlob is a secret the client encrypted with age to the helpdesk
+// recipients; the registry never sees the plaintext.
+type EscrowBlob struct {
+	KeyID     string    `json:"key_id"`
+	Kind      string    `json:"kind"` // "piv-puk", "piv-management-key", …
+	Blob      []byte    `json:"blob"`
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// TemporaryAccessPass lets a user in without a key for a limited time.
+// Only its hash is stored; the pass is shown once when issued.
+type TemporaryAccessPass struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	Reason    string    `json:"reason"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// KeySet is a named group of keys (for example one hardware generation).
+type KeySet struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// Change is one entry in the change feed. All changes of one committed
+// change set share a Seq.
+type Change struct {
+	Seq      int64  `json:"seq"`
+	Index    int    `json:"index"`
+	Entity   string `json:"entity"`
+	EntityID string `json:"entity_id"`
+	Op       string `json:"op"`
+	Data     []byte `json:"data"`
+}
+
+// ValidCredential is one row of the validity view: a credential an auth
+// server must accept for a user.
+type ValidCredential struct {
+	UserID       string `json:"user_id"`
+	ExternalID   string `json:"external_id"`
+	KeyID        string `json:"key_id"`
+	Serial       string `json:"serial"`
+	Kind         string `json:"kind"` // "fido2" or "piv"
+	CredentialID []byte `json:"credential_id,omitempty"`
+	RPID         string `json:"rp_id,omitempty"`
+	Slot         string `json:"slot,omitempty"`
+	PublicKey    []byte `json:"public_key"`
+}
+
+// Validity is the validity view at one version. Version is the sequence
+// number of the last committed change set it includes.
+type Validity struct {
+	Version     int64             `json:"version"`
+	Credentials []ValidCredential `json:"credentials"`
+}
+
+// Errors a caller must act on. Check with errors.Is / errors.As.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrLastKey: the change would leave a user with no active key and no
+	// break-glass reason was given.
+	ErrLastKey = errors.New("last active key of the user")
+	// ErrChallenge: the challenge is unknown, used or expired.
+	ErrChallenge = errors.New("challenge unusable")
+	// ErrIdempotencyMismatch: an idempotency key was reused for a different request.
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+)
+
+// ConflictError reports an optimistic-concurrency failure: the caller's
+// expected version is not the current one. Current holds the current state.
+type ConflictError struct {
+	Entity  string
+	ID      string
+	Want    int64
+	Have    int64
+	Current any
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s %s: version %d expected, current is %d", e.Entity, e.ID, e.Want, e.Have)
+}
+
+// InvalidError reports bad input, with a machine-readable code.
+type InvalidError struct {
+	Code    string
+	Message string
+}
+
+func (e *InvalidError) Error() string { return e.Code + ": " + e.Message }
+
+// Invalid builds an *InvalidError.
+func Invalid(code, format string, args ...any) error {
+	return &InvalidError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// DuplicateError reports a unique value (external id, serial, credential id)
+// that is already registered.
+type DuplicateError struct {
+	Entity string
+	Field  string
+}
+
+func (e *DuplicateError) Error() string {
+	return e.Entity + " with this " + e.Field + " already exists"
+}

@@ -1,0 +1,631 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/audit"
+	"github.com/keydesk/keydesk/registry/credential"
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
+)
+
+func (s *Server) health(r *request) (int, any, error) {
+	return http.StatusOK, map[string]string{"status": "ok"}, nil
+}
+
+type userIn struct {
+	ExternalID  string   `json:"external_id"`
+	DisplayName string   `json:"display_name"`
+	Email       string   `json:"email"`
+	Groups      []string `json:"groups"`
+	Status      string   `json:"status"`
+}
+
+func (u userIn) model() (registry.User, error) {
+	st := registry.UserStatus(u.Status)
+	switch st {
+	case "", registry.UserActive, registry.UserSuspended, registry.UserDeleted:
+	default:
+		return registry.User{}, registry.Invalid("invalid_status", "unknown user status %q", u.Status)
+	}
+	return registry.User{ExternalID: u.ExternalID, DisplayName: u.DisplayName, Email: u.Email, Groups: u.Groups, Status: st}, nil
+}
+
+func (s *Server) createUser(r *request) (int, any, error) {
+	var in userIn
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	u, err := in.model()
+	if err != nil {
+		return 0, nil, err
+	}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if err := tx.CreateUser(&u); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusCreated, u, etag(u.Version), nil
+	})
+}
+
+func (s *Server) listUsers(r *request) (int, any, error) {
+	limit := 500
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 5000 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_limit", "limit must be 1-5000")
+		}
+		limit = n
+	}
+	us, err := s.st.ListUsers(r.ctx, r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	next := ""
+	if len(us) == limit {
+		next = us[len(us)-1].ID
+	}
+	return http.StatusOK, map[string]any{"users": us, "next": next}, nil
+}
+
+func (s *Server) getUser(r *request) (int, any, error) {
+	id := r.PathValue("id")
+	if err := r.ownsUser(id); err != nil {
+		return 0, nil, err
+	}
+	u, err := s.st.GetUser(r.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	r.w.Header().Set("ETag", etag(u.Version))
+	return http.StatusOK, u, nil
+}
+
+func (s *Server) patchUser(r *request) (int, any, error) {
+	want, err := r.ifMatch()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		DisplayName *string   `json:"display_name"`
+		Email       *string   `json:"email"`
+		Groups      *[]string `json:"groups"`
+		Status      *string   `json:"status"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	id := r.PathValue("id")
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		u, err := tx.GetUser(id)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		if in.DisplayName != nil {
+			u.DisplayName = *in.DisplayName
+		}
+		if in.Email != nil {
+			u.Email = *in.Email
+		}
+		if in.Groups != nil {
+			u.Groups = *in.Groups
+		}
+		if in.Status != nil {
+			m, err := userIn{Status: *in.Status}.model()
+			if err != nil || *in.Status == "" {
+				return 0, nil, "", registry.Invalid("invalid_status", "unknown user status %q", *in.Status)
+			}
+			u.Status = m.Status
+		}
+		if err := tx.UpdateUser(&u, want); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, u, etag(u.Version), nil
+	})
+}
+
+func (s *Server) userKeys(r *request) (int, any, error) {
+	id := r.PathValue("id")
+	if err := r.ownsUser(id); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.st.GetUser(r.ctx, id); err != nil {
+		return 0, nil, err
+	}
+	ks, err := s.st.KeysOfUser(r.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"keys": ks}, nil
+}
+
+type keyDetail struct {
+	registry.Key
+	FIDO2 []registry.FIDOCredential `json:"fido2"`
+	PIV   []registry.PIVSlot        `json:"piv"`
+}
+
+func (s *Server) getKey(r *request) (int, any, error) {
+	k, err := s.ownsKey(r, r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	d := keyDetail{Key: k}
+	if d.FIDO2, err = s.st.FIDOCredentials(r.ctx, k.ID); err != nil {
+		return 0, nil, err
+	}
+	if d.PIV, err = s.st.PIVSlots(r.ctx, k.ID); err != nil {
+		return 0, nil, err
+	}
+	r.w.Header().Set("ETag", etag(k.Version))
+	return http.StatusOK, d, nil
+}
+
+func (s *Server) keyStatus(r *request) (int, any, error) {
+	want, err := r.ifMatch()
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		Status           registry.KeyStatus `json:"status"`
+		BreakGlassReason string             `json:"break_glass_reason"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.ownsKey(r, r.PathValue("id")); err != nil {
+		return 0, nil, err
+	}
+	if r.role == Self && in.Status != registry.KeyLost && in.Status != registry.KeySuspended {
+		return 0, nil, fail(http.StatusForbidden, "forbidden", "a self token may only mark its own key lost or suspended")
+	}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		k, err := tx.SetKeyStatus(r.PathValue("id"), want, in.Status, in.BreakGlassReason)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, k, etag(k.Version), nil
+	})
+}
+
+type fidoIn struct {
+	CredentialID      []byte                      `json:"credential_id"`
+	PublicKey         []byte                      `json:"public_key"`
+	AAGUID            []byte                      `json:"aaguid"`
+	RPID              string                      `json:"rp_id"`
+	SignCount         uint32                      `json:"sign_count"`
+	CredProtect       int                         `json:"cred_protect"`
+	AttestationObject []byte                      `json:"attestation_object"`
+	Verdict           registry.AttestationVerdict `json:"verdict"`
+}
+
+func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
+	if _, err := credential.ParseCOSEKey(f.PublicKey); err != nil {
+		return registry.FIDOCredential{}, registry.Invalid("invalid_cose_key", "%v", err)
+	}
+	if f.CredProtect < 0 || f.CredProtect > 3 {
+		return registry.FIDOCredential{}, registry.Invalid("invalid_cred_protect", "cred_protect must be 0-3 (CTAP 2.1 §12.1)")
+	}
+	if err := checkVerdict(f.Verdict); err != nil {
+		return registry.FIDOCredential{}, err
+	}
+	return registry.FIDOCredential{KeyID: keyID, CredentialID: f.CredentialID, PublicKey: f.PublicKey, AAGUID: f.AAGUID, RPID: f.RPID,
+		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, Verdict: f.Verdict}, nil
+}
+
+func checkVerdict(v registry.AttestationVerdict) error {
+	switch v {
+	case "", registry.VerdictGenuine, registry.VerdictPractice, registry.VerdictUnknown, registry.VerdictUntrusted:
+		return nil
+	}
+	return registry.Invalid("invalid_verdict", "unknown attestation verdict %q", v)
+}
+
+type pivIn struct {
+	Slot            string                      `json:"slot"`
+	PublicKey       []byte                      `json:"public_key"`
+	Certificate     []byte                      `json:"certificate"`
+	AttestationCert []byte                      `json:"attestation_certificate"`
+	Verdict         registry.AttestationVerdict `json:"verdict"`
+}
+
+func (p pivIn) model(keyID string) (registry.PIVSlot, error) {
+	switch p.Slot {
+	case "9a", "9c", "9d", "9e":
+	default:
+		return registry.PIVSlot{}, registry.Invalid("invalid_slot", "slot must be 9a, 9c, 9d or 9e (NIST SP 800-73-4 Part 1 §3.1)")
+	}
+	pub, err := credential.ParsePIVKey(p.PublicKey)
+	if err != nil {
+		return registry.PIVSlot{}, registry.Invalid("invalid_public_key", "%v", err)
+	}
+	if len(p.Certificate) > 0 {
+		if err := credential.CheckCertificate(p.Certificate, pub); err != nil {
+			return registry.PIVSlot{}, registry.Invalid("invalid_certificate", "%v", err)
+		}
+	}
+	if len(p.AttestationCert) > 0 {
+		if err := credential.CheckCertificate(p.AttestationCert, pub); err != nil {
+			return registry.PIVSlot{}, registry.Invalid("invalid_attestation_certificate", "%v", err)
+		}
+	}
+	if err := checkVerdict(p.Verdict); err != nil {
+		return registry.PIVSlot{}, err
+	}
+	return registry.PIVSlot{KeyID: keyID, Slot: p.Slot, PublicKey: p.PublicKey, Certificate: p.Certificate, AttestationCert: p.AttestationCert, Verdict: p.Verdict}, nil
+}
+
+func (s *Server) addFIDO(r *request) (int, any, error) {
+	var in fidoIn
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	c, err := in.model(r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if _, err := tx.GetKey(c.KeyID); err != nil {
+			return 0, nil, "", err
+		}
+		if err := tx.AddFIDOCredential(&c); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusCreated, c, "", nil
+	})
+}
+
+func (s *Server) addPIV(r *request) (int, any, error) {
+	var in pivIn
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	p, err := in.model(r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if _, err := tx.GetKey(p.KeyID); err != nil {
+			return 0, nil, "", err
+		}
+		if err := tx.AddPIVSlot(&p); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusCreated, p, "", nil
+	})
+}
+
+// EnrolmentRequest registers a key with its credentials for a user (found
+// by external id, or created) in one change set.
+type EnrolmentRequest struct {
+	User userIn `json:"user"`
+	Key  struct {
+		Serial   string             `json:"serial"`
+		Model    string             `json:"model"`
+		Firmware string             `json:"firmware"`
+		Label    string             `json:"label"`
+		Role     registry.KeyRole   `json:"role"`
+		Status   registry.KeyStatus `json:"status"`
+		KeySets  []string           `json:"key_sets"`
+	} `json:"key"`
+	FIDO2 []fidoIn `json:"fido2"`
+	PIV   []pivIn  `json:"piv"`
+}
+
+// Enrolment is the result of an enrolment.
+type Enrolment struct {
+	User  registry.User             `json:"user"`
+	Key   registry.Key              `json:"key"`
+	FIDO2 []registry.FIDOCredential `json:"fido2"`
+	PIV   []registry.PIVSlot        `json:"piv"`
+}
+
+func (s *Server) enrol(r *request) (int, any, error) {
+	var in EnrolmentRequest
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if in.Key.Status != "" && in.Key.Status != registry.KeyPending && in.Key.Status != registry.KeyActive {
+		return 0, nil, registry.Invalid("invalid_status", "an enrolled key starts pending or active")
+	}
+	out := Enrolment{FIDO2: []registry.FIDOCredential{}, PIV: []registry.PIVSlot{}}
+	for i, f := range in.FIDO2 {
+		c, err := f.model("")
+		if err != nil {
+			var ie *registry.InvalidError
+			if errors.As(err, &ie) {
+				ie.Message = "fido2[" + strconv.Itoa(i) + "]: " + ie.Message
+			}
+			return 0, nil, err
+		}
+		out.FIDO2 = append(out.FIDO2, c)
+	}
+	for i, p := range in.PIV {
+		c, err := p.model("")
+		if err != nil {
+			var ie *registry.InvalidError
+			if errors.As(err, &ie) {
+				ie.Message = "piv[" + strconv.Itoa(i) + "]: " + ie.Message
+			}
+			return 0, nil, err
+		}
+		out.PIV = append(out.PIV, c)
+	}
+	um, err := in.User.model()
+	if err != nil {
+		return 0, nil, err
+	}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if err := tx.Serialize(); err != nil {
+			return 0, nil, "", err
+		}
+		u, err := tx.UserByExternalID(um.ExternalID)
+		if errors.Is(err, registry.ErrNotFound) {
+			u = um
+			err = tx.CreateUser(&u)
+		}
+		if err != nil {
+			return 0, nil, "", err
+		}
+		k := registry.Key{Serial: in.Key.Serial, Model: in.Key.Model, Firmware: in.Key.Firmware, Label: in.Key.Label,
+			OwnerID: u.ID, Role: in.Key.Role, Status: in.Key.Status, KeySets: in.Key.KeySets}
+		if err := tx.CreateKey(&k); err != nil {
+			return 0, nil, "", err
+		}
+		for i := range out.FIDO2 {
+			out.FIDO2[i].KeyID = k.ID
+			if err := tx.AddFIDOCredential(&out.FIDO2[i]); err != nil {
+				return 0, nil, "", err
+			}
+		}
+		for i := range out.PIV {
+			out.PIV[i].KeyID = k.ID
+			if err := tx.AddPIVSlot(&out.PIV[i]); err != nil {
+				return 0, nil, "", err
+			}
+		}
+		out.User, out.Key = u, k
+		return http.StatusCreated, out, etag(k.Version), nil
+	})
+}
+
+func (s *Server) putEscrow(r *request) (int, any, error) {
+	var want int64
+	if r.Header.Get("If-Match") != "" {
+		v, err := r.ifMatch()
+		if err != nil {
+			return 0, nil, err
+		}
+		want = v
+	}
+	var in struct {
+		Blob []byte `json:"blob"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if len(in.Blob) == 0 {
+		return 0, nil, registry.Invalid("missing_field", "blob is required")
+	}
+	e := registry.EscrowBlob{KeyID: r.PathValue("id"), Kind: r.PathValue("kind"), Blob: in.Blob}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if _, err := tx.GetKey(e.KeyID); err != nil {
+			return 0, nil, "", err
+		}
+		if err := tx.PutEscrow(&e, want); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, e, etag(e.Version), nil
+	})
+}
+
+func (s *Server) getEscrow(r *request) (int, any, error) {
+	e, err := s.st.GetEscrow(r.ctx, r.PathValue("id"), r.PathValue("kind"))
+	if err != nil {
+		return 0, nil, err
+	}
+	r.w.Header().Set("ETag", etag(e.Version))
+	return http.StatusOK, e, nil
+}
+
+func (s *Server) createAccessPass(r *request) (int, any, error) {
+	var in struct {
+		Reason   string `json:"reason"`
+		Validity string `json:"validity"` // Go duration, at most 24h
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	d, err := time.ParseDuration(in.Validity)
+	if err != nil || d <= 0 || d > 24*time.Hour {
+		return 0, nil, registry.Invalid("invalid_validity", "validity must be a duration up to 24h, such as \"8h\"")
+	}
+	if in.Reason == "" {
+		return 0, nil, registry.Invalid("missing_field", "reason is required")
+	}
+	var secret [24]byte
+	rand.Read(secret[:])
+	pass := base64.RawURLEncoding.EncodeToString(secret[:])
+	h := sha256.Sum256([]byte(pass))
+	// The pass itself is in the stored idempotent response so a replay
+	// returns it again to the same token; it never reaches the audit log.
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		p := registry.TemporaryAccessPass{UserID: r.PathValue("id"), Reason: in.Reason, ExpiresAt: tx.Now().Add(d)}
+		if _, err := tx.GetUser(p.UserID); err != nil {
+			return 0, nil, "", err
+		}
+		if err := tx.CreateAccessPass(&p, h[:]); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusCreated, map[string]any{"access_pass": p, "pass": pass}, "", nil
+	})
+}
+
+func (s *Server) createChallenge(r *request) (int, any, error) {
+	var in struct {
+		KeyID        string `json:"key_id"`
+		Kind         string `json:"kind"`
+		CredentialID string `json:"credential_id"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if in.Kind != "fido2" && in.Kind != "piv" {
+		return 0, nil, registry.Invalid("invalid_kind", "kind must be fido2 or piv")
+	}
+	if _, err := s.ownsKey(r, in.KeyID); err != nil {
+		return 0, nil, err
+	}
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		out := map[string]any{}
+		switch in.Kind {
+		case "fido2":
+			c, err := tx.GetFIDOCredential(in.CredentialID)
+			if err != nil || c.KeyID != in.KeyID {
+				return 0, nil, "", registry.Invalid("unknown_credential", "no fido2 credential %s on key %s", in.CredentialID, in.KeyID)
+			}
+			out["rp_id"], out["fido2_credential_id"] = c.RPID, c.CredentialID
+		case "piv":
+			p, err := tx.GetPIVSlot(in.CredentialID)
+			if err != nil || p.KeyID != in.KeyID {
+				return 0, nil, "", registry.Invalid("unknown_credential", "no piv slot %s on key %s", in.CredentialID, in.KeyID)
+			}
+			out["slot"] = p.Slot
+		}
+		c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonce, ExpiresAt: tx.Now().Add(s.opt.ChallengeTTL)}
+		if err := tx.CreateChallenge(&c); err != nil {
+			return 0, nil, "", err
+		}
+		out["challenge"] = c
+		return http.StatusCreated, out, "", nil
+	})
+}
+
+func (s *Server) verify(r *request) (int, any, error) {
+	var in struct {
+		ChallengeID string                `json:"challenge_id"`
+		FIDO2       *credential.Assertion `json:"fido2"`
+		PIV         *struct {
+			Signature []byte `json:"signature"`
+		} `json:"piv"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		c, err := tx.ConsumeChallenge(in.ChallengeID)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		k, err := tx.GetKey(c.KeyID)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		if r.role == Self && k.OwnerID != r.tok.UserID {
+			return 0, nil, "", fail(http.StatusForbidden, "forbidden", "a self token may verify only its own keys")
+		}
+		v := registry.Verification{ChallengeID: c.ID, KeyID: c.KeyID, Kind: c.Kind, CredentialID: c.CredentialID}
+		switch c.Kind {
+		case "fido2":
+			if in.FIDO2 == nil {
+				return 0, nil, "", registry.Invalid("missing_field", "fido2 assertion required for this challenge")
+			}
+			// The stored counter is read under the write lock so two
+			// concurrent assertions cannot both pass the regression check.
+			if err := tx.Serialize(); err != nil {
+				return 0, nil, "", err
+			}
+			cred, err := tx.GetFIDOCredential(c.CredentialID)
+			if err != nil {
+				return 0, nil, "", err
+			}
+			res, err := credential.VerifyAssertion(cred.PublicKey, cred.RPID, c.Nonce, cred.SignCount, *in.FIDO2)
+			if err != nil {
+				v.Reason = err.Error()
+				break
+			}
+			v.OK, v.CloneSuspected = true, res.CloneSuspected
+			if res.CloneSuspected {
+				v.Reason = "signature counter did not increase: possible cloned key"
+			}
+			if err := tx.UpdateSignCount(cred.ID, res.SignCount, res.CloneSuspected); err != nil {
+				return 0, nil, "", err
+			}
+		case "piv":
+			if in.PIV == nil {
+				return 0, nil, "", registry.Invalid("missing_field", "piv signature required for this challenge")
+			}
+			p, err := tx.GetPIVSlot(c.CredentialID)
+			if err != nil {
+				return 0, nil, "", err
+			}
+			if err := credential.VerifyPIV(p.PublicKey, c.Nonce, in.PIV.Signature); err != nil {
+				v.Reason = err.Error()
+			} else {
+				v.OK = true
+			}
+		}
+		if err := tx.RecordVerification(&v); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusCreated, v, "", nil
+	})
+}
+
+func (s *Server) changes(r *request) (int, any, error) {
+	q := r.URL.Query()
+	var after int64
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || n < 0 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_cursor", "after must be a cursor this API returned")
+		}
+		after = n
+	}
+	limit := 1000
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 10000 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_limit", "limit must be 1-10000")
+		}
+		limit = n
+	}
+	cs, head, err := s.st.Changes(r.ctx, after, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	cursor := after
+	if len(cs) > 0 {
+		cursor = cs[len(cs)-1].Seq
+	}
+	return http.StatusOK, map[string]any{"changes": cs, "cursor": strconv.FormatInt(cursor, 10), "head": strconv.FormatInt(head, 10), "more": cursor < head}, nil
+}
+
+func (s *Server) validity(r *request) (int, any, error) {
+	v, err := s.st.Validity(r.ctx, r.URL.Query().Get("user_id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	r.w.Header().Set("ETag", etag(v.Version))
+	return http.StatusOK, v, nil
+}
+
+func (s *Server) auditVerify(r *request) (int, any, error) {
+	es, cs, err := s.st.AuditLog(r.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	rep, err := audit.Verify(es, cs, s.opt.AuditKey)
+	if err != nil {
+		return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+	}
+	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints}, nil
+}

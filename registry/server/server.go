@@ -1,0 +1,395 @@
+// Package server is the registry's HTTP/JSON API v1 (documented in
+// registry/api/openapi.json): bearer-token auth with roles, idempotent
+// writes, optimistic concurrency, server-side signature checks, the change
+// feed and the validity view.
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
+)
+
+// Role is what a token may do.
+type Role string
+
+const (
+	Admin    Role = "admin"
+	Helpdesk Role = "helpdesk"
+	Self     Role = "self" // a user acting on their own record and keys only
+)
+
+// ValidRole reports whether r is a defined role.
+func ValidRole(r string) bool {
+	return r == string(Admin) || r == string(Helpdesk) || r == string(Self)
+}
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 1 << 20
+
+// Options configure a Server.
+type Options struct {
+	ChallengeTTL time.Duration // default 2 minutes
+	// AuthFailures failed authentications from one address within
+	// AuthWindow lock that address out until the window ends.
+	AuthFailures int           // default 20
+	AuthWindow   time.Duration // default 1 minute
+	// AuditKey checks checkpoints for GET /v1/audit/verify.
+	AuditKey ed25519.PublicKey
+}
+
+// Server serves the API over a store.
+type Server struct {
+	st      *sqlstore.Store
+	opt     Options
+	mux     *http.ServeMux
+	routes  []Route
+	limitMu sync.Mutex
+	fails   map[string]*failWindow
+}
+
+type failWindow struct {
+	start time.Time
+	n     int
+}
+
+// Route describes one endpoint: who may call it and what it does.
+type Route struct {
+	Method, Pattern string
+	Roles           []Role // roles allowed; Self additionally passes the ownership check
+	Public          bool
+	handle          func(*request) (int, any, error)
+}
+
+// New builds a server over st.
+func New(st *sqlstore.Store, opt Options) *Server {
+	if opt.ChallengeTTL == 0 {
+		opt.ChallengeTTL = 2 * time.Minute
+	}
+	if opt.AuthFailures == 0 {
+		opt.AuthFailures = 20
+	}
+	if opt.AuthWindow == 0 {
+		opt.AuthWindow = time.Minute
+	}
+	s := &Server{st: st, opt: opt, mux: http.NewServeMux(), fails: map[string]*failWindow{}}
+	all := []Role{Admin, Helpdesk, Self}
+	staff := []Role{Admin, Helpdesk}
+	admin := []Role{Admin}
+	s.routes = []Route{
+		{Method: "GET", Pattern: "/v1/health", Public: true, handle: s.health},
+		{Method: "POST", Pattern: "/v1/users", Roles: admin, handle: s.createUser},
+		{Method: "GET", Pattern: "/v1/users", Roles: staff, handle: s.listUsers},
+		{Method: "GET", Pattern: "/v1/users/{id}", Roles: all, handle: s.getUser},
+		{Method: "PATCH", Pattern: "/v1/users/{id}", Roles: admin, handle: s.patchUser},
+		{Method: "GET", Pattern: "/v1/users/{id}/keys", Roles: all, handle: s.userKeys},
+		{Method: "POST", Pattern: "/v1/users/{id}/access-passes", Roles: staff, handle: s.createAccessPass},
+		{Method: "POST", Pattern: "/v1/enrolments", Roles: staff, handle: s.enrol},
+		{Method: "GET", Pattern: "/v1/keys/{id}", Roles: all, handle: s.getKey},
+		{Method: "POST", Pattern: "/v1/keys/{id}/status", Roles: all, handle: s.keyStatus},
+		{Method: "POST", Pattern: "/v1/keys/{id}/fido2", Roles: staff, handle: s.addFIDO},
+		{Method: "POST", Pattern: "/v1/keys/{id}/piv", Roles: staff, handle: s.addPIV},
+		{Method: "PUT", Pattern: "/v1/keys/{id}/escrow/{kind}", Roles: staff, handle: s.putEscrow},
+		{Method: "GET", Pattern: "/v1/keys/{id}/escrow/{kind}", Roles: staff, handle: s.getEscrow},
+		{Method: "POST", Pattern: "/v1/challenges", Roles: all, handle: s.createChallenge},
+		{Method: "POST", Pattern: "/v1/verifications", Roles: all, handle: s.verify},
+		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
+		{Method: "GET", Pattern: "/v1/validity", Roles: staff, handle: s.validity},
+		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
+	}
+	for i := range s.routes {
+		r := s.routes[i]
+		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, hr *http.Request) {
+		writeJSON(w, http.StatusNotFound, apiError{Code: "no_such_endpoint", Message: "no endpoint " + hr.Method + " " + hr.URL.Path})
+	})
+	return s
+}
+
+// Routes lists every endpoint (the OpenAPI test compares it to the document).
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Current any    `json:"current,omitempty"`
+}
+
+// Error is a handler error with an HTTP status and a machine-readable code.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func fail(status int, code, format string, args ...any) error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+type request struct {
+	*http.Request
+	w     http.ResponseWriter
+	ctx   context.Context
+	tok   sqlstore.Token
+	role  Role
+	route Route
+	body  []byte
+}
+
+func (s *Server) clientAddr(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+func (s *Server) limited(addr string) bool {
+	s.limitMu.Lock()
+	defer s.limitMu.Unlock()
+	f := s.fails[addr]
+	if f == nil || time.Since(f.start) > s.opt.AuthWindow {
+		return false
+	}
+	return f.n >= s.opt.AuthFailures
+}
+
+func (s *Server) failedAuth(addr string) {
+	s.limitMu.Lock()
+	defer s.limitMu.Unlock()
+	f := s.fails[addr]
+	if f == nil || time.Since(f.start) > s.opt.AuthWindow {
+		f = &failWindow{start: time.Now()}
+		s.fails[addr] = f
+	}
+	f.n++
+}
+
+// HashToken is how tokens are stored: SHA-256 of the high-entropy secret.
+func HashToken(tok string) []byte {
+	h := sha256.Sum256([]byte(tok))
+	return h[:]
+}
+
+func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
+	r := &request{Request: hr, w: w, ctx: hr.Context(), route: rt}
+	if !rt.Public {
+		addr := s.clientAddr(hr)
+		if s.limited(addr) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(s.opt.AuthWindow.Seconds())))
+			writeJSON(w, http.StatusTooManyRequests, apiError{Code: "rate_limited", Message: "too many failed authentications"})
+			return
+		}
+		h := hr.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || tok == "" {
+			s.failedAuth(addr)
+			writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "a bearer token is required"})
+			return
+		}
+		t, err := s.st.LookupToken(r.ctx, HashToken(tok))
+		if err != nil {
+			if errors.Is(err, registry.ErrNotFound) {
+				s.failedAuth(addr)
+				writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "unknown token"})
+				return
+			}
+			writeErr(w, err)
+			return
+		}
+		r.tok, r.role = t, Role(t.Role)
+		allowed := false
+		for _, ro := range rt.Roles {
+			allowed = allowed || ro == r.role
+		}
+		if !allowed {
+			writeJSON(w, http.StatusForbidden, apiError{Code: "forbidden", Message: "role " + t.Role + " may not " + rt.Method + " " + rt.Pattern})
+			return
+		}
+	}
+	if hr.Method != http.MethodGet {
+		b, err := io.ReadAll(http.MaxBytesReader(w, hr.Body, MaxBody))
+		if err != nil {
+			writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("request body over %d bytes", MaxBody)})
+			return
+		}
+		r.body = b
+	}
+	status, body, err := rt.handle(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if status == 0 { // the handler wrote the response itself
+		return
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func errBody(err error) (int, apiError) {
+	var he *Error
+	var ie *registry.InvalidError
+	var ce *registry.ConflictError
+	var de *registry.DuplicateError
+	switch {
+	case errors.As(err, &he):
+		return he.Status, apiError{Code: he.Code, Message: he.Message}
+	case errors.As(err, &ie):
+		return http.StatusUnprocessableEntity, apiError{Code: ie.Code, Message: ie.Message}
+	case errors.As(err, &ce):
+		return http.StatusConflict, apiError{Code: "version_conflict", Message: ce.Error(), Current: ce.Current}
+	case errors.As(err, &de):
+		return http.StatusConflict, apiError{Code: "duplicate", Message: de.Error()}
+	case errors.Is(err, registry.ErrLastKey):
+		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this is the user's last active key: give a break_glass_reason to proceed"}
+	case errors.Is(err, registry.ErrChallenge):
+		return http.StatusConflict, apiError{Code: "challenge_unusable", Message: err.Error()}
+	case errors.Is(err, registry.ErrIdempotencyMismatch):
+		return http.StatusUnprocessableEntity, apiError{Code: "idempotency_key_reused", Message: err.Error()}
+	case errors.Is(err, registry.ErrNotFound):
+		return http.StatusNotFound, apiError{Code: "not_found", Message: err.Error()}
+	}
+	return http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error"}
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	status, body := errBody(err)
+	writeJSON(w, status, body)
+}
+
+// decode reads the body strictly: one JSON object, no unknown fields.
+func (r *request) decode(v any) error {
+	d := json.NewDecoder(bytes.NewReader(r.body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fail(http.StatusBadRequest, "wrong_type", "field %s: expected %s", te.Field, te.Type)
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return fail(http.StatusBadRequest, "unknown_field", "%s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return fail(http.StatusBadRequest, "malformed_json", "request body is not valid JSON: %v", err)
+	}
+	if d.More() {
+		return fail(http.StatusBadRequest, "malformed_json", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+// ifMatch reads the If-Match header as a version ("\"v3\"" or "3").
+func (r *request) ifMatch() (int64, error) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" {
+		return 0, fail(http.StatusPreconditionRequired, "if_match_required", "this write needs If-Match with the current ETag")
+	}
+	h = strings.TrimPrefix(strings.Trim(h, `"`), "v")
+	v, err := strconv.ParseInt(h, 10, 64)
+	if err != nil {
+		return 0, fail(http.StatusBadRequest, "bad_if_match", "If-Match must be an ETag this API returned")
+	}
+	return v, nil
+}
+
+func etag(v int64) string { return `"v` + strconv.FormatInt(v, 10) + `"` }
+
+// write runs fn as one idempotent change set. The Idempotency-Key header is
+// required; a replay returns the first response (Idempotency-Replayed: true).
+func (s *Server) write(r *request, fn func(*sqlstore.Tx) (int, any, string, error)) (int, any, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" || len(key) > 200 {
+		return 0, nil, fail(http.StatusBadRequest, "idempotency_key_required", "every write needs an Idempotency-Key header (1-200 characters)")
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n", r.Method, r.URL.Path)
+	h.Write(r.body)
+	idem := &sqlstore.Idempotency{Scope: r.tok.Name, Key: key, RequestHash: h.Sum(nil)}
+	actor := string(r.role) + ":" + r.tok.Name
+	res, replayed, err := s.st.Write(r.ctx, actor, idem, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+		status, v, tag, err := fn(tx)
+		if err != nil {
+			return sqlstore.Result{}, err
+		}
+		b, err := json.Marshal(struct {
+			ETag string          `json:"etag,omitempty"`
+			Body json.RawMessage `json:"body"`
+		}{tag, mustJSON(v)})
+		return sqlstore.Result{Status: status, Body: b}, err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	var stored struct {
+		ETag string          `json:"etag"`
+		Body json.RawMessage `json:"body"`
+	}
+	if err := json.Unmarshal(res.Body, &stored); err != nil {
+		return 0, nil, fmt.Errorf("decoding stored result: %w", err)
+	}
+	if replayed {
+		r.w.Header().Set("Idempotency-Replayed", "true")
+	}
+	if stored.ETag != "" {
+		r.w.Header().Set("ETag", stored.ETag)
+	}
+	return res.Status, stored.Body, nil
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// ownsUser reports whether the caller may act on user id.
+func (r *request) ownsUser(id string) error {
+	if r.role != Self || r.tok.UserID == id {
+		return nil
+	}
+	return fail(http.StatusForbidden, "forbidden", "a self token may act only on its own user")
+}
+
+func (s *Server) ownsKey(r *request, keyID string) (registry.Key, error) {
+	if r.role != Self && r.route.Method != http.MethodGet {
+		return registry.Key{ID: keyID}, nil // staff: the write itself checks the key exists
+	}
+	k, err := s.st.GetKey(r.ctx, keyID)
+	if err != nil {
+		if r.role == Self && errors.Is(err, registry.ErrNotFound) {
+			return k, fail(http.StatusForbidden, "forbidden", "a self token may act only on its own keys")
+		}
+		return k, err
+	}
+	if err := r.ownsUser(k.OwnerID); err != nil {
+		return k, fail(http.StatusForbidden, "forbidden", "a self token may act only on its own keys")
+	}
+	return k, nil
+}

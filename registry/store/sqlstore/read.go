@@ -1,0 +1,407 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/audit"
+)
+
+const userCols = "id, external_id, display_name, email, groups_json, status, version, created_at, updated_at"
+
+func scanUser(sc interface{ Scan(...any) error }) (registry.User, error) {
+	var u registry.User
+	var g, st string
+	var c, up int64
+	if err := sc.Scan(&u.ID, &u.ExternalID, &u.DisplayName, &u.Email, &g, &st, &u.Version, &c, &up); err != nil {
+		return u, err
+	}
+	u.Status, u.CreatedAt, u.UpdatedAt = registry.UserStatus(st), fromNanos(c), fromNanos(up)
+	if err := json.Unmarshal([]byte(g), &u.Groups); err != nil {
+		return u, fmt.Errorf("decoding groups: %w", err)
+	}
+	return u, nil
+}
+
+func getUser(ctx context.Context, s *Store, q querier, col, v string) (registry.User, error) {
+	u, err := scanUser(q.QueryRowContext(ctx, s.Rebind("SELECT "+userCols+" FROM users WHERE "+col+" = ?"), v))
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("user %s: %w", v, registry.ErrNotFound)
+	}
+	if err != nil {
+		return u, fmt.Errorf("reading user: %w", err)
+	}
+	return u, nil
+}
+
+// GetUser reads one user by id.
+func (s *Store) GetUser(ctx context.Context, id string) (registry.User, error) {
+	return getUser(ctx, s, s.db, "id", id)
+}
+
+// UserByExternalID reads one user by external id.
+func (s *Store) UserByExternalID(ctx context.Context, ext string) (registry.User, error) {
+	return getUser(ctx, s, s.db, "external_id", ext)
+}
+
+// ListUsers returns up to limit users with id > after, in id order.
+func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]registry.User, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind("SELECT "+userCols+" FROM users WHERE id > ? ORDER BY id LIMIT ?"), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	defer rows.Close()
+	out := []registry.User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing users: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+const keyCols = "id, serial, model, firmware, label, owner_id, role, status, version, created_at, updated_at"
+
+func scanKey(sc interface{ Scan(...any) error }) (registry.Key, error) {
+	var k registry.Key
+	var role, st string
+	var c, up int64
+	err := sc.Scan(&k.ID, &k.Serial, &k.Model, &k.Firmware, &k.Label, &k.OwnerID, &role, &st, &k.Version, &c, &up)
+	k.Role, k.Status, k.CreatedAt, k.UpdatedAt = registry.KeyRole(role), registry.KeyStatus(st), fromNanos(c), fromNanos(up)
+	return k, err
+}
+
+func keySets(ctx context.Context, s *Store, q querier, k *registry.Key) error {
+	rows, err := q.QueryContext(ctx, s.Rebind("SELECT set_name FROM key_set_members WHERE key_id = ? ORDER BY set_name"), k.ID)
+	if err != nil {
+		return fmt.Errorf("reading key sets: %w", err)
+	}
+	defer rows.Close()
+	k.KeySets = []string{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return err
+		}
+		k.KeySets = append(k.KeySets, n)
+	}
+	return rows.Err()
+}
+
+func getKey(ctx context.Context, s *Store, q querier, col, v string) (registry.Key, error) {
+	k, err := scanKey(q.QueryRowContext(ctx, s.Rebind("SELECT "+keyCols+" FROM keys WHERE "+col+" = ?"), v))
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, fmt.Errorf("key %s: %w", v, registry.ErrNotFound)
+	}
+	if err != nil {
+		return k, fmt.Errorf("reading key: %w", err)
+	}
+	return k, keySets(ctx, s, q, &k)
+}
+
+// GetKey reads one key by id.
+func (s *Store) GetKey(ctx context.Context, id string) (registry.Key, error) {
+	return getKey(ctx, s, s.db, "id", id)
+}
+
+// KeyBySerial reads one key by serial.
+func (s *Store) KeyBySerial(ctx context.Context, serial string) (registry.Key, error) {
+	return getKey(ctx, s, s.db, "serial", serial)
+}
+
+// KeysOfUser lists a user's keys.
+func (s *Store) KeysOfUser(ctx context.Context, userID string) ([]registry.Key, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind("SELECT "+keyCols+" FROM keys WHERE owner_id = ? ORDER BY created_at, id"), userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	out := []registry.Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("listing keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	rows.Close()
+	for i := range out {
+		if err := keySets(ctx, s, s.db, &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, rows.Err()
+}
+
+const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, verdict, clone_suspected, created_at"
+
+func scanFIDO(sc interface{ Scan(...any) error }) (registry.FIDOCredential, error) {
+	var c registry.FIDOCredential
+	var cnt, created int64
+	var v string
+	var clone int
+	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &v, &clone, &created)
+	c.SignCount, c.Verdict, c.CloneSuspected, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, fromNanos(created)
+	return c, err
+}
+
+// FIDOCredentials lists the FIDO2 credentials on a key.
+func (s *Store) FIDOCredentials(ctx context.Context, keyID string) ([]registry.FIDOCredential, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind("SELECT "+fidoCols+" FROM fido_credentials WHERE key_id = ? ORDER BY id"), keyID)
+	if err != nil {
+		return nil, fmt.Errorf("listing fido2 credentials: %w", err)
+	}
+	defer rows.Close()
+	out := []registry.FIDOCredential{}
+	for rows.Next() {
+		c, err := scanFIDO(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing fido2 credentials: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// GetFIDOCredential reads one FIDO2 credential by its registry id.
+func (s *Store) GetFIDOCredential(ctx context.Context, id string) (registry.FIDOCredential, error) {
+	return getFIDO(ctx, s, s.db, id)
+}
+
+// GetFIDOCredential reads one FIDO2 credential inside the transaction.
+func (t *Tx) GetFIDOCredential(id string) (registry.FIDOCredential, error) {
+	return getFIDO(t.ctx, t.s, t.tx, id)
+}
+
+func getFIDO(ctx context.Context, s *Store, q querier, id string) (registry.FIDOCredential, error) {
+	c, err := scanFIDO(q.QueryRowContext(ctx, s.Rebind("SELECT "+fidoCols+" FROM fido_credentials WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("fido2 credential %s: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading fido2 credential: %w", err)
+	}
+	return c, nil
+}
+
+const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, verdict, created_at"
+
+func scanPIV(sc interface{ Scan(...any) error }) (registry.PIVSlot, error) {
+	var p registry.PIVSlot
+	var v string
+	var created int64
+	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &v, &created)
+	p.Verdict, p.CreatedAt = registry.AttestationVerdict(v), fromNanos(created)
+	return p, err
+}
+
+// PIVSlots lists the PIV slots recorded for a key.
+func (s *Store) PIVSlots(ctx context.Context, keyID string) ([]registry.PIVSlot, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind("SELECT "+pivCols+" FROM piv_slots WHERE key_id = ? ORDER BY slot"), keyID)
+	if err != nil {
+		return nil, fmt.Errorf("listing piv slots: %w", err)
+	}
+	defer rows.Close()
+	out := []registry.PIVSlot{}
+	for rows.Next() {
+		p, err := scanPIV(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing piv slots: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// GetPIVSlot reads one PIV slot record inside the transaction.
+func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
+	p, err := scanPIV(t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT "+pivCols+" FROM piv_slots WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("piv slot %s: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading piv slot: %w", err)
+	}
+	return p, nil
+}
+
+// GetEscrow reads one escrow blob.
+func (s *Store) GetEscrow(ctx context.Context, keyID, kind string) (registry.EscrowBlob, error) {
+	e := registry.EscrowBlob{KeyID: keyID, Kind: kind}
+	var c int64
+	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT blob, version, created_at FROM escrow_blobs WHERE key_id = ? AND kind = ?"), keyID, kind).Scan(&e.Blob, &e.Version, &c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("escrow %s/%s: %w", keyID, kind, registry.ErrNotFound)
+	}
+	if err != nil {
+		return e, fmt.Errorf("reading escrow: %w", err)
+	}
+	e.CreatedAt = fromNanos(c)
+	return e, nil
+}
+
+// Changes returns whole change sets with seq > after, at least one and
+// stopping once limit changes are reached, and the feed's head.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]registry.Change, int64, error) {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback()
+	var head int64
+	if err := tx.QueryRowContext(ctx, "SELECT change_seq FROM registry_head WHERE id = 1").Scan(&head); err != nil {
+		return nil, 0, fmt.Errorf("reading feed head: %w", err)
+	}
+	// Take change sets up to the one holding the limit-th change, so a set
+	// is never split between pages.
+	var upto int64 = head
+	err = tx.QueryRowContext(ctx, s.Rebind("SELECT seq FROM changes WHERE seq > ? ORDER BY seq, idx LIMIT 1 OFFSET ?"), after, limit-1).Scan(&upto)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, fmt.Errorf("paging change feed: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, s.Rebind("SELECT seq, idx, entity, entity_id, op, data FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq, idx"), after, upto)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading change feed: %w", err)
+	}
+	defer rows.Close()
+	out := []registry.Change{}
+	for rows.Next() {
+		var c registry.Change
+		var d string
+		if err := rows.Scan(&c.Seq, &c.Index, &c.Entity, &c.EntityID, &c.Op, &d); err != nil {
+			return nil, 0, fmt.Errorf("reading change feed: %w", err)
+		}
+		c.Data = []byte(d)
+		out = append(out, c)
+	}
+	return out, head, rows.Err()
+}
+
+// readTx opens a transaction that sees one committed state throughout:
+// REPEATABLE READ on PostgreSQL, a (write-locked) transaction on SQLite.
+func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
+	opt := &sql.TxOptions{}
+	if s.dialect == Postgres {
+		opt = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := s.db.BeginTx(ctx, opt)
+	if err != nil {
+		return nil, fmt.Errorf("beginning read: %w", err)
+	}
+	return tx, nil
+}
+
+// validityTemplate is the validity view's rule: a credential is valid when
+// its key is active, its owner is active and (for FIDO2) it is not flagged
+// as a possible clone. %[1]s is an extra condition on the user.
+const validityTemplate = `SELECT u.id, u.external_id, k.id, k.serial, 'fido2', f.credential_id, f.rp_id, '', f.public_key
+FROM fido_credentials f JOIN keys k ON k.id = f.key_id JOIN users u ON u.id = k.owner_id
+WHERE k.status = 'active' AND u.status = 'active' AND f.clone_suspected = 0%[1]s
+UNION ALL
+SELECT u.id, u.external_id, k.id, k.serial, 'piv', NULL, '', p.slot, p.public_key
+FROM piv_slots p JOIN keys k ON k.id = p.key_id JOIN users u ON u.id = k.owner_id
+WHERE k.status = 'active' AND u.status = 'active'%[1]s
+ORDER BY 1, 3, 5`
+
+// ValidityQuery is the validity view for everyone, shared with benchmarks.
+var ValidityQuery = fmt.Sprintf(validityTemplate, "")
+
+// Validity returns the validity view (for one user when userID is set) at
+// the newest committed change set, read in one snapshot so it never shows
+// half of a change set.
+func (s *Store) Validity(ctx context.Context, userID string) (registry.Validity, error) {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return registry.Validity{}, err
+	}
+	defer tx.Rollback()
+	var v registry.Validity
+	if err := tx.QueryRowContext(ctx, "SELECT change_seq FROM registry_head WHERE id = 1").Scan(&v.Version); err != nil {
+		return v, fmt.Errorf("reading validity version: %w", err)
+	}
+	q := ValidityQuery
+	var args []any
+	if userID != "" {
+		q = fmt.Sprintf(validityTemplate, " AND u.id = ?")
+		args = append(args, userID, userID)
+	}
+	rows, err := tx.QueryContext(ctx, s.Rebind(q), args...)
+	if err != nil {
+		return v, fmt.Errorf("reading validity view: %w", err)
+	}
+	defer rows.Close()
+	v.Credentials = []registry.ValidCredential{}
+	for rows.Next() {
+		var c registry.ValidCredential
+		if err := rows.Scan(&c.UserID, &c.ExternalID, &c.KeyID, &c.Serial, &c.Kind, &c.CredentialID, &c.RPID, &c.Slot, &c.PublicKey); err != nil {
+			return v, fmt.Errorf("reading validity view: %w", err)
+		}
+		v.Credentials = append(v.Credentials, c)
+	}
+	return v, rows.Err()
+}
+
+// AuditLog returns every audit entry and checkpoint in order.
+func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, []audit.Checkpoint, error) {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT seq, at, actor, action, payload, prev_hash, hash FROM audit_log ORDER BY seq")
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	var es []audit.Entry
+	for rows.Next() {
+		var e audit.Entry
+		var p string
+		if err := rows.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &p, &e.PrevHash, &e.Hash); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("reading audit log: %w", err)
+		}
+		e.Payload = []byte(p)
+		es = append(es, e)
+	}
+	rows.Close()
+	rows, err = tx.QueryContext(ctx, "SELECT seq, hash, signature FROM audit_checkpoints ORDER BY seq")
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading audit checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var cs []audit.Checkpoint
+	for rows.Next() {
+		var c audit.Checkpoint
+		if err := rows.Scan(&c.Seq, &c.Hash, &c.Signature); err != nil {
+			return nil, nil, fmt.Errorf("reading audit checkpoints: %w", err)
+		}
+		cs = append(cs, c)
+	}
+	return es, cs, rows.Err()
+}
+
+// Token is a stored API token's identity.
+type Token struct {
+	Name   string
+	Role   string
+	UserID string
+}
+
+// LookupToken finds a token by the hash of its secret.
+func (s *Store) LookupToken(ctx context.Context, hash []byte) (Token, error) {
+	var t Token
+	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT name, role, user_id FROM tokens WHERE hash = ?"), hash).Scan(&t.Name, &t.Role, &t.UserID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, registry.ErrNotFound
+	}
+	if err != nil {
+		return t, fmt.Errorf("reading token: %w", err)
+	}
+	return t, nil
+}

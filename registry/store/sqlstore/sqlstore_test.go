@@ -1,0 +1,357 @@
+package sqlstore_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/audit"
+	"github.com/keydesk/keydesk/registry/pgtest"
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, s := range loaded {
+		s.Close()
+	}
+	for _, d := range benchDirs {
+		os.RemoveAll(d)
+	}
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+type backend struct {
+	name string
+	dsn  func(t *testing.T) string
+}
+
+var backends = []backend{
+	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "registry.db") }},
+	{"postgres", func(t *testing.T) string { return pgtest.Database(t) }},
+}
+
+// TestStore is the one store suite, run on every backend.
+func TestStore(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for name, fn := range suite {
+				t.Run(name, func(t *testing.T) {
+					_, priv, _ := ed25519.GenerateKey(rand.Reader)
+					c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+					s, err := sqlstore.Open(context.Background(), b.dsn(t), sqlstore.Options{Signer: priv, Now: c.now})
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { s.Close() })
+					fn(t, &env{s: s, clock: c, pub: priv.Public().(ed25519.PublicKey)})
+				})
+			}
+		})
+	}
+}
+
+type env struct {
+	s     *sqlstore.Store
+	clock *clock
+	pub   ed25519.PublicKey
+}
+
+var ctx = context.Background()
+
+func (e *env) write(t *testing.T, fn func(*sqlstore.Tx) error) error {
+	t.Helper()
+	_, _, err := e.s.Write(ctx, "test", nil, func(tx *sqlstore.Tx) (sqlstore.Result, error) { return sqlstore.Result{Status: 200}, fn(tx) })
+	return err
+}
+
+func (e *env) user(t *testing.T, ext string) registry.User {
+	t.Helper()
+	u := registry.User{ExternalID: ext, DisplayName: "User " + ext, Groups: []string{"eng"}}
+	if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateUser(&u) }); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (e *env) key(t *testing.T, owner, serial string, st registry.KeyStatus) registry.Key {
+	t.Helper()
+	k := registry.Key{Serial: serial, OwnerID: owner, Status: st, KeySets: []string{"yk5-2026"}}
+	if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateKey(&k) }); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func (e *env) verifyAudit(t *testing.T) audit.Report {
+	t.Helper()
+	es, cs, err := e.s.AuditLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := audit.Verify(es, cs, e.pub)
+	if err != nil {
+		t.Fatalf("audit verify: %v", err)
+	}
+	return r
+}
+
+var suite = map[string]func(t *testing.T, e *env){
+	"UserRoundTripAndDuplicate": func(t *testing.T, e *env) {
+		u := e.user(t, "alice")
+		got, err := e.s.GetUser(ctx, u.ID)
+		if err != nil || got.ExternalID != "alice" || got.Version != 1 || len(got.Groups) != 1 || got.Status != registry.UserActive {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+		dup := registry.User{ExternalID: "alice"}
+		err = e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateUser(&dup) })
+		var de *registry.DuplicateError
+		if !errors.As(err, &de) {
+			t.Fatalf("duplicate external id: %v", err)
+		}
+		if _, err := e.s.GetUser(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
+			t.Fatalf("missing user: %v", err)
+		}
+	},
+	"OptimisticConcurrency": func(t *testing.T, e *env) {
+		u := e.user(t, "bob")
+		u.DisplayName = "Bob B"
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&u, 1) }); err != nil {
+			t.Fatal(err)
+		}
+		stale := u
+		stale.DisplayName = "stale"
+		err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&stale, 1) })
+		var ce *registry.ConflictError
+		if !errors.As(err, &ce) || ce.Have != 2 || ce.Current.(registry.User).DisplayName != "Bob B" {
+			t.Fatalf("stale update: %v", err)
+		}
+	},
+	"LastKeyGuard": func(t *testing.T, e *env) {
+		u := e.user(t, "carol")
+		k1 := e.key(t, u.ID, "1001", registry.KeyActive)
+		k2 := e.key(t, u.ID, "1002", registry.KeyActive)
+		var err error
+		if err = e.write(t, func(tx *sqlstore.Tx) error { k1, err = tx.SetKeyStatus(k1.ID, 1, registry.KeyLost, ""); return err }); err != nil {
+			t.Fatalf("losing one of two keys: %v", err)
+		}
+		err = e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyRevoked, ""); return err })
+		if !errors.Is(err, registry.ErrLastKey) {
+			t.Fatalf("revoking last key: %v", err)
+		}
+		if k, _ := e.s.GetKey(ctx, k2.ID); k.Status != registry.KeyActive || k.Version != 1 {
+			t.Fatalf("refused change was written: %+v", k)
+		}
+		if err = e.write(t, func(tx *sqlstore.Tx) error {
+			_, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyRevoked, "stolen, user has TAP")
+			return err
+		}); err != nil {
+			t.Fatalf("break glass: %v", err)
+		}
+		es, _, _ := e.s.AuditLog(ctx)
+		found := false
+		for _, a := range es {
+			if a.Action == "key.break_glass" {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatal("break-glass not audited")
+		}
+		e.verifyAudit(t)
+	},
+	"RollbackLeavesNothing": func(t *testing.T, e *env) {
+		u := registry.User{ExternalID: "dave"}
+		err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.CreateUser(&u); err != nil {
+				return err
+			}
+			k := registry.Key{Serial: "2001", OwnerID: u.ID, Role: "spare"}
+			return tx.CreateKey(&k)
+		})
+		var ie *registry.InvalidError
+		if !errors.As(err, &ie) || ie.Code != "invalid_role" {
+			t.Fatalf("bad role: %v", err)
+		}
+		if _, err := e.s.UserByExternalID(ctx, "dave"); !errors.Is(err, registry.ErrNotFound) {
+			t.Fatalf("user of a failed change set was written: %v", err)
+		}
+		ch, head, _ := e.s.Changes(ctx, 0, 100)
+		if len(ch) != 0 || head != 0 {
+			t.Fatalf("feed has %d changes, head %d", len(ch), head)
+		}
+	},
+	"Idempotency": func(t *testing.T, e *env) {
+		idem := &sqlstore.Idempotency{Scope: "tok", Key: "k1", RequestHash: []byte("h1")}
+		calls := 0
+		w := func() (sqlstore.Result, bool, error) {
+			return e.s.Write(ctx, "test", idem, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+				calls++
+				u := registry.User{ExternalID: "erin"}
+				return sqlstore.Result{Status: 201, Body: []byte(`{"n":1}`)}, tx.CreateUser(&u)
+			})
+		}
+		r1, rep1, err := w()
+		if err != nil || rep1 {
+			t.Fatal(err, rep1)
+		}
+		r2, rep2, err := w()
+		if err != nil || !rep2 || r2.Status != 201 || string(r2.Body) != string(r1.Body) || calls != 1 {
+			t.Fatalf("replay: %+v %v %v calls=%d", r2, rep2, err, calls)
+		}
+		idem.RequestHash = []byte("other")
+		if _, _, err := w(); !errors.Is(err, registry.ErrIdempotencyMismatch) {
+			t.Fatalf("reused key: %v", err)
+		}
+	},
+	"ChallengeSingleUseAndExpiry": func(t *testing.T, e *env) {
+		u := e.user(t, "frank")
+		k := e.key(t, u.ID, "3001", registry.KeyActive)
+		c := registry.Challenge{KeyID: k.ID, Kind: "piv", CredentialID: "x", Nonce: []byte("nonce"), ExpiresAt: e.clock.t.Add(time.Minute)}
+		c2 := c
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.CreateChallenge(&c); err != nil {
+				return err
+			}
+			return tx.CreateChallenge(&c2)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		consume := func(id string) error {
+			return e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.ConsumeChallenge(id); return err })
+		}
+		if err := consume(c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := consume(c.ID); !errors.Is(err, registry.ErrChallenge) {
+			t.Fatalf("second use: %v", err)
+		}
+		e.clock.t = e.clock.t.Add(2 * time.Minute)
+		if err := consume(c2.ID); !errors.Is(err, registry.ErrChallenge) {
+			t.Fatalf("expired: %v", err)
+		}
+	},
+	"FeedAndValidity": func(t *testing.T, e *env) {
+		u := e.user(t, "gina")
+		k := e.key(t, u.ID, "4001", registry.KeyPending)
+		fc := registry.FIDOCredential{KeyID: k.ID, CredentialID: []byte{1, 2, 3}, RPID: "example.org", PublicKey: []byte{9}}
+		ps := registry.PIVSlot{KeyID: k.ID, Slot: "9a", PublicKey: []byte{8}}
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.AddFIDOCredential(&fc); err != nil {
+				return err
+			}
+			return tx.AddPIVSlot(&ps)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		dup := registry.FIDOCredential{KeyID: k.ID, CredentialID: []byte{1, 2, 3}, RPID: "example.org", PublicKey: []byte{9}}
+		var de *registry.DuplicateError
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddFIDOCredential(&dup) }); !errors.As(err, &de) {
+			t.Fatalf("duplicate credential: %v", err)
+		}
+		v, err := e.s.Validity(ctx, "")
+		if err != nil || len(v.Credentials) != 0 || v.Version != 3 {
+			t.Fatalf("pending key must not be valid: %+v %v", v, err)
+		}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); err != nil {
+			t.Fatal(err)
+		}
+		v, err = e.s.Validity(ctx, u.ID)
+		if err != nil || len(v.Credentials) != 2 || v.Version != 4 {
+			t.Fatalf("active key: %+v %v", v, err)
+		}
+		other := e.user(t, "hank")
+		if v, _ := e.s.Validity(ctx, other.ID); len(v.Credentials) != 0 {
+			t.Fatalf("other user sees %d", len(v.Credentials))
+		}
+		all, head, err := e.s.Changes(ctx, 0, 1000)
+		if err != nil || head != 5 || len(all) != 6 {
+			t.Fatalf("feed: %d changes head %d %v", len(all), head, err)
+		}
+		// Paging never splits a change set: the set at seq 3 has two changes.
+		page, _, _ := e.s.Changes(ctx, 2, 1)
+		if len(page) != 2 || page[0].Seq != 3 || page[1].Seq != 3 {
+			t.Fatalf("page: %+v", page)
+		}
+		inc, _, _ := e.s.Changes(ctx, 4, 1000)
+		if len(inc) != 1 || inc[0].Entity != "user" {
+			t.Fatalf("incremental: %+v", inc)
+		}
+	},
+	"EscrowVersioned": func(t *testing.T, e *env) {
+		u := e.user(t, "ivy")
+		k := e.key(t, u.ID, "5001", registry.KeyActive)
+		b := registry.EscrowBlob{KeyID: k.ID, Kind: "piv-puk", Blob: []byte("age-encrypted")}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.PutEscrow(&b, 0) }); err != nil {
+			t.Fatal(err)
+		}
+		var ce *registry.ConflictError
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.PutEscrow(&b, 0) }); !errors.As(err, &ce) {
+			t.Fatalf("stale escrow: %v", err)
+		}
+		got, err := e.s.GetEscrow(ctx, k.ID, "piv-puk")
+		if err != nil || string(got.Blob) != "age-encrypted" || got.Version != 1 {
+			t.Fatalf("%+v %v", got, err)
+		}
+		es, _, _ := e.s.AuditLog(ctx)
+		for _, a := range es {
+			if string(a.Payload) != "" && contains(a.Payload, "age-encrypted") {
+				t.Fatal("escrow blob leaked into the audit log")
+			}
+		}
+	},
+	"AuditTamperDetected": func(t *testing.T, e *env) {
+		for _, n := range []string{"a", "b", "c"} {
+			e.user(t, n)
+		}
+		r := e.verifyAudit(t)
+		if r.Entries != 3 || r.Checkpoints != 3 {
+			t.Fatalf("%+v", r)
+		}
+		if _, err := e.s.DB().Exec(e.s.Rebind("UPDATE audit_log SET actor = ? WHERE seq = 2"), "mallory"); err != nil {
+			t.Fatal(err)
+		}
+		es, cs, _ := e.s.AuditLog(ctx)
+		_, err := audit.Verify(es, cs, e.pub)
+		var te *audit.TamperError
+		if !errors.As(err, &te) || te.Seq != 2 {
+			t.Fatalf("tampered row not found: %v", err)
+		}
+	},
+	"Tokens": func(t *testing.T, e *env) {
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateToken([]byte("hash"), "first-admin", "admin", "") }); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := e.s.LookupToken(ctx, []byte("hash"))
+		if err != nil || tok.Role != "admin" || tok.Name != "first-admin" {
+			t.Fatalf("%+v %v", tok, err)
+		}
+		if _, err := e.s.LookupToken(ctx, []byte("nope")); !errors.Is(err, registry.ErrNotFound) {
+			t.Fatal(err)
+		}
+	},
+}
+
+func contains(b []byte, s string) bool {
+	return len(s) > 0 && len(b) >= len(s) && (string(b) == s || indexOf(string(b), s) >= 0)
+}
+
+func indexOf(a, b string) int {
+	for i := 0; i+len(b) <= len(a); i++ {
+		if a[i:i+len(b)] == b {
+			return i
+		}
+	}
+	return -1
+}
