@@ -19,7 +19,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := sim.Main(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := sim.Main(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "keydesk-sim:", err)
 		os.Exit(1)
 	}
