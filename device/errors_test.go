@@ -1,0 +1,35 @@
+package device
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func TestErrorsAndHints(t *testing.T) {
+	v := func(a, b, c uint8) Version { return Version{a, b, c} }
+	if err := RequireVersion("x", v(5, 7, 0), v(5, 3, 0)); err != nil {
+		t.Fatalf("5.7.0 >= 5.3.0: %v", err)
+	}
+	err := fmt.Errorf("reading metadata: %w", RequireVersion("metadata", v(5, 2, 7), v(5, 3, 0)))
+	var ve *VersionError
+	if !errors.As(err, &ve) || !errors.Is(err, ErrNotSupported) || ve.Need != v(5, 3, 0) {
+		t.Fatalf("version error not typed: %v", err)
+	}
+	cases := []error{
+		&WrongPINError{Retries: 2}, &WrongPINError{PUK: true, Retries: 1},
+		ErrPINBlocked, ErrPUKBlocked, ErrTouchTimeout, ErrKeyRemoved, ErrAppDisabled,
+		err, &SerialMismatchError{Want: 1, Got: 2}, ErrNotSupported,
+	}
+	seen := map[string]bool{}
+	for _, c := range cases {
+		h := Hint(fmt.Errorf("op: %w", c))
+		if h == "" || seen[h] {
+			t.Errorf("hint for %v: %q (empty or duplicate)", c, h)
+		}
+		seen[h] = true
+	}
+	if Hint(errors.New("other")) != "" {
+		t.Error("unrelated error got a hint")
+	}
+}

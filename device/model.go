@@ -1,0 +1,117 @@
+// Package device defines keydesk's model of a YubiKey, the typed errors its
+// operations return, and the callbacks through which an operation asks the
+// person at the desk for a PIN, a touch or a reinsertion. Adapters over piv-go
+// and go-libfido2 plug in beneath it; the layer never prompts, prints or exits.
+package device
+
+import (
+	"crypto/x509"
+	"fmt"
+)
+
+// Version is a firmware version (YubiKey GET VERSION, INS 0xFD).
+type Version struct{ Major, Minor, Patch uint8 }
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch) }
+
+// AtLeast reports whether v is the same as or newer than o.
+func (v Version) AtLeast(o Version) bool {
+	if v.Major != o.Major {
+		return v.Major > o.Major
+	}
+	if v.Minor != o.Minor {
+		return v.Minor > o.Minor
+	}
+	return v.Patch >= o.Patch
+}
+
+// Application is one YubiKey application as the management applet names it.
+type Application uint16
+
+// Capability bits of the YubiKey management applet.
+const (
+	AppOTP     Application = 0x0001
+	AppU2F     Application = 0x0002
+	AppOpenPGP Application = 0x0008
+	AppPIV     Application = 0x0010
+	AppOATH    Application = 0x0020
+	AppHSMAuth Application = 0x0100
+	AppFIDO2   Application = 0x0200
+)
+
+// Transport is a way a key is reached.
+type Transport uint8
+
+const (
+	TransportUSB Transport = 1 << iota
+	TransportNFC
+)
+
+// Key is one physical key as discovery saw it. Serial is zero and
+// SerialUnknown true when no interface let keydesk read it.
+type Key struct {
+	Serial        uint32
+	SerialUnknown bool
+	Model         string
+	Firmware      Version
+	FormFactor    uint8
+	EnabledUSB    Application
+	EnabledNFC    Application
+	Transports    Transport
+	Reader        string // PC/SC reader name, empty when not reachable over PC/SC
+	FIDOPath      string // FIDO HID device path, empty when not reachable over HID
+}
+
+// MgmtKeyAlgorithm is the PIV management key's algorithm (SP 800-78-4
+// table 6-1 identifiers).
+type MgmtKeyAlgorithm uint8
+
+const (
+	Mgmt3DES   MgmtKeyAlgorithm = 0x03
+	MgmtAES128 MgmtKeyAlgorithm = 0x08
+	MgmtAES192 MgmtKeyAlgorithm = 0x0A
+	MgmtAES256 MgmtKeyAlgorithm = 0x0C
+)
+
+// KeyOrigin says whether a slot's key was generated on the key or imported.
+type KeyOrigin uint8
+
+const (
+	OriginUnknown KeyOrigin = iota
+	OriginGenerated
+	OriginImported
+)
+
+// SlotStatus is what the key reports about one PIV slot.
+type SlotStatus struct {
+	Slot        uint8
+	Algorithm   string
+	PINPolicy   string
+	TouchPolicy string
+	Origin      KeyOrigin
+	Certificate *x509.Certificate
+}
+
+// PIVStatus is the PIV applet's state (NIST SP 800-73-4 plus YubiKey
+// extensions).
+type PIVStatus struct {
+	PINRetries       int
+	PUKRetries       int
+	MgmtKeyAlgorithm MgmtKeyAlgorithm
+	MgmtKeyDefault   bool
+	MgmtKeyProtected bool // PIVMAN 0x5FFF00 bit 0x02 and PRINTED 0x5FC109 present
+	Slots            []SlotStatus
+}
+
+// FIDOStatus is the authenticator's state (CTAP 2.1 §6.4 getInfo and
+// §6.5 clientPIN getRetries).
+type FIDOStatus struct {
+	AAGUID            [16]byte
+	Versions          []string
+	Options           map[string]bool
+	PINSet            bool
+	PINRetries        int
+	RemainingResident int
+	MinPINLength      int
+	ForcePINChange    bool
+}
