@@ -247,3 +247,20 @@ func listening(p int) bool {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// RunTests is a TestMain for packages whose tests talk PC/SC: it starts one
+// private daemon with the given readers, points this process's PC/SC client
+// at it, runs the tests, stops the daemon and exits. One daemon per test
+// binary, because libpcsclite reads PCSCLITE_CSOCK_NAME once per process.
+func RunTests(m interface{ Run() int }, readers int, daemon **Daemon) {
+	d, err := Start(context.Background(), Config{Readers: readers})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting a private pcscd for the tests:", err)
+		os.Exit(1)
+	}
+	*daemon = d
+	os.Setenv("PCSCLITE_CSOCK_NAME", d.Socket())
+	code := m.Run()
+	d.Stop()
+	os.Exit(code)
+}

@@ -12,7 +12,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
-	"os"
 	"testing"
 	"time"
 
@@ -27,18 +26,7 @@ import (
 
 var daemon *pcscd.Daemon
 
-func TestMain(m *testing.M) {
-	d, err := pcscd.Start(context.Background(), pcscd.Config{Readers: 2})
-	if err != nil {
-		println("starting private pcscd:", err.Error())
-		os.Exit(1)
-	}
-	daemon = d
-	os.Setenv("PCSCLITE_CSOCK_NAME", d.Socket())
-	code := m.Run()
-	d.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pcscd.RunTests(m, 2, &daemon) }
 
 type rig struct {
 	key  *virtual.Key

@@ -28,18 +28,7 @@ var daemon *pcscd.Daemon
 
 const readers = pcscd.MaxReaders
 
-func TestMain(m *testing.M) {
-	d, err := pcscd.Start(context.Background(), pcscd.Config{Readers: readers})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting private pcscd:", err)
-		os.Exit(1)
-	}
-	daemon = d
-	os.Setenv("PCSCLITE_CSOCK_NAME", d.Socket())
-	code := m.Run()
-	d.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pcscd.RunTests(m, readers, &daemon) }
 
 // rig is one virtual key on one reader of the private pcscd.
 type rig struct {

@@ -3,7 +3,6 @@ package vpcd_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -29,18 +28,7 @@ var daemon *pcscd.Daemon
 // TestMain starts one private pcscd for the package: libpcsclite reads
 // PCSCLITE_CSOCK_NAME once per process. Reader 0 is for tests, 1 for
 // benchmarks.
-func TestMain(m *testing.M) {
-	d, err := pcscd.Start(context.Background(), pcscd.Config{Readers: 2})
-	if err != nil {
-		println("starting private pcscd:", err.Error())
-		os.Exit(1)
-	}
-	daemon = d
-	os.Setenv("PCSCLITE_CSOCK_NAME", d.Socket())
-	code := m.Run()
-	d.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pcscd.RunTests(m, 2, &daemon) }
 
 func waitState(t *testing.T, sc *scard.Context, reader string, present bool) {
 	t.Helper()
