@@ -126,3 +126,26 @@ func AuditVerify(bin, state string) (string, error) {
 	out, err := exec.Command(bin, "audit", "verify", "--state", state).CombinedOutput()
 	return string(out), err
 }
+
+// RunTests is a TestMain for packages that drive the real keydesk-registry
+// binary: it builds it once into a temporary directory, sets *bin, runs the
+// tests, calls after (for example to stop a shared PostgreSQL), cleans up and
+// exits.
+func RunTests(m interface{ Run() int }, bin *string, after ...func()) {
+	dir, err := os.MkdirTemp("", "keydesk-registry-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *bin, err = Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	for _, f := range after {
+		f()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

@@ -34,21 +34,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keydesk-registry-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bin, err = regtest.Build(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	pgtest.StopShared()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { regtest.RunTests(m, &bin, pgtest.StopShared) }
 
 // reg is a running registry process with tokens for every role.
 type reg struct {
