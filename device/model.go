@@ -5,6 +5,7 @@
 package device
 
 import (
+	"crypto"
 	"crypto/x509"
 	"fmt"
 )
@@ -73,6 +74,20 @@ const (
 	MgmtAES256 MgmtKeyAlgorithm = 0x0C
 )
 
+func (a MgmtKeyAlgorithm) String() string {
+	switch a {
+	case Mgmt3DES:
+		return "TDES"
+	case MgmtAES128:
+		return "AES128"
+	case MgmtAES192:
+		return "AES192"
+	case MgmtAES256:
+		return "AES256"
+	}
+	return fmt.Sprintf("0x%02X", uint8(a))
+}
+
 // KeyOrigin says whether a slot's key was generated on the key or imported.
 type KeyOrigin uint8
 
@@ -85,22 +100,32 @@ const (
 // SlotStatus is what the key reports about one PIV slot.
 type SlotStatus struct {
 	Slot        uint8
+	Empty       bool // no key (a certificate may still be stored)
 	Algorithm   string
 	PINPolicy   string
 	TouchPolicy string
 	Origin      KeyOrigin
+	PublicKey   crypto.PublicKey
 	Certificate *x509.Certificate
+	// CertificateError says why a stored certificate could not be parsed.
+	CertificateError string
 }
 
 // PIVStatus is the PIV applet's state (NIST SP 800-73-4 plus YubiKey
 // extensions).
 type PIVStatus struct {
-	PINRetries       int
-	PUKRetries       int
+	Serial           uint32
+	Firmware         Version
+	PINRetries       int // -1 when the key cannot say
+	PUKRetries       int // -1 before firmware 5.3
+	PINDefault       bool
+	PUKDefault       bool
 	MgmtKeyAlgorithm MgmtKeyAlgorithm
 	MgmtKeyDefault   bool
-	MgmtKeyProtected bool // PIVMAN 0x5FFF00 bit 0x02 and PRINTED 0x5FC109 present
-	Slots            []SlotStatus
+	MgmtKeyProtected bool // PIVMAN 0x5FFF00 bit 0x02: the key is stored in PRINTED 0x5FC109
+	// PUKBlockedByPIVMAN is the deprecated PIN-derived mode (PIVMAN bit 0x01).
+	PUKBlockedByPIVMAN bool
+	Slots              []SlotStatus
 }
 
 // FIDOStatus is the authenticator's state (CTAP 2.1 §6.4 getInfo and
