@@ -8,6 +8,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"strings"
 )
 
 // Version is a firmware version (YubiKey GET VERSION, INS 0xFD).
@@ -40,6 +41,40 @@ const (
 	AppFIDO2   Application = 0x0200
 )
 
+var appNames = []struct {
+	a    Application
+	name string
+}{{AppOTP, "OTP"}, {AppU2F, "U2F"}, {AppFIDO2, "FIDO2"}, {AppOATH, "OATH"}, {AppPIV, "PIV"}, {AppOpenPGP, "OpenPGP"}, {AppHSMAuth, "YubiHSM Auth"}}
+
+// Names lists the applications in a, in the order ykman prints them.
+func (a Application) Names() []string {
+	var out []string
+	for _, n := range appNames {
+		if a&n.a != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return out
+}
+
+func (a Application) String() string {
+	n := a.Names()
+	if len(n) == 0 {
+		return "none"
+	}
+	return strings.Join(n, ", ")
+}
+
+// ParseApplication reads an application name as ykman spells it.
+func ParseApplication(s string) (Application, error) {
+	for _, n := range appNames {
+		if strings.EqualFold(n.name, s) || (n.a == AppHSMAuth && strings.EqualFold(s, "HSMAUTH")) {
+			return n.a, nil
+		}
+	}
+	return 0, fmt.Errorf("application %q unknown (OTP, U2F, FIDO2, OATH, PIV, OpenPGP, HSMAUTH)", s)
+}
+
 // Transport is a way a key is reached.
 type Transport uint8
 
@@ -56,11 +91,17 @@ type Key struct {
 	Model         string
 	Firmware      Version
 	FormFactor    uint8
+	SupportedUSB  Application
+	SupportedNFC  Application
 	EnabledUSB    Application
 	EnabledNFC    Application
+	ConfigLocked  bool
 	Transports    Transport
-	Reader        string // PC/SC reader name, empty when not reachable over PC/SC
-	FIDOPath      string // FIDO HID device path, empty when not reachable over HID
+	// Virtual is set for keydesk's practice-mode keys, which are software
+	// and must never be taken for hardware.
+	Virtual  bool
+	Reader   string // PC/SC reader name, empty when not reachable over PC/SC
+	FIDOPath string // FIDO HID device path, empty when not reachable over HID
 }
 
 // MgmtKeyAlgorithm is the PIV management key's algorithm (SP 800-78-4

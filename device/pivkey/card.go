@@ -19,6 +19,7 @@ import (
 	"github.com/go-piv/piv-go/v2/piv"
 
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pcsc"
 )
 
 // Prompts passed to device.Callbacks.PIN.
@@ -59,12 +60,12 @@ type Card struct {
 func Open(reader string, serial uint32) *Card { return &Card{Reader: reader, Serial: serial} }
 
 // session dials, selects PIV and checks the serial.
-func (c *Card) session(ctx context.Context) (*Session, device.Version, uint32, error) {
-	s, err := Dial(ctx, c.Reader)
+func (c *Card) session(ctx context.Context) (*pcsc.Session, device.Version, uint32, error) {
+	s, err := pcsc.Dial(ctx, c.Reader)
 	if err != nil {
 		return nil, device.Version{}, 0, err
 	}
-	if _, err := s.Select(aidPIV); err != nil {
+	if _, err := s.Select(pcsc.AIDPIV); err != nil {
 		s.Close()
 		return nil, device.Version{}, 0, err
 	}
@@ -153,7 +154,7 @@ func (c *Card) classify(err error) error {
 	if errors.As(err, &sc) {
 		return err
 	}
-	var se *StatusError
+	var se *pcsc.StatusError
 	if errors.As(err, &se) {
 		return err
 	}
@@ -169,7 +170,7 @@ func statusIs(err error, sw uint16) bool {
 	if errors.As(err, &sc) && sc.Status() == sw {
 		return true
 	}
-	var se *StatusError
+	var se *pcsc.StatusError
 	return errors.As(err, &se) && se.SW == sw
 }
 
@@ -186,10 +187,10 @@ func pin(ctx context.Context, cb device.Callbacks, what string) (string, error) 
 // PRINTED, as ykman keeps it), else the default. It returns the key, its
 // algorithm and the PIN if one was asked for, so a later step needing the
 // PIN does not ask twice.
-func (c *Card) mgmt(ctx context.Context, s *Session, fw device.Version, cb device.Callbacks) ([]byte, device.MgmtKeyAlgorithm, string, error) {
+func (c *Card) mgmt(ctx context.Context, s *pcsc.Session, fw device.Version, cb device.Callbacks) ([]byte, device.MgmtKeyAlgorithm, string, error) {
 	alg := device.Mgmt3DES
 	isDefault := false
-	md, err := s.Metadata(0x9B)
+	md, err := getMetadata(s, 0x9B)
 	switch {
 	case err == nil && md != nil:
 		alg, isDefault = device.MgmtKeyAlgorithm(md.Algorithm), md.Default
@@ -199,12 +200,12 @@ func (c *Card) mgmt(ctx context.Context, s *Session, fw device.Version, cb devic
 		return nil, 0, "", c.classify(err)
 	}
 	if c.ManagementKey != nil {
-		if err := s.Authenticate(alg, c.ManagementKey); err != nil {
+		if err := authenticate(s, alg, c.ManagementKey); err != nil {
 			return nil, 0, "", c.classify(err)
 		}
 		return c.ManagementKey, alg, "", nil
 	}
-	raw, err := s.GetObject(objPIVMAN)
+	raw, err := getObject(s, objPIVMAN)
 	if err != nil {
 		return nil, 0, "", c.classify(err)
 	}
@@ -217,10 +218,10 @@ func (c *Card) mgmt(ctx context.Context, s *Session, fw device.Version, cb devic
 		if err != nil {
 			return nil, 0, "", err
 		}
-		if err := s.VerifyPIN(p); err != nil {
+		if err := verifyPIN(s, p); err != nil {
 			return nil, 0, "", c.classify(err)
 		}
-		printed, err := s.GetObject(objPrinted)
+		printed, err := getObject(s, objPrinted)
 		if err != nil {
 			return nil, 0, "", c.classify(err)
 		}
@@ -233,13 +234,13 @@ func (c *Card) mgmt(ctx context.Context, s *Session, fw device.Version, cb devic
 			if err != nil {
 				return nil, 0, "", err
 			}
-			if err := s.Authenticate(alg, key); err != nil {
+			if err := authenticate(s, alg, key); err != nil {
 				return nil, 0, "", fmt.Errorf("the management key stored on the key was refused: %w", c.classify(err))
 			}
 			return key, alg, p, nil
 		}
 	}
-	if err := s.Authenticate(alg, DefaultManagementKey); err != nil {
+	if err := authenticate(s, alg, DefaultManagementKey); err != nil {
 		if errors.Is(err, ErrWrongManagementKey) {
 			return nil, 0, "", ErrManagementKeyNeeded
 		}
@@ -297,30 +298,30 @@ func (c *Card) Status(ctx context.Context) (*device.PIVStatus, error) {
 	}
 	defer s.Close()
 	st := &device.PIVStatus{Serial: sn, Firmware: fw, PINRetries: -1, PUKRetries: -1}
-	md, err := s.Metadata(0x80)
+	md, err := getMetadata(s, 0x80)
 	newer := !errors.Is(err, device.ErrNotSupported)
 	switch {
 	case err != nil && newer:
 		return nil, c.classify(err)
 	case newer && md != nil:
 		st.PINRetries, st.PINDefault = md.Remaining, md.Default
-		if m, err := s.Metadata(0x81); err != nil {
+		if m, err := getMetadata(s, 0x81); err != nil {
 			return nil, c.classify(err)
 		} else if m != nil {
 			st.PUKRetries, st.PUKDefault = m.Remaining, m.Default
 		}
-		if m, err := s.Metadata(0x9B); err != nil {
+		if m, err := getMetadata(s, 0x9B); err != nil {
 			return nil, c.classify(err)
 		} else if m != nil {
 			st.MgmtKeyAlgorithm, st.MgmtKeyDefault = device.MgmtKeyAlgorithm(m.Algorithm), m.Default
 		}
 	default:
-		if st.PINRetries, err = s.PINRetries(); err != nil {
+		if st.PINRetries, err = pinRetries(s); err != nil {
 			return nil, c.classify(err)
 		}
 		st.MgmtKeyAlgorithm = device.Mgmt3DES
 	}
-	raw, err := s.GetObject(objPIVMAN)
+	raw, err := getObject(s, objPIVMAN)
 	if err != nil {
 		return nil, c.classify(err)
 	}
@@ -331,7 +332,7 @@ func (c *Card) Status(ctx context.Context) (*device.PIVStatus, error) {
 	for _, slot := range Slots {
 		ss := device.SlotStatus{Slot: slot}
 		if newer {
-			m, err := s.Metadata(slot)
+			m, err := getMetadata(s, slot)
 			if err != nil {
 				return nil, c.classify(err)
 			}
@@ -346,7 +347,7 @@ func (c *Card) Status(ctx context.Context) (*device.PIVStatus, error) {
 			}
 		}
 		obj, _ := slotObject(slot)
-		cert, err := s.GetObject(obj)
+		cert, err := getObject(s, obj)
 		if err != nil {
 			return nil, c.classify(err)
 		}
@@ -448,7 +449,7 @@ func (c *Card) resolve(ctx context.Context, cb device.Callbacks, needPIN bool) (
 		if p, err = pin(ctx, cb, PromptPIN); err != nil {
 			return nil, "", err
 		}
-		if err := s.VerifyPIN(p); err != nil {
+		if err := verifyPIN(s, p); err != nil {
 			return nil, "", c.classify(err)
 		}
 	}
@@ -494,7 +495,7 @@ func (c *Card) RotateManagementKey(ctx context.Context, cb device.Callbacks, opt
 			return 0, fmt.Errorf("escrowing the new management key (nothing changed on the key): %w", err)
 		}
 	}
-	raw, err := s.GetObject(objPIVMAN)
+	raw, err := getObject(s, objPIVMAN)
 	if err != nil {
 		return 0, c.classify(err)
 	}
@@ -508,10 +509,10 @@ func (c *Card) RotateManagementKey(ctx context.Context, cb device.Callbacks, opt
 				return 0, err
 			}
 		}
-		if err := s.VerifyPIN(p); err != nil {
+		if err := verifyPIN(s, p); err != nil {
 			return 0, c.classify(err)
 		}
-		if err := s.PutObject(objPrinted, encodePrinted(key)); err != nil {
+		if err := putObject(s, objPrinted, encodePrinted(key)); err != nil {
 			return 0, c.classify(err)
 		}
 	}
@@ -526,11 +527,11 @@ func (c *Card) RotateManagementKey(ctx context.Context, cb device.Callbacks, opt
 		pm.Flags &^= pivmanMgmStored
 	}
 	pm.HasFlags = true
-	if err := s.PutObject(objPIVMAN, pm.encode()); err != nil && statusIs(err, swSecurityStatus) {
-		if err := s.Authenticate(alg, key); err != nil {
+	if err := putObject(s, objPIVMAN, pm.encode()); err != nil && statusIs(err, pcsc.SWSecurityStatus) {
+		if err := authenticate(s, alg, key); err != nil {
 			return 0, c.classify(err)
 		}
-		err = s.PutObject(objPIVMAN, pm.encode())
+		err = putObject(s, objPIVMAN, pm.encode())
 		if err != nil {
 			return 0, c.classify(err)
 		}
@@ -539,7 +540,7 @@ func (c *Card) RotateManagementKey(ctx context.Context, cb device.Callbacks, opt
 	}
 	if !opt.Protect && pm.Flags&pivmanMgmStored == 0 {
 		// A key stored earlier must not outlive its rotation.
-		if err := s.PutObject(objPrinted, nil); err != nil && !statusIs(err, swFileNotFound) {
+		if err := putObject(s, objPrinted, nil); err != nil && !statusIs(err, pcsc.SWFileNotFound) {
 			return 0, c.classify(err)
 		}
 	}
@@ -664,7 +665,7 @@ func (c *Card) Sign(ctx context.Context, cb device.Callbacks, slot byte, pub cry
 			return fmt.Errorf("slot %02X holds a key that cannot sign", slot)
 		}
 		sig, err = signChallenge(signer, challenge)
-		if statusIs(err, swConditionsNotMet) {
+		if statusIs(err, pcsc.SWConditionsNotMet) {
 			return fmt.Errorf("signing with slot %02X: %w", slot, device.ErrTouchTimeout)
 		}
 		return c.classify(mapAuth(err, false))

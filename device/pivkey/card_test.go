@@ -75,7 +75,13 @@ func plug(t *testing.T, index int, fw virtual.Version) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); <-slot.Done() })
+	t.Cleanup(func() {
+		cancel()
+		<-slot.Done()
+		wctx, done := context.WithTimeout(context.Background(), 10*time.Second)
+		daemon.WaitCard(wctx, index, false)
+		done()
+	})
 	// Wait until pcscd has powered this card up: a card from an earlier test
 	// may have held the reader until pcscd noticed it leave.
 	select {

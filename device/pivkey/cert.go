@@ -15,6 +15,7 @@ import (
 	"github.com/go-piv/piv-go/v2/piv"
 
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pcsc"
 )
 
 // AttestationPolicy says which roots an attestation may chain to and what
@@ -135,7 +136,7 @@ func (c *Card) withSigner(ctx context.Context, cb device.Callbacks, slot byte, f
 				cb.Touch(ctx)
 			}
 			sig, err := s.Sign(r, d, o)
-			if statusIs(err, swConditionsNotMet) {
+			if statusIs(err, pcsc.SWConditionsNotMet) {
 				return nil, device.ErrTouchTimeout
 			}
 			return sig, c.classify(mapAuth(err, false))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pcsc"
 )
 
 // YubiKey PIV extension instructions (Yubico PIV extensions; FACTS.md).
@@ -38,21 +39,21 @@ type Metadata struct {
 	Remaining   int  // PIN/PUK: tries left
 }
 
-// Metadata reads GET METADATA for slot. It returns device.ErrNotSupported
+// getMetadata reads GET METADATA for slot. It returns device.ErrNotSupported
 // before firmware 5.3 and (nil, nil) for an empty key slot.
-func (s *Session) Metadata(slot byte) (*Metadata, error) {
+func getMetadata(s *pcsc.Session, slot byte) (*Metadata, error) {
 	resp, sw, err := s.Transmit(insGetMetadata, 0x00, slot, nil)
 	if err != nil {
 		return nil, err
 	}
 	switch sw {
-	case swOK:
-	case swRefNotFound, swFileNotFound:
+	case pcsc.SWOK:
+	case pcsc.SWRefNotFound, pcsc.SWFileNotFound:
 		return nil, nil
-	case swInsNotSupported, swFuncNotSupported:
+	case pcsc.SWInsNotSupported, pcsc.SWFuncNotSupported:
 		return nil, fmt.Errorf("get metadata: %w", device.ErrNotSupported)
 	default:
-		return nil, &StatusError{Ins: insGetMetadata, SW: sw}
+		return nil, &pcsc.StatusError{Ins: insGetMetadata, SW: sw}
 	}
 	var m Metadata
 	for len(resp) > 0 {
@@ -90,22 +91,22 @@ func (s *Session) Metadata(slot byte) (*Metadata, error) {
 	return &m, nil
 }
 
-// GetObject reads a data object (SP 800-73-4 §3.1.2 GET DATA). A missing
+// getObject reads a data object (SP 800-73-4 §3.1.2 GET DATA). A missing
 // object is (nil, nil).
-func (s *Session) GetObject(id uint32) ([]byte, error) {
+func getObject(s *pcsc.Session, id uint32) ([]byte, error) {
 	tag := []byte{0x5C, 0x03, byte(id >> 16), byte(id >> 8), byte(id)}
 	resp, sw, err := s.Transmit(insGetData, 0x3F, 0xFF, tag)
 	if err != nil {
 		return nil, err
 	}
 	switch sw {
-	case swOK:
-	case swFileNotFound:
+	case pcsc.SWOK:
+	case pcsc.SWFileNotFound:
 		return nil, nil
-	case swSecurityStatus:
+	case pcsc.SWSecurityStatus:
 		return nil, fmt.Errorf("reading object %06X: %w", id, errPINNeeded)
 	default:
-		return nil, &StatusError{Ins: insGetData, SW: sw}
+		return nil, &pcsc.StatusError{Ins: insGetData, SW: sw}
 	}
 	t, v, _, err := readTLV(resp)
 	if err != nil || t != 0x53 {
@@ -114,9 +115,9 @@ func (s *Session) GetObject(id uint32) ([]byte, error) {
 	return v, nil
 }
 
-// PutObject writes a data object (SP 800-73-4 §3.3.2 PUT DATA); it needs the
+// putObject writes a data object (SP 800-73-4 §3.3.2 PUT DATA); it needs the
 // management key authenticated in this session.
-func (s *Session) PutObject(id uint32, value []byte) error {
+func putObject(s *pcsc.Session, id uint32, value []byte) error {
 	data := append([]byte{0x5C, 0x03, byte(id >> 16), byte(id >> 8), byte(id)}, tlv(0x53, value)...)
 	_, err := s.Command(insPutData, 0x3F, 0xFF, data)
 	return err
@@ -124,9 +125,9 @@ func (s *Session) PutObject(id uint32, value []byte) error {
 
 var errPINNeeded = errors.New("pin verification needed")
 
-// VerifyPIN presents the PIV PIN (SP 800-73-4 §3.2.1), padded with 0xFF to 8
+// verifyPIN presents the PIV PIN (SP 800-73-4 §3.2.1), padded with 0xFF to 8
 // bytes.
-func (s *Session) VerifyPIN(pin string) error {
+func verifyPIN(s *pcsc.Session, pin string) error {
 	b, err := encodePIN(pin)
 	if err != nil {
 		return err
@@ -139,37 +140,37 @@ func (s *Session) VerifyPIN(pin string) error {
 	return authStatus(sw, false)
 }
 
-// PINRetries asks how many PIN tries are left without spending one (VERIFY
+// pinRetries asks how many PIN tries are left without spending one (VERIFY
 // with no data, SP 800-73-4 §3.2.1).
-func (s *Session) PINRetries() (int, error) {
+func pinRetries(s *pcsc.Session) (int, error) {
 	_, sw, err := s.Transmit(insVerify, 0x00, 0x80, nil)
 	if err != nil {
 		return 0, err
 	}
 	switch {
-	case sw == swOK:
+	case sw == pcsc.SWOK:
 		return -1, nil // already verified in this session; count unknown
 	case sw&0xFFF0 == 0x63C0:
 		return int(sw & 0x0F), nil
-	case sw == swAuthBlocked:
+	case sw == pcsc.SWAuthBlocked:
 		return 0, nil
 	}
-	return 0, &StatusError{Ins: insVerify, SW: sw}
+	return 0, &pcsc.StatusError{Ins: insVerify, SW: sw}
 }
 
 func authStatus(sw uint16, puk bool) error {
 	switch {
-	case sw == swOK:
+	case sw == pcsc.SWOK:
 		return nil
 	case sw&0xFFF0 == 0x63C0 && sw&0x0F > 0:
 		return &device.WrongPINError{PUK: puk, Retries: int(sw & 0x0F)}
-	case sw&0xFFF0 == 0x63C0, sw == swAuthBlocked:
+	case sw&0xFFF0 == 0x63C0, sw == pcsc.SWAuthBlocked:
 		if puk {
 			return device.ErrPUKBlocked
 		}
 		return device.ErrPINBlocked
 	}
-	return &StatusError{Ins: insVerify, SW: sw}
+	return &pcsc.StatusError{Ins: insVerify, SW: sw}
 }
 
 // encodePIN pads a 6–8 character PIN or PUK to 8 bytes with 0xFF (SP
@@ -189,9 +190,9 @@ func encodePIN(pin string) ([]byte, error) {
 // ErrPINFormat: a PIV PIN or PUK must be 6 to 8 characters.
 var ErrPINFormat = errors.New("a PIV PIN or PUK must be 6 to 8 characters")
 
-// Authenticate performs management-key mutual authentication (SP 800-73-4
+// authenticate performs management-key mutual authentication (SP 800-73-4
 // §3.2.4 GENERAL AUTHENTICATE, key reference 9B) with a 3DES or AES key.
-func (s *Session) Authenticate(alg device.MgmtKeyAlgorithm, key []byte) error {
+func authenticate(s *pcsc.Session, alg device.MgmtKeyAlgorithm, key []byte) error {
 	block, err := mgmtCipher(alg, key)
 	if err != nil {
 		return err
@@ -201,8 +202,8 @@ func (s *Session) Authenticate(alg device.MgmtKeyAlgorithm, key []byte) error {
 	if err != nil {
 		return err
 	}
-	if sw != swOK {
-		return &StatusError{Ins: insGenAuth, SW: sw}
+	if sw != pcsc.SWOK {
+		return &pcsc.StatusError{Ins: insGenAuth, SW: sw}
 	}
 	witness, err := dynAuth(resp, 0x80)
 	if err != nil || len(witness) != n {
@@ -219,11 +220,11 @@ func (s *Session) Authenticate(alg device.MgmtKeyAlgorithm, key []byte) error {
 	if err != nil {
 		return err
 	}
-	if sw == swSecurityStatus || sw == swAuthBlocked {
+	if sw == pcsc.SWSecurityStatus || sw == pcsc.SWAuthBlocked {
 		return ErrWrongManagementKey
 	}
-	if sw != swOK {
-		return &StatusError{Ins: insGenAuth, SW: sw}
+	if sw != pcsc.SWOK {
+		return &pcsc.StatusError{Ins: insGenAuth, SW: sw}
 	}
 	got, err := dynAuth(resp, 0x82)
 	if err != nil {

@@ -52,8 +52,8 @@ type Slot struct {
 	mu        sync.Mutex
 	conn      net.Conn
 	endConn   context.CancelFunc // ends the connection's context: the key left
-	connected chan struct{} // closed when the next connection is made
-	poweredOn chan struct{} // closed when pcscd next powers the card up
+	connected chan struct{}      // closed when the next connection is made
+	poweredOn chan struct{}      // closed when pcscd next powers the card up
 	wake      chan struct{}
 	done      chan struct{}
 	err       error

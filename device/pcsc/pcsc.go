@@ -1,4 +1,8 @@
-package pivkey
+// Package pcsc is keydesk's short-lived, exclusive PC/SC connection to a
+// YubiKey's CCID interface: APDU exchange with command chaining and GET
+// RESPONSE (ISO 7816-4 §5), and the mapping of PC/SC errors that mean the
+// key was pulled to device.ErrKeyRemoved.
+package pcsc
 
 import (
 	"context"
@@ -12,20 +16,20 @@ import (
 
 // AIDs (NIST SP 800-73-4 §2.2; Yubico's management applet).
 var (
-	aidPIV  = []byte{0xA0, 0x00, 0x00, 0x03, 0x08}
-	aidMgmt = []byte{0xA0, 0x00, 0x00, 0x05, 0x27, 0x47, 0x11, 0x17}
+	AIDPIV  = []byte{0xA0, 0x00, 0x00, 0x03, 0x08}
+	AIDMgmt = []byte{0xA0, 0x00, 0x00, 0x05, 0x27, 0x47, 0x11, 0x17}
 )
 
 // Status words (ISO 7816-4 §5.1.3) keydesk acts on.
 const (
-	swOK               = 0x9000
-	swSecurityStatus   = 0x6982
-	swAuthBlocked      = 0x6983
-	swConditionsNotMet = 0x6985
-	swFileNotFound     = 0x6A82
-	swRefNotFound      = 0x6A88
-	swInsNotSupported  = 0x6D00
-	swFuncNotSupported = 0x6A81
+	SWOK               = 0x9000
+	SWSecurityStatus   = 0x6982
+	SWAuthBlocked      = 0x6983
+	SWConditionsNotMet = 0x6985
+	SWFileNotFound     = 0x6A82
+	SWRefNotFound      = 0x6A88
+	SWInsNotSupported  = 0x6D00
+	SWFuncNotSupported = 0x6A81
 )
 
 // StatusError is a status word the card answered with that keydesk has no
@@ -62,12 +66,12 @@ func Dial(ctx context.Context, reader string) (*Session, error) {
 	card, err := sc.Connect(reader, scard.ShareExclusive, scard.ProtocolT1)
 	if err != nil {
 		sc.Release()
-		return nil, fmt.Errorf("connecting to %q: %w", reader, mapSCard(err))
+		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
 	}
 	if err := card.BeginTransaction(); err != nil {
 		card.Disconnect(scard.LeaveCard)
 		sc.Release()
-		return nil, fmt.Errorf("connecting to %q: %w", reader, mapSCard(err))
+		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
 	}
 	return &Session{ctx: sc, card: card}, nil
 }
@@ -86,9 +90,9 @@ func (s *Session) Close() error {
 	return err
 }
 
-// mapSCard turns PC/SC errors that mean the key went away into
+// MapError turns PC/SC errors that mean the key went away into
 // device.ErrKeyRemoved.
-func mapSCard(err error) error {
+func MapError(err error) error {
 	switch {
 	case errors.Is(err, scard.ErrRemovedCard), errors.Is(err, scard.ErrNoSmartcard),
 		errors.Is(err, scard.ErrReaderUnavailable), errors.Is(err, scard.ErrUnknownReader),
@@ -111,7 +115,7 @@ func (s *Session) Transmit(ins, p1, p2 byte, data []byte) ([]byte, uint16, error
 		if err != nil {
 			return nil, 0, err
 		}
-		if sw != swOK {
+		if sw != SWOK {
 			return nil, sw, nil
 		}
 		data = data[255:]
@@ -139,7 +143,7 @@ func (s *Session) raw(apdu []byte) ([]byte, uint16, error) {
 	s.RoundTrips++
 	out, err := s.card.Transmit(apdu)
 	if err != nil {
-		return nil, 0, mapSCard(err)
+		return nil, 0, MapError(err)
 	}
 	if len(out) < 2 {
 		return nil, 0, fmt.Errorf("card answered instruction 0x%02x with %d bytes", apdu[1], len(out))
@@ -154,7 +158,7 @@ func (s *Session) Command(ins, p1, p2 byte, data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sw != swOK {
+	if sw != SWOK {
 		return nil, &StatusError{Ins: ins, SW: sw}
 	}
 	return resp, nil
@@ -168,9 +172,9 @@ func (s *Session) Select(aid []byte) ([]byte, error) {
 		return nil, err
 	}
 	switch sw {
-	case swOK:
+	case SWOK:
 		return resp, nil
-	case swFileNotFound:
+	case SWFileNotFound:
 		return nil, fmt.Errorf("application %X: %w", aid, device.ErrAppDisabled)
 	}
 	return nil, &StatusError{Ins: 0xA4, SW: sw}
