@@ -87,13 +87,19 @@ func Attach(ctx context.Context, addr string, key *virtual.Key, card Card) *Slot
 	return s
 }
 
-// Connected returns a channel closed once the card is connected to the reader
-// (again, after a removal or power cycle).
+// Connected returns a channel closed once the card is connected to the reader:
+// already closed while it is, else closed on the next connection (after a
+// removal or power cycle).
 func (s *Slot) Connected() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.conn != nil {
+		return closed
+	}
 	return s.connected
 }
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // PoweredOn returns a channel closed the next time pcscd powers the card up,
 // which it does once it has noticed the card: after that, PC/SC clients see
