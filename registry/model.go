@@ -216,6 +216,9 @@ var (
 	ErrChallenge = errors.New("challenge unusable")
 	// ErrIdempotencyMismatch: an idempotency key was reused for a different request.
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	// ErrProofRequired: a key would become active without ever having
+	// signed a verification challenge, and no break-glass reason was given.
+	ErrProofRequired = errors.New("key has not proven possession with a verification")
 )
 
 // ConflictError reports an optimistic-concurrency failure: the caller's

@@ -100,6 +100,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == "not_found"
 	case registry.ErrLastKey:
 		return e.Code == "last_active_key"
+	case registry.ErrProofRequired:
+		return e.Code == "proof_required"
 	case registry.ErrChallenge:
 		return e.Code == "challenge_unusable"
 	case registry.ErrIdempotencyMismatch:

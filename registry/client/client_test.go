@@ -26,7 +26,7 @@ func enrolment(i int) client.Enrolment {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	return client.Enrolment{
 		User:  client.EnrolUser{ExternalID: fmt.Sprintf("user-%04d", i), DisplayName: fmt.Sprintf("User %d", i)},
-		Key:   client.EnrolKey{Serial: fmt.Sprintf("%08d", 10000000+i), Status: "active", KeySets: []string{"yk5-2026"}},
+		Key:   client.EnrolKey{Serial: fmt.Sprintf("%08d", 10000000+i), KeySets: []string{"yk5-2026"}},
 		FIDO2: []client.FIDO2Credential{{CredentialID: []byte(fmt.Sprintf("cred-%d", i)), PublicKey: credential.COSEKeyES256(&k.PublicKey), RPID: "example.org", CredProtect: 2}},
 	}
 }
@@ -127,12 +127,15 @@ func TestOutboxSurvivesRegistryKill(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d users registered, want %d", len(seen), n)
 	}
+	// The keys wait for proof of possession: none is valid yet.
 	v, err := c.Validity(ctx, "")
-	if err != nil || len(v.Credentials) != n {
+	if err != nil || len(v.Credentials) != 0 {
 		t.Fatalf("validity: %d credentials, %v", len(v.Credentials), err)
 	}
-	// The feed holds exactly one change set per enrolment.
+	// The feed holds exactly one change set per enrolment, each with one
+	// key and one FIDO2 credential.
 	sets := map[int64]bool{}
+	created := map[string]int{}
 	cur := ""
 	for {
 		ch, err := c.Changes(ctx, cur, 5000)
@@ -141,14 +144,17 @@ func TestOutboxSurvivesRegistryKill(t *testing.T) {
 		}
 		for _, x := range ch.Changes {
 			sets[x.Seq] = true
+			if x.Op == "create" {
+				created[x.Entity]++
+			}
 		}
 		cur = ch.Cursor
 		if !ch.More {
 			break
 		}
 	}
-	if len(sets) != n {
-		t.Fatalf("%d change sets, want %d", len(sets), n)
+	if len(sets) != n || created["key"] != n || created["fido2_credential"] != n {
+		t.Fatalf("%d change sets, %d keys, %d credentials; want %d of each", len(sets), created["key"], created["fido2_credential"], n)
 	}
 	p.Stop()
 	if out, err := regtest.AuditVerify(bin, state); err != nil {

@@ -185,6 +185,11 @@ func (s *Server) keyStatus(r *request) (int, any, error) {
 	if r.role == Self && in.Status != registry.KeyLost && in.Status != registry.KeySuspended {
 		return 0, nil, fail(http.StatusForbidden, "forbidden", "a self token may only mark its own key lost or suspended")
 	}
+	// Activating a key that never passed a verification is break glass,
+	// and only an admin may break that glass.
+	if in.Status == registry.KeyActive && in.BreakGlassReason != "" && r.role != Admin {
+		return 0, nil, fail(http.StatusForbidden, "forbidden", "only an admin may activate a key without proof (break_glass_reason)")
+	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		k, err := tx.SetKeyStatus(r.PathValue("id"), want, in.Status, in.BreakGlassReason)
 		if err != nil {
@@ -331,8 +336,13 @@ func (s *Server) enrol(r *request) (int, any, error) {
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	if in.Key.Status != "" && in.Key.Status != registry.KeyPending && in.Key.Status != registry.KeyActive {
-		return 0, nil, registry.Invalid("invalid_status", "an enrolled key starts pending or active")
+	// A key becomes active only once it has signed a verification
+	// challenge (POST /v1/verifications), never at enrolment.
+	if in.Key.Status == registry.KeyActive {
+		return 0, nil, registry.Invalid("proof_required", "an enrolled key starts pending and becomes active when it passes a verification")
+	}
+	if in.Key.Status != "" && in.Key.Status != registry.KeyPending {
+		return 0, nil, registry.Invalid("invalid_status", "an enrolled key starts pending")
 	}
 	out := Enrolment{FIDO2: []registry.FIDOCredential{}, PIV: []registry.PIVSlot{}}
 	for i, f := range in.FIDO2 {
@@ -576,8 +586,27 @@ func (s *Server) verify(r *request) (int, any, error) {
 		if err := tx.RecordVerification(&v); err != nil {
 			return 0, nil, "", err
 		}
-		return http.StatusCreated, v, "", nil
+		// A pending key that proves possession becomes active in the same
+		// change set as the verification that proved it.
+		out := verificationOut{Verification: v}
+		if v.OK && !v.CloneSuspected {
+			k, activated, err := tx.ActivateByProof(v.KeyID, v.ID)
+			if err != nil {
+				return 0, nil, "", err
+			}
+			out.KeyStatus, out.KeyActivated = k.Status, activated
+		} else {
+			out.KeyStatus = k.Status
+		}
+		return http.StatusCreated, out, "", nil
 	})
+}
+
+// verificationOut is a verification with what it did to its key.
+type verificationOut struct {
+	registry.Verification
+	KeyStatus    registry.KeyStatus `json:"key_status"`
+	KeyActivated bool               `json:"key_activated"`
 }
 
 func (s *Server) changes(r *request) (int, any, error) {

@@ -268,6 +268,8 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "duplicate", Message: de.Error()}
 	case errors.Is(err, registry.ErrLastKey):
 		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this is the user's last active key: give a break_glass_reason to proceed"}
+	case errors.Is(err, registry.ErrProofRequired):
+		return http.StatusConflict, apiError{Code: "proof_required", Message: "this key has never passed a verification: verify it (POST /v1/verifications), or an admin gives a break_glass_reason"}
 	case errors.Is(err, registry.ErrChallenge):
 		return http.StatusConflict, apiError{Code: "challenge_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrIdempotencyMismatch):

@@ -264,7 +264,20 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err != nil || len(v.Credentials) != 0 || v.Version != 3 {
 			t.Fatalf("pending key must not be valid: %+v %v", v, err)
 		}
-		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); err != nil {
+		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); !errors.Is(err, registry.ErrProofRequired) {
+			t.Fatalf("activation without proof: %v", err)
+		}
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			v := registry.Verification{ChallengeID: "ch_x", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, OK: true}
+			if err := tx.RecordVerification(&v); err != nil {
+				return err
+			}
+			_, activated, err := tx.ActivateByProof(k.ID, v.ID)
+			if err == nil && !activated {
+				err = errors.New("pending key not activated")
+			}
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		v, err = e.s.Validity(ctx, u.ID)

@@ -336,6 +336,20 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 	if k.Version != want {
 		return registry.Key{}, &registry.ConflictError{Entity: "key", ID: id, Want: want, Have: k.Version, Current: k}
 	}
+	if status == registry.KeyActive && k.Status != registry.KeyActive {
+		proven, err := t.proven(id)
+		if err != nil {
+			return registry.Key{}, err
+		}
+		if !proven {
+			if breakGlass == "" {
+				return registry.Key{}, registry.ErrProofRequired
+			}
+			if err := t.Audit("key.activate_break_glass", map[string]string{"key_id": id, "owner_id": k.OwnerID, "from": string(k.Status), "reason": breakGlass}); err != nil {
+				return registry.Key{}, err
+			}
+		}
+	}
 	if k.Status == registry.KeyActive && status.Guarded() {
 		var others int
 		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM keys WHERE owner_id = ? AND status = 'active' AND id <> ?"), k.OwnerID, id).Scan(&others); err != nil {
@@ -355,6 +369,42 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 		return registry.Key{}, fmt.Errorf("updating key status: %w", err)
 	}
 	return k, t.record("key", id, "status", k)
+}
+
+// proven reports whether key id has ever passed a verification that was
+// not flagged as a possible clone: proof that its holder has the key.
+func (t *Tx) proven(id string) (bool, error) {
+	var n int
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0"), id).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("reading verifications: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ActivateByProof moves a pending key to active because verification
+// verID, signed by the key, succeeded. It is recorded and audited as
+// key.activate with the verification's id. A key that is not pending is
+// left alone (activated reports false).
+func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, err error) {
+	if err := t.Serialize(); err != nil {
+		return registry.Key{}, false, err
+	}
+	k, err = t.GetKey(id)
+	if err != nil {
+		return k, false, err
+	}
+	if k.Status != registry.KeyPending {
+		return k, false, nil
+	}
+	k.Status, k.Version, k.UpdatedAt = registry.KeyActive, k.Version+1, t.now
+	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(k.Status), k.Version, nanos(t.now), id); err != nil {
+		return k, false, fmt.Errorf("activating key: %w", err)
+	}
+	return k, true, t.record("key", id, "activate", struct {
+		registry.Key
+		VerificationID string `json:"verification_id"`
+	}{k, verID})
 }
 
 // AddFIDOCredential stores c on its key. c.PublicKey must already be checked.
