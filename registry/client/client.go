@@ -188,7 +188,9 @@ type FIDO2Credential struct {
 	SignCount         uint32 `json:"sign_count,omitempty"`
 	CredProtect       int    `json:"cred_protect,omitempty"`
 	AttestationObject []byte `json:"attestation_object,omitempty"`
-	Verdict           string `json:"verdict,omitempty"`
+	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
+	// attestation signed; the registry needs it to check the attestation.
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
 }
 
 // PIVSlot is a PIV slot to register.
@@ -197,7 +199,8 @@ type PIVSlot struct {
 	PublicKey       []byte `json:"public_key"` // PKIX DER
 	Certificate     []byte `json:"certificate,omitempty"`
 	AttestationCert []byte `json:"attestation_certificate,omitempty"`
-	Verdict         string `json:"verdict,omitempty"`
+	// AttestationIntermediate is the key's F9 device certificate.
+	AttestationIntermediate []byte `json:"attestation_intermediate,omitempty"`
 }
 
 // EnrolUser names the user of an enrolment (created if new).

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/internal/buildinfo"
+	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/audit"
 	"github.com/keydesk/keydesk/registry/server"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
@@ -34,16 +35,28 @@ var ErrUsage = errors.New("usage")
 
 const usage = `usage:
   keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
+                         [--practice] [--trust-roots PEM]
   keydesk-registry token create --role admin|helpdesk|self --name NAME [--user USER_ID] [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN]
   keydesk-registry --version`
 
 // Run executes the command line args (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := run(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w\n%s", ErrUsage, usage)
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
 	case "--version", "-version", "version":
 		fmt.Fprintln(stdout, buildinfo.String("keydesk-registry"))
 		return nil
@@ -103,9 +116,20 @@ func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
 
 type auditKey struct{ priv []byte }
 
-func parse(fs *flag.FlagSet, args []string) error {
+// errHelp: --help was asked for and answered; the command succeeds.
+var errHelp = errors.New("help shown")
+
+// parse parses a subcommand's flags. -h/--help prints the usage and the
+// subcommand's flags to stdout and ends the command successfully.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "%s\n\nflags of %s:\n", usage, fs.Name())
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return errHelp
+		}
 		return fmt.Errorf("%w: %v\n%s", ErrUsage, err, usage)
 	}
 	if fs.NArg() > 0 {
@@ -122,8 +146,23 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	certF := fs.String("tls-cert", "", "TLS certificate (PEM); default a self-signed one in the state dir")
 	keyF := fs.String("tls-key", "", "TLS private key (PEM)")
 	plain := fs.Bool("dev-plain-http", false, "serve plain HTTP (development only; loopback addresses only)")
-	if err := parse(fs, args); err != nil {
+	practice := fs.Bool("practice", false, "also trust the attestation roots of keydesk's virtual keys (practice mode; never in production)")
+	trustRoots := fs.String("trust-roots", "", "PEM file of extra attestation roots to trust, for FIDO2 and PIV")
+	if err := parse(fs, args, stdout); err != nil {
 		return err
+	}
+	roots := attest.Yubico()
+	if *practice {
+		roots.AddPractice()
+	}
+	if *trustRoots != "" {
+		b, err := os.ReadFile(*trustRoots)
+		if err != nil {
+			return fmt.Errorf("reading --trust-roots: %w", err)
+		}
+		if err := roots.AddPEM(b); err != nil {
+			return err
+		}
 	}
 	if *plain {
 		host, _, err := net.SplitHostPort(*listen)
@@ -137,7 +176,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key)})
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
@@ -181,7 +220,7 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	role := fs.String("role", "", "admin, helpdesk or self")
 	name := fs.String("name", "", "a unique name for the token (who holds it)")
 	user := fs.String("user", "", "the user a self token acts for")
-	if err := parse(fs, args); err != nil {
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if !server.ValidRole(*role) || *name == "" {
@@ -224,7 +263,7 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	var c common
 	c.flags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	st, key, err := c.open(ctx)

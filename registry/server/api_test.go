@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -47,7 +48,7 @@ type reg struct {
 	n                      atomic.Int64
 }
 
-func start(t *testing.T) *reg {
+func start(t *testing.T, extra ...string) *reg {
 	t.Helper()
 	state := t.TempDir()
 	admin, err := regtest.Token(bin, state, "admin", "first-admin", "")
@@ -58,7 +59,7 @@ func start(t *testing.T) *reg {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := regtest.Start(bin, state)
+	p, err := regtest.Start(bin, state, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,3 +603,10 @@ func TestActivationNeedsProof(t *testing.T) {
 		t.Fatalf("audit: %d activations by proof, %d break-glass activations", activations, breakGlass)
 	}
 }
+
+func runBin(args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).Output()
+	return string(out), err
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/audit"
 	"github.com/keydesk/keydesk/registry/credential"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
@@ -200,14 +202,17 @@ func (s *Server) keyStatus(r *request) (int, any, error) {
 }
 
 type fidoIn struct {
-	CredentialID      []byte                      `json:"credential_id"`
-	PublicKey         []byte                      `json:"public_key"`
-	AAGUID            []byte                      `json:"aaguid"`
-	RPID              string                      `json:"rp_id"`
-	SignCount         uint32                      `json:"sign_count"`
-	CredProtect       int                         `json:"cred_protect"`
-	AttestationObject []byte                      `json:"attestation_object"`
-	Verdict           registry.AttestationVerdict `json:"verdict"`
+	CredentialID      []byte `json:"credential_id"`
+	PublicKey         []byte `json:"public_key"`
+	AAGUID            []byte `json:"aaguid"`
+	RPID              string `json:"rp_id"`
+	SignCount         uint32 `json:"sign_count"`
+	CredProtect       int    `json:"cred_protect"`
+	AttestationObject []byte `json:"attestation_object"`
+	// The clientDataJSON the attestation signed, or its SHA-256 (what a
+	// CTAP client such as libfido2 is given).
+	AttestationClientDataJSON []byte `json:"attestation_client_data_json"`
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash"`
 }
 
 func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
@@ -217,27 +222,44 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 	if f.CredProtect < 0 || f.CredProtect > 3 {
 		return registry.FIDOCredential{}, registry.Invalid("invalid_cred_protect", "cred_protect must be 0-3 (CTAP 2.1 §12.1)")
 	}
-	if err := checkVerdict(f.Verdict); err != nil {
-		return registry.FIDOCredential{}, err
+	cdh := f.AttestationClientDataHash
+	if len(f.AttestationClientDataJSON) > 0 {
+		h := sha256.Sum256(f.AttestationClientDataJSON)
+		if cdh != nil && !bytes.Equal(cdh, h[:]) {
+			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash is not the SHA-256 of attestation_client_data_json")
+		}
+		cdh = h[:]
+	}
+	if cdh != nil && len(cdh) != sha256.Size {
+		return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash must be 32 bytes")
 	}
 	return registry.FIDOCredential{KeyID: keyID, CredentialID: f.CredentialID, PublicKey: f.PublicKey, AAGUID: f.AAGUID, RPID: f.RPID,
-		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, Verdict: f.Verdict}, nil
+		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, AttestationClientDataHash: cdh}, nil
 }
 
-func checkVerdict(v registry.AttestationVerdict) error {
-	switch v {
-	case "", registry.VerdictGenuine, registry.VerdictPractice, registry.VerdictUnknown, registry.VerdictUntrusted:
-		return nil
-	}
-	return registry.Invalid("invalid_verdict", "unknown attestation verdict %q", v)
+// attestFIDO sets c's verdict from its attestation, checked against the
+// server's roots.
+func (s *Server) attestFIDO(c *registry.FIDOCredential) {
+	res := s.roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
+		CredentialID: c.CredentialID, PublicKey: c.PublicKey, RPID: c.RPID}, s.opt.Now())
+	c.Verdict, c.VerdictReason = res.Verdict, res.Reason
+}
+
+// attestPIV sets p's verdict from its attestation certificates, checked
+// against the server's roots and the enrolled key's serial.
+func (s *Server) attestPIV(p *registry.PIVSlot, serial string) {
+	pub, _ := credential.ParsePIVKey(p.PublicKey) // checked by pivIn.model
+	res := s.roots.PIV(attest.PIVInput{SlotCert: p.AttestationCert, DeviceCert: p.AttestationIntermediate, SlotKey: pub, Serial: serial}, s.opt.Now())
+	p.Verdict, p.VerdictReason = res.Verdict, res.Reason
 }
 
 type pivIn struct {
-	Slot            string                      `json:"slot"`
-	PublicKey       []byte                      `json:"public_key"`
-	Certificate     []byte                      `json:"certificate"`
-	AttestationCert []byte                      `json:"attestation_certificate"`
-	Verdict         registry.AttestationVerdict `json:"verdict"`
+	Slot            string `json:"slot"`
+	PublicKey       []byte `json:"public_key"`
+	Certificate     []byte `json:"certificate"`
+	AttestationCert []byte `json:"attestation_certificate"`
+	// AttestationIntermediate is the key's F9 device certificate.
+	AttestationIntermediate []byte `json:"attestation_intermediate"`
 }
 
 func (p pivIn) model(keyID string) (registry.PIVSlot, error) {
@@ -255,15 +277,19 @@ func (p pivIn) model(keyID string) (registry.PIVSlot, error) {
 			return registry.PIVSlot{}, registry.Invalid("invalid_certificate", "%v", err)
 		}
 	}
+	// Attestation certificates that are not DER at all are bad input; one
+	// that parses but does not verify is recorded with verdict "invalid".
 	if len(p.AttestationCert) > 0 {
-		if err := credential.CheckCertificate(p.AttestationCert, pub); err != nil {
+		if err := credential.CheckCertificate(p.AttestationCert, nil); err != nil {
 			return registry.PIVSlot{}, registry.Invalid("invalid_attestation_certificate", "%v", err)
 		}
 	}
-	if err := checkVerdict(p.Verdict); err != nil {
-		return registry.PIVSlot{}, err
+	if len(p.AttestationIntermediate) > 0 {
+		if err := credential.CheckCertificate(p.AttestationIntermediate, nil); err != nil {
+			return registry.PIVSlot{}, registry.Invalid("invalid_attestation_certificate", "attestation_intermediate: %v", err)
+		}
 	}
-	return registry.PIVSlot{KeyID: keyID, Slot: p.Slot, PublicKey: p.PublicKey, Certificate: p.Certificate, AttestationCert: p.AttestationCert, Verdict: p.Verdict}, nil
+	return registry.PIVSlot{KeyID: keyID, Slot: p.Slot, PublicKey: p.PublicKey, Certificate: p.Certificate, AttestationCert: p.AttestationCert, AttestationIntermediate: p.AttestationIntermediate}, nil
 }
 
 func (s *Server) addFIDO(r *request) (int, any, error) {
@@ -275,6 +301,7 @@ func (s *Server) addFIDO(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	s.attestFIDO(&c)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		if _, err := tx.GetKey(c.KeyID); err != nil {
 			return 0, nil, "", err
@@ -296,9 +323,11 @@ func (s *Server) addPIV(r *request) (int, any, error) {
 		return 0, nil, err
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		if _, err := tx.GetKey(p.KeyID); err != nil {
+		k, err := tx.GetKey(p.KeyID)
+		if err != nil {
 			return 0, nil, "", err
 		}
+		s.attestPIV(&p, k.Serial)
 		if err := tx.AddPIVSlot(&p); err != nil {
 			return 0, nil, "", err
 		}
@@ -354,6 +383,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
+		s.attestFIDO(&c)
 		out.FIDO2 = append(out.FIDO2, c)
 	}
 	for i, p := range in.PIV {
@@ -365,6 +395,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
+		s.attestPIV(&c, in.Key.Serial)
 		out.PIV = append(out.PIV, c)
 	}
 	um, err := in.User.model()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
@@ -50,12 +51,17 @@ type Options struct {
 	AuthWindow   time.Duration // default 1 minute
 	// AuditKey checks checkpoints for GET /v1/audit/verify.
 	AuditKey ed25519.PublicKey
+	// Roots are the attestation trust anchors; attest.Yubico() when nil.
+	Roots *attest.Roots
+	// Now is the clock (tests inject one); time.Now when nil.
+	Now func() time.Time
 }
 
 // Server serves the API over a store.
 type Server struct {
 	st      *sqlstore.Store
 	opt     Options
+	roots   *attest.Roots
 	mux     *http.ServeMux
 	routes  []Route
 	limitMu sync.Mutex
@@ -86,7 +92,13 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	if opt.AuthWindow == 0 {
 		opt.AuthWindow = time.Minute
 	}
-	s := &Server{st: st, opt: opt, mux: http.NewServeMux(), fails: map[string]*failWindow{}}
+	if opt.Roots == nil {
+		opt.Roots = attest.Yubico()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	s := &Server{st: st, opt: opt, roots: opt.Roots, mux: http.NewServeMux(), fails: map[string]*failWindow{}}
 	all := []Role{Admin, Helpdesk, Self}
 	staff := []Role{Admin, Helpdesk}
 	admin := []Role{Admin}

@@ -139,14 +139,14 @@ func (s *Store) KeysOfUser(ctx context.Context, userID string) ([]registry.Key, 
 	return out, rows.Err()
 }
 
-const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, verdict, clone_suspected, created_at"
+const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, created_at"
 
 func scanFIDO(sc interface{ Scan(...any) error }) (registry.FIDOCredential, error) {
 	var c registry.FIDOCredential
 	var cnt, created int64
 	var v string
 	var clone int
-	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &v, &clone, &created)
+	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &created)
 	c.SignCount, c.Verdict, c.CloneSuspected, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, fromNanos(created)
 	return c, err
 }
@@ -190,13 +190,13 @@ func getFIDO(ctx context.Context, s *Store, q querier, id string) (registry.FIDO
 	return c, nil
 }
 
-const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, verdict, created_at"
+const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at"
 
 func scanPIV(sc interface{ Scan(...any) error }) (registry.PIVSlot, error) {
 	var p registry.PIVSlot
 	var v string
 	var created int64
-	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &v, &created)
+	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &p.AttestationIntermediate, &v, &p.VerdictReason, &created)
 	p.Verdict, p.CreatedAt = registry.AttestationVerdict(v), fromNanos(created)
 	return p, err
 }

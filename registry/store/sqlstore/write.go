@@ -413,14 +413,14 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 		return registry.Invalid("missing_field", "credential_id and rp_id are required")
 	}
 	if c.Verdict == "" {
-		c.Verdict = registry.VerdictUnknown
+		c.Verdict = registry.VerdictNone
 	}
 	if c.AAGUID == nil {
 		c.AAGUID = []byte{}
 	}
 	c.ID, c.CreatedAt = NewID("fc"), t.now
-	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, string(c.Verdict), nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "fido2 credential", Field: "credential_id"}
 		}
@@ -435,11 +435,11 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 // AddPIVSlot stores p on its key. p.PublicKey must already be checked.
 func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	if p.Verdict == "" {
-		p.Verdict = registry.VerdictUnknown
+		p.Verdict = registry.VerdictNone
 	}
 	p.ID, p.CreatedAt = NewID("ps"), t.now
-	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, string(p.Verdict), nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate, string(p.Verdict), p.VerdictReason, nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "piv slot", Field: "slot"}
 		}
