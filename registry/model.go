@@ -176,12 +176,27 @@ type EscrowBlob struct {
 
 // TemporaryAccessPass lets a user in without a key for a limited time.
 // Only its hash is stored; the pass is shown once when issued.
+// A pass is single use: redeeming it records RedeemedAt.
 type TemporaryAccessPass struct {
-	ID        string    `json:"id"`
-	UserID    string    `json:"user_id"`
-	Reason    string    `json:"reason"`
-	ExpiresAt time.Time `json:"expires_at"`
-	CreatedAt time.Time `json:"created_at"`
+	ID         string     `json:"id"`
+	UserID     string     `json:"user_id"`
+	Reason     string     `json:"reason"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	CreatedAt  time.Time  `json:"created_at"`
+	RedeemedAt *time.Time `json:"redeemed_at,omitempty"`
+	// Status is "active", "redeemed" or "expired" when read back.
+	Status string `json:"status,omitempty"`
+}
+
+// AccessPassStatus says whether p can still be redeemed at now.
+func (p TemporaryAccessPass) AccessPassStatus(now time.Time) string {
+	switch {
+	case p.RedeemedAt != nil:
+		return "redeemed"
+	case !now.Before(p.ExpiresAt):
+		return "expired"
+	}
+	return "active"
 }
 
 // KeySet is a named group of keys (for example one hardware generation).
@@ -229,6 +244,9 @@ var (
 	// ErrLastKey: the change would leave a user with no active key and no
 	// break-glass reason was given.
 	ErrLastKey = errors.New("last active key of the user")
+	// ErrAccessPass: the temporary access pass is unknown, already
+	// redeemed or expired.
+	ErrAccessPass = errors.New("access pass unusable")
 	// ErrChallenge: the challenge is unknown, used or expired.
 	ErrChallenge = errors.New("challenge unusable")
 	// ErrIdempotencyMismatch: an idempotency key was reused for a different request.

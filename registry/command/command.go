@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/keydesk/keydesk/internal/buildinfo"
@@ -35,8 +36,10 @@ var ErrUsage = errors.New("usage")
 
 const usage = `usage:
   keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
-                         [--practice] [--trust-roots PEM]
+                         [--practice] [--trust-roots PEM] [--auth-failures N] [--auth-window D]
   keydesk-registry token create --role admin|helpdesk|self --name NAME [--user USER_ID] [--state DIR] [--db DSN]
+  keydesk-registry token list [--state DIR] [--db DSN]
+  keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN]
   keydesk-registry --version`
 
@@ -63,10 +66,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serve(ctx, args[1:], stdout)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
+		if len(args) < 2 {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
 		}
-		return tokenCreate(ctx, args[2:], stdout)
+		switch args[1] {
+		case "create":
+			return tokenCreate(ctx, args[2:], stdout)
+		case "list":
+			return tokenList(ctx, args[2:], stdout)
+		case "revoke":
+			return tokenRevoke(ctx, args[2:], stdout)
+		}
+		return fmt.Errorf("%w: unknown token command %q\n%s", ErrUsage, args[1], usage)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
@@ -148,6 +159,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	plain := fs.Bool("dev-plain-http", false, "serve plain HTTP (development only; loopback addresses only)")
 	practice := fs.Bool("practice", false, "also trust the attestation roots of keydesk's virtual keys (practice mode; never in production)")
 	trustRoots := fs.String("trust-roots", "", "PEM file of extra attestation roots to trust, for FIDO2 and PIV")
+	authFailures := fs.Int("auth-failures", 20, "failed authentications from one address that lock it out for the rest of --auth-window")
+	authWindow := fs.Duration("auth-window", time.Minute, "the failed-authentication window")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -176,7 +189,10 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots})
+	if *authFailures < 1 || *authWindow <= 0 {
+		return fmt.Errorf("%w: --auth-failures and --auth-window must be positive", ErrUsage)
+	}
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
@@ -250,6 +266,63 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("creating token: %w", err)
 	}
 	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func tokenList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	st, _, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ts, err := st.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tUSER\tCREATED\tREVOKED")
+	for _, t := range ts {
+		rev := "-"
+		if t.RevokedAt != nil {
+			rev = t.RevokedAt.Format(time.RFC3339)
+		}
+		user := t.UserID
+		if user == "" {
+			user = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, user, t.CreatedAt.Format(time.RFC3339), rev)
+	}
+	return tw.Flush()
+}
+
+func tokenRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token revoke", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	name := fs.String("name", "", "the name of the token to revoke")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if *name == "" {
+		return fmt.Errorf("%w: --name is required\n%s", ErrUsage, usage)
+	}
+	st, _, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, _, err := st.Write(ctx, "cli:token-revoke", nil, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+		return sqlstore.Result{}, tx.RevokeToken(*name)
+	}); err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	fmt.Fprintf(stdout, "token %s revoked\n", *name)
 	return nil
 }
 

@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -688,4 +691,162 @@ func (s *Server) auditVerify(r *request) (int, any, error) {
 		return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
 	}
 	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints}, nil
+}
+
+func (s *Server) redeemAccessPass(r *request) (int, any, error) {
+	var in struct {
+		Pass string `json:"pass"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if in.Pass == "" {
+		return 0, nil, registry.Invalid("missing_field", "pass is required")
+	}
+	h := sha256.Sum256([]byte(in.Pass))
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		p, err := tx.RedeemAccessPass(h[:], func(p registry.TemporaryAccessPass) error {
+			// A self token redeems only its own user's passes; another
+			// user's pass is answered like an unknown one and stays usable.
+			if r.role == Self && p.UserID != r.tok.UserID {
+				return fmt.Errorf("%w: unknown pass", registry.ErrAccessPass)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, nil, "", err
+		}
+		u, err := tx.GetUser(p.UserID)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, map[string]any{"access_pass": p, "user": u}, "", nil
+	})
+}
+
+func (s *Server) listAccessPasses(r *request) (int, any, error) {
+	id := r.PathValue("id")
+	if _, err := s.st.GetUser(r.ctx, id); err != nil {
+		return 0, nil, err
+	}
+	ps, err := s.st.AccessPasses(r.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"access_passes": ps}, nil
+}
+
+func (s *Server) listTokens(r *request) (int, any, error) {
+	ts, err := s.st.Tokens(r.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"tokens": ts}, nil
+}
+
+func (s *Server) revokeToken(r *request) (int, any, error) {
+	name := r.PathValue("name")
+	if err := r.decode(&struct{}{}); err != nil && len(bytes.TrimSpace(r.body)) > 0 {
+		return 0, nil, err
+	}
+	status, body, err := s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if err := tx.RevokeToken(name); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, map[string]any{"name": name, "revoked": true}, "", nil
+	})
+	if err == nil {
+		s.tokens.forgetName(name)
+	}
+	return status, body, err
+}
+
+// auditEntryOut is one audit entry as the API shows it.
+type auditEntryOut struct {
+	Seq      int64           `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Payload  json.RawMessage `json:"payload"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash"`
+}
+
+func (s *Server) listAudit(r *request) (int, any, error) {
+	q := r.URL.Query()
+	f := sqlstore.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: 100}
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || n < 0 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_cursor", "after must be a cursor this API returned")
+		}
+		f.After = n
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_limit", "limit must be 1-1000")
+		}
+		f.Limit = n
+	}
+	es, err := s.st.AuditEntries(r.ctx, f)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]auditEntryOut, len(es))
+	for i, e := range es {
+		out[i] = auditEntryOut{Seq: e.Seq, Time: time.Unix(0, e.Time).UTC(), Actor: e.Actor, Action: e.Action, Payload: e.Payload,
+			PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash)}
+	}
+	next := ""
+	if len(es) == f.Limit {
+		next = strconv.FormatInt(es[len(es)-1].Seq, 10)
+	}
+	return http.StatusOK, map[string]any{"entries": out, "next": next}, nil
+}
+
+// Coverage says whether a user can lose a key and still sign in: two
+// active keys, one primary and one backup.
+type Coverage struct {
+	UserID     string   `json:"user_id"`
+	ActiveKeys int      `json:"active_keys"`
+	Primary    []string `json:"primary"` // active primary keys
+	Backup     []string `json:"backup"`  // active backup keys
+	Covered    bool     `json:"covered"`
+	// Missing names what is lacking: "primary", "backup".
+	Missing []string `json:"missing"`
+}
+
+func (s *Server) coverage(r *request) (int, any, error) {
+	id := r.PathValue("id")
+	if err := r.ownsUser(id); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.st.GetUser(r.ctx, id); err != nil {
+		return 0, nil, err
+	}
+	ks, err := s.st.KeysOfUser(r.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	c := Coverage{UserID: id, Primary: []string{}, Backup: []string{}, Missing: []string{}}
+	for _, k := range ks {
+		if k.Status != registry.KeyActive {
+			continue
+		}
+		c.ActiveKeys++
+		if k.Role == registry.RoleBackup {
+			c.Backup = append(c.Backup, k.ID)
+		} else {
+			c.Primary = append(c.Primary, k.ID)
+		}
+	}
+	if len(c.Primary) == 0 {
+		c.Missing = append(c.Missing, "primary")
+	}
+	if len(c.Backup) == 0 {
+		c.Missing = append(c.Missing, "backup")
+	}
+	c.Covered = len(c.Missing) == 0
+	return http.StatusOK, c, nil
 }

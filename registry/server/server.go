@@ -51,6 +51,10 @@ type Options struct {
 	AuthWindow   time.Duration // default 1 minute
 	// AuditKey checks checkpoints for GET /v1/audit/verify.
 	AuditKey ed25519.PublicKey
+	// TokenCacheTTL is how long an authenticated token is remembered
+	// (default 5 s; negative disables the cache). A token revoked by
+	// another process stops working within this time.
+	TokenCacheTTL time.Duration
 	// Roots are the attestation trust anchors; attest.Yubico() when nil.
 	Roots *attest.Roots
 	// Now is the clock (tests inject one); time.Now when nil.
@@ -62,6 +66,7 @@ type Server struct {
 	st      *sqlstore.Store
 	opt     Options
 	roots   *attest.Roots
+	tokens  *tokenCache
 	mux     *http.ServeMux
 	routes  []Route
 	limitMu sync.Mutex
@@ -92,13 +97,16 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	if opt.AuthWindow == 0 {
 		opt.AuthWindow = time.Minute
 	}
+	if opt.TokenCacheTTL == 0 {
+		opt.TokenCacheTTL = 5 * time.Second
+	}
 	if opt.Roots == nil {
 		opt.Roots = attest.Yubico()
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Server{st: st, opt: opt, roots: opt.Roots, mux: http.NewServeMux(), fails: map[string]*failWindow{}}
+	s := &Server{st: st, opt: opt, roots: opt.Roots, tokens: newTokenCache(opt.TokenCacheTTL), mux: http.NewServeMux(), fails: map[string]*failWindow{}}
 	all := []Role{Admin, Helpdesk, Self}
 	staff := []Role{Admin, Helpdesk}
 	admin := []Role{Admin}
@@ -122,6 +130,12 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
 		{Method: "GET", Pattern: "/v1/validity", Roles: staff, handle: s.validity},
 		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
+		{Method: "GET", Pattern: "/v1/audit", Roles: admin, handle: s.listAudit},
+		{Method: "GET", Pattern: "/v1/users/{id}/access-passes", Roles: staff, handle: s.listAccessPasses},
+		{Method: "POST", Pattern: "/v1/access-passes/redeem", Roles: all, handle: s.redeemAccessPass},
+		{Method: "GET", Pattern: "/v1/users/{id}/coverage", Roles: all, handle: s.coverage},
+		{Method: "GET", Pattern: "/v1/tokens", Roles: admin, handle: s.listTokens},
+		{Method: "POST", Pattern: "/v1/tokens/{name}/revoke", Roles: admin, handle: s.revokeToken},
 	}
 	for i := range s.routes {
 		r := s.routes[i]
@@ -180,7 +194,7 @@ func (s *Server) limited(addr string) bool {
 	s.limitMu.Lock()
 	defer s.limitMu.Unlock()
 	f := s.fails[addr]
-	if f == nil || time.Since(f.start) > s.opt.AuthWindow {
+	if f == nil || s.opt.Now().Sub(f.start) > s.opt.AuthWindow {
 		return false
 	}
 	return f.n >= s.opt.AuthFailures
@@ -190,8 +204,8 @@ func (s *Server) failedAuth(addr string) {
 	s.limitMu.Lock()
 	defer s.limitMu.Unlock()
 	f := s.fails[addr]
-	if f == nil || time.Since(f.start) > s.opt.AuthWindow {
-		f = &failWindow{start: time.Now()}
+	if now := s.opt.Now(); f == nil || now.Sub(f.start) > s.opt.AuthWindow {
+		f = &failWindow{start: now}
 		s.fails[addr] = f
 	}
 	f.n++
@@ -219,7 +233,7 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 			writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "a bearer token is required"})
 			return
 		}
-		t, err := s.st.LookupToken(r.ctx, HashToken(tok))
+		t, err := s.tokens.lookup(r.ctx, s.st, sha256.Sum256([]byte(tok)), s.opt.Now())
 		if err != nil {
 			if errors.Is(err, registry.ErrNotFound) {
 				s.failedAuth(addr)
@@ -282,6 +296,8 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this is the user's last active key: give a break_glass_reason to proceed"}
 	case errors.Is(err, registry.ErrProofRequired):
 		return http.StatusConflict, apiError{Code: "proof_required", Message: "this key has never passed a verification: verify it (POST /v1/verifications), or an admin gives a break_glass_reason"}
+	case errors.Is(err, registry.ErrAccessPass):
+		return http.StatusConflict, apiError{Code: "access_pass_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrChallenge):
 		return http.StatusConflict, apiError{Code: "challenge_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrIdempotencyMismatch):

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/audit"
@@ -396,7 +397,7 @@ type Token struct {
 // LookupToken finds a token by the hash of its secret.
 func (s *Store) LookupToken(ctx context.Context, hash []byte) (Token, error) {
 	var t Token
-	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT name, role, user_id FROM tokens WHERE hash = ?"), hash).Scan(&t.Name, &t.Role, &t.UserID)
+	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT name, role, user_id FROM tokens WHERE hash = ? AND revoked_at IS NULL"), hash).Scan(&t.Name, &t.Role, &t.UserID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, registry.ErrNotFound
 	}
@@ -404,4 +405,107 @@ func (s *Store) LookupToken(ctx context.Context, hash []byte) (Token, error) {
 		return t, fmt.Errorf("reading token: %w", err)
 	}
 	return t, nil
+}
+
+// TokenInfo describes a stored token (never its secret or hash).
+type TokenInfo struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	UserID    string     `json:"user_id,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Tokens lists every token, revoked ones included, by creation time.
+func (s *Store) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT name, role, user_id, created_at, revoked_at FROM tokens ORDER BY created_at, name")
+	if err != nil {
+		return nil, fmt.Errorf("listing tokens: %w", err)
+	}
+	defer rows.Close()
+	out := []TokenInfo{}
+	for rows.Next() {
+		var t TokenInfo
+		var c int64
+		var r sql.NullInt64
+		if err := rows.Scan(&t.Name, &t.Role, &t.UserID, &c, &r); err != nil {
+			return nil, fmt.Errorf("listing tokens: %w", err)
+		}
+		t.CreatedAt = fromNanos(c)
+		if r.Valid {
+			at := fromNanos(r.Int64)
+			t.RevokedAt = &at
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// AccessPasses lists a user's temporary access passes, newest first, with
+// their status at the store's current time.
+func (s *Store) AccessPasses(ctx context.Context, userID string) ([]registry.TemporaryAccessPass, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind("SELECT id, user_id, reason, expires_at, created_at, redeemed_at FROM access_passes WHERE user_id = ? ORDER BY created_at DESC, id"), userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing access passes: %w", err)
+	}
+	defer rows.Close()
+	now := s.now()
+	out := []registry.TemporaryAccessPass{}
+	for rows.Next() {
+		var p registry.TemporaryAccessPass
+		var exp, created int64
+		var red sql.NullInt64
+		if err := rows.Scan(&p.ID, &p.UserID, &p.Reason, &exp, &created, &red); err != nil {
+			return nil, fmt.Errorf("listing access passes: %w", err)
+		}
+		p.ExpiresAt, p.CreatedAt = fromNanos(exp), fromNanos(created)
+		if red.Valid {
+			at := fromNanos(red.Int64)
+			p.RedeemedAt = &at
+		}
+		p.Status = p.AccessPassStatus(now)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// AuditFilter selects audit entries: seq > After, optionally one actor and
+// one action, at most Limit.
+type AuditFilter struct {
+	After  int64
+	Actor  string
+	Action string
+	Limit  int
+}
+
+// AuditEntries returns the audit entries f selects, in sequence order.
+func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry, error) {
+	q := "SELECT seq, at, actor, action, payload, prev_hash, hash FROM audit_log WHERE seq > ?"
+	args := []any{f.After}
+	if f.Actor != "" {
+		q += " AND actor = ?"
+		args = append(args, f.Actor)
+	}
+	if f.Action != "" {
+		q += " AND action = ?"
+		args = append(args, f.Action)
+	}
+	q += " ORDER BY seq LIMIT ?"
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing audit entries: %w", err)
+	}
+	defer rows.Close()
+	out := []audit.Entry{}
+	for rows.Next() {
+		var e audit.Entry
+		var p string
+		if err := rows.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &p, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("listing audit entries: %w", err)
+		}
+		e.Payload = []byte(p)
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }

@@ -342,6 +342,47 @@ var suite = map[string]func(t *testing.T, e *env){
 			t.Fatalf("tampered row not found: %v", err)
 		}
 	},
+	"AccessPassSingleUseAndExpiry": func(t *testing.T, e *env) {
+		u := e.user(t, "jo")
+		a := registry.TemporaryAccessPass{UserID: u.ID, Reason: "r", ExpiresAt: e.clock.t.Add(time.Hour)}
+		b := a
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.CreateAccessPass(&a, []byte("hash-a")); err != nil {
+				return err
+			}
+			return tx.CreateAccessPass(&b, []byte("hash-b"))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		redeem := func(h string) error {
+			return e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.RedeemAccessPass([]byte(h), nil); return err })
+		}
+		if err := redeem("hash-a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := redeem("hash-a"); !errors.Is(err, registry.ErrAccessPass) {
+			t.Fatalf("second use: %v", err)
+		}
+		if err := redeem("hash-x"); !errors.Is(err, registry.ErrAccessPass) {
+			t.Fatalf("unknown pass: %v", err)
+		}
+		e.clock.t = e.clock.t.Add(time.Hour)
+		if err := redeem("hash-b"); !errors.Is(err, registry.ErrAccessPass) {
+			t.Fatalf("expired pass: %v", err)
+		}
+		ps, err := e.s.AccessPasses(ctx, u.ID)
+		if err != nil || len(ps) != 2 {
+			t.Fatalf("%+v %v", ps, err)
+		}
+		st := map[string]string{}
+		for _, p := range ps {
+			st[p.ID] = p.Status
+		}
+		if st[a.ID] != "redeemed" || st[b.ID] != "expired" {
+			t.Fatalf("statuses %v", st)
+		}
+		e.verifyAudit(t)
+	},
 	"Tokens": func(t *testing.T, e *env) {
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateToken([]byte("hash"), "first-admin", "admin", "") }); err != nil {
 			t.Fatal(err)

@@ -575,8 +575,72 @@ func (t *Tx) CreateAccessPass(p *registry.TemporaryAccessPass, passHash []byte) 
 	return t.record("access_pass", p.ID, "create", p)
 }
 
-// CreateToken stores an API token by its hash.
+// RedeemAccessPass marks the pass whose secret hashes to passHash as used
+// and returns it. check, when not nil, may refuse the pass (for example a
+// pass of another user) before it is used. An unknown, redeemed or expired
+// pass is registry.ErrAccessPass; the pass itself is never recorded.
+func (t *Tx) RedeemAccessPass(passHash []byte, check func(registry.TemporaryAccessPass) error) (registry.TemporaryAccessPass, error) {
+	var p registry.TemporaryAccessPass
+	var exp, created int64
+	var redeemed sql.NullInt64
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT id, user_id, reason, expires_at, created_at, redeemed_at FROM access_passes WHERE pass_hash = ?"), passHash).
+		Scan(&p.ID, &p.UserID, &p.Reason, &exp, &created, &redeemed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("%w: unknown pass", registry.ErrAccessPass)
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading access pass: %w", err)
+	}
+	p.ExpiresAt, p.CreatedAt = fromNanos(exp), fromNanos(created)
+	if redeemed.Valid {
+		at := fromNanos(redeemed.Int64)
+		p.RedeemedAt = &at
+	}
+	if check != nil {
+		if err := check(p); err != nil {
+			return p, err
+		}
+	}
+	if st := p.AccessPassStatus(t.now); st != "active" {
+		return p, fmt.Errorf("%w: %s", registry.ErrAccessPass, st)
+	}
+	// redeemed_at IS NULL makes two concurrent redemptions race on the row
+	// lock: only one updates it.
+	n, err := t.execN("UPDATE access_passes SET redeemed_at = ? WHERE id = ? AND redeemed_at IS NULL", nanos(t.now), p.ID)
+	if err != nil {
+		return p, fmt.Errorf("redeeming access pass: %w", err)
+	}
+	if n != 1 {
+		return p, fmt.Errorf("%w: redeemed", registry.ErrAccessPass)
+	}
+	now := t.now
+	p.RedeemedAt, p.Status = &now, "redeemed"
+	return p, t.record("access_pass", p.ID, "redeem", p)
+}
+
+// RevokeToken revokes every unrevoked token named name. No such token is
+// registry.ErrNotFound.
+func (t *Tx) RevokeToken(name string) error {
+	n, err := t.execN("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", nanos(t.now), name)
+	if err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("token %s: %w", name, registry.ErrNotFound)
+	}
+	return t.Audit("token.revoke", map[string]any{"name": name, "tokens": n})
+}
+
+// CreateToken stores an API token by its hash. Names are unique among
+// tokens that are not revoked.
 func (t *Tx) CreateToken(hash []byte, name, role, userID string) error {
+	var n int
+	if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM tokens WHERE name = ? AND revoked_at IS NULL"), name).Scan(&n); err != nil {
+		return fmt.Errorf("reading tokens: %w", err)
+	}
+	if n > 0 {
+		return &registry.DuplicateError{Entity: "token", Field: "name"}
+	}
 	if err := t.exec("INSERT INTO tokens (hash, name, role, user_id, created_at) VALUES (?, ?, ?, ?, ?)", hash, name, role, userID, nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "token", Field: "hash"}
