@@ -37,6 +37,7 @@ var ErrUsage = errors.New("usage")
 const usage = `usage:
   keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
                          [--practice] [--trust-roots PEM] [--auth-failures N] [--auth-window D]
+                         [--idempotency-ttl D] [--janitor-interval D]
   keydesk-registry token create --role admin|helpdesk|self --name NAME [--user USER_ID] [--state DIR] [--db DSN]
   keydesk-registry token list [--state DIR] [--db DSN]
   keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, buildinfo.String("keydesk-registry"))
 		return nil
 	case "serve":
-		return serve(ctx, args[1:], stdout)
+		return serve(ctx, args[1:], stdout, stderr)
 	case "token":
 		if len(args) < 2 {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
@@ -149,7 +150,7 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var c common
 	c.flags(fs)
@@ -161,6 +162,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	trustRoots := fs.String("trust-roots", "", "PEM file of extra attestation roots to trust, for FIDO2 and PIV")
 	authFailures := fs.Int("auth-failures", 20, "failed authentications from one address that lock it out for the rest of --auth-window")
 	authWindow := fs.Duration("auth-window", time.Minute, "the failed-authentication window")
+	idemTTL := fs.Duration("idempotency-ttl", 7*24*time.Hour, "how long idempotency keys and their responses are kept")
+	janitor := fs.Duration("janitor-interval", time.Minute, "how often expired idempotency keys, challenges and rate-limit windows are removed")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -189,10 +192,17 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	if *authFailures < 1 || *authWindow <= 0 {
-		return fmt.Errorf("%w: --auth-failures and --auth-window must be positive", ErrUsage)
+	if *authFailures < 1 || *authWindow <= 0 || *idemTTL <= 0 || *janitor <= 0 {
+		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow})
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL})
+	jctx, stopJanitor := context.WithCancel(ctx)
+	defer stopJanitor()
+	go srv.RunJanitor(jctx, *janitor, func(_ server.Swept, err error) {
+		if err != nil {
+			fmt.Fprintf(stderr, "keydesk-registry: janitor: %v\n", err)
+		}
+	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)

@@ -55,6 +55,9 @@ type Options struct {
 	// (default 5 s; negative disables the cache). A token revoked by
 	// another process stops working within this time.
 	TokenCacheTTL time.Duration
+	// IdempotencyTTL is how long a write's idempotency key and stored
+	// response are kept (default 7 days); the janitor deletes older ones.
+	IdempotencyTTL time.Duration
 	// Roots are the attestation trust anchors; attest.Yubico() when nil.
 	Roots *attest.Roots
 	// Now is the clock (tests inject one); time.Now when nil.
@@ -96,6 +99,9 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	}
 	if opt.AuthWindow == 0 {
 		opt.AuthWindow = time.Minute
+	}
+	if opt.IdempotencyTTL == 0 {
+		opt.IdempotencyTTL = 7 * 24 * time.Hour
 	}
 	if opt.TokenCacheTTL == 0 {
 		opt.TokenCacheTTL = 5 * time.Second
