@@ -274,8 +274,60 @@ func (c *Client) UserKeys(ctx context.Context, userID string) ([]registry.Key, e
 func (c *Client) SetKeyStatus(ctx context.Context, keyID string, version int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
 	var k registry.Key
 	err := c.write(ctx, "POST", "/v1/keys/"+url.PathEscape(keyID)+"/status",
-		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, &k, map[string]string{"If-Match": `"v` + strconv.FormatInt(version, 10) + `"`})
+		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, &k, map[string]string{"If-Match": etag(version)})
 	return k, err
+}
+
+func etag(version int64) string { return `"v` + strconv.FormatInt(version, 10) + `"` }
+
+// Key reads a key with its credentials.
+func (c *Client) Key(ctx context.Context, id string) (KeyDetail, error) {
+	var k KeyDetail
+	_, _, err := c.do(ctx, "GET", "/v1/keys/"+url.PathEscape(id), nil, nil, &k)
+	return k, err
+}
+
+// KeyDetail is a key with its FIDO2 credentials and PIV slots.
+type KeyDetail struct {
+	registry.Key
+	FIDO2 []registry.FIDOCredential `json:"fido2"`
+	PIV   []registry.PIVSlot        `json:"piv"`
+}
+
+// PutEscrow stores blob (already encrypted) as key keyID's escrow of kind,
+// replacing version (0 for a new blob).
+func (c *Client) PutEscrow(ctx context.Context, keyID, kind string, blob []byte, version int64) (registry.EscrowBlob, error) {
+	var e registry.EscrowBlob
+	var hdr map[string]string
+	if version > 0 {
+		hdr = map[string]string{"If-Match": etag(version)}
+	}
+	err := c.write(ctx, "PUT", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), map[string][]byte{"blob": blob}, &e, hdr)
+	return e, err
+}
+
+// Escrow reads key keyID's escrow blob of kind.
+func (c *Client) Escrow(ctx context.Context, keyID, kind string) (registry.EscrowBlob, error) {
+	var e registry.EscrowBlob
+	_, _, err := c.do(ctx, "GET", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), nil, nil, &e)
+	return e, err
+}
+
+// Coverage reads whether a user has an active primary and backup key.
+func (c *Client) Coverage(ctx context.Context, userID string) (Coverage, error) {
+	var cv Coverage
+	_, _, err := c.do(ctx, "GET", "/v1/users/"+url.PathEscape(userID)+"/coverage", nil, nil, &cv)
+	return cv, err
+}
+
+// Coverage is GET /v1/users/{id}/coverage.
+type Coverage struct {
+	UserID     string   `json:"user_id"`
+	ActiveKeys int      `json:"active_keys"`
+	Primary    []string `json:"primary"`
+	Backup     []string `json:"backup"`
+	Covered    bool     `json:"covered"`
+	Missing    []string `json:"missing"`
 }
 
 // Changes is one page of the change feed.
