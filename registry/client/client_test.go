@@ -248,9 +248,13 @@ func TestOutboxQueuesEveryOfflineWrite(t *testing.T) {
 		func() (client.Entry, error) {
 			return c.QueueFIDO2(ctx, keyID, client.FIDO2Credential{CredentialID: []byte("second"), PublicKey: credential.COSEKeyES256(&k2.PublicKey), RPID: "example.org"})
 		},
-		func() (client.Entry, error) { return c.QueueKeyStatus(ctx, keyID, en.Key.Version, registry.KeySuspended, "") },
+		func() (client.Entry, error) {
+			return c.QueueKeyStatus(ctx, keyID, en.Key.Version, registry.KeySuspended, "")
+		},
 		// Based on the version before the suspension: stale when replayed.
-		func() (client.Entry, error) { return c.QueueKeyStatus(ctx, keyID, en.Key.Version, registry.KeyRetired, "") },
+		func() (client.Entry, error) {
+			return c.QueueKeyStatus(ctx, keyID, en.Key.Version, registry.KeyRetired, "")
+		},
 	}
 	for _, q := range queued {
 		if _, err := q(); err != nil {
