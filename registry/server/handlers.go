@@ -569,7 +569,7 @@ func (s *Server) verify(r *request) (int, any, error) {
 		if err != nil {
 			return 0, nil, "", err
 		}
-		k, err := tx.GetKey(c.KeyID)
+		k, err := tx.KeyRow(c.KeyID)
 		if err != nil {
 			return 0, nil, "", err
 		}
@@ -622,15 +622,13 @@ func (s *Server) verify(r *request) (int, any, error) {
 		}
 		// A pending key that proves possession becomes active in the same
 		// change set as the verification that proved it.
-		out := verificationOut{Verification: v}
-		if v.OK && !v.CloneSuspected {
+		out := verificationOut{Verification: v, KeyStatus: k.Status}
+		if v.OK && !v.CloneSuspected && k.Status == registry.KeyPending {
 			k, activated, err := tx.ActivateByProof(v.KeyID, v.ID)
 			if err != nil {
 				return 0, nil, "", err
 			}
 			out.KeyStatus, out.KeyActivated = k.Status, activated
-		} else {
-			out.KeyStatus = k.Status
 		}
 		return http.StatusCreated, out, "", nil
 	})

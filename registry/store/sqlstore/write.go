@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
@@ -117,40 +118,136 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 		if err = t.Serialize(); err != nil {
 			return Result{}, false, err
 		}
-		changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
-		if len(t.changes) > 0 {
-			changeSeq++
-			for i := range t.changes {
-				c := &t.changes[i]
-				if err = t.exec("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES (?, ?, ?, ?, ?, ?)",
-					changeSeq, i, c.Entity, c.EntityID, c.Op, string(c.Data)); err != nil {
-					return Result{}, false, fmt.Errorf("writing change feed: %w", err)
-				}
-			}
-		}
-		for i := range t.audits {
-			e := &t.audits[i]
-			audit.Seal(e, auditSeq, auditHash)
-			if err = t.exec("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-				e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash); err != nil {
-				return Result{}, false, fmt.Errorf("appending audit entry: %w", err)
-			}
-			auditSeq, auditHash = e.Seq, e.Hash
-		}
-		if s.signer != nil && len(t.audits) > 0 {
-			cp := audit.Sign(s.signer, auditSeq, auditHash)
-			if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO audit_checkpoints (seq, hash, signature) VALUES (?, ?, ?)"), cp.Seq, cp.Hash, cp.Signature); err != nil {
-				return Result{}, false, fmt.Errorf("writing audit checkpoint: %w", err)
-			}
-		}
-		if _, err = sqlTx.ExecContext(ctx, s.Rebind("UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"), changeSeq, auditSeq, auditHash); err != nil {
-			return Result{}, false, fmt.Errorf("advancing registry head: %w", err)
+		if err = t.appendLog(); err != nil {
+			return Result{}, false, err
 		}
 	}
 	if err = sqlTx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
 	}
 	return res, false, nil
+}
+
+// appendLog writes the change set's feed rows, its audit entries, a signed
+// checkpoint and the new registry head, under the head lock. Rows go in
+// multi-row INSERTs; on PostgreSQL every piece that fits is sent as one
+// statement (data-modifying CTEs), so the lock is held for as few round
+// trips as possible.
+func (t *Tx) appendLog() error {
+	changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
+	var b logBatch
+	if len(t.changes) > 0 {
+		changeSeq++
+		for i := 0; i < len(t.changes); i += rowsPerInsert {
+			part := t.changes[i:min(i+rowsPerInsert, len(t.changes))]
+			args := make([]any, 0, 6*len(part))
+			for j, c := range part {
+				args = append(args, changeSeq, i+j, c.Entity, c.EntityID, c.Op, string(c.Data))
+			}
+			b.add("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES ", 6, len(part), args)
+		}
+	}
+	for i := range t.audits {
+		e := &t.audits[i]
+		audit.Seal(e, auditSeq, auditHash)
+		auditSeq, auditHash = e.Seq, e.Hash
+	}
+	for i := 0; i < len(t.audits); i += rowsPerInsert {
+		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
+		args := make([]any, 0, 7*len(part))
+		for _, e := range part {
+			args = append(args, e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash)
+		}
+		b.add("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
+	}
+	if t.s.signer != nil && len(t.audits) > 0 {
+		cp := audit.Sign(t.s.signer, auditSeq, auditHash)
+		b.add("INSERT INTO audit_checkpoints (seq, hash, signature) VALUES ", 3, 1, []any{cp.Seq, cp.Hash, cp.Signature})
+	}
+	head := "UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"
+	headArgs := []any{changeSeq, auditSeq, auditHash}
+	if err := b.run(t, head, headArgs); err != nil {
+		return err
+	}
+	t.changeSeq, t.auditSeq, t.auditHash = changeSeq, auditSeq, auditHash
+	return nil
+}
+
+// rowsPerInsert bounds a multi-row INSERT (7 columns × 500 rows stays far
+// below SQLite's and PostgreSQL's parameter limits).
+const rowsPerInsert = 500
+
+// logBatch collects multi-row INSERTs.
+type logBatch struct {
+	stmts []string
+	args  [][]any
+}
+
+func (b *logBatch) add(prefix string, cols, rows int, args []any) {
+	var sb strings.Builder
+	sb.WriteString(prefix)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(row)
+	}
+	b.stmts = append(b.stmts, sb.String())
+	b.args = append(b.args, args)
+}
+
+// maxCTEArgs keeps one combined PostgreSQL statement well below its limit
+// of 65,535 parameters.
+const maxCTEArgs = 20000
+
+// run executes the INSERTs and then final. On PostgreSQL, INSERTs are
+// folded into final as data-modifying CTEs while they fit in one statement.
+func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
+	if t.s.dialect != Postgres {
+		for i, q := range b.stmts {
+			if _, err := t.tx.ExecContext(t.ctx, q, b.args[i]...); err != nil {
+				return fmt.Errorf("appending change set: %w", err)
+			}
+		}
+		if _, err := t.tx.ExecContext(t.ctx, final, finalArgs...); err != nil {
+			return fmt.Errorf("advancing registry head: %w", err)
+		}
+		return nil
+	}
+	// Send the INSERTs that do not fit on their own, from the front, then
+	// the rest with the final statement.
+	n := len(finalArgs)
+	first := len(b.stmts)
+	for first > 0 && n+len(b.args[first-1]) <= maxCTEArgs {
+		first--
+		n += len(b.args[first])
+	}
+	for i := 0; i < first; i++ {
+		if _, err := t.tx.ExecContext(t.ctx, rebind(Postgres, b.stmts[i]), b.args[i]...); err != nil {
+			return fmt.Errorf("appending change set: %w", err)
+		}
+	}
+	var sb strings.Builder
+	var args []any
+	for i := first; i < len(b.stmts); i++ {
+		if i == first {
+			sb.WriteString("WITH ")
+		} else {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "w%d AS (%s)", i, b.stmts[i])
+		args = append(args, b.args[i]...)
+	}
+	if sb.Len() > 0 {
+		sb.WriteString(" ")
+	}
+	sb.WriteString(final)
+	args = append(args, finalArgs...)
+	if _, err := t.tx.ExecContext(t.ctx, rebind(Postgres, sb.String()), args...); err != nil {
+		return fmt.Errorf("appending change set: %w", err)
+	}
+	return nil
 }
 
 // Now is the transaction's timestamp.
@@ -217,6 +314,19 @@ func (t *Tx) GetUser(id string) (registry.User, error) { return getUser(t.ctx, t
 // UserByExternalID reads a user by external id inside the transaction.
 func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
+}
+
+// KeyRow reads a key inside the transaction without its key sets (one
+// query less, for hot paths that need only the key's own columns).
+func (t *Tx) KeyRow(id string) (registry.Key, error) {
+	k, err := scanKey(t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT "+keyCols+" FROM keys WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, fmt.Errorf("key %s: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return k, fmt.Errorf("reading key: %w", err)
+	}
+	return k, nil
 }
 
 // GetKey reads a key inside the transaction.
@@ -469,35 +579,31 @@ func (t *Tx) CreateChallenge(c *registry.Challenge) error {
 // ConsumeChallenge marks challenge id used and returns it. A used, expired
 // or unknown challenge is registry.ErrChallenge.
 func (t *Tx) ConsumeChallenge(id string) (registry.Challenge, error) {
-	var c registry.Challenge
+	c := registry.Challenge{ID: id}
 	var exp int64
-	var used int
-	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT id, key_id, kind, credential_id, nonce, expires_at, used FROM challenges WHERE id = ?"), id).
-		Scan(&c.ID, &c.KeyID, &c.Kind, &c.CredentialID, &c.Nonce, &exp, &used)
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("%w: unknown", registry.ErrChallenge)
+	// One statement: the used = 0 condition makes two concurrent consumers
+	// race on the row lock, and only one gets the row back.
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("UPDATE challenges SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ? RETURNING key_id, kind, credential_id, nonce, expires_at"), id, nanos(t.now)).
+		Scan(&c.KeyID, &c.Kind, &c.CredentialID, &c.Nonce, &exp)
+	if err == nil {
+		c.ExpiresAt, c.Used = fromNanos(exp), true
+		return c, nil
 	}
-	if err != nil {
-		return c, fmt.Errorf("reading challenge: %w", err)
-	}
-	c.ExpiresAt = fromNanos(exp)
-	if used != 0 {
-		return c, fmt.Errorf("%w: already used", registry.ErrChallenge)
-	}
-	if !t.now.Before(c.ExpiresAt) {
-		return c, fmt.Errorf("%w: expired", registry.ErrChallenge)
-	}
-	// The used = 0 condition makes two concurrent consumers race on the
-	// row lock: only one updates a row.
-	n, err := t.execN("UPDATE challenges SET used = 1 WHERE id = ? AND used = 0", id)
-	if err != nil {
+	if !errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("consuming challenge: %w", err)
 	}
-	if n != 1 {
+	// Say why it is unusable.
+	var used int
+	err = t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT used FROM challenges WHERE id = ?"), id).Scan(&used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return c, fmt.Errorf("%w: unknown", registry.ErrChallenge)
+	case err != nil:
+		return c, fmt.Errorf("reading challenge: %w", err)
+	case used != 0:
 		return c, fmt.Errorf("%w: already used", registry.ErrChallenge)
 	}
-	c.Used = true
-	return c, nil
+	return c, fmt.Errorf("%w: expired", registry.ErrChallenge)
 }
 
 // RecordVerification stores v and audits it.
