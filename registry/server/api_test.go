@@ -376,6 +376,15 @@ func TestVerifications(t *testing.T) {
 			t.Fatalf("reused challenge: %d %s", res.status, res.raw)
 		}
 	}
+	// A challenge id is authenticated: an edited one is refused unused.
+	cid0, nonce0 := challenge(r.helpdesk, "piv", en["piv"].([]any)[0].(map[string]any)["id"].(string))
+	forged := cid0[:len(cid0)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(cid0, "AA")]
+	if res := r.do(r.helpdesk, "POST", "/v1/verifications", map[string]any{"challenge_id": forged, "piv": map[string]any{"signature": pivSigners["9a"](nonce0)}}); res.status != 409 || res.body["code"] != "challenge_unusable" {
+		t.Fatalf("edited challenge id: %d %s", res.status, res.raw)
+	}
+	if v := verify(r.helpdesk, map[string]any{"challenge_id": cid0, "piv": map[string]any{"signature": pivSigners["9a"](nonce0)}}); v["ok"] != true {
+		t.Fatalf("the original challenge after a forged attempt: %v", v)
+	}
 	edSign := func(m []byte) []byte { return ed25519.Sign(edPriv, m) }
 	cid, nonce := challenge(r.admin, "fido2", edCred)
 	if v := verify(r.admin, map[string]any{"challenge_id": cid, "fido2": webauthnAssertion(t, "example.org", nonce, 5, edSign)}); v["ok"] != true || v["clone_suspected"] != false {

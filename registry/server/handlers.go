@@ -511,6 +511,8 @@ func (s *Server) createAccessPass(r *request) (int, any, error) {
 	})
 }
 
+// createChallenge issues a challenge without writing anything (see
+// challenge.go): it needs no Idempotency-Key, and a retry gets a fresh one.
 func (s *Server) createChallenge(r *request) (int, any, error) {
 	var in struct {
 		KeyID        string `json:"key_id"`
@@ -523,34 +525,43 @@ func (s *Server) createChallenge(r *request) (int, any, error) {
 	if in.Kind != "fido2" && in.Kind != "piv" {
 		return 0, nil, registry.Invalid("invalid_kind", "kind must be fido2 or piv")
 	}
-	if _, err := s.ownsKey(r, in.KeyID); err != nil {
+	if r.role == Self {
+		if _, err := s.ownsKey(r, in.KeyID); err != nil {
+			return 0, nil, err
+		}
+	}
+	out := map[string]any{}
+	switch in.Kind {
+	case "fido2":
+		c, err := s.st.GetFIDOCredential(r.ctx, in.CredentialID)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return 0, nil, err
+		}
+		if err != nil || c.KeyID != in.KeyID {
+			return 0, nil, registry.Invalid("unknown_credential", "no fido2 credential %s on key %s", in.CredentialID, in.KeyID)
+		}
+		out["rp_id"], out["fido2_credential_id"] = c.RPID, c.CredentialID
+	case "piv":
+		p, err := s.st.GetPIVSlot(r.ctx, in.CredentialID)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return 0, nil, err
+		}
+		if err != nil || p.KeyID != in.KeyID {
+			return 0, nil, registry.Invalid("unknown_credential", "no piv slot %s on key %s", in.CredentialID, in.KeyID)
+		}
+		out["slot"] = p.Slot
+	}
+	key, err := s.challengeKey(r.ctx)
+	if err != nil {
 		return 0, nil, err
 	}
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		out := map[string]any{}
-		switch in.Kind {
-		case "fido2":
-			c, err := tx.GetFIDOCredential(in.CredentialID)
-			if err != nil || c.KeyID != in.KeyID {
-				return 0, nil, "", registry.Invalid("unknown_credential", "no fido2 credential %s on key %s", in.CredentialID, in.KeyID)
-			}
-			out["rp_id"], out["fido2_credential_id"] = c.RPID, c.CredentialID
-		case "piv":
-			p, err := tx.GetPIVSlot(in.CredentialID)
-			if err != nil || p.KeyID != in.KeyID {
-				return 0, nil, "", registry.Invalid("unknown_credential", "no piv slot %s on key %s", in.CredentialID, in.KeyID)
-			}
-			out["slot"] = p.Slot
-		}
-		c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonce, ExpiresAt: tx.Now().Add(s.opt.ChallengeTTL)}
-		if err := tx.CreateChallenge(&c); err != nil {
-			return 0, nil, "", err
-		}
-		out["challenge"] = c
-		return http.StatusCreated, out, "", nil
-	})
+	c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonce,
+		ExpiresAt: s.opt.Now().UTC().Add(s.opt.ChallengeTTL).Truncate(time.Microsecond)}
+	c.ID = sealChallenge(key, c)
+	out["challenge"] = c
+	return http.StatusCreated, out, nil
 }
 
 func (s *Server) verify(r *request) (int, any, error) {
@@ -564,9 +575,16 @@ func (s *Server) verify(r *request) (int, any, error) {
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
+	key, err := s.challengeKey(r.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		c, err := tx.ConsumeChallenge(in.ChallengeID)
+		c, err := openChallenge(key, in.ChallengeID, tx.Now())
 		if err != nil {
+			return 0, nil, "", err
+		}
+		if err := tx.UseChallenge(c); err != nil {
 			return 0, nil, "", err
 		}
 		k, err := tx.KeyRow(c.KeyID)

@@ -3,8 +3,12 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -86,8 +90,13 @@ func TestJanitorExpiresRows(t *testing.T) {
 	if s := post(tok, "/v1/users", "old", `{"external_id":"a"}`); s != 201 {
 		t.Fatalf("create user: %d", s)
 	}
-	if s := post(tok, "/v1/challenges", "ch", `{"key_id":"`+keyID+`","kind":"piv","credential_id":"`+slotID+`"}`); s != 201 {
-		t.Fatalf("challenge: %d", s)
+	// A used challenge leaves a row until it expires.
+	ch := postJSON(t, ts.URL+"/v1/challenges", tok, "", map[string]any{"key_id": keyID, "kind": "piv", "credential_id": slotID})["challenge"].(map[string]any)
+	nonce, _ := base64.StdEncoding.DecodeString(ch["nonce"].(string))
+	h := sha256.Sum256(nonce)
+	sig, _ := ecdsa.SignASN1(rand.Reader, p256, h[:])
+	if v := postJSON(t, ts.URL+"/v1/verifications", tok, "ver", map[string]any{"challenge_id": ch["id"], "piv": map[string]any{"signature": sig}}); v["ok"] != true {
+		t.Fatalf("verification: %v", v)
 	}
 	for i := 0; i < 3; i++ {
 		post("wrong", "/v1/users", "x", `{}`)
@@ -113,7 +122,7 @@ func TestJanitorExpiresRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first user and its challenge's rows are over 24 h old; the
+	// The first user's and the verification's rows are over 24 h old; the
 	// write 2 h ago is kept and still replays.
 	if sw.Idempotency != 2 || count("idempotency") != 1 {
 		t.Fatalf("after 25 h: %+v, %d idempotency rows", sw, count("idempotency"))
@@ -124,4 +133,24 @@ func TestJanitorExpiresRows(t *testing.T) {
 	if n := count("users"); n != 3 {
 		t.Fatalf("%d users", n)
 	}
+}
+
+func postJSON(t *testing.T, url, tok, idem string, body any) map[string]any {
+	t.Helper()
+	j, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(j))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != 201 {
+		t.Fatalf("%s: %d %v %v", url, res.StatusCode, out, err)
+	}
+	return out
 }

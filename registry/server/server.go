@@ -70,6 +70,7 @@ type Server struct {
 	opt     Options
 	roots   *attest.Roots
 	tokens  *tokenCache
+	chk     challengeKeys
 	mux     *http.ServeMux
 	routes  []Route
 	limitMu sync.Mutex

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -220,9 +221,13 @@ func (s *Store) PIVSlots(ctx context.Context, keyID string) ([]registry.PIVSlot,
 	return out, rows.Err()
 }
 
-// GetPIVSlot reads one PIV slot record inside the transaction.
-func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
-	p, err := scanPIV(t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT "+pivCols+" FROM piv_slots WHERE id = ?"), id))
+// GetPIVSlot reads one PIV slot record.
+func (s *Store) GetPIVSlot(ctx context.Context, id string) (registry.PIVSlot, error) {
+	return getPIV(ctx, s, s.db, id)
+}
+
+func getPIV(ctx context.Context, s *Store, q querier, id string) (registry.PIVSlot, error) {
+	p, err := scanPIV(q.QueryRowContext(ctx, s.Rebind("SELECT "+pivCols+" FROM piv_slots WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("piv slot %s: %w", id, registry.ErrNotFound)
 	}
@@ -230,6 +235,28 @@ func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
 		return p, fmt.Errorf("reading piv slot: %w", err)
 	}
 	return p, nil
+}
+
+// Secret returns the registry's secret called name (32 random bytes),
+// creating it on first use. Every registry sharing the database gets the
+// same secret.
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	v := make([]byte, 32)
+	if _, err := rand.Read(v); err != nil {
+		return nil, err
+	}
+	if _, err := s.db.ExecContext(ctx, s.Rebind("INSERT INTO registry_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"), name, v); err != nil {
+		return nil, fmt.Errorf("creating secret %s: %w", name, err)
+	}
+	if err := s.db.QueryRowContext(ctx, s.Rebind("SELECT value FROM registry_secrets WHERE name = ?"), name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("reading secret %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// GetPIVSlot reads one PIV slot record inside the transaction.
+func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
+	return getPIV(t.ctx, t.s, t.tx, id)
 }
 
 // GetEscrow reads one escrow blob.

@@ -218,28 +218,34 @@ var suite = map[string]func(t *testing.T, e *env){
 	"ChallengeSingleUseAndExpiry": func(t *testing.T, e *env) {
 		u := e.user(t, "frank")
 		k := e.key(t, u.ID, "3001", registry.KeyActive)
-		c := registry.Challenge{KeyID: k.ID, Kind: "piv", CredentialID: "x", Nonce: []byte("nonce"), ExpiresAt: e.clock.t.Add(time.Minute)}
+		c := registry.Challenge{ID: "ch1_a", KeyID: k.ID, Kind: "piv", CredentialID: "x", Nonce: []byte("nonce"), ExpiresAt: e.clock.t.Add(time.Minute)}
 		c2 := c
-		if err := e.write(t, func(tx *sqlstore.Tx) error {
-			if err := tx.CreateChallenge(&c); err != nil {
-				return err
-			}
-			return tx.CreateChallenge(&c2)
-		}); err != nil {
+		c2.ID = "ch1_b"
+		use := func(c registry.Challenge) error {
+			return e.write(t, func(tx *sqlstore.Tx) error { return tx.UseChallenge(c) })
+		}
+		if err := use(c); err != nil {
 			t.Fatal(err)
 		}
-		consume := func(id string) error {
-			return e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.ConsumeChallenge(id); return err })
-		}
-		if err := consume(c.ID); err != nil {
-			t.Fatal(err)
-		}
-		if err := consume(c.ID); !errors.Is(err, registry.ErrChallenge) {
+		if err := use(c); !errors.Is(err, registry.ErrChallenge) {
 			t.Fatalf("second use: %v", err)
 		}
+		// A use that rolls back leaves the challenge usable.
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.UseChallenge(c2); err != nil {
+				return err
+			}
+			return errors.New("verification failed half-way")
+		}); err == nil {
+			t.Fatal("rollback expected")
+		}
 		e.clock.t = e.clock.t.Add(2 * time.Minute)
-		if err := consume(c2.ID); !errors.Is(err, registry.ErrChallenge) {
+		if err := use(c2); !errors.Is(err, registry.ErrChallenge) {
 			t.Fatalf("expired: %v", err)
+		}
+		ex, err := e.s.Expire(ctx, e.clock.t.Add(-time.Hour), e.clock.t)
+		if err != nil || ex.Challenges != 1 {
+			t.Fatalf("expire: %+v %v", ex, err)
 		}
 	},
 	"FeedAndValidity": func(t *testing.T, e *env) {

@@ -561,49 +561,25 @@ func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	return t.record("piv_slot", p.ID, "create", p)
 }
 
-// CreateChallenge stores a new challenge. Issuing one is neither a change
-// nor audited on its own: the verification that consumes it is audited with
-// the challenge id, so an unused challenge leaves no trace beyond its row.
-func (t *Tx) CreateChallenge(c *registry.Challenge) error {
-	c.ID = NewID("ch")
-	if err := t.exec("INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, 0)",
+// UseChallenge records challenge c as used, in the verification's
+// transaction. The challenge itself was issued without a row (its id is
+// authenticated by the server); the row's primary key makes a second use
+// registry.ErrChallenge. An expired challenge is refused too.
+func (t *Tx) UseChallenge(c registry.Challenge) error {
+	if !t.now.Before(c.ExpiresAt) {
+		return fmt.Errorf("%w: expired", registry.ErrChallenge)
+	}
+	if err := t.exec("INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, 1)",
 		c.ID, c.KeyID, c.Kind, c.CredentialID, c.Nonce, nanos(c.ExpiresAt)); err != nil {
-		if isForeignKey(err) {
-			return registry.ErrNotFound
+		if isUnique(err) {
+			return fmt.Errorf("%w: already used", registry.ErrChallenge)
 		}
-		return fmt.Errorf("inserting challenge: %w", err)
+		if isForeignKey(err) {
+			return fmt.Errorf("%w: its key no longer exists", registry.ErrChallenge)
+		}
+		return fmt.Errorf("recording challenge use: %w", err)
 	}
 	return nil
-}
-
-// ConsumeChallenge marks challenge id used and returns it. A used, expired
-// or unknown challenge is registry.ErrChallenge.
-func (t *Tx) ConsumeChallenge(id string) (registry.Challenge, error) {
-	c := registry.Challenge{ID: id}
-	var exp int64
-	// One statement: the used = 0 condition makes two concurrent consumers
-	// race on the row lock, and only one gets the row back.
-	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("UPDATE challenges SET used = 1 WHERE id = ? AND used = 0 AND expires_at > ? RETURNING key_id, kind, credential_id, nonce, expires_at"), id, nanos(t.now)).
-		Scan(&c.KeyID, &c.Kind, &c.CredentialID, &c.Nonce, &exp)
-	if err == nil {
-		c.ExpiresAt, c.Used = fromNanos(exp), true
-		return c, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("consuming challenge: %w", err)
-	}
-	// Say why it is unusable.
-	var used int
-	err = t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT used FROM challenges WHERE id = ?"), id).Scan(&used)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return c, fmt.Errorf("%w: unknown", registry.ErrChallenge)
-	case err != nil:
-		return c, fmt.Errorf("reading challenge: %w", err)
-	case used != 0:
-		return c, fmt.Errorf("%w: already used", registry.ErrChallenge)
-	}
-	return c, fmt.Errorf("%w: expired", registry.ErrChallenge)
 }
 
 // RecordVerification stores v and audits it.

@@ -15,11 +15,17 @@ ALTER TABLE tokens ADD COLUMN revoked_at BIGINT;
 -- The janitor deletes idempotency rows and challenges by age.
 CREATE INDEX idempotency_created ON idempotency(created_at);
 CREATE INDEX challenges_expires ON challenges(expires_at);
+-- Secrets every registry on this database shares (the challenge HMAC key).
+CREATE TABLE registry_secrets (
+  name TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+);
 -- Audit listing filters by actor and action.
 CREATE INDEX audit_log_actor ON audit_log(actor, seq);
 CREATE INDEX audit_log_action ON audit_log(action, seq);
 
 -- +goose Down
+DROP TABLE registry_secrets;
 DROP INDEX audit_log_action;
 DROP INDEX audit_log_actor;
 DROP INDEX challenges_expires;
