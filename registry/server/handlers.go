@@ -600,12 +600,10 @@ func (s *Server) verify(r *request) (int, any, error) {
 			if in.FIDO2 == nil {
 				return 0, nil, "", registry.Invalid("missing_field", "fido2 assertion required for this challenge")
 			}
-			// The stored counter is read under the write lock so two
-			// concurrent assertions cannot both pass the regression check.
-			if err := tx.Serialize(); err != nil {
-				return 0, nil, "", err
-			}
-			cred, err := tx.GetFIDOCredential(c.CredentialID)
+			// The stored counter is read with the credential's row locked
+			// so two concurrent assertions cannot both pass the
+			// regression check.
+			cred, err := tx.LockFIDOCredential(c.CredentialID)
 			if err != nil {
 				return 0, nil, "", err
 			}
@@ -635,6 +633,9 @@ func (s *Server) verify(r *request) (int, any, error) {
 				v.OK = true
 			}
 		}
+		// A verification that changes nothing else is audited by the
+		// sequencer after commit (sqlstore/sequencer.go).
+		tx.AuditLater()
 		if err := tx.RecordVerification(&v); err != nil {
 			return 0, nil, "", err
 		}

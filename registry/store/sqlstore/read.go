@@ -176,6 +176,25 @@ func (s *Store) GetFIDOCredential(ctx context.Context, id string) (registry.FIDO
 	return getFIDO(ctx, s, s.db, id)
 }
 
+// LockFIDOCredential reads one FIDO2 credential inside the transaction and
+// locks its row until commit (SELECT … FOR UPDATE on PostgreSQL; a SQLite
+// write transaction holds the database lock already), so two concurrent
+// assertions cannot both pass the counter check.
+func (t *Tx) LockFIDOCredential(id string) (registry.FIDOCredential, error) {
+	q := "SELECT " + fidoCols + " FROM fido_credentials WHERE id = ?"
+	if t.s.dialect == Postgres {
+		q += " FOR UPDATE"
+	}
+	c, err := scanFIDO(t.tx.QueryRowContext(t.ctx, t.s.Rebind(q), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("fido2 credential %s: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading fido2 credential: %w", err)
+	}
+	return c, nil
+}
+
 // GetFIDOCredential reads one FIDO2 credential inside the transaction.
 func (t *Tx) GetFIDOCredential(id string) (registry.FIDOCredential, error) {
 	return getFIDO(t.ctx, t.s, t.tx, id)
@@ -375,8 +394,26 @@ func (s *Store) Validity(ctx context.Context, userID string) (registry.Validity,
 	return v, rows.Err()
 }
 
-// AuditLog returns every audit entry and checkpoint in order.
+// chainPending chains pending audit entries before the log is read, when
+// this store can sign checkpoints.
+func (s *Store) chainPending(ctx context.Context) error {
+	if s.signer == nil {
+		return nil
+	}
+	for {
+		n, err := s.SequenceAudit(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// AuditLog returns every audit entry and checkpoint in order, after
+// chaining pending entries.
 func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, []audit.Checkpoint, error) {
+	if err := s.chainPending(ctx); err != nil {
+		return nil, nil, err
+	}
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -507,6 +544,9 @@ type AuditFilter struct {
 
 // AuditEntries returns the audit entries f selects, in sequence order.
 func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry, error) {
+	if err := s.chainPending(ctx); err != nil {
+		return nil, err
+	}
 	q := "SELECT seq, at, actor, action, payload, prev_hash, hash FROM audit_log WHERE seq > ?"
 	args := []any{f.After}
 	if f.Actor != "" {

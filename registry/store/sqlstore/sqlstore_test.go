@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -388,6 +389,49 @@ var suite = map[string]func(t *testing.T, e *env){
 			t.Fatalf("statuses %v", st)
 		}
 		e.verifyAudit(t)
+	},
+	"AuditLaterChainedOnce": func(t *testing.T, e *env) {
+		u := e.user(t, "kim")
+		k := e.key(t, u.ID, "6001", registry.KeyActive)
+		const n = 200
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- e.write(t, func(tx *sqlstore.Tx) error {
+					tx.AuditLater()
+					v := registry.Verification{ChallengeID: "c", KeyID: k.ID, Kind: "piv", CredentialID: "x", OK: true}
+					return tx.RecordVerification(&v)
+				})
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A change set with feed changes is chained in its own transaction
+		// between deferred ones.
+		e.user(t, "lee")
+		r := e.verifyAudit(t)
+		es, _, _ := e.s.AuditLog(ctx)
+		seen := 0
+		for _, a := range es {
+			if a.Action == "verification" {
+				seen++
+			}
+		}
+		var pending int
+		if err := e.s.DB().QueryRow("SELECT COUNT(*) FROM audit_pending").Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if seen != n || pending != 0 || r.Entries != n+3 {
+			t.Fatalf("%d verifications chained, %d pending, %d entries", seen, pending, r.Entries)
+		}
 	},
 	"Tokens": func(t *testing.T, e *env) {
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateToken([]byte("hash"), "first-admin", "admin", "") }); err != nil {

@@ -40,6 +40,7 @@ type Tx struct {
 	stmts   map[string]*sql.Stmt
 
 	locked              bool
+	later               bool // audit entries may be chained by the sequencer
 	changeSeq, auditSeq int64
 	auditHash           []byte
 }
@@ -114,7 +115,13 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 			return Result{}, false, fmt.Errorf("recording idempotency key: %w", err)
 		}
 	}
-	if len(t.changes) > 0 || len(t.audits) > 0 {
+	deferred := t.later && len(t.changes) == 0 && !t.locked && len(t.audits) > 0
+	switch {
+	case deferred:
+		if err = t.deferAudits(); err != nil {
+			return Result{}, false, err
+		}
+	case len(t.changes) > 0 || len(t.audits) > 0:
 		if err = t.Serialize(); err != nil {
 			return Result{}, false, err
 		}
@@ -124,6 +131,9 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 	}
 	if err = sqlTx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
+	}
+	if deferred {
+		s.kick()
 	}
 	return res, false, nil
 }
@@ -170,6 +180,31 @@ func (t *Tx) appendLog() error {
 		return err
 	}
 	t.changeSeq, t.auditSeq, t.auditHash = changeSeq, auditSeq, auditHash
+	return nil
+}
+
+// AuditLater lets this change set's audit entries be chained after commit
+// by the sequencer (see sequencer.go), when the change set has no feed
+// changes and has not taken the registry head lock; otherwise they are
+// chained in the transaction as usual.
+func (t *Tx) AuditLater() { t.later = true }
+
+// deferAudits stores the audit entries as pending, in one INSERT.
+func (t *Tx) deferAudits() error {
+	var b logBatch
+	for i := 0; i < len(t.audits); i += rowsPerInsert {
+		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
+		args := make([]any, 0, 4*len(part))
+		for _, e := range part {
+			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload))
+		}
+		b.add("INSERT INTO audit_pending (at, actor, action, payload) VALUES ", 4, len(part), args)
+	}
+	for i, q := range b.stmts {
+		if _, err := t.tx.ExecContext(t.ctx, t.s.Rebind(q), b.args[i]...); err != nil {
+			return fmt.Errorf("recording pending audit entry: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -595,9 +630,6 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
 // clone flag (WebAuthn L2 §6.1.1).
 func (t *Tx) UpdateSignCount(credID string, count uint32, clone bool) error {
-	if err := t.Serialize(); err != nil {
-		return err
-	}
 	q := "UPDATE fido_credentials SET sign_count = ? WHERE id = ?"
 	args := []any{int64(count), credID}
 	if clone {

@@ -20,11 +20,21 @@ CREATE TABLE registry_secrets (
   name TEXT PRIMARY KEY,
   value BYTEA NOT NULL
 );
+-- Audit entries committed with their change set, waiting to be chained
+-- (sqlstore/sequencer.go).
+CREATE TABLE audit_pending (
+  id BIGSERIAL PRIMARY KEY,
+  at BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  payload TEXT NOT NULL
+);
 -- Audit listing filters by actor and action.
 CREATE INDEX audit_log_actor ON audit_log(actor, seq);
 CREATE INDEX audit_log_action ON audit_log(action, seq);
 
 -- +goose Down
+DROP TABLE audit_pending;
 DROP TABLE registry_secrets;
 DROP INDEX audit_log_action;
 DROP INDEX audit_log_actor;
