@@ -441,9 +441,11 @@ func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, re
 			add(registry.ReasonBKeyInactive)
 		case k.creds == 0:
 			add(registry.ReasonBKeyNoCred)
-		case k.lastPIN > k.lastOK:
+		// A failure at the same instant as the last success counts as
+		// the later of the two.
+		case k.lastPIN != 0 && k.lastPIN >= k.lastOK:
 			add(registry.ReasonPINBlocked)
-		case k.lastFail > k.lastOK || k.lastSig > k.lastOK:
+		case (k.lastFail != 0 && k.lastFail >= k.lastOK) || (k.lastSig != 0 && k.lastSig >= k.lastOK):
 			add(registry.ReasonBKeyFailing)
 		case k.lastOK == 0 || k.lastOK < oldest:
 			add(registry.ReasonBKeyUnverified)
