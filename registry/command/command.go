@@ -33,8 +33,8 @@ import (
 var ErrUsage = errors.New("usage")
 
 const usage = `usage:
-  keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
-  keydesk-registry token create --role admin|helpdesk|self --name NAME [--user USER_ID] [--state DIR] [--db DSN]
+  keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http] [--signal-rate N --signal-burst N] [--auth-failures N]
+  keydesk-registry token create --role admin|helpdesk|self|authserver --name NAME [--user USER_ID] [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN]
   keydesk-registry --version`
 
@@ -122,6 +122,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	certF := fs.String("tls-cert", "", "TLS certificate (PEM); default a self-signed one in the state dir")
 	keyF := fs.String("tls-key", "", "TLS private key (PEM)")
 	plain := fs.Bool("dev-plain-http", false, "serve plain HTTP (development only; loopback addresses only)")
+	sigRate := fs.Float64("signal-rate", 50, "lockout signals a second per token")
+	sigBurst := fs.Int("signal-burst", 500, "lockout signal burst per token")
+	authFails := fs.Int("auth-failures", 20, "failed authentications from one address within a minute before it is locked out")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -137,7 +140,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key)})
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), SignalRate: *sigRate, SignalBurst: *sigBurst, AuthFailures: *authFails})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
@@ -178,14 +181,14 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	var c common
 	c.flags(fs)
-	role := fs.String("role", "", "admin, helpdesk or self")
+	role := fs.String("role", "", "admin, helpdesk, self or authserver")
 	name := fs.String("name", "", "a unique name for the token (who holds it)")
 	user := fs.String("user", "", "the user a self token acts for")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if !server.ValidRole(*role) || *name == "" {
-		return fmt.Errorf("%w: --role (admin, helpdesk, self) and --name are required\n%s", ErrUsage, usage)
+		return fmt.Errorf("%w: --role (admin, helpdesk, self, authserver) and --name are required\n%s", ErrUsage, usage)
 	}
 	if (*role == "self") != (*user != "") {
 		return fmt.Errorf("%w: --user is required for, and only for, a self token", ErrUsage)

@@ -35,7 +35,7 @@ const (
 
 // ValidRole reports whether r is a defined role.
 func ValidRole(r string) bool {
-	return r == string(Admin) || r == string(Helpdesk) || r == string(Self)
+	return r == string(Admin) || r == string(Helpdesk) || r == string(Self) || r == string(AuthServer)
 }
 
 // MaxBody is the largest request body accepted.
@@ -50,6 +50,10 @@ type Options struct {
 	AuthWindow   time.Duration // default 1 minute
 	// AuditKey checks checkpoints for GET /v1/audit/verify.
 	AuditKey ed25519.PublicKey
+	// SignalRate lockout signals a second per token (default 50), with
+	// bursts up to SignalBurst (default 500).
+	SignalRate  float64
+	SignalBurst int
 }
 
 // Server serves the API over a store.
@@ -60,6 +64,7 @@ type Server struct {
 	routes  []Route
 	limitMu sync.Mutex
 	fails   map[string]*failWindow
+	signals signalLimiter
 }
 
 type failWindow struct {
@@ -86,6 +91,12 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	if opt.AuthWindow == 0 {
 		opt.AuthWindow = time.Minute
 	}
+	if opt.SignalRate == 0 {
+		opt.SignalRate = 50
+	}
+	if opt.SignalBurst == 0 {
+		opt.SignalBurst = 500
+	}
 	s := &Server{st: st, opt: opt, mux: http.NewServeMux(), fails: map[string]*failWindow{}}
 	all := []Role{Admin, Helpdesk, Self}
 	staff := []Role{Admin, Helpdesk}
@@ -108,9 +119,10 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "POST", Pattern: "/v1/challenges", Roles: all, handle: s.createChallenge},
 		{Method: "POST", Pattern: "/v1/verifications", Roles: all, handle: s.verify},
 		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
-		{Method: "GET", Pattern: "/v1/validity", Roles: staff, handle: s.validity},
+		{Method: "GET", Pattern: "/v1/validity", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.validity},
 		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
 	}
+	s.routes = append(s.routes, s.migrationRoutes()...)
 	for i := range s.routes {
 		r := s.routes[i]
 		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })

@@ -143,7 +143,10 @@ func init() {
 			code string
 		}{
 			{"empty scope", plan(func(m *registry.Migration) { m.Scope = registry.Cohort{} }), "empty_cohort"},
-			{"scope group with nobody", plan(func(m *registry.Migration) { m.Scope = registry.Cohort{Groups: []string{"nobody"}}; m.Canary = registry.Cohort{Percent: 50} }), "empty_cohort"},
+			{"scope group with nobody", plan(func(m *registry.Migration) {
+				m.Scope = registry.Cohort{Groups: []string{"nobody"}}
+				m.Canary = registry.Cohort{Percent: 50}
+			}), "empty_cohort"},
 			{"empty canary", plan(func(m *registry.Migration) { m.Canary = registry.Cohort{} }), "empty_cohort"},
 			{"canary group with nobody", plan(func(m *registry.Migration) { m.Canary = registry.Cohort{Groups: []string{"nobody"}} }), "empty_cohort"},
 			{"unknown set", plan(func(m *registry.Migration) { m.To = "yk6-2030" }), "unknown_key_set"},
