@@ -67,7 +67,9 @@ type MigrationPolicy struct {
 	// advance, so that failure reports have time to arrive (0: none).
 	GracePeriodHours int `json:"grace_period_hours"`
 	// HaltThreshold is the share of the current cohort (0 < x ≤ 1) whose
-	// failure reports halt the migration; default 0.01.
+	// failure reports halt the migration; default 0.01. The halt fires at
+	// the report that makes ⌊HaltThreshold × cohort⌋ users (at least one)
+	// affected.
 	HaltThreshold float64 `json:"halt_threshold"`
 }
 

@@ -846,13 +846,16 @@ func (t *Tx) reportFailure(sig *registry.LockoutSignal, kind string) (registry.S
 		out.UserReverted = true
 		if stage == m.Stage && !m.Halted {
 			m.StageAffected++
-			need := max(1, int(math.Ceil(m.Policy.HaltThreshold*float64(m.StageCohort)-1e-9)))
+			// Halting once ⌊threshold × cohort⌋ users (at least one) are
+			// affected keeps the affected share at or below the threshold
+			// whenever the cohort has at least 1/threshold users.
+			need := max(1, int(math.Floor(m.Policy.HaltThreshold*float64(m.StageCohort)+1e-9)))
 			if m.StageAffected >= need {
 				if reverted, err = t.revert("migration_id = ? AND stage = ?", m.ID, m.Stage); err != nil {
 					return out, err
 				}
 				m.Halted = true
-				m.HaltReason = fmt.Sprintf("halted by itself: %d of %d users of stage %s (%.2f%%) reported failures, threshold %.2f%%",
+				m.HaltReason = fmt.Sprintf("halted by itself: %d of %d users of stage %s (%.2f%%) reported failures, reaching the threshold of %.2f%%",
 					m.StageAffected, m.StageCohort, m.Stage, 100*float64(m.StageAffected)/float64(max(1, m.StageCohort)), 100*m.Policy.HaltThreshold)
 				out.Halted = true
 				halted = &m
@@ -1111,4 +1114,27 @@ func (s *Store) UsersWithoutCredential(ctx context.Context) (int64, []string, er
 		out = append(out, id)
 	}
 	return v, out, rows.Err()
+}
+
+// CutOverUsers lists the users a migration cut over in one stage ("" for
+// every stage), in id order.
+func (s *Store) CutOverUsers(ctx context.Context, migrationID, stage string) ([]string, error) {
+	q, args := "SELECT user_id FROM migration_cutovers WHERE migration_id = ?", []any{migrationID}
+	if stage != "" {
+		q, args = q+" AND stage = ?", append(args, stage)
+	}
+	rows, err := s.db.QueryContext(ctx, s.Rebind(q+" ORDER BY user_id"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing cut-over users: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
 }
