@@ -1,8 +1,16 @@
 // Package fidokey is keydesk's FIDO2 adapter: every CTAP 2.1 operation the
-// admin workflows need, over libfido2 (github.com/keys-pub/go-libfido2 for
-// the PIN commands it wraps, and keydesk's own cgo layer, package fidoc, for
-// the rest), with WebAuthn L2 client data built the way a relying party
-// expects it.
+// admin workflows need, over libfido2 1.12, with WebAuthn L2 client data
+// built the way a relying party expects it.
+//
+// Device calls go through keydesk's own thin cgo layer, package fidoc, and
+// not through github.com/keys-pub/go-libfido2, which serves only to list
+// devices (Reset's search for a key that came back under another path).
+// go-libfido2 lacks what keydesk needs (authenticatorConfig, the full
+// getInfo, raw authenticator data and attestation statement, credProtect in
+// credential listings, a handle to cancel), maps no PIN_BLOCKED, and its
+// calls fail now and then with FIDO_ERR_RX when a Go runtime signal
+// interrupts libfido2's ppoll; fidoc blocks those signals around each call
+// (fidoc.Guard).
 //
 // A Device holds no handle while idle: each call opens the key, does its
 // work and closes it. Every call takes a context; cancelling it sends
@@ -249,15 +257,13 @@ var libfidoCodes = map[error]fidoc.Code{
 	libfido2.ErrKeepaliveCancel:    fidoc.ErrKeepaliveCancel,
 }
 
-// retries reads the PIN retry counter (CTAP 2.1 §6.5.5.2) through
-// go-libfido2.
+// retries reads the PIN retry counter (CTAP 2.1 §6.5.5.2).
 func (d *Device) retries(ctx context.Context) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	ld, err := libfido2.NewDevice(d.Path())
-	if err != nil {
-		return 0, err
-	}
-	return ld.RetryCount()
+	var n int
+	err := d.do(ctx, func(dev *fidoc.Dev) error {
+		var err error
+		n, err = dev.Retries()
+		return err
+	})
+	return n, err
 }

