@@ -117,13 +117,8 @@ func run(ctx context.Context, dev *fidoc.Dev, f func() error) error {
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() {
+	stopWatch := context.AfterFunc(ctx, func() {
 		defer close(done)
-		select {
-		case <-stop:
-			return
-		case <-ctx.Done():
-		}
 		t := time.NewTicker(cancelEvery)
 		defer t.Stop()
 		for {
@@ -134,10 +129,13 @@ func run(ctx context.Context, dev *fidoc.Dev, f func() error) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
 	err := f()
-	close(stop)
-	<-done
+	if !stopWatch() {
+		// The watcher started: stop it before the caller closes dev.
+		close(stop)
+		<-done
+	}
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}

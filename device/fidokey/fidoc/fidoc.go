@@ -208,7 +208,7 @@ func (d *Dev) Close() {
 		return
 	}
 	d.closed = true
-	call(func() C.int { return C.fido_dev_close(d.d) })
+	C.fido_dev_close(d.d) // no wait for the device: nothing to guard
 	C.fido_dev_free(&d.d)
 }
 
