@@ -3,11 +3,16 @@ package fidokey_test
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/ctap"
+	"github.com/keydesk/keydesk/device/virtual/ctaphid"
+	"github.com/keydesk/keydesk/device/virtual/ptyhid"
 )
 
 func TestStatusAndPIN(t *testing.T) {
@@ -66,5 +71,36 @@ func TestInfoSerial(t *testing.T) {
 	}
 	if tg.vk != nil && fw != (device.Version{Major: 5, Minor: 7, Patch: 2}) {
 		t.Errorf("firmware %s", fw)
+	}
+}
+
+// plainHandler hides the authenticator's vendor commands, as a FIDO key
+// that is not a YubiKey has none.
+type plainHandler struct{ ctaphid.Handler }
+
+func TestInfoWithoutVendorCommand(t *testing.T) {
+	vk := virtual.NewKey(virtual.DefaultIdentity(3100003))
+	auth, err := ctap.New(vk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	link := filepath.Join(t.TempDir(), "fido")
+	pd, err := ptyhid.Open(vk, plainHandler{auth}, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pd.Close()
+	dev := fidokey.Open(link)
+	serial, fw, ok, err := dev.Info(ctxT(t))
+	if err != nil || ok || serial != 0 {
+		t.Fatalf("info from a key without READ_CONFIG: serial %d ok %v, %v", serial, ok, err)
+	}
+	if fw != (device.Version{Major: 5, Minor: 7, Patch: 2}) {
+		t.Errorf("firmware from CTAPHID INIT: %s", fw)
+	}
+	// Everything else still works through libfido2.
+	if _, err := dev.Status(ctxT(t)); err != nil {
+		t.Fatal(err)
 	}
 }
