@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -11,6 +12,9 @@ import (
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual"
+	"github.com/keydesk/keydesk/device/virtual/ctap"
+	"github.com/keydesk/keydesk/device/virtual/fidotest"
+	"github.com/keydesk/keydesk/device/virtual/ptyhid"
 )
 
 func makeCred(t *testing.T, tg *target, rpID, user string, discoverable bool, prot int) *fidokey.Registration {
@@ -117,10 +121,18 @@ func TestReset(t *testing.T) {
 		t.Fatal("reset without a reinsert callback")
 	}
 
-	// Inside the window, with a touch.
+	// The person pulls the key and never puts it back.
+	gone := tg.callbacks()
+	gone.Reinsert = func(context.Context) error { tg.vk.Key.Remove(); return nil }
+	if err := tg.dev.Reset(ctx, gone, tg.serial); !errors.Is(err, device.ErrKeyRemoved) {
+		t.Fatalf("reset of a key that was not put back: %v", err)
+	}
+
+	// Inside the window, with a touch, after a real remove and insert.
 	touched := false
 	cb := tg.callbacks()
 	cb.Touch = func(context.Context) { touched = true }
+	cb.Reinsert = func(context.Context) error { tg.vk.Key.Remove(); tg.vk.Key.Insert(); return nil }
 	if err := tg.dev.Reset(ctx, cb, tg.serial); err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +149,35 @@ func TestReset(t *testing.T) {
 	}
 }
 
-// Firmware before 5.5.4 allows 5 s.
+// Firmware before 5.5.4 allows 5 s after power-up, later firmware 10 s.
 func TestResetWindowOldFirmware(t *testing.T) {
 	if fidokey.ResetWindow(device.Version{Major: 5, Minor: 5, Patch: 3}) != 5 || fidokey.ResetWindow(device.Version{Major: 5, Minor: 5, Patch: 4}) != 10 {
 		t.Fatal("reset windows")
+	}
+	id := virtual.DefaultIdentity(3100041)
+	id.Firmware = virtual.Version{Major: 5, Minor: 4, Patch: 3}
+	vk := virtual.NewKey(id)
+	clock := fidotest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	vk.SetClock(clock.Now)
+	auth, err := ctap.New(vk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	link := filepath.Join(t.TempDir(), "fido")
+	pd, err := ptyhid.Open(vk, auth, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pd.Close()
+	dev := fidokey.Open(link)
+	after := func(d time.Duration) device.Callbacks {
+		return device.Callbacks{Reinsert: func(context.Context) error { vk.PowerCycle(); clock.Advance(d); return nil }}
+	}
+	if err := dev.Reset(ctxT(t), after(6*time.Second), 3100041); !errors.Is(err, device.ErrResetWindow) {
+		t.Fatalf("reset 6 s after power-up on 5.4.3: %v, want ErrResetWindow", err)
+	}
+	if err := dev.Reset(ctxT(t), after(4*time.Second), 3100041); err != nil {
+		t.Fatalf("reset 4 s after power-up on 5.4.3: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package fidokey
 import (
 	"context"
 	"fmt"
+	"time"
 
 	libfido2 "github.com/keys-pub/go-libfido2"
 
@@ -38,7 +39,7 @@ func (d *Device) Reset(ctx context.Context, cb device.Callbacks, wantSerial uint
 	if err := cb.Reinsert(ctx); err != nil {
 		return fmt.Errorf("%s: waiting for the key to be reinserted: %w", op, err)
 	}
-	if gone(d.Path()) && !d.refind(ctx, wantSerial) {
+	if !d.waitPresent(ctx, wantSerial) {
 		return fmt.Errorf("%s: %s: %w", op, d.Path(), device.ErrKeyRemoved)
 	}
 	if wantSerial != 0 {
@@ -58,6 +59,30 @@ func (d *Device) Reset(ctx context.Context, cb device.Callbacks, wantSerial uint
 		return fmt.Errorf("%s: %w (%w)", op, device.ErrResetWindow, err)
 	}
 	return d.mapErr(ctx, op, err)
+}
+
+// enumerateWait is how long Reset waits for a reinserted key to appear: USB
+// enumeration takes a moment after the person says the key is back, and the
+// reset window is running meanwhile.
+const enumerateWait = 2 * time.Second
+
+// waitPresent waits up to enumerateWait for the key's device node, or for
+// the key with wantSerial under another path.
+func (d *Device) waitPresent(ctx context.Context, wantSerial uint32) bool {
+	deadline := time.Now().Add(enumerateWait)
+	for {
+		if !gone(d.Path()) || d.refind(ctx, wantSerial) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // refind looks for the key with wantSerial among the FIDO devices libfido2
