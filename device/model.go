@@ -180,4 +180,13 @@ type FIDOStatus struct {
 	RemainingResident int
 	MinPINLength      int
 	ForcePINChange    bool
+	// Firmware is the authenticator's firmwareVersion (getInfo 0x0E), or the
+	// CTAPHID INIT device version when the key does not report it.
+	Firmware   Version
+	Extensions []string
+	// EnterpriseAttestation is true when the key supports enterprise
+	// attestation (getInfo option "ep" present, CTAP 2.1 §7.1);
+	// EnterpriseAttestationEnabled is that option's value.
+	EnterpriseAttestation        bool
+	EnterpriseAttestationEnabled bool
 }
