@@ -65,11 +65,14 @@ for d in pcscd libpcsclite1 libfido2-1 libgl1 libx11-6 libxcursor1 libxrandr2 li
   grep -qE "(^|, )$d( |,|$)" <<<"$depends" || fail "keydesk Depends lacks $d: $depends"
 done
 echo "keydesk Depends: $depends"
+# The udev tests, against the rules file inside this .deb.
+KEYDESK_DEB=$(realpath "$kd") "${GO:-go}" test -count=1 -run 'TestUdevRules' ./packaging/linux
 conffiles=$(dpkg-deb --ctrl-tarfile "$kr" | tar -xOf - ./conffiles)
 [ "$conffiles" = /etc/keydesk-registry/registry.conf ] || fail "keydesk-registry conffiles: $conffiles"
 echo "keydesk-registry conffiles: $conffiles"
-tar -tJf "$tarball" | grep -qx 'keydesk/usr/local/bin/keydesk' || fail "$tarball lacks usr/local/bin/keydesk"
-tar -tJf "$tarball" | grep -qx 'keydesk/Makefile' || fail "$tarball lacks its Makefile"
+tarlist=$(tar -tJf "$tarball")
+grep -qx 'keydesk/usr/local/bin/keydesk' <<<"$tarlist" || fail "$tarball lacks usr/local/bin/keydesk"
+grep -qx 'keydesk/Makefile' <<<"$tarlist" || fail "$tarball lacks its Makefile"
 echo "$(basename "$tarball"): usr/local/bin/keydesk and Makefile present"
 
 work=$(mktemp -d /var/tmp/keydesk-check.XXXXXX)
