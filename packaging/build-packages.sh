@@ -75,10 +75,13 @@ echo "package: fyne package -os linux"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 build=$(git rev-list --count HEAD)
-(cd "$tmp" && "${FYNE[@]}" package --os linux --release \
-  --src "$OLDPWD/cmd/keydesk" --executable "$OLDPWD/$STAGE/keydesk" \
+# fyne package rewrites FyneApp.toml (it bumps Build), so it gets a copy.
+mkdir "$tmp/src" "$tmp/out"
+cp cmd/keydesk/*.go cmd/keydesk/FyneApp.toml "$tmp/src/"
+(cd "$tmp/out" && "${FYNE[@]}" package --os linux --release \
+  --src "$tmp/src" --executable "$OLDPWD/$STAGE/keydesk" \
   --name keydesk --app-id io.keydesk.Keydesk --app-version "$app_version" --app-build "$build" \
   --icon "$OLDPWD/assets/icons/hicolor/512x512/apps/io.keydesk.Keydesk.png")
-mv "$tmp/keydesk.tar.xz" "$DIST/keydesk_${DEB_VERSION}_linux_amd64.tar.xz"
+mv "$tmp/out/keydesk.tar.xz" "$DIST/keydesk_${DEB_VERSION}_linux_amd64.tar.xz"
 
 ls -1 "$DIST"/*.deb "$DIST"/*.tar.xz
