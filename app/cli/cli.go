@@ -68,6 +68,7 @@ func init() {
 		{name: "keys", help: "list attached keys", run: runKeys},
 		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
 		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
+		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {
@@ -199,7 +200,7 @@ func (e *env) service() (*keys.Service, error) {
 	if e.svc != nil {
 		return e.svc, nil
 	}
-	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir, FIDOInfo: fidoInfo})
+	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/discover"
+	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/pivkey"
 )
 
@@ -24,8 +25,8 @@ type Config struct {
 	// trusts the virtual attestation roots. Nothing else does.
 	Practice bool
 	SimDir   string
-	// FIDOInfo reads a FIDO device's serial (device/fidokey.Info) so its
-	// interface merges with the key's PC/SC entry.
+	// FIDOInfo reads a FIDO device's serial so its interface merges with
+	// the key's PC/SC entry; device/fidokey's Info when nil.
 	FIDOInfo func(ctx context.Context, path string) (uint32, device.Version, bool, error)
 }
 
@@ -53,6 +54,11 @@ func (e *ChooseError) Error() string {
 // client at keydesk-sim's private pcscd, which must be running; call it
 // before anything else in the process touches PC/SC.
 func New(cfg Config) (*Service, error) {
+	if cfg.FIDOInfo == nil {
+		cfg.FIDOInfo = func(ctx context.Context, path string) (uint32, device.Version, bool, error) {
+			return fidokey.Open(path).Info(ctx)
+		}
+	}
 	s := &Service{cfg: cfg, opts: discover.Options{FIDOInfo: cfg.FIDOInfo}}
 	if cfg.Practice {
 		sock := filepath.Join(cfg.SimDir, "pcscd", "run", "pcscd.comm")
@@ -158,6 +164,27 @@ func (s *Service) PIV(k device.Key) (*pivkey.Card, error) {
 	return pivkey.Open(k.Reader, k.Serial), nil
 }
 
+// FIDO returns the FIDO2 application of k. Destructive calls on it take the
+// serial to check that the key is still the one meant.
+func (s *Service) FIDO(k device.Key) (*fidokey.Device, error) {
+	if k.FIDOPath == "" {
+		return nil, fmt.Errorf("key %d has no FIDO interface: %w", k.Serial, device.ErrAppDisabled)
+	}
+	if k.EnabledUSB != 0 && k.EnabledUSB&device.AppFIDO2 == 0 {
+		return nil, fmt.Errorf("FIDO2 on key %d: %w", k.Serial, device.ErrAppDisabled)
+	}
+	return fidokey.Open(k.FIDOPath), nil
+}
+
+// FIDOStatus reads the FIDO2 status of the device at path.
+func FIDOStatus(ctx context.Context, path string) (*device.FIDOStatus, error) {
+	st, err := fidokey.Open(path).Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // Report is everything keydesk can read from a key without a PIN.
 type Report struct {
 	Key       device.Key
@@ -168,8 +195,12 @@ type Report struct {
 }
 
 // Inspect reads the key's state from each application it has enabled.
-// One application failing does not hide the others.
+// One application failing does not hide the others. fido reads the FIDO2
+// status; FIDOStatus when nil.
 func (s *Service) Inspect(ctx context.Context, k device.Key, fido func(ctx context.Context, path string) (*device.FIDOStatus, error)) *Report {
+	if fido == nil {
+		fido = FIDOStatus
+	}
 	r := &Report{Key: k}
 	if card, err := s.PIV(k); err == nil {
 		st, err := card.Status(ctx)
@@ -181,7 +212,7 @@ func (s *Service) Inspect(ctx context.Context, k device.Key, fido func(ctx conte
 	} else if k.Reader != "" {
 		r.PIVError = err.Error()
 	}
-	if k.FIDOPath != "" && fido != nil {
+	if k.FIDOPath != "" && (k.EnabledUSB == 0 || k.EnabledUSB&device.AppFIDO2 != 0) {
 		st, err := fido(ctx, k.FIDOPath)
 		if err != nil {
 			r.FIDOError = err.Error()
