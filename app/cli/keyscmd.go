@@ -12,7 +12,6 @@ import (
 	"github.com/keydesk/keydesk/device"
 )
 
-
 // keyView is a key as keydesk prints it in JSON.
 type keyView struct {
 	Serial       uint32   `json:"serial,omitempty"`

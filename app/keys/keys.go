@@ -86,17 +86,28 @@ func (s *Service) Watch(ctx context.Context) (<-chan []device.Key, error) {
 }
 
 // WaitReturn waits until the key with serial is no longer listed, then until
-// it is listed again, as after a restart that re-enumerates it (a change of
-// USB interfaces, a FIDO reset's power cycle). It returns the key as listed
-// again, or ctx's error.
+// it is listed again, as after a person removes and reinserts it. It returns
+// the key as listed again, or ctx's error.
 func (s *Service) WaitReturn(ctx context.Context, serial uint32) (device.Key, error) {
+	gone := false
+	return s.WaitUntil(ctx, serial, func(k *device.Key) bool {
+		if k == nil {
+			gone = true
+		}
+		return gone && k != nil
+	})
+}
+
+// WaitUntil watches the attached keys until done, called with the key with
+// serial (nil while it is not listed), returns true. It returns that key,
+// or ctx's error.
+func (s *Service) WaitUntil(ctx context.Context, serial uint32, done func(*device.Key) bool) (device.Key, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch, err := s.Watch(wctx)
 	if err != nil {
 		return device.Key{}, err
 	}
-	gone := false
 	for keys := range ch {
 		var found *device.Key
 		for i := range keys {
@@ -104,14 +115,11 @@ func (s *Service) WaitReturn(ctx context.Context, serial uint32) (device.Key, er
 				found = &keys[i]
 			}
 		}
-		switch {
-		case found == nil:
-			gone = true
-		case gone:
+		if done(found) {
 			return *found, nil
 		}
 	}
-	return device.Key{}, fmt.Errorf("key %d did not come back: %w", serial, ctx.Err())
+	return device.Key{}, fmt.Errorf("key %d: %w", serial, ctx.Err())
 }
 
 // Find returns the key with serial, or the only key attached when serial is
