@@ -16,6 +16,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/buildinfo"
@@ -209,12 +210,16 @@ func (e *env) service() (*keys.Service, error) {
 }
 
 // key finds the key the invocation is about.
-func (e *env) key() (device.Key, error) {
+func (e *env) key() (device.Key, error) { return e.keyVia(0) }
+
+// keyVia finds the key through one kind of interface only, for commands
+// that use no other.
+func (e *env) keyVia(only discover.Interface) (device.Key, error) {
 	svc, err := e.service()
 	if err != nil {
 		return device.Key{}, err
 	}
-	return svc.Find(e.ctx, uint32(e.serial))
+	return svc.FindVia(e.ctx, uint32(e.serial), only)
 }
 
 // confirm asks before a destructive step. It needs --serial naming the key,
