@@ -40,7 +40,9 @@ type Tx struct {
 	stmts   map[string]*sql.Stmt
 
 	locked              bool
-	later               bool // audit entries may be chained by the sequencer
+	later               bool            // audit entries may be chained by the sequencer
+	tail                logBatch        // inserts sent with the change set's last statement
+	provenHere          map[string]bool // keys with a successful verification in this change set
 	changeSeq, auditSeq int64
 	auditHash           []byte
 }
@@ -71,6 +73,10 @@ func (t *Tx) Serialize() error {
 // nothing (replayed is true); the same key with a different request hash is
 // registry.ErrIdempotencyMismatch. If fn fails nothing is written.
 func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn func(*Tx) (Result, error)) (res Result, replayed bool, err error) {
+	return s.write(ctx, actor, idem, fn, false)
+}
+
+func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn func(*Tx) (Result, error), retry bool) (res Result, replayed bool, err error) {
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Result{}, false, fmt.Errorf("beginning write: %w", err)
@@ -101,33 +107,32 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 	if err != nil {
 		return Result{}, false, err
 	}
-	// The idempotency row goes in before the write lock is taken: the lock
-	// is held only for the feed, the audit chain and the commit.
+	// The idempotency row goes in with the change set's last statement.
 	if idem != nil {
-		if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)"),
-			idem.Scope, idem.Key, idem.RequestHash, res.Status, res.Body, nanos(t.now)); err != nil {
-			if isUnique(err) {
-				// The same key committed concurrently: this attempt is
-				// dropped and the retry answers from the stored result.
-				sqlTx.Rollback()
-				return s.Write(ctx, actor, idem, fn)
-			}
-			return Result{}, false, fmt.Errorf("recording idempotency key: %w", err)
-		}
+		t.tail.add("INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ", 6, 1,
+			[]any{idem.Scope, idem.Key, idem.RequestHash, res.Status, res.Body, nanos(t.now)})
 	}
 	deferred := t.later && len(t.changes) == 0 && !t.locked && len(t.audits) > 0
 	switch {
 	case deferred:
-		if err = t.deferAudits(); err != nil {
-			return Result{}, false, err
-		}
+		t.deferAudits()
+		err = t.tail.run(t, "", nil)
 	case len(t.changes) > 0 || len(t.audits) > 0:
-		if err = t.Serialize(); err != nil {
-			return Result{}, false, err
+		if err = t.Serialize(); err == nil {
+			err = t.appendLog()
 		}
-		if err = t.appendLog(); err != nil {
-			return Result{}, false, err
+	default:
+		err = t.tail.run(t, "", nil)
+	}
+	if err != nil {
+		if idem != nil && isUnique(err) && !retry {
+			// The same idempotency key committed concurrently: this
+			// attempt is dropped and the retry answers from the stored
+			// result.
+			sqlTx.Rollback()
+			return s.write(ctx, actor, idem, fn, true)
 		}
+		return Result{}, false, err
 	}
 	if err = sqlTx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
@@ -145,7 +150,7 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 // trips as possible.
 func (t *Tx) appendLog() error {
 	changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
-	var b logBatch
+	b := t.tail
 	if len(t.changes) > 0 {
 		changeSeq++
 		for i := 0; i < len(t.changes); i += rowsPerInsert {
@@ -189,23 +194,16 @@ func (t *Tx) appendLog() error {
 // chained in the transaction as usual.
 func (t *Tx) AuditLater() { t.later = true }
 
-// deferAudits stores the audit entries as pending, in one INSERT.
-func (t *Tx) deferAudits() error {
-	var b logBatch
+// deferAudits queues the audit entries as pending rows.
+func (t *Tx) deferAudits() {
 	for i := 0; i < len(t.audits); i += rowsPerInsert {
 		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
 		args := make([]any, 0, 4*len(part))
 		for _, e := range part {
 			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload))
 		}
-		b.add("INSERT INTO audit_pending (at, actor, action, payload) VALUES ", 4, len(part), args)
+		t.tail.add("INSERT INTO audit_pending (at, actor, action, payload) VALUES ", 4, len(part), args)
 	}
-	for i, q := range b.stmts {
-		if _, err := t.tx.ExecContext(t.ctx, t.s.Rebind(q), b.args[i]...); err != nil {
-			return fmt.Errorf("recording pending audit entry: %w", err)
-		}
-	}
-	return nil
 }
 
 // rowsPerInsert bounds a multi-row INSERT (7 columns × 500 rows stays far
@@ -239,6 +237,14 @@ const maxCTEArgs = 20000
 // run executes the INSERTs and then final. On PostgreSQL, INSERTs are
 // folded into final as data-modifying CTEs while they fit in one statement.
 func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
+	if final == "" {
+		if len(b.stmts) == 0 {
+			return nil
+		}
+		n := len(b.stmts) - 1
+		final, finalArgs = b.stmts[n], b.args[n]
+		b = &logBatch{stmts: b.stmts[:n], args: b.args[:n]}
+	}
 	if t.s.dialect != Postgres {
 		for i, q := range b.stmts {
 			if _, err := t.tx.ExecContext(t.ctx, q, b.args[i]...); err != nil {
@@ -246,7 +252,7 @@ func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
 			}
 		}
 		if _, err := t.tx.ExecContext(t.ctx, final, finalArgs...); err != nil {
-			return fmt.Errorf("advancing registry head: %w", err)
+			return fmt.Errorf("writing change set: %w", err)
 		}
 		return nil
 	}
@@ -519,6 +525,9 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 // proven reports whether key id has ever passed a verification that was
 // not flagged as a possible clone: proof that its holder has the key.
 func (t *Tx) proven(id string) (bool, error) {
+	if t.provenHere[id] {
+		return true, nil
+	}
 	var n int
 	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0"), id).Scan(&n)
 	if err != nil {
@@ -620,9 +629,15 @@ func (t *Tx) UseChallenge(c registry.Challenge) error {
 // RecordVerification stores v and audits it.
 func (t *Tx) RecordVerification(v *registry.Verification) error {
 	v.ID, v.At = NewID("ver"), t.now
-	if err := t.exec("INSERT INTO verifications (id, challenge_id, key_id, kind, credential_id, ok, reason, clone_suspected, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		v.ID, v.ChallengeID, v.KeyID, v.Kind, v.CredentialID, b2i(v.OK), v.Reason, b2i(v.CloneSuspected), nanos(t.now)); err != nil {
-		return fmt.Errorf("inserting verification: %w", err)
+	// Nothing in the transaction reads it back: it goes in with the
+	// change set's last statement.
+	t.tail.add("INSERT INTO verifications (id, challenge_id, key_id, kind, credential_id, ok, reason, clone_suspected, at) VALUES ", 9, 1,
+		[]any{v.ID, v.ChallengeID, v.KeyID, v.Kind, v.CredentialID, b2i(v.OK), v.Reason, b2i(v.CloneSuspected), nanos(t.now)})
+	if v.OK && !v.CloneSuspected {
+		if t.provenHere == nil {
+			t.provenHere = map[string]bool{}
+		}
+		t.provenHere[v.KeyID] = true
 	}
 	return t.Audit("verification", v)
 }
