@@ -37,8 +37,8 @@ var ErrUsage = errors.New("usage")
 const usage = `usage:
   keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
                          [--practice] [--trust-roots PEM] [--auth-failures N] [--auth-window D]
-                         [--idempotency-ttl D] [--janitor-interval D]
-  keydesk-registry token create --role admin|helpdesk|self --name NAME [--user USER_ID] [--state DIR] [--db DSN]
+                         [--idempotency-ttl D] [--janitor-interval D] [--signal-rate N --signal-burst N]
+  keydesk-registry token create --role admin|helpdesk|self|authserver --name NAME [--user USER_ID] [--state DIR] [--db DSN]
   keydesk-registry token list [--state DIR] [--db DSN]
   keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN]
@@ -164,6 +164,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	authWindow := fs.Duration("auth-window", time.Minute, "the failed-authentication window")
 	idemTTL := fs.Duration("idempotency-ttl", 7*24*time.Hour, "how long idempotency keys and their responses are kept")
 	janitor := fs.Duration("janitor-interval", time.Minute, "how often expired idempotency keys, challenges and rate-limit windows are removed")
+	sigRate := fs.Float64("signal-rate", 50, "lockout signals a second per token")
+	sigBurst := fs.Int("signal-burst", 500, "lockout signal burst per token")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -195,7 +197,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *authFailures < 1 || *authWindow <= 0 || *idemTTL <= 0 || *janitor <= 0 {
 		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL})
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
 	go srv.RunJanitor(jctx, *janitor, func(_ server.Swept, err error) {
@@ -243,14 +245,14 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	var c common
 	c.flags(fs)
-	role := fs.String("role", "", "admin, helpdesk or self")
+	role := fs.String("role", "", "admin, helpdesk, self or authserver")
 	name := fs.String("name", "", "a unique name for the token (who holds it)")
 	user := fs.String("user", "", "the user a self token acts for")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if !server.ValidRole(*role) || *name == "" {
-		return fmt.Errorf("%w: --role (admin, helpdesk, self) and --name are required\n%s", ErrUsage, usage)
+		return fmt.Errorf("%w: --role (admin, helpdesk, self, authserver) and --name are required\n%s", ErrUsage, usage)
 	}
 	if (*role == "self") != (*user != "") {
 		return fmt.Errorf("%w: --user is required for, and only for, a self token", ErrUsage)

@@ -42,6 +42,8 @@ type reg struct {
 	t                      *testing.T
 	p                      *regtest.Process
 	admin, helpdesk, selfA string
+	authserver             string
+	mig                    *migFixture
 	userA, userB           string
 	keyA, keyB             string
 	pivA, fidoA            string
@@ -59,12 +61,16 @@ func start(t *testing.T, extra ...string) *reg {
 	if err != nil {
 		t.Fatal(err)
 	}
+	authserver, err := regtest.Token(bin, state, "authserver", "idp-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := regtest.Start(bin, state, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
-	r := &reg{t: t, p: p, admin: admin, helpdesk: helpdesk}
+	r := &reg{t: t, p: p, admin: admin, helpdesk: helpdesk, authserver: authserver}
 	a := r.enrol("alice", "100", true)
 	b := r.enrol("bob", "200", false)
 	r.userA, r.keyA = a["user"].(map[string]any)["id"].(string), a["key"].(map[string]any)["id"].(string)

@@ -55,7 +55,7 @@ func TestTokensListAndRevoke(t *testing.T) {
 	for _, x := range ts {
 		names[x.(map[string]any)["name"].(string)] = true
 	}
-	if len(ts) != 3 || !names["first-admin"] || !names["desk-1"] || !names["alice-laptop"] {
+	if len(ts) != 4 || !names["idp-1"] || !names["first-admin"] || !names["desk-1"] || !names["alice-laptop"] {
 		t.Fatalf("tokens: %v", ts)
 	}
 	if raw := r.do(r.admin, "GET", "/v1/tokens", nil).raw; strings.Contains(string(raw), r.helpdesk) || strings.Contains(string(raw), "hash") {

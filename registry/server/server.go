@@ -36,7 +36,7 @@ const (
 
 // ValidRole reports whether r is a defined role.
 func ValidRole(r string) bool {
-	return r == string(Admin) || r == string(Helpdesk) || r == string(Self)
+	return r == string(Admin) || r == string(Helpdesk) || r == string(Self) || r == string(AuthServer)
 }
 
 // MaxBody is the largest request body accepted.
@@ -62,6 +62,10 @@ type Options struct {
 	Roots *attest.Roots
 	// Now is the clock (tests inject one); time.Now when nil.
 	Now func() time.Time
+	// SignalRate lockout signals a second per token (default 50), with
+	// bursts up to SignalBurst (default 500).
+	SignalRate  float64
+	SignalBurst int
 }
 
 // Server serves the API over a store.
@@ -75,6 +79,7 @@ type Server struct {
 	routes  []Route
 	limitMu sync.Mutex
 	fails   map[string]*failWindow
+	signals signalLimiter
 }
 
 type failWindow struct {
@@ -100,6 +105,12 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	}
 	if opt.AuthWindow == 0 {
 		opt.AuthWindow = time.Minute
+	}
+	if opt.SignalRate == 0 {
+		opt.SignalRate = 50
+	}
+	if opt.SignalBurst == 0 {
+		opt.SignalBurst = 500
 	}
 	if opt.IdempotencyTTL == 0 {
 		opt.IdempotencyTTL = 7 * 24 * time.Hour
@@ -135,7 +146,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "POST", Pattern: "/v1/challenges", Roles: all, handle: s.createChallenge},
 		{Method: "POST", Pattern: "/v1/verifications", Roles: all, handle: s.verify},
 		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
-		{Method: "GET", Pattern: "/v1/validity", Roles: staff, handle: s.validity},
+		{Method: "GET", Pattern: "/v1/validity", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.validity},
 		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
 		{Method: "GET", Pattern: "/v1/audit", Roles: admin, handle: s.listAudit},
 		{Method: "GET", Pattern: "/v1/users/{id}/access-passes", Roles: staff, handle: s.listAccessPasses},
@@ -144,6 +155,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "GET", Pattern: "/v1/tokens", Roles: admin, handle: s.listTokens},
 		{Method: "POST", Pattern: "/v1/tokens/{name}/revoke", Roles: admin, handle: s.revokeToken},
 	}
+	s.routes = append(s.routes, s.migrationRoutes()...)
 	for i := range s.routes {
 		r := s.routes[i]
 		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })

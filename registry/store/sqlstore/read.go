@@ -345,15 +345,16 @@ func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
 }
 
 // validityTemplate is the validity view's rule: a credential is valid when
-// its key is active, its owner is active and (for FIDO2) it is not flagged
-// as a possible clone. %[1]s is an extra condition on the user.
+// its key is active, its owner is active, (for FIDO2) it is not flagged
+// as a possible clone, and no migration that cut the owner over takes the
+// key away (notCutAway). %[1]s is an extra condition on the user.
 const validityTemplate = `SELECT u.id, u.external_id, k.id, k.serial, 'fido2', f.credential_id, f.rp_id, '', f.public_key
 FROM fido_credentials f JOIN keys k ON k.id = f.key_id JOIN users u ON u.id = k.owner_id
-WHERE k.status = 'active' AND u.status = 'active' AND f.clone_suspected = 0%[1]s
+WHERE k.status = 'active' AND u.status = 'active' AND f.clone_suspected = 0 AND ` + notCutAway + `%[1]s
 UNION ALL
 SELECT u.id, u.external_id, k.id, k.serial, 'piv', NULL, '', p.slot, p.public_key
 FROM piv_slots p JOIN keys k ON k.id = p.key_id JOIN users u ON u.id = k.owner_id
-WHERE k.status = 'active' AND u.status = 'active'%[1]s
+WHERE k.status = 'active' AND u.status = 'active' AND ` + notCutAway + `%[1]s
 ORDER BY 1, 3, 5`
 
 // ValidityQuery is the validity view for everyone, shared with benchmarks.

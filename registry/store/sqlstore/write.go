@@ -519,7 +519,10 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(status), k.Version, nanos(t.now), id); err != nil {
 		return registry.Key{}, fmt.Errorf("updating key status: %w", err)
 	}
-	return k, t.record("key", id, "status", k)
+	if err := t.record("key", id, "status", k); err != nil {
+		return registry.Key{}, err
+	}
+	return k, t.keepCredentials(k.OwnerID, "key "+id+" moved to "+string(status))
 }
 
 // proven reports whether key id has ever passed a verification that was
@@ -639,7 +642,13 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 		}
 		t.provenHere[v.KeyID] = true
 	}
-	return t.Audit("verification", v)
+	if err := t.Audit("verification", v); err != nil {
+		return err
+	}
+	if !v.OK {
+		return t.failedVerification(v)
+	}
+	return nil
 }
 
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
@@ -653,7 +662,14 @@ func (t *Tx) UpdateSignCount(credID string, count uint32, clone bool) error {
 		if err := t.exec(q, args...); err != nil {
 			return fmt.Errorf("flagging credential: %w", err)
 		}
-		return t.record("fido2_credential", credID, "clone_suspected", map[string]any{"id": credID, "sign_count": count})
+		if err := t.record("fido2_credential", credID, "clone_suspected", map[string]any{"id": credID, "sign_count": count}); err != nil {
+			return err
+		}
+		var owner string
+		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT k.owner_id FROM fido_credentials f JOIN keys k ON k.id = f.key_id WHERE f.id = ?"), credID).Scan(&owner); err != nil {
+			return fmt.Errorf("reading credential owner: %w", err)
+		}
+		return t.keepCredentials(owner, "fido2 credential "+credID+" flagged as a possible clone")
 	}
 	if err := t.exec(q, args...); err != nil {
 		return fmt.Errorf("updating sign count: %w", err)
