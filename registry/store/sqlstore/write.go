@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/audit"
 )
@@ -87,19 +89,9 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 		}
 	}()
 	if idem != nil {
-		var h, body []byte
-		var status int
-		e := sqlTx.QueryRowContext(ctx, s.Rebind("SELECT request_hash, status, body FROM idempotency WHERE scope = ? AND key = ?"), idem.Scope, idem.Key).Scan(&h, &status, &body)
-		switch {
-		case e == nil:
+		if res, replayed, err = s.replay(ctx, sqlTx, idem); replayed || err != nil {
 			sqlTx.Rollback()
-			if !bytes.Equal(h, idem.RequestHash) {
-				return Result{}, false, registry.ErrIdempotencyMismatch
-			}
-			return Result{Status: status, Body: body}, true, nil
-		case !errors.Is(e, sql.ErrNoRows):
-			err = fmt.Errorf("reading idempotency key: %w", e)
-			return Result{}, false, err
+			return res, replayed, err
 		}
 	}
 	t := &Tx{ctx: ctx, s: s, tx: sqlTx, actor: actor, now: s.now().UTC()}
@@ -109,7 +101,7 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	}
 	// The idempotency row goes in with the change set's last statement.
 	if idem != nil {
-		t.tail.add("INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ", 6, 1,
+		t.tail.addTo(tableIdempotency, "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ", 6, 1,
 			[]any{idem.Scope, idem.Key, idem.RequestHash, res.Status, res.Body, nanos(t.now)})
 	}
 	deferred := t.later && len(t.changes) == 0 && !t.locked && len(t.audits) > 0
@@ -125,12 +117,26 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 		err = t.tail.run(t, "", nil)
 	}
 	if err != nil {
-		if idem != nil && isUnique(err) && !retry {
-			// The same idempotency key committed concurrently: this
-			// attempt is dropped and the retry answers from the stored
-			// result.
-			sqlTx.Rollback()
-			return s.write(ctx, actor, idem, fn, true)
+		sqlTx.Rollback()
+		table := failedTable(err)
+		if idem != nil && !retry && isUnique(err) {
+			// The same idempotency key committed first (a replay, or a
+			// concurrent send, whose commit a unique check waits for):
+			// answer from the stored result.
+			if r, replayed, e := s.replay(ctx, s.db, idem); replayed || e != nil {
+				return r, replayed, e
+			}
+			if table == tableIdempotency {
+				return s.write(ctx, actor, idem, fn, true)
+			}
+		}
+		if table == tableChallenges {
+			if isUnique(err) {
+				return Result{}, false, fmt.Errorf("%w: already used", registry.ErrChallenge)
+			}
+			if isForeignKey(err) {
+				return Result{}, false, fmt.Errorf("%w: its key no longer exists", registry.ErrChallenge)
+			}
 		}
 		return Result{}, false, err
 	}
@@ -141,6 +147,24 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 		s.kick()
 	}
 	return res, false, nil
+}
+
+// replay answers a write whose idempotency key is already stored: the
+// stored result (replayed is true), registry.ErrIdempotencyMismatch for
+// another request under the same key, or nothing for a new key.
+func (s *Store) replay(ctx context.Context, q querier, idem *Idempotency) (Result, bool, error) {
+	var h, body []byte
+	var status int
+	err := q.QueryRowContext(ctx, s.Rebind("SELECT request_hash, status, body FROM idempotency WHERE scope = ? AND key = ?"), idem.Scope, idem.Key).Scan(&h, &status, &body)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Result{}, false, nil
+	case err != nil:
+		return Result{}, false, fmt.Errorf("reading idempotency key: %w", err)
+	case !bytes.Equal(h, idem.RequestHash):
+		return Result{}, false, registry.ErrIdempotencyMismatch
+	}
+	return Result{Status: status, Body: body}, true, nil
 }
 
 // appendLog writes the change set's feed rows, its audit entries, a signed
@@ -212,8 +236,46 @@ const rowsPerInsert = 500
 
 // logBatch collects multi-row INSERTs.
 type logBatch struct {
-	stmts []string
-	args  [][]any
+	stmts  []string
+	args   [][]any
+	tables []string // the table a statement writes, where a caller tells failures apart
+}
+
+// Tables whose failures in a change set's last statement mean something to
+// the caller (see failedTable).
+const (
+	tableIdempotency = "idempotency"
+	tableChallenges  = "challenges"
+)
+
+// tableError is a failed INSERT of a logBatch with the table it wrote.
+type tableError struct {
+	table string
+	err   error
+}
+
+func (e *tableError) Error() string { return e.err.Error() }
+func (e *tableError) Unwrap() error { return e.err }
+
+// failedTable names the table whose constraint failed a logBatch, or "".
+// PostgreSQL reports it with the error; on SQLite every INSERT runs on its
+// own and the batch knows which one failed.
+func failedTable(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.TableName
+	}
+	var te *tableError
+	if errors.As(err, &te) {
+		return te.table
+	}
+	return ""
+}
+
+// addTo adds an INSERT into table whose failure the caller tells apart.
+func (b *logBatch) addTo(table, prefix string, cols, rows int, args []any) {
+	b.add(prefix, cols, rows, args)
+	b.tables[len(b.tables)-1] = table
 }
 
 func (b *logBatch) add(prefix string, cols, rows int, args []any) {
@@ -228,6 +290,7 @@ func (b *logBatch) add(prefix string, cols, rows int, args []any) {
 	}
 	b.stmts = append(b.stmts, sb.String())
 	b.args = append(b.args, args)
+	b.tables = append(b.tables, "")
 }
 
 // maxCTEArgs keeps one combined PostgreSQL statement well below its limit
@@ -237,22 +300,23 @@ const maxCTEArgs = 20000
 // run executes the INSERTs and then final. On PostgreSQL, INSERTs are
 // folded into final as data-modifying CTEs while they fit in one statement.
 func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
+	finalTable := ""
 	if final == "" {
 		if len(b.stmts) == 0 {
 			return nil
 		}
 		n := len(b.stmts) - 1
-		final, finalArgs = b.stmts[n], b.args[n]
-		b = &logBatch{stmts: b.stmts[:n], args: b.args[:n]}
+		final, finalArgs, finalTable = b.stmts[n], b.args[n], b.tables[n]
+		b = &logBatch{stmts: b.stmts[:n], args: b.args[:n], tables: b.tables[:n]}
 	}
 	if t.s.dialect != Postgres {
 		for i, q := range b.stmts {
 			if _, err := t.tx.ExecContext(t.ctx, q, b.args[i]...); err != nil {
-				return fmt.Errorf("appending change set: %w", err)
+				return fmt.Errorf("appending change set: %w", &tableError{b.tables[i], err})
 			}
 		}
 		if _, err := t.tx.ExecContext(t.ctx, final, finalArgs...); err != nil {
-			return fmt.Errorf("writing change set: %w", err)
+			return fmt.Errorf("writing change set: %w", &tableError{finalTable, err})
 		}
 		return nil
 	}
@@ -611,13 +675,20 @@ func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 // UseChallenge records challenge c as used, in the verification's
 // transaction. The challenge itself was issued without a row (its id is
 // authenticated by the server); the row's primary key makes a second use
-// registry.ErrChallenge. An expired challenge is refused too.
+// registry.ErrChallenge. An expired challenge is refused too. On
+// PostgreSQL the row goes in with the change set's last statement, so a
+// second use is refused at commit rather than here (Write maps it).
 func (t *Tx) UseChallenge(c registry.Challenge) error {
 	if !t.now.Before(c.ExpiresAt) {
 		return fmt.Errorf("%w: expired", registry.ErrChallenge)
 	}
-	if err := t.exec("INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, 1)",
-		c.ID, c.KeyID, c.Kind, c.CredentialID, c.Nonce, nanos(c.ExpiresAt)); err != nil {
+	q := "INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES "
+	args := []any{c.ID, c.KeyID, c.Kind, c.CredentialID, c.Nonce, nanos(c.ExpiresAt), 1}
+	if t.s.dialect == Postgres {
+		t.tail.addTo(tableChallenges, q, 7, 1, args)
+		return nil
+	}
+	if err := t.exec(q+"(?, ?, ?, ?, ?, ?, ?)", args...); err != nil {
 		if isUnique(err) {
 			return fmt.Errorf("%w: already used", registry.ErrChallenge)
 		}
