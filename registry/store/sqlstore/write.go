@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/audit"
@@ -35,6 +37,7 @@ type Tx struct {
 	ctx     context.Context
 	s       *Store
 	tx      *sql.Tx
+	conn    *sql.Conn // the transaction's connection, for COPY (PostgreSQL)
 	actor   string
 	now     time.Time
 	changes []registry.Change
@@ -79,7 +82,21 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 }
 
 func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn func(*Tx) (Result, error), retry bool) (res Result, replayed bool, err error) {
-	sqlTx, err := s.db.BeginTx(ctx, nil)
+	// On PostgreSQL the transaction runs on a connection of its own, so
+	// that a large change set can COPY its feed and audit rows into it.
+	var conn *sql.Conn
+	if s.dialect == Postgres {
+		if conn, err = s.db.Conn(ctx); err != nil {
+			return Result{}, false, fmt.Errorf("beginning write: %w", err)
+		}
+		defer conn.Close()
+	}
+	var sqlTx *sql.Tx
+	if conn != nil {
+		sqlTx, err = conn.BeginTx(ctx, nil)
+	} else {
+		sqlTx, err = s.db.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return Result{}, false, fmt.Errorf("beginning write: %w", err)
 	}
@@ -94,7 +111,7 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 			return res, replayed, err
 		}
 	}
-	t := &Tx{ctx: ctx, s: s, tx: sqlTx, actor: actor, now: s.now().UTC()}
+	t := &Tx{ctx: ctx, s: s, tx: sqlTx, conn: conn, actor: actor, now: s.now().UTC()}
 	res, err = fn(t)
 	if err != nil {
 		return Result{}, false, err
@@ -127,6 +144,9 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 				return r, replayed, e
 			}
 			if table == tableIdempotency {
+				if conn != nil {
+					conn.Close() // the retry takes a connection of its own
+				}
 				return s.write(ctx, actor, idem, fn, true)
 			}
 		}
@@ -175,29 +195,20 @@ func (s *Store) replay(ctx context.Context, q querier, idem *Idempotency) (Resul
 func (t *Tx) appendLog() error {
 	changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
 	b := t.tail
-	if len(t.changes) > 0 {
-		changeSeq++
-		for i := 0; i < len(t.changes); i += rowsPerInsert {
-			part := t.changes[i:min(i+rowsPerInsert, len(t.changes))]
-			args := make([]any, 0, 6*len(part))
-			for j, c := range part {
-				args = append(args, changeSeq, i+j, c.Entity, c.EntityID, c.Op, string(c.Data))
-			}
-			b.add("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES ", 6, len(part), args)
-		}
-	}
 	for i := range t.audits {
 		e := &t.audits[i]
 		audit.Seal(e, auditSeq, auditHash)
 		auditSeq, auditHash = e.Seq, e.Hash
 	}
-	for i := 0; i < len(t.audits); i += rowsPerInsert {
-		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
-		args := make([]any, 0, 7*len(part))
-		for _, e := range part {
-			args = append(args, e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash)
+	if len(t.changes) > 0 {
+		changeSeq++
+	}
+	if t.conn != nil && len(t.changes)+len(t.audits) >= copyRows {
+		if err := t.copyLog(changeSeq); err != nil {
+			return err
 		}
-		b.add("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
+	} else {
+		t.insertLog(&b, changeSeq)
 	}
 	if t.s.signer != nil && len(t.audits) > 0 {
 		cp := audit.Sign(t.s.signer, auditSeq, auditHash)
@@ -210,6 +221,63 @@ func (t *Tx) appendLog() error {
 	}
 	t.changeSeq, t.auditSeq, t.auditHash = changeSeq, auditSeq, auditHash
 	return nil
+}
+
+// copyRows is the size of change set (feed rows plus audit entries) from
+// which PostgreSQL gets them by COPY rather than multi-row INSERTs.
+const copyRows = 1000
+
+// copyLog writes the change set's feed rows (as change set seq) and its
+// sealed audit entries with COPY, in the transaction.
+func (t *Tx) copyLog(seq int64) error {
+	changes := make([][]any, len(t.changes))
+	for i, c := range t.changes {
+		changes[i] = []any{seq, int64(i), c.Entity, c.EntityID, c.Op, string(c.Data)}
+	}
+	audits := make([][]any, len(t.audits))
+	for i, e := range t.audits {
+		audits[i] = []any{e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash}
+	}
+	return t.conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("appending change set: connection is %T, not pgx", dc)
+		}
+		if len(changes) > 0 {
+			if _, err := c.Conn().CopyFrom(t.ctx, pgx.Identifier{"changes"}, []string{"seq", "idx", "entity", "entity_id", "op", "data"}, pgx.CopyFromRows(changes)); err != nil {
+				return fmt.Errorf("appending change set: %w", err)
+			}
+		}
+		if len(audits) > 0 {
+			if _, err := c.Conn().CopyFrom(t.ctx, pgx.Identifier{"audit_log"}, []string{"seq", "at", "actor", "action", "payload", "prev_hash", "hash"}, pgx.CopyFromRows(audits)); err != nil {
+				return fmt.Errorf("appending audit entries: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// insertLog adds the change set's feed rows (as change set seq) and its
+// sealed audit entries to b as multi-row INSERTs.
+func (t *Tx) insertLog(b *logBatch, changeSeq int64) {
+	if len(t.changes) > 0 {
+		for i := 0; i < len(t.changes); i += rowsPerInsert {
+			part := t.changes[i:min(i+rowsPerInsert, len(t.changes))]
+			args := make([]any, 0, 6*len(part))
+			for j, c := range part {
+				args = append(args, changeSeq, i+j, c.Entity, c.EntityID, c.Op, string(c.Data))
+			}
+			b.add("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES ", 6, len(part), args)
+		}
+	}
+	for i := 0; i < len(t.audits); i += rowsPerInsert {
+		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
+		args := make([]any, 0, 7*len(part))
+		for _, e := range part {
+			args = append(args, e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash)
+		}
+		b.add("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
+	}
 }
 
 // AuditLater lets this change set's audit entries be chained after commit
