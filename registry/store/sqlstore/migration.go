@@ -383,37 +383,63 @@ func (t *Tx) activeMigrations() ([]registry.Migration, error) {
 // bKey is what readiness needs to know of one key in the target set.
 type bKey struct {
 	role, status                       string
-	creds                              int
 	lastOK, lastFail, lastSig, lastPIN int64
 }
 
-// readinessKeysQuery reads every key of one set with its usable credential
-// count, its last successful and failed verification and its last failure
-// reports, using the per-key indexes.
-const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
- (SELECT COUNT(*) FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0) + (SELECT COUNT(*) FROM piv_slots p WHERE p.key_id = k.id),
- COALESCE((SELECT MAX(v.at) FROM verifications v WHERE v.key_id = k.id AND v.ok = 1), 0),
- COALESCE((SELECT MAX(v.at) FROM verifications v WHERE v.key_id = k.id AND v.ok = 0), 0),
- COALESCE((SELECT MAX(s.at) FROM migration_signals s WHERE s.key_id = k.id), 0),
- COALESCE((SELECT MAX(s.at) FROM migration_signals s WHERE s.key_id = k.id AND s.reason = 'pin_blocked'), 0)
-FROM key_set_members m JOIN keys k ON k.id = m.key_id WHERE m.set_name = ?`
+// touchHealth moves a key's health timestamps forward (0 leaves one alone).
+func (t *Tx) touchHealth(keyID string, ok, fail, sig, pin int64) error {
+	const later = "CASE WHEN excluded.%[1]s > key_health.%[1]s THEN excluded.%[1]s ELSE key_health.%[1]s END"
+	q := "INSERT INTO key_health (key_id, last_ok_at, last_fail_at, last_signal_at, last_pin_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET " +
+		"last_ok_at = " + fmt.Sprintf(later, "last_ok_at") + ", last_fail_at = " + fmt.Sprintf(later, "last_fail_at") +
+		", last_signal_at = " + fmt.Sprintf(later, "last_signal_at") + ", last_pin_at = " + fmt.Sprintf(later, "last_pin_at")
+	if err := t.exec(q, keyID, ok, fail, sig, pin); err != nil {
+		return fmt.Errorf("updating key health: %w", err)
+	}
+	return nil
+}
 
-func loadBKeys(ctx context.Context, s *Store, q querier, set string) (map[string][]bKey, error) {
-	rows, err := q.QueryContext(ctx, s.Rebind(readinessKeysQuery), set)
+// readinessQuery reads every active user with each of the user's keys in
+// one set (one row per key; a user without one has a row of NULLs) and the
+// keys' health, in user order.
+const readinessQuery = `SELECT u.id, u.external_id, u.email, u.groups_json, k.role, k.status,
+ COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
+FROM users u
+LEFT JOIN keys k ON k.owner_id = u.id AND EXISTS (SELECT 1 FROM key_set_members m WHERE m.set_name = ? AND m.key_id = k.id)
+LEFT JOIN key_health h ON h.key_id = k.id
+WHERE u.status = 'active'
+ORDER BY u.id`
+
+// loadReadiness reads the active users and their keys of set in one pass.
+func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, map[string][]bKey, error) {
+	rows, err := q.QueryContext(ctx, s.Rebind(readinessQuery), set)
 	if err != nil {
-		return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+		return nil, nil, fmt.Errorf("reading users and keys of set %s: %w", set, err)
 	}
 	defer rows.Close()
-	out := map[string][]bKey{}
+	var users []scopeUser
+	keys := map[string][]bKey{}
 	for rows.Next() {
-		var owner string
+		var u scopeUser
+		var g string
+		var role, status sql.NullString
 		var k bKey
-		if err := rows.Scan(&owner, &k.role, &k.status, &k.creds, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
-			return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+		if err := rows.Scan(&u.id, &u.ext, &u.email, &g, &role, &status, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
+			return nil, nil, fmt.Errorf("reading users and keys of set %s: %w", set, err)
 		}
-		out[owner] = append(out[owner], k)
+		if n := len(users); n == 0 || users[n-1].id != u.id {
+			if groups && g != "[]" {
+				if err := json.Unmarshal([]byte(g), &u.groups); err != nil {
+					return nil, nil, fmt.Errorf("decoding groups of %s: %w", u.id, err)
+				}
+			}
+			users = append(users, u)
+		}
+		if role.Valid {
+			k.role, k.status = role.String, status.String
+			keys[u.id] = append(keys[u.id], k)
+		}
 	}
-	return out, rows.Err()
+	return users, keys, rows.Err()
 }
 
 // judge applies the policy to one user's keys of the target set.
@@ -439,8 +465,6 @@ func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, re
 			add(registry.ReasonBKeyLost)
 		case k.status != string(registry.KeyActive):
 			add(registry.ReasonBKeyInactive)
-		case k.creds == 0:
-			add(registry.ReasonBKeyNoCred)
 		// A failure at the same instant as the last success counts as
 		// the later of the two.
 		case k.lastPIN != 0 && k.lastPIN >= k.lastOK:
@@ -477,15 +501,11 @@ type evaluation struct {
 }
 
 func evaluate(ctx context.Context, s *Store, q querier, m *registry.Migration, now time.Time) (*evaluation, error) {
-	users, err := loadUsers(ctx, s, q, needGroups(m))
+	users, keys, err := loadReadiness(ctx, s, q, m.To, needGroups(m))
 	if err != nil {
 		return nil, err
 	}
 	scope, canary := resolve(m, users)
-	keys, err := loadBKeys(ctx, s, q, m.To)
-	if err != nil {
-		return nil, err
-	}
 	rows, err := q.QueryContext(ctx, "SELECT mc.user_id, mc.migration_id, m.state FROM migration_cutovers mc JOIN migrations m ON m.id = mc.migration_id")
 	if err != nil {
 		return nil, fmt.Errorf("reading cut-overs: %w", err)
@@ -863,6 +883,15 @@ func (t *Tx) reportFailure(sig *registry.LockoutSignal, kind string) (registry.S
 			if err := t.saveMigration(&m); err != nil {
 				return out, err
 			}
+		}
+	}
+	pin := int64(0)
+	if sig.Reason == "pin_blocked" {
+		pin = nanos(t.now)
+	}
+	if kind == "lockout" {
+		if err := t.touchHealth(sig.KeyID, 0, 0, nanos(t.now), pin); err != nil {
+			return out, err
 		}
 	}
 	if err := t.exec("INSERT INTO migration_signals (id, user_id, key_id, credential_id, kind, reason, migration_id, stage, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
