@@ -10,7 +10,7 @@ LDFLAGS := -X github.com/keydesk/keydesk/internal/buildinfo.Version=$(VERSION) \
            -X github.com/keydesk/keydesk/internal/buildinfo.Commit=$(COMMIT)
 BIN     := bin
 
-.PHONY: all deps build run test bench fuzz vet clean
+.PHONY: all deps build run test bench fuzz vet clean package package-check cross
 
 all: build
 
@@ -37,5 +37,20 @@ bench: deps
 vet:
 	$(GO) vet ./...
 
+## package: the .debs and the fyne tarball in dist/ (packaging/build-packages.sh)
+package: deps
+	GO=$(GO) LDFLAGS="$(LDFLAGS)" packaging/build-packages.sh
+
+## package-check: lintian, then install both .debs into a clean Debian 12 root
+## (debootstrap; root and network needed; minutes on the first run)
+package-check: package
+	@packaging/install-deps.sh --packaging --quiet
+	packaging/check-debs.sh
+
+## cross: what cross-compiles here for Windows and macOS (packaging/cross.sh)
+cross: deps
+	@packaging/install-deps.sh --cross --quiet
+	GO=$(GO) LDFLAGS="$(LDFLAGS)" packaging/cross.sh
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -13,7 +13,31 @@ var (
 	ErrKeyRemoved   = errors.New("key removed")
 	ErrAppDisabled  = errors.New("application disabled")
 	ErrNotSupported = errors.New("not supported")
+
+	// ErrPINAuthBlocked: three wrong FIDO2 PINs in a row; the key refuses
+	// PINs until it is powered again (CTAP 2.1 §6.5.2 PIN_AUTH_BLOCKED).
+	ErrPINAuthBlocked = errors.New("pin auth blocked until the key is reinserted")
+	// ErrPINNotSet: the operation needs a FIDO2 PIN and none is set.
+	ErrPINNotSet = errors.New("pin not set")
+	// ErrPINPolicy: the key rejected a new PIN as too short, or requires
+	// the PIN to be changed before use (CTAP 2.1 §6.5.5.5, §6.11.4).
+	ErrPINPolicy = errors.New("pin does not meet the key's policy")
+	// ErrResetWindow: a FIDO reset came later than the key allows after
+	// power-up (10 s; 5 s before firmware 5.5.4), CTAP 2.1 §6.6.
+	ErrResetWindow = errors.New("reset outside the power-up window")
+	// ErrNoCredentials: the key holds no credential the request names.
+	ErrNoCredentials = errors.New("no matching credential on the key")
 )
+
+// ErrFIDO2PINBlocked is a blocked FIDO2 PIN (CTAP 2.1 §6.5.2 PIN_BLOCKED):
+// only a FIDO2 reset, which erases every credential, recovers the key. It
+// matches ErrPINBlocked.
+var ErrFIDO2PINBlocked error = fido2PINBlocked{}
+
+type fido2PINBlocked struct{}
+
+func (fido2PINBlocked) Error() string        { return "fido2 pin blocked" }
+func (fido2PINBlocked) Is(target error) bool { return target == ErrPINBlocked }
 
 // WrongPINError is a wrong PIN or PUK with tries left (SP 800-73-4 §3.2.1,
 // SW 63Cx; CTAP 2.1 §6.5 PIN_INVALID).
@@ -71,10 +95,22 @@ func Hint(err error) string {
 			return fmt.Sprintf("The PUK was wrong. %d more wrong tries will block it.", wp.Retries)
 		}
 		return fmt.Sprintf("The PIN was wrong. %d more wrong tries will block it.", wp.Retries)
+	case errors.Is(err, ErrFIDO2PINBlocked):
+		return "The FIDO2 PIN is blocked. Only a FIDO2 reset, which erases every passkey on the key, makes it usable again."
 	case errors.Is(err, ErrPINBlocked):
 		return "The PIN is blocked. Unblock it with the PUK, or ask the helpdesk."
 	case errors.Is(err, ErrPUKBlocked):
 		return "The PUK is blocked. The key's PIV application must be reset; ask the helpdesk."
+	case errors.Is(err, ErrPINAuthBlocked):
+		return "Three wrong PINs in a row. Remove the key and insert it again, then retry with the right PIN."
+	case errors.Is(err, ErrPINNotSet):
+		return "This needs a FIDO2 PIN. Set one first."
+	case errors.Is(err, ErrPINPolicy):
+		return "The key rejected the PIN: it is shorter than the key's minimum, or the key requires a new PIN first."
+	case errors.Is(err, ErrResetWindow):
+		return "The key allows a reset only in the first seconds after it is plugged in. Remove it, insert it again and confirm the reset quickly."
+	case errors.Is(err, ErrNoCredentials):
+		return "This key holds no matching credential. It may be a different key."
 	case errors.Is(err, ErrTouchTimeout):
 		return "The key waited for a touch. Touch the gold contact when it blinks, then try again."
 	case errors.Is(err, ErrKeyRemoved):

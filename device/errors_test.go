@@ -20,6 +20,10 @@ func TestErrorsAndHints(t *testing.T) {
 		&WrongPINError{Retries: 2}, &WrongPINError{PUK: true, Retries: 1},
 		ErrPINBlocked, ErrPUKBlocked, ErrTouchTimeout, ErrKeyRemoved, ErrAppDisabled,
 		err, &SerialMismatchError{Want: 1, Got: 2}, ErrNotSupported,
+		ErrFIDO2PINBlocked, ErrPINAuthBlocked, ErrPINNotSet, ErrPINPolicy, ErrResetWindow, ErrNoCredentials,
+	}
+	if !errors.Is(fmt.Errorf("x: %w", ErrFIDO2PINBlocked), ErrPINBlocked) {
+		t.Error("a blocked FIDO2 PIN does not match ErrPINBlocked")
 	}
 	seen := map[string]bool{}
 	for _, c := range cases {

@@ -2,18 +2,42 @@
 # Installs the system packages keydesk needs to build, run and test, and
 # nothing else. Safe to run again: it installs only what is missing.
 #
-#   packaging/install-deps.sh           everything (build, run, test)
-#   packaging/install-deps.sh --quiet   same, printing only what it installs
+#   packaging/install-deps.sh              everything to build, run and test
+#   packaging/install-deps.sh --packaging  only what `make package-check` adds
+#   packaging/install-deps.sh --cross      only what `make cross` adds
+#   --quiet (with any of them)             print only what it installs
 #
 # On Debian and Ubuntu it uses apt-get (through sudo when not root). Elsewhere
 # it names what to install and exits non-zero.
 set -euo pipefail
 
 quiet=0
-[ "${1:-}" = "--quiet" ] && quiet=1
+set_=main
+for a in "$@"; do
+  case $a in
+    --quiet) quiet=1 ;;
+    --packaging) set_=packaging ;;
+    --cross) set_=cross ;;
+    *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
+  esac
+done
 
-# One list, grouped by what needs it. Keep README.md's list in step.
-pkgs=(
+# One list per set, grouped by what needs it. Keep README.md's lists in step.
+# The packaging and cross sets are separate so that `make test` on a clean
+# machine never pays for them.
+case $set_ in
+packaging) pkgs=(
+  # make package-check: package linting, desktop metadata validators, the
+  # clean Debian root and the unit checker
+  lintian desktop-file-utils appstream debootstrap systemd curl
+  # assets/render.sh: PNG icons from the SVG
+  librsvg2-bin
+) ;;
+cross) pkgs=(
+  # make cross: the C cross-compiler for keydesk's cgo on Windows
+  gcc-mingw-w64-x86-64
+) ;;
+main) pkgs=(
   # build: cgo for piv-go (PC/SC) and go-libfido2, Fyne's GL and X11 headers
   gcc pkg-config libpcsclite-dev libfido2-dev
   libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
@@ -23,7 +47,8 @@ pkgs=(
   yubikey-manager yubico-piv-tool opensc fido2-tools openssl libsecret-tools
   # test services: PostgreSQL, a Secret Service, a virtual display
   postgresql gnome-keyring dbus dbus-x11 xvfb
-)
+) ;;
+esac
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this is not a Debian or Ubuntu system; install the equivalents of:" >&2
@@ -44,7 +69,7 @@ if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  [ $quiet -eq 1 ] || echo "install-deps: all system packages present"
+  [ $quiet -eq 1 ] || echo "install-deps: all system packages present ($set_ set)"
   exit 0
 fi
 

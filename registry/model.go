@@ -83,44 +83,61 @@ type Key struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// AttestationVerdict is what the enrolling client concluded from a key's
-// attestation (the registry stores it; it does not re-derive it).
+// AttestationVerdict is what the registry itself concluded from the
+// attestation a key gave for a credential (registry/attest checks it; the
+// client's opinion is not asked).
 type AttestationVerdict string
 
 const (
-	VerdictGenuine   AttestationVerdict = "genuine"
-	VerdictPractice  AttestationVerdict = "practice"
-	VerdictUnknown   AttestationVerdict = "unknown"
-	VerdictUntrusted AttestationVerdict = "untrusted"
+	// VerdictGenuine: the attestation verifies, is for the registered key,
+	// and chains to a root the registry trusts.
+	VerdictGenuine AttestationVerdict = "genuine"
+	// VerdictUntrustedRoot: the attestation verifies but its chain ends at
+	// a root the registry does not trust (or it is self attestation).
+	VerdictUntrustedRoot AttestationVerdict = "untrusted-root"
+	// VerdictInvalid: something in the attestation does not verify or does
+	// not match the registered key.
+	VerdictInvalid AttestationVerdict = "invalid"
+	// VerdictNone: no attestation was given (or none was checked, for
+	// records made before the registry checked attestation).
+	VerdictNone AttestationVerdict = "none"
 )
 
 // FIDOCredential is a WebAuthn credential record (WebAuthn L2 §6.1, §4
 // "credential record").
 type FIDOCredential struct {
-	ID                string             `json:"id"`
-	KeyID             string             `json:"key_id"`
-	CredentialID      []byte             `json:"credential_id"`
-	PublicKey         []byte             `json:"public_key"` // COSE_Key (RFC 9052 §7)
-	AAGUID            []byte             `json:"aaguid"`
-	RPID              string             `json:"rp_id"`
-	SignCount         uint32             `json:"sign_count"`
-	CredProtect       int                `json:"cred_protect"`
-	AttestationObject []byte             `json:"attestation_object,omitempty"`
-	Verdict           AttestationVerdict `json:"verdict"`
-	CloneSuspected    bool               `json:"clone_suspected"`
-	CreatedAt         time.Time          `json:"created_at"`
+	ID                string `json:"id"`
+	KeyID             string `json:"key_id"`
+	CredentialID      []byte `json:"credential_id"`
+	PublicKey         []byte `json:"public_key"` // COSE_Key (RFC 9052 §7)
+	AAGUID            []byte `json:"aaguid"`
+	RPID              string `json:"rp_id"`
+	SignCount         uint32 `json:"sign_count"`
+	CredProtect       int    `json:"cred_protect"`
+	AttestationObject []byte `json:"attestation_object,omitempty"`
+	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
+	// attestation signature covers (WebAuthn L2 §6.5.2).
+	AttestationClientDataHash []byte             `json:"attestation_client_data_hash,omitempty"`
+	Verdict                   AttestationVerdict `json:"verdict"`
+	VerdictReason             string             `json:"verdict_reason,omitempty"`
+	CloneSuspected            bool               `json:"clone_suspected"`
+	CreatedAt                 time.Time          `json:"created_at"`
 }
 
 // PIVSlot is a key slot on the PIV applet (NIST SP 800-73-4 Part 1 §3.1).
 type PIVSlot struct {
-	ID              string             `json:"id"`
-	KeyID           string             `json:"key_id"`
-	Slot            string             `json:"slot"`       // "9a", "9c", "9d", "9e"
-	PublicKey       []byte             `json:"public_key"` // PKIX DER
-	Certificate     []byte             `json:"certificate,omitempty"`
-	AttestationCert []byte             `json:"attestation_certificate,omitempty"`
-	Verdict         AttestationVerdict `json:"verdict"`
-	CreatedAt       time.Time          `json:"created_at"`
+	ID              string `json:"id"`
+	KeyID           string `json:"key_id"`
+	Slot            string `json:"slot"`       // "9a", "9c", "9d", "9e"
+	PublicKey       []byte `json:"public_key"` // PKIX DER
+	Certificate     []byte `json:"certificate,omitempty"`
+	AttestationCert []byte `json:"attestation_certificate,omitempty"`
+	// AttestationIntermediate is the key's F9 device certificate, which
+	// signs AttestationCert.
+	AttestationIntermediate []byte             `json:"attestation_intermediate,omitempty"`
+	Verdict                 AttestationVerdict `json:"verdict"`
+	VerdictReason           string             `json:"verdict_reason,omitempty"`
+	CreatedAt               time.Time          `json:"created_at"`
 }
 
 // Challenge is a single-use, time-limited nonce a key must sign.
@@ -159,12 +176,27 @@ type EscrowBlob struct {
 
 // TemporaryAccessPass lets a user in without a key for a limited time.
 // Only its hash is stored; the pass is shown once when issued.
+// A pass is single use: redeeming it records RedeemedAt.
 type TemporaryAccessPass struct {
-	ID        string    `json:"id"`
-	UserID    string    `json:"user_id"`
-	Reason    string    `json:"reason"`
-	ExpiresAt time.Time `json:"expires_at"`
-	CreatedAt time.Time `json:"created_at"`
+	ID         string     `json:"id"`
+	UserID     string     `json:"user_id"`
+	Reason     string     `json:"reason"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	CreatedAt  time.Time  `json:"created_at"`
+	RedeemedAt *time.Time `json:"redeemed_at,omitempty"`
+	// Status is "active", "redeemed" or "expired" when read back.
+	Status string `json:"status,omitempty"`
+}
+
+// AccessPassStatus says whether p can still be redeemed at now.
+func (p TemporaryAccessPass) AccessPassStatus(now time.Time) string {
+	switch {
+	case p.RedeemedAt != nil:
+		return "redeemed"
+	case !now.Before(p.ExpiresAt):
+		return "expired"
+	}
+	return "active"
 }
 
 // KeySet is a named group of keys (for example one hardware generation).
@@ -212,10 +244,16 @@ var (
 	// ErrLastKey: the change would leave a user with no active key and no
 	// break-glass reason was given.
 	ErrLastKey = errors.New("last active key of the user")
+	// ErrAccessPass: the temporary access pass is unknown, already
+	// redeemed or expired.
+	ErrAccessPass = errors.New("access pass unusable")
 	// ErrChallenge: the challenge is unknown, used or expired.
 	ErrChallenge = errors.New("challenge unusable")
 	// ErrIdempotencyMismatch: an idempotency key was reused for a different request.
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	// ErrProofRequired: a key would become active without ever having
+	// signed a verification challenge, and no break-glass reason was given.
+	ErrProofRequired = errors.New("key has not proven possession with a verification")
 )
 
 // ConflictError reports an optimistic-concurrency failure: the caller's

@@ -1,13 +1,23 @@
 // Package cli is the keydesk command line: it parses arguments, runs the
 // app/ use cases and prints their results. Exit codes are stable; see
-// docs/cli.md.
+// docs/cli.md. Secrets are read from the terminal (or stdin when it is not
+// one), never from arguments or the environment.
 package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/buildinfo"
 )
 
@@ -16,12 +26,66 @@ const (
 	ExitOK       = 0
 	ExitFailure  = 1 // the operation ran and failed
 	ExitUsage    = 2 // the command line was wrong
-	ExitNoKey    = 3 // no key, or not the expected key
+	ExitNoKey    = 3 // no key, several keys and no serial, or not the expected key
 	ExitAuth     = 4 // wrong or blocked PIN/PUK, or the registry refused the token
 	ExitRegistry = 5 // the registry could not be reached
 	ExitConflict = 6 // the registry holds a conflicting state
 	ExitCheck    = 7 // verify ran and at least one check failed
+	ExitCanceled = 8 // the person said no, or interrupted
 )
+
+// env is one invocation's surroundings.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	prompt *prompter
+
+	// common flags
+	json     bool
+	practice bool
+	simDir   string
+	serial   uint
+	yes      bool
+
+	svc *keys.Service
+}
+
+type command struct {
+	name, args, help string
+	run              func(e *env, fs *flag.FlagSet, args []string) error
+	flags            func(e *env, fs *flag.FlagSet)
+	// sub: the first argument names a subcommand that parses the rest,
+	// flags included.
+	sub bool
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{name: "keys", help: "list attached keys", run: runKeys},
+		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
+		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
+		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
+		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
+		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {
+			fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
+			return nil
+		}},
+	}
+}
+
+// usageError is a wrong command line.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+// errCanceled: the person declined a confirmation.
+var errCanceled = errors.New("canceled; nothing was changed")
 
 // Run executes one keydesk command line and returns its exit code.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -30,23 +94,166 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return ExitUsage
 	}
 	switch args[0] {
-	case "--version", "version":
-		fmt.Fprintln(stdout, buildinfo.String("keydesk"))
-		return ExitOK
+	case "--version", "-version":
+		args[0] = "version"
 	case "help", "-h", "--help":
 		usage(stdout)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "keydesk: unknown command %q\n", args[0])
-	usage(stderr)
-	return ExitUsage
+	var cmd *command
+	for i := range commands {
+		if commands[i].name == args[0] {
+			cmd = &commands[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "keydesk: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return ExitUsage
+	}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	e.prompt = newPrompter(stdin, stderr)
+	fs := flag.NewFlagSet("keydesk "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&e.json, "json", false, "print JSON for scripts")
+	fs.BoolVar(&e.practice, "practice", os.Getenv("KEYDESK_PRACTICE") == "1", "use keydesk-sim's virtual keys (also KEYDESK_PRACTICE=1)")
+	fs.StringVar(&e.simDir, "sim-dir", sim.DefaultStateDir(), "keydesk-sim's state directory, in practice mode")
+	fs.UintVar(&e.serial, "serial", 0, "the key to act on, by serial (needed when several are attached)")
+	fs.BoolVar(&e.yes, "yes", false, "answer yes to confirmations (destructive steps still need --serial)")
+	if cmd.flags != nil {
+		cmd.flags(e, fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: keydesk %s [flags] %s\n\n%s\n\nflags:\n", cmd.name, cmd.args, cmd.help)
+		fs.PrintDefaults()
+	}
+	var rest []string
+	var err error
+	if cmd.sub {
+		err = fs.Parse(args[1:])
+		rest = fs.Args()
+	} else {
+		rest, err = parseInterspersed(fs, args[1:])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		return ExitUsage
+	}
+	err = cmd.run(e, fs, rest)
+	return e.report(err)
+}
+
+// parseInterspersed lets flags follow positional arguments, as people type
+// them ("keydesk piv generate 9a --serial 123").
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// report prints err with its hint and maps it to an exit code.
+func (e *env) report(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(e.stderr, "keydesk:", err)
+		return ExitUsage
+	}
+	fmt.Fprintln(e.stderr, "keydesk:", err)
+	if h := device.Hint(err); h != "" {
+		fmt.Fprintln(e.stderr, h)
+	}
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var wp *device.WrongPINError
+	var sm *device.SerialMismatchError
+	var ce *keys.ChooseError
+	switch {
+	case errors.Is(err, errCanceled), errors.Is(err, context.Canceled):
+		return ExitCanceled
+	case errors.Is(err, keys.ErrNoKey), errors.As(err, &sm), errors.As(err, &ce), errors.Is(err, device.ErrKeyRemoved):
+		return ExitNoKey
+	case errors.As(err, &wp), errors.Is(err, device.ErrPINBlocked), errors.Is(err, device.ErrPUKBlocked), errors.Is(err, pivkey.ErrWrongManagementKey):
+		return ExitAuth
+	}
+	return ExitFailure
+}
+
+// service opens the key service once per invocation.
+func (e *env) service() (*keys.Service, error) {
+	if e.svc != nil {
+		return e.svc, nil
+	}
+	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir, FIDOInfo: fidoInfo})
+	if err != nil {
+		return nil, err
+	}
+	e.svc = svc
+	return svc, nil
+}
+
+// key finds the key the invocation is about.
+func (e *env) key() (device.Key, error) {
+	svc, err := e.service()
+	if err != nil {
+		return device.Key{}, err
+	}
+	return svc.Find(e.ctx, uint32(e.serial))
+}
+
+// confirm asks before a destructive step. It needs --serial naming the key,
+// so a person never wipes a key they did not name, and then a typed yes
+// (or --yes).
+func (e *env) confirm(k device.Key, what string) error {
+	if e.serial == 0 || uint32(e.serial) != k.Serial {
+		return usagef("%s is destructive: name the key with --serial %d to confirm it is the one you mean", what, k.Serial)
+	}
+	if e.yes {
+		return nil
+	}
+	ok, err := e.prompt.yesNo(fmt.Sprintf("%s on key %d (%s)? This cannot be undone. [y/N] ", what, k.Serial, k.Model))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errCanceled
+	}
+	return nil
+}
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func parseSlot(s string) (byte, error) {
+	n, err := strconv.ParseUint(s, 16, 8)
+	if err != nil {
+		return 0, usagef("slot %q: give it in hex, like 9a", s)
+	}
+	return byte(n), nil
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: keydesk COMMAND [flags]
-
-commands:
-  version     print the version and commit
-  help        this text
-`)
+	fmt.Fprint(w, "usage: keydesk COMMAND [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.help)
+	}
+	fmt.Fprint(w, "\nRun 'keydesk COMMAND -h' for a command's flags. Exit codes: docs/cli.md.\n")
 }

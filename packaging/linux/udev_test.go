@@ -4,7 +4,10 @@ package linux
 
 import (
 	"bufio"
+	"bytes"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -150,5 +153,56 @@ func TestUdevRulesAgreeWithYkman(t *testing.T) {
 	}
 	if found != len(usbInterfaces) {
 		t.Errorf("ykman lists %d product ids, table has %d", found, len(usbInterfaces))
+	}
+}
+
+// rulesDir is where udev (systemd 252 and later, Debian 12's) reads packaged
+// rules; on a merged-/usr system /lib/udev/rules.d is the same directory.
+const rulesDir = "/usr/lib/udev/rules.d/"
+
+// TestUdevRulesInstalledPath checks that the .deb's nfpm configuration
+// installs the rules under their own name in udev's directory: a rules file
+// placed anywhere else, or renamed past 73-seat-late.rules, silently grants
+// nothing.
+func TestUdevRulesInstalledPath(t *testing.T) {
+	src, err := os.ReadFile("../nfpm/keydesk.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^  - src: packaging/linux/70-keydesk\.rules\n    dst: (\S+)$`)
+	m := re.FindAllStringSubmatch(string(src), -1)
+	if len(m) != 1 {
+		t.Fatalf("packaging/nfpm/keydesk.yaml installs 70-keydesk.rules %d times, want once", len(m))
+	}
+	if want := rulesDir + "70-keydesk.rules"; m[0][1] != want {
+		t.Errorf("70-keydesk.rules installed at %s, want %s", m[0][1], want)
+	}
+}
+
+// TestUdevRulesInDeb checks a built keydesk .deb (KEYDESK_DEB, else the one
+// `make package` left in dist/): the rules are at udev's path, byte for byte
+// the file the other tests evaluate.
+func TestUdevRulesInDeb(t *testing.T) {
+	deb := os.Getenv("KEYDESK_DEB")
+	if deb == "" {
+		m, _ := filepath.Glob("../../dist/keydesk_*_amd64.deb")
+		if len(m) != 1 {
+			t.Skip("no .deb to check: run make package, or set KEYDESK_DEB")
+		}
+		deb = m[0]
+	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb is not installed:", err)
+	}
+	got, err := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -xOf - ".$2"`, "sh", deb, rulesDir+"70-keydesk.rules").Output()
+	if err != nil {
+		t.Fatalf("%s: reading .%s70-keydesk.rules: %v", deb, rulesDir, err)
+	}
+	want, err := os.ReadFile("70-keydesk.rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: %s70-keydesk.rules differs from packaging/linux/70-keydesk.rules", deb, rulesDir)
 	}
 }

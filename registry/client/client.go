@@ -100,6 +100,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == "not_found"
 	case registry.ErrLastKey:
 		return e.Code == "last_active_key"
+	case registry.ErrProofRequired:
+		return e.Code == "proof_required"
 	case registry.ErrChallenge:
 		return e.Code == "challenge_unusable"
 	case registry.ErrIdempotencyMismatch:
@@ -186,7 +188,9 @@ type FIDO2Credential struct {
 	SignCount         uint32 `json:"sign_count,omitempty"`
 	CredProtect       int    `json:"cred_protect,omitempty"`
 	AttestationObject []byte `json:"attestation_object,omitempty"`
-	Verdict           string `json:"verdict,omitempty"`
+	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
+	// attestation signed; the registry needs it to check the attestation.
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
 }
 
 // PIVSlot is a PIV slot to register.
@@ -195,7 +199,8 @@ type PIVSlot struct {
 	PublicKey       []byte `json:"public_key"` // PKIX DER
 	Certificate     []byte `json:"certificate,omitempty"`
 	AttestationCert []byte `json:"attestation_certificate,omitempty"`
-	Verdict         string `json:"verdict,omitempty"`
+	// AttestationIntermediate is the key's F9 device certificate.
+	AttestationIntermediate []byte `json:"attestation_intermediate,omitempty"`
 }
 
 // EnrolUser names the user of an enrolment (created if new).
@@ -269,8 +274,60 @@ func (c *Client) UserKeys(ctx context.Context, userID string) ([]registry.Key, e
 func (c *Client) SetKeyStatus(ctx context.Context, keyID string, version int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
 	var k registry.Key
 	err := c.write(ctx, "POST", "/v1/keys/"+url.PathEscape(keyID)+"/status",
-		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, &k, map[string]string{"If-Match": `"v` + strconv.FormatInt(version, 10) + `"`})
+		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, &k, map[string]string{"If-Match": etag(version)})
 	return k, err
+}
+
+func etag(version int64) string { return `"v` + strconv.FormatInt(version, 10) + `"` }
+
+// Key reads a key with its credentials.
+func (c *Client) Key(ctx context.Context, id string) (KeyDetail, error) {
+	var k KeyDetail
+	_, _, err := c.do(ctx, "GET", "/v1/keys/"+url.PathEscape(id), nil, nil, &k)
+	return k, err
+}
+
+// KeyDetail is a key with its FIDO2 credentials and PIV slots.
+type KeyDetail struct {
+	registry.Key
+	FIDO2 []registry.FIDOCredential `json:"fido2"`
+	PIV   []registry.PIVSlot        `json:"piv"`
+}
+
+// PutEscrow stores blob (already encrypted) as key keyID's escrow of kind,
+// replacing version (0 for a new blob).
+func (c *Client) PutEscrow(ctx context.Context, keyID, kind string, blob []byte, version int64) (registry.EscrowBlob, error) {
+	var e registry.EscrowBlob
+	var hdr map[string]string
+	if version > 0 {
+		hdr = map[string]string{"If-Match": etag(version)}
+	}
+	err := c.write(ctx, "PUT", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), map[string][]byte{"blob": blob}, &e, hdr)
+	return e, err
+}
+
+// Escrow reads key keyID's escrow blob of kind.
+func (c *Client) Escrow(ctx context.Context, keyID, kind string) (registry.EscrowBlob, error) {
+	var e registry.EscrowBlob
+	_, _, err := c.do(ctx, "GET", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), nil, nil, &e)
+	return e, err
+}
+
+// Coverage reads whether a user has an active primary and backup key.
+func (c *Client) Coverage(ctx context.Context, userID string) (Coverage, error) {
+	var cv Coverage
+	_, _, err := c.do(ctx, "GET", "/v1/users/"+url.PathEscape(userID)+"/coverage", nil, nil, &cv)
+	return cv, err
+}
+
+// Coverage is GET /v1/users/{id}/coverage.
+type Coverage struct {
+	UserID     string   `json:"user_id"`
+	ActiveKeys int      `json:"active_keys"`
+	Primary    []string `json:"primary"`
+	Backup     []string `json:"backup"`
+	Covered    bool     `json:"covered"`
+	Missing    []string `json:"missing"`
 }
 
 // Changes is one page of the change feed.

@@ -1,16 +1,20 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
 	"path/filepath"
 	"testing"
 
+	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/credential"
 	"github.com/keydesk/keydesk/registry/regtest"
@@ -26,7 +30,7 @@ func enrolment(i int) client.Enrolment {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	return client.Enrolment{
 		User:  client.EnrolUser{ExternalID: fmt.Sprintf("user-%04d", i), DisplayName: fmt.Sprintf("User %d", i)},
-		Key:   client.EnrolKey{Serial: fmt.Sprintf("%08d", 10000000+i), Status: "active", KeySets: []string{"yk5-2026"}},
+		Key:   client.EnrolKey{Serial: fmt.Sprintf("%08d", 10000000+i), KeySets: []string{"yk5-2026"}},
 		FIDO2: []client.FIDO2Credential{{CredentialID: []byte(fmt.Sprintf("cred-%d", i)), PublicKey: credential.COSEKeyES256(&k.PublicKey), RPID: "example.org", CredProtect: 2}},
 	}
 }
@@ -127,12 +131,15 @@ func TestOutboxSurvivesRegistryKill(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d users registered, want %d", len(seen), n)
 	}
+	// The keys wait for proof of possession: none is valid yet.
 	v, err := c.Validity(ctx, "")
-	if err != nil || len(v.Credentials) != n {
+	if err != nil || len(v.Credentials) != 0 {
 		t.Fatalf("validity: %d credentials, %v", len(v.Credentials), err)
 	}
-	// The feed holds exactly one change set per enrolment.
+	// The feed holds exactly one change set per enrolment, each with one
+	// key and one FIDO2 credential.
 	sets := map[int64]bool{}
+	created := map[string]int{}
 	cur := ""
 	for {
 		ch, err := c.Changes(ctx, cur, 5000)
@@ -141,14 +148,17 @@ func TestOutboxSurvivesRegistryKill(t *testing.T) {
 		}
 		for _, x := range ch.Changes {
 			sets[x.Seq] = true
+			if x.Op == "create" {
+				created[x.Entity]++
+			}
 		}
 		cur = ch.Cursor
 		if !ch.More {
 			break
 		}
 	}
-	if len(sets) != n {
-		t.Fatalf("%d change sets, want %d", len(sets), n)
+	if len(sets) != n || created["key"] != n || created["fido2_credential"] != n {
+		t.Fatalf("%d change sets, %d keys, %d credentials; want %d of each", len(sets), created["key"], created["fido2_credential"], n)
 	}
 	p.Stop()
 	if out, err := regtest.AuditVerify(bin, state); err != nil {
@@ -197,5 +207,130 @@ func TestOutboxConflictSurfaced(t *testing.T) {
 	keys, err := c.UserKeys(ctx, first.User.ID)
 	if err != nil || len(keys) != 1 || keys[0].ID != first.Key.ID {
 		t.Fatalf("original owner's key changed: %+v %v", keys, err)
+	}
+}
+
+// TestOutboxQueuesEveryOfflineWrite: status changes, escrow puts and added
+// credentials queued while the registry is down are replayed in queue order
+// exactly once (each escrow put depends on the one before it); a status
+// change based on a stale version comes back as a conflict with the
+// registry's current key, and nothing of it is written.
+func TestOutboxQueuesEveryOfflineWrite(t *testing.T) {
+	state := t.TempDir()
+	admin, err := regtest.Token(bin, state, "admin", "desk", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := regtest.Start(bin, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(p.URL)
+	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	en, err := c.Enrol(ctx, enrolment(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := en.Key.ID
+	p.Stop()
+
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	queued := []func() (client.Entry, error){
+		func() (client.Entry, error) { return c.QueueEscrow(ctx, keyID, "piv-puk", []byte("age v1"), 0) },
+		func() (client.Entry, error) { return c.QueueEscrow(ctx, keyID, "piv-puk", []byte("age v2"), 1) },
+		func() (client.Entry, error) {
+			return c.QueuePIV(ctx, keyID, client.PIVSlot{Slot: "9c", PublicKey: pkix(t, &k2.PublicKey)})
+		},
+		func() (client.Entry, error) {
+			return c.QueueFIDO2(ctx, keyID, client.FIDO2Credential{CredentialID: []byte("second"), PublicKey: credential.COSEKeyES256(&k2.PublicKey), RPID: "example.org"})
+		},
+		func() (client.Entry, error) {
+			return c.QueueKeyStatus(ctx, keyID, en.Key.Version, registry.KeySuspended, "")
+		},
+		// Based on the version before the suspension: stale when replayed.
+		func() (client.Entry, error) {
+			return c.QueueKeyStatus(ctx, keyID, en.Key.Version, registry.KeyRetired, "")
+		},
+	}
+	for _, q := range queued {
+		if _, err := q(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(ctx, nil); !errors.Is(err, client.ErrUnreachable) {
+		t.Fatalf("flush while down: %v", err)
+	}
+	p, err = regtest.Start(bin, state, "--listen", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	var kinds []string
+	var states []client.EntryState
+	if err := c.Flush(ctx, func(pr client.Progress) {
+		kinds, states = append(kinds, pr.Entry.Kind), append(states, pr.Entry.State)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(kinds) != "[escrow escrow piv fido2 key-status key-status]" ||
+		fmt.Sprint(states) != "[done done done done done conflict]" {
+		t.Fatalf("replay: kinds %v states %v", kinds, states)
+	}
+	conf, _ := c.Entries(ctx, client.Conflict)
+	if len(conf) != 1 || conf[0].Status != 409 || !bytes.Contains(conf[0].Response, []byte(`"status":"suspended"`)) {
+		t.Fatalf("conflict entry: %+v", conf)
+	}
+	// A second flush sends nothing again.
+	if err := c.Flush(ctx, func(pr client.Progress) { t.Errorf("resent entry %d", pr.Entry.Seq) }); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Escrow(ctx, keyID, "piv-puk")
+	if err != nil || string(e.Blob) != "age v2" || e.Version != 2 {
+		t.Fatalf("escrow: %+v %v", e, err)
+	}
+	k, err := c.Key(ctx, keyID)
+	if err != nil || k.Status != registry.KeySuspended || len(k.PIV) != 1 || len(k.FIDO2) != 2 {
+		t.Fatalf("key after replay: %+v %v", k, err)
+	}
+}
+
+func pkix(t *testing.T, pub any) []byte {
+	b, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestOutboxUpgradesOldFile: an outbox written before queued writes had
+// kinds and headers opens, and its pending enrolment is kept.
+func TestOutboxUpgradesOldFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, idem_key TEXT NOT NULL UNIQUE, method TEXT NOT NULL, path TEXT NOT NULL,
+		 body BLOB NOT NULL, state TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0, response BLOB, error TEXT NOT NULL DEFAULT '', queued_at INTEGER NOT NULL)`,
+		`INSERT INTO outbox (idem_key, method, path, body, state, queued_at) VALUES ('k1', 'POST', '/v1/enrolments', '{}', 'pending', 1)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	c, err := client.New("http://127.0.0.1:1", "t", client.Options{OutboxPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	es, err := c.Entries(ctx, client.Pending)
+	if err != nil || len(es) != 1 || es[0].Kind != "enrolment" || es[0].Key != "k1" || len(es[0].Header) != 0 {
+		t.Fatalf("%+v %v", es, err)
 	}
 }

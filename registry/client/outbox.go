@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
 	_ "modernc.org/sqlite" // registers "sqlite"
+
+	"github.com/keydesk/keydesk/registry"
 )
 
 // EntryState is where an outbox entry stands.
@@ -26,9 +29,11 @@ const (
 // Entry is one queued write.
 type Entry struct {
 	Seq      int64
+	Kind     string // "enrolment", "key-status", "escrow", "fido2", "piv"
 	Key      string // Idempotency-Key
 	Method   string
 	Path     string
+	Header   map[string]string // If-Match, when the write is conditional
 	Body     []byte
 	State    EntryState
 	Status   int
@@ -69,23 +74,101 @@ func openOutbox(path string) (*outbox, error) {
 		db.Close()
 		return nil, fmt.Errorf("creating outbox: %w", err)
 	}
+	if err := upgradeOutbox(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return &outbox{db: db}, nil
+}
+
+// upgradeOutbox brings an outbox written by an older client up to date
+// (PRAGMA user_version counts the steps applied).
+func upgradeOutbox(db *sql.DB) error {
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("reading outbox version: %w", err)
+	}
+	if v < 1 {
+		// Version 1: every kind of write, conditional ones with headers.
+		for _, q := range []string{
+			"ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'enrolment'",
+			"ALTER TABLE outbox ADD COLUMN headers TEXT NOT NULL DEFAULT '{}'",
+			"PRAGMA user_version = 1",
+		} {
+			if _, err := db.Exec(q); err != nil {
+				return fmt.Errorf("upgrading outbox: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 func (o *outbox) close() error { return o.db.Close() }
 
+// Which writes are queued. The outbox holds the writes a desktop makes that
+// stay correct when they reach the registry later, in order:
+//   - enrolments (QueueEnrolment),
+//   - key status changes such as "lost" or "suspended" (QueueKeyStatus),
+//     conditional on the key's version, so a change made meanwhile by
+//     someone else surfaces as a conflict instead of being overwritten,
+//   - escrow puts (QueueEscrow), conditional on the blob's version; the blob
+//     is already age-encrypted to the helpdesk recipients,
+//   - credentials added to a registered key (QueueFIDO2, QueuePIV).
+//
+// Online only, never queued: challenges and verifications (a challenge is
+// valid for two minutes and must be signed by the key while it is
+// present), temporary access passes (the pass is shown once to be handed
+// over now; redeeming one is the moment of access), and token revocation.
+
 // QueueEnrolment stores e in the outbox (durably, before returning) and
 // returns its entry. Flush sends it.
 func (c *Client) QueueEnrolment(ctx context.Context, e Enrolment) (Entry, error) {
-	b, err := json.Marshal(e)
+	return c.queue(ctx, "enrolment", "POST", "/v1/enrolments", e, nil)
+}
+
+// QueueKeyStatus queues a status change of key keyID, conditional on the
+// key still being at version (a 409 on replay becomes a Conflict entry).
+func (c *Client) QueueKeyStatus(ctx context.Context, keyID string, version int64, status registry.KeyStatus, breakGlass string) (Entry, error) {
+	return c.queue(ctx, "key-status", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/status",
+		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, map[string]string{"If-Match": etag(version)})
+}
+
+// QueueEscrow queues storing blob (already encrypted) as key keyID's escrow
+// of kind, replacing version (0 for a new blob).
+func (c *Client) QueueEscrow(ctx context.Context, keyID, kind string, blob []byte, version int64) (Entry, error) {
+	var hdr map[string]string
+	if version > 0 {
+		hdr = map[string]string{"If-Match": etag(version)}
+	}
+	return c.queue(ctx, "escrow", "PUT", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), map[string][]byte{"blob": blob}, hdr)
+}
+
+// QueueFIDO2 queues adding a FIDO2 credential to registered key keyID.
+func (c *Client) QueueFIDO2(ctx context.Context, keyID string, cred FIDO2Credential) (Entry, error) {
+	return c.queue(ctx, "fido2", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/fido2", cred, nil)
+}
+
+// QueuePIV queues adding a PIV slot to registered key keyID.
+func (c *Client) QueuePIV(ctx context.Context, keyID string, slot PIVSlot) (Entry, error) {
+	return c.queue(ctx, "piv", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/piv", slot, nil)
+}
+
+// queue stores one write with a fresh idempotency key, durably (the outbox
+// runs with synchronous=FULL) before it returns.
+func (c *Client) queue(ctx context.Context, kind, method, path string, body any, hdr map[string]string) (Entry, error) {
+	b, err := json.Marshal(body)
 	if err != nil {
 		return Entry{}, err
 	}
-	en := Entry{Key: newKey(), Method: "POST", Path: "/v1/enrolments", Body: b, State: Pending, Queued: time.Now().UTC()}
-	res, err := c.outbox.db.ExecContext(ctx, "INSERT INTO outbox (idem_key, method, path, body, state, queued_at) VALUES (?, ?, ?, ?, ?, ?)",
-		en.Key, en.Method, en.Path, en.Body, string(en.State), en.Queued.UnixNano())
+	if hdr == nil {
+		hdr = map[string]string{}
+	}
+	h, _ := json.Marshal(hdr)
+	en := Entry{Kind: kind, Key: newKey(), Method: method, Path: path, Header: hdr, Body: b, State: Pending, Queued: time.Now().UTC()}
+	res, err := c.outbox.db.ExecContext(ctx, "INSERT INTO outbox (kind, idem_key, method, path, headers, body, state, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		en.Kind, en.Key, en.Method, en.Path, string(h), en.Body, string(en.State), en.Queued.UnixNano())
 	if err != nil {
-		return Entry{}, fmt.Errorf("queueing enrolment: %w", err)
+		return Entry{}, fmt.Errorf("queueing %s: %w", kind, err)
 	}
 	en.Seq, _ = res.LastInsertId()
 	return en, nil
@@ -93,7 +176,7 @@ func (c *Client) QueueEnrolment(ctx context.Context, e Enrolment) (Entry, error)
 
 // Entries lists outbox entries in a state ("" for all), in queue order.
 func (c *Client) Entries(ctx context.Context, state EntryState) ([]Entry, error) {
-	q := "SELECT seq, idem_key, method, path, body, state, status, response, error, queued_at FROM outbox"
+	q := "SELECT seq, kind, idem_key, method, path, headers, body, state, status, response, error, queued_at FROM outbox"
 	var args []any
 	if state != "" {
 		q += " WHERE state = ?"
@@ -109,8 +192,12 @@ func (c *Client) Entries(ctx context.Context, state EntryState) ([]Entry, error)
 		var e Entry
 		var st string
 		var qa int64
-		if err := rows.Scan(&e.Seq, &e.Key, &e.Method, &e.Path, &e.Body, &st, &e.Status, &e.Response, &e.Error, &qa); err != nil {
+		var h string
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.Key, &e.Method, &e.Path, &h, &e.Body, &st, &e.Status, &e.Response, &e.Error, &qa); err != nil {
 			return nil, fmt.Errorf("reading outbox: %w", err)
+		}
+		if err := json.Unmarshal([]byte(h), &e.Header); err != nil {
+			return nil, fmt.Errorf("reading outbox entry %d headers: %w", e.Seq, err)
 		}
 		e.State, e.Queued = EntryState(st), time.Unix(0, qa).UTC()
 		out = append(out, e)
@@ -134,7 +221,11 @@ func (c *Client) Flush(ctx context.Context, progress func(Progress)) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		status, raw, err := c.do(ctx, e.Method, e.Path, e.Body, map[string]string{"Idempotency-Key": e.Key}, nil)
+		hdr := map[string]string{"Idempotency-Key": e.Key}
+		for k, v := range e.Header {
+			hdr[k] = v
+		}
+		status, raw, err := c.do(ctx, e.Method, e.Path, e.Body, hdr, nil)
 		var ae *APIError
 		switch {
 		case err == nil:

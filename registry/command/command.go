@@ -21,9 +21,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/keydesk/keydesk/internal/buildinfo"
+	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/audit"
 	"github.com/keydesk/keydesk/registry/server"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
@@ -33,27 +35,50 @@ import (
 var ErrUsage = errors.New("usage")
 
 const usage = `usage:
-  keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http] [--signal-rate N --signal-burst N] [--auth-failures N]
+  keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
+                         [--practice] [--trust-roots PEM] [--auth-failures N] [--auth-window D]
+                         [--idempotency-ttl D] [--janitor-interval D] [--signal-rate N --signal-burst N]
   keydesk-registry token create --role admin|helpdesk|self|authserver --name NAME [--user USER_ID] [--state DIR] [--db DSN]
+  keydesk-registry token list [--state DIR] [--db DSN]
+  keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN]
   keydesk-registry --version`
 
 // Run executes the command line args (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := run(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w\n%s", ErrUsage, usage)
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
 	case "--version", "-version", "version":
 		fmt.Fprintln(stdout, buildinfo.String("keydesk-registry"))
 		return nil
 	case "serve":
-		return serve(ctx, args[1:], stdout)
+		return serve(ctx, args[1:], stdout, stderr)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
+		if len(args) < 2 {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
 		}
-		return tokenCreate(ctx, args[2:], stdout)
+		switch args[1] {
+		case "create":
+			return tokenCreate(ctx, args[2:], stdout)
+		case "list":
+			return tokenList(ctx, args[2:], stdout)
+		case "revoke":
+			return tokenRevoke(ctx, args[2:], stdout)
+		}
+		return fmt.Errorf("%w: unknown token command %q\n%s", ErrUsage, args[1], usage)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
@@ -103,9 +128,20 @@ func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
 
 type auditKey struct{ priv []byte }
 
-func parse(fs *flag.FlagSet, args []string) error {
+// errHelp: --help was asked for and answered; the command succeeds.
+var errHelp = errors.New("help shown")
+
+// parse parses a subcommand's flags. -h/--help prints the usage and the
+// subcommand's flags to stdout and ends the command successfully.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "%s\n\nflags of %s:\n", usage, fs.Name())
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return errHelp
+		}
 		return fmt.Errorf("%w: %v\n%s", ErrUsage, err, usage)
 	}
 	if fs.NArg() > 0 {
@@ -114,7 +150,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func serve(ctx context.Context, args []string, stdout io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var c common
 	c.flags(fs)
@@ -122,11 +158,29 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	certF := fs.String("tls-cert", "", "TLS certificate (PEM); default a self-signed one in the state dir")
 	keyF := fs.String("tls-key", "", "TLS private key (PEM)")
 	plain := fs.Bool("dev-plain-http", false, "serve plain HTTP (development only; loopback addresses only)")
+	practice := fs.Bool("practice", false, "also trust the attestation roots of keydesk's virtual keys (practice mode; never in production)")
+	trustRoots := fs.String("trust-roots", "", "PEM file of extra attestation roots to trust, for FIDO2 and PIV")
+	authFailures := fs.Int("auth-failures", 20, "failed authentications from one address that lock it out for the rest of --auth-window")
+	authWindow := fs.Duration("auth-window", time.Minute, "the failed-authentication window")
+	idemTTL := fs.Duration("idempotency-ttl", 7*24*time.Hour, "how long idempotency keys and their responses are kept")
+	janitor := fs.Duration("janitor-interval", time.Minute, "how often expired idempotency keys, challenges and rate-limit windows are removed")
 	sigRate := fs.Float64("signal-rate", 50, "lockout signals a second per token")
 	sigBurst := fs.Int("signal-burst", 500, "lockout signal burst per token")
-	authFails := fs.Int("auth-failures", 20, "failed authentications from one address within a minute before it is locked out")
-	if err := parse(fs, args); err != nil {
+	if err := parse(fs, args, stdout); err != nil {
 		return err
+	}
+	roots := attest.Yubico()
+	if *practice {
+		roots.AddPractice()
+	}
+	if *trustRoots != "" {
+		b, err := os.ReadFile(*trustRoots)
+		if err != nil {
+			return fmt.Errorf("reading --trust-roots: %w", err)
+		}
+		if err := roots.AddPEM(b); err != nil {
+			return err
+		}
 	}
 	if *plain {
 		host, _, err := net.SplitHostPort(*listen)
@@ -140,7 +194,17 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), SignalRate: *sigRate, SignalBurst: *sigBurst, AuthFailures: *authFails})
+	if *authFailures < 1 || *authWindow <= 0 || *idemTTL <= 0 || *janitor <= 0 {
+		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
+	}
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
+	jctx, stopJanitor := context.WithCancel(ctx)
+	defer stopJanitor()
+	go srv.RunJanitor(jctx, *janitor, func(_ server.Swept, err error) {
+		if err != nil {
+			fmt.Fprintf(stderr, "keydesk-registry: janitor: %v\n", err)
+		}
+	})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
@@ -184,7 +248,7 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	role := fs.String("role", "", "admin, helpdesk, self or authserver")
 	name := fs.String("name", "", "a unique name for the token (who holds it)")
 	user := fs.String("user", "", "the user a self token acts for")
-	if err := parse(fs, args); err != nil {
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if !server.ValidRole(*role) || *name == "" {
@@ -217,6 +281,63 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
+func tokenList(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	st, _, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ts, err := st.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tUSER\tCREATED\tREVOKED")
+	for _, t := range ts {
+		rev := "-"
+		if t.RevokedAt != nil {
+			rev = t.RevokedAt.Format(time.RFC3339)
+		}
+		user := t.UserID
+		if user == "" {
+			user = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, user, t.CreatedAt.Format(time.RFC3339), rev)
+	}
+	return tw.Flush()
+}
+
+func tokenRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token revoke", flag.ContinueOnError)
+	var c common
+	c.flags(fs)
+	name := fs.String("name", "", "the name of the token to revoke")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if *name == "" {
+		return fmt.Errorf("%w: --name is required\n%s", ErrUsage, usage)
+	}
+	st, _, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, _, err := st.Write(ctx, "cli:token-revoke", nil, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+		return sqlstore.Result{}, tx.RevokeToken(*name)
+	}); err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	fmt.Fprintf(stdout, "token %s revoked\n", *name)
+	return nil
+}
+
 // AuditError is returned when the audit log does not verify.
 type AuditError struct{ Err error }
 
@@ -227,7 +348,7 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	var c common
 	c.flags(fs)
-	if err := parse(fs, args); err != nil {
+	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	st, key, err := c.open(ctx)

@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -141,19 +142,41 @@ func mustEC(c elliptic.Curve) *ecdsa.PrivateKey { k, _ := ecdsa.GenerateKey(c, r
 
 func pkixDER(pub crypto.PublicKey) []byte { b, _ := x509.MarshalPKIXPublicKey(pub); return b }
 
-// enrol registers a key with one FIDO2 credential (ES256) and a PIV 9a slot.
+// enrol registers a key with one FIDO2 credential (ES256) and a PIV 9a
+// slot. The key starts pending; with active it then proves possession
+// with a PIV signature, which activates it.
 func (r *reg) enrol(ext, serial string, active bool) map[string]any {
-	st := "pending"
-	if active {
-		st = "active"
-	}
 	body := map[string]any{
 		"user":  map[string]any{"external_id": ext, "display_name": ext},
-		"key":   map[string]any{"serial": serial, "status": st, "key_sets": []string{"yk5-2026"}},
-		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2, "verdict": "practice"}},
+		"key":   map[string]any{"serial": serial, "key_sets": []string{"yk5-2026"}},
+		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2}},
 		"piv":   []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
 	}
-	return r.must(r.do(r.admin, "POST", "/v1/enrolments", body), 201)
+	out := r.must(r.do(r.admin, "POST", "/v1/enrolments", body), 201)
+	if st := out["key"].(map[string]any)["status"]; st != "pending" {
+		r.t.Fatalf("enrolled key is %v, want pending", st)
+	}
+	if active {
+		v := r.provePIV(r.admin, out["key"].(map[string]any)["id"].(string), out["piv"].([]any)[0].(map[string]any)["id"].(string), p256)
+		if v["ok"] != true || v["key_activated"] != true || v["key_status"] != "active" {
+			r.t.Fatalf("proof did not activate the key: %v", v)
+		}
+		out["key"] = r.must(r.do(r.admin, "GET", "/v1/keys/"+out["key"].(map[string]any)["id"].(string), nil), 200)
+	}
+	return out
+}
+
+// provePIV asks for a challenge on a PIV slot and answers it with k.
+func (r *reg) provePIV(tok, keyID, slotID string, k *ecdsa.PrivateKey) map[string]any {
+	r.t.Helper()
+	c := r.must(r.do(tok, "POST", "/v1/challenges", map[string]any{"key_id": keyID, "kind": "piv", "credential_id": slotID}), 201)["challenge"].(map[string]any)
+	nonce, err := base64.StdEncoding.DecodeString(c["nonce"].(string))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	h := sha256.Sum256(nonce)
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, h[:])
+	return r.must(r.do(tok, "POST", "/v1/verifications", map[string]any{"challenge_id": c["id"], "piv": map[string]any{"signature": sig}}), 201)
 }
 
 func (r *reg) head() string {
@@ -257,7 +280,8 @@ func TestLastKeyGuardAndConcurrency(t *testing.T) {
 	if res := r.do(r.admin, "POST", path, map[string]any{"status": "lost"}); res.status != 428 {
 		t.Fatalf("no If-Match: %d %s", res.status, res.raw)
 	}
-	res := r.do(r.admin, "POST", path, map[string]any{"status": "lost"}, "If-Match", `"v1"`)
+	// alice's key is at version 2: enrolled, then activated by its proof.
+	res := r.do(r.admin, "POST", path, map[string]any{"status": "lost"}, "If-Match", `"v2"`)
 	if res.status != 409 || res.body["code"] != "last_active_key" {
 		t.Fatalf("last key: %d %s", res.status, res.raw)
 	}
@@ -265,14 +289,14 @@ func TestLastKeyGuardAndConcurrency(t *testing.T) {
 	if k["status"] != "active" {
 		t.Fatalf("refused change applied: %v", k["status"])
 	}
-	res = r.do(r.admin, "POST", path, map[string]any{"status": "lost", "break_glass_reason": "lost on a trip; TAP issued"}, "If-Match", `"v1"`)
+	res = r.do(r.admin, "POST", path, map[string]any{"status": "lost", "break_glass_reason": "lost on a trip; TAP issued"}, "If-Match", `"v2"`)
 	r.must(res, 200)
-	if res.hdr.Get("ETag") != `"v2"` {
+	if res.hdr.Get("ETag") != `"v3"` {
 		t.Fatalf("etag %q", res.hdr.Get("ETag"))
 	}
 	stale := r.do(r.admin, "POST", path, map[string]any{"status": "revoked"}, "If-Match", `"v1"`)
 	cur, _ := stale.body["current"].(map[string]any)
-	if stale.status != 409 || stale.body["code"] != "version_conflict" || cur["status"] != "lost" || cur["version"].(float64) != 2 {
+	if stale.status != 409 || stale.body["code"] != "version_conflict" || cur["status"] != "lost" || cur["version"].(float64) != 3 {
 		t.Fatalf("stale write: %d %s", stale.status, stale.raw)
 	}
 	out := r.must(r.do(r.admin, "GET", "/v1/audit/verify", nil), 200)
@@ -314,7 +338,7 @@ func TestVerifications(t *testing.T) {
 	// A key with an EdDSA FIDO2 credential and PIV slots of every algorithm.
 	en := r.must(r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
 		"user":  map[string]any{"external_id": "frank"},
-		"key":   map[string]any{"serial": "300", "status": "active"},
+		"key":   map[string]any{"serial": "300"},
 		"fido2": []any{map[string]any{"credential_id": []byte("ed"), "public_key": credential.COSEKeyEdDSA(edPriv.Public().(ed25519.PublicKey)), "rp_id": "example.org"}},
 		"piv": []any{
 			map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)},
@@ -357,6 +381,15 @@ func TestVerifications(t *testing.T) {
 		if res := r.do(r.helpdesk, "POST", "/v1/verifications", map[string]any{"challenge_id": cid, "piv": map[string]any{"signature": wrong}}); res.status != 409 || res.body["code"] != "challenge_unusable" {
 			t.Fatalf("reused challenge: %d %s", res.status, res.raw)
 		}
+	}
+	// A challenge id is authenticated: an edited one is refused unused.
+	cid0, nonce0 := challenge(r.helpdesk, "piv", en["piv"].([]any)[0].(map[string]any)["id"].(string))
+	forged := cid0[:len(cid0)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(cid0, "AA")]
+	if res := r.do(r.helpdesk, "POST", "/v1/verifications", map[string]any{"challenge_id": forged, "piv": map[string]any{"signature": pivSigners["9a"](nonce0)}}); res.status != 409 || res.body["code"] != "challenge_unusable" {
+		t.Fatalf("edited challenge id: %d %s", res.status, res.raw)
+	}
+	if v := verify(r.helpdesk, map[string]any{"challenge_id": cid0, "piv": map[string]any{"signature": pivSigners["9a"](nonce0)}}); v["ok"] != true {
+		t.Fatalf("the original challenge after a forged attempt: %v", v)
 	}
 	edSign := func(m []byte) []byte { return ed25519.Sign(edPriv, m) }
 	cid, nonce := challenge(r.admin, "fido2", edCred)
@@ -404,14 +437,15 @@ func TestFeedAndValidityVersions(t *testing.T) {
 	if ch["more"] != false || cur != ch["head"] || fmt.Sprint(v1["version"]) != cur {
 		t.Fatalf("feed %v / validity version %v", ch, v1["version"])
 	}
-	r.must(r.do(r.admin, "POST", "/v1/keys/"+r.keyB+"/status", map[string]any{"status": "active"}, "If-Match", `"v1"`), 200)
+	pivB := r.must(r.do(r.admin, "GET", "/v1/keys/"+r.keyB, nil), 200)["piv"].([]any)[0].(map[string]any)["id"].(string)
+	r.provePIV(r.helpdesk, r.keyB, pivB, p256)
 	v2 := r.must(r.do(r.admin, "GET", "/v1/validity", nil), 200)
 	if len(v2["credentials"].([]any)) != 4 || v2["version"].(float64) != v1["version"].(float64)+1 {
 		t.Fatalf("after activation: version %v, %d credentials", v2["version"], len(v2["credentials"].([]any)))
 	}
 	inc := r.must(r.do(r.admin, "GET", "/v1/changes?after="+cur, nil), 200)
 	cs := inc["changes"].([]any)
-	if len(cs) != 1 || cs[0].(map[string]any)["entity_id"] != r.keyB {
+	if len(cs) != 1 || cs[0].(map[string]any)["entity_id"] != r.keyB || cs[0].(map[string]any)["op"] != "activate" {
 		t.Fatalf("incremental feed: %s", inc)
 	}
 	if res := r.do(r.admin, "GET", "/v1/changes?after=x", nil); res.status != 400 || res.body["code"] != "bad_cursor" {
@@ -511,3 +545,83 @@ func TestTLSSelfSigned(t *testing.T) {
 		t.Fatal("plain HTTP served on the TLS listener")
 	}
 }
+
+// TestActivationNeedsProof: an enrolled key stays pending until it signs a
+// challenge; asking for active at enrolment, a failed signature, a status
+// change without proof and a helpdesk break glass all leave it pending;
+// only an admin's audited break-glass reason forces it.
+func TestActivationNeedsProof(t *testing.T) {
+	r := start(t)
+	res := r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
+		"user": map[string]any{"external_id": "gus"}, "key": map[string]any{"serial": "700", "status": "active"},
+		"piv": []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
+	})
+	if res.status != 422 || res.body["code"] != "proof_required" {
+		t.Fatalf("enrol active: %d %s", res.status, res.raw)
+	}
+	pending := func(id string) map[string]any {
+		t.Helper()
+		k := r.must(r.do(r.admin, "GET", "/v1/keys/"+id, nil), 200)
+		if k["status"] != "pending" {
+			t.Fatalf("key %s is %v, want pending", id, k["status"])
+		}
+		return k
+	}
+	pending(r.keyB)
+	pivB := r.must(r.do(r.admin, "GET", "/v1/keys/"+r.keyB, nil), 200)["piv"].([]any)[0].(map[string]any)["id"].(string)
+	// A signature by another key is recorded as failed and activates nothing.
+	if v := r.provePIV(r.admin, r.keyB, pivB, mustEC(elliptic.P256())); v["ok"] != false || v["key_activated"] != false || v["key_status"] != "pending" {
+		t.Fatalf("wrong key's signature: %v", v)
+	}
+	pending(r.keyB)
+	path := "/v1/keys/" + r.keyB + "/status"
+	for _, tok := range []string{r.admin, r.helpdesk} {
+		if res := r.do(tok, "POST", path, map[string]any{"status": "active"}, "If-Match", `"v1"`); res.status != 409 || res.body["code"] != "proof_required" {
+			t.Fatalf("activation without proof: %d %s", res.status, res.raw)
+		}
+	}
+	if res := r.do(r.helpdesk, "POST", path, map[string]any{"status": "active", "break_glass_reason": "user is waiting"}, "If-Match", `"v1"`); res.status != 403 {
+		t.Fatalf("helpdesk break glass: %d %s", res.status, res.raw)
+	}
+	pending(r.keyB)
+	before := r.head()
+	k := r.must(r.do(r.admin, "POST", path, map[string]any{"status": "active", "break_glass_reason": "signing key broken, identity checked in person"}, "If-Match", `"v1"`), 200)
+	if k["status"] != "active" || r.head() == before {
+		t.Fatalf("admin break glass: %v", k)
+	}
+	r.p.Stop()
+	st, err := sqlstore.Open(t.Context(), filepath.Join(r.p.State, "registry.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	es, _, err := st.AuditLog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var activations, breakGlass int
+	for _, e := range es {
+		switch e.Action {
+		case "key.activate":
+			activations++ // alice's key, by proof
+			if !strings.Contains(string(e.Payload), `"verification_id":"ver_`) {
+				t.Fatalf("activation without its verification: %s", e.Payload)
+			}
+		case "key.activate_break_glass":
+			breakGlass++
+			if !strings.Contains(string(e.Payload), "identity checked in person") {
+				t.Fatalf("break glass without its reason: %s", e.Payload)
+			}
+		}
+	}
+	if activations != 1 || breakGlass != 1 {
+		t.Fatalf("audit: %d activations by proof, %d break-glass activations", activations, breakGlass)
+	}
+}
+
+func runBin(args ...string) (string, error) {
+	out, err := exec.Command(bin, args...).Output()
+	return string(out), err
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

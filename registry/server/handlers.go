@@ -1,15 +1,20 @@
 package server
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/audit"
 	"github.com/keydesk/keydesk/registry/credential"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
@@ -185,6 +190,11 @@ func (s *Server) keyStatus(r *request) (int, any, error) {
 	if r.role == Self && in.Status != registry.KeyLost && in.Status != registry.KeySuspended {
 		return 0, nil, fail(http.StatusForbidden, "forbidden", "a self token may only mark its own key lost or suspended")
 	}
+	// Activating a key that never passed a verification is break glass,
+	// and only an admin may break that glass.
+	if in.Status == registry.KeyActive && in.BreakGlassReason != "" && r.role != Admin {
+		return 0, nil, fail(http.StatusForbidden, "forbidden", "only an admin may activate a key without proof (break_glass_reason)")
+	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		k, err := tx.SetKeyStatus(r.PathValue("id"), want, in.Status, in.BreakGlassReason)
 		if err != nil {
@@ -195,14 +205,17 @@ func (s *Server) keyStatus(r *request) (int, any, error) {
 }
 
 type fidoIn struct {
-	CredentialID      []byte                      `json:"credential_id"`
-	PublicKey         []byte                      `json:"public_key"`
-	AAGUID            []byte                      `json:"aaguid"`
-	RPID              string                      `json:"rp_id"`
-	SignCount         uint32                      `json:"sign_count"`
-	CredProtect       int                         `json:"cred_protect"`
-	AttestationObject []byte                      `json:"attestation_object"`
-	Verdict           registry.AttestationVerdict `json:"verdict"`
+	CredentialID      []byte `json:"credential_id"`
+	PublicKey         []byte `json:"public_key"`
+	AAGUID            []byte `json:"aaguid"`
+	RPID              string `json:"rp_id"`
+	SignCount         uint32 `json:"sign_count"`
+	CredProtect       int    `json:"cred_protect"`
+	AttestationObject []byte `json:"attestation_object"`
+	// The clientDataJSON the attestation signed, or its SHA-256 (what a
+	// CTAP client such as libfido2 is given).
+	AttestationClientDataJSON []byte `json:"attestation_client_data_json"`
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash"`
 }
 
 func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
@@ -212,27 +225,44 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 	if f.CredProtect < 0 || f.CredProtect > 3 {
 		return registry.FIDOCredential{}, registry.Invalid("invalid_cred_protect", "cred_protect must be 0-3 (CTAP 2.1 §12.1)")
 	}
-	if err := checkVerdict(f.Verdict); err != nil {
-		return registry.FIDOCredential{}, err
+	cdh := f.AttestationClientDataHash
+	if len(f.AttestationClientDataJSON) > 0 {
+		h := sha256.Sum256(f.AttestationClientDataJSON)
+		if cdh != nil && !bytes.Equal(cdh, h[:]) {
+			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash is not the SHA-256 of attestation_client_data_json")
+		}
+		cdh = h[:]
+	}
+	if cdh != nil && len(cdh) != sha256.Size {
+		return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash must be 32 bytes")
 	}
 	return registry.FIDOCredential{KeyID: keyID, CredentialID: f.CredentialID, PublicKey: f.PublicKey, AAGUID: f.AAGUID, RPID: f.RPID,
-		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, Verdict: f.Verdict}, nil
+		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, AttestationClientDataHash: cdh}, nil
 }
 
-func checkVerdict(v registry.AttestationVerdict) error {
-	switch v {
-	case "", registry.VerdictGenuine, registry.VerdictPractice, registry.VerdictUnknown, registry.VerdictUntrusted:
-		return nil
-	}
-	return registry.Invalid("invalid_verdict", "unknown attestation verdict %q", v)
+// attestFIDO sets c's verdict from its attestation, checked against the
+// server's roots.
+func (s *Server) attestFIDO(c *registry.FIDOCredential) {
+	res := s.roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
+		CredentialID: c.CredentialID, PublicKey: c.PublicKey, RPID: c.RPID}, s.opt.Now())
+	c.Verdict, c.VerdictReason = res.Verdict, res.Reason
+}
+
+// attestPIV sets p's verdict from its attestation certificates, checked
+// against the server's roots and the enrolled key's serial.
+func (s *Server) attestPIV(p *registry.PIVSlot, serial string) {
+	pub, _ := credential.ParsePIVKey(p.PublicKey) // checked by pivIn.model
+	res := s.roots.PIV(attest.PIVInput{SlotCert: p.AttestationCert, DeviceCert: p.AttestationIntermediate, SlotKey: pub, Serial: serial}, s.opt.Now())
+	p.Verdict, p.VerdictReason = res.Verdict, res.Reason
 }
 
 type pivIn struct {
-	Slot            string                      `json:"slot"`
-	PublicKey       []byte                      `json:"public_key"`
-	Certificate     []byte                      `json:"certificate"`
-	AttestationCert []byte                      `json:"attestation_certificate"`
-	Verdict         registry.AttestationVerdict `json:"verdict"`
+	Slot            string `json:"slot"`
+	PublicKey       []byte `json:"public_key"`
+	Certificate     []byte `json:"certificate"`
+	AttestationCert []byte `json:"attestation_certificate"`
+	// AttestationIntermediate is the key's F9 device certificate.
+	AttestationIntermediate []byte `json:"attestation_intermediate"`
 }
 
 func (p pivIn) model(keyID string) (registry.PIVSlot, error) {
@@ -250,15 +280,19 @@ func (p pivIn) model(keyID string) (registry.PIVSlot, error) {
 			return registry.PIVSlot{}, registry.Invalid("invalid_certificate", "%v", err)
 		}
 	}
+	// Attestation certificates that are not DER at all are bad input; one
+	// that parses but does not verify is recorded with verdict "invalid".
 	if len(p.AttestationCert) > 0 {
-		if err := credential.CheckCertificate(p.AttestationCert, pub); err != nil {
+		if err := credential.CheckCertificate(p.AttestationCert, nil); err != nil {
 			return registry.PIVSlot{}, registry.Invalid("invalid_attestation_certificate", "%v", err)
 		}
 	}
-	if err := checkVerdict(p.Verdict); err != nil {
-		return registry.PIVSlot{}, err
+	if len(p.AttestationIntermediate) > 0 {
+		if err := credential.CheckCertificate(p.AttestationIntermediate, nil); err != nil {
+			return registry.PIVSlot{}, registry.Invalid("invalid_attestation_certificate", "attestation_intermediate: %v", err)
+		}
 	}
-	return registry.PIVSlot{KeyID: keyID, Slot: p.Slot, PublicKey: p.PublicKey, Certificate: p.Certificate, AttestationCert: p.AttestationCert, Verdict: p.Verdict}, nil
+	return registry.PIVSlot{KeyID: keyID, Slot: p.Slot, PublicKey: p.PublicKey, Certificate: p.Certificate, AttestationCert: p.AttestationCert, AttestationIntermediate: p.AttestationIntermediate}, nil
 }
 
 func (s *Server) addFIDO(r *request) (int, any, error) {
@@ -270,6 +304,7 @@ func (s *Server) addFIDO(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	s.attestFIDO(&c)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		if _, err := tx.GetKey(c.KeyID); err != nil {
 			return 0, nil, "", err
@@ -291,9 +326,11 @@ func (s *Server) addPIV(r *request) (int, any, error) {
 		return 0, nil, err
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		if _, err := tx.GetKey(p.KeyID); err != nil {
+		k, err := tx.GetKey(p.KeyID)
+		if err != nil {
 			return 0, nil, "", err
 		}
+		s.attestPIV(&p, k.Serial)
 		if err := tx.AddPIVSlot(&p); err != nil {
 			return 0, nil, "", err
 		}
@@ -331,8 +368,13 @@ func (s *Server) enrol(r *request) (int, any, error) {
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	if in.Key.Status != "" && in.Key.Status != registry.KeyPending && in.Key.Status != registry.KeyActive {
-		return 0, nil, registry.Invalid("invalid_status", "an enrolled key starts pending or active")
+	// A key becomes active only once it has signed a verification
+	// challenge (POST /v1/verifications), never at enrolment.
+	if in.Key.Status == registry.KeyActive {
+		return 0, nil, registry.Invalid("proof_required", "an enrolled key starts pending and becomes active when it passes a verification")
+	}
+	if in.Key.Status != "" && in.Key.Status != registry.KeyPending {
+		return 0, nil, registry.Invalid("invalid_status", "an enrolled key starts pending")
 	}
 	out := Enrolment{FIDO2: []registry.FIDOCredential{}, PIV: []registry.PIVSlot{}}
 	for i, f := range in.FIDO2 {
@@ -344,6 +386,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
+		s.attestFIDO(&c)
 		out.FIDO2 = append(out.FIDO2, c)
 	}
 	for i, p := range in.PIV {
@@ -355,6 +398,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
+		s.attestPIV(&c, in.Key.Serial)
 		out.PIV = append(out.PIV, c)
 	}
 	um, err := in.User.model()
@@ -467,6 +511,8 @@ func (s *Server) createAccessPass(r *request) (int, any, error) {
 	})
 }
 
+// createChallenge issues a challenge without writing anything (see
+// challenge.go): it needs no Idempotency-Key, and a retry gets a fresh one.
 func (s *Server) createChallenge(r *request) (int, any, error) {
 	var in struct {
 		KeyID        string `json:"key_id"`
@@ -479,34 +525,43 @@ func (s *Server) createChallenge(r *request) (int, any, error) {
 	if in.Kind != "fido2" && in.Kind != "piv" {
 		return 0, nil, registry.Invalid("invalid_kind", "kind must be fido2 or piv")
 	}
-	if _, err := s.ownsKey(r, in.KeyID); err != nil {
+	if r.role == Self {
+		if _, err := s.ownsKey(r, in.KeyID); err != nil {
+			return 0, nil, err
+		}
+	}
+	out := map[string]any{}
+	switch in.Kind {
+	case "fido2":
+		c, err := s.st.GetFIDOCredential(r.ctx, in.CredentialID)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return 0, nil, err
+		}
+		if err != nil || c.KeyID != in.KeyID {
+			return 0, nil, registry.Invalid("unknown_credential", "no fido2 credential %s on key %s", in.CredentialID, in.KeyID)
+		}
+		out["rp_id"], out["fido2_credential_id"] = c.RPID, c.CredentialID
+	case "piv":
+		p, err := s.st.GetPIVSlot(r.ctx, in.CredentialID)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return 0, nil, err
+		}
+		if err != nil || p.KeyID != in.KeyID {
+			return 0, nil, registry.Invalid("unknown_credential", "no piv slot %s on key %s", in.CredentialID, in.KeyID)
+		}
+		out["slot"] = p.Slot
+	}
+	key, err := s.challengeKey(r.ctx)
+	if err != nil {
 		return 0, nil, err
 	}
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
-	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		out := map[string]any{}
-		switch in.Kind {
-		case "fido2":
-			c, err := tx.GetFIDOCredential(in.CredentialID)
-			if err != nil || c.KeyID != in.KeyID {
-				return 0, nil, "", registry.Invalid("unknown_credential", "no fido2 credential %s on key %s", in.CredentialID, in.KeyID)
-			}
-			out["rp_id"], out["fido2_credential_id"] = c.RPID, c.CredentialID
-		case "piv":
-			p, err := tx.GetPIVSlot(in.CredentialID)
-			if err != nil || p.KeyID != in.KeyID {
-				return 0, nil, "", registry.Invalid("unknown_credential", "no piv slot %s on key %s", in.CredentialID, in.KeyID)
-			}
-			out["slot"] = p.Slot
-		}
-		c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonce, ExpiresAt: tx.Now().Add(s.opt.ChallengeTTL)}
-		if err := tx.CreateChallenge(&c); err != nil {
-			return 0, nil, "", err
-		}
-		out["challenge"] = c
-		return http.StatusCreated, out, "", nil
-	})
+	c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonce,
+		ExpiresAt: s.opt.Now().UTC().Add(s.opt.ChallengeTTL).Truncate(time.Microsecond)}
+	c.ID = sealChallenge(key, c)
+	out["challenge"] = c
+	return http.StatusCreated, out, nil
 }
 
 func (s *Server) verify(r *request) (int, any, error) {
@@ -520,12 +575,19 @@ func (s *Server) verify(r *request) (int, any, error) {
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
+	key, err := s.challengeKey(r.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		c, err := tx.ConsumeChallenge(in.ChallengeID)
+		c, err := openChallenge(key, in.ChallengeID, tx.Now())
 		if err != nil {
 			return 0, nil, "", err
 		}
-		k, err := tx.GetKey(c.KeyID)
+		if err := tx.UseChallenge(c); err != nil {
+			return 0, nil, "", err
+		}
+		k, err := tx.KeyRow(c.KeyID)
 		if err != nil {
 			return 0, nil, "", err
 		}
@@ -538,12 +600,10 @@ func (s *Server) verify(r *request) (int, any, error) {
 			if in.FIDO2 == nil {
 				return 0, nil, "", registry.Invalid("missing_field", "fido2 assertion required for this challenge")
 			}
-			// The stored counter is read under the write lock so two
-			// concurrent assertions cannot both pass the regression check.
-			if err := tx.Serialize(); err != nil {
-				return 0, nil, "", err
-			}
-			cred, err := tx.GetFIDOCredential(c.CredentialID)
+			// The stored counter is read with the credential's row locked
+			// so two concurrent assertions cannot both pass the
+			// regression check.
+			cred, err := tx.LockFIDOCredential(c.CredentialID)
 			if err != nil {
 				return 0, nil, "", err
 			}
@@ -573,11 +633,31 @@ func (s *Server) verify(r *request) (int, any, error) {
 				v.OK = true
 			}
 		}
+		// A verification that changes nothing else is audited by the
+		// sequencer after commit (sqlstore/sequencer.go).
+		tx.AuditLater()
 		if err := tx.RecordVerification(&v); err != nil {
 			return 0, nil, "", err
 		}
-		return http.StatusCreated, v, "", nil
+		// A pending key that proves possession becomes active in the same
+		// change set as the verification that proved it.
+		out := verificationOut{Verification: v, KeyStatus: k.Status}
+		if v.OK && !v.CloneSuspected && k.Status == registry.KeyPending {
+			k, activated, err := tx.ActivateByProof(v.KeyID, v.ID)
+			if err != nil {
+				return 0, nil, "", err
+			}
+			out.KeyStatus, out.KeyActivated = k.Status, activated
+		}
+		return http.StatusCreated, out, "", nil
 	})
+}
+
+// verificationOut is a verification with what it did to its key.
+type verificationOut struct {
+	registry.Verification
+	KeyStatus    registry.KeyStatus `json:"key_status"`
+	KeyActivated bool               `json:"key_activated"`
 }
 
 func (s *Server) changes(r *request) (int, any, error) {
@@ -628,4 +708,162 @@ func (s *Server) auditVerify(r *request) (int, any, error) {
 		return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
 	}
 	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints}, nil
+}
+
+func (s *Server) redeemAccessPass(r *request) (int, any, error) {
+	var in struct {
+		Pass string `json:"pass"`
+	}
+	if err := r.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if in.Pass == "" {
+		return 0, nil, registry.Invalid("missing_field", "pass is required")
+	}
+	h := sha256.Sum256([]byte(in.Pass))
+	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		p, err := tx.RedeemAccessPass(h[:], func(p registry.TemporaryAccessPass) error {
+			// A self token redeems only its own user's passes; another
+			// user's pass is answered like an unknown one and stays usable.
+			if r.role == Self && p.UserID != r.tok.UserID {
+				return fmt.Errorf("%w: unknown pass", registry.ErrAccessPass)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, nil, "", err
+		}
+		u, err := tx.GetUser(p.UserID)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, map[string]any{"access_pass": p, "user": u}, "", nil
+	})
+}
+
+func (s *Server) listAccessPasses(r *request) (int, any, error) {
+	id := r.PathValue("id")
+	if _, err := s.st.GetUser(r.ctx, id); err != nil {
+		return 0, nil, err
+	}
+	ps, err := s.st.AccessPasses(r.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"access_passes": ps}, nil
+}
+
+func (s *Server) listTokens(r *request) (int, any, error) {
+	ts, err := s.st.Tokens(r.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"tokens": ts}, nil
+}
+
+func (s *Server) revokeToken(r *request) (int, any, error) {
+	name := r.PathValue("name")
+	if err := r.decode(&struct{}{}); err != nil && len(bytes.TrimSpace(r.body)) > 0 {
+		return 0, nil, err
+	}
+	status, body, err := s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+		if err := tx.RevokeToken(name); err != nil {
+			return 0, nil, "", err
+		}
+		return http.StatusOK, map[string]any{"name": name, "revoked": true}, "", nil
+	})
+	if err == nil {
+		s.tokens.forgetName(name)
+	}
+	return status, body, err
+}
+
+// auditEntryOut is one audit entry as the API shows it.
+type auditEntryOut struct {
+	Seq      int64           `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Payload  json.RawMessage `json:"payload"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash"`
+}
+
+func (s *Server) listAudit(r *request) (int, any, error) {
+	q := r.URL.Query()
+	f := sqlstore.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: 100}
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || n < 0 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_cursor", "after must be a cursor this API returned")
+		}
+		f.After = n
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_limit", "limit must be 1-1000")
+		}
+		f.Limit = n
+	}
+	es, err := s.st.AuditEntries(r.ctx, f)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]auditEntryOut, len(es))
+	for i, e := range es {
+		out[i] = auditEntryOut{Seq: e.Seq, Time: time.Unix(0, e.Time).UTC(), Actor: e.Actor, Action: e.Action, Payload: e.Payload,
+			PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash)}
+	}
+	next := ""
+	if len(es) == f.Limit {
+		next = strconv.FormatInt(es[len(es)-1].Seq, 10)
+	}
+	return http.StatusOK, map[string]any{"entries": out, "next": next}, nil
+}
+
+// Coverage says whether a user can lose a key and still sign in: two
+// active keys, one primary and one backup.
+type Coverage struct {
+	UserID     string   `json:"user_id"`
+	ActiveKeys int      `json:"active_keys"`
+	Primary    []string `json:"primary"` // active primary keys
+	Backup     []string `json:"backup"`  // active backup keys
+	Covered    bool     `json:"covered"`
+	// Missing names what is lacking: "primary", "backup".
+	Missing []string `json:"missing"`
+}
+
+func (s *Server) coverage(r *request) (int, any, error) {
+	id := r.PathValue("id")
+	if err := r.ownsUser(id); err != nil {
+		return 0, nil, err
+	}
+	if _, err := s.st.GetUser(r.ctx, id); err != nil {
+		return 0, nil, err
+	}
+	ks, err := s.st.KeysOfUser(r.ctx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	c := Coverage{UserID: id, Primary: []string{}, Backup: []string{}, Missing: []string{}}
+	for _, k := range ks {
+		if k.Status != registry.KeyActive {
+			continue
+		}
+		c.ActiveKeys++
+		if k.Role == registry.RoleBackup {
+			c.Backup = append(c.Backup, k.ID)
+		} else {
+			c.Primary = append(c.Primary, k.ID)
+		}
+	}
+	if len(c.Primary) == 0 {
+		c.Missing = append(c.Missing, "primary")
+	}
+	if len(c.Backup) == 0 {
+		c.Missing = append(c.Missing, "backup")
+	}
+	c.Covered = len(c.Missing) == 0
+	return http.StatusOK, c, nil
 }

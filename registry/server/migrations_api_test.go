@@ -72,11 +72,16 @@ func (r *reg) enrolIn(ext, serial string, sets ...string) enrolled {
 	r.t.Helper()
 	res := r.must(r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
 		"user":  map[string]any{"external_id": ext, "email": ext + "@example.org"},
-		"key":   map[string]any{"serial": serial, "status": "active", "key_sets": sets},
+		"key":   map[string]any{"serial": serial, "key_sets": sets},
 		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org"}},
 		"piv":   []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
 	}), 201)
-	return enrolled{res["user"].(map[string]any)["id"].(string), res["key"].(map[string]any)["id"].(string), res["piv"].([]any)[0].(map[string]any)["id"].(string)}
+	e := enrolled{res["user"].(map[string]any)["id"].(string), res["key"].(map[string]any)["id"].(string), res["piv"].([]any)[0].(map[string]any)["id"].(string)}
+	// Active without a verification, so that readiness still reports the
+	// key unverified: an admin's break glass, as for keys issued before
+	// keydesk.
+	r.must(r.do(r.admin, "POST", "/v1/keys/"+e.key+"/status", map[string]any{"status": "active", "break_glass_reason": "issued before the registry"}, "If-Match", `"v1"`), 200)
+	return e
 }
 
 // verifyPIV proves possession of key e's PIV 9a slot through the API.

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
@@ -50,6 +51,17 @@ type Options struct {
 	AuthWindow   time.Duration // default 1 minute
 	// AuditKey checks checkpoints for GET /v1/audit/verify.
 	AuditKey ed25519.PublicKey
+	// TokenCacheTTL is how long an authenticated token is remembered
+	// (default 5 s; negative disables the cache). A token revoked by
+	// another process stops working within this time.
+	TokenCacheTTL time.Duration
+	// IdempotencyTTL is how long a write's idempotency key and stored
+	// response are kept (default 7 days); the janitor deletes older ones.
+	IdempotencyTTL time.Duration
+	// Roots are the attestation trust anchors; attest.Yubico() when nil.
+	Roots *attest.Roots
+	// Now is the clock (tests inject one); time.Now when nil.
+	Now func() time.Time
 	// SignalRate lockout signals a second per token (default 50), with
 	// bursts up to SignalBurst (default 500).
 	SignalRate  float64
@@ -60,6 +72,9 @@ type Options struct {
 type Server struct {
 	st      *sqlstore.Store
 	opt     Options
+	roots   *attest.Roots
+	tokens  *tokenCache
+	chk     challengeKeys
 	mux     *http.ServeMux
 	routes  []Route
 	limitMu sync.Mutex
@@ -97,7 +112,19 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	if opt.SignalBurst == 0 {
 		opt.SignalBurst = 500
 	}
-	s := &Server{st: st, opt: opt, mux: http.NewServeMux(), fails: map[string]*failWindow{}}
+	if opt.IdempotencyTTL == 0 {
+		opt.IdempotencyTTL = 7 * 24 * time.Hour
+	}
+	if opt.TokenCacheTTL == 0 {
+		opt.TokenCacheTTL = 5 * time.Second
+	}
+	if opt.Roots == nil {
+		opt.Roots = attest.Yubico()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	s := &Server{st: st, opt: opt, roots: opt.Roots, tokens: newTokenCache(opt.TokenCacheTTL), mux: http.NewServeMux(), fails: map[string]*failWindow{}}
 	all := []Role{Admin, Helpdesk, Self}
 	staff := []Role{Admin, Helpdesk}
 	admin := []Role{Admin}
@@ -121,6 +148,12 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
 		{Method: "GET", Pattern: "/v1/validity", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.validity},
 		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
+		{Method: "GET", Pattern: "/v1/audit", Roles: admin, handle: s.listAudit},
+		{Method: "GET", Pattern: "/v1/users/{id}/access-passes", Roles: staff, handle: s.listAccessPasses},
+		{Method: "POST", Pattern: "/v1/access-passes/redeem", Roles: all, handle: s.redeemAccessPass},
+		{Method: "GET", Pattern: "/v1/users/{id}/coverage", Roles: all, handle: s.coverage},
+		{Method: "GET", Pattern: "/v1/tokens", Roles: admin, handle: s.listTokens},
+		{Method: "POST", Pattern: "/v1/tokens/{name}/revoke", Roles: admin, handle: s.revokeToken},
 	}
 	s.routes = append(s.routes, s.migrationRoutes()...)
 	for i := range s.routes {
@@ -180,7 +213,7 @@ func (s *Server) limited(addr string) bool {
 	s.limitMu.Lock()
 	defer s.limitMu.Unlock()
 	f := s.fails[addr]
-	if f == nil || time.Since(f.start) > s.opt.AuthWindow {
+	if f == nil || s.opt.Now().Sub(f.start) > s.opt.AuthWindow {
 		return false
 	}
 	return f.n >= s.opt.AuthFailures
@@ -190,8 +223,8 @@ func (s *Server) failedAuth(addr string) {
 	s.limitMu.Lock()
 	defer s.limitMu.Unlock()
 	f := s.fails[addr]
-	if f == nil || time.Since(f.start) > s.opt.AuthWindow {
-		f = &failWindow{start: time.Now()}
+	if now := s.opt.Now(); f == nil || now.Sub(f.start) > s.opt.AuthWindow {
+		f = &failWindow{start: now}
 		s.fails[addr] = f
 	}
 	f.n++
@@ -219,7 +252,7 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 			writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "a bearer token is required"})
 			return
 		}
-		t, err := s.st.LookupToken(r.ctx, HashToken(tok))
+		t, err := s.tokens.lookup(r.ctx, s.st, sha256.Sum256([]byte(tok)), s.opt.Now())
 		if err != nil {
 			if errors.Is(err, registry.ErrNotFound) {
 				s.failedAuth(addr)
@@ -280,6 +313,10 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "duplicate", Message: de.Error()}
 	case errors.Is(err, registry.ErrLastKey):
 		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this is the user's last active key: give a break_glass_reason to proceed"}
+	case errors.Is(err, registry.ErrProofRequired):
+		return http.StatusConflict, apiError{Code: "proof_required", Message: "this key has never passed a verification: verify it (POST /v1/verifications), or an admin gives a break_glass_reason"}
+	case errors.Is(err, registry.ErrAccessPass):
+		return http.StatusConflict, apiError{Code: "access_pass_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrChallenge):
 		return http.StatusConflict, apiError{Code: "challenge_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrIdempotencyMismatch):

@@ -3,8 +3,8 @@
 // authenticatorClientPIN (PIN/UV auth protocols 1 and 2),
 // authenticatorMakeCredential (ES256, EdDSA; packed attestation),
 // authenticatorGetAssertion and GetNextAssertion,
-// authenticatorCredentialManagement, authenticatorReset and
-// authenticatorSelection, and the CTAP1/U2F VERSION command.
+// authenticatorCredentialManagement, authenticatorReset,
+// authenticatorSelection, authenticatorConfig setMinPINLength, and the CTAP1/U2F VERSION command.
 //
 // The authenticator's persistent state (MarshalState) holds private keys in
 // the clear: the credential-wrapping key, every discoverable credential's
@@ -33,6 +33,7 @@ const (
 	cmdGetNextAssertion      byte = 0x08
 	cmdCredentialMgmt        byte = 0x0a
 	cmdSelection             byte = 0x0b
+	cmdConfig                byte = 0x0d
 	cmdCredentialMgmtPre     byte = 0x41 // FIDO_2_1_PRE credentialManagementPreview
 	keepaliveUPNeeded        byte = 2    // CTAP 2.1 §11.2.9.2.1
 	defaultPINRetries             = 8
@@ -230,6 +231,8 @@ func (a *Authenticator) handle(ctx context.Context, req []byte, keepalive func(b
 		err = r.reset()
 	case cmdSelection:
 		err = r.userPresence()
+	case cmdConfig:
+		resp, err = r.authenticatorConfig(params)
 	default:
 		err = ErrInvalidCommand
 	}

@@ -260,8 +260,8 @@ func TestClientPINBothProtocols(t *testing.T) {
 			want(t, st, StatusOK, "token bound to a.example")
 			st, _ = call(t, a, cmdMakeCredential, mcParams("b.example", cdh[:], map[int]any{8: pl.mac(tok, cdh[:]), 9: int(p)}))
 			want(t, st, ErrPINAuthInvalid, "mc for another rp")
-			if st, _ := pl.token("56789", permAuthenticatorCfg, ""); st != ErrUnauthorizedPermission {
-				t.Fatalf("acfg permission: 0x%02x", byte(st))
+			if st, _ := pl.token("56789", permBioEnrollment, ""); st != ErrUnauthorizedPermission {
+				t.Fatalf("be permission: 0x%02x", byte(st))
 			}
 			st, _ = call(t, a, cmdClientPIN, map[int]any{1: int(p), 2: pinGetTokenUsingPINWithPerm, 3: pl.pubKey, 6: pl.enc(pinHash([]byte("56789"))), 9: 0})
 			want(t, st, ErrInvalidParameter, "zero permissions")

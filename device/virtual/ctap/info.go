@@ -34,7 +34,7 @@ type infoResp struct {
 
 // getInfo is authenticatorGetInfo (CTAP 2.1 §6.4), shaped as a YubiKey 5
 // on firmware 5.7 answers it, less the features the virtual key lacks
-// (largeBlobs, authenticatorConfig, credBlob).
+// (largeBlobs, credBlob, enterprise attestation, alwaysUv).
 func (a *Authenticator) getInfo() infoResp {
 	fw := a.key.Identity().Firmware
 	return infoResp{
@@ -51,6 +51,8 @@ func (a *Authenticator) getInfo() infoResp {
 			"credentialMgmtPreview": true,
 			"pinUvAuthToken":        true,
 			"makeCredUvNotRqd":      true,
+			"authnrCfg":             true,
+			"setMinPINLength":       true,
 		},
 		MaxMsgSize:        maxMsgSize,
 		PinUvAuthProtos:   []int{2, 1},

@@ -302,7 +302,7 @@ func (r *request) clientPIN(params []byte) (any, error) {
 				return nil, ErrInvalidParameter
 			}
 			perms = *q.Permissions
-			if perms&(permBioEnrollment|permLargeBlobWrite|permAuthenticatorCfg) != 0 {
+			if perms&(permBioEnrollment|permLargeBlobWrite) != 0 {
 				return nil, ErrUnauthorizedPermission
 			}
 			if q.RPID != nil {

@@ -83,6 +83,20 @@ type Handler interface {
 	Wink()
 }
 
+// VendorHandler is implemented by a Handler that also answers vendor
+// commands (CTAP 2.1 §11.2.9.3: command values 0x40 to 0x7f). Vendor answers
+// at once, on the CTAPHID goroutine; ok false means the command is unknown
+// and the device replies ERR_INVALID_CMD.
+type VendorHandler interface {
+	Vendor(cmd byte, data []byte) (resp []byte, ok bool)
+}
+
+// Vendor command range (CTAP 2.1 §11.2.9.3).
+const (
+	CmdVendorFirst byte = 0x40
+	CmdVendorLast  byte = 0x7f
+)
+
 // Version is what INIT reports as the device version (firmware).
 type Version struct{ Major, Minor, Build byte }
 
@@ -371,6 +385,12 @@ func (d *Device) dispatchLocked(m *rxMessage) {
 		}
 		d.startLocked(m)
 	default:
+		if vh, ok := d.h.(VendorHandler); ok && m.cmd >= CmdVendorFirst && m.cmd <= CmdVendorLast {
+			if resp, ok := vh.Vendor(m.cmd, m.data); ok {
+				d.sendLocked(m.cid, m.cmd, resp)
+				return
+			}
+		}
 		d.sendErrLocked(m.cid, ErrInvalidCmd)
 	}
 }

@@ -314,3 +314,36 @@ func TestInitAbandonsRequest(t *testing.T) {
 		t.Fatalf("after re-INIT: %08x %02x % x (the abandoned request must not answer)", rc, cmd, data)
 	}
 }
+
+// vendorHandler answers one vendor command, as a YubiKey answers
+// READ_CONFIG.
+type vendorHandler struct{ echoHandler }
+
+func (h *vendorHandler) Vendor(cmd byte, data []byte) ([]byte, bool) {
+	if cmd != 0x42 {
+		return nil, false
+	}
+	return append([]byte{0xaa}, data...), true
+}
+
+func TestVendorCommands(t *testing.T) {
+	// A handler without vendor commands: ERR_INVALID_CMD.
+	h := newHost(t)
+	cid := h.alloc()
+	h.send(cid, 0x42, []byte{0})
+	h.expectErr(cid, ErrInvalidCmd)
+
+	vh := &vendorHandler{echoHandler{started: make(chan struct{})}}
+	h.h = &vh.echoHandler
+	h.d = New(vh, func(p []byte) { h.out <- p }, Version{5, 7, 2}, CapWink|CapCBOR)
+	cid = h.alloc()
+	h.send(cid, 0x42, []byte{7})
+	if gotCID, cmd, data := h.recv(); gotCID != cid || cmd != 0x42 || !bytes.Equal(data, []byte{0xaa, 7}) {
+		t.Fatalf("vendor reply on %08x: cmd 0x%02x data %x", gotCID, cmd, data)
+	}
+	// Unknown vendor commands and non-vendor commands stay invalid.
+	h.send(cid, 0x43, nil)
+	h.expectErr(cid, ErrInvalidCmd)
+	h.send(cid, 0x22, []byte{1})
+	h.expectErr(cid, ErrInvalidCmd)
+}

@@ -53,7 +53,7 @@ func TestRefereeFido2TokenInfo(t *testing.T) {
 		"version strings: U2F_V2, FIDO_2_0, FIDO_2_1_PRE, FIDO_2_1",
 		"aaguid: 2a47c36d70f747e4b7af912b6821fe53",
 		"algorithms: es256 (public-key), eddsa (public-key)",
-		"options: rk, up, noplat, noalwaysUv, credMgmt, noclientPin",
+		"options: rk, up, noplat, noalwaysUv, credMgmt, authnrCfg, noclientPin", "setMinPINLength",
 		"pin protocols: 2, 1", "pin retries: 8", "remaining rk(s): 100", "minpinlen: 4",
 	} {
 		if !strings.Contains(r.Stdout, want) {

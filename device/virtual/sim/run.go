@@ -194,16 +194,11 @@ func run(parent context.Context, dir string, n int, fw virtual.Version, mode vir
 	for _, y := range f.Keys {
 		y.Key.Presence.SetMode(mode)
 	}
-	sock := filepath.Join(dir, "control.sock")
-	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
+	if err := f.Serve(ctx, dir); err != nil {
 		cancel()
 		f.Stop()
-		return fmt.Errorf("control socket: %w", err)
+		return err
 	}
-	os.Chmod(sock, 0o600)
-	go serveControl(ctx, ln, f)
 
 	fmt.Fprintf(out, "keydesk-sim: %d virtual YubiKey(s) running (practice mode; not real hardware)\n\n", n)
 	for i, y := range f.Keys {
@@ -217,11 +212,24 @@ func run(parent context.Context, dir string, n int, fw virtual.Version, mode vir
 	fmt.Fprintf(out, "State is kept in %s. Ctrl-C stops the keys and pcscd.\n", dir)
 
 	<-ctx.Done()
-	ln.Close()
-	os.Remove(sock)
 	err = f.Stop()
 	fmt.Fprintln(out, "keydesk-sim: stopped; state saved")
 	return err
+}
+
+// Serve answers keydesk-sim's control commands (list, insert, remove, touch,
+// power-cycle) on dir/control.sock until ctx ends.
+func (f *Fleet) Serve(ctx context.Context, dir string) error {
+	sock := filepath.Join(dir, "control.sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	os.Chmod(sock, 0o600)
+	context.AfterFunc(ctx, func() { ln.Close(); os.Remove(sock) })
+	go serveControl(ctx, ln, f)
+	return nil
 }
 
 func serveControl(ctx context.Context, ln net.Listener, f *Fleet) {

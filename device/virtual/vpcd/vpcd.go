@@ -51,8 +51,9 @@ type Slot struct {
 
 	mu        sync.Mutex
 	conn      net.Conn
-	connected chan struct{} // closed when the next connection is made
-	poweredOn chan struct{} // closed when pcscd next powers the card up
+	endConn   context.CancelFunc // ends the connection's context: the key left
+	connected chan struct{}      // closed when the next connection is made
+	poweredOn chan struct{}      // closed when pcscd next powers the card up
 	wake      chan struct{}
 	done      chan struct{}
 	err       error
@@ -69,6 +70,7 @@ func Attach(ctx context.Context, addr string, key *virtual.Key, card Card) *Slot
 			s.mu.Lock()
 			if s.conn != nil {
 				s.conn.Close()
+				s.endConn()
 			}
 			s.mu.Unlock()
 		}
@@ -85,13 +87,19 @@ func Attach(ctx context.Context, addr string, key *virtual.Key, card Card) *Slot
 	return s
 }
 
-// Connected returns a channel closed once the card is connected to the reader
-// (again, after a removal or power cycle).
+// Connected returns a channel closed once the card is connected to the reader:
+// already closed while it is, else closed on the next connection (after a
+// removal or power cycle).
 func (s *Slot) Connected() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.conn != nil {
+		return closed
+	}
 	return s.connected
 }
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // PoweredOn returns a channel closed the next time pcscd powers the card up,
 // which it does once it has noticed the card: after that, PC/SC clients see
@@ -130,13 +138,17 @@ func (s *Slot) run(ctx context.Context) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		// A command in progress (waiting for a touch, say) ends with the
+		// connection, as it would on a key pulled from its port.
+		cctx, endConn := context.WithCancel(ctx)
 		s.mu.Lock()
-		s.conn = conn
+		s.conn, s.endConn = conn, endConn
 		close(s.connected)
 		s.connected = make(chan struct{})
 		s.mu.Unlock()
 		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		s.serve(ctx, conn)
+		s.serve(cctx, conn)
+		endConn()
 		stop()
 		conn.Close()
 		s.card.Reset()

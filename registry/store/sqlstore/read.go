@@ -2,10 +2,12 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/audit"
@@ -139,14 +141,14 @@ func (s *Store) KeysOfUser(ctx context.Context, userID string) ([]registry.Key, 
 	return out, rows.Err()
 }
 
-const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, verdict, clone_suspected, created_at"
+const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, created_at"
 
 func scanFIDO(sc interface{ Scan(...any) error }) (registry.FIDOCredential, error) {
 	var c registry.FIDOCredential
 	var cnt, created int64
 	var v string
 	var clone int
-	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &v, &clone, &created)
+	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &created)
 	c.SignCount, c.Verdict, c.CloneSuspected, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, fromNanos(created)
 	return c, err
 }
@@ -174,6 +176,25 @@ func (s *Store) GetFIDOCredential(ctx context.Context, id string) (registry.FIDO
 	return getFIDO(ctx, s, s.db, id)
 }
 
+// LockFIDOCredential reads one FIDO2 credential inside the transaction and
+// locks its row until commit (SELECT … FOR UPDATE on PostgreSQL; a SQLite
+// write transaction holds the database lock already), so two concurrent
+// assertions cannot both pass the counter check.
+func (t *Tx) LockFIDOCredential(id string) (registry.FIDOCredential, error) {
+	q := "SELECT " + fidoCols + " FROM fido_credentials WHERE id = ?"
+	if t.s.dialect == Postgres {
+		q += " FOR UPDATE"
+	}
+	c, err := scanFIDO(t.tx.QueryRowContext(t.ctx, t.s.Rebind(q), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("fido2 credential %s: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("reading fido2 credential: %w", err)
+	}
+	return c, nil
+}
+
 // GetFIDOCredential reads one FIDO2 credential inside the transaction.
 func (t *Tx) GetFIDOCredential(id string) (registry.FIDOCredential, error) {
 	return getFIDO(t.ctx, t.s, t.tx, id)
@@ -190,13 +211,13 @@ func getFIDO(ctx context.Context, s *Store, q querier, id string) (registry.FIDO
 	return c, nil
 }
 
-const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, verdict, created_at"
+const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at"
 
 func scanPIV(sc interface{ Scan(...any) error }) (registry.PIVSlot, error) {
 	var p registry.PIVSlot
 	var v string
 	var created int64
-	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &v, &created)
+	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &p.AttestationIntermediate, &v, &p.VerdictReason, &created)
 	p.Verdict, p.CreatedAt = registry.AttestationVerdict(v), fromNanos(created)
 	return p, err
 }
@@ -219,9 +240,13 @@ func (s *Store) PIVSlots(ctx context.Context, keyID string) ([]registry.PIVSlot,
 	return out, rows.Err()
 }
 
-// GetPIVSlot reads one PIV slot record inside the transaction.
-func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
-	p, err := scanPIV(t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT "+pivCols+" FROM piv_slots WHERE id = ?"), id))
+// GetPIVSlot reads one PIV slot record.
+func (s *Store) GetPIVSlot(ctx context.Context, id string) (registry.PIVSlot, error) {
+	return getPIV(ctx, s, s.db, id)
+}
+
+func getPIV(ctx context.Context, s *Store, q querier, id string) (registry.PIVSlot, error) {
+	p, err := scanPIV(q.QueryRowContext(ctx, s.Rebind("SELECT "+pivCols+" FROM piv_slots WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("piv slot %s: %w", id, registry.ErrNotFound)
 	}
@@ -229,6 +254,28 @@ func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
 		return p, fmt.Errorf("reading piv slot: %w", err)
 	}
 	return p, nil
+}
+
+// Secret returns the registry's secret called name (32 random bytes),
+// creating it on first use. Every registry sharing the database gets the
+// same secret.
+func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
+	v := make([]byte, 32)
+	if _, err := rand.Read(v); err != nil {
+		return nil, err
+	}
+	if _, err := s.db.ExecContext(ctx, s.Rebind("INSERT INTO registry_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"), name, v); err != nil {
+		return nil, fmt.Errorf("creating secret %s: %w", name, err)
+	}
+	if err := s.db.QueryRowContext(ctx, s.Rebind("SELECT value FROM registry_secrets WHERE name = ?"), name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("reading secret %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// GetPIVSlot reads one PIV slot record inside the transaction.
+func (t *Tx) GetPIVSlot(id string) (registry.PIVSlot, error) {
+	return getPIV(t.ctx, t.s, t.tx, id)
 }
 
 // GetEscrow reads one escrow blob.
@@ -348,8 +395,26 @@ func (s *Store) Validity(ctx context.Context, userID string) (registry.Validity,
 	return v, rows.Err()
 }
 
-// AuditLog returns every audit entry and checkpoint in order.
+// chainPending chains pending audit entries before the log is read, when
+// this store can sign checkpoints.
+func (s *Store) chainPending(ctx context.Context) error {
+	if s.signer == nil {
+		return nil
+	}
+	for {
+		n, err := s.SequenceAudit(ctx)
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+}
+
+// AuditLog returns every audit entry and checkpoint in order, after
+// chaining pending entries.
 func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, []audit.Checkpoint, error) {
+	if err := s.chainPending(ctx); err != nil {
+		return nil, nil, err
+	}
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -397,7 +462,7 @@ type Token struct {
 // LookupToken finds a token by the hash of its secret.
 func (s *Store) LookupToken(ctx context.Context, hash []byte) (Token, error) {
 	var t Token
-	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT name, role, user_id FROM tokens WHERE hash = ?"), hash).Scan(&t.Name, &t.Role, &t.UserID)
+	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT name, role, user_id FROM tokens WHERE hash = ? AND revoked_at IS NULL"), hash).Scan(&t.Name, &t.Role, &t.UserID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, registry.ErrNotFound
 	}
@@ -405,4 +470,110 @@ func (s *Store) LookupToken(ctx context.Context, hash []byte) (Token, error) {
 		return t, fmt.Errorf("reading token: %w", err)
 	}
 	return t, nil
+}
+
+// TokenInfo describes a stored token (never its secret or hash).
+type TokenInfo struct {
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	UserID    string     `json:"user_id,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Tokens lists every token, revoked ones included, by creation time.
+func (s *Store) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT name, role, user_id, created_at, revoked_at FROM tokens ORDER BY created_at, name")
+	if err != nil {
+		return nil, fmt.Errorf("listing tokens: %w", err)
+	}
+	defer rows.Close()
+	out := []TokenInfo{}
+	for rows.Next() {
+		var t TokenInfo
+		var c int64
+		var r sql.NullInt64
+		if err := rows.Scan(&t.Name, &t.Role, &t.UserID, &c, &r); err != nil {
+			return nil, fmt.Errorf("listing tokens: %w", err)
+		}
+		t.CreatedAt = fromNanos(c)
+		if r.Valid {
+			at := fromNanos(r.Int64)
+			t.RevokedAt = &at
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// AccessPasses lists a user's temporary access passes, newest first, with
+// their status at the store's current time.
+func (s *Store) AccessPasses(ctx context.Context, userID string) ([]registry.TemporaryAccessPass, error) {
+	rows, err := s.db.QueryContext(ctx, s.Rebind("SELECT id, user_id, reason, expires_at, created_at, redeemed_at FROM access_passes WHERE user_id = ? ORDER BY created_at DESC, id"), userID)
+	if err != nil {
+		return nil, fmt.Errorf("listing access passes: %w", err)
+	}
+	defer rows.Close()
+	now := s.now()
+	out := []registry.TemporaryAccessPass{}
+	for rows.Next() {
+		var p registry.TemporaryAccessPass
+		var exp, created int64
+		var red sql.NullInt64
+		if err := rows.Scan(&p.ID, &p.UserID, &p.Reason, &exp, &created, &red); err != nil {
+			return nil, fmt.Errorf("listing access passes: %w", err)
+		}
+		p.ExpiresAt, p.CreatedAt = fromNanos(exp), fromNanos(created)
+		if red.Valid {
+			at := fromNanos(red.Int64)
+			p.RedeemedAt = &at
+		}
+		p.Status = p.AccessPassStatus(now)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// AuditFilter selects audit entries: seq > After, optionally one actor and
+// one action, at most Limit.
+type AuditFilter struct {
+	After  int64
+	Actor  string
+	Action string
+	Limit  int
+}
+
+// AuditEntries returns the audit entries f selects, in sequence order.
+func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry, error) {
+	if err := s.chainPending(ctx); err != nil {
+		return nil, err
+	}
+	q := "SELECT seq, at, actor, action, payload, prev_hash, hash FROM audit_log WHERE seq > ?"
+	args := []any{f.After}
+	if f.Actor != "" {
+		q += " AND actor = ?"
+		args = append(args, f.Actor)
+	}
+	if f.Action != "" {
+		q += " AND action = ?"
+		args = append(args, f.Action)
+	}
+	q += " ORDER BY seq LIMIT ?"
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing audit entries: %w", err)
+	}
+	defer rows.Close()
+	out := []audit.Entry{}
+	for rows.Next() {
+		var e audit.Entry
+		var p string
+		if err := rows.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &p, &e.PrevHash, &e.Hash); err != nil {
+			return nil, fmt.Errorf("listing audit entries: %w", err)
+		}
+		e.Payload = []byte(p)
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }

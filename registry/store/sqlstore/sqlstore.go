@@ -53,6 +53,7 @@ type Store struct {
 	db      *sql.DB
 	dialect Dialect
 	signer  ed25519.PrivateKey
+	seq     sequencer
 	now     func() time.Time
 }
 
@@ -114,7 +115,11 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close chains pending audit entries and closes the database.
+func (s *Store) Close() error {
+	s.stopSequencer()
+	return s.db.Close()
+}
 
 // Dialect reports which database the store uses.
 func (s *Store) Dialect() Dialect { return s.dialect }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,28 +219,34 @@ var suite = map[string]func(t *testing.T, e *env){
 	"ChallengeSingleUseAndExpiry": func(t *testing.T, e *env) {
 		u := e.user(t, "frank")
 		k := e.key(t, u.ID, "3001", registry.KeyActive)
-		c := registry.Challenge{KeyID: k.ID, Kind: "piv", CredentialID: "x", Nonce: []byte("nonce"), ExpiresAt: e.clock.t.Add(time.Minute)}
+		c := registry.Challenge{ID: "ch1_a", KeyID: k.ID, Kind: "piv", CredentialID: "x", Nonce: []byte("nonce"), ExpiresAt: e.clock.t.Add(time.Minute)}
 		c2 := c
-		if err := e.write(t, func(tx *sqlstore.Tx) error {
-			if err := tx.CreateChallenge(&c); err != nil {
-				return err
-			}
-			return tx.CreateChallenge(&c2)
-		}); err != nil {
+		c2.ID = "ch1_b"
+		use := func(c registry.Challenge) error {
+			return e.write(t, func(tx *sqlstore.Tx) error { return tx.UseChallenge(c) })
+		}
+		if err := use(c); err != nil {
 			t.Fatal(err)
 		}
-		consume := func(id string) error {
-			return e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.ConsumeChallenge(id); return err })
-		}
-		if err := consume(c.ID); err != nil {
-			t.Fatal(err)
-		}
-		if err := consume(c.ID); !errors.Is(err, registry.ErrChallenge) {
+		if err := use(c); !errors.Is(err, registry.ErrChallenge) {
 			t.Fatalf("second use: %v", err)
 		}
+		// A use that rolls back leaves the challenge usable.
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.UseChallenge(c2); err != nil {
+				return err
+			}
+			return errors.New("verification failed half-way")
+		}); err == nil {
+			t.Fatal("rollback expected")
+		}
 		e.clock.t = e.clock.t.Add(2 * time.Minute)
-		if err := consume(c2.ID); !errors.Is(err, registry.ErrChallenge) {
+		if err := use(c2); !errors.Is(err, registry.ErrChallenge) {
 			t.Fatalf("expired: %v", err)
+		}
+		ex, err := e.s.Expire(ctx, e.clock.t.Add(-time.Hour), e.clock.t)
+		if err != nil || ex.Challenges != 1 {
+			t.Fatalf("expire: %+v %v", ex, err)
 		}
 	},
 	"FeedAndValidity": func(t *testing.T, e *env) {
@@ -264,7 +271,20 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err != nil || len(v.Credentials) != 0 || v.Version != 3 {
 			t.Fatalf("pending key must not be valid: %+v %v", v, err)
 		}
-		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); err != nil {
+		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); !errors.Is(err, registry.ErrProofRequired) {
+			t.Fatalf("activation without proof: %v", err)
+		}
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			v := registry.Verification{ChallengeID: "ch_x", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, OK: true}
+			if err := tx.RecordVerification(&v); err != nil {
+				return err
+			}
+			_, activated, err := tx.ActivateByProof(k.ID, v.ID)
+			if err == nil && !activated {
+				err = errors.New("pending key not activated")
+			}
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		v, err = e.s.Validity(ctx, u.ID)
@@ -327,6 +347,90 @@ var suite = map[string]func(t *testing.T, e *env){
 		var te *audit.TamperError
 		if !errors.As(err, &te) || te.Seq != 2 {
 			t.Fatalf("tampered row not found: %v", err)
+		}
+	},
+	"AccessPassSingleUseAndExpiry": func(t *testing.T, e *env) {
+		u := e.user(t, "jo")
+		a := registry.TemporaryAccessPass{UserID: u.ID, Reason: "r", ExpiresAt: e.clock.t.Add(time.Hour)}
+		b := a
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			if err := tx.CreateAccessPass(&a, []byte("hash-a")); err != nil {
+				return err
+			}
+			return tx.CreateAccessPass(&b, []byte("hash-b"))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		redeem := func(h string) error {
+			return e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.RedeemAccessPass([]byte(h), nil); return err })
+		}
+		if err := redeem("hash-a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := redeem("hash-a"); !errors.Is(err, registry.ErrAccessPass) {
+			t.Fatalf("second use: %v", err)
+		}
+		if err := redeem("hash-x"); !errors.Is(err, registry.ErrAccessPass) {
+			t.Fatalf("unknown pass: %v", err)
+		}
+		e.clock.t = e.clock.t.Add(time.Hour)
+		if err := redeem("hash-b"); !errors.Is(err, registry.ErrAccessPass) {
+			t.Fatalf("expired pass: %v", err)
+		}
+		ps, err := e.s.AccessPasses(ctx, u.ID)
+		if err != nil || len(ps) != 2 {
+			t.Fatalf("%+v %v", ps, err)
+		}
+		st := map[string]string{}
+		for _, p := range ps {
+			st[p.ID] = p.Status
+		}
+		if st[a.ID] != "redeemed" || st[b.ID] != "expired" {
+			t.Fatalf("statuses %v", st)
+		}
+		e.verifyAudit(t)
+	},
+	"AuditLaterChainedOnce": func(t *testing.T, e *env) {
+		u := e.user(t, "kim")
+		k := e.key(t, u.ID, "6001", registry.KeyActive)
+		const n = 200
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- e.write(t, func(tx *sqlstore.Tx) error {
+					tx.AuditLater()
+					v := registry.Verification{ChallengeID: "c", KeyID: k.ID, Kind: "piv", CredentialID: "x", OK: true}
+					return tx.RecordVerification(&v)
+				})
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A change set with feed changes is chained in its own transaction
+		// between deferred ones.
+		e.user(t, "lee")
+		r := e.verifyAudit(t)
+		es, _, _ := e.s.AuditLog(ctx)
+		seen := 0
+		for _, a := range es {
+			if a.Action == "verification" {
+				seen++
+			}
+		}
+		var pending int
+		if err := e.s.DB().QueryRow("SELECT COUNT(*) FROM audit_pending").Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if seen != n || pending != 0 || r.Entries != n+3 {
+			t.Fatalf("%d verifications chained, %d pending, %d entries", seen, pending, r.Entries)
 		}
 	},
 	"Tokens": func(t *testing.T, e *env) {

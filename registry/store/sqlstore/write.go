@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
@@ -39,6 +40,7 @@ type Tx struct {
 	stmts   map[string]*sql.Stmt
 
 	locked              bool
+	later               bool // audit entries may be chained by the sequencer
 	changeSeq, auditSeq int64
 	auditHash           []byte
 }
@@ -113,44 +115,174 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 			return Result{}, false, fmt.Errorf("recording idempotency key: %w", err)
 		}
 	}
-	if len(t.changes) > 0 || len(t.audits) > 0 {
+	deferred := t.later && len(t.changes) == 0 && !t.locked && len(t.audits) > 0
+	switch {
+	case deferred:
+		if err = t.deferAudits(); err != nil {
+			return Result{}, false, err
+		}
+	case len(t.changes) > 0 || len(t.audits) > 0:
 		if err = t.Serialize(); err != nil {
 			return Result{}, false, err
 		}
-		changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
-		if len(t.changes) > 0 {
-			changeSeq++
-			for i := range t.changes {
-				c := &t.changes[i]
-				if err = t.exec("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES (?, ?, ?, ?, ?, ?)",
-					changeSeq, i, c.Entity, c.EntityID, c.Op, string(c.Data)); err != nil {
-					return Result{}, false, fmt.Errorf("writing change feed: %w", err)
-				}
-			}
-		}
-		for i := range t.audits {
-			e := &t.audits[i]
-			audit.Seal(e, auditSeq, auditHash)
-			if err = t.exec("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-				e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash); err != nil {
-				return Result{}, false, fmt.Errorf("appending audit entry: %w", err)
-			}
-			auditSeq, auditHash = e.Seq, e.Hash
-		}
-		if s.signer != nil && len(t.audits) > 0 {
-			cp := audit.Sign(s.signer, auditSeq, auditHash)
-			if _, err = sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO audit_checkpoints (seq, hash, signature) VALUES (?, ?, ?)"), cp.Seq, cp.Hash, cp.Signature); err != nil {
-				return Result{}, false, fmt.Errorf("writing audit checkpoint: %w", err)
-			}
-		}
-		if _, err = sqlTx.ExecContext(ctx, s.Rebind("UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"), changeSeq, auditSeq, auditHash); err != nil {
-			return Result{}, false, fmt.Errorf("advancing registry head: %w", err)
+		if err = t.appendLog(); err != nil {
+			return Result{}, false, err
 		}
 	}
 	if err = sqlTx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
 	}
+	if deferred {
+		s.kick()
+	}
 	return res, false, nil
+}
+
+// appendLog writes the change set's feed rows, its audit entries, a signed
+// checkpoint and the new registry head, under the head lock. Rows go in
+// multi-row INSERTs; on PostgreSQL every piece that fits is sent as one
+// statement (data-modifying CTEs), so the lock is held for as few round
+// trips as possible.
+func (t *Tx) appendLog() error {
+	changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
+	var b logBatch
+	if len(t.changes) > 0 {
+		changeSeq++
+		for i := 0; i < len(t.changes); i += rowsPerInsert {
+			part := t.changes[i:min(i+rowsPerInsert, len(t.changes))]
+			args := make([]any, 0, 6*len(part))
+			for j, c := range part {
+				args = append(args, changeSeq, i+j, c.Entity, c.EntityID, c.Op, string(c.Data))
+			}
+			b.add("INSERT INTO changes (seq, idx, entity, entity_id, op, data) VALUES ", 6, len(part), args)
+		}
+	}
+	for i := range t.audits {
+		e := &t.audits[i]
+		audit.Seal(e, auditSeq, auditHash)
+		auditSeq, auditHash = e.Seq, e.Hash
+	}
+	for i := 0; i < len(t.audits); i += rowsPerInsert {
+		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
+		args := make([]any, 0, 7*len(part))
+		for _, e := range part {
+			args = append(args, e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash)
+		}
+		b.add("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
+	}
+	if t.s.signer != nil && len(t.audits) > 0 {
+		cp := audit.Sign(t.s.signer, auditSeq, auditHash)
+		b.add("INSERT INTO audit_checkpoints (seq, hash, signature) VALUES ", 3, 1, []any{cp.Seq, cp.Hash, cp.Signature})
+	}
+	head := "UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"
+	headArgs := []any{changeSeq, auditSeq, auditHash}
+	if err := b.run(t, head, headArgs); err != nil {
+		return err
+	}
+	t.changeSeq, t.auditSeq, t.auditHash = changeSeq, auditSeq, auditHash
+	return nil
+}
+
+// AuditLater lets this change set's audit entries be chained after commit
+// by the sequencer (see sequencer.go), when the change set has no feed
+// changes and has not taken the registry head lock; otherwise they are
+// chained in the transaction as usual.
+func (t *Tx) AuditLater() { t.later = true }
+
+// deferAudits stores the audit entries as pending, in one INSERT.
+func (t *Tx) deferAudits() error {
+	var b logBatch
+	for i := 0; i < len(t.audits); i += rowsPerInsert {
+		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
+		args := make([]any, 0, 4*len(part))
+		for _, e := range part {
+			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload))
+		}
+		b.add("INSERT INTO audit_pending (at, actor, action, payload) VALUES ", 4, len(part), args)
+	}
+	for i, q := range b.stmts {
+		if _, err := t.tx.ExecContext(t.ctx, t.s.Rebind(q), b.args[i]...); err != nil {
+			return fmt.Errorf("recording pending audit entry: %w", err)
+		}
+	}
+	return nil
+}
+
+// rowsPerInsert bounds a multi-row INSERT (7 columns × 500 rows stays far
+// below SQLite's and PostgreSQL's parameter limits).
+const rowsPerInsert = 500
+
+// logBatch collects multi-row INSERTs.
+type logBatch struct {
+	stmts []string
+	args  [][]any
+}
+
+func (b *logBatch) add(prefix string, cols, rows int, args []any) {
+	var sb strings.Builder
+	sb.WriteString(prefix)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString(row)
+	}
+	b.stmts = append(b.stmts, sb.String())
+	b.args = append(b.args, args)
+}
+
+// maxCTEArgs keeps one combined PostgreSQL statement well below its limit
+// of 65,535 parameters.
+const maxCTEArgs = 20000
+
+// run executes the INSERTs and then final. On PostgreSQL, INSERTs are
+// folded into final as data-modifying CTEs while they fit in one statement.
+func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
+	if t.s.dialect != Postgres {
+		for i, q := range b.stmts {
+			if _, err := t.tx.ExecContext(t.ctx, q, b.args[i]...); err != nil {
+				return fmt.Errorf("appending change set: %w", err)
+			}
+		}
+		if _, err := t.tx.ExecContext(t.ctx, final, finalArgs...); err != nil {
+			return fmt.Errorf("advancing registry head: %w", err)
+		}
+		return nil
+	}
+	// Send the INSERTs that do not fit on their own, from the front, then
+	// the rest with the final statement.
+	n := len(finalArgs)
+	first := len(b.stmts)
+	for first > 0 && n+len(b.args[first-1]) <= maxCTEArgs {
+		first--
+		n += len(b.args[first])
+	}
+	for i := 0; i < first; i++ {
+		if _, err := t.tx.ExecContext(t.ctx, rebind(Postgres, b.stmts[i]), b.args[i]...); err != nil {
+			return fmt.Errorf("appending change set: %w", err)
+		}
+	}
+	var sb strings.Builder
+	var args []any
+	for i := first; i < len(b.stmts); i++ {
+		if i == first {
+			sb.WriteString("WITH ")
+		} else {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "w%d AS (%s)", i, b.stmts[i])
+		args = append(args, b.args[i]...)
+	}
+	if sb.Len() > 0 {
+		sb.WriteString(" ")
+	}
+	sb.WriteString(final)
+	args = append(args, finalArgs...)
+	if _, err := t.tx.ExecContext(t.ctx, rebind(Postgres, sb.String()), args...); err != nil {
+		return fmt.Errorf("appending change set: %w", err)
+	}
+	return nil
 }
 
 // Now is the transaction's timestamp.
@@ -217,6 +349,19 @@ func (t *Tx) GetUser(id string) (registry.User, error) { return getUser(t.ctx, t
 // UserByExternalID reads a user by external id inside the transaction.
 func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
+}
+
+// KeyRow reads a key inside the transaction without its key sets (one
+// query less, for hot paths that need only the key's own columns).
+func (t *Tx) KeyRow(id string) (registry.Key, error) {
+	k, err := scanKey(t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT "+keyCols+" FROM keys WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, fmt.Errorf("key %s: %w", id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return k, fmt.Errorf("reading key: %w", err)
+	}
+	return k, nil
 }
 
 // GetKey reads a key inside the transaction.
@@ -336,6 +481,20 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 	if k.Version != want {
 		return registry.Key{}, &registry.ConflictError{Entity: "key", ID: id, Want: want, Have: k.Version, Current: k}
 	}
+	if status == registry.KeyActive && k.Status != registry.KeyActive {
+		proven, err := t.proven(id)
+		if err != nil {
+			return registry.Key{}, err
+		}
+		if !proven {
+			if breakGlass == "" {
+				return registry.Key{}, registry.ErrProofRequired
+			}
+			if err := t.Audit("key.activate_break_glass", map[string]string{"key_id": id, "owner_id": k.OwnerID, "from": string(k.Status), "reason": breakGlass}); err != nil {
+				return registry.Key{}, err
+			}
+		}
+	}
 	if k.Status == registry.KeyActive && status.Guarded() {
 		var others int
 		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM keys WHERE owner_id = ? AND status = 'active' AND id <> ?"), k.OwnerID, id).Scan(&others); err != nil {
@@ -360,20 +519,56 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 	return k, t.keepCredentials(k.OwnerID, "key "+id+" moved to "+string(status))
 }
 
+// proven reports whether key id has ever passed a verification that was
+// not flagged as a possible clone: proof that its holder has the key.
+func (t *Tx) proven(id string) (bool, error) {
+	var n int
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0"), id).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("reading verifications: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ActivateByProof moves a pending key to active because verification
+// verID, signed by the key, succeeded. It is recorded and audited as
+// key.activate with the verification's id. A key that is not pending is
+// left alone (activated reports false).
+func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, err error) {
+	if err := t.Serialize(); err != nil {
+		return registry.Key{}, false, err
+	}
+	k, err = t.GetKey(id)
+	if err != nil {
+		return k, false, err
+	}
+	if k.Status != registry.KeyPending {
+		return k, false, nil
+	}
+	k.Status, k.Version, k.UpdatedAt = registry.KeyActive, k.Version+1, t.now
+	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(k.Status), k.Version, nanos(t.now), id); err != nil {
+		return k, false, fmt.Errorf("activating key: %w", err)
+	}
+	return k, true, t.record("key", id, "activate", struct {
+		registry.Key
+		VerificationID string `json:"verification_id"`
+	}{k, verID})
+}
+
 // AddFIDOCredential stores c on its key. c.PublicKey must already be checked.
 func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 	if len(c.CredentialID) == 0 || c.RPID == "" {
 		return registry.Invalid("missing_field", "credential_id and rp_id are required")
 	}
 	if c.Verdict == "" {
-		c.Verdict = registry.VerdictUnknown
+		c.Verdict = registry.VerdictNone
 	}
 	if c.AAGUID == nil {
 		c.AAGUID = []byte{}
 	}
 	c.ID, c.CreatedAt = NewID("fc"), t.now
-	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, string(c.Verdict), nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "fido2 credential", Field: "credential_id"}
 		}
@@ -388,11 +583,11 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 // AddPIVSlot stores p on its key. p.PublicKey must already be checked.
 func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	if p.Verdict == "" {
-		p.Verdict = registry.VerdictUnknown
+		p.Verdict = registry.VerdictNone
 	}
 	p.ID, p.CreatedAt = NewID("ps"), t.now
-	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, verdict, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, string(p.Verdict), nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate, string(p.Verdict), p.VerdictReason, nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "piv slot", Field: "slot"}
 		}
@@ -404,53 +599,25 @@ func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	return t.record("piv_slot", p.ID, "create", p)
 }
 
-// CreateChallenge stores a new challenge. Issuing one is neither a change
-// nor audited on its own: the verification that consumes it is audited with
-// the challenge id, so an unused challenge leaves no trace beyond its row.
-func (t *Tx) CreateChallenge(c *registry.Challenge) error {
-	c.ID = NewID("ch")
-	if err := t.exec("INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, 0)",
+// UseChallenge records challenge c as used, in the verification's
+// transaction. The challenge itself was issued without a row (its id is
+// authenticated by the server); the row's primary key makes a second use
+// registry.ErrChallenge. An expired challenge is refused too.
+func (t *Tx) UseChallenge(c registry.Challenge) error {
+	if !t.now.Before(c.ExpiresAt) {
+		return fmt.Errorf("%w: expired", registry.ErrChallenge)
+	}
+	if err := t.exec("INSERT INTO challenges (id, key_id, kind, credential_id, nonce, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, 1)",
 		c.ID, c.KeyID, c.Kind, c.CredentialID, c.Nonce, nanos(c.ExpiresAt)); err != nil {
-		if isForeignKey(err) {
-			return registry.ErrNotFound
+		if isUnique(err) {
+			return fmt.Errorf("%w: already used", registry.ErrChallenge)
 		}
-		return fmt.Errorf("inserting challenge: %w", err)
+		if isForeignKey(err) {
+			return fmt.Errorf("%w: its key no longer exists", registry.ErrChallenge)
+		}
+		return fmt.Errorf("recording challenge use: %w", err)
 	}
 	return nil
-}
-
-// ConsumeChallenge marks challenge id used and returns it. A used, expired
-// or unknown challenge is registry.ErrChallenge.
-func (t *Tx) ConsumeChallenge(id string) (registry.Challenge, error) {
-	var c registry.Challenge
-	var exp int64
-	var used int
-	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT id, key_id, kind, credential_id, nonce, expires_at, used FROM challenges WHERE id = ?"), id).
-		Scan(&c.ID, &c.KeyID, &c.Kind, &c.CredentialID, &c.Nonce, &exp, &used)
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("%w: unknown", registry.ErrChallenge)
-	}
-	if err != nil {
-		return c, fmt.Errorf("reading challenge: %w", err)
-	}
-	c.ExpiresAt = fromNanos(exp)
-	if used != 0 {
-		return c, fmt.Errorf("%w: already used", registry.ErrChallenge)
-	}
-	if !t.now.Before(c.ExpiresAt) {
-		return c, fmt.Errorf("%w: expired", registry.ErrChallenge)
-	}
-	// The used = 0 condition makes two concurrent consumers race on the
-	// row lock: only one updates a row.
-	n, err := t.execN("UPDATE challenges SET used = 1 WHERE id = ? AND used = 0", id)
-	if err != nil {
-		return c, fmt.Errorf("consuming challenge: %w", err)
-	}
-	if n != 1 {
-		return c, fmt.Errorf("%w: already used", registry.ErrChallenge)
-	}
-	c.Used = true
-	return c, nil
 }
 
 // RecordVerification stores v and audits it.
@@ -481,9 +648,6 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
 // clone flag (WebAuthn L2 §6.1.1).
 func (t *Tx) UpdateSignCount(credID string, count uint32, clone bool) error {
-	if err := t.Serialize(); err != nil {
-		return err
-	}
 	q := "UPDATE fido_credentials SET sign_count = ? WHERE id = ?"
 	args := []any{int64(count), credID}
 	if clone {
@@ -553,8 +717,72 @@ func (t *Tx) CreateAccessPass(p *registry.TemporaryAccessPass, passHash []byte) 
 	return t.record("access_pass", p.ID, "create", p)
 }
 
-// CreateToken stores an API token by its hash.
+// RedeemAccessPass marks the pass whose secret hashes to passHash as used
+// and returns it. check, when not nil, may refuse the pass (for example a
+// pass of another user) before it is used. An unknown, redeemed or expired
+// pass is registry.ErrAccessPass; the pass itself is never recorded.
+func (t *Tx) RedeemAccessPass(passHash []byte, check func(registry.TemporaryAccessPass) error) (registry.TemporaryAccessPass, error) {
+	var p registry.TemporaryAccessPass
+	var exp, created int64
+	var redeemed sql.NullInt64
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT id, user_id, reason, expires_at, created_at, redeemed_at FROM access_passes WHERE pass_hash = ?"), passHash).
+		Scan(&p.ID, &p.UserID, &p.Reason, &exp, &created, &redeemed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("%w: unknown pass", registry.ErrAccessPass)
+	}
+	if err != nil {
+		return p, fmt.Errorf("reading access pass: %w", err)
+	}
+	p.ExpiresAt, p.CreatedAt = fromNanos(exp), fromNanos(created)
+	if redeemed.Valid {
+		at := fromNanos(redeemed.Int64)
+		p.RedeemedAt = &at
+	}
+	if check != nil {
+		if err := check(p); err != nil {
+			return p, err
+		}
+	}
+	if st := p.AccessPassStatus(t.now); st != "active" {
+		return p, fmt.Errorf("%w: %s", registry.ErrAccessPass, st)
+	}
+	// redeemed_at IS NULL makes two concurrent redemptions race on the row
+	// lock: only one updates it.
+	n, err := t.execN("UPDATE access_passes SET redeemed_at = ? WHERE id = ? AND redeemed_at IS NULL", nanos(t.now), p.ID)
+	if err != nil {
+		return p, fmt.Errorf("redeeming access pass: %w", err)
+	}
+	if n != 1 {
+		return p, fmt.Errorf("%w: redeemed", registry.ErrAccessPass)
+	}
+	now := t.now
+	p.RedeemedAt, p.Status = &now, "redeemed"
+	return p, t.record("access_pass", p.ID, "redeem", p)
+}
+
+// RevokeToken revokes every unrevoked token named name. No such token is
+// registry.ErrNotFound.
+func (t *Tx) RevokeToken(name string) error {
+	n, err := t.execN("UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", nanos(t.now), name)
+	if err != nil {
+		return fmt.Errorf("revoking token: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("token %s: %w", name, registry.ErrNotFound)
+	}
+	return t.Audit("token.revoke", map[string]any{"name": name, "tokens": n})
+}
+
+// CreateToken stores an API token by its hash. Names are unique among
+// tokens that are not revoked.
 func (t *Tx) CreateToken(hash []byte, name, role, userID string) error {
+	var n int
+	if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM tokens WHERE name = ? AND revoked_at IS NULL"), name).Scan(&n); err != nil {
+		return fmt.Errorf("reading tokens: %w", err)
+	}
+	if n > 0 {
+		return &registry.DuplicateError{Entity: "token", Field: "name"}
+	}
 	if err := t.exec("INSERT INTO tokens (hash, name, role, user_id, created_at) VALUES (?, ?, ?, ?, ?)", hash, name, role, userID, nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "token", Field: "hash"}
@@ -569,4 +797,28 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Expired counts what Expire deleted.
+type Expired struct {
+	Idempotency int64 // idempotency rows older than the TTL
+	Challenges  int64 // challenges past their expiry
+}
+
+// Expire deletes idempotency rows created before idemBefore (a replay of
+// such a key is then treated as a new request) and challenges that expired
+// before now. Neither is part of the change feed or the audit chain.
+func (s *Store) Expire(ctx context.Context, idemBefore, now time.Time) (Expired, error) {
+	var e Expired
+	r, err := s.db.ExecContext(ctx, s.Rebind("DELETE FROM idempotency WHERE created_at < ?"), nanos(idemBefore))
+	if err != nil {
+		return e, fmt.Errorf("expiring idempotency keys: %w", err)
+	}
+	e.Idempotency, _ = r.RowsAffected()
+	r, err = s.db.ExecContext(ctx, s.Rebind("DELETE FROM challenges WHERE expires_at < ?"), nanos(now))
+	if err != nil {
+		return e, fmt.Errorf("expiring challenges: %w", err)
+	}
+	e.Challenges, _ = r.RowsAffected()
+	return e, nil
 }

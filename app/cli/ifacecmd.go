@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/mgmt"
+)
+
+type ifaceOpts struct {
+	enable, disable string
+	nfc             bool
+}
+
+var iface ifaceOpts
+
+func ifaceFlags(_ *env, fs *flag.FlagSet) {
+	fs.StringVar(&iface.enable, "enable", "", "applications to enable, comma-separated (OTP, U2F, FIDO2, OATH, PIV, OpenPGP, HSMAUTH)")
+	fs.StringVar(&iface.disable, "disable", "", "applications to disable, comma-separated; e.g. OTP stops stray touches typing codes")
+	fs.BoolVar(&iface.nfc, "nfc", false, "change the NFC interface instead of USB")
+}
+
+func parseApps(list string) (device.Application, error) {
+	var a device.Application
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		x, err := device.ParseApplication(s)
+		if err != nil {
+			return 0, usagef("%v", err)
+		}
+		a |= x
+	}
+	return a, nil
+}
+
+func runInterfaces(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) > 0 {
+		return usagef("interfaces takes flags only")
+	}
+	k, err := e.key()
+	if err != nil {
+		return err
+	}
+	if iface.enable == "" && iface.disable == "" {
+		if e.json {
+			return e.printJSON(viewKey(k))
+		}
+		fmt.Fprintf(e.stdout, "Key %d\n  USB enabled: %s\n  USB supported: %s\n", k.Serial, k.EnabledUSB, k.SupportedUSB)
+		if k.SupportedNFC != 0 {
+			fmt.Fprintf(e.stdout, "  NFC enabled: %s\n  NFC supported: %s\n", k.EnabledNFC, k.SupportedNFC)
+		}
+		return nil
+	}
+	en, err := parseApps(iface.enable)
+	if err != nil {
+		return err
+	}
+	dis, err := parseApps(iface.disable)
+	if err != nil {
+		return err
+	}
+	if en&dis != 0 {
+		return usagef("%s both enabled and disabled", en&dis)
+	}
+	var ch mgmt.Change
+	cur := k.EnabledUSB
+	if iface.nfc {
+		cur = k.EnabledNFC
+	}
+	next := (cur | en) &^ dis
+	if iface.nfc {
+		ch.NFC = &next
+	} else {
+		ch.USB = &next
+	}
+	if e.serial == 0 {
+		return usagef("changing interfaces restarts the key: name it with --serial %d", k.Serial)
+	}
+	if k.ConfigLocked {
+		code, err := e.prompt.secret("Configuration lock code (32 hex digits)")
+		if err != nil {
+			return err
+		}
+		if ch.LockCode, err = decodeHex(code, 16); err != nil {
+			return err
+		}
+	}
+	if err := mgmt.Apply(e.ctx, k.Reader, k.Serial, ch); err != nil {
+		return err
+	}
+	where := "USB"
+	if iface.nfc {
+		where = "NFC"
+	}
+	fmt.Fprintf(e.stdout, "Key %d over %s now enables: %s.\n", k.Serial, where, next)
+	if iface.nfc || next == cur {
+		return nil
+	}
+	// The key restarts to apply a USB change; wait for it, as the next
+	// command would otherwise find no key.
+	fmt.Fprintf(e.stdout, "Waiting for key %d to restart...\n", k.Serial)
+	wctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	svc, err := e.service()
+	if err != nil {
+		return err
+	}
+	if _, err := svc.WaitReturn(wctx, k.Serial); err != nil {
+		return fmt.Errorf("%w; remove and reinsert it", err)
+	}
+	fmt.Fprintf(e.stdout, "Key %d is back.\n", k.Serial)
+	return nil
+}

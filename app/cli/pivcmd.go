@@ -1,0 +1,278 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/device/virtual/pivapplet"
+)
+
+const pivUsage = `usage: keydesk piv SUBCOMMAND [flags]
+
+  status                          PIN/PUK tries, management key, slots
+  change-pin | change-puk         asks for the current and the new value
+  unblock-pin                     asks for the PUK and a new PIN
+  set-retries PIN_TRIES PUK_TRIES resets PIN and PUK to their defaults (destructive)
+  rotate-management-key           a new random key; --protect stores it behind the PIN (as ykman does)
+  generate SLOT                   --algorithm ECCP256 --pin-policy once --touch-policy never (destructive)
+  attest SLOT                     the key's attestation of SLOT, verified
+  csr SLOT --subject CN=name      a PKCS#10 request, PEM on stdout
+  self-sign SLOT --subject CN=x   a self-signed certificate stored in SLOT
+  reset                           wipe PIV (destructive)
+`
+
+func runPIV(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, pivUsage)
+		return usagef("piv needs a subcommand")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("keydesk piv "+sub, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	protect := fs.Bool("protect", true, "rotate-management-key: store the new key on the key behind the PIN")
+	alg := fs.String("algorithm", "ECCP256", "generate: ECCP256, ECCP384, RSA2048, RSA3072, RSA4096, ED25519")
+	pinPolicy := fs.String("pin-policy", "once", "generate: never, once, always")
+	touchPolicy := fs.String("touch-policy", "never", "generate: never, always, cached")
+	subject := fs.String("subject", "", "csr, self-sign: the subject, as CN=name[,O=org]")
+	days := fs.Int("days", 365, "self-sign: validity in days")
+	fs.BoolVar(&e.json, "json", e.json, "print JSON")
+	fs.UintVar(&e.serial, "serial", e.serial, "the key to act on")
+	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
+	fs.BoolVar(&e.practice, "practice", e.practice, "use keydesk-sim's virtual keys")
+	fs.StringVar(&e.simDir, "sim-dir", e.simDir, "keydesk-sim's state directory")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	k, err := e.key()
+	if err != nil {
+		return err
+	}
+	svc, _ := e.service()
+	card, err := svc.PIV(k)
+	if err != nil {
+		return err
+	}
+	cb := device.Callbacks{
+		PIN: func(_ context.Context, what string) (string, error) { return e.prompt.secret(what) },
+		Touch: func(context.Context) {
+			fmt.Fprintf(e.stderr, "Touch key %d now (its light is blinking).\n", k.Serial)
+		},
+	}
+	nargs := func(n int) error {
+		if len(pos) != n {
+			return usagef("piv %s takes %d argument(s)", sub, n)
+		}
+		return nil
+	}
+	ctx := e.ctx
+	switch sub {
+	case "status":
+		st, err := card.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(viewPIV(st))
+		}
+		printReport(e, &keys.Report{Key: k, PIV: st})
+		return nil
+	case "change-pin", "change-puk":
+		what := pivkey.PromptPIN
+		if sub == "change-puk" {
+			what = pivkey.PromptPUK
+		}
+		old, err := e.prompt.secret("Current " + what)
+		if err != nil {
+			return err
+		}
+		nw, err := e.prompt.newSecret("New " + what)
+		if err != nil {
+			return err
+		}
+		if sub == "change-pin" {
+			err = card.ChangePIN(ctx, old, nw)
+		} else {
+			err = card.ChangePUK(ctx, old, nw)
+		}
+		if err == nil {
+			fmt.Fprintf(e.stdout, "%s changed on key %d.\n", what, k.Serial)
+		}
+		return err
+	case "unblock-pin":
+		puk, err := e.prompt.secret(pivkey.PromptPUK)
+		if err != nil {
+			return err
+		}
+		nw, err := e.prompt.newSecret("New " + pivkey.PromptPIN)
+		if err != nil {
+			return err
+		}
+		if err := card.UnblockPIN(ctx, puk, nw); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "PIN unblocked and set on key %d.\n", k.Serial)
+		return nil
+	case "set-retries":
+		if err := nargs(2); err != nil {
+			return err
+		}
+		p, err1 := strconv.Atoi(pos[0])
+		u, err2 := strconv.Atoi(pos[1])
+		if err1 != nil || err2 != nil {
+			return usagef("set-retries PIN_TRIES PUK_TRIES, as numbers")
+		}
+		if err := e.confirm(k, "Setting retries (it resets the PIV PIN and PUK to their defaults)"); err != nil {
+			return err
+		}
+		if err := card.SetRetries(ctx, cb, p, u); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Key %d allows %d PIN and %d PUK tries; PIN and PUK are back to their defaults: change them now.\n", k.Serial, p, u)
+		return nil
+	case "rotate-management-key":
+		alg, err := card.RotateManagementKey(ctx, cb, pivkey.RotateOptions{Protect: *protect})
+		if err != nil {
+			return err
+		}
+		where := "Keep it safe: it is not stored anywhere."
+		if *protect {
+			where = "It is stored on the key behind the PIN; the PIN alone now administers PIV."
+		}
+		fmt.Fprintf(e.stdout, "New random %s management key set on key %d. %s\n", alg, k.Serial, where)
+		return nil
+	case "generate":
+		if err := nargs(1); err != nil {
+			return err
+		}
+		slot, err := parseSlot(pos[0])
+		if err != nil {
+			return err
+		}
+		if err := e.confirm(k, fmt.Sprintf("Generating a key in slot %02X (it replaces what the slot holds)", slot)); err != nil {
+			return err
+		}
+		pub, err := card.Generate(ctx, cb, slot, pivkey.KeySpec{Algorithm: *alg, PINPolicy: *pinPolicy, TouchPolicy: *touchPolicy})
+		if err != nil {
+			return err
+		}
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return err
+		}
+		return pem.Encode(e.stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	case "attest":
+		if err := nargs(1); err != nil {
+			return err
+		}
+		slot, err := parseSlot(pos[0])
+		if err != nil {
+			return err
+		}
+		att, err := card.Attest(ctx, slot)
+		if err != nil {
+			return err
+		}
+		pol := pivkey.AttestationPolicy{Serial: k.Serial}
+		if svc.Practice() {
+			pol.ExtraRoots = []*x509.Certificate{pivapplet.VirtualRoot()}
+		}
+		v, verr := pivkey.VerifyAttestation(att, pol)
+		if e.json {
+			out := map[string]any{"slot": fmt.Sprintf("%02x", slot), "genuine": verr == nil,
+				"certificate":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: att.Certificate.Raw}),
+				"intermediate": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: att.Intermediate.Raw})}
+			if verr != nil {
+				out["error"] = verr.Error()
+			} else {
+				out["root"], out["yubico"], out["serial"], out["firmware"] = v.Root, v.Yubico, v.Serial, v.Version
+			}
+			if err := e.printJSON(out); err != nil {
+				return err
+			}
+			return verr
+		}
+		if verr != nil {
+			return verr
+		}
+		kind := "a Yubico root"
+		if !v.Yubico {
+			kind = "keydesk's VIRTUAL root (practice mode only)"
+		}
+		fmt.Fprintf(e.stdout, "Slot %02X of key %d: key generated on the key, attested by %s (%s).\nPIN policy %v, touch policy %v, firmware %d.%d.%d.\n",
+			slot, v.Serial, kind, v.Root, v.PINPolicy, v.TouchPolicy, v.Version.Major, v.Version.Minor, v.Version.Patch)
+		return pem.Encode(e.stdout, &pem.Block{Type: "CERTIFICATE", Bytes: att.Certificate.Raw})
+	case "csr", "self-sign":
+		if err := nargs(1); err != nil {
+			return err
+		}
+		slot, err := parseSlot(pos[0])
+		if err != nil {
+			return err
+		}
+		name, err := parseSubject(*subject)
+		if err != nil {
+			return err
+		}
+		if sub == "csr" {
+			der, err := card.CSR(ctx, cb, slot, name)
+			if err != nil {
+				return err
+			}
+			return pem.Encode(e.stdout, &pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+		}
+		c, err := card.SelfSign(ctx, cb, slot, name, time.Duration(*days)*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		return pem.Encode(e.stdout, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	case "reset":
+		if err := e.confirm(k, "Resetting PIV (it deletes every PIV key and certificate)"); err != nil {
+			return err
+		}
+		if err := card.Reset(ctx, k.Serial); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "PIV on key %d is reset: PIN 123456, PUK 12345678, default management key. Change them now.\n", k.Serial)
+		return nil
+	}
+	fmt.Fprint(e.stderr, pivUsage)
+	return usagef("unknown piv subcommand %q", sub)
+}
+
+// parseSubject reads "CN=ada,O=Example" into a name.
+func parseSubject(s string) (pkix.Name, error) {
+	var n pkix.Name
+	if s == "" {
+		return n, usagef("give --subject, like CN=ada")
+	}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return n, usagef("subject part %q: expected KEY=value", part)
+		}
+		switch k {
+		case "CN":
+			n.CommonName = v
+		case "O":
+			n.Organization = append(n.Organization, v)
+		case "OU":
+			n.OrganizationalUnit = append(n.OrganizationalUnit, v)
+		case "C":
+			n.Country = append(n.Country, v)
+		default:
+			return n, usagef("subject attribute %q unsupported (CN, O, OU, C)", k)
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,193 @@
+// Package keys is the use-case layer over attached keys: it finds them
+// (real ones, or keydesk-sim's practice keys), picks the one a person means
+// by serial, and gathers each key's state from every application into one
+// report. The CLI and the desktop app both stand on it.
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/discover"
+	"github.com/keydesk/keydesk/device/pivkey"
+)
+
+// Config says where keys come from.
+type Config struct {
+	// Practice uses keydesk-sim's virtual keys, with state in SimDir, and
+	// trusts the virtual attestation roots. Nothing else does.
+	Practice bool
+	SimDir   string
+	// FIDOInfo reads a FIDO device's serial (device/fidokey.Info) so its
+	// interface merges with the key's PC/SC entry.
+	FIDOInfo func(ctx context.Context, path string) (uint32, device.Version, bool, error)
+}
+
+// Service answers questions about attached keys. It holds no connection.
+type Service struct {
+	cfg  Config
+	opts discover.Options
+}
+
+// ErrNoKey: no key is attached (or none with the serial asked for).
+var ErrNoKey = errors.New("no key found")
+
+// ChooseError: several keys are attached and the caller did not say which.
+type ChooseError struct{ Serials []uint32 }
+
+func (e *ChooseError) Error() string {
+	s := make([]string, len(e.Serials))
+	for i, n := range e.Serials {
+		s[i] = fmt.Sprint(n)
+	}
+	return "several keys are attached (" + strings.Join(s, ", ") + "); choose one by serial"
+}
+
+// New returns a Service. In practice mode it points this process's PC/SC
+// client at keydesk-sim's private pcscd, which must be running; call it
+// before anything else in the process touches PC/SC.
+func New(cfg Config) (*Service, error) {
+	s := &Service{cfg: cfg, opts: discover.Options{FIDOInfo: cfg.FIDOInfo}}
+	if cfg.Practice {
+		sock := filepath.Join(cfg.SimDir, "pcscd", "run", "pcscd.comm")
+		if _, err := os.Stat(sock); err != nil {
+			return nil, fmt.Errorf("practice mode needs keydesk-sim running with state in %s (start it with 'keydesk-sim run' or 'make run'): %w", cfg.SimDir, err)
+		}
+		os.Setenv("PCSCLITE_CSOCK_NAME", sock)
+		s.opts.FIDOGlobs = []string{filepath.Join(cfg.SimDir, "hid", "key-*")}
+		s.opts.NoSystemHID = true
+	}
+	return s, nil
+}
+
+// Practice reports whether the service runs on virtual keys.
+func (s *Service) Practice() bool { return s.cfg.Practice }
+
+// List returns the attached keys.
+func (s *Service) List(ctx context.Context) ([]device.Key, error) {
+	return discover.List(ctx, s.opts)
+}
+
+// Watch sends the attached keys now and on every change.
+func (s *Service) Watch(ctx context.Context) (<-chan []device.Key, error) {
+	return discover.Watch(ctx, s.opts)
+}
+
+// WaitReturn waits until the key with serial is no longer listed, then until
+// it is listed again, as after a restart that re-enumerates it (a change of
+// USB interfaces, a FIDO reset's power cycle). It returns the key as listed
+// again, or ctx's error.
+func (s *Service) WaitReturn(ctx context.Context, serial uint32) (device.Key, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := s.Watch(wctx)
+	if err != nil {
+		return device.Key{}, err
+	}
+	gone := false
+	for keys := range ch {
+		var found *device.Key
+		for i := range keys {
+			if !keys[i].SerialUnknown && keys[i].Serial == serial {
+				found = &keys[i]
+			}
+		}
+		switch {
+		case found == nil:
+			gone = true
+		case gone:
+			return *found, nil
+		}
+	}
+	return device.Key{}, fmt.Errorf("key %d did not come back: %w", serial, ctx.Err())
+}
+
+// Find returns the key with serial, or the only key attached when serial is
+// 0. Several keys and no serial gives *ChooseError.
+func (s *Service) Find(ctx context.Context, serial uint32) (device.Key, error) {
+	list, err := s.List(ctx)
+	if err != nil {
+		return device.Key{}, err
+	}
+	var known []device.Key
+	for _, k := range list {
+		if !k.SerialUnknown {
+			known = append(known, k)
+		}
+	}
+	if serial != 0 {
+		for _, k := range known {
+			if k.Serial == serial {
+				return k, nil
+			}
+		}
+		return device.Key{}, fmt.Errorf("%w with serial %d", ErrNoKey, serial)
+	}
+	switch len(known) {
+	case 0:
+		if len(list) == 1 {
+			return list[0], nil
+		}
+		return device.Key{}, fmt.Errorf("%w: insert a YubiKey", ErrNoKey)
+	case 1:
+		return known[0], nil
+	}
+	ce := &ChooseError{}
+	for _, k := range known {
+		ce.Serials = append(ce.Serials, k.Serial)
+	}
+	sort.Slice(ce.Serials, func(i, j int) bool { return ce.Serials[i] < ce.Serials[j] })
+	return device.Key{}, ce
+}
+
+// PIV returns the PIV application of k, bound to its serial so that a key
+// swapped in the reader is refused.
+func (s *Service) PIV(k device.Key) (*pivkey.Card, error) {
+	if k.Reader == "" {
+		return nil, fmt.Errorf("key %d has no smart-card interface: %w", k.Serial, device.ErrAppDisabled)
+	}
+	if k.EnabledUSB != 0 && k.EnabledUSB&device.AppPIV == 0 {
+		return nil, fmt.Errorf("PIV on key %d: %w", k.Serial, device.ErrAppDisabled)
+	}
+	return pivkey.Open(k.Reader, k.Serial), nil
+}
+
+// Report is everything keydesk can read from a key without a PIN.
+type Report struct {
+	Key       device.Key
+	PIV       *device.PIVStatus  `json:",omitempty"`
+	PIVError  string             `json:",omitempty"`
+	FIDO      *device.FIDOStatus `json:",omitempty"`
+	FIDOError string             `json:",omitempty"`
+}
+
+// Inspect reads the key's state from each application it has enabled.
+// One application failing does not hide the others.
+func (s *Service) Inspect(ctx context.Context, k device.Key, fido func(ctx context.Context, path string) (*device.FIDOStatus, error)) *Report {
+	r := &Report{Key: k}
+	if card, err := s.PIV(k); err == nil {
+		st, err := card.Status(ctx)
+		if err != nil {
+			r.PIVError = err.Error()
+		} else {
+			r.PIV = st
+		}
+	} else if k.Reader != "" {
+		r.PIVError = err.Error()
+	}
+	if k.FIDOPath != "" && fido != nil {
+		st, err := fido(ctx, k.FIDOPath)
+		if err != nil {
+			r.FIDOError = err.Error()
+		} else {
+			r.FIDO = st
+		}
+	}
+	return r
+}

@@ -1,0 +1,303 @@
+// Package discover finds the YubiKeys attached to the machine over PC/SC and
+// FIDO HID, merges each key's interfaces into one entry by serial, and
+// watches for keys coming and going: pcsc-lite's "\\?PnP?\Notification"
+// pseudo-reader tells when readers appear or vanish, each reader's state
+// when its card does, and FIDO devices are polled at a modest rate.
+package discover
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ebfe/scard"
+	"github.com/keys-pub/go-libfido2"
+
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/mgmt"
+)
+
+// pnp is pcsc-lite's pseudo-reader for reader arrival and removal.
+const pnp = `\\?PnP?\Notification`
+
+// Options says where to look besides the system's HID devices.
+type Options struct {
+	// FIDOGlobs are extra FIDO device paths (globs), such as practice-mode
+	// keys' pseudo-terminals. A missing path means the key is not attached.
+	FIDOGlobs []string
+	// NoSystemHID skips enumerating the system's hidraw devices.
+	NoSystemHID bool
+	// FIDOInfo reads a FIDO device's serial and firmware so its entry can be
+	// merged with its PC/SC interface; nil leaves FIDO entries unmerged.
+	FIDOInfo func(ctx context.Context, path string) (serial uint32, fw device.Version, ok bool, err error)
+	// Poll is how often FIDO devices are polled and the longest a PC/SC
+	// wait lasts; zero means 200 ms, which keeps a change visible within
+	// half a second.
+	Poll time.Duration
+}
+
+func (o Options) poll() time.Duration {
+	if o.Poll > 0 {
+		return o.Poll
+	}
+	return 200 * time.Millisecond
+}
+
+// Scanner remembers what it read from each interface, so a rescan after a
+// change talks only to the interface that changed.
+type Scanner struct {
+	opts Options
+
+	mu   sync.Mutex
+	pcsc map[string]cached // reader → key, valid while the reader's event count holds
+	fido map[string]*device.Key
+}
+
+type cached struct {
+	events uint32
+	key    *device.Key
+}
+
+// NewScanner returns a scanner.
+func NewScanner(opts Options) *Scanner {
+	return &Scanner{opts: opts, pcsc: map[string]cached{}, fido: map[string]*device.Key{}}
+}
+
+// List returns every attached key once.
+func List(ctx context.Context, opts Options) ([]device.Key, error) {
+	return NewScanner(opts).Scan(ctx)
+}
+
+// Scan lists the attached keys, merged by serial and sorted by serial.
+func (s *Scanner) Scan(ctx context.Context) ([]device.Key, error) {
+	sc, err := scard.EstablishContext()
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Release()
+	states, err := readerStates(sc)
+	if err != nil {
+		return nil, err
+	}
+	return s.scan(ctx, states)
+}
+
+// readerStates asks PC/SC for every reader's current state.
+func readerStates(sc *scard.Context) ([]scard.ReaderState, error) {
+	readers, err := sc.ListReaders()
+	if errors.Is(err, scard.ErrNoReadersAvailable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]scard.ReaderState, len(readers))
+	for i, r := range readers {
+		rs[i] = scard.ReaderState{Reader: r, CurrentState: scard.StateUnaware}
+	}
+	if len(rs) > 0 {
+		if err := sc.GetStatusChange(rs, 0); err != nil && !errors.Is(err, scard.ErrTimeout) {
+			return nil, err
+		}
+	}
+	return rs, nil
+}
+
+func (s *Scanner) scan(ctx context.Context, states []scard.ReaderState) ([]device.Key, error) {
+	var keys []*device.Key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, st := range states {
+		if st.Reader == pnp || st.EventState&scard.StatePresent == 0 {
+			continue
+		}
+		seen[st.Reader] = true
+		events := uint32(st.EventState) >> 16
+		if c, ok := s.pcsc[st.Reader]; ok && c.events == events && c.key != nil {
+			k := *c.key
+			keys = append(keys, &k)
+			continue
+		}
+		k, err := mgmt.Read(ctx, st.Reader)
+		if err != nil {
+			// Removed between the listing and the read, or held by another
+			// program: list it without a serial and try again next time.
+			if errors.Is(err, device.ErrKeyRemoved) {
+				continue
+			}
+			k = &device.Key{Reader: st.Reader, SerialUnknown: true, Transports: device.TransportUSB}
+			keys = append(keys, k)
+			continue
+		}
+		s.pcsc[st.Reader] = cached{events: events, key: k}
+		kc := *k
+		keys = append(keys, &kc)
+	}
+	for r := range s.pcsc {
+		if !seen[r] {
+			delete(s.pcsc, r)
+		}
+	}
+
+	paths := s.fidoPaths()
+	for p := range s.fido {
+		if !slices.Contains(paths, p) {
+			delete(s.fido, p)
+		}
+	}
+	for _, p := range paths {
+		f, ok := s.fido[p]
+		if !ok {
+			f = &device.Key{FIDOPath: p, SerialUnknown: true, Transports: device.TransportUSB}
+			if s.opts.FIDOInfo != nil {
+				if serial, fw, ok, err := s.opts.FIDOInfo(ctx, p); err == nil && ok {
+					f.Serial, f.SerialUnknown, f.Firmware = serial, false, fw
+				} else if err != nil {
+					continue // vanished while being read
+				}
+			}
+			s.fido[p] = f
+		}
+		merged := false
+		if !f.SerialUnknown {
+			for _, k := range keys {
+				if !k.SerialUnknown && k.Serial == f.Serial {
+					k.FIDOPath, merged = p, true
+					break
+				}
+			}
+		}
+		if !merged {
+			k := *f
+			k.Virtual = isVirtualPath(p, s.opts.FIDOGlobs)
+			keys = append(keys, &k)
+		}
+	}
+	out := make([]device.Key, len(keys))
+	for i, k := range keys {
+		out[i] = *k
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].SerialUnknown != out[j].SerialUnknown {
+			return !out[i].SerialUnknown
+		}
+		if out[i].Serial != out[j].Serial {
+			return out[i].Serial < out[j].Serial
+		}
+		return out[i].Reader+out[i].FIDOPath < out[j].Reader+out[j].FIDOPath
+	})
+	return out, nil
+}
+
+func isVirtualPath(p string, globs []string) bool {
+	for _, g := range globs {
+		if ok, _ := filepath.Match(g, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fidoPaths lists FIDO HID devices: the system's (libfido2's manifest of
+// hidraw devices) and any matching the extra globs.
+func (s *Scanner) fidoPaths() []string {
+	var paths []string
+	if !s.opts.NoSystemHID {
+		if locs, err := libfido2.DeviceLocations(); err == nil {
+			for _, l := range locs {
+				paths = append(paths, l.Path)
+			}
+		}
+	}
+	for _, g := range s.opts.FIDOGlobs {
+		m, _ := filepath.Glob(g)
+		paths = append(paths, m...)
+	}
+	sort.Strings(paths)
+	return slices.Compact(paths)
+}
+
+// Watch sends the list of attached keys on the returned channel: first at
+// once, then whenever it changes, until ctx ends. A slow receiver gets the
+// latest list, never a backlog.
+func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
+	sc, err := scard.EstablishContext()
+	if err != nil {
+		return nil, err
+	}
+	s := NewScanner(opts)
+	out := make(chan []device.Key, 1)
+	stop := context.AfterFunc(ctx, func() { sc.Cancel() })
+	go func() {
+		defer close(out)
+		defer sc.Release()
+		defer stop()
+		var last []device.Key
+		send := func(keys []device.Key) {
+			if last != nil && equal(last, keys) {
+				return
+			}
+			last = keys
+			select {
+			case <-out: // drop a list nobody read
+			default:
+			}
+			out <- keys
+		}
+		var states []scard.ReaderState
+		for ctx.Err() == nil {
+			cur, err := readerStates(sc)
+			if err != nil && ctx.Err() == nil {
+				time.Sleep(opts.poll()) // pcscd restarting; try again shortly
+				continue
+			}
+			states = cur
+			keys, err := s.scan(ctx, states)
+			if err == nil {
+				send(keys)
+			}
+			// Wait for a PC/SC change (a reader or card coming or going) or
+			// the FIDO poll interval, whichever is first.
+			wait := append([]scard.ReaderState{{Reader: pnp, CurrentState: scard.StateUnaware}}, states...)
+			if err := sc.GetStatusChange(wait[:1], 0); err != nil {
+				wait = wait[1:] // no PnP support: readers are rechecked every poll
+			} else {
+				wait[0].CurrentState = wait[0].EventState &^ scard.StateChanged
+			}
+			for i := range wait {
+				if wait[i].Reader != pnp {
+					wait[i].CurrentState = wait[i].EventState &^ scard.StateChanged
+				}
+			}
+			if len(wait) == 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(opts.poll()):
+				}
+				continue
+			}
+			err = sc.GetStatusChange(wait, opts.poll())
+			if errors.Is(err, scard.ErrCancelled) {
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func equal(a, b []device.Key) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

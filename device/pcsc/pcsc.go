@@ -1,0 +1,181 @@
+// Package pcsc is keydesk's short-lived, exclusive PC/SC connection to a
+// YubiKey's CCID interface: APDU exchange with command chaining and GET
+// RESPONSE (ISO 7816-4 §5), and the mapping of PC/SC errors that mean the
+// key was pulled to device.ErrKeyRemoved.
+package pcsc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ebfe/scard"
+
+	"github.com/keydesk/keydesk/device"
+)
+
+// AIDs (NIST SP 800-73-4 §2.2; Yubico's management applet).
+var (
+	AIDPIV  = []byte{0xA0, 0x00, 0x00, 0x03, 0x08}
+	AIDMgmt = []byte{0xA0, 0x00, 0x00, 0x05, 0x27, 0x47, 0x11, 0x17}
+)
+
+// Status words (ISO 7816-4 §5.1.3) keydesk acts on.
+const (
+	SWOK               = 0x9000
+	SWSecurityStatus   = 0x6982
+	SWAuthBlocked      = 0x6983
+	SWConditionsNotMet = 0x6985
+	SWFileNotFound     = 0x6A82
+	SWRefNotFound      = 0x6A88
+	SWInsNotSupported  = 0x6D00
+	SWFuncNotSupported = 0x6A81
+)
+
+// StatusError is a status word the card answered with that keydesk has no
+// more specific error for.
+type StatusError struct {
+	Ins byte
+	SW  uint16
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("card answered instruction 0x%02x with status %04x", e.Ins, e.SW)
+}
+
+// Session is one exclusive PC/SC connection to a card, held only for the
+// duration of one keydesk operation.
+type Session struct {
+	ctx  *scard.Context
+	card *scard.Card
+	// RoundTrips counts APDUs exchanged, including GET RESPONSE.
+	RoundTrips int
+}
+
+// Dial connects exclusively to the card in reader and begins a transaction.
+// The context bounds only the wait for the daemon; PC/SC calls themselves
+// are short.
+func Dial(ctx context.Context, reader string) (*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sc, err := scard.EstablishContext()
+	if err != nil {
+		return nil, fmt.Errorf("reaching the smart card service (pcscd): %w", err)
+	}
+	card, err := sc.Connect(reader, scard.ShareExclusive, scard.ProtocolT1)
+	if err != nil {
+		sc.Release()
+		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
+	}
+	if err := card.BeginTransaction(); err != nil {
+		card.Disconnect(scard.LeaveCard)
+		sc.Release()
+		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
+	}
+	return &Session{ctx: sc, card: card}, nil
+}
+
+// Close ends the transaction and releases the card. Security state the
+// session earned (a verified PIN, an authenticated management key) ends with
+// the next SELECT.
+func (s *Session) Close() error {
+	if s == nil || s.card == nil {
+		return nil
+	}
+	s.card.EndTransaction(scard.LeaveCard)
+	err := s.card.Disconnect(scard.LeaveCard)
+	s.ctx.Release()
+	s.card = nil
+	return err
+}
+
+// MapError turns PC/SC errors that mean the key went away into
+// device.ErrKeyRemoved.
+func MapError(err error) error {
+	switch {
+	case errors.Is(err, scard.ErrRemovedCard), errors.Is(err, scard.ErrNoSmartcard),
+		errors.Is(err, scard.ErrReaderUnavailable), errors.Is(err, scard.ErrUnknownReader),
+		errors.Is(err, scard.ErrResetCard), errors.Is(err, scard.ErrUnpoweredCard),
+		errors.Is(err, scard.ErrNoReadersAvailable):
+		return fmt.Errorf("%w: %v", device.ErrKeyRemoved, err)
+	case errors.Is(err, scard.ErrSharingViolation):
+		return fmt.Errorf("another program holds the key (%v); close it and retry", err)
+	}
+	return err
+}
+
+// Transmit sends one command (ISO 7816-4 §5.1), chaining data longer than
+// 255 bytes (CLA bit 0x10) and collecting 61xx continuations with GET
+// RESPONSE. It returns the response data and the final status word.
+func (s *Session) Transmit(ins, p1, p2 byte, data []byte) ([]byte, uint16, error) {
+	for len(data) > 255 {
+		apdu := append([]byte{0x10, ins, p1, p2, 255}, data[:255]...)
+		_, sw, err := s.raw(apdu)
+		if err != nil {
+			return nil, 0, err
+		}
+		if sw != SWOK {
+			return nil, sw, nil
+		}
+		data = data[255:]
+	}
+	apdu := []byte{0x00, ins, p1, p2}
+	if len(data) > 0 {
+		apdu = append(append(apdu, byte(len(data))), data...)
+	}
+	apdu = append(apdu, 0x00)
+	resp, sw, err := s.raw(apdu)
+	if err != nil {
+		return nil, 0, err
+	}
+	for sw>>8 == 0x61 {
+		more, sw2, err := s.raw([]byte{0x00, 0xC0, 0x00, 0x00, byte(sw)})
+		if err != nil {
+			return nil, 0, err
+		}
+		resp, sw = append(resp, more...), sw2
+	}
+	return resp, sw, nil
+}
+
+func (s *Session) raw(apdu []byte) ([]byte, uint16, error) {
+	s.RoundTrips++
+	out, err := s.card.Transmit(apdu)
+	if err != nil {
+		return nil, 0, MapError(err)
+	}
+	if len(out) < 2 {
+		return nil, 0, fmt.Errorf("card answered instruction 0x%02x with %d bytes", apdu[1], len(out))
+	}
+	n := len(out) - 2
+	return out[:n], uint16(out[n])<<8 | uint16(out[n+1]), nil
+}
+
+// Command is Transmit with any status but 9000 turned into an error.
+func (s *Session) Command(ins, p1, p2 byte, data []byte) ([]byte, error) {
+	resp, sw, err := s.Transmit(ins, p1, p2, data)
+	if err != nil {
+		return nil, err
+	}
+	if sw != SWOK {
+		return nil, &StatusError{Ins: ins, SW: sw}
+	}
+	return resp, nil
+}
+
+// Select selects an application by AID (ISO 7816-4 §11.2.2) and returns its
+// response.
+func (s *Session) Select(aid []byte) ([]byte, error) {
+	resp, sw, err := s.Transmit(0xA4, 0x04, 0x00, aid)
+	if err != nil {
+		return nil, err
+	}
+	switch sw {
+	case SWOK:
+		return resp, nil
+	case SWFileNotFound:
+		return nil, fmt.Errorf("application %X: %w", aid, device.ErrAppDisabled)
+	}
+	return nil, &StatusError{Ins: 0xA4, SW: sw}
+}

@@ -1,0 +1,39 @@
+package pcscd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ebfe/scard"
+)
+
+// WaitCard blocks until the daemon reports reader i with a card (present
+// true) or without one. Harnesses call it after taking a virtual card away,
+// so the next card's arrival is a fresh insertion pcscd powers up, not a
+// swap it never noticed. The caller's process must be pointed at the daemon
+// (RunTests does that).
+func (d *Daemon) WaitCard(ctx context.Context, i int, present bool) error {
+	sc, err := scard.EstablishContext()
+	if err != nil {
+		return err
+	}
+	defer sc.Release()
+	stop := context.AfterFunc(ctx, func() { sc.Cancel() })
+	defer stop()
+	rs := []scard.ReaderState{{Reader: d.Reader(i), CurrentState: scard.StateUnaware}}
+	for {
+		err := sc.GetStatusChange(rs, time.Second)
+		switch {
+		case errors.Is(err, scard.ErrCancelled):
+			return ctx.Err()
+		case err != nil && !errors.Is(err, scard.ErrTimeout):
+			return fmt.Errorf("watching %q: %w", d.Reader(i), err)
+		}
+		if (rs[0].EventState&scard.StatePresent != 0) == present {
+			return nil
+		}
+		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
+	}
+}
