@@ -383,6 +383,7 @@ func (t *Tx) activeMigrations() ([]registry.Migration, error) {
 // bKey is what readiness needs to know of one key in the target set.
 type bKey struct {
 	role, status                       string
+	hasCred                            bool
 	lastOK, lastFail, lastSig, lastPIN int64
 }
 
@@ -398,46 +399,87 @@ func (t *Tx) touchHealth(keyID string, ok, fail, sig, pin int64) error {
 	return nil
 }
 
-// readinessQuery reads every active user with each of the user's keys in
-// one set (one row per key; a user without one has a row of NULLs) and the
-// keys' health, in user order.
-const readinessQuery = `SELECT u.id, u.external_id, u.email, u.groups_json, k.role, k.status,
- COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
-FROM users u
-LEFT JOIN keys k ON k.owner_id = u.id AND EXISTS (SELECT 1 FROM key_set_members m WHERE m.set_name = ? AND m.key_id = k.id)
-LEFT JOIN key_health h ON h.key_id = k.id
-WHERE u.status = 'active'
-ORDER BY u.id`
-
-// loadReadiness reads the active users and their keys of set in one pass.
-func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, map[string][]bKey, error) {
-	rows, err := q.QueryContext(ctx, s.Rebind(readinessQuery), set)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading users and keys of set %s: %w", set, err)
+// verificationHealth moves the verified key's health (a success, or a
+// failure when the check failed or the counter suggests a clone) and feeds
+// a failed verification of a cut-over user's key into the halt rules.
+// RecordVerification calls it.
+func (t *Tx) verificationHealth(v *registry.Verification) error {
+	var err error
+	if v.OK && !v.CloneSuspected {
+		err = t.touchHealth(v.KeyID, nanos(t.now), 0, 0, 0)
+	} else {
+		err = t.touchHealth(v.KeyID, 0, nanos(t.now), 0, 0)
 	}
-	defer rows.Close()
+	if err != nil {
+		return err
+	}
+	if !v.OK {
+		return t.failedVerification(v)
+	}
+	return nil
+}
+
+// readinessKeysQuery reads every key of one set with its owner, whether it
+// holds a usable credential, and its health row. It is driven by the set's
+// membership index, so its cost grows with the set, not the registry.
+const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
+ CASE WHEN EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
+  OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id) THEN 1 ELSE 0 END,
+ COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
+FROM key_set_members m JOIN keys k ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
+WHERE m.set_name = ?`
+
+// loadReadiness reads the active users (sorted by id) and their keys of set
+// in two sequential scans, merged here rather than by a join that would
+// look up every user's keys one by one.
+func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, map[string][]bKey, error) {
+	if s.dialect == Postgres {
+		// The planner's cost for the correlated EXISTS crosses the JIT
+		// threshold; compiling the plan costs more than running it.
+		if _, err := q.ExecContext(ctx, "SET LOCAL jit = off"); err != nil {
+			return nil, nil, fmt.Errorf("configuring readiness query: %w", err)
+		}
+	}
+	rows, err := q.QueryContext(ctx, "SELECT id, external_id, email, groups_json FROM users WHERE status = 'active'")
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading users: %w", err)
+	}
 	var users []scopeUser
-	keys := map[string][]bKey{}
 	for rows.Next() {
 		var u scopeUser
 		var g string
-		var role, status sql.NullString
-		var k bKey
-		if err := rows.Scan(&u.id, &u.ext, &u.email, &g, &role, &status, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
-			return nil, nil, fmt.Errorf("reading users and keys of set %s: %w", set, err)
+		if err := rows.Scan(&u.id, &u.ext, &u.email, &g); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("reading users: %w", err)
 		}
-		if n := len(users); n == 0 || users[n-1].id != u.id {
-			if groups && g != "[]" {
-				if err := json.Unmarshal([]byte(g), &u.groups); err != nil {
-					return nil, nil, fmt.Errorf("decoding groups of %s: %w", u.id, err)
-				}
+		if groups && g != "[]" {
+			if err := json.Unmarshal([]byte(g), &u.groups); err != nil {
+				rows.Close()
+				return nil, nil, fmt.Errorf("decoding groups of %s: %w", u.id, err)
 			}
-			users = append(users, u)
 		}
-		if role.Valid {
-			k.role, k.status = role.String, status.String
-			keys[u.id] = append(keys[u.id], k)
+		users = append(users, u)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("reading users: %w", err)
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i].id < users[j].id })
+	rows, err = q.QueryContext(ctx, s.Rebind(readinessKeysQuery), set)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+	}
+	defer rows.Close()
+	keys := make(map[string][]bKey, len(users))
+	for rows.Next() {
+		var owner string
+		var k bKey
+		var cred int
+		if err := rows.Scan(&owner, &k.role, &k.status, &cred, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
+			return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 		}
+		k.hasCred = cred != 0
+		keys[owner] = append(keys[owner], k)
 	}
 	return users, keys, rows.Err()
 }
@@ -465,6 +507,8 @@ func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, re
 			add(registry.ReasonBKeyLost)
 		case k.status != string(registry.KeyActive):
 			add(registry.ReasonBKeyInactive)
+		case !k.hasCred:
+			add(registry.ReasonBKeyNoCred)
 		// A failure at the same instant as the last success counts as
 		// the later of the two.
 		case k.lastPIN != 0 && k.lastPIN >= k.lastOK:

@@ -630,19 +630,7 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 	if err := t.Audit("verification", v); err != nil {
 		return err
 	}
-	var err error
-	if v.OK && !v.CloneSuspected {
-		err = t.touchHealth(v.KeyID, nanos(t.now), 0, 0, 0)
-	} else {
-		err = t.touchHealth(v.KeyID, 0, nanos(t.now), 0, 0)
-	}
-	if err != nil {
-		return err
-	}
-	if !v.OK {
-		return t.failedVerification(v)
-	}
-	return nil
+	return t.verificationHealth(v)
 }
 
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
@@ -659,12 +647,9 @@ func (t *Tx) UpdateSignCount(credID string, count uint32, clone bool) error {
 		if err := t.record("fido2_credential", credID, "clone_suspected", map[string]any{"id": credID, "sign_count": count}); err != nil {
 			return err
 		}
-		var owner, keyID string
-		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT k.owner_id, k.id FROM fido_credentials f JOIN keys k ON k.id = f.key_id WHERE f.id = ?"), credID).Scan(&owner, &keyID); err != nil {
+		var owner string
+		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT k.owner_id FROM fido_credentials f JOIN keys k ON k.id = f.key_id WHERE f.id = ?"), credID).Scan(&owner); err != nil {
 			return fmt.Errorf("reading credential owner: %w", err)
-		}
-		if err := t.touchHealth(keyID, 0, nanos(t.now), 0, 0); err != nil {
-			return err
 		}
 		return t.keepCredentials(owner, "fido2 credential "+credID+" flagged as a possible clone")
 	}
