@@ -784,10 +784,7 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 	if err := t.Audit("verification", v); err != nil {
 		return err
 	}
-	if !v.OK {
-		return t.failedVerification(v)
-	}
-	return nil
+	return t.verificationHealth(v)
 }
 
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
