@@ -156,6 +156,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "POST", Pattern: "/v1/tokens/{name}/revoke", Roles: admin, handle: s.revokeToken},
 	}
 	s.routes = append(s.routes, s.migrationRoutes()...)
+	s.routes = append(s.routes, s.recoveryRoutes()...)
 	for i := range s.routes {
 		r := s.routes[i]
 		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })
