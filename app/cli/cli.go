@@ -49,6 +49,8 @@ type env struct {
 	serial   uint
 	yes      bool
 
+	registryURL string // login --registry
+
 	svc *keys.Service
 }
 
@@ -69,6 +71,7 @@ func init() {
 		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
 		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
+		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {
 			fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
@@ -173,8 +176,11 @@ func (e *env) report(err error) int {
 		return ExitUsage
 	}
 	fmt.Fprintln(e.stderr, "keydesk:", err)
-	if h := device.Hint(err); h != "" {
-		fmt.Fprintln(e.stderr, h)
+	var h hinter
+	if s := device.Hint(err); s != "" {
+		fmt.Fprintln(e.stderr, s)
+	} else if errors.As(err, &h) {
+		fmt.Fprintln(e.stderr, h.Hint())
 	}
 	return exitCode(err)
 }
@@ -190,6 +196,9 @@ func exitCode(err error) int {
 		return ExitNoKey
 	case errors.As(err, &wp), errors.Is(err, device.ErrPINBlocked), errors.Is(err, device.ErrPUKBlocked), errors.Is(err, pivkey.ErrWrongManagementKey):
 		return ExitAuth
+	}
+	if code, ok := registryExit(err); ok {
+		return code
 	}
 	return ExitFailure
 }
