@@ -10,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/recover"
@@ -131,6 +132,11 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 			return errCanceled
 		}
 		if err != nil {
+			return err
+		}
+		// The reset's power cycle re-enumerates the key: wait until its
+		// smart-card interface is back too, so the next command finds it whole.
+		if _, err := recover.WaitWhole(e.ctx, svc, k, 15*time.Second); err != nil {
 			return err
 		}
 		if e.json {

@@ -32,6 +32,7 @@ const EscrowKind = "piv"
 
 // Options say how to enrol.
 type Options struct {
+	RPID       string // RPID when empty
 	User       string // external id
 	Role       registry.KeyRole
 	PIVPIN     string // the new PIV PIN
@@ -77,6 +78,10 @@ func Enrol(ctx context.Context, svc *keys.Service, reg *client.Client, k device.
 	if err != nil {
 		return Enrolled{}, err
 	}
+	rpID := opt.RPID
+	if rpID == "" {
+		rpID = RPID
+	}
 	fido := fidokey.Open(k.FIDOPath)
 	if err := fido.SetPIN(ctx, opt.FIDOPIN); err != nil {
 		return Enrolled{}, err
@@ -84,7 +89,7 @@ func Enrol(ctx context.Context, svc *keys.Service, reg *client.Client, k device.
 	chal := make([]byte, 32)
 	rand.Read(chal)
 	fcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return opt.FIDOPIN, nil }}
-	reg2, err := fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: RPID, RPName: "keydesk practice", UserID: []byte(opt.User), UserName: opt.User,
+	reg2, err := fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: rpID, RPName: "keydesk practice", UserID: []byte(opt.User), UserName: opt.User,
 		Challenge: chal, Discoverable: true, CredProtect: 2}, fcb)
 	if err != nil {
 		return Enrolled{}, err
@@ -100,7 +105,7 @@ func Enrol(ctx context.Context, svc *keys.Service, reg *client.Client, k device.
 	e, err := reg.Enrol(ctx, client.Enrolment{
 		User:  client.EnrolUser{ExternalID: opt.User, DisplayName: opt.User},
 		Key:   client.EnrolKey{Serial: strconv.FormatUint(uint64(k.Serial), 10), Model: k.Model, Firmware: k.Firmware.String(), Role: string(role), KeySets: opt.KeySets},
-		FIDO2: []client.FIDO2Credential{FIDO2(reg2)},
+		FIDO2: []client.FIDO2Credential{FIDO2(reg2, rpID)},
 		PIV:   []client.PIVSlot{{Slot: "9a", PublicKey: pkix, AttestationCert: att.Certificate.Raw, AttestationIntermediate: att.Intermediate.Raw}},
 	})
 	if err != nil {
@@ -130,9 +135,9 @@ func Enrol(ctx context.Context, svc *keys.Service, reg *client.Client, k device.
 }
 
 // FIDO2 is a registration as the registry takes it.
-func FIDO2(r *fidokey.Registration) client.FIDO2Credential {
+func FIDO2(r *fidokey.Registration, rpID string) client.FIDO2Credential {
 	h := sha256sum(r.ClientDataJSON)
-	return client.FIDO2Credential{CredentialID: r.CredentialID, PublicKey: r.PublicKey, AAGUID: r.AAGUID[:], RPID: RPID,
+	return client.FIDO2Credential{CredentialID: r.CredentialID, PublicKey: r.PublicKey, AAGUID: r.AAGUID[:], RPID: rpID,
 		SignCount: r.SignCount, CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataHash: h}
 }
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
@@ -346,4 +347,26 @@ func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOpt
 		}
 	}
 	return out, nil
+}
+
+// WaitWhole waits up to timeout until key k is listed again with every
+// interface it had (after a FIDO2 reset's power cycle a key re-enumerates,
+// and its smart-card interface answers a moment after its FIDO one). It
+// polls, as the key's readiness is not announced as a change.
+func WaitWhole(ctx context.Context, svc *keys.Service, k device.Key, timeout time.Duration) (device.Key, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := svc.Find(ctx, k.Serial)
+		if err == nil && (k.Reader == "" || c.Reader != "") && (k.FIDOPath == "" || c.FIDOPath != "") {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return device.Key{}, fmt.Errorf("key %d did not come back with all its interfaces: %w", k.Serial, device.ErrKeyRemoved)
+		case <-tick.C:
+		}
+	}
 }
