@@ -42,17 +42,20 @@ var (
 //	enrol-practice SERIAL USER ROLE [SET...]   enrol a practice key (as an admin desk would)
 //	fido-delete-credential SERIAL      delete the enrolled FIDO2 credential on the key
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
+//	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
 	"registry":               cmdRegistry,
 	"enrol-practice":         cmdEnrolPractice,
 	"fido-delete-credential": cmdFIDODelete,
 	"block-fido-pin":         cmdBlockFIDOPIN,
+	"plan-migration":         cmdPlanMigration,
 }
 
 // scriptRegistry is one script's registry.
 type scriptRegistry struct {
 	p     *regtest.Process
 	admin *client.Client
+	token string
 }
 
 var (
@@ -88,7 +91,7 @@ func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%v", err)
 		}
 		regMu.Lock()
-		registries[ts] = &scriptRegistry{p: p, admin: ac}
+		registries[ts] = &scriptRegistry{p: p, admin: ac, token: admin}
 		regMu.Unlock()
 		ts.Defer(func() { ac.Close(); p.Stop() })
 		// Tokens go to files the script pipes to 'keydesk login' on stdin.
@@ -192,4 +195,19 @@ func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func simPowerCycle(ts *testscript.TestScript, serial string, out *strings.Builder) error {
 	return sim.Main(context.Background(), []string{"power-cycle", serial, "--state", filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")}, out, out)
+}
+
+func cmdPlanMigration(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: plan-migration NAME FROM TO")
+	}
+	r := scriptReg(ts)
+	us, _, err := r.admin.Users(context.Background(), "", 1000)
+	ts.Check(err)
+	var ids []string
+	for _, u := range us {
+		ids = append(ids, u.ID)
+	}
+	env := enroltest.Env{Registry: r.p, AdminToken: r.token}
+	ts.Check(env.PlanMigration(args[0], args[1], args[2], ids...))
 }
