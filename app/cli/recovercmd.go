@@ -136,7 +136,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 		}
 		// The reset's power cycle re-enumerates the key: wait until its
 		// smart-card interface is back too, so the next command finds it whole.
-		if _, err := recover.WaitWhole(e.ctx, svc, k, 15*time.Second); err != nil {
+		if _, err := recover.WaitWhole(e.ctx, svc, k.Serial, res.PIV, true, 15*time.Second); err != nil {
 			return err
 		}
 		if e.json {

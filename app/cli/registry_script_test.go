@@ -9,12 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
@@ -185,6 +187,10 @@ func cmdBlockFIDOPIN(ts *testscript.TestScript, neg bool, args []string) {
 			var out strings.Builder
 			ts.Check(simPowerCycle(ts, args[0], &out))
 		case errorsIs(err, device.ErrPINBlocked):
+			// The person's key is whole again before they reach the desk.
+			svc, _ := practiceKey(ts, args[0])
+			_, err := recover.WaitWhole(ctx, svc, k.Serial, true, true, 15*time.Second)
+			ts.Check(err)
 			return
 		}
 	}

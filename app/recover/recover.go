@@ -225,6 +225,9 @@ type FIDO2Result struct {
 	New     registry.FIDOCredential `json:"new"`
 	// Verified: the new credential signed a registry challenge.
 	Verified bool `json:"verified"`
+	// PIV: the registry holds PIV slots of the key, so its smart-card
+	// interface should come back after the reset too.
+	PIV bool `json:"-"`
 }
 
 // ResetFIDO2 recovers a key whose FIDO2 PIN is blocked: after an explicit
@@ -280,7 +283,7 @@ func ResetFIDO2(ctx context.Context, k device.Key, newPIN string, pol FIDO2Polic
 	if err != nil {
 		return nil, fmt.Errorf("registering the new credential: %w", err)
 	}
-	out := &FIDO2Result{Revoked: res.Revoked, New: res.FIDO2[0]}
+	out := &FIDO2Result{Revoked: res.Revoked, New: res.FIDO2[0], PIV: len(reg.PIV) > 0}
 	ch, err := opt.Registry.Challenge(ctx, reg.ID, "fido2", out.New.ID)
 	if err != nil {
 		return out, fmt.Errorf("verifying the new credential: %w", err)
@@ -349,23 +352,24 @@ func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOpt
 	return out, nil
 }
 
-// WaitWhole waits up to timeout until key k is listed again with every
-// interface it had (after a FIDO2 reset's power cycle a key re-enumerates,
-// and its smart-card interface answers a moment after its FIDO one). It
-// polls, as the key's readiness is not announced as a change.
-func WaitWhole(ctx context.Context, svc *keys.Service, k device.Key, timeout time.Duration) (device.Key, error) {
+// WaitWhole waits up to timeout until the key with serial is listed with a
+// smart-card interface (when needPIV) and a FIDO one (when needFIDO): after a
+// FIDO2 reset's power cycle a key re-enumerates, and its smart-card
+// interface answers a moment after its FIDO one. It polls, as the key's
+// readiness is not announced as a change.
+func WaitWhole(ctx context.Context, svc *keys.Service, serial uint32, needPIV, needFIDO bool, timeout time.Duration) (device.Key, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		c, err := svc.Find(ctx, k.Serial)
-		if err == nil && (k.Reader == "" || c.Reader != "") && (k.FIDOPath == "" || c.FIDOPath != "") {
+		c, err := svc.Find(ctx, serial)
+		if err == nil && (!needPIV || c.Reader != "") && (!needFIDO || c.FIDOPath != "") {
 			return c, nil
 		}
 		select {
 		case <-ctx.Done():
-			return device.Key{}, fmt.Errorf("key %d did not come back with all its interfaces: %w", k.Serial, device.ErrKeyRemoved)
+			return device.Key{}, fmt.Errorf("key %d did not come back with all its interfaces: %w", serial, device.ErrKeyRemoved)
 		case <-tick.C:
 		}
 	}
