@@ -60,11 +60,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	if len(pos) > 0 {
 		return usagef("recover %s takes no arguments; choose the key with --serial", sub)
 	}
-	k, err := e.key()
-	if err != nil {
-		return err
-	}
-	svc, err := e.service()
+	svc, k, err := e.wholeKey()
 	if err != nil {
 		return err
 	}

@@ -6,19 +6,25 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/verify"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 )
 
-func init() {
-	// Discovery merges a key's FIDO interface with its smart-card one by
-	// the serial the FIDO interface reports.
-	if fidoInfo == nil {
-		fidoInfo = func(ctx context.Context, path string) (uint32, device.Version, bool, error) {
-			return fidokey.Open(path).Info(ctx)
-		}
+// wholeKey finds the key the invocation is about with both of its
+// interfaces: discovery merges a key's FIDO interface with its smart-card
+// one by the serial the FIDO interface reports. The service it returns is
+// used for this command only.
+func (e *env) wholeKey() (*keys.Service, device.Key, error) {
+	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir, FIDOInfo: func(ctx context.Context, path string) (uint32, device.Version, bool, error) {
+		return fidokey.Open(path).Info(ctx)
+	}})
+	if err != nil {
+		return nil, device.Key{}, err
 	}
+	k, err := svc.Find(e.ctx, uint32(e.serial))
+	return svc, k, err
 }
 
 var verifyUser string
@@ -34,7 +40,7 @@ func runVerify(e *env, _ *flag.FlagSet, args []string) error {
 	if len(args) > 0 {
 		return usagef("verify takes no arguments; choose the key with --serial")
 	}
-	k, err := e.key()
+	svc, k, err := e.wholeKey()
 	if err != nil {
 		return err
 	}
@@ -47,10 +53,6 @@ func runVerify(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	svc, err := e.service()
-	if err != nil {
-		return err
-	}
 	r, err := verify.Run(e.ctx, k, verify.Options{Registry: conn.Client, Keys: svc, User: verifyUser, Callbacks: e.callbacks(k)})
 	if err != nil {
 		return err
