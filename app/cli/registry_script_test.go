@@ -33,68 +33,68 @@ const (
 )
 
 var (
-	registryOnce sync.Once
-	registryBin  string
-	registryErr  error
+	wfRegistryOnce sync.Once
+	wfRegistryBin  string
+	wfRegistryErr  error
 )
 
 // workflowCmds are the testscript commands of the workflow scenarios:
 //
-//	registry start|stop|audit-verify   a real keydesk-registry process for the script
+//	registry-process start|audit-verify   a real keydesk-registry process for the script
 //	enrol-practice SERIAL USER ROLE [SET...]   enrol a practice key (as an admin desk would)
 //	fido-delete-credential SERIAL      delete the enrolled FIDO2 credential on the key
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
 //	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	"registry":               cmdRegistry,
+	"registry-process":       cmdWorkflowRegistry,
 	"enrol-practice":         cmdEnrolPractice,
 	"fido-delete-credential": cmdFIDODelete,
 	"block-fido-pin":         cmdBlockFIDOPIN,
 	"plan-migration":         cmdPlanMigration,
 }
 
-// scriptRegistry is one script's registry.
-type scriptRegistry struct {
+// wfRegistry is one script's registry.
+type wfRegistry struct {
 	p     *regtest.Process
 	admin *client.Client
 	token string
 }
 
 var (
-	regMu      sync.Mutex
-	registries = map[*testscript.TestScript]*scriptRegistry{}
+	wfRegMu      sync.Mutex
+	wfRegistries = map[*testscript.TestScript]*wfRegistry{}
 )
 
-func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
+func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
-		ts.Fatalf("usage: registry start|stop|audit-verify")
+		ts.Fatalf("usage: registry-process start|audit-verify")
 	}
 	state := ts.MkAbs("registry-state")
 	switch args[0] {
 	case "start":
-		registryOnce.Do(func() {
+		wfRegistryOnce.Do(func() {
 			dir, err := os.MkdirTemp("", "keydesk-registry-bin-")
 			if err != nil {
-				registryErr = err
+				wfRegistryErr = err
 				return
 			}
-			registryBin, registryErr = regtest.Build(dir)
+			wfRegistryBin, wfRegistryErr = regtest.Build(dir)
 		})
-		ts.Check(registryErr)
-		admin, err := regtest.Token(registryBin, state, "admin", "first-admin", "")
+		ts.Check(wfRegistryErr)
+		admin, err := regtest.Token(wfRegistryBin, state, "admin", "first-admin", "")
 		ts.Check(err)
-		helpdesk, err := regtest.Token(registryBin, state, "helpdesk", "helpdesk-ana", "")
+		helpdesk, err := regtest.Token(wfRegistryBin, state, "helpdesk", "helpdesk-ana", "")
 		ts.Check(err)
-		p, err := regtest.Start(registryBin, state, "--practice")
+		p, err := regtest.Start(wfRegistryBin, state, "--practice")
 		ts.Check(err)
 		ac, err := client.New(p.URL, admin, client.Options{OutboxPath: ts.MkAbs("admin-outbox.db")})
 		if err != nil {
 			p.Stop()
 			ts.Fatalf("%v", err)
 		}
-		regMu.Lock()
-		registries[ts] = &scriptRegistry{p: p, admin: ac, token: admin}
-		regMu.Unlock()
+		wfRegMu.Lock()
+		wfRegistries[ts] = &wfRegistry{p: p, admin: ac, token: admin}
+		wfRegMu.Unlock()
 		ts.Defer(func() { ac.Close(); p.Stop() })
 		// Tokens go to files the script pipes to 'keydesk login' on stdin.
 		ts.Check(os.WriteFile(ts.MkAbs("admin.token"), []byte(admin+"\n"), 0o600))
@@ -112,22 +112,22 @@ func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv("DBUS_SESSION_BUS_ADDRESS", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 		ts.Setenv("KEYDESK_KEYRING_SERVICE", "keydesk-script-"+filepath.Base(ts.Getenv("WORK")))
 	case "audit-verify":
-		out, err := regtest.AuditVerify(registryBin, state)
+		out, err := regtest.AuditVerify(wfRegistryBin, state)
 		ts.Logf("%s", out)
 		if (err != nil) != neg {
 			ts.Fatalf("audit verify: %v: %s", err, out)
 		}
 	default:
-		ts.Fatalf("unknown registry command %q", args[0])
+		ts.Fatalf("unknown registry-process command %q", args[0])
 	}
 }
 
-func scriptReg(ts *testscript.TestScript) *scriptRegistry {
-	regMu.Lock()
-	defer regMu.Unlock()
-	r := registries[ts]
+func wfReg(ts *testscript.TestScript) *wfRegistry {
+	wfRegMu.Lock()
+	defer wfRegMu.Unlock()
+	r := wfRegistries[ts]
 	if r == nil {
-		ts.Fatalf("no registry: run 'registry start' first")
+		ts.Fatalf("no registry: run 'registry-process start' first")
 	}
 	return r
 }
@@ -146,7 +146,7 @@ func cmdEnrolPractice(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 3 {
 		ts.Fatalf("usage: enrol-practice SERIAL USER ROLE [KEYSET...]")
 	}
-	r := scriptReg(ts)
+	r := wfReg(ts)
 	svc, k := practiceKey(ts, args[0])
 	rcpt, err := os.ReadFile(ts.MkAbs("helpdesk.recipient"))
 	ts.Check(err)
@@ -160,7 +160,7 @@ func cmdFIDODelete(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: fido-delete-credential SERIAL")
 	}
-	r := scriptReg(ts)
+	r := wfReg(ts)
 	_, k := practiceKey(ts, args[0])
 	kd, err := r.admin.KeyBySerial(context.Background(), args[0])
 	ts.Check(err)
@@ -207,7 +207,7 @@ func cmdPlanMigration(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: plan-migration NAME FROM TO")
 	}
-	r := scriptReg(ts)
+	r := wfReg(ts)
 	us, _, err := r.admin.Users(context.Background(), "", 1000)
 	ts.Check(err)
 	var ids []string
