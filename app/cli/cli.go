@@ -73,6 +73,8 @@ func init() {
 		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
 		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
+		{name: "verify", help: "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", run: runVerify, flags: verifyFlags},
+		{name: "recover", args: "diagnose|piv-pin|fido2-reset|lost|identity", help: "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key", run: runRecover, sub: true},
 		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {
@@ -192,6 +194,8 @@ func exitCode(err error) int {
 	var sm *device.SerialMismatchError
 	var ce *keys.ChooseError
 	switch {
+	case errors.Is(err, errChecksFailed):
+		return ExitCheck
 	case errors.Is(err, errCanceled), errors.Is(err, context.Canceled):
 		return ExitCanceled
 	case errors.Is(err, keys.ErrNoKey), errors.As(err, &sm), errors.As(err, &ce), errors.Is(err, device.ErrKeyRemoved):

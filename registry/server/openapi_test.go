@@ -159,6 +159,8 @@ func TestRoleMatrix(t *testing.T) {
 					body = map[string]any{"reason": "role matrix"}
 				case "POST /v1/keys/{id}/recovery-events":
 					body = map[string]any{"action": "diagnosed"}
+				case "POST /v1/import":
+					body = map[string]any{"format": "keydesk-registry-export/1", "scope": "user"}
 				}
 				if p, b, ok := r.migrationCall(rt.Method + " " + rt.Pattern); ok {
 					path, body = p, b
