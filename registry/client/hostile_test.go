@@ -107,7 +107,9 @@ func TestHostileRegistry(t *testing.T) {
 			}
 			defer cl.Close()
 			done := make(chan error, 1)
-			go func() { done <- cl.Flush(ctx, func(p client.Progress) { t.Errorf("entry %d settled as %s", p.Entry.Seq, p.Entry.State) }) }()
+			go func() {
+				done <- cl.Flush(ctx, func(p client.Progress) { t.Errorf("entry %d settled as %s", p.Entry.Seq, p.Entry.State) })
+			}()
 			var ferr error
 			select {
 			case ferr = <-done:
