@@ -243,7 +243,10 @@ func (s *Scanner) fidoPaths() []string {
 
 // Watch sends the list of attached keys on the returned channel: first at
 // once, then whenever it changes, until ctx ends. A slow receiver gets the
-// latest list, never a backlog.
+// latest list, never a backlog. When pcscd goes away (restarted, or
+// stopped), every PC/SC context of the old daemon is dead: Watch
+// establishes a new one, trying again each poll interval, and goes on
+// listing from the new daemon.
 func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 	sc, err := scard.EstablishContext()
 	if err != nil {
@@ -251,10 +254,36 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 	}
 	s := NewScanner(opts)
 	out := make(chan []device.Key, 1)
-	stop := context.AfterFunc(ctx, func() { sc.Cancel() })
+	var mu sync.Mutex // guards sc against the cancelling AfterFunc
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		sc.Cancel()
+	})
+	// renew replaces sc with a context of the daemon now running.
+	renew := func() {
+		n, err := scard.EstablishContext()
+		if err != nil {
+			return // no daemon yet: the next round tries again
+		}
+		mu.Lock()
+		old := sc
+		sc = n
+		mu.Unlock()
+		old.Release()
+		if ctx.Err() != nil {
+			n.Cancel()
+		}
+	}
+	pause := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(opts.poll()):
+		}
+	}
 	go func() {
 		defer close(out)
-		defer sc.Release()
+		defer func() { sc.Release() }()
 		defer stop()
 		var last []device.Key
 		send := func(keys []device.Key) {
@@ -271,8 +300,11 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 		var states []scard.ReaderState
 		for ctx.Err() == nil {
 			cur, err := readerStates(sc)
-			if err != nil && ctx.Err() == nil {
-				time.Sleep(opts.poll()) // pcscd restarting; try again shortly
+			if err != nil {
+				if ctx.Err() == nil {
+					pause() // pcscd restarting: try again shortly, on a new context
+					renew()
+				}
 				continue
 			}
 			states = cur
@@ -294,10 +326,7 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 				}
 			}
 			if len(wait) == 0 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(opts.poll()):
-				}
+				pause()
 				continue
 			}
 			err = sc.GetStatusChange(wait, opts.poll())
