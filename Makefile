@@ -10,7 +10,7 @@ LDFLAGS := -X github.com/keydesk/keydesk/internal/buildinfo.Version=$(VERSION) \
            -X github.com/keydesk/keydesk/internal/buildinfo.Commit=$(COMMIT)
 BIN     := bin
 
-.PHONY: all deps build run test bench fuzz vet clean package package-check cross
+.PHONY: all deps build run test bench bench-registry fuzz vet clean package package-check cross
 
 all: build
 
@@ -33,6 +33,10 @@ test: deps
 ## bench: benchmarks through the real stacks; figures go in docs/
 bench: deps
 	GO=$(GO) packaging/with-services.sh packaging/bench.sh
+
+## bench-registry: only the registry's store and API benchmarks (docs/registry.md)
+bench-registry: deps
+	packaging/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./registry/store/sqlstore ./registry/server
 
 vet:
 	$(GO) vet ./...

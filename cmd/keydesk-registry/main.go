@@ -3,8 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,11 +14,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := command.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "keydesk-registry:", err)
-		if errors.Is(err, command.ErrUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	os.Exit(command.Exit(err, os.Stderr))
 }

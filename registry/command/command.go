@@ -46,6 +46,20 @@ const usage = `usage:
                             [--seed N] [--db DSN] [--json] [--quiet]
   keydesk-registry --version`
 
+// Exit reports err, the result of Run, on stderr as the command's last
+// word and returns the process's exit status: 0 on success, 2 for a usage
+// error, 1 for any other failure.
+func Exit(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "keydesk-registry:", err)
+	if errors.Is(err, ErrUsage) {
+		return 2
+	}
+	return 1
+}
+
 // Run executes the command line args (without the program name).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	err := run(ctx, args, stdout, stderr)

@@ -296,6 +296,11 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if raw, ok := v.(json.RawMessage); ok {
+		// Already encoded by this server (a write's stored result).
+		w.Write(append(raw, '\n'))
+		return
+	}
 	json.NewEncoder(w).Encode(v)
 }
 
@@ -382,34 +387,36 @@ func (s *Server) write(r *request, fn func(*sqlstore.Tx) (int, any, string, erro
 	h.Write(r.body)
 	idem := &sqlstore.Idempotency{Scope: r.tok.Name, Key: key, RequestHash: h.Sum(nil)}
 	actor := string(r.role) + ":" + r.tok.Name
+	var stored storedResult
 	res, replayed, err := s.st.Write(r.ctx, actor, idem, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
 		status, v, tag, err := fn(tx)
 		if err != nil {
 			return sqlstore.Result{}, err
 		}
-		b, err := json.Marshal(struct {
-			ETag string          `json:"etag,omitempty"`
-			Body json.RawMessage `json:"body"`
-		}{tag, mustJSON(v)})
+		stored = storedResult{ETag: tag, Body: mustJSON(v)}
+		b, err := json.Marshal(stored)
 		return sqlstore.Result{Status: status, Body: b}, err
 	})
 	if err != nil {
 		return 0, nil, err
 	}
-	var stored struct {
-		ETag string          `json:"etag"`
-		Body json.RawMessage `json:"body"`
-	}
-	if err := json.Unmarshal(res.Body, &stored); err != nil {
-		return 0, nil, fmt.Errorf("decoding stored result: %w", err)
-	}
 	if replayed {
+		stored = storedResult{}
+		if err := json.Unmarshal(res.Body, &stored); err != nil {
+			return 0, nil, fmt.Errorf("decoding stored result: %w", err)
+		}
 		r.w.Header().Set("Idempotency-Replayed", "true")
 	}
 	if stored.ETag != "" {
 		r.w.Header().Set("ETag", stored.ETag)
 	}
 	return res.Status, stored.Body, nil
+}
+
+// storedResult is a write's response as its idempotency key keeps it.
+type storedResult struct {
+	ETag string          `json:"etag,omitempty"`
+	Body json.RawMessage `json:"body"`
 }
 
 func mustJSON(v any) json.RawMessage {

@@ -86,7 +86,7 @@ func (s *Store) stopSequencer() {
 }
 
 // sequencePause is how long a woken sequencer gathers entries before a pass.
-const sequencePause = 5 * time.Millisecond
+const sequencePause = 50 * time.Millisecond
 
 // sequenceBatch bounds the entries chained in one pass.
 const sequenceBatch = 5000

@@ -250,9 +250,26 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err != nil || rep1 {
 			t.Fatal(err, rep1)
 		}
+		_, head1, _ := e.s.Changes(ctx, 0, 1)
 		r2, rep2, err := w()
-		if err != nil || !rep2 || r2.Status != 201 || string(r2.Body) != string(r1.Body) || calls != 1 {
+		if err != nil || !rep2 || r2.Status != 201 || string(r2.Body) != string(r1.Body) {
 			t.Fatalf("replay: %+v %v %v calls=%d", r2, rep2, err, calls)
+		}
+		// A replay whose write would succeed again is answered from the
+		// stored result too, and writes nothing.
+		before := calls
+		r3, rep3, err := e.s.Write(ctx, "test", idem, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+			calls++
+			return sqlstore.Result{Status: 200, Body: []byte(`{"n":2}`)}, tx.Audit("noop", nil)
+		})
+		if err != nil || !rep3 || string(r3.Body) != string(r1.Body) {
+			t.Fatalf("replay of a write that succeeds again: %+v %v %v", r3, rep3, err)
+		}
+		if _, head, _ := e.s.Changes(ctx, 0, 1); head != head1 || calls < before {
+			t.Fatalf("a replay wrote: head %d, was %d", head, head1)
+		}
+		if r := e.verifyAudit(t); r.Entries != 1 {
+			t.Fatalf("a replay wrote audit entries: %d", r.Entries)
 		}
 		idem.RequestHash = []byte("other")
 		if _, _, err := w(); !errors.Is(err, registry.ErrIdempotencyMismatch) {

@@ -76,7 +76,9 @@ func (t *Tx) Serialize() error {
 // Write runs fn in one transaction as actor. With idem set, a second call
 // with the same scope and key returns the first call's result and writes
 // nothing (replayed is true); the same key with a different request hash is
-// registry.ErrIdempotencyMismatch. If fn fails nothing is written.
+// registry.ErrIdempotencyMismatch. If fn fails nothing is written. fn may
+// run for a replay too, in a transaction that is then rolled back, so it
+// must have no effect outside tx.
 func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn func(*Tx) (Result, error)) (res Result, replayed bool, err error) {
 	return s.write(ctx, actor, idem, fn, false)
 }
@@ -105,7 +107,13 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 			sqlTx.Rollback()
 		}
 	}()
-	if idem != nil {
+	// A first attempt does not look its idempotency key up: a new key, the
+	// common case, costs no round trip for it. A replay shows itself when
+	// fn fails (its change is refused the second time: a duplicate, a
+	// stale version, a used challenge) or when the key's row conflicts at
+	// the end; either way the stored result is answered and nothing of
+	// this attempt is written.
+	if idem != nil && retry {
 		if res, replayed, err = s.replay(ctx, sqlTx, idem); replayed || err != nil {
 			sqlTx.Rollback()
 			return res, replayed, err
@@ -114,6 +122,12 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	t := &Tx{ctx: ctx, s: s, tx: sqlTx, conn: conn, actor: actor, now: s.now().UTC()}
 	res, err = fn(t)
 	if err != nil {
+		if idem != nil && !retry {
+			sqlTx.Rollback()
+			if r, replayed, e := s.replay(ctx, s.db, idem); replayed || e != nil {
+				return r, replayed, e
+			}
+		}
 		return Result{}, false, err
 	}
 	// The idempotency row goes in with the change set's last statement.
