@@ -426,7 +426,7 @@ const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
  CASE WHEN EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
   OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id) THEN 1 ELSE 0 END,
  COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
-FROM key_set_members m JOIN keys k ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
+FROM key_set_members m JOIN keys k{indexed} ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
 WHERE m.set_name = ?`
 
 // loadReadiness reads the active users (sorted by id) and their keys of set
@@ -465,7 +465,13 @@ func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups 
 		return nil, nil, fmt.Errorf("reading users: %w", err)
 	}
 	sort.Slice(users, func(i, j int) bool { return users[i].id < users[j].id })
-	rows, err = q.QueryContext(ctx, s.Rebind(readinessKeysQuery), set)
+	// SQLite reads the key from the covering index (00003) in one probe;
+	// PostgreSQL hash-joins the whole set and needs no hint.
+	indexed := ""
+	if s.dialect != Postgres {
+		indexed = " INDEXED BY keys_readiness"
+	}
+	rows, err = q.QueryContext(ctx, s.Rebind(strings.Replace(readinessKeysQuery, "{indexed}", indexed, 1)), set)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 	}
