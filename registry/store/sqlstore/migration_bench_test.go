@@ -132,6 +132,7 @@ func BenchmarkRollback(b *testing.B) {
 			b.ResetTimer()
 			b.StopTimer()
 			reverted := 0
+			var cpu time.Duration
 			for range b.N {
 				m := &registry.Migration{From: setA, To: setB, Scope: registry.Cohort{All: true}, Canary: registry.Cohort{Percent: 1}}
 				write(func(tx *sqlstore.Tx) error { return tx.CreateMigration(m) })
@@ -142,6 +143,7 @@ func BenchmarkRollback(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				cpu0 := processCPU()
 				b.StartTimer()
 				write(func(tx *sqlstore.Tx) error {
 					_, users, err := tx.RollbackMigration(m.ID, "bench")
@@ -149,12 +151,14 @@ func BenchmarkRollback(b *testing.B) {
 					return err
 				})
 				b.StopTimer()
+				cpu += processCPU() - cpu0
 				v1, err := s.Validity(ctx, "usr_1")
 				if err != nil || v1.Version != v0.Version+1 || len(v1.Credentials) != 4 {
 					b.Fatalf("after rollback: %+v %v", v1, err)
 				}
 			}
 			b.ReportMetric(float64(reverted), "users-reverted")
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "process-cpu-ms/op")
 		})
 	}
 }
