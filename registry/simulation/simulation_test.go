@@ -112,6 +112,8 @@ func BenchmarkSimulate100k(b *testing.B) {
 				b.ReportMetric(float64(rep.RollbackTime.Microseconds())/1000, "rollback-ms")
 				b.ReportMetric(100*rep.HaltShare, "halt-affected-%")
 				b.ReportMetric(float64(rep.MaxLockedOut), "max-locked-out")
+				b.ReportMetric(float64(rep.VersionsChecked), "versions-checked")
+				b.ReportMetric(float64(rep.RollbackUsers), "rollback-users")
 				b.Logf("%s", simulation.Format(rep))
 			}
 		})

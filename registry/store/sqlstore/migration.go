@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -120,6 +121,7 @@ func (t *Tx) q() querier { return t.tx }
 // scopeUser is an active user as a migration sees it.
 type scopeUser struct {
 	id, ext, email string
+	keys           []bKey // keys of the target set (readiness only)
 	groups         []string
 	bucket         int
 }
@@ -426,23 +428,23 @@ const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
  CASE WHEN EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
   OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id) THEN 1 ELSE 0 END,
  COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
-FROM key_set_members m JOIN keys k ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
+FROM key_set_members m JOIN keys k{indexed} ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
 WHERE m.set_name = ?`
 
 // loadReadiness reads the active users (sorted by id) and their keys of set
 // in two sequential scans, merged here rather than by a join that would
 // look up every user's keys one by one.
-func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, map[string][]bKey, error) {
+func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, error) {
 	if s.dialect == Postgres {
 		// The planner's cost for the correlated EXISTS crosses the JIT
 		// threshold; compiling the plan costs more than running it.
 		if _, err := q.ExecContext(ctx, "SET LOCAL jit = off"); err != nil {
-			return nil, nil, fmt.Errorf("configuring readiness query: %w", err)
+			return nil, fmt.Errorf("configuring readiness query: %w", err)
 		}
 	}
 	rows, err := q.QueryContext(ctx, "SELECT id, external_id, email, groups_json FROM users WHERE status = 'active'")
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading users: %w", err)
+		return nil, fmt.Errorf("reading users: %w", err)
 	}
 	var users []scopeUser
 	for rows.Next() {
@@ -450,38 +452,63 @@ func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups 
 		var g string
 		if err := rows.Scan(&u.id, &u.ext, &u.email, &g); err != nil {
 			rows.Close()
-			return nil, nil, fmt.Errorf("reading users: %w", err)
+			return nil, fmt.Errorf("reading users: %w", err)
 		}
 		if groups && g != "[]" {
 			if err := json.Unmarshal([]byte(g), &u.groups); err != nil {
 				rows.Close()
-				return nil, nil, fmt.Errorf("decoding groups of %s: %w", u.id, err)
+				return nil, fmt.Errorf("decoding groups of %s: %w", u.id, err)
 			}
 		}
 		users = append(users, u)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("reading users: %w", err)
+		return nil, fmt.Errorf("reading users: %w", err)
 	}
-	sort.Slice(users, func(i, j int) bool { return users[i].id < users[j].id })
-	rows, err = q.QueryContext(ctx, s.Rebind(readinessKeysQuery), set)
+	slices.SortFunc(users, func(a, b scopeUser) int { return strings.Compare(a.id, b.id) })
+	// SQLite reads the key from the covering index (00003) in one probe;
+	// PostgreSQL hash-joins the whole set and needs no hint.
+	indexed := ""
+	if s.dialect != Postgres {
+		indexed = " INDEXED BY keys_readiness"
+	}
+	rows, err = q.QueryContext(ctx, s.Rebind(strings.Replace(readinessKeysQuery, "{indexed}", indexed, 1)), set)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+		return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 	}
 	defer rows.Close()
-	keys := make(map[string][]bKey, len(users))
+	at := make(map[string]int, len(users))
+	for i := range users {
+		at[users[i].id] = i
+	}
+	var owner, role, status sql.RawBytes
 	for rows.Next() {
-		var owner string
 		var k bKey
 		var cred int
-		if err := rows.Scan(&owner, &k.role, &k.status, &cred, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
-			return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+		if err := rows.Scan(&owner, &role, &status, &cred, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
+			return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 		}
-		k.hasCred = cred != 0
-		keys[owner] = append(keys[owner], k)
+		i, ok := at[string(owner)]
+		if !ok {
+			continue // an owner who is not active is not in scope
+		}
+		k.role, k.status, k.hasCred = intern(role), intern(status), cred != 0
+		users[i].keys = append(users[i].keys, k)
 	}
-	return users, keys, rows.Err()
+	return users, rows.Err()
+}
+
+// intern returns the constant string for a key role or status, so that
+// reading a large set does not allocate one string per key and column.
+func intern(b []byte) string {
+	for _, v := range [...]string{string(registry.KeyActive), string(registry.KeyPending), string(registry.KeySuspended), string(registry.KeyLost),
+		string(registry.KeyRevoked), string(registry.KeyRetired), string(registry.RolePrimary), string(registry.RoleBackup)} {
+		if string(b) == v {
+			return v
+		}
+	}
+	return string(b)
 }
 
 // judge applies the policy to one user's keys of the target set.
@@ -493,10 +520,8 @@ func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, re
 	if p.MaxVerificationAgeDays > 0 {
 		oldest = nanos(now.Add(-time.Duration(p.MaxVerificationAgeDays) * 24 * time.Hour))
 	}
-	seen := map[string]bool{}
 	add := func(r string) {
-		if !seen[r] {
-			seen[r] = true
+		if !slices.Contains(reasons, r) {
 			reasons = append(reasons, r)
 		}
 	}
@@ -545,7 +570,7 @@ type evaluation struct {
 }
 
 func evaluate(ctx context.Context, s *Store, q querier, m *registry.Migration, now time.Time) (*evaluation, error) {
-	users, keys, err := loadReadiness(ctx, s, q, m.To, needGroups(m))
+	users, err := loadReadiness(ctx, s, q, m.To, needGroups(m))
 	if err != nil {
 		return nil, err
 	}
@@ -573,7 +598,7 @@ func evaluate(ctx context.Context, s *Store, q querier, m *registry.Migration, n
 	}
 	e := &evaluation{m: m, scope: scope, canary: canary, rows: make([]registry.UserReadiness, len(scope))}
 	for i, u := range scope {
-		good, reasons := judge(m.Policy, keys[u.id], now)
+		good, reasons := judge(m.Policy, u.keys, now)
 		if other[u.id] {
 			reasons = append(reasons, registry.ReasonOtherMigration)
 		}

@@ -52,9 +52,12 @@ CREATE TABLE key_health (
 -- Readiness asks, per key of the target set, whether it holds a usable
 -- FIDO2 credential: one index probe.
 CREATE INDEX fido_credentials_key_usable ON fido_credentials(key_id, clone_suspected);
+-- SQLite reads a key's owner, role and status for readiness from this
+-- covering index in one probe instead of the id index and then the row.
+CREATE INDEX keys_readiness ON keys(id, owner_id, role, status);
 INSERT INTO key_health (key_id, last_ok_at, last_fail_at, last_signal_at, last_pin_at)
 SELECT key_id, COALESCE(MAX(CASE WHEN ok = 1 AND clone_suspected = 0 THEN at END), 0), COALESCE(MAX(CASE WHEN ok = 0 OR clone_suspected = 1 THEN at END), 0), 0, 0
 FROM verifications WHERE key_id IN (SELECT id FROM keys) GROUP BY key_id;
 
 -- +goose Down
-DROP INDEX fido_credentials_key_usable; DROP TABLE key_health; DROP TABLE migration_signals; DROP TABLE migration_cutovers; DROP TABLE migrations;
+DROP INDEX keys_readiness; DROP INDEX fido_credentials_key_usable; DROP TABLE key_health; DROP TABLE migration_signals; DROP TABLE migration_cutovers; DROP TABLE migrations;
