@@ -129,12 +129,19 @@ say "systemd-analyze verify (systemd $(in_root systemctl --version | awk 'NR==1{
 in_root systemd-analyze verify /usr/lib/systemd/system/keydesk-registry.service
 echo "systemd-analyze verify: clean"
 # The drop-in docs/deploy.md installs for PostgreSQL and a real certificate.
-mkdir -p "$root/etc/systemd/system/keydesk-registry.service.d"
-cp "$root/usr/share/doc/keydesk-registry/examples/postgres-tls.conf" "$root/etc/systemd/system/keydesk-registry.service.d/"
+dropins=$root/etc/systemd/system/keydesk-registry.service.d
+mkdir -p "$dropins"
+cp "$root/usr/share/doc/keydesk-registry/examples/postgres-tls.conf" "$dropins/"
+# First show that verify reads this directory: a drop-in naming a missing
+# program must fail it.
+printf '[Service]\nExecStartPre=/nonexistent/keydesk-probe\n' >"$dropins/zz-probe.conf"
+if in_root systemd-analyze verify keydesk-registry.service >"$work/probe.log" 2>&1; then
+  cat "$work/probe.log"; fail "systemd-analyze verify ignored a drop-in in $dropins"
+fi
+grep -q keydesk-probe "$work/probe.log" || { cat "$work/probe.log"; fail "verify failed for another reason"; }
+rm "$dropins/zz-probe.conf"
 in_root systemd-analyze verify keydesk-registry.service
-in_root systemctl cat keydesk-registry.service | grep -qxF 'LoadCredential=tls-key.pem:/etc/keydesk-registry/tls/key.pem' ||
-  fail "the example drop-in is not part of the unit"
-rm -r "$root/etc/systemd/system/keydesk-registry.service.d"
+rm -r "$dropins"
 echo "systemd-analyze verify with the example drop-in (postgres-tls.conf): clean"
 in_root systemd-analyze security --offline=yes /usr/lib/systemd/system/keydesk-registry.service | tail -1
 
