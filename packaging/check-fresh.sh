@@ -67,6 +67,12 @@ mnt --rbind /sys "$root/sys"
 mnt --rbind /dev "$root/dev"
 mkdir -p "$root/run/shm"
 mnt -t tmpfs tmpfs "$root/run"
+# A site's own trust anchors (say, for a TLS-inspecting proxy) are part of
+# any machine there, fresh or not: carry this machine's local ones over.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
 cp -a "$GOROOT_HOST" "$root/usr/local/go"
 git clone -q --no-local "$PWD" "$root/root/keydesk"
 echo "clone of $(git rev-parse --short HEAD) at /root/keydesk; Go: $("$root/usr/local/go/bin/go" version)"
