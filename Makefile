@@ -4,13 +4,17 @@
 
 SHELL   := /bin/bash
 GO      ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# --version prints "PROGRAM VERSION (commit COMMIT)": VERSION is the release
+# tag (v1.2.3 gives 1.2.3, with -N-gHASH after it), "dev" before the first
+# tag; COMMIT gains -dirty when the tree has uncommitted changes. `make
+# package` stamps the Debian package version instead.
+VERSION ?= $(or $(patsubst v%,%,$(shell git describe --tags --match 'v[0-9]*' 2>/dev/null)),dev)
+COMMIT  ?= $(or $(shell git rev-parse --short=7 HEAD 2>/dev/null),unknown)$(shell git rev-parse -q HEAD >/dev/null 2>&1 && { git diff --quiet HEAD -- || echo -dirty; })
 LDFLAGS := -X github.com/keydesk/keydesk/internal/buildinfo.Version=$(VERSION) \
            -X github.com/keydesk/keydesk/internal/buildinfo.Commit=$(COMMIT)
 BIN     := bin
 
-.PHONY: all deps build run test bench bench-registry fuzz vet clean package package-check cross
+.PHONY: all deps build run test bench bench-registry fuzz vet clean package package-check fresh-check cross
 
 all: build
 
@@ -50,6 +54,12 @@ package: deps
 package-check: package
 	@packaging/install-deps.sh --packaging --quiet
 	packaging/check-debs.sh
+
+## fresh-check: `make test` and `make build` from a clean clone of HEAD in a
+## fresh Debian 12 root (debootstrap; root and network; tens of minutes)
+fresh-check:
+	@packaging/install-deps.sh --packaging --quiet
+	GO=$(GO) packaging/check-fresh.sh
 
 ## cross: what cross-compiles here for Windows and macOS (packaging/cross.sh)
 cross: deps

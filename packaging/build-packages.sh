@@ -35,6 +35,8 @@ if [ -z "${DEB_VERSION:-}" ]; then
   git diff --quiet HEAD -- 2>/dev/null || DEB_VERSION+=+dirty
 fi
 export DEB_VERSION
+# --version shows the package's version (the last -X of a name wins).
+LDFLAGS+=" -X github.com/keydesk/keydesk/internal/buildinfo.Version=$DEB_VERSION"
 export DEB_MAINTAINER=${DEB_MAINTAINER:-keydesk maintainers <maintainers@keydesk.example>}
 export STAGE=$DIST/stage
 rm -rf "$STAGE"

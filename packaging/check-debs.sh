@@ -2,12 +2,13 @@
 # Checks the packages `make package` built in dist/ (what `make package-check`
 # runs after building them):
 #   1. lintian on both .debs: no errors or warnings beyond the overrides in
-#      packaging/lintian/ (their reasons are there and in lintian-notes.md);
+#      packaging/lintian/ (their reasons are there and in docs/packaging.md);
 #   2. contents, Depends and conffiles of each .deb; the desktop entry and the
 #      AppStream metadata as installed, through their validators;
 #   3. a clean Debian 12 root made with debootstrap: both .debs installed with
 #      apt-get (dependencies from deb.debian.org), `--version` of both
-#      binaries, `systemd-analyze verify` on the installed unit,
+#      binaries, `systemd-analyze verify` on the installed unit, alone and
+#      with the example drop-in docs/deploy.md uses,
 #      `keydesk-registry serve` answering GET /v1/health, then a purge.
 # Needs root (debootstrap, chroot, mount), network access to deb.debian.org
 # and packaging/install-deps.sh --packaging. The debootstrap tarball is cached
@@ -59,6 +60,7 @@ contains "$kd" /usr/bin/keydesk /usr/share/applications/keydesk.desktop \
   /usr/share/doc/keydesk/copyright /usr/share/doc/keydesk/changelog.Debian.gz
 contains "$kr" /usr/bin/keydesk-registry /usr/lib/systemd/system/keydesk-registry.service \
   /etc/keydesk-registry/registry.conf /usr/share/man/man1/keydesk-registry.1.gz \
+  /usr/share/doc/keydesk-registry/deploy.md /usr/share/doc/keydesk-registry/examples/postgres-tls.conf \
   /usr/share/doc/keydesk-registry/copyright /usr/share/doc/keydesk-registry/changelog.Debian.gz
 depends=$(dpkg-deb -f "$kd" Depends)
 for d in pcscd libpcsclite1 libfido2-1 libgl1 libx11-6 libxcursor1 libxrandr2 libxinerama1 libxi6 libxxf86vm1 libc6; do
@@ -80,7 +82,7 @@ root=$work/root
 cleanup() {
   if [ -n "${srv_pid:-}" ]; then kill "$srv_pid" 2>/dev/null || true; fi
   mountpoint -q "$root/proc" && umount "$root/proc"
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 
@@ -126,6 +128,21 @@ done
 say "systemd-analyze verify (systemd $(in_root systemctl --version | awk 'NR==1{print $2}'), in the clean root)"
 in_root systemd-analyze verify /usr/lib/systemd/system/keydesk-registry.service
 echo "systemd-analyze verify: clean"
+# The drop-in docs/deploy.md installs for PostgreSQL and a real certificate.
+dropins=$root/etc/systemd/system/keydesk-registry.service.d
+mkdir -p "$dropins"
+cp "$root/usr/share/doc/keydesk-registry/examples/postgres-tls.conf" "$dropins/"
+# First show that verify reads this directory: a drop-in naming a missing
+# program must fail it.
+printf '[Service]\nExecStartPre=/nonexistent/keydesk-probe\n' >"$dropins/zz-probe.conf"
+if in_root systemd-analyze verify keydesk-registry.service >"$work/probe.log" 2>&1; then
+  cat "$work/probe.log"; fail "systemd-analyze verify ignored a drop-in in $dropins"
+fi
+grep -q keydesk-probe "$work/probe.log" || { cat "$work/probe.log"; fail "verify failed for another reason"; }
+rm "$dropins/zz-probe.conf"
+in_root systemd-analyze verify keydesk-registry.service
+rm -r "$dropins"
+echo "systemd-analyze verify with the example drop-in (postgres-tls.conf): clean"
 in_root systemd-analyze security --offline=yes /usr/lib/systemd/system/keydesk-registry.service | tail -1
 
 say "keydesk-registry serve: smoke start and GET /v1/health"
@@ -139,7 +156,11 @@ url=${line#keydesk-registry listening on }
 [ "$url" != "$line" ] || fail "unexpected first line: $line"
 health=$(in_root curl -sS --fail --cacert /var/lib/keydesk-registry/tls-cert.pem "$url/v1/health")
 echo "GET /v1/health: $health"
-tok=$(in_root env STATE_DIRECTORY=/var/lib/keydesk-registry keydesk-registry token create --role admin --name check)
+# As docs/deploy.md's kdr function runs it: registry.conf's settings in the
+# environment, an empty KEYDESK_REGISTRY_DB meaning SQLite in the state dir.
+tok=$(in_root sh -c 'set -a; . /etc/keydesk-registry/registry.conf; set +a
+  STATE_DIRECTORY=/var/lib/keydesk-registry exec /usr/bin/keydesk-registry "$@" --db "$KEYDESK_REGISTRY_DB"' kdr \
+  token create --role admin --name check)
 [[ $tok == kdr_* ]] || fail "token create printed: $tok"
 code=$(in_root curl -sS -o /dev/null -w '%{http_code}' --cacert /var/lib/keydesk-registry/tls-cert.pem \
   -H "Authorization: Bearer $tok" "$url/v1/users")

@@ -8,7 +8,8 @@
 #   --quiet (with any of them)             print only what it installs
 #
 # On Debian and Ubuntu it uses apt-get (through sudo when not root). Elsewhere
-# it names what to install and exits non-zero.
+# it names what to install, group by group, and exits non-zero; once those are
+# installed, KEYDESK_SKIP_DEPS=1 skips this script.
 set -euo pipefail
 
 quiet=0
@@ -22,14 +23,19 @@ for a in "$@"; do
   esac
 done
 
-# One list per set, grouped by what needs it. Keep README.md's lists in step.
-# The packaging and cross sets are separate so that `make test` on a clean
+# One list per set, grouped by what needs it: each group is a comment saying
+# what needs it, then its Debian package names. The message for systems
+# without apt-get is made from these groups, so a new package goes in the
+# group it belongs to (or a new commented group), never on its own. The
+# packaging and cross sets are separate so that `make test` on a clean
 # machine never pays for them.
 case $set_ in
 packaging) pkgs=(
   # make package-check: package linting, desktop metadata validators, the
   # clean Debian root and the unit checker
   lintian desktop-file-utils appstream debootstrap systemd curl
+  # make package: binutils (objcopy, objdump) and xz for the fyne tarball
+  binutils xz-utils
   # assets/render.sh: PNG icons from the SVG
   librsvg2-bin
 ) ;;
@@ -38,6 +44,8 @@ cross) pkgs=(
   gcc-mingw-w64-x86-64
 ) ;;
 main) pkgs=(
+  # build: Go fetches modules over HTTPS (the system's CA certificates)
+  ca-certificates
   # build: cgo for piv-go (PC/SC) and go-libfido2, Fyne's GL and X11 headers
   gcc pkg-config libpcsclite-dev libfido2-dev
   libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
@@ -50,9 +58,27 @@ main) pkgs=(
 ) ;;
 esac
 
+[ -z "${KEYDESK_SKIP_DEPS:-}" ] || exit 0
+
+# groups prints this set's list as it is written above: what needs them, then
+# the Debian package names.
+groups() {
+  awk -v set="$set_" '
+    $0 ~ "^" set "\\) pkgs=\\(" { on = 1; next }
+    on && /^\) ;;/ { exit }
+    on && /^ *#/ { sub(/^ *# ?/, ""); if (names) print "      " names; names = ""; print "  " $0; next }
+    on { sub(/^ */, ""); names = names (names ? " " : "") $0 }
+    END { if (names) print "      " names }
+  ' "$0"
+}
+
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-deps: this is not a Debian or Ubuntu system; install the equivalents of:" >&2
-  printf '  %s\n' "${pkgs[@]}" | grep -v '^  #' >&2
+  {
+    echo "install-deps: no apt-get here, so nothing was installed. keydesk needs, besides Go 1.26 or"
+    echo "newer, what these Debian packages provide (most systems use similar names):"
+    groups
+    echo "Install their equivalents, then run make again with KEYDESK_SKIP_DEPS=1."
+  } >&2
   exit 1
 fi
 
