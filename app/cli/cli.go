@@ -71,6 +71,8 @@ func init() {
 		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
 		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
+		{name: "enrol", help: "enrol a user's keys (--user ID), a CSV roster (--batch FILE), or finish one (--resume)", run: runEnrol, flags: enrolFlagSet},
+		{name: "sync", help: "send the registry writes queued while it was unreachable", run: runSync},
 		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {

@@ -2,8 +2,13 @@ package cli_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,8 +16,12 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/keydesk/keydesk/app/cli"
+	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 func TestMain(m *testing.M) {
@@ -24,19 +33,50 @@ func TestMain(m *testing.M) {
 var (
 	fleetMu    sync.Mutex
 	fleetState string
+
+	registryOnce sync.Once
+	registryBin  string
+	registryErr  error
 )
 
-// TestScripts drives the keydesk binary through testdata/script against two
-// practice-mode virtual keys behind a private pcscd, per script.
+// scriptRegistry is a script's registry process and the helpdesk identity
+// its escrows are sealed to.
+type scriptRegistry struct {
+	proc     *regtest.Process
+	state    string
+	token    string
+	identity string
+}
+
+type registryKey struct{}
+
+// TestScripts drives the keydesk binary through testdata/script against
+// practice-mode virtual keys behind a private pcscd, per script: two keys,
+// or as many as the script's .keys file says. A script with a .registry
+// file also gets a real keydesk-registry process (practice roots trusted)
+// with its state in $WORK/registry-state, an admin token in
+// $WORK/admin-token, the URL in $REGISTRY, a fresh keyring service on the
+// real Secret Service, and desk settings ready to enrol (practice mode,
+// a helpdesk recipient whose identity only the harness holds).
 func TestScripts(t *testing.T) {
 	fleetState = t.TempDir()
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"registry":  cmdRegistry,
+			"nosecrets": cmdNoSecrets,
+		},
 		Setup: func(env *testscript.Env) error {
 			// One fleet at a time: each script's keys live behind their own
 			// pcscd, and the test process's PC/SC client follows one socket.
 			fleetMu.Lock()
 			env.Defer(fleetMu.Unlock)
+			n := 2
+			if b, err := os.ReadFile(filepath.Join(env.WorkDir, ".keys")); err == nil {
+				if n, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+					return fmt.Errorf(".keys: %w", err)
+				}
+			}
 			// The fleet lives at the same path for every script, because
 			// libpcsclite reads PCSCLITE_CSOCK_NAME once per process; each
 			// script starts from factory-fresh keys.
@@ -46,7 +86,7 @@ func TestScripts(t *testing.T) {
 				return err
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			f, err := sim.Start(ctx, dir, 2, virtual.Version{Major: 5, Minor: 7, Patch: 2})
+			f, err := sim.Start(ctx, dir, n, virtual.Version{Major: 5, Minor: 7, Patch: 2})
 			if err != nil {
 				cancel()
 				return err
@@ -65,7 +105,85 @@ func TestScripts(t *testing.T) {
 			}
 			env.Setenv("XDG_STATE_HOME", state)
 			env.Setenv("KEYDESK_PRACTICE", "1")
+			if _, err := os.Stat(filepath.Join(env.WorkDir, ".registry")); err == nil {
+				return setupRegistry(env)
+			}
 			return nil
 		},
 	})
+}
+
+func setupRegistry(env *testscript.Env) error {
+	registryOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keydesk-registry-bin-")
+		if err != nil {
+			registryErr = err
+			return
+		}
+		registryBin, registryErr = regtest.Build(dir)
+	})
+	if registryErr != nil {
+		return registryErr
+	}
+	if os.Getenv("DBUS_SESSION_BUS_ADDRESS") == "" {
+		return fmt.Errorf("this script needs the Secret Service: run it through packaging/with-services.sh")
+	}
+	r := &scriptRegistry{state: filepath.Join(env.WorkDir, "registry-state")}
+	var err error
+	if r.token, err = regtest.Token(registryBin, r.state, "admin", "desk", ""); err != nil {
+		return err
+	}
+	if r.proc, err = regtest.Start(registryBin, r.state, "--practice"); err != nil {
+		return err
+	}
+	env.Defer(r.proc.Stop)
+	id, rcpt, err := escrow.NewIdentity()
+	if err != nil {
+		return err
+	}
+	r.identity = id
+	if err := os.WriteFile(filepath.Join(env.WorkDir, "admin-token"), []byte(r.token+"\n"), 0o600); err != nil {
+		return err
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	service := "keydesk-test-" + hex.EncodeToString(b)
+	env.Setenv(secrets.ServiceEnv, service)
+	env.Setenv("DBUS_SESSION_BUS_ADDRESS", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
+	env.Defer(func() { secrets.New(service).Delete(secrets.RegistryTokenAccount(r.proc.URL)) })
+	cfg := filepath.Join(env.WorkDir, ".config")
+	env.Setenv("XDG_CONFIG_HOME", cfg)
+	env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, ".local", "share"))
+	env.Setenv("REGISTRY", r.proc.URL)
+	s := settings.Default()
+	s.RPID = "keydesk.example"
+	s.Practice = true
+	s.HelpdeskRecipients = []string{rcpt}
+	if err := settings.Save(filepath.Join(cfg, "keydesk", "settings.json"), s); err != nil {
+		return err
+	}
+	env.Values[registryKey{}] = r
+	return nil
+}
+
+func scriptReg(ts *testscript.TestScript) *scriptRegistry {
+	r, _ := ts.Value(registryKey{}).(*scriptRegistry)
+	if r == nil {
+		ts.Fatalf("this script has no registry: add an empty .registry file to it")
+	}
+	return r
+}
+
+// cmdRegistry: "registry audit" verifies the registry's audit chain and
+// signed checkpoints with keydesk-registry audit verify.
+func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
+	r := scriptReg(ts)
+	if len(args) != 1 || args[0] != "audit" {
+		ts.Fatalf("usage: registry audit")
+	}
+	out, err := regtest.AuditVerify(registryBin, r.state)
+	ts.Logf("%s", out)
+	if (err != nil) != neg {
+		ts.Fatalf("audit verify: %v: %s", err, out)
+	}
 }

@@ -392,7 +392,7 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 		return nil, fmt.Errorf("user %q: %w", req.User.ExternalID, ErrNoSuchUser)
 	}
 	if u.ID != "" {
-		req.User.DisplayName, req.User.Email = u.DisplayName, u.Email
+		req.User.ExternalID, req.User.DisplayName, req.User.Email = u.ExternalID, u.DisplayName, u.Email
 		if len(req.User.Groups) == 0 {
 			req.User.Groups = u.Groups
 		}
@@ -415,13 +415,9 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 // pickKey finds the key to enrol: req.Serial, or the one fresh key attached,
 // waiting for one when none is.
 func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key, error) {
-	asked := false
-	for {
-		list, err := e.cfg.Keys.List(ctx)
-		if err != nil {
-			return device.Key{}, err
-		}
-		var cands []device.Key
+	choose := func(list []device.Key) (device.Key, bool) {
+		var best device.Key
+		found := false
 		for _, k := range list {
 			if k.SerialUnknown || (req.Serial != 0 && k.Serial != req.Serial) {
 				continue
@@ -436,55 +432,46 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 				if fresh, _ := e.fresh(ctx, k); !fresh {
 					continue
 				}
+			} else if k.Reader == "" || k.FIDOPath == "" {
+				continue // not all of it is visible yet
 			}
-			cands = append(cands, k)
-		}
-		if len(cands) > 0 {
 			// Several fresh keys: the lowest serial; the result names it.
-			best := cands[0]
-			for _, c := range cands[1:] {
-				if c.Serial < best.Serial {
-					best = c
-				}
+			if !found || k.Serial < best.Serial {
+				best, found = k, true
 			}
-			return best, nil
 		}
-		if req.Serial != 0 {
-			if asked || ui.InsertKey == nil {
-				return device.Key{}, fmt.Errorf("%w with serial %d", keys.ErrNoKey, req.Serial)
-			}
-		} else if ui.InsertKey == nil {
-			return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
-		}
-		if !asked {
-			if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
-				return device.Key{}, err
-			}
-			asked = true
-			continue
-		}
-		if err := e.waitChange(ctx); err != nil {
-			return device.Key{}, err
-		}
+		return best, found
 	}
-}
-
-// waitChange returns when the attached keys change.
-func (e *Enroller) waitChange(ctx context.Context) error {
+	list, err := e.cfg.Keys.List(ctx)
+	if err != nil {
+		return device.Key{}, err
+	}
+	if k, ok := choose(list); ok {
+		return k, nil
+	}
+	if ui.InsertKey == nil {
+		if req.Serial != 0 {
+			return device.Key{}, fmt.Errorf("%w with serial %d", keys.ErrNoKey, req.Serial)
+		}
+		return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
+	}
+	if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
+		return device.Key{}, err
+	}
+	// Every change of the attached keys (the first snapshot included, so
+	// a key that arrived meanwhile is not missed) is looked at again.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch, err := e.cfg.Keys.Watch(wctx)
 	if err != nil {
-		return err
+		return device.Key{}, err
 	}
-	first := true
-	for range ch {
-		if !first {
-			return nil
+	for list := range ch {
+		if k, ok := choose(list); ok {
+			return k, nil
 		}
-		first = false
 	}
-	return ctx.Err()
+	return device.Key{}, fmt.Errorf("waiting for a key: %w", ctx.Err())
 }
 
 // fresh reports whether k is factory-fresh: no FIDO2 PIN, and PIV PIN, PUK
@@ -1037,4 +1024,14 @@ func (e *Enroller) EnrolUser(ctx context.Context, req Request, ui UI) ([]*Result
 		return out, err
 	}
 	return append(out, res2), nil
+}
+
+// Finished reports whether key serial's enrolment is journalled as done
+// (active in the registry), so the key may leave the desk.
+func (e *Enroller) Finished(ctx context.Context, serial uint32) (bool, error) {
+	rec, err := e.j.get(ctx, serial)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	return rec.Stage == StageActive, nil
 }

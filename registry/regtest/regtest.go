@@ -37,6 +37,14 @@ type Process struct {
 	cmd   *exec.Cmd
 	done  chan struct{}
 	State string
+	log   *bytes.Buffer
+}
+
+// Stderr is what the process wrote to its standard error; read it after
+// Stop or Kill.
+func (p *Process) Stderr() string {
+	<-p.done
+	return p.log.String()
 }
 
 // Start runs `bin serve --dev-plain-http --listen 127.0.0.1:0 --state state`
@@ -57,7 +65,7 @@ func StartArgs(bin, state string, args ...string) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting registry: %w", err)
 	}
-	p := &Process{cmd: cmd, done: make(chan struct{}), State: state}
+	p := &Process{cmd: cmd, done: make(chan struct{}), State: state, log: &stderr}
 	line := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
