@@ -40,6 +40,7 @@ package enrol
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -96,6 +97,32 @@ type Enroller struct {
 	roots    *attest.Roots
 	pivRoots []*x509.Certificate
 	j        *journal
+	// device is the time spent in device calls (and waiting for a key)
+	// during the current enrolment.
+	device time.Duration
+}
+
+// timed runs a device call and counts its time as device time.
+func timed[T any](e *Enroller, f func() (T, error)) (T, error) {
+	t := time.Now()
+	v, err := f()
+	e.device += time.Since(t)
+	return v, err
+}
+
+func (e *Enroller) timedErr(f func() error) error {
+	_, err := timed(e, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+// Timing is where one key's enrolment spent its time: Device is in device
+// calls (PC/SC and FIDO HID round trips, the virtual or real key's own work,
+// touches) and waiting for the key; Keydesk is the rest — policy checks,
+// attestation verification, escrow sealing, the journal, and the registry.
+type Timing struct {
+	Total   time.Duration `json:"total_ns"`
+	Device  time.Duration `json:"device_ns"`
+	Keydesk time.Duration `json:"keydesk_ns"`
 }
 
 // New checks the settings are ready for enrolment (helpdesk recipients
@@ -258,6 +285,7 @@ type Result struct {
 	Covered     bool               `json:"covered"`
 	Missing     []string           `json:"missing,omitempty"`
 	Resumed     bool               `json:"resumed,omitempty"`
+	Timing      Timing             `json:"timing"`
 }
 
 // Typed errors a caller acts on.
@@ -383,6 +411,8 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 	if req.User.ExternalID == "" {
 		return nil, errors.New("enrolment needs the user's external id")
 	}
+	start := time.Now()
+	e.device = 0
 	ui.progress(Event{Step: StepUser, User: req.User.ExternalID})
 	u, ks, err := e.userKeys(ctx, req.User.ExternalID)
 	if err != nil {
@@ -409,7 +439,11 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 	if err != nil {
 		return nil, err
 	}
-	return e.enrolOn(ctx, k, req, ui)
+	res, err := e.enrolOn(ctx, k, req, ui)
+	if res != nil {
+		res.Timing = Timing{Total: time.Since(start), Device: e.device, Keydesk: time.Since(start) - e.device}
+	}
+	return res, err
 }
 
 // pickKey finds the key to enrol: req.Serial, or the one fresh key attached,
@@ -442,7 +476,7 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 		}
 		return best, found
 	}
-	list, err := e.cfg.Keys.List(ctx)
+	list, err := timed(e, func() ([]device.Key, error) { return e.cfg.Keys.List(ctx) })
 	if err != nil {
 		return device.Key{}, err
 	}
@@ -466,6 +500,8 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 	if err != nil {
 		return device.Key{}, err
 	}
+	waitStart := time.Now()
+	defer func() { e.device += time.Since(waitStart) }() // the person's and the key's time
 	for list := range ch {
 		if k, ok := choose(list); ok {
 			return k, nil
@@ -480,7 +516,7 @@ func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
 	if k.FIDOPath == "" || k.Reader == "" {
 		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB"
 	}
-	st, err := fidokey.Open(k.FIDOPath).Status(ctx)
+	st, err := timed(e, func() (device.FIDOStatus, error) { return fidokey.Open(k.FIDOPath).Status(ctx) })
 	if err != nil {
 		return false, "reading FIDO2: " + err.Error()
 	}
@@ -491,7 +527,7 @@ func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	ps, err := card.Status(ctx)
+	ps, err := timed(e, func() (*device.PIVStatus, error) { return card.Status(ctx) })
 	if err != nil {
 		return false, "reading PIV: " + err.Error()
 	}
@@ -584,6 +620,17 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		}
 	}
 
+	// The user chooses both PINs before the key is touched, so a PIN that
+	// fails the policy leaves the key as it was.
+	fpin, err := askPIN(ctx, ui, PINRequest{Kind: FIDO2PIN, Serial: serial, User: req.User.DisplayName, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}, e.checkFIDOPIN)
+	if err != nil {
+		return nil, err
+	}
+	ppin, err := askPIN(ctx, ui, PINRequest{Kind: PIVPIN, Serial: serial, User: req.User.DisplayName, MinLength: 6, MaxLength: 8}, checkPIVPIN)
+	if err != nil {
+		return nil, err
+	}
+
 	rec := &Record{Serial: serial, ExternalID: req.User.ExternalID, Role: string(req.Role), Batch: req.Batch, Stage: StageDevice}
 	if err := e.j.put(ctx, rec); err != nil {
 		return nil, err
@@ -598,11 +645,13 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// of work, chained to a trusted root with this serial.
 	ui.progress(Event{Step: StepGenuine, Serial: serial, User: req.User.ExternalID})
 	defaultPIN := device.Callbacks{PIN: func(context.Context, string) (string, error) { return defaultPIVPIN, nil }, Touch: touch}
-	pub, err := card.Generate(ctx, defaultPIN, 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+	pub, err := timed(e, func() (crypto.PublicKey, error) {
+		return card.Generate(ctx, defaultPIN, 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+	})
 	if err != nil {
 		return stop(fmt.Errorf("generating the PIV key in 9a: %w", err))
 	}
-	att, err := card.Attest(ctx, 0x9a)
+	att, err := timed(e, func() (*pivkey.Attestation, error) { return card.Attest(ctx, 0x9a) })
 	if err != nil {
 		return stop(fmt.Errorf("attesting 9a: %w", err))
 	}
@@ -613,15 +662,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 
 	// FIDO2 PIN, to policy.
 	ui.progress(Event{Step: StepFIDO2PIN, Serial: serial, User: req.User.ExternalID})
-	fpin, err := askPIN(ctx, ui, PINRequest{Kind: FIDO2PIN, Serial: serial, User: req.User.DisplayName, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}, e.checkFIDOPIN)
-	if err != nil {
-		return stop(err)
-	}
-	if err := fido.SetPIN(ctx, fpin); err != nil {
+	if err := e.timedErr(func() error { return fido.SetPIN(ctx, fpin) }); err != nil {
 		return stop(fmt.Errorf("setting the FIDO2 PIN: %w", err))
 	}
-	if st, err := fido.Status(ctx); err == nil && st.MinPINLength < e.cfg.Settings.MinPINLength {
-		if err := fido.SetMinPINLength(ctx, fpin, e.cfg.Settings.MinPINLength); err != nil && !errors.Is(err, device.ErrNotSupported) {
+	if st, err := timed(e, func() (device.FIDOStatus, error) { return fido.Status(ctx) }); err == nil && st.MinPINLength < e.cfg.Settings.MinPINLength {
+		if err := e.timedErr(func() error { return fido.SetMinPINLength(ctx, fpin, e.cfg.Settings.MinPINLength) }); err != nil && !errors.Is(err, device.ErrNotSupported) {
 			return stop(fmt.Errorf("setting the key's minimum PIN length: %w", err))
 		}
 	}
@@ -632,9 +677,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	userHandle := sha256.Sum256([]byte("keydesk-user:" + req.User.ExternalID))
 	chal := make([]byte, 32)
 	rand.Read(chal)
-	reg, err := fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: e.cfg.Settings.RPID, RPName: e.cfg.Settings.RPName,
-		UserID: userHandle[:], UserName: req.User.Email, DisplayName: req.User.DisplayName, Challenge: chal,
-		Discoverable: e.cfg.Settings.Discoverable, CredProtect: e.cfg.Settings.CredProtect}, fcb)
+	reg, err := timed(e, func() (*fidokey.Registration, error) {
+		return fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: e.cfg.Settings.RPID, RPName: e.cfg.Settings.RPName,
+			UserID: userHandle[:], UserName: req.User.Email, DisplayName: req.User.DisplayName, Challenge: chal,
+			Discoverable: e.cfg.Settings.Discoverable, CredProtect: e.cfg.Settings.CredProtect}, fcb)
+	})
 	if err != nil {
 		return stop(fmt.Errorf("making the FIDO2 credential: %w", err))
 	}
@@ -651,7 +698,9 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	ui.progress(Event{Step: StepSignIn, Serial: serial, User: req.User.ExternalID})
 	tchal := make([]byte, 32)
 	rand.Read(tchal)
-	as, err := fido.GetAssertion(ctx, fidokey.AssertOptions{RPID: e.cfg.Settings.RPID, Challenge: tchal, CredentialIDs: [][]byte{reg.CredentialID}, UserVerification: true}, fcb)
+	as, err := timed(e, func() (*fidokey.Assertion, error) {
+		return fido.GetAssertion(ctx, fidokey.AssertOptions{RPID: e.cfg.Settings.RPID, Challenge: tchal, CredentialIDs: [][]byte{reg.CredentialID}, UserVerification: true}, fcb)
+	})
 	if err != nil {
 		return stop(fmt.Errorf("%w: %w", ErrTestSignIn, err))
 	}
@@ -665,15 +714,15 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// PIV: random management key (behind the PIN) and PUK, sealed and
 	// journalled before the key changes; then the user's PIV PIN.
 	ui.progress(Event{Step: StepPIV, Serial: serial, User: req.User.ExternalID})
-	ppin, err := askPIN(ctx, ui, PINRequest{Kind: PIVPIN, Serial: serial, User: req.User.DisplayName, MinLength: 6, MaxLength: 8}, checkPIVPIN)
-	if err != nil {
-		return stop(err)
-	}
 	puk, err := randomDigits(8)
 	if err != nil {
 		return stop(err)
 	}
+	rotStart := time.Now()
+	var sealTime time.Duration
 	_, err = card.RotateManagementKey(ctx, defaultPIN, pivkey.RotateOptions{Protect: true, Escrow: func(mk []byte, alg device.MgmtKeyAlgorithm) error {
+		t := time.Now()
+		defer func() { sealTime = time.Since(t) }()
 		blob, err := escrow.Seal(escrow.PIVSecrets{Serial: serial, PUK: puk, ManagementKey: mk, Algorithm: algName(alg), Created: e.now().UTC()}, e.cfg.Settings.HelpdeskRecipients)
 		if err != nil {
 			return err
@@ -681,13 +730,14 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		rec.Escrow, rec.Stage = blob, StageSealed
 		return e.j.put(ctx, rec)
 	}})
+	e.device += time.Since(rotStart) - sealTime
 	if err != nil {
 		return stop(fmt.Errorf("setting a random PIV management key: %w", err))
 	}
-	if err := card.ChangePUK(ctx, defaultPUK, puk); err != nil {
+	if err := e.timedErr(func() error { return card.ChangePUK(ctx, defaultPUK, puk) }); err != nil {
 		return stop(fmt.Errorf("setting a random PUK: %w", err))
 	}
-	if err := card.ChangePIN(ctx, defaultPIVPIN, ppin); err != nil {
+	if err := e.timedErr(func() error { return card.ChangePIN(ctx, defaultPIVPIN, ppin) }); err != nil {
 		return stop(fmt.Errorf("setting the PIV PIN: %w", err))
 	}
 	pcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}
@@ -698,7 +748,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	var csrPath string
 	switch e.cfg.Settings.PIVCertMode {
 	case settings.CertCSR:
-		csr, err := card.CSR(ctx, pcb, 0x9a, subject)
+		csr, err := timed(e, func() ([]byte, error) { return card.CSR(ctx, pcb, 0x9a, subject) })
 		if err != nil {
 			return stop(fmt.Errorf("making the CSR: %w", err))
 		}
@@ -707,7 +757,9 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 			return stop(err)
 		}
 	default:
-		cert, err := card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)
+		cert, err := timed(e, func() (*x509.Certificate, error) {
+			return card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)
+		})
 		if err != nil {
 			return stop(fmt.Errorf("self-signing the 9a certificate: %w", err))
 		}
@@ -743,7 +795,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// The PIN is changed at first use when the policy says so; last, since
 	// the key refuses the PIN until then.
 	if e.cfg.Settings.ForcePINChange {
-		if err := fido.ForcePINChange(ctx, fpin); err != nil && !errors.Is(err, device.ErrNotSupported) {
+		if err := e.timedErr(func() error { return fido.ForcePINChange(ctx, fpin) }); err != nil && !errors.Is(err, device.ErrNotSupported) {
 			return nil, fmt.Errorf("key %d is enrolled and active, but forcing a FIDO2 PIN change failed: %w", serial, err)
 		}
 	}
@@ -904,8 +956,10 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return err
 	}
-	as, err := fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: ch.RPID, Challenge: ch.Challenge.Nonce,
-		CredentialIDs: [][]byte{ch.FIDO2CredentialID}}, device.Callbacks{Touch: touch})
+	as, err := timed(e, func() (*fidokey.Assertion, error) {
+		return fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: ch.RPID, Challenge: ch.Challenge.Nonce,
+			CredentialIDs: [][]byte{ch.FIDO2CredentialID}}, device.Callbacks{Touch: touch})
+	})
 	if err != nil {
 		return fmt.Errorf("signing the registry's challenge: %w", err)
 	}
@@ -932,7 +986,9 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return err
 	}
-	sig, err := card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
+	sig, err := timed(e, func() ([]byte, error) {
+		return card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
+	})
 	if err != nil {
 		return fmt.Errorf("signing the registry's PIV challenge: %w", err)
 	}
@@ -962,7 +1018,7 @@ func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, e
 	}
 	var k device.Key
 	if rec.Stage != StageActive {
-		if k, err = e.cfg.Keys.Find(ctx, serial); err != nil {
+		if k, err = timed(e, func() (device.Key, error) { return e.cfg.Keys.Find(ctx, serial) }); err != nil {
 			if ui.InsertKey == nil {
 				return nil, err
 			}
