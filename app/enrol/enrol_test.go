@@ -331,9 +331,12 @@ func TestKeyPulledMidEnrolment(t *testing.T) {
 		t.Fatalf("journalled escrow: %v", err)
 	}
 	y.Key.Insert()
-	// Enrolling the same key again says what happened before.
-	if _, err := e.EnrolKey(ctx, Request{User: ada, CreateUser: true, Serial: sim.FirstSerial}, testUI(nil)); !errors.As(err, &ie) || ie.Stage != StageSealed {
-		t.Fatalf("re-enrolling a half set up key: %v", err)
+	// Resuming says the key must be reset; it needs no key for that.
+	if _, err := e.Resume(ctx, sim.FirstSerial, testUI(nil)); !errors.As(err, &ie) || ie.Stage != StageSealed {
+		t.Fatalf("resuming a half set up key: %v", err)
+	}
+	if un, _ := e.Unfinished(ctx); len(un) != 1 || un[0].Stage != StageSealed {
+		t.Fatalf("unfinished: %+v", un)
 	}
 }
 
