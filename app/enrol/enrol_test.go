@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // pcscd, a real registry process trusting the practice roots, settings
 // ready to enrol, and the helpdesk identity escrows are sealed to.
 type desk struct {
-	t        *testing.T
+	t        testing.TB
 	fleet    *sim.Fleet
 	reg      *regtest.Process
 	regState string
@@ -54,7 +54,7 @@ type desk struct {
 	data     string
 }
 
-func newDesk(t *testing.T) *desk {
+func newDesk(t testing.TB) *desk {
 	t.Helper()
 	d := &desk{t: t, data: t.TempDir(), regState: t.TempDir()}
 	dir := filepath.Join(simState, "sim")
