@@ -242,6 +242,7 @@ func (e *env) enrolUI(o enrolFlags, en *enrol.Enroller) enrol.UI {
 				return false, nil
 			}
 			if e.yes {
+				fmt.Fprintln(e.stderr, q+" yes (--yes)")
 				return true, nil
 			}
 			ok, err := e.prompt.yesNo(q + " [y/N] ")

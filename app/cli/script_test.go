@@ -1,10 +1,13 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -175,11 +178,27 @@ func scriptReg(ts *testscript.TestScript) *scriptRegistry {
 }
 
 // cmdRegistry: "registry audit" verifies the registry's audit chain and
-// signed checkpoints with keydesk-registry audit verify.
+// signed checkpoints with keydesk-registry audit verify; "registry user
+// EXTERNAL_ID NAME EMAIL" creates a user, as the organisation's directory
+// sync would.
 func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	r := scriptReg(ts)
+	if len(args) == 4 && args[0] == "user" {
+		body, _ := json.Marshal(map[string]string{"external_id": args[1], "display_name": args[2], "email": args[3]})
+		req, _ := http.NewRequest("POST", r.proc.URL+"/v1/users", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		req.Header.Set("Idempotency-Key", "create-"+args[1])
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		ts.Check(err)
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			ts.Fatalf("creating user %s: status %d", args[1], res.StatusCode)
+		}
+		return
+	}
 	if len(args) != 1 || args[0] != "audit" {
-		ts.Fatalf("usage: registry audit")
+		ts.Fatalf("usage: registry audit | registry user EXTERNAL_ID NAME EMAIL")
 	}
 	out, err := regtest.AuditVerify(registryBin, r.state)
 	ts.Logf("%s", out)
