@@ -12,7 +12,10 @@ import (
 	"strings"
 
 	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/roster"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
@@ -88,7 +91,11 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	svc, err := e.service()
+	// Enrolment needs each key's FIDO interface merged with its PC/SC one,
+	// so discovery reads FIDO serials (device/fidokey Info).
+	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir, FIDOInfo: func(ctx context.Context, path string) (uint32, device.Version, bool, error) {
+		return fidokey.Open(path).Info(ctx)
+	}})
 	if err != nil {
 		return err
 	}
