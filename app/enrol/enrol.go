@@ -457,7 +457,7 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 				continue
 			}
 			if req.Serial == 0 {
-				if rec, _ := e.j.get(ctx, k.Serial); rec != nil {
+				if rec, _ := e.j.get(ctx, k.Serial); rec != nil && !halfSetUp(rec.Stage) {
 					continue // in the journal: enrolled, or to be resumed
 				}
 				if _, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(k.Serial), 10)); err == nil {
@@ -597,7 +597,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	if rec, err := e.j.get(ctx, serial); err != nil {
 		return nil, err
 	} else if rec != nil && rec.Stage != StageActive {
-		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
+		// A key left half set up may start again once it has been reset
+		// (the journalled escrow is then for secrets the key no longer has).
+		if fresh, _ := e.fresh(ctx, k); !halfSetUp(rec.Stage) || !fresh {
+			return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
+		}
 	}
 	switch kd, err := e.cfg.Registry.KeyBySerial(ctx, sstr); {
 	case err == nil:
@@ -1013,7 +1017,7 @@ func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, e
 	if rec == nil {
 		return nil, fmt.Errorf("key %d has no enrolment to resume", serial)
 	}
-	if rec.Stage == StageDevice || rec.Stage == StageSealed {
+	if halfSetUp(rec.Stage) {
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New(rec.Error)}
 	}
 	var k device.Key

@@ -338,6 +338,16 @@ func TestKeyPulledMidEnrolment(t *testing.T) {
 	if un, _ := e.Unfinished(ctx); len(un) != 1 || un[0].Stage != StageSealed {
 		t.Fatalf("unfinished: %+v", un)
 	}
+	// Once such a key is reset (here: the other key, fresh, with the same
+	// journal record), it is enrolled afresh.
+	other := uint32(sim.FirstSerial + 1)
+	if err := e.j.put(ctx, &Record{Serial: other, ExternalID: "u1", Role: "primary", Stage: StageSealed, Escrow: rec.Escrow}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.EnrolKey(ctx, Request{User: ada, CreateUser: true, Serial: other}, testUI(nil))
+	if err != nil || res.Status != registry.KeyActive {
+		t.Fatalf("enrolling a reset key: %+v, %v", res, err)
+	}
 }
 
 // TestBatchResumesAfterCrash: a roster with a bad row; the run is cut off
