@@ -13,7 +13,6 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/escrow"
-	"github.com/keydesk/keydesk/registry/client"
 )
 
 // cmdNoSecrets: "nosecrets PINFILE..." searches everything the script left
@@ -47,11 +46,7 @@ func cmdNoSecrets(ts *testscript.TestScript, neg bool, args []string) {
 	pins := len(secrets)
 
 	// The generated secrets, from the escrow.
-	tmp, err := os.MkdirTemp("", "nosecrets-")
-	ts.Check(err)
-	defer os.RemoveAll(tmp)
-	c, err := client.New(r.proc.URL, r.token, client.Options{OutboxPath: filepath.Join(tmp, "outbox.db")})
-	ts.Check(err)
+	c, closeClient := r.client(ts)
 	ctx := context.Background()
 	users, _, err := c.Users(ctx, "", 1000)
 	ts.Check(err)
@@ -78,19 +73,20 @@ func cmdNoSecrets(ts *testscript.TestScript, neg bool, args []string) {
 			escrows++
 		}
 	}
-	c.Close()
+	closeClient()
 	if escrows == 0 || pins == 0 {
 		ts.Fatalf("nothing to search for: %d PINs, %d escrows", pins, escrows)
 	}
 
-	// Stop the registry so its database and log are complete.
-	r.proc.Stop()
-	ts.Check(os.WriteFile(filepath.Join(work, "registry.log"), []byte(r.proc.Stderr()), 0o600))
-
 	must := map[string]bool{
-		filepath.Join(work, "registry-state", "registry.db"):           false,
+		filepath.Join(r.state, "registry.db"):                          false,
 		filepath.Join(work, ".local", "share", "keydesk", "outbox.db"): false,
-		filepath.Join(work, "registry.log"):                            false,
+	}
+	if r.proc != nil {
+		// Stop the registry so its database and log are complete.
+		r.proc.Stop()
+		ts.Check(os.WriteFile(filepath.Join(work, "registry.log"), []byte(r.proc.Stderr()), 0o600))
+		must[filepath.Join(work, "registry.log")] = false
 	}
 	files, size := 0, 0
 	ts.Check(filepath.Walk(work, func(p string, fi os.FileInfo, err error) error {

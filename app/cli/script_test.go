@@ -20,10 +20,12 @@ import (
 
 	"github.com/keydesk/keydesk/app/cli"
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
@@ -45,10 +47,13 @@ var (
 // scriptRegistry is a script's registry process and the helpdesk identity
 // its escrows are sealed to.
 type scriptRegistry struct {
-	proc     *regtest.Process
+	proc     *regtest.Process // nil for the embedded registry
 	state    string
 	token    string
 	identity string
+	service  string // keyring service
+	data     string // $XDG_DATA_HOME
+	settings settings.Settings
 }
 
 type registryKey struct{}
@@ -60,7 +65,9 @@ type registryKey struct{}
 // with its state in $WORK/registry-state, an admin token in
 // $WORK/admin-token, the URL in $REGISTRY, a fresh keyring service on the
 // real Secret Service, and desk settings ready to enrol (practice mode,
-// a helpdesk recipient whose identity only the harness holds).
+// a helpdesk recipient whose identity only the harness holds). A script
+// with an .embedded file gets the same without the process: the desk runs
+// its embedded registry.
 func TestScripts(t *testing.T) {
 	fleetState = t.TempDir()
 	testscript.Run(t, testscript.Params{
@@ -109,14 +116,21 @@ func TestScripts(t *testing.T) {
 			env.Setenv("XDG_STATE_HOME", state)
 			env.Setenv("KEYDESK_PRACTICE", "1")
 			if _, err := os.Stat(filepath.Join(env.WorkDir, ".registry")); err == nil {
-				return setupRegistry(env)
+				return setupRegistry(env, false)
+			}
+			if _, err := os.Stat(filepath.Join(env.WorkDir, ".embedded")); err == nil {
+				return setupRegistry(env, true)
 			}
 			return nil
 		},
 	})
 }
 
-func setupRegistry(env *testscript.Env) error {
+// setupRegistry prepares a script's registry: a keydesk-registry process,
+// or with embedded set, the desk's embedded registry (no URL in the
+// settings; its state in $XDG_DATA_HOME/keydesk/registry, its token made by
+// keydesk on first use).
+func setupRegistry(env *testscript.Env, embedded bool) error {
 	registryOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "keydesk-registry-bin-")
 		if err != nil {
@@ -131,48 +145,70 @@ func setupRegistry(env *testscript.Env) error {
 	if os.Getenv("DBUS_SESSION_BUS_ADDRESS") == "" {
 		return fmt.Errorf("this script needs the Secret Service: run it through packaging/with-services.sh")
 	}
-	r := &scriptRegistry{state: filepath.Join(env.WorkDir, "registry-state")}
+	b := make([]byte, 6)
+	rand.Read(b)
+	r := &scriptRegistry{state: filepath.Join(env.WorkDir, "registry-state"), service: "keydesk-test-" + hex.EncodeToString(b),
+		data: filepath.Join(env.WorkDir, ".local", "share")}
+	env.Setenv(secrets.ServiceEnv, r.service)
+	env.Setenv("DBUS_SESSION_BUS_ADDRESS", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
+	cfg := filepath.Join(env.WorkDir, ".config")
+	env.Setenv("XDG_CONFIG_HOME", cfg)
+	env.Setenv("XDG_DATA_HOME", r.data)
 	var err error
-	if r.token, err = regtest.Token(registryBin, r.state, "admin", "desk", ""); err != nil {
-		return err
+	if embedded {
+		r.state = filepath.Join(r.data, "keydesk", "registry")
+		env.Defer(func() { secrets.New(r.service).Delete(regconn.EmbeddedTokenAccount(r.state)) })
+	} else {
+		if r.token, err = regtest.Token(registryBin, r.state, "admin", "desk", ""); err != nil {
+			return err
+		}
+		if r.proc, err = regtest.Start(registryBin, r.state, "--practice"); err != nil {
+			return err
+		}
+		env.Defer(r.proc.Stop)
+		if err := os.WriteFile(filepath.Join(env.WorkDir, "admin-token"), []byte(r.token+"\n"), 0o600); err != nil {
+			return err
+		}
+		env.Defer(func() { secrets.New(r.service).Delete(secrets.RegistryTokenAccount(r.proc.URL)) })
+		env.Setenv("REGISTRY", r.proc.URL)
 	}
-	if r.proc, err = regtest.Start(registryBin, r.state, "--practice"); err != nil {
-		return err
-	}
-	env.Defer(r.proc.Stop)
 	id, rcpt, err := escrow.NewIdentity()
 	if err != nil {
 		return err
 	}
 	r.identity = id
-	if err := os.WriteFile(filepath.Join(env.WorkDir, "admin-token"), []byte(r.token+"\n"), 0o600); err != nil {
-		return err
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	service := "keydesk-test-" + hex.EncodeToString(b)
-	env.Setenv(secrets.ServiceEnv, service)
-	env.Setenv("DBUS_SESSION_BUS_ADDRESS", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
-	env.Defer(func() { secrets.New(service).Delete(secrets.RegistryTokenAccount(r.proc.URL)) })
-	cfg := filepath.Join(env.WorkDir, ".config")
-	env.Setenv("XDG_CONFIG_HOME", cfg)
-	env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, ".local", "share"))
-	env.Setenv("REGISTRY", r.proc.URL)
-	s := settings.Default()
-	s.RPID = "keydesk.example"
-	s.Practice = true
-	s.HelpdeskRecipients = []string{rcpt}
-	if err := settings.Save(filepath.Join(cfg, "keydesk", "settings.json"), s); err != nil {
+	r.settings = settings.Default()
+	r.settings.RPID = "keydesk.example"
+	r.settings.Practice = true
+	r.settings.HelpdeskRecipients = []string{rcpt}
+	if err := settings.Save(filepath.Join(cfg, "keydesk", "settings.json"), r.settings); err != nil {
 		return err
 	}
 	env.Values[registryKey{}] = r
 	return nil
 }
 
+// client is an admin client of the script's registry; for the embedded
+// registry it runs one in this process over the same state, with the token
+// keydesk made. The caller calls the returned close.
+func (r *scriptRegistry) client(ts *testscript.TestScript) (*client.Client, func()) {
+	tmp, err := os.MkdirTemp("", "keydesk-script-client-")
+	ts.Check(err)
+	if r.proc != nil {
+		c, err := client.New(r.proc.URL, r.token, client.Options{OutboxPath: filepath.Join(tmp, "outbox.db")})
+		ts.Check(err)
+		return c, func() { c.Close(); os.RemoveAll(tmp) }
+	}
+	conn, err := regconn.Open(context.Background(), regconn.Options{Settings: r.settings, Keyring: secrets.New(r.service),
+		DataDir: filepath.Join(r.data, "keydesk"), OutboxPath: filepath.Join(tmp, "outbox.db")})
+	ts.Check(err)
+	return conn.Client, func() { conn.Close(); os.RemoveAll(tmp) }
+}
+
 func scriptReg(ts *testscript.TestScript) *scriptRegistry {
 	r, _ := ts.Value(registryKey{}).(*scriptRegistry)
 	if r == nil {
-		ts.Fatalf("this script has no registry: add an empty .registry file to it")
+		ts.Fatalf("this script has no registry: add an empty .registry or .embedded file to it")
 	}
 	return r
 }
@@ -183,7 +219,7 @@ func scriptReg(ts *testscript.TestScript) *scriptRegistry {
 // sync would.
 func cmdRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	r := scriptReg(ts)
-	if len(args) == 4 && args[0] == "user" {
+	if len(args) == 4 && args[0] == "user" && r.proc != nil {
 		body, _ := json.Marshal(map[string]string{"external_id": args[1], "display_name": args[2], "email": args[3]})
 		req, _ := http.NewRequest("POST", r.proc.URL+"/v1/users", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+r.token)
