@@ -227,6 +227,9 @@ func (e *env) enrolUI(o enrolFlags, en *enrol.Enroller) enrol.UI {
 			}
 			return e.prompt.newSecret(fmt.Sprintf("New %s for %s on key %d (%d-%d characters)", r.Kind, r.User, r.Serial, r.MinLength, r.MaxLength))
 		},
+		PIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+			return e.prompt.secret(fmt.Sprintf("%s of key %d", r.Kind, r.Serial))
+		},
 		Touch: func(_ context.Context, serial uint32) {
 			fmt.Fprintf(e.stderr, "Touch key %d now (its light is blinking).\n", serial)
 		},

@@ -243,6 +243,9 @@ type UI struct {
 	Touch func(ctx context.Context, serial uint32)
 	// InsertKey says a new key is needed; enrolment then waits for one.
 	InsertKey func(ctx context.Context, r InsertRequest) error
+	// PIN asks for an existing PIN (a resumed enrolment whose credential
+	// needs user verification); nil makes that an error.
+	PIN func(ctx context.Context, r PINRequest) (string, error)
 	// Confirm asks a yes/no question (enrol the backup key now?).
 	Confirm func(ctx context.Context, question string) (bool, error)
 }
@@ -792,7 +795,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		return stop(err)
 	}
 
-	res, err := e.finish(ctx, rec, k, ui, ppin)
+	res, err := e.finish(ctx, rec, k, ui, pins{fido: fpin, piv: ppin})
 	if err != nil {
 		return nil, err
 	}
@@ -844,7 +847,11 @@ func writeCSR(dir string, serial uint32, externalID string, der []byte) (string,
 // finish takes a prepared record through registration, escrow and
 // activation. ppin is the PIV PIN when known (a fresh enrolment), for the
 // PIV proof; a resumed enrolment proves with FIDO2 alone.
-func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, ppin string) (*Result, error) {
+// pins are the PINs of a fresh enrolment, still at hand for the proofs; a
+// resumed enrolment has none and asks through UI.PIN when it needs one.
+type pins struct{ fido, piv string }
+
+func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, p pins) (*Result, error) {
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
 		rec.Error = err.Error()
@@ -921,7 +928,7 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	}
 	if rec.Stage == StageEscrowed && kd.Status != registry.KeyActive {
 		ui.progress(Event{Step: StepActivate, Serial: serial, User: rec.ExternalID})
-		if err := e.prove(ctx, kd, k, ui, ppin); err != nil {
+		if err := e.prove(ctx, kd, k, ui, p); err != nil {
 			return stop(err)
 		}
 		if kd, err = e.cfg.Registry.Key(ctx, rec.KeyID); err != nil {
@@ -946,7 +953,7 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 // prove has the registry verify challenges signed by the key: a FIDO2
 // assertion (touch only; credProtect 2 needs no PIN with the credential
 // id) and, when the PIV PIN is at hand, a PIV signature with 9a.
-func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, ppin string) error {
+func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, p pins) error {
 	touch := func(ctx context.Context) {
 		if ui.Touch != nil {
 			ui.Touch(ctx, k.Serial)
@@ -960,9 +967,25 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return err
 	}
+	// credProtect 3 hides the credential from a request without user
+	// verification (CTAP 2.1 §12.1), so the assertion needs the PIN then.
+	acb := device.Callbacks{Touch: touch}
+	uv := c.CredProtect >= 3
+	if uv {
+		if p.fido == "" {
+			if ui.PIN == nil {
+				return errors.New("the credential needs the FIDO2 PIN (credProtect 3) and none can be asked for")
+			}
+			if p.fido, err = ui.PIN(ctx, PINRequest{Kind: FIDO2PIN, Serial: k.Serial, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}); err != nil {
+				return err
+			}
+		}
+		fp := p.fido
+		acb.PIN = func(context.Context, string) (string, error) { return fp, nil }
+	}
 	as, err := timed(e, func() (*fidokey.Assertion, error) {
 		return fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: ch.RPID, Challenge: ch.Challenge.Nonce,
-			CredentialIDs: [][]byte{ch.FIDO2CredentialID}}, device.Callbacks{Touch: touch})
+			CredentialIDs: [][]byte{ch.FIDO2CredentialID}, UserVerification: uv}, acb)
 	})
 	if err != nil {
 		return fmt.Errorf("signing the registry's challenge: %w", err)
@@ -974,15 +997,16 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if !v.OK {
 		return fmt.Errorf("the registry did not accept the key's FIDO2 signature: %s", v.Reason)
 	}
-	if ppin == "" || len(kd.PIV) == 0 {
+	if p.piv == "" || len(kd.PIV) == 0 {
 		return nil
 	}
-	p := kd.PIV[0]
-	pch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "piv", p.ID)
+	ppin := p.piv
+	slot := kd.PIV[0]
+	pch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "piv", slot.ID)
 	if err != nil {
 		return err
 	}
-	pub, err := x509.ParsePKIXPublicKey(p.PublicKey)
+	pub, err := x509.ParsePKIXPublicKey(slot.PublicKey)
 	if err != nil {
 		return err
 	}
@@ -1038,7 +1062,7 @@ func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, e
 		}
 		return &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, Serial: serial, KeyID: kd.ID, Role: kd.Role, Status: kd.Status, Resumed: true}, nil
 	}
-	res, err := e.finish(ctx, rec, k, ui, "")
+	res, err := e.finish(ctx, rec, k, ui, pins{})
 	if err != nil {
 		return nil, err
 	}

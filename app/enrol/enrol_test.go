@@ -1,7 +1,10 @@
 package enrol
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net/url"
 	"os"
@@ -394,5 +397,58 @@ func TestBatchResumesAfterCrash(t *testing.T) {
 	ks, _ := d.cl.UserKeys(context.Background(), us[0].ID)
 	if len(us) != 1 || len(ks) != 2 {
 		t.Fatalf("%d users, %d keys", len(us), len(ks))
+	}
+}
+
+// TestCSRModeAndForcedPINChange: the 9a certificate is a CSR written for
+// the organisation's CA, and the FIDO2 PIN must be changed at first use.
+func TestCSRModeAndForcedPINChange(t *testing.T) {
+	d := newDesk(t)
+	d.set.PIVCertMode = settings.CertCSR
+	d.set.CSRDir = filepath.Join(t.TempDir(), "csr")
+	d.set.ForcePINChange = true
+	d.set.CredProtect = 3
+	e := d.enroller()
+	ctx := context.Background()
+	res, err := e.EnrolKey(ctx, Request{User: ada, CreateUser: true, Serial: sim.FirstSerial}, testUI(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(res.CSRPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		t.Fatalf("%s is no PEM certificate request", res.CSRPath)
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatalf("CSR signature: %v", err)
+	}
+	if csr.Subject.CommonName != "Ada Lovelace" {
+		t.Fatalf("CSR subject %v", csr.Subject)
+	}
+	kd, err := d.cl.Key(ctx, res.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if len(kd.PIV) != 1 || !bytes.Equal(kd.PIV[0].PublicKey, pub) || len(kd.PIV[0].Certificate) != 0 {
+		t.Fatalf("registered 9a: %+v", kd.PIV)
+	}
+	if kd.FIDO2[0].CredProtect != 3 {
+		t.Fatalf("credProtect %d", kd.FIDO2[0].CredProtect)
+	}
+	k, _ := d.svc.Find(ctx, sim.FirstSerial)
+	st, err := fidokey.Open(k.FIDOPath).Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.ForcePINChange {
+		t.Fatalf("the key does not ask for a new PIN: %+v", st)
 	}
 }
