@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
@@ -42,7 +43,10 @@ func registryExit(err error) (code int, ok bool) {
 	var ae *client.APIError
 	var nt *regconn.NoTokenError
 	var ue *secrets.UnavailableError
+	var re *enrol.RegisteredError
 	switch {
+	case errors.As(err, &re):
+		return ExitConflict, true
 	case errors.Is(err, client.ErrUnreachable):
 		return ExitRegistry, true
 	case errors.Is(err, regconn.ErrTokenRefused), errors.As(err, &nt), errors.As(err, &ue):

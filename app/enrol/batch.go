@@ -63,7 +63,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 			if rec.Stage == StageActive {
 				continue
 			}
-			if rec.Stage == StageDevice || rec.Stage == StageSealed {
+			if halfSetUp(rec.Stage) {
 				ie := &InterruptedError{Serial: rec.Serial, Stage: rec.Stage, Err: errors.New(rec.Error)}
 				ur.Error, ur.Hint = ie.Error(), ie.Hint()
 				continue

@@ -40,6 +40,7 @@ package enrol
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -96,6 +97,32 @@ type Enroller struct {
 	roots    *attest.Roots
 	pivRoots []*x509.Certificate
 	j        *journal
+	// device is the time spent in device calls (and waiting for a key)
+	// during the current enrolment.
+	device time.Duration
+}
+
+// timed runs a device call and counts its time as device time.
+func timed[T any](e *Enroller, f func() (T, error)) (T, error) {
+	t := time.Now()
+	v, err := f()
+	e.device += time.Since(t)
+	return v, err
+}
+
+func (e *Enroller) timedErr(f func() error) error {
+	_, err := timed(e, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+// Timing is where one key's enrolment spent its time: Device is in device
+// calls (PC/SC and FIDO HID round trips, the virtual or real key's own work,
+// touches) and waiting for the key; Keydesk is the rest — policy checks,
+// attestation verification, escrow sealing, the journal, and the registry.
+type Timing struct {
+	Total   time.Duration `json:"total_ns"`
+	Device  time.Duration `json:"device_ns"`
+	Keydesk time.Duration `json:"keydesk_ns"`
 }
 
 // New checks the settings are ready for enrolment (helpdesk recipients
@@ -216,6 +243,9 @@ type UI struct {
 	Touch func(ctx context.Context, serial uint32)
 	// InsertKey says a new key is needed; enrolment then waits for one.
 	InsertKey func(ctx context.Context, r InsertRequest) error
+	// PIN asks for an existing PIN (a resumed enrolment whose credential
+	// needs user verification); nil makes that an error.
+	PIN func(ctx context.Context, r PINRequest) (string, error)
 	// Confirm asks a yes/no question (enrol the backup key now?).
 	Confirm func(ctx context.Context, question string) (bool, error)
 }
@@ -258,6 +288,7 @@ type Result struct {
 	Covered     bool               `json:"covered"`
 	Missing     []string           `json:"missing,omitempty"`
 	Resumed     bool               `json:"resumed,omitempty"`
+	Timing      Timing             `json:"timing"`
 }
 
 // Typed errors a caller acts on.
@@ -383,6 +414,8 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 	if req.User.ExternalID == "" {
 		return nil, errors.New("enrolment needs the user's external id")
 	}
+	start := time.Now()
+	e.device = 0
 	ui.progress(Event{Step: StepUser, User: req.User.ExternalID})
 	u, ks, err := e.userKeys(ctx, req.User.ExternalID)
 	if err != nil {
@@ -392,7 +425,7 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 		return nil, fmt.Errorf("user %q: %w", req.User.ExternalID, ErrNoSuchUser)
 	}
 	if u.ID != "" {
-		req.User.DisplayName, req.User.Email = u.DisplayName, u.Email
+		req.User.ExternalID, req.User.DisplayName, req.User.Email = u.ExternalID, u.DisplayName, u.Email
 		if len(req.User.Groups) == 0 {
 			req.User.Groups = u.Groups
 		}
@@ -409,25 +442,25 @@ func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, e
 	if err != nil {
 		return nil, err
 	}
-	return e.enrolOn(ctx, k, req, ui)
+	res, err := e.enrolOn(ctx, k, req, ui)
+	if res != nil {
+		res.Timing = Timing{Total: time.Since(start), Device: e.device, Keydesk: time.Since(start) - e.device}
+	}
+	return res, err
 }
 
 // pickKey finds the key to enrol: req.Serial, or the one fresh key attached,
 // waiting for one when none is.
 func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key, error) {
-	asked := false
-	for {
-		list, err := e.cfg.Keys.List(ctx)
-		if err != nil {
-			return device.Key{}, err
-		}
-		var cands []device.Key
+	choose := func(list []device.Key) (device.Key, bool) {
+		var best device.Key
+		found := false
 		for _, k := range list {
 			if k.SerialUnknown || (req.Serial != 0 && k.Serial != req.Serial) {
 				continue
 			}
 			if req.Serial == 0 {
-				if rec, _ := e.j.get(ctx, k.Serial); rec != nil {
+				if rec, _ := e.j.get(ctx, k.Serial); rec != nil && !halfSetUp(rec.Stage) {
 					continue // in the journal: enrolled, or to be resumed
 				}
 				if _, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(k.Serial), 10)); err == nil {
@@ -436,55 +469,48 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 				if fresh, _ := e.fresh(ctx, k); !fresh {
 					continue
 				}
+			} else if k.Reader == "" || k.FIDOPath == "" {
+				continue // not all of it is visible yet
 			}
-			cands = append(cands, k)
-		}
-		if len(cands) > 0 {
 			// Several fresh keys: the lowest serial; the result names it.
-			best := cands[0]
-			for _, c := range cands[1:] {
-				if c.Serial < best.Serial {
-					best = c
-				}
+			if !found || k.Serial < best.Serial {
+				best, found = k, true
 			}
-			return best, nil
 		}
-		if req.Serial != 0 {
-			if asked || ui.InsertKey == nil {
-				return device.Key{}, fmt.Errorf("%w with serial %d", keys.ErrNoKey, req.Serial)
-			}
-		} else if ui.InsertKey == nil {
-			return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
-		}
-		if !asked {
-			if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
-				return device.Key{}, err
-			}
-			asked = true
-			continue
-		}
-		if err := e.waitChange(ctx); err != nil {
-			return device.Key{}, err
-		}
+		return best, found
 	}
-}
-
-// waitChange returns when the attached keys change.
-func (e *Enroller) waitChange(ctx context.Context) error {
+	list, err := timed(e, func() ([]device.Key, error) { return e.cfg.Keys.List(ctx) })
+	if err != nil {
+		return device.Key{}, err
+	}
+	if k, ok := choose(list); ok {
+		return k, nil
+	}
+	if ui.InsertKey == nil {
+		if req.Serial != 0 {
+			return device.Key{}, fmt.Errorf("%w with serial %d", keys.ErrNoKey, req.Serial)
+		}
+		return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
+	}
+	if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
+		return device.Key{}, err
+	}
+	// Every change of the attached keys (the first snapshot included, so
+	// a key that arrived meanwhile is not missed) is looked at again.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch, err := e.cfg.Keys.Watch(wctx)
 	if err != nil {
-		return err
+		return device.Key{}, err
 	}
-	first := true
-	for range ch {
-		if !first {
-			return nil
+	waitStart := time.Now()
+	defer func() { e.device += time.Since(waitStart) }() // the person's and the key's time
+	for list := range ch {
+		if k, ok := choose(list); ok {
+			return k, nil
 		}
-		first = false
 	}
-	return ctx.Err()
+	return device.Key{}, fmt.Errorf("waiting for a key: %w", ctx.Err())
 }
 
 // fresh reports whether k is factory-fresh: no FIDO2 PIN, and PIV PIN, PUK
@@ -493,7 +519,7 @@ func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
 	if k.FIDOPath == "" || k.Reader == "" {
 		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB"
 	}
-	st, err := fidokey.Open(k.FIDOPath).Status(ctx)
+	st, err := timed(e, func() (device.FIDOStatus, error) { return fidokey.Open(k.FIDOPath).Status(ctx) })
 	if err != nil {
 		return false, "reading FIDO2: " + err.Error()
 	}
@@ -504,7 +530,7 @@ func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
 	if err != nil {
 		return false, err.Error()
 	}
-	ps, err := card.Status(ctx)
+	ps, err := timed(e, func() (*device.PIVStatus, error) { return card.Status(ctx) })
 	if err != nil {
 		return false, "reading PIV: " + err.Error()
 	}
@@ -574,7 +600,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	if rec, err := e.j.get(ctx, serial); err != nil {
 		return nil, err
 	} else if rec != nil && rec.Stage != StageActive {
-		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
+		// A key left half set up may start again once it has been reset
+		// (the journalled escrow is then for secrets the key no longer has).
+		if fresh, _ := e.fresh(ctx, k); !halfSetUp(rec.Stage) || !fresh {
+			return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
+		}
 	}
 	switch kd, err := e.cfg.Registry.KeyBySerial(ctx, sstr); {
 	case err == nil:
@@ -597,6 +627,17 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		}
 	}
 
+	// The user chooses both PINs before the key is touched, so a PIN that
+	// fails the policy leaves the key as it was.
+	fpin, err := askPIN(ctx, ui, PINRequest{Kind: FIDO2PIN, Serial: serial, User: req.User.DisplayName, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}, e.checkFIDOPIN)
+	if err != nil {
+		return nil, err
+	}
+	ppin, err := askPIN(ctx, ui, PINRequest{Kind: PIVPIN, Serial: serial, User: req.User.DisplayName, MinLength: 6, MaxLength: 8}, checkPIVPIN)
+	if err != nil {
+		return nil, err
+	}
+
 	rec := &Record{Serial: serial, ExternalID: req.User.ExternalID, Role: string(req.Role), Batch: req.Batch, Stage: StageDevice}
 	if err := e.j.put(ctx, rec); err != nil {
 		return nil, err
@@ -611,11 +652,13 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// of work, chained to a trusted root with this serial.
 	ui.progress(Event{Step: StepGenuine, Serial: serial, User: req.User.ExternalID})
 	defaultPIN := device.Callbacks{PIN: func(context.Context, string) (string, error) { return defaultPIVPIN, nil }, Touch: touch}
-	pub, err := card.Generate(ctx, defaultPIN, 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+	pub, err := timed(e, func() (crypto.PublicKey, error) {
+		return card.Generate(ctx, defaultPIN, 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+	})
 	if err != nil {
 		return stop(fmt.Errorf("generating the PIV key in 9a: %w", err))
 	}
-	att, err := card.Attest(ctx, 0x9a)
+	att, err := timed(e, func() (*pivkey.Attestation, error) { return card.Attest(ctx, 0x9a) })
 	if err != nil {
 		return stop(fmt.Errorf("attesting 9a: %w", err))
 	}
@@ -626,15 +669,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 
 	// FIDO2 PIN, to policy.
 	ui.progress(Event{Step: StepFIDO2PIN, Serial: serial, User: req.User.ExternalID})
-	fpin, err := askPIN(ctx, ui, PINRequest{Kind: FIDO2PIN, Serial: serial, User: req.User.DisplayName, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}, e.checkFIDOPIN)
-	if err != nil {
-		return stop(err)
-	}
-	if err := fido.SetPIN(ctx, fpin); err != nil {
+	if err := e.timedErr(func() error { return fido.SetPIN(ctx, fpin) }); err != nil {
 		return stop(fmt.Errorf("setting the FIDO2 PIN: %w", err))
 	}
-	if st, err := fido.Status(ctx); err == nil && st.MinPINLength < e.cfg.Settings.MinPINLength {
-		if err := fido.SetMinPINLength(ctx, fpin, e.cfg.Settings.MinPINLength); err != nil && !errors.Is(err, device.ErrNotSupported) {
+	if st, err := timed(e, func() (device.FIDOStatus, error) { return fido.Status(ctx) }); err == nil && st.MinPINLength < e.cfg.Settings.MinPINLength {
+		if err := e.timedErr(func() error { return fido.SetMinPINLength(ctx, fpin, e.cfg.Settings.MinPINLength) }); err != nil && !errors.Is(err, device.ErrNotSupported) {
 			return stop(fmt.Errorf("setting the key's minimum PIN length: %w", err))
 		}
 	}
@@ -645,9 +684,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	userHandle := sha256.Sum256([]byte("keydesk-user:" + req.User.ExternalID))
 	chal := make([]byte, 32)
 	rand.Read(chal)
-	reg, err := fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: e.cfg.Settings.RPID, RPName: e.cfg.Settings.RPName,
-		UserID: userHandle[:], UserName: req.User.Email, DisplayName: req.User.DisplayName, Challenge: chal,
-		Discoverable: e.cfg.Settings.Discoverable, CredProtect: e.cfg.Settings.CredProtect}, fcb)
+	reg, err := timed(e, func() (*fidokey.Registration, error) {
+		return fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: e.cfg.Settings.RPID, RPName: e.cfg.Settings.RPName,
+			UserID: userHandle[:], UserName: req.User.Email, DisplayName: req.User.DisplayName, Challenge: chal,
+			Discoverable: e.cfg.Settings.Discoverable, CredProtect: e.cfg.Settings.CredProtect}, fcb)
+	})
 	if err != nil {
 		return stop(fmt.Errorf("making the FIDO2 credential: %w", err))
 	}
@@ -664,7 +705,9 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	ui.progress(Event{Step: StepSignIn, Serial: serial, User: req.User.ExternalID})
 	tchal := make([]byte, 32)
 	rand.Read(tchal)
-	as, err := fido.GetAssertion(ctx, fidokey.AssertOptions{RPID: e.cfg.Settings.RPID, Challenge: tchal, CredentialIDs: [][]byte{reg.CredentialID}, UserVerification: true}, fcb)
+	as, err := timed(e, func() (*fidokey.Assertion, error) {
+		return fido.GetAssertion(ctx, fidokey.AssertOptions{RPID: e.cfg.Settings.RPID, Challenge: tchal, CredentialIDs: [][]byte{reg.CredentialID}, UserVerification: true}, fcb)
+	})
 	if err != nil {
 		return stop(fmt.Errorf("%w: %w", ErrTestSignIn, err))
 	}
@@ -678,15 +721,15 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// PIV: random management key (behind the PIN) and PUK, sealed and
 	// journalled before the key changes; then the user's PIV PIN.
 	ui.progress(Event{Step: StepPIV, Serial: serial, User: req.User.ExternalID})
-	ppin, err := askPIN(ctx, ui, PINRequest{Kind: PIVPIN, Serial: serial, User: req.User.DisplayName, MinLength: 6, MaxLength: 8}, checkPIVPIN)
-	if err != nil {
-		return stop(err)
-	}
 	puk, err := randomDigits(8)
 	if err != nil {
 		return stop(err)
 	}
+	rotStart := time.Now()
+	var sealTime time.Duration
 	_, err = card.RotateManagementKey(ctx, defaultPIN, pivkey.RotateOptions{Protect: true, Escrow: func(mk []byte, alg device.MgmtKeyAlgorithm) error {
+		t := time.Now()
+		defer func() { sealTime = time.Since(t) }()
 		blob, err := escrow.Seal(escrow.PIVSecrets{Serial: serial, PUK: puk, ManagementKey: mk, Algorithm: algName(alg), Created: e.now().UTC()}, e.cfg.Settings.HelpdeskRecipients)
 		if err != nil {
 			return err
@@ -694,13 +737,14 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		rec.Escrow, rec.Stage = blob, StageSealed
 		return e.j.put(ctx, rec)
 	}})
+	e.device += time.Since(rotStart) - sealTime
 	if err != nil {
 		return stop(fmt.Errorf("setting a random PIV management key: %w", err))
 	}
-	if err := card.ChangePUK(ctx, defaultPUK, puk); err != nil {
+	if err := e.timedErr(func() error { return card.ChangePUK(ctx, defaultPUK, puk) }); err != nil {
 		return stop(fmt.Errorf("setting a random PUK: %w", err))
 	}
-	if err := card.ChangePIN(ctx, defaultPIVPIN, ppin); err != nil {
+	if err := e.timedErr(func() error { return card.ChangePIN(ctx, defaultPIVPIN, ppin) }); err != nil {
 		return stop(fmt.Errorf("setting the PIV PIN: %w", err))
 	}
 	pcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}
@@ -711,7 +755,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	var csrPath string
 	switch e.cfg.Settings.PIVCertMode {
 	case settings.CertCSR:
-		csr, err := card.CSR(ctx, pcb, 0x9a, subject)
+		csr, err := timed(e, func() ([]byte, error) { return card.CSR(ctx, pcb, 0x9a, subject) })
 		if err != nil {
 			return stop(fmt.Errorf("making the CSR: %w", err))
 		}
@@ -720,7 +764,9 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 			return stop(err)
 		}
 	default:
-		cert, err := card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)
+		cert, err := timed(e, func() (*x509.Certificate, error) {
+			return card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)
+		})
 		if err != nil {
 			return stop(fmt.Errorf("self-signing the 9a certificate: %w", err))
 		}
@@ -749,14 +795,14 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		return stop(err)
 	}
 
-	res, err := e.finish(ctx, rec, k, ui, ppin)
+	res, err := e.finish(ctx, rec, k, ui, pins{fido: fpin, piv: ppin})
 	if err != nil {
 		return nil, err
 	}
 	// The PIN is changed at first use when the policy says so; last, since
 	// the key refuses the PIN until then.
 	if e.cfg.Settings.ForcePINChange {
-		if err := fido.ForcePINChange(ctx, fpin); err != nil && !errors.Is(err, device.ErrNotSupported) {
+		if err := e.timedErr(func() error { return fido.ForcePINChange(ctx, fpin) }); err != nil && !errors.Is(err, device.ErrNotSupported) {
 			return nil, fmt.Errorf("key %d is enrolled and active, but forcing a FIDO2 PIN change failed: %w", serial, err)
 		}
 	}
@@ -801,7 +847,11 @@ func writeCSR(dir string, serial uint32, externalID string, der []byte) (string,
 // finish takes a prepared record through registration, escrow and
 // activation. ppin is the PIV PIN when known (a fresh enrolment), for the
 // PIV proof; a resumed enrolment proves with FIDO2 alone.
-func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, ppin string) (*Result, error) {
+// pins are the PINs of a fresh enrolment, still at hand for the proofs; a
+// resumed enrolment has none and asks through UI.PIN when it needs one.
+type pins struct{ fido, piv string }
+
+func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, p pins) (*Result, error) {
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
 		rec.Error = err.Error()
@@ -878,7 +928,7 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	}
 	if rec.Stage == StageEscrowed && kd.Status != registry.KeyActive {
 		ui.progress(Event{Step: StepActivate, Serial: serial, User: rec.ExternalID})
-		if err := e.prove(ctx, kd, k, ui, ppin); err != nil {
+		if err := e.prove(ctx, kd, k, ui, p); err != nil {
 			return stop(err)
 		}
 		if kd, err = e.cfg.Registry.Key(ctx, rec.KeyID); err != nil {
@@ -903,7 +953,7 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 // prove has the registry verify challenges signed by the key: a FIDO2
 // assertion (touch only; credProtect 2 needs no PIN with the credential
 // id) and, when the PIV PIN is at hand, a PIV signature with 9a.
-func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, ppin string) error {
+func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, p pins) error {
 	touch := func(ctx context.Context) {
 		if ui.Touch != nil {
 			ui.Touch(ctx, k.Serial)
@@ -917,8 +967,26 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return err
 	}
-	as, err := fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: ch.RPID, Challenge: ch.Challenge.Nonce,
-		CredentialIDs: [][]byte{ch.FIDO2CredentialID}}, device.Callbacks{Touch: touch})
+	// credProtect 3 hides the credential from a request without user
+	// verification (CTAP 2.1 §12.1), so the assertion needs the PIN then.
+	acb := device.Callbacks{Touch: touch}
+	uv := c.CredProtect >= 3
+	if uv {
+		if p.fido == "" {
+			if ui.PIN == nil {
+				return errors.New("the credential needs the FIDO2 PIN (credProtect 3) and none can be asked for")
+			}
+			if p.fido, err = ui.PIN(ctx, PINRequest{Kind: FIDO2PIN, Serial: k.Serial, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}); err != nil {
+				return err
+			}
+		}
+		fp := p.fido
+		acb.PIN = func(context.Context, string) (string, error) { return fp, nil }
+	}
+	as, err := timed(e, func() (*fidokey.Assertion, error) {
+		return fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: ch.RPID, Challenge: ch.Challenge.Nonce,
+			CredentialIDs: [][]byte{ch.FIDO2CredentialID}, UserVerification: uv}, acb)
+	})
 	if err != nil {
 		return fmt.Errorf("signing the registry's challenge: %w", err)
 	}
@@ -929,15 +997,16 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if !v.OK {
 		return fmt.Errorf("the registry did not accept the key's FIDO2 signature: %s", v.Reason)
 	}
-	if ppin == "" || len(kd.PIV) == 0 {
+	if p.piv == "" || len(kd.PIV) == 0 {
 		return nil
 	}
-	p := kd.PIV[0]
-	pch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "piv", p.ID)
+	ppin := p.piv
+	slot := kd.PIV[0]
+	pch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "piv", slot.ID)
 	if err != nil {
 		return err
 	}
-	pub, err := x509.ParsePKIXPublicKey(p.PublicKey)
+	pub, err := x509.ParsePKIXPublicKey(slot.PublicKey)
 	if err != nil {
 		return err
 	}
@@ -945,7 +1014,9 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return err
 	}
-	sig, err := card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
+	sig, err := timed(e, func() ([]byte, error) {
+		return card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
+	})
 	if err != nil {
 		return fmt.Errorf("signing the registry's PIV challenge: %w", err)
 	}
@@ -970,12 +1041,12 @@ func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, e
 	if rec == nil {
 		return nil, fmt.Errorf("key %d has no enrolment to resume", serial)
 	}
-	if rec.Stage == StageDevice || rec.Stage == StageSealed {
+	if halfSetUp(rec.Stage) {
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New(rec.Error)}
 	}
 	var k device.Key
 	if rec.Stage != StageActive {
-		if k, err = e.cfg.Keys.Find(ctx, serial); err != nil {
+		if k, err = timed(e, func() (device.Key, error) { return e.cfg.Keys.Find(ctx, serial) }); err != nil {
 			if ui.InsertKey == nil {
 				return nil, err
 			}
@@ -991,7 +1062,7 @@ func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, e
 		}
 		return &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, Serial: serial, KeyID: kd.ID, Role: kd.Role, Status: kd.Status, Resumed: true}, nil
 	}
-	res, err := e.finish(ctx, rec, k, ui, "")
+	res, err := e.finish(ctx, rec, k, ui, pins{})
 	if err != nil {
 		return nil, err
 	}
@@ -1037,4 +1108,14 @@ func (e *Enroller) EnrolUser(ctx context.Context, req Request, ui UI) ([]*Result
 		return out, err
 	}
 	return append(out, res2), nil
+}
+
+// Finished reports whether key serial's enrolment is journalled as done
+// (active in the registry), so the key may leave the desk.
+func (e *Enroller) Finished(ctx context.Context, serial uint32) (bool, error) {
+	rec, err := e.j.get(ctx, serial)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	return rec.Stage == StageActive, nil
 }

@@ -12,6 +12,10 @@ import (
 	_ "modernc.org/sqlite" // registers "sqlite"
 )
 
+// halfSetUp reports whether a key stopped at stage s was changed but never
+// registered: it must be reset, and may then be enrolled afresh.
+func halfSetUp(s Stage) bool { return s == StageDevice || s == StageSealed }
+
 // Stage is how far one key's enrolment got. Stages only move forward; each
 // is written durably (SQLite, synchronous=FULL) before the step it
 // announces, so a crash at any point leaves a record of what to finish.

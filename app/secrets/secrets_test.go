@@ -103,3 +103,14 @@ func TestUnavailableHasHint(t *testing.T) {
 		t.Fatalf("Get with no bus: %v (hint %q)", err, ue.Hint())
 	}
 }
+
+func TestDefaultHonoursServiceEnv(t *testing.T) {
+	t.Setenv(ServiceEnv, "")
+	if Default().service != Service {
+		t.Fatalf("Default service = %q", Default().service)
+	}
+	t.Setenv(ServiceEnv, "keydesk-other-profile")
+	if Default().service != "keydesk-other-profile" {
+		t.Fatalf("Default service with %s set = %q", ServiceEnv, Default().service)
+	}
+}

@@ -96,6 +96,13 @@ type Process struct {
 	log   *logBuffer
 }
 
+// Stderr is what the process wrote to its standard error; read it after
+// Stop or Kill.
+func (p *Process) Stderr() string {
+	<-p.done
+	return p.log.String()
+}
+
 // Log returns what the process has written to stdout and stderr so far.
 func (p *Process) Log() string { return p.log.String() }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keydesk/keydesk/device/virtual"
@@ -38,7 +39,7 @@ func DefaultStateDir() string {
 const usage = `keydesk-sim runs virtual YubiKey 5s that real PC/SC software reaches.
 
   keydesk-sim run [--keys N] [--state DIR] [--firmware X.Y.Z] [--touch auto|manual]
-  keydesk-sim insert|remove|touch|power-cycle SERIAL [--state DIR]
+  keydesk-sim insert|remove|touch|power-cycle|replace SERIAL [--state DIR]
   keydesk-sim list [--state DIR]
 
 run starts a private pcscd and the keys, prints how to reach them, and stops
@@ -80,7 +81,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--touch must be auto or manual, not %q", *touch)
 		}
 		return run(ctx, *state, *keys, v, mode, stdout)
-	case "insert", "remove", "touch", "power-cycle", "list":
+	case "insert", "remove", "touch", "power-cycle", "replace", "list":
 		var serial string
 		if cmd != "list" {
 			if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
@@ -106,6 +107,13 @@ type Fleet struct {
 	Daemon *pcscd.Daemon
 	Keys   []*YubiKey
 	Slots  []*vpcd.Slot
+
+	mu      sync.Mutex
+	ctx     context.Context
+	dir     string
+	fw      virtual.Version
+	cancels []context.CancelFunc
+	next    uint32 // the serial the next replacement key gets
 }
 
 // Start starts a private pcscd and n virtual keys whose state lives in dir
@@ -115,7 +123,7 @@ func Start(ctx context.Context, dir string, n int, fw virtual.Version) (*Fleet, 
 		return nil, err
 	}
 	paths, _ := filepath.Glob(filepath.Join(dir, "key-*.json"))
-	f := &Fleet{}
+	f := &Fleet{ctx: ctx, dir: dir, fw: fw, next: FirstSerial + uint32(n)}
 	for i := 0; i < n; i++ {
 		opts := Options{Serial: FirstSerial + uint32(i), Firmware: fw}
 		if i < len(paths) {
@@ -140,12 +148,18 @@ func Start(ctx context.Context, dir string, n int, fw virtual.Version) (*Fleet, 
 		return nil, err
 	}
 	for i, y := range f.Keys {
-		slot, err := y.Run(ctx, d.Addr(i), filepath.Join(hidDir, fmt.Sprintf("key-%d", y.Serial())))
+		if y.Serial() >= f.next {
+			f.next = y.Serial() + 1
+		}
+		kctx, cancel := context.WithCancel(ctx)
+		slot, err := y.Run(kctx, d.Addr(i), filepath.Join(hidDir, fmt.Sprintf("key-%d", y.Serial())))
 		if err != nil {
+			cancel()
 			d.Stop()
 			return nil, err
 		}
 		f.Slots = append(f.Slots, slot)
+		f.cancels = append(f.cancels, cancel)
 	}
 	for _, s := range f.Slots {
 		select {
@@ -160,6 +174,8 @@ func Start(ctx context.Context, dir string, n int, fw virtual.Version) (*Fleet, 
 
 // Find returns the key with serial, or nil.
 func (f *Fleet) Find(serial uint32) *YubiKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	for _, y := range f.Keys {
 		if y.Serial() == serial {
 			return y
@@ -168,9 +184,58 @@ func (f *Fleet) Find(serial uint32) *YubiKey {
 	return nil
 }
 
+// Replace pulls the key with serial out of its reader and plugs a
+// factory-fresh key with a new serial into the same reader, as an admin at a
+// desk with few USB ports does between enrolments. It returns when the new
+// key's card is attached, with the new key.
+func (f *Fleet) Replace(serial uint32) (*YubiKey, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := -1
+	for j, y := range f.Keys {
+		if y.Serial() == serial {
+			i = j
+		}
+	}
+	if i < 0 {
+		return nil, fmt.Errorf("no virtual key with serial %d", serial)
+	}
+	old := f.Keys[i]
+	f.cancels[i]()
+	<-f.Slots[i].Done()
+	if err := old.Wait(); err != nil {
+		return nil, err
+	}
+	// pcscd must see the reader empty before the new card arrives, or a
+	// client may read the new card under the old card's reader state.
+	if err := f.Daemon.WaitCard(f.ctx, i, false); err != nil {
+		return nil, err
+	}
+	opts := Options{Serial: f.next, Firmware: f.fw, StatePath: filepath.Join(f.dir, fmt.Sprintf("key-%d.json", f.next))}
+	y, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	y.Key.Presence.SetMode(old.Key.Presence.Mode())
+	kctx, cancel := context.WithCancel(f.ctx)
+	slot, err := y.Run(kctx, f.Daemon.Addr(i), filepath.Join(f.dir, "hid", fmt.Sprintf("key-%d", y.Serial())))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	f.next++
+	f.Keys[i], f.Slots[i], f.cancels[i] = y, slot, cancel
+	if err := f.Daemon.WaitCard(f.ctx, i, true); err != nil {
+		return nil, err
+	}
+	return y, nil
+}
+
 // Stop ends the keys' transports (ctx must already be cancelled), saves state
 // and stops pcscd.
 func (f *Fleet) Stop() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	var first error
 	for i, y := range f.Keys {
 		<-f.Slots[i].Done()
@@ -255,6 +320,8 @@ func serveControl(ctx context.Context, ln net.Listener, f *Fleet) {
 
 func handle(ctx context.Context, f *Fleet, words []string) string {
 	if len(words) == 1 && words[0] == "list" {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		var b strings.Builder
 		for i, y := range f.Keys {
 			state := "inserted"
@@ -297,6 +364,12 @@ func handle(ctx context.Context, f *Fleet, words []string) string {
 	case "power-cycle":
 		y.Key.PowerCycle()
 		return fmt.Sprintf("ok: power-cycle %d%s\n", n, settle(true))
+	case "replace":
+		ny, err := f.Replace(uint32(n))
+		if err != nil {
+			return fmt.Sprintf("error: %v\n", err)
+		}
+		return fmt.Sprintf("ok: replace %d %d\n", n, ny.Serial())
 	case "touch":
 		if !y.Key.Presence.Touch() {
 			return fmt.Sprintf("error: key %d is not waiting for a touch\n", n)
@@ -316,6 +389,11 @@ func (f *Fleet) index(y *YubiKey) int {
 	}
 	return -1
 }
+
+// Control sends one control command (list, insert, remove, touch,
+// power-cycle, replace SERIAL) to the keydesk-sim running with state in dir
+// and returns its answer.
+func Control(dir, line string) (string, error) { return control(dir, line) }
 
 func control(dir, line string) (string, error) {
 	conn, err := net.Dial("unix", filepath.Join(dir, "control.sock"))

@@ -1,0 +1,321 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/roster"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+type enrolFlags struct {
+	user     string
+	role     string
+	batch    string
+	resume   bool
+	noBackup bool
+	autoIns  bool
+}
+
+var enrolOpts enrolFlags
+
+func enrolFlagSet(e *env, fs *flag.FlagSet) {
+	fs.StringVar(&enrolOpts.user, "user", "", "the user to enrol a key for: registry id or external id")
+	fs.StringVar(&enrolOpts.role, "role", "", "primary or backup (default: primary if the user has none, else backup)")
+	fs.StringVar(&enrolOpts.batch, "batch", "", "enrol everyone in this CSV roster (external_id,display_name,email[,groups][,keys])")
+	fs.BoolVar(&enrolOpts.resume, "resume", false, "finish an enrolment that stopped part-way (with --serial), or list unfinished ones")
+	fs.BoolVar(&enrolOpts.noBackup, "no-backup", false, "do not offer to enrol the backup key after a user's first key")
+	fs.BoolVar(&enrolOpts.autoIns, "auto-insert", false, "practice mode: when a fresh key is needed, keydesk-sim swaps an enrolled key for a factory-fresh one")
+}
+
+// runEnrol enrols one key for a user (then offers the backup), a whole
+// roster with --batch, or finishes an interrupted enrolment with --resume.
+// PINs are read from the terminal with echo off, or one per line from stdin.
+func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
+	o := enrolOpts
+	if len(args) > 0 {
+		return usagef("enrol takes no arguments (use --user or --batch)")
+	}
+	modes := 0
+	for _, on := range []bool{o.user != "", o.batch != "", o.resume} {
+		if on {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return usagef("enrol needs exactly one of --user ID, --batch FILE or --resume")
+	}
+	var role registry.KeyRole
+	switch o.role {
+	case "", "primary", "backup":
+		role = registry.KeyRole(o.role)
+	default:
+		return usagef("--role must be primary or backup")
+	}
+	var ros *roster.Roster
+	var batchID string
+	if o.batch != "" {
+		b, err := os.ReadFile(o.batch)
+		if err != nil {
+			return err
+		}
+		if ros, err = roster.Parse(strings.NewReader(string(b))); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		batchID = hex.EncodeToString(sum[:8])
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	e.practice = s.Practice
+	if err := s.ReadyToEnrol(); err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// Enrolment needs each key's FIDO interface merged with its PC/SC one,
+	// so discovery reads FIDO serials (device/fidokey Info).
+	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir, FIDOInfo: func(ctx context.Context, path string) (uint32, device.Version, bool, error) {
+		return fidokey.Open(path).Info(ctx)
+	}})
+	if err != nil {
+		return err
+	}
+	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client})
+	if err != nil {
+		return err
+	}
+	defer en.Close()
+	if o.autoIns && !e.practice {
+		return usagef("--auto-insert works only in practice mode")
+	}
+	ui := e.enrolUI(o, en)
+
+	switch {
+	case o.batch != "":
+		rep, err := en.Batch(e.ctx, ros, batchID, ui)
+		if rep != nil {
+			e.printBatch(rep)
+		}
+		if err != nil {
+			return err
+		}
+		if rep.Failed > 0 || len(rep.RowErrors) > 0 {
+			return errBatchIncomplete{failed: rep.Failed, rows: len(rep.RowErrors)}
+		}
+		return nil
+	case o.resume:
+		if e.serial == 0 {
+			recs, err := en.Unfinished(e.ctx)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(recView(recs))
+			}
+			if len(recs) == 0 {
+				fmt.Fprintln(e.stdout, "no unfinished enrolments")
+			}
+			for _, r := range recs {
+				fmt.Fprintf(e.stdout, "key %d for %s: stopped at %s: %s\n", r.Serial, r.ExternalID, r.Stage, r.Error)
+			}
+			return nil
+		}
+		res, err := en.Resume(e.ctx, uint32(e.serial), ui)
+		if err != nil {
+			return err
+		}
+		return e.printResults([]*enrol.Result{res})
+	}
+	res, err := en.EnrolUser(e.ctx, enrol.Request{User: client.EnrolUser{ExternalID: o.user}, Serial: uint32(e.serial), Role: role}, ui)
+	if len(res) > 0 {
+		if perr := e.printResults(res); perr != nil {
+			return perr
+		}
+	}
+	return err
+}
+
+// errBatchIncomplete: the batch ran but not every row or user succeeded.
+type errBatchIncomplete struct{ failed, rows int }
+
+func (e errBatchIncomplete) Error() string {
+	return fmt.Sprintf("batch incomplete: %d user(s) not fully enrolled, %d bad roster row(s); fix them and run the same batch again (finished users are skipped)", e.failed, e.rows)
+}
+
+type recordView struct {
+	Serial     uint32 `json:"serial"`
+	ExternalID string `json:"external_id"`
+	Stage      string `json:"stage"`
+	Error      string `json:"error,omitempty"`
+}
+
+func recView(rs []*enrol.Record) []recordView {
+	out := []recordView{}
+	for _, r := range rs {
+		out = append(out, recordView{Serial: r.Serial, ExternalID: r.ExternalID, Stage: string(r.Stage), Error: r.Error})
+	}
+	return out
+}
+
+func (e *env) printResults(rs []*enrol.Result) error {
+	if e.json {
+		return e.printJSON(rs)
+	}
+	for _, r := range rs {
+		cov := "not covered yet (missing " + strings.Join(r.Missing, ", ") + ")"
+		if r.Covered {
+			cov = "covered (primary and backup active)"
+		}
+		fmt.Fprintf(e.stdout, "key %d enrolled for %s (%s) as %s: %s; %s\n", r.Serial, r.DisplayName, r.ExternalID, r.Role, r.Status, cov)
+		if r.CSRPath != "" {
+			fmt.Fprintf(e.stdout, "  certificate request for the CA: %s\n", r.CSRPath)
+		}
+	}
+	return nil
+}
+
+func (e *env) printBatch(rep *enrol.BatchReport) {
+	if e.json {
+		e.printJSON(rep)
+		return
+	}
+	for _, re := range rep.RowErrors {
+		fmt.Fprintf(e.stdout, "roster %s: row skipped\n", re)
+	}
+	for _, u := range rep.Users {
+		fmt.Fprintln(e.stdout, u.Describe())
+		if u.Hint != "" {
+			fmt.Fprintln(e.stdout, "  "+u.Hint)
+		}
+	}
+	fmt.Fprintf(e.stdout, "%d key(s) enrolled, %d user(s) incomplete, %d bad row(s)\n", rep.Enrolled, rep.Failed, len(rep.RowErrors))
+}
+
+// enrolUI is the terminal's face of enrolment: progress and prompts on
+// stderr, PINs read with echo off (or from stdin lines).
+func (e *env) enrolUI(o enrolFlags, en *enrol.Enroller) enrol.UI {
+	return enrol.UI{
+		Progress: func(ev enrol.Event) {
+			if ev.Total > 0 {
+				fmt.Fprintf(e.stderr, "%s %s\n", bar(ev.Done, ev.Total), describeEvent(ev))
+				return
+			}
+			fmt.Fprintln(e.stderr, describeEvent(ev))
+		},
+		NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+			if r.Problem != "" {
+				fmt.Fprintf(e.stderr, "%s\n", r.Problem)
+			}
+			return e.prompt.newSecret(fmt.Sprintf("New %s for %s on key %d (%d-%d characters)", r.Kind, r.User, r.Serial, r.MinLength, r.MaxLength))
+		},
+		PIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+			return e.prompt.secret(fmt.Sprintf("%s of key %d", r.Kind, r.Serial))
+		},
+		Touch: func(_ context.Context, serial uint32) {
+			fmt.Fprintf(e.stderr, "Touch key %d now (its light is blinking).\n", serial)
+		},
+		InsertKey: func(_ context.Context, r enrol.InsertRequest) error {
+			what := "a factory-fresh key"
+			if r.Role != "" {
+				what += " as " + string(r.Role)
+			}
+			if r.Of > 0 {
+				what += fmt.Sprintf(" (key %d of %d)", r.Index, r.Of)
+			}
+			fmt.Fprintf(e.stderr, "Insert %s for %s.\n", what, r.User)
+			if o.autoIns {
+				return e.practiceSwap(en)
+			}
+			return nil
+		},
+		Confirm: func(_ context.Context, q string) (bool, error) {
+			if o.noBackup {
+				return false, nil
+			}
+			if e.yes {
+				fmt.Fprintln(e.stderr, q+" yes (--yes)")
+				return true, nil
+			}
+			ok, err := e.prompt.yesNo(q + " [y/N] ")
+			if errors.Is(err, errNoInput) {
+				return false, nil
+			}
+			return ok, err
+		},
+	}
+}
+
+func bar(done, total int) string {
+	const w = 20
+	n := 0
+	if total > 0 {
+		n = done * w / total
+	}
+	return fmt.Sprintf("[%s%s] %d/%d", strings.Repeat("#", n), strings.Repeat(".", w-n), done, total)
+}
+
+func describeEvent(ev enrol.Event) string {
+	switch ev.Step {
+	case enrol.StepBatchUser:
+		return fmt.Sprintf("%s (%s)", ev.User, ev.Detail)
+	case enrol.StepUser:
+		return fmt.Sprintf("%s: looking up the user", ev.User)
+	}
+	s := fmt.Sprintf("%s: key %d: %s", ev.User, ev.Serial, ev.Step)
+	if ev.Detail != "" {
+		s += " (" + ev.Detail + ")"
+	}
+	return s
+}
+
+// practiceSwap has keydesk-sim pull one virtual key whose enrolment is
+// finished and plug in a factory-fresh one in its reader: the admin's hands,
+// in practice mode.
+func (e *env) practiceSwap(en *enrol.Enroller) error {
+	list, err := sim.Control(e.simDir, "list")
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(list, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[1] != "inserted" {
+			continue
+		}
+		n, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			continue
+		}
+		if done, err := en.Finished(e.ctx, uint32(n)); err != nil || !done {
+			continue
+		}
+		reply, err := sim.Control(e.simDir, "replace "+f[0])
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(reply, "ok:") {
+			return fmt.Errorf("keydesk-sim: %s", strings.TrimSpace(reply))
+		}
+		fmt.Fprintf(e.stderr, "practice: keydesk-sim %s", strings.TrimPrefix(reply, "ok: "))
+		return nil
+	}
+	return errors.New("practice: no enrolled virtual key to swap for a fresh one")
+}

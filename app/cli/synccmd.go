@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+// runSync sends the outbox's queued registry writes, in order, and reports
+// the ones the registry refused or found in conflict.
+func runSync(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) > 0 {
+		return usagef("sync takes no arguments")
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	type settled struct {
+		Seq   int64  `json:"seq"`
+		Kind  string `json:"kind"`
+		State string `json:"state"`
+		Error string `json:"error,omitempty"`
+	}
+	out := struct {
+		Registry string    `json:"registry"`
+		Sent     []settled `json:"sent"`
+		Pending  int       `json:"pending"`
+	}{Registry: conn.URL, Sent: []settled{}}
+	ferr := conn.Client.Flush(e.ctx, func(p client.Progress) {
+		out.Sent = append(out.Sent, settled{Seq: p.Entry.Seq, Kind: p.Entry.Kind, State: string(p.Entry.State), Error: p.Entry.Error})
+		if !e.json {
+			fmt.Fprintf(e.stderr, "%s %s %d: %s\n", bar(p.Done, p.Total), p.Entry.Kind, p.Entry.Seq, p.Entry.State)
+		}
+	})
+	pend, err := conn.Client.Entries(e.ctx, client.Pending)
+	if err != nil {
+		return err
+	}
+	out.Pending = len(pend)
+	bad := 0
+	for _, s := range out.Sent {
+		if s.State != string(client.Done) {
+			bad++
+		}
+	}
+	if e.json {
+		if err := e.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "%d queued write(s) sent to %s, %d refused or in conflict, %d still pending\n", len(out.Sent)-bad, conn.URL, bad, out.Pending)
+		for _, s := range out.Sent {
+			if s.State != string(client.Done) {
+				fmt.Fprintf(e.stdout, "  %s %d %s: %s\n", s.Kind, s.Seq, s.State, s.Error)
+			}
+		}
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d queued write(s) were refused or conflict with the registry; see above", bad)
+	}
+	return nil
+}
