@@ -41,6 +41,7 @@ var (
 // workflowCmds are the testscript commands of the workflow scenarios:
 //
 //	registry-process start|audit-verify   a real keydesk-registry process for the script
+//	registry-process start-empty|audit-verify-empty   a second, empty one ($REGISTRY2_URL)
 //	enrol-practice SERIAL USER ROLE [SET...]   enrol a practice key (as an admin desk would)
 //	fido-delete-credential SERIAL      delete the enrolled FIDO2 credential on the key
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
@@ -67,7 +68,7 @@ var (
 
 func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
-		ts.Fatalf("usage: registry-process start|audit-verify")
+		ts.Fatalf("usage: registry-process start|audit-verify|start-empty|audit-verify-empty")
 	}
 	state := ts.MkAbs("registry-state")
 	switch args[0] {
@@ -104,6 +105,7 @@ func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(os.WriteFile(ts.MkAbs("helpdesk.identity"), []byte(id+"\n"), 0o600))
 		ts.Check(os.WriteFile(ts.MkAbs("helpdesk.recipient"), []byte(rcpt), 0o600))
 		ts.Setenv("REGISTRY_URL", p.URL)
+		ts.Setenv("HELPDESK_RECIPIENT", rcpt)
 		// Each script keeps its own settings, outbox and keyring entries.
 		ts.Setenv("XDG_CONFIG_HOME", ts.MkAbs("config"))
 		ts.Setenv("XDG_DATA_HOME", ts.MkAbs("data"))
@@ -111,7 +113,20 @@ func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 		// (packaging/with-services.sh), reached over D-Bus.
 		ts.Setenv("DBUS_SESSION_BUS_ADDRESS", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 		ts.Setenv("KEYDESK_KEYRING_SERVICE", "keydesk-script-"+filepath.Base(ts.Getenv("WORK")))
-	case "audit-verify":
+	case "start-empty":
+		// A second registry with only an admin token, to restore into.
+		state2 := ts.MkAbs("registry2-state")
+		admin, err := regtest.Token(wfRegistryBin, state2, "admin", "restorer", "")
+		ts.Check(err)
+		p, err := regtest.Start(wfRegistryBin, state2, "--practice")
+		ts.Check(err)
+		ts.Defer(p.Stop)
+		ts.Check(os.WriteFile(ts.MkAbs("admin2.token"), []byte(admin+"\n"), 0o600))
+		ts.Setenv("REGISTRY2_URL", p.URL)
+	case "audit-verify", "audit-verify-empty":
+		if args[0] == "audit-verify-empty" {
+			state = ts.MkAbs("registry2-state")
+		}
 		out, err := regtest.AuditVerify(wfRegistryBin, state)
 		ts.Logf("%s", out)
 		if (err != nil) != neg {
