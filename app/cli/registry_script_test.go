@@ -1,7 +1,9 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
@@ -46,12 +49,15 @@ var (
 //	fido-delete-credential SERIAL      delete the enrolled FIDO2 credential on the key
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
 //	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
+//	secrets-absent [SECRET...]         no PIN, PUK or management key used in the script (and the
+//	                                   given ones) in the registries' state, outboxes, settings or logs
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
 	"registry-process":       cmdWorkflowRegistry,
 	"enrol-practice":         cmdEnrolPractice,
 	"fido-delete-credential": cmdFIDODelete,
 	"block-fido-pin":         cmdBlockFIDOPIN,
 	"plan-migration":         cmdPlanMigration,
+	"secrets-absent":         cmdSecretsAbsent,
 }
 
 // wfRegistry is one script's registry.
@@ -59,6 +65,8 @@ type wfRegistry struct {
 	p     *regtest.Process
 	admin *client.Client
 	token string
+	// secrets are the PUKs enrol-practice generated.
+	secrets []string
 }
 
 var (
@@ -168,6 +176,9 @@ func cmdEnrolPractice(ts *testscript.TestScript, neg bool, args []string) {
 	e, err := enroltest.Enrol(context.Background(), svc, r.admin, k, enroltest.Options{User: args[1], Role: registry.KeyRole(args[2]), RPID: scriptRPID,
 		PIVPIN: scriptPIVPIN, FIDOPIN: scriptFIDOPIN, Recipients: []string{string(rcpt)}, KeySets: args[3:]})
 	ts.Check(err)
+	wfRegMu.Lock()
+	r.secrets = append(r.secrets, e.PUK)
+	wfRegMu.Unlock()
 	fmt.Fprintf(ts.Stdout(), "enrolled key %d for %s (%s, %s)\n", k.Serial, e.User.ExternalID, e.Key.Role, e.Key.Status)
 }
 
@@ -231,4 +242,36 @@ func cmdPlanMigration(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	env := enroltest.Env{Registry: r.p, AdminToken: r.token}
 	ts.Check(env.PlanMigration(args[0], args[1], args[2], ids...))
+}
+
+func cmdSecretsAbsent(ts *testscript.TestScript, neg bool, args []string) {
+	r := wfReg(ts)
+	wfRegMu.Lock()
+	want := append([]string{scriptPIVPIN, scriptFIDOPIN, hex.EncodeToString(pivkey.DefaultManagementKey)}, r.secrets...)
+	wfRegMu.Unlock()
+	want = append(want, args...)
+	// What keydesk and the registries wrote: their state, databases,
+	// outboxes, journals, settings and logs. The script's own input files
+	// (which hold the PINs typed on stdin) are not theirs.
+	n := 0
+	for _, dir := range []string{"registry-state", "registry2-state", "config", "data"} {
+		filepath.WalkDir(ts.MkAbs(dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			ts.Check(err)
+			n++
+			for _, w := range want {
+				if bytes.Contains(b, []byte(w)) || bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(w))) {
+					ts.Fatalf("%s holds a secret the script used (%d characters)", p, len(w))
+				}
+			}
+			return nil
+		})
+	}
+	if n == 0 {
+		ts.Fatalf("no files to search")
+	}
+	fmt.Fprintf(ts.Stdout(), "searched %d files for %d secrets: none found\n", n, len(want))
 }
