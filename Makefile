@@ -32,7 +32,7 @@ test: deps
 
 ## bench: benchmarks through the real stacks; figures go in docs/
 bench: deps
-	packaging/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 2s ./...
+	GO=$(GO) packaging/with-services.sh packaging/bench.sh
 
 vet:
 	$(GO) vet ./...

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/buildinfo"
@@ -70,6 +71,7 @@ func init() {
 		{name: "keys", help: "list attached keys", run: runKeys},
 		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
 		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
+		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
 		{name: "verify", help: "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", run: runVerify, flags: verifyFlags},
 		{name: "recover", args: "diagnose|piv-pin|fido2-reset|lost|identity", help: "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key", run: runRecover, sub: true},
@@ -214,7 +216,7 @@ func (e *env) service() (*keys.Service, error) {
 	if e.svc != nil {
 		return e.svc, nil
 	}
-	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir, FIDOInfo: fidoInfo})
+	svc, err := keys.New(keys.Config{Practice: e.practice, SimDir: e.simDir})
 	if err != nil {
 		return nil, err
 	}
@@ -223,12 +225,16 @@ func (e *env) service() (*keys.Service, error) {
 }
 
 // key finds the key the invocation is about.
-func (e *env) key() (device.Key, error) {
+func (e *env) key() (device.Key, error) { return e.keyVia(0) }
+
+// keyVia finds the key through one kind of interface only, for commands
+// that use no other.
+func (e *env) keyVia(only discover.Interface) (device.Key, error) {
 	svc, err := e.service()
 	if err != nil {
 		return device.Key{}, err
 	}
-	return svc.Find(e.ctx, uint32(e.serial))
+	return svc.FindVia(e.ctx, uint32(e.serial), only)
 }
 
 // confirm asks before a destructive step. It needs --serial naming the key,

@@ -111,8 +111,32 @@ func runInterfaces(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := svc.WaitReturn(wctx, k.Serial); err != nil {
-		return fmt.Errorf("%w; remove and reinsert it", err)
+	// The restart shows as the key's interface going away and coming back:
+	// its smart-card reader when it keeps a CCID application, else its FIDO
+	// device.
+	ccid := next&(device.AppPIV|device.AppOATH|device.AppOpenPGP|device.AppHSMAuth) != 0
+	present := func(k *device.Key) bool {
+		if k == nil {
+			return false
+		}
+		if ccid {
+			return k.Reader != ""
+		}
+		return k.FIDOPath != ""
+	}
+	gone := false
+	_, err = svc.WaitUntil(wctx, k.Serial, func(k *device.Key) bool {
+		if !present(k) {
+			gone = true
+			return false
+		}
+		return gone && k.EnabledUSB == next
+	})
+	if err != nil {
+		// A restart quicker than the first look is still a restart.
+		if k, ferr := svc.Find(e.ctx, k.Serial); ferr != nil || !present(&k) || k.EnabledUSB != next {
+			return fmt.Errorf("waiting for the restart: %w; remove and reinsert it", err)
+		}
 	}
 	fmt.Fprintf(e.stdout, "Key %d is back.\n", k.Serial)
 	return nil

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -11,13 +10,6 @@ import (
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
-)
-
-// fidoInfo and fidoStatus read a key's FIDO interface; nil until the FIDO2
-// adapter is linked in.
-var (
-	fidoInfo   func(ctx context.Context, path string) (uint32, device.Version, bool, error)
-	fidoStatus func(ctx context.Context, path string) (*device.FIDOStatus, error)
 )
 
 // keyView is a key as keydesk prints it in JSON.
@@ -191,7 +183,7 @@ func runInfo(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	svc, _ := e.service()
-	r := svc.Inspect(e.ctx, k, fidoStatus)
+	r := svc.Inspect(e.ctx, k, nil)
 	if e.json {
 		return e.printJSON(struct {
 			Key       keyView   `json:"key"`
@@ -257,7 +249,7 @@ func printReport(e *env, r *keys.Report) {
 		if f.PINSet {
 			fmt.Fprintf(w, "  PIN:              set, %d tries left\n", f.PINRetries)
 		} else {
-			fmt.Fprintln(w, "  PIN:              NOT SET")
+			fmt.Fprintln(w, "  PIN:              NOT SET (set one: keydesk fido set-pin)")
 		}
 		fmt.Fprintf(w, "  Minimum PIN:      %d\n", f.MinPINLength)
 		if f.ForcePINChange {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/discover"
+	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/pivkey"
 )
 
@@ -24,8 +25,8 @@ type Config struct {
 	// trusts the virtual attestation roots. Nothing else does.
 	Practice bool
 	SimDir   string
-	// FIDOInfo reads a FIDO device's serial (device/fidokey.Info) so its
-	// interface merges with the key's PC/SC entry.
+	// FIDOInfo reads a FIDO device's serial so its interface merges with
+	// the key's PC/SC entry; device/fidokey's Info when nil.
 	FIDOInfo func(ctx context.Context, path string) (uint32, device.Version, bool, error)
 }
 
@@ -53,6 +54,11 @@ func (e *ChooseError) Error() string {
 // client at keydesk-sim's private pcscd, which must be running; call it
 // before anything else in the process touches PC/SC.
 func New(cfg Config) (*Service, error) {
+	if cfg.FIDOInfo == nil {
+		cfg.FIDOInfo = func(ctx context.Context, path string) (uint32, device.Version, bool, error) {
+			return fidokey.Open(path).Info(ctx)
+		}
+	}
 	s := &Service{cfg: cfg, opts: discover.Options{FIDOInfo: cfg.FIDOInfo}}
 	if cfg.Practice {
 		sock := filepath.Join(cfg.SimDir, "pcscd", "run", "pcscd.comm")
@@ -80,17 +86,28 @@ func (s *Service) Watch(ctx context.Context) (<-chan []device.Key, error) {
 }
 
 // WaitReturn waits until the key with serial is no longer listed, then until
-// it is listed again, as after a restart that re-enumerates it (a change of
-// USB interfaces, a FIDO reset's power cycle). It returns the key as listed
-// again, or ctx's error.
+// it is listed again, as after a person removes and reinserts it. It returns
+// the key as listed again, or ctx's error.
 func (s *Service) WaitReturn(ctx context.Context, serial uint32) (device.Key, error) {
+	gone := false
+	return s.WaitUntil(ctx, serial, func(k *device.Key) bool {
+		if k == nil {
+			gone = true
+		}
+		return gone && k != nil
+	})
+}
+
+// WaitUntil watches the attached keys until done, called with the key with
+// serial (nil while it is not listed), returns true. It returns that key,
+// or ctx's error.
+func (s *Service) WaitUntil(ctx context.Context, serial uint32, done func(*device.Key) bool) (device.Key, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch, err := s.Watch(wctx)
 	if err != nil {
 		return device.Key{}, err
 	}
-	gone := false
 	for keys := range ch {
 		var found *device.Key
 		for i := range keys {
@@ -98,20 +115,26 @@ func (s *Service) WaitReturn(ctx context.Context, serial uint32) (device.Key, er
 				found = &keys[i]
 			}
 		}
-		switch {
-		case found == nil:
-			gone = true
-		case gone:
+		if done(found) {
 			return *found, nil
 		}
 	}
-	return device.Key{}, fmt.Errorf("key %d did not come back: %w", serial, ctx.Err())
+	return device.Key{}, fmt.Errorf("key %d: %w", serial, ctx.Err())
 }
 
 // Find returns the key with serial, or the only key attached when serial is
 // 0. Several keys and no serial gives *ChooseError.
 func (s *Service) Find(ctx context.Context, serial uint32) (device.Key, error) {
-	list, err := s.List(ctx)
+	return s.FindVia(ctx, serial, 0)
+}
+
+// FindVia is Find looking only through one kind of interface (discover.PCSC
+// for PIV, discover.FIDO for FIDO2), which saves a command the round trips
+// to interfaces it will not use. Zero looks through both.
+func (s *Service) FindVia(ctx context.Context, serial uint32, only discover.Interface) (device.Key, error) {
+	opts := s.opts
+	opts.Only = only
+	list, err := discover.List(ctx, opts)
 	if err != nil {
 		return device.Key{}, err
 	}
@@ -158,6 +181,27 @@ func (s *Service) PIV(k device.Key) (*pivkey.Card, error) {
 	return pivkey.Open(k.Reader, k.Serial), nil
 }
 
+// FIDO returns the FIDO2 application of k. Destructive calls on it take the
+// serial to check that the key is still the one meant.
+func (s *Service) FIDO(k device.Key) (*fidokey.Device, error) {
+	if k.FIDOPath == "" {
+		return nil, fmt.Errorf("key %d has no FIDO interface: %w", k.Serial, device.ErrAppDisabled)
+	}
+	if k.EnabledUSB != 0 && k.EnabledUSB&device.AppFIDO2 == 0 {
+		return nil, fmt.Errorf("FIDO2 on key %d: %w", k.Serial, device.ErrAppDisabled)
+	}
+	return fidokey.Open(k.FIDOPath), nil
+}
+
+// FIDOStatus reads the FIDO2 status of the device at path.
+func FIDOStatus(ctx context.Context, path string) (*device.FIDOStatus, error) {
+	st, err := fidokey.Open(path).Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
 // Report is everything keydesk can read from a key without a PIN.
 type Report struct {
 	Key       device.Key
@@ -168,8 +212,12 @@ type Report struct {
 }
 
 // Inspect reads the key's state from each application it has enabled.
-// One application failing does not hide the others.
+// One application failing does not hide the others. fido reads the FIDO2
+// status; FIDOStatus when nil.
 func (s *Service) Inspect(ctx context.Context, k device.Key, fido func(ctx context.Context, path string) (*device.FIDOStatus, error)) *Report {
+	if fido == nil {
+		fido = FIDOStatus
+	}
 	r := &Report{Key: k}
 	if card, err := s.PIV(k); err == nil {
 		st, err := card.Status(ctx)
@@ -181,7 +229,7 @@ func (s *Service) Inspect(ctx context.Context, k device.Key, fido func(ctx conte
 	} else if k.Reader != "" {
 		r.PIVError = err.Error()
 	}
-	if k.FIDOPath != "" && fido != nil {
+	if k.FIDOPath != "" && (k.EnabledUSB == 0 || k.EnabledUSB&device.AppFIDO2 != 0) {
 		st, err := fido(ctx, k.FIDOPath)
 		if err != nil {
 			r.FIDOError = err.Error()

@@ -34,11 +34,24 @@ type Options struct {
 	// FIDOInfo reads a FIDO device's serial and firmware so its entry can be
 	// merged with its PC/SC interface; nil leaves FIDO entries unmerged.
 	FIDOInfo func(ctx context.Context, path string) (serial uint32, fw device.Version, ok bool, err error)
+	// Only limits the scan to one kind of interface (PCSC or FIDO), for a
+	// caller that will use only that one; zero scans both.
+	Only Interface
 	// Poll is how often FIDO devices are polled and the longest a PC/SC
 	// wait lasts; zero means 200 ms, which keeps a change visible within
 	// half a second.
 	Poll time.Duration
 }
+
+// Interface is a kind of interface a key is reached through.
+type Interface uint8
+
+const (
+	PCSC Interface = 1 << iota // smart-card reader (CCID): PIV, management
+	FIDO                       // FIDO HID device
+)
+
+func (o Options) scans(i Interface) bool { return o.Only == 0 || o.Only&i != 0 }
 
 func (o Options) poll() time.Duration {
 	if o.Poll > 0 {
@@ -74,6 +87,9 @@ func List(ctx context.Context, opts Options) ([]device.Key, error) {
 
 // Scan lists the attached keys, merged by serial and sorted by serial.
 func (s *Scanner) Scan(ctx context.Context) ([]device.Key, error) {
+	if !s.opts.scans(PCSC) {
+		return s.scan(ctx, nil)
+	}
 	sc, err := scard.EstablishContext()
 	if err != nil {
 		return nil, err
@@ -144,7 +160,10 @@ func (s *Scanner) scan(ctx context.Context, states []scard.ReaderState) ([]devic
 		}
 	}
 
-	paths := s.fidoPaths()
+	var paths []string
+	if s.opts.scans(FIDO) {
+		paths = s.fidoPaths()
+	}
 	for p := range s.fido {
 		if !slices.Contains(paths, p) {
 			delete(s.fido, p)
@@ -224,7 +243,10 @@ func (s *Scanner) fidoPaths() []string {
 
 // Watch sends the list of attached keys on the returned channel: first at
 // once, then whenever it changes, until ctx ends. A slow receiver gets the
-// latest list, never a backlog.
+// latest list, never a backlog. When pcscd goes away (restarted, or
+// stopped), every PC/SC context of the old daemon is dead: Watch
+// establishes a new one, trying again each poll interval, and goes on
+// listing from the new daemon.
 func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 	sc, err := scard.EstablishContext()
 	if err != nil {
@@ -232,10 +254,36 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 	}
 	s := NewScanner(opts)
 	out := make(chan []device.Key, 1)
-	stop := context.AfterFunc(ctx, func() { sc.Cancel() })
+	var mu sync.Mutex // guards sc against the cancelling AfterFunc
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		sc.Cancel()
+	})
+	// renew replaces sc with a context of the daemon now running.
+	renew := func() {
+		n, err := scard.EstablishContext()
+		if err != nil {
+			return // no daemon yet: the next round tries again
+		}
+		mu.Lock()
+		old := sc
+		sc = n
+		mu.Unlock()
+		old.Release()
+		if ctx.Err() != nil {
+			n.Cancel()
+		}
+	}
+	pause := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(opts.poll()):
+		}
+	}
 	go func() {
 		defer close(out)
-		defer sc.Release()
+		defer func() { sc.Release() }()
 		defer stop()
 		var last []device.Key
 		send := func(keys []device.Key) {
@@ -252,8 +300,11 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 		var states []scard.ReaderState
 		for ctx.Err() == nil {
 			cur, err := readerStates(sc)
-			if err != nil && ctx.Err() == nil {
-				time.Sleep(opts.poll()) // pcscd restarting; try again shortly
+			if err != nil {
+				if ctx.Err() == nil {
+					pause() // pcscd restarting: try again shortly, on a new context
+					renew()
+				}
 				continue
 			}
 			states = cur
@@ -275,10 +326,7 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 				}
 			}
 			if len(wait) == 0 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(opts.poll()):
-				}
+				pause()
 				continue
 			}
 			err = sc.GetStatusChange(wait, opts.poll())

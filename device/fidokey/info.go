@@ -106,25 +106,40 @@ func (d *Device) Info(ctx context.Context) (serial uint32, firmware device.Versi
 		}
 		return fail(fmt.Errorf("ctaphid error 0x%02x", data))
 	}
-	if cmd != hidReadConfig || len(data) == 0 || int(data[0]) > len(data)-1 {
-		return fail(errors.New("malformed read config reply"))
+	if cmd != hidReadConfig {
+		return fail(fmt.Errorf("read config answered with command 0x%02x", cmd))
+	}
+	serial, ok, err = parseReadConfig(data, &firmware)
+	if err != nil {
+		return fail(err)
+	}
+	return serial, firmware, ok, nil
+}
+
+// parseReadConfig reads the serial and firmware from READ_CONFIG's answer:
+// a length byte, then the management application's device-information TLVs
+// (yubikit.management). firmware is replaced only when the answer carries
+// one; ok is false when it carries no serial.
+func parseReadConfig(data []byte, firmware *device.Version) (serial uint32, ok bool, err error) {
+	if len(data) == 0 || int(data[0]) > len(data)-1 {
+		return 0, false, errors.New("malformed read config reply")
 	}
 	body := data[1 : 1+int(data[0])]
 	for len(body) >= 2 {
 		tag, n := body[0], int(body[1])
 		if len(body) < 2+n {
-			return fail(errors.New("truncated device information"))
+			return 0, false, errors.New("truncated device information")
 		}
 		v := body[2 : 2+n]
 		switch {
 		case tag == tagSerial && n == 4:
 			serial, ok = binary.BigEndian.Uint32(v), true
 		case tag == tagVersion && n == 3:
-			firmware = device.Version{Major: v[0], Minor: v[1], Patch: v[2]}
+			*firmware = device.Version{Major: v[0], Minor: v[1], Patch: v[2]}
 		}
 		body = body[2+n:]
 	}
-	return serial, firmware, ok, nil
+	return serial, ok, nil
 }
 
 // hidConn speaks CTAPHID over a HID device file: 65-byte writes (report ID

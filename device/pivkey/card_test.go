@@ -60,7 +60,7 @@ type rig struct {
 	index  int
 }
 
-func plug(t *testing.T, index int, fw virtual.Version) *rig {
+func plug(t testing.TB, index int, fw virtual.Version) *rig {
 	t.Helper()
 	if *realSerial != 0 {
 		return plugReal(t)
@@ -94,7 +94,7 @@ func plug(t *testing.T, index int, fw virtual.Version) *rig {
 	return r
 }
 
-func plugReal(t *testing.T) *rig {
+func plugReal(t testing.TB) *rig {
 	sc, err := scard.EstablishContext()
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func (r *rig) virtualOnly(t *testing.T) {
 	}
 }
 
-func (r *rig) waitPresent(t *testing.T, want bool) {
+func (r *rig) waitPresent(t testing.TB, want bool) {
 	t.Helper()
 	sc, err := scard.EstablishContext()
 	if err != nil {

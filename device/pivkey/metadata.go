@@ -55,11 +55,22 @@ func getMetadata(s *pcsc.Session, slot byte) (*Metadata, error) {
 	default:
 		return nil, &pcsc.StatusError{Ins: insGetMetadata, SW: sw}
 	}
+	m, err := parseMetadata(resp)
+	if err != nil {
+		return nil, fmt.Errorf("parsing metadata of slot %02x: %w", slot, err)
+	}
+	return m, nil
+}
+
+// parseMetadata decodes GET METADATA's answer: TLVs 01 algorithm, 02 PIN and
+// touch policy, 03 origin, 04 public key, 05 default value, 06 retries
+// (YubiKey PIV extension INS 0xF7; tags as yubikit.piv reads them).
+func parseMetadata(resp []byte) (*Metadata, error) {
 	var m Metadata
 	for len(resp) > 0 {
 		tag, v, rest, err := readTLV(resp)
 		if err != nil {
-			return nil, fmt.Errorf("parsing metadata of slot %02x: %w", slot, err)
+			return nil, err
 		}
 		switch tag {
 		case 0x01:
@@ -108,9 +119,22 @@ func getObject(s *pcsc.Session, id uint32) ([]byte, error) {
 	default:
 		return nil, &pcsc.StatusError{Ins: insGetData, SW: sw}
 	}
+	v, err := unwrapObject(resp)
+	if err != nil {
+		return nil, fmt.Errorf("parsing object %06X: %w", id, err)
+	}
+	return v, nil
+}
+
+// unwrapObject returns the value of GET DATA's answer, a 53 TLV (SP 800-73-4
+// §3.1.2).
+func unwrapObject(resp []byte) ([]byte, error) {
 	t, v, _, err := readTLV(resp)
-	if err != nil || t != 0x53 {
-		return nil, fmt.Errorf("parsing object %06X: %v", id, err)
+	if err != nil {
+		return nil, err
+	}
+	if t != 0x53 {
+		return nil, fmt.Errorf("tag 0x%02x, want 0x53", t)
 	}
 	return v, nil
 }

@@ -74,8 +74,11 @@ func parsePIVMAN(data []byte) (pivman, error) {
 		return p, nil
 	}
 	tag, inner, _, err := readTLV(data)
-	if err != nil || tag != 0x80 {
-		return p, fmt.Errorf("parsing pivman object: tag 0x%02x: %v", tag, err)
+	if err != nil {
+		return p, fmt.Errorf("parsing pivman object: %w", err)
+	}
+	if tag != 0x80 {
+		return p, fmt.Errorf("parsing pivman object: tag 0x%02x, want 0x80", tag)
 	}
 	for len(inner) > 0 {
 		t, v, rest, err := readTLV(inner)
@@ -106,8 +109,11 @@ func encodePrinted(key []byte) []byte { return tlv(0x88, tlv(0x89, key)) }
 // parsePrinted returns the management key stored in PRINTED.
 func parsePrinted(data []byte) ([]byte, error) {
 	tag, inner, _, err := readTLV(data)
-	if err != nil || tag != 0x88 {
-		return nil, fmt.Errorf("parsing printed object: tag 0x%02x: %v", tag, err)
+	if err != nil {
+		return nil, fmt.Errorf("parsing printed object: %w", err)
+	}
+	if tag != 0x88 {
+		return nil, fmt.Errorf("parsing printed object: tag 0x%02x, want 0x88", tag)
 	}
 	for len(inner) > 0 {
 		t, v, rest, err := readTLV(inner)

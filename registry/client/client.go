@@ -26,8 +26,12 @@ import (
 
 // Options configure a Client.
 type Options struct {
-	// HTTPClient defaults to a client with a 30 s timeout.
+	// HTTPClient defaults to a client whose requests time out after
+	// Timeout.
 	HTTPClient *http.Client
+	// Timeout bounds each request of the default HTTPClient, from dialling
+	// to the last byte of the answer (default 30 s).
+	Timeout time.Duration
 	// OutboxPath is the outbox's SQLite file; DefaultOutboxPath when empty.
 	OutboxPath string
 }
@@ -56,8 +60,11 @@ type Client struct {
 
 // New opens a client and its outbox.
 func New(baseURL, token string, opt Options) (*Client, error) {
+	if opt.Timeout <= 0 {
+		opt.Timeout = 30 * time.Second
+	}
 	if opt.HTTPClient == nil {
-		opt.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		opt.HTTPClient = &http.Client{Timeout: opt.Timeout}
 	}
 	if opt.OutboxPath == "" {
 		p, err := DefaultOutboxPath()
@@ -77,8 +84,19 @@ func New(baseURL, token string, opt Options) (*Client, error) {
 func (c *Client) Close() error { return c.outbox.close() }
 
 // ErrUnreachable: the registry could not be reached (network error, 5xx,
-// rate limited). Queued work stays queued.
+// rate limited). Queued work stays queued. A TLS failure (a certificate
+// the client does not trust, or one for another name) is wrapped too, so
+// errors.As finds the *tls.CertificateVerificationError.
 var ErrUnreachable = errors.New("registry unreachable")
+
+// ErrBadResponse: something answered that is not the registry speaking its
+// API: an answer over MaxResponse bytes, a success that is not JSON, or a
+// refusal without the registry's JSON error. Queued work stays queued.
+var ErrBadResponse = errors.New("unusable answer from the registry")
+
+// MaxResponse is the largest answer the client reads. The registry's
+// largest, a full page of the change feed, is far smaller.
+const MaxResponse = 64 << 20
 
 // APIError is a 4xx answer from the registry.
 type APIError struct {
@@ -139,12 +157,15 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr m
 	}
 	res, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return 0, nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 256<<20))
+	raw, err := io.ReadAll(io.LimitReader(res.Body, MaxResponse+1))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: reading response: %v", ErrUnreachable, err)
+		return 0, nil, fmt.Errorf("%w: reading response: %w", ErrUnreachable, err)
+	}
+	if len(raw) > MaxResponse {
+		return res.StatusCode, nil, fmt.Errorf("%w: %s %s: status %d with over %d bytes", ErrBadResponse, method, path, res.StatusCode, MaxResponse)
 	}
 	switch {
 	case res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests:
@@ -155,12 +176,19 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr m
 			Message string          `json:"message"`
 			Current json.RawMessage `json:"current"`
 		}
-		json.Unmarshal(raw, &e)
+		if err := json.Unmarshal(raw, &e); err != nil || e.Code == "" {
+			return res.StatusCode, raw, fmt.Errorf("%w: %s %s: status %d without the registry's error body", ErrBadResponse, method, path, res.StatusCode)
+		}
 		return res.StatusCode, raw, &APIError{Status: res.StatusCode, Code: e.Code, Message: e.Message, Current: e.Current}
+	case res.StatusCode < 200 || res.StatusCode >= 300:
+		return res.StatusCode, raw, fmt.Errorf("%w: %s %s: status %d", ErrBadResponse, method, path, res.StatusCode)
+	}
+	if !json.Valid(raw) {
+		return res.StatusCode, raw, fmt.Errorf("%w: %s %s: status %d with a body that is not JSON", ErrBadResponse, method, path, res.StatusCode)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return res.StatusCode, raw, fmt.Errorf("decoding registry response: %w", err)
+			return res.StatusCode, raw, fmt.Errorf("%w: decoding %s %s: %w", ErrBadResponse, method, path, err)
 		}
 	}
 	return res.StatusCode, raw, nil

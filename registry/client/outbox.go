@@ -9,9 +9,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // registers "sqlite"
+	"modernc.org/sqlite" // registers "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keydesk/keydesk/registry"
 )
@@ -50,6 +52,22 @@ type Progress struct {
 }
 
 type outbox struct{ db *sql.DB }
+
+// ErrOutboxFull: the disk holding the outbox is full. Entries queued before
+// are kept; the write that failed was not queued (QueueX) or its result not
+// recorded (Flush: the entry stays pending and its replay is answered from
+// the registry's record of its Idempotency-Key).
+var ErrOutboxFull = errors.New("the outbox's disk is full")
+
+// storeErr marks a full disk (SQLITE_FULL, or ENOSPC from the file system)
+// as ErrOutboxFull.
+func storeErr(err error) error {
+	var se *sqlite.Error
+	if (errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL) || errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %w", ErrOutboxFull, err)
+	}
+	return err
+}
 
 func openOutbox(path string) (*outbox, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -168,7 +186,7 @@ func (c *Client) queue(ctx context.Context, kind, method, path string, body any,
 	res, err := c.outbox.db.ExecContext(ctx, "INSERT INTO outbox (kind, idem_key, method, path, headers, body, state, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		en.Kind, en.Key, en.Method, en.Path, string(h), en.Body, string(en.State), en.Queued.UnixNano())
 	if err != nil {
-		return Entry{}, fmt.Errorf("queueing %s: %w", kind, err)
+		return Entry{}, fmt.Errorf("queueing %s: %w", kind, storeErr(err))
 	}
 	en.Seq, _ = res.LastInsertId()
 	return en, nil
@@ -240,7 +258,7 @@ func (c *Client) Flush(ctx context.Context, progress func(Progress)) error {
 		e.Status, e.Response = status, raw
 		if _, err := c.outbox.db.ExecContext(ctx, "UPDATE outbox SET state = ?, status = ?, response = ?, error = ? WHERE seq = ?",
 			string(e.State), e.Status, e.Response, e.Error, e.Seq); err != nil {
-			return fmt.Errorf("recording outbox result: %w", err)
+			return fmt.Errorf("recording outbox result: %w", storeErr(err))
 		}
 		if progress != nil {
 			progress(Progress{Entry: e, Done: i + 1, Total: len(pending)})

@@ -33,10 +33,12 @@ var ErrNoPostgres = errors.New("postgresql binaries not found under /usr/lib/pos
 
 // Server is a running throwaway PostgreSQL.
 type Server struct {
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	n    atomic.Int64
+	dir     string
+	data    string
+	command func(name string, args ...string) *exec.Cmd
+	cmd     *exec.Cmd
+	done    chan struct{}
+	n       atomic.Int64
 }
 
 // BinDir returns the newest /usr/lib/postgresql/N/bin holding initdb.
@@ -92,18 +94,27 @@ func Start() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
-	s := &Server{dir: dir, done: make(chan struct{})}
-	s.cmd = command("postgres", "-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off",
+	s := &Server{dir: dir, data: data, command: command}
+	if err := s.run(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// run starts postgres on the data directory and waits until it accepts
+// connections.
+func (s *Server) run() error {
+	s.done = make(chan struct{})
+	s.cmd = s.command("postgres", "-D", s.data, "-k", s.dir, "-c", "listen_addresses=", "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200", "-p", "5432")
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return err
 	}
 	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting postgres: %w", err)
+		return fmt.Errorf("starting postgres: %w", err)
 	}
 	ready := make(chan struct{})
 	var log strings.Builder
@@ -124,19 +135,47 @@ func Start() (*Server, error) {
 			}
 		}
 	}()
-	go func() { s.cmd.Wait(); close(s.done) }()
+	done := s.done
+	go func() { s.cmd.Wait(); close(done) }()
 	select {
 	case <-ready:
-	case <-s.done:
-		os.RemoveAll(dir)
+	case <-done:
 		mu.Lock()
 		defer mu.Unlock()
-		return nil, fmt.Errorf("postgres exited before it was ready: %s", log.String())
+		return fmt.Errorf("postgres exited before it was ready: %s", log.String())
 	case <-time.After(60 * time.Second):
-		s.Stop()
-		return nil, errors.New("postgres not ready after 60s")
+		s.halt()
+		return errors.New("postgres not ready after 60s")
 	}
-	return s, nil
+	return nil
+}
+
+// halt shuts postgres down (fast shutdown: open sessions are cut, committed
+// work is kept) and waits for it to exit.
+func (s *Server) halt() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	// To the whole group: runuser does not pass SIGINT on to postgres.
+	// SIGINT is PostgreSQL's fast shutdown.
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+// Shutdown stops the server (fast shutdown: every open session is cut,
+// committed work is kept) and keeps its data for Restart.
+func (s *Server) Shutdown() { s.halt() }
+
+// Restart shuts the server down if it is running and starts it again on the
+// same data, at the same address.
+func (s *Server) Restart() error {
+	s.halt()
+	return s.run()
 }
 
 // DSN is the URL of database db on the server.
@@ -162,17 +201,7 @@ func (s *Server) NewDatabase() (string, error) {
 
 // Stop shuts the server down (fast shutdown) and removes its files.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		// To the whole group: runuser does not pass SIGINT on to postgres.
-		// SIGINT is PostgreSQL's fast shutdown.
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
-		select {
-		case <-s.done:
-		case <-time.After(30 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.done
-		}
-	}
+	s.halt()
 	os.RemoveAll(s.dir)
 }
 

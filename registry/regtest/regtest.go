@@ -7,14 +7,70 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// logBuffer is one process's stdout and stderr, safe to read while the
+// process writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// watch holds every secret handed out in this test binary and every log a
+// registry process wrote, for RunTests to check that no log holds a secret.
+var watch struct {
+	mu      sync.Mutex
+	secrets []string
+	logs    []*logBuffer
+}
+
+// Secret registers s (a token, an access pass) as a secret that no registry
+// log may contain. Token registers the tokens it creates itself.
+func Secret(s string) {
+	if s == "" {
+		return
+	}
+	watch.mu.Lock()
+	defer watch.mu.Unlock()
+	watch.secrets = append(watch.secrets, s)
+}
+
+// Leaks lists the registered secrets found in any registry process's output
+// so far, and how many logs and secrets it compared.
+func Leaks() (leaked []string, logs, secrets int) {
+	watch.mu.Lock()
+	defer watch.mu.Unlock()
+	for _, sec := range watch.secrets {
+		for _, l := range watch.logs {
+			if strings.Contains(l.String(), sec) {
+				leaked = append(leaked, sec)
+				break
+			}
+		}
+	}
+	return leaked, len(watch.logs), len(watch.secrets)
+}
 
 // Build compiles cmd/keydesk-registry with CGO_ENABLED=0 into dir and
 // returns the binary's path. It fails if the registry needs cgo.
@@ -37,7 +93,11 @@ type Process struct {
 	cmd   *exec.Cmd
 	done  chan struct{}
 	State string
+	log   *logBuffer
 }
+
+// Log returns what the process has written to stdout and stderr so far.
+func (p *Process) Log() string { return p.log.String() }
 
 // Start runs `bin serve --dev-plain-http --listen 127.0.0.1:0 --state state`
 // plus extra, and waits for its "listening on" line.
@@ -48,8 +108,9 @@ func Start(bin, state string, extra ...string) (*Process, error) {
 // StartArgs runs bin with exactly args and waits for its "listening on" line.
 func StartArgs(bin, state string, args ...string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	log := &logBuffer{}
+	stderr := &logBuffer{}
+	cmd.Stderr = io.MultiWriter(stderr, log)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -57,15 +118,20 @@ func StartArgs(bin, state string, args ...string) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting registry: %w", err)
 	}
-	p := &Process{cmd: cmd, done: make(chan struct{}), State: state}
+	watch.mu.Lock()
+	watch.logs = append(watch.logs, log)
+	watch.mu.Unlock()
+	p := &Process{cmd: cmd, done: make(chan struct{}), State: state, log: log}
 	line := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		if sc.Scan() {
+			fmt.Fprintln(log, sc.Text())
 			line <- sc.Text()
 		}
 		close(line)
 		for sc.Scan() {
+			fmt.Fprintln(log, sc.Text())
 		}
 	}()
 	go func() { cmd.Wait(); close(p.done) }()
@@ -118,7 +184,9 @@ func Token(bin, state, role, name, user string) (string, error) {
 		}
 		return "", err
 	}
-	return strings.TrimSpace(string(out)), nil
+	tok := strings.TrimSpace(string(out))
+	Secret(tok)
+	return tok, nil
 }
 
 // AuditVerify runs `bin audit verify` and returns its output.
@@ -145,6 +213,12 @@ func RunTests(m interface{ Run() int }, bin *string, after ...func()) {
 	code := m.Run()
 	for _, f := range after {
 		f()
+	}
+	// No registry process may have logged a secret handed out during the
+	// run (the tokens Token created, the secrets tests registered).
+	if leaked, _, _ := Leaks(); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d secrets appear in a keydesk-registry log\n", len(leaked))
+		code = 1
 	}
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -57,6 +57,8 @@ type Daemon struct {
 	ports   []int
 	names   []string
 	cmd     *exec.Cmd
+	args    []string // the command line that runs pcscd, for Restart
+	log     *os.File
 	exited  chan struct{}
 	waitErr error
 }
@@ -128,21 +130,54 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	script := fmt.Sprintf("mount --bind %s /run/pcscd 2>/dev/null || { mkdir -p /run/pcscd && mount --bind %s /run/pcscd; } && exec %s %s",
 		shellQuote(run), shellQuote(run), shellQuote(pcscdPath), pcscdArgs)
-	d.cmd = exec.Command(unshare, flags, "sh", "-c", script)
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if cfg.Log != nil {
-		d.cmd.Stdout, d.cmd.Stderr = cfg.Log, cfg.Log
-	}
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting pcscd: %w", err)
-	}
-	go func() { d.waitErr = d.cmd.Wait(); close(d.exited) }()
-
-	if err := d.waitReady(ctx); err != nil {
+	d.args, d.log = []string{unshare, flags, "sh", "-c", script}, cfg.Log
+	if err := d.run(ctx); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// run starts pcscd and waits until it is ready.
+func (d *Daemon) run(ctx context.Context) error {
+	d.exited = make(chan struct{})
+	d.cmd = exec.Command(d.args[0], d.args[1:]...)
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if d.log != nil {
+		d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	}
+	if err := d.cmd.Start(); err != nil {
+		close(d.exited)
+		return fmt.Errorf("starting pcscd: %w", err)
+	}
+	exited := d.exited
+	go func() { d.waitErr = d.cmd.Wait(); close(exited) }()
+	return d.waitReady(ctx)
+}
+
+// halt ends pcscd (SIGTERM, then SIGKILL after 3 s) and waits for it.
+func (d *Daemon) halt() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(3 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+// Restart stops pcscd and starts it again on the same socket and reader
+// ports, as a system's pcscd restarts under running applications: every
+// PC/SC context and card handle open in a client is lost, and virtual cards
+// reconnect to the readers on their own. It returns once the new daemon is
+// ready.
+func (d *Daemon) Restart(ctx context.Context) error {
+	d.halt()
+	os.Remove(d.Socket())
+	return d.run(ctx)
 }
 
 func (d *Daemon) waitReady(ctx context.Context) error {
@@ -188,15 +223,7 @@ func (d *Daemon) Addr(i int) string { return net.JoinHostPort("127.0.0.1", strco
 
 // Stop ends the daemon and removes its directory if Start created it.
 func (d *Daemon) Stop() error {
-	if d.cmd != nil && d.cmd.Process != nil {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(3 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.exited
-		}
-	}
+	d.halt()
 	if d.ownDir {
 		return os.RemoveAll(d.dir)
 	}

@@ -194,6 +194,9 @@ func run(parent context.Context, dir string, n int, fw virtual.Version, mode vir
 	for _, y := range f.Keys {
 		y.Key.Presence.SetMode(mode)
 	}
+	// This process's own PC/SC client (used to confirm insertions and
+	// removals) talks to the fleet's pcscd.
+	os.Setenv("PCSCLITE_CSOCK_NAME", f.Daemon.Socket())
 	if err := f.Serve(ctx, dir); err != nil {
 		cancel()
 		f.Stop()
@@ -273,13 +276,27 @@ func handle(ctx context.Context, f *Fleet, words []string) string {
 	if y == nil {
 		return fmt.Sprintf("error: no virtual key with serial %d\n", n)
 	}
+	// Insert, remove and power-cycle answer once pcscd has seen the change,
+	// so the next command finds the readers as the person left them.
+	settle := func(present bool) string {
+		i := f.index(y)
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := f.Daemon.WaitCard(wctx, i, present); err != nil {
+			return fmt.Sprintf(" (pcscd has not seen it yet: %v)", err)
+		}
+		return ""
+	}
 	switch words[0] {
 	case "insert":
 		y.Key.Insert()
+		return fmt.Sprintf("ok: insert %d%s\n", n, settle(true))
 	case "remove":
 		y.Key.Remove()
+		return fmt.Sprintf("ok: remove %d%s\n", n, settle(false))
 	case "power-cycle":
 		y.Key.PowerCycle()
+		return fmt.Sprintf("ok: power-cycle %d%s\n", n, settle(true))
 	case "touch":
 		if !y.Key.Presence.Touch() {
 			return fmt.Sprintf("error: key %d is not waiting for a touch\n", n)
@@ -288,6 +305,16 @@ func handle(ctx context.Context, f *Fleet, words []string) string {
 		return fmt.Sprintf("error: unknown command %q\n", words[0])
 	}
 	return fmt.Sprintf("ok: %s %d\n", words[0], n)
+}
+
+// index is y's position in the fleet, which is its reader's.
+func (f *Fleet) index(y *YubiKey) int {
+	for i := range f.Keys {
+		if f.Keys[i] == y {
+			return i
+		}
+	}
+	return -1
 }
 
 func control(dir, line string) (string, error) {
