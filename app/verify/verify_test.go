@@ -117,6 +117,28 @@ func TestVerifyBeforeMigration(t *testing.T) {
 		t.Fatalf("self token:\n%s", dump(t, sr))
 	}
 
+	// Grace's self token on Ada's key: not listed under her account.
+	var grace registry.User
+	if err := env.AdminCall("POST", "/v1/users", map[string]string{"external_id": "grace"}, &grace); err != nil {
+		t.Fatal(err)
+	}
+	graceTok, err := regtest.Token(env.Bin, env.State, "self", "grace-laptop", grace.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graceReg, err := client.New(env.Registry.URL, graceTok, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer graceReg.Close()
+	gr, err := verify.Run(ctx, k0, verify.Options{Registry: graceReg, Keys: env.Keys, Callbacks: pins("246810")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := gr.Check(verify.CheckRegistered); gr.OK || c.Status != verify.Fail || !strings.Contains(c.Cause, "under your account") || c.Mismatch != verify.RegistryDisagrees {
+		t.Fatalf("another user's self token:\n%s", dump(t, gr))
+	}
+
 	// Someone else's key.
 	if r := run(0, "grace"); r.OK || r.Check(verify.CheckRegistered).Status != verify.Fail {
 		t.Fatalf("key verified for the wrong user:\n%s", dump(t, r))
