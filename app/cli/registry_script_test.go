@@ -208,11 +208,11 @@ func cmdBlockFIDOPIN(ts *testscript.TestScript, neg bool, args []string) {
 		switch {
 		case err == nil:
 			ts.Fatalf("a wrong FIDO2 PIN was accepted")
-		case errorsIs(err, device.ErrPINAuthBlocked):
+		case errors.Is(err, device.ErrPINAuthBlocked):
 			// Three wrong in a row: the key wants to be replugged.
 			var out strings.Builder
 			ts.Check(simPowerCycle(ts, args[0], &out))
-		case errorsIs(err, device.ErrPINBlocked):
+		case errors.Is(err, device.ErrPINBlocked):
 			// The person's key is whole again before they reach the desk.
 			svc, _ := practiceKey(ts, args[0])
 			_, err := recover.WaitWhole(ctx, svc, k.Serial, true, true, 15*time.Second)
@@ -222,8 +222,6 @@ func cmdBlockFIDOPIN(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Fatalf("the FIDO2 PIN did not block")
 }
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func simPowerCycle(ts *testscript.TestScript, serial string, out *strings.Builder) error {
 	return sim.Main(context.Background(), []string{"power-cycle", serial, "--state", filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")}, out, out)
