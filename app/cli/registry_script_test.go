@@ -19,6 +19,7 @@ import (
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/pivkey"
@@ -116,6 +117,10 @@ func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv("HELPDESK_RECIPIENT", rcpt)
 		// Each script keeps its own settings, outbox and keyring entries.
 		ts.Setenv("XDG_CONFIG_HOME", ts.MkAbs("config"))
+		// The desk seals escrow to the helpdesk (enrolling a replacement).
+		st := settings.Default()
+		st.HelpdeskRecipients = []string{rcpt}
+		ts.Check(settings.Save(filepath.Join(ts.MkAbs("config"), "keydesk", "settings.json"), st))
 		ts.Setenv("XDG_DATA_HOME", ts.MkAbs("data"))
 		// The keyring is the session's real Secret Service
 		// (packaging/with-services.sh), reached over D-Bus.
