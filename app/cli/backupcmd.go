@@ -74,7 +74,14 @@ func runBackup(e *env, _ *flag.FlagSet, args []string) error {
 		if *outPath == "" {
 			return usagef("backup export needs --out FILE")
 		}
-		all := append(append([]string{}, s.HelpdeskRecipients...), rcpts...)
+		var all []string
+		seen := map[string]bool{}
+		for _, r := range append(append([]string{}, s.HelpdeskRecipients...), rcpts...) {
+			if r = strings.TrimSpace(r); r != "" && !seen[r] {
+				seen[r] = true
+				all = append(all, r)
+			}
+		}
 		if len(all) == 0 {
 			return usagef("backup export needs a recipient: --recipient age1… or helpdesk_recipients in the settings")
 		}
