@@ -8,10 +8,23 @@ if [ -z "${KEYDESK_IN_SESSION:-}" ] && command -v dbus-run-session >/dev/null 2>
   export KEYDESK_IN_SESSION=1
   exec dbus-run-session -- "$0" "$@"
 fi
+keyrings=""
 if command -v gnome-keyring-daemon >/dev/null 2>&1 && [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
   # The test keyring's password is not a secret: it guards a throwaway
-  # keyring that lives only as long as this session bus.
-  eval "$(printf 'keydesk-test' | gnome-keyring-daemon --unlock --components=secrets 2>/dev/null)" || true
+  # keyring that lives only as long as this session bus, in a directory of
+  # its own: daemons of concurrent runs sharing ~/.local/share/keyrings
+  # rewrite one file and drop each other's items.
+  # The bus may start the daemon itself (org.freedesktop.secrets
+  # activation), so the bus's activation environment gets the directory too.
+  keyrings="$(mktemp -d)"
+  XDG_DATA_HOME="$keyrings" dbus-update-activation-environment XDG_DATA_HOME 2>/dev/null || true
+  eval "$(printf 'keydesk-test' | XDG_DATA_HOME="$keyrings" gnome-keyring-daemon --unlock --components=secrets 2>/dev/null)" || true
   export GNOME_KEYRING_CONTROL
 fi
-exec "$@"
+if [ -z "$keyrings" ]; then
+  exec "$@"
+fi
+rc=0
+"$@" || rc=$?
+rm -rf "$keyrings"
+exit "$rc"

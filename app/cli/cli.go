@@ -77,6 +77,8 @@ func init() {
 		{name: "recover", args: "diagnose|piv-pin|fido2-reset|lost|identity", help: "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key", run: runRecover, sub: true},
 		{name: "enrol", help: "enrol a user's keys (--user ID), a CSV roster (--batch FILE), or finish one (--resume)", run: runEnrol, flags: enrolFlagSet},
 		{name: "sync", help: "send the registry writes queued while it was unreachable", run: runSync},
+		{name: "backup", args: "coverage|export", help: "check every user has a backup key; export registrations as an age-encrypted bundle", run: runBackup, sub: true},
+		{name: "restore", args: "FILE", help: "restore a backup bundle into the desk's empty registry", run: runRestore},
 		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {

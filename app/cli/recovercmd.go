@@ -12,10 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 )
 
@@ -30,6 +32,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	fs.SetOutput(e.stderr)
 	breakGlass := fs.String("break-glass", "", "lost: the reason to accept when it is the user's last active key (audited)")
 	validity := fs.String("pass-validity", "8h", "lost: how long the temporary access pass lasts (up to 24h; empty for none)")
+	replace := fs.Uint("replace", 0, "lost: enrol the fresh key with this serial as the replacement, now")
 	fs.BoolVar(&e.json, "json", e.json, "print JSON")
 	fs.UintVar(&e.serial, "serial", e.serial, "the key to act on")
 	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
@@ -55,7 +58,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 		if len(pos) != 1 {
 			return usagef("recover lost takes the lost key's serial: keydesk recover lost SERIAL")
 		}
-		return recoverLost(e, conn, pos[0], recover.LostOptions{BreakGlass: *breakGlass, PassValidity: *validity})
+		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: *breakGlass, PassValidity: *validity}, uint32(*replace))
 	}
 	if len(pos) > 0 {
 		return usagef("recover %s takes no arguments; choose the key with --serial", sub)
@@ -144,7 +147,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	return usagef("unknown recover subcommand %q (diagnose, piv-pin, fido2-reset, lost, identity)", sub)
 }
 
-func recoverLost(e *env, conn *regconn.Conn, serial string, lo recover.LostOptions) error {
+func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string, lo recover.LostOptions, replacement uint32) error {
 	if _, err := strconv.ParseUint(serial, 10, 32); err != nil {
 		return usagef("serial %q: give the number printed on the key", serial)
 	}
@@ -152,15 +155,49 @@ func recoverLost(e *env, conn *regconn.Conn, serial string, lo recover.LostOptio
 	if err != nil {
 		return err
 	}
+	var rep *enrol.Result
+	if replacement != 0 {
+		svc, err := e.service()
+		if err != nil {
+			return err
+		}
+		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client})
+		if err != nil {
+			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
+		}
+		defer en.Close()
+		if rep, err = recover.Replace(e.ctx, en, res, replacement, e.enrolUI()); err != nil {
+			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
+		}
+	}
 	if e.json {
-		return e.printJSON(res)
+		return e.printJSON(map[string]any{"lost": res, "replacement": rep})
 	}
 	fmt.Fprintf(e.stdout, "Key %s of %s marked lost; %d active key(s) left\n", serial, res.User.ExternalID, res.ActiveKeys)
 	if res.Pass != "" {
 		fmt.Fprintf(e.stdout, "Temporary access pass (shown once, valid until %s): %s\n", res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass)
 	}
-	fmt.Fprintf(e.stdout, "Next: enrol a replacement key for %s (keydesk enrol)\n", res.User.ExternalID)
+	if rep != nil {
+		fmt.Fprintf(e.stdout, "Replacement key %d enrolled for %s as %s, %s\n", rep.Serial, rep.ExternalID, rep.Role, rep.Status)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "Next: enrol a replacement key for %s (keydesk recover lost %s --replace SERIAL, or keydesk enrol)\n", res.User.ExternalID, serial)
 	return nil
+}
+
+// enrolUI asks for the new key's PINs on the terminal (or stdin).
+func (e *env) enrolUI() enrol.UI {
+	return enrol.UI{
+		NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+			if r.Problem != "" {
+				fmt.Fprintln(e.stderr, r.Problem)
+			}
+			return e.prompt.newSecret(fmt.Sprintf("New %s for %s on key %d (%d to %d characters)", r.Kind, r.User, r.Serial, r.MinLength, r.MaxLength))
+		},
+		Touch: func(_ context.Context, serial uint32) {
+			fmt.Fprintf(e.stderr, "Touch key %d now (its light is blinking).\n", serial)
+		},
+	}
 }
 
 // recoverIdentity stores the helpdesk's age identity, read from the

@@ -1,7 +1,9 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -17,8 +19,10 @@ import (
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
@@ -41,16 +45,20 @@ var (
 // workflowCmds are the testscript commands of the workflow scenarios:
 //
 //	registry-process start|audit-verify   a real keydesk-registry process for the script
+//	registry-process start-empty|audit-verify-empty   a second, empty one ($REGISTRY2_URL)
 //	enrol-practice SERIAL USER ROLE [SET...]   enrol a practice key (as an admin desk would)
 //	fido-delete-credential SERIAL      delete the enrolled FIDO2 credential on the key
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
 //	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
+//	secrets-absent [SECRET...]         no PIN, PUK or management key used in the script (and the
+//	                                   given ones) in the registries' state, outboxes, settings or logs
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
 	"registry-process":       cmdWorkflowRegistry,
 	"enrol-practice":         cmdEnrolPractice,
 	"fido-delete-credential": cmdFIDODelete,
 	"block-fido-pin":         cmdBlockFIDOPIN,
 	"plan-migration":         cmdPlanMigration,
+	"secrets-absent":         cmdSecretsAbsent,
 }
 
 // wfRegistry is one script's registry.
@@ -58,6 +66,8 @@ type wfRegistry struct {
 	p     *regtest.Process
 	admin *client.Client
 	token string
+	// secrets are the PUKs enrol-practice generated.
+	secrets []string
 }
 
 var (
@@ -67,7 +77,7 @@ var (
 
 func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
-		ts.Fatalf("usage: registry-process start|audit-verify")
+		ts.Fatalf("usage: registry-process start|audit-verify|start-empty|audit-verify-empty")
 	}
 	state := ts.MkAbs("registry-state")
 	switch args[0] {
@@ -104,14 +114,32 @@ func cmdWorkflowRegistry(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(os.WriteFile(ts.MkAbs("helpdesk.identity"), []byte(id+"\n"), 0o600))
 		ts.Check(os.WriteFile(ts.MkAbs("helpdesk.recipient"), []byte(rcpt), 0o600))
 		ts.Setenv("REGISTRY_URL", p.URL)
+		ts.Setenv("HELPDESK_RECIPIENT", rcpt)
 		// Each script keeps its own settings, outbox and keyring entries.
 		ts.Setenv("XDG_CONFIG_HOME", ts.MkAbs("config"))
+		// The desk seals escrow to the helpdesk (enrolling a replacement).
+		st := settings.Default()
+		st.HelpdeskRecipients = []string{rcpt}
+		ts.Check(settings.Save(filepath.Join(ts.MkAbs("config"), "keydesk", "settings.json"), st))
 		ts.Setenv("XDG_DATA_HOME", ts.MkAbs("data"))
 		// The keyring is the session's real Secret Service
 		// (packaging/with-services.sh), reached over D-Bus.
 		ts.Setenv("DBUS_SESSION_BUS_ADDRESS", os.Getenv("DBUS_SESSION_BUS_ADDRESS"))
 		ts.Setenv("KEYDESK_KEYRING_SERVICE", "keydesk-script-"+filepath.Base(ts.Getenv("WORK")))
-	case "audit-verify":
+	case "start-empty":
+		// A second registry with only an admin token, to restore into.
+		state2 := ts.MkAbs("registry2-state")
+		admin, err := regtest.Token(wfRegistryBin, state2, "admin", "restorer", "")
+		ts.Check(err)
+		p, err := regtest.Start(wfRegistryBin, state2, "--practice")
+		ts.Check(err)
+		ts.Defer(p.Stop)
+		ts.Check(os.WriteFile(ts.MkAbs("admin2.token"), []byte(admin+"\n"), 0o600))
+		ts.Setenv("REGISTRY2_URL", p.URL)
+	case "audit-verify", "audit-verify-empty":
+		if args[0] == "audit-verify-empty" {
+			state = ts.MkAbs("registry2-state")
+		}
 		out, err := regtest.AuditVerify(wfRegistryBin, state)
 		ts.Logf("%s", out)
 		if (err != nil) != neg {
@@ -153,6 +181,9 @@ func cmdEnrolPractice(ts *testscript.TestScript, neg bool, args []string) {
 	e, err := enroltest.Enrol(context.Background(), svc, r.admin, k, enroltest.Options{User: args[1], Role: registry.KeyRole(args[2]), RPID: scriptRPID,
 		PIVPIN: scriptPIVPIN, FIDOPIN: scriptFIDOPIN, Recipients: []string{string(rcpt)}, KeySets: args[3:]})
 	ts.Check(err)
+	wfRegMu.Lock()
+	r.secrets = append(r.secrets, e.PUK)
+	wfRegMu.Unlock()
 	fmt.Fprintf(ts.Stdout(), "enrolled key %d for %s (%s, %s)\n", k.Serial, e.User.ExternalID, e.Key.Role, e.Key.Status)
 }
 
@@ -182,11 +213,11 @@ func cmdBlockFIDOPIN(ts *testscript.TestScript, neg bool, args []string) {
 		switch {
 		case err == nil:
 			ts.Fatalf("a wrong FIDO2 PIN was accepted")
-		case errorsIs(err, device.ErrPINAuthBlocked):
+		case errors.Is(err, device.ErrPINAuthBlocked):
 			// Three wrong in a row: the key wants to be replugged.
 			var out strings.Builder
 			ts.Check(simPowerCycle(ts, args[0], &out))
-		case errorsIs(err, device.ErrPINBlocked):
+		case errors.Is(err, device.ErrPINBlocked):
 			// The person's key is whole again before they reach the desk.
 			svc, _ := practiceKey(ts, args[0])
 			_, err := recover.WaitWhole(ctx, svc, k.Serial, true, true, 15*time.Second)
@@ -196,8 +227,6 @@ func cmdBlockFIDOPIN(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Fatalf("the FIDO2 PIN did not block")
 }
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 func simPowerCycle(ts *testscript.TestScript, serial string, out *strings.Builder) error {
 	return sim.Main(context.Background(), []string{"power-cycle", serial, "--state", filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")}, out, out)
@@ -216,4 +245,36 @@ func cmdPlanMigration(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	env := enroltest.Env{Registry: r.p, AdminToken: r.token}
 	ts.Check(env.PlanMigration(args[0], args[1], args[2], ids...))
+}
+
+func cmdSecretsAbsent(ts *testscript.TestScript, neg bool, args []string) {
+	r := wfReg(ts)
+	wfRegMu.Lock()
+	want := append([]string{scriptPIVPIN, scriptFIDOPIN, hex.EncodeToString(pivkey.DefaultManagementKey)}, r.secrets...)
+	wfRegMu.Unlock()
+	want = append(want, args...)
+	// What keydesk and the registries wrote: their state, databases,
+	// outboxes, journals, settings and logs. The script's own input files
+	// (which hold the PINs typed on stdin) are not theirs.
+	n := 0
+	for _, dir := range []string{"registry-state", "registry2-state", "config", "data"} {
+		filepath.WalkDir(ts.MkAbs(dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			ts.Check(err)
+			n++
+			for _, w := range want {
+				if bytes.Contains(b, []byte(w)) || bytes.Contains(bytes.ToLower(b), []byte(strings.ToLower(w))) {
+					ts.Fatalf("%s holds a secret the script used (%d characters)", p, len(w))
+				}
+			}
+			return nil
+		})
+	}
+	if n == 0 {
+		ts.Fatalf("no files to search")
+	}
+	fmt.Fprintf(ts.Stdout(), "searched %d files for %d secrets: none found\n", n, len(want))
 }

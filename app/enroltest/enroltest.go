@@ -129,8 +129,11 @@ func Enrol(ctx context.Context, svc *keys.Service, reg *client.Client, k device.
 	if !v.OK || v.KeyStatus != registry.KeyActive {
 		return Enrolled{}, fmt.Errorf("activating key %d: verification %v, key %s: %s", k.Serial, v.OK, v.KeyStatus, v.Reason)
 	}
-	e.Key.Status = v.KeyStatus
-	e.Key.Version++
+	kd, err := reg.Key(ctx, e.Key.ID)
+	if err != nil {
+		return Enrolled{}, err
+	}
+	e.Key = kd.Key
 	return Enrolled{Enrolled: e, PUK: puk}, nil
 }
 

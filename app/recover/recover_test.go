@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/registry"
@@ -68,16 +71,17 @@ func auditHas(t *testing.T, action, want string) {
 	t.Fatalf("no %s audit entry by the helpdesk: %+v", action, out)
 }
 
-// TestHelpdeskRecoveries: a blocked PIV PIN unblocked with the escrowed
-// PUK; a blocked FIDO2 PIN recovered by a confirmed reset whose new
-// credential replaces the old one in one registry change set; a lost key
-// marked lost with a temporary access pass, and the last key refused
-// without a break-glass reason. Each step is audited under the helpdesk's
+// TestHelpdeskRecoveries, on one enrolled key: a blocked PIV PIN unblocked
+// with the escrowed PUK; a blocked FIDO2 PIN recovered by a confirmed reset
+// whose new credential replaces the old one in one registry change set; the
+// key lost, refused as the user's last key until a break-glass reason is
+// given, with a temporary access pass; a replacement enrolled with
+// app/enrol on the other key. Each step is audited under the helpdesk's
 // token and the audit chain verifies.
 func TestHelpdeskRecoveries(t *testing.T) {
 	ctx := context.Background()
 	var enrolled []enroltest.Enrolled
-	for i, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
+	for i, role := range []registry.KeyRole{registry.RolePrimary} {
 		e, err := enroltest.Enrol(ctx, env.Keys, env.Admin, key(t, i), enroltest.Options{User: "bob", Role: role, PIVPIN: "135790", FIDOPIN: "fido-1357", Recipients: []string{env.Recipient}})
 		if err != nil {
 			t.Fatal(err)
@@ -89,7 +93,7 @@ func TestHelpdeskRecoveries(t *testing.T) {
 		Identity: func() (string, error) { return env.Identity, nil },
 		Confirm:  func(context.Context, string) (bool, error) { confirmed++; return true, nil },
 		Callbacks: device.Callbacks{Reinsert: func(context.Context) error {
-			env.Fleet.Keys[1].Key.PowerCycle()
+			env.Fleet.Keys[0].Key.PowerCycle()
 			return nil
 		}}}
 
@@ -102,7 +106,7 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != "bob" || len(d.UserKeys) != 2 {
+	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != "bob" || len(d.UserKeys) != 1 {
 		t.Fatalf("diagnosis: %+v", d)
 	}
 	wrong := opt
@@ -123,12 +127,12 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	auditHas(t, "recovery.escrow_opened", "")
 	auditHas(t, "recovery.piv_pin_unblocked", "")
 
-	// FIDO2 PIN blocked on key 1: 8 wrong PINs, reinserting after every 3.
-	dev := fidokey.Open(key(t, 1).FIDOPath)
+	// FIDO2 PIN blocked: 8 wrong PINs, reinserting after every 3.
+	dev := fidokey.Open(key(t, 0).FIDOPath)
 	for i := 0; i < 8; i++ {
 		err := dev.ChangePIN(ctx, "wrong-pin", "fido-9999")
 		if errors.Is(err, device.ErrPINAuthBlocked) {
-			env.Fleet.Keys[1].Key.PowerCycle()
+			env.Fleet.Keys[0].Key.PowerCycle()
 			i--
 			continue
 		}
@@ -136,7 +140,7 @@ func TestHelpdeskRecoveries(t *testing.T) {
 			t.Fatal("a wrong PIN was accepted")
 		}
 	}
-	d, err = recover.Diagnose(ctx, key(t, 1), opt)
+	d, err = recover.Diagnose(ctx, key(t, 0), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,39 +150,58 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	pol := recover.FIDO2Policy{RPID: enroltest.RPID, CredProtect: 2, Discoverable: true}
 	no := opt
 	no.Confirm = func(context.Context, string) (bool, error) { return false, nil }
-	if _, err := recover.ResetFIDO2(ctx, key(t, 1), "fido-2468", pol, no); !errors.Is(err, recover.ErrCanceled) {
+	if _, err := recover.ResetFIDO2(ctx, key(t, 0), "fido-2468", pol, no); !errors.Is(err, recover.ErrCanceled) {
 		t.Fatalf("unconfirmed reset: %v", err)
 	}
-	res, err := recover.ResetFIDO2(ctx, key(t, 1), "fido-2468", pol, opt)
+	res, err := recover.ResetFIDO2(ctx, key(t, 0), "fido-2468", pol, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Revoked) != 1 || res.Revoked[0] != enrolled[1].FIDO2[0].ID || !res.Verified || confirmed != 1 {
+	if len(res.Revoked) != 1 || res.Revoked[0] != enrolled[0].FIDO2[0].ID || !res.Verified || confirmed != 1 {
 		t.Fatalf("reset: %+v (confirmed %d)", res, confirmed)
 	}
-	kd, err := env.Helpdesk.Key(ctx, enrolled[1].Key.ID)
+	kd, err := env.Helpdesk.Key(ctx, enrolled[0].Key.ID)
 	if err != nil || len(kd.FIDO2) != 1 || kd.FIDO2[0].ID != res.New.ID || kd.Status != registry.KeyActive {
 		t.Fatalf("key after reset: %+v %v", kd, err)
 	}
 	auditHas(t, "key.fido2_reset", "")
 
-	// Lost keys: the first goes at once; the last needs break glass.
+	// The key is lost: it is bob's last key, so it needs break glass.
 	serial0 := strconv.FormatUint(uint64(env.Serial(0)), 10)
-	serial1 := strconv.FormatUint(uint64(env.Serial(1)), 10)
-	lost, err := recover.MarkLost(ctx, env.Helpdesk, serial0, recover.LostOptions{PassValidity: "8h"})
+	if _, err := recover.MarkLost(ctx, env.Helpdesk, serial0, recover.LostOptions{}); !errors.Is(err, registry.ErrLastKey) {
+		t.Fatalf("last key marked lost without break glass: %v", err)
+	}
+	lost, err := recover.MarkLost(ctx, env.Helpdesk, serial0, recover.LostOptions{BreakGlass: "key stolen, ticket 7", PassValidity: "8h"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lost.Key.Status != registry.KeyLost || lost.Pass == "" || lost.ActiveKeys != 1 || lost.User.ExternalID != "bob" {
+	if lost.Key.Status != registry.KeyLost || lost.Pass == "" || lost.ActiveKeys != 0 || lost.User.ExternalID != "bob" {
 		t.Fatalf("lost: %+v", lost)
 	}
-	if _, err := recover.MarkLost(ctx, env.Helpdesk, serial1, recover.LostOptions{}); !errors.Is(err, registry.ErrLastKey) {
-		t.Fatalf("last key marked lost without break glass: %v", err)
-	}
-	if _, err := recover.MarkLost(ctx, env.Helpdesk, serial1, recover.LostOptions{BreakGlass: "both keys stolen, ticket 7", PassValidity: "1h"}); err != nil {
+	auditHas(t, "key.break_glass", "")
+
+	// A replacement, enrolled with app/enrol on the other (fresh) key.
+	st := settings.Default()
+	st.Practice, st.RPID, st.HelpdeskRecipients = true, enroltest.RPID, []string{env.Recipient}
+	st.RegistryURL = env.Registry.URL
+	en, err := enrol.New(enrol.Config{Settings: st, Keys: env.Keys, Registry: env.Helpdesk, JournalPath: filepath.Join(t.TempDir(), "journal.db")})
+	if err != nil {
 		t.Fatal(err)
 	}
-	auditHas(t, "key.break_glass", "")
+	defer en.Close()
+	ui := enrol.UI{NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+		if r.Kind == enrol.PIVPIN {
+			return "97531864", nil
+		}
+		return "fido-pin-97531", nil
+	}}
+	res2, err := recover.Replace(ctx, en, lost, env.Serial(1), ui)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Status != registry.KeyActive || res2.Role != registry.RolePrimary || res2.ExternalID != "bob" {
+		t.Fatalf("replacement: %+v", res2)
+	}
 	var av struct {
 		OK bool `json:"ok"`
 	}

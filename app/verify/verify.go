@@ -129,8 +129,9 @@ type run struct {
 	opt Options
 	r   *Report
 
-	reg  client.KeyDetail
-	user registry.User
+	reg     client.KeyDetail
+	user    registry.User
+	foreign bool // the token's user has no key with this serial
 	// what the key did
 	fidoOK, pivOK         bool // a signature the registry accepted
 	fidoMissing, pivWrong bool // the key lacks the registered credential
@@ -145,6 +146,11 @@ func (v *run) add(c Check) { v.r.Checks = append(v.r.Checks, c) }
 func fatal(err error) bool {
 	var ae *client.APIError
 	return errors.Is(err, client.ErrUnreachable) || (errors.As(err, &ae) && (ae.Status == 401))
+}
+
+func forbidden(err error) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.Status == 403
 }
 
 func (v *run) do() error {
@@ -164,6 +170,10 @@ func (v *run) do() error {
 	case fatal(err):
 		return err
 	case errors.Is(err, registry.ErrNotFound):
+	case forbidden(err):
+		// A self token sees only its own keys: this one is not listed
+		// under the token's user, or not at all.
+		v.foreign = true
 	default:
 		return fmt.Errorf("looking up key %s: %w", serial, err)
 	}
@@ -210,6 +220,10 @@ func (v *run) readKey() {
 func (v *run) unknownKey() {
 	c := Check{Name: CheckRegistered, Status: Fail, Cause: fmt.Sprintf("the registry has no key with serial %d", v.k.Serial),
 		Next: "have IT enrol this key at the desk; until then no service will accept it"}
+	if v.foreign {
+		c.Cause = fmt.Sprintf("the registry lists no key with serial %d under your account", v.k.Serial)
+		c.Next = "check you picked up your own key; if it is yours, ask IT to enrol it for you"
+	}
 	if v.pivStatus != nil || v.fidoStatus != nil {
 		c.Mismatch = RegistryDisagrees
 	}

@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
@@ -95,6 +97,48 @@ func TestVerifyBeforeMigration(t *testing.T) {
 	if r.ExternalID != "ada" || r.KeyID != enrolled[0].Key.ID {
 		t.Fatalf("report names %q %q", r.ExternalID, r.KeyID)
 	}
+	// The engineer verifies with their own (self) token: everything but the
+	// migration plans, which only staff may read.
+	selfTok, err := regtest.Token(env.Bin, env.State, "self", "ada-laptop", enrolled[0].User.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfReg, err := client.New(env.Registry.URL, selfTok, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer selfReg.Close()
+	k0, _ := env.Key(ctx, env.Serial(0))
+	sr, err := verify.Run(ctx, k0, verify.Options{Registry: selfReg, Keys: env.Keys, User: "ada", Callbacks: pins("246810")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sr.OK || sr.Check(verify.CheckSignature).Status != verify.Pass || sr.Check(verify.CheckMigration).Status != verify.Skip {
+		t.Fatalf("self token:\n%s", dump(t, sr))
+	}
+
+	// Grace's self token on Ada's key: not listed under her account.
+	var grace registry.User
+	if err := env.AdminCall("POST", "/v1/users", map[string]string{"external_id": "grace"}, &grace); err != nil {
+		t.Fatal(err)
+	}
+	graceTok, err := regtest.Token(env.Bin, env.State, "self", "grace-laptop", grace.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graceReg, err := client.New(env.Registry.URL, graceTok, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer graceReg.Close()
+	gr, err := verify.Run(ctx, k0, verify.Options{Registry: graceReg, Keys: env.Keys, Callbacks: pins("246810")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := gr.Check(verify.CheckRegistered); gr.OK || c.Status != verify.Fail || !strings.Contains(c.Cause, "under your account") || c.Mismatch != verify.RegistryDisagrees {
+		t.Fatalf("another user's self token:\n%s", dump(t, gr))
+	}
+
 	// Someone else's key.
 	if r := run(0, "grace"); r.OK || r.Check(verify.CheckRegistered).Status != verify.Fail {
 		t.Fatalf("key verified for the wrong user:\n%s", dump(t, r))

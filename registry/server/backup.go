@@ -14,9 +14,13 @@ func (s *Server) backupRoutes() []Route {
 	admin := []Role{Admin}
 	return []Route{
 		{Method: "GET", Pattern: "/v1/export", Roles: admin, handle: s.export},
-		{Method: "POST", Pattern: "/v1/import", Roles: admin, handle: s.importBundle},
+		{Method: "POST", Pattern: "/v1/import", Roles: admin, handle: s.importBundle, MaxBody: MaxImport},
 	}
 }
+
+// MaxImport is the largest bundle POST /v1/import takes: an organisation's
+// export is far larger than an ordinary request.
+const MaxImport = 256 << 20
 
 // export is GET /v1/export[?user_id=]: one user's registrations, or the
 // whole organisation's with the audit chain, its checkpoints and the key

@@ -3,10 +3,12 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/keydesk/keydesk/registry/regtest"
+	"github.com/keydesk/keydesk/registry/server"
 )
 
 // bare starts a registry with only an admin token.
@@ -106,4 +108,31 @@ func TestExportImportKeepsAuditChain(t *testing.T) {
 		t.Fatalf("user import: %v", uo)
 	}
 	c.must(c.do(c.admin, "GET", "/v1/audit/verify", nil), 200)
+}
+
+// TestImportTakesLargeBundles: a bundle over the ordinary 1 MiB request
+// limit (5,000 users) is restored; other writes keep the 1 MiB limit.
+func TestImportTakesLargeBundles(t *testing.T) {
+	b := bare(t)
+	var buf bytes.Buffer
+	buf.WriteString(`{"format":"keydesk-registry-export/1","scope":"user","users":[`)
+	for i := 0; i < 5000; i++ {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"id":"usr_bulk%05d","external_id":"bulk-user-%05d","display_name":"Bulk User Number %05d with a long name","email":"bulk%05d@example.org","groups":["engineering","on-call"],"status":"active","version":1,"created_at":"2026-11-25T10:00:00Z","updated_at":"2026-11-25T10:00:00Z"}`, i, i, i, i)
+	}
+	buf.WriteString(`],"keys":[],"fido2":[],"piv":[],"escrow":[],"key_sets":[]}`)
+	if buf.Len() <= server.MaxBody {
+		t.Fatalf("bundle of %d bytes is not over the ordinary limit", buf.Len())
+	}
+	out := b.must(b.do(b.admin, "POST", "/v1/import", buf.Bytes()), 201)
+	if out["users"].(float64) != 5000 {
+		t.Fatalf("import: %v", out)
+	}
+	b.must(b.do(b.admin, "GET", "/v1/audit/verify", nil), 200)
+	big := strings.Repeat("x", server.MaxBody)
+	if res := b.do(b.admin, "POST", "/v1/users", map[string]any{"external_id": big}); res.status != 413 {
+		t.Fatalf("ordinary write over 1 MiB: %d", res.status)
+	}
 }

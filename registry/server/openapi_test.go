@@ -155,6 +155,9 @@ func TestRoleMatrix(t *testing.T) {
 					body = map[string]any{"challenge_id": "ch_unknown", "piv": map[string]any{"signature": []byte{1}}}
 				case "GET /v1/keys":
 					path = "/v1/keys?serial=100"
+					if !c.own {
+						path = "/v1/keys?serial=200"
+					}
 				case "POST /v1/keys/{id}/fido2/reset":
 					body = map[string]any{"reason": "role matrix"}
 				case "POST /v1/keys/{id}/recovery-events":
@@ -172,7 +175,7 @@ func TestRoleMatrix(t *testing.T) {
 				}
 				// Self tokens are further limited to their own records on
 				// routes that name a user or key.
-				scoped := strings.Contains(rt.Pattern, "{id}") || rt.Pattern == "/v1/challenges"
+				scoped := strings.Contains(rt.Pattern, "{id}") || rt.Pattern == "/v1/challenges" || rt.Pattern == "/v1/keys"
 				switch {
 				case c.tok == "" && !rt.Public:
 					if res.status != 401 {

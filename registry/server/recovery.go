@@ -16,20 +16,25 @@ import (
 func (s *Server) recoveryRoutes() []Route {
 	staff := []Role{Admin, Helpdesk}
 	return []Route{
-		{Method: "GET", Pattern: "/v1/keys", Roles: staff, handle: s.findKey},
+		{Method: "GET", Pattern: "/v1/keys", Roles: []Role{Admin, Helpdesk, Self}, handle: s.findKey},
 		{Method: "POST", Pattern: "/v1/keys/{id}/fido2/reset", Roles: staff, handle: s.resetFIDO},
 		{Method: "POST", Pattern: "/v1/keys/{id}/recovery-events", Roles: staff, handle: s.recoveryEvent},
 	}
 }
 
 // findKey is GET /v1/keys?serial=S: the key with that serial, with its
-// credentials.
+// credentials. A self token finds only its own keys (an engineer verifying
+// a key they hold); anyone else's, or none, is 403 alike, so a self token
+// cannot probe which serials are registered.
 func (s *Server) findKey(r *request) (int, any, error) {
 	serial := r.URL.Query().Get("serial")
 	if serial == "" {
 		return 0, nil, registry.Invalid("missing_field", "serial is required")
 	}
 	k, err := s.st.KeyBySerial(r.ctx, serial)
+	if r.role == Self && (errors.Is(err, registry.ErrNotFound) || (err == nil && r.ownsUser(k.OwnerID) != nil)) {
+		return 0, nil, fail(http.StatusForbidden, "forbidden", "a self token may act only on its own keys")
+	}
 	if err != nil {
 		return 0, nil, err
 	}

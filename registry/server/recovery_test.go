@@ -18,6 +18,10 @@ func TestFIDO2ResetRevokesInOneChangeSet(t *testing.T) {
 		t.Fatalf("find by serial: %v", k)
 	}
 	r.must(r.do(r.helpdesk, "GET", "/v1/keys?serial=999", nil), 404)
+	// A self token finds its own key, and neither another's nor an unknown one.
+	r.must(r.do(r.selfA, "GET", "/v1/keys?serial=100", nil), 200)
+	r.must(r.do(r.selfA, "GET", "/v1/keys?serial=200", nil), 403)
+	r.must(r.do(r.selfA, "GET", "/v1/keys?serial=999", nil), 403)
 	before := r.head()
 	res := r.must(r.do(r.helpdesk, "POST", "/v1/keys/"+r.keyA+"/fido2/reset", map[string]any{"reason": "fido2 pin blocked",
 		"fido2": []any{map[string]any{"credential_id": []byte("after-reset"), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2}}}), 200)

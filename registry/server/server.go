@@ -92,6 +92,7 @@ type Route struct {
 	Method, Pattern string
 	Roles           []Role // roles allowed; Self additionally passes the ownership check
 	Public          bool
+	MaxBody         int64 // largest request body; the package's MaxBody when 0
 	handle          func(*request) (int, any, error)
 }
 
@@ -275,9 +276,13 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 		}
 	}
 	if hr.Method != http.MethodGet {
-		b, err := io.ReadAll(http.MaxBytesReader(w, hr.Body, MaxBody))
+		limit := rt.MaxBody
+		if limit == 0 {
+			limit = MaxBody
+		}
+		b, err := io.ReadAll(http.MaxBytesReader(w, hr.Body, limit))
 		if err != nil {
-			writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("request body over %d bytes", MaxBody)})
+			writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Code: "body_too_large", Message: fmt.Sprintf("request body over %d bytes", limit)})
 			return
 		}
 		r.body = b

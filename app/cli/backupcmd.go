@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/keydesk/keydesk/app/backup"
+	"github.com/keydesk/keydesk/app/secrets"
+)
+
+// recipientList is a repeatable --recipient flag.
+type recipientList []string
+
+func (r *recipientList) String() string     { return strings.Join(*r, ",") }
+func (r *recipientList) Set(s string) error { *r = append(*r, s); return nil }
+
+// runBackup: keydesk backup coverage | export [--user U] --out FILE.
+func runBackup(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) == 0 {
+		return usagef("backup needs a subcommand: coverage, export")
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("keydesk backup "+sub, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	user := fs.String("user", "", "export: one user (external id or registry id) instead of the whole organisation")
+	outPath := fs.String("out", "", "export: the bundle file to write (age-encrypted, armored)")
+	var rcpts recipientList
+	fs.Var(&rcpts, "recipient", "export: an age recipient (age1…) to encrypt to, besides the settings' helpdesk_recipients; repeatable")
+	fs.BoolVar(&e.json, "json", e.json, "print JSON")
+	fs.BoolVar(&e.practice, "practice", e.practice, "practice mode")
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if len(pos) > 0 {
+		return usagef("backup %s takes no arguments", sub)
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	switch sub {
+	case "coverage":
+		c, err := backup.Coverage(e.ctx, conn.Client)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			if err := e.printJSON(c); err != nil {
+				return err
+			}
+		} else {
+			for _, u := range c.Users {
+				if u.Covered {
+					fmt.Fprintf(e.stdout, "  covered    %s (%d active keys)\n", u.ExternalID, u.ActiveKeys)
+				} else {
+					fmt.Fprintf(e.stdout, "  UNCOVERED  %s (%d active keys; missing %s)\n", u.ExternalID, u.ActiveKeys, strings.Join(u.Missing, ", "))
+				}
+			}
+			fmt.Fprintf(e.stdout, "%d user(s) covered, %d without a primary and a backup key\n", c.Covered, c.Uncovered)
+		}
+		if c.Uncovered > 0 {
+			return errChecksFailed
+		}
+		return nil
+	case "export":
+		if *outPath == "" {
+			return usagef("backup export needs --out FILE")
+		}
+		var all []string
+		seen := map[string]bool{}
+		for _, r := range append(append([]string{}, s.HelpdeskRecipients...), rcpts...) {
+			if r = strings.TrimSpace(r); r != "" && !seen[r] {
+				seen[r] = true
+				all = append(all, r)
+			}
+		}
+		if len(all) == 0 {
+			return usagef("backup export needs a recipient: --recipient age1… or helpdesk_recipients in the settings")
+		}
+		f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		sum, err := backup.Export(e.ctx, conn.Client, *user, all, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(*outPath)
+			return err
+		}
+		if e.json {
+			return e.printJSON(sum)
+		}
+		fmt.Fprintf(e.stdout, "exported %s: %d user(s), %d key(s), %d credential(s), %d audit entries, encrypted to %d recipient(s), to %s\n",
+			sum.Scope, sum.Users, sum.Keys, sum.Credentials, sum.AuditEntries, len(all), *outPath)
+		return nil
+	}
+	return usagef("unknown backup subcommand %q (coverage, export)", sub)
+}
+
+// runRestore: keydesk restore FILE, into the desk's (empty) registry, with
+// the helpdesk identity from the keyring.
+func runRestore(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) != 1 {
+		return usagef("restore takes the bundle file: keydesk restore FILE")
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	id, err := secrets.Default().Get(secrets.HelpdeskIdentityAccount())
+	if err != nil {
+		return fmt.Errorf("the helpdesk identity opens the bundle: %w", err)
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	out, err := backup.Restore(e.ctx, conn.Client, f, id)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(out)
+	}
+	fmt.Fprintf(e.stdout, "restored %s bundle: %d user(s), %d key(s), %d credential(s); %d audit entries kept verbatim, %d of this registry's own chained after them\n",
+		out.Scope, out.Users, out.Keys, out.Credentials, out.AuditEntries, out.Rechained)
+	return nil
+}
