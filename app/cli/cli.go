@@ -16,6 +16,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/buildinfo"
@@ -49,6 +50,8 @@ type env struct {
 	serial   uint
 	yes      bool
 
+	registryURL string // login --registry
+
 	svc *keys.Service
 }
 
@@ -70,6 +73,9 @@ func init() {
 		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
 		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
+		{name: "verify", help: "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", run: runVerify, flags: verifyFlags},
+		{name: "recover", args: "diagnose|piv-pin|fido2-reset|lost|identity", help: "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key", run: runRecover, sub: true},
+		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {
 			fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
@@ -174,8 +180,11 @@ func (e *env) report(err error) int {
 		return ExitUsage
 	}
 	fmt.Fprintln(e.stderr, "keydesk:", err)
-	if h := device.Hint(err); h != "" {
-		fmt.Fprintln(e.stderr, h)
+	var h hinter
+	if s := device.Hint(err); s != "" {
+		fmt.Fprintln(e.stderr, s)
+	} else if errors.As(err, &h) {
+		fmt.Fprintln(e.stderr, h.Hint())
 	}
 	return exitCode(err)
 }
@@ -185,12 +194,17 @@ func exitCode(err error) int {
 	var sm *device.SerialMismatchError
 	var ce *keys.ChooseError
 	switch {
+	case errors.Is(err, errChecksFailed):
+		return ExitCheck
 	case errors.Is(err, errCanceled), errors.Is(err, context.Canceled):
 		return ExitCanceled
 	case errors.Is(err, keys.ErrNoKey), errors.As(err, &sm), errors.As(err, &ce), errors.Is(err, device.ErrKeyRemoved):
 		return ExitNoKey
 	case errors.As(err, &wp), errors.Is(err, device.ErrPINBlocked), errors.Is(err, device.ErrPUKBlocked), errors.Is(err, pivkey.ErrWrongManagementKey):
 		return ExitAuth
+	}
+	if code, ok := registryExit(err); ok {
+		return code
 	}
 	return ExitFailure
 }
@@ -209,12 +223,16 @@ func (e *env) service() (*keys.Service, error) {
 }
 
 // key finds the key the invocation is about.
-func (e *env) key() (device.Key, error) {
+func (e *env) key() (device.Key, error) { return e.keyVia(0) }
+
+// keyVia finds the key through one kind of interface only, for commands
+// that use no other.
+func (e *env) keyVia(only discover.Interface) (device.Key, error) {
 	svc, err := e.service()
 	if err != nil {
 		return device.Key{}, err
 	}
-	return svc.Find(e.ctx, uint32(e.serial))
+	return svc.FindVia(e.ctx, uint32(e.serial), only)
 }
 
 // confirm asks before a destructive step. It needs --serial naming the key,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/discover"
 )
 
 const fidoUsage = `usage: keydesk fido SUBCOMMAND [flags]
@@ -52,7 +53,7 @@ func runFIDO(e *env, _ *flag.FlagSet, args []string) error {
 		}
 		return nil
 	}
-	k, err := e.key()
+	k, err := e.keyVia(discover.FIDO)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/pivapplet"
 )
@@ -54,7 +55,7 @@ func runPIV(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	k, err := e.key()
+	k, err := e.keyVia(discover.PCSC)
 	if err != nil {
 		return err
 	}

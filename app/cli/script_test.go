@@ -31,7 +31,8 @@ var (
 func TestScripts(t *testing.T) {
 	fleetState = t.TempDir()
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata/script",
+		Dir:  "testdata/script",
+		Cmds: workflowCmds,
 		Setup: func(env *testscript.Env) error {
 			// One fleet at a time: each script's keys live behind their own
 			// pcscd, and the test process's PC/SC client follows one socket.

@@ -125,7 +125,16 @@ func (s *Service) WaitUntil(ctx context.Context, serial uint32, done func(*devic
 // Find returns the key with serial, or the only key attached when serial is
 // 0. Several keys and no serial gives *ChooseError.
 func (s *Service) Find(ctx context.Context, serial uint32) (device.Key, error) {
-	list, err := s.List(ctx)
+	return s.FindVia(ctx, serial, 0)
+}
+
+// FindVia is Find looking only through one kind of interface (discover.PCSC
+// for PIV, discover.FIDO for FIDO2), which saves a command the round trips
+// to interfaces it will not use. Zero looks through both.
+func (s *Service) FindVia(ctx context.Context, serial uint32, only discover.Interface) (device.Key, error) {
+	opts := s.opts
+	opts.Only = only
+	list, err := discover.List(ctx, opts)
 	if err != nil {
 		return device.Key{}, err
 	}

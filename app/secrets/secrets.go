@@ -8,6 +8,7 @@ package secrets
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/zalando/go-keyring"
@@ -52,8 +53,18 @@ type Keyring struct {
 // a person's real entries.
 func New(service string) *Keyring { return &Keyring{service: service} }
 
-// Default is the keyring keydesk itself uses.
-func Default() *Keyring { return New(Service) }
+// ServiceEnv names the environment variable that, when set, replaces
+// Service: scripted tests and a second desk profile keep their secrets apart
+// from a person's own.
+const ServiceEnv = "KEYDESK_KEYRING_SERVICE"
+
+// Default is the keyring keydesk itself uses: Service, or $KEYDESK_KEYRING_SERVICE.
+func Default() *Keyring {
+	if s := os.Getenv(ServiceEnv); s != "" {
+		return New(s)
+	}
+	return New(Service)
+}
 
 func (k *Keyring) wrap(op, account string, err error) error {
 	if err == nil {

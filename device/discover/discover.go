@@ -34,11 +34,24 @@ type Options struct {
 	// FIDOInfo reads a FIDO device's serial and firmware so its entry can be
 	// merged with its PC/SC interface; nil leaves FIDO entries unmerged.
 	FIDOInfo func(ctx context.Context, path string) (serial uint32, fw device.Version, ok bool, err error)
+	// Only limits the scan to one kind of interface (PCSC or FIDO), for a
+	// caller that will use only that one; zero scans both.
+	Only Interface
 	// Poll is how often FIDO devices are polled and the longest a PC/SC
 	// wait lasts; zero means 200 ms, which keeps a change visible within
 	// half a second.
 	Poll time.Duration
 }
+
+// Interface is a kind of interface a key is reached through.
+type Interface uint8
+
+const (
+	PCSC Interface = 1 << iota // smart-card reader (CCID): PIV, management
+	FIDO                       // FIDO HID device
+)
+
+func (o Options) scans(i Interface) bool { return o.Only == 0 || o.Only&i != 0 }
 
 func (o Options) poll() time.Duration {
 	if o.Poll > 0 {
@@ -82,6 +95,9 @@ func List(ctx context.Context, opts Options) ([]device.Key, error) {
 
 // Scan lists the attached keys, merged by serial and sorted by serial.
 func (s *Scanner) Scan(ctx context.Context) ([]device.Key, error) {
+	if !s.opts.scans(PCSC) {
+		return s.scan(ctx, nil)
+	}
 	sc, err := scard.EstablishContext()
 	if err != nil {
 		return nil, err
@@ -160,7 +176,10 @@ func (s *Scanner) scan(ctx context.Context, states []scard.ReaderState) ([]devic
 		}
 	}
 
-	paths := s.fidoPaths()
+	var paths []string
+	if s.opts.scans(FIDO) {
+		paths = s.fidoPaths()
+	}
 	for p := range s.fido {
 		if !slices.Contains(paths, p) {
 			delete(s.fido, p)

@@ -56,6 +56,14 @@ func start(t *testing.T, n int) *fleet {
 		case <-time.After(10 * time.Second):
 			t.Fatal("pcscd did not power up a virtual key")
 		}
+		// pcscd powers a card up before it reports it present; wait for
+		// the report, which is what clients see.
+		wctx, done := context.WithTimeout(ctx, 10*time.Second)
+		err = daemon.WaitCard(wctx, i, true)
+		done()
+		if err != nil {
+			t.Fatal(err)
+		}
 		f.keys = append(f.keys, y)
 	}
 	return f

@@ -386,3 +386,22 @@ func (c *Client) Validity(ctx context.Context, userID string) (registry.Validity
 	_, _, err := c.do(ctx, "GET", p, nil, nil, &v)
 	return v, err
 }
+
+// AuditReport is GET /v1/audit/verify: whether the registry's audit chain
+// and signed checkpoints verify.
+type AuditReport struct {
+	OK          bool   `json:"ok"`
+	Entries     int    `json:"entries"`
+	Checkpoints int    `json:"checkpoints"`
+	Error       string `json:"error,omitempty"`
+}
+
+// AuditVerify asks the registry to verify its audit log (admin only).
+func (c *Client) AuditVerify(ctx context.Context) (AuditReport, error) {
+	var r AuditReport
+	_, _, err := c.do(ctx, "GET", "/v1/audit/verify", nil, nil, &r)
+	return r, err
+}
+
+// BaseURL is the registry this client talks to.
+func (c *Client) BaseURL() string { return c.base }

@@ -42,6 +42,8 @@ const usage = `usage:
   keydesk-registry token list [--state DIR] [--db DSN]
   keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN]
+  keydesk-registry simulate [--users N] [--broken F] [--no-new-key F] [--canary P] [--stages P,P] [--threshold F]
+                            [--seed N] [--db DSN] [--json] [--quiet]
   keydesk-registry --version`
 
 // Run executes the command line args (without the program name).
@@ -79,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return tokenRevoke(ctx, args[2:], stdout)
 		}
 		return fmt.Errorf("%w: unknown token command %q\n%s", ErrUsage, args[1], usage)
+	case "simulate":
+		return simulate(ctx, args[1:], stdout, stderr)
 	case "audit":
 		if len(args) < 2 || args[1] != "verify" {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)

@@ -26,7 +26,7 @@ import (
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
-const benchWorkers = 32
+var benchWorkers = 32
 
 func benchStore(b *testing.B, be string) *sqlstore.Store {
 	var dsn string

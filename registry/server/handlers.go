@@ -587,7 +587,14 @@ func (s *Server) verify(r *request) (int, any, error) {
 		if err := tx.UseChallenge(c); err != nil {
 			return 0, nil, "", err
 		}
-		k, err := tx.KeyRow(c.KeyID)
+		// A PIV verification reads its key and slot in one query.
+		var k registry.Key
+		var pivKey []byte
+		if c.Kind == "piv" {
+			k, pivKey, err = tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
+		} else {
+			k, err = tx.KeyRow(c.KeyID)
+		}
 		if err != nil {
 			return 0, nil, "", err
 		}
@@ -623,11 +630,7 @@ func (s *Server) verify(r *request) (int, any, error) {
 			if in.PIV == nil {
 				return 0, nil, "", registry.Invalid("missing_field", "piv signature required for this challenge")
 			}
-			p, err := tx.GetPIVSlot(c.CredentialID)
-			if err != nil {
-				return 0, nil, "", err
-			}
-			if err := credential.VerifyPIV(p.PublicKey, c.Nonce, in.PIV.Signature); err != nil {
+			if err := credential.VerifyPIV(pivKey, c.Nonce, in.PIV.Signature); err != nil {
 				v.Reason = err.Error()
 			} else {
 				v.OK = true

@@ -153,6 +153,14 @@ func TestRoleMatrix(t *testing.T) {
 					body = map[string]any{}
 				case "POST /v1/verifications":
 					body = map[string]any{"challenge_id": "ch_unknown", "piv": map[string]any{"signature": []byte{1}}}
+				case "GET /v1/keys":
+					path = "/v1/keys?serial=100"
+				case "POST /v1/keys/{id}/fido2/reset":
+					body = map[string]any{"reason": "role matrix"}
+				case "POST /v1/keys/{id}/recovery-events":
+					body = map[string]any{"action": "diagnosed"}
+				case "POST /v1/import":
+					body = map[string]any{"format": "keydesk-registry-export/1", "scope": "user"}
 				}
 				if p, b, ok := r.migrationCall(rt.Method + " " + rt.Pattern); ok {
 					path, body = p, b

@@ -156,6 +156,8 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "POST", Pattern: "/v1/tokens/{name}/revoke", Roles: admin, handle: s.revokeToken},
 	}
 	s.routes = append(s.routes, s.migrationRoutes()...)
+	s.routes = append(s.routes, s.recoveryRoutes()...)
+	s.routes = append(s.routes, s.backupRoutes()...)
 	for i := range s.routes {
 		r := s.routes[i]
 		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })

@@ -58,6 +58,7 @@ type Stage struct {
 // Report is the outcome of a simulation.
 type Report struct {
 	Users, Broken, NoBKey int
+	Threshold             float64 // the plan's halt threshold
 	SetupTime             time.Duration
 	DryRunHeldBack        []int // per stage of the first plan's dry run
 	DryRunLockedOut       int
@@ -122,7 +123,7 @@ func Run(ctx context.Context, st *sqlstore.Store, opt Options) (*Report, error) 
 	} else if len(us) > 0 {
 		return nil, errors.New("simulation: the store already holds users; simulate on an empty database")
 	}
-	s := &sim{ctx: ctx, st: st, opt: opt, rep: &Report{Users: opt.Users}, byID: map[string]*user{}}
+	s := &sim{ctx: ctx, st: st, opt: opt, rep: &Report{Users: opt.Users, Threshold: opt.Threshold}, byID: map[string]*user{}}
 	t0 := time.Now()
 	if err := s.setup(); err != nil {
 		return nil, err
@@ -476,4 +477,26 @@ func (s *sim) sweep() error {
 	}
 	s.opt.Progress(fmt.Sprintf("verification sweep: %d new keys failed", s.rep.SweepFailed))
 	return nil
+}
+
+// Problems lists the promises of a safe migration the run broke: nobody is
+// ever without a valid credential (in the dry run or at any version
+// checked), the canary halts by itself before more than the threshold of
+// its cohort is affected, and rollback restores the view from before the
+// migration in one new version. Empty means the run kept them all.
+func (r *Report) Problems() []string {
+	var out []string
+	if r.MaxLockedOut != 0 || r.DryRunLockedOut != 0 {
+		out = append(out, fmt.Sprintf("users without a valid credential: %d at worst (dry run: %d)", r.MaxLockedOut, r.DryRunLockedOut))
+	}
+	if r.Broken > 0 && (!r.HaltFired || r.HaltStage != "canary") {
+		out = append(out, fmt.Sprintf("halt fired %v at %q; want it in the canary", r.HaltFired, r.HaltStage))
+	}
+	if r.HaltFired && r.HaltShare > r.Threshold+1e-12 {
+		out = append(out, fmt.Sprintf("halt at %.3f%% of the cohort affected, over %.3f%%", 100*r.HaltShare, 100*r.Threshold))
+	}
+	if !r.RollbackRestored || r.RollbackVersions[1] != r.RollbackVersions[0]+1 {
+		out = append(out, fmt.Sprintf("rollback: restored %v, versions %v", r.RollbackRestored, r.RollbackVersions))
+	}
+	return out
 }

@@ -38,14 +38,11 @@ func open(tb testing.TB, backend string) *sqlstore.Store {
 // check holds a report to the done-when rules of a safe migration.
 func check(t testing.TB, rep *simulation.Report, threshold float64) {
 	t.Helper()
-	if rep.MaxLockedOut != 0 || rep.DryRunLockedOut != 0 {
-		t.Errorf("users without a valid credential: %d at worst (dry run: %d)", rep.MaxLockedOut, rep.DryRunLockedOut)
+	for _, p := range rep.Problems() {
+		t.Error(p)
 	}
-	if !rep.HaltFired || rep.HaltStage != "canary" {
-		t.Errorf("halt fired %v at %q; want it in the canary", rep.HaltFired, rep.HaltStage)
-	}
-	if rep.HaltShare > threshold+1e-12 {
-		t.Errorf("halt at %.3f%% of the cohort affected, over %.3f%%", 100*rep.HaltShare, 100*threshold)
+	if rep.Threshold != threshold {
+		t.Errorf("threshold %g, want %g", rep.Threshold, threshold)
 	}
 	last := rep.Stages[len(rep.Stages)-1]
 	if last.Stage != "complete" || last.Plan != 2 || last.Signals != 0 {
@@ -59,33 +56,34 @@ func check(t testing.TB, rep *simulation.Report, threshold float64) {
 	if want := rep.Users - rep.Broken - rep.NoBKey; rep.RollbackUsers != want {
 		t.Errorf("rollback moved %d users back, want %d (every user with a working new key)", rep.RollbackUsers, want)
 	}
-	if !rep.RollbackRestored || rep.RollbackVersions[1] != rep.RollbackVersions[0]+1 {
-		t.Errorf("rollback: restored %v, versions %v", rep.RollbackRestored, rep.RollbackVersions)
-	}
 	if rep.SweepFailed != rep.Broken {
 		t.Errorf("sweep found %d broken keys of %d", rep.SweepFailed, rep.Broken)
 	}
 }
 
-// TestSimulate: 5,000 users on SQLite (canary 5%) and 2,000 on PostgreSQL
-// (canary 10%), 3% broken new keys, 1% without one: never a user without a valid credential, the canary
-// halts by itself at no more than 1% of its cohort affected, the resumed
-// migration completes without a failure report, and rollback restores the
-// view from before the migration in one version.
+// TestSimulate is the short run of the done-when simulation for make test:
+// 1,000 users on SQLite (canary 25%) and 500 on PostgreSQL (canary 50%),
+// so that each canary cohort has about 250 users and a 1% threshold halts
+// at the second affected user; 3% broken new keys, 1% without one. Never a user
+// without a valid credential, the canary halts by itself at no more than
+// 1% of its cohort affected, the resumed migration completes without a
+// failure report, and rollback restores the view from before the
+// migration in one version. BenchmarkSimulate100k is the full size.
 func TestSimulate(t *testing.T) {
 	for _, c := range []struct {
 		backend string
 		users   int
 		canary  float64
-	}{{"sqlite", 5000, 5}, {"postgres", 2000, 10}} {
+		stages  []float64
+	}{{"sqlite", 1000, 25, []float64{50, 75}}, {"postgres", 500, 50, []float64{70, 85}}} {
 		t.Run(c.backend, func(t *testing.T) {
 			st := open(t, c.backend)
-			rep, err := simulation.Run(t.Context(), st, simulation.Options{Users: c.users, Broken: 0.03, NoBKey: 0.01, Canary: c.canary, Seed: 7})
+			rep, err := simulation.Run(t.Context(), st, simulation.Options{Users: c.users, Broken: 0.03, NoBKey: 0.01, Canary: c.canary, Stages: c.stages, Seed: 7})
 			if err != nil {
 				t.Fatal(err)
 			}
 			check(t, rep, 0.01)
-			if rep.Broken != 150*c.users/5000 && rep.Broken < c.users*3/100-5 {
+			if rep.Broken < c.users*3/100-5 || rep.Broken > c.users*3/100+5 {
 				t.Errorf("%d broken of %d", rep.Broken, c.users)
 			}
 			t.Logf("\n%s", simulation.Format(rep))

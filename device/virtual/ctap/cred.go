@@ -36,8 +36,16 @@ type sealedKey struct {
 	alg         byte
 	credProtect byte
 	hmacSecret  bool // made with the hmac-secret extension
-	seed        []byte
+	// discoverable: made as a discoverable credential, which lives in the
+	// key's storage; once deleted (credential management, CTAP 2.1
+	// §6.8.5) or wiped by a reset its id no longer signs, as on a YubiKey.
+	discoverable bool
+	seed         []byte
 }
+
+// flagDiscoverable marks, in the credProtect byte of a credential ID, a
+// discoverable credential.
+const flagDiscoverable = 0x20
 
 // flagHMACSecret marks, in the credProtect byte of a credential ID, a
 // credential made with hmac-secret.
@@ -55,6 +63,9 @@ func (a *Authenticator) wrap(rpIDHash []byte, k sealedKey) ([]byte, error) {
 	prot := k.credProtect
 	if k.hmacSecret {
 		prot |= flagHMACSecret
+	}
+	if k.discoverable {
+		prot |= flagDiscoverable
 	}
 	hdr := []byte{credIDVersion, k.alg, prot}
 	nonce := make([]byte, g.NonceSize())
@@ -84,7 +95,8 @@ func (a *Authenticator) unwrap(rpIDHash, id []byte) (sealedKey, bool) {
 	if err != nil {
 		return sealedKey{}, false
 	}
-	return sealedKey{alg: hdr[1], credProtect: hdr[2] &^ flagHMACSecret, hmacSecret: hdr[2]&flagHMACSecret != 0, seed: seed}, true
+	return sealedKey{alg: hdr[1], credProtect: hdr[2] &^ (flagHMACSecret | flagDiscoverable), hmacSecret: hdr[2]&flagHMACSecret != 0,
+		discoverable: hdr[2]&flagDiscoverable != 0, seed: seed}, true
 }
 
 // signer rebuilds the credential's private key from its seed.
@@ -306,7 +318,7 @@ func (r *request) makeCredential(params []byte) (any, error) {
 		return nil, err
 	}
 
-	sk := sealedKey{alg: alg, credProtect: credProtect, hmacSecret: hmacSecret, seed: make([]byte, 32)}
+	sk := sealedKey{alg: alg, credProtect: credProtect, hmacSecret: hmacSecret, discoverable: rk, seed: make([]byte, 32)}
 	if _, err := rand.Read(sk.seed); err != nil {
 		return nil, err
 	}
@@ -499,7 +511,11 @@ func (r *request) getAssertion(params []byte) (any, error) {
 			if !ok || (k.credProtect == 3 && !uv) {
 				continue
 			}
-			found = append(found, match{id: d.ID, key: k, cred: a.resident(d.ID)})
+			res := a.resident(d.ID)
+			if k.discoverable && res == nil {
+				continue // deleted from the key's storage
+			}
+			found = append(found, match{id: d.ID, key: k, cred: res})
 			break // CTAP 2.1 §6.2.2 step 13: one credential from an allow list
 		}
 	} else {

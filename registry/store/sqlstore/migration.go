@@ -383,37 +383,105 @@ func (t *Tx) activeMigrations() ([]registry.Migration, error) {
 // bKey is what readiness needs to know of one key in the target set.
 type bKey struct {
 	role, status                       string
-	creds                              int
+	hasCred                            bool
 	lastOK, lastFail, lastSig, lastPIN int64
 }
 
-// readinessKeysQuery reads every key of one set with its usable credential
-// count, its last successful and failed verification and its last failure
-// reports, using the per-key indexes.
-const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
- (SELECT COUNT(*) FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0) + (SELECT COUNT(*) FROM piv_slots p WHERE p.key_id = k.id),
- COALESCE((SELECT MAX(v.at) FROM verifications v WHERE v.key_id = k.id AND v.ok = 1), 0),
- COALESCE((SELECT MAX(v.at) FROM verifications v WHERE v.key_id = k.id AND v.ok = 0), 0),
- COALESCE((SELECT MAX(s.at) FROM migration_signals s WHERE s.key_id = k.id), 0),
- COALESCE((SELECT MAX(s.at) FROM migration_signals s WHERE s.key_id = k.id AND s.reason = 'pin_blocked'), 0)
-FROM key_set_members m JOIN keys k ON k.id = m.key_id WHERE m.set_name = ?`
+// touchHealth moves a key's health timestamps forward (0 leaves one alone).
+func (t *Tx) touchHealth(keyID string, ok, fail, sig, pin int64) error {
+	const later = "CASE WHEN excluded.%[1]s > key_health.%[1]s THEN excluded.%[1]s ELSE key_health.%[1]s END"
+	q := "INSERT INTO key_health (key_id, last_ok_at, last_fail_at, last_signal_at, last_pin_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET " +
+		"last_ok_at = " + fmt.Sprintf(later, "last_ok_at") + ", last_fail_at = " + fmt.Sprintf(later, "last_fail_at") +
+		", last_signal_at = " + fmt.Sprintf(later, "last_signal_at") + ", last_pin_at = " + fmt.Sprintf(later, "last_pin_at")
+	if err := t.exec(q, keyID, ok, fail, sig, pin); err != nil {
+		return fmt.Errorf("updating key health: %w", err)
+	}
+	return nil
+}
 
-func loadBKeys(ctx context.Context, s *Store, q querier, set string) (map[string][]bKey, error) {
-	rows, err := q.QueryContext(ctx, s.Rebind(readinessKeysQuery), set)
+// verificationHealth moves the verified key's health (a success, or a
+// failure when the check failed or the counter suggests a clone) and feeds
+// a failed verification of a cut-over user's key into the halt rules.
+// RecordVerification calls it.
+func (t *Tx) verificationHealth(v *registry.Verification) error {
+	var err error
+	if v.OK && !v.CloneSuspected {
+		err = t.touchHealth(v.KeyID, nanos(t.now), 0, 0, 0)
+	} else {
+		err = t.touchHealth(v.KeyID, 0, nanos(t.now), 0, 0)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+		return err
+	}
+	if !v.OK {
+		return t.failedVerification(v)
+	}
+	return nil
+}
+
+// readinessKeysQuery reads every key of one set with its owner, whether it
+// holds a usable credential, and its health row. It is driven by the set's
+// membership index, so its cost grows with the set, not the registry.
+const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
+ CASE WHEN EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
+  OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id) THEN 1 ELSE 0 END,
+ COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
+FROM key_set_members m JOIN keys k ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
+WHERE m.set_name = ?`
+
+// loadReadiness reads the active users (sorted by id) and their keys of set
+// in two sequential scans, merged here rather than by a join that would
+// look up every user's keys one by one.
+func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, map[string][]bKey, error) {
+	if s.dialect == Postgres {
+		// The planner's cost for the correlated EXISTS crosses the JIT
+		// threshold; compiling the plan costs more than running it.
+		if _, err := q.ExecContext(ctx, "SET LOCAL jit = off"); err != nil {
+			return nil, nil, fmt.Errorf("configuring readiness query: %w", err)
+		}
+	}
+	rows, err := q.QueryContext(ctx, "SELECT id, external_id, email, groups_json FROM users WHERE status = 'active'")
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading users: %w", err)
+	}
+	var users []scopeUser
+	for rows.Next() {
+		var u scopeUser
+		var g string
+		if err := rows.Scan(&u.id, &u.ext, &u.email, &g); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("reading users: %w", err)
+		}
+		if groups && g != "[]" {
+			if err := json.Unmarshal([]byte(g), &u.groups); err != nil {
+				rows.Close()
+				return nil, nil, fmt.Errorf("decoding groups of %s: %w", u.id, err)
+			}
+		}
+		users = append(users, u)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("reading users: %w", err)
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i].id < users[j].id })
+	rows, err = q.QueryContext(ctx, s.Rebind(readinessKeysQuery), set)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 	}
 	defer rows.Close()
-	out := map[string][]bKey{}
+	keys := make(map[string][]bKey, len(users))
 	for rows.Next() {
 		var owner string
 		var k bKey
-		if err := rows.Scan(&owner, &k.role, &k.status, &k.creds, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
-			return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
+		var cred int
+		if err := rows.Scan(&owner, &k.role, &k.status, &cred, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
+			return nil, nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 		}
-		out[owner] = append(out[owner], k)
+		k.hasCred = cred != 0
+		keys[owner] = append(keys[owner], k)
 	}
-	return out, rows.Err()
+	return users, keys, rows.Err()
 }
 
 // judge applies the policy to one user's keys of the target set.
@@ -439,7 +507,7 @@ func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, re
 			add(registry.ReasonBKeyLost)
 		case k.status != string(registry.KeyActive):
 			add(registry.ReasonBKeyInactive)
-		case k.creds == 0:
+		case !k.hasCred:
 			add(registry.ReasonBKeyNoCred)
 		// A failure at the same instant as the last success counts as
 		// the later of the two.
@@ -477,15 +545,11 @@ type evaluation struct {
 }
 
 func evaluate(ctx context.Context, s *Store, q querier, m *registry.Migration, now time.Time) (*evaluation, error) {
-	users, err := loadUsers(ctx, s, q, needGroups(m))
+	users, keys, err := loadReadiness(ctx, s, q, m.To, needGroups(m))
 	if err != nil {
 		return nil, err
 	}
 	scope, canary := resolve(m, users)
-	keys, err := loadBKeys(ctx, s, q, m.To)
-	if err != nil {
-		return nil, err
-	}
 	rows, err := q.QueryContext(ctx, "SELECT mc.user_id, mc.migration_id, m.state FROM migration_cutovers mc JOIN migrations m ON m.id = mc.migration_id")
 	if err != nil {
 		return nil, fmt.Errorf("reading cut-overs: %w", err)
@@ -863,6 +927,15 @@ func (t *Tx) reportFailure(sig *registry.LockoutSignal, kind string) (registry.S
 			if err := t.saveMigration(&m); err != nil {
 				return out, err
 			}
+		}
+	}
+	pin := int64(0)
+	if sig.Reason == "pin_blocked" {
+		pin = nanos(t.now)
+	}
+	if kind == "lockout" {
+		if err := t.touchHealth(sig.KeyID, 0, 0, nanos(t.now), pin); err != nil {
+			return out, err
 		}
 	}
 	if err := t.exec("INSERT INTO migration_signals (id, user_id, key_id, credential_id, kind, reason, migration_id, stage, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -372,3 +372,64 @@ func init() {
 		e.verifyAudit(t)
 	}
 }
+
+func init() {
+	// Every readiness reason comes from the registry's own records: key
+	// status, credentials, verifications and an auth server's reports.
+	suite["MigrationReadinessReasons"] = func(t *testing.T, e *env) {
+		ok := e.migUser(t, "ok", bVerified)
+		failing := e.migUser(t, "failing", bVerified)
+		pin := e.migUser(t, "pin", bVerified)
+		noCred := e.migUser(t, "nocred", bNone)
+		var bare registry.Key
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			bare = registry.Key{Serial: "nocred-b", OwnerID: noCred.u.ID, Status: registry.KeyActive, KeySets: []string{setB}}
+			if err := tx.CreateKey(&bare); err != nil {
+				return err
+			}
+			if err := tx.RecordVerification(&registry.Verification{KeyID: failing.b.ID, Kind: "fido2", CredentialID: "x", OK: false, Reason: "bad signature"}); err != nil {
+				return err
+			}
+			_, err := tx.ReportLockout(&registry.LockoutSignal{UserID: pin.u.ID, KeyID: pin.b.ID, Reason: "pin_blocked"})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		m := &registry.Migration{From: setA, To: setB, Scope: registry.Cohort{All: true}, Canary: registry.Cohort{Users: []string{ok.u.ID}},
+			Policy: registry.MigrationPolicy{BackupRequired: true}}
+		if err := e.createMigration(t, m); err != nil {
+			t.Fatal(err)
+		}
+		rd, err := e.s.Readiness(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			ok.u.ID:      fmt.Sprint([]string{registry.ReasonNoBackupKey}),
+			failing.u.ID: fmt.Sprint([]string{registry.ReasonBKeyFailing, registry.ReasonNoBackupKey}),
+			pin.u.ID:     fmt.Sprint([]string{registry.ReasonPINBlocked, registry.ReasonNoBackupKey}),
+			noCred.u.ID:  fmt.Sprint([]string{registry.ReasonBKeyNoCred, registry.ReasonNoBackupKey}),
+		}
+		if len(rd.Users) != 4 {
+			t.Fatalf("%d users", len(rd.Users))
+		}
+		for _, r := range rd.Users {
+			if got := fmt.Sprint(r.Reasons); got != want[r.UserID] || r.Ready {
+				t.Errorf("%s: ready %v %s, want %s", r.ExternalID, r.Ready, got, want[r.UserID])
+			}
+		}
+		// A later successful verification clears the failure.
+		e.clock.t = e.clock.t.Add(time.Second)
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			return tx.RecordVerification(&registry.Verification{KeyID: failing.b.ID, Kind: "fido2", CredentialID: "x", OK: true})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		rd, _ = e.s.Readiness(ctx, m.ID)
+		for _, r := range rd.Users {
+			if r.UserID == failing.u.ID && slices.Contains(r.Reasons, registry.ReasonBKeyFailing) {
+				t.Errorf("failing after a successful verification: %v", r.Reasons)
+			}
+		}
+	}
+}

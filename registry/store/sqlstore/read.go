@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keydesk/keydesk/registry"
@@ -577,3 +578,30 @@ func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry,
 	}
 	return out, rows.Err()
 }
+
+// KeyWithPIVKey reads key keyID (without its key sets) and the public key
+// of its PIV slot slotID in one query. No such key, or no such slot on it,
+// is registry.ErrNotFound.
+func (t *Tx) KeyWithPIVKey(keyID, slotID string) (registry.Key, []byte, error) {
+	var pub []byte
+	q := "SELECT k." + strings.ReplaceAll(keyCols, ", ", ", k.") + ", p.public_key FROM keys k LEFT JOIN piv_slots p ON p.id = ? AND p.key_id = k.id WHERE k.id = ?"
+	k, err := scanKey(scanPlus{t.tx.QueryRowContext(t.ctx, t.s.Rebind(q), slotID, keyID), []any{&pub}})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return k, nil, fmt.Errorf("key %s: %w", keyID, registry.ErrNotFound)
+	case err != nil:
+		return k, nil, fmt.Errorf("reading key: %w", err)
+	case pub == nil:
+		return k, nil, fmt.Errorf("piv slot %s: %w", slotID, registry.ErrNotFound)
+	}
+	return k, pub, nil
+}
+
+// scanPlus scans a row's leading columns with the scanner it is passed to
+// and its trailing columns into extra.
+type scanPlus struct {
+	row   interface{ Scan(...any) error }
+	extra []any
+}
+
+func (s scanPlus) Scan(dest ...any) error { return s.row.Scan(append(dest, s.extra...)...) }

@@ -51,6 +51,14 @@ func (s *Store) sequence() {
 			return
 		case <-s.seq.wake:
 		}
+		// Entries that commit while a pass runs wake the sequencer again,
+		// so a pass that took less than a full batch needs no follow-up.
+		// A short pause first lets a busy registry gather more entries
+		// under one lock and one signature.
+		select {
+		case <-s.seq.stop:
+		case <-time.After(sequencePause):
+		}
 		for {
 			n, err := s.SequenceAudit(context.Background())
 			if err != nil {
@@ -61,7 +69,7 @@ func (s *Store) sequence() {
 				}
 				break
 			}
-			if n == 0 {
+			if n < sequenceBatch {
 				break
 			}
 		}
@@ -76,6 +84,9 @@ func (s *Store) stopSequencer() {
 	close(s.seq.stop)
 	<-s.seq.done
 }
+
+// sequencePause is how long a woken sequencer gathers entries before a pass.
+const sequencePause = 5 * time.Millisecond
 
 // sequenceBatch bounds the entries chained in one pass.
 const sequenceBatch = 5000

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -191,6 +193,47 @@ var suite = map[string]func(t *testing.T, e *env){
 		ch, head, _ := e.s.Changes(ctx, 0, 100)
 		if len(ch) != 0 || head != 0 {
 			t.Fatalf("feed has %d changes, head %d", len(ch), head)
+		}
+	},
+	"LargeChangeSet": func(t *testing.T, e *env) {
+		// Big enough for PostgreSQL to COPY the feed and audit rows, with an
+		// idempotency key that a replay then finds.
+		e.user(t, "before")
+		const n = 700
+		idem := &sqlstore.Idempotency{Scope: "tok", Key: "bulk", RequestHash: []byte("h")}
+		_, _, err := e.s.Write(ctx, "test", idem, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+			for i := 0; i < n; i++ {
+				u := registry.User{ExternalID: fmt.Sprintf("bulk-%d", i)}
+				if err := tx.CreateUser(&u); err != nil {
+					return sqlstore.Result{}, err
+				}
+			}
+			return sqlstore.Result{Status: 201, Body: []byte("{}")}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, head, err := e.s.Changes(ctx, 1, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head != 2 || len(cs) != n {
+			t.Fatalf("feed after the bulk change set: head %d, %d changes", head, len(cs))
+		}
+		for i, c := range cs {
+			var u registry.User
+			if err := json.Unmarshal(c.Data, &u); err != nil || c.Seq != 2 || u.ExternalID != fmt.Sprintf("bulk-%d", i) {
+				t.Fatalf("change %d: seq %d, %s (%v)", i, c.Seq, c.Data, err)
+			}
+		}
+		if r := e.verifyAudit(t); r.Entries != n+1 {
+			t.Fatalf("audit entries: %d", r.Entries)
+		}
+		_, replayed, err := e.s.Write(ctx, "test", idem, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+			return sqlstore.Result{}, errors.New("replay ran the write again")
+		})
+		if err != nil || !replayed {
+			t.Fatalf("replay: %v %v", replayed, err)
 		}
 	},
 	"Idempotency": func(t *testing.T, e *env) {

@@ -38,7 +38,23 @@ CREATE TABLE migration_signals (
   at BIGINT NOT NULL
 );
 CREATE INDEX migration_signals_key ON migration_signals(key_id, at);
-CREATE INDEX verifications_key_ok_at ON verifications(key_id, ok, at);
+-- key_health keeps, per key, what a readiness report needs without
+-- scanning verifications and reports: the last successful and failed
+-- verification (a possible clone counts as failed) and the last failure
+-- report and PIN-blocked report from an auth server.
+CREATE TABLE key_health (
+  key_id TEXT PRIMARY KEY REFERENCES keys(id),
+  last_ok_at BIGINT NOT NULL,
+  last_fail_at BIGINT NOT NULL,
+  last_signal_at BIGINT NOT NULL,
+  last_pin_at BIGINT NOT NULL
+);
+-- Readiness asks, per key of the target set, whether it holds a usable
+-- FIDO2 credential: one index probe.
+CREATE INDEX fido_credentials_key_usable ON fido_credentials(key_id, clone_suspected);
+INSERT INTO key_health (key_id, last_ok_at, last_fail_at, last_signal_at, last_pin_at)
+SELECT key_id, COALESCE(MAX(CASE WHEN ok = 1 AND clone_suspected = 0 THEN at END), 0), COALESCE(MAX(CASE WHEN ok = 0 OR clone_suspected = 1 THEN at END), 0), 0, 0
+FROM verifications WHERE key_id IN (SELECT id FROM keys) GROUP BY key_id;
 
 -- +goose Down
-DROP INDEX verifications_key_ok_at; DROP TABLE migration_signals; DROP TABLE migration_cutovers; DROP TABLE migrations;
+DROP INDEX fido_credentials_key_usable; DROP TABLE key_health; DROP TABLE migration_signals; DROP TABLE migration_cutovers; DROP TABLE migrations;

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+// settings loads the desk's settings ($XDG_CONFIG_HOME/keydesk/settings.json,
+// defaults when the file is missing). --practice turns practice mode on for
+// this invocation too.
+func (e *env) settings() (settings.Settings, string, error) {
+	p, err := settings.DefaultPath()
+	if err != nil {
+		return settings.Settings{}, "", err
+	}
+	s, err := settings.Load(p)
+	if err != nil {
+		return settings.Settings{}, "", err
+	}
+	if e.practice {
+		s.Practice = true
+	}
+	return s, p, nil
+}
+
+// registry connects to the desk's registry: the one in the settings with
+// the keyring's token, or the embedded one. The caller closes it.
+func (e *env) registry(s settings.Settings) (*regconn.Conn, error) {
+	return regconn.Open(e.ctx, regconn.Options{Settings: s})
+}
+
+// hinter is an error that carries a plain-language next step.
+type hinter interface{ Hint() string }
+
+// registryExit maps registry and keyring errors to exit codes; ok is false
+// when err is none of them.
+func registryExit(err error) (code int, ok bool) {
+	var ae *client.APIError
+	var nt *regconn.NoTokenError
+	var ue *secrets.UnavailableError
+	switch {
+	case errors.Is(err, client.ErrUnreachable):
+		return ExitRegistry, true
+	case errors.Is(err, regconn.ErrTokenRefused), errors.As(err, &nt), errors.As(err, &ue):
+		return ExitAuth, true
+	case errors.As(err, &ae) && (ae.Status == 401 || ae.Status == 403):
+		return ExitAuth, true
+	case errors.As(err, &ae) && ae.Conflict():
+		return ExitConflict, true
+	}
+	return 0, false
+}

@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"filippo.io/age"
+
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/device/virtual/sim"
+)
+
+// runRecover is the helpdesk's recovery: keydesk recover diagnose |
+// piv-pin | fido2-reset | lost SERIAL | identity.
+func runRecover(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) == 0 {
+		return usagef("recover needs a subcommand: diagnose, piv-pin, fido2-reset, lost SERIAL, identity")
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("keydesk recover "+sub, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	breakGlass := fs.String("break-glass", "", "lost: the reason to accept when it is the user's last active key (audited)")
+	validity := fs.String("pass-validity", "8h", "lost: how long the temporary access pass lasts (up to 24h; empty for none)")
+	fs.BoolVar(&e.json, "json", e.json, "print JSON")
+	fs.UintVar(&e.serial, "serial", e.serial, "the key to act on")
+	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
+	fs.BoolVar(&e.practice, "practice", e.practice, "use keydesk-sim's virtual keys")
+	fs.StringVar(&e.simDir, "sim-dir", e.simDir, "keydesk-sim's state directory")
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if sub == "identity" {
+		return recoverIdentity(e, pos)
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if sub == "lost" {
+		if len(pos) != 1 {
+			return usagef("recover lost takes the lost key's serial: keydesk recover lost SERIAL")
+		}
+		return recoverLost(e, conn, pos[0], recover.LostOptions{BreakGlass: *breakGlass, PassValidity: *validity})
+	}
+	if len(pos) > 0 {
+		return usagef("recover %s takes no arguments; choose the key with --serial", sub)
+	}
+	svc, k, err := e.wholeKey()
+	if err != nil {
+		return err
+	}
+	opt := recover.Options{Registry: conn.Client, Keys: svc, Callbacks: e.callbacks(k),
+		Identity: func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }}
+	opt.Callbacks.Reinsert = e.reinsert(k.Serial)
+	opt.Confirm = func(ctx context.Context, what string) (bool, error) {
+		if err := e.confirm(k, "Reset FIDO2"); err != nil {
+			if errors.Is(err, errCanceled) {
+				return false, nil
+			}
+			return false, err
+		}
+		return true, nil
+	}
+	switch sub {
+	case "diagnose":
+		d, err := recover.Diagnose(e.ctx, k, opt)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(d)
+		}
+		fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %d key(s)\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, len(d.UserKeys))
+		if d.PIV != nil {
+			fmt.Fprintf(e.stdout, "PIV PIN tries left: %d, PUK tries left: %d\n", d.PIV.PINRetries, d.PIV.PUKRetries)
+		}
+		if d.FIDO != nil {
+			fmt.Fprintf(e.stdout, "FIDO2 PIN set: %v, tries left: %d\n", d.FIDO.PINSet, d.FIDO.PINRetries)
+		}
+		if len(d.Problems) == 0 {
+			fmt.Fprintln(e.stdout, "No problem found.")
+		}
+		for i, p := range d.Problems {
+			fmt.Fprintf(e.stdout, "Problem: %s\n  next: %s\n", p, d.Steps[i])
+		}
+		return nil
+	case "piv-pin":
+		pin, err := e.prompt.newSecret("New PIV PIN")
+		if err != nil {
+			return err
+		}
+		if err := recover.UnblockPIVPIN(e.ctx, k, pin, opt); err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(map[string]any{"serial": k.Serial, "piv_pin_unblocked": true})
+		}
+		fmt.Fprintf(e.stdout, "PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log\n", k.Serial)
+		return nil
+	case "fido2-reset":
+		if e.serial == 0 || uint32(e.serial) != k.Serial {
+			return usagef("a FIDO2 reset is destructive: name the key with --serial %d to confirm it is the one you mean", k.Serial)
+		}
+		pin, err := e.prompt.newSecret("New FIDO2 PIN")
+		if err != nil {
+			return err
+		}
+		if n := len([]rune(pin)); n < s.MinPINLength {
+			return fmt.Errorf("the new FIDO2 PIN has %d characters; the organisation requires at least %d", n, s.MinPINLength)
+		}
+		res, err := recover.ResetFIDO2(e.ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
+		if errors.Is(err, recover.ErrCanceled) {
+			return errCanceled
+		}
+		if err != nil {
+			return err
+		}
+		// The reset's power cycle re-enumerates the key: wait until its
+		// smart-card interface is back too, so the next command finds it whole.
+		if _, err := recover.WaitWhole(e.ctx, svc, k.Serial, res.PIV, true, 15*time.Second); err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(res)
+		}
+		fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %d old credential(s) revoked in the same registry change\n", k.Serial, s.RPID, len(res.Revoked))
+		return nil
+	}
+	return usagef("unknown recover subcommand %q (diagnose, piv-pin, fido2-reset, lost, identity)", sub)
+}
+
+func recoverLost(e *env, conn *regconn.Conn, serial string, lo recover.LostOptions) error {
+	if _, err := strconv.ParseUint(serial, 10, 32); err != nil {
+		return usagef("serial %q: give the number printed on the key", serial)
+	}
+	res, err := recover.MarkLost(e.ctx, conn.Client, serial, lo)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(res)
+	}
+	fmt.Fprintf(e.stdout, "Key %s of %s marked lost; %d active key(s) left\n", serial, res.User.ExternalID, res.ActiveKeys)
+	if res.Pass != "" {
+		fmt.Fprintf(e.stdout, "Temporary access pass (shown once, valid until %s): %s\n", res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass)
+	}
+	fmt.Fprintf(e.stdout, "Next: enrol a replacement key for %s (keydesk enrol)\n", res.User.ExternalID)
+	return nil
+}
+
+// recoverIdentity stores the helpdesk's age identity, read from the
+// terminal or stdin, in the OS keyring; with "new" it makes one and prints
+// the recipient to add to the desks' settings.
+func recoverIdentity(e *env, pos []string) error {
+	kr := secrets.Default()
+	if len(pos) == 1 && pos[0] == "new" {
+		id, rcpt, err := escrow.NewIdentity()
+		if err != nil {
+			return err
+		}
+		if err := kr.Put(secrets.HelpdeskIdentityAccount(), id); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "new helpdesk identity stored in the system keyring; its recipient for helpdesk_recipients is:\n%s\n", rcpt)
+		return nil
+	}
+	if len(pos) > 0 {
+		return usagef("recover identity [new]: the identity is read from the terminal or stdin, never the command line")
+	}
+	id, err := e.prompt.secret("Helpdesk age identity (AGE-SECRET-KEY-1…)")
+	if err != nil {
+		return err
+	}
+	id = strings.TrimSpace(id)
+	if _, err := age.ParseX25519Identity(id); err != nil {
+		return fmt.Errorf("not an age identity: %w", err)
+	}
+	if err := kr.Put(secrets.HelpdeskIdentityAccount(), id); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "helpdesk identity stored in the system keyring")
+	return nil
+}
+
+// reinsert asks the person to remove and reinsert the key; in practice mode
+// keydesk-sim power-cycles the virtual key, as a person would replug it.
+func (e *env) reinsert(serial uint32) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if e.practice {
+			fmt.Fprintf(e.stderr, "Power-cycling practice key %d (as if removed and reinserted).\n", serial)
+			return sim.Main(ctx, []string{"power-cycle", strconv.FormatUint(uint64(serial), 10), "--state", e.simDir}, io.Discard, e.stderr)
+		}
+		fmt.Fprintf(e.stderr, "Remove key %d, insert it again, then press Enter (the reset must follow within seconds).\n", serial)
+		_, err := e.prompt.line()
+		return err
+	}
+}

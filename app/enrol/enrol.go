@@ -1,0 +1,1040 @@
+// Package enrol enrols YubiKeys for users at an admin's desk, one key or a
+// whole roster in a sitting. It never prints, prompts or exits: it asks for
+// PINs, touches and keys through UI, and reports progress through it too, so
+// the CLI and the desktop app are two faces of the same steps.
+//
+// One key's enrolment, in order:
+//
+//  1. The user is looked up in the registry (a batch creates new ones); the
+//     key must be factory-fresh and must not be registered to anyone.
+//  2. Genuine: a PIV key is generated in slot 9a (NIST SP 800-73-4 §3.3.2)
+//     and attested by the key (Yubico ATTEST); the chain must reach Yubico's
+//     roots — keydesk's virtual root only in practice mode.
+//  3. FIDO2: the user chooses a PIN meeting the policy (CTAP 2.1 §6.5.5.5),
+//     the key's minimum PIN length is raised to it (§6.11.4), and the
+//     organisation's credential is made (rp id, credProtect ≥ 2 per §12.1,
+//     discoverable per policy); its attestation must be genuine too. A local
+//     test sign-in (WebAuthn L2 §7.2) with the new credential must verify
+//     before anything is registered.
+//  4. PIV: a random management key stored on the key behind the PIN (the
+//     way ykman's --protect does), a random PUK, the PIV PIN the user
+//     chooses, and a certificate for 9a (self-signed, or a CSR written out).
+//     The PUK and management key are sealed with age to the helpdesk
+//     recipients, and the sealed copy is journalled, before the key changes.
+//  5. Registry: the key is registered pending (through the outbox, so a
+//     crash never registers it twice), the sealed escrow stored, and the key
+//     made active by a challenge it signs (FIDO2 assertion and PIV
+//     signature, checked by the registry).
+//
+// A user counts as covered only with two active keys, a primary and a
+// backup; EnrolUser ends a first key by asking for the backup.
+//
+// Every stage is journalled before it starts (journal.go). A key pulled or
+// a registry that goes down stops the enrolment with an *InterruptedError
+// that says what happened and what to do next; Resume (or the next run of
+// the same batch) finishes what can be finished. PINs are typed, used and
+// forgotten; nothing keydesk writes holds a PIN, PUK or management key in
+// the clear.
+package enrol
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/attest"
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/credential"
+)
+
+// EscrowKind is the registry escrow kind the PIV secrets are stored under.
+const EscrowKind = "piv"
+
+// Factory PIV secrets (FACTS.md, YubiKey PIV defaults).
+const (
+	defaultPIVPIN = "123456"
+	defaultPUK    = "12345678"
+)
+
+// Config is what an Enroller works with.
+type Config struct {
+	Settings settings.Settings
+	Keys     *keys.Service
+	Registry *client.Client
+	// JournalPath is the enrolment journal; DataDir/enrol-journal.db under
+	// regconn.DefaultDataDir when empty.
+	JournalPath string
+	// Now is the clock for attestation checks; time.Now when nil.
+	Now func() time.Time
+}
+
+// Enroller runs enrolments. It holds no key open between calls.
+type Enroller struct {
+	cfg      Config
+	roots    *attest.Roots
+	pivRoots []*x509.Certificate
+	j        *journal
+}
+
+// New checks the settings are ready for enrolment (helpdesk recipients
+// configured) and opens the journal.
+func New(cfg Config) (*Enroller, error) {
+	if err := cfg.Settings.ReadyToEnrol(); err != nil {
+		return nil, err
+	}
+	if cfg.Keys == nil || cfg.Registry == nil {
+		return nil, errors.New("enrolment needs the key service and a registry client")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	roots, err := regconn.Roots(cfg.Settings)
+	if err != nil {
+		return nil, err
+	}
+	var extra []*x509.Certificate
+	if cfg.Settings.Practice {
+		extra = append(extra, attest.PracticeRoots()...)
+	}
+	for _, p := range cfg.Settings.TrustRoots {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading trust root: %w", err)
+		}
+		for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("trust root %s: %w", p, err)
+			}
+			extra = append(extra, c)
+		}
+	}
+	if cfg.JournalPath == "" {
+		d, err := regconn.DefaultDataDir()
+		if err != nil {
+			return nil, err
+		}
+		cfg.JournalPath = filepath.Join(d, "enrol-journal.db")
+	}
+	j, err := openJournal(cfg.JournalPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Enroller{cfg: cfg, roots: roots, pivRoots: extra, j: j}, nil
+}
+
+// Close closes the journal.
+func (e *Enroller) Close() error { return e.j.close() }
+
+// PINKind says which PIN is asked for.
+type PINKind string
+
+const (
+	FIDO2PIN PINKind = "FIDO2 PIN"
+	PIVPIN   PINKind = "PIV PIN"
+)
+
+// PINRequest asks the user to choose a new PIN.
+type PINRequest struct {
+	Kind   PINKind
+	Serial uint32
+	User   string // display name
+	// MinLength and MaxLength bound the PIN (code points for FIDO2, CTAP
+	// 2.1 §6.5.1; characters for PIV, 6 to 8).
+	MinLength, MaxLength int
+	// Problem says why the previous choice was refused ("" the first time).
+	Problem string
+}
+
+// Step names a stage of the work for progress reports.
+type Step string
+
+const (
+	StepUser      Step = "user"
+	StepKey       Step = "key"
+	StepGenuine   Step = "genuine"
+	StepFIDO2PIN  Step = "fido2-pin"
+	StepFIDO2     Step = "fido2-credential"
+	StepSignIn    Step = "test-sign-in"
+	StepPIV       Step = "piv"
+	StepCert      Step = "certificate"
+	StepEscrow    Step = "escrow"
+	StepRegister  Step = "register"
+	StepActivate  Step = "activate"
+	StepDone      Step = "done"
+	StepBatchUser Step = "batch-user"
+)
+
+// Event is one progress report.
+type Event struct {
+	Step   Step
+	Serial uint32
+	User   string // external id
+	Detail string
+	// Done and Total count keys in a batch (0 outside one).
+	Done, Total int
+}
+
+// InsertRequest asks for a key to be inserted.
+type InsertRequest struct {
+	User  string // display name
+	Role  registry.KeyRole
+	Index int // which of the user's keys (1-based)
+	Of    int
+}
+
+// UI is how enrolment talks to the person at the desk. NewPIN is required;
+// a nil Progress or Touch is skipped; a nil InsertKey makes a missing key an
+// error instead of a wait; a nil Confirm answers no.
+type UI struct {
+	Progress func(Event)
+	// NewPIN asks the user to choose a PIN. The PIN is used and forgotten.
+	NewPIN func(ctx context.Context, r PINRequest) (string, error)
+	// Touch says the key is waiting for a touch.
+	Touch func(ctx context.Context, serial uint32)
+	// InsertKey says a new key is needed; enrolment then waits for one.
+	InsertKey func(ctx context.Context, r InsertRequest) error
+	// Confirm asks a yes/no question (enrol the backup key now?).
+	Confirm func(ctx context.Context, question string) (bool, error)
+}
+
+func (u UI) progress(ev Event) {
+	if u.Progress != nil {
+		u.Progress(ev)
+	}
+}
+
+// Request is one key to enrol.
+type Request struct {
+	// User is the user; ExternalID is required. EnrolKey needs the user to
+	// exist in the registry unless CreateUser is set (a batch).
+	User       client.EnrolUser
+	CreateUser bool
+	// Serial picks the key; 0 takes the one fresh key attached (waiting for
+	// one through UI.InsertKey when there is none).
+	Serial uint32
+	// Role is primary or backup; empty chooses primary when the user has no
+	// active or pending primary, else backup.
+	Role registry.KeyRole
+	// Batch names the batch the key belongs to, for the journal.
+	Batch string
+	// Index and Of say which of the user's keys this is, for prompts.
+	Index, Of int
+}
+
+// Result is one key's enrolment.
+type Result struct {
+	ExternalID  string             `json:"external_id"`
+	UserID      string             `json:"user_id"`
+	DisplayName string             `json:"display_name"`
+	Serial      uint32             `json:"serial"`
+	KeyID       string             `json:"key_id"`
+	Role        registry.KeyRole   `json:"role"`
+	Status      registry.KeyStatus `json:"status"`
+	Genuine     string             `json:"genuine"` // the attestation root
+	CSRPath     string             `json:"csr_path,omitempty"`
+	Covered     bool               `json:"covered"`
+	Missing     []string           `json:"missing,omitempty"`
+	Resumed     bool               `json:"resumed,omitempty"`
+}
+
+// Typed errors a caller acts on.
+var (
+	// ErrNotFresh: the key has a FIDO2 PIN, FIDO2 credentials or non-default
+	// PIV secrets; enrolment starts only from a factory-fresh key.
+	ErrNotFresh = errors.New("the key is not factory-fresh")
+	// ErrNotGenuine: an attestation did not reach a trusted root.
+	ErrNotGenuine = errors.New("the key could not prove it is a genuine YubiKey")
+	// ErrNoSuchUser: the user is not in the registry.
+	ErrNoSuchUser = errors.New("no such user in the registry")
+	// ErrTestSignIn: the local test sign-in with the new credential failed.
+	ErrTestSignIn = errors.New("the test sign-in with the new credential failed")
+	// ErrPINPolicy: the user's PIN choices kept failing the policy.
+	ErrPINPolicy = errors.New("the PIN does not meet the policy")
+)
+
+// RegisteredError: the key is already registered, to OwnerExternalID (or
+// to the same user, when Same).
+type RegisteredError struct {
+	Serial  uint32
+	KeyID   string
+	OwnerID string
+	Same    bool
+	Status  registry.KeyStatus
+}
+
+func (e *RegisteredError) Error() string {
+	if e.Same {
+		return fmt.Sprintf("key %d is already registered to this user (%s)", e.Serial, e.Status)
+	}
+	return fmt.Sprintf("key %d is registered to someone else (user %s, %s)", e.Serial, e.OwnerID, e.Status)
+}
+
+// Hint says what to do.
+func (e *RegisteredError) Hint() string {
+	if e.Same {
+		return "Nothing to do for this key. Insert another key to enrol more."
+	}
+	return "Do not hand this key out. If it really changed hands, the helpdesk must retire it from its owner first."
+}
+
+// InterruptedError: an enrolment stopped part-way. Stage says how far it
+// got; the hint says what to do next.
+type InterruptedError struct {
+	Serial uint32
+	Stage  Stage
+	Err    error
+}
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %v", e.Serial, e.Stage, e.Err)
+}
+
+func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// Hint is the next step for the person at the desk.
+func (e *InterruptedError) Hint() string {
+	switch e.Stage {
+	case StageDevice, StageSealed:
+		return fmt.Sprintf("Key %d is half set up and nothing was registered. Reset its PIV and FIDO2 applications "+
+			"(keydesk piv reset --serial %d, and a FIDO2 reset), then enrol it again.", e.Serial, e.Serial)
+	case StagePrepared, StageQueued:
+		return fmt.Sprintf("Key %d is set up and tested but not yet registered (the registry could not be reached). "+
+			"Keep the key; when the registry is back run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
+	default:
+		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
+	}
+}
+
+func (e *Enroller) now() time.Time { return e.cfg.Now() }
+
+// FindUser finds a user in the registry by registry id or external id.
+func (e *Enroller) FindUser(ctx context.Context, id string) (registry.User, error) {
+	if u, err := e.cfg.Registry.User(ctx, id); err == nil {
+		return u, nil
+	} else if !errors.Is(err, registry.ErrNotFound) {
+		return registry.User{}, err
+	}
+	after := ""
+	for {
+		us, next, err := e.cfg.Registry.Users(ctx, after, 1000)
+		if err != nil {
+			return registry.User{}, err
+		}
+		for _, u := range us {
+			if u.ExternalID == id {
+				return u, nil
+			}
+		}
+		if next == "" {
+			return registry.User{}, fmt.Errorf("user %q: %w", id, ErrNoSuchUser)
+		}
+		after = next
+	}
+}
+
+// userKeys returns the user's keys in the registry (none for a user not
+// there yet).
+func (e *Enroller) userKeys(ctx context.Context, externalID string) (registry.User, []registry.Key, error) {
+	u, err := e.FindUser(ctx, externalID)
+	if errors.Is(err, ErrNoSuchUser) {
+		return registry.User{}, nil, nil
+	}
+	if err != nil {
+		return registry.User{}, nil, err
+	}
+	ks, err := e.cfg.Registry.UserKeys(ctx, u.ID)
+	return u, ks, err
+}
+
+// live reports whether a key counts towards a user's keys: active, or
+// pending (registered, activation to be finished).
+func live(k registry.Key) bool {
+	return k.Status == registry.KeyActive || k.Status == registry.KeyPending
+}
+
+// EnrolKey enrols one key for req.User.
+func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, error) {
+	if ui.NewPIN == nil {
+		return nil, errors.New("enrolment needs UI.NewPIN")
+	}
+	if req.User.ExternalID == "" {
+		return nil, errors.New("enrolment needs the user's external id")
+	}
+	ui.progress(Event{Step: StepUser, User: req.User.ExternalID})
+	u, ks, err := e.userKeys(ctx, req.User.ExternalID)
+	if err != nil {
+		return nil, err
+	}
+	if u.ID == "" && !req.CreateUser {
+		return nil, fmt.Errorf("user %q: %w", req.User.ExternalID, ErrNoSuchUser)
+	}
+	if u.ID != "" {
+		req.User.DisplayName, req.User.Email = u.DisplayName, u.Email
+		if len(req.User.Groups) == 0 {
+			req.User.Groups = u.Groups
+		}
+	}
+	if req.Role == "" {
+		req.Role = registry.RolePrimary
+		for _, k := range ks {
+			if live(k) && k.Role != registry.RoleBackup {
+				req.Role = registry.RoleBackup
+			}
+		}
+	}
+	k, err := e.pickKey(ctx, req, ui)
+	if err != nil {
+		return nil, err
+	}
+	return e.enrolOn(ctx, k, req, ui)
+}
+
+// pickKey finds the key to enrol: req.Serial, or the one fresh key attached,
+// waiting for one when none is.
+func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key, error) {
+	asked := false
+	for {
+		list, err := e.cfg.Keys.List(ctx)
+		if err != nil {
+			return device.Key{}, err
+		}
+		var cands []device.Key
+		for _, k := range list {
+			if k.SerialUnknown || (req.Serial != 0 && k.Serial != req.Serial) {
+				continue
+			}
+			if req.Serial == 0 {
+				if rec, _ := e.j.get(ctx, k.Serial); rec != nil {
+					continue // in the journal: enrolled, or to be resumed
+				}
+				if _, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(k.Serial), 10)); err == nil {
+					continue
+				}
+				if fresh, _ := e.fresh(ctx, k); !fresh {
+					continue
+				}
+			}
+			cands = append(cands, k)
+		}
+		if len(cands) > 0 {
+			// Several fresh keys: the lowest serial; the result names it.
+			best := cands[0]
+			for _, c := range cands[1:] {
+				if c.Serial < best.Serial {
+					best = c
+				}
+			}
+			return best, nil
+		}
+		if req.Serial != 0 {
+			if asked || ui.InsertKey == nil {
+				return device.Key{}, fmt.Errorf("%w with serial %d", keys.ErrNoKey, req.Serial)
+			}
+		} else if ui.InsertKey == nil {
+			return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
+		}
+		if !asked {
+			if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
+				return device.Key{}, err
+			}
+			asked = true
+			continue
+		}
+		if err := e.waitChange(ctx); err != nil {
+			return device.Key{}, err
+		}
+	}
+}
+
+// waitChange returns when the attached keys change.
+func (e *Enroller) waitChange(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := e.cfg.Keys.Watch(wctx)
+	if err != nil {
+		return err
+	}
+	first := true
+	for range ch {
+		if !first {
+			return nil
+		}
+		first = false
+	}
+	return ctx.Err()
+}
+
+// fresh reports whether k is factory-fresh: no FIDO2 PIN, and PIV PIN, PUK
+// and management key at their defaults with slot 9a empty.
+func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
+	if k.FIDOPath == "" || k.Reader == "" {
+		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB"
+	}
+	st, err := fidokey.Open(k.FIDOPath).Status(ctx)
+	if err != nil {
+		return false, "reading FIDO2: " + err.Error()
+	}
+	if st.PINSet {
+		return false, "it has a FIDO2 PIN"
+	}
+	card, err := e.cfg.Keys.PIV(k)
+	if err != nil {
+		return false, err.Error()
+	}
+	ps, err := card.Status(ctx)
+	if err != nil {
+		return false, "reading PIV: " + err.Error()
+	}
+	if !ps.PINDefault || !ps.PUKDefault || !ps.MgmtKeyDefault {
+		return false, "its PIV PIN, PUK or management key was changed"
+	}
+	return true, ""
+}
+
+func randomDigits(n int) (string, error) {
+	var b strings.Builder
+	for range n {
+		d, err := rand.Int(rand.Reader, big.NewInt(10))
+		if err != nil {
+			return "", err
+		}
+		b.WriteByte(byte('0' + d.Int64()))
+	}
+	return b.String(), nil
+}
+
+// askPIN asks for a new PIN until it meets the bounds (three tries).
+func askPIN(ctx context.Context, ui UI, r PINRequest, check func(string) string) (string, error) {
+	for range 3 {
+		pin, err := ui.NewPIN(ctx, r)
+		if err != nil {
+			return "", err
+		}
+		if r.Problem = check(pin); r.Problem == "" {
+			return pin, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w: %s", r.Kind, ErrPINPolicy, r.Problem)
+}
+
+func (e *Enroller) checkFIDOPIN(pin string) string {
+	n := utf8.RuneCountInString(pin)
+	switch {
+	case !utf8.ValidString(pin):
+		return "the PIN is not valid text"
+	case n < e.cfg.Settings.MinPINLength:
+		return fmt.Sprintf("the PIN must be at least %d characters", e.cfg.Settings.MinPINLength)
+	case len(pin) > 63:
+		return "the PIN must be at most 63 bytes"
+	}
+	return ""
+}
+
+func checkPIVPIN(pin string) string {
+	switch {
+	case len(pin) < 6 || len(pin) > 8:
+		return "a PIV PIN must be 6 to 8 characters"
+	case pin == defaultPIVPIN:
+		return "that is the factory PIN; choose another"
+	}
+	return ""
+}
+
+// enrolOn enrols key k.
+func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI) (*Result, error) {
+	serial := k.Serial
+	sstr := strconv.FormatUint(uint64(serial), 10)
+	ui.progress(Event{Step: StepKey, Serial: serial, User: req.User.ExternalID, Detail: k.Model})
+	if k.Virtual && !e.cfg.Settings.Practice {
+		return nil, fmt.Errorf("key %d is a virtual practice key: %w", serial, ErrNotGenuine)
+	}
+	if rec, err := e.j.get(ctx, serial); err != nil {
+		return nil, err
+	} else if rec != nil && rec.Stage != StageActive {
+		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
+	}
+	switch kd, err := e.cfg.Registry.KeyBySerial(ctx, sstr); {
+	case err == nil:
+		u, _ := e.FindUser(ctx, req.User.ExternalID)
+		return nil, &RegisteredError{Serial: serial, KeyID: kd.ID, OwnerID: kd.OwnerID, Same: u.ID != "" && u.ID == kd.OwnerID, Status: kd.Status}
+	case !errors.Is(err, registry.ErrNotFound):
+		return nil, err
+	}
+	if ok, why := e.fresh(ctx, k); !ok {
+		return nil, fmt.Errorf("key %d: %w: %s", serial, ErrNotFresh, why)
+	}
+	card, err := e.cfg.Keys.PIV(k)
+	if err != nil {
+		return nil, err
+	}
+	fido := fidokey.Open(k.FIDOPath)
+	touch := func(ctx context.Context) {
+		if ui.Touch != nil {
+			ui.Touch(ctx, serial)
+		}
+	}
+
+	rec := &Record{Serial: serial, ExternalID: req.User.ExternalID, Role: string(req.Role), Batch: req.Batch, Stage: StageDevice}
+	if err := e.j.put(ctx, rec); err != nil {
+		return nil, err
+	}
+	stop := func(err error) (*Result, error) {
+		rec.Error = err.Error()
+		e.j.put(context.WithoutCancel(ctx), rec)
+		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
+	}
+
+	// Genuine: a fresh key in 9a, attested by the key in the same session
+	// of work, chained to a trusted root with this serial.
+	ui.progress(Event{Step: StepGenuine, Serial: serial, User: req.User.ExternalID})
+	defaultPIN := device.Callbacks{PIN: func(context.Context, string) (string, error) { return defaultPIVPIN, nil }, Touch: touch}
+	pub, err := card.Generate(ctx, defaultPIN, 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+	if err != nil {
+		return stop(fmt.Errorf("generating the PIV key in 9a: %w", err))
+	}
+	att, err := card.Attest(ctx, 0x9a)
+	if err != nil {
+		return stop(fmt.Errorf("attesting 9a: %w", err))
+	}
+	verdict, err := pivkey.VerifyAttestation(att, pivkey.AttestationPolicy{ExtraRoots: e.pivRoots, PublicKey: pub, Serial: serial, Now: e.now()})
+	if err != nil {
+		return stop(fmt.Errorf("%w: PIV attestation: %v", ErrNotGenuine, err))
+	}
+
+	// FIDO2 PIN, to policy.
+	ui.progress(Event{Step: StepFIDO2PIN, Serial: serial, User: req.User.ExternalID})
+	fpin, err := askPIN(ctx, ui, PINRequest{Kind: FIDO2PIN, Serial: serial, User: req.User.DisplayName, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}, e.checkFIDOPIN)
+	if err != nil {
+		return stop(err)
+	}
+	if err := fido.SetPIN(ctx, fpin); err != nil {
+		return stop(fmt.Errorf("setting the FIDO2 PIN: %w", err))
+	}
+	if st, err := fido.Status(ctx); err == nil && st.MinPINLength < e.cfg.Settings.MinPINLength {
+		if err := fido.SetMinPINLength(ctx, fpin, e.cfg.Settings.MinPINLength); err != nil && !errors.Is(err, device.ErrNotSupported) {
+			return stop(fmt.Errorf("setting the key's minimum PIN length: %w", err))
+		}
+	}
+	fcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return fpin, nil }, Touch: touch}
+
+	// The organisation's credential.
+	ui.progress(Event{Step: StepFIDO2, Serial: serial, User: req.User.ExternalID, Detail: e.cfg.Settings.RPID})
+	userHandle := sha256.Sum256([]byte("keydesk-user:" + req.User.ExternalID))
+	chal := make([]byte, 32)
+	rand.Read(chal)
+	reg, err := fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: e.cfg.Settings.RPID, RPName: e.cfg.Settings.RPName,
+		UserID: userHandle[:], UserName: req.User.Email, DisplayName: req.User.DisplayName, Challenge: chal,
+		Discoverable: e.cfg.Settings.Discoverable, CredProtect: e.cfg.Settings.CredProtect}, fcb)
+	if err != nil {
+		return stop(fmt.Errorf("making the FIDO2 credential: %w", err))
+	}
+	cdh := sha256.Sum256(reg.ClientDataJSON)
+	if res := e.roots.FIDO(attest.FIDOInput{AttestationObject: reg.AttestationObject, ClientDataHash: cdh[:], CredentialID: reg.CredentialID,
+		PublicKey: reg.PublicKey, RPID: e.cfg.Settings.RPID}, e.now()); res.Verdict != registry.VerdictGenuine {
+		return stop(fmt.Errorf("%w: FIDO2 attestation %s: %s", ErrNotGenuine, res.Verdict, res.Reason))
+	}
+	if reg.CredProtect != 0 && reg.CredProtect < e.cfg.Settings.CredProtect {
+		return stop(fmt.Errorf("the key made the credential with credProtect %d, policy needs %d", reg.CredProtect, e.cfg.Settings.CredProtect))
+	}
+
+	// A local test sign-in, with the PIN, before anything is registered.
+	ui.progress(Event{Step: StepSignIn, Serial: serial, User: req.User.ExternalID})
+	tchal := make([]byte, 32)
+	rand.Read(tchal)
+	as, err := fido.GetAssertion(ctx, fidokey.AssertOptions{RPID: e.cfg.Settings.RPID, Challenge: tchal, CredentialIDs: [][]byte{reg.CredentialID}, UserVerification: true}, fcb)
+	if err != nil {
+		return stop(fmt.Errorf("%w: %w", ErrTestSignIn, err))
+	}
+	if r, err := credential.VerifyAssertion(reg.PublicKey, e.cfg.Settings.RPID, tchal, reg.SignCount,
+		credential.Assertion{AuthenticatorData: as.AuthenticatorData, ClientDataJSON: as.ClientDataJSON, Signature: as.Signature}); err != nil {
+		return stop(fmt.Errorf("%w: %v", ErrTestSignIn, err))
+	} else if !r.UserVerified {
+		return stop(fmt.Errorf("%w: the key did not verify the PIN", ErrTestSignIn))
+	}
+
+	// PIV: random management key (behind the PIN) and PUK, sealed and
+	// journalled before the key changes; then the user's PIV PIN.
+	ui.progress(Event{Step: StepPIV, Serial: serial, User: req.User.ExternalID})
+	ppin, err := askPIN(ctx, ui, PINRequest{Kind: PIVPIN, Serial: serial, User: req.User.DisplayName, MinLength: 6, MaxLength: 8}, checkPIVPIN)
+	if err != nil {
+		return stop(err)
+	}
+	puk, err := randomDigits(8)
+	if err != nil {
+		return stop(err)
+	}
+	_, err = card.RotateManagementKey(ctx, defaultPIN, pivkey.RotateOptions{Protect: true, Escrow: func(mk []byte, alg device.MgmtKeyAlgorithm) error {
+		blob, err := escrow.Seal(escrow.PIVSecrets{Serial: serial, PUK: puk, ManagementKey: mk, Algorithm: algName(alg), Created: e.now().UTC()}, e.cfg.Settings.HelpdeskRecipients)
+		if err != nil {
+			return err
+		}
+		rec.Escrow, rec.Stage = blob, StageSealed
+		return e.j.put(ctx, rec)
+	}})
+	if err != nil {
+		return stop(fmt.Errorf("setting a random PIV management key: %w", err))
+	}
+	if err := card.ChangePUK(ctx, defaultPUK, puk); err != nil {
+		return stop(fmt.Errorf("setting a random PUK: %w", err))
+	}
+	if err := card.ChangePIN(ctx, defaultPIVPIN, ppin); err != nil {
+		return stop(fmt.Errorf("setting the PIV PIN: %w", err))
+	}
+	pcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}
+
+	ui.progress(Event{Step: StepCert, Serial: serial, User: req.User.ExternalID, Detail: e.cfg.Settings.PIVCertMode})
+	subject := pkix.Name{CommonName: req.User.DisplayName, SerialNumber: req.User.ExternalID}
+	var certDER []byte
+	var csrPath string
+	switch e.cfg.Settings.PIVCertMode {
+	case settings.CertCSR:
+		csr, err := card.CSR(ctx, pcb, 0x9a, subject)
+		if err != nil {
+			return stop(fmt.Errorf("making the CSR: %w", err))
+		}
+		csrPath, err = writeCSR(e.cfg.Settings.CSRDir, serial, req.User.ExternalID, csr)
+		if err != nil {
+			return stop(err)
+		}
+	default:
+		cert, err := card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)
+		if err != nil {
+			return stop(fmt.Errorf("self-signing the 9a certificate: %w", err))
+		}
+		certDER = cert.Raw
+	}
+	pkix, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return stop(err)
+	}
+
+	er := client.Enrolment{
+		User: req.User,
+		Key: client.EnrolKey{Serial: sstr, Model: k.Model, Firmware: k.Firmware.String(), Role: string(req.Role),
+			Status: string(registry.KeyPending), Label: fmt.Sprintf("%s (%s)", req.User.DisplayName, req.Role)},
+		FIDO2: []client.FIDO2Credential{{CredentialID: reg.CredentialID, PublicKey: reg.PublicKey, AAGUID: reg.AAGUID[:],
+			RPID: e.cfg.Settings.RPID, SignCount: as.SignCount, CredProtect: e.cfg.Settings.CredProtect,
+			AttestationObject: reg.AttestationObject, AttestationClientDataHash: cdh[:]}},
+		PIV: []client.PIVSlot{{Slot: "9a", PublicKey: pkix, Certificate: certDER, AttestationCert: att.Certificate.Raw, AttestationIntermediate: att.Intermediate.Raw}},
+	}
+	rec.Request, err = json.Marshal(er)
+	if err != nil {
+		return stop(err)
+	}
+	rec.Stage = StagePrepared
+	if err := e.j.put(ctx, rec); err != nil {
+		return stop(err)
+	}
+
+	res, err := e.finish(ctx, rec, k, ui, ppin)
+	if err != nil {
+		return nil, err
+	}
+	// The PIN is changed at first use when the policy says so; last, since
+	// the key refuses the PIN until then.
+	if e.cfg.Settings.ForcePINChange {
+		if err := fido.ForcePINChange(ctx, fpin); err != nil && !errors.Is(err, device.ErrNotSupported) {
+			return nil, fmt.Errorf("key %d is enrolled and active, but forcing a FIDO2 PIN change failed: %w", serial, err)
+		}
+	}
+	res.Genuine, res.CSRPath = verdict.Root, csrPath
+	ui.progress(Event{Step: StepDone, Serial: serial, User: req.User.ExternalID, Detail: string(res.Status)})
+	return res, nil
+}
+
+func algName(a device.MgmtKeyAlgorithm) string {
+	switch a {
+	case device.Mgmt3DES:
+		return "3des"
+	case device.MgmtAES128:
+		return "aes128"
+	case device.MgmtAES256:
+		return "aes256"
+	}
+	return "aes192"
+}
+
+func writeCSR(dir string, serial uint32, externalID string, der []byte) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("writing the CSR: %w", err)
+	}
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, externalID)
+	p := filepath.Join(dir, fmt.Sprintf("%d-%s.csr.pem", serial, safe))
+	b := der
+	if !bytes.HasPrefix(der, []byte("-----BEGIN")) {
+		b = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return "", fmt.Errorf("writing the CSR: %w", err)
+	}
+	return p, nil
+}
+
+// finish takes a prepared record through registration, escrow and
+// activation. ppin is the PIV PIN when known (a fresh enrolment), for the
+// PIV proof; a resumed enrolment proves with FIDO2 alone.
+func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, ppin string) (*Result, error) {
+	serial := rec.Serial
+	stop := func(err error) (*Result, error) {
+		rec.Error = err.Error()
+		e.j.put(context.WithoutCancel(ctx), rec)
+		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
+	}
+	var er client.Enrolment
+	if err := json.Unmarshal(rec.Request, &er); err != nil {
+		return nil, fmt.Errorf("journal record of key %d: %w", serial, err)
+	}
+	ui.progress(Event{Step: StepRegister, Serial: serial, User: rec.ExternalID})
+	var enrolled client.Enrolled
+	if rec.Stage == StagePrepared || rec.Stage == StageQueued {
+		if rec.Stage == StagePrepared {
+			en, err := e.cfg.Registry.QueueEnrolment(ctx, er)
+			if err != nil {
+				return stop(err)
+			}
+			rec.OutboxSeq, rec.Stage = en.Seq, StageQueued
+			if err := e.j.put(ctx, rec); err != nil {
+				return stop(err)
+			}
+		}
+		if err := e.cfg.Registry.Flush(ctx, nil); err != nil {
+			return stop(err)
+		}
+		ents, err := e.cfg.Registry.Entries(ctx, "")
+		if err != nil {
+			return stop(err)
+		}
+		for _, en := range ents {
+			if en.Seq != rec.OutboxSeq {
+				continue
+			}
+			switch en.State {
+			case client.Done:
+				if err := json.Unmarshal(en.Response, &enrolled); err != nil {
+					return stop(fmt.Errorf("reading the registry's answer: %w", err))
+				}
+			case client.Pending:
+				return stop(client.ErrUnreachable)
+			default:
+				return stop(fmt.Errorf("the registry refused the registration (%s): %s", en.State, en.Error))
+			}
+		}
+		if enrolled.Key.ID == "" {
+			return stop(fmt.Errorf("outbox entry %d of key %d is gone", rec.OutboxSeq, serial))
+		}
+		rec.KeyID, rec.Stage = enrolled.Key.ID, StageRegistered
+		if err := e.j.put(ctx, rec); err != nil {
+			return stop(err)
+		}
+	}
+	kd, err := e.cfg.Registry.Key(ctx, rec.KeyID)
+	if err != nil {
+		return stop(err)
+	}
+	if rec.Stage == StageRegistered {
+		ui.progress(Event{Step: StepEscrow, Serial: serial, User: rec.ExternalID})
+		if _, err := e.cfg.Registry.PutEscrow(ctx, rec.KeyID, EscrowKind, rec.Escrow, 0); err != nil {
+			var ae *client.APIError
+			// Stored by an earlier attempt whose answer was lost.
+			if !(errors.As(err, &ae) && ae.Conflict()) {
+				return stop(err)
+			}
+			if _, gerr := e.cfg.Registry.Escrow(ctx, rec.KeyID, EscrowKind); gerr != nil {
+				return stop(err)
+			}
+		}
+		rec.Stage = StageEscrowed
+		if err := e.j.put(ctx, rec); err != nil {
+			return stop(err)
+		}
+	}
+	if rec.Stage == StageEscrowed && kd.Status != registry.KeyActive {
+		ui.progress(Event{Step: StepActivate, Serial: serial, User: rec.ExternalID})
+		if err := e.prove(ctx, kd, k, ui, ppin); err != nil {
+			return stop(err)
+		}
+		if kd, err = e.cfg.Registry.Key(ctx, rec.KeyID); err != nil {
+			return stop(err)
+		}
+	}
+	if kd.Status != registry.KeyActive {
+		return stop(fmt.Errorf("the registry left key %d %s", serial, kd.Status))
+	}
+	rec.Stage, rec.Error = StageActive, ""
+	if err := e.j.put(ctx, rec); err != nil {
+		return nil, err
+	}
+	res := &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, DisplayName: er.User.DisplayName, Serial: serial, KeyID: kd.ID,
+		Role: kd.Role, Status: kd.Status}
+	if cv, err := e.cfg.Registry.Coverage(ctx, kd.OwnerID); err == nil {
+		res.Covered, res.Missing = cv.Covered, cv.Missing
+	}
+	return res, nil
+}
+
+// prove has the registry verify challenges signed by the key: a FIDO2
+// assertion (touch only; credProtect 2 needs no PIN with the credential
+// id) and, when the PIV PIN is at hand, a PIV signature with 9a.
+func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, ppin string) error {
+	touch := func(ctx context.Context) {
+		if ui.Touch != nil {
+			ui.Touch(ctx, k.Serial)
+		}
+	}
+	if len(kd.FIDO2) == 0 {
+		return errors.New("the registry holds no FIDO2 credential for the key")
+	}
+	c := kd.FIDO2[0]
+	ch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "fido2", c.ID)
+	if err != nil {
+		return err
+	}
+	as, err := fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: ch.RPID, Challenge: ch.Challenge.Nonce,
+		CredentialIDs: [][]byte{ch.FIDO2CredentialID}}, device.Callbacks{Touch: touch})
+	if err != nil {
+		return fmt.Errorf("signing the registry's challenge: %w", err)
+	}
+	v, err := e.cfg.Registry.VerifyFIDO2(ctx, ch.Challenge.ID, credential.Assertion{AuthenticatorData: as.AuthenticatorData, ClientDataJSON: as.ClientDataJSON, Signature: as.Signature})
+	if err != nil {
+		return err
+	}
+	if !v.OK {
+		return fmt.Errorf("the registry did not accept the key's FIDO2 signature: %s", v.Reason)
+	}
+	if ppin == "" || len(kd.PIV) == 0 {
+		return nil
+	}
+	p := kd.PIV[0]
+	pch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "piv", p.ID)
+	if err != nil {
+		return err
+	}
+	pub, err := x509.ParsePKIXPublicKey(p.PublicKey)
+	if err != nil {
+		return err
+	}
+	card, err := e.cfg.Keys.PIV(k)
+	if err != nil {
+		return err
+	}
+	sig, err := card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
+	if err != nil {
+		return fmt.Errorf("signing the registry's PIV challenge: %w", err)
+	}
+	pv, err := e.cfg.Registry.VerifyPIV(ctx, pch.Challenge.ID, sig)
+	if err != nil {
+		return err
+	}
+	if !pv.OK {
+		return fmt.Errorf("the registry did not accept the key's PIV signature: %s", pv.Reason)
+	}
+	return nil
+}
+
+// Resume finishes the journalled enrolment of key serial: registration,
+// escrow and activation. A key left half set up (stage device or sealed)
+// cannot be resumed; the error says to reset it.
+func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, error) {
+	rec, err := e.j.get(ctx, serial)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("key %d has no enrolment to resume", serial)
+	}
+	if rec.Stage == StageDevice || rec.Stage == StageSealed {
+		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New(rec.Error)}
+	}
+	var k device.Key
+	if rec.Stage != StageActive {
+		if k, err = e.cfg.Keys.Find(ctx, serial); err != nil {
+			if ui.InsertKey == nil {
+				return nil, err
+			}
+			if k, err = e.pickKey(ctx, Request{Serial: serial, Role: registry.KeyRole(rec.Role)}, ui); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if rec.Stage == StageActive {
+		kd, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(serial), 10))
+		if err != nil {
+			return nil, err
+		}
+		return &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, Serial: serial, KeyID: kd.ID, Role: kd.Role, Status: kd.Status, Resumed: true}, nil
+	}
+	res, err := e.finish(ctx, rec, k, ui, "")
+	if err != nil {
+		return nil, err
+	}
+	res.Resumed = true
+	return res, nil
+}
+
+// Unfinished lists journalled enrolments that did not reach active.
+func (e *Enroller) Unfinished(ctx context.Context) ([]*Record, error) {
+	all, err := e.j.list(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, r := range all {
+		if r.Stage != StageActive {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// EnrolUser enrols a key for an existing user and, when that leaves the
+// user without both a primary and a backup, asks (UI.Confirm) to enrol the
+// backup now and does so.
+func (e *Enroller) EnrolUser(ctx context.Context, req Request, ui UI) ([]*Result, error) {
+	res, err := e.EnrolKey(ctx, req, ui)
+	if err != nil {
+		return nil, err
+	}
+	out := []*Result{res}
+	if res.Covered || ui.Confirm == nil {
+		return out, nil
+	}
+	ok, err := ui.Confirm(ctx, fmt.Sprintf("%s is not covered yet (missing: %s). Enrol the backup key now?", res.DisplayName, strings.Join(res.Missing, ", ")))
+	if err != nil || !ok {
+		return out, err
+	}
+	next := req
+	next.Serial, next.Role = 0, ""
+	res2, err := e.EnrolKey(ctx, next, ui)
+	if err != nil {
+		return out, err
+	}
+	return append(out, res2), nil
+}

@@ -1,0 +1,188 @@
+package recover_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/keydesk/keydesk/app/enroltest"
+	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/regtest"
+)
+
+var env *enroltest.Env
+
+func TestMain(m *testing.M) {
+	var bin string
+	regtest.RunTests(runner{m, &bin}, &bin)
+}
+
+type runner struct {
+	m   *testing.M
+	bin *string
+}
+
+func (r runner) Run() int {
+	var err error
+	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
+		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
+		return 1
+	}
+	defer env.Stop()
+	return r.m.Run()
+}
+
+func key(t *testing.T, i int) device.Key {
+	t.Helper()
+	k, err := env.Key(context.Background(), env.Serial(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func auditHas(t *testing.T, action, want string) {
+	t.Helper()
+	var out struct {
+		Entries []struct {
+			Actor   string `json:"actor"`
+			Action  string `json:"action"`
+			Payload any    `json:"payload"`
+		} `json:"entries"`
+	}
+	if err := env.AdminCall("GET", "/v1/audit?action="+action, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range out.Entries {
+		if e.Actor == "helpdesk:desk-1" {
+			return
+		}
+	}
+	t.Fatalf("no %s audit entry by the helpdesk: %+v", action, out)
+}
+
+// TestHelpdeskRecoveries: a blocked PIV PIN unblocked with the escrowed
+// PUK; a blocked FIDO2 PIN recovered by a confirmed reset whose new
+// credential replaces the old one in one registry change set; a lost key
+// marked lost with a temporary access pass, and the last key refused
+// without a break-glass reason. Each step is audited under the helpdesk's
+// token and the audit chain verifies.
+func TestHelpdeskRecoveries(t *testing.T) {
+	ctx := context.Background()
+	var enrolled []enroltest.Enrolled
+	for i, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
+		e, err := enroltest.Enrol(ctx, env.Keys, env.Admin, key(t, i), enroltest.Options{User: "bob", Role: role, PIVPIN: "135790", FIDOPIN: "fido-1357", Recipients: []string{env.Recipient}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		enrolled = append(enrolled, e)
+	}
+	confirmed := 0
+	opt := recover.Options{Registry: env.Helpdesk, Keys: env.Keys,
+		Identity: func() (string, error) { return env.Identity, nil },
+		Confirm:  func(context.Context, string) (bool, error) { confirmed++; return true, nil },
+		Callbacks: device.Callbacks{Reinsert: func(context.Context) error {
+			env.Fleet.Keys[1].Key.PowerCycle()
+			return nil
+		}}}
+
+	// PIV PIN blocked.
+	card, _ := env.Keys.PIV(key(t, 0))
+	for i := 0; i < 3; i++ {
+		card.ChangePIN(ctx, "000000", "111111")
+	}
+	d, err := recover.Diagnose(ctx, key(t, 0), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != "bob" || len(d.UserKeys) != 2 {
+		t.Fatalf("diagnosis: %+v", d)
+	}
+	wrong := opt
+	other, _, err := escrow.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong.Identity = func() (string, error) { return other, nil }
+	if err := recover.UnblockPIVPIN(ctx, key(t, 0), "246802", wrong); err == nil || !strings.Contains(err.Error(), "cannot open") {
+		t.Fatalf("another identity opened the escrow: %v", err)
+	}
+	if err := recover.UnblockPIVPIN(ctx, key(t, 0), "246802", opt); err != nil {
+		t.Fatal(err)
+	}
+	if err := card.ChangePIN(ctx, "246802", "135790"); err != nil {
+		t.Fatalf("the unblocked PIN does not work: %v", err)
+	}
+	auditHas(t, "recovery.escrow_opened", "")
+	auditHas(t, "recovery.piv_pin_unblocked", "")
+
+	// FIDO2 PIN blocked on key 1: 8 wrong PINs, reinserting after every 3.
+	dev := fidokey.Open(key(t, 1).FIDOPath)
+	for i := 0; i < 8; i++ {
+		err := dev.ChangePIN(ctx, "wrong-pin", "fido-9999")
+		if errors.Is(err, device.ErrPINAuthBlocked) {
+			env.Fleet.Keys[1].Key.PowerCycle()
+			i--
+			continue
+		}
+		if err == nil {
+			t.Fatal("a wrong PIN was accepted")
+		}
+	}
+	d, err = recover.Diagnose(ctx, key(t, 1), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Has(recover.FIDO2PINBlocked) {
+		t.Fatalf("diagnosis after blocking the FIDO2 PIN: %+v", d.Problems)
+	}
+	pol := recover.FIDO2Policy{RPID: enroltest.RPID, CredProtect: 2, Discoverable: true}
+	no := opt
+	no.Confirm = func(context.Context, string) (bool, error) { return false, nil }
+	if _, err := recover.ResetFIDO2(ctx, key(t, 1), "fido-2468", pol, no); !errors.Is(err, recover.ErrCanceled) {
+		t.Fatalf("unconfirmed reset: %v", err)
+	}
+	res, err := recover.ResetFIDO2(ctx, key(t, 1), "fido-2468", pol, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Revoked) != 1 || res.Revoked[0] != enrolled[1].FIDO2[0].ID || !res.Verified || confirmed != 1 {
+		t.Fatalf("reset: %+v (confirmed %d)", res, confirmed)
+	}
+	kd, err := env.Helpdesk.Key(ctx, enrolled[1].Key.ID)
+	if err != nil || len(kd.FIDO2) != 1 || kd.FIDO2[0].ID != res.New.ID || kd.Status != registry.KeyActive {
+		t.Fatalf("key after reset: %+v %v", kd, err)
+	}
+	auditHas(t, "key.fido2_reset", "")
+
+	// Lost keys: the first goes at once; the last needs break glass.
+	serial0 := strconv.FormatUint(uint64(env.Serial(0)), 10)
+	serial1 := strconv.FormatUint(uint64(env.Serial(1)), 10)
+	lost, err := recover.MarkLost(ctx, env.Helpdesk, serial0, recover.LostOptions{PassValidity: "8h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost.Key.Status != registry.KeyLost || lost.Pass == "" || lost.ActiveKeys != 1 || lost.User.ExternalID != "bob" {
+		t.Fatalf("lost: %+v", lost)
+	}
+	if _, err := recover.MarkLost(ctx, env.Helpdesk, serial1, recover.LostOptions{}); !errors.Is(err, registry.ErrLastKey) {
+		t.Fatalf("last key marked lost without break glass: %v", err)
+	}
+	if _, err := recover.MarkLost(ctx, env.Helpdesk, serial1, recover.LostOptions{BreakGlass: "both keys stolen, ticket 7", PassValidity: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	auditHas(t, "key.break_glass", "")
+	var av struct {
+		OK bool `json:"ok"`
+	}
+	if err := env.AdminCall("GET", "/v1/audit/verify", nil, &av); err != nil || !av.OK {
+		t.Fatalf("audit verify: %+v %v", av, err)
+	}
+}
