@@ -73,7 +73,15 @@ type Scanner struct {
 type cached struct {
 	events uint32
 	key    *device.Key
+	reads  int // reads at this event count that left the serial unknown
 }
+
+// unknownRereads is how many times a card whose management application did
+// not answer is read again at the same event count: a card pcscd has only
+// just powered up (after an insertion, or under a restarted pcscd) can fail
+// its first SELECT, while an old YubiKey without the application never
+// answers and is then left alone until its next card event.
+const unknownRereads = 5
 
 // NewScanner returns a scanner.
 func NewScanner(opts Options) *Scanner {
@@ -134,10 +142,15 @@ func (s *Scanner) scan(ctx context.Context, states []scard.ReaderState) ([]devic
 		}
 		seen[st.Reader] = true
 		events := uint32(st.EventState) >> 16
-		if c, ok := s.pcsc[st.Reader]; ok && c.events == events && c.key != nil {
+		c, ok := s.pcsc[st.Reader]
+		if ok && c.events == events && c.key != nil && (!c.key.SerialUnknown || c.reads >= unknownRereads) {
 			k := *c.key
 			keys = append(keys, &k)
 			continue
+		}
+		reads := 0
+		if ok && c.events == events {
+			reads = c.reads
 		}
 		k, err := mgmt.Read(ctx, st.Reader)
 		if err != nil {
@@ -150,7 +163,10 @@ func (s *Scanner) scan(ctx context.Context, states []scard.ReaderState) ([]devic
 			keys = append(keys, k)
 			continue
 		}
-		s.pcsc[st.Reader] = cached{events: events, key: k}
+		if k.SerialUnknown {
+			reads++
+		}
+		s.pcsc[st.Reader] = cached{events: events, key: k, reads: reads}
 		kc := *k
 		keys = append(keys, &kc)
 	}
@@ -260,8 +276,16 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 		defer mu.Unlock()
 		sc.Cancel()
 	})
-	// renew replaces sc with a context of the daemon now running.
-	renew := func() {
+	// polling: once pcscd has gone away under the watch, it checks every
+	// poll interval instead of waiting for changes: with pcsc-lite 1.9.9, a
+	// blocking wait on the restarted daemon can stall far beyond its
+	// timeout (SCardCancel does not end it), while a zero-timeout check
+	// answers at once.
+	polling := false
+	// renew replaces sc with a context of the daemon now running; release
+	// says whether the old one may be released (not while a call is in it).
+	renew := func(release bool) {
+		polling = true
 		n, err := scard.EstablishContext()
 		if err != nil {
 			return // no daemon yet: the next round tries again
@@ -270,7 +294,9 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 		old := sc
 		sc = n
 		mu.Unlock()
-		old.Release()
+		if release {
+			old.Release()
+		}
 		if ctx.Err() != nil {
 			n.Cancel()
 		}
@@ -303,7 +329,7 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 			if err != nil {
 				if ctx.Err() == nil {
 					pause() // pcscd restarting: try again shortly, on a new context
-					renew()
+					renew(true)
 				}
 				continue
 			}
@@ -329,8 +355,24 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 				pause()
 				continue
 			}
-			err = sc.GetStatusChange(wait, opts.poll())
-			if errors.Is(err, scard.ErrCancelled) {
+			if polling {
+				pause()
+				continue
+			}
+			// Bound the wait ourselves too: a wait that overruns its
+			// timeout by seconds is on a daemon that no longer answers it;
+			// its context is abandoned, not released (releasing it while a
+			// call is in it is not safe), and the watch polls from then on.
+			res := make(chan error, 1)
+			waiting := sc
+			go func() { res <- waiting.GetStatusChange(wait, opts.poll()) }()
+			select {
+			case err = <-res:
+			case <-time.After(opts.poll() + 2*time.Second):
+				renew(false)
+				continue
+			}
+			if errors.Is(err, scard.ErrCancelled) && ctx.Err() != nil {
 				return
 			}
 		}

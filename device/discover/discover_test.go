@@ -183,6 +183,13 @@ func TestInterfaces(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("key did not come back after reconfiguration")
 	}
+	// Powered up comes before present: wait for what clients see.
+	wctx, done := context.WithTimeout(ctx, 10*time.Second)
+	err = daemon.WaitCard(wctx, 0, true)
+	done()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if k, err = mgmt.Read(ctx, reader); err != nil {
 		t.Fatal(err)
 	}

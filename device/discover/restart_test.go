@@ -10,9 +10,10 @@ import (
 )
 
 // TestWatchSurvivesPcscdRestart restarts pcscd under a running Watch, three
-// times: each time the watch goes on, lists the key again once its card is
-// back, and still reports the key being removed and inserted afterwards (a
-// watch stuck on the dead daemon's context would report neither).
+// times: each time the watch goes on and reports the key being removed and
+// inserted afterwards, with its serial (a watch stuck on the dead daemon's
+// context, or one that kept the serial-less read of a card pcscd had only
+// just powered up, would not).
 func TestWatchSurvivesPcscdRestart(t *testing.T) {
 	f := start(t, 1)
 	opts := discover.Options{FIDOGlobs: []string{f.glob}, NoSystemHID: true}
