@@ -166,7 +166,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
 		}
 		defer en.Close()
-		if rep, err = recover.Replace(e.ctx, en, res, replacement, e.enrolUI()); err != nil {
+		if rep, err = recover.Replace(e.ctx, en, res, replacement, e.enrolUI(enrolFlags{}, en)); err != nil {
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
 		}
 	}
@@ -183,21 +183,6 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	}
 	fmt.Fprintf(e.stdout, "Next: enrol a replacement key for %s (keydesk recover lost %s --replace SERIAL, or keydesk enrol)\n", res.User.ExternalID, serial)
 	return nil
-}
-
-// enrolUI asks for the new key's PINs on the terminal (or stdin).
-func (e *env) enrolUI() enrol.UI {
-	return enrol.UI{
-		NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
-			if r.Problem != "" {
-				fmt.Fprintln(e.stderr, r.Problem)
-			}
-			return e.prompt.newSecret(fmt.Sprintf("New %s for %s on key %d (%d to %d characters)", r.Kind, r.User, r.Serial, r.MinLength, r.MaxLength))
-		},
-		Touch: func(_ context.Context, serial uint32) {
-			fmt.Fprintf(e.stderr, "Touch key %d now (its light is blinking).\n", serial)
-		},
-	}
 }
 
 // recoverIdentity stores the helpdesk's age identity, read from the
