@@ -23,7 +23,7 @@ import (
 // database holds every enrolment exactly once, with an audit log that
 // verifies.
 func TestSyncSurvivesPostgresRestart(t *testing.T) {
-	const n = 200
+	const n = 100
 	pg, err := pgtest.Start()
 	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") == "" {
 		t.Skipf("skipping: %v", err)
