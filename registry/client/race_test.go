@@ -107,4 +107,3 @@ func findUser(t *testing.T, c *client.Client, external string) string {
 		after = next
 	}
 }
-
