@@ -32,7 +32,14 @@ func TestKeysSurvivePcscdRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { stopKey(); <-slot.Done() }()
+	defer func() {
+		stopKey()
+		<-slot.Done()
+		// The next test's card must arrive as a fresh insertion.
+		wctx, done := context.WithTimeout(context.Background(), 10*time.Second)
+		daemon.WaitCard(wctx, 0, false)
+		done()
+	}()
 	if err := daemon.WaitCard(ctx, 0, true); err != nil {
 		t.Fatal(err)
 	}

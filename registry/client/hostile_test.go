@@ -101,7 +101,7 @@ func TestHostileRegistry(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cl, err := client.New(c.url, "t", client.Options{OutboxPath: outbox, Timeout: 2 * time.Second, HTTPClient: c.hc})
+			cl, err := client.New(c.url, "t", client.Options{OutboxPath: outbox, Timeout: time.Second, HTTPClient: c.hc})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,7 +113,7 @@ func TestHostileRegistry(t *testing.T) {
 			var ferr error
 			select {
 			case ferr = <-done:
-			case <-time.After(2 * time.Minute): // far beyond the 2 s request timeout
+			case <-time.After(2 * time.Minute): // far beyond the 1 s request timeout
 				t.Fatal("flush hangs")
 			}
 			if !c.want(ferr) {

@@ -23,7 +23,10 @@ import (
 // database holds every enrolment exactly once, with an audit log that
 // verifies.
 func TestSyncSurvivesPostgresRestart(t *testing.T) {
-	const n = 200
+	n := 100
+	if *soak {
+		n = 2000
+	}
 	pg, err := pgtest.Start()
 	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") == "" {
 		t.Skipf("skipping: %v", err)
@@ -80,7 +83,7 @@ func TestSyncSurvivesPostgresRestart(t *testing.T) {
 	// all fell between the stop and the start, finishes.
 	restarted := make(chan error, 1)
 	err = c.Flush(ctx, func(pr client.Progress) {
-		if pr.Entry.Seq == 3*n/4 {
+		if pr.Entry.Seq == int64(3*n/4) {
 			go func() { restarted <- pg.Restart() }()
 		}
 	})

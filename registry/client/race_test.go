@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"errors"
+	"flag"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -10,6 +11,9 @@ import (
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
+// soak makes the fault tests long: go test ./registry/client -args -soak.
+var soak = flag.Bool("soak", false, "run the fault tests at soak size (500 enrolment races, 2,000 enrolments across PostgreSQL restarts)")
+
 // TestTwoAdminsEnrolOneKey: two admins, each with their own token and
 // client, enrol the same physical key (same serial) at the same moment
 // through a real registry process, once for the same user and once for
@@ -17,7 +21,10 @@ import (
 // it can tell is a conflict, and nothing of the losing enrolment remains
 // (its user is not created, the key has one owner).
 func TestTwoAdminsEnrolOneKey(t *testing.T) {
-	const rounds = 20
+	rounds := 20
+	if *soak {
+		rounds = 500
+	}
 	state := t.TempDir()
 	tokA, err := regtest.Token(bin, state, "admin", "admin-a", "")
 	if err != nil {
@@ -107,4 +114,3 @@ func findUser(t *testing.T, c *client.Client, external string) string {
 		after = next
 	}
 }
-
