@@ -1,0 +1,78 @@
+package uikit
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/widget"
+)
+
+// hinter is an error that carries a plain-language next step (device,
+// registry and app errors do).
+type hinter interface{ Hint() string }
+
+// Message is what a person reads for err: what happened, then what to do
+// next when the error knows.
+func Message(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	var h hinter
+	if errors.As(err, &h) && h.Hint() != "" {
+		msg += "\n\n" + h.Hint()
+	}
+	return msg
+}
+
+// ShowError shows err with its next step in a dialog on w.
+func ShowError(title string, err error, w fyne.Window) {
+	d := dialog.NewCustom(title, "Close", wrapLabel(Message(err)), w)
+	d.Show()
+}
+
+// ConfirmSerial asks before a destructive step on one key: the action
+// button stays disabled until the person has typed the key's serial, and
+// onConfirm runs on the UI goroutine only after they pressed it. Enter in
+// the field confirms once the serial matches; Escape cancels.
+func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onConfirm func()) dialog.Dialog {
+	want := strconv.FormatUint(uint64(serial), 10)
+	entry := widget.NewEntry()
+	entry.SetPlaceHolder("serial " + want)
+	body := wrapLabel(fmt.Sprintf("%s on the key with serial %s.\n%s\n\nType the serial to confirm.", action, want, consequence))
+	var d *dialog.CustomDialog
+	matches := func() bool { return strings.TrimSpace(entry.Text) == want }
+	do := widget.NewButton(action, func() {
+		if matches() {
+			d.Hide()
+			onConfirm()
+		}
+	})
+	do.Importance = widget.DangerImportance
+	do.Disable()
+	cancel := widget.NewButton("Cancel", func() { d.Hide() })
+	entry.OnChanged = func(string) {
+		if matches() {
+			do.Enable()
+		} else {
+			do.Disable()
+		}
+	}
+	entry.OnSubmitted = func(string) { do.OnTapped() }
+	d = dialog.NewCustomWithoutButtons(action+"?", container.NewVBox(body, entry), w)
+	d.SetButtons([]fyne.CanvasObject{cancel, do})
+	d.Show()
+	w.Canvas().Focus(entry)
+	return d
+}
+
+func wrapLabel(s string) *widget.Label {
+	l := widget.NewLabel(s)
+	l.Wrapping = fyne.TextWrapWord
+	return l
+}

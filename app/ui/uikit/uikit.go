@@ -1,0 +1,152 @@
+// Package uikit is what every screen of keydesk's desktop app gets from the
+// shell: the desk's services, the person's registry role, the live list of
+// attached keys, and the few rules every screen keeps — device and registry
+// calls never run on the UI goroutine, the UI changes only through fyne.Do,
+// and a destructive step is confirmed by typing the key's serial.
+//
+// Screens live in their own packages (app/ui/…) and export a Screen; the
+// shell (app/ui) lays them out and shows each only to the roles it names.
+package uikit
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"fyne.io/fyne/v2"
+
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+// Role is the person's registry role; it decides which screens they see.
+type Role string
+
+// The registry's roles (docs/registry.md).
+const (
+	Admin    Role = "admin"
+	Helpdesk Role = "helpdesk"
+	Self     Role = "self"
+)
+
+// ErrNoRegistry is what Env.Registry returns when the desk has no registry
+// connection (none configured and the embedded one failed to open, or the
+// token is missing).
+var ErrNoRegistry = errors.New("no registry connection")
+
+// Env is one running app's world, shared by every screen.
+type Env struct {
+	// App and Window are the Fyne app and the main window; dialogs go on
+	// Window.
+	App    fyne.App
+	Window fyne.Window
+	// Ctx ends when the window closes; background work derives from it.
+	Ctx context.Context
+	// Keys finds and opens attached keys (practice keys in practice mode).
+	Keys *keys.Service
+	// Feed is the live list of attached keys.
+	Feed *KeyFeed
+	// Settings returns the desk's current settings.
+	Settings func() settings.Settings
+	// Registry returns the desk's registry client, or an error saying why
+	// there is none (ErrNoRegistry, client.ErrUnreachable, a token error).
+	Registry func(ctx context.Context) (*client.Client, error)
+	// Role is the person's role; User their registry user id when Role is
+	// Self.
+	Role Role
+	User string
+}
+
+// Can says whether the person's role is one of roles.
+func (e *Env) Can(roles ...Role) bool {
+	for _, r := range roles {
+		if r == e.Role {
+			return true
+		}
+	}
+	return false
+}
+
+// Go runs work off the UI goroutine with a context that ends when the
+// window closes or cancel is called, then calls done with work's error on
+// the UI goroutine (through fyne.Do). done may be nil.
+func (e *Env) Go(work func(ctx context.Context) error, done func(error)) (cancel context.CancelFunc) {
+	parent := e.Ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		err := work(ctx)
+		cancel()
+		if done != nil {
+			fyne.Do(func() { done(err) })
+		}
+	}()
+	return cancel
+}
+
+// Screen is one entry of the app's navigation.
+type Screen struct {
+	// ID is stable ("keys", "enrol"); tests and keyboard shortcuts use it.
+	ID    string
+	Title string
+	Icon  fyne.Resource
+	// Roles are the roles that see the screen; none means everyone.
+	Roles []Role
+	// Make builds the screen's content once, on the UI goroutine. It must
+	// not block: anything slow goes through env.Go.
+	Make func(env *Env) fyne.CanvasObject
+}
+
+// Visible says whether the screen is shown to env's role.
+func (s Screen) Visible(env *Env) bool {
+	return len(s.Roles) == 0 || env.Can(s.Roles...)
+}
+
+// KeyFeed holds the attached keys as the shell's watcher last saw them and
+// tells subscribers of each change on the UI goroutine.
+type KeyFeed struct {
+	mu   sync.Mutex
+	keys []device.Key
+	subs []func([]device.Key)
+	seen bool
+}
+
+// Current returns the keys last published (nil before the first list).
+func (f *KeyFeed) Current() []device.Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]device.Key(nil), f.keys...)
+}
+
+// Subscribe calls fn on the UI goroutine with every new list, and once now
+// with the current one if a list has been published. Call it from the UI
+// goroutine.
+func (f *KeyFeed) Subscribe(fn func([]device.Key)) {
+	f.mu.Lock()
+	f.subs = append(f.subs, fn)
+	cur, seen := append([]device.Key(nil), f.keys...), f.seen
+	f.mu.Unlock()
+	if seen {
+		fn(cur)
+	}
+}
+
+// Publish records a new list and schedules the subscribers on the UI
+// goroutine. Safe from any goroutine.
+func (f *KeyFeed) Publish(keys []device.Key) {
+	f.mu.Lock()
+	f.keys = append([]device.Key(nil), keys...)
+	f.seen = true
+	subs := append([](func([]device.Key)){}, f.subs...)
+	f.mu.Unlock()
+	list := append([]device.Key(nil), keys...)
+	fyne.Do(func() {
+		for _, fn := range subs {
+			fn(list)
+		}
+	})
+}
