@@ -120,6 +120,10 @@ func TestScripts(t *testing.T) {
 				}
 			}
 			env.Setenv("XDG_STATE_HOME", state)
+			// Settings and data stay in the script's work directory, never
+			// the machine's ($HOME is /no-home under testscript).
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
+			env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, ".local", "share"))
 			env.Setenv("KEYDESK_PRACTICE", "1")
 			if _, err := os.Stat(filepath.Join(env.WorkDir, ".registry")); err == nil {
 				return setupRegistry(env, false)

@@ -184,8 +184,12 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ready := true
-		if _, err := os.Stat(d.Socket()); err != nil {
+		// The socket file appears at bind(2); only a connection proves
+		// pcscd is listening on it.
+		if c, err := net.DialTimeout("unix", d.Socket(), time.Second); err != nil {
 			ready = false
+		} else {
+			c.Close()
 		}
 		for _, p := range d.ports {
 			ready = ready && listening(p)

@@ -15,7 +15,7 @@ import (
 // swap it never noticed. The caller's process must be pointed at the daemon
 // (RunTests does that).
 func (d *Daemon) WaitCard(ctx context.Context, i int, present bool) error {
-	sc, err := scard.EstablishContext()
+	sc, err := establish(ctx)
 	if err != nil {
 		return err
 	}
@@ -35,5 +35,21 @@ func (d *Daemon) WaitCard(ctx context.Context, i int, present bool) error {
 			return nil
 		}
 		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
+	}
+}
+
+// establish opens a PC/SC context, retrying while pcscd is still starting
+// (SCARD_E_NO_SERVICE) until ctx ends.
+func establish(ctx context.Context) (*scard.Context, error) {
+	for {
+		sc, err := scard.EstablishContext()
+		if err == nil || !errors.Is(err, scard.ErrNoService) {
+			return sc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (waiting for pcscd: %v)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
