@@ -28,6 +28,9 @@ type enrolFlags struct {
 	resume   bool
 	noBackup bool
 	autoIns  bool
+	// A new user, created by the enrolment: --name (and --email, --group).
+	name, email string
+	groups      recipientList
 }
 
 var enrolOpts enrolFlags
@@ -38,6 +41,9 @@ func enrolFlagSet(e *env, fs *flag.FlagSet) {
 	fs.StringVar(&enrolOpts.batch, "batch", "", "enrol everyone in this CSV roster (external_id,display_name,email[,groups][,keys])")
 	fs.BoolVar(&enrolOpts.resume, "resume", false, "finish an enrolment that stopped part-way (with --serial), or list unfinished ones")
 	fs.BoolVar(&enrolOpts.noBackup, "no-backup", false, "do not offer to enrol the backup key after a user's first key")
+	fs.StringVar(&enrolOpts.name, "name", "", "with --user: a user new to the registry, created by this enrolment with this display name")
+	fs.StringVar(&enrolOpts.email, "email", "", "with --name: the new user's email")
+	fs.Var(&enrolOpts.groups, "group", "with --name: a group of the new user; repeatable")
 	fs.BoolVar(&enrolOpts.autoIns, "auto-insert", false, "practice mode: when a fresh key is needed, keydesk-sim swaps an enrolled key for a factory-fresh one")
 }
 
@@ -145,7 +151,20 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 		}
 		return e.printResults([]*enrol.Result{res})
 	}
-	res, err := en.EnrolUser(e.ctx, enrol.Request{User: client.EnrolUser{ExternalID: o.user}, Serial: uint32(e.serial), Role: role}, ui)
+	if o.name == "" && (o.email != "" || len(o.groups) > 0) {
+		return usagef("--email and --group describe a new user: give --name too")
+	}
+	req := enrol.Request{User: client.EnrolUser{ExternalID: o.user}, Serial: uint32(e.serial), Role: role}
+	if o.name != "" {
+		// An existing user keeps their registry record; these only fill a
+		// new one.
+		req.CreateUser = true
+		req.User.DisplayName, req.User.Email, req.User.Groups = o.name, o.email, o.groups
+	}
+	res, err := en.EnrolUser(e.ctx, req, ui)
+	if errors.Is(err, enrol.ErrNoSuchUser) {
+		err = hinted{err, fmt.Sprintf("Check the id, or create the user with this enrolment: keydesk enrol --user %s --name \"Display Name\" [--email ADDRESS]", o.user)}
+	}
 	if len(res) > 0 {
 		if perr := e.printResults(res); perr != nil {
 			return perr
@@ -319,3 +338,13 @@ func (e *env) practiceSwap(en *enrol.Enroller) error {
 	}
 	return errors.New("practice: no enrolled virtual key to swap for a fresh one")
 }
+
+// hinted is an error with a next step for the person at the terminal.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h hinted) Error() string { return h.err.Error() }
+func (h hinted) Unwrap() error { return h.err }
+func (h hinted) Hint() string  { return h.hint }
