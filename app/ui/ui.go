@@ -429,5 +429,3 @@ func realKeyAttached() bool {
 	}
 	return false
 }
-
-

@@ -505,5 +505,3 @@ func (d *Detail) fidoReset() {
 		})
 	})
 }
-
-
