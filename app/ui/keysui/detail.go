@@ -51,6 +51,7 @@ type Detail struct {
 	Form *uikit.SecretForm
 
 	Root    fyne.CanvasObject
+	head    *fyne.Container
 	buttons []*widget.Button
 	cancel  context.CancelFunc
 }
@@ -58,7 +59,7 @@ type Detail struct {
 func newDetail(env *uikit.Env, v *View) *Detail {
 	d := &Detail{env: env, view: v, credSel: -1}
 	d.Heading = widget.NewLabelWithStyle("Choose a key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	d.Badge = widget.NewLabelWithStyle("VIRTUAL KEY — practice mode, not hardware", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	d.Badge = widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignTrailing, fyne.TextStyle{Bold: true})
 	d.Badge.Importance = widget.WarningImportance
 	d.Badge.Hide()
 	d.Info = widget.NewLabel("Select a key on the left to see its state and what you can do with it.")
@@ -121,7 +122,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 		container.NewGridWithColumns(3, d.FIDODelete, d.FIDOReset),
 	), nil, nil, nil, d.Credentials)
 	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido))
-	top := container.NewVBox(d.Heading, d.Badge, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
+	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
+	top := container.NewVBox(d.head, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
 	d.Root = container.NewBorder(top, nil, nil, nil, d.Tabs)
 	d.enable(false)
 	return d
@@ -143,6 +145,7 @@ func (d *Detail) Clear(msg string) {
 	d.Heading.SetText("Choose a key")
 	d.Info.SetText(msg)
 	d.Badge.Hide()
+	d.head.Refresh()
 	d.creds = nil
 	d.Credentials.Refresh()
 	d.enable(false)
@@ -157,6 +160,7 @@ func (d *Detail) Show(k device.Key, h *Health) {
 	} else {
 		d.Badge.Hide()
 	}
+	d.head.Refresh()
 	d.Info.SetText(describe(k, h))
 	if d.cancel == nil {
 		d.enable(true)
@@ -190,7 +194,12 @@ func describe(k device.Key, h *Health) string {
 			fmt.Fprintf(&b, "PIV: %s\n", h.Report.PIVError)
 		}
 		if f := h.Report.FIDO; f != nil {
-			fmt.Fprintf(&b, "FIDO2: PIN set %v, %d tries left, minimum PIN length %d, room for %d more passkeys\n", f.PINSet, f.PINRetries, f.MinPINLength, f.RemainingResident)
+			if f.PINSet {
+				fmt.Fprintf(&b, "FIDO2: PIN set, %d tries left", f.PINRetries)
+			} else {
+				b.WriteString("FIDO2: no PIN set")
+			}
+			fmt.Fprintf(&b, ", minimum PIN length %d, room for %d more passkeys\n", f.MinPINLength, f.RemainingResident)
 		}
 	}
 	return strings.TrimSpace(b.String())

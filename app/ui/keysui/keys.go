@@ -68,7 +68,7 @@ func New(env *uikit.Env) *View {
 			badge.Importance = widget.WarningImportance
 			line := widget.NewLabel("health")
 			line.Truncation = fyne.TextTruncateEllipsis
-			return container.NewVBox(container.NewHBox(title, badge), line)
+			return container.NewVBox(container.NewBorder(nil, nil, nil, badge, title), line)
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			k := v.shown[i]
@@ -80,6 +80,7 @@ func New(env *uikit.Env) *View {
 			} else {
 				top.Objects[1].Hide()
 			}
+			top.Refresh()
 			box.Objects[1].(*widget.Label).SetText(HealthLine(k, v.health[k.Serial]))
 		})
 	v.List.OnSelected = func(i widget.ListItemID) {
