@@ -61,7 +61,6 @@ func OptionsFromEnv() Options {
 func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	quietLocale()
 	a := app.NewWithID(AppID)
 	d := newDesk(ctx, a, opt)
 	w := a.NewWindow(d.title())
@@ -377,22 +376,6 @@ func (d *desk) refreshStatus() {
 			d.shell.SetStatus(parts)
 		}
 	})
-}
-
-// quietLocale keeps Fyne from logging "Error parsing user locale C" at
-// start under the C.UTF-8 locale many minimal systems default to: its
-// locale library passes "C" on as a language tag. English is what the C
-// locale means for messages.
-func quietLocale() {
-	loc := ""
-	for _, v := range []string{"LC_ALL", "LC_MESSAGES", "LANG"} {
-		if loc = os.Getenv(v); loc != "" {
-			break
-		}
-	}
-	if (strings.HasPrefix(loc, "C.") || strings.HasPrefix(loc, "POSIX.")) && os.Getenv("LANGUAGE") == "" {
-		os.Setenv("LANGUAGE", "en")
-	}
 }
 
 func firstLine(s string) string {

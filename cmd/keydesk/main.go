@@ -10,6 +10,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/cli"
 	"github.com/keydesk/keydesk/app/ui"
+	_ "github.com/keydesk/keydesk/internal/startlog" // before Fyne initialises: no locale error at start
 )
 
 func main() {

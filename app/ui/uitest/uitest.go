@@ -24,6 +24,7 @@ import (
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device/virtual/sim"
+	_ "github.com/keydesk/keydesk/internal/startlog" // no Fyne locale error in test output
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
@@ -34,11 +35,6 @@ var Fleet *enroltest.Env
 // Main builds the registry, starts n practice keys and the registry, runs
 // the tests and stops them: call it from TestMain.
 func Main(m *testing.M, n int) {
-	// Fyne reads the C.UTF-8 locale as a language named "C" and logs an
-	// error; the app itself sets the same (app/ui's quietLocale).
-	if os.Getenv("LANGUAGE") == "" {
-		os.Setenv("LANGUAGE", "en")
-	}
 	var bin string
 	regtest.RunTests(runner{m, &bin, n}, &bin)
 }

@@ -184,7 +184,7 @@ func (v *View) start() {
 
 // show lays out the report: one row per check.
 func (v *View) show(r *verify.Report) {
-	v.Report = r
+	defer func() { v.Report = r }()
 	who := r.ExternalID
 	if who == "" {
 		who = "nobody the registry knows"
