@@ -62,6 +62,7 @@ type View struct {
 
 	Last  *recover.Diagnosis
 	Root  fyne.CanvasObject
+	right *fyne.Container
 	found []foundKey
 	pick  int
 	busy  bool
@@ -116,6 +117,7 @@ func New(env *uikit.Env) *View {
 		v.Diagnosis, v.Steps, v.Touch,
 		container.NewGridWithColumns(2, v.UnblockPIV, v.ResetFIDO),
 		v.Result)
+	v.right = right
 	split := container.NewHSplit(left, container.NewVScroll(right))
 	split.Offset = 0.4
 	v.Root = split
@@ -319,7 +321,7 @@ func (v *View) diagnose() {
 			return "", err
 		}
 		fyne.Do(func() { v.show(d) })
-		return "", nil
+		return "Diagnosis done; it is recorded in the registry's audit log.", nil
 	})
 }
 
@@ -330,8 +332,11 @@ func (v *View) show(d *recover.Diagnosis) {
 	if d.PIV != nil {
 		fmt.Fprintf(&b, "PIV PIN tries left: %d, PUK tries left: %d.\n", d.PIV.PINRetries, d.PIV.PUKRetries)
 	}
-	if d.FIDO != nil {
-		fmt.Fprintf(&b, "FIDO2 PIN set: %v, tries left: %d.\n", d.FIDO.PINSet, d.FIDO.PINRetries)
+	switch {
+	case d.FIDO != nil && d.FIDO.PINSet:
+		fmt.Fprintf(&b, "FIDO2 PIN tries left: %d.\n", d.FIDO.PINRetries)
+	case d.FIDO != nil:
+		b.WriteString("FIDO2: no PIN set.\n")
 	}
 	v.Diagnosis.SetText(strings.TrimSpace(b.String()))
 	if len(d.Problems) == 0 {
@@ -353,6 +358,7 @@ func (v *View) show(d *recover.Diagnosis) {
 	}
 	v.UnblockPIV.Refresh()
 	v.enable()
+	v.right.Refresh()
 }
 
 // unblock sets a new PIV PIN with the escrowed PUK.
