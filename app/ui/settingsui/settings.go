@@ -54,6 +54,7 @@ type View struct {
 	// Errs holds the error line under each field, by its JSON name.
 	Errs map[string]*widget.Label
 	Root fyne.CanvasObject
+	form *widget.Form
 }
 
 // New builds the Settings screen from the desk's current settings.
@@ -116,7 +117,7 @@ func New(env *uikit.Env) *View {
 		v.Errs[name] = l
 		return container.NewVBox(obj, l)
 	}
-	form := widget.NewForm(
+	v.form = widget.NewForm(
 		widget.NewFormItem("Registry URL", field("registry_url", v.RegistryURL)),
 		widget.NewFormItem("Registry CA", field("registry_ca", v.RegistryCA)),
 		widget.NewFormItem("Registry token", container.NewBorder(nil, nil, nil, v.StoreToken, v.Token)),
@@ -135,7 +136,8 @@ func New(env *uikit.Env) *View {
 		widget.NewFormItem("", field("practice", v.Practice)),
 	)
 	top := widget.NewLabelWithStyle("Settings", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	v.Root = container.NewBorder(top, container.NewVBox(widget.NewSeparator(), container.NewHBox(v.Save), v.Result), nil, nil, container.NewVScroll(form))
+	head := container.NewVBox(container.NewBorder(nil, nil, top, v.Save), v.Result, widget.NewSeparator())
+	v.Root = container.NewBorder(head, nil, nil, nil, container.NewVScroll(v.form))
 	return v
 }
 
@@ -197,6 +199,14 @@ func (v *View) showErrors(es settings.Errors) int {
 		}
 		l.Show()
 	}
+	// Each field's row grows or shrinks with its error line.
+	for _, it := range v.form.Items {
+		if c, ok := it.Widget.(*fyne.Container); ok {
+			c.Refresh()
+		}
+	}
+	v.form.Refresh()
+	v.Root.Refresh()
 	return len(es)
 }
 
@@ -204,14 +214,20 @@ func (v *View) showErrors(es settings.Errors) int {
 // reconnects to the registry they name.
 func (v *View) save() {
 	s, es := v.Read()
-	if len(es) == 0 {
-		if err := s.Validate(); err != nil {
-			var ve settings.Errors
-			if errors.As(err, &ve) {
-				es = ve
-			} else {
-				v.Result.SetText(uikit.Message(err))
-				return
+	if err := s.Validate(); err != nil {
+		var ve settings.Errors
+		if !errors.As(err, &ve) {
+			v.Result.SetText(uikit.Message(err))
+			return
+		}
+		// A field that did not read as a number is already named.
+		named := map[string]bool{}
+		for _, e := range es {
+			named[e.Field] = true
+		}
+		for _, e := range ve {
+			if !named[e.Field] {
+				es = append(es, e)
 			}
 		}
 	}
