@@ -300,13 +300,7 @@ func (d *desk) openRegistry() {
 	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s})
 	role, user := uikit.Role(""), ""
 	if err == nil {
-		if conn.Embedded {
-			role = uikit.Admin
-		} else if who, werr := conn.Client.WhoAmI(d.ctx); werr == nil {
-			role, user = uikit.Role(who.Role), who.UserID
-		} else {
-			err = fmt.Errorf("asking the registry whose token this is: %w", werr)
-		}
+		role, user, err = RoleOf(d.ctx, conn.Client, conn.Embedded)
 	}
 	d.mu.Lock()
 	d.conn, d.connErr = conn, err
@@ -316,6 +310,25 @@ func (d *desk) openRegistry() {
 		fyne.Do(func() { d.shell.SetRole(role, user) })
 	}
 	d.refreshStatus()
+}
+
+// RoleOf is the person's role and, for an engineer, their registry user:
+// the embedded registry's desk token is an admin's; any other registry says
+// whose token the client holds (GET /v1/whoami). A role the desktop app
+// has no screens for (an authentication server's) is an error.
+func RoleOf(ctx context.Context, c *client.Client, embedded bool) (uikit.Role, string, error) {
+	if embedded {
+		return uikit.Admin, "", nil
+	}
+	who, err := c.WhoAmI(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("asking the registry whose token this is: %w", err)
+	}
+	switch r := uikit.Role(who.Role); r {
+	case uikit.Admin, uikit.Helpdesk, uikit.Self:
+		return r, who.UserID, nil
+	}
+	return "", "", fmt.Errorf("the registry token is an %s token; the desk needs an admin, helpdesk or self token", who.Role)
 }
 
 // reconnect reloads the settings and reopens the registry connection.
