@@ -34,9 +34,6 @@ import (
 	"github.com/keydesk/keydesk/registry/client"
 )
 
-// AppID is the desktop app's id (cmd/keydesk/FyneApp.toml).
-const AppID = "io.keydesk.Keydesk"
-
 // Options say how the app starts.
 type Options struct {
 	// Practice is "auto" (practice-mode virtual keys when no YubiKey is
@@ -61,7 +58,10 @@ func OptionsFromEnv() Options {
 func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a := app.NewWithID(AppID)
+	// No app id: keydesk keeps its settings in app/settings, not in
+	// Fyne's preferences, and with an id Fyne watches its preferences file
+	// and logs a load error when it reads the file while saving it at exit.
+	a := app.New()
 	d := newDesk(ctx, a, opt)
 	w := a.NewWindow(d.title())
 	d.env.Window = w
