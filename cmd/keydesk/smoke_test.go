@@ -90,6 +90,11 @@ func start(tb testing.TB, bin, display, dir string) *app {
 	a := &app{mark: filepath.Join(dir, "first-frame"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	os.Remove(a.mark)
 	a.cmd = exec.Command(bin)
+	// Not in cmd/keydesk: run from a source folder holding FyneApp.toml, a
+	// development build takes its app id from it and Fyne then keeps (and
+	// races on) a preferences file; an installed or `make run` keydesk has
+	// none.
+	a.cmd.Dir = dir
 	a.cmd.Env = append(os.Environ(),
 		"DISPLAY="+display,
 		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
