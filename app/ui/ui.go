@@ -11,6 +11,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,12 +20,15 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
 
+	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
@@ -295,6 +299,9 @@ func (d *desk) rescan() {
 // openRegistry connects to the registry the settings name and asks it
 // whose token the desk holds, which decides the screens shown.
 func (d *desk) openRegistry() {
+	if d.practice {
+		d.practiceIdentity()
+	}
 	s := d.currentSettings()
 	d.status("Connecting to the registry…")
 	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s})
@@ -329,6 +336,34 @@ func RoleOf(ctx context.Context, c *client.Client, embedded bool) (uikit.Role, s
 		return r, who.UserID, nil
 	}
 	return "", "", fmt.Errorf("the registry token is an %s token; the desk needs an admin, helpdesk or self token", who.Role)
+}
+
+// practiceIdentity gives a practice desk what enrolment and the helpdesk's
+// PIN unblock need without any setting up: with no helpdesk recipient in
+// the settings, the helpdesk identity in the keyring (made now when there
+// is none) becomes the recipient, for this session only. A real desk sets
+// both on the Settings screen.
+func (d *desk) practiceIdentity() {
+	if len(d.currentSettings().HelpdeskRecipients) > 0 {
+		return
+	}
+	kr := secrets.Default()
+	id, err := kr.Get(secrets.HelpdeskIdentityAccount())
+	if errors.Is(err, secrets.ErrNotFound) {
+		if id, _, err = escrow.NewIdentity(); err == nil {
+			err = kr.Put(secrets.HelpdeskIdentityAccount(), id)
+		}
+	}
+	if err != nil {
+		return // the keyring is unavailable: the registry will say so too
+	}
+	ident, err := age.ParseX25519Identity(strings.TrimSpace(id))
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	d.settings.HelpdeskRecipients = []string{ident.Recipient().String()}
+	d.mu.Unlock()
 }
 
 // reconnect reloads the settings and reopens the registry connection.
