@@ -175,6 +175,11 @@ func (s *Shell) SetDark(dark bool) {
 		s.Theme.SetText("Light")
 	}
 	s.env.App.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: v})
+	// Screens built but not shown now pick the theme up too.
+	for _, o := range s.made {
+		o.Refresh()
+	}
+	s.Root.Refresh()
 }
 
 // ToggleTheme flips the theme.

@@ -24,6 +24,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
 
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
@@ -69,6 +70,9 @@ func Run(ctx context.Context, opt Options) error {
 	d := newDesk(ctx, a, opt)
 	w := a.NewWindow(d.title())
 	d.env.Window = w
+	// The theme is set before anything is built, so every widget starts in
+	// it.
+	a.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: theme.VariantLight})
 	d.shell = NewShell(d.env, Screens())
 	d.shell.OnRefresh = d.rescan
 	d.shell.SetPractice(d.practice)

@@ -134,6 +134,8 @@ func HealthLine(k device.Key, h *Health) string {
 			p = append(p, "PIV PIN default")
 		case r.PIV != nil:
 			p = append(p, fmt.Sprintf("PIV PIN %d tries", r.PIV.PINRetries))
+		case r.PIVError != "":
+			p = append(p, "PIV unreadable: "+r.PIVError)
 		}
 		switch {
 		case r.FIDO != nil && !r.FIDO.PINSet:
