@@ -25,9 +25,10 @@ build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-## run: start keydesk with practice-mode virtual keys (Ctrl-C stops everything it started)
+## run: start the desktop app; with no YubiKey attached it runs on two
+## practice-mode virtual keys (marked VIRTUAL) and an embedded registry
 run: build
-	$(BIN)/keydesk-sim run
+	KEYDESK_PRACTICE=auto $(BIN)/keydesk
 
 ## test: every test, on a fresh Debian/Ubuntu machine
 test: deps

@@ -99,11 +99,24 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 // errCanceled: the person declined a confirmation.
 var errCanceled = errors.New("canceled; nothing was changed")
 
-// Run executes one keydesk command line and returns its exit code.
+// GUI runs the desktop app until its window closes. cmd/keydesk sets it
+// to app/ui's Run (the CLI itself never imports the GUI toolkit); when it
+// is nil, keydesk with no arguments says how to use the command line.
+var GUI func(ctx context.Context) error
+
+// Run executes one keydesk command line and returns its exit code. With no
+// arguments it opens the desktop app.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "keydesk: the desktop app is not built into this binary yet; see keydesk help")
-		return ExitUsage
+		if GUI == nil {
+			fmt.Fprintln(stderr, "keydesk: the desktop app is not built into this binary; see keydesk help")
+			return ExitUsage
+		}
+		if err := GUI(ctx); err != nil {
+			fmt.Fprintln(stderr, "keydesk:", err)
+			return ExitFailure
+		}
+		return ExitOK
 	}
 	switch args[0] {
 	case "--version", "-version":

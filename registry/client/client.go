@@ -403,5 +403,19 @@ func (c *Client) AuditVerify(ctx context.Context) (AuditReport, error) {
 	return r, err
 }
 
+// WhoAmI is GET /v1/whoami: who the client's token speaks for.
+type WhoAmI struct {
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	UserID string `json:"user_id"` // the user a self token is bound to
+}
+
+// WhoAmI asks the registry whose token the client holds.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	var w WhoAmI
+	_, _, err := c.do(ctx, "GET", "/v1/whoami", nil, nil, &w)
+	return w, err
+}
+
 // BaseURL is the registry this client talks to.
 func (c *Client) BaseURL() string { return c.base }

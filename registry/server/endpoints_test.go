@@ -153,3 +153,26 @@ func TestCoverage(t *testing.T) {
 		t.Fatalf("self on another user's coverage: %d", res.status)
 	}
 }
+
+// TestWhoAmI: each token learns its own name, role and bound user, and no
+// more.
+func TestWhoAmI(t *testing.T) {
+	r := start(t)
+	for _, c := range []struct{ tok, name, role, user string }{
+		{r.admin, "first-admin", "admin", ""},
+		{r.helpdesk, "desk-1", "helpdesk", ""},
+		{r.selfA, "alice-laptop", "self", r.userA},
+		{r.authserver, "idp-1", "authserver", ""},
+	} {
+		got := r.must(r.do(c.tok, "GET", "/v1/whoami", nil), 200)
+		if got["name"] != c.name || got["role"] != c.role || got["user_id"] != c.user {
+			t.Errorf("whoami as %s: %v, want name %s role %s user %q", c.name, got, c.name, c.role, c.user)
+		}
+	}
+	if res := r.do("", "GET", "/v1/whoami", nil); res.status != 401 {
+		t.Fatalf("whoami without a token: %d", res.status)
+	}
+	if res := r.do("kdr_not-a-token-at-all-xxxxxxxx", "GET", "/v1/whoami", nil); res.status != 401 {
+		t.Fatalf("whoami with an unknown token: %d", res.status)
+	}
+}

@@ -24,6 +24,13 @@ func (s *Server) health(r *request) (int, any, error) {
 	return http.StatusOK, map[string]string{"status": "ok"}, nil
 }
 
+// whoami says who the caller's token speaks for: its name, role and, for a
+// self token, the user it is bound to. A desktop app picks what to show
+// from it.
+func (s *Server) whoami(r *request) (int, any, error) {
+	return http.StatusOK, map[string]string{"name": r.tok.Name, "role": string(r.role), "user_id": r.tok.UserID}, nil
+}
+
 type userIn struct {
 	ExternalID  string   `json:"external_id"`
 	DisplayName string   `json:"display_name"`

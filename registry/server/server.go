@@ -131,6 +131,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	admin := []Role{Admin}
 	s.routes = []Route{
 		{Method: "GET", Pattern: "/v1/health", Public: true, handle: s.health},
+		{Method: "GET", Pattern: "/v1/whoami", Roles: []Role{Admin, Helpdesk, Self, AuthServer}, handle: s.whoami},
 		{Method: "POST", Pattern: "/v1/users", Roles: admin, handle: s.createUser},
 		{Method: "GET", Pattern: "/v1/users", Roles: staff, handle: s.listUsers},
 		{Method: "GET", Pattern: "/v1/users/{id}", Roles: all, handle: s.getUser},

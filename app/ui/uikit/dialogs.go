@@ -10,6 +10,8 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/device"
 )
 
 // hinter is an error that carries a plain-language next step (device,
@@ -26,6 +28,8 @@ func Message(err error) string {
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		msg += "\n\n" + h.Hint()
+	} else if dh := device.Hint(err); dh != "" {
+		msg += "\n\n" + dh
 	}
 	return msg
 }

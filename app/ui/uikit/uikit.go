@@ -11,6 +11,8 @@ package uikit
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 
 	"fyne.io/fyne/v2"
@@ -18,6 +20,7 @@ import (
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
@@ -57,6 +60,14 @@ type Env struct {
 	// Self.
 	Role Role
 	User string
+
+	// Reconnect asks the shell to reload the settings and reopen the
+	// registry connection (after Settings saved new ones). Nil when there
+	// is no shell, as in a screen's tests.
+	Reconnect func()
+	// SimDir is the practice keys' state directory in practice mode, where
+	// their control socket lives; empty otherwise.
+	SimDir string
 }
 
 // Can says whether the person's role is one of roles.
@@ -149,4 +160,27 @@ func (f *KeyFeed) Publish(keys []device.Key) {
 			fn(list)
 		}
 	})
+}
+
+// Practice says whether the app runs on practice-mode virtual keys.
+func (e *Env) Practice() bool { return e.Keys != nil && e.Keys.Practice() }
+
+// Reinsert has the key with serial removed and inserted again, as a FIDO2
+// reset needs: a practice key is power-cycled through its control socket
+// (what a person does by replugging it); for a real key ask has already
+// told the person, and Reinsert waits until the key has left and come
+// back. It returns when the key is back or ctx ends.
+func (e *Env) Reinsert(ctx context.Context, serial uint32) error {
+	if e.SimDir != "" && e.Practice() {
+		reply, err := sim.Control(e.SimDir, "power-cycle "+strconv.FormatUint(uint64(serial), 10))
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(reply, "error") {
+			return errors.New(strings.TrimSpace(strings.TrimPrefix(reply, "error: ")))
+		}
+		return nil
+	}
+	_, err := e.Keys.WaitReturn(ctx, serial)
+	return err
 }

@@ -1,0 +1,496 @@
+// Package helpdeskui is the Helpdesk screen of keydesk's desktop app: find a
+// person by name or a key by serial, or take the key they brought, see the
+// diagnosis (app/recover.Diagnose: who owns it, what is blocked, what to do)
+// and run the recovery: unblock the PIV PIN with the PUK escrowed at
+// enrolment, reset FIDO2 and re-create the organisation's credential, or
+// mark a key lost with a temporary access pass.
+package helpdeskui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry"
+)
+
+// Screen is the Helpdesk screen, for admins and the helpdesk.
+func Screen() uikit.Screen {
+	return uikit.Screen{ID: "helpdesk", Title: "Helpdesk", Icon: theme.HelpIcon(), Roles: []uikit.Role{uikit.Admin, uikit.Helpdesk},
+		Make: func(env *uikit.Env) fyne.CanvasObject { return New(env).Root }}
+}
+
+// View is the Helpdesk screen. Its widgets are fields for tests.
+type View struct {
+	env  *uikit.Env
+	keys []device.Key
+
+	// Identity returns the helpdesk's age identity; the OS keyring's when
+	// New makes the view.
+	Identity func() (string, error)
+
+	Search    *widget.Entry
+	Find      *widget.Button
+	Found     *widget.List
+	Attached  *widget.Select
+	Diagnose  *widget.Button
+	Diagnosis *widget.Label
+	Steps     *widget.Label
+	Touch     *widget.Label
+	Result    *widget.Label
+
+	UnblockPIV *widget.Button
+	ResetFIDO  *widget.Button
+	MarkLost   *widget.Button
+
+	// Form is the PIN dialog open now; Pass the access pass dialog's text.
+	Form *uikit.SecretForm
+	Pass string
+
+	Last  *recover.Diagnosis
+	Root  fyne.CanvasObject
+	right *fyne.Container
+	found []foundKey
+	pick  int
+	busy  bool
+}
+
+type foundKey struct {
+	user registry.User
+	key  registry.Key
+}
+
+// New builds the Helpdesk screen.
+func New(env *uikit.Env) *View {
+	v := &View{env: env, pick: -1}
+	v.Identity = func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }
+	v.Search = widget.NewEntry()
+	v.Search.SetPlaceHolder("a person's id or name, or a key's serial")
+	v.Search.OnSubmitted = func(string) { v.find() }
+	v.Find = widget.NewButtonWithIcon("Search", theme.SearchIcon(), v.find)
+	v.Found = widget.NewList(func() int { return len(v.found) },
+		func() fyne.CanvasObject { return widget.NewLabel("user · key serial · role · status") },
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			f := v.found[i]
+			o.(*widget.Label).SetText(fmt.Sprintf("%s (%s) · key %s · %s · %s", f.user.ExternalID, f.user.DisplayName, f.key.Serial, f.key.Role, f.key.Status))
+		})
+	v.Found.OnSelected = func(i widget.ListItemID) { v.pick = i; v.enable() }
+	v.Attached = widget.NewSelect(nil, func(string) { v.enable() })
+	v.Attached.PlaceHolder = "Insert the person's key"
+	v.Diagnose = widget.NewButtonWithIcon("Diagnose", theme.SearchIcon(), v.diagnose)
+	v.Diagnose.Importance = widget.HighImportance
+	v.Diagnosis = widget.NewLabel("Insert the key the person brought and press Diagnose, or search for them.")
+	v.Diagnosis.Wrapping = fyne.TextWrapWord
+	v.Steps = widget.NewLabel("")
+	v.Steps.Wrapping = fyne.TextWrapWord
+	v.Steps.Importance = widget.DangerImportance
+	v.Touch = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	v.Touch.Importance = widget.HighImportance
+	v.Touch.Hide()
+	v.Result = widget.NewLabel("")
+	v.Result.Wrapping = fyne.TextWrapWord
+	v.UnblockPIV = widget.NewButton("Unblock PIV PIN (escrowed PUK)", v.unblock)
+	v.ResetFIDO = widget.NewButton("Reset FIDO2…", v.resetFIDO)
+	v.ResetFIDO.Importance = widget.DangerImportance
+	v.MarkLost = widget.NewButton("Mark the chosen key lost…", v.markLost)
+	v.MarkLost.Importance = widget.DangerImportance
+
+	search := container.NewBorder(nil, nil, nil, v.Find, v.Search)
+	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Find a person or key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), search),
+		v.MarkLost, nil, nil, v.Found)
+	right := container.NewVBox(
+		widget.NewLabelWithStyle("The key they brought", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		container.NewBorder(nil, nil, nil, v.Diagnose, v.Attached),
+		v.Diagnosis, v.Steps, v.Touch,
+		container.NewGridWithColumns(2, v.UnblockPIV, v.ResetFIDO),
+		v.Result)
+	v.right = right
+	split := container.NewHSplit(left, container.NewVScroll(right))
+	split.Offset = 0.4
+	v.Root = split
+	env.Feed.Subscribe(v.update)
+	v.enable()
+	return v
+}
+
+func (v *View) update(list []device.Key) {
+	v.keys = list
+	var opts []string
+	for _, k := range list {
+		s := fmt.Sprintf("%s · serial %d", k.Model, k.Serial)
+		if k.Virtual {
+			s += " · VIRTUAL"
+		}
+		opts = append(opts, s)
+	}
+	v.Attached.SetOptions(opts)
+	if len(opts) == 0 {
+		v.Attached.ClearSelected()
+	} else if v.Attached.SelectedIndex() < 0 {
+		v.Attached.SetSelectedIndex(0)
+	}
+	v.enable()
+}
+
+func (v *View) attached() (device.Key, bool) {
+	i := v.Attached.SelectedIndex()
+	if i < 0 || i >= len(v.keys) {
+		return device.Key{}, false
+	}
+	return v.keys[i], true
+}
+
+func (v *View) enable() {
+	set := func(b *widget.Button, on bool) {
+		if on && !v.busy {
+			b.Enable()
+		} else {
+			b.Disable()
+		}
+	}
+	_, ok := v.attached()
+	set(v.Diagnose, ok)
+	set(v.UnblockPIV, ok && v.Last != nil)
+	set(v.ResetFIDO, ok && v.Last != nil)
+	set(v.MarkLost, v.pick >= 0 && v.pick < len(v.found))
+	set(v.Find, true)
+}
+
+// run runs work in the background with the buttons disabled.
+func (v *View) run(what string, work func(ctx context.Context) (string, error)) {
+	if v.busy {
+		return
+	}
+	v.busy = true
+	v.enable()
+	v.Result.SetText(what + "…")
+	v.env.Go(func(ctx context.Context) error {
+		msg, err := work(ctx)
+		if err == nil && msg != "" {
+			fyne.Do(func() { v.Result.SetText(msg) })
+		}
+		return err
+	}, func(err error) {
+		v.busy = false
+		v.Touch.Hide()
+		v.enable()
+		if err != nil {
+			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, recover.ErrCanceled) || errors.Is(err, context.Canceled) {
+				v.Result.SetText(what + ": canceled; nothing was changed.")
+				return
+			}
+			v.Result.SetText(what + " failed: " + uikit.Message(err))
+		}
+	})
+}
+
+func (v *View) options(k device.Key) recover.Options {
+	return recover.Options{Keys: v.env.Keys, Identity: v.Identity,
+		Callbacks: device.Callbacks{
+			PIN: func(ctx context.Context, what string) (string, error) {
+				vals, err := uikit.AwaitSecrets(ctx, v.env.Window, what, []string{what}, func(f *uikit.SecretForm) { v.Form = f })
+				if err != nil {
+					return "", err
+				}
+				return vals[0], nil
+			},
+			Touch: func(context.Context) {
+				fyne.Do(func() {
+					v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
+					v.Touch.Show()
+				})
+			},
+			Reinsert: func(ctx context.Context) error {
+				fyne.Do(func() {
+					v.Touch.SetText(fmt.Sprintf("Remove key %d and insert it again now: the reset is accepted only in the first seconds after it is plugged in.", k.Serial))
+					v.Touch.Show()
+				})
+				return v.env.Reinsert(ctx, k.Serial)
+			},
+		},
+		// The helpdesk confirmed by typing the serial before the work began.
+		Confirm: func(context.Context, string) (bool, error) { return true, nil },
+	}
+}
+
+// find searches the registry: a number is a key serial, anything else a
+// person's id or name.
+func (v *View) find() {
+	q := strings.TrimSpace(v.Search.Text)
+	if q == "" {
+		return
+	}
+	var out []foundKey
+	v.run("Searching", func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		if _, err := strconv.ParseUint(q, 10, 32); err == nil {
+			kd, u, _, err := recover.Find(ctx, reg, q)
+			if errors.Is(err, recover.ErrNotRegistered) {
+				return fmt.Sprintf("No key with serial %s is registered.", q), publish(v, nil)
+			}
+			if err != nil {
+				return "", err
+			}
+			out = append(out, foundKey{u, kd.Key})
+		} else {
+			lq := strings.ToLower(q)
+			after := ""
+			for pages := 0; pages < 50; pages++ {
+				users, next, err := reg.Users(ctx, after, 200)
+				if err != nil {
+					return "", err
+				}
+				for _, u := range users {
+					if strings.Contains(strings.ToLower(u.ExternalID), lq) || strings.Contains(strings.ToLower(u.DisplayName), lq) || strings.Contains(strings.ToLower(u.Email), lq) {
+						ks, err := reg.UserKeys(ctx, u.ID)
+						if err != nil {
+							return "", err
+						}
+						for _, k := range ks {
+							out = append(out, foundKey{u, k})
+						}
+					}
+				}
+				if next == "" {
+					break
+				}
+				after = next
+			}
+		}
+		if err := publish(v, out); err != nil {
+			return "", err
+		}
+		if len(out) == 0 {
+			return fmt.Sprintf("Nobody matching %q has a key.", q), nil
+		}
+		return fmt.Sprintf("%d key(s) found. Choose one to mark it lost, or diagnose the key they brought.", len(out)), nil
+	})
+}
+
+func publish(v *View, out []foundKey) error {
+	fyne.Do(func() {
+		v.found, v.pick = out, -1
+		v.Found.UnselectAll()
+		v.Found.Refresh()
+		v.enable()
+	})
+	return nil
+}
+
+// FoundSerials lists the serials the last search found (for tests).
+func (v *View) FoundSerials() []string {
+	var s []string
+	for _, f := range v.found {
+		s = append(s, f.key.Serial)
+	}
+	return s
+}
+
+// diagnose reads the attached key and the registry's record of it.
+func (v *View) diagnose() {
+	k, ok := v.attached()
+	if !ok {
+		return
+	}
+	var d *recover.Diagnosis
+	v.run("Diagnosing key "+strconv.FormatUint(uint64(k.Serial), 10), func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		opt := v.options(k)
+		opt.Registry = reg
+		d, err = recover.Diagnose(ctx, k, opt)
+		if err != nil {
+			return "", err
+		}
+		fyne.Do(func() { v.show(d) })
+		return "Diagnosis done; it is recorded in the registry's audit log.", nil
+	})
+}
+
+func (v *View) show(d *recover.Diagnosis) {
+	v.Last = d
+	var b strings.Builder
+	fmt.Fprintf(&b, "Key %d (%s, %s) belongs to %s (%s); they have %d key(s).\n", d.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.DisplayName, len(d.UserKeys))
+	if d.PIV != nil {
+		fmt.Fprintf(&b, "PIV PIN tries left: %d, PUK tries left: %d.\n", d.PIV.PINRetries, d.PIV.PUKRetries)
+	}
+	switch {
+	case d.FIDO != nil && d.FIDO.PINSet:
+		fmt.Fprintf(&b, "FIDO2 PIN tries left: %d.\n", d.FIDO.PINRetries)
+	case d.FIDO != nil:
+		b.WriteString("FIDO2: no PIN set.\n")
+	}
+	v.Diagnosis.SetText(strings.TrimSpace(b.String()))
+	if len(d.Problems) == 0 {
+		v.Steps.Importance = widget.SuccessImportance
+		v.Steps.SetText("No problem found.")
+	} else {
+		var s []string
+		for i, p := range d.Problems {
+			s = append(s, fmt.Sprintf("Problem: %s\n  Next: %s", p, d.Steps[i]))
+		}
+		v.Steps.Importance = widget.DangerImportance
+		v.Steps.SetText(strings.Join(s, "\n"))
+	}
+	v.Steps.Refresh()
+	if d.Has(recover.PIVPINBlocked) && !d.Has(recover.PIVPUKBlocked) {
+		v.UnblockPIV.Importance = widget.HighImportance
+	} else {
+		v.UnblockPIV.Importance = widget.MediumImportance
+	}
+	v.UnblockPIV.Refresh()
+	v.enable()
+	v.right.Refresh()
+}
+
+// unblock sets a new PIV PIN with the escrowed PUK.
+func (v *View) unblock() {
+	k, ok := v.attached()
+	if !ok {
+		return
+	}
+	v.Form = uikit.AskSecrets(v.env.Window, "New PIV PIN for key "+strconv.FormatUint(uint64(k.Serial), 10), []string{"New PIV PIN", "New PIV PIN again"}, func(vals []string, ok bool) {
+		if !ok {
+			return
+		}
+		if vals[0] != vals[1] {
+			v.Result.SetText("The PINs differ; nothing was changed.")
+			return
+		}
+		v.run("Unblocking the PIV PIN", func(ctx context.Context) (string, error) {
+			reg, err := v.env.Registry(ctx)
+			if err != nil {
+				return "", err
+			}
+			opt := v.options(k)
+			opt.Registry = reg
+			if err := recover.UnblockPIVPIN(ctx, k, vals[0], opt); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial), nil
+		})
+	})
+}
+
+// resetFIDO resets FIDO2 and re-creates the organisation's credential.
+func (v *View) resetFIDO() {
+	k, ok := v.attached()
+	if !ok {
+		return
+	}
+	who := ""
+	if v.Last != nil {
+		who = " of " + v.Last.User.ExternalID
+	}
+	uikit.ConfirmSerial(v.env.Window, k.Serial, "Reset FIDO2", "This erases every passkey on the key"+who+", including any the person made themselves; the organisation's credential is made again and the old ones revoked.", func() {
+		s := v.env.Settings()
+		v.Form = uikit.AskSecrets(v.env.Window, "New FIDO2 PIN", []string{"New FIDO2 PIN", "New FIDO2 PIN again"}, func(vals []string, ok bool) {
+			if !ok {
+				return
+			}
+			if vals[0] != vals[1] {
+				v.Result.SetText("The PINs differ; nothing was changed.")
+				return
+			}
+			if n := len([]rune(vals[0])); n < s.MinPINLength {
+				v.Result.SetText(fmt.Sprintf("The new FIDO2 PIN has %d characters; the organisation requires at least %d. Nothing was changed.", n, s.MinPINLength))
+				return
+			}
+			v.run("Resetting FIDO2", func(ctx context.Context) (string, error) {
+				reg, err := v.env.Registry(ctx)
+				if err != nil {
+					return "", err
+				}
+				opt := v.options(k)
+				opt.Registry = reg
+				res, err := recover.ResetFIDO2(ctx, k, vals[0], recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
+				if err != nil {
+					return "", err
+				}
+				if _, err := recover.WaitWhole(ctx, v.env.Keys, k.Serial, res.PIV, true, 15*time.Second); err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %d old credential(s) revoked.", k.Serial, s.RPID, len(res.Revoked)), nil
+			})
+		})
+	})
+}
+
+// markLost marks the key chosen in the search results lost and shows the
+// temporary access pass once.
+func (v *View) markLost() {
+	if v.pick < 0 || v.pick >= len(v.found) {
+		return
+	}
+	f := v.found[v.pick]
+	serial, err := strconv.ParseUint(f.key.Serial, 10, 32)
+	if err != nil {
+		return
+	}
+	uikit.ConfirmSerial(v.env.Window, uint32(serial), "Mark lost", fmt.Sprintf("Key %s of %s stops working for sign-in at once; they get a temporary access pass for 8 hours.", f.key.Serial, f.user.ExternalID), func() {
+		v.lost(f, "")
+	})
+}
+
+func (v *View) lost(f foundKey, breakGlass string) {
+	var res *recover.LostResult
+	v.run("Marking key "+f.key.Serial+" lost", func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		res, err = recover.MarkLost(ctx, reg, f.key.Serial, recover.LostOptions{BreakGlass: breakGlass, PassValidity: "8h"})
+		if errors.Is(err, registry.ErrLastKey) {
+			fyne.Do(func() { v.askBreakGlass(f) })
+			return "It is their last active key: give a reason to go ahead.", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		fyne.Do(func() {
+			v.Pass = res.Pass
+			msg := fmt.Sprintf("Key %s of %s is marked lost; %d active key(s) left.", f.key.Serial, res.User.ExternalID, res.ActiveKeys)
+			if res.Pass != "" {
+				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: enrol a replacement key for them on the Enrol screen.",
+					res.User.ExternalID, res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass), v.env.Window)
+				d.Show()
+			}
+			v.Result.SetText(msg + " Next: enrol a replacement key.")
+			for i := range v.found {
+				if v.found[i].key.ID == res.Key.ID {
+					v.found[i].key = res.Key
+				}
+			}
+			v.Found.Refresh()
+		})
+		return "", nil
+	})
+}
+
+func (v *View) askBreakGlass(f foundKey) {
+	reason := widget.NewEntry()
+	reason.SetPlaceHolder("why the person may be left without an active key (audited)")
+	dialog.ShowForm("Their last active key", "Mark lost", "Cancel", []*widget.FormItem{widget.NewFormItem("Reason", reason)}, func(ok bool) {
+		if ok && strings.TrimSpace(reason.Text) != "" {
+			v.lost(f, strings.TrimSpace(reason.Text))
+		}
+	}, v.env.Window)
+}

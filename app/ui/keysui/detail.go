@@ -1,0 +1,516 @@
+package keysui
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/device/virtual/pivapplet"
+)
+
+// Detail is one key's pane: identity, state, and the PIV and FIDO2
+// actions. While an action runs the buttons are disabled and Cancel ends
+// it; the moment the key wants a touch, Touch says so.
+type Detail struct {
+	env  *uikit.Env
+	view *View
+	key  device.Key
+	has  bool
+
+	Heading *widget.Label
+	Badge   *widget.Label
+	Info    *widget.Label
+	Touch   *widget.Label
+	Result  *widget.Label
+	Busy    *widget.ProgressBarInfinite
+	Cancel  *widget.Button
+	Tabs    *container.AppTabs
+
+	// PIV actions.
+	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
+	// FIDO2 actions.
+	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
+	// Credentials lists the FIDO2 credentials read last; Delete acts on
+	// the selected one.
+	Credentials *widget.List
+	creds       []fidokey.Credential
+	credSel     int
+
+	// Form is the PIN dialog open now (tests type into it).
+	Form *uikit.SecretForm
+
+	Root    fyne.CanvasObject
+	head    *fyne.Container
+	buttons []*widget.Button
+	cancel  context.CancelFunc
+}
+
+func newDetail(env *uikit.Env, v *View) *Detail {
+	d := &Detail{env: env, view: v, credSel: -1}
+	d.Heading = widget.NewLabelWithStyle("Choose a key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	d.Badge = widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignTrailing, fyne.TextStyle{Bold: true})
+	d.Badge.Importance = widget.WarningImportance
+	d.Badge.Hide()
+	d.Info = widget.NewLabel("Select a key on the left to see its state and what you can do with it.")
+	d.Info.Wrapping = fyne.TextWrapWord
+	d.Touch = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	d.Touch.Importance = widget.HighImportance
+	d.Touch.Hide()
+	d.Result = widget.NewLabel("")
+	d.Result.Wrapping = fyne.TextWrapWord
+	d.Busy = widget.NewProgressBarInfinite()
+	d.Busy.Stop()
+	d.Busy.Hide()
+	d.Cancel = widget.NewButton("Cancel", func() {
+		if d.cancel != nil {
+			d.cancel()
+		}
+	})
+	d.Cancel.Hide()
+
+	b := func(label string, danger bool, f func()) *widget.Button {
+		btn := widget.NewButton(label, f)
+		if danger {
+			btn.Importance = widget.DangerImportance
+		}
+		d.buttons = append(d.buttons, btn)
+		return btn
+	}
+	d.PIVChangePIN = b("Change PIN", false, d.pivChange(false))
+	d.PIVChangePUK = b("Change PUK", false, d.pivChange(true))
+	d.PIVUnblock = b("Unblock PIN with PUK", false, d.pivUnblock)
+	d.PIVRetries = b("Set retries…", true, d.pivRetries)
+	d.PIVRotate = b("Rotate management key", false, d.pivRotate)
+	d.PIVGenerate = b("Generate key in 9a…", true, d.pivGenerate)
+	d.PIVAttest = b("Attest slot 9a", false, d.pivAttest)
+	d.PIVReset = b("Reset PIV…", true, d.pivReset)
+	d.FIDOSetPIN = b("Set PIN", false, d.fidoSetPIN)
+	d.FIDOChangePIN = b("Change PIN", false, d.fidoChangePIN)
+	d.FIDOCredentials = b("List credentials", false, d.fidoCredentials)
+	d.FIDODelete = b("Delete credential…", true, d.fidoDelete)
+	d.FIDOReset = b("Reset FIDO2…", true, d.fidoReset)
+
+	d.Credentials = widget.NewList(func() int { return len(d.creds) },
+		func() fyne.CanvasObject { return widget.NewLabel("rp · user · credProtect") },
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			c := d.creds[i]
+			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · credProtect %d", c.RPID, c.UserName, c.CredProtect))
+		})
+	d.Credentials.OnSelected = func(i widget.ListItemID) { d.credSel = i }
+
+	piv := container.NewVBox(
+		widget.NewLabel("PIN and PUK"),
+		container.NewGridWithColumns(3, d.PIVChangePIN, d.PIVChangePUK, d.PIVUnblock),
+		widget.NewLabel("Keys and management"),
+		container.NewGridWithColumns(3, d.PIVRotate, d.PIVAttest, d.PIVGenerate),
+		widget.NewLabel("Destructive"),
+		container.NewGridWithColumns(3, d.PIVRetries, d.PIVReset),
+	)
+	fido := container.NewBorder(container.NewVBox(
+		container.NewGridWithColumns(3, d.FIDOSetPIN, d.FIDOChangePIN, d.FIDOCredentials),
+		container.NewGridWithColumns(3, d.FIDODelete, d.FIDOReset),
+	), nil, nil, nil, d.Credentials)
+	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido))
+	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
+	top := container.NewVBox(d.head, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
+	d.Root = container.NewBorder(top, nil, nil, nil, d.Tabs)
+	d.enable(false)
+	return d
+}
+
+func (d *Detail) enable(on bool) {
+	for _, b := range d.buttons {
+		if on {
+			b.Enable()
+		} else {
+			b.Disable()
+		}
+	}
+}
+
+// Clear empties the pane.
+func (d *Detail) Clear(msg string) {
+	d.has = false
+	d.Heading.SetText("Choose a key")
+	d.Info.SetText(msg)
+	d.Badge.Hide()
+	d.head.Refresh()
+	d.creds = nil
+	d.Credentials.Refresh()
+	d.enable(false)
+}
+
+// Show shows key k with what is known of it.
+func (d *Detail) Show(k device.Key, h *Health) {
+	d.key, d.has = k, true
+	d.Heading.SetText(Title(k))
+	if k.Virtual || d.env.Practice() {
+		d.Badge.Show()
+	} else {
+		d.Badge.Hide()
+	}
+	d.head.Refresh()
+	d.Info.SetText(describe(k, h))
+	if d.cancel == nil {
+		d.enable(true)
+	}
+}
+
+func describe(k device.Key, h *Health) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Applications enabled over USB: %s\n", k.EnabledUSB)
+	fmt.Fprintf(&b, "%s\n", HealthLine(k, h))
+	if h != nil && h.Report != nil {
+		if p := h.Report.PIV; p != nil {
+			fmt.Fprintf(&b, "PIV: PIN %d tries left, PUK %d tries left, management key %s", p.PINRetries, p.PUKRetries, p.MgmtKeyAlgorithm)
+			if p.MgmtKeyDefault {
+				b.WriteString(" (factory default)")
+			}
+			if p.MgmtKeyProtected {
+				b.WriteString(" (protected by the PIN)")
+			}
+			var used []string
+			for _, s := range p.Slots {
+				if !s.Empty {
+					used = append(used, fmt.Sprintf("%02x %s", s.Slot, s.Algorithm))
+				}
+			}
+			if len(used) > 0 {
+				fmt.Fprintf(&b, "; slots %s", strings.Join(used, ", "))
+			}
+			b.WriteString("\n")
+		} else if h.Report.PIVError != "" {
+			fmt.Fprintf(&b, "PIV: %s\n", h.Report.PIVError)
+		}
+		if f := h.Report.FIDO; f != nil {
+			if f.PINSet {
+				fmt.Fprintf(&b, "FIDO2: PIN set, %d tries left", f.PINRetries)
+			} else {
+				b.WriteString("FIDO2: no PIN set")
+			}
+			fmt.Fprintf(&b, ", minimum PIN length %d, room for %d more passkeys\n", f.MinPINLength, f.RemainingResident)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// callbacks ask for PINs in a dialog and show the touch prompt.
+func (d *Detail) callbacks(k device.Key) device.Callbacks {
+	return device.Callbacks{
+		PIN: func(ctx context.Context, what string) (string, error) {
+			v, err := uikit.AwaitSecrets(ctx, d.env.Window, what, []string{what}, func(f *uikit.SecretForm) { d.Form = f })
+			if err != nil {
+				return "", err
+			}
+			return v[0], nil
+		},
+		Touch: func(context.Context) {
+			fyne.Do(func() {
+				d.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
+				d.Touch.Show()
+			})
+		},
+	}
+}
+
+// run runs an action on the selected key in the background; done reports
+// success on the UI goroutine.
+func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (string, error)) {
+	if !d.has || d.cancel != nil {
+		return
+	}
+	k := d.key
+	d.enable(false)
+	d.Result.SetText(what + "…")
+	d.Busy.Show()
+	d.Busy.Start()
+	d.Cancel.Show()
+	d.cancel = d.env.Go(func(ctx context.Context) error {
+		msg, err := work(ctx, k)
+		if err == nil {
+			fyne.Do(func() { d.Result.SetText(msg) })
+		}
+		return err
+	}, func(err error) {
+		d.cancel = nil
+		d.Busy.Stop()
+		d.Busy.Hide()
+		d.Cancel.Hide()
+		d.Touch.Hide()
+		d.enable(d.has)
+		if err != nil {
+			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
+				d.Result.SetText(what + ": canceled; nothing was changed.")
+			} else {
+				d.Result.SetText(what + " failed: " + uikit.Message(err))
+				uikit.ShowError(what, err, d.env.Window)
+			}
+		}
+		d.view.refresh(k)
+	})
+}
+
+// ask shows a secrets dialog and runs then with the answers.
+func (d *Detail) ask(title string, labels []string, then func(vals []string)) {
+	if !d.has {
+		return
+	}
+	d.Form = uikit.AskSecrets(d.env.Window, title, labels, func(vals []string, ok bool) {
+		if ok {
+			then(vals)
+		}
+	})
+}
+
+func (d *Detail) pivChange(puk bool) func() {
+	what := pivkey.PromptPIN
+	if puk {
+		what = pivkey.PromptPUK
+	}
+	return func() {
+		d.ask("Change "+what, []string{"Current " + what, "New " + what, "New " + what + " again"}, func(v []string) {
+			if v[1] != v[2] {
+				d.Result.SetText("The new values differ; nothing was changed.")
+				return
+			}
+			d.run("Changing the "+what, func(ctx context.Context, k device.Key) (string, error) {
+				card, err := d.env.Keys.PIV(k)
+				if err != nil {
+					return "", err
+				}
+				if puk {
+					err = card.ChangePUK(ctx, v[0], v[1])
+				} else {
+					err = card.ChangePIN(ctx, v[0], v[1])
+				}
+				return fmt.Sprintf("%s changed on key %d.", what, k.Serial), err
+			})
+		})
+	}
+}
+
+func (d *Detail) pivUnblock() {
+	d.ask("Unblock the PIV PIN", []string{pivkey.PromptPUK, "New PIV PIN", "New PIV PIN again"}, func(v []string) {
+		if v[1] != v[2] {
+			d.Result.SetText("The new PINs differ; nothing was changed.")
+			return
+		}
+		d.run("Unblocking the PIV PIN", func(ctx context.Context, k device.Key) (string, error) {
+			card, err := d.env.Keys.PIV(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("PIN unblocked and set on key %d.", k.Serial), card.UnblockPIN(ctx, v[0], v[1])
+		})
+	})
+}
+
+func (d *Detail) pivRetries() {
+	if !d.has {
+		return
+	}
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Set PIV retries", "PIN and PUK go back to their defaults (123456, 12345678) with 3 tries each; change them afterwards.", func() {
+		d.run("Setting PIV retries", func(ctx context.Context, k device.Key) (string, error) {
+			card, err := d.env.Keys.PIV(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("Key %d allows 3 PIN and 3 PUK tries; PIN and PUK are back to their defaults: change them now.", k.Serial), card.SetRetries(ctx, d.callbacks(k), 3, 3)
+		})
+	})
+}
+
+func (d *Detail) pivRotate() {
+	d.run("Rotating the management key", func(ctx context.Context, k device.Key) (string, error) {
+		card, err := d.env.Keys.PIV(k)
+		if err != nil {
+			return "", err
+		}
+		alg, err := card.RotateManagementKey(ctx, d.callbacks(k), pivkey.RotateOptions{Protect: true})
+		return fmt.Sprintf("New random %s management key set on key %d, stored on the key behind the PIN.", alg, k.Serial), err
+	})
+}
+
+func (d *Detail) pivGenerate() {
+	if !d.has {
+		return
+	}
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Generate a key in slot 9a", "What slot 9a holds now is replaced; sign-ins that use it stop working.", func() {
+		d.run("Generating a key in slot 9a", func(ctx context.Context, k device.Key) (string, error) {
+			card, err := d.env.Keys.PIV(k)
+			if err != nil {
+				return "", err
+			}
+			_, err = card.Generate(ctx, d.callbacks(k), 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+			return fmt.Sprintf("New ECCP256 key generated in slot 9a of key %d.", k.Serial), err
+		})
+	})
+}
+
+func (d *Detail) pivAttest() {
+	d.run("Attesting slot 9a", func(ctx context.Context, k device.Key) (string, error) {
+		card, err := d.env.Keys.PIV(k)
+		if err != nil {
+			return "", err
+		}
+		att, err := card.Attest(ctx, 0x9a)
+		if err != nil {
+			return "", err
+		}
+		pol := pivkey.AttestationPolicy{Serial: k.Serial}
+		if d.env.Practice() {
+			pol.ExtraRoots = []*x509.Certificate{pivapplet.VirtualRoot()}
+		}
+		v, err := pivkey.VerifyAttestation(att, pol)
+		if err != nil {
+			return "", err
+		}
+		kind := "a Yubico root"
+		if !v.Yubico {
+			kind = "keydesk's VIRTUAL root (practice mode only)"
+		}
+		return fmt.Sprintf("Slot 9a of key %d: generated on the key, attested by %s (%s).", v.Serial, kind, v.Root), nil
+	})
+}
+
+func (d *Detail) pivReset() {
+	if !d.has {
+		return
+	}
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Reset PIV", "Every PIV key and certificate on it is deleted; PIN, PUK and management key go back to their defaults. The key refuses unless PIN and PUK are both blocked.", func() {
+		d.run("Resetting PIV", func(ctx context.Context, k device.Key) (string, error) {
+			card, err := d.env.Keys.PIV(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("PIV on key %d is reset: PIN 123456, PUK 12345678, default management key. Change them now.", k.Serial), card.Reset(ctx, k.Serial)
+		})
+	})
+}
+
+func (d *Detail) fidoSetPIN() {
+	d.ask("Set the FIDO2 PIN", []string{"New FIDO2 PIN", "New FIDO2 PIN again"}, func(v []string) {
+		if v[0] != v[1] {
+			d.Result.SetText("The PINs differ; nothing was changed.")
+			return
+		}
+		d.run("Setting the FIDO2 PIN", func(ctx context.Context, k device.Key) (string, error) {
+			dev, err := d.env.Keys.FIDO(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("FIDO2 PIN set on key %d.", k.Serial), dev.SetPIN(ctx, v[0])
+		})
+	})
+}
+
+func (d *Detail) fidoChangePIN() {
+	d.ask("Change the FIDO2 PIN", []string{"Current FIDO2 PIN", "New FIDO2 PIN", "New FIDO2 PIN again"}, func(v []string) {
+		if v[1] != v[2] {
+			d.Result.SetText("The new PINs differ; nothing was changed.")
+			return
+		}
+		d.run("Changing the FIDO2 PIN", func(ctx context.Context, k device.Key) (string, error) {
+			dev, err := d.env.Keys.FIDO(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("FIDO2 PIN changed on key %d.", k.Serial), dev.ChangePIN(ctx, v[0], v[1])
+		})
+	})
+}
+
+func (d *Detail) fidoCredentials() {
+	d.run("Reading FIDO2 credentials", func(ctx context.Context, k device.Key) (string, error) {
+		dev, err := d.env.Keys.FIDO(k)
+		if err != nil {
+			return "", err
+		}
+		creds, err := dev.Credentials(ctx, d.callbacks(k))
+		if err != nil {
+			return "", err
+		}
+		fyne.Do(func() {
+			d.creds, d.credSel = creds, -1
+			d.Credentials.UnselectAll()
+			d.Credentials.Refresh()
+			d.Tabs.SelectIndex(1)
+		})
+		return fmt.Sprintf("Key %d holds %d discoverable credential(s).", k.Serial, len(creds)), nil
+	})
+}
+
+// Creds is the credentials listed last (for tests).
+func (d *Detail) Creds() []fidokey.Credential { return d.creds }
+
+func (d *Detail) fidoDelete() {
+	if !d.has {
+		return
+	}
+	if d.credSel < 0 || d.credSel >= len(d.creds) {
+		d.Result.SetText("List the credentials and select one first.")
+		return
+	}
+	c := d.creds[d.credSel]
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Delete a FIDO2 credential", fmt.Sprintf("The credential for %s (%s) is deleted; sign-ins with it stop working. Revoke it in the registry too.", c.RPID, c.UserName), func() {
+		d.run("Deleting the credential", func(ctx context.Context, k device.Key) (string, error) {
+			dev, err := d.env.Keys.FIDO(k)
+			if err != nil {
+				return "", err
+			}
+			if err := dev.DeleteCredential(ctx, d.callbacks(k), c.ID); err != nil {
+				return "", err
+			}
+			fyne.Do(func() {
+				d.creds = append(d.creds[:0:0], d.creds...)
+				for i := range d.creds {
+					if base64.RawURLEncoding.EncodeToString(d.creds[i].ID) == base64.RawURLEncoding.EncodeToString(c.ID) {
+						d.creds = append(d.creds[:i], d.creds[i+1:]...)
+						break
+					}
+				}
+				d.credSel = -1
+				d.Credentials.UnselectAll()
+				d.Credentials.Refresh()
+			})
+			return fmt.Sprintf("Credential deleted from key %d.", k.Serial), nil
+		})
+	})
+}
+
+func (d *Detail) fidoReset() {
+	if !d.has {
+		return
+	}
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Reset FIDO2", "Every FIDO2 credential and the PIN are deleted; registered credentials stop working. You will be asked to remove and reinsert the key, then to touch it.", func() {
+		d.run("Resetting FIDO2", func(ctx context.Context, k device.Key) (string, error) {
+			dev, err := d.env.Keys.FIDO(k)
+			if err != nil {
+				return "", err
+			}
+			cb := d.callbacks(k)
+			cb.Reinsert = func(ctx context.Context) error {
+				fyne.Do(func() {
+					d.Touch.SetText(fmt.Sprintf("Remove key %d and insert it again now: a reset is accepted only in the first seconds after it is plugged in.", k.Serial))
+					d.Touch.Show()
+				})
+				return d.env.Reinsert(ctx, k.Serial)
+			}
+			if err := dev.Reset(ctx, cb, k.Serial); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("FIDO2 on key %d is reset: no credentials, no PIN. Revoke its registered FIDO2 credentials in the registry.", k.Serial), nil
+		})
+	})
+}

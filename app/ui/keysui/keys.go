@@ -1,0 +1,320 @@
+// Package keysui is the Keys screen of keydesk's desktop app: the live list
+// of attached keys with each key's identity and health at a glance, and a
+// key's detail with its PIV and FIDO2 actions (the device layer's, as the
+// CLI's "keydesk piv" and "keydesk fido" offer them). Destructive actions
+// are confirmed by typing the key's serial.
+package keysui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+// Screen is the Keys screen; every role sees it (an engineer only their
+// own keys).
+func Screen() uikit.Screen {
+	return uikit.Screen{ID: "keys", Title: "Keys", Icon: theme.StorageIcon(), Make: func(env *uikit.Env) fyne.CanvasObject { return New(env).Root }}
+}
+
+// Health is what keydesk knows about one key beyond its identity.
+type Health struct {
+	Report   *keys.Report
+	Reg      *client.KeyDetail // nil when not registered or not known yet
+	Owner    string            // the owner's external id
+	RegErr   error             // why the registry could not say
+	Coverage *client.Coverage
+}
+
+// View is the Keys screen. Its widgets are fields for tests.
+type View struct {
+	env    *uikit.Env
+	all    []device.Key
+	shown  []device.Key
+	health map[uint32]*Health
+	sel    uint32
+	gen    int
+
+	List    *widget.List
+	Summary *widget.Label
+	Detail  *Detail
+	Root    fyne.CanvasObject
+}
+
+// New builds the Keys screen and subscribes it to the live key list.
+func New(env *uikit.Env) *View {
+	v := &View{env: env, health: map[uint32]*Health{}}
+	v.Summary = widget.NewLabel("Looking for keys…")
+	v.Summary.Wrapping = fyne.TextWrapWord
+	v.List = widget.NewList(
+		func() int { return len(v.shown) },
+		func() fyne.CanvasObject {
+			title := widget.NewLabelWithStyle("YubiKey 5 NFC · serial 00000000", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+			badge := widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+			badge.Importance = widget.WarningImportance
+			line := widget.NewLabel("health")
+			line.Truncation = fyne.TextTruncateEllipsis
+			return container.NewVBox(container.NewBorder(nil, nil, nil, badge, title), line)
+		},
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			k := v.shown[i]
+			box := o.(*fyne.Container)
+			top := box.Objects[0].(*fyne.Container)
+			top.Objects[0].(*widget.Label).SetText(Title(k))
+			if k.Virtual || v.env.Practice() {
+				top.Objects[1].Show()
+			} else {
+				top.Objects[1].Hide()
+			}
+			top.Refresh()
+			box.Objects[1].(*widget.Label).SetText(HealthLine(k, v.health[k.Serial]))
+		})
+	v.List.OnSelected = func(i widget.ListItemID) {
+		if i >= 0 && i < len(v.shown) {
+			v.sel = v.shown[i].Serial
+			v.Detail.Show(v.shown[i], v.health[v.sel])
+		}
+	}
+	v.Detail = newDetail(env, v)
+	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Attached keys", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Summary), nil, nil, nil, v.List)
+	split := container.NewHSplit(left, v.Detail.Root)
+	split.Offset = 0.42
+	v.Root = split
+	env.Feed.Subscribe(v.update)
+	return v
+}
+
+// Title is a key's identity line.
+func Title(k device.Key) string {
+	model := k.Model
+	if model == "" {
+		model = "Security key"
+	}
+	serial := "serial unknown"
+	if !k.SerialUnknown {
+		serial = "serial " + strconv.FormatUint(uint64(k.Serial), 10)
+	}
+	return fmt.Sprintf("%s · %s · firmware %s", model, serial, k.Firmware)
+}
+
+// HealthLine is a key's health at a glance: genuine, registered to whom,
+// PIN states with tries left, coverage.
+func HealthLine(k device.Key, h *Health) string {
+	if h == nil {
+		return "checking…"
+	}
+	var p []string
+	if h.Reg != nil {
+		p = append(p, genuine(h.Reg))
+		p = append(p, fmt.Sprintf("registered to %s (%s, %s)", h.Owner, h.Reg.Role, h.Reg.Status))
+	} else if h.RegErr != nil {
+		p = append(p, "registry: "+short(h.RegErr))
+	} else {
+		p = append(p, "not registered")
+	}
+	if r := h.Report; r != nil {
+		switch {
+		case r.PIV != nil && r.PIV.PINRetries == 0:
+			p = append(p, "PIV PIN BLOCKED")
+		case r.PIV != nil && r.PIV.PINDefault:
+			p = append(p, "PIV PIN default")
+		case r.PIV != nil:
+			p = append(p, fmt.Sprintf("PIV PIN %d tries", r.PIV.PINRetries))
+		case r.PIVError != "":
+			p = append(p, "PIV unreadable: "+r.PIVError)
+		}
+		switch {
+		case r.FIDO != nil && !r.FIDO.PINSet:
+			p = append(p, "FIDO2 PIN not set")
+		case r.FIDO != nil && r.FIDO.PINRetries == 0:
+			p = append(p, "FIDO2 PIN BLOCKED")
+		case r.FIDO != nil:
+			p = append(p, fmt.Sprintf("FIDO2 PIN %d tries", r.FIDO.PINRetries))
+		case r.FIDOError != "":
+			p = append(p, "FIDO2: "+r.FIDOError)
+		}
+	}
+	if h.Coverage != nil {
+		if h.Coverage.Covered {
+			p = append(p, "covered (primary + backup)")
+		} else {
+			p = append(p, "NOT covered: missing "+strings.Join(h.Coverage.Missing, ", "))
+		}
+	}
+	return strings.Join(p, " · ")
+}
+
+func genuine(d *client.KeyDetail) string {
+	v := registry.AttestationVerdict("")
+	for _, s := range d.PIV {
+		v = s.Verdict
+	}
+	for _, f := range d.FIDO2 {
+		if v == "" || v == registry.VerdictGenuine {
+			v = f.Verdict
+		}
+	}
+	switch v {
+	case registry.VerdictGenuine:
+		return "genuine (attested)"
+	case "":
+		return "not attested"
+	}
+	return "attestation: " + string(v)
+}
+
+func short(err error) string {
+	s := err.Error()
+	if len(s) > 60 {
+		s = s[:60] + "…"
+	}
+	return s
+}
+
+// update takes a new key list from the feed.
+func (v *View) update(list []device.Key) {
+	v.all = list
+	v.gen++
+	gen := v.gen
+	v.filter()
+	// Keep what is known of keys still attached; look again at all of them.
+	for _, k := range list {
+		k := k
+		v.env.Go(func(ctx context.Context) error {
+			h := v.gather(ctx, k)
+			fyne.Do(func() {
+				if gen != v.gen && v.health[k.Serial] != nil {
+					return // a newer list is being checked
+				}
+				v.health[k.Serial] = h
+				v.filter()
+				if v.sel == k.Serial {
+					v.Detail.Show(k, h)
+				}
+			})
+			return nil
+		}, nil)
+	}
+	if v.sel != 0 && !attached(list, v.sel) {
+		v.sel = 0
+		v.List.UnselectAll()
+		v.Detail.Clear("The key was removed.")
+	}
+}
+
+func attached(list []device.Key, serial uint32) bool {
+	for _, k := range list {
+		if k.Serial == serial {
+			return true
+		}
+	}
+	return false
+}
+
+// filter picks the keys the person sees: an engineer (self) sees only keys
+// registered to them.
+func (v *View) filter() {
+	v.shown = v.shown[:0]
+	hidden := 0
+	for _, k := range v.all {
+		if v.env.Role == uikit.Self {
+			h := v.health[k.Serial]
+			if h == nil || h.Reg == nil || h.Reg.OwnerID != v.env.User {
+				hidden++
+				continue
+			}
+		}
+		v.shown = append(v.shown, k)
+	}
+	switch {
+	case len(v.all) == 0:
+		v.Summary.SetText("No key attached. Insert a YubiKey.")
+	case hidden > 0:
+		v.Summary.SetText(fmt.Sprintf("%d key(s) attached; %d not registered to you are hidden.", len(v.all), hidden))
+	default:
+		v.Summary.SetText(fmt.Sprintf("%d key(s) attached.", len(v.all)))
+	}
+	v.List.Refresh()
+}
+
+// gather reads a key's state and asks the registry about it.
+func (v *View) gather(ctx context.Context, k device.Key) *Health {
+	h := &Health{}
+	if v.env.Keys != nil {
+		h.Report = v.env.Keys.Inspect(ctx, k, nil)
+	}
+	if k.SerialUnknown {
+		return h
+	}
+	reg, err := v.env.Registry(ctx)
+	if err != nil {
+		h.RegErr = err
+		return h
+	}
+	kd, u, _, err := recover.Find(ctx, reg, strconv.FormatUint(uint64(k.Serial), 10))
+	switch {
+	case err == nil:
+		h.Reg, h.Owner = &kd, u.ExternalID
+		if cv, err := reg.Coverage(ctx, u.ID); err == nil {
+			h.Coverage = &cv
+		}
+	case isNotRegistered(err):
+	default:
+		h.RegErr = err
+	}
+	return h
+}
+
+func isNotRegistered(err error) bool { return errors.Is(err, recover.ErrNotRegistered) }
+
+// Shown lists the serials in the list, in order (for tests).
+func (v *View) Shown() []uint32 {
+	out := make([]uint32, len(v.shown))
+	for i, k := range v.shown {
+		out[i] = k.Serial
+	}
+	return out
+}
+
+// HealthOf is what the screen knows of the key with serial (for tests).
+func (v *View) HealthOf(serial uint32) *Health { return v.health[serial] }
+
+// Select opens the key with serial in the detail pane.
+func (v *View) Select(serial uint32) bool {
+	for i, k := range v.shown {
+		if k.Serial == serial {
+			v.List.Select(i)
+			return true
+		}
+	}
+	return false
+}
+
+// refresh looks at the selected key again after an action.
+func (v *View) refresh(k device.Key) {
+	v.env.Go(func(ctx context.Context) error {
+		h := v.gather(ctx, k)
+		fyne.Do(func() {
+			v.health[k.Serial] = h
+			v.filter()
+			if v.sel == k.Serial {
+				v.Detail.Show(k, h)
+			}
+		})
+		return nil
+	}, nil)
+}

@@ -1,0 +1,126 @@
+package ui_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/driver/desktop"
+
+	"github.com/keydesk/keydesk/app/ui"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
+	"github.com/keydesk/keydesk/internal/buildinfo"
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
+)
+
+func TestMain(m *testing.M) { uitest.Main(m, 1) }
+
+const waitShort = 20 * time.Second
+
+func press(w fyne.Window, k fyne.KeyName) {
+	w.Canvas().(interface{ TypedShortcut(fyne.Shortcut) }).TypedShortcut(&desktop.CustomShortcut{KeyName: k, Modifier: fyne.KeyModifierShortcutDefault})
+}
+
+// TestNavigationFollowsTheRole: an admin sees every screen, built only
+// when first shown; Ctrl+2 opens the second; an engineer (self) sees only
+// Keys, Verify and Settings.
+func TestNavigationFollowsTheRole(t *testing.T) {
+	env := uitest.Env(t, uikit.Admin, "", uitest.Fleet.Admin)
+	s := ui.NewShell(env, ui.Screens())
+	env.Window.SetContent(s.Root)
+	if got := s.Visible(); !slices.Equal(got, []string{"keys", "verify", "helpdesk", "settings"}) {
+		t.Fatalf("admin sees %v", got)
+	}
+	if s.Current() != "keys" || !s.Made("keys") || s.Made("verify") || s.Made("helpdesk") {
+		t.Fatal("screens other than the first were built before they were shown")
+	}
+	s.Shortcuts(env.Window)
+	press(env.Window, fyne.Key2)
+	if s.Current() != "verify" || !s.Made("verify") {
+		t.Fatalf("Ctrl+2 shows %q", s.Current())
+	}
+	press(env.Window, fyne.Key3)
+	if s.Current() != "helpdesk" {
+		t.Fatalf("Ctrl+3 shows %q", s.Current())
+	}
+	uitest.WaitFor(t, waitShort, "the practice key listed", func() bool { return len(env.Feed.Current()) == 1 })
+	press(env.Window, fyne.Key1)
+	uitest.MatchImage(t, "shell.png", env.Window.Canvas().Capture())
+
+	s.SetRole(uikit.Self, "u_someone")
+	if got := s.Visible(); !slices.Equal(got, []string{"keys", "verify", "settings"}) {
+		t.Fatalf("an engineer sees %v", got)
+	}
+	if s.Show("helpdesk") {
+		t.Fatal("an engineer opened the Helpdesk screen")
+	}
+	if s.Made("verify") {
+		t.Fatal("a screen built for the admin survived the change of role")
+	}
+	press(env.Window, fyne.Key3)
+	if s.Current() != "settings" {
+		t.Fatalf("Ctrl+3 for an engineer shows %q, want settings", s.Current())
+	}
+}
+
+// TestThemeAndAbout: the theme switch flips light and dark; About shows
+// the version and commit.
+func TestThemeAndAbout(t *testing.T) {
+	env := uitest.Env(t, uikit.Helpdesk, "", uitest.Fleet.Helpdesk)
+	s := ui.NewShell(env, ui.Screens())
+	env.Window.SetContent(s.Root)
+	s.SetDark(false)
+	light := env.App.Settings().Theme().Color("background", 0)
+	s.ToggleTheme()
+	if !s.Dark() || env.App.Settings().Theme().Color("background", 0) == light {
+		t.Fatal("the theme did not turn dark")
+	}
+	if want := buildinfo.String("keydesk"); !strings.Contains(ui.AboutText(), want) {
+		t.Fatalf("About says %q, want %q", ui.AboutText(), want)
+	}
+}
+
+// TestRoleFromTheRegistry: the registry names each token's role; a self
+// token comes with its user; an unreachable registry is an error.
+func TestRoleFromTheRegistry(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		cl   *client.Client
+		want uikit.Role
+	}{{uitest.Fleet.Admin, uikit.Admin}, {uitest.Fleet.Helpdesk, uikit.Helpdesk}} {
+		r, _, err := ui.RoleOf(ctx, c.cl, false)
+		if err != nil || r != c.want {
+			t.Fatalf("role %q, %v; want %s", r, err, c.want)
+		}
+	}
+	var u struct {
+		ID string `json:"id"`
+	}
+	if err := uitest.Fleet.AdminCall("POST", "/v1/users", map[string]string{"external_id": "grace"}, &u); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := regtest.Token(uitest.Fleet.Bin, uitest.Fleet.State, "self", "grace-laptop", u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := client.New(uitest.Fleet.Registry.URL, tok, client.Options{OutboxPath: t.TempDir() + "/outbox.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	r, user, err := ui.RoleOf(ctx, self, false)
+	if err != nil || r != uikit.Self || user != u.ID {
+		t.Fatalf("self token: role %q user %q, %v; want self %s", r, user, err, u.ID)
+	}
+	if r, _, err := ui.RoleOf(ctx, nil, true); r != uikit.Admin || err != nil {
+		t.Fatalf("embedded registry: %q, %v", r, err)
+	}
+	if _, _, err := ui.RoleOf(ctx, uitest.Down(t), false); err == nil {
+		t.Fatal("no error from an unreachable registry")
+	}
+}

@@ -1,0 +1,466 @@
+// Package ui is keydesk's desktop app: the shell that opens the main window,
+// lists the screens the person's registry role sees, owns the live key
+// list, the registry connection and the role, and hands each screen a
+// uikit.Env. The screens live in their own packages (app/ui/keysui, …) and
+// are listed once, in screens.go.
+//
+// Start-up order keeps the first frame fast: the window is shown with
+// nothing slow behind it; practice keys, the key watcher and the registry
+// connection start after Fyne has painted the first frame.
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/app"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+
+	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/virtual"
+	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+// Options say how the app starts.
+type Options struct {
+	// Practice is "auto" (practice-mode virtual keys when no YubiKey is
+	// attached; what `make run` sets), "1" (always virtual keys) or ""
+	// (the settings' practice flag decides). KEYDESK_PRACTICE sets it.
+	Practice string
+	// SimDir is the practice keys' state directory; sim.DefaultStateDir
+	// when empty.
+	SimDir string
+	// StartupMark, when set, is a file written once the first frame is
+	// painted (KEYDESK_STARTUP_MARK), for the start-up benchmark.
+	StartupMark string
+}
+
+// OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR and
+// KEYDESK_STARTUP_MARK.
+func OptionsFromEnv() Options {
+	return Options{Practice: os.Getenv("KEYDESK_PRACTICE"), SimDir: os.Getenv("KEYDESK_SIM_DIR"), StartupMark: os.Getenv("KEYDESK_STARTUP_MARK")}
+}
+
+// Run opens the main window and returns when it is closed or ctx ends.
+func Run(ctx context.Context, opt Options) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// No app id: keydesk keeps its settings in app/settings, not in
+	// Fyne's preferences, and with an id Fyne watches its preferences file
+	// and logs a load error when it reads the file while saving it at exit.
+	a := app.New()
+	d := newDesk(ctx, a, opt)
+	w := a.NewWindow(d.title())
+	d.env.Window = w
+	// The theme is set before anything is built, so every widget starts in
+	// it.
+	a.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: theme.VariantLight})
+	d.shell = NewShell(d.env, Screens())
+	d.shell.OnRefresh = d.rescan
+	d.shell.SetPractice(d.practice)
+	d.shell.Shortcuts(w)
+	d.shell.SetDark(false)
+	var once sync.Once
+	mark := firstFrame(func() { once.Do(func() { go d.afterFirstFrame() }) })
+	w.SetContent(container.NewStack(d.shell.Root, container.NewWithoutLayout(mark)))
+	w.Resize(fyne.NewSize(1280, 800))
+	w.SetMaster()
+	w.SetOnClosed(cancel)
+	context.AfterFunc(ctx, func() { fyne.Do(a.Quit) })
+	// Should the marker never be painted (a driver that does not draw
+	// rasters), the rest still starts.
+	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
+	if d.settingsErr != nil {
+		time.AfterFunc(500*time.Millisecond, func() {
+			fyne.Do(func() { uikit.ShowError("Settings", d.settingsErr, w) })
+		})
+	}
+	w.ShowAndRun()
+	cancel()
+	d.close()
+	return nil
+}
+
+// desk is one running app's services.
+type desk struct {
+	ctx         context.Context
+	opt         Options
+	env         *uikit.Env
+	shell       *Shell
+	practice    bool
+	settingsErr error
+
+	mu       sync.Mutex
+	settings settings.Settings
+	conn     *regconn.Conn
+	connErr  error
+	ready    chan struct{} // closed when conn/connErr are set
+	fleet    *sim.Fleet
+	stopSim  context.CancelFunc
+	watching context.CancelFunc
+}
+
+func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
+	d := &desk{ctx: ctx, opt: opt, ready: make(chan struct{})}
+	if d.opt.SimDir == "" {
+		d.opt.SimDir = sim.DefaultStateDir()
+	}
+	d.settings, d.settingsErr = loadSettings()
+	switch strings.ToLower(opt.Practice) {
+	case "auto":
+		d.practice = !realKeyAttached()
+	case "1", "on", "true", "yes":
+		d.practice = true
+	default:
+		d.practice = d.settings.Practice
+	}
+	if d.practice {
+		d.settings.Practice = true
+	}
+	d.env = &uikit.Env{App: a, Ctx: ctx, Feed: &uikit.KeyFeed{}, Settings: d.currentSettings, Registry: d.registry}
+	// Until the registry says whose token this is: the embedded registry's
+	// desk token is an admin's; a remote token gets the least.
+	d.env.Role = uikit.Self
+	if d.settings.Embedded() {
+		d.env.Role = uikit.Admin
+	}
+	d.env.Reconnect = d.reconnect
+	if d.practice {
+		d.env.SimDir = d.opt.SimDir
+	} else {
+		d.env.Keys, _ = keys.New(keys.Config{FIDOInfo: fidoInfo})
+	}
+	return d
+}
+
+func (d *desk) title() string {
+	if d.practice {
+		return "keydesk — PRACTICE MODE (VIRTUAL KEYS)"
+	}
+	return "keydesk"
+}
+
+func fidoInfo(ctx context.Context, path string) (uint32, device.Version, bool, error) {
+	return fidokey.Open(path).Info(ctx)
+}
+
+func loadSettings() (settings.Settings, error) {
+	p, err := settings.DefaultPath()
+	if err != nil {
+		return settings.Default(), err
+	}
+	s, err := settings.Load(p)
+	if err != nil {
+		return settings.Default(), err
+	}
+	return s, nil
+}
+
+func (d *desk) currentSettings() settings.Settings {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.settings
+}
+
+// registry waits for the connection opened after the first frame.
+func (d *desk) registry(ctx context.Context) (*client.Client, error) {
+	d.mu.Lock()
+	ready := d.ready
+	d.mu.Unlock()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.connErr != nil {
+		return nil, d.connErr
+	}
+	if d.conn == nil {
+		return nil, uikit.ErrNoRegistry
+	}
+	return d.conn.Client, nil
+}
+
+// afterFirstFrame starts what the first frame did not wait for: the
+// practice keys, the key watcher, the registry connection and the role.
+func (d *desk) afterFirstFrame() {
+	if d.opt.StartupMark != "" {
+		writeMark(d.opt.StartupMark)
+	}
+	go d.openRegistry()
+	if d.practice {
+		d.status("Starting practice keys…")
+		if err := d.startPractice(); err != nil {
+			d.status("Practice keys did not start")
+			fyne.Do(func() { uikit.ShowError("Practice keys", err, d.env.Window) })
+			return
+		}
+	}
+	d.watch()
+}
+
+func writeMark(path string) {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)+"\n"), 0o600); err == nil {
+		os.Rename(tmp, path)
+	}
+}
+
+// startPractice uses the practice keys of a keydesk-sim already running on
+// SimDir, or starts two in this process, touched automatically.
+func (d *desk) startPractice() error {
+	dir := d.opt.SimDir
+	if _, err := sim.Control(dir, "list"); err != nil {
+		ctx, cancel := context.WithCancel(d.ctx)
+		f, err := sim.Start(ctx, dir, 2, virtual.Version{Major: 5, Minor: 7, Patch: 2})
+		if err != nil {
+			cancel()
+			return fmt.Errorf("starting practice keys in %s: %w", dir, err)
+		}
+		for _, y := range f.Keys {
+			y.Key.Presence.SetMode(virtual.TouchAuto)
+		}
+		if err := f.Serve(ctx, dir); err != nil {
+			cancel()
+			f.Stop()
+			return err
+		}
+		d.mu.Lock()
+		d.fleet, d.stopSim = f, cancel
+		d.mu.Unlock()
+	}
+	svc, err := keys.New(keys.Config{Practice: true, SimDir: dir, FIDOInfo: fidoInfo})
+	if err != nil {
+		return err
+	}
+	d.env.Keys = svc
+	return nil
+}
+
+// watch publishes the attached keys on every change until the window
+// closes, starting again when the watch fails (no pcscd yet).
+func (d *desk) watch() {
+	if d.env.Keys == nil {
+		return
+	}
+	for d.ctx.Err() == nil {
+		ch, err := d.env.Keys.Watch(d.ctx)
+		if err != nil {
+			d.status("Cannot watch for keys: " + err.Error() + " (is pcscd running?)")
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			continue
+		}
+		for list := range ch {
+			d.env.Feed.Publish(list)
+			d.refreshStatus()
+		}
+	}
+}
+
+// rescan lists the keys once more (Ctrl+R).
+func (d *desk) rescan() {
+	svc := d.env.Keys
+	if svc == nil {
+		return
+	}
+	d.env.Go(func(ctx context.Context) error {
+		list, err := svc.List(ctx)
+		if err == nil {
+			d.env.Feed.Publish(list)
+		}
+		return err
+	}, func(err error) {
+		if err != nil {
+			uikit.ShowError("Listing keys", err, d.env.Window)
+		}
+	})
+}
+
+// openRegistry connects to the registry the settings name and asks it
+// whose token the desk holds, which decides the screens shown.
+func (d *desk) openRegistry() {
+	if d.practice {
+		d.practiceIdentity()
+	}
+	s := d.currentSettings()
+	d.status("Connecting to the registry…")
+	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s})
+	role, user := uikit.Role(""), ""
+	if err == nil {
+		role, user, err = RoleOf(d.ctx, conn.Client, conn.Embedded)
+	}
+	d.mu.Lock()
+	d.conn, d.connErr = conn, err
+	close(d.ready)
+	d.mu.Unlock()
+	if role != "" {
+		fyne.Do(func() { d.shell.SetRole(role, user) })
+	}
+	d.refreshStatus()
+}
+
+// RoleOf is the person's role and, for an engineer, their registry user:
+// the embedded registry's desk token is an admin's; any other registry says
+// whose token the client holds (GET /v1/whoami). A role the desktop app
+// has no screens for (an authentication server's) is an error.
+func RoleOf(ctx context.Context, c *client.Client, embedded bool) (uikit.Role, string, error) {
+	if embedded {
+		return uikit.Admin, "", nil
+	}
+	who, err := c.WhoAmI(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("asking the registry whose token this is: %w", err)
+	}
+	switch r := uikit.Role(who.Role); r {
+	case uikit.Admin, uikit.Helpdesk, uikit.Self:
+		return r, who.UserID, nil
+	}
+	return "", "", fmt.Errorf("the registry token is an %s token; the desk needs an admin, helpdesk or self token", who.Role)
+}
+
+// practiceIdentity gives a practice desk what enrolment and the helpdesk's
+// PIN unblock need without any setting up: with no helpdesk recipient in
+// the settings, the helpdesk identity in the keyring (made now when there
+// is none) becomes the recipient, for this session only. A real desk sets
+// both on the Settings screen.
+func (d *desk) practiceIdentity() {
+	if len(d.currentSettings().HelpdeskRecipients) > 0 {
+		return
+	}
+	kr := secrets.Default()
+	id, err := kr.Get(secrets.HelpdeskIdentityAccount())
+	if errors.Is(err, secrets.ErrNotFound) {
+		if id, _, err = escrow.NewIdentity(); err == nil {
+			err = kr.Put(secrets.HelpdeskIdentityAccount(), id)
+		}
+	}
+	if err != nil {
+		return // the keyring is unavailable: the registry will say so too
+	}
+	ident, err := age.ParseX25519Identity(strings.TrimSpace(id))
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	d.settings.HelpdeskRecipients = []string{ident.Recipient().String()}
+	d.mu.Unlock()
+}
+
+// reconnect reloads the settings and reopens the registry connection.
+func (d *desk) reconnect() {
+	s, err := loadSettings()
+	d.mu.Lock()
+	if err == nil {
+		s.Practice = s.Practice || d.practice
+		d.settings = s
+	}
+	old := d.conn
+	d.conn, d.connErr = nil, nil
+	d.ready = make(chan struct{})
+	d.mu.Unlock()
+	go func() {
+		if old != nil {
+			old.Close()
+		}
+		d.openRegistry()
+	}()
+}
+
+func (d *desk) status(text string) {
+	fyne.Do(func() {
+		if d.shell != nil {
+			d.shell.SetStatus(text)
+		}
+	})
+}
+
+// refreshStatus says where the registry is, as whom, and how many keys are
+// attached.
+func (d *desk) refreshStatus() {
+	d.mu.Lock()
+	conn, cerr := d.conn, d.connErr
+	d.mu.Unlock()
+	var parts []string
+	switch {
+	case cerr != nil:
+		parts = append(parts, "Registry: not connected ("+firstLine(uikit.Message(cerr))+")")
+	case conn == nil:
+		parts = append(parts, "Registry: connecting…")
+	case conn.Embedded:
+		parts = append(parts, "Registry: embedded on this desk")
+	default:
+		parts = append(parts, "Registry: "+conn.URL)
+	}
+	n := len(d.env.Feed.Current())
+	parts = append(parts, fmt.Sprintf("%d key(s) attached", n))
+	if d.practice {
+		parts = append(parts, "PRACTICE MODE: keys are VIRTUAL")
+	}
+	text := strings.Join(parts, " · ")
+	fyne.Do(func() {
+		parts := text
+		if d.shell != nil {
+			parts += " · role " + string(d.env.Role)
+			d.shell.SetStatus(parts)
+		}
+	})
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func (d *desk) close() {
+	if d.watching != nil {
+		d.watching()
+	}
+	d.mu.Lock()
+	conn, f, stop := d.conn, d.fleet, d.stopSim
+	d.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
+	if f != nil {
+		stop()
+		f.Stop()
+	}
+}
+
+// realKeyAttached says whether a Yubico USB device (vendor 0x1050) is
+// plugged in. It reads sysfs only: PC/SC must not be touched before
+// practice mode has chosen its pcscd.
+func realKeyAttached() bool {
+	vendors, _ := filepath.Glob("/sys/bus/usb/devices/*/idVendor")
+	for _, p := range vendors {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.TrimSpace(string(b)) == "1050" {
+			return true
+		}
+	}
+	return false
+}

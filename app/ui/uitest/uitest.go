@@ -1,0 +1,209 @@
+// Package uitest is test support for the desktop app's screens: practice
+// keys and a real registry process (app/enroltest) behind a uikit.Env on
+// Fyne's headless test app, a wait that checks state on the UI goroutine,
+// and reference images compared with a tolerance. No production code
+// imports it.
+package uitest
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+
+	"github.com/keydesk/keydesk/app/enroltest"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device/virtual/sim"
+	_ "github.com/keydesk/keydesk/internal/startlog" // no Fyne locale error in test output
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
+)
+
+// Fleet is the test binary's practice keys and registry.
+var Fleet *enroltest.Env
+
+// Main builds the registry, starts n practice keys and the registry, runs
+// the tests and stops them: call it from TestMain.
+func Main(m *testing.M, n int) {
+	var bin string
+	regtest.RunTests(runner{m, &bin, n}, &bin)
+}
+
+type runner struct {
+	m   *testing.M
+	bin *string
+	n   int
+}
+
+func (r runner) Run() int {
+	var err error
+	if Fleet, err = enroltest.Start(os.TempDir(), *r.bin, r.n); err != nil {
+		fmt.Fprintln(os.Stderr, "starting practice keys and registry:", err)
+		return 1
+	}
+	defer Fleet.Stop()
+	// The keys answer keydesk-sim's control commands (insert, remove,
+	// power-cycle), as in practice mode.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := Fleet.Fleet.Serve(ctx, SimDir()); err != nil {
+		fmt.Fprintln(os.Stderr, "practice keys' control socket:", err)
+		return 1
+	}
+	return r.m.Run()
+}
+
+// SimDir is the practice keys' state directory (their control socket).
+func SimDir() string { return filepath.Join(Fleet.Dir, "sim") }
+
+// Sim sends a control command to the practice keys ("remove 31000002").
+func Sim(t *testing.T, line string) {
+	t.Helper()
+	reply, err := sim.Control(SimDir(), line)
+	if err != nil || strings.HasPrefix(reply, "error") {
+		t.Fatalf("practice keys %q: %q, %v", line, reply, err)
+	}
+}
+
+// Env is a screen's world for one test: a headless app and window of
+// 1280×800, the fleet's keys watched into the feed, and reg as the
+// registry (nil: the registry is down).
+func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.Env {
+	t.Helper()
+	a := test.NewApp()
+	w := a.NewWindow("keydesk test")
+	w.Resize(fyne.NewSize(1280, 800))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); w.Close(); a.Quit() })
+	s := settings.Default()
+	s.Practice = true
+	s.RPID = enroltest.RPID
+	env := &uikit.Env{App: a, Window: w, Ctx: ctx, Keys: Fleet.Keys, Feed: &uikit.KeyFeed{}, Role: role, User: user,
+		Settings: func() settings.Settings { return s }, SimDir: SimDir()}
+	env.Registry = func(context.Context) (*client.Client, error) {
+		if reg == nil {
+			return nil, client.ErrUnreachable
+		}
+		return reg, nil
+	}
+	ch, err := Fleet.Keys.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for list := range ch {
+			env.Feed.Publish(list)
+		}
+	}()
+	return env
+}
+
+// Down is a registry client whose registry is not running.
+func Down(t *testing.T) *client.Client {
+	t.Helper()
+	c, err := client.New("http://127.0.0.1:9", "kdr_down-down-down-down-down", client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// WaitFor checks cond on the UI goroutine until it holds, failing the test
+// with what after timeout.
+func WaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := false
+		fyne.DoAndWait(func() { ok = cond() })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// MatchImage compares img with testdata/name, a reference captured from
+// the same screen: it fails when more than 2% of the pixels differ by more
+// than a small amount in any channel (font hinting and anti-aliasing vary a
+// little between machines). With KEYDESK_UPDATE_IMAGES=1 it writes the
+// reference instead. On a mismatch the capture is written to
+// testdata/failed/name.
+func MatchImage(t *testing.T, name string, img image.Image) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if os.Getenv("KEYDESK_UPDATE_IMAGES") == "1" {
+		if err := writePNG(path, img); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote reference image %s", path)
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		writePNG(filepath.Join("testdata", "failed", name), img)
+		t.Fatalf("reference image %s: %v (KEYDESK_UPDATE_IMAGES=1 writes it)", path, err)
+	}
+	ref, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, frac := Diff(ref, img)
+	if frac > 0.02 {
+		writePNG(filepath.Join("testdata", "failed", name), img)
+		t.Fatalf("%s: %d pixels (%.1f%%) differ from the reference; the capture is in testdata/failed/%s", name, diff, 100*frac, name)
+	}
+}
+
+// Diff counts the pixels of a and b that differ by more than 24 of 255 in
+// a channel, and their fraction of the larger image; different sizes count
+// every pixel outside the common area.
+func Diff(a, b image.Image) (int, float64) {
+	ra, rb := a.Bounds(), b.Bounds()
+	w, h := max(ra.Dx(), rb.Dx()), max(ra.Dy(), rb.Dy())
+	n := 0
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			pa, pb := image.Pt(ra.Min.X+x, ra.Min.Y+y), image.Pt(rb.Min.X+x, rb.Min.Y+y)
+			if !pa.In(ra) || !pb.In(rb) {
+				n++
+				continue
+			}
+			r1, g1, b1, _ := a.At(pa.X, pa.Y).RGBA()
+			r2, g2, b2, _ := b.At(pb.X, pb.Y).RGBA()
+			if far(r1, r2) || far(g1, g2) || far(b1, b2) {
+				n++
+			}
+		}
+	}
+	return n, float64(n) / float64(w*h)
+}
+
+func far(a, b uint32) bool { return math.Abs(float64(a>>8)-float64(b>>8)) > 24 }
+
+func writePNG(path string, img image.Image) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return png.Encode(f, img)
+}

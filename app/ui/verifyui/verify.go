@@ -1,0 +1,241 @@
+// Package verifyui is the Verify screen of keydesk's desktop app: it runs
+// app/verify's checks on an attached key (a fresh FIDO2 assertion and PIV
+// signature over registry challenges, the key's state, any upcoming
+// migration) and shows the checklist, green and red rows, each failure with
+// its cause and the next step.
+package verifyui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/verify"
+	"github.com/keydesk/keydesk/device"
+)
+
+// Screen is the Verify screen; every role sees it.
+func Screen() uikit.Screen {
+	return uikit.Screen{ID: "verify", Title: "Verify", Icon: theme.ConfirmIcon(), Make: func(env *uikit.Env) fyne.CanvasObject { return New(env).Root }}
+}
+
+// View is the Verify screen. Its widgets are fields for tests.
+type View struct {
+	env  *uikit.Env
+	keys []device.Key
+
+	Key     *widget.Select
+	User    *widget.Entry
+	Run     *widget.Button
+	Cancel  *widget.Button
+	Touch   *widget.Label
+	Summary *widget.Label
+	Rows    *fyne.Container
+	// Form is the PIN dialog open now (tests type into it).
+	Form   *uikit.SecretForm
+	Report *verify.Report
+	Root   fyne.CanvasObject
+
+	cancel context.CancelFunc
+}
+
+// New builds the Verify screen.
+func New(env *uikit.Env) *View {
+	v := &View{env: env}
+	v.Key = widget.NewSelect(nil, func(string) { v.enable() })
+	v.Key.PlaceHolder = "Insert a key"
+	v.User = widget.NewEntry()
+	v.User.SetPlaceHolder("who the key should belong to (optional)")
+	if env.Role == uikit.Self {
+		v.User.SetText(env.User)
+		v.User.Disable()
+	}
+	v.Run = widget.NewButtonWithIcon("Verify", theme.ConfirmIcon(), v.start)
+	v.Run.Importance = widget.HighImportance
+	v.Cancel = widget.NewButton("Cancel", func() {
+		if v.cancel != nil {
+			v.cancel()
+		}
+	})
+	v.Cancel.Hide()
+	v.Touch = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	v.Touch.Importance = widget.HighImportance
+	v.Touch.Hide()
+	v.Summary = widget.NewLabel("Choose a key and press Verify: the key signs fresh registry challenges and the registry's view of it is checked, as before a migration.")
+	v.Summary.Wrapping = fyne.TextWrapWord
+	v.Rows = container.NewVBox()
+	form := widget.NewForm(widget.NewFormItem("Key", v.Key), widget.NewFormItem("User", v.User))
+	top := container.NewVBox(widget.NewLabelWithStyle("Verify a key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), form,
+		container.NewHBox(v.Run, v.Cancel), v.Touch, v.Summary, widget.NewSeparator())
+	v.Root = container.NewBorder(top, nil, nil, nil, container.NewVScroll(v.Rows))
+	env.Feed.Subscribe(v.update)
+	v.enable()
+	return v
+}
+
+func keyName(k device.Key) string {
+	s := fmt.Sprintf("%s · serial %d", k.Model, k.Serial)
+	if k.Virtual {
+		s += " · VIRTUAL"
+	}
+	return s
+}
+
+func (v *View) update(list []device.Key) {
+	v.keys = list
+	var opts []string
+	for _, k := range list {
+		opts = append(opts, keyName(k))
+	}
+	cur := v.Key.Selected
+	v.Key.SetOptions(opts)
+	switch {
+	case len(opts) == 0:
+		v.Key.ClearSelected()
+	case cur == "" || !contains(opts, cur):
+		v.Key.SetSelected(opts[0])
+	}
+	v.enable()
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *View) enable() {
+	if v.cancel == nil && v.Key.SelectedIndex() >= 0 {
+		v.Run.Enable()
+	} else {
+		v.Run.Disable()
+	}
+}
+
+func (v *View) selected() (device.Key, bool) {
+	i := v.Key.SelectedIndex()
+	if i < 0 || i >= len(v.keys) {
+		return device.Key{}, false
+	}
+	return v.keys[i], true
+}
+
+// start verifies the selected key in the background.
+func (v *View) start() {
+	k, ok := v.selected()
+	if !ok || v.cancel != nil {
+		return
+	}
+	user := strings.TrimSpace(v.User.Text)
+	v.Rows.RemoveAll()
+	v.Report = nil
+	v.Summary.SetText(fmt.Sprintf("Verifying key %d…", k.Serial))
+	v.Cancel.Show()
+	cb := device.Callbacks{
+		PIN: func(ctx context.Context, what string) (string, error) {
+			vals, err := uikit.AwaitSecrets(ctx, v.env.Window, what, []string{what}, func(f *uikit.SecretForm) { v.Form = f })
+			if err != nil {
+				return "", err
+			}
+			return vals[0], nil
+		},
+		Touch: func(context.Context) {
+			fyne.Do(func() {
+				v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
+				v.Touch.Show()
+			})
+		},
+	}
+	var rep *verify.Report
+	v.cancel = v.env.Go(func(ctx context.Context) error {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return err
+		}
+		rep, err = verify.Run(ctx, k, verify.Options{Registry: reg, Keys: v.env.Keys, User: user, Callbacks: cb})
+		return err
+	}, func(err error) {
+		v.cancel = nil
+		v.Cancel.Hide()
+		v.Touch.Hide()
+		v.enable()
+		if err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, uikit.ErrNotGiven) {
+				v.Summary.SetText("Verification canceled.")
+				return
+			}
+			v.Summary.SetText("Could not verify key " + strconv.FormatUint(uint64(k.Serial), 10) + ": " + uikit.Message(err))
+			return
+		}
+		v.show(rep)
+	})
+}
+
+// show lays out the report: one row per check.
+func (v *View) show(r *verify.Report) {
+	defer func() { v.Report = r }()
+	who := r.ExternalID
+	if who == "" {
+		who = "nobody the registry knows"
+	}
+	if r.OK {
+		v.Summary.SetText(fmt.Sprintf("Key %d of %s: all checks passed.", r.Serial, who))
+		v.Summary.Importance = widget.SuccessImportance
+	} else {
+		v.Summary.SetText(fmt.Sprintf("Key %d of %s: %d check(s) failed. Each red row says why and what to do.", r.Serial, who, len(r.Failed())))
+		v.Summary.Importance = widget.DangerImportance
+	}
+	v.Summary.Refresh()
+	v.Rows.RemoveAll()
+	for _, c := range r.Checks {
+		v.Rows.Add(Row(c))
+	}
+}
+
+// Row is one check as a row: a coloured status, the check's name and what
+// was found; a failure adds its cause, the mismatch and the next step.
+func Row(c verify.Check) fyne.CanvasObject {
+	status := widget.NewLabelWithStyle(strings.ToUpper(string(c.Status)), fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	icon := widget.NewIcon(theme.ConfirmIcon())
+	switch c.Status {
+	case verify.Pass:
+		status.Importance = widget.SuccessImportance
+		icon.SetResource(theme.NewSuccessThemedResource(theme.ConfirmIcon()))
+	case verify.Fail:
+		status.Importance = widget.DangerImportance
+		icon.SetResource(theme.NewErrorThemedResource(theme.CancelIcon()))
+	case verify.Warn:
+		status.Importance = widget.WarningImportance
+		icon.SetResource(theme.NewWarningThemedResource(theme.WarningIcon()))
+	default:
+		status.Importance = widget.LowImportance
+		icon.SetResource(theme.InfoIcon())
+	}
+	text := c.Detail
+	if c.Status == verify.Fail && c.Cause != "" {
+		text = c.Cause
+	}
+	lines := []string{text}
+	if c.Mismatch != "" {
+		lines = append(lines, "Mismatch: "+c.Mismatch)
+	}
+	if c.Next != "" && c.Status != verify.Pass {
+		lines = append(lines, "Next: "+c.Next)
+	}
+	body := widget.NewLabel(strings.Join(lines, "\n"))
+	body.Wrapping = fyne.TextWrapWord
+	name := widget.NewLabelWithStyle(c.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	head := container.NewHBox(icon, status, name)
+	return container.NewVBox(head, body, widget.NewSeparator())
+}

@@ -1,0 +1,125 @@
+package verifyui_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2/test"
+
+	"github.com/keydesk/keydesk/app/enroltest"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
+	"github.com/keydesk/keydesk/app/ui/verifyui"
+	"github.com/keydesk/keydesk/app/verify"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+func TestMain(m *testing.M) { uitest.Main(m, 1) }
+
+const wait = 30 * time.Second
+
+const pivPIN = "246810"
+
+var enrolled *enroltest.Enrolled
+
+// enrol enrols the practice key for ada once.
+func enrol(t *testing.T) enroltest.Enrolled {
+	t.Helper()
+	if enrolled != nil {
+		return *enrolled
+	}
+	ctx := context.Background()
+	k, err := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := enroltest.Enrol(ctx, uitest.Fleet.Keys, uitest.Fleet.Admin, k, enroltest.Options{User: "ada", PIVPIN: pivPIN, FIDOPIN: "fido-2468", Recipients: []string{uitest.Fleet.Recipient}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolled = &e
+	return e
+}
+
+func open(t *testing.T, reg *client.Client) (*uikit.Env, *verifyui.View) {
+	t.Helper()
+	env := uitest.Env(t, uikit.Helpdesk, "", reg)
+	v := verifyui.New(env)
+	env.Window.SetContent(v.Root)
+	uitest.WaitFor(t, wait, "the practice key offered", func() bool { return v.Key.SelectedIndex() == 0 && !v.Run.Disabled() })
+	return env, v
+}
+
+func answerPIN(t *testing.T, v *verifyui.View, pin string) {
+	t.Helper()
+	uitest.WaitFor(t, wait, "the PIN dialog", func() bool { return v.Form != nil })
+	test.Type(v.Form.Entries[0], pin)
+	v.Form.Submit()
+}
+
+// TestVerifyPasses: an enrolled key signs the registry's challenges with its
+// PIN and every row is green.
+func TestVerifyPasses(t *testing.T) {
+	enrol(t)
+	env, v := open(t, uitest.Fleet.Helpdesk)
+	test.Type(v.User, "ada")
+	test.Tap(v.Run)
+	answerPIN(t, v, pivPIN)
+	uitest.WaitFor(t, wait, "the report", func() bool { return v.Report != nil })
+	if !v.Report.OK {
+		t.Fatalf("report not OK: %+v", v.Report.Checks)
+	}
+	if len(v.Rows.Objects) != len(v.Report.Checks) || len(v.Rows.Objects) < 5 {
+		t.Fatalf("%d rows for %d checks", len(v.Rows.Objects), len(v.Report.Checks))
+	}
+	if !strings.Contains(v.Summary.Text, "all checks passed") {
+		t.Fatalf("summary %q", v.Summary.Text)
+	}
+	uitest.MatchImage(t, "verify.png", env.Window.Canvas().Capture())
+}
+
+// TestVerifyWrongPIN: a wrong PIV PIN makes the signature check red with
+// its cause and the next step, and costs one try.
+func TestVerifyWrongPIN(t *testing.T) {
+	enrol(t)
+	_, v := open(t, uitest.Fleet.Helpdesk)
+	test.Tap(v.Run)
+	answerPIN(t, v, "999999")
+	uitest.WaitFor(t, wait, "the report", func() bool { return v.Report != nil })
+	if v.Report.OK {
+		t.Fatal("a wrong PIN passed")
+	}
+	var red []verify.Check
+	for _, c := range v.Report.Failed() {
+		red = append(red, c)
+	}
+	if len(red) == 0 || red[0].Cause == "" || red[0].Next == "" {
+		t.Fatalf("failed checks lack a cause or next step: %+v", red)
+	}
+	if !strings.Contains(v.Summary.Text, "failed") {
+		t.Fatalf("summary %q", v.Summary.Text)
+	}
+	// Put the try back for the other tests.
+	ctx := context.Background()
+	k, _ := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
+	card, _ := uitest.Fleet.Keys.PIV(k)
+	if err := card.ChangePIN(ctx, pivPIN, pivPIN); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyRegistryDown: with the registry unreachable the screen says so
+// and what to do; no report is shown.
+func TestVerifyRegistryDown(t *testing.T) {
+	_, v := open(t, uitest.Down(t))
+	test.Tap(v.Run)
+	uitest.WaitFor(t, wait, "the failure", func() bool { return strings.Contains(v.Summary.Text, "Could not verify") })
+	if v.Report != nil || len(v.Rows.Objects) != 0 {
+		t.Fatal("a report was shown without a registry")
+	}
+	if !strings.Contains(v.Summary.Text, "unreachable") && !strings.Contains(v.Summary.Text, "reach") {
+		t.Fatalf("summary %q does not say the registry is unreachable", v.Summary.Text)
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkStart starts the desktop app under Xvfb, cold (a new settings,
+// data and practice-key directory each time), and reports the time from
+// exec to the first painted frame (the app writes KEYDESK_STARTUP_MARK
+// from its first frame's paint) and the resident memory at that moment
+// and 3 s later, when the practice keys, the key watcher and the embedded
+// registry have started. GL driver variables (GALLIUM_DRIVER,
+// LIBGL_ALWAYS_SOFTWARE) pass through from the environment, so
+//
+//	GALLIUM_DRIVER=softpipe go test -run '^$' -bench Start ./cmd/keydesk
+//
+// measures that driver. Figures and the load average are in
+// docs/desktop-app.md.
+func BenchmarkStart(b *testing.B) {
+	display := xvfb(b)
+	base := b.TempDir()
+	bin := build(b, base)
+	var first, rssFrame, rssAfter float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(base, "run", time.Now().Format("150405.000000000"))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			b.Fatal(err)
+		}
+		a := start(b, bin, display, dir)
+		d, err := a.firstFrame(60 * time.Second)
+		if err != nil {
+			a.stop()
+			b.Fatal(err)
+		}
+		r1, err := a.rss()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		time.Sleep(3 * time.Second)
+		r2, err := a.rss()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := a.stop(); err != nil {
+			b.Fatal(err)
+		}
+		if s := a.stderr.String(); s != "" {
+			b.Logf("stderr: %s", s)
+		}
+		first += float64(d.Milliseconds())
+		rssFrame += float64(r1) / (1 << 20)
+		rssAfter += float64(r2) / (1 << 20)
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(first/n, "ms-first-frame")
+	b.ReportMetric(rssFrame/n, "MB-rss-first-frame")
+	b.ReportMetric(rssAfter/n, "MB-rss-after-3s")
+	b.ReportMetric(0, "ns/op")
+}
