@@ -113,15 +113,17 @@ func newBatch(env *uikit.Env, d *desk) *batch {
 	center := container.NewVScroll(container.NewVBox(b.overall, b.current, b.touch.box, b.prompt, b.rows, b.report))
 	b.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, center), b.key)
 	if env.Feed != nil {
-		env.Feed.Subscribe(func(ks []device.Key) {
-			d.ui.Lock()
-			defer d.ui.Unlock()
-			b.keys = ks
-			b.insertK.Objects = []fyne.CanvasObject{keysView(ks)}
-			b.insertK.Refresh()
+		env.Feed.Subscribe(func([]device.Key) {
+			go d.do(func() { b.setKeys(env.Feed.Current()) })
 		})
 	}
 	return b
+}
+
+func (b *batch) setKeys(ks []device.Key) {
+	b.keys = ks
+	b.insertK.Objects = []fyne.CanvasObject{keysView(ks)}
+	b.insertK.Refresh()
 }
 
 func (b *batch) key(name fyne.KeyName) {

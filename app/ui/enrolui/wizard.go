@@ -144,10 +144,11 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 	w.resultBox = container.NewVBox(w.resultHead, w.resultText)
 
 	if env.Feed != nil {
-		env.Feed.Subscribe(func(ks []device.Key) {
-			d.ui.Lock()
-			defer d.ui.Unlock()
-			w.setKeys(ks)
+		// Taken up through d.do from a goroutine of its own, the latest
+		// list each time, so the subscription never runs under the lock
+		// of whoever published.
+		env.Feed.Subscribe(func([]device.Key) {
+			go d.do(func() { w.setKeys(env.Feed.Current()) })
 		})
 	}
 	w.showUser()
@@ -351,6 +352,7 @@ func (w *wizard) loadUnfinished() {
 		return err
 	}, func(err error) {
 		w.unfinished.RemoveAll()
+		defer w.trail.add("unfinished-loaded")
 		if err != nil || len(recs) == 0 {
 			if err != nil {
 				w.unfinished.Add(wrapped("Enrolment is not ready at this desk: " + uikit.Message(err)))
@@ -368,7 +370,6 @@ func (w *wizard) loadUnfinished() {
 				w.unfinished.Add(line)
 			}
 		}
-		w.trail.add("unfinished-loaded")
 	})
 }
 
@@ -423,6 +424,7 @@ func (w *wizard) setKeys(ks []device.Key) {
 	}
 	w.insertKeys.Objects = []fyne.CanvasObject{keysView(w.keys)}
 	w.insertKeys.Refresh()
+	w.trail.add("keys")
 }
 
 func (w *wizard) showKey() {
