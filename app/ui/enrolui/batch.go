@@ -63,6 +63,7 @@ type batch struct {
 	insertB fyne.CanvasObject
 	rows    *fyne.Container
 	report  *widget.Label
+	center  *fyne.Container
 
 	ros     *roster.Roster
 	batchID string
@@ -110,8 +111,9 @@ func newBatch(env *uikit.Env, d *desk) *batch {
 	pathRow := container.NewBorder(nil, nil, widget.NewLabel("Roster"), container.NewHBox(b.choose, b.check), b.path)
 	top := container.NewVBox(heading("Batch enrolment"), pathRow, b.status, widget.NewSeparator())
 	bottom := container.NewVBox(widget.NewSeparator(), container.NewHBox(layout.NewSpacer(), b.cancel, b.start))
-	center := container.NewVScroll(container.NewVBox(b.overall, b.current, b.touch.box, b.prompt, b.rows, b.report))
-	b.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, center), b.key)
+	b.touch.relayout = func() { b.relayout() }
+	b.center = container.NewVBox(b.overall, b.current, b.touch.box, b.prompt, b.rows, b.report)
+	b.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, container.NewVScroll(b.center)), b.key)
 	if env.Feed != nil {
 		env.Feed.Subscribe(func([]device.Key) {
 			go d.do(func() { b.setKeys(env.Feed.Current()) })
@@ -124,6 +126,7 @@ func (b *batch) setKeys(ks []device.Key) {
 	b.keys = ks
 	b.insertK.Objects = []fyne.CanvasObject{keysView(ks)}
 	b.insertK.Refresh()
+	b.relayout()
 }
 
 func (b *batch) key(name fyne.KeyName) {
@@ -202,6 +205,7 @@ func (b *batch) validate() {
 func (b *batch) showChecked(path string, raw []byte, ros *roster.Roster, err error) {
 	b.rows.RemoveAll()
 	b.status.Importance = widget.DangerImportance
+	defer b.relayout()
 	defer b.status.Refresh()
 	switch {
 	case err != nil:
@@ -360,7 +364,7 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 		}
 		fmt.Fprintf(&s, "%d key(s) enrolled in this run, %d user(s) incomplete.", rep.Enrolled, rep.Failed)
 		if rep.Failed == 0 && err == nil {
-			b.overall.SetValue(1)
+			b.overall.SetValue(b.overall.Max)
 		}
 	}
 	if err != nil {
@@ -377,6 +381,7 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 		}
 	}
 	b.report.SetText(s.String())
+	b.relayout()
 	b.trail.add(batchDone)
 }
 
@@ -393,6 +398,7 @@ func (b *batch) doCancel() {
 // --- enrol.UI, on the UI goroutine ---
 
 func (b *batch) onProgress(ev enrol.Event) {
+	defer b.relayout()
 	if ev.Total > 0 {
 		b.overall.Max = float64(ev.Total)
 		v := float64(ev.Done)
@@ -474,5 +480,11 @@ func (b *batch) onConfirm(_ string, answer func(bool, error)) { answer(false, ni
 
 func (b *batch) showPrompt(o fyne.CanvasObject) {
 	b.prompt.Objects = []fyne.CanvasObject{container.NewVBox(widget.NewSeparator(), o, widget.NewSeparator())}
+	b.relayout()
+}
+
+// relayout lays the screen out again after rows or prompts came or went.
+func (b *batch) relayout() {
 	b.prompt.Refresh()
+	b.center.Refresh()
 }

@@ -462,13 +462,15 @@ type touchPanel struct {
 	bar   *widget.ProgressBar
 	stop  chan struct{}
 	left  time.Duration // for tests and the label
+	// relayout lays the panel's screen out again after it shows or hides.
+	relayout func()
 }
 
 func newTouchPanel(d *desk) *touchPanel {
 	p := &touchPanel{d: d, label: heading(""), bar: widget.NewProgressBar()}
 	p.bar.Max = touchWindow.Seconds()
 	p.bar.TextFormatter = func() string { return fmt.Sprintf("%.0f s left", p.bar.Value) }
-	p.box = container.NewVBox(container.NewHBox(widget.NewIcon(theme.WarningIcon()), p.label), p.bar)
+	p.box = container.NewVBox(container.NewBorder(nil, nil, widget.NewIcon(theme.WarningIcon()), nil, p.label), p.bar)
 	p.box.Hide()
 	return p
 }
@@ -480,6 +482,9 @@ func (p *touchPanel) show(serial uint32) {
 	p.label.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", serial))
 	p.bar.SetValue(touchWindow.Seconds())
 	p.box.Show()
+	if p.relayout != nil {
+		p.relayout()
+	}
 	stop := make(chan struct{})
 	p.stop = stop
 	end := time.Now().Add(touchWindow)
@@ -519,7 +524,12 @@ func (p *touchPanel) hide() {
 		close(p.stop)
 		p.stop = nil
 	}
-	p.box.Hide()
+	if p.box.Visible() {
+		p.box.Hide()
+		if p.relayout != nil {
+			p.relayout()
+		}
+	}
 }
 
 // pinForm is where a person chooses a PIN (typed twice) or types an

@@ -47,6 +47,7 @@ type wizard struct {
 	body    *fyne.Container
 	cancel  *widget.Button
 	next    *widget.Button
+	bar     *fyne.Container
 	onNext  func()
 	step    string
 
@@ -80,7 +81,7 @@ type wizard struct {
 	stages      *stagesView
 	touch       *touchPanel
 	progressFor *widget.Label
-	progressBox fyne.CanvasObject
+	progressBox *fyne.Container
 
 	// Insert a key (the backup, when none fresh is attached).
 	insertNote *widget.Label
@@ -123,7 +124,8 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 	})
 	w.next.Importance = widget.HighImportance
 	top := container.NewVBox(w.title, w.summary, widget.NewSeparator())
-	bottom := container.NewVBox(widget.NewSeparator(), container.NewHBox(layout.NewSpacer(), w.cancel, w.next))
+	w.bar = container.NewHBox(layout.NewSpacer(), w.cancel, w.next)
+	bottom := container.NewVBox(widget.NewSeparator(), w.bar)
 	w.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, container.NewVScroll(w.body)), w.key)
 
 	w.buildUser()
@@ -134,6 +136,10 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 	w.touch = newTouchPanel(d)
 	w.progressFor = wrapped("")
 	w.progressBox = container.NewVBox(w.progressFor, w.touch.box, w.stages.box)
+	w.touch.relayout = func() {
+		w.progressBox.Refresh()
+		w.body.Refresh()
+	}
 	w.insertNote = heading("")
 	w.insertKeys = container.NewStack()
 	w.insertBox = container.NewVBox(w.insertNote,
@@ -183,6 +189,7 @@ func (w *wizard) show(step, title string, content fyne.CanvasObject, next string
 		w.next.Enable()
 	}
 	w.updateSummary()
+	w.bar.Refresh()
 	if focus == nil {
 		focus = w.root
 	}
@@ -306,7 +313,6 @@ func (w *wizard) loadUsers() {
 			w.trail.add("users-failed")
 			return
 		}
-		w.userNote.Importance = widget.MediumImportance
 		sort.Slice(users, func(i, j int) bool { return users[i].DisplayName < users[j].DisplayName })
 		w.users = users
 		w.filter()
@@ -328,6 +334,8 @@ func (w *wizard) filter() {
 	}
 	w.userList.UnselectAll()
 	w.userList.Refresh()
+	w.userNote.Importance = widget.MediumImportance
+	defer w.userNote.Refresh()
 	switch {
 	case len(w.users) == 0:
 		w.userNote.SetText("The registry has no users yet. An admin adds them with a batch roster, or keydesk enrol on the command line.")
@@ -353,6 +361,7 @@ func (w *wizard) loadUnfinished() {
 	}, func(err error) {
 		w.unfinished.RemoveAll()
 		defer w.trail.add("unfinished-loaded")
+		defer w.body.Refresh()
 		if err != nil || len(recs) == 0 {
 			if err != nil {
 				w.unfinished.Add(wrapped("Enrolment is not ready at this desk: " + uikit.Message(err)))
@@ -547,10 +556,10 @@ func (w *wizard) onConfirm(q string, answer func(bool, error)) {
 	w.answer = answer
 	w.backupNote.SetText(fmt.Sprintf("✓  Key %d is enrolled and active.", w.serial))
 	w.backupQ.SetText(q)
+	w.cancel.SetText("Not now")
 	w.show(stepBackup, "Step 5 of 5 · The backup key", w.backupBox, "Enrol the backup key now", func() {
 		w.reply(true)
 	}, nil)
-	w.cancel.SetText("Not now")
 }
 
 func (w *wizard) reply(yes bool) {
@@ -558,6 +567,7 @@ func (w *wizard) reply(yes bool) {
 		a := w.answer
 		w.answer = nil
 		w.cancel.SetText("Cancel")
+		w.bar.Refresh()
 		a(yes, nil)
 	}
 }
@@ -670,8 +680,8 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 	}
 	w.resultHead.Refresh()
 	w.resultText.SetText(strings.TrimSpace(b.String()))
-	w.show(stepResult, "Result", w.resultBox, "Enrol another user", w.showUser, nil)
 	w.cancel.Hide()
+	w.show(stepResult, "Result", w.resultBox, "Enrol another user", w.showUser, nil)
 }
 
 // doCancel is Cancel and Escape: it cancels a run (the enroller stops and
