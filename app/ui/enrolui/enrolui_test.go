@@ -677,3 +677,68 @@ func TestBatchMalformedRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestScreensByRole: the wizard is for admins and the helpdesk, the batch
+// for admins; the ids are the ones the shell and its shortcuts use.
+func TestScreensByRole(t *testing.T) {
+	s := Screens()
+	if len(s) != 2 || s[0].ID != "enrol" || s[1].ID != "batch" || s[0].Make == nil || s[1].Make == nil {
+		t.Fatalf("screens %+v", s)
+	}
+	for _, c := range []struct {
+		role         uikit.Role
+		enrol, batch bool
+	}{{uikit.Admin, true, true}, {uikit.Helpdesk, true, false}, {uikit.Self, false, false}} {
+		env := &uikit.Env{Role: c.role}
+		if s[0].Visible(env) != c.enrol || s[1].Visible(env) != c.batch {
+			t.Errorf("%s sees enrol %v, batch %v", c.role, s[0].Visible(env), s[1].Visible(env))
+		}
+	}
+}
+
+// TestWizardCancelMidEnrolment: Escape while the key is being set up stops
+// the enrolment; the result names the stage and says the key is half set
+// up, and the journal holds it.
+func TestWizardCancelMidEnrolment(t *testing.T) {
+	h := newHarness(t)
+	addUser(t, "u-eve", "Eve Escape")
+	serial := h.serials[0]
+	reached, release := make(chan struct{}), make(chan struct{})
+	h.d.hook = func(ev enrol.Event) {
+		if ev.Step == enrol.StepFIDO2 && ev.Serial == serial {
+			close(reached)
+			<-release
+		}
+	}
+	w, f := h.openWizard("u-eve")
+	h.waitKeyListed(w, serial)
+	h.chooseKey(w, serial)
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("escape-pin-1", "escape-pin-1")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("778899", "778899")
+	select {
+	case <-reached:
+	case <-time.After(wait):
+		t.Fatal("enrolment never reached the FIDO2 credential")
+	}
+	f.await(stepProgress)
+	h.press(fyne.KeyEscape)
+	close(release)
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Cancelled" || !strings.Contains(w.resultText.Text, "was cancelled at stage") ||
+			!strings.Contains(w.resultText.Text, "half set up and nothing was registered") {
+			t.Fatalf("cancelled mid-enrolment: %s / %s", w.resultHead.Text, w.resultText.Text)
+		}
+	})
+	if un := h.unfinished(); len(un) != 1 || un[0].Serial != serial {
+		t.Fatalf("journal: %+v", un)
+	}
+	if _, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("registry after a cancel: %v", err)
+	}
+}

@@ -120,6 +120,7 @@ func TestReferenceImages(t *testing.T) {
 		w.retry.Hide()
 		w.search.SetText("a")
 		w.userList.Select(0)
+		w.body.Refresh()
 		matchImage(t, "wizard-1-user.png", win.Canvas().Capture())
 	})
 

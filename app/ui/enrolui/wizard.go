@@ -158,7 +158,6 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 		})
 	}
 	w.showUser()
-	w.loadUsers()
 	return w
 }
 
@@ -275,6 +274,9 @@ func (w *wizard) showUser() {
 	if w.user.ID == "" {
 		w.next.Disable()
 	}
+	// Read afresh each time: users come and go, and a batch may have
+	// finished meanwhile.
+	w.loadUsers()
 	w.loadUnfinished()
 }
 
@@ -282,6 +284,7 @@ func (w *wizard) showUser() {
 func (w *wizard) loadUsers() {
 	w.retry.Hide()
 	w.userNote.SetText("Reading the registry's users…")
+	w.body.Refresh()
 	var users []registry.User
 	w.d.run(w.env, func(ctx context.Context) error {
 		if w.env.Registry == nil {
@@ -305,6 +308,7 @@ func (w *wizard) loadUsers() {
 		}
 		return nil
 	}, func(err error) {
+		defer w.body.Refresh()
 		if err != nil {
 			w.userNote.SetText("The registry's users could not be read: " + uikit.Message(err))
 			w.userNote.Importance = widget.DangerImportance
