@@ -19,6 +19,7 @@ import (
 
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/mgmt"
+	"github.com/keydesk/keydesk/device/pcsc"
 )
 
 // pnp is pcsc-lite's pseudo-reader for reader arrival and removal.
@@ -124,7 +125,7 @@ func readerStates(sc *scard.Context) ([]scard.ReaderState, error) {
 		rs[i] = scard.ReaderState{Reader: r, CurrentState: scard.StateUnaware}
 	}
 	if len(rs) > 0 {
-		if err := sc.GetStatusChange(rs, 0); err != nil && !errors.Is(err, scard.ErrTimeout) {
+		if err := pcsc.GetStatusChange(sc, rs, 0); err != nil && !errors.Is(err, scard.ErrTimeout) {
 			return nil, err
 		}
 	}
@@ -341,7 +342,7 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 			// Wait for a PC/SC change (a reader or card coming or going) or
 			// the FIDO poll interval, whichever is first.
 			wait := append([]scard.ReaderState{{Reader: pnp, CurrentState: scard.StateUnaware}}, states...)
-			if err := sc.GetStatusChange(wait[:1], 0); err != nil {
+			if err := pcsc.GetStatusChange(sc, wait[:1], 0); err != nil {
 				wait = wait[1:] // no PnP support: readers are rechecked every poll
 			} else {
 				wait[0].CurrentState = wait[0].EventState &^ scard.StateChanged
@@ -365,7 +366,7 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 			// call is in it is not safe), and the watch polls from then on.
 			res := make(chan error, 1)
 			waiting := sc
-			go func() { res <- waiting.GetStatusChange(wait, opts.poll()) }()
+			go func() { res <- pcsc.GetStatusChange(waiting, wait, opts.poll()) }()
 			select {
 			case err = <-res:
 			case <-time.After(opts.poll() + 2*time.Second):

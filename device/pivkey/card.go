@@ -120,14 +120,14 @@ func (c *Card) present(settle time.Duration) bool {
 	}
 	defer sc.Release()
 	rs := []scard.ReaderState{{Reader: c.Reader, CurrentState: scard.StateUnaware}}
-	if err := sc.GetStatusChange(rs, 0); err != nil {
+	if err := pcsc.GetStatusChange(sc, rs, 0); err != nil {
 		return false
 	}
 	if rs[0].EventState&scard.StatePresent == 0 {
 		return false
 	}
 	rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
-	if err := sc.GetStatusChange(rs, settle); err != nil {
+	if err := pcsc.GetStatusChange(sc, rs, settle); err != nil {
 		return !errors.Is(err, scard.ErrUnknownReader) && !errors.Is(err, scard.ErrReaderUnavailable)
 	}
 	return rs[0].EventState&scard.StatePresent != 0

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ebfe/scard"
+
+	"github.com/keydesk/keydesk/device/pcsc"
 )
 
 // WaitCard blocks until the daemon reports reader i with a card (present
@@ -24,7 +26,7 @@ func (d *Daemon) WaitCard(ctx context.Context, i int, present bool) error {
 	defer stop()
 	rs := []scard.ReaderState{{Reader: d.Reader(i), CurrentState: scard.StateUnaware}}
 	for {
-		err := sc.GetStatusChange(rs, time.Second)
+		err := pcsc.GetStatusChange(sc, rs, time.Second)
 		switch {
 		case errors.Is(err, scard.ErrCancelled):
 			return ctx.Err()

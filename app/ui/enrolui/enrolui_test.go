@@ -1,0 +1,744 @@
+package enrolui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/enroltest"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
+)
+
+var (
+	bin    string
+	base   string
+	fxOnce sync.Once
+	fx     *enroltest.Env
+	fxErr  error
+)
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "keydesk-enrolui-test-")
+	if err != nil {
+		panic(err)
+	}
+	base = d
+	regtest.RunTests(m, &bin, func() {
+		if fx != nil {
+			fx.Stop()
+		}
+		os.RemoveAll(d)
+	})
+}
+
+// fixture is the test binary's practice keys (two readers) and registry
+// process, started by the first test that needs them.
+func fixture(t *testing.T) *enroltest.Env {
+	t.Helper()
+	fxOnce.Do(func() { fx, fxErr = enroltest.Start(base, bin, 2) })
+	if fxErr != nil {
+		t.Fatal(fxErr)
+	}
+	return fx
+}
+
+const wait = 90 * time.Second
+
+// fresh reports whether k is factory-fresh, as enrolment needs it.
+func fresh(ctx context.Context, k device.Key) bool {
+	r := fx.Keys.Inspect(ctx, k, nil)
+	return r.PIV != nil && r.FIDO != nil && r.PIV.PINDefault && r.PIV.PUKDefault && r.PIV.MgmtKeyDefault && !r.FIDO.PINSet
+}
+
+// freshKeys swaps every practice key that is enrolled, half set up or
+// pulled for a factory-fresh one, as an admin unpacks new keys, and waits
+// until both interfaces of each are visible.
+func freshKeys(t *testing.T) []uint32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var out []uint32
+	for i := range fx.Fleet.Keys {
+		serial := fx.Serial(i)
+		y := fx.Fleet.Keys[i]
+		if !y.Key.Inserted() {
+			y.Key.Insert()
+		}
+		k, err := fx.Keys.WaitUntil(ctx, serial, whole)
+		if err != nil || !fresh(ctx, k) {
+			ny, err := fx.Fleet.Replace(serial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serial = ny.Serial()
+			if _, err := fx.Keys.WaitUntil(ctx, serial, whole); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out = append(out, serial)
+	}
+	return out
+}
+
+func whole(k *device.Key) bool { return k != nil && k.Reader != "" && k.FIDOPath != "" }
+
+// harness is a test window with a uikit.Env over the fixture.
+type harness struct {
+	t       *testing.T
+	app     fyne.App
+	win     fyne.Window
+	env     *uikit.Env
+	d       *desk
+	set     settings.Settings
+	journal string
+	serials []uint32
+	regErr  error
+}
+
+func newHarness(t *testing.T) *harness {
+	fixture(t)
+	h := &harness{t: t, serials: freshKeys(t)}
+	h.app = test.NewApp()
+	h.win = h.app.NewWindow("keydesk")
+	h.win.Resize(fyne.NewSize(1280, 800))
+	ctx, cancel := context.WithCancel(context.Background())
+	feed := &uikit.KeyFeed{}
+	ch, err := fx.Keys.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		for l := range ch {
+			feed.Publish(l)
+		}
+	}()
+	h.set = settings.Default()
+	h.set.RPID = enroltest.RPID
+	h.set.Practice = true
+	h.set.HelpdeskRecipients = []string{fx.Recipient}
+	h.journal = filepath.Join(t.TempDir(), "journal.db")
+	h.env = &uikit.Env{App: h.app, Window: h.win, Ctx: ctx, Keys: fx.Keys, Feed: feed, Role: uikit.Admin,
+		Settings: func() settings.Settings { return h.set },
+		Registry: func(context.Context) (*client.Client, error) {
+			if h.regErr != nil {
+				return nil, h.regErr
+			}
+			return fx.Admin, nil
+		}}
+	h.d = &desk{cfg: Config{JournalPath: h.journal}}
+	t.Cleanup(func() {
+		cancel()
+		<-watching
+		h.app.Quit()
+	})
+	return h
+}
+
+// ui runs f as the UI goroutine would, one after the UI changes the
+// enrolment makes.
+func (h *harness) ui(f func()) {
+	h.d.ui.Lock()
+	defer h.d.ui.Unlock()
+	f()
+}
+
+// press sends a key to whatever has the keyboard focus, as a person
+// pressing it would.
+func (h *harness) press(name fyne.KeyName) {
+	h.t.Helper()
+	h.ui(func() {
+		f := h.win.Canvas().Focused()
+		if f == nil {
+			h.t.Fatalf("nothing has the keyboard focus for %s", name)
+		}
+		f.TypedKey(&fyne.KeyEvent{Name: name})
+	})
+}
+
+// typeText types into whatever has the keyboard focus.
+func (h *harness) typeText(s string) {
+	h.t.Helper()
+	h.ui(func() {
+		f := h.win.Canvas().Focused()
+		if f == nil {
+			h.t.Fatalf("nothing has the keyboard focus to type %q into", s)
+		}
+		test.Type(f, s)
+	})
+}
+
+// follower reads a screen's trail from where it last stopped.
+type follower struct {
+	t   *testing.T
+	tr  *trail
+	pos int
+}
+
+func (f *follower) await(states ...string) string {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	i, s, err := f.tr.wait(ctx, f.pos, states...)
+	if err != nil {
+		f.t.Fatalf("waiting for %v: %v; states so far %v", states, err, f.tr.states()[f.pos:])
+	}
+	f.pos = i + 1
+	return s
+}
+
+func addUser(t *testing.T, ext, name string) {
+	t.Helper()
+	body := map[string]any{"external_id": ext, "display_name": name, "email": ext + "@example.org"}
+	if err := fx.AdminCall("POST", "/v1/users", body, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func userKeys(t *testing.T, ext string) (registry.User, []registry.Key) {
+	t.Helper()
+	ctx := context.Background()
+	us, _, err := fx.Admin.Users(ctx, "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range us {
+		if u.ExternalID == ext {
+			ks, err := fx.Admin.UserKeys(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u, ks
+		}
+	}
+	return registry.User{}, nil
+}
+
+func activeKeys(ks []registry.Key) int {
+	n := 0
+	for _, k := range ks {
+		if k.Status == registry.KeyActive {
+			n++
+		}
+	}
+	return n
+}
+
+// openWizard shows the Enrol screen and picks ext from the search.
+func (h *harness) openWizard(search string) (*wizard, *follower) {
+	h.t.Helper()
+	var w *wizard
+	h.ui(func() {
+		w = newWizard(h.env, h.d)
+		h.win.SetContent(w.root)
+	})
+	f := &follower{t: h.t, tr: &w.trail}
+	f.await("users-loaded")
+	h.ui(func() { h.win.Canvas().Focus(w.search) })
+	h.typeText(search)
+	h.press(fyne.KeyReturn)
+	f.await(stepKey)
+	return w, f
+}
+
+// chooseKey selects serial in the key step, as a click on its row does.
+func (h *harness) chooseKey(w *wizard, serial uint32) {
+	h.t.Helper()
+	h.ui(func() {
+		for i, k := range w.keys {
+			if k.Serial == serial {
+				w.keyList.Select(i)
+				return
+			}
+		}
+		h.t.Fatalf("key %d is not in the key step's list (%d keys)", serial, len(w.keys))
+	})
+}
+
+// choosePIN types a PIN and its repeat, pressing Enter after each.
+func (h *harness) choosePIN(pin, again string) {
+	h.t.Helper()
+	h.typeText(pin)
+	h.press(fyne.KeyReturn)
+	h.typeText(again)
+	h.press(fyne.KeyReturn)
+}
+
+// waitKeyListed waits until the key step lists serial with both its
+// interfaces.
+func (h *harness) waitKeyListed(w *wizard, serial uint32) {
+	h.t.Helper()
+	keys := &follower{t: h.t, tr: &w.trail}
+	for {
+		found := false
+		h.ui(func() {
+			for _, k := range w.keys {
+				found = found || (k.Serial == serial && whole(&k))
+			}
+		})
+		if found {
+			return
+		}
+		keys.await("keys")
+	}
+}
+
+// TestWizardPrimaryThenBackup: one user, the primary key chosen from the
+// feed, PINs typed, the backup prompt answered with Enter, the backup key
+// taken from the keys attached; the registry then holds two active keys
+// and the user is covered.
+func TestWizardPrimaryThenBackup(t *testing.T) {
+	h := newHarness(t)
+	addUser(t, "u-ada", "Ada Lovelace")
+	w, f := h.openWizard("ada")
+	h.ui(func() {
+		if w.user.ExternalID != "u-ada" {
+			t.Fatalf("chosen user %+v", w.user)
+		}
+	})
+	h.waitKeyListed(w, h.serials[0])
+	h.chooseKey(w, h.serials[0])
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.ui(func() {
+		if !strings.Contains(w.checkReg.Text, "✓") || !strings.Contains(w.checkFresh.Text, "✓") {
+			t.Fatalf("checks: %q %q", w.checkReg.Text, w.checkFresh.Text)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.ui(func() {
+		if !strings.Contains(w.pin.rule.Text, "at least 8 characters") {
+			t.Fatalf("policy not shown: %q", w.pin.rule.Text)
+		}
+	})
+	h.choosePIN("correct horse", "correct horse")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("246810", "246810")
+	f.await("key-done")
+	f.await(stepBackup)
+	h.ui(func() {
+		if !strings.Contains(w.backupQ.Text, "Enrol the backup key now?") {
+			t.Fatalf("backup prompt: %q", w.backupQ.Text)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await(stepChecks)
+	f.await("checks-passed")
+	h.ui(func() {
+		if w.serial != h.serials[1] {
+			t.Fatalf("backup key %d, want %d", w.serial, h.serials[1])
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("battery staple", "battery staple")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("135790", "135790")
+	f.await(stepResult)
+	h.ui(func() {
+		if len(w.results) != 2 || w.results[0].Role != registry.RolePrimary || w.results[1].Role != registry.RoleBackup {
+			t.Fatalf("results %+v: %s", w.results, w.resultText.Text)
+		}
+		if !strings.Contains(w.resultText.Text, "is covered") || w.resultHead.Text != "Done" {
+			t.Fatalf("result: %s / %s", w.resultHead.Text, w.resultText.Text)
+		}
+	})
+	u, ks := userKeys(t, "u-ada")
+	if activeKeys(ks) != 2 {
+		t.Fatalf("registry holds %+v for u-ada", ks)
+	}
+	cv, err := fx.Admin.Coverage(context.Background(), u.ID)
+	if err != nil || !cv.Covered {
+		t.Fatalf("coverage %+v, %v", cv, err)
+	}
+	// No PIN is left in any entry.
+	h.ui(func() {
+		if w.pin.pin.Text != "" || w.pin.again.Text != "" {
+			t.Fatal("a PIN stayed in the form")
+		}
+	})
+}
+
+// TestWizardPINRetypedTooShortThenCancel: a mistyped repeat is caught on
+// the form; a PIN under the policy comes back with the reason and the
+// tries left; Escape cancels, and the key is left as it was.
+func TestWizardPINRetypedTooShortThenCancel(t *testing.T) {
+	h := newHarness(t)
+	addUser(t, "u-bob", "Bob Babbage")
+	w, f := h.openWizard("bob")
+	h.waitKeyListed(w, h.serials[0])
+	h.chooseKey(w, h.serials[0])
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("12345678", "12345679")
+	h.ui(func() {
+		if !strings.Contains(w.pin.problem.Text, "differ") || w.pin.answer == nil {
+			t.Fatalf("mismatch: %q (answered: %v)", w.pin.problem.Text, w.pin.answer == nil)
+		}
+	})
+	h.choosePIN("1234", "1234")
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.ui(func() {
+		p := w.pin.problem.Text
+		if !strings.Contains(p, "at least 8 characters") || !strings.Contains(p, "Try 2 of 3") {
+			t.Fatalf("too short: %q", p)
+		}
+	})
+	h.press(fyne.KeyEscape)
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Cancelled" || !strings.Contains(w.resultText.Text, fmt.Sprintf("Cancelled before key %d was changed", h.serials[0])) {
+			t.Fatalf("cancelled: %s / %s", w.resultHead.Text, w.resultText.Text)
+		}
+	})
+	ctx := context.Background()
+	k, err := fx.Keys.Find(ctx, h.serials[0])
+	if err != nil || !fresh(ctx, k) {
+		t.Fatalf("key after a cancel at the PIN step: fresh=%v, %v", err == nil && fresh(ctx, k), err)
+	}
+	if un := h.unfinished(); len(un) != 0 {
+		t.Fatalf("journal: %+v", un)
+	}
+}
+
+func (h *harness) unfinished() []*enrol.Record {
+	h.t.Helper()
+	en, err := enrol.New(enrol.Config{Settings: h.set, Keys: fx.Keys, Registry: fx.Admin, JournalPath: h.journal})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer en.Close()
+	un, err := en.Unfinished(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return un
+}
+
+// TestWizardKeyPulled: the key leaves while its PIV side is set up. The
+// result says it is half set up and nothing was registered; the registry
+// has no such key; the journal keeps the sealed escrow.
+func TestWizardKeyPulled(t *testing.T) {
+	h := newHarness(t)
+	addUser(t, "u-cy", "Cy Pulled")
+	serial := h.serials[0]
+	y := fx.Fleet.Find(serial)
+	h.d.hook = func(ev enrol.Event) {
+		if ev.Step == enrol.StepCert && ev.Serial == serial {
+			y.Key.Remove()
+		}
+	}
+	w, f := h.openWizard("u-cy")
+	h.waitKeyListed(w, serial)
+	h.chooseKey(w, serial)
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("pulled-key-pin", "pulled-key-pin")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("112233", "112233")
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Enrolment stopped" || !strings.Contains(w.resultText.Text, "half set up and nothing was registered") {
+			t.Fatalf("key pulled: %s / %s", w.resultHead.Text, w.resultText.Text)
+		}
+	})
+	if _, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("registry after a pulled key: %v", err)
+	}
+	un := h.unfinished()
+	if len(un) != 1 || un[0].Serial != serial || un[0].Stage != enrol.StageSealed || len(un[0].Escrow) == 0 {
+		t.Fatalf("journal: %+v", un)
+	}
+}
+
+// TestWizardRegistryDownThenResume: the registry dies as the key is about
+// to be registered. The result says the key is set up but not registered
+// and waits in the outbox; the registry holds nothing of it. With the
+// registry back, Resume on the Enrol screen finishes it.
+func TestWizardRegistryDownThenResume(t *testing.T) {
+	h := newHarness(t)
+	addUser(t, "u-di", "Di Down")
+	serial := h.serials[0]
+	h.d.hook = func(ev enrol.Event) {
+		if ev.Step == enrol.StepRegister && ev.Serial == serial {
+			fx.Registry.Kill()
+		}
+	}
+	w, f := h.openWizard("u-di")
+	h.waitKeyListed(w, serial)
+	h.chooseKey(w, serial)
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("registry-down", "registry-down")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("445566", "445566")
+	f.await(stepResult)
+	h.d.hook = nil
+	h.ui(func() {
+		txt := w.resultText.Text
+		if w.resultHead.Text != "Enrolment stopped" || !strings.Contains(txt, "registry unreachable") ||
+			!strings.Contains(txt, "not registered: the registration waits in this desk's outbox") {
+			t.Fatalf("registry down: %s / %s", w.resultHead.Text, txt)
+		}
+	})
+	ctx := context.Background()
+	un := h.unfinished()
+	if len(un) != 1 || un[0].Stage != enrol.StageQueued || len(un[0].Escrow) == 0 {
+		t.Fatalf("journal: %+v", un)
+	}
+	pending, err := fx.Admin.Entries(ctx, client.Pending)
+	if err != nil || len(pending) == 0 {
+		t.Fatalf("outbox: %d pending, %v", len(pending), err)
+	}
+	u, _ := url.Parse(fx.Registry.URL)
+	if fx.Registry, err = regtest.Start(bin, fx.State, "--practice", "--listen", u.Host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fx.Admin.KeyBySerial(ctx, strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("the registry holds a key that was never sent: %v", err)
+	}
+	// Back to the first step: the unfinished enrolment is offered.
+	h.press(fyne.KeyReturn)
+	f.await("unfinished-loaded")
+	var resume *widget.Button
+	h.ui(func() {
+		for _, o := range w.unfinished.Objects {
+			if c, ok := o.(*fyne.Container); ok {
+				for _, oo := range c.Objects {
+					if b, ok := oo.(*widget.Button); ok && strings.Contains(b.Text, strconv.FormatUint(uint64(serial), 10)) {
+						resume = b
+					}
+				}
+			}
+		}
+	})
+	if resume == nil {
+		t.Fatal("no Resume button for the queued key")
+	}
+	h.ui(func() { test.Tap(resume) })
+	f.await(stepResult)
+	h.ui(func() {
+		if len(w.results) != 1 || w.results[0].Status != registry.KeyActive {
+			t.Fatalf("resumed: %+v: %s", w.results, w.resultText.Text)
+		}
+	})
+	_, ks := userKeys(t, "u-di")
+	if len(ks) != 1 || activeKeys(ks) != 1 {
+		t.Fatalf("registry after resume: %+v", ks)
+	}
+}
+
+// openBatch shows the Batch screen and checks the roster at path, typed.
+func (h *harness) openBatch(path string) (*batch, *follower) {
+	h.t.Helper()
+	var b *batch
+	h.ui(func() {
+		b = newBatch(h.env, h.d)
+		h.win.SetContent(b.root)
+		h.win.Canvas().Focus(b.path)
+	})
+	f := &follower{t: h.t, tr: &b.trail}
+	h.typeText(path)
+	h.press(fyne.KeyReturn)
+	return b, f
+}
+
+func writeRoster(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "roster.csv")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestBatchTwoUsersTwoKeys: a roster of two users with two keys each. The
+// two attached keys are taken first; for the third and fourth the screen
+// asks for a key and the admin swaps an enrolled one for a fresh one.
+func TestBatchTwoUsersTwoKeys(t *testing.T) {
+	h := newHarness(t)
+	path := writeRoster(t, "external_id,display_name,email,keys\nu-b1,Bea One,b1@example.org,2\nu-b2,Ben Two,b2@example.org,2\n")
+	b, f := h.openBatch(path)
+	f.await(batchChecked)
+	h.press(fyne.KeyReturn)
+	f.await(batchRunning)
+	pins := 0
+	for done := false; !done; {
+		switch s := f.await("pin:"+string(enrol.FIDO2PIN), "pin:"+string(enrol.PIVPIN), batchInsert, batchDone); s {
+		case "pin:" + string(enrol.FIDO2PIN):
+			h.choosePIN("batch-pin-1", "batch-pin-1")
+			pins++
+		case "pin:" + string(enrol.PIVPIN):
+			h.choosePIN("97531", "975310")
+			h.ui(func() {
+				if !strings.Contains(b.pin.problem.Text, "differ") {
+					t.Fatalf("mismatch in a batch: %q", b.pin.problem.Text)
+				}
+			})
+			h.choosePIN("975310", "975310")
+		case batchInsert:
+			// The admin's hands: an enrolled key out, a fresh one in.
+			swapped := false
+			for i := range fx.Fleet.Keys {
+				s := fx.Serial(i)
+				if kd, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(s), 10)); err == nil && kd.Status == registry.KeyActive {
+					if _, err := fx.Fleet.Replace(s); err != nil {
+						t.Fatal(err)
+					}
+					swapped = true
+					break
+				}
+			}
+			if !swapped {
+				t.Fatal("asked for a key with no enrolled key to swap")
+			}
+		case batchDone:
+			done = true
+		}
+	}
+	if pins != 4 {
+		t.Fatalf("%d FIDO2 PINs chosen, want 4", pins)
+	}
+	h.ui(func() {
+		if !strings.Contains(b.report.Text, "4 key(s) enrolled in this run, 0 user(s) incomplete") {
+			t.Fatalf("report: %s", b.report.Text)
+		}
+		for _, id := range []string{"u-b1", "u-b2"} {
+			r := b.users[id].label.Text
+			if !strings.Contains(r, "done, covered") || !strings.Contains(r, "primary key") || !strings.Contains(r, "backup key") {
+				t.Fatalf("row %s: %s", id, r)
+			}
+		}
+		if b.overall.Value != b.overall.Max {
+			t.Fatalf("overall progress %v of %v", b.overall.Value, b.overall.Max)
+		}
+	})
+	for _, id := range []string{"u-b1", "u-b2"} {
+		if _, ks := userKeys(t, id); activeKeys(ks) != 2 {
+			t.Fatalf("%s holds %+v", id, ks)
+		}
+	}
+}
+
+// TestBatchMalformedRefused: a roster with a bad row names it and starts
+// nothing, not even the good rows; a file whose header is wrong is refused
+// whole.
+func TestBatchMalformedRefused(t *testing.T) {
+	h := newHarness(t)
+	path := writeRoster(t, "external_id,display_name,email\nu-m1,Good Row,m1@example.org\nu-m2,Bad Row,not-an-address\n")
+	b, f := h.openBatch(path)
+	f.await(batchRefused)
+	h.ui(func() {
+		if len(b.rows.Objects) != 1 || !strings.Contains(b.rows.Objects[0].(*widget.Label).Text, "line 3, column email") {
+			t.Fatalf("rows: %d", len(b.rows.Objects))
+		}
+		if !strings.Contains(b.status.Text, "Nothing was started") || !b.start.Disabled() {
+			t.Fatalf("status %q, start disabled %v", b.status.Text, b.start.Disabled())
+		}
+	})
+	h.press(fyne.KeyReturn) // Enter in the path field checks again; nothing starts
+	f.await(batchRefused)
+	if u, _ := userKeys(t, "u-m1"); u.ID != "" {
+		t.Fatal("a row of a refused roster reached the registry")
+	}
+	bad := writeRoster(t, "id,name\nx,y\n")
+	h.ui(func() { b.path.SetText(bad); h.win.Canvas().Focus(b.path) })
+	h.press(fyne.KeyReturn)
+	f.await(batchRefused)
+	h.ui(func() {
+		if !strings.Contains(b.status.Text, "roster header: unknown column") || !b.start.Disabled() {
+			t.Fatalf("header: %q", b.status.Text)
+		}
+	})
+}
+
+// TestScreensByRole: the wizard is for admins and the helpdesk, the batch
+// for admins; the ids are the ones the shell and its shortcuts use.
+func TestScreensByRole(t *testing.T) {
+	s := Screens()
+	if len(s) != 2 || s[0].ID != "enrol" || s[1].ID != "batch" || s[0].Make == nil || s[1].Make == nil {
+		t.Fatalf("screens %+v", s)
+	}
+	for _, c := range []struct {
+		role         uikit.Role
+		enrol, batch bool
+	}{{uikit.Admin, true, true}, {uikit.Helpdesk, true, false}, {uikit.Self, false, false}} {
+		env := &uikit.Env{Role: c.role}
+		if s[0].Visible(env) != c.enrol || s[1].Visible(env) != c.batch {
+			t.Errorf("%s sees enrol %v, batch %v", c.role, s[0].Visible(env), s[1].Visible(env))
+		}
+	}
+}
+
+// TestWizardCancelMidEnrolment: Escape while the key is being set up stops
+// the enrolment; the result names the stage and says the key is half set
+// up, and the journal holds it.
+func TestWizardCancelMidEnrolment(t *testing.T) {
+	h := newHarness(t)
+	addUser(t, "u-eve", "Eve Escape")
+	serial := h.serials[0]
+	reached, release := make(chan struct{}), make(chan struct{})
+	h.d.hook = func(ev enrol.Event) {
+		if ev.Step == enrol.StepFIDO2 && ev.Serial == serial {
+			close(reached)
+			<-release
+		}
+	}
+	w, f := h.openWizard("u-eve")
+	h.waitKeyListed(w, serial)
+	h.chooseKey(w, serial)
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("escape-pin-1", "escape-pin-1")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("778899", "778899")
+	select {
+	case <-reached:
+	case <-time.After(wait):
+		t.Fatal("enrolment never reached the FIDO2 credential")
+	}
+	f.await(stepProgress)
+	h.press(fyne.KeyEscape)
+	close(release)
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Cancelled" || !strings.Contains(w.resultText.Text, "was cancelled at stage") ||
+			!strings.Contains(w.resultText.Text, "half set up and nothing was registered") {
+			t.Fatalf("cancelled mid-enrolment: %s / %s", w.resultHead.Text, w.resultText.Text)
+		}
+	})
+	if un := h.unfinished(); len(un) != 1 || un[0].Serial != serial {
+		t.Fatalf("journal: %+v", un)
+	}
+	if _, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("registry after a cancel: %v", err)
+	}
+}

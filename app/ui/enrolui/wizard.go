@@ -1,0 +1,711 @@
+package enrolui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+// Wizard steps, as the trail records them.
+const (
+	stepUser     = "user"
+	stepKey      = "key"
+	stepChecks   = "checks"
+	stepPIN      = "pin"
+	stepProgress = "progress"
+	stepInsert   = "insert"
+	stepBackup   = "backup"
+	stepResult   = "result"
+)
+
+// maxUsers bounds the users read for the search (pages of 500).
+const maxUsers = 20000
+
+// wizard is the Enrol screen: pick a user, insert a key, checks, PINs,
+// progress with touch prompts, result, then the backup key.
+type wizard struct {
+	env *uikit.Env
+	d   *desk
+
+	root    *keyCatcher
+	title   *widget.Label
+	summary *widget.Label
+	body    *fyne.Container
+	cancel  *widget.Button
+	next    *widget.Button
+	bar     *fyne.Container
+	onNext  func()
+	step    string
+
+	// Step 1: the user.
+	search     *keyEntry
+	users      []registry.User
+	matches    []registry.User
+	userList   *widget.List
+	userNote   *widget.Label
+	retry      *widget.Button
+	user       registry.User
+	unfinished *fyne.Container
+	userBox    fyne.CanvasObject
+
+	// Step 2: the key.
+	keys    []device.Key
+	keyList *widget.List
+	keyNote *widget.Label
+	chosen  uint32
+	keyBox  fyne.CanvasObject
+
+	// Step 3: checks.
+	checkReg, checkFresh, checkGenuine *widget.Label
+	checksBox                          fyne.CanvasObject
+	pending                            func() // shows the PIN request that ended the checks
+
+	// Step 4: PINs.
+	pin *pinForm
+
+	// Step 5: progress.
+	stages      *stagesView
+	touch       *touchPanel
+	progressFor *widget.Label
+	progressBox *fyne.Container
+
+	// Insert a key (the backup, when none fresh is attached).
+	insertNote *widget.Label
+	insertKeys *fyne.Container
+	insertBox  fyne.CanvasObject
+
+	// The backup-key prompt.
+	backupNote *widget.Label
+	backupQ    *widget.Label
+	backupBox  fyne.CanvasObject
+	answer     func(bool, error)
+
+	// The result.
+	resultHead *widget.Label
+	resultText *widget.Label
+	resultBox  fyne.CanvasObject
+
+	// The run.
+	running    bool
+	cancelRun  context.CancelFunc
+	serial     uint32 // the key in hand
+	done       []uint32
+	results    []*enrol.Result
+	resumeOnly bool
+
+	trail trail
+}
+
+func newWizard(env *uikit.Env, d *desk) *wizard {
+	w := &wizard{env: env, d: d}
+	w.title = heading("")
+	w.title.TextStyle.Bold = true
+	w.summary = wrapped("")
+	w.body = container.NewStack()
+	w.cancel = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), w.doCancel)
+	w.next = widget.NewButtonWithIcon("Next", theme.NavigateNextIcon(), func() {
+		if w.onNext != nil {
+			w.onNext()
+		}
+	})
+	w.next.Importance = widget.HighImportance
+	top := container.NewVBox(w.title, w.summary, widget.NewSeparator())
+	w.bar = container.NewHBox(layout.NewSpacer(), w.cancel, w.next)
+	bottom := container.NewVBox(widget.NewSeparator(), w.bar)
+	w.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, container.NewVScroll(w.body)), w.key)
+
+	w.buildUser()
+	w.buildKey()
+	w.buildChecks()
+	w.pin = newPINForm(env.Window, w.doCancel)
+	w.stages = newStagesView()
+	w.touch = newTouchPanel(d)
+	w.progressFor = wrapped("")
+	w.progressBox = container.NewVBox(w.progressFor, w.touch.box, w.stages.box)
+	w.touch.relayout = func() {
+		w.progressBox.Refresh()
+		w.body.Refresh()
+	}
+	w.insertNote = heading("")
+	w.insertKeys = container.NewStack()
+	w.insertBox = container.NewVBox(w.insertNote,
+		wrapped("Enrolment goes on by itself once a factory-fresh key is attached. Attached now:"), w.insertKeys)
+	w.backupNote, w.backupQ = wrapped(""), heading("")
+	w.backupBox = container.NewVBox(w.backupNote, w.backupQ)
+	w.resultHead, w.resultText = heading(""), wrapped("")
+	w.resultBox = container.NewVBox(w.resultHead, w.resultText)
+
+	if env.Feed != nil {
+		// Taken up through d.do from a goroutine of its own, the latest
+		// list each time, so the subscription never runs under the lock
+		// of whoever published.
+		env.Feed.Subscribe(func([]device.Key) {
+			go d.do(func() { w.setKeys(env.Feed.Current()) })
+		})
+	}
+	w.showUser()
+	return w
+}
+
+// key handles Enter and Escape where no entry has the focus.
+func (w *wizard) key(name fyne.KeyName) {
+	switch {
+	case isEnter(name):
+		if !w.next.Disabled() && w.next.Visible() && w.onNext != nil {
+			w.onNext()
+		}
+	case name == fyne.KeyEscape:
+		w.doCancel()
+	}
+}
+
+// show puts a step on screen.
+func (w *wizard) show(step, title string, content fyne.CanvasObject, next string, onNext func(), focus fyne.Focusable) {
+	w.step = step
+	w.title.SetText(title)
+	w.body.Objects = []fyne.CanvasObject{content}
+	w.body.Refresh()
+	w.onNext = onNext
+	if next == "" {
+		w.next.Hide()
+	} else {
+		w.next.SetText(next)
+		w.next.Show()
+		w.next.Enable()
+	}
+	w.updateSummary()
+	w.bar.Refresh()
+	if focus == nil {
+		focus = w.root
+	}
+	if w.env.Window != nil {
+		w.env.Window.Canvas().Focus(focus)
+	}
+	w.trail.add(step)
+}
+
+func (w *wizard) updateSummary() {
+	var parts []string
+	if w.user.ID != "" {
+		parts = append(parts, fmt.Sprintf("User: %s (%s)", w.user.DisplayName, w.user.ExternalID))
+	}
+	if w.serial != 0 {
+		parts = append(parts, fmt.Sprintf("Key: %d", w.serial))
+		for _, k := range w.keys {
+			if k.Serial == w.serial && k.Virtual {
+				parts[len(parts)-1] += " (VIRTUAL practice key)"
+			}
+		}
+	}
+	if len(w.done) > 0 {
+		s := make([]string, len(w.done))
+		for i, n := range w.done {
+			s[i] = fmt.Sprint(n)
+		}
+		parts = append(parts, "Enrolled: "+strings.Join(s, ", "))
+	}
+	w.summary.SetText(strings.Join(parts, "  ·  "))
+}
+
+// --- Step 1: the user ---
+
+func (w *wizard) buildUser() {
+	w.search = newKeyEntry(false, "name, user id or email")
+	w.search.onEscape = w.doCancel
+	w.search.OnChanged = func(string) { w.filter() }
+	w.search.OnSubmitted = func(string) {
+		if w.user.ID == "" && len(w.matches) == 1 {
+			w.userList.Select(0)
+		}
+		if w.user.ID != "" && w.onNext != nil {
+			w.onNext()
+		}
+	}
+	w.userList = widget.NewList(func() int { return len(w.matches) },
+		func() fyne.CanvasObject { return widget.NewLabel("") },
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			u := w.matches[i]
+			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · %s", u.DisplayName, u.ExternalID, u.Email))
+		})
+	w.userList.OnSelected = func(i widget.ListItemID) {
+		if i < len(w.matches) {
+			w.user = w.matches[i]
+			w.next.Enable()
+			w.updateSummary()
+		}
+	}
+	w.userList.OnUnselected = func(widget.ListItemID) {
+		w.user = registry.User{}
+		w.next.Disable()
+	}
+	w.userNote = wrapped("Reading the registry's users…")
+	w.retry = widget.NewButton("Try again", w.loadUsers)
+	w.retry.Hide()
+	w.unfinished = container.NewVBox()
+	list := container.NewGridWrap(fyne.NewSize(640, 220), w.userList)
+	w.userBox = container.NewVBox(
+		wrapped("Whose key is it? Search the registry's users, choose one, then press Enter."),
+		w.search, w.userNote, w.retry, list, w.unfinished)
+}
+
+func (w *wizard) showUser() {
+	w.user, w.serial, w.chosen, w.done, w.results, w.resumeOnly = registry.User{}, 0, 0, nil, nil, false
+	w.userList.UnselectAll()
+	w.cancel.Show()
+	w.show(stepUser, "Step 1 of 5 · Choose the user", w.userBox, "Next", func() {
+		if w.user.ID != "" {
+			w.showKey()
+		}
+	}, w.search)
+	if w.user.ID == "" {
+		w.next.Disable()
+	}
+	// Read afresh each time: users come and go, and a batch may have
+	// finished meanwhile.
+	w.loadUsers()
+	w.loadUnfinished()
+}
+
+// loadUsers reads the registry's users in the background.
+func (w *wizard) loadUsers() {
+	w.retry.Hide()
+	w.userNote.SetText("Reading the registry's users…")
+	w.body.Refresh()
+	var users []registry.User
+	w.d.run(w.env, func(ctx context.Context) error {
+		if w.env.Registry == nil {
+			return uikit.ErrNoRegistry
+		}
+		reg, err := w.env.Registry(ctx)
+		if err != nil {
+			return err
+		}
+		after := ""
+		for len(users) < maxUsers {
+			us, next, err := reg.Users(ctx, after, 500)
+			if err != nil {
+				return err
+			}
+			users = append(users, us...)
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		return nil
+	}, func(err error) {
+		defer w.body.Refresh()
+		if err != nil {
+			w.userNote.SetText("The registry's users could not be read: " + uikit.Message(err))
+			w.userNote.Importance = widget.DangerImportance
+			w.userNote.Refresh()
+			w.retry.Show()
+			w.trail.add("users-failed")
+			return
+		}
+		sort.Slice(users, func(i, j int) bool { return users[i].DisplayName < users[j].DisplayName })
+		w.users = users
+		w.filter()
+		w.trail.add("users-loaded")
+	})
+}
+
+func (w *wizard) filter() {
+	q := strings.ToLower(strings.TrimSpace(w.search.Text))
+	w.matches = w.matches[:0]
+	for _, u := range w.users {
+		if u.Status != "" && u.Status != registry.UserActive {
+			continue
+		}
+		if q == "" || strings.Contains(strings.ToLower(u.DisplayName), q) || strings.Contains(strings.ToLower(u.ExternalID), q) ||
+			strings.Contains(strings.ToLower(u.Email), q) {
+			w.matches = append(w.matches, u)
+		}
+	}
+	w.userList.UnselectAll()
+	w.userList.Refresh()
+	w.userNote.Importance = widget.MediumImportance
+	defer w.userNote.Refresh()
+	switch {
+	case len(w.users) == 0:
+		w.userNote.SetText("The registry has no users yet. An admin adds them with a batch roster, or keydesk enrol on the command line.")
+	case len(w.matches) == 0:
+		w.userNote.SetText("No user matches.")
+	default:
+		w.userNote.SetText(fmt.Sprintf("%d of %d users match.", len(w.matches), len(w.users)))
+	}
+}
+
+// loadUnfinished lists journalled enrolments that did not finish, with
+// Resume for the ones that can be.
+func (w *wizard) loadUnfinished() {
+	var recs []*enrol.Record
+	w.d.run(w.env, func(ctx context.Context) error {
+		en, err := w.d.enroller(ctx, w.env)
+		if err != nil {
+			return err
+		}
+		defer en.Close()
+		recs, err = en.Unfinished(ctx)
+		return err
+	}, func(err error) {
+		w.unfinished.RemoveAll()
+		defer w.trail.add("unfinished-loaded")
+		defer w.body.Refresh()
+		if err != nil || len(recs) == 0 {
+			if err != nil {
+				w.unfinished.Add(wrapped("Enrolment is not ready at this desk: " + uikit.Message(err)))
+			}
+			return
+		}
+		w.unfinished.Add(heading("Unfinished enrolments"))
+		for _, r := range recs {
+			r := r
+			line := wrapped(fmt.Sprintf("Key %d for %s stopped at %q. %s", r.Serial, r.ExternalID, r.Stage, stageState(r.Serial, r.Stage)))
+			if resumable(r.Stage) {
+				b := widget.NewButtonWithIcon(fmt.Sprintf("Resume key %d", r.Serial), theme.MediaPlayIcon(), func() { w.resume(r.Serial) })
+				w.unfinished.Add(container.NewBorder(nil, nil, nil, b, line))
+			} else {
+				w.unfinished.Add(line)
+			}
+		}
+	})
+}
+
+// --- Step 2: the key ---
+
+func (w *wizard) buildKey() {
+	w.keyList = widget.NewList(func() int { return len(w.keys) }, newKeyRow,
+		func(i widget.ListItemID, o fyne.CanvasObject) { setKeyRow(o, w.keys[i]) })
+	w.keyList.OnSelected = func(i widget.ListItemID) {
+		if i < len(w.keys) && !w.keys[i].SerialUnknown {
+			w.chosen = w.keys[i].Serial
+			if w.step == stepKey {
+				w.next.Enable()
+				w.keyNote.SetText(fmt.Sprintf("Key %d chosen. Press Enter to check it.", w.chosen))
+			}
+		}
+	}
+	w.keyNote = wrapped("")
+	w.keyBox = container.NewVBox(
+		wrapped("Insert a factory-fresh YubiKey for this user and choose it. Keys marked VIRTUAL are practice keys: software, never hardware."),
+		container.NewGridWrap(fyne.NewSize(640, 160), w.keyList), w.keyNote)
+}
+
+func (w *wizard) setKeys(ks []device.Key) {
+	w.keys = append([]device.Key(nil), ks...)
+	sort.Slice(w.keys, func(i, j int) bool { return w.keys[i].Serial < w.keys[j].Serial })
+	w.keyList.UnselectAll()
+	w.keyList.Refresh()
+	sel := -1
+	for i, k := range w.keys {
+		if k.Serial == w.chosen && w.chosen != 0 {
+			sel = i
+		}
+	}
+	if sel < 0 && len(w.keys) == 1 && w.step == stepKey {
+		sel = 0
+	}
+	if sel < 0 {
+		w.chosen = 0
+	}
+	if w.step == stepKey {
+		w.next.Disable()
+		switch len(w.keys) {
+		case 0:
+			w.keyNote.SetText("Waiting for a key…")
+		default:
+			w.keyNote.SetText("Choose the key to enrol.")
+		}
+	}
+	if sel >= 0 {
+		w.keyList.Select(sel)
+	}
+	w.insertKeys.Objects = []fyne.CanvasObject{keysView(w.keys)}
+	w.insertKeys.Refresh()
+	w.trail.add("keys")
+}
+
+func (w *wizard) showKey() {
+	w.show(stepKey, "Step 2 of 5 · Insert the key", w.keyBox, "Check the key", func() {
+		if w.chosen != 0 {
+			w.startEnrol()
+		}
+	}, nil)
+	w.setKeys(w.keys)
+}
+
+// --- Step 3: checks ---
+
+func (w *wizard) buildChecks() {
+	w.checkReg, w.checkFresh, w.checkGenuine = wrapped(""), wrapped(""), wrapped("")
+	w.checksBox = container.NewVBox(
+		wrapped("Before anything is written, the key is checked:"),
+		w.checkReg, w.checkFresh, w.checkGenuine)
+}
+
+func (w *wizard) showChecks(serial uint32) {
+	w.serial = serial
+	w.pending = nil
+	w.checkReg.SetText(fmt.Sprintf("…  Key %d is not registered to anyone: checking the registry", serial))
+	w.checkFresh.SetText("…  Factory-fresh (no FIDO2 PIN, PIV PIN, PUK and management key at their defaults): checking the key")
+	w.checkGenuine.SetText("Genuine YubiKey: proven by the key's own attestation as the first step of enrolment, before anything is registered.")
+	for _, l := range []*widget.Label{w.checkReg, w.checkFresh} {
+		l.Importance = widget.MediumImportance
+		l.Refresh()
+	}
+	w.show(stepChecks, "Step 3 of 5 · Checks", w.checksBox, "Choose the PINs", func() {
+		if w.pending != nil {
+			p := w.pending
+			w.pending = nil
+			p()
+		}
+	}, nil)
+	w.next.Disable()
+}
+
+// checksPassed marks the checks done: the enroller asked for the first PIN.
+func (w *wizard) checksPassed(show func()) {
+	w.checkReg.SetText(fmt.Sprintf("✓  Key %d is not registered to anyone", w.serial))
+	w.checkFresh.SetText("✓  Factory-fresh")
+	for _, l := range []*widget.Label{w.checkReg, w.checkFresh} {
+		l.Importance = widget.SuccessImportance
+		l.Refresh()
+	}
+	w.pending = show
+	w.next.Enable()
+	w.trail.add("checks-passed")
+}
+
+// --- the enrolment run (enrol.UI, on the UI goroutine) ---
+
+func (w *wizard) onProgress(ev enrol.Event) {
+	switch {
+	case ev.Step == enrol.StepKey:
+		if w.step != stepChecks || w.serial != ev.Serial {
+			w.showChecks(ev.Serial)
+		}
+	case ev.Step == enrol.StepDone:
+		w.touch.hide()
+		w.stages.reached(ev.Step)
+		w.done = append(w.done, ev.Serial)
+		w.updateSummary()
+		w.trail.add("key-done")
+	case stepIndex(ev.Step) >= 0:
+		if w.step != stepProgress {
+			w.showProgress(ev.Serial)
+		}
+		w.touch.hide()
+		w.stages.reached(ev.Step)
+	}
+}
+
+func (w *wizard) onNewPIN(r enrol.PINRequest, try int, answer func(string, error)) {
+	show := func() {
+		w.pin.ask(r, true, try, answer)
+		w.show(stepPIN, "Step 4 of 5 · "+string(r.Kind), w.pin.box, "Set PIN", w.pin.submit, w.pin.pin)
+		w.trail.add("pin:" + string(r.Kind))
+	}
+	if w.step == stepChecks && r.Problem == "" && r.Kind == enrol.FIDO2PIN {
+		w.checksPassed(show)
+		return
+	}
+	show()
+}
+
+func (w *wizard) onPIN(r enrol.PINRequest, answer func(string, error)) {
+	w.pin.ask(r, false, 0, answer)
+	w.show(stepPIN, "Type the PIN · "+string(r.Kind), w.pin.box, "OK", w.pin.submit, w.pin.pin)
+	w.trail.add("pin:" + string(r.Kind))
+}
+
+func (w *wizard) onTouch(serial uint32) {
+	if w.step != stepProgress {
+		w.showProgress(serial)
+	}
+	w.touch.show(serial)
+	w.trail.add("touch")
+}
+
+func (w *wizard) onInsert(r enrol.InsertRequest) {
+	what := "a factory-fresh key"
+	if r.Role != "" {
+		what += " as " + string(r.Role)
+	}
+	if r.Of > 0 {
+		what += fmt.Sprintf(" (key %d of %d)", r.Index, r.Of)
+	}
+	w.serial = 0
+	w.insertNote.SetText(fmt.Sprintf("Insert %s for %s.", what, r.User))
+	w.insertKeys.Objects = []fyne.CanvasObject{keysView(w.keys)}
+	w.insertKeys.Refresh()
+	w.show(stepInsert, "Insert the next key", w.insertBox, "", nil, nil)
+}
+
+func (w *wizard) onConfirm(q string, answer func(bool, error)) {
+	w.answer = answer
+	w.backupNote.SetText(fmt.Sprintf("✓  Key %d is enrolled and active.", w.serial))
+	w.backupQ.SetText(q)
+	w.cancel.SetText("Not now")
+	w.show(stepBackup, "Step 5 of 5 · The backup key", w.backupBox, "Enrol the backup key now", func() {
+		w.reply(true)
+	}, nil)
+}
+
+func (w *wizard) reply(yes bool) {
+	if w.answer != nil {
+		a := w.answer
+		w.answer = nil
+		w.cancel.SetText("Cancel")
+		w.bar.Refresh()
+		a(yes, nil)
+	}
+}
+
+func (w *wizard) showProgress(serial uint32) {
+	if serial != 0 {
+		w.serial = serial
+	}
+	w.stages.reset()
+	w.progressFor.SetText(fmt.Sprintf("Enrolling key %d. Keep it inserted until this is done.", w.serial))
+	w.show(stepProgress, "Step 5 of 5 · Enrolling", w.progressBox, "", nil, nil)
+}
+
+// startEnrol enrols the chosen key for the chosen user, then offers the
+// backup (enrol.EnrolUser).
+func (w *wizard) startEnrol() {
+	req := enrol.Request{User: client.EnrolUser{ExternalID: w.user.ExternalID}, Serial: w.chosen}
+	w.serial = w.chosen
+	w.showChecks(w.chosen)
+	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
+		return en.EnrolUser(ctx, req, ui)
+	})
+}
+
+// resume finishes a journalled enrolment.
+func (w *wizard) resume(serial uint32) {
+	w.serial = serial
+	w.resumeOnly = true
+	w.showProgress(serial)
+	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
+		res, err := en.Resume(ctx, serial, ui)
+		if err != nil {
+			return nil, err
+		}
+		return []*enrol.Result{res}, nil
+	})
+}
+
+func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error)) {
+	if err := w.d.claim("Enrol"); err != nil {
+		w.finish(nil, err)
+		return
+	}
+	w.running = true
+	w.cancel.Enable()
+	var res []*enrol.Result
+	ui := w.d.bridge(w)
+	w.cancelRun = w.d.run(w.env, func(ctx context.Context) error {
+		en, err := w.d.enroller(ctx, w.env)
+		if err != nil {
+			return err
+		}
+		defer en.Close()
+		res, err = work(ctx, en, ui)
+		return err
+	}, func(err error) {
+		w.d.release("Enrol")
+		w.running, w.cancelRun = false, nil
+		w.finish(res, err)
+	})
+}
+
+// finish shows how the run ended.
+func (w *wizard) finish(res []*enrol.Result, err error) {
+	w.touch.hide()
+	w.pin.clear()
+	w.answer = nil
+	w.cancel.SetText("Cancel")
+	w.cancel.Enable()
+	w.results = res
+	var b strings.Builder
+	for _, r := range res {
+		fmt.Fprintf(&b, "✓  Key %d enrolled for %s as %s: %s", r.Serial, r.DisplayName, r.Role, r.Status)
+		if r.Genuine != "" {
+			fmt.Fprintf(&b, " (genuine: %s)", r.Genuine)
+		}
+		if r.CSRPath != "" {
+			fmt.Fprintf(&b, "\n    Certificate request for the CA: %s", r.CSRPath)
+		}
+		b.WriteString("\n")
+	}
+	if n := len(res); n > 0 {
+		last := res[n-1]
+		if last.Covered {
+			fmt.Fprintf(&b, "\n%s is covered: a primary and a backup key are active.\n", last.DisplayName)
+		} else if len(last.Missing) > 0 {
+			fmt.Fprintf(&b, "\n%s is not covered yet (missing: %s). Enrol the backup key from this screen when it is at hand.\n", last.DisplayName, strings.Join(last.Missing, ", "))
+		}
+	}
+	head := "Done"
+	switch {
+	case err != nil && errors.Is(err, context.Canceled):
+		head = "Cancelled"
+		w.stages.failed()
+	case err != nil:
+		head = "Enrolment stopped"
+		w.stages.failed()
+	}
+	if err != nil {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(outcome(err, w.serial))
+	}
+	w.resultHead.SetText(head)
+	if err != nil {
+		w.resultHead.Importance = widget.DangerImportance
+	} else {
+		w.resultHead.Importance = widget.SuccessImportance
+	}
+	w.resultHead.Refresh()
+	w.resultText.SetText(strings.TrimSpace(b.String()))
+	w.cancel.Hide()
+	w.show(stepResult, "Result", w.resultBox, "Enrol another user", w.showUser, nil)
+}
+
+// doCancel is Cancel and Escape: it cancels a run (the enroller stops and
+// the result says what state the key was left in), answers the backup
+// question no, or steps back.
+func (w *wizard) doCancel() {
+	switch {
+	case w.step == stepBackup && w.answer != nil:
+		w.reply(false)
+	case w.running && w.cancelRun != nil:
+		w.title.SetText("Cancelling…")
+		w.cancel.Disable()
+		w.next.Disable()
+		w.pin.clear()
+		w.cancelRun()
+	case w.step == stepKey:
+		w.showUser()
+	case w.step == stepResult:
+		w.showUser()
+	case w.step == stepUser:
+		w.search.SetText("")
+	}
+}
