@@ -73,6 +73,9 @@ type Page struct {
 	Next int64
 	// Scanned is how many entries were read to fill the page.
 	Scanned int
+	// Head is the seq of the newest entry read, matching or not: entries
+	// after it are new since (see Newer).
+	Head int64
 }
 
 // scanPage is how many entries one request reads while scanning.
@@ -96,6 +99,9 @@ func Read(ctx context.Context, reg *client.Client, q Query, terms Terms, before 
 		for _, e := range pg.Entries {
 			p.Scanned++
 			cur = e.Seq
+			if e.Seq > p.Head {
+				p.Head = e.Seq
+			}
 			if !q.Since.IsZero() && e.Time.Before(q.Since) {
 				// The log is in time order: everything older is out of
 				// range too.
