@@ -29,12 +29,12 @@ func TestMain(m *testing.M) { regtest.RunTests(m, &bin) }
 
 // reg is one registry process with an admin and a helpdesk client.
 type reg struct {
-	t                  *testing.T
-	state              string
-	proc               *regtest.Process
-	host               string
-	adminTok, deskTok  string
-	admin, desk        *client.Client
+	t                 *testing.T
+	state             string
+	proc              *regtest.Process
+	host              string
+	adminTok, deskTok string
+	admin, desk       *client.Client
 }
 
 func startRegistry(t *testing.T) *reg {

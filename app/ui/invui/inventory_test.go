@@ -26,7 +26,7 @@ import (
 // seeded (not from the inventory code).
 type figures struct {
 	users, active, keys, activeKeys, covered, noBackup, noPrimary, noActive, unverified, stale int
-	uncovered                                                                                 []string // external ids of active users lacking a key
+	uncovered                                                                                  []string // external ids of active users lacking a key
 }
 
 func expect(us []seedUser, verificationsKnown, allStale bool) figures {
