@@ -316,6 +316,12 @@ func (a *Activity) Poll() {
 	if a.busy || a.polling {
 		return
 	}
+	if a.loadedAt.IsZero() {
+		// Nothing read yet (the registry was down): try the whole page
+		// again, which also clears the banner once it answers.
+		a.Reload()
+		return
+	}
 	gen, after, q, terms := a.gen, a.head, a.query, a.terms
 	a.polling = true
 	var fresh []client.AuditEntry
@@ -371,14 +377,20 @@ func (a *Activity) startPolling() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				fyne.Do(func() {
-					if shownIn(a.env.Window, a.Root) {
-						a.Poll()
-					}
-				})
+				fyne.Do(func() { a.tick() })
 			}
 		}
 	}()
+}
+
+// tick is one beat of the live refresh: it polls only while the screen is
+// shown, and says whether it did.
+func (a *Activity) tick() bool {
+	if !shownIn(a.env.Window, a.Root) {
+		return false
+	}
+	a.Poll()
+	return true
 }
 
 // verify asks the registry to check its audit chain.
