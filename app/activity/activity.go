@@ -187,7 +187,7 @@ func Summary(e client.AuditEntry) string {
 		return string(e.Payload)
 	}
 	var parts []string
-	for _, k := range []string{"external_id", "serial", "status", "role", "owner_id", "key_id", "kind", "ok", "reason", "name", "to", "from"} {
+	for _, k := range []string{"external_id", "display_name", "serial", "status", "role", "owner_id", "key_id", "kind", "ok", "reason", "name", "to", "from"} {
 		if v, ok := m[k]; ok && v != nil && v != "" {
 			parts = append(parts, k+"="+toString(v))
 		}

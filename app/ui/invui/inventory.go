@@ -3,6 +3,7 @@ package invui
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +34,7 @@ var inventoryColumns = []struct {
 	title string
 	width float32
 }{
-	{"Name", 180}, {"External ID", 130}, {"Email", 220}, {"Groups", 130}, {"Keys", 60}, {"Coverage", 250}, {"Last verified", 120},
+	{"Name", 150}, {"External ID", 110}, {"Email", 200}, {"Groups", 120}, {"Keys", 50}, {"Coverage", 270}, {"Last verified", 120},
 }
 
 // Inventory is the Inventory screen. Its widgets are fields so tests (and
@@ -56,6 +57,7 @@ type Inventory struct {
 	// Detail shows the selected user; DetailKeys their keys.
 	Detail     *widget.Label
 	DetailKeys *widget.List
+	detailBox  *fyne.Container
 
 	// ChooseFile asks where to save the CSV (a file dialog by default).
 	ChooseFile func(func(fyne.URIWriteCloser, error))
@@ -165,7 +167,6 @@ func newInventory(env *uikit.Env) *Inventory {
 	}
 
 	v.Detail = widget.NewLabel("Select a user to see their keys.")
-	v.Detail.Wrapping = fyne.TextWrapWord
 	v.DetailKeys = widget.NewList(
 		func() int {
 			if v.selected < 0 {
@@ -174,9 +175,7 @@ func newInventory(env *uikit.Env) *Inventory {
 			return len(v.users[v.selected].Keys)
 		},
 		func() fyne.CanvasObject {
-			l := widget.NewLabel("serial 00000000 · primary · active\nlast verified")
-			l.Wrapping = fyne.TextWrapWord
-			return l
+			return widget.NewLabel("serial 00000000 · primary · active\nlast verified")
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			if v.selected < 0 || i >= len(v.users[v.selected].Keys) {
@@ -189,11 +188,23 @@ func newInventory(env *uikit.Env) *Inventory {
 	filters := container.NewGridWithColumns(4, v.Group, v.KeyStat, v.KeyRole, v.Problem)
 	bar := container.NewBorder(nil, nil, nil, container.NewHBox(v.Refresh, v.Export), v.Search)
 	top := container.NewVBox(v.Banner.Root, v.Counts, bar, filters)
-	detail := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Selected user", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Detail), nil, nil, nil, v.DetailKeys)
-	split := container.NewHSplit(v.Table, detail)
-	split.Offset = 0.7
+	v.detailBox = container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Selected user", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Detail), nil, nil, nil, v.DetailKeys)
+	split := container.NewHSplit(v.Table, v.detailBox)
+	split.Offset = 0.72
 	v.Root = container.NewBorder(top, v.Status, nil, nil, split)
 	return v
+}
+
+// sortUsers orders users by name, then external id, as the table lists
+// them.
+func sortUsers(us []inventory.User) {
+	sort.SliceStable(us, func(i, j int) bool {
+		a, b := strings.ToLower(us[i].DisplayName), strings.ToLower(us[j].DisplayName)
+		if a != b {
+			return a < b
+		}
+		return us[i].ExternalID < us[j].ExternalID
+	})
 }
 
 func problemOf(choice string) inventory.Problem {
@@ -241,6 +252,7 @@ func (v *Inventory) Load() {
 			fyne.Do(func() {
 				if first {
 					fresh = append(fresh, page...)
+					sortUsers(fresh)
 					v.users = fresh
 					v.verified = false
 					v.apply()
@@ -262,6 +274,7 @@ func (v *Inventory) Load() {
 			v.apply()
 		} else {
 			v.Banner.Hide()
+			sortUsers(inv.Users)
 			v.users = inv.Users
 			v.verified = inv.Verifications
 			v.loadedAt = inv.At
@@ -391,10 +404,11 @@ func (v *Inventory) showDetail() {
 		v.Detail.SetText("Select a user to see their keys.")
 	} else {
 		u := &v.users[v.selected]
-		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nStatus: %s · %d keys · %s",
-			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, len(u.Keys), coverageText(u)))
+		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %d keys\n%s",
+			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, len(u.Keys), strings.ReplaceAll(coverageText(u), ", ", "\n")))
 	}
 	v.DetailKeys.Refresh()
+	v.detailBox.Refresh()
 }
 
 // DetailLines are the selected user's key lines as the detail list shows
