@@ -29,7 +29,7 @@ func TestMain(m *testing.M) { regtest.RunTests(m, &bin) }
 
 // reg is one registry process with an admin and a helpdesk client.
 type reg struct {
-	t                 *testing.T
+	t                 testing.TB
 	state             string
 	proc              *regtest.Process
 	host              string
@@ -37,7 +37,7 @@ type reg struct {
 	admin, desk       *client.Client
 }
 
-func startRegistry(t *testing.T) *reg {
+func startRegistry(t testing.TB) *reg {
 	t.Helper()
 	r := &reg{t: t, state: t.TempDir()}
 	var err error
@@ -234,7 +234,7 @@ func (r *reg) findUser(ext string) (registry.User, error) {
 }
 
 // newEnv is a desk on a headless window: admin or helpdesk.
-func newEnv(t *testing.T, c *client.Client, role uikit.Role) *uikit.Env {
+func newEnv(t testing.TB, c *client.Client, role uikit.Role) *uikit.Env {
 	t.Helper()
 	a := test.NewTempApp(t)
 	w := test.NewTempWindow(t, nil)

@@ -72,7 +72,11 @@ type Inventory struct {
 	complete bool // users holds a whole load
 	verified bool // last verifications were readable
 	loading  bool
-	cancel   context.CancelFunc
+	summary  inventory.Summary
+	// firstPage is when the first rows of the last load were shown.
+	firstPage time.Time
+	loadStart time.Time
+	cancel    context.CancelFunc
 	// loaded is called after each load settles (tests wait on it).
 	loaded func(error)
 }
@@ -231,6 +235,7 @@ func (v *Inventory) Load() {
 		return
 	}
 	v.loading = true
+	v.loadStart = time.Now()
 	v.Refresh.Disable()
 	first := len(v.users) == 0
 	if first {
@@ -254,8 +259,11 @@ func (v *Inventory) Load() {
 					fresh = append(fresh, page...)
 					sortUsers(fresh)
 					v.users = fresh
+					if v.firstPage.Before(v.loadStart) {
+						v.firstPage = time.Now()
+					}
 					v.verified = false
-					v.apply()
+					v.dataChanged()
 				}
 				v.Status.SetText(fmt.Sprintf("Loading… %d users so far", n))
 			})
@@ -271,7 +279,7 @@ func (v *Inventory) Load() {
 			} else {
 				v.Status.SetText(staleNote(v.loadedAt))
 			}
-			v.apply()
+			v.dataChanged()
 		} else {
 			v.Banner.Hide()
 			sortUsers(inv.Users)
@@ -279,7 +287,7 @@ func (v *Inventory) Load() {
 			v.verified = inv.Verifications
 			v.loadedAt = inv.At
 			v.complete = true
-			v.apply()
+			v.dataChanged()
 			note := ""
 			if !inv.Verifications {
 				note = " Last verifications come from the audit log, which only an admin token may read."
@@ -292,6 +300,16 @@ func (v *Inventory) Load() {
 	})
 }
 
+// dataChanged recounts after the users changed, then applies the filter.
+func (v *Inventory) dataChanged() {
+	v.summary = inventory.Summarise(v.users)
+	groups := append([]string{anyChoice}, inventory.Groups(v.users)...)
+	if strings.Join(groups, "\x00") != strings.Join(v.Group.Options, "\x00") {
+		v.Group.SetOptions(groups)
+	}
+	v.apply()
+}
+
 // apply filters the users again and refreshes the counts, table and detail.
 func (v *Inventory) apply() {
 	var selID string
@@ -300,10 +318,6 @@ func (v *Inventory) apply() {
 	}
 	v.shown = v.filter.Select(v.users)
 	v.Counts.SetText(v.countsText())
-	groups := append([]string{anyChoice}, inventory.Groups(v.users)...)
-	if len(groups) != len(v.Group.Options) {
-		v.Group.SetOptions(groups)
-	}
 	v.selected = -1
 	for i := range v.users {
 		if v.users[i].ID == selID {
@@ -317,7 +331,7 @@ func (v *Inventory) apply() {
 }
 
 func (v *Inventory) countsText() string {
-	s := inventory.Summarise(v.users)
+	s := v.summary
 	unver := fmt.Sprintf("unverified keys %d", s.Unverified)
 	stale := fmt.Sprintf("verified long ago %d", s.Stale)
 	if len(v.users) > 0 && !v.verified && v.complete {
