@@ -53,12 +53,19 @@ func BenchmarkInventoryLoad10k(b *testing.B) {
 	r := startRegistry(b)
 	keys := importOrg(b, r, n)
 	b.ResetTimer()
+	benchLoad(b, r, n, keys, 0)
+}
+
+// benchLoad loads the inventory b.N times reading key lists workers at a
+// time (the default when 0).
+func benchLoad(b *testing.B, r *reg, n, keys, workers int) {
 	var first time.Duration
 	for i := 0; i < b.N; i++ {
 		env := newEnv(b, r.admin, uikit.Admin)
 		v := newInventory(env)
 		done := make(chan error, 1)
 		v.loaded = func(err error) { done <- err }
+		v.Options.Workers = workers
 		env.Window.SetContent(v.Root)
 		start := time.Now()
 		v.Load()
