@@ -77,8 +77,9 @@ type Inventory struct {
 	firstPage time.Time
 	loadStart time.Time
 	cancel    context.CancelFunc
-	// loaded is called after each load settles (tests wait on it).
-	loaded func(error)
+	// loaded is called after each load settles, exported after each CSV
+	// export (tests wait on them).
+	loaded, exported func(error)
 }
 
 // NewInventory builds the screen and starts loading.
@@ -478,9 +479,12 @@ func (v *Inventory) exportCSV() {
 			if err != nil {
 				uikit.ShowError("Export failed", fmt.Errorf("writing %s: %w", w.URI().Name(), err), v.env.Window)
 				v.Status.SetText("Export failed.")
-				return
+			} else {
+				v.Status.SetText(fmt.Sprintf("Exported %d users to %s.", len(idx), w.URI().Path()))
 			}
-			v.Status.SetText(fmt.Sprintf("Exported %d users to %s.", len(idx), w.URI().Path()))
+			if v.exported != nil {
+				v.exported(err)
+			}
 		})
 	})
 }

@@ -188,6 +188,20 @@ func TestInventory(t *testing.T) {
 	if rep.Covered != f.covered || rep.Uncovered != len(f.uncovered) {
 		t.Errorf("app/backup: %d covered, %d not; seeded %d and %d", rep.Covered, rep.Uncovered, f.covered, len(f.uncovered))
 	}
+	mine := (&inventory.Inventory{Users: v.users}).Report()
+	byUser := map[string]backup.UserCoverage{}
+	for _, c := range mine.Users {
+		byUser[c.UserID] = c
+	}
+	if len(mine.Users) != len(rep.Users) || mine.Covered != rep.Covered {
+		t.Errorf("screen's report: %d users, %d covered; app/backup: %d, %d", len(mine.Users), mine.Covered, len(rep.Users), rep.Covered)
+	}
+	for _, c := range rep.Users {
+		m := byUser[c.UserID]
+		if m.Covered != c.Covered || m.ActiveKeys != c.ActiveKeys || strings.Join(m.Missing, ",") != strings.Join(c.Missing, ",") {
+			t.Errorf("user %s: screen %+v, registry %+v", c.ExternalID, m, c)
+		}
+	}
 
 	// Filters, as a person types and picks them.
 	test.Type(v.Search, "GRACE")
@@ -262,20 +276,17 @@ func TestInventory(t *testing.T) {
 		w, err := storage.Writer(storage.NewFileURI(path))
 		cb(w, err)
 	}
-	exported := make(chan string, 1)
-	v.loaded = nil
+	exported := make(chan error, 1)
+	v.exported = func(err error) { exported <- err }
 	test.Tap(v.Export)
-	go func() {
-		for i := 0; i < 600; i++ {
-			if b, err := os.ReadFile(path); err == nil && strings.Count(string(b), "\n") == len(noBackup)+1 {
-				exported <- string(b)
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		exported <- ""
-	}()
-	body := wait(t, exported, "the CSV export")
+	if err := wait(t, exported, "the CSV export"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(raw)
 	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
 	if err != nil || len(rows) == 0 {
 		t.Fatalf("CSV %q: %v", body, err)
