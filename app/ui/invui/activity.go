@@ -64,6 +64,7 @@ type Activity struct {
 	gen      int // bumps with every new query; stale answers are dropped
 	busy     bool
 	polling  bool
+	denied   bool // the registry refused the token the audit log
 	// settled is called after each read settles (tests wait on it).
 	settled func(what string, err error)
 }
@@ -239,6 +240,7 @@ func (a *Activity) Reload() {
 		if err != nil {
 			a.failed(err)
 		} else {
+			a.denied = false
 			a.Banner.Hide()
 			a.query, a.terms = q, terms
 			a.entries = pg.Entries
@@ -256,6 +258,7 @@ func (a *Activity) Reload() {
 }
 
 func (a *Activity) failed(err error) {
+	a.denied = errors.Is(err, activity.ErrAdminOnly)
 	a.Banner.Show(err)
 	if len(a.entries) > 0 {
 		a.Status.SetText(staleNote(a.loadedAt))
@@ -314,6 +317,11 @@ func (a *Activity) loadOlder() {
 // Poll asks for entries newer than those shown and puts them on top.
 func (a *Activity) Poll() {
 	if a.busy || a.polling {
+		return
+	}
+	if a.denied {
+		// The token may not read the log: asking again will not help
+		// until someone changes it (Retry does).
 		return
 	}
 	if a.loadedAt.IsZero() {

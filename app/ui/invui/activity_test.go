@@ -304,4 +304,8 @@ func TestActivityHelpdesk(t *testing.T) {
 	if s := next(t, ch, "reload"); s.err == nil || !strings.Contains(a.Banner.Message.Text, "admins only") || !strings.Contains(a.Banner.Message.Text, "admin token") {
 		t.Errorf("helpdesk: %v %q", s.err, a.Banner.Message.Text)
 	}
+	// The live refresh does not keep asking for what was refused.
+	if !a.tick() || a.busy || a.polling {
+		t.Error("a refused screen asked again (or was not shown)")
+	}
 }
