@@ -104,13 +104,17 @@ type Options struct {
 	// PageSize is how many users one request reads (default 1000, at most
 	// the registry's 5000).
 	PageSize int
-	// Workers is how many key lists are read at once (default 8).
+	// Workers is how many key lists are read at once (default 8) from a
+	// registry without GET /v1/inventory.
 	Workers int
 	// StaleAfter is how old a last verification may be before it counts
 	// as Stale (default 180 days).
 	StaleAfter time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// PerUser reads user by user, as from a registry without GET
+	// /v1/inventory (which Load falls back to by itself).
+	PerUser bool
 }
 
 func (o *Options) defaults() {
@@ -134,21 +138,64 @@ func (o *Options) defaults() {
 // Inventory is one load of the registry.
 type Inventory struct {
 	Users []User
-	// Verifications says whether last verifications were read: they come
-	// from the audit log, which only an admin token may read. Without
-	// them only pending keys count as Unverified and none as Stale.
+	// Verifications says whether last verifications were read. A registry
+	// without GET /v1/inventory has them only in its audit log, which
+	// only an admin token may read; without them only pending keys count
+	// as Unverified and none as Stale.
 	Verifications bool
 	// At is when the load finished.
 	At time.Time
 }
 
-// Load reads every user and their keys from reg, and (when the token may
-// read the audit log) each key's last successful verification. batch, when
-// not nil, receives each page of users as soon as it is complete, in the
-// registry's order, from Load's goroutine. A failure part-way returns the
-// users read so far with the error.
+// Load reads every user with their keys and each key's last successful
+// verification from reg, a page of users per request (GET /v1/inventory).
+// From a registry without that endpoint it falls back to one request per
+// user, with last verifications from the audit log when the token may read
+// it. batch, when not nil, receives each page of users as soon as it is
+// complete, in the registry's order, from Load's goroutine. A failure
+// part-way returns the users read so far with the error.
 func Load(ctx context.Context, reg *client.Client, opt Options, batch func([]User)) (*Inventory, error) {
 	opt.defaults()
+	if opt.PerUser {
+		return loadEach(ctx, reg, opt, batch)
+	}
+	inv := &Inventory{Verifications: true}
+	now := opt.Now()
+	after := ""
+	for {
+		page, next, err := reg.Inventory(ctx, after, opt.PageSize)
+		if err != nil {
+			if after == "" && status(err) == http.StatusNotFound {
+				return loadEach(ctx, reg, opt, batch)
+			}
+			return inv, fmt.Errorf("listing users: %w", err)
+		}
+		us := make([]User, len(page))
+		for i, p := range page {
+			us[i] = User{User: p.User, Keys: make([]Key, len(p.Keys))}
+			for j, k := range p.Keys {
+				us[i].Keys[j] = Key{Key: k.Key}
+				if k.LastVerifiedAt != nil {
+					us[i].Keys[j].LastVerified = *k.LastVerifiedAt
+				}
+			}
+			us[i].judge(true, now, opt.StaleAfter)
+		}
+		inv.Users = append(inv.Users, us...)
+		if batch != nil && len(us) > 0 {
+			batch(us)
+		}
+		if next == "" || len(page) == 0 {
+			break
+		}
+		after = next
+	}
+	inv.At = opt.Now()
+	return inv, nil
+}
+
+// loadEach is Load for a registry without GET /v1/inventory.
+func loadEach(ctx context.Context, reg *client.Client, opt Options, batch func([]User)) (*Inventory, error) {
 	inv := &Inventory{}
 	last, err := LastVerifications(ctx, reg)
 	switch {
@@ -171,7 +218,10 @@ func Load(ctx context.Context, reg *client.Client, opt Options, batch func([]Use
 			return inv, err
 		}
 		for i := range page {
-			page[i].judge(last, inv.Verifications, now, opt.StaleAfter)
+			for j := range page[i].Keys {
+				page[i].Keys[j].LastVerified = last[page[i].Keys[j].ID]
+			}
+			page[i].judge(inv.Verifications, now, opt.StaleAfter)
 		}
 		inv.Users = append(inv.Users, page...)
 		if batch != nil && len(page) > 0 {
@@ -235,13 +285,12 @@ feed:
 }
 
 // judge fills in coverage and problems from the keys.
-func (u *User) judge(last map[string]time.Time, known bool, now time.Time, staleAfter time.Duration) {
+func (u *User) judge(known bool, now time.Time, staleAfter time.Duration) {
 	c := backup.UserCoverage{UserID: u.ID, ExternalID: u.ExternalID}
 	primary, backupKeys := 0, 0
 	var p Problem
 	for i := range u.Keys {
 		k := &u.Keys[i]
-		k.LastVerified = last[k.ID]
 		if k.LastVerified.After(u.LastVerified) {
 			u.LastVerified = k.LastVerified
 		}
@@ -314,9 +363,15 @@ func LastVerifications(ctx context.Context, reg *client.Client) (map[string]time
 	}
 }
 
-func isForbidden(err error) bool {
+func isForbidden(err error) bool { return status(err) == http.StatusForbidden }
+
+// status is the HTTP status of the registry's refusal, 0 for other errors.
+func status(err error) int {
 	var ae *client.APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusForbidden
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
 }
 
 // Summary is the counts at the top of the inventory.

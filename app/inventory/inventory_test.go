@@ -37,8 +37,13 @@ func TestJudge(t *testing.T) {
 		{"suspended user", registry.UserSuspended, nil, true, 0},
 	}
 	for _, c := range cases {
-		u := User{User: registry.User{ID: "u", Status: c.status}, Keys: c.keys}
-		u.judge(last, c.known, now, 180*24*time.Hour)
+		u := User{User: registry.User{ID: "u", Status: c.status}, Keys: append([]Key(nil), c.keys...)}
+		if c.known {
+			for i := range u.Keys {
+				u.Keys[i].LastVerified = last[u.Keys[i].ID]
+			}
+		}
+		u.judge(c.known, now, 180*24*time.Hour)
 		if u.Problems != c.want {
 			t.Errorf("%s: %v, want %v", c.name, u.Problems, c.want)
 		}

@@ -74,3 +74,56 @@ func TestAuditPages(t *testing.T) {
 		t.Fatalf("%d entries by admin:desk of %d", len(mine), len(back))
 	}
 }
+
+// TestInventoryPages reads users with their keys in small pages: every
+// user once, each with the key enrolled for them, none verified yet.
+func TestInventoryPages(t *testing.T) {
+	state := t.TempDir()
+	admin, err := regtest.Token(bin, state, "admin", "desk", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := regtest.Start(bin, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := map[string]string{}
+	for i := 0; i < 7; i++ {
+		e := enrolment(i)
+		if _, err := c.Enrol(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		want[e.User.ExternalID] = e.Key.Serial
+	}
+	seen := map[string]bool{}
+	after := ""
+	for pages := 0; ; pages++ {
+		us, next, err := c.Inventory(ctx, after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range us {
+			if seen[u.User.ExternalID] || len(u.Keys) != 1 || u.Keys[0].Serial != want[u.User.ExternalID] || u.Keys[0].OwnerID != u.User.ID ||
+				u.Keys[0].LastVerifiedAt != nil || len(u.Keys[0].KeySets) != 1 {
+				t.Fatalf("user %s (seen %v): %+v", u.User.ExternalID, seen[u.User.ExternalID], u.Keys)
+			}
+			seen[u.User.ExternalID] = true
+		}
+		if next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("too many pages")
+		}
+		after = next
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("read %d users of %d", len(seen), len(want))
+	}
+}
