@@ -125,7 +125,7 @@ func newActivity(env *uikit.Env) *Activity {
 				l.SetText("")
 				return
 			}
-			l.SetText(a.Cell(id.Row, id.Col))
+			setText(l, a.Cell(id.Row, id.Col))
 		})
 	a.Table.ShowHeaderColumn = false
 	a.Table.CreateHeader = func() fyne.CanvasObject {

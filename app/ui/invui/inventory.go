@@ -151,7 +151,7 @@ func newInventory(env *uikit.Env) *Inventory {
 				l.SetText("")
 				return
 			}
-			l.SetText(v.Cell(id.Row, id.Col))
+			setText(l, v.Cell(id.Row, id.Col))
 		})
 	v.Table.ShowHeaderColumn = false
 	v.Table.CreateHeader = func() fyne.CanvasObject {

@@ -151,3 +151,11 @@ func isLeaf(w fyne.Widget) bool {
 	}
 	return false
 }
+
+// setText changes a table cell's text only when it differs: shaping text
+// is what a table refresh costs, and most cells keep theirs.
+func setText(l *widget.Label, s string) {
+	if l.Text != s {
+		l.SetText(s)
+	}
+}
