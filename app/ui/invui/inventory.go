@@ -447,7 +447,7 @@ func (v *Inventory) keyLine(k inventory.Key) string {
 	last := "last verified " + when(k.LastVerified, v.now())
 	if k.LastVerified.IsZero() {
 		last = "never verified"
-		if !v.verified {
+		if v.complete && !v.verified {
 			last = "last verification: admin only"
 		}
 	} else {
