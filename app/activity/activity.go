@@ -78,6 +78,12 @@ type Page struct {
 	Head int64
 }
 
+// chainSlack is how long after it happened an entry may join the chain:
+// Read keeps scanning that far before a time range's start. An entry
+// chained later still (after a registry crash) can be missed at the start
+// of a range.
+const chainSlack = 5 * time.Minute
+
 // scanPage is how many entries one request reads while scanning.
 const scanPage = 500
 
@@ -103,9 +109,14 @@ func Read(ctx context.Context, reg *client.Client, q Query, terms Terms, before 
 				p.Head = e.Seq
 			}
 			if !q.Since.IsZero() && e.Time.Before(q.Since) {
-				// The log is in time order: everything older is out of
-				// range too.
-				return p, nil
+				// The log is in time order but for entries chained a
+				// little after they happened (a verification's, see
+				// sqlstore's sequencer): past that slack everything older
+				// is out of range too.
+				if e.Time.Before(q.Since.Add(-chainSlack)) {
+					return p, nil
+				}
+				continue
 			}
 			if !q.Until.IsZero() && e.Time.After(q.Until) {
 				continue
