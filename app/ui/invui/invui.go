@@ -71,11 +71,19 @@ func explain(err error) string {
 	case errors.Is(err, client.ErrUnreachable):
 		return "The registry cannot be reached, so what you see may be out of date.\n" +
 			"Check the network and that the registry is running (its address is in Settings), then press Retry."
+	case isStatus(err, 401):
+		return "The registry does not accept this desk's token (revoked or mistyped).\n" +
+			"Set a valid token in Settings, then press Retry."
 	case errors.Is(err, client.ErrBadResponse):
 		return "Something other than the registry answered at its address.\n" +
 			"Check the registry address in Settings, then press Retry."
 	}
 	return uikit.Message(err)
+}
+
+func isStatus(err error, status int) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.Status == status
 }
 
 // staleNote says how old the data on screen is when the last refresh failed.

@@ -2,6 +2,8 @@ package invui
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -33,5 +35,22 @@ func TestScreens(t *testing.T) {
 		}
 		env.Window.SetContent(obj)
 		wait(t, calls, s.ID+" asking for the registry")
+	}
+}
+
+// TestBannerText: each way the registry can fail says what to do next.
+func TestBannerText(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{uikit.ErrNoRegistry, "Settings"},
+		{fmt.Errorf("listing users: %w", client.ErrUnreachable), "cannot be reached"},
+		{&client.APIError{Status: 401, Code: "unauthorized"}, "token"},
+		{fmt.Errorf("%w: not JSON", client.ErrBadResponse), "registry address"},
+	} {
+		if got := explain(c.err); !strings.Contains(got, c.want) {
+			t.Errorf("%v: %q", c.err, got)
+		}
 	}
 }
