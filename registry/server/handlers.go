@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -808,6 +809,18 @@ func (s *Server) listAudit(r *request) (int, any, error) {
 			return 0, nil, fail(http.StatusBadRequest, "bad_cursor", "after must be a cursor this API returned")
 		}
 		f.After = n
+	}
+	// before pages backwards from the newest entry: before=0 is the
+	// head, and next is then the cursor of the following (older) page.
+	if b := q.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 0 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_cursor", "before must be a cursor this API returned, or 0 for the newest entries")
+		}
+		if n == 0 {
+			n = math.MaxInt64
+		}
+		f.Before = n
 	}
 	if l := q.Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)

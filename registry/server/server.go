@@ -160,6 +160,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	s.routes = append(s.routes, s.migrationRoutes()...)
 	s.routes = append(s.routes, s.recoveryRoutes()...)
 	s.routes = append(s.routes, s.backupRoutes()...)
+	s.routes = append(s.routes, s.inventoryRoutes()...)
 	for i := range s.routes {
 		r := s.routes[i]
 		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })

@@ -536,21 +536,30 @@ func (s *Store) AccessPasses(ctx context.Context, userID string) ([]registry.Tem
 }
 
 // AuditFilter selects audit entries: seq > After, optionally one actor and
-// one action, at most Limit.
+// one action, at most Limit. With Before set (> 0) it selects seq < Before
+// instead, newest first.
 type AuditFilter struct {
 	After  int64
+	Before int64
 	Actor  string
 	Action string
 	Limit  int
 }
 
-// AuditEntries returns the audit entries f selects, in sequence order.
+// AuditEntries returns the audit entries f selects, in sequence order (in
+// reverse sequence order when f.Before is set).
 func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry, error) {
 	if err := s.chainPending(ctx); err != nil {
 		return nil, err
 	}
 	q := "SELECT seq, at, actor, action, payload, prev_hash, hash FROM audit_log WHERE seq > ?"
 	args := []any{f.After}
+	order := " ORDER BY seq LIMIT ?"
+	if f.Before > 0 {
+		q += " AND seq < ?"
+		args = append(args, f.Before)
+		order = " ORDER BY seq DESC LIMIT ?"
+	}
 	if f.Actor != "" {
 		q += " AND actor = ?"
 		args = append(args, f.Actor)
@@ -559,7 +568,7 @@ func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry,
 		q += " AND action = ?"
 		args = append(args, f.Action)
 	}
-	q += " ORDER BY seq LIMIT ?"
+	q += order
 	args = append(args, f.Limit)
 	rows, err := s.db.QueryContext(ctx, s.Rebind(q), args...)
 	if err != nil {

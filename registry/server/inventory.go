@@ -1,0 +1,63 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/keydesk/keydesk/registry"
+)
+
+// inventoryRoutes serve the organisation's users with their keys, page by
+// page, for the desk's inventory and coverage views (staff only).
+func (s *Server) inventoryRoutes() []Route {
+	return []Route{
+		{Method: "GET", Pattern: "/v1/inventory", Roles: []Role{Admin, Helpdesk}, handle: s.inventory},
+	}
+}
+
+// inventoryKey is a key as GET /v1/inventory shows it: with the time of its
+// last successful verification, absent when it never passed one.
+type inventoryKey struct {
+	registry.Key
+	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
+}
+
+type inventoryUser struct {
+	User registry.User  `json:"user"`
+	Keys []inventoryKey `json:"keys"`
+}
+
+// inventory is GET /v1/inventory?after=&limit=: up to limit users (1-5000,
+// default 1000) after the cursor, each with their keys; next is the cursor
+// of the following page, empty at the end.
+func (s *Server) inventory(r *request) (int, any, error) {
+	limit := 1000
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 5000 {
+			return 0, nil, fail(http.StatusBadRequest, "bad_limit", "limit must be 1-5000")
+		}
+		limit = n
+	}
+	page, err := s.st.Inventory(r.ctx, r.URL.Query().Get("after"), limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]inventoryUser, len(page))
+	for i, u := range page {
+		out[i] = inventoryUser{User: u.User, Keys: make([]inventoryKey, len(u.Keys))}
+		for j, k := range u.Keys {
+			out[i].Keys[j] = inventoryKey{Key: k.Key}
+			if !k.LastVerified.IsZero() {
+				t := k.LastVerified
+				out[i].Keys[j].LastVerifiedAt = &t
+			}
+		}
+	}
+	next := ""
+	if len(page) == limit {
+		next = page[len(page)-1].User.ID
+	}
+	return http.StatusOK, map[string]any{"users": out, "next": next}, nil
+}
