@@ -344,7 +344,11 @@ func (a Alert) Message() string {
 	if a.Automatic {
 		how = "halted by itself"
 	}
-	s := fmt.Sprintf("Migration %q %s in %s: %s.", a.Migration.Name, how, a.Migration.Stage, a.Migration.HaltReason)
+	reason := strings.TrimSuffix(a.Migration.HaltReason, ".")
+	if !strings.HasPrefix(reason, "halted") {
+		reason = how + ": " + reason
+	}
+	s := fmt.Sprintf("Migration %q in %s %s.", a.Migration.Name, a.Migration.Stage, reason)
 	if len(a.Reverted) > 0 {
 		s += fmt.Sprintf(" %d user(s) moved back to %s.", len(a.Reverted), a.Migration.From)
 	}
