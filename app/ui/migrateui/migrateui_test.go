@@ -320,3 +320,17 @@ func absDiff(a, b uint32) uint32 {
 	}
 	return b - a
 }
+
+// TestScreenEntry: the navigation entry is shown to admin and helpdesk
+// staff only.
+func TestScreenEntry(t *testing.T) {
+	s := Screen()
+	if s.ID != "migration" || s.Title != "Migration" || s.Icon == nil || s.Make == nil {
+		t.Fatalf("screen %+v", s)
+	}
+	for role, want := range map[uikit.Role]bool{uikit.Admin: true, uikit.Helpdesk: true, uikit.Self: false} {
+		if got := s.Visible(&uikit.Env{Role: role}); got != want {
+			t.Errorf("visible to %s: %v, want %v", role, got, want)
+		}
+	}
+}
