@@ -80,6 +80,7 @@ func init() {
 		{name: "backup", args: "coverage|export", help: "check every user has a backup key; export registrations as an age-encrypted bundle", run: runBackup, sub: true},
 		{name: "restore", args: "FILE", help: "restore a backup bundle into the desk's empty registry", run: runRestore},
 		{name: "settings", args: "show|set NAME=VALUE...|path", help: "show or change this desk's settings (registry URL, policies, practice mode)", run: runSettings, sub: true},
+		{name: "migrate", args: "list|plan|show|readiness|dry-run|advance|halt|rollback", help: "key migrations: plan, readiness, dry run, advance, halt, roll back (docs/migrations.md)", run: runMigrate, sub: true},
 		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
 		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
 		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {

@@ -193,7 +193,7 @@ func needGroups(ms ...*registry.Migration) bool {
 func resolve(m *registry.Migration, all []scopeUser) ([]scopeUser, map[string]bool) {
 	sc, ca := newCohortSet(m.Scope), newCohortSet(m.Canary)
 	sc.percent = 0
-	var scope []scopeUser
+	scope := make([]scopeUser, 0, len(all))
 	canary := map[string]bool{}
 	for _, u := range all {
 		u.bucket = registry.Bucket(m.ID, u.id)
@@ -382,12 +382,24 @@ func (t *Tx) activeMigrations() ([]registry.Migration, error) {
 	return out, rows.Err()
 }
 
-// bKey is what readiness needs to know of one key in the target set.
+// bKey is what readiness needs to know of one key in the target set: its
+// state as readinessKeysQuery classifies it, and whether it has the backup
+// role.
 type bKey struct {
-	role, status                       string
-	hasCred                            bool
-	lastOK, lastFail, lastSig, lastPIN int64
+	state  int
+	backup bool
 }
+
+// Key states of readinessKeysQuery, in the order its CASE tests them.
+const (
+	keyGood       = 0
+	keyLost       = 1 // lost or revoked
+	keyInactive   = 2 // pending, suspended or retired
+	keyNoCred     = 3 // no usable credential
+	keyPINBlocked = 4 // PIN blocked reported, no success since
+	keyFailing    = 5 // last verification failed, or a failure reported since
+	keyUnverified = 6 // no successful verification recent enough
+)
 
 // touchHealth moves a key's health timestamps forward (0 leaves one alone).
 func (t *Tx) touchHealth(keyID string, ok, fail, sig, pin int64) error {
@@ -421,20 +433,30 @@ func (t *Tx) verificationHealth(v *registry.Verification) error {
 	return nil
 }
 
-// readinessKeysQuery reads every key of one set with its owner, whether it
-// holds a usable credential, and its health row. It is driven by the set's
-// membership index, so its cost grows with the set, not the registry.
-const readinessKeysQuery = `SELECT k.owner_id, k.role, k.status,
- CASE WHEN EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
-  OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id) THEN 1 ELSE 0 END,
- COALESCE(h.last_ok_at, 0), COALESCE(h.last_fail_at, 0), COALESCE(h.last_signal_at, 0), COALESCE(h.last_pin_at, 0)
+// readinessKeysQuery reads every key of one set with its owner, its role,
+// and its state for readiness (the key* constants), judged in SQL so that
+// each key comes back as three columns. A failure at the same instant as
+// the last success counts as the later of the two. The one parameter after
+// the set is the oldest verification time (Unix ns) that still counts. It
+// is driven by the set's membership index, so its cost grows with the set,
+// not the registry; a key's credentials are probed only when it is active.
+const readinessKeysQuery = `SELECT k.owner_id, k.role, CASE
+ WHEN k.status IN ('lost', 'revoked') THEN 1
+ WHEN k.status <> 'active' THEN 2
+ WHEN NOT (EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
+  OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id)) THEN 3
+ WHEN COALESCE(h.last_pin_at, 0) <> 0 AND h.last_pin_at >= COALESCE(h.last_ok_at, 0) THEN 4
+ WHEN (COALESCE(h.last_fail_at, 0) <> 0 AND h.last_fail_at >= COALESCE(h.last_ok_at, 0))
+  OR (COALESCE(h.last_signal_at, 0) <> 0 AND h.last_signal_at >= COALESCE(h.last_ok_at, 0)) THEN 5
+ WHEN COALESCE(h.last_ok_at, 0) = 0 OR h.last_ok_at < ? THEN 6
+ ELSE 0 END
 FROM key_set_members m JOIN keys k{indexed} ON k.id = m.key_id LEFT JOIN key_health h ON h.key_id = k.id
 WHERE m.set_name = ?`
 
 // loadReadiness reads the active users (sorted by id) and their keys of set
 // in two sequential scans, merged here rather than by a join that would
 // look up every user's keys one by one.
-func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool) ([]scopeUser, error) {
+func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups bool, oldest int64) ([]scopeUser, error) {
 	if s.dialect == Postgres {
 		// The planner's cost for the correlated EXISTS crosses the JIT
 		// threshold; compiling the plan costs more than running it.
@@ -442,11 +464,21 @@ func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups 
 			return nil, fmt.Errorf("configuring readiness query: %w", err)
 		}
 	}
-	rows, err := q.QueryContext(ctx, "SELECT id, external_id, email, groups_json FROM users WHERE status = 'active'")
+	// Sized up front: growing a slice of a million rows copies it twenty
+	// times over.
+	var n int
+	if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM users WHERE status = 'active'").Scan(&n); err != nil {
+		return nil, fmt.Errorf("counting users: %w", err)
+	}
+	cols := "id, external_id, email, '[]'"
+	if groups {
+		cols = "id, external_id, email, groups_json"
+	}
+	rows, err := q.QueryContext(ctx, "SELECT "+cols+" FROM users WHERE status = 'active'")
 	if err != nil {
 		return nil, fmt.Errorf("reading users: %w", err)
 	}
-	var users []scopeUser
+	users := make([]scopeUser, 0, n)
 	for rows.Next() {
 		var u scopeUser
 		var g string
@@ -466,14 +498,14 @@ func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading users: %w", err)
 	}
-	slices.SortFunc(users, func(a, b scopeUser) int { return strings.Compare(a.id, b.id) })
+	sortByID(users)
 	// SQLite reads the key from the covering index (00003) in one probe;
 	// PostgreSQL hash-joins the whole set and needs no hint.
 	indexed := ""
 	if s.dialect != Postgres {
 		indexed = " INDEXED BY keys_readiness"
 	}
-	rows, err = q.QueryContext(ctx, s.Rebind(strings.Replace(readinessKeysQuery, "{indexed}", indexed, 1)), set)
+	rows, err = q.QueryContext(ctx, s.Rebind(strings.Replace(readinessKeysQuery, "{indexed}", indexed, 1)), oldest, set)
 	if err != nil {
 		return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 	}
@@ -482,21 +514,47 @@ func loadReadiness(ctx context.Context, s *Store, q querier, set string, groups 
 	for i := range users {
 		at[users[i].id] = i
 	}
-	var owner, role, status sql.RawBytes
+	var owner, role sql.RawBytes
 	for rows.Next() {
 		var k bKey
-		var cred int
-		if err := rows.Scan(&owner, &role, &status, &cred, &k.lastOK, &k.lastFail, &k.lastSig, &k.lastPIN); err != nil {
+		if err := rows.Scan(&owner, &role, &k.state); err != nil {
 			return nil, fmt.Errorf("reading keys of set %s: %w", set, err)
 		}
 		i, ok := at[string(owner)]
 		if !ok {
 			continue // an owner who is not active is not in scope
 		}
-		k.role, k.status, k.hasCred = intern(role), intern(status), cred != 0
+		k.backup = string(role) == string(registry.RoleBackup)
 		users[i].keys = append(users[i].keys, k)
 	}
 	return users, rows.Err()
+}
+
+// sortByID sorts users by id. It sorts a permutation and then moves each
+// row once, which costs less than swapping the rows themselves.
+func sortByID(users []scopeUser) {
+	perm := make([]int32, len(users))
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	slices.SortFunc(perm, func(a, b int32) int { return strings.Compare(users[a].id, users[b].id) })
+	// Position j takes the row at perm[j]; follow each cycle once.
+	for i := range perm {
+		if perm[i] < 0 {
+			continue
+		}
+		tmp, j := users[i], i
+		for {
+			k := int(perm[j])
+			perm[j] = -1
+			if k == i {
+				users[j] = tmp
+				break
+			}
+			users[j] = users[k]
+			j = k
+		}
+	}
 }
 
 // intern returns the constant string for a key role or status, so that
@@ -512,13 +570,9 @@ func intern(b []byte) string {
 }
 
 // judge applies the policy to one user's keys of the target set.
-func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, reasons []string) {
+func judge(p registry.MigrationPolicy, keys []bKey) (good int, reasons []string) {
 	if len(keys) == 0 {
 		return 0, []string{registry.ReasonNoBKey}
-	}
-	oldest := int64(0)
-	if p.MaxVerificationAgeDays > 0 {
-		oldest = nanos(now.Add(-time.Duration(p.MaxVerificationAgeDays) * 24 * time.Hour))
 	}
 	add := func(r string) {
 		if !slices.Contains(reasons, r) {
@@ -527,24 +581,22 @@ func judge(p registry.MigrationPolicy, keys []bKey, now time.Time) (good int, re
 	}
 	goodBackup := false
 	for _, k := range keys {
-		switch {
-		case k.status == string(registry.KeyLost) || k.status == string(registry.KeyRevoked):
+		switch k.state {
+		case keyLost:
 			add(registry.ReasonBKeyLost)
-		case k.status != string(registry.KeyActive):
+		case keyInactive:
 			add(registry.ReasonBKeyInactive)
-		case !k.hasCred:
+		case keyNoCred:
 			add(registry.ReasonBKeyNoCred)
-		// A failure at the same instant as the last success counts as
-		// the later of the two.
-		case k.lastPIN != 0 && k.lastPIN >= k.lastOK:
+		case keyPINBlocked:
 			add(registry.ReasonPINBlocked)
-		case (k.lastFail != 0 && k.lastFail >= k.lastOK) || (k.lastSig != 0 && k.lastSig >= k.lastOK):
+		case keyFailing:
 			add(registry.ReasonBKeyFailing)
-		case k.lastOK == 0 || k.lastOK < oldest:
+		case keyUnverified:
 			add(registry.ReasonBKeyUnverified)
 		default:
 			good++
-			goodBackup = goodBackup || k.role == string(registry.RoleBackup)
+			goodBackup = goodBackup || k.backup
 		}
 	}
 	if good >= p.MinVerifiedB && (!p.BackupRequired || goodBackup) {
@@ -570,7 +622,13 @@ type evaluation struct {
 }
 
 func evaluate(ctx context.Context, s *Store, q querier, m *registry.Migration, now time.Time) (*evaluation, error) {
-	users, err := loadReadiness(ctx, s, q, m.To, needGroups(m))
+	// A B key counts only if it passed a verification this recently (the
+	// epoch's first nanosecond when any success counts).
+	oldest := int64(1)
+	if d := m.Policy.MaxVerificationAgeDays; d > 0 {
+		oldest = nanos(now.Add(-time.Duration(d) * 24 * time.Hour))
+	}
+	users, err := loadReadiness(ctx, s, q, m.To, needGroups(m), oldest)
 	if err != nil {
 		return nil, err
 	}
@@ -598,7 +656,7 @@ func evaluate(ctx context.Context, s *Store, q querier, m *registry.Migration, n
 	}
 	e := &evaluation{m: m, scope: scope, canary: canary, rows: make([]registry.UserReadiness, len(scope))}
 	for i, u := range scope {
-		good, reasons := judge(m.Policy, u.keys, now)
+		good, reasons := judge(m.Policy, u.keys)
 		if other[u.id] {
 			reasons = append(reasons, registry.ReasonOtherMigration)
 		}

@@ -1,0 +1,291 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/keydesk/keydesk/app/migrate"
+	"github.com/keydesk/keydesk/registry"
+)
+
+const migrateUsage = "migrate needs a subcommand: list | plan FILE.json | show ID | readiness ID [--csv FILE] | dry-run ID | advance ID --to STATE [--percent N] [--resume] | halt ID --reason R | rollback ID --reason R"
+
+// runMigrate: keydesk migrate SUBCOMMAND (docs/migrations.md). Advance,
+// halt and rollback show exactly who they would move, then ask (or take
+// --yes).
+func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
+	if len(args) == 0 {
+		return usagef("%s", migrateUsage)
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("keydesk migrate "+sub, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	csvPath := fs.String("csv", "", "readiness: also write the report as CSV to this file (for outreach)")
+	to := fs.String("to", "", "advance: the state to go to: dry_run, canary, staged, complete")
+	percent := fs.Float64("percent", 0, "advance --to staged: the percent of the scope (default: the next planned stage)")
+	resume := fs.Bool("resume", false, "advance: clear a halt and re-run or continue the halted stage")
+	reason := fs.String("reason", "", "halt, rollback: why (kept in the audit log)")
+	fs.BoolVar(&e.yes, "yes", e.yes, "advance, halt, rollback: do it without asking")
+	fs.BoolVar(&e.json, "json", e.json, "print JSON")
+	fs.BoolVar(&e.practice, "practice", e.practice, "practice mode")
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return usagef("%v", err)
+	}
+	want := 1
+	if sub == "list" {
+		want = 0
+	}
+	if len(pos) != want {
+		if want == 0 {
+			return usagef("migrate list takes no arguments")
+		}
+		what := "a migration id or name"
+		if sub == "plan" {
+			what = "a plan file (JSON)"
+		}
+		return usagef("migrate %s takes %s\n%s", sub, what, migrateUsage)
+	}
+	var step migrate.Step
+	switch sub {
+	case "list", "plan", "show", "readiness", "dry-run":
+	case "advance":
+		if *to == "" {
+			return usagef("migrate advance needs --to dry_run|canary|staged|complete")
+		}
+		step = migrate.Step{Action: "advance", To: registry.MigrationState(*to), Percent: *percent, Resume: *resume}
+	case "halt", "rollback":
+		if strings.TrimSpace(*reason) == "" {
+			return usagef("migrate %s needs --reason, kept in the audit log", sub)
+		}
+		step = migrate.Step{Action: sub, Reason: *reason}
+	default:
+		return usagef("unknown migrate subcommand %q\n%s", sub, migrateUsage)
+	}
+	var plan migrate.Plan
+	if sub == "plan" {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return err
+		}
+		plan, err = migrate.LoadPlan(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	svc := migrate.New(conn.Client)
+	id := ""
+	if sub != "list" && sub != "plan" {
+		m, err := svc.Resolve(e.ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		id = m.ID
+	}
+	switch sub {
+	case "list":
+		ms, err := svc.List(e.ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(ms)
+		}
+		if len(ms) == 0 {
+			fmt.Fprintln(e.stdout, "no migrations")
+			return nil
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tFROM → TO\tSTATE\tSTAGE\tCUT OVER\tHALTED")
+		for _, m := range ms {
+			fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%d\t%s\n", m.ID, m.Name, m.From, m.To, m.State, m.Stage, m.CutOver, yesNo(m.Halted))
+		}
+		return tw.Flush()
+	case "plan":
+		m, err := svc.Create(e.ctx, plan)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(m)
+		}
+		fmt.Fprintf(e.stdout, "planned migration %s %q: %s → %s, state %s\n", m.ID, m.Name, m.From, m.To, m.State)
+		fmt.Fprintf(e.stdout, "next: keydesk migrate readiness %s, keydesk migrate dry-run %s, then keydesk migrate advance %s --to dry_run\n", m.ID, m.ID, m.ID)
+		return nil
+	case "show":
+		m, err := svc.Get(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(m)
+		}
+		printMigration(e, m)
+		return nil
+	case "readiness":
+		rd, err := svc.Readiness(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		if *csvPath != "" {
+			f, err := os.OpenFile(*csvPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			err = svc.ReadinessCSV(e.ctx, id, f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(*csvPath)
+				return err
+			}
+		}
+		if e.json {
+			return e.printJSON(rd)
+		}
+		printReadiness(e, rd)
+		if *csvPath != "" {
+			fmt.Fprintf(e.stdout, "wrote %d user(s) to %s\n", len(rd.Users), *csvPath)
+		}
+		return nil
+	case "dry-run":
+		d, err := svc.DryRun(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(d)
+		}
+		fmt.Fprintf(e.stdout, "dry run of %s at view version %d (nothing written):\n", d.MigrationID, d.Version)
+		for _, st := range d.Stages {
+			fmt.Fprintf(e.stdout, "  %-12s %d cut over, %d held back, %d without a valid credential\n", st.Stage, len(st.CutOver), len(st.HeldBack), len(st.LockedOut))
+			for _, h := range st.HeldBack {
+				fmt.Fprintf(e.stdout, "      held back %s: %s\n", userName(h), strings.Join(h.Reasons, ", "))
+			}
+		}
+		return nil
+	}
+	// advance, halt, rollback
+	p, err := svc.Preview(e.ctx, id, step)
+	if err != nil {
+		return err
+	}
+	if !e.json {
+		printPreview(e, p)
+	}
+	if !e.yes {
+		ok, err := e.prompt.yesNo("Go ahead? [y/N] ")
+		if err != nil {
+			return fmt.Errorf("%w (answer on stdin, or pass --yes)", err)
+		}
+		if !ok {
+			return errCanceled
+		}
+	}
+	res, err := svc.Do(e.ctx, id, step)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(res)
+	}
+	m := res.Migration
+	switch sub {
+	case "advance":
+		fmt.Fprintf(e.stdout, "%s is in %s: %d user(s) cut over to %s, %d held back; %d on %s in all\n", m.ID, m.Stage, res.CutOver, m.To, len(res.HeldBack), m.CutOver, m.To)
+	case "halt":
+		fmt.Fprintf(e.stdout, "%s halted in %s: %s\n", m.ID, m.Stage, m.HaltReason)
+	case "rollback":
+		fmt.Fprintf(e.stdout, "%s rolled back: %d user(s) back on %s\n", m.ID, res.Reverted, m.From)
+	}
+	return nil
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func userName(u registry.UserReadiness) string {
+	if u.ExternalID != "" {
+		return u.ExternalID
+	}
+	return u.UserID
+}
+
+func printMigration(e *env, m registry.Migration) {
+	w := e.stdout
+	fmt.Fprintf(w, "%s %q: %s → %s\n", m.ID, m.Name, m.From, m.To)
+	fmt.Fprintf(w, "  state %s, stage %s, %d user(s) on %s\n", m.State, m.Stage, m.CutOver, m.To)
+	if m.Halted {
+		fmt.Fprintf(w, "  HALTED: %s\n", m.HaltReason)
+	}
+	fmt.Fprintf(w, "  stages %v then complete; halt threshold %g%% of the current cohort (%d of %d affected)\n", m.Stages, 100*m.Policy.HaltThreshold, m.StageAffected, m.StageCohort)
+	fmt.Fprintf(w, "  policy: %d verified new key(s), backup required %v, verified within %d day(s), grace period %d h\n",
+		m.Policy.MinVerifiedB, m.Policy.BackupRequired, m.Policy.MaxVerificationAgeDays, m.Policy.GracePeriodHours)
+}
+
+func printReadiness(e *env, rd registry.Readiness) {
+	w := e.stdout
+	fmt.Fprintf(w, "readiness of %s at view version %d:\n", rd.MigrationID, rd.Version)
+	for _, t := range rd.Totals {
+		fmt.Fprintf(w, "  %-12s %d user(s): %d ready, %d blocked", t.Cohort, t.Users, t.Ready, t.Blocked)
+		var rs []string
+		for r, n := range t.Reasons {
+			rs = append(rs, fmt.Sprintf("%s %d", r, n))
+		}
+		sort.Strings(rs)
+		if len(rs) > 0 {
+			fmt.Fprintf(w, " (%s)", strings.Join(rs, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, u := range rd.Users {
+		if !u.Ready {
+			fmt.Fprintf(w, "  blocked %s (%s): %s\n", userName(u), u.Cohort, strings.Join(u.Reasons, ", "))
+		}
+	}
+}
+
+// printPreview says exactly who a step would move, before it is confirmed.
+func printPreview(e *env, p migrate.Preview) {
+	w := e.stdout
+	fmt.Fprintln(w, p.Summary())
+	list := func(label string, us []registry.UserReadiness, why bool) {
+		const most = 50
+		for i, u := range us {
+			if i == most {
+				fmt.Fprintf(w, "  … and %d more (keydesk migrate dry-run / readiness --csv list them all)\n", len(us)-most)
+				break
+			}
+			if why {
+				fmt.Fprintf(w, "  %s %s: %s\n", label, userName(u), strings.Join(u.Reasons, ", "))
+			} else {
+				fmt.Fprintf(w, "  %s %s\n", label, userName(u))
+			}
+		}
+	}
+	list("cut over", p.CutOver, false)
+	list("held back", p.HeldBack, true)
+	list("moved back", p.MovedBack, false)
+	for _, u := range p.LockedOut {
+		fmt.Fprintf(w, "  WITHOUT A VALID CREDENTIAL %s\n", u)
+	}
+}

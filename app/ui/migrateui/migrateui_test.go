@@ -1,0 +1,336 @@
+package migrateui
+
+import (
+	"context"
+	"flag"
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/enroltest"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/migration.png from this run")
+
+var env *enroltest.Env
+
+func TestMain(m *testing.M) {
+	var bin string
+	regtest.RunTests(runner{m, &bin}, &bin)
+}
+
+type runner struct {
+	m   *testing.M
+	bin *string
+}
+
+func (r runner) Run() int {
+	var err error
+	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
+		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
+		return 1
+	}
+	defer env.Stop()
+	return r.m.Run()
+}
+
+// world enrols ana-lima's new key (set yk5-2026, verified) and ben-okafor's
+// old one (legacy-2024), and adds two users with no key, as a directory
+// sync would.
+func world(t *testing.T) {
+	ctx := context.Background()
+	for i, u := range []struct{ user, set string }{{"ana-lima", "yk5-2026"}, {"ben-okafor", "legacy-2024"}} {
+		k, err := env.Key(ctx, env.Serial(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := enroltest.Enrol(ctx, env.Keys, env.Admin, k, enroltest.Options{User: u.user, Role: registry.RolePrimary,
+			PIVPIN: "246810", FIDOPIN: "fido-2468", Recipients: []string{env.Recipient}, KeySets: []string{u.set}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range []string{"cora-diallo", "dev-patel"} {
+		if err := env.AdminCall("POST", "/v1/users", map[string]string{"external_id": u, "display_name": u, "email": u + "@example.org"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func newView(t *testing.T, role uikit.Role, reg func(context.Context) (*client.Client, error)) (*View, fyne.Window) {
+	a := test.NewApp()
+	t.Cleanup(a.Quit)
+	w := a.NewWindow("keydesk")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	v := New(&uikit.Env{App: a, Window: w, Ctx: ctx, Role: role, Registry: reg})
+	w.SetContent(v.Content())
+	w.Resize(fyne.NewSize(1000, 820))
+	v.Settle()
+	return v, w
+}
+
+func tapped(t *testing.T, v *View, b *widget.Button) {
+	t.Helper()
+	if b.Disabled() {
+		t.Fatalf("button %q is disabled", b.Text)
+	}
+	test.Tap(b)
+	v.Settle()
+}
+
+// confirmed taps the open confirmation's action and returns what it said.
+func confirmed(t *testing.T, v *View) string {
+	t.Helper()
+	if v.Confirm == nil || v.lastStep == nil {
+		t.Fatalf("no confirmation open; status: %s", v.Status.Text)
+	}
+	said := ConfirmText(*v.lastStep)
+	tapped(t, v, v.Confirm)
+	return said
+}
+
+// TestMigrationScreen plans a migration through the form against a real
+// registry process (bad plans refused beside their field, nothing
+// written), reads the per-cohort readiness, advances with confirmations
+// that name who is cut over, shows the registry halting the canary by
+// itself as a banner, matches the screen against its reference image,
+// exports the CSV, rolls back, and reports a registry that went away.
+func TestMigrationScreen(t *testing.T) {
+	PollEvery = time.Hour // the test polls by hand
+	world(t)
+	ctx := context.Background()
+	v, w := newView(t, uikit.Admin, func(context.Context) (*client.Client, error) { return env.Admin, nil })
+	if !strings.Contains(v.Summary.Text, "No migration selected") {
+		t.Fatalf("summary before any plan: %q", v.Summary.Text)
+	}
+	v.pollOnce(ctx) // start following the feed now
+
+	// Bad plans: refused beside the field at fault; nothing written.
+	test.Type(v.Name, "yk5 rollout")
+	test.Type(v.From, "legacy-2024")
+	test.Type(v.To, "yk6-2030")
+	test.Type(v.CanaryUsers, "ana-lima")
+	tapped(t, v, v.Create)
+	if l := v.FieldErr["to_set"]; !l.Visible() || !strings.Contains(l.Text, `key set "yk6-2030" does not exist`) || !strings.Contains(l.Text, "yk5-2026") {
+		t.Fatalf("to_set refusal: visible %v %q; status %q", l.Visible(), l.Text, v.Status.Text)
+	}
+	v.To.SetText("yk5-2026")
+	test.Type(v.Stages, "ten")
+	tapped(t, v, v.Create)
+	if l := v.FieldErr["stages"]; !l.Visible() || !strings.Contains(l.Text, `"ten" is not a number`) || v.FieldErr["to_set"].Visible() {
+		t.Fatalf("stages: %q (to_set still shown: %v)", l.Text, v.FieldErr["to_set"].Visible())
+	}
+	v.Stages.SetText("")
+	test.Type(v.CanaryPercent, "150")
+	tapped(t, v, v.Create)
+	if l := v.FieldErr["canary"]; !l.Visible() || !strings.Contains(l.Text, "canary percent 150 is outside") {
+		t.Fatalf("canary: %q", l.Text)
+	}
+	v.CanaryPercent.SetText("")
+	v.CanaryUsers.SetText("")
+	test.Type(v.CanaryGroups, "nobody")
+	tapped(t, v, v.Create)
+	if l := v.FieldErr["canary"]; !strings.Contains(l.Text, "the canary matches no user") {
+		t.Fatalf("empty canary: %q", l.Text)
+	}
+	if ms, err := env.Admin.Migrations(ctx); err != nil || len(ms) != 0 {
+		t.Fatalf("refused plans wrote migrations: %v %v", ms, err)
+	}
+
+	// A good plan: the canary is ana; ben and the two users without keys
+	// are blocked for want of a new key.
+	v.CanaryGroups.SetText("")
+	v.CanaryUsers.SetText("ana-lima")
+	tapped(t, v, v.Create)
+	for f, l := range v.FieldErr {
+		if l.Visible() {
+			t.Errorf("%s still shows %q", f, l.Text)
+		}
+	}
+	if !strings.Contains(v.Summary.Text, "yk5 rollout: legacy-2024 → yk5-2026. State draft") {
+		t.Fatalf("summary: %q (status %q)", v.Summary.Text, v.Status.Text)
+	}
+	want := []registry.CohortTotals{{Cohort: "canary", Users: 1, Ready: 1}, {Cohort: "rest", Users: 3, Blocked: 3}}
+	if len(v.Chart.totals) != 2 || v.Chart.totals[0].Cohort != want[0].Cohort || v.Chart.totals[0].Ready != 1 || v.Chart.totals[1].Blocked != 3 {
+		t.Fatalf("chart totals %+v", v.Chart.totals)
+	}
+	if !strings.Contains(v.Reasons.Text, "rest: 0 of 3 ready; blocked: no_b_key 3") {
+		t.Fatalf("reasons: %q", v.Reasons.Text)
+	}
+
+	// Advance to the dry run, then the canary: the confirmation names ana.
+	if v.StepTo.Selected != "dry_run" {
+		t.Fatalf("next step %q", v.StepTo.Selected)
+	}
+	tapped(t, v, v.Advance)
+	confirmed(t, v)
+	if !strings.Contains(v.Summary.Text, "State dry_run") {
+		t.Fatalf("after dry run: %q / %q", v.Summary.Text, v.Status.Text)
+	}
+	tapped(t, v, v.Advance)
+	said := confirmed(t, v)
+	if !strings.Contains(said, "1 user(s) cut over from legacy-2024 to yk5-2026") || !strings.Contains(said, "Cut over to yk5-2026 (1):\nana-lima") {
+		t.Fatalf("canary confirmation: %q", said)
+	}
+	if !strings.Contains(v.Summary.Text, "State canary") || !strings.Contains(v.Status.Text, "1 user(s) cut over") {
+		t.Fatalf("after canary: %q / %q", v.Summary.Text, v.Status.Text)
+	}
+
+	// The auth server reports ana's new key failing: the registry halts
+	// the canary by itself, and the banner says so.
+	k, err := env.Admin.KeyBySerial(ctx, strconv.FormatUint(uint64(env.Serial(0)), 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, _, _ := env.Admin.Users(ctx, "", 10)
+	ana := ""
+	for _, u := range users {
+		if u.ExternalID == "ana-lima" {
+			ana = u.ID
+		}
+	}
+	out, err := env.Admin.ReportLockout(ctx, registry.LockoutSignal{UserID: ana, KeyID: k.ID, Reason: "failed_signin"})
+	if err != nil || !out.Halted {
+		t.Fatalf("lockout signal: %+v %v", out, err)
+	}
+	if v.bannerBox.Visible() {
+		t.Fatal("banner before the poll")
+	}
+	v.pollOnce(ctx)
+	v.Settle()
+	if !v.bannerBox.Visible() || !strings.Contains(v.Banner.Text, `Migration "yk5 rollout" in canary halted by itself: 1 of 1 users`) {
+		t.Fatalf("banner: visible %v %q", v.bannerBox.Visible(), v.Banner.Text)
+	}
+	if !strings.Contains(v.Summary.Text, "HALTED") || !v.Resume.Checked {
+		t.Fatalf("after the halt: %q", v.Summary.Text)
+	}
+	matchImage(t, w.Canvas().Capture(), filepath.Join("testdata", "migration.png"))
+
+	// The CSV for outreach.
+	csvPath := filepath.Join(t.TempDir(), "readiness.csv")
+	f, err := os.Create(csvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.exportCSV(v.current.ID, f)
+	v.Settle()
+	b, _ := os.ReadFile(csvPath)
+	if !strings.HasPrefix(string(b), "user_id,external_id,email,cohort,ready,reasons,good_b_keys,cut_over\n") || !strings.Contains(string(b), ",ben-okafor,") || !strings.Contains(string(b), "b_key_failing") {
+		t.Fatalf("csv:\n%s", b)
+	}
+
+	// Roll back: a reason is needed, and the confirmation says who moves.
+	tapped(t, v, v.Rollback)
+	if v.Confirm != nil || !strings.Contains(v.Status.Text, "needs a reason") {
+		t.Fatalf("rollback without a reason: %q", v.Status.Text)
+	}
+	test.Type(v.Reason, "canary failed")
+	tapped(t, v, v.Rollback)
+	said = confirmed(t, v)
+	if !strings.Contains(said, `Roll back "yk5 rollout": 0 user(s) moved back from yk5-2026 to legacy-2024`) {
+		t.Fatalf("rollback confirmation: %q", said)
+	}
+	if !strings.Contains(v.Summary.Text, "State rolled_back") || !v.Advance.Disabled() {
+		t.Fatalf("after rollback: %q", v.Summary.Text)
+	}
+
+	// Helpdesk staff read but do not act.
+	h, _ := newView(t, uikit.Helpdesk, func(context.Context) (*client.Client, error) { return env.Helpdesk, nil })
+	if len(h.Tabs.Items) != 1 || h.Create != nil || !strings.Contains(h.Summary.Text, "State rolled_back") {
+		t.Fatalf("helpdesk view: %d tabs, create %v, %q", len(h.Tabs.Items), h.Create != nil, h.Summary.Text)
+	}
+
+	// The registry goes away: the screen says so and what to do.
+	env.Registry.Stop()
+	tapped(t, v, v.RefreshBtn)
+	if !strings.Contains(v.Status.Text, "could not be reached") || !strings.Contains(v.Status.Text, "nothing was changed") {
+		t.Fatalf("registry down: %q", v.Status.Text)
+	}
+}
+
+// matchImage compares img with the reference PNG at path, allowing 0.5% of
+// pixels to differ by more than a small amount (font hinting); -update
+// rewrites the reference. On a mismatch the image is kept beside it as
+// *.failed.png.
+func matchImage(t *testing.T, img image.Image, path string) {
+	t.Helper()
+	write := func(p string) {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := png.Encode(f, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		write(path)
+		t.Logf("wrote %s", path)
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("reference image: %v (run with -update to create it)", err)
+	}
+	defer f.Close()
+	ref, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Bounds().Size() != img.Bounds().Size() {
+		write(strings.TrimSuffix(path, ".png") + ".failed.png")
+		t.Fatalf("screen is %v, reference %v", img.Bounds().Size(), ref.Bounds().Size())
+	}
+	diff, total := 0, 0
+	rb, ib := ref.Bounds(), img.Bounds()
+	for y := 0; y < rb.Dy(); y++ {
+		for x := 0; x < rb.Dx(); x++ {
+			r1, g1, b1, _ := ref.At(rb.Min.X+x, rb.Min.Y+y).RGBA()
+			r2, g2, b2, _ := img.At(ib.Min.X+x, ib.Min.Y+y).RGBA()
+			total++
+			if absDiff(r1, r2) > 0x1800 || absDiff(g1, g2) > 0x1800 || absDiff(b1, b2) > 0x1800 {
+				diff++
+			}
+		}
+	}
+	if float64(diff) > 0.005*float64(total) {
+		write(strings.TrimSuffix(path, ".png") + ".failed.png")
+		t.Fatalf("%d of %d pixels differ from %s (kept this run's image as .failed.png)", diff, total, path)
+	}
+}
+
+func absDiff(a, b uint32) uint32 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// TestScreenEntry: the navigation entry is shown to admin and helpdesk
+// staff only.
+func TestScreenEntry(t *testing.T) {
+	s := Screen()
+	if s.ID != "migration" || s.Title != "Migration" || s.Icon == nil || s.Make == nil {
+		t.Fatalf("screen %+v", s)
+	}
+	for role, want := range map[uikit.Role]bool{uikit.Admin: true, uikit.Helpdesk: true, uikit.Self: false} {
+		if got := s.Visible(&uikit.Env{Role: role}); got != want {
+			t.Errorf("visible to %s: %v, want %v", role, got, want)
+		}
+	}
+}
