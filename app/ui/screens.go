@@ -1,8 +1,11 @@
 package ui
 
 import (
+	"github.com/keydesk/keydesk/app/ui/enrolui"
 	"github.com/keydesk/keydesk/app/ui/helpdeskui"
+	"github.com/keydesk/keydesk/app/ui/invui"
 	"github.com/keydesk/keydesk/app/ui/keysui"
+	"github.com/keydesk/keydesk/app/ui/migrateui"
 	"github.com/keydesk/keydesk/app/ui/settingsui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/verifyui"
@@ -12,10 +15,10 @@ import (
 // this order among the screens a person's role sees. Each screen's package
 // exports its uikit.Screen; this is the one list of them.
 func Screens() []uikit.Screen {
-	return []uikit.Screen{
-		keysui.Screen(),
-		verifyui.Screen(),
-		helpdeskui.Screen(),
-		settingsui.Screen(),
-	}
+	s := []uikit.Screen{keysui.Screen()}
+	s = append(s, enrolui.Screens()...) // Enrol, Batch
+	s = append(s, verifyui.Screen(), helpdeskui.Screen())
+	s = append(s, invui.Screens()...) // Inventory, Activity
+	s = append(s, migrateui.Screen(), settingsui.Screen())
+	return s
 }
