@@ -27,26 +27,26 @@ func press(w fyne.Window, k fyne.KeyName) {
 }
 
 // TestNavigationFollowsTheRole: an admin sees every screen, built only
-// when first shown; Ctrl+2 opens the second; an engineer (self) sees only
+// when first shown; Ctrl+4 opens the fourth; an engineer (self) sees only
 // Keys, Verify and Settings.
 func TestNavigationFollowsTheRole(t *testing.T) {
 	env := uitest.Env(t, uikit.Admin, "", uitest.Fleet.Admin)
 	s := ui.NewShell(env, ui.Screens())
 	env.Window.SetContent(s.Root)
-	if got := s.Visible(); !slices.Equal(got, []string{"keys", "verify", "helpdesk", "settings"}) {
+	if got := s.Visible(); !slices.Equal(got, []string{"keys", "enrol", "batch", "verify", "helpdesk", "inventory", "activity", "migration", "settings"}) {
 		t.Fatalf("admin sees %v", got)
 	}
-	if s.Current() != "keys" || !s.Made("keys") || s.Made("verify") || s.Made("helpdesk") {
+	if s.Current() != "keys" || !s.Made("keys") || s.Made("verify") || s.Made("helpdesk") || s.Made("enrol") || s.Made("inventory") {
 		t.Fatal("screens other than the first were built before they were shown")
 	}
 	s.Shortcuts(env.Window)
-	press(env.Window, fyne.Key2)
+	press(env.Window, fyne.Key4)
 	if s.Current() != "verify" || !s.Made("verify") {
-		t.Fatalf("Ctrl+2 shows %q", s.Current())
+		t.Fatalf("Ctrl+4 shows %q", s.Current())
 	}
-	press(env.Window, fyne.Key3)
+	press(env.Window, fyne.Key5)
 	if s.Current() != "helpdesk" {
-		t.Fatalf("Ctrl+3 shows %q", s.Current())
+		t.Fatalf("Ctrl+5 shows %q", s.Current())
 	}
 	uitest.WaitFor(t, waitShort, "the practice key listed", func() bool { return len(env.Feed.Current()) == 1 })
 	press(env.Window, fyne.Key1)
