@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keydesk/keydesk/app/activity"
+	"github.com/keydesk/keydesk/registry/client"
+)
+
+func activityFlags(_ *env, fs *flag.FlagSet) {
+	fs.String("actor", "", "only entries by this actor (a token's name), exactly")
+	fs.String("action", "", "only entries of this action (like enrol, verification, key.status), exactly")
+	fs.String("subject", "", "only entries about this key serial, registry user or key id, or holding this text")
+	fs.String("since", "", "only entries at or after this time: YYYY-MM-DD [HH:MM], RFC 3339, or a span back from now (36h, 7d)")
+	fs.String("until", "", "only entries at or before this time (a bare date means the end of that day)")
+	fs.Int("limit", 100, "at most this many entries, newest first")
+}
+
+// runActivity: keydesk activity [filters] lists the registry's audit log,
+// newest first, filtered as on the desktop app's Activity screen;
+// keydesk activity verify checks its hash chain and signed checkpoints
+// (exit 7 when it does not verify). Both need an admin token.
+func runActivity(e *env, fs *flag.FlagSet, args []string) error {
+	switch {
+	case len(args) == 1 && args[0] == "verify":
+		for _, f := range []string{"actor", "action", "subject", "since", "until"} {
+			if flagValue(fs, f) != "" {
+				return usagef("activity verify checks the whole log: it takes no --%s", f)
+			}
+		}
+		return runActivityVerify(e)
+	case len(args) > 0:
+		return usagef("activity takes filters, or the subcommand verify: keydesk activity [--actor A] [--action X] [--subject S] [--since T] [--until T] | keydesk activity verify")
+	}
+	now := time.Now()
+	q := activity.Query{Actor: strings.TrimSpace(flagValue(fs, "actor")), Action: strings.TrimSpace(flagValue(fs, "action")), Subject: strings.TrimSpace(flagValue(fs, "subject"))}
+	var err error
+	if q.Since, err = activity.ParseTime(flagValue(fs, "since"), false, now); err != nil {
+		return usagef("--since: %v", err)
+	}
+	if q.Until, err = activity.ParseTime(flagValue(fs, "until"), true, now); err != nil {
+		return usagef("--until: %v", err)
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
+		return usagef("--until is before --since")
+	}
+	limit, _ := strconv.Atoi(flagValue(fs, "limit"))
+	if limit < 1 {
+		return usagef("--limit must be at least 1")
+	}
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	terms := activity.Resolve(e.ctx, conn.Client, q.Subject)
+	pg, err := activity.Read(e.ctx, conn.Client, q, terms, 0, limit)
+	if err != nil {
+		return reachable(conn.URL, activity.Explain(err))
+	}
+	if e.json {
+		out := struct {
+			Registry string              `json:"registry"`
+			Entries  []client.AuditEntry `json:"entries"`
+			// More: older entries match too (raise --limit or narrow the
+			// time range to see them).
+			More bool `json:"more"`
+		}{conn.URL, pg.Entries, pg.Next != 0}
+		if out.Entries == nil {
+			out.Entries = []client.AuditEntry{}
+		}
+		return e.printJSON(out)
+	}
+	for _, en := range pg.Entries {
+		fmt.Fprintf(e.stdout, "%6d  %s  %-14s %-22s %s\n", en.Seq, en.Time.UTC().Format("2006-01-02 15:04:05Z"), en.Actor, en.Action, activity.Summary(en))
+	}
+	more := ""
+	if pg.Next != 0 {
+		more = fmt.Sprintf("; older ones match too (raise --limit above %d to see them)", limit)
+	}
+	fmt.Fprintf(e.stdout, "%d entr%s, newest first, of %d read%s\n", len(pg.Entries), plural(len(pg.Entries), "y", "ies"), pg.Scanned, more)
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// runActivityVerify asks the registry to check its audit chain.
+func runActivityVerify(e *env) error {
+	s, _, err := e.settings()
+	if err != nil {
+		return err
+	}
+	conn, err := e.registry(s)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rep, err := activity.Verify(e.ctx, conn.Client)
+	if err != nil {
+		return reachable(conn.URL, activity.Explain(err))
+	}
+	if e.json {
+		if err := e.printJSON(rep); err != nil {
+			return err
+		}
+	} else if rep.OK {
+		fmt.Fprintf(e.stdout, "audit chain verified: %d entries, %d signed checkpoints, nothing altered or missing\n", rep.Entries, rep.Checkpoints)
+	}
+	if !rep.OK {
+		return auditBroken{rep.Error}
+	}
+	return nil
+}
+
+// auditBroken: the audit chain did not verify (exit 7).
+type auditBroken struct{ cause string }
+
+func (a auditBroken) Error() string {
+	return "the audit chain does NOT verify: " + a.cause
+}
+func (a auditBroken) Is(target error) bool { return target == errChecksFailed }
+func (a auditBroken) Hint() string {
+	return "The log may have been altered. Keep this registry's state as it is and tell your security team."
+}
