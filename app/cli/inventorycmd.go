@@ -167,6 +167,9 @@ func (p problemsFound) Is(target error) bool { return target == errChecksFailed 
 
 func problemWords(p inventory.Problem) string {
 	var w []string
+	if n := len(inventory.Problems); p == 1<<n-1 {
+		return "a problem"
+	}
 	for _, q := range inventory.Problems {
 		if p&q != 0 {
 			w = append(w, q.Label())
