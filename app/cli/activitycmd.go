@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/keydesk/keydesk/app/activity"
@@ -64,7 +66,7 @@ func runActivity(e *env, fs *flag.FlagSet, args []string) error {
 	terms := activity.Resolve(e.ctx, conn.Client, q.Subject)
 	pg, err := activity.Read(e.ctx, conn.Client, q, terms, 0, limit)
 	if err != nil {
-		return reachable(conn.URL, activity.Explain(err))
+		return auditErr(conn.URL, err)
 	}
 	if e.json {
 		out := struct {
@@ -79,14 +81,18 @@ func runActivity(e *env, fs *flag.FlagSet, args []string) error {
 		}
 		return e.printJSON(out)
 	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	for _, en := range pg.Entries {
-		fmt.Fprintf(e.stdout, "%6d  %s  %-14s %-22s %s\n", en.Seq, en.Time.UTC().Format("2006-01-02 15:04:05Z"), en.Actor, en.Action, activity.Summary(en))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", en.Seq, en.Time.UTC().Format("2006-01-02 15:04:05Z"), en.Actor, en.Action, activity.Summary(en))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
 	}
 	more := ""
 	if pg.Next != 0 {
 		more = fmt.Sprintf("; older ones match too (raise --limit above %d to see them)", limit)
 	}
-	fmt.Fprintf(e.stdout, "%d entr%s, newest first, of %d read%s\n", len(pg.Entries), plural(len(pg.Entries), "y", "ies"), pg.Scanned, more)
+	fmt.Fprintf(e.stdout, "%d entr%s shown, newest first (%d read)%s\n", len(pg.Entries), plural(len(pg.Entries), "y", "ies"), pg.Scanned, more)
 	return nil
 }
 
@@ -110,7 +116,7 @@ func runActivityVerify(e *env) error {
 	defer conn.Close()
 	rep, err := activity.Verify(e.ctx, conn.Client)
 	if err != nil {
-		return reachable(conn.URL, activity.Explain(err))
+		return auditErr(conn.URL, err)
 	}
 	if e.json {
 		if err := e.printJSON(rep); err != nil {
@@ -134,4 +140,14 @@ func (a auditBroken) Error() string {
 func (a auditBroken) Is(target error) bool { return target == errChecksFailed }
 func (a auditBroken) Hint() string {
 	return "The log may have been altered. Keep this registry's state as it is and tell your security team."
+}
+
+// auditErr explains a failed read of the audit log: a registry that did
+// not answer, or a token that may not read it.
+func auditErr(url string, err error) error {
+	err = activity.Explain(err)
+	if errors.Is(err, activity.ErrAdminOnly) {
+		return hinted{err: err, hint: "Ask a keydesk admin to look, or store an admin token with: keydesk login"}
+	}
+	return reachable(url, err)
 }
