@@ -2,23 +2,29 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
 // Commands of the inventory, activity and whoami scenarios:
 //
 //	registry-user EXTERNAL_ID NAME EMAIL STATUS [GROUP...]   create a user, as directory sync would
 //	registry-stop                                            stop the script's registry process
+//	registry-tamper SEQ                                      rewrite one audit entry's payload behind the registry's back
 //	exits CODE PROGRAM [ARGS...]                             run PROGRAM as exec does; it must exit with CODE
 func init() {
 	workflowCmds["exits"] = cmdExits
 	workflowCmds["registry-user"] = cmdRegistryUser
+	workflowCmds["registry-tamper"] = cmdRegistryTamper
 	workflowCmds["registry-stop"] = func(ts *testscript.TestScript, neg bool, args []string) { wfReg(ts).p.Stop() }
 }
 
@@ -57,5 +63,21 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
+	}
+}
+
+func cmdRegistryTamper(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: registry-tamper SEQ")
+	}
+	seq, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	st, err := sqlstore.Open(context.Background(), filepath.Join(wfReg(ts).p.State, "registry.db"), sqlstore.Options{})
+	ts.Check(err)
+	defer st.Close()
+	res, err := st.DB().Exec(`UPDATE audit_log SET payload = '{"external_id":"mallory"}' WHERE seq = ?`, seq)
+	ts.Check(err)
+	if n, _ := res.RowsAffected(); n != 1 {
+		ts.Fatalf("no audit entry %d", seq)
 	}
 }
