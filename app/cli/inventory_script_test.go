@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keydesk/keydesk/registry/regtest"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
@@ -20,11 +22,13 @@ import (
 //	registry-user EXTERNAL_ID NAME EMAIL STATUS [GROUP...]   create a user, as directory sync would
 //	registry-stop                                            stop the script's registry process
 //	registry-tamper SEQ                                      rewrite one audit entry's payload behind the registry's back
+//	registry-self-token EXTERNAL_ID                          a self token for that user, in self.token
 //	exits CODE PROGRAM [ARGS...]                             run PROGRAM as exec does; it must exit with CODE
 func init() {
 	workflowCmds["exits"] = cmdExits
 	workflowCmds["registry-user"] = cmdRegistryUser
 	workflowCmds["registry-tamper"] = cmdRegistryTamper
+	workflowCmds["registry-self-token"] = cmdSelfToken
 	workflowCmds["registry-stop"] = func(ts *testscript.TestScript, neg bool, args []string) { wfReg(ts).p.Stop() }
 }
 
@@ -80,4 +84,22 @@ func cmdRegistryTamper(ts *testscript.TestScript, neg bool, args []string) {
 	if n, _ := res.RowsAffected(); n != 1 {
 		ts.Fatalf("no audit entry %d", seq)
 	}
+}
+
+func cmdSelfToken(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: registry-self-token EXTERNAL_ID")
+	}
+	r := wfReg(ts)
+	us, _, err := r.admin.Users(context.Background(), "", 1000)
+	ts.Check(err)
+	for _, u := range us {
+		if u.ExternalID == args[0] {
+			tok, err := regtest.Token(wfRegistryBin, r.p.State, "self", "self-"+args[0], u.ID)
+			ts.Check(err)
+			ts.Check(os.WriteFile(ts.MkAbs("self.token"), []byte(tok+"\n"), 0o600))
+			return
+		}
+	}
+	ts.Fatalf("no user %s", args[0])
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/keydesk/keydesk/app/activity"
 	"github.com/keydesk/keydesk/app/inventory"
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 func inventoryFlags(_ *env, fs *flag.FlagSet) {
@@ -116,7 +117,11 @@ func runInventory(e *env, fs *flag.FlagSet, args []string) error {
 	}
 	defer conn.Close()
 	inv, err := inventory.Load(e.ctx, conn.Client, inventory.Options{StaleAfter: stale}, nil)
-	if err != nil {
+	var ae *client.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Status == 403:
+		return hinted{err: err, hint: "The inventory is open to admin and helpdesk tokens: ask one of them, or store such a token with: keydesk login"}
+	case err != nil:
 		return reachable(conn.URL, err)
 	}
 	sortUsers(inv.Users)
