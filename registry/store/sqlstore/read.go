@@ -581,11 +581,12 @@ func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry,
 
 // KeyWithPIVKey reads key keyID (without its key sets) and the public key
 // of its PIV slot slotID in one query. No such key, or no such slot on it,
-// is registry.ErrNotFound.
+// is registry.ErrNotFound. Like KeyRow it takes no lock and may run before
+// the transaction begins.
 func (t *Tx) KeyWithPIVKey(keyID, slotID string) (registry.Key, []byte, error) {
 	var pub []byte
 	q := "SELECT k." + strings.ReplaceAll(keyCols, ", ", ", k.") + ", p.public_key FROM keys k LEFT JOIN piv_slots p ON p.id = ? AND p.key_id = k.id WHERE k.id = ?"
-	k, err := scanKey(scanPlus{t.tx.QueryRowContext(t.ctx, t.s.Rebind(q), slotID, keyID), []any{&pub}})
+	k, err := scanKey(scanPlus{t.tx.read().QueryRowContext(t.ctx, t.s.Rebind(q), slotID, keyID), []any{&pub}})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return k, nil, fmt.Errorf("key %s: %w", keyID, registry.ErrNotFound)

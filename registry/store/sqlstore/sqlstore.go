@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,10 @@ type Options struct {
 	Signer ed25519.PrivateKey
 	// Now is the clock (tests set it); time.Now when nil.
 	Now func() time.Time
+	// MaxConns bounds the PostgreSQL connections (default: 4 per CPU the
+	// Go runtime uses, at least 8). Each is a server process: far more of
+	// them than CPUs only adds switching and lock waiting between them.
+	MaxConns int
 }
 
 // Store is the registry's store.
@@ -69,8 +74,12 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		s.dialect = Postgres
 		s.db, err = sql.Open("pgx", dsn)
 		if err == nil {
-			s.db.SetMaxOpenConns(32)
-			s.db.SetMaxIdleConns(32)
+			n := opt.MaxConns
+			if n <= 0 {
+				n = max(8, 4*runtime.GOMAXPROCS(0))
+			}
+			s.db.SetMaxOpenConns(n)
+			s.db.SetMaxIdleConns(n)
 		}
 	} else {
 		s.dialect = SQLite
