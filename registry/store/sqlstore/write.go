@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -438,7 +439,11 @@ func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
 		} else {
 			sb.WriteString(", ")
 		}
-		fmt.Fprintf(&sb, "w%d AS (%s)", i, b.stmts[i])
+		sb.WriteByte('w')
+		sb.WriteString(strconv.Itoa(i))
+		sb.WriteString(" AS (")
+		sb.WriteString(b.stmts[i])
+		sb.WriteByte(')')
 		args = append(args, b.args[i]...)
 	}
 	if sb.Len() > 0 {
