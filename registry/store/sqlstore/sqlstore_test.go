@@ -604,6 +604,79 @@ var suite = map[string]func(t *testing.T, e *env){
 			t.Fatalf("%d verifications audited, want 3", seen)
 		}
 	},
+	"SignCounterUnderLock": func(t *testing.T, e *env) {
+		// The FIDO2 verification change set: the key read without a lock,
+		// then the credential locked for the counter check. Ten concurrent
+		// assertions carry the same counter: exactly one may see it
+		// increase; the others must see a regression.
+		u := e.user(t, "nina")
+		k := e.key(t, u.ID, "8001", registry.KeyActive)
+		fc := registry.FIDOCredential{KeyID: k.ID, CredentialID: []byte{4, 5}, RPID: "example.org", PublicKey: []byte{9}}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddFIDOCredential(&fc) }); err != nil {
+			t.Fatal(err)
+		}
+		const n, count = 10, 7
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		fresh, clones := 0, 0
+		// Each assertion, having read the counter, waits for the others
+		// to read it too (or for 100 ms, which is all it waits when the
+		// lock keeps them out): without the lock all of them would read
+		// the old counter.
+		var arrived sync.WaitGroup
+		arrived.Add(n)
+		allRead := make(chan struct{})
+		go func() { arrived.Wait(); close(allRead) }()
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := e.write(t, func(tx *sqlstore.Tx) error {
+					if _, err := tx.KeyRow(k.ID); err != nil {
+						return err
+					}
+					c, err := tx.LockFIDOCredential(fc.ID)
+					if err != nil {
+						return err
+					}
+					clone := count <= c.SignCount
+					arrived.Done()
+					select {
+					case <-allRead:
+					case <-time.After(100 * time.Millisecond):
+					}
+					if err := tx.UpdateSignCount(c.ID, count, clone); err != nil {
+						return err
+					}
+					tx.AuditLater()
+					v := registry.Verification{ChallengeID: fmt.Sprint("ch1_f", i), KeyID: k.ID, Kind: "fido2", CredentialID: c.ID, OK: true, CloneSuspected: clone}
+					if err := tx.RecordVerification(&v); err != nil {
+						return err
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if clone {
+						clones++
+					} else {
+						fresh++
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if fresh != 1 || clones != n-1 {
+			t.Fatalf("%d assertions saw the counter increase, %d a regression; want 1 and %d", fresh, clones, n-1)
+		}
+		got, err := e.s.GetFIDOCredential(ctx, fc.ID)
+		if err != nil || got.SignCount != count || !got.CloneSuspected {
+			t.Fatalf("credential after: %+v %v", got, err)
+		}
+		e.verifyAudit(t)
+	},
 	"Tokens": func(t *testing.T, e *env) {
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateToken([]byte("hash"), "first-admin", "admin", "") }); err != nil {
 			t.Fatal(err)
