@@ -160,6 +160,9 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	default:
 		err = t.tail.run(t, "", nil)
 	}
+	if err != nil && ltx.err != nil {
+		err = ltx.err // the transaction could not begin; err is a consequence
+	}
 	if err != nil {
 		ltx.Rollback()
 		table := failedTable(err)
@@ -264,6 +267,11 @@ func (t *Tx) copyLog(seq int64) error {
 	audits := make([][]any, len(t.audits))
 	for i, e := range t.audits {
 		audits[i] = []any{e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash}
+	}
+	// COPY goes to the connection itself: the transaction must be open on
+	// it (it is: appendLog runs under the head lock).
+	if _, err := t.tx.begin(); err != nil {
+		return err
 	}
 	return t.conn.Raw(func(dc any) error {
 		c, ok := dc.(*stdlib.Conn)
