@@ -505,6 +505,7 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&ps) }); err != nil {
 			t.Fatal(err)
 		}
+		ok := true // whether the next verification's signature checks out
 		verify := func(c registry.Challenge, idem string) (sqlstore.Result, bool, error) {
 			return e.s.Write(ctx, "test", &sqlstore.Idempotency{Scope: "test", Key: idem, RequestHash: []byte(c.ID)}, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
 				key, pub, err := tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
@@ -518,11 +519,11 @@ var suite = map[string]func(t *testing.T, e *env){
 					return sqlstore.Result{}, err
 				}
 				tx.AuditLater()
-				v := registry.Verification{ChallengeID: c.ID, KeyID: c.KeyID, Kind: "piv", CredentialID: c.CredentialID, OK: true}
+				v := registry.Verification{ChallengeID: c.ID, KeyID: c.KeyID, Kind: "piv", CredentialID: c.CredentialID, OK: ok}
 				if err := tx.RecordVerification(&v); err != nil {
 					return sqlstore.Result{}, err
 				}
-				if key.Status == registry.KeyPending {
+				if key.Status == registry.KeyPending && ok {
 					if _, _, err := tx.ActivateByProof(key.ID, v.ID); err != nil {
 						return sqlstore.Result{}, err
 					}
@@ -544,17 +545,17 @@ var suite = map[string]func(t *testing.T, e *env){
 		}
 		wg.Wait()
 		close(errs)
-		ok := 0
+		used := 0
 		for err := range errs {
 			switch {
 			case err == nil:
-				ok++
+				used++
 			case !errors.Is(err, registry.ErrChallenge):
 				t.Fatalf("concurrent use: %v", err)
 			}
 		}
-		if ok != 1 {
-			t.Fatalf("%d of %d concurrent uses of one challenge succeeded", ok, n)
+		if used != 1 {
+			t.Fatalf("%d of %d concurrent uses of one challenge succeeded", used, n)
 		}
 		// A replay of a recorded verification answers the stored result
 		// and writes nothing.
@@ -573,9 +574,22 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT last_ok_at FROM key_health WHERE key_id = ?"), k.ID).Scan(&lastOK); err != nil || lastOK != e.clock.t.UnixNano() {
 			t.Fatalf("key health: %d %v", lastOK, err)
 		}
+		// A failed check is recorded too, as the key's last failure.
+		ok = false
+		e.clock.t = e.clock.t.Add(time.Second)
+		c4 := c
+		c4.ID = "ch1_fail"
+		if _, _, err := verify(c4, "fail"); err != nil {
+			t.Fatal(err)
+		}
+		ok = true
+		var lastFail int64
+		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT last_ok_at, last_fail_at FROM key_health WHERE key_id = ?"), k.ID).Scan(&lastOK, &lastFail); err != nil || lastFail != e.clock.t.UnixNano() || lastOK != e.clock.t.Add(-time.Second).UnixNano() {
+			t.Fatalf("key health after a failure: ok %d fail %d %v", lastOK, lastFail, err)
+		}
 		var rows int
-		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ?"), k.ID).Scan(&rows); err != nil || rows != 2 {
-			t.Fatalf("%d verifications recorded, want 2: %v", rows, err)
+		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ?"), k.ID).Scan(&rows); err != nil || rows != 3 {
+			t.Fatalf("%d verifications recorded, want 3: %v", rows, err)
 		}
 		// A pending key's proof activates it in the same change set.
 		p := e.key(t, u.ID, "7002", registry.KeyPending)
@@ -600,8 +614,8 @@ var suite = map[string]func(t *testing.T, e *env){
 				seen++
 			}
 		}
-		if seen != 3 {
-			t.Fatalf("%d verifications audited, want 3", seen)
+		if seen != 4 {
+			t.Fatalf("%d verifications audited, want 4", seen)
 		}
 	},
 	"SignCounterUnderLock": func(t *testing.T, e *env) {
