@@ -108,6 +108,10 @@ func (s *Server) run() error {
 	s.done = make(chan struct{})
 	s.cmd = s.command("postgres", "-D", s.data, "-k", s.dir, "-c", "listen_addresses=", "-c", "fsync=off",
 		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200", "-p", "5432")
+	// KEYDESK_PG_STATEMENTS=1 loads pg_stat_statements, for profiling.
+	if os.Getenv("KEYDESK_PG_STATEMENTS") != "" {
+		s.cmd.Args = append(s.cmd.Args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all")
+	}
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {

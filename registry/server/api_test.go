@@ -382,6 +382,28 @@ func TestVerifications(t *testing.T) {
 			t.Fatalf("reused challenge: %d %s", res.status, res.raw)
 		}
 	}
+	// Several challenges at once (count): each verifies once, on its own.
+	p256Slot := en["piv"].([]any)[0].(map[string]any)["id"].(string)
+	many := r.must(r.do(r.helpdesk, "POST", "/v1/challenges", map[string]any{"key_id": keyID, "kind": "piv", "credential_id": p256Slot, "count": 3}), 201)
+	cs, _ := many["challenges"].([]any)
+	if len(cs) != 3 || cs[0].(map[string]any)["id"] != many["challenge"].(map[string]any)["id"] {
+		t.Fatalf("count 3: %v", many)
+	}
+	for i := range cs {
+		c := cs[len(cs)-1-i].(map[string]any)
+		body := map[string]any{"challenge_id": c["id"], "piv": map[string]any{"signature": pivSigners["9a"](b64(t, c["nonce"]))}}
+		if v := verify(r.helpdesk, body); v["ok"] != true {
+			t.Fatalf("challenge %d of a batch: %v", i, v)
+		}
+		if res := r.do(r.helpdesk, "POST", "/v1/verifications", body); res.status != 409 || res.body["code"] != "challenge_unusable" {
+			t.Fatalf("challenge %d of a batch used twice: %d %s", i, res.status, res.raw)
+		}
+	}
+	for _, n := range []int{0, 101} {
+		if res := r.do(r.helpdesk, "POST", "/v1/challenges", map[string]any{"key_id": keyID, "kind": "piv", "credential_id": p256Slot, "count": n}); res.status != 422 || res.body["code"] != "invalid_count" {
+			t.Fatalf("count %d: %d %s", n, res.status, res.raw)
+		}
+	}
 	// A challenge id is authenticated: an edited one is refused unused.
 	cid0, nonce0 := challenge(r.helpdesk, "piv", en["piv"].([]any)[0].(map[string]any)["id"].(string))
 	forged := cid0[:len(cid0)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(cid0, "AA")]

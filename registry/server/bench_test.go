@@ -10,11 +10,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,77 +53,22 @@ func percentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(at(0.99), "p99-ms")
 }
 
-// BenchmarkVerification: full verifications (POST /v1/challenges, sign with
-// the PIV P-256 key, POST /v1/verifications) over HTTP on loopback with 32
-// concurrent clients, beside the raw database writing the same rows
-// (challenge insert, challenge consume, verification insert) in plain SQL.
+// BenchmarkVerification: full verifications over HTTP on loopback with 32
+// concurrent clients in this process, beside the raw database writing the
+// same rows (the used challenge and the verification) in plain SQL. One
+// verification is a challenge (POST /v1/challenges), a signature by the PIV
+// P-256 key, and POST /v1/verifications. "api" asks for one challenge per
+// verification; "api-batch" asks for 32 at a time (count), so a
+// verification costs one request and a thirty-second of another.
 func BenchmarkVerification(b *testing.B) {
 	for _, be := range []string{"sqlite", "postgres"} {
-		b.Run(be+"/api", func(b *testing.B) {
-			st := benchStore(b, be)
-			tok := "bench-token"
-			key := ecdsaKey()
-			var keyID, slotID string
-			_, _, err := st.Write(context.Background(), "bench", nil, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
-				if err := tx.CreateToken(server.HashToken(tok), "bench", "admin", ""); err != nil {
-					return sqlstore.Result{}, err
-				}
-				u := registry.User{ExternalID: "bench"}
-				if err := tx.CreateUser(&u); err != nil {
-					return sqlstore.Result{}, err
-				}
-				k := registry.Key{Serial: "1", OwnerID: u.ID, Status: registry.KeyActive}
-				if err := tx.CreateKey(&k); err != nil {
-					return sqlstore.Result{}, err
-				}
-				p := registry.PIVSlot{KeyID: k.ID, Slot: "9a", PublicKey: pkixDER(&key.PublicKey)}
-				keyID, slotID = k.ID, p.ID
-				err := tx.AddPIVSlot(&p)
-				slotID = p.ID
-				return sqlstore.Result{}, err
-			})
-			if err != nil {
-				b.Fatal(err)
+		for _, batch := range []int{1, 32} {
+			name := be + "/api"
+			if batch > 1 {
+				name += "-batch"
 			}
-			ts := httptest.NewServer(server.New(st, server.Options{AuthFailures: 1 << 30}))
-			defer ts.Close()
-			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers}}
-			var seq atomic.Int64
-			post := func(path string, body any) map[string]any {
-				j, _ := json.Marshal(body)
-				req, _ := http.NewRequest("POST", ts.URL+path, bytes.NewReader(j))
-				req.Header.Set("Authorization", "Bearer "+tok)
-				req.Header.Set("Idempotency-Key", fmt.Sprint(seq.Add(1)))
-				res, err := hc.Do(req)
-				if err != nil {
-					b.Error(err)
-					return nil
-				}
-				defer res.Body.Close()
-				var out map[string]any
-				json.NewDecoder(res.Body).Decode(&out)
-				if res.StatusCode != 201 {
-					b.Errorf("%s: %d %v", path, res.StatusCode, out)
-				}
-				return out
-			}
-			one := func() {
-				c := post("/v1/challenges", map[string]any{"key_id": keyID, "kind": "piv", "credential_id": slotID})
-				if c == nil {
-					return
-				}
-				ch := c["challenge"].(map[string]any)
-				var nonce []byte
-				json.Unmarshal([]byte(`"`+ch["nonce"].(string)+`"`), &nonce)
-				h := sha256.Sum256(nonce)
-				sig, _ := key.Sign(rand.Reader, h[:], crypto.SHA256)
-				v := post("/v1/verifications", map[string]any{"challenge_id": ch["id"], "piv": map[string]any{"signature": sig}})
-				if v != nil && v["ok"] != true {
-					b.Errorf("verification failed: %v", v)
-				}
-			}
-			runConcurrent(b, one)
-		})
+			b.Run(name, func(b *testing.B) { benchAPIVerification(b, be, batch) })
+		}
 		b.Run(be+"/raw", func(b *testing.B) {
 			st := benchStore(b, be)
 			db := st.DB()
@@ -159,16 +105,121 @@ func BenchmarkVerification(b *testing.B) {
 					b.Error(err)
 				}
 			}
-			runConcurrent(b, one)
+			runConcurrent(b, func() func() { return one })
 		})
 	}
+}
+
+// benchAPIVerification measures verifications through the API, asking for
+// batch challenges at a time.
+func benchAPIVerification(b *testing.B, be string, batch int) {
+	st := benchStore(b, be)
+	tok := "bench-token"
+	key := ecdsaKey()
+	var keyID, slotID string
+	_, _, err := st.Write(context.Background(), "bench", nil, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+		if err := tx.CreateToken(server.HashToken(tok), "bench", "admin", ""); err != nil {
+			return sqlstore.Result{}, err
+		}
+		u := registry.User{ExternalID: "bench"}
+		if err := tx.CreateUser(&u); err != nil {
+			return sqlstore.Result{}, err
+		}
+		k := registry.Key{Serial: "1", OwnerID: u.ID, Status: registry.KeyActive}
+		if err := tx.CreateKey(&k); err != nil {
+			return sqlstore.Result{}, err
+		}
+		p := registry.PIVSlot{KeyID: k.ID, Slot: "9a", PublicKey: pkixDER(&key.PublicKey)}
+		err := tx.AddPIVSlot(&p)
+		keyID, slotID = k.ID, p.ID
+		return sqlstore.Result{}, err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(server.New(st, server.Options{AuthFailures: 1 << 30}))
+	defer ts.Close()
+	// Keep-alive: every client keeps its connection.
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers}}
+	var seq atomic.Int64
+	post := func(path string, body, out any) bool {
+		j, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", ts.URL+path, bytes.NewReader(j))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", strconv.FormatInt(seq.Add(1), 10))
+		res, err := hc.Do(req)
+		if err != nil {
+			b.Error(err)
+			return false
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 201 {
+			b.Errorf("%s: %d %s", path, res.StatusCode, raw)
+			return false
+		}
+		if err := json.Unmarshal(raw, out); err != nil {
+			b.Errorf("%s: %v", path, err)
+			return false
+		}
+		return true
+	}
+	type challenge struct {
+		ID    string `json:"id"`
+		Nonce []byte `json:"nonce"`
+	}
+	ask := map[string]any{"key_id": keyID, "kind": "piv", "credential_id": slotID}
+	if batch > 1 {
+		ask["count"] = batch
+	}
+	type pivSig struct {
+		Signature []byte `json:"signature"`
+	}
+	type verifyIn struct {
+		ChallengeID string `json:"challenge_id"`
+		PIV         pivSig `json:"piv"`
+	}
+	if be == "postgres" {
+		pgStatReset(st.DB())
+		defer func() { pgStatDump(st.DB(), b.N) }()
+	}
+	runConcurrent(b, func() func() {
+		var ready []challenge // this client's unused challenges
+		return func() {
+			if len(ready) == 0 {
+				var c struct {
+					Challenge  challenge   `json:"challenge"`
+					Challenges []challenge `json:"challenges"`
+				}
+				if !post("/v1/challenges", ask, &c) {
+					return
+				}
+				ready = append(ready, c.Challenge)
+				if batch > 1 {
+					ready = c.Challenges
+				}
+			}
+			ch := ready[0]
+			ready = ready[1:]
+			h := sha256.Sum256(ch.Nonce)
+			sig, _ := key.Sign(rand.Reader, h[:], crypto.SHA256)
+			var v struct {
+				OK bool `json:"ok"`
+			}
+			if post("/v1/verifications", verifyIn{ch.ID, pivSig{sig}}, &v) && !v.OK {
+				b.Errorf("verification failed")
+			}
+		}
+	})
 }
 
 var rawKey string
 
 func ecdsaKey() *ecdsa.PrivateKey { k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader); return k }
 
-func runConcurrent(b *testing.B, one func()) {
+// runConcurrent runs b.N calls over benchWorkers clients, each running the
+// function that client() returned for it.
+func runConcurrent(b *testing.B, client func() func()) {
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, b.N)
 	var next atomic.Int64
@@ -178,6 +229,7 @@ func runConcurrent(b *testing.B, one func()) {
 	start := time.Now()
 	for w := 0; w < benchWorkers; w++ {
 		wg.Add(1)
+		one := client()
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration

@@ -519,19 +519,30 @@ func (s *Server) createAccessPass(r *request) (int, any, error) {
 	})
 }
 
+// MaxChallenges is the most challenges one POST /v1/challenges issues.
+const MaxChallenges = 100
+
 // createChallenge issues a challenge without writing anything (see
 // challenge.go): it needs no Idempotency-Key, and a retry gets a fresh one.
+// With count it issues that many for the same credential, each single-use
+// with its own nonce and expiry: a client that verifies one credential
+// again and again (a monitoring probe, a load test) spends one request on
+// many challenges.
 func (s *Server) createChallenge(r *request) (int, any, error) {
 	var in struct {
 		KeyID        string `json:"key_id"`
 		Kind         string `json:"kind"`
 		CredentialID string `json:"credential_id"`
+		Count        *int   `json:"count"`
 	}
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
 	if in.Kind != "fido2" && in.Kind != "piv" {
 		return 0, nil, registry.Invalid("invalid_kind", "kind must be fido2 or piv")
+	}
+	if in.Count != nil && (*in.Count < 1 || *in.Count > MaxChallenges) {
+		return 0, nil, registry.Invalid("invalid_count", "count must be between 1 and %d", MaxChallenges)
 	}
 	if r.role == Self {
 		if _, err := s.ownsKey(r, in.KeyID); err != nil {
@@ -563,12 +574,23 @@ func (s *Server) createChallenge(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	nonce := make([]byte, 32)
-	rand.Read(nonce)
-	c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonce,
-		ExpiresAt: s.opt.Now().UTC().Add(s.opt.ChallengeTTL).Truncate(time.Microsecond)}
-	c.ID = sealChallenge(key, c)
-	out["challenge"] = c
+	n := 1
+	if in.Count != nil {
+		n = *in.Count
+	}
+	exp := s.opt.Now().UTC().Add(s.opt.ChallengeTTL).Truncate(time.Microsecond)
+	nonces := make([]byte, 32*n)
+	rand.Read(nonces)
+	cs := make([]registry.Challenge, n)
+	for i := range cs {
+		c := registry.Challenge{KeyID: in.KeyID, Kind: in.Kind, CredentialID: in.CredentialID, Nonce: nonces[32*i : 32*(i+1) : 32*(i+1)], ExpiresAt: exp}
+		c.ID = sealChallenge(key, c)
+		cs[i] = c
+	}
+	out["challenge"] = cs[0]
+	if in.Count != nil {
+		out["challenges"] = cs
+	}
 	return http.StatusCreated, out, nil
 }
 

@@ -401,8 +401,7 @@ func (s *Server) write(r *request, fn func(*sqlstore.Tx) (int, any, string, erro
 			return sqlstore.Result{}, err
 		}
 		stored = storedResult{ETag: tag, Body: mustJSON(v)}
-		b, err := json.Marshal(stored)
-		return sqlstore.Result{Status: status, Body: b}, err
+		return sqlstore.Result{Status: status, Body: stored.encode()}, nil
 	})
 	if err != nil {
 		return 0, nil, err
@@ -424,6 +423,21 @@ func (s *Server) write(r *request, fn func(*sqlstore.Tx) (int, any, string, erro
 type storedResult struct {
 	ETag string          `json:"etag,omitempty"`
 	Body json.RawMessage `json:"body"`
+}
+
+// encode is json.Marshal(r) without a second pass over the body, which
+// this server encoded itself.
+func (r storedResult) encode() []byte {
+	b := make([]byte, 0, len(r.Body)+len(r.ETag)+24)
+	b = append(b, '{')
+	if r.ETag != "" {
+		b = append(b, `"etag":`...)
+		b = append(b, mustJSON(r.ETag)...)
+		b = append(b, ',')
+	}
+	b = append(b, `"body":`...)
+	b = append(b, r.Body...)
+	return append(b, '}')
 }
 
 func mustJSON(v any) json.RawMessage {

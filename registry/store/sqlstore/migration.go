@@ -403,15 +403,28 @@ const (
 
 // touchHealth moves a key's health timestamps forward (0 leaves one alone).
 func (t *Tx) touchHealth(keyID string, ok, fail, sig, pin int64) error {
-	const later = "CASE WHEN excluded.%[1]s > key_health.%[1]s THEN excluded.%[1]s ELSE key_health.%[1]s END"
-	q := "INSERT INTO key_health (key_id, last_ok_at, last_fail_at, last_signal_at, last_pin_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE SET " +
-		"last_ok_at = " + fmt.Sprintf(later, "last_ok_at") + ", last_fail_at = " + fmt.Sprintf(later, "last_fail_at") +
-		", last_signal_at = " + fmt.Sprintf(later, "last_signal_at") + ", last_pin_at = " + fmt.Sprintf(later, "last_pin_at")
-	if err := t.exec(q, keyID, ok, fail, sig, pin); err != nil {
+	if err := t.exec(touchHealthInsert+"(?, ?, ?, ?, ?)"+touchHealthConflict, keyID, ok, fail, sig, pin); err != nil {
 		return fmt.Errorf("updating key health: %w", err)
 	}
 	return nil
 }
+
+// touchHealthLater is touchHealth sent with the change set's last
+// statement, for a change set that reads no health after it. It holds the
+// row's lock for no longer than that statement and its commit.
+func (t *Tx) touchHealthLater(keyID string, ok, fail, sig, pin int64) {
+	t.tail.add(touchHealthInsert, 5, 1, []any{keyID, ok, fail, sig, pin})
+	t.tail.suffix(touchHealthConflict)
+}
+
+const touchHealthInsert = "INSERT INTO key_health (key_id, last_ok_at, last_fail_at, last_signal_at, last_pin_at) VALUES "
+
+// touchHealthConflict keeps the later of each stored and new timestamp.
+var touchHealthConflict = func() string {
+	const later = "%[1]s = CASE WHEN excluded.%[1]s > key_health.%[1]s THEN excluded.%[1]s ELSE key_health.%[1]s END"
+	return " ON CONFLICT (key_id) DO UPDATE SET " + fmt.Sprintf(later, "last_ok_at") + ", " + fmt.Sprintf(later, "last_fail_at") +
+		", " + fmt.Sprintf(later, "last_signal_at") + ", " + fmt.Sprintf(later, "last_pin_at")
+}()
 
 // verificationHealth moves the verified key's health (a success, or a
 // failure when the check failed or the counter suggests a clone) and feeds
@@ -420,7 +433,8 @@ func (t *Tx) touchHealth(keyID string, ok, fail, sig, pin int64) error {
 func (t *Tx) verificationHealth(v *registry.Verification) error {
 	var err error
 	if v.OK && !v.CloneSuspected {
-		err = t.touchHealth(v.KeyID, nanos(t.now), 0, 0, 0)
+		// Nothing after a successful verification reads the key's health.
+		t.touchHealthLater(v.KeyID, nanos(t.now), 0, 0, 0)
 	} else {
 		err = t.touchHealth(v.KeyID, 0, nanos(t.now), 0, 0)
 	}

@@ -590,11 +590,11 @@ func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry,
 
 // KeyWithPIVKey reads key keyID (without its key sets) and the public key
 // of its PIV slot slotID in one query. No such key, or no such slot on it,
-// is registry.ErrNotFound.
+// is registry.ErrNotFound. Like KeyRow it takes no lock and may run before
+// the transaction begins.
 func (t *Tx) KeyWithPIVKey(keyID, slotID string) (registry.Key, []byte, error) {
 	var pub []byte
-	q := "SELECT k." + strings.ReplaceAll(keyCols, ", ", ", k.") + ", p.public_key FROM keys k LEFT JOIN piv_slots p ON p.id = ? AND p.key_id = k.id WHERE k.id = ?"
-	k, err := scanKey(scanPlus{t.tx.QueryRowContext(t.ctx, t.s.Rebind(q), slotID, keyID), []any{&pub}})
+	k, err := scanKey(scanPlus{t.tx.read().QueryRowContext(t.ctx, t.s.Rebind(keyWithPIVKeyQuery), slotID, keyID), []any{&pub}})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return k, nil, fmt.Errorf("key %s: %w", keyID, registry.ErrNotFound)
@@ -605,6 +605,8 @@ func (t *Tx) KeyWithPIVKey(keyID, slotID string) (registry.Key, []byte, error) {
 	}
 	return k, pub, nil
 }
+
+var keyWithPIVKeyQuery = "SELECT k." + strings.ReplaceAll(keyCols, ", ", ", k.") + ", p.public_key FROM keys k LEFT JOIN piv_slots p ON p.id = ? AND p.key_id = k.id WHERE k.id = ?"
 
 // scanPlus scans a row's leading columns with the scanner it is passed to
 // and its trailing columns into extra.

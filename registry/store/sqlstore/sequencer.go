@@ -99,7 +99,7 @@ func (s *Store) SequenceAudit(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("beginning audit sequencing: %w", err)
 	}
 	defer sqlTx.Rollback()
-	t := &Tx{ctx: ctx, s: s, tx: sqlTx, now: s.now().UTC()}
+	t := &Tx{ctx: ctx, s: s, tx: begun(sqlTx), now: s.now().UTC()}
 	if err := t.Serialize(); err != nil {
 		return 0, err
 	}

@@ -17,8 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,6 +49,10 @@ type Options struct {
 	Signer ed25519.PrivateKey
 	// Now is the clock (tests set it); time.Now when nil.
 	Now func() time.Time
+	// MaxConns bounds the PostgreSQL connections (default: 4 per CPU the
+	// Go runtime uses, at least 8). Each is a server process: far more of
+	// them than CPUs only adds switching and lock waiting between them.
+	MaxConns int
 }
 
 // Store is the registry's store.
@@ -69,8 +76,12 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		s.dialect = Postgres
 		s.db, err = sql.Open("pgx", dsn)
 		if err == nil {
-			s.db.SetMaxOpenConns(32)
-			s.db.SetMaxIdleConns(32)
+			n := opt.MaxConns
+			if n <= 0 {
+				n = max(8, 4*runtime.GOMAXPROCS(0))
+			}
+			s.db.SetMaxOpenConns(n)
+			s.db.SetMaxIdleConns(n)
 		}
 	} else {
 		s.dialect = SQLite
@@ -134,19 +145,42 @@ func rebind(d Dialect, q string) string {
 	if d != Postgres {
 		return q
 	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(q[i])
+	if v, ok := rebound.Load(q); ok {
+		return v.(string)
 	}
-	return b.String()
+	var b strings.Builder
+	b.Grow(len(q) + len(q)/8)
+	n := 0
+	for rest := q; ; {
+		i := strings.IndexByte(rest, '?')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		n++
+		b.WriteString(rest[:i])
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(n))
+		rest = rest[i+1:]
+	}
+	out := b.String()
+	if len(q) <= maxRebound && reboundN.Load() < maxReboundN {
+		if _, loaded := rebound.LoadOrStore(q, out); !loaded {
+			reboundN.Add(1)
+		}
+	}
+	return out
 }
+
+// rebound remembers the PostgreSQL form of the statements a registry sends
+// again and again (up to maxReboundN of them, none longer than maxRebound
+// bytes: bulk INSERTs vary in length and are left out).
+var (
+	rebound  sync.Map
+	reboundN atomic.Int64
+)
+
+const maxRebound, maxReboundN = 4096, 4096
 
 type querier interface {
 	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)

@@ -493,6 +493,204 @@ var suite = map[string]func(t *testing.T, e *env){
 			t.Fatalf("%d verifications chained, %d pending, %d entries", seen, pending, r.Entries)
 		}
 	},
+	"VerificationChangeSet": func(t *testing.T, e *env) {
+		// The change set POST /v1/verifications writes: read the key and
+		// slot, use the challenge, record the verification (audited
+		// later), activate a pending key. Twenty concurrent attempts on
+		// one challenge, each under its own idempotency key: exactly one
+		// is recorded, the rest are refused as a used challenge.
+		u := e.user(t, "mona")
+		k := e.key(t, u.ID, "7001", registry.KeyActive)
+		ps := registry.PIVSlot{KeyID: k.ID, Slot: "9a", PublicKey: []byte{8}}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&ps) }); err != nil {
+			t.Fatal(err)
+		}
+		ok := true // whether the next verification's signature checks out
+		verify := func(c registry.Challenge, idem string) (sqlstore.Result, bool, error) {
+			return e.s.Write(ctx, "test", &sqlstore.Idempotency{Scope: "test", Key: idem, RequestHash: []byte(c.ID)}, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
+				key, pub, err := tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
+				if err != nil {
+					return sqlstore.Result{}, err
+				}
+				if len(pub) != 1 {
+					return sqlstore.Result{}, fmt.Errorf("public key %x", pub)
+				}
+				if err := tx.UseChallenge(c); err != nil {
+					return sqlstore.Result{}, err
+				}
+				tx.AuditLater()
+				v := registry.Verification{ChallengeID: c.ID, KeyID: c.KeyID, Kind: "piv", CredentialID: c.CredentialID, OK: ok}
+				if err := tx.RecordVerification(&v); err != nil {
+					return sqlstore.Result{}, err
+				}
+				if key.Status == registry.KeyPending && ok {
+					if _, _, err := tx.ActivateByProof(key.ID, v.ID); err != nil {
+						return sqlstore.Result{}, err
+					}
+				}
+				return sqlstore.Result{Status: 201, Body: []byte(v.ID)}, nil
+			})
+		}
+		c := registry.Challenge{ID: "ch1_race", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, Nonce: []byte("n"), ExpiresAt: e.clock.t.Add(time.Minute)}
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, err := verify(c, fmt.Sprint("race-", i))
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		used := 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				used++
+			case !errors.Is(err, registry.ErrChallenge):
+				t.Fatalf("concurrent use: %v", err)
+			}
+		}
+		if used != 1 {
+			t.Fatalf("%d of %d concurrent uses of one challenge succeeded", used, n)
+		}
+		// A replay of a recorded verification answers the stored result
+		// and writes nothing.
+		c2 := c
+		c2.ID = "ch1_replay"
+		first, _, err := verify(c2, "replay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, replayed, err := verify(c2, "replay")
+		if err != nil || !replayed || string(again.Body) != string(first.Body) {
+			t.Fatalf("replay: %q %v %v (first %q)", again.Body, replayed, err, first.Body)
+		}
+		// The key's health moved to the verification's time.
+		var lastOK int64
+		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT last_ok_at FROM key_health WHERE key_id = ?"), k.ID).Scan(&lastOK); err != nil || lastOK != e.clock.t.UnixNano() {
+			t.Fatalf("key health: %d %v", lastOK, err)
+		}
+		// A failed check is recorded too, as the key's last failure.
+		ok = false
+		e.clock.t = e.clock.t.Add(time.Second)
+		c4 := c
+		c4.ID = "ch1_fail"
+		if _, _, err := verify(c4, "fail"); err != nil {
+			t.Fatal(err)
+		}
+		ok = true
+		var lastFail int64
+		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT last_ok_at, last_fail_at FROM key_health WHERE key_id = ?"), k.ID).Scan(&lastOK, &lastFail); err != nil || lastFail != e.clock.t.UnixNano() || lastOK != e.clock.t.Add(-time.Second).UnixNano() {
+			t.Fatalf("key health after a failure: ok %d fail %d %v", lastOK, lastFail, err)
+		}
+		var rows int
+		if err := e.s.DB().QueryRow(e.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ?"), k.ID).Scan(&rows); err != nil || rows != 3 {
+			t.Fatalf("%d verifications recorded, want 3: %v", rows, err)
+		}
+		// A pending key's proof activates it in the same change set.
+		p := e.key(t, u.ID, "7002", registry.KeyPending)
+		pp := registry.PIVSlot{KeyID: p.ID, Slot: "9a", PublicKey: []byte{7}}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&pp) }); err != nil {
+			t.Fatal(err)
+		}
+		c3 := registry.Challenge{ID: "ch1_pending", KeyID: p.ID, Kind: "piv", CredentialID: pp.ID, Nonce: []byte("n"), ExpiresAt: e.clock.t.Add(time.Minute)}
+		if _, _, err := verify(c3, "pending"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.s.GetKey(ctx, p.ID); err != nil || got.Status != registry.KeyActive {
+			t.Fatalf("pending key after proof: %+v %v", got, err)
+		}
+		if r := e.verifyAudit(t); r.Entries == 0 {
+			t.Fatal("no audit entries")
+		}
+		es, _, _ := e.s.AuditLog(ctx)
+		seen := 0
+		for _, a := range es {
+			if a.Action == "verification" {
+				seen++
+			}
+		}
+		if seen != 4 {
+			t.Fatalf("%d verifications audited, want 4", seen)
+		}
+	},
+	"SignCounterUnderLock": func(t *testing.T, e *env) {
+		// The FIDO2 verification change set: the key read without a lock,
+		// then the credential locked for the counter check. Ten concurrent
+		// assertions carry the same counter: exactly one may see it
+		// increase; the others must see a regression.
+		u := e.user(t, "nina")
+		k := e.key(t, u.ID, "8001", registry.KeyActive)
+		fc := registry.FIDOCredential{KeyID: k.ID, CredentialID: []byte{4, 5}, RPID: "example.org", PublicKey: []byte{9}}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddFIDOCredential(&fc) }); err != nil {
+			t.Fatal(err)
+		}
+		const n, count = 10, 7
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		fresh, clones := 0, 0
+		// Each assertion, having read the counter, waits for the others
+		// to read it too (or for 100 ms, which is all it waits when the
+		// lock keeps them out): without the lock all of them would read
+		// the old counter.
+		var arrived sync.WaitGroup
+		arrived.Add(n)
+		allRead := make(chan struct{})
+		go func() { arrived.Wait(); close(allRead) }()
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := e.write(t, func(tx *sqlstore.Tx) error {
+					if _, err := tx.KeyRow(k.ID); err != nil {
+						return err
+					}
+					c, err := tx.LockFIDOCredential(fc.ID)
+					if err != nil {
+						return err
+					}
+					clone := count <= c.SignCount
+					arrived.Done()
+					select {
+					case <-allRead:
+					case <-time.After(100 * time.Millisecond):
+					}
+					if err := tx.UpdateSignCount(c.ID, count, clone); err != nil {
+						return err
+					}
+					tx.AuditLater()
+					v := registry.Verification{ChallengeID: fmt.Sprint("ch1_f", i), KeyID: k.ID, Kind: "fido2", CredentialID: c.ID, OK: true, CloneSuspected: clone}
+					if err := tx.RecordVerification(&v); err != nil {
+						return err
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if clone {
+						clones++
+					} else {
+						fresh++
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if fresh != 1 || clones != n-1 {
+			t.Fatalf("%d assertions saw the counter increase, %d a regression; want 1 and %d", fresh, clones, n-1)
+		}
+		got, err := e.s.GetFIDOCredential(ctx, fc.ID)
+		if err != nil || got.SignCount != count || !got.CloneSuspected {
+			t.Fatalf("credential after: %+v %v", got, err)
+		}
+		e.verifyAudit(t)
+	},
 	"Tokens": func(t *testing.T, e *env) {
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.CreateToken([]byte("hash"), "first-admin", "admin", "") }); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +37,7 @@ type Result struct {
 type Tx struct {
 	ctx     context.Context
 	s       *Store
-	tx      *sql.Tx
+	tx      *lazyTx
 	conn    *sql.Conn // the transaction's connection, for COPY (PostgreSQL)
 	actor   string
 	now     time.Time
@@ -85,26 +86,26 @@ func (s *Store) Write(ctx context.Context, actor string, idem *Idempotency, fn f
 
 func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn func(*Tx) (Result, error), retry bool) (res Result, replayed bool, err error) {
 	// On PostgreSQL the transaction runs on a connection of its own, so
-	// that a large change set can COPY its feed and audit rows into it.
+	// that a large change set can COPY its feed and audit rows into it,
+	// and begins when the change set first needs it (lazytx.go).
 	var conn *sql.Conn
+	var ltx *lazyTx
 	if s.dialect == Postgres {
 		if conn, err = s.db.Conn(ctx); err != nil {
 			return Result{}, false, fmt.Errorf("beginning write: %w", err)
 		}
 		defer conn.Close()
-	}
-	var sqlTx *sql.Tx
-	if conn != nil {
-		sqlTx, err = conn.BeginTx(ctx, nil)
+		ltx = &lazyTx{ctx: ctx, conn: conn}
 	} else {
-		sqlTx, err = s.db.BeginTx(ctx, nil)
-	}
-	if err != nil {
-		return Result{}, false, fmt.Errorf("beginning write: %w", err)
+		sqlTx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return Result{}, false, fmt.Errorf("beginning write: %w", err)
+		}
+		ltx = begun(sqlTx)
 	}
 	defer func() {
 		if err != nil {
-			sqlTx.Rollback()
+			ltx.Rollback()
 		}
 	}()
 	// A first attempt does not look its idempotency key up: a new key, the
@@ -114,17 +115,29 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	// the end; either way the stored result is answered and nothing of
 	// this attempt is written.
 	if idem != nil && retry {
-		if res, replayed, err = s.replay(ctx, sqlTx, idem); replayed || err != nil {
-			sqlTx.Rollback()
+		if res, replayed, err = s.replay(ctx, ltx, idem); replayed || err != nil {
+			ltx.Rollback()
 			return res, replayed, err
 		}
 	}
-	t := &Tx{ctx: ctx, s: s, tx: sqlTx, conn: conn, actor: actor, now: s.now().UTC()}
+	// A replay after a failed attempt reads on the attempt's connection
+	// (its transaction rolled back): a write never waits for a second
+	// connection while holding one.
+	var after querier = s.db
+	if conn != nil {
+		after = conn
+	}
+	t := &Tx{ctx: ctx, s: s, tx: ltx, conn: conn, actor: actor, now: s.now().UTC()}
 	res, err = fn(t)
+	if ltx.err != nil {
+		// The transaction could not begin; what fn saw of that is a
+		// consequence.
+		return Result{}, false, ltx.err
+	}
 	if err != nil {
 		if idem != nil && !retry {
-			sqlTx.Rollback()
-			if r, replayed, e := s.replay(ctx, s.db, idem); replayed || e != nil {
+			ltx.Rollback()
+			if r, replayed, e := s.replay(ctx, after, idem); replayed || e != nil {
 				return r, replayed, e
 			}
 		}
@@ -147,14 +160,17 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	default:
 		err = t.tail.run(t, "", nil)
 	}
+	if err != nil && ltx.err != nil {
+		err = ltx.err // the transaction could not begin; err is a consequence
+	}
 	if err != nil {
-		sqlTx.Rollback()
+		ltx.Rollback()
 		table := failedTable(err)
 		if idem != nil && !retry && isUnique(err) {
 			// The same idempotency key committed first (a replay, or a
 			// concurrent send, whose commit a unique check waits for):
 			// answer from the stored result.
-			if r, replayed, e := s.replay(ctx, s.db, idem); replayed || e != nil {
+			if r, replayed, e := s.replay(ctx, after, idem); replayed || e != nil {
 				return r, replayed, e
 			}
 			if table == tableIdempotency {
@@ -174,7 +190,7 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 		}
 		return Result{}, false, err
 	}
-	if err = sqlTx.Commit(); err != nil {
+	if err = ltx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
 	}
 	if deferred {
@@ -251,6 +267,11 @@ func (t *Tx) copyLog(seq int64) error {
 	audits := make([][]any, len(t.audits))
 	for i, e := range t.audits {
 		audits[i] = []any{e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash}
+	}
+	// COPY goes to the connection itself: the transaction must be open on
+	// it (it is: appendLog runs under the head lock).
+	if _, err := t.tx.begin(); err != nil {
+		return err
 	}
 	return t.conn.Raw(func(dc any) error {
 		c, ok := dc.(*stdlib.Conn)
@@ -360,6 +381,9 @@ func (b *logBatch) addTo(table, prefix string, cols, rows int, args []any) {
 	b.tables[len(b.tables)-1] = table
 }
 
+// suffix appends text (an ON CONFLICT clause) to the last statement added.
+func (b *logBatch) suffix(text string) { b.stmts[len(b.stmts)-1] += text }
+
 func (b *logBatch) add(prefix string, cols, rows int, args []any) {
 	var sb strings.Builder
 	sb.WriteString(prefix)
@@ -423,7 +447,11 @@ func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
 		} else {
 			sb.WriteString(", ")
 		}
-		fmt.Fprintf(&sb, "w%d AS (%s)", i, b.stmts[i])
+		sb.WriteByte('w')
+		sb.WriteString(strconv.Itoa(i))
+		sb.WriteString(" AS (")
+		sb.WriteString(b.stmts[i])
+		sb.WriteByte(')')
 		args = append(args, b.args[i]...)
 	}
 	if sb.Len() > 0 {
@@ -431,7 +459,9 @@ func (b *logBatch) run(t *Tx, final string, finalArgs []any) error {
 	}
 	sb.WriteString(final)
 	args = append(args, finalArgs...)
-	if _, err := t.tx.ExecContext(t.ctx, rebind(Postgres, sb.String()), args...); err != nil {
+	// When nothing else was written, this statement is the whole change
+	// set and needs no transaction around it.
+	if _, err := t.tx.execAlone(t.ctx, rebind(Postgres, sb.String()), args...); err != nil {
 		return fmt.Errorf("appending change set: %w", err)
 	}
 	return nil
@@ -503,10 +533,12 @@ func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
 }
 
-// KeyRow reads a key inside the transaction without its key sets (one
-// query less, for hot paths that need only the key's own columns).
+// KeyRow reads a key without its key sets (one query less, for hot paths
+// that need only the key's own columns). It takes no lock: on PostgreSQL,
+// before the change set has written anything, it runs without beginning
+// the transaction (lazytx.go).
 func (t *Tx) KeyRow(id string) (registry.Key, error) {
-	k, err := scanKey(t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT "+keyCols+" FROM keys WHERE id = ?"), id))
+	k, err := scanKey(t.tx.read().QueryRowContext(t.ctx, t.s.Rebind("SELECT "+keyCols+" FROM keys WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, fmt.Errorf("key %s: %w", id, registry.ErrNotFound)
 	}
