@@ -127,6 +127,7 @@ func (b *batch) setKeys(ks []device.Key) {
 	b.insertK.Objects = []fyne.CanvasObject{keysView(ks)}
 	b.insertK.Refresh()
 	b.relayout()
+	b.trail.add("keys")
 }
 
 func (b *batch) key(name fyne.KeyName) {

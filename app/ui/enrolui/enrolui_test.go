@@ -101,6 +101,14 @@ func freshKeys(t *testing.T) []uint32 {
 
 func whole(k *device.Key) bool { return k != nil && k.Reader != "" && k.FIDOPath != "" }
 
+func (h *harness) fleetSerials() []uint32 {
+	var out []uint32
+	for i := range fx.Fleet.Keys {
+		out = append(out, fx.Serial(i))
+	}
+	return out
+}
+
 // harness is a test window with a uikit.Env over the fixture.
 type harness struct {
 	t       *testing.T
@@ -204,7 +212,7 @@ func (f *follower) await(states ...string) string {
 		// What every goroutine was doing, to tell a hung key from a hung screen.
 		buf := make([]byte, 1<<22)
 		f.t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
-		f.t.Fatalf("waiting for %v: %v; states so far %v", states, err, f.tr.states()[f.pos:])
+		f.t.Fatalf("waiting for %v: %v; states since the last one awaited %v (all: %v)", states, err, f.tr.states()[f.pos:], f.tr.states())
 	}
 	f.pos = i + 1
 	return s
@@ -605,6 +613,25 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 	path := writeRoster(t, "external_id,display_name,email,keys\n"+b1+",Bea One,b1@example.org,2\n"+b2+",Ben Two,b2@example.org,2\n")
 	b, f := h.openBatch(path)
 	f.await(batchChecked)
+	// The screen's key list is the feed's: once both keys show there, the
+	// desk's watcher has read them, as on a desk where the keys were
+	// plugged in before the roster was opened.
+	keys := &follower{t: t, tr: &b.trail}
+	for seen := 0; seen < len(h.serials); {
+		seen = 0
+		h.ui(func() {
+			for _, k := range b.keys {
+				for _, s := range h.serials {
+					if k.Serial == s && whole(&k) {
+						seen++
+					}
+				}
+			}
+		})
+		if seen < len(h.serials) {
+			keys.await("keys")
+		}
+	}
 	h.press(fyne.KeyReturn)
 	f.await(batchRunning)
 	pins := 0
@@ -635,7 +662,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 				}
 			}
 			if !swapped {
-				t.Fatal("asked for a key with no enrolled key to swap")
+				t.Fatalf("asked for a key with no enrolled key to swap (fleet %v, states %v)", h.fleetSerials(), b.trail.states())
 			}
 		case batchDone:
 			done = true
