@@ -595,6 +595,29 @@ func (h *harness) openBatch(path string) (*batch, *follower) {
 	return b, f
 }
 
+// waitBatchKeys waits until the Batch screen's key list (the feed's) shows
+// the fresh keys: the desk's watcher has read them, as on a desk where the
+// keys were plugged in before the roster was opened.
+func (h *harness) waitBatchKeys(b *batch) {
+	h.t.Helper()
+	keys := &follower{t: h.t, tr: &b.trail}
+	for seen := 0; seen < len(h.serials); {
+		seen = 0
+		h.ui(func() {
+			for _, k := range b.keys {
+				for _, s := range h.serials {
+					if k.Serial == s && whole(&k) {
+						seen++
+					}
+				}
+			}
+		})
+		if seen < len(h.serials) {
+			keys.await("keys")
+		}
+	}
+}
+
 func writeRoster(t *testing.T, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "roster.csv")
@@ -613,25 +636,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 	path := writeRoster(t, "external_id,display_name,email,keys\n"+b1+",Bea One,b1@example.org,2\n"+b2+",Ben Two,b2@example.org,2\n")
 	b, f := h.openBatch(path)
 	f.await(batchChecked)
-	// The screen's key list is the feed's: once both keys show there, the
-	// desk's watcher has read them, as on a desk where the keys were
-	// plugged in before the roster was opened.
-	keys := &follower{t: t, tr: &b.trail}
-	for seen := 0; seen < len(h.serials); {
-		seen = 0
-		h.ui(func() {
-			for _, k := range b.keys {
-				for _, s := range h.serials {
-					if k.Serial == s && whole(&k) {
-						seen++
-					}
-				}
-			}
-		})
-		if seen < len(h.serials) {
-			keys.await("keys")
-		}
-	}
+	h.waitBatchKeys(b)
 	h.press(fyne.KeyReturn)
 	f.await(batchRunning)
 	pins := 0
@@ -788,5 +793,50 @@ func TestWizardCancelMidEnrolment(t *testing.T) {
 	}
 	if _, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("registry after a cancel: %v", err)
+	}
+}
+
+// TestBatchUserFailsOthersGoOn: the first user's key is pulled mid-way; that
+// user's row says FAILED with the cause and the next step, and the batch
+// goes on to enrol the next user.
+func TestBatchUserFailsOthersGoOn(t *testing.T) {
+	h := newHarness(t)
+	p1, p2 := uniq("u-p1"), uniq("u-p2")
+	h.d.hook = func(ev enrol.Event) {
+		if ev.Step == enrol.StepCert && ev.User == p1 {
+			fx.Fleet.Find(ev.Serial).Key.Remove()
+		}
+	}
+	path := writeRoster(t, "external_id,display_name,email,keys\n"+p1+",Pat Pulled,p1@example.org,1\n"+p2+",Pam Fine,p2@example.org,1\n")
+	b, f := h.openBatch(path)
+	f.await(batchChecked)
+	h.waitBatchKeys(b)
+	h.press(fyne.KeyReturn)
+	for done := false; !done; {
+		switch f.await("pin:"+string(enrol.FIDO2PIN), "pin:"+string(enrol.PIVPIN), batchInsert, batchDone) {
+		case "pin:" + string(enrol.FIDO2PIN):
+			h.choosePIN("batch-pin-2", "batch-pin-2")
+		case "pin:" + string(enrol.PIVPIN):
+			h.choosePIN("864200", "864200")
+		case batchInsert:
+			t.Fatalf("asked for a key with a fresh one attached (states %v)", b.trail.states())
+		case batchDone:
+			done = true
+		}
+	}
+	h.ui(func() {
+		r1, r2 := b.users[p1].label.Text, b.users[p2].label.Text
+		if !strings.Contains(r1, "FAILED after 0 of 1 keys") || !strings.Contains(r1, "Next step:") || !strings.Contains(r1, "half set up") {
+			t.Fatalf("failed user's row: %s", r1)
+		}
+		if !strings.Contains(r2, "done") || !strings.Contains(r2, "primary key") {
+			t.Fatalf("next user's row: %s", r2)
+		}
+		if !strings.Contains(b.report.Text, "1 key(s) enrolled in this run, 1 user(s) incomplete") {
+			t.Fatalf("report: %s", b.report.Text)
+		}
+	})
+	if _, ks := userKeys(t, p2); activeKeys(ks) != 1 {
+		t.Fatalf("%s holds %+v", p2, ks)
 	}
 }

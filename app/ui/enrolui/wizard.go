@@ -437,6 +437,7 @@ func (w *wizard) setKeys(ks []device.Key) {
 	}
 	w.insertKeys.Objects = []fyne.CanvasObject{keysView(w.keys)}
 	w.insertKeys.Refresh()
+	w.d.keysChanged()
 	w.trail.add("keys")
 }
 
@@ -618,7 +619,7 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 	w.running = true
 	w.cancel.Enable()
 	var res []*enrol.Result
-	ui := w.d.bridge(w)
+	ui := w.d.bridge(w, w.env.Feed)
 	w.cancelRun = w.d.run(w.env, func(ctx context.Context) error {
 		en, err := w.d.enroller(ctx, w.env)
 		if err != nil {
