@@ -517,7 +517,6 @@ type touchPanel struct {
 	label *widget.Label
 	bar   *widget.ProgressBar
 	stop  chan struct{}
-	left  time.Duration // for tests and the label
 	// relayout lays the panel's screen out again after it shows or hides.
 	relayout func()
 }
@@ -534,7 +533,6 @@ func newTouchPanel(d *desk) *touchPanel {
 // show starts the countdown for key serial. UI goroutine.
 func (p *touchPanel) show(serial uint32) {
 	p.hide()
-	p.left = touchWindow
 	p.label.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", serial))
 	p.bar.SetValue(touchWindow.Seconds())
 	p.box.Show()
@@ -560,7 +558,6 @@ func (p *touchPanel) show(serial uint32) {
 					if p.stop != stop {
 						return
 					}
-					p.left = left
 					p.bar.SetValue(left.Seconds())
 					if left == 0 {
 						p.label.SetText("The key stopped waiting for a touch.")
