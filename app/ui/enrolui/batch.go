@@ -127,6 +127,8 @@ func (b *batch) setKeys(ks []device.Key) {
 	b.insertK.Objects = []fyne.CanvasObject{keysView(ks)}
 	b.insertK.Refresh()
 	b.relayout()
+	b.d.keysChanged()
+	b.trail.add("keys")
 }
 
 func (b *batch) key(name fyne.KeyName) {
@@ -290,7 +292,7 @@ func (b *batch) run() {
 	b.trail.add(batchRunning)
 	var rep *enrol.BatchReport
 	var left []*enrol.Record
-	ui := b.d.bridge(b)
+	ui := b.d.bridge(b, b.env.Feed)
 	b.cancelRun = b.d.run(b.env, func(ctx context.Context) error {
 		en, err := b.d.enroller(ctx, b.env)
 		if err != nil {

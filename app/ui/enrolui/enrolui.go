@@ -77,6 +77,11 @@ type desk struct {
 
 	ui sync.Mutex
 
+	// changed is closed (and replaced) whenever a screen took up a new list
+	// of attached keys from the feed.
+	changedMu sync.Mutex
+	changed   chan struct{}
+
 	// hook, when set (tests), sees every progress event on the enrolment
 	// goroutine before the UI does.
 	hook func(enrol.Event)
@@ -89,6 +94,56 @@ func (d *desk) do(f func()) {
 		defer d.ui.Unlock()
 		f()
 	})
+}
+
+// keysChanged tells waitNewKey that the feed brought a new list. A
+// screen calls it after taking the list up.
+func (d *desk) keysChanged() {
+	d.changedMu.Lock()
+	defer d.changedMu.Unlock()
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+}
+
+func (d *desk) nextChange() <-chan struct{} {
+	d.changedMu.Lock()
+	defer d.changedMu.Unlock()
+	if d.changed == nil {
+		d.changed = make(chan struct{})
+	}
+	return d.changed
+}
+
+// waitNewKey waits until feed lists a key, both its interfaces visible,
+// that was not attached when it was called, or until ctx ends. The
+// enroller then checks the key with the key already read: a second reader
+// of a key that has just arrived (the enroller's own watch beside the
+// desk's) can find its FIDO interface busy and pass over it.
+func (d *desk) waitNewKey(ctx context.Context, feed *uikit.KeyFeed) error {
+	if feed == nil {
+		return nil
+	}
+	before := map[uint32]bool{}
+	for _, k := range feed.Current() {
+		if !k.SerialUnknown && k.Reader != "" && k.FIDOPath != "" {
+			before[k.Serial] = true
+		}
+	}
+	for {
+		next := d.nextChange()
+		for _, k := range feed.Current() {
+			if !k.SerialUnknown && k.Reader != "" && k.FIDOPath != "" && !before[k.Serial] {
+				return nil
+			}
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // claim marks screen as running an enrolment; it fails when the other
@@ -149,8 +204,8 @@ type asker interface {
 }
 
 // bridge turns a's UI-goroutine methods into enrol.UI callbacks for the
-// enrolment goroutine.
-func (d *desk) bridge(a asker) enrol.UI {
+// enrolment goroutine. feed is the desk's list of attached keys.
+func (d *desk) bridge(a asker, feed *uikit.KeyFeed) enrol.UI {
 	var mu sync.Mutex
 	tries := map[enrol.PINKind]int{}
 	return enrol.UI{
@@ -176,11 +231,12 @@ func (d *desk) bridge(a asker) enrol.UI {
 		Touch: func(_ context.Context, serial uint32) {
 			d.do(func() { a.onTouch(serial) })
 		},
-		InsertKey: func(_ context.Context, r enrol.InsertRequest) error {
-			// The enroller waits for the key itself; the screen shows
-			// what is attached meanwhile.
+		InsertKey: func(ctx context.Context, r enrol.InsertRequest) error {
+			// The screen shows what is attached meanwhile; a key
+			// arriving in the feed ends the wait, and the enroller
+			// checks it.
 			d.do(func() { a.onInsert(r) })
-			return nil
+			return d.waitNewKey(ctx, feed)
 		},
 		Confirm: func(ctx context.Context, q string) (bool, error) {
 			return ask(ctx, d, func(answer func(bool, error)) { a.onConfirm(q, answer) })
@@ -461,7 +517,6 @@ type touchPanel struct {
 	label *widget.Label
 	bar   *widget.ProgressBar
 	stop  chan struct{}
-	left  time.Duration // for tests and the label
 	// relayout lays the panel's screen out again after it shows or hides.
 	relayout func()
 }
@@ -478,7 +533,6 @@ func newTouchPanel(d *desk) *touchPanel {
 // show starts the countdown for key serial. UI goroutine.
 func (p *touchPanel) show(serial uint32) {
 	p.hide()
-	p.left = touchWindow
 	p.label.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", serial))
 	p.bar.SetValue(touchWindow.Seconds())
 	p.box.Show()
@@ -504,7 +558,6 @@ func (p *touchPanel) show(serial uint32) {
 					if p.stop != stop {
 						return
 					}
-					p.left = left
 					p.bar.SetValue(left.Seconds())
 					if left == 0 {
 						p.label.SetText("The key stopped waiting for a touch.")

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +100,14 @@ func freshKeys(t *testing.T) []uint32 {
 }
 
 func whole(k *device.Key) bool { return k != nil && k.Reader != "" && k.FIDOPath != "" }
+
+func (h *harness) fleetSerials() []uint32 {
+	var out []uint32
+	for i := range fx.Fleet.Keys {
+		out = append(out, fx.Serial(i))
+	}
+	return out
+}
 
 // harness is a test window with a uikit.Env over the fixture.
 type harness struct {
@@ -200,10 +209,23 @@ func (f *follower) await(states ...string) string {
 	defer cancel()
 	i, s, err := f.tr.wait(ctx, f.pos, states...)
 	if err != nil {
-		f.t.Fatalf("waiting for %v: %v; states so far %v", states, err, f.tr.states()[f.pos:])
+		// What every goroutine was doing, to tell a hung key from a hung screen.
+		buf := make([]byte, 1<<22)
+		f.t.Logf("goroutines:\n%s", buf[:runtime.Stack(buf, true)])
+		f.t.Fatalf("waiting for %v: %v; states since the last one awaited %v (all: %v)", states, err, f.tr.states()[f.pos:], f.tr.states())
 	}
 	f.pos = i + 1
 	return s
+}
+
+// ids counts the users the tests add, so repeated runs (-count) against
+// the binary's one registry never reuse an external id.
+var ids int
+
+// uniq returns a fresh external id starting with prefix.
+func uniq(prefix string) string {
+	ids++
+	return fmt.Sprintf("%s-%d", prefix, ids)
 }
 
 func addUser(t *testing.T, ext, name string) {
@@ -308,10 +330,11 @@ func (h *harness) waitKeyListed(w *wizard, serial uint32) {
 // and the user is covered.
 func TestWizardPrimaryThenBackup(t *testing.T) {
 	h := newHarness(t)
-	addUser(t, "u-ada", "Ada Lovelace")
-	w, f := h.openWizard("ada")
+	ada := uniq("u-ada")
+	addUser(t, ada, "Ada Lovelace")
+	w, f := h.openWizard(ada)
 	h.ui(func() {
-		if w.user.ExternalID != "u-ada" {
+		if w.user.ExternalID != ada {
 			t.Fatalf("chosen user %+v", w.user)
 		}
 	})
@@ -363,9 +386,9 @@ func TestWizardPrimaryThenBackup(t *testing.T) {
 			t.Fatalf("result: %s / %s", w.resultHead.Text, w.resultText.Text)
 		}
 	})
-	u, ks := userKeys(t, "u-ada")
+	u, ks := userKeys(t, ada)
 	if activeKeys(ks) != 2 {
-		t.Fatalf("registry holds %+v for u-ada", ks)
+		t.Fatalf("registry holds %+v for %s", ks, ada)
 	}
 	cv, err := fx.Admin.Coverage(context.Background(), u.ID)
 	if err != nil || !cv.Covered {
@@ -384,8 +407,9 @@ func TestWizardPrimaryThenBackup(t *testing.T) {
 // tries left; Escape cancels, and the key is left as it was.
 func TestWizardPINRetypedTooShortThenCancel(t *testing.T) {
 	h := newHarness(t)
-	addUser(t, "u-bob", "Bob Babbage")
-	w, f := h.openWizard("bob")
+	bob := uniq("u-bob")
+	addUser(t, bob, "Bob Babbage")
+	w, f := h.openWizard(bob)
 	h.waitKeyListed(w, h.serials[0])
 	h.chooseKey(w, h.serials[0])
 	h.press(fyne.KeyReturn)
@@ -442,7 +466,8 @@ func (h *harness) unfinished() []*enrol.Record {
 // has no such key; the journal keeps the sealed escrow.
 func TestWizardKeyPulled(t *testing.T) {
 	h := newHarness(t)
-	addUser(t, "u-cy", "Cy Pulled")
+	cy := uniq("u-cy")
+	addUser(t, cy, "Cy Pulled")
 	serial := h.serials[0]
 	y := fx.Fleet.Find(serial)
 	h.d.hook = func(ev enrol.Event) {
@@ -450,7 +475,7 @@ func TestWizardKeyPulled(t *testing.T) {
 			y.Key.Remove()
 		}
 	}
-	w, f := h.openWizard("u-cy")
+	w, f := h.openWizard(cy)
 	h.waitKeyListed(w, serial)
 	h.chooseKey(w, serial)
 	h.press(fyne.KeyReturn)
@@ -481,14 +506,15 @@ func TestWizardKeyPulled(t *testing.T) {
 // registry back, Resume on the Enrol screen finishes it.
 func TestWizardRegistryDownThenResume(t *testing.T) {
 	h := newHarness(t)
-	addUser(t, "u-di", "Di Down")
+	di := uniq("u-di")
+	addUser(t, di, "Di Down")
 	serial := h.serials[0]
 	h.d.hook = func(ev enrol.Event) {
 		if ev.Step == enrol.StepRegister && ev.Serial == serial {
 			fx.Registry.Kill()
 		}
 	}
-	w, f := h.openWizard("u-di")
+	w, f := h.openWizard(di)
 	h.waitKeyListed(w, serial)
 	h.chooseKey(w, serial)
 	h.press(fyne.KeyReturn)
@@ -548,7 +574,7 @@ func TestWizardRegistryDownThenResume(t *testing.T) {
 			t.Fatalf("resumed: %+v: %s", w.results, w.resultText.Text)
 		}
 	})
-	_, ks := userKeys(t, "u-di")
+	_, ks := userKeys(t, di)
 	if len(ks) != 1 || activeKeys(ks) != 1 {
 		t.Fatalf("registry after resume: %+v", ks)
 	}
@@ -569,6 +595,29 @@ func (h *harness) openBatch(path string) (*batch, *follower) {
 	return b, f
 }
 
+// waitBatchKeys waits until the Batch screen's key list (the feed's) shows
+// the fresh keys: the desk's watcher has read them, as on a desk where the
+// keys were plugged in before the roster was opened.
+func (h *harness) waitBatchKeys(b *batch) {
+	h.t.Helper()
+	keys := &follower{t: h.t, tr: &b.trail}
+	for seen := 0; seen < len(h.serials); {
+		seen = 0
+		h.ui(func() {
+			for _, k := range b.keys {
+				for _, s := range h.serials {
+					if k.Serial == s && whole(&k) {
+						seen++
+					}
+				}
+			}
+		})
+		if seen < len(h.serials) {
+			keys.await("keys")
+		}
+	}
+}
+
 func writeRoster(t *testing.T, body string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "roster.csv")
@@ -583,9 +632,11 @@ func writeRoster(t *testing.T, body string) string {
 // asks for a key and the admin swaps an enrolled one for a fresh one.
 func TestBatchTwoUsersTwoKeys(t *testing.T) {
 	h := newHarness(t)
-	path := writeRoster(t, "external_id,display_name,email,keys\nu-b1,Bea One,b1@example.org,2\nu-b2,Ben Two,b2@example.org,2\n")
+	b1, b2 := uniq("u-b1"), uniq("u-b2")
+	path := writeRoster(t, "external_id,display_name,email,keys\n"+b1+",Bea One,b1@example.org,2\n"+b2+",Ben Two,b2@example.org,2\n")
 	b, f := h.openBatch(path)
 	f.await(batchChecked)
+	h.waitBatchKeys(b)
 	h.press(fyne.KeyReturn)
 	f.await(batchRunning)
 	pins := 0
@@ -616,7 +667,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 				}
 			}
 			if !swapped {
-				t.Fatal("asked for a key with no enrolled key to swap")
+				t.Fatalf("asked for a key with no enrolled key to swap (fleet %v, states %v)", h.fleetSerials(), b.trail.states())
 			}
 		case batchDone:
 			done = true
@@ -629,7 +680,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 		if !strings.Contains(b.report.Text, "4 key(s) enrolled in this run, 0 user(s) incomplete") {
 			t.Fatalf("report: %s", b.report.Text)
 		}
-		for _, id := range []string{"u-b1", "u-b2"} {
+		for _, id := range []string{b1, b2} {
 			r := b.users[id].label.Text
 			if !strings.Contains(r, "done, covered") || !strings.Contains(r, "primary key") || !strings.Contains(r, "backup key") {
 				t.Fatalf("row %s: %s", id, r)
@@ -639,7 +690,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 			t.Fatalf("overall progress %v of %v", b.overall.Value, b.overall.Max)
 		}
 	})
-	for _, id := range []string{"u-b1", "u-b2"} {
+	for _, id := range []string{b1, b2} {
 		if _, ks := userKeys(t, id); activeKeys(ks) != 2 {
 			t.Fatalf("%s holds %+v", id, ks)
 		}
@@ -651,7 +702,8 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 // whole.
 func TestBatchMalformedRefused(t *testing.T) {
 	h := newHarness(t)
-	path := writeRoster(t, "external_id,display_name,email\nu-m1,Good Row,m1@example.org\nu-m2,Bad Row,not-an-address\n")
+	m1 := uniq("u-m1")
+	path := writeRoster(t, "external_id,display_name,email\n"+m1+",Good Row,m1@example.org\nu-m2,Bad Row,not-an-address\n")
 	b, f := h.openBatch(path)
 	f.await(batchRefused)
 	h.ui(func() {
@@ -664,7 +716,7 @@ func TestBatchMalformedRefused(t *testing.T) {
 	})
 	h.press(fyne.KeyReturn) // Enter in the path field checks again; nothing starts
 	f.await(batchRefused)
-	if u, _ := userKeys(t, "u-m1"); u.ID != "" {
+	if u, _ := userKeys(t, m1); u.ID != "" {
 		t.Fatal("a row of a refused roster reached the registry")
 	}
 	bad := writeRoster(t, "id,name\nx,y\n")
@@ -701,7 +753,8 @@ func TestScreensByRole(t *testing.T) {
 // up, and the journal holds it.
 func TestWizardCancelMidEnrolment(t *testing.T) {
 	h := newHarness(t)
-	addUser(t, "u-eve", "Eve Escape")
+	eve := uniq("u-eve")
+	addUser(t, eve, "Eve Escape")
 	serial := h.serials[0]
 	reached, release := make(chan struct{}), make(chan struct{})
 	h.d.hook = func(ev enrol.Event) {
@@ -710,7 +763,7 @@ func TestWizardCancelMidEnrolment(t *testing.T) {
 			<-release
 		}
 	}
-	w, f := h.openWizard("u-eve")
+	w, f := h.openWizard(eve)
 	h.waitKeyListed(w, serial)
 	h.chooseKey(w, serial)
 	h.press(fyne.KeyReturn)
@@ -740,5 +793,50 @@ func TestWizardCancelMidEnrolment(t *testing.T) {
 	}
 	if _, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("registry after a cancel: %v", err)
+	}
+}
+
+// TestBatchUserFailsOthersGoOn: the first user's key is pulled mid-way; that
+// user's row says FAILED with the cause and the next step, and the batch
+// goes on to enrol the next user.
+func TestBatchUserFailsOthersGoOn(t *testing.T) {
+	h := newHarness(t)
+	p1, p2 := uniq("u-p1"), uniq("u-p2")
+	h.d.hook = func(ev enrol.Event) {
+		if ev.Step == enrol.StepCert && ev.User == p1 {
+			fx.Fleet.Find(ev.Serial).Key.Remove()
+		}
+	}
+	path := writeRoster(t, "external_id,display_name,email,keys\n"+p1+",Pat Pulled,p1@example.org,1\n"+p2+",Pam Fine,p2@example.org,1\n")
+	b, f := h.openBatch(path)
+	f.await(batchChecked)
+	h.waitBatchKeys(b)
+	h.press(fyne.KeyReturn)
+	for done := false; !done; {
+		switch f.await("pin:"+string(enrol.FIDO2PIN), "pin:"+string(enrol.PIVPIN), batchInsert, batchDone) {
+		case "pin:" + string(enrol.FIDO2PIN):
+			h.choosePIN("batch-pin-2", "batch-pin-2")
+		case "pin:" + string(enrol.PIVPIN):
+			h.choosePIN("864200", "864200")
+		case batchInsert:
+			t.Fatalf("asked for a key with a fresh one attached (states %v)", b.trail.states())
+		case batchDone:
+			done = true
+		}
+	}
+	h.ui(func() {
+		r1, r2 := b.users[p1].label.Text, b.users[p2].label.Text
+		if !strings.Contains(r1, "FAILED after 0 of 1 keys") || !strings.Contains(r1, "Next step:") || !strings.Contains(r1, "half set up") {
+			t.Fatalf("failed user's row: %s", r1)
+		}
+		if !strings.Contains(r2, "done") || !strings.Contains(r2, "primary key") {
+			t.Fatalf("next user's row: %s", r2)
+		}
+		if !strings.Contains(b.report.Text, "1 key(s) enrolled in this run, 1 user(s) incomplete") {
+			t.Fatalf("report: %s", b.report.Text)
+		}
+	})
+	if _, ks := userKeys(t, p2); activeKeys(ks) != 1 {
+		t.Fatalf("%s holds %+v", p2, ks)
 	}
 }

@@ -100,12 +100,11 @@ type wizard struct {
 	resultBox  fyne.CanvasObject
 
 	// The run.
-	running    bool
-	cancelRun  context.CancelFunc
-	serial     uint32 // the key in hand
-	done       []uint32
-	results    []*enrol.Result
-	resumeOnly bool
+	running   bool
+	cancelRun context.CancelFunc
+	serial    uint32 // the key in hand
+	done      []uint32
+	results   []*enrol.Result
 
 	trail trail
 }
@@ -113,7 +112,6 @@ type wizard struct {
 func newWizard(env *uikit.Env, d *desk) *wizard {
 	w := &wizard{env: env, d: d}
 	w.title = heading("")
-	w.title.TextStyle.Bold = true
 	w.summary = wrapped("")
 	w.body = container.NewStack()
 	w.cancel = widget.NewButtonWithIcon("Cancel", theme.CancelIcon(), w.doCancel)
@@ -263,7 +261,7 @@ func (w *wizard) buildUser() {
 }
 
 func (w *wizard) showUser() {
-	w.user, w.serial, w.chosen, w.done, w.results, w.resumeOnly = registry.User{}, 0, 0, nil, nil, false
+	w.user, w.serial, w.chosen, w.done, w.results = registry.User{}, 0, 0, nil, nil
 	w.userList.UnselectAll()
 	w.cancel.Show()
 	w.show(stepUser, "Step 1 of 5 · Choose the user", w.userBox, "Next", func() {
@@ -437,6 +435,7 @@ func (w *wizard) setKeys(ks []device.Key) {
 	}
 	w.insertKeys.Objects = []fyne.CanvasObject{keysView(w.keys)}
 	w.insertKeys.Refresh()
+	w.d.keysChanged()
 	w.trail.add("keys")
 }
 
@@ -599,7 +598,6 @@ func (w *wizard) startEnrol() {
 // resume finishes a journalled enrolment.
 func (w *wizard) resume(serial uint32) {
 	w.serial = serial
-	w.resumeOnly = true
 	w.showProgress(serial)
 	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
 		res, err := en.Resume(ctx, serial, ui)
@@ -618,7 +616,7 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 	w.running = true
 	w.cancel.Enable()
 	var res []*enrol.Result
-	ui := w.d.bridge(w)
+	ui := w.d.bridge(w, w.env.Feed)
 	w.cancelRun = w.d.run(w.env, func(ctx context.Context) error {
 		en, err := w.d.enroller(ctx, w.env)
 		if err != nil {
