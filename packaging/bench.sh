@@ -45,7 +45,8 @@ bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
 # keydesk beside ykman, yubico-piv-tool and fido2-token (process start
 # included), and a full enrolment of one key beside the same steps scripted
 # with ykman and libfido2's tools.
-bench ./internal/evidence 'Tools|Enrol' "$(n 20x 3x)" 1
+bench ./internal/evidence '^BenchmarkTools$' "$(n 20x 3x)" 1
+bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
 # The device layer's overhead above the transport it needs.
 bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
 bench ./device/fidokey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"

@@ -199,7 +199,7 @@ func (r *rig) enrolTools(b *testing.B, user string) time.Duration {
 func BenchmarkEnrol(b *testing.B) {
 	r := start(b)
 	d := startDesk(b, r)
-	b.Run("keydesk/ykman+fido2-tools", func(b *testing.B) {
+	b.Run("one-key/ykman+fido2-tools", func(b *testing.B) {
 		// One of each first: page cache, and both paths known to work.
 		r.fresh(b)
 		r.enrolKeydesk(b, d, d.newUser(b))
@@ -220,7 +220,7 @@ func BenchmarkEnrol(b *testing.B) {
 			b.StartTimer()
 			to = append(to, r.enrolTools(b, u))
 		}
-		report(b, "tools", tk, to)
+		report(b, "ykman+fido2-tools", tk, to)
 	})
 	r.fresh(b)
 }
