@@ -227,6 +227,8 @@ func TestRegistryKilledMidBatch(t *testing.T) {
 	// most: never active before the desk has proven it.
 	if kd, err := d.cl.KeyBySerial(ctx, strconv.FormatUint(uint64(mustSerial(t, e, "k2")), 10)); err == nil && kd.Status != registry.KeyPending {
 		t.Fatalf("cut-off key is %s", kd.Status)
+	} else {
+		t.Logf("after the first run the registry holds the cut-off key: %v (%v)", err == nil, err)
 	}
 	rep, err = e.Batch(ctx, r, "kill", testUI(nil))
 	if err != nil || rep.Failed != 0 || rep.Enrolled != 1 {
@@ -236,6 +238,7 @@ func TestRegistryKilledMidBatch(t *testing.T) {
 	if err != nil || len(us) != 3 {
 		t.Fatalf("%d users, %v", len(us), err)
 	}
+	signed := 0
 	for _, u := range us {
 		ks, err := d.cl.UserKeys(ctx, u.ID)
 		if err != nil || len(ks) != 1 || ks[0].Status != registry.KeyActive {
@@ -253,7 +256,12 @@ func TestRegistryKilledMidBatch(t *testing.T) {
 		// still in a reader must.
 		if d.fleet.Find(uint32(serial)) != nil {
 			signIn(t, d, ks[0].ID, uint32(serial), "fido-"+kd.Serial)
+			signed++
 		}
+	}
+	// Two readers: the second and third users' keys are still in them.
+	if signed != 2 {
+		t.Fatalf("%d keys signed in, want 2", signed)
 	}
 	if pend, _ := d.cl.Entries(ctx, client.Pending); len(pend) != 0 {
 		t.Fatalf("%d outbox entries pending", len(pend))
