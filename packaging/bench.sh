@@ -4,7 +4,9 @@
 # writes docs/benchmarks.md from that one run (internal/evidence/benchdoc).
 # The raw output is kept beside it as docs/benchmarks.txt.
 #
-# BENCH_QUICK=1 runs each benchmark briefly, to check the pipeline.
+# BENCH_QUICK=1 runs each benchmark briefly, to check the pipeline; its
+# document goes to a temporary directory (printed at the end), never over
+# docs/. BENCH_OUT_DIR names another directory for the two files.
 # The registry benchmarks run at reduced sizes so that the whole run stays
 # under 10 minutes; set KEYDESK_BENCH_USERS, KEYDESK_BENCH_MIGRATION_USERS
 # and KEYDESK_SIM_USERS to change them (`make bench-registry` runs the
@@ -27,6 +29,12 @@ n() { if [[ $quick == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 export KEYDESK_BENCH_USERS=${KEYDESK_BENCH_USERS:-$(n 10000 1000)}
 export KEYDESK_BENCH_MIGRATION_USERS=${KEYDESK_BENCH_MIGRATION_USERS:-$(n 25000 1000)}
 export KEYDESK_SIM_USERS=${KEYDESK_SIM_USERS:-20000} # smaller runs miss the simulation's own checks (1 % canary)
+
+out=${BENCH_OUT_DIR:-}
+if [[ -z $out ]]; then
+	if [[ $quick == 1 ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
+fi
+mkdir -p "$out"
 
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -75,14 +83,14 @@ finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 } >"$work/benchmarks.txt"
 if "$GO" run ./internal/evidence/benchdoc -in "$work/benchmarks.txt" -out "$work/benchmarks.md" -command "${BENCH_COMMAND:-make bench}" \
 	-started "$started" -finished "$finished" -load-start "$load_start" -load-end "$load_end"; then
-	mv "$work/benchmarks.txt" docs/benchmarks.txt
-	mv "$work/benchmarks.md" docs/benchmarks.md
-	echo "wrote docs/benchmarks.md and docs/benchmarks.txt ($started to $finished, load $load_start to $load_end)" >&2
+	mv "$work/benchmarks.txt" "$out/benchmarks.txt"
+	mv "$work/benchmarks.md" "$out/benchmarks.md"
+	echo "wrote $out/benchmarks.md and $out/benchmarks.txt ($started to $finished, load $load_start to $load_end)" >&2
 else
-	echo "benchdoc failed; docs/benchmarks.md left as it was" >&2
+	echo "benchdoc failed; $out/benchmarks.md left as it was" >&2
 	exit 1
 fi
 if [[ $failed == 1 ]]; then
-	echo "some benchmarks failed; docs/benchmarks.md names them" >&2
+	echo "some benchmarks failed; $out/benchmarks.md names them" >&2
 	exit 1
 fi
