@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 // rig is one practice key behind a private pcscd, and a keydesk binary
 // built from this tree.
 type rig struct {
+	fleet   *sim.Fleet
 	dir     string
 	stop    func() error
 	keydesk string
@@ -75,22 +77,35 @@ func start(b *testing.B) *rig {
 		b.Fatal(err)
 	}
 	r := &rig{
-		dir: dir, stop: func() error { cancel(); return f.Stop() },
+		fleet: f, dir: dir, stop: func() error { cancel(); return f.Stop() },
 		keydesk: bin, simDir: simDir, state: state,
-		serial:  strconv.FormatUint(uint64(f.Keys[0].Serial()), 10),
-		reader:  f.Daemon.Reader(0),
-		hidPath: filepath.Join(simDir, "hid", "key-"+strconv.FormatUint(uint64(f.Keys[0].Serial()), 10)),
-		env:     append(os.Environ(), f.Daemon.Env(), "XDG_STATE_HOME="+state, "KEYDESK_PRACTICE=1"),
+		reader: f.Daemon.Reader(0),
+		env: append(os.Environ(), f.Daemon.Env(), "XDG_STATE_HOME="+state, "KEYDESK_PRACTICE=1",
+			"XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data")),
 	}
+	r.setKey(f.Keys[0].Serial())
 	shared = r
 	return r
+}
+
+// setKey points the rig at the key with this serial (after a
+// replacement).
+func (r *rig) setKey(serial uint32) {
+	r.serial = strconv.FormatUint(uint64(serial), 10)
+	r.hidPath = filepath.Join(r.simDir, "hid", "key-"+r.serial)
 }
 
 // run starts argv as a new process, as a person or script would, and
 // returns how long it took from start to exit.
 func (r *rig) run(b *testing.B, argv ...string) time.Duration {
+	return r.runIn(b, "", argv...)
+}
+
+// runIn is run with stdin (answers and PINs, never on the command line).
+func (r *rig) runIn(b *testing.B, stdin string, argv ...string) time.Duration {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = r.env
+	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
@@ -116,12 +131,21 @@ func compare(b *testing.B, tool string, keydesk, other []string) {
 		tk = append(tk, r.run(b, keydesk...))
 		to = append(to, r.run(b, other...))
 	}
-	mk, mo := median(tk), median(to)
-	b.ReportMetric(float64(mk.Microseconds()), "keydesk-median-µs")
-	b.ReportMetric(float64(mo.Microseconds()), tool+"-median-µs")
-	b.ReportMetric(spread(tk), "keydesk-p90/p10")
-	b.ReportMetric(spread(to), tool+"-p90/p10")
-	b.ReportMetric(float64(mo)/float64(mk), "times-faster")
+	report(b, tool, tk, to)
+}
+
+// report gives both sides' medians and 10th and 90th percentiles, and how
+// many times faster keydesk is: the other side's median over keydesk's.
+func report(b *testing.B, tool string, tk, to []time.Duration) {
+	for _, side := range []struct {
+		name string
+		d    []time.Duration
+	}{{"keydesk", tk}, {tool, to}} {
+		b.ReportMetric(float64(median(side.d).Microseconds()), side.name+"-median-µs")
+		b.ReportMetric(float64(pct(side.d, 10).Microseconds()), side.name+"-p10-µs")
+		b.ReportMetric(float64(pct(side.d, 90).Microseconds()), side.name+"-p90-µs")
+	}
+	b.ReportMetric(float64(median(to))/float64(median(tk)), "times-faster")
 }
 
 // BenchmarkTools sets each keydesk command beside the tool that answers
@@ -149,13 +173,9 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// spread is the 90th percentile over the 10th: how much runs varied.
-func spread(d []time.Duration) float64 {
+// pct is the p-th percentile (nearest rank below).
+func pct(d []time.Duration, p int) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
-	lo, hi := s[len(s)/10], s[len(s)*9/10]
-	if lo == 0 {
-		return 0
-	}
-	return float64(hi) / float64(lo)
+	return s[(len(s)-1)*p/100]
 }
