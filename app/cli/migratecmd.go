@@ -54,8 +54,8 @@ func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
 	switch sub {
 	case "list", "plan", "show", "readiness", "dry-run":
 	case "advance":
-		if *to == "" {
-			return usagef("migrate advance needs --to dry_run|canary|staged|complete")
+		if r := registry.MigrationState(*to).Rank(); r <= 0 {
+			return usagef("migrate advance needs --to dry_run|canary|staged|complete (rollback is its own subcommand)")
 		}
 		step = migrate.Step{Action: "advance", To: registry.MigrationState(*to), Percent: *percent, Resume: *resume}
 	case "halt", "rollback":

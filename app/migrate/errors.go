@@ -38,13 +38,6 @@ func (e *Error) Hint() string { return e.hint }
 
 func (e *Error) Unwrap() error { return e.err }
 
-// Refused reports whether err is the registry refusing a plan or a step
-// (as opposed to not being reachable). Nothing was written then.
-func Refused(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.err != nil
-}
-
 // explain turns registry refusals into *Error with a field and a next
 // step. plan, when set, is the plan that was refused.
 func (s *Service) explain(ctx context.Context, err error, plan *Plan) error {

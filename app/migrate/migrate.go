@@ -296,13 +296,13 @@ func inStage(m registry.Migration, u registry.UserReadiness, to registry.Migrati
 
 // Result is what a step did.
 type Result struct {
-	Migration registry.Migration
+	Migration registry.Migration `json:"migration"`
 	// CutOver counts the users an advance moved to the new set, HeldBack
 	// those of its cohort it left on the old one (with why); Reverted the
 	// users a rollback moved back.
-	CutOver  int
-	HeldBack []registry.UserReadiness
-	Reverted int
+	CutOver  int                      `json:"cut_over"`
+	HeldBack []registry.UserReadiness `json:"held_back"`
+	Reverted int                      `json:"reverted"`
 }
 
 // Do takes step.

@@ -181,7 +181,7 @@ func BenchmarkRollback(b *testing.B) {
 			b.ResetTimer()
 			b.StopTimer()
 			reverted := 0
-			var cpu time.Duration
+			var cpu, tree time.Duration
 			for range b.N {
 				m := &registry.Migration{From: setA, To: setB, Scope: registry.Cohort{All: true}, Canary: registry.Cohort{Percent: 1}}
 				write(func(tx *sqlstore.Tx) error { return tx.CreateMigration(m) })
@@ -192,7 +192,7 @@ func BenchmarkRollback(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				cpu0 := processCPU()
+				cpu0, tree0 := processCPU(), treeCPU()
 				b.StartTimer()
 				write(func(tx *sqlstore.Tx) error {
 					_, users, err := tx.RollbackMigration(m.ID, "bench")
@@ -201,6 +201,7 @@ func BenchmarkRollback(b *testing.B) {
 				})
 				b.StopTimer()
 				cpu += processCPU() - cpu0
+				tree += treeCPU() - tree0
 				v1, err := s.Validity(ctx, "usr_1")
 				if err != nil || v1.Version != v0.Version+1 || len(v1.Credentials) != 4 {
 					b.Fatalf("after rollback: %+v %v", v1, err)
@@ -208,6 +209,7 @@ func BenchmarkRollback(b *testing.B) {
 			}
 			b.ReportMetric(float64(reverted), "users-reverted")
 			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "process-cpu-ms/op")
+			b.ReportMetric(float64(tree.Milliseconds())/float64(b.N), "tree-cpu-ms/op")
 		})
 	}
 }
