@@ -20,6 +20,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -55,17 +56,23 @@ type View struct {
 	UnblockPIV *widget.Button
 	ResetFIDO  *widget.Button
 	MarkLost   *widget.Button
+	// Replace enrols the attached fresh key for the person whose key was
+	// marked lost last, in the lost key's role.
+	Replace *widget.Button
+	// Replaced is the replacement's enrolment (for tests).
+	Replaced *enrol.Result
 
 	// Form is the PIN dialog open now; Pass the access pass dialog's text.
 	Form *uikit.SecretForm
 	Pass string
 
-	Last  *recover.Diagnosis
-	Root  fyne.CanvasObject
-	right *fyne.Container
-	found []foundKey
-	pick  int
-	busy  bool
+	Last   *recover.Diagnosis
+	marked *recover.LostResult
+	Root   fyne.CanvasObject
+	right  *fyne.Container
+	found  []foundKey
+	pick   int
+	busy   bool
 }
 
 type foundKey struct {
@@ -107,10 +114,11 @@ func New(env *uikit.Env) *View {
 	v.ResetFIDO.Importance = widget.DangerImportance
 	v.MarkLost = widget.NewButton("Mark the chosen key lost…", v.markLost)
 	v.MarkLost.Importance = widget.DangerImportance
+	v.Replace = widget.NewButton("Enrol the attached key as the replacement", v.replace)
 
 	search := container.NewBorder(nil, nil, nil, v.Find, v.Search)
 	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Find a person or key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), search),
-		v.MarkLost, nil, nil, v.Found)
+		container.NewVBox(v.MarkLost, v.Replace), nil, nil, v.Found)
 	right := container.NewVBox(
 		widget.NewLabelWithStyle("The key they brought", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		container.NewBorder(nil, nil, nil, v.Diagnose, v.Attached),
@@ -166,6 +174,7 @@ func (v *View) enable() {
 	set(v.UnblockPIV, ok && v.Last != nil)
 	set(v.ResetFIDO, ok && v.Last != nil)
 	set(v.MarkLost, v.pick >= 0 && v.pick < len(v.found))
+	set(v.Replace, ok && v.marked != nil)
 	set(v.Find, true)
 }
 
@@ -466,14 +475,15 @@ func (v *View) lost(f foundKey, breakGlass string) {
 			return "", err
 		}
 		fyne.Do(func() {
+			v.marked = res
 			v.Pass = res.Pass
 			msg := fmt.Sprintf("Key %s of %s is marked lost; %d active key(s) left.", f.key.Serial, res.User.ExternalID, res.ActiveKeys)
 			if res.Pass != "" {
-				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: enrol a replacement key for them on the Enrol screen.",
+				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: insert a fresh key and enrol it as the replacement.",
 					res.User.ExternalID, res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass), v.env.Window)
 				d.Show()
 			}
-			v.Result.SetText(msg + " Next: enrol a replacement key.")
+			v.Result.SetText(msg + " Next: insert a fresh key and enrol it as the replacement.")
 			for i := range v.found {
 				if v.found[i].key.ID == res.Key.ID {
 					v.found[i].key = res.Key
@@ -493,4 +503,62 @@ func (v *View) askBreakGlass(f foundKey) {
 			v.lost(f, strings.TrimSpace(reason.Text))
 		}
 	}, v.env.Window)
+}
+
+// replace enrols the attached factory-fresh key for the person whose key
+// was marked lost, in the lost key's role (app/recover.Replace over
+// app/enrol): new PINs are chosen in dialogs, touches are shown as they
+// are asked for, and the registry activates the key after a verified
+// challenge, as any enrolment.
+func (v *View) replace() {
+	k, ok := v.attached()
+	if !ok || v.marked == nil {
+		return
+	}
+	lost := v.marked
+	var res *enrol.Result
+	v.run(fmt.Sprintf("Enrolling key %d for %s", k.Serial, lost.User.ExternalID), func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		en, err := enrol.New(enrol.Config{Settings: v.env.Settings(), Keys: v.env.Keys, Registry: reg})
+		if err != nil {
+			return "", err
+		}
+		defer en.Close()
+		ui := enrol.UI{
+			Progress: func(ev enrol.Event) {
+				fyne.Do(func() { v.Result.SetText(fmt.Sprintf("Key %d: %s %s", ev.Serial, ev.Step, ev.Detail)) })
+			},
+			NewPIN: func(ctx context.Context, r enrol.PINRequest) (string, error) {
+				title := fmt.Sprintf("New %s for %s (%d to %d characters)", r.Kind, lost.User.ExternalID, r.MinLength, r.MaxLength)
+				if r.Problem != "" {
+					title = r.Problem + " — " + title
+				}
+				for {
+					vals, err := uikit.AwaitSecrets(ctx, v.env.Window, title, []string{string(r.Kind), string(r.Kind) + " again"}, func(f *uikit.SecretForm) { v.Form = f })
+					if err != nil {
+						return "", err
+					}
+					if vals[0] == vals[1] {
+						return vals[0], nil
+					}
+					title = "The two differ — " + title
+				}
+			},
+			Touch: func(_ context.Context, serial uint32) {
+				fyne.Do(func() {
+					v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", serial))
+					v.Touch.Show()
+				})
+			},
+		}
+		res, err = recover.Replace(ctx, en, lost, k.Serial, ui)
+		if err != nil {
+			return "", err
+		}
+		fyne.Do(func() { v.Replaced, v.marked = res, nil })
+		return fmt.Sprintf("Key %d enrolled for %s as %s, %s.", res.Serial, res.ExternalID, res.Role, res.Status), nil
+	})
 }
