@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,6 +209,10 @@ func (d *desk) afterFirstFrame() {
 		writeMark(d.opt.StartupMark)
 	}
 	go d.openRegistry()
+	// Start-up leaves garbage behind (fonts parsed, layouts measured, the
+	// registry's schema applied); hand those pages back once things have
+	// settled rather than at the runtime's leisure.
+	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
 	if d.practice {
 		d.status("Starting practice keys…")
 		if err := d.startPractice(); err != nil {
