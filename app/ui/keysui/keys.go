@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -191,11 +192,22 @@ func (v *View) update(list []device.Key) {
 	v.gen++
 	gen := v.gen
 	v.filter()
-	// Keep what is known of keys still attached; look again at all of them.
-	for _, k := range list {
-		k := k
-		v.env.Go(func(ctx context.Context) error {
+	// Keep what is known of keys still attached; look again at all of
+	// them, one at a time: a card is opened by one caller at once, and the
+	// watcher reads new cards too.
+	keys := append([]device.Key(nil), list...)
+	v.env.Go(func(ctx context.Context) error {
+		for _, k := range keys {
 			h := v.gather(ctx, k)
+			if h.Report != nil && h.Report.PIVError != "" && ctx.Err() == nil {
+				// A card only just inserted can refuse its first session
+				// while pcscd or the watcher still holds it.
+				select {
+				case <-ctx.Done():
+				case <-time.After(300 * time.Millisecond):
+					h = v.gather(ctx, k)
+				}
+			}
 			fyne.Do(func() {
 				if gen != v.gen && v.health[k.Serial] != nil {
 					return // a newer list is being checked
@@ -206,9 +218,9 @@ func (v *View) update(list []device.Key) {
 					v.Detail.Show(k, h)
 				}
 			})
-			return nil
-		}, nil)
-	}
+		}
+		return nil
+	}, nil)
 	if v.sel != 0 && !attached(list, v.sel) {
 		v.sel = 0
 		v.List.UnselectAll()
