@@ -208,6 +208,9 @@ func (v *View) update(list []device.Key) {
 					h = v.gather(ctx, k)
 				}
 			}
+			if ctx.Err() != nil {
+				return ctx.Err() // the window closed
+			}
 			fyne.Do(func() {
 				if gen != v.gen && v.health[k.Serial] != nil {
 					return // a newer list is being checked
@@ -320,6 +323,9 @@ func (v *View) Select(serial uint32) bool {
 func (v *View) refresh(k device.Key) {
 	v.env.Go(func(ctx context.Context) error {
 		h := v.gather(ctx, k)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fyne.Do(func() {
 			v.health[k.Serial] = h
 			v.filter()
