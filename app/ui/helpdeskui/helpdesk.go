@@ -52,6 +52,8 @@ type View struct {
 	Steps     *widget.Label
 	Touch     *widget.Label
 	Result    *widget.Label
+	// Cancel ends the running step.
+	Cancel *widget.Button
 
 	UnblockPIV *widget.Button
 	ResetFIDO  *widget.Button
@@ -73,6 +75,7 @@ type View struct {
 	found  []foundKey
 	pick   int
 	busy   bool
+	cancel context.CancelFunc
 }
 
 type foundKey struct {
@@ -109,6 +112,12 @@ func New(env *uikit.Env) *View {
 	v.Touch.Hide()
 	v.Result = widget.NewLabel("")
 	v.Result.Wrapping = fyne.TextWrapWord
+	v.Cancel = widget.NewButton("Cancel", func() {
+		if v.cancel != nil {
+			v.cancel()
+		}
+	})
+	v.Cancel.Hide()
 	v.UnblockPIV = widget.NewButton("Unblock PIV PIN (escrowed PUK)", v.unblock)
 	v.ResetFIDO = widget.NewButton("Reset FIDO2…", v.resetFIDO)
 	v.ResetFIDO.Importance = widget.DangerImportance
@@ -124,7 +133,7 @@ func New(env *uikit.Env) *View {
 		container.NewBorder(nil, nil, nil, v.Diagnose, v.Attached),
 		v.Diagnosis, v.Steps, v.Touch,
 		container.NewGridWithColumns(2, v.UnblockPIV, v.ResetFIDO),
-		v.Result)
+		container.NewBorder(nil, nil, nil, v.Cancel, v.Result))
 	v.right = right
 	split := container.NewHSplit(left, container.NewVScroll(right))
 	split.Offset = 0.4
@@ -186,7 +195,8 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 	v.busy = true
 	v.enable()
 	v.Result.SetText(what + "…")
-	v.env.Go(func(ctx context.Context) error {
+	v.Cancel.Show()
+	v.cancel = v.env.Go(func(ctx context.Context) error {
 		msg, err := work(ctx)
 		if err == nil && msg != "" {
 			fyne.Do(func() { v.Result.SetText(msg) })
@@ -194,11 +204,17 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 		return err
 	}, func(err error) {
 		v.busy = false
+		v.cancel = nil
+		v.Cancel.Hide()
 		v.Touch.Hide()
 		v.enable()
 		if err != nil {
-			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, recover.ErrCanceled) || errors.Is(err, context.Canceled) {
+			if errors.Is(err, recover.ErrCanceled) {
 				v.Result.SetText(what + ": canceled; nothing was changed.")
+				return
+			}
+			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
+				v.Result.SetText(what + ": canceled.")
 				return
 			}
 			v.Result.SetText(what + " failed: " + uikit.Message(err))
