@@ -100,6 +100,15 @@ func TestFIDOPIN(t *testing.T) {
 	test.Tap(v.Detail.FIDOChangePIN)
 	fill(t, func() *uikit.SecretForm { return v.Detail.Form }, "fido-1234", "fido-5678", "fido-5678")
 	result(t, v, "FIDO2 PIN changed")
+
+	v.Detail.Form = nil
+	test.Tap(v.Detail.FIDOMinLength)
+	fill(t, func() *uikit.SecretForm { return v.Detail.Form }, "fido-5678")
+	result(t, v, "at least 8 characters")
+	uitest.WaitFor(t, wait, "the key's new minimum", func() bool {
+		h := v.HealthOf(s1)
+		return h != nil && h.Report != nil && h.Report.FIDO != nil && h.Report.FIDO.MinPINLength == 8
+	})
 }
 
 // TestKeyPulledMidOperation: the key is pulled while the credential list
