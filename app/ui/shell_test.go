@@ -48,8 +48,8 @@ func TestNavigationFollowsTheRole(t *testing.T) {
 	if s.Current() != "helpdesk" {
 		t.Fatalf("Ctrl+3 shows %q", s.Current())
 	}
-	uitest.WaitFor(t, waitShort, "the practice key listed", func() bool { return len(env.Feed.Current()) == 1 })
 	press(env.Window, fyne.Key1)
+	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "not registered") })
 	uitest.MatchImage(t, "shell.png", env.Window.Canvas().Capture())
 
 	s.SetRole(uikit.Self, "u_someone")

@@ -94,6 +94,9 @@ func New(env *uikit.Env) *View {
 	v.Found = widget.NewList(func() int { return len(v.found) },
 		func() fyne.CanvasObject { return widget.NewLabel("user · key serial · role · status") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.found) {
+				return
+			}
 			f := v.found[i]
 			o.(*widget.Label).SetText(fmt.Sprintf("%s (%s) · key %s · %s · %s", f.user.ExternalID, f.user.DisplayName, f.key.Serial, f.key.Role, f.key.Status))
 		})
@@ -144,6 +147,10 @@ func New(env *uikit.Env) *View {
 }
 
 func (v *View) update(list []device.Key) {
+	var was uint32
+	if k, ok := v.attached(); ok {
+		was = k.Serial
+	}
 	v.keys = list
 	var opts []string
 	for _, k := range list {
@@ -154,9 +161,20 @@ func (v *View) update(list []device.Key) {
 		opts = append(opts, s)
 	}
 	v.Attached.SetOptions(opts)
-	if len(opts) == 0 {
+	// The key chosen stays chosen while it is attached, whatever else
+	// comes and goes.
+	sel := -1
+	for i, k := range list {
+		if was != 0 && k.Serial == was {
+			sel = i
+		}
+	}
+	switch {
+	case len(opts) == 0:
 		v.Attached.ClearSelected()
-	} else if v.Attached.SelectedIndex() < 0 {
+	case sel >= 0:
+		v.Attached.SetSelectedIndex(sel)
+	default:
 		v.Attached.SetSelectedIndex(0)
 	}
 	v.enable()
@@ -341,6 +359,8 @@ func (v *View) diagnose() {
 		}
 		opt := v.options(k)
 		opt.Registry = reg
+		release := v.env.HoldKeys()
+		defer release()
 		d, err = recover.Diagnose(ctx, k, opt)
 		if err != nil {
 			return "", err
@@ -407,6 +427,8 @@ func (v *View) unblock() {
 			}
 			opt := v.options(k)
 			opt.Registry = reg
+			release := v.env.HoldKeys()
+			defer release()
 			if err := recover.UnblockPIVPIN(ctx, k, vals[0], opt); err != nil {
 				return "", err
 			}
@@ -446,6 +468,8 @@ func (v *View) resetFIDO() {
 				}
 				opt := v.options(k)
 				opt.Registry = reg
+				release := v.env.HoldKeys()
+				defer release()
 				res, err := recover.ResetFIDO2(ctx, k, vals[0], recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
 				if err != nil {
 					return "", err
@@ -570,6 +594,8 @@ func (v *View) replace() {
 				})
 			},
 		}
+		release := v.env.HoldKeys()
+		defer release()
 		res, err = recover.Replace(ctx, en, lost, k.Serial, ui)
 		if err != nil {
 			return "", err

@@ -107,6 +107,9 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.Credentials = widget.NewList(func() int { return len(d.creds) },
 		func() fyne.CanvasObject { return widget.NewLabel("rp · user · credProtect") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(d.creds) {
+				return
+			}
 			c := d.creds[i]
 			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · credProtect %d", c.RPID, c.UserName, c.CredProtect))
 		})
@@ -241,7 +244,9 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 	d.Busy.Start()
 	d.Cancel.Show()
 	d.cancel = d.env.Go(func(ctx context.Context) error {
+		release := d.env.HoldKeys()
 		msg, err := work(ctx, k)
+		release()
 		if err == nil {
 			fyne.Do(func() { d.Result.SetText(msg) })
 		}

@@ -65,6 +65,7 @@ func New(env *uikit.Env) *View {
 		func() int { return len(v.shown) },
 		func() fyne.CanvasObject {
 			title := widget.NewLabelWithStyle("YubiKey 5 NFC · serial 00000000", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+			title.Truncation = fyne.TextTruncateEllipsis
 			badge := widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 			badge.Importance = widget.WarningImportance
 			line := widget.NewLabel("health")
@@ -72,6 +73,9 @@ func New(env *uikit.Env) *View {
 			return container.NewVBox(container.NewBorder(nil, nil, nil, badge, title), line)
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.shown) {
+				return
+			}
 			k := v.shown[i]
 			box := o.(*fyne.Container)
 			top := box.Objects[0].(*fyne.Container)
@@ -270,7 +274,9 @@ func (v *View) filter() {
 func (v *View) gather(ctx context.Context, k device.Key) *Health {
 	h := &Health{}
 	if v.env.Keys != nil {
+		release := v.env.HoldKeys()
 		h.Report = v.env.Keys.Inspect(ctx, k, nil)
+		release()
 	}
 	if k.SerialUnknown {
 		return h

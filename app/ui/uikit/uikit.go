@@ -68,6 +68,19 @@ type Env struct {
 	// SimDir is the practice keys' state directory in practice mode, where
 	// their control socket lives; empty otherwise.
 	SimDir string
+
+	devices sync.Mutex
+}
+
+// HoldKeys serialises this app's conversations with keys: a screen holds
+// it for the length of one device operation (a status read, a PIN change,
+// a whole verification) and calls the function it returns when done. Two
+// clients talking to one key at once can take each other's answers (a
+// practice key's FIDO interface is a single stream) or find the card
+// held.
+func (e *Env) HoldKeys() (release func()) {
+	e.devices.Lock()
+	return e.devices.Unlock
 }
 
 // Can says whether the person's role is one of roles.
