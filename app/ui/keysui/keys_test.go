@@ -26,9 +26,11 @@ func open(t *testing.T) (*uikit.Env, *keysui.View) {
 	v := keysui.New(env)
 	env.Window.SetContent(v.Root)
 	s0, s1 := uitest.Fleet.Serial(0), uitest.Fleet.Serial(1)
-	uitest.WaitFor(t, wait, "both practice keys listed with their health", func() bool {
+	if !uitest.Eventually(wait, func() bool {
 		return slices.Equal(v.Shown(), []uint32{s0, s1}) && v.HealthOf(s0) != nil && v.HealthOf(s1) != nil
-	})
+	}) {
+		t.Fatalf("after %v the list shows %v, the feed %+v", wait, v.Shown(), env.Feed.Current())
+	}
 	return env, v
 }
 

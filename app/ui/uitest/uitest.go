@@ -154,15 +154,23 @@ func Down(t *testing.T) *client.Client {
 // with what after timeout.
 func WaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Eventually(timeout, cond) {
+		t.Fatalf("after %v: %s", timeout, what)
+	}
+}
+
+// Eventually checks cond on the UI goroutine until it holds or timeout
+// passes, and says whether it held.
+func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok := false
 		fyne.DoAndWait(func() { ok = cond() })
 		if ok {
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
