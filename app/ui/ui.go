@@ -91,7 +91,7 @@ func Run(ctx context.Context, opt Options) error {
 	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
 	if d.settingsErr != nil {
 		time.AfterFunc(500*time.Millisecond, func() {
-			fyne.Do(func() { uikit.ShowError("Settings", d.settingsErr, w) })
+			d.do(func() { uikit.ShowError("Settings", d.settingsErr, w) })
 		})
 	}
 	w.ShowAndRun()
@@ -217,7 +217,7 @@ func (d *desk) afterFirstFrame() {
 		d.status("Starting practice keys…")
 		if err := d.startPractice(); err != nil {
 			d.status("Practice keys did not start")
-			fyne.Do(func() { uikit.ShowError("Practice keys", err, d.env.Window) })
+			d.do(func() { uikit.ShowError("Practice keys", err, d.env.Window) })
 			return
 		}
 	}
@@ -280,6 +280,9 @@ func (d *desk) watch() {
 			continue
 		}
 		for list := range ch {
+			if d.ctx.Err() != nil {
+				return
+			}
 			d.env.Feed.Publish(list)
 			d.refreshStatus()
 		}
@@ -323,7 +326,7 @@ func (d *desk) openRegistry() {
 	close(d.ready)
 	d.mu.Unlock()
 	if role != "" {
-		fyne.Do(func() { d.shell.SetRole(role, user) })
+		d.do(func() { d.shell.SetRole(role, user) })
 	}
 	d.refreshStatus()
 }
@@ -395,8 +398,16 @@ func (d *desk) reconnect() {
 	}()
 }
 
+// do runs f on the UI goroutine unless the window has closed: once Fyne's
+// loop has ended there is no UI goroutine left to run it on.
+func (d *desk) do(f func()) {
+	if d.ctx.Err() == nil {
+		fyne.Do(f)
+	}
+}
+
 func (d *desk) status(text string) {
-	fyne.Do(func() {
+	d.do(func() {
 		if d.shell != nil {
 			d.shell.SetStatus(text)
 		}
@@ -426,7 +437,7 @@ func (d *desk) refreshStatus() {
 		parts = append(parts, "PRACTICE MODE: keys are VIRTUAL")
 	}
 	text := strings.Join(parts, " · ")
-	fyne.Do(func() {
+	d.do(func() {
 		parts := text
 		if d.shell != nil {
 			parts += " · role " + string(d.env.Role)
