@@ -95,6 +95,7 @@ func Run(ctx context.Context, opt Options) error {
 		})
 	}
 	w.ShowAndRun()
+	d.env.MarkClosed()
 	cancel()
 	d.close()
 	return nil

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"fyne.io/fyne/v2"
 
@@ -70,7 +71,13 @@ type Env struct {
 	SimDir string
 
 	devices sync.Mutex
+	closed  atomic.Bool
 }
+
+// MarkClosed tells the Env that Fyne's loop has ended (the shell calls it
+// when the main window's run returns): background work that ends later
+// has no UI goroutine to report to, and Go then drops its done call.
+func (e *Env) MarkClosed() { e.closed.Store(true) }
 
 // HoldKeys serialises this app's conversations with keys: a screen holds
 // it for the length of one device operation (a status read, a PIN change,
@@ -105,7 +112,7 @@ func (e *Env) Go(work func(ctx context.Context) error, done func(error)) (cancel
 	go func() {
 		err := work(ctx)
 		cancel()
-		if done != nil {
+		if done != nil && !e.closed.Load() {
 			fyne.Do(func() { done(err) })
 		}
 	}()
