@@ -74,6 +74,9 @@ func TestThemeAndAbout(t *testing.T) {
 	env := uitest.Env(t, uikit.Helpdesk, "", uitest.Fleet.Helpdesk)
 	s := ui.NewShell(env, ui.Screens())
 	env.Window.SetContent(s.Root)
+	// Fyne's test driver runs fyne.Do on the calling goroutine: let the key
+	// list settle before the theme change walks it.
+	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "not registered") })
 	s.SetDark(false)
 	light := env.App.Settings().Theme().Color("background", 0)
 	s.ToggleTheme()

@@ -241,7 +241,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("the screen looks empty: %d colours, the commonest covers %.0f%%", colours, 100*top)
 	}
 	if err := a.stop(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, a.stderr.String())
 	}
 	if s := a.stderr.String(); s != "" {
 		t.Errorf("keydesk wrote to stderr:\n%s", s)

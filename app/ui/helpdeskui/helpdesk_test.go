@@ -62,7 +62,7 @@ func open(t *testing.T, reg *client.Client) (*uikit.Env, *helpdeskui.View) {
 
 func result(t *testing.T, v *helpdeskui.View, want string) {
 	t.Helper()
-	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Result.Text, want) })
+	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Result.Text, want) && !v.Cancel.Visible() })
 }
 
 // blockPIV uses up the PIV PIN's tries on the first key.

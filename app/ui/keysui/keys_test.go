@@ -47,7 +47,10 @@ func fill(t *testing.T, form func() *uikit.SecretForm, values ...string) {
 
 func result(t *testing.T, v *keysui.View, want string) {
 	t.Helper()
-	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Detail.Result.Text, want) })
+	// The text comes from the work; the buttons come back when it has ended.
+	uitest.WaitFor(t, wait, "result saying "+want, func() bool {
+		return strings.Contains(v.Detail.Result.Text, want) && !v.Detail.Cancel.Visible()
+	})
 }
 
 // TestListIsLiveAndVirtual: the practice keys are listed with identity and
