@@ -48,8 +48,8 @@ func TestNavigationFollowsTheRole(t *testing.T) {
 	if s.Current() != "helpdesk" {
 		t.Fatalf("Ctrl+5 shows %q", s.Current())
 	}
-	uitest.WaitFor(t, waitShort, "the practice key listed", func() bool { return len(env.Feed.Current()) == 1 })
 	press(env.Window, fyne.Key1)
+	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "not registered") })
 	uitest.MatchImage(t, "shell.png", env.Window.Canvas().Capture())
 
 	s.SetRole(uikit.Self, "u_someone")
@@ -74,6 +74,9 @@ func TestThemeAndAbout(t *testing.T) {
 	env := uitest.Env(t, uikit.Helpdesk, "", uitest.Fleet.Helpdesk)
 	s := ui.NewShell(env, ui.Screens())
 	env.Window.SetContent(s.Root)
+	// Fyne's test driver runs fyne.Do on the calling goroutine: let the key
+	// list settle before the theme change walks it.
+	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "not registered") })
 	s.SetDark(false)
 	light := env.App.Settings().Theme().Color("background", 0)
 	s.ToggleTheme()

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,10 +91,11 @@ func Run(ctx context.Context, opt Options) error {
 	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
 	if d.settingsErr != nil {
 		time.AfterFunc(500*time.Millisecond, func() {
-			fyne.Do(func() { uikit.ShowError("Settings", d.settingsErr, w) })
+			d.do(func() { uikit.ShowError("Settings", d.settingsErr, w) })
 		})
 	}
 	w.ShowAndRun()
+	d.env.MarkClosed()
 	cancel()
 	d.close()
 	return nil
@@ -208,11 +210,15 @@ func (d *desk) afterFirstFrame() {
 		writeMark(d.opt.StartupMark)
 	}
 	go d.openRegistry()
+	// Start-up leaves garbage behind (fonts parsed, layouts measured, the
+	// registry's schema applied); hand those pages back once things have
+	// settled rather than at the runtime's leisure.
+	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
 	if d.practice {
 		d.status("Starting practice keys…")
 		if err := d.startPractice(); err != nil {
 			d.status("Practice keys did not start")
-			fyne.Do(func() { uikit.ShowError("Practice keys", err, d.env.Window) })
+			d.do(func() { uikit.ShowError("Practice keys", err, d.env.Window) })
 			return
 		}
 	}
@@ -275,6 +281,9 @@ func (d *desk) watch() {
 			continue
 		}
 		for list := range ch {
+			if d.ctx.Err() != nil {
+				return
+			}
 			d.env.Feed.Publish(list)
 			d.refreshStatus()
 		}
@@ -318,7 +327,7 @@ func (d *desk) openRegistry() {
 	close(d.ready)
 	d.mu.Unlock()
 	if role != "" {
-		fyne.Do(func() { d.shell.SetRole(role, user) })
+		d.do(func() { d.shell.SetRole(role, user) })
 	}
 	d.refreshStatus()
 }
@@ -390,8 +399,16 @@ func (d *desk) reconnect() {
 	}()
 }
 
+// do runs f on the UI goroutine unless the window has closed: once Fyne's
+// loop has ended there is no UI goroutine left to run it on.
+func (d *desk) do(f func()) {
+	if d.ctx.Err() == nil {
+		fyne.Do(f)
+	}
+}
+
 func (d *desk) status(text string) {
-	fyne.Do(func() {
+	d.do(func() {
 		if d.shell != nil {
 			d.shell.SetStatus(text)
 		}
@@ -421,7 +438,7 @@ func (d *desk) refreshStatus() {
 		parts = append(parts, "PRACTICE MODE: keys are VIRTUAL")
 	}
 	text := strings.Join(parts, " · ")
-	fyne.Do(func() {
+	d.do(func() {
 		parts := text
 		if d.shell != nil {
 			parts += " · role " + string(d.env.Role)

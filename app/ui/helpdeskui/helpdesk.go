@@ -20,6 +20,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -51,21 +52,30 @@ type View struct {
 	Steps     *widget.Label
 	Touch     *widget.Label
 	Result    *widget.Label
+	// Cancel ends the running step.
+	Cancel *widget.Button
 
 	UnblockPIV *widget.Button
 	ResetFIDO  *widget.Button
 	MarkLost   *widget.Button
+	// Replace enrols the attached fresh key for the person whose key was
+	// marked lost last, in the lost key's role.
+	Replace *widget.Button
+	// Replaced is the replacement's enrolment (for tests).
+	Replaced *enrol.Result
 
 	// Form is the PIN dialog open now; Pass the access pass dialog's text.
 	Form *uikit.SecretForm
 	Pass string
 
-	Last  *recover.Diagnosis
-	Root  fyne.CanvasObject
-	right *fyne.Container
-	found []foundKey
-	pick  int
-	busy  bool
+	Last   *recover.Diagnosis
+	marked *recover.LostResult
+	Root   fyne.CanvasObject
+	right  *fyne.Container
+	found  []foundKey
+	pick   int
+	busy   bool
+	cancel context.CancelFunc
 }
 
 type foundKey struct {
@@ -84,6 +94,9 @@ func New(env *uikit.Env) *View {
 	v.Found = widget.NewList(func() int { return len(v.found) },
 		func() fyne.CanvasObject { return widget.NewLabel("user · key serial · role · status") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.found) {
+				return
+			}
 			f := v.found[i]
 			o.(*widget.Label).SetText(fmt.Sprintf("%s (%s) · key %s · %s · %s", f.user.ExternalID, f.user.DisplayName, f.key.Serial, f.key.Role, f.key.Status))
 		})
@@ -102,21 +115,28 @@ func New(env *uikit.Env) *View {
 	v.Touch.Hide()
 	v.Result = widget.NewLabel("")
 	v.Result.Wrapping = fyne.TextWrapWord
+	v.Cancel = widget.NewButton("Cancel", func() {
+		if v.cancel != nil {
+			v.cancel()
+		}
+	})
+	v.Cancel.Hide()
 	v.UnblockPIV = widget.NewButton("Unblock PIV PIN (escrowed PUK)", v.unblock)
 	v.ResetFIDO = widget.NewButton("Reset FIDO2…", v.resetFIDO)
 	v.ResetFIDO.Importance = widget.DangerImportance
 	v.MarkLost = widget.NewButton("Mark the chosen key lost…", v.markLost)
 	v.MarkLost.Importance = widget.DangerImportance
+	v.Replace = widget.NewButton("Enrol the attached key as the replacement", v.replace)
 
 	search := container.NewBorder(nil, nil, nil, v.Find, v.Search)
 	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Find a person or key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), search),
-		v.MarkLost, nil, nil, v.Found)
+		container.NewVBox(v.MarkLost, v.Replace), nil, nil, v.Found)
 	right := container.NewVBox(
 		widget.NewLabelWithStyle("The key they brought", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		container.NewBorder(nil, nil, nil, v.Diagnose, v.Attached),
 		v.Diagnosis, v.Steps, v.Touch,
 		container.NewGridWithColumns(2, v.UnblockPIV, v.ResetFIDO),
-		v.Result)
+		container.NewBorder(nil, nil, nil, v.Cancel, v.Result))
 	v.right = right
 	split := container.NewHSplit(left, container.NewVScroll(right))
 	split.Offset = 0.4
@@ -127,6 +147,10 @@ func New(env *uikit.Env) *View {
 }
 
 func (v *View) update(list []device.Key) {
+	var was uint32
+	if k, ok := v.attached(); ok {
+		was = k.Serial
+	}
 	v.keys = list
 	var opts []string
 	for _, k := range list {
@@ -137,9 +161,20 @@ func (v *View) update(list []device.Key) {
 		opts = append(opts, s)
 	}
 	v.Attached.SetOptions(opts)
-	if len(opts) == 0 {
+	// The key chosen stays chosen while it is attached, whatever else
+	// comes and goes.
+	sel := -1
+	for i, k := range list {
+		if was != 0 && k.Serial == was {
+			sel = i
+		}
+	}
+	switch {
+	case len(opts) == 0:
 		v.Attached.ClearSelected()
-	} else if v.Attached.SelectedIndex() < 0 {
+	case sel >= 0:
+		v.Attached.SetSelectedIndex(sel)
+	default:
 		v.Attached.SetSelectedIndex(0)
 	}
 	v.enable()
@@ -166,6 +201,7 @@ func (v *View) enable() {
 	set(v.UnblockPIV, ok && v.Last != nil)
 	set(v.ResetFIDO, ok && v.Last != nil)
 	set(v.MarkLost, v.pick >= 0 && v.pick < len(v.found))
+	set(v.Replace, ok && v.marked != nil)
 	set(v.Find, true)
 }
 
@@ -177,7 +213,8 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 	v.busy = true
 	v.enable()
 	v.Result.SetText(what + "…")
-	v.env.Go(func(ctx context.Context) error {
+	v.Cancel.Show()
+	v.cancel = v.env.Go(func(ctx context.Context) error {
 		msg, err := work(ctx)
 		if err == nil && msg != "" {
 			fyne.Do(func() { v.Result.SetText(msg) })
@@ -185,11 +222,17 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 		return err
 	}, func(err error) {
 		v.busy = false
+		v.cancel = nil
+		v.Cancel.Hide()
 		v.Touch.Hide()
 		v.enable()
 		if err != nil {
-			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, recover.ErrCanceled) || errors.Is(err, context.Canceled) {
+			if errors.Is(err, recover.ErrCanceled) {
 				v.Result.SetText(what + ": canceled; nothing was changed.")
+				return
+			}
+			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
+				v.Result.SetText(what + ": canceled.")
 				return
 			}
 			v.Result.SetText(what + " failed: " + uikit.Message(err))
@@ -316,6 +359,8 @@ func (v *View) diagnose() {
 		}
 		opt := v.options(k)
 		opt.Registry = reg
+		release := v.env.HoldKeys()
+		defer release()
 		d, err = recover.Diagnose(ctx, k, opt)
 		if err != nil {
 			return "", err
@@ -382,6 +427,8 @@ func (v *View) unblock() {
 			}
 			opt := v.options(k)
 			opt.Registry = reg
+			release := v.env.HoldKeys()
+			defer release()
 			if err := recover.UnblockPIVPIN(ctx, k, vals[0], opt); err != nil {
 				return "", err
 			}
@@ -421,6 +468,8 @@ func (v *View) resetFIDO() {
 				}
 				opt := v.options(k)
 				opt.Registry = reg
+				release := v.env.HoldKeys()
+				defer release()
 				res, err := recover.ResetFIDO2(ctx, k, vals[0], recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
 				if err != nil {
 					return "", err
@@ -466,14 +515,15 @@ func (v *View) lost(f foundKey, breakGlass string) {
 			return "", err
 		}
 		fyne.Do(func() {
+			v.marked = res
 			v.Pass = res.Pass
 			msg := fmt.Sprintf("Key %s of %s is marked lost; %d active key(s) left.", f.key.Serial, res.User.ExternalID, res.ActiveKeys)
 			if res.Pass != "" {
-				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: enrol a replacement key for them on the Enrol screen.",
+				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: insert a fresh key and enrol it as the replacement.",
 					res.User.ExternalID, res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass), v.env.Window)
 				d.Show()
 			}
-			v.Result.SetText(msg + " Next: enrol a replacement key.")
+			v.Result.SetText(msg + " Next: insert a fresh key and enrol it as the replacement.")
 			for i := range v.found {
 				if v.found[i].key.ID == res.Key.ID {
 					v.found[i].key = res.Key
@@ -493,4 +543,64 @@ func (v *View) askBreakGlass(f foundKey) {
 			v.lost(f, strings.TrimSpace(reason.Text))
 		}
 	}, v.env.Window)
+}
+
+// replace enrols the attached factory-fresh key for the person whose key
+// was marked lost, in the lost key's role (app/recover.Replace over
+// app/enrol): new PINs are chosen in dialogs, touches are shown as they
+// are asked for, and the registry activates the key after a verified
+// challenge, as any enrolment.
+func (v *View) replace() {
+	k, ok := v.attached()
+	if !ok || v.marked == nil {
+		return
+	}
+	lost := v.marked
+	var res *enrol.Result
+	v.run(fmt.Sprintf("Enrolling key %d for %s", k.Serial, lost.User.ExternalID), func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		en, err := enrol.New(enrol.Config{Settings: v.env.Settings(), Keys: v.env.Keys, Registry: reg})
+		if err != nil {
+			return "", err
+		}
+		defer en.Close()
+		ui := enrol.UI{
+			Progress: func(ev enrol.Event) {
+				fyne.Do(func() { v.Result.SetText(fmt.Sprintf("Key %d: %s %s", ev.Serial, ev.Step, ev.Detail)) })
+			},
+			NewPIN: func(ctx context.Context, r enrol.PINRequest) (string, error) {
+				title := fmt.Sprintf("New %s for %s (%d to %d characters)", r.Kind, lost.User.ExternalID, r.MinLength, r.MaxLength)
+				if r.Problem != "" {
+					title = r.Problem + " — " + title
+				}
+				for {
+					vals, err := uikit.AwaitSecrets(ctx, v.env.Window, title, []string{string(r.Kind), string(r.Kind) + " again"}, func(f *uikit.SecretForm) { v.Form = f })
+					if err != nil {
+						return "", err
+					}
+					if vals[0] == vals[1] {
+						return vals[0], nil
+					}
+					title = "The two differ — " + title
+				}
+			},
+			Touch: func(_ context.Context, serial uint32) {
+				fyne.Do(func() {
+					v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", serial))
+					v.Touch.Show()
+				})
+			},
+		}
+		release := v.env.HoldKeys()
+		defer release()
+		res, err = recover.Replace(ctx, en, lost, k.Serial, ui)
+		if err != nil {
+			return "", err
+		}
+		fyne.Do(func() { v.Replaced, v.marked = res, nil })
+		return fmt.Sprintf("Key %d enrolled for %s as %s, %s.", res.Serial, res.ExternalID, res.Role, res.Status), nil
+	})
 }

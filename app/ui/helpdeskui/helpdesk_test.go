@@ -14,9 +14,11 @@ import (
 
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/helpdeskui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/uitest"
+	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 )
@@ -60,7 +62,7 @@ func open(t *testing.T, reg *client.Client) (*uikit.Env, *helpdeskui.View) {
 
 func result(t *testing.T, v *helpdeskui.View, want string) {
 	t.Helper()
-	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Result.Text, want) })
+	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Result.Text, want) && !v.Cancel.Visible() })
 }
 
 // blockPIV uses up the PIV PIN's tries on the first key.
@@ -161,6 +163,50 @@ func TestSearchAndMarkLost(t *testing.T) {
 	k, _, _, err := recover.Find(context.Background(), uitest.Fleet.Admin, s1)
 	if err != nil || k.Status != registry.KeyLost {
 		t.Fatalf("registry has key %s as %s, %v", s1, k.Status, err)
+	}
+
+	// A fresh key takes the lost one's place in the reader and is enrolled
+	// as ada's new backup.
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	st := env.Settings()
+	st.HelpdeskRecipients = []string{uitest.Fleet.Recipient}
+	env.Settings = func() settings.Settings { return st }
+	reply, err := sim.Control(uitest.SimDir(), "replace "+s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := strings.Fields(reply)[len(strings.Fields(reply))-1]
+	uitest.WaitFor(t, wait, "the fresh key offered", func() bool {
+		for i, o := range v.Attached.Options {
+			if strings.Contains(o, fresh) {
+				v.Attached.SetSelectedIndex(i)
+				return !v.Replace.Disabled()
+			}
+		}
+		return false
+	})
+	v.Form = nil
+	test.Tap(v.Replace)
+	var answered *uikit.SecretForm
+	uitest.WaitFor(t, 2*wait, "the replacement enrolled", func() bool {
+		if f := v.Form; f != nil && f != answered {
+			answered = f
+			pin := "fido-97531"
+			if strings.Contains(f.Labels[0], "PIV") {
+				pin = "975310"
+			}
+			for _, e := range f.Entries {
+				e.SetText(pin)
+			}
+			go f.Submit()
+		}
+		return v.Replaced != nil || strings.Contains(v.Result.Text, "failed")
+	})
+	if v.Replaced == nil {
+		t.Fatalf("replacement: %s", v.Result.Text)
+	}
+	if fmt.Sprint(v.Replaced.Serial) != fresh || v.Replaced.Role != registry.RoleBackup || v.Replaced.ExternalID != "ada" {
+		t.Fatalf("replacement %+v", v.Replaced)
 	}
 }
 

@@ -41,6 +41,7 @@ type Detail struct {
 	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
 	// FIDO2 actions.
 	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
+	FIDOMinLength, FIDOForceChange                                    *widget.Button
 	// Credentials lists the FIDO2 credentials read last; Delete acts on
 	// the selected one.
 	Credentials *widget.List
@@ -100,10 +101,15 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.FIDOCredentials = b("List credentials", false, d.fidoCredentials)
 	d.FIDODelete = b("Delete credential…", true, d.fidoDelete)
 	d.FIDOReset = b("Reset FIDO2…", true, d.fidoReset)
+	d.FIDOMinLength = b("Raise minimum PIN length", false, d.fidoMinLength)
+	d.FIDOForceChange = b("Force PIN change", false, d.fidoForceChange)
 
 	d.Credentials = widget.NewList(func() int { return len(d.creds) },
 		func() fyne.CanvasObject { return widget.NewLabel("rp · user · credProtect") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(d.creds) {
+				return
+			}
 			c := d.creds[i]
 			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · credProtect %d", c.RPID, c.UserName, c.CredProtect))
 		})
@@ -119,7 +125,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	)
 	fido := container.NewBorder(container.NewVBox(
 		container.NewGridWithColumns(3, d.FIDOSetPIN, d.FIDOChangePIN, d.FIDOCredentials),
-		container.NewGridWithColumns(3, d.FIDODelete, d.FIDOReset),
+		container.NewGridWithColumns(3, d.FIDOMinLength, d.FIDOForceChange, d.FIDODelete),
+		container.NewGridWithColumns(3, d.FIDOReset),
 	), nil, nil, nil, d.Credentials)
 	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido))
 	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
@@ -237,7 +244,9 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 	d.Busy.Start()
 	d.Cancel.Show()
 	d.cancel = d.env.Go(func(ctx context.Context) error {
+		release := d.env.HoldKeys()
 		msg, err := work(ctx, k)
+		release()
 		if err == nil {
 			fyne.Do(func() { d.Result.SetText(msg) })
 		}
@@ -511,6 +520,35 @@ func (d *Detail) fidoReset() {
 				return "", err
 			}
 			return fmt.Sprintf("FIDO2 on key %d is reset: no credentials, no PIN. Revoke its registered FIDO2 credentials in the registry.", k.Serial), nil
+		})
+	})
+}
+
+// fidoMinLength raises the key's minimum FIDO2 PIN length to the desk's
+// policy (CTAP 2.1 §6.11 setMinPINLength); only a reset lowers it again.
+func (d *Detail) fidoMinLength() {
+	n := d.env.Settings().MinPINLength
+	d.ask(fmt.Sprintf("Raise the minimum FIDO2 PIN length to %d", n), []string{"FIDO2 PIN"}, func(v []string) {
+		d.run("Raising the minimum PIN length", func(ctx context.Context, k device.Key) (string, error) {
+			dev, err := d.env.Keys.FIDO(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("Key %d now needs FIDO2 PINs of at least %d characters; only a reset lowers it.", k.Serial, n), dev.SetMinPINLength(ctx, v[0], n)
+		})
+	})
+}
+
+// fidoForceChange makes the key demand a new FIDO2 PIN before its next use
+// (CTAP 2.1 §6.11 forceChangePin).
+func (d *Detail) fidoForceChange() {
+	d.ask("Force a FIDO2 PIN change", []string{"FIDO2 PIN"}, func(v []string) {
+		d.run("Forcing a PIN change", func(ctx context.Context, k device.Key) (string, error) {
+			dev, err := d.env.Keys.FIDO(k)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("Key %d will ask for a new FIDO2 PIN before its next use.", k.Serial), dev.ForcePINChange(ctx, v[0])
 		})
 	})
 }

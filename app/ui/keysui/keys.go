@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -64,6 +65,7 @@ func New(env *uikit.Env) *View {
 		func() int { return len(v.shown) },
 		func() fyne.CanvasObject {
 			title := widget.NewLabelWithStyle("YubiKey 5 NFC · serial 00000000", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+			title.Truncation = fyne.TextTruncateEllipsis
 			badge := widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 			badge.Importance = widget.WarningImportance
 			line := widget.NewLabel("health")
@@ -71,6 +73,9 @@ func New(env *uikit.Env) *View {
 			return container.NewVBox(container.NewBorder(nil, nil, nil, badge, title), line)
 		},
 		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(v.shown) {
+				return
+			}
 			k := v.shown[i]
 			box := o.(*fyne.Container)
 			top := box.Objects[0].(*fyne.Container)
@@ -191,11 +196,25 @@ func (v *View) update(list []device.Key) {
 	v.gen++
 	gen := v.gen
 	v.filter()
-	// Keep what is known of keys still attached; look again at all of them.
-	for _, k := range list {
-		k := k
-		v.env.Go(func(ctx context.Context) error {
+	// Keep what is known of keys still attached; look again at all of
+	// them, one at a time: a card is opened by one caller at once, and the
+	// watcher reads new cards too.
+	keys := append([]device.Key(nil), list...)
+	v.env.Go(func(ctx context.Context) error {
+		for _, k := range keys {
 			h := v.gather(ctx, k)
+			if h.Report != nil && h.Report.PIVError != "" && ctx.Err() == nil {
+				// A card only just inserted can refuse its first session
+				// while pcscd or the watcher still holds it.
+				select {
+				case <-ctx.Done():
+				case <-time.After(300 * time.Millisecond):
+					h = v.gather(ctx, k)
+				}
+			}
+			if ctx.Err() != nil {
+				return ctx.Err() // the window closed
+			}
 			fyne.Do(func() {
 				if gen != v.gen && v.health[k.Serial] != nil {
 					return // a newer list is being checked
@@ -206,9 +225,9 @@ func (v *View) update(list []device.Key) {
 					v.Detail.Show(k, h)
 				}
 			})
-			return nil
-		}, nil)
-	}
+		}
+		return nil
+	}, nil)
 	if v.sel != 0 && !attached(list, v.sel) {
 		v.sel = 0
 		v.List.UnselectAll()
@@ -255,7 +274,9 @@ func (v *View) filter() {
 func (v *View) gather(ctx context.Context, k device.Key) *Health {
 	h := &Health{}
 	if v.env.Keys != nil {
+		release := v.env.HoldKeys()
 		h.Report = v.env.Keys.Inspect(ctx, k, nil)
+		release()
 	}
 	if k.SerialUnknown {
 		return h
@@ -308,6 +329,9 @@ func (v *View) Select(serial uint32) bool {
 func (v *View) refresh(k device.Key) {
 	v.env.Go(func(ctx context.Context) error {
 		h := v.gather(ctx, k)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		fyne.Do(func() {
 			v.health[k.Serial] = h
 			v.filter()

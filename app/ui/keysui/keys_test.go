@@ -26,9 +26,11 @@ func open(t *testing.T) (*uikit.Env, *keysui.View) {
 	v := keysui.New(env)
 	env.Window.SetContent(v.Root)
 	s0, s1 := uitest.Fleet.Serial(0), uitest.Fleet.Serial(1)
-	uitest.WaitFor(t, wait, "both practice keys listed with their health", func() bool {
+	if !uitest.Eventually(wait, func() bool {
 		return slices.Equal(v.Shown(), []uint32{s0, s1}) && v.HealthOf(s0) != nil && v.HealthOf(s1) != nil
-	})
+	}) {
+		t.Fatalf("after %v the list shows %v, the feed %+v", wait, v.Shown(), env.Feed.Current())
+	}
 	return env, v
 }
 
@@ -45,7 +47,10 @@ func fill(t *testing.T, form func() *uikit.SecretForm, values ...string) {
 
 func result(t *testing.T, v *keysui.View, want string) {
 	t.Helper()
-	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Detail.Result.Text, want) })
+	// The text comes from the work; the buttons come back when it has ended.
+	uitest.WaitFor(t, wait, "result saying "+want, func() bool {
+		return strings.Contains(v.Detail.Result.Text, want) && !v.Detail.Cancel.Visible()
+	})
 }
 
 // TestListIsLiveAndVirtual: the practice keys are listed with identity and
@@ -100,6 +105,15 @@ func TestFIDOPIN(t *testing.T) {
 	test.Tap(v.Detail.FIDOChangePIN)
 	fill(t, func() *uikit.SecretForm { return v.Detail.Form }, "fido-1234", "fido-5678", "fido-5678")
 	result(t, v, "FIDO2 PIN changed")
+
+	v.Detail.Form = nil
+	test.Tap(v.Detail.FIDOMinLength)
+	fill(t, func() *uikit.SecretForm { return v.Detail.Form }, "fido-5678")
+	result(t, v, "at least 8 characters")
+	uitest.WaitFor(t, wait, "the key's new minimum", func() bool {
+		h := v.HealthOf(s1)
+		return h != nil && h.Report != nil && h.Report.FIDO != nil && h.Report.FIDO.MinPINLength == 8
+	})
 }
 
 // TestKeyPulledMidOperation: the key is pulled while the credential list

@@ -16,9 +16,11 @@ var ErrNotGiven = errors.New("canceled; nothing was changed")
 // entry each. Tests type into Entries and call Submit.
 type SecretForm struct {
 	Entries []*widget.Entry
-	dlg     *dialog.FormDialog
-	done    func([]string, bool)
-	closed  bool
+	// Labels name the entries, in order.
+	Labels []string
+	dlg    *dialog.FormDialog
+	done   func([]string, bool)
+	closed bool
 }
 
 // Submit answers the dialog with what the entries hold.
@@ -49,7 +51,7 @@ func (f *SecretForm) Cancel() {
 // values, or ok false when the person canceled. Enter in the last entry
 // submits. Call it on the UI goroutine. The values are never logged.
 func AskSecrets(w fyne.Window, title string, labels []string, done func(values []string, ok bool)) *SecretForm {
-	f := &SecretForm{done: done}
+	f := &SecretForm{done: done, Labels: labels}
 	var items []*widget.FormItem
 	for _, l := range labels {
 		e := widget.NewPasswordEntry()

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"fyne.io/fyne/v2"
 
@@ -68,6 +69,25 @@ type Env struct {
 	// SimDir is the practice keys' state directory in practice mode, where
 	// their control socket lives; empty otherwise.
 	SimDir string
+
+	devices sync.Mutex
+	closed  atomic.Bool
+}
+
+// MarkClosed tells the Env that Fyne's loop has ended (the shell calls it
+// when the main window's run returns): background work that ends later
+// has no UI goroutine to report to, and Go then drops its done call.
+func (e *Env) MarkClosed() { e.closed.Store(true) }
+
+// HoldKeys serialises this app's conversations with keys: a screen holds
+// it for the length of one device operation (a status read, a PIN change,
+// a whole verification) and calls the function it returns when done. Two
+// clients talking to one key at once can take each other's answers (a
+// practice key's FIDO interface is a single stream) or find the card
+// held.
+func (e *Env) HoldKeys() (release func()) {
+	e.devices.Lock()
+	return e.devices.Unlock
 }
 
 // Can says whether the person's role is one of roles.
@@ -92,7 +112,7 @@ func (e *Env) Go(work func(ctx context.Context) error, done func(error)) (cancel
 	go func() {
 		err := work(ctx)
 		cancel()
-		if done != nil {
+		if done != nil && !e.closed.Load() {
 			fyne.Do(func() { done(err) })
 		}
 	}()

@@ -3,6 +3,8 @@ package uikit
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,5 +91,43 @@ func TestFeedTellsSubscribers(t *testing.T) {
 	}
 	if s := Screen(Screen{Roles: []Role{Admin}}); s.Visible(&Env{Role: Self}) || !s.Visible(&Env{Role: Admin}) {
 		t.Fatal("Screen.Visible ignores roles")
+	}
+}
+
+func TestMessageCarriesDeviceHints(t *testing.T) {
+	got := Message(fmt.Errorf("changing the PIN: %w", &device.WrongPINError{Retries: 2}))
+	if !strings.Contains(got, "2 more wrong tries") {
+		t.Fatalf("Message = %q, want the device layer's hint", got)
+	}
+}
+
+func TestAwaitSecretsAnswersAndCancels(t *testing.T) {
+	a := test.NewApp()
+	defer a.Quit()
+	w := a.NewWindow("t")
+	w.Resize(fyne.NewSize(800, 600))
+	forms := make(chan *SecretForm, 2)
+	got := make(chan []string, 1)
+	go func() {
+		v, err := AwaitSecrets(context.Background(), w, "PIV PIN", []string{"PIV PIN"}, func(f *SecretForm) { forms <- f })
+		if err != nil {
+			t.Error(err)
+		}
+		got <- v
+	}()
+	f := <-forms
+	test.Type(f.Entries[0], "246810")
+	f.Submit()
+	if v := <-got; len(v) != 1 || v[0] != "246810" {
+		t.Fatalf("answer %q", v)
+	}
+	errs := make(chan error, 1)
+	go func() {
+		_, err := AwaitSecrets(context.Background(), w, "PIV PIN", []string{"PIV PIN"}, func(f *SecretForm) { forms <- f })
+		errs <- err
+	}()
+	(<-forms).Cancel()
+	if err := <-errs; !errors.Is(err, ErrNotGiven) {
+		t.Fatalf("canceled dialog: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/settings"
@@ -108,6 +109,36 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 	return env
 }
 
+// HasText says whether a label or entry under obj shows text containing
+// s. Call it on the UI goroutine (WaitFor does).
+func HasText(obj fyne.CanvasObject, s string) bool {
+	switch o := obj.(type) {
+	case *widget.Label:
+		if strings.Contains(o.Text, s) {
+			return true
+		}
+	case *widget.Entry:
+		if strings.Contains(o.Text, s) {
+			return true
+		}
+	case *fyne.Container:
+		for _, c := range o.Objects {
+			if HasText(c, s) {
+				return true
+			}
+		}
+		return false
+	}
+	if w, ok := obj.(fyne.Widget); ok {
+		for _, c := range test.WidgetRenderer(w).Objects() {
+			if HasText(c, s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Down is a registry client whose registry is not running.
 func Down(t *testing.T) *client.Client {
 	t.Helper()
@@ -123,15 +154,23 @@ func Down(t *testing.T) *client.Client {
 // with what after timeout.
 func WaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Eventually(timeout, cond) {
+		t.Fatalf("after %v: %s", timeout, what)
+	}
+}
+
+// Eventually checks cond on the UI goroutine until it holds or timeout
+// passes, and says whether it held.
+func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok := false
 		fyne.DoAndWait(func() { ok = cond() })
 		if ok {
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -90,29 +90,31 @@ func keyName(k device.Key) string {
 }
 
 func (v *View) update(list []device.Key) {
+	var was uint32
+	if k, ok := v.selected(); ok {
+		was = k.Serial
+	}
 	v.keys = list
 	var opts []string
 	for _, k := range list {
 		opts = append(opts, keyName(k))
 	}
-	cur := v.Key.Selected
 	v.Key.SetOptions(opts)
+	sel := -1
+	for i, k := range list {
+		if was != 0 && k.Serial == was {
+			sel = i
+		}
+	}
 	switch {
 	case len(opts) == 0:
 		v.Key.ClearSelected()
-	case cur == "" || !contains(opts, cur):
-		v.Key.SetSelected(opts[0])
+	case sel >= 0:
+		v.Key.SetSelectedIndex(sel)
+	default:
+		v.Key.SetSelectedIndex(0)
 	}
 	v.enable()
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (v *View) enable() {
@@ -163,6 +165,8 @@ func (v *View) start() {
 		if err != nil {
 			return err
 		}
+		release := v.env.HoldKeys()
+		defer release()
 		rep, err = verify.Run(ctx, k, verify.Options{Registry: reg, Keys: v.env.Keys, User: user, Callbacks: cb})
 		return err
 	}, func(err error) {
