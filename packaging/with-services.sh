@@ -20,6 +20,14 @@ if command -v gnome-keyring-daemon >/dev/null 2>&1 && [ -n "${DBUS_SESSION_BUS_A
   XDG_DATA_HOME="$keyrings" dbus-update-activation-environment XDG_DATA_HOME 2>/dev/null || true
   eval "$(printf 'keydesk-test' | XDG_DATA_HOME="$keyrings" gnome-keyring-daemon --unlock --components=secrets 2>/dev/null)" || true
   export GNOME_KEYRING_CONTROL
+  # The daemon prints its environment before it owns the Secret Service's
+  # bus name; a client that came first would make the bus start a second,
+  # locked daemon. Wait for the name (at most 10 s).
+  for _ in $(seq 100); do
+    dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+      org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true' && break
+    sleep 0.1
+  done
 fi
 if [ -z "$keyrings" ]; then
   exec "$@"
