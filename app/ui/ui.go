@@ -85,7 +85,6 @@ func Run(ctx context.Context, opt Options) error {
 	w.Resize(fyne.NewSize(1280, 800))
 	w.SetMaster()
 	w.SetOnClosed(cancel)
-	context.AfterFunc(ctx, func() { fyne.Do(a.Quit) })
 	// Should the marker never be painted (a driver that does not draw
 	// rasters), the rest still starts.
 	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
@@ -94,7 +93,25 @@ func Run(ctx context.Context, opt Options) error {
 			d.do(func() { uikit.ShowError("Settings", d.settingsErr, w) })
 		})
 	}
+	// Fyne quits by itself on SIGINT and SIGTERM, but only once its own
+	// signal handler is registered, which a signal right after start can
+	// beat. So when ctx ends, give Fyne a second to have quit, then quit
+	// it; a Quit that comes after Fyne's loop has ended (it panics inside
+	// GLFW) is dropped.
+	loopDone := make(chan struct{})
+	context.AfterFunc(ctx, func() {
+		select {
+		case <-loopDone:
+			return
+		case <-time.After(time.Second):
+		}
+		fyne.Do(func() {
+			defer func() { recover() }()
+			a.Quit()
+		})
+	})
 	w.ShowAndRun()
+	close(loopDone)
 	d.env.MarkClosed()
 	cancel()
 	d.close()
