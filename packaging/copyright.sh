@@ -35,7 +35,7 @@ escape() { sed -E 's/([A-Z])/!\L\1/g' <<<"$1"; }
     dir=$modcache/$(escape "$mod")@$(escape "$ver"); name="$mod $ver"
   fi
   lic=""
-  for f in LICENSE LICENSE.txt LICENSE.md LICENCE COPYING LICENSE-MIT; do
+  for f in LICENSE LICENSE.txt LICENSE.md LICENCE COPYING COPYING.txt LICENSE-MIT; do
     [ -f "$dir/$f" ] && { lic=$dir/$f; break; }
   done
   if [ -z "$lic" ]; then
