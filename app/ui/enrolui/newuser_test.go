@@ -153,7 +153,7 @@ func TestWizardNewUser(t *testing.T) {
 func TestWizardHelpdeskCannotAddUsers(t *testing.T) {
 	h := newHarness(t)
 	h.env.Role = uikit.Helpdesk
-	w, f := h.openStep1(uniq("u-nobody"))
+	w, _ := h.openStep1(uniq("u-nobody"))
 	h.ui(func() {
 		if !strings.Contains(w.userNote.Text, "Only an admin can add a new user") || w.newUserBtn.Visible() {
 			t.Fatalf("helpdesk, nobody found: %q (New user visible: %v)", w.userNote.Text, w.newUserBtn.Visible())
@@ -166,5 +166,4 @@ func TestWizardHelpdeskCannotAddUsers(t *testing.T) {
 			t.Fatalf("helpdesk reached step %s", w.step)
 		}
 	})
-	_ = f
 }

@@ -63,6 +63,7 @@ type wizard struct {
 	unfinished *fyne.Container
 	userBox    fyne.CanvasObject
 	newUserBtn *widget.Button
+	loaded     bool // users holds the registry's users, read since step 1 was shown
 
 	// Step 1, a user not in the registry yet (admins only): enrolment
 	// creates them (enrol.Request.CreateUser).
@@ -243,7 +244,7 @@ func (w *wizard) buildUser() {
 		if w.user.ID == "" && len(w.matches) == 1 {
 			w.userList.Select(0)
 		}
-		if len(w.matches) == 0 && strings.TrimSpace(w.search.Text) != "" && w.env.Can(uikit.Admin) {
+		if w.loaded && len(w.matches) == 0 && strings.TrimSpace(w.search.Text) != "" && w.env.Can(uikit.Admin) {
 			w.showNewUser()
 			return
 		}
@@ -305,6 +306,7 @@ func (w *wizard) showUser() {
 
 // loadUsers reads the registry's users in the background.
 func (w *wizard) loadUsers() {
+	w.loaded = false
 	w.retry.Hide()
 	w.userNote.SetText("Reading the registry's users…")
 	w.body.Refresh()
@@ -341,7 +343,7 @@ func (w *wizard) loadUsers() {
 			return
 		}
 		sort.Slice(users, func(i, j int) bool { return users[i].DisplayName < users[j].DisplayName })
-		w.users = users
+		w.users, w.loaded = users, true
 		w.filter()
 		w.trail.add("users-loaded")
 	})
