@@ -11,9 +11,11 @@
 // works at every step. PINs are typed into password entries, passed to the
 // enroller and cleared from the entry; nothing here logs or keeps them.
 //
-// Who sees what: the Enrol wizard is for admins and the helpdesk (the
+// Who sees what: the Enrol wizard is for admins and the helpdesk. The
 // helpdesk enrols replacement and backup keys for users already in the
-// registry; the wizard never creates users). The Batch screen is for admins
+// registry; only an admin can add a new user from the wizard's first step
+// (the user is created with their first key, enrol.Request.CreateUser, as
+// keydesk enrol --user ID --name NAME does). The Batch screen is for admins
 // only: a roster creates the users it names, which is an admin's decision.
 package enrolui
 

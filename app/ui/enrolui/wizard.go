@@ -23,6 +23,7 @@ import (
 // Wizard steps, as the trail records them.
 const (
 	stepUser     = "user"
+	stepNewUser  = "newuser"
 	stepKey      = "key"
 	stepChecks   = "checks"
 	stepPIN      = "pin"
@@ -61,6 +62,16 @@ type wizard struct {
 	user       registry.User
 	unfinished *fyne.Container
 	userBox    fyne.CanvasObject
+	newUserBtn *widget.Button
+	loaded     bool // users holds the registry's users, read since step 1 was shown
+
+	// Step 1, a user not in the registry yet (admins only): enrolment
+	// creates them (enrol.Request.CreateUser).
+	newUser                          bool
+	nuExt, nuName, nuEmail, nuGroups *keyEntry
+	nuExtErr, nuNameErr, nuEmailErr  *widget.Label
+	nuNote                           *widget.Label
+	newUserBox                       fyne.CanvasObject
 
 	// Step 2: the key.
 	keys    []device.Key
@@ -198,8 +209,12 @@ func (w *wizard) show(step, title string, content fyne.CanvasObject, next string
 
 func (w *wizard) updateSummary() {
 	var parts []string
-	if w.user.ID != "" {
-		parts = append(parts, fmt.Sprintf("User: %s (%s)", w.user.DisplayName, w.user.ExternalID))
+	if w.user.ExternalID != "" {
+		u := fmt.Sprintf("User: %s (%s)", w.user.DisplayName, w.user.ExternalID)
+		if w.newUser {
+			u += ", new: added to the registry by this enrolment"
+		}
+		parts = append(parts, u)
 	}
 	if w.serial != 0 {
 		parts = append(parts, fmt.Sprintf("Key: %d", w.serial))
@@ -229,6 +244,10 @@ func (w *wizard) buildUser() {
 		if w.user.ID == "" && len(w.matches) == 1 {
 			w.userList.Select(0)
 		}
+		if w.loaded && len(w.matches) == 0 && strings.TrimSpace(w.search.Text) != "" && w.env.Can(uikit.Admin) {
+			w.showNewUser()
+			return
+		}
 		if w.user.ID != "" && w.onNext != nil {
 			w.onNext()
 		}
@@ -254,14 +273,21 @@ func (w *wizard) buildUser() {
 	w.retry = widget.NewButton("Try again", w.loadUsers)
 	w.retry.Hide()
 	w.unfinished = container.NewVBox()
+	w.newUserBtn = widget.NewButtonWithIcon("New user…", theme.ContentAddIcon(), w.showNewUser)
+	if !w.env.Can(uikit.Admin) {
+		// Only an admin adds people to the registry.
+		w.newUserBtn.Hide()
+	}
 	list := container.NewGridWrap(fyne.NewSize(640, 220), w.userList)
 	w.userBox = container.NewVBox(
 		wrapped("Whose key is it? Search the registry's users, choose one, then press Enter."),
-		w.search, w.userNote, w.retry, list, w.unfinished)
+		container.NewBorder(nil, nil, nil, w.newUserBtn, w.search), w.userNote, w.retry, list, w.unfinished)
+	w.buildNewUser()
 }
 
 func (w *wizard) showUser() {
 	w.user, w.serial, w.chosen, w.done, w.results = registry.User{}, 0, 0, nil, nil
+	w.newUser = false
 	w.userList.UnselectAll()
 	w.cancel.Show()
 	w.show(stepUser, "Step 1 of 5 · Choose the user", w.userBox, "Next", func() {
@@ -280,6 +306,7 @@ func (w *wizard) showUser() {
 
 // loadUsers reads the registry's users in the background.
 func (w *wizard) loadUsers() {
+	w.loaded = false
 	w.retry.Hide()
 	w.userNote.SetText("Reading the registry's users…")
 	w.body.Refresh()
@@ -316,7 +343,7 @@ func (w *wizard) loadUsers() {
 			return
 		}
 		sort.Slice(users, func(i, j int) bool { return users[i].DisplayName < users[j].DisplayName })
-		w.users = users
+		w.users, w.loaded = users, true
 		w.filter()
 		w.trail.add("users-loaded")
 	})
@@ -337,14 +364,211 @@ func (w *wizard) filter() {
 	w.userList.UnselectAll()
 	w.userList.Refresh()
 	w.userNote.Importance = widget.MediumImportance
+	defer w.newUserBtn.Refresh()
 	defer w.userNote.Refresh()
+	admin := w.env.Can(uikit.Admin)
+	w.newUserBtn.Importance = widget.MediumImportance
 	switch {
-	case len(w.users) == 0:
-		w.userNote.SetText("The registry has no users yet. An admin adds them with a batch roster, or keydesk enrol on the command line.")
+	case len(w.matches) == 0 && admin:
+		if len(w.users) == 0 {
+			w.userNote.SetText("The registry has no users yet. Press New user… to add the person whose key this is; enrolment adds them to the registry.")
+		} else {
+			w.userNote.SetText("No user matches. If they are not in the registry yet, press New user… to add them.")
+		}
+		w.newUserBtn.Importance = widget.HighImportance
 	case len(w.matches) == 0:
-		w.userNote.SetText("No user matches.")
+		// The helpdesk enrols keys for people already in the registry.
+		if len(w.users) == 0 {
+			w.userNote.SetText("The registry has no users yet. Only an admin can add users: ask an admin to add this person (Enrol → New user, or a batch roster), then search again.")
+		} else {
+			w.userNote.SetText("No user matches. Only an admin can add a new user: check the spelling, or ask an admin to add this person, then search again.")
+		}
 	default:
 		w.userNote.SetText(fmt.Sprintf("%d of %d users match.", len(w.matches), len(w.users)))
+	}
+}
+
+// buildNewUser builds the form for a person not in the registry yet.
+func (w *wizard) buildNewUser() {
+	field := func(placeholder string) *keyEntry {
+		e := newKeyEntry(false, placeholder)
+		e.onEscape = w.doCancel
+		e.OnSubmitted = func(string) { w.submitNewUser() }
+		return e
+	}
+	problem := func() *widget.Label {
+		l := wrapped("")
+		l.Importance = widget.DangerImportance
+		l.Hide()
+		return l
+	}
+	w.nuExt, w.nuName = field("required, e.g. the directory's user name: ada"), field("required, e.g. Ada Lovelace")
+	w.nuEmail, w.nuGroups = field("optional: ada@example.org"), field("optional, comma-separated: engineering, oncall")
+	w.nuExtErr, w.nuNameErr, w.nuEmailErr = problem(), problem(), problem()
+	w.nuNote = wrapped("")
+	form := widget.NewForm(
+		widget.NewFormItem("External id", container.NewVBox(w.nuExt, w.nuExtErr)),
+		widget.NewFormItem("Display name", container.NewVBox(w.nuName, w.nuNameErr)),
+		widget.NewFormItem("Email", container.NewVBox(w.nuEmail, w.nuEmailErr)),
+		widget.NewFormItem("Groups", w.nuGroups))
+	w.newUserBox = container.NewVBox(
+		wrapped("Add the person whose key this is. They are added to the registry when their first key is enrolled, "+
+			"so nothing is written if enrolment is cancelled. The external id is the one your directory uses; it cannot be changed later."),
+		form, w.nuNote)
+}
+
+// showNewUser is step 1 for a person not in the registry yet (admins).
+func (w *wizard) showNewUser() {
+	if !w.env.Can(uikit.Admin) {
+		return
+	}
+	for _, e := range []*keyEntry{w.nuExt, w.nuName, w.nuEmail, w.nuGroups} {
+		e.SetText("")
+	}
+	// What was searched for is likely the name or the id.
+	if q := strings.TrimSpace(w.search.Text); q != "" {
+		if strings.Contains(q, " ") {
+			w.nuName.SetText(q)
+		} else if strings.Contains(q, "@") {
+			w.nuEmail.SetText(q)
+		} else {
+			w.nuExt.SetText(q)
+		}
+	}
+	for _, l := range []*widget.Label{w.nuExtErr, w.nuNameErr, w.nuEmailErr} {
+		l.Hide()
+	}
+	w.nuNote.SetText("")
+	w.user, w.newUser = registry.User{}, false
+	w.show(stepNewUser, "Step 1 of 5 · New user", w.newUserBox, "Next", w.submitNewUser, w.nuExt)
+}
+
+// newUserProblems checks the form: the problem for each field, "" when
+// the field is fine.
+func newUserProblems(ext, name, email string, users []registry.User) (extP, nameP, emailP string) {
+	switch {
+	case ext == "":
+		extP = "The external id is required."
+	case strings.ContainsAny(ext, " \t\n"):
+		extP = "The external id cannot contain spaces."
+	default:
+		for _, u := range users {
+			if strings.EqualFold(u.ExternalID, ext) {
+				extP = fmt.Sprintf("A user with external id %q is already in the registry (%s). Go back and search for them instead.", u.ExternalID, u.DisplayName)
+				break
+			}
+		}
+	}
+	if name == "" {
+		nameP = "The display name is required."
+	}
+	if email != "" && (!strings.Contains(email, "@") || strings.ContainsAny(email, " \t")) {
+		emailP = "This is not an email address (name@domain); leave it empty if unknown."
+	}
+	return
+}
+
+// submitNewUser checks the form, reads the registry's users afresh (one
+// may have been added meanwhile), then goes on to the key.
+func (w *wizard) submitNewUser() {
+	if w.step != stepNewUser {
+		return
+	}
+	ext, name := strings.TrimSpace(w.nuExt.Text), strings.TrimSpace(w.nuName.Text)
+	email := strings.TrimSpace(w.nuEmail.Text)
+	var groups []string
+	for _, g := range strings.Split(w.nuGroups.Text, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			groups = append(groups, g)
+		}
+	}
+	show := func(users []registry.User) bool {
+		ep, np, mp := newUserProblems(ext, name, email, users)
+		ok := true
+		for _, p := range []struct {
+			l *widget.Label
+			s string
+		}{{w.nuExtErr, ep}, {w.nuNameErr, np}, {w.nuEmailErr, mp}} {
+			p.l.SetText(p.s)
+			if p.s == "" {
+				p.l.Hide()
+			} else {
+				p.l.Show()
+				ok = false
+			}
+		}
+		w.body.Refresh()
+		return ok
+	}
+	if !show(w.users) {
+		w.trail.add("newuser-invalid")
+		w.focusProblem()
+		return
+	}
+	w.next.Disable()
+	w.nuNote.Importance = widget.MediumImportance
+	w.nuNote.SetText("Checking the registry…")
+	var users []registry.User
+	w.d.run(w.env, func(ctx context.Context) error {
+		if w.env.Registry == nil {
+			return uikit.ErrNoRegistry
+		}
+		reg, err := w.env.Registry(ctx)
+		if err != nil {
+			return err
+		}
+		after := ""
+		for len(users) < maxUsers {
+			us, next, err := reg.Users(ctx, after, 500)
+			if err != nil {
+				return err
+			}
+			users = append(users, us...)
+			if next == "" {
+				return nil
+			}
+			after = next
+		}
+		return nil
+	}, func(err error) {
+		if w.step != stepNewUser {
+			return
+		}
+		w.next.Enable()
+		if err != nil {
+			w.nuNote.Importance = widget.DangerImportance
+			w.nuNote.SetText("The registry could not be checked: " + uikit.Message(err))
+			w.nuNote.Refresh()
+			w.trail.add("newuser-failed")
+			return
+		}
+		w.nuNote.SetText("")
+		w.users = users
+		if !show(users) {
+			w.trail.add("newuser-invalid")
+			w.focusProblem()
+			return
+		}
+		w.user = registry.User{ExternalID: ext, DisplayName: name, Email: email, Groups: groups}
+		w.newUser = true
+		w.trail.add("newuser-ok")
+		w.showKey()
+	})
+}
+
+// focusProblem puts the keyboard focus on the first field to fix.
+func (w *wizard) focusProblem() {
+	if w.env.Window == nil {
+		return
+	}
+	for _, p := range []struct {
+		l *widget.Label
+		e *keyEntry
+	}{{w.nuExtErr, w.nuExt}, {w.nuNameErr, w.nuName}, {w.nuEmailErr, w.nuEmail}} {
+		if p.l.Visible() {
+			w.env.Window.Canvas().Focus(p.e)
+			return
+		}
 	}
 }
 
@@ -588,6 +812,10 @@ func (w *wizard) showProgress(serial uint32) {
 // backup (enrol.EnrolUser).
 func (w *wizard) startEnrol() {
 	req := enrol.Request{User: client.EnrolUser{ExternalID: w.user.ExternalID}, Serial: w.chosen}
+	if w.newUser {
+		req.CreateUser = true
+		req.User = client.EnrolUser{ExternalID: w.user.ExternalID, DisplayName: w.user.DisplayName, Email: w.user.Email, Groups: w.user.Groups}
+	}
 	w.serial = w.chosen
 	w.showChecks(w.chosen)
 	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
@@ -699,7 +927,9 @@ func (w *wizard) doCancel() {
 		w.next.Disable()
 		w.pin.clear()
 		w.cancelRun()
-	case w.step == stepKey:
+	case w.step == stepKey && w.newUser:
+		w.show(stepNewUser, "Step 1 of 5 · New user", w.newUserBox, "Next", w.submitNewUser, w.nuExt)
+	case w.step == stepKey, w.step == stepNewUser:
 		w.showUser()
 	case w.step == stepResult:
 		w.showUser()
