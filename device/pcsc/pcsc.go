@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/ebfe/scard"
 
@@ -63,7 +65,12 @@ func Dial(ctx context.Context, reader string) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reaching the smart card service (pcscd): %w", err)
 	}
-	card, err := sc.Connect(reader, scard.ShareExclusive, scard.ProtocolT1)
+	var card *scard.Card
+	err = RetryShared(ctx, func() error {
+		var err error
+		card, err = sc.Connect(reader, scard.ShareExclusive, scard.ProtocolT1)
+		return err
+	})
 	if err != nil {
 		sc.Release()
 		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
@@ -178,4 +185,38 @@ func (s *Session) Select(aid []byte) ([]byte, error) {
 		return nil, fmt.Errorf("application %X: %w", aid, device.ErrAppDisabled)
 	}
 	return nil, &StatusError{Ins: 0xA4, SW: sw}
+}
+
+// SharedWait is how long RetryShared waits for another connection to a
+// key to end: keydesk's own connections last one operation (tens of
+// milliseconds), so a key still held after this is held by another
+// program.
+const SharedWait = 3 * time.Second
+
+// RetryShared runs connect again while it fails with a sharing violation
+// (SCARD_E_SHARING_VIOLATION, PC/SC part 5 §3.1.3: another context holds
+// the card exclusively), for at most SharedWait or until ctx ends. Two of
+// keydesk's own screens asking one key at once then take turns instead of
+// failing.
+func RetryShared(ctx context.Context, connect func() error) error {
+	deadline := time.Now().Add(SharedWait)
+	for {
+		err := connect()
+		if err == nil || !sharing(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// sharing reports a sharing violation from ebfe/scard or from piv-go, whose
+// PC/SC binding returns its own error type carrying the same code.
+func sharing(err error) bool {
+	return errors.Is(err, scard.ErrSharingViolation) ||
+		strings.Contains(err.Error(), "other connections outstanding") ||
+		strings.Contains(strings.ToLower(err.Error()), "sharing violation")
 }

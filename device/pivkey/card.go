@@ -92,7 +92,12 @@ func (c *Card) withPIV(ctx context.Context, f func(yk *piv.YubiKey) error) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	yk, err := piv.Open(c.Reader)
+	var yk *piv.YubiKey
+	err := pcsc.RetryShared(ctx, func() error {
+		var err error
+		yk, err = piv.Open(c.Reader)
+		return err
+	})
 	if err != nil {
 		return c.classify(err)
 	}
