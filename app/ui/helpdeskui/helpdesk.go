@@ -152,31 +152,7 @@ func (v *View) update(list []device.Key) {
 		was = k.Serial
 	}
 	v.keys = list
-	var opts []string
-	for _, k := range list {
-		s := fmt.Sprintf("%s · serial %d", k.Model, k.Serial)
-		if k.Virtual {
-			s += " · VIRTUAL"
-		}
-		opts = append(opts, s)
-	}
-	v.Attached.SetOptions(opts)
-	// The key chosen stays chosen while it is attached, whatever else
-	// comes and goes.
-	sel := -1
-	for i, k := range list {
-		if was != 0 && k.Serial == was {
-			sel = i
-		}
-	}
-	switch {
-	case len(opts) == 0:
-		v.Attached.ClearSelected()
-	case sel >= 0:
-		v.Attached.SetSelectedIndex(sel)
-	default:
-		v.Attached.SetSelectedIndex(0)
-	}
+	uikit.FillKeyPicker(v.Attached, list, was)
 	v.enable()
 }
 

@@ -80,3 +80,36 @@ func wrapLabel(s string) *widget.Label {
 	l.Wrapping = fyne.TextWrapWord
 	return l
 }
+
+// KeyLabel names a key in a picker: model and serial, and VIRTUAL for a
+// practice key.
+func KeyLabel(k device.Key) string {
+	s := fmt.Sprintf("%s · serial %d", k.Model, k.Serial)
+	if k.Virtual {
+		s += " · VIRTUAL"
+	}
+	return s
+}
+
+// FillKeyPicker lists keys in sel. The key with serial keep stays chosen
+// while it is attached, whatever else comes and goes; otherwise the first
+// key is chosen, or none when the list is empty.
+func FillKeyPicker(sel *widget.Select, keys []device.Key, keep uint32) {
+	opts := make([]string, len(keys))
+	chosen := -1
+	for i, k := range keys {
+		opts[i] = KeyLabel(k)
+		if keep != 0 && k.Serial == keep {
+			chosen = i
+		}
+	}
+	sel.SetOptions(opts)
+	switch {
+	case len(opts) == 0:
+		sel.ClearSelected()
+	case chosen >= 0:
+		sel.SetSelectedIndex(chosen)
+	default:
+		sel.SetSelectedIndex(0)
+	}
+}

@@ -81,39 +81,13 @@ func New(env *uikit.Env) *View {
 	return v
 }
 
-func keyName(k device.Key) string {
-	s := fmt.Sprintf("%s · serial %d", k.Model, k.Serial)
-	if k.Virtual {
-		s += " · VIRTUAL"
-	}
-	return s
-}
-
 func (v *View) update(list []device.Key) {
 	var was uint32
 	if k, ok := v.selected(); ok {
 		was = k.Serial
 	}
 	v.keys = list
-	var opts []string
-	for _, k := range list {
-		opts = append(opts, keyName(k))
-	}
-	v.Key.SetOptions(opts)
-	sel := -1
-	for i, k := range list {
-		if was != 0 && k.Serial == was {
-			sel = i
-		}
-	}
-	switch {
-	case len(opts) == 0:
-		v.Key.ClearSelected()
-	case sel >= 0:
-		v.Key.SetSelectedIndex(sel)
-	default:
-		v.Key.SetSelectedIndex(0)
-	}
+	uikit.FillKeyPicker(v.Key, list, was)
 	v.enable()
 }
 
