@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"github.com/keydesk/keydesk/internal/cpuclock"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -225,7 +226,7 @@ func runConcurrent(b *testing.B, client func() func()) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	cpu0, self0 := treeCPU(), selfCPU()
+	cpu0, self0 := cpuclock.Tree(), cpuclock.Self()
 	start := time.Now()
 	for w := 0; w < benchWorkers; w++ {
 		wg.Add(1)
@@ -247,9 +248,9 @@ func runConcurrent(b *testing.B, client func() func()) {
 	el := time.Since(start)
 	// Reading /proc costs this process CPU too: what the last reading
 	// cost is not counted.
-	selfEnd := selfCPU()
-	tree := treeCPU()
-	scan := selfCPU() - selfEnd
+	selfEnd := cpuclock.Self()
+	tree := cpuclock.Tree()
+	scan := cpuclock.Self() - selfEnd
 	cpu, self := tree-cpu0-scan, selfEnd-self0
 	b.ReportMetric(float64(b.N)/el.Seconds(), "verifications/s")
 	// CPU per verification, client, server and database together: 2 CPUs

@@ -3,11 +3,10 @@ package sqlstore_test
 import (
 	"context"
 	"fmt"
+	"github.com/keydesk/keydesk/internal/cpuclock"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,61 +56,6 @@ func fillMigration(tb testing.TB, s *sqlstore.Store, n int) {
 	}
 }
 
-// processCPU is the user and system CPU time this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// treeCPU is the CPU time used so far by this process and every process it
-// started (the PostgreSQL server with its backends and parallel workers):
-// user and system time of each live process and of the children it has
-// reaped, from /proc. Unlike the wall time on a shared machine, it does
-// not depend on what else runs.
-func treeCPU() time.Duration {
-	self := os.Getpid()
-	parent := map[int]int{}
-	ticks := map[int]int64{}
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17)
-		s := string(b)
-		end := strings.LastIndexByte(s, ')')
-		if end < 0 {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(s[:strings.IndexByte(s, '(')]))
-		fields := strings.Fields(s[end+1:])
-		if len(fields) < 15 {
-			continue
-		}
-		parent[pid], _ = strconv.Atoi(fields[1])
-		var t int64
-		for _, i := range []int{11, 12, 13, 14} {
-			n, _ := strconv.ParseInt(fields[i], 10, 64)
-			t += n
-		}
-		ticks[pid] = t
-	}
-	var total int64
-	for pid, t := range ticks {
-		for p := pid; p > 1; p = parent[p] {
-			if p == self {
-				total += t
-				break
-			}
-		}
-	}
-	return time.Duration(total) * time.Second / 100 // USER_HZ
-}
-
 func migrationUsers(def int) int {
 	if n, err := strconv.Atoi(os.Getenv("KEYDESK_BENCH_MIGRATION_USERS")); err == nil && n > 0 {
 		return n
@@ -135,7 +79,7 @@ func BenchmarkReadiness(b *testing.B) {
 			}
 			b.ResetTimer()
 			var rd registry.Readiness
-			cpu0, tree0 := processCPU(), treeCPU()
+			cpu0, tree0 := cpuclock.Self(), cpuclock.Tree()
 			for range b.N {
 				var err error
 				if rd, err = s.Readiness(context.Background(), m.ID); err != nil {
@@ -147,8 +91,8 @@ func BenchmarkReadiness(b *testing.B) {
 			// work, on PostgreSQL the client's share) and by it with the
 			// PostgreSQL server it started. On a shared machine these move
 			// far less than the wall time.
-			b.ReportMetric(float64((processCPU()-cpu0).Milliseconds())/float64(b.N), "process-cpu-ms/op")
-			b.ReportMetric(float64((treeCPU()-tree0).Milliseconds())/float64(b.N), "tree-cpu-ms/op")
+			b.ReportMetric(float64((cpuclock.Self()-cpu0).Milliseconds())/float64(b.N), "process-cpu-ms/op")
+			b.ReportMetric(float64((cpuclock.Tree()-tree0).Milliseconds())/float64(b.N), "tree-cpu-ms/op")
 			ready := 0
 			for _, u := range rd.Users {
 				if u.Ready {
@@ -192,7 +136,7 @@ func BenchmarkRollback(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				cpu0, tree0 := processCPU(), treeCPU()
+				cpu0, tree0 := cpuclock.Self(), cpuclock.Tree()
 				b.StartTimer()
 				write(func(tx *sqlstore.Tx) error {
 					_, users, err := tx.RollbackMigration(m.ID, "bench")
@@ -200,8 +144,8 @@ func BenchmarkRollback(b *testing.B) {
 					return err
 				})
 				b.StopTimer()
-				cpu += processCPU() - cpu0
-				tree += treeCPU() - tree0
+				cpu += cpuclock.Self() - cpu0
+				tree += cpuclock.Tree() - tree0
 				v1, err := s.Validity(ctx, "usr_1")
 				if err != nil || v1.Version != v0.Version+1 || len(v1.Credentials) != 4 {
 					b.Fatalf("after rollback: %+v %v", v1, err)

@@ -1,4 +1,7 @@
-package server_test
+// Package cpuclock measures CPU time for benchmarks that run on shared
+// machines, where CPU time says what a piece of work costs and wall time
+// says mostly what else was running.
+package cpuclock
 
 import (
 	"os"
@@ -9,12 +12,13 @@ import (
 	"time"
 )
 
-// treeCPU is the CPU time used so far by this process and every process it
-// started (the PostgreSQL server and its backends included): user and
-// system time of each live process and of the children it has reaped,
-// from /proc. On a shared machine the wall-clock rate depends on what
-// else runs; the CPU a verification costs does not.
-func treeCPU() time.Duration {
+// Tree is the CPU time used so far by this process and every process it
+// started (a PostgreSQL server with its backends and parallel workers,
+// say): user and system time of each live process and of the children it
+// has reaped, from /proc (proc(5): utime, stime, cutime, cstime). On a
+// shared machine a benchmark's wall time depends on what else runs; the
+// CPU it costs does not.
+func Tree() time.Duration {
 	self := os.Getpid()
 	parent := map[int]int{}
 	ticks := map[int]int64{}
@@ -55,8 +59,8 @@ func treeCPU() time.Duration {
 	return time.Duration(total) * time.Second / 100 // USER_HZ
 }
 
-// selfCPU is the CPU time used so far by this process alone.
-func selfCPU() time.Duration {
+// Self is the CPU time used so far by this process alone (getrusage).
+func Self() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
