@@ -30,10 +30,7 @@ var knownActions = []string{"user.create", "user.update", "key.create", "key.sta
 	"verification", "escrow.put", "access_pass.create", "access_pass.redeem", "token.create", "token.revoke",
 	"migration.create", "migration.advance", "migration.halt", "migration.rollback", "registry.restore"}
 
-var activityColumns = []struct {
-	title string
-	width float32
-}{{"Time", 170}, {"Actor", 170}, {"Action", 190}, {"Details", 480}}
+var activityColumns = []column{{"Time", 170}, {"Actor", 170}, {"Action", 190}, {"Details", 480}}
 
 // Activity is the Activity screen: the registry's audit log, newest first.
 type Activity struct {
@@ -112,33 +109,7 @@ func newActivity(env *uikit.Env) *Activity {
 	a.Status = widget.NewLabel("")
 	a.Status.Truncation = fyne.TextTruncateEllipsis
 
-	a.Table = widget.NewTableWithHeaders(
-		func() (int, int) { return len(a.entries), len(activityColumns) },
-		func() fyne.CanvasObject {
-			l := widget.NewLabel("template")
-			l.Truncation = fyne.TextTruncateEllipsis
-			return l
-		},
-		func(id widget.TableCellID, o fyne.CanvasObject) {
-			l := o.(*widget.Label)
-			if id.Row < 0 || id.Row >= len(a.entries) {
-				l.SetText("")
-				return
-			}
-			setText(l, a.Cell(id.Row, id.Col))
-		})
-	a.Table.ShowHeaderColumn = false
-	a.Table.CreateHeader = func() fyne.CanvasObject {
-		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	}
-	a.Table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Row < 0 && id.Col >= 0 && id.Col < len(activityColumns) {
-			o.(*widget.Label).SetText(activityColumns[id.Col].title)
-		}
-	}
-	for i, c := range activityColumns {
-		a.Table.SetColumnWidth(i, c.width)
-	}
+	a.Table = newTextTable(activityColumns, func() int { return len(a.entries) }, a.Cell)
 
 	filters := container.NewGridWithColumns(5, a.Actor, a.Action, a.Subject, a.Since, a.Until)
 	buttons := container.NewHBox(a.Apply, a.Clear, widget.NewSeparator(), a.Verify)

@@ -30,10 +30,7 @@ var (
 )
 
 // Columns of the user table.
-var inventoryColumns = []struct {
-	title string
-	width float32
-}{
+var inventoryColumns = []column{
 	{"Name", 150}, {"External ID", 110}, {"Email", 200}, {"Groups", 120}, {"Keys", 50}, {"Coverage", 270}, {"Last verified", 120},
 }
 
@@ -138,33 +135,7 @@ func newInventory(env *uikit.Env) *Inventory {
 	v.Refresh = widget.NewButtonWithIcon("Refresh", theme.ViewRefreshIcon(), func() { v.Load() })
 	v.Export = widget.NewButtonWithIcon("Export CSV…", theme.DocumentSaveIcon(), v.exportCSV)
 
-	v.Table = widget.NewTableWithHeaders(
-		func() (int, int) { return len(v.shown), len(inventoryColumns) },
-		func() fyne.CanvasObject {
-			l := widget.NewLabel("template text")
-			l.Truncation = fyne.TextTruncateEllipsis
-			return l
-		},
-		func(id widget.TableCellID, o fyne.CanvasObject) {
-			l := o.(*widget.Label)
-			if id.Row < 0 || id.Row >= len(v.shown) {
-				l.SetText("")
-				return
-			}
-			setText(l, v.Cell(id.Row, id.Col))
-		})
-	v.Table.ShowHeaderColumn = false
-	v.Table.CreateHeader = func() fyne.CanvasObject {
-		return widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	}
-	v.Table.UpdateHeader = func(id widget.TableCellID, o fyne.CanvasObject) {
-		if id.Row < 0 && id.Col >= 0 && id.Col < len(inventoryColumns) {
-			o.(*widget.Label).SetText(inventoryColumns[id.Col].title)
-		}
-	}
-	for i, c := range inventoryColumns {
-		v.Table.SetColumnWidth(i, c.width)
-	}
+	v.Table = newTextTable(inventoryColumns, func() int { return len(v.shown) }, v.Cell)
 	v.Table.OnSelected = func(id widget.TableCellID) {
 		if id.Row >= 0 && id.Row < len(v.shown) {
 			v.selectUser(v.shown[id.Row])
