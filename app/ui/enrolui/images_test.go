@@ -2,9 +2,8 @@ package enrolui
 
 import (
 	"context"
+	"github.com/keydesk/keydesk/app/ui/uitest"
 	"image"
-	"image/png"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -20,67 +19,13 @@ import (
 	"github.com/keydesk/keydesk/registry/client"
 )
 
-// Set KEYDESK_UPDATE_IMAGES=1 to write missing or changed reference images
-// into testdata (then look at them before committing).
-var updateImages = os.Getenv("KEYDESK_UPDATE_IMAGES") == "1"
-
 // matchImage compares img with testdata/name, allowing small differences
 // (a channel off by up to 24 in at most 0.5% of the pixels) so a change of
 // font hinting does not fail the test while a moved or missing widget does.
-// On a mismatch it writes what it saw to testdata/failed/name.
+// KEYDESK_UPDATE_IMAGES=1 rewrites the references.
 func matchImage(t *testing.T, name string, img image.Image) {
 	t.Helper()
-	ref := filepath.Join("testdata", name)
-	write := func(p string) {
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := png.Encode(f, img); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f, err := os.Open(ref)
-	if os.IsNotExist(err) && updateImages {
-		write(ref)
-		return
-	}
-	if err != nil {
-		t.Fatalf("reference image: %v (KEYDESK_UPDATE_IMAGES=1 writes it)", err)
-	}
-	want, err := png.Decode(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want.Bounds() != img.Bounds() {
-		write(filepath.Join("testdata", "failed", name))
-		t.Fatalf("%s: size %v, reference %v", name, img.Bounds(), want.Bounds())
-	}
-	b := img.Bounds()
-	off := 0
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r1, g1, b1, a1 := img.At(x, y).RGBA()
-			r2, g2, b2, a2 := want.At(x, y).RGBA()
-			for _, d := range []int{int(r1>>8) - int(r2>>8), int(g1>>8) - int(g2>>8), int(b1>>8) - int(b2>>8), int(a1>>8) - int(a2>>8)} {
-				if d > 24 || d < -24 {
-					off++
-					break
-				}
-			}
-		}
-	}
-	if total := b.Dx() * b.Dy(); off*200 > total {
-		if updateImages {
-			write(ref)
-			return
-		}
-		write(filepath.Join("testdata", "failed", name))
-		t.Fatalf("%s: %d of %d pixels differ from the reference; what was drawn is in testdata/failed/%s", name, off, total, name)
-	}
+	uitest.MatchImageWithin(t, name, img, 24, 0.005)
 }
 
 // TestReferenceImages draws the wizard's main steps and the Batch screen

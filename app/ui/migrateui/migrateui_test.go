@@ -2,9 +2,7 @@ package migrateui
 
 import (
 	"context"
-	"flag"
-	"image"
-	"image/png"
+	"github.com/keydesk/keydesk/app/ui/uitest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,8 +20,6 @@ import (
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/migration.png from this run")
 
 var env *enroltest.Env
 
@@ -217,7 +213,9 @@ func TestMigrationScreen(t *testing.T) {
 	if !strings.Contains(v.Summary.Text, "HALTED") || !v.Resume.Checked {
 		t.Fatalf("after the halt: %q", v.Summary.Text)
 	}
-	matchImage(t, w.Canvas().Capture(), filepath.Join("testdata", "migration.png"))
+	// 0.01% of the pixels (anti-aliasing) may differ, so a changed word
+	// still fails.
+	uitest.MatchImageWithin(t, "migration.png", w.Canvas().Capture(), 24, 0.0001)
 
 	// The CSV for outreach.
 	csvPath := filepath.Join(t.TempDir(), "readiness.csv")
@@ -259,67 +257,6 @@ func TestMigrationScreen(t *testing.T) {
 	if !strings.Contains(v.Status.Text, "could not be reached") || !strings.Contains(v.Status.Text, "nothing was changed") {
 		t.Fatalf("registry down: %q", v.Status.Text)
 	}
-}
-
-// matchImage compares img with the reference PNG at path, allowing 0.01% of
-// pixels (a few dozen: anti-aliasing) to differ by more than a small
-// amount, so that a changed word still fails; -update
-// rewrites the reference. On a mismatch the image is kept beside it as
-// *.failed.png.
-func matchImage(t *testing.T, img image.Image, path string) {
-	t.Helper()
-	write := func(p string) {
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := png.Encode(f, img); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if *update {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		write(path)
-		t.Logf("wrote %s", path)
-		return
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("reference image: %v (run with -update to create it)", err)
-	}
-	defer f.Close()
-	ref, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ref.Bounds().Size() != img.Bounds().Size() {
-		write(strings.TrimSuffix(path, ".png") + ".failed.png")
-		t.Fatalf("screen is %v, reference %v", img.Bounds().Size(), ref.Bounds().Size())
-	}
-	diff, total := 0, 0
-	rb, ib := ref.Bounds(), img.Bounds()
-	for y := 0; y < rb.Dy(); y++ {
-		for x := 0; x < rb.Dx(); x++ {
-			r1, g1, b1, _ := ref.At(rb.Min.X+x, rb.Min.Y+y).RGBA()
-			r2, g2, b2, _ := img.At(ib.Min.X+x, ib.Min.Y+y).RGBA()
-			total++
-			if absDiff(r1, r2) > 0x1800 || absDiff(g1, g2) > 0x1800 || absDiff(b1, b2) > 0x1800 {
-				diff++
-			}
-		}
-	}
-	if float64(diff) > 0.0001*float64(total) {
-		write(strings.TrimSuffix(path, ".png") + ".failed.png")
-		t.Fatalf("%d of %d pixels differ from %s (kept this run's image as .failed.png)", diff, total, path)
-	}
-}
-
-func absDiff(a, b uint32) uint32 {
-	if a > b {
-		return a - b
-	}
-	return b - a
 }
 
 // TestScreenEntry: the navigation entry is shown to admin and helpdesk

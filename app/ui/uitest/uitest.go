@@ -178,11 +178,18 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 
 // MatchImage compares img with testdata/name, a reference captured from
 // the same screen: it fails when more than 2% of the pixels differ by more
-// than a small amount in any channel (font hinting and anti-aliasing vary a
-// little between machines). With KEYDESK_UPDATE_IMAGES=1 it writes the
-// reference instead. On a mismatch the capture is written to
-// testdata/failed/name.
+// than 24 of 255 in any channel (font hinting and anti-aliasing vary a
+// little between machines). See MatchImageWithin.
 func MatchImage(t *testing.T, name string, img image.Image) {
+	t.Helper()
+	MatchImageWithin(t, name, img, 24, 0.02)
+}
+
+// MatchImageWithin compares img with testdata/name and fails when more
+// than share of the pixels differ by more than channel (of 255) in a
+// colour channel. With KEYDESK_UPDATE_IMAGES=1 it writes the reference
+// instead. On a mismatch the capture is written to testdata/failed/name.
+func MatchImageWithin(t *testing.T, name string, img image.Image, channel int, share float64) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	if os.Getenv("KEYDESK_UPDATE_IMAGES") == "1" {
@@ -202,17 +209,19 @@ func MatchImage(t *testing.T, name string, img image.Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	diff, frac := Diff(ref, img)
-	if frac > 0.02 {
+	diff, frac := diffWithin(ref, img, channel)
+	if frac > share {
 		writePNG(filepath.Join("testdata", "failed", name), img)
-		t.Fatalf("%s: %d pixels (%.1f%%) differ from the reference; the capture is in testdata/failed/%s", name, diff, 100*frac, name)
+		t.Fatalf("%s: %d pixels (%.2f%%, at most %.2f%%) differ from the reference; the capture is in testdata/failed/%s", name, diff, 100*frac, 100*share, name)
 	}
 }
 
 // Diff counts the pixels of a and b that differ by more than 24 of 255 in
 // a channel, and their fraction of the larger image; different sizes count
 // every pixel outside the common area.
-func Diff(a, b image.Image) (int, float64) {
+func Diff(a, b image.Image) (int, float64) { return diffWithin(a, b, 24) }
+
+func diffWithin(a, b image.Image, channel int) (int, float64) {
 	ra, rb := a.Bounds(), b.Bounds()
 	w, h := max(ra.Dx(), rb.Dx()), max(ra.Dy(), rb.Dy())
 	n := 0
@@ -225,7 +234,7 @@ func Diff(a, b image.Image) (int, float64) {
 			}
 			r1, g1, b1, _ := a.At(pa.X, pa.Y).RGBA()
 			r2, g2, b2, _ := b.At(pb.X, pb.Y).RGBA()
-			if far(r1, r2) || far(g1, g2) || far(b1, b2) {
+			if far(r1, r2, channel) || far(g1, g2, channel) || far(b1, b2, channel) {
 				n++
 			}
 		}
@@ -233,7 +242,9 @@ func Diff(a, b image.Image) (int, float64) {
 	return n, float64(n) / float64(w*h)
 }
 
-func far(a, b uint32) bool { return math.Abs(float64(a>>8)-float64(b>>8)) > 24 }
+func far(a, b uint32, channel int) bool {
+	return math.Abs(float64(a>>8)-float64(b>>8)) > float64(channel)
+}
 
 func writePNG(path string, img image.Image) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
