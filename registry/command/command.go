@@ -215,6 +215,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *authFailures < 1 || *authWindow <= 0 || *idemTTL <= 0 || *janitor <= 0 {
 		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
+	defer server.TuneGC()()
 	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
