@@ -33,6 +33,7 @@ import (
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/internal/residency"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual"
@@ -228,9 +229,13 @@ func (d *desk) afterFirstFrame() {
 	}
 	go d.openRegistry()
 	// Start-up leaves garbage behind (fonts parsed, layouts measured, the
-	// registry's schema applied); hand those pages back once things have
-	// settled rather than at the runtime's leisure.
-	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
+	// registry's schema applied) and most of the executable mapped (every
+	// package's initialisation ran); hand those pages back once things
+	// have settled rather than at the runtime's leisure.
+	time.AfterFunc(2*time.Second, func() {
+		debug.FreeOSMemory()
+		residency.Release()
+	})
 	if d.practice {
 		d.status("Starting practice keys…")
 		if err := d.startPractice(); err != nil {
