@@ -55,8 +55,9 @@ main) pkgs=(
   yubikey-manager yubico-piv-tool opensc fido2-tools openssl libsecret-tools
   # test services: PostgreSQL, a Secret Service, a virtual display
   postgresql gnome-keyring dbus dbus-x11 xvfb
-  # the desktop app's smoke test: xwd screenshots the virtual display
-  x11-apps
+  # the desktop app's smoke test: xwd screenshots the virtual display;
+  # its start-up benchmark visits every screen with xdotool
+  x11-apps xdotool
 ) ;;
 esac
 
