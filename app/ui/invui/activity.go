@@ -246,7 +246,11 @@ func (a *Activity) showState() {
 	} else {
 		a.Older.Disable()
 	}
-	a.Status.SetText(fmt.Sprintf("%d entries, newest first (%s) · live, read at %s", len(a.entries), more, a.loadedAt.Local().Format("15:04:05")))
+	noun := "entries"
+	if len(a.entries) == 1 {
+		noun = "entry"
+	}
+	a.Status.SetText(fmt.Sprintf("%d %s, newest first (%s) · live, read at %s", len(a.entries), noun, more, a.loadedAt.Local().Format("15:04:05")))
 }
 
 func (a *Activity) loadOlder() {
