@@ -1,8 +1,10 @@
 package buildinfo
 
 import (
+	gobuildinfo "debug/buildinfo"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -29,6 +31,20 @@ func TestMakeBuildStampsVersion(t *testing.T) {
 		if want := prog + " 9.8.7-test (commit abcdef0)"; strings.TrimSpace(string(got)) != want {
 			t.Errorf("%s --version = %q, want %q", prog, got, want)
 		}
+	}
+	// The desktop app is built without Fyne's emoji font (docs/packaging.md).
+	info, err := gobuildinfo.ReadFile(filepath.Join(bin, "keydesk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := ""
+	for _, s := range info.Settings {
+		if s.Key == "-tags" {
+			tags = s.Value
+		}
+	}
+	if !slices.Contains(strings.Split(tags, ","), "no_emoji") {
+		t.Errorf("make build: keydesk built with tags %q, want no_emoji among them", tags)
 	}
 }
 
