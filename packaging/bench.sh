@@ -41,12 +41,15 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 failed=0
 
 bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
-	local t0=$SECONDS
+	local t0=$SECONDS l0
+	l0=$(cut -d' ' -f1 /proc/loadavg)
 	echo "== $1 $2 ($3, count $4)" >&2
 	if ! "$GO" test -run '^$' -bench "$2" -benchtime "$3" -count "$4" -timeout 20m "$1" 2>&1 | tee -a "$raw"; then
 		echo "benchdoc: failed $1 $2" >>"$raw"
 		failed=1
 	fi
+	# The 1-minute load average before and after, for the package's section.
+	echo "benchdoc: load $l0 $(cut -d' ' -f1 /proc/loadavg)" >>"$raw"
 	echo "== $1 took $((SECONDS - t0)) s" >&2
 }
 

@@ -32,6 +32,7 @@ type pkg struct {
 	results []*result
 	byName  map[string]*result
 	took    []string // go test's wall time for each run of the package ("123.4s")
+	load    []string // the 1-minute load average before and after each run ("0.31 → 1.20")
 }
 
 // run is everything read from one `make bench` output.
@@ -115,6 +116,10 @@ func parse(r io.Reader) (*run, error) {
 			rn.unavailable = append(rn.unavailable, rest)
 			if path, _, ok := strings.Cut(rest, " "); ok {
 				find(path)
+			}
+		case strings.HasPrefix(line, "benchdoc: load ") && cur != nil:
+			if f := strings.Fields(strings.TrimPrefix(line, "benchdoc: load ")); len(f) == 2 {
+				cur.load = append(cur.load, f[0]+" → "+f[1])
 			}
 		case strings.HasPrefix(line, "ok  \t"):
 			if f := strings.Split(line, "\t"); len(f) >= 3 {
@@ -256,7 +261,11 @@ func write(b *strings.Builder, rn *run, w when, h host, command string) {
 		}
 		fmt.Fprintf(b, "\n## %s\n", short)
 		if len(p.took) > 0 {
-			fmt.Fprintf(b, "\n`go test` took %s for this package, building and setting up included.\n", strings.Join(p.took, " + "))
+			fmt.Fprintf(b, "\n`go test` took %s for this package, building and setting up included.", strings.Join(p.took, " + "))
+			if len(p.load) > 0 {
+				fmt.Fprintf(b, " Load average (1 min) before and after: %s.", strings.Join(p.load, ", "))
+			}
+			fmt.Fprintln(b)
 		}
 		for _, name := range missing {
 			fmt.Fprintf(b, "\n**%s**\n\n", strings.TrimPrefix(name, "Benchmark"))

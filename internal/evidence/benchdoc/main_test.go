@@ -16,6 +16,7 @@ BenchmarkOverhead/Sign
     bench_test.go:66: a log line
 PASS
 ok  	github.com/keydesk/keydesk/device/pivkey	12.5s
+benchdoc: load 0.31 1.20
 pkg: github.com/keydesk/keydesk/device/discover
 BenchmarkHotplug/remove-2   5   395800000 ns/op
 pkg: github.com/keydesk/keydesk/internal/evidence
@@ -49,7 +50,7 @@ func TestParseAndWrite(t *testing.T) {
 		"| RAM | 1.0 GiB |",
 		"| ykman | YubiKey Manager (ykman) version: 4.0.9 |",
 		"## device/pivkey",
-		"`go test` took 12.5s",
+		"`go test` took 12.5s for this package, building and setting up included. Load average (1 min) before and after: 0.31 → 1.20.",
 		"| overhead-% | 4.05 (-0.185 – 5.05, 3 runs) |",
 		"| pivkey-median-ns | 3874164 (3143565 – 4029837, 3 runs) |",
 		"## device/discover",
