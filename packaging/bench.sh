@@ -49,7 +49,7 @@ bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
 		failed=1
 	fi
 	# The 1-minute load average before and after, for the package's section.
-	echo "benchdoc: load $l0 $(cut -d' ' -f1 /proc/loadavg)" >>"$raw"
+	echo "benchdoc: load $1 $l0 $(cut -d' ' -f1 /proc/loadavg)" >>"$raw"
 	echo "== $1 took $((SECONDS - t0)) s" >&2
 }
 

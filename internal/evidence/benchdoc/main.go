@@ -117,9 +117,18 @@ func parse(r io.Reader) (*run, error) {
 			if path, _, ok := strings.Cut(rest, " "); ok {
 				find(path)
 			}
-		case strings.HasPrefix(line, "benchdoc: load ") && cur != nil:
-			if f := strings.Fields(strings.TrimPrefix(line, "benchdoc: load ")); len(f) == 2 {
-				cur.load = append(cur.load, f[0]+" → "+f[1])
+		case strings.HasPrefix(line, "benchdoc: load "):
+			// "benchdoc: load ./device/pivkey 0.31 1.20": the package as
+			// bench.sh named it, relative to the module.
+			f := strings.Fields(strings.TrimPrefix(line, "benchdoc: load "))
+			if len(f) != 3 {
+				continue
+			}
+			for _, p := range rn.pkgs {
+				if strings.HasSuffix(p.path, strings.TrimPrefix(f[0], ".")) {
+					p.load = append(p.load, f[1]+" → "+f[2])
+					break
+				}
 			}
 		case strings.HasPrefix(line, "ok  \t"):
 			if f := strings.Split(line, "\t"); len(f) >= 3 {

@@ -16,7 +16,7 @@ BenchmarkOverhead/Sign
     bench_test.go:66: a log line
 PASS
 ok  	github.com/keydesk/keydesk/device/pivkey	12.5s
-benchdoc: load 0.31 1.20
+benchdoc: load ./device/pivkey 0.31 1.20
 pkg: github.com/keydesk/keydesk/device/discover
 BenchmarkHotplug/remove-2   5   395800000 ns/op
 pkg: github.com/keydesk/keydesk/internal/evidence
