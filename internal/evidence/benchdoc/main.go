@@ -429,7 +429,8 @@ var notes = []struct{ pkg, prefix, text string }{
 		"Target at full size (250,000 users, 1,000,000 credentials): under 2 s on both databases."},
 	{"registry/store/sqlstore", "BenchmarkRollback", "Rolling back a complete migration of every user in one change set. Target at full size (100,000 users): under 1 s."},
 	{"registry/server", "BenchmarkVerification", "Full verifications (POST /v1/challenges, a PIV P-256 signature, POST /v1/verifications) over HTTP on loopback with " +
-		"32 concurrent clients (`api`), beside the raw database writing the same rows in plain SQL (`raw`)."},
+		"32 concurrent clients, one challenge request per verification (`api`) or challenges 32 at a time (`api-batch`), beside the raw database writing the same rows in plain SQL (`raw`); " +
+		"the server runs with keydesk-registry's collector target (GOGC=400). Target: at least 2,000 verifications/s on PostgreSQL (docs/registry.md)."},
 	{"registry/simulation", "BenchmarkSimulate", "A simulated migration of KEYDESK_SIM_USERS users, 3 % of them with broken keys, a 1 % canary and a 1 % halt threshold."},
 	{"cmd/keydesk", "BenchmarkStart", "The desktop app's start under Xvfb, cold: from the process start to the first window shown, and the resident memory (VmRSS, MiB) at the first frame, after start (3 s later: practice keys, key watcher and embedded registry running, start-up pages handed back) and, on the first start, after visiting every screen. Targets: first frame under 1 s, resident memory after start under 150 MB (docs/desktop-app.md)."},
 }
