@@ -49,6 +49,7 @@ type env struct {
 	simDir   string
 	serial   uint
 	yes      bool
+	wait     waitFlag // --wait, on commands that wait for a key
 
 	registryURL string // login --registry
 

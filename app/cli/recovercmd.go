@@ -38,6 +38,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
 	fs.BoolVar(&e.practice, "practice", e.practice, "use keydesk-sim's virtual keys")
 	fs.StringVar(&e.simDir, "sim-dir", e.simDir, "keydesk-sim's state directory")
+	fs.Var(&e.wait, "wait", "lost --replace: "+waitUsage)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return usagef("%v", err)
@@ -161,7 +162,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		if err != nil {
 			return err
 		}
-		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client})
+		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait()})
 		if err != nil {
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
 		}

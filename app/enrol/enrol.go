@@ -89,6 +89,11 @@ type Config struct {
 	JournalPath string
 	// Now is the clock for attestation checks; time.Now when nil.
 	Now func() time.Time
+	// InsertWait bounds each wait for a key to be inserted (after
+	// UI.InsertKey): when it runs out the enrolment stops with a
+	// *NotInsertedError. Zero waits until ctx ends, as at a desk where a
+	// person can cancel.
+	InsertWait time.Duration
 }
 
 // Enroller runs enrolments. It holds no key open between calls.
@@ -230,7 +235,37 @@ type InsertRequest struct {
 	Role  registry.KeyRole
 	Index int // which of the user's keys (1-based)
 	Of    int
+	// Serial is the key asked for; 0 means any factory-fresh key.
+	Serial uint32
+	// Wait is how long enrolment waits for it (Config.InsertWait); zero
+	// is until the caller cancels.
+	Wait time.Duration
 }
+
+// NotInsertedError: the key enrolment waited for was not inserted within
+// Config.InsertWait. Nothing was written to any key or the registry. It
+// matches keys.ErrNoKey.
+type NotInsertedError struct {
+	Serial uint32 // 0: any factory-fresh key
+	Waited time.Duration
+}
+
+func (e *NotInsertedError) Error() string {
+	if e.Serial != 0 {
+		return fmt.Sprintf("key %d is not attached (waited %s)", e.Serial, e.Waited)
+	}
+	return fmt.Sprintf("no factory-fresh key was inserted (waited %s)", e.Waited)
+}
+
+// Hint says what to do next.
+func (e *NotInsertedError) Hint() string {
+	if e.Serial != 0 {
+		return "Insert it, or check that keydesk keys lists it, then run the same command again (--wait sets how long to wait)."
+	}
+	return "Insert a factory-fresh YubiKey, then run the same command again (--wait sets how long to wait)."
+}
+
+func (e *NotInsertedError) Unwrap() error { return keys.ErrNoKey }
 
 // UI is how enrolment talks to the person at the desk. NewPIN is required;
 // a nil Progress or Touch is skipped; a nil InsertKey makes a missing key an
@@ -492,12 +527,16 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 		}
 		return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
 	}
-	if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
+	limit := e.cfg.InsertWait
+	if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of, Serial: req.Serial, Wait: limit}); err != nil {
 		return device.Key{}, err
 	}
 	// Every change of the attached keys (the first snapshot included, so
 	// a key that arrived meanwhile is not missed) is looked at again.
 	wctx, cancel := context.WithCancel(ctx)
+	if limit > 0 {
+		wctx, cancel = context.WithTimeout(ctx, limit)
+	}
 	defer cancel()
 	ch, err := e.cfg.Keys.Watch(wctx)
 	if err != nil {
@@ -509,6 +548,9 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 		if k, ok := choose(list); ok {
 			return k, nil
 		}
+	}
+	if ctx.Err() == nil && limit > 0 {
+		return device.Key{}, &NotInsertedError{Serial: req.Serial, Waited: limit}
 	}
 	return device.Key{}, fmt.Errorf("waiting for a key: %w", ctx.Err())
 }
