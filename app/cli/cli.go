@@ -203,11 +203,13 @@ func (e *env) report(err error) int {
 		return ExitUsage
 	}
 	fmt.Fprintln(e.stderr, "keydesk:", err)
+	// The use case's own hint knows more than the device error inside it
+	// (a key removed mid-enrolment needs a reset, not just a retry).
 	var h hinter
-	if s := device.Hint(err); s != "" {
-		fmt.Fprintln(e.stderr, s)
-	} else if errors.As(err, &h) {
+	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintln(e.stderr, h.Hint())
+	} else if s := device.Hint(err); s != "" {
+		fmt.Fprintln(e.stderr, s)
 	}
 	return exitCode(err)
 }

@@ -242,6 +242,23 @@ type InsertRequest struct {
 	Wait time.Duration
 }
 
+// RemovedError: the key was removed before enrolment wrote anything to it
+// or to the registry, so the same enrolment can simply run again. It
+// matches device.ErrKeyRemoved.
+type RemovedError struct {
+	Serial uint32
+	Err    error
+}
+
+func (e *RemovedError) Error() string {
+	return fmt.Sprintf("key %d was removed before anything was written", e.Serial)
+}
+
+// Hint says what to do next.
+func (e *RemovedError) Hint() string { return "Insert it and run the same command again." }
+
+func (e *RemovedError) Unwrap() error { return e.Err }
+
 // NotInsertedError: the key enrolment waited for was not inserted within
 // Config.InsertWait. Nothing was written to any key or the registry. It
 // matches keys.ErrNoKey.
@@ -501,7 +518,7 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 				if _, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(k.Serial), 10)); err == nil {
 					continue
 				}
-				if fresh, _ := e.fresh(ctx, k); !fresh {
+				if fresh, _, _ := e.fresh(ctx, k); !fresh {
 					continue
 				}
 			} else if k.Reader == "" || k.FIDOPath == "" {
@@ -556,30 +573,32 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 }
 
 // fresh reports whether k is factory-fresh: no FIDO2 PIN, and PIV PIN, PUK
-// and management key at their defaults with slot 9a empty.
-func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
+// and management key at their defaults with slot 9a empty; why says what
+// is not. err is a key that could not be read (removed, for one), which
+// says nothing about its freshness.
+func (e *Enroller) fresh(ctx context.Context, k device.Key) (ok bool, why string, err error) {
 	if k.FIDOPath == "" || k.Reader == "" {
-		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB"
+		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB", nil
 	}
 	st, err := timed(e, func() (device.FIDOStatus, error) { return fidokey.Open(k.FIDOPath).Status(ctx) })
 	if err != nil {
-		return false, "reading FIDO2: " + err.Error()
+		return false, "", fmt.Errorf("reading FIDO2: %w", err)
 	}
 	if st.PINSet {
-		return false, "it has a FIDO2 PIN"
+		return false, "it has a FIDO2 PIN", nil
 	}
 	card, err := e.cfg.Keys.PIV(k)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), nil
 	}
 	ps, err := timed(e, func() (*device.PIVStatus, error) { return card.Status(ctx) })
 	if err != nil {
-		return false, "reading PIV: " + err.Error()
+		return false, "", fmt.Errorf("reading PIV: %w", err)
 	}
 	if !ps.PINDefault || !ps.PUKDefault || !ps.MgmtKeyDefault {
-		return false, "its PIV PIN, PUK or management key was changed"
+		return false, "its PIV PIN, PUK or management key was changed", nil
 	}
-	return true, ""
+	return true, "", nil
 }
 
 func randomDigits(n int) (string, error) {
@@ -644,7 +663,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	} else if rec != nil && rec.Stage != StageActive {
 		// A key left half set up may start again once it has been reset
 		// (the journalled escrow is then for secrets the key no longer has).
-		if fresh, _ := e.fresh(ctx, k); !halfSetUp(rec.Stage) || !fresh {
+		if fresh, _, _ := e.fresh(ctx, k); !halfSetUp(rec.Stage) || !fresh {
 			return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
 		}
 	}
@@ -655,7 +674,12 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	case !errors.Is(err, registry.ErrNotFound):
 		return nil, err
 	}
-	if ok, why := e.fresh(ctx, k); !ok {
+	switch ok, why, err := e.fresh(ctx, k); {
+	case errors.Is(err, device.ErrKeyRemoved):
+		return nil, &RemovedError{Serial: serial, Err: err}
+	case err != nil:
+		return nil, fmt.Errorf("key %d: checking it is factory-fresh: %w", serial, err)
+	case !ok:
 		return nil, fmt.Errorf("key %d: %w: %s", serial, ErrNotFresh, why)
 	}
 	card, err := e.cfg.Keys.PIV(k)

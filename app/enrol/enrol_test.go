@@ -235,8 +235,8 @@ func TestPINPolicyLeavesKeyUntouched(t *testing.T) {
 		t.Fatalf("err %v, problems %q", err, problems)
 	}
 	k, _ := d.svc.Find(context.Background(), sim.FirstSerial)
-	if fresh, why := e.fresh(context.Background(), k); !fresh {
-		t.Fatalf("key changed by a refused PIN: %s", why)
+	if fresh, why, err := e.fresh(context.Background(), k); !fresh {
+		t.Fatalf("key changed by a refused PIN: %s%v", why, err)
 	}
 	if rec, _ := e.j.get(context.Background(), sim.FirstSerial); rec != nil {
 		t.Fatalf("journal holds %+v", rec)
