@@ -202,16 +202,33 @@ func (e *env) report(err error) int {
 		fmt.Fprintln(e.stderr, "keydesk:", err)
 		return ExitUsage
 	}
+	err = plain(err)
 	fmt.Fprintln(e.stderr, "keydesk:", err)
 	// The use case's own hint knows more than the device error inside it
 	// (a key removed mid-enrolment needs a reset, not just a retry).
 	var h hinter
-	if errors.As(err, &h) && h.Hint() != "" {
+	var ce *keys.ChooseError
+	switch {
+	case errors.As(err, &h) && h.Hint() != "":
 		fmt.Fprintln(e.stderr, h.Hint())
-	} else if s := device.Hint(err); s != "" {
-		fmt.Fprintln(e.stderr, s)
+	case device.Hint(err) != "":
+		fmt.Fprintln(e.stderr, device.Hint(err))
+	case errors.Is(err, keys.ErrNoKey) && !errors.As(err, &ce):
+		fmt.Fprintln(e.stderr, "Insert the key, or check that keydesk keys lists it, then run the command again.")
 	}
 	return exitCode(err)
+}
+
+// plain rewrites an error that would otherwise reach the terminal as a Go
+// library's text: a registry that did not answer, with no use-case error
+// around it to say more, becomes "the registry at URL could not be reached
+// (cause)" with its next step.
+func plain(err error) error {
+	var h hinter
+	if errors.Is(err, errUnreachable) && !errors.As(err, &h) {
+		return unreachableError{url: requestBase(err), err: err}
+	}
+	return err
 }
 
 func exitCode(err error) int {

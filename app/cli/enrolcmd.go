@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -120,7 +119,7 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	var ros *roster.Roster
 	var batchID string
 	if o.batch != "" {
-		b, err := os.ReadFile(o.batch)
+		b, err := readArg("roster", o.batch)
 		if err != nil {
 			return err
 		}

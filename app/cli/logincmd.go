@@ -43,7 +43,7 @@ func runLogin(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	if err := regconn.Login(e.ctx, secrets.Default(), url, s.RegistryCA, tok); err != nil {
-		return err
+		return reachable(url, err)
 	}
 	if strings.TrimRight(s.RegistryURL, "/") != url {
 		disk, err := settings.Load(path)

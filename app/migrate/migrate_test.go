@@ -385,7 +385,7 @@ func TestRegistryDown(t *testing.T) {
 	down := func(what string, err error) {
 		t.Helper()
 		me := refused(t, err, "unreachable", "", false)
-		if !errors.Is(err, client.ErrUnreachable) || !strings.Contains(me.Error(), "the registry could not be reached") || !strings.Contains(me.Hint(), "nothing was changed") {
+		if !errors.Is(err, client.ErrUnreachable) || me.Error() != "the registry could not be reached (connection refused)" || !strings.Contains(me.Hint(), "nothing was changed") {
 			t.Errorf("%s with the registry down: %v (hint %q)", what, err, me.Hint())
 		}
 	}
