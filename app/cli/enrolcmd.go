@@ -403,3 +403,15 @@ type hinted struct {
 func (h hinted) Error() string { return h.err.Error() }
 func (h hinted) Unwrap() error { return h.err }
 func (h hinted) Hint() string  { return h.hint }
+
+// reworded says what happened in plain words instead of err's own text
+// (which may be the registry's API wording), with a next step; errors.Is
+// and errors.As still see err, so the exit code is err's.
+type reworded struct {
+	msg, hint string
+	err       error
+}
+
+func (r reworded) Error() string { return r.msg }
+func (r reworded) Unwrap() error { return r.err }
+func (r reworded) Hint() string  { return r.hint }

@@ -19,6 +19,7 @@ import (
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/registry"
 )
 
 // runRecover is the helpdesk's recovery: keydesk recover diagnose |
@@ -153,6 +154,10 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		return usagef("serial %q: give the number printed on the key", serial)
 	}
 	res, err := recover.MarkLost(e.ctx, conn.Client, serial, lo)
+	if errors.Is(err, registry.ErrLastKey) {
+		return reworded{msg: fmt.Sprintf("key %s is its owner's last active key; nothing was changed", serial), err: err,
+			hint: fmt.Sprintf("Enrol a replacement first, or if the person must be locked out of this key now: keydesk recover lost %s --break-glass \"why\" (kept in the audit log).", serial)}
+	}
 	if err != nil {
 		return err
 	}
