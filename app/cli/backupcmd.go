@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -117,21 +119,23 @@ func runRestore(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	id, err := secrets.Default().Get(secrets.HelpdeskIdentityAccount())
-	if err != nil {
-		return fmt.Errorf("the helpdesk identity opens the bundle: %w", err)
-	}
-	f, err := os.Open(args[0])
+	b, err := readArg("bundle", args[0])
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	id, err := secrets.Default().Get(secrets.HelpdeskIdentityAccount())
+	if errors.Is(err, secrets.ErrNotFound) {
+		err = hinted{err, "Store the helpdesk's age identity on this desk first: keydesk recover identity (it reads the identity from the terminal or stdin)."}
+	}
+	if err != nil {
+		return fmt.Errorf("the helpdesk identity opens the bundle: %w", err)
+	}
 	conn, err := e.registry(s)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	out, err := backup.Restore(e.ctx, conn.Client, f, id)
+	out, err := backup.Restore(e.ctx, conn.Client, bytes.NewReader(b), id)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/buildinfo"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 // Exit codes. Scripts depend on them; never renumber.
@@ -49,6 +51,7 @@ type env struct {
 	simDir   string
 	serial   uint
 	yes      bool
+	wait     waitFlag // --wait, on commands that wait for a key
 
 	registryURL string // login --registry
 
@@ -201,14 +204,48 @@ func (e *env) report(err error) int {
 		fmt.Fprintln(e.stderr, "keydesk:", err)
 		return ExitUsage
 	}
+	err = plain(err)
 	fmt.Fprintln(e.stderr, "keydesk:", err)
+	// The use case's own hint knows more than the device error inside it
+	// (a key removed mid-enrolment needs a reset, not just a retry).
 	var h hinter
-	if s := device.Hint(err); s != "" {
-		fmt.Fprintln(e.stderr, s)
-	} else if errors.As(err, &h) {
+	var ce *keys.ChooseError
+	switch {
+	case errors.As(err, &h) && h.Hint() != "":
 		fmt.Fprintln(e.stderr, h.Hint())
+	case device.Hint(err) != "":
+		fmt.Fprintln(e.stderr, device.Hint(err))
+	case errors.Is(err, keys.ErrNoKey) && !errors.As(err, &ce):
+		fmt.Fprintln(e.stderr, "Insert the key, or check that keydesk keys lists it, then run the command again.")
 	}
 	return exitCode(err)
+}
+
+// plain rewrites an error that would otherwise reach the terminal as a Go
+// library's text: a registry that did not answer, with no use-case error
+// around it to say more, becomes "the registry at URL could not be reached
+// (cause)" with its next step.
+//
+// Likewise the registry refusing the desk's token (401, 403) becomes a
+// sentence saying so, with the registry's reason and how to get a token
+// that may do it.
+func plain(err error) error {
+	var h hinter
+	if errors.As(err, &h) {
+		return err
+	}
+	var ae *client.APIError
+	switch {
+	case errors.Is(err, errUnreachable):
+		return unreachableError{url: requestBase(err), err: err}
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
+		return reworded{msg: "the registry refused the desk's token", err: err,
+			hint: "Store a valid token with keydesk login (an admin makes one with keydesk-registry token create)."}
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+		return reworded{msg: fmt.Sprintf("the desk's token may not do this (the registry says: %s)", ae.Message), err: err,
+			hint: "Ask a keydesk admin for a token with the role this needs (admin; helpdesk for recoveries), then store it with keydesk login."}
+	}
+	return err
 }
 
 func exitCode(err error) int {

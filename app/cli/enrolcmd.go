@@ -7,9 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/keys"
@@ -45,6 +45,51 @@ func enrolFlagSet(e *env, fs *flag.FlagSet) {
 	fs.StringVar(&enrolOpts.email, "email", "", "with --name: the new user's email")
 	fs.Var(&enrolOpts.groups, "group", "with --name: a group of the new user; repeatable")
 	fs.BoolVar(&enrolOpts.autoIns, "auto-insert", false, "practice mode: when a fresh key is needed, keydesk-sim swaps an enrolled key for a factory-fresh one")
+	fs.Var(&e.wait, "wait", waitUsage)
+}
+
+const waitUsage = "how long to wait for a key to be inserted, like 45s or 2m; 0 waits until Ctrl+C (default: until Ctrl+C when stdin is a terminal, else 30s)"
+
+// defaultScriptWait is how long a command waits for a key when stdin is not
+// a terminal and --wait is not given: a script gets an answer, not a hang.
+const defaultScriptWait = 30 * time.Second
+
+// waitFlag is --wait: a duration, and whether it was given.
+type waitFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (w *waitFlag) String() string {
+	if w == nil || !w.set {
+		return ""
+	}
+	return w.d.String()
+}
+
+func (w *waitFlag) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if s == "0" {
+		d, err = 0, nil
+	}
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q is not a duration like 45s or 2m", s)
+	}
+	w.d, w.set = d, true
+	return nil
+}
+
+// insertWait is how long to wait for a key to be inserted: --wait, else
+// without limit at a terminal (a person is there to press Ctrl+C) and
+// defaultScriptWait otherwise.
+func (e *env) insertWait() time.Duration {
+	switch {
+	case e.wait.set:
+		return e.wait.d
+	case e.prompt.tty:
+		return 0
+	}
+	return defaultScriptWait
 }
 
 // runEnrol enrols one key for a user (then offers the backup), a whole
@@ -74,7 +119,7 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	var ros *roster.Roster
 	var batchID string
 	if o.batch != "" {
-		b, err := os.ReadFile(o.batch)
+		b, err := readArg("roster", o.batch)
 		if err != nil {
 			return err
 		}
@@ -105,7 +150,7 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client})
+	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait()})
 	if err != nil {
 		return err
 	}
@@ -254,13 +299,23 @@ func (e *env) enrolUI(o enrolFlags, en *enrol.Enroller) enrol.UI {
 		},
 		InsertKey: func(_ context.Context, r enrol.InsertRequest) error {
 			what := "a factory-fresh key"
+			if r.Serial != 0 {
+				what = fmt.Sprintf("key %d", r.Serial)
+			}
 			if r.Role != "" {
 				what += " as " + string(r.Role)
 			}
 			if r.Of > 0 {
 				what += fmt.Sprintf(" (key %d of %d)", r.Index, r.Of)
 			}
-			fmt.Fprintf(e.stderr, "Insert %s for %s.\n", what, r.User)
+			limit := "Ctrl+C to stop"
+			if r.Wait > 0 {
+				limit = fmt.Sprintf("waiting up to %s; --wait sets how long", r.Wait)
+			}
+			if r.User != "" {
+				what += " for " + r.User
+			}
+			fmt.Fprintf(e.stderr, "Insert %s (%s).\n", what, limit)
 			if o.autoIns {
 				return e.practiceSwap(en)
 			}
@@ -348,3 +403,15 @@ type hinted struct {
 func (h hinted) Error() string { return h.err.Error() }
 func (h hinted) Unwrap() error { return h.err }
 func (h hinted) Hint() string  { return h.hint }
+
+// reworded says what happened in plain words instead of err's own text
+// (which may be the registry's API wording), with a next step; errors.Is
+// and errors.As still see err, so the exit code is err's.
+type reworded struct {
+	msg, hint string
+	err       error
+}
+
+func (r reworded) Error() string { return r.msg }
+func (r reworded) Unwrap() error { return r.err }
+func (r reworded) Hint() string  { return r.hint }

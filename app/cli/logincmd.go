@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -43,7 +44,10 @@ func runLogin(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	if err := regconn.Login(e.ctx, secrets.Default(), url, s.RegistryCA, tok); err != nil {
-		return err
+		if errors.Is(err, regconn.ErrTokenRefused) {
+			return hinted{err, "Check the token (an admin makes one with keydesk-registry token create) and run keydesk login again."}
+		}
+		return reachable(url, err)
 	}
 	if strings.TrimRight(s.RegistryURL, "/") != url {
 		disk, err := settings.Load(path)

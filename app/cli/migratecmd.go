@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -68,13 +69,11 @@ func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	var plan migrate.Plan
 	if sub == "plan" {
-		f, err := os.Open(pos[0])
+		b, err := readArg("plan", pos[0])
 		if err != nil {
 			return err
 		}
-		plan, err = migrate.LoadPlan(f)
-		f.Close()
-		if err != nil {
+		if plan, err = migrate.LoadPlan(bytes.NewReader(b)); err != nil {
 			return err
 		}
 	}

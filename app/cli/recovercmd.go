@@ -19,6 +19,7 @@ import (
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/registry"
 )
 
 // runRecover is the helpdesk's recovery: keydesk recover diagnose |
@@ -38,6 +39,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
 	fs.BoolVar(&e.practice, "practice", e.practice, "use keydesk-sim's virtual keys")
 	fs.StringVar(&e.simDir, "sim-dir", e.simDir, "keydesk-sim's state directory")
+	fs.Var(&e.wait, "wait", "lost --replace: "+waitUsage)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return usagef("%v", err)
@@ -152,6 +154,10 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		return usagef("serial %q: give the number printed on the key", serial)
 	}
 	res, err := recover.MarkLost(e.ctx, conn.Client, serial, lo)
+	if errors.Is(err, registry.ErrLastKey) {
+		return reworded{msg: fmt.Sprintf("key %s is its owner's last active key; nothing was changed", serial), err: err,
+			hint: fmt.Sprintf("Enrol a replacement first, or if the person must be locked out of this key now: keydesk recover lost %s --break-glass \"why\" (kept in the audit log).", serial)}
+	}
 	if err != nil {
 		return err
 	}
@@ -161,7 +167,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		if err != nil {
 			return err
 		}
-		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client})
+		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait()})
 		if err != nil {
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
 		}

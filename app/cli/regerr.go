@@ -3,7 +3,9 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -20,7 +22,38 @@ type unreachableError struct {
 }
 
 func (u unreachableError) Error() string {
+	if u.url == "" {
+		return fmt.Sprintf("the registry could not be reached (%s)", cause(u.err))
+	}
 	return fmt.Sprintf("the registry at %s could not be reached (%s)", u.url, cause(u.err))
+}
+
+// requestBase is the scheme and host of the request that failed with err
+// ("" when err names none).
+func requestBase(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return ""
+	}
+	u, perr := url.Parse(ue.URL)
+	if perr != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// readArg reads a file named on the command line; what names it for the
+// message ("roster", "plan", "bundle").
+func readArg(what, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, hinted{fmt.Errorf("the %s %s could not be read: %w", what, path, err), "Check the file name, and that it is readable by you."}
+	}
+	return b, nil
 }
 
 func (u unreachableError) Unwrap() error { return u.err }

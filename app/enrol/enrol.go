@@ -89,6 +89,11 @@ type Config struct {
 	JournalPath string
 	// Now is the clock for attestation checks; time.Now when nil.
 	Now func() time.Time
+	// InsertWait bounds each wait for a key to be inserted (after
+	// UI.InsertKey): when it runs out the enrolment stops with a
+	// *NotInsertedError. Zero waits until ctx ends, as at a desk where a
+	// person can cancel.
+	InsertWait time.Duration
 }
 
 // Enroller runs enrolments. It holds no key open between calls.
@@ -230,7 +235,54 @@ type InsertRequest struct {
 	Role  registry.KeyRole
 	Index int // which of the user's keys (1-based)
 	Of    int
+	// Serial is the key asked for; 0 means any factory-fresh key.
+	Serial uint32
+	// Wait is how long enrolment waits for it (Config.InsertWait); zero
+	// is until the caller cancels.
+	Wait time.Duration
 }
+
+// RemovedError: the key was removed before enrolment wrote anything to it
+// or to the registry, so the same enrolment can simply run again. It
+// matches device.ErrKeyRemoved.
+type RemovedError struct {
+	Serial uint32
+	Err    error
+}
+
+func (e *RemovedError) Error() string {
+	return fmt.Sprintf("key %d was removed before anything was written", e.Serial)
+}
+
+// Hint says what to do next.
+func (e *RemovedError) Hint() string { return "Insert it and run the same command again." }
+
+func (e *RemovedError) Unwrap() error { return e.Err }
+
+// NotInsertedError: the key enrolment waited for was not inserted within
+// Config.InsertWait. Nothing was written to any key or the registry. It
+// matches keys.ErrNoKey.
+type NotInsertedError struct {
+	Serial uint32 // 0: any factory-fresh key
+	Waited time.Duration
+}
+
+func (e *NotInsertedError) Error() string {
+	if e.Serial != 0 {
+		return fmt.Sprintf("key %d is not attached (waited %s)", e.Serial, e.Waited)
+	}
+	return fmt.Sprintf("no factory-fresh key was inserted (waited %s)", e.Waited)
+}
+
+// Hint says what to do next.
+func (e *NotInsertedError) Hint() string {
+	if e.Serial != 0 {
+		return "Insert it, or check that keydesk keys lists it, then run the same command again (--wait sets how long to wait)."
+	}
+	return "Insert a factory-fresh YubiKey, then run the same command again (--wait sets how long to wait)."
+}
+
+func (e *NotInsertedError) Unwrap() error { return keys.ErrNoKey }
 
 // UI is how enrolment talks to the person at the desk. NewPIN is required;
 // a nil Progress or Touch is skipped; a nil InsertKey makes a missing key an
@@ -466,7 +518,7 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 				if _, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(k.Serial), 10)); err == nil {
 					continue
 				}
-				if fresh, _ := e.fresh(ctx, k); !fresh {
+				if fresh, _, _ := e.fresh(ctx, k); !fresh {
 					continue
 				}
 			} else if k.Reader == "" || k.FIDOPath == "" {
@@ -492,12 +544,16 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 		}
 		return device.Key{}, fmt.Errorf("%w: insert a factory-fresh YubiKey", keys.ErrNoKey)
 	}
-	if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of}); err != nil {
+	limit := e.cfg.InsertWait
+	if err := ui.InsertKey(ctx, InsertRequest{User: req.User.DisplayName, Role: req.Role, Index: req.Index, Of: req.Of, Serial: req.Serial, Wait: limit}); err != nil {
 		return device.Key{}, err
 	}
 	// Every change of the attached keys (the first snapshot included, so
 	// a key that arrived meanwhile is not missed) is looked at again.
 	wctx, cancel := context.WithCancel(ctx)
+	if limit > 0 {
+		wctx, cancel = context.WithTimeout(ctx, limit)
+	}
 	defer cancel()
 	ch, err := e.cfg.Keys.Watch(wctx)
 	if err != nil {
@@ -510,34 +566,39 @@ func (e *Enroller) pickKey(ctx context.Context, req Request, ui UI) (device.Key,
 			return k, nil
 		}
 	}
+	if ctx.Err() == nil && limit > 0 {
+		return device.Key{}, &NotInsertedError{Serial: req.Serial, Waited: limit}
+	}
 	return device.Key{}, fmt.Errorf("waiting for a key: %w", ctx.Err())
 }
 
 // fresh reports whether k is factory-fresh: no FIDO2 PIN, and PIV PIN, PUK
-// and management key at their defaults with slot 9a empty.
-func (e *Enroller) fresh(ctx context.Context, k device.Key) (bool, string) {
+// and management key at their defaults with slot 9a empty; why says what
+// is not. err is a key that could not be read (removed, for one), which
+// says nothing about its freshness.
+func (e *Enroller) fresh(ctx context.Context, k device.Key) (ok bool, why string, err error) {
 	if k.FIDOPath == "" || k.Reader == "" {
-		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB"
+		return false, "the key needs both its FIDO2 and smart-card (PIV) interfaces enabled over USB", nil
 	}
 	st, err := timed(e, func() (device.FIDOStatus, error) { return fidokey.Open(k.FIDOPath).Status(ctx) })
 	if err != nil {
-		return false, "reading FIDO2: " + err.Error()
+		return false, "", fmt.Errorf("reading FIDO2: %w", err)
 	}
 	if st.PINSet {
-		return false, "it has a FIDO2 PIN"
+		return false, "it has a FIDO2 PIN", nil
 	}
 	card, err := e.cfg.Keys.PIV(k)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), nil
 	}
 	ps, err := timed(e, func() (*device.PIVStatus, error) { return card.Status(ctx) })
 	if err != nil {
-		return false, "reading PIV: " + err.Error()
+		return false, "", fmt.Errorf("reading PIV: %w", err)
 	}
 	if !ps.PINDefault || !ps.PUKDefault || !ps.MgmtKeyDefault {
-		return false, "its PIV PIN, PUK or management key was changed"
+		return false, "its PIV PIN, PUK or management key was changed", nil
 	}
-	return true, ""
+	return true, "", nil
 }
 
 func randomDigits(n int) (string, error) {
@@ -602,7 +663,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	} else if rec != nil && rec.Stage != StageActive {
 		// A key left half set up may start again once it has been reset
 		// (the journalled escrow is then for secrets the key no longer has).
-		if fresh, _ := e.fresh(ctx, k); !halfSetUp(rec.Stage) || !fresh {
+		if fresh, _, _ := e.fresh(ctx, k); !halfSetUp(rec.Stage) || !fresh {
 			return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New("an earlier enrolment of this key did not finish")}
 		}
 	}
@@ -613,7 +674,12 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	case !errors.Is(err, registry.ErrNotFound):
 		return nil, err
 	}
-	if ok, why := e.fresh(ctx, k); !ok {
+	switch ok, why, err := e.fresh(ctx, k); {
+	case errors.Is(err, device.ErrKeyRemoved):
+		return nil, &RemovedError{Serial: serial, Err: err}
+	case err != nil:
+		return nil, fmt.Errorf("key %d: checking it is factory-fresh: %w", serial, err)
+	case !ok:
 		return nil, fmt.Errorf("key %d: %w: %s", serial, ErrNotFresh, why)
 	}
 	card, err := e.cfg.Keys.PIV(k)

@@ -235,8 +235,8 @@ func TestPINPolicyLeavesKeyUntouched(t *testing.T) {
 		t.Fatalf("err %v, problems %q", err, problems)
 	}
 	k, _ := d.svc.Find(context.Background(), sim.FirstSerial)
-	if fresh, why := e.fresh(context.Background(), k); !fresh {
-		t.Fatalf("key changed by a refused PIN: %s", why)
+	if fresh, why, err := e.fresh(context.Background(), k); !fresh {
+		t.Fatalf("key changed by a refused PIN: %s%v", why, err)
 	}
 	if rec, _ := e.j.get(context.Background(), sim.FirstSerial); rec != nil {
 		t.Fatalf("journal holds %+v", rec)
@@ -450,5 +450,47 @@ func TestCSRModeAndForcedPINChange(t *testing.T) {
 	}
 	if !st.ForcePINChange {
 		t.Fatalf("the key does not ask for a new PIN: %+v", st)
+	}
+}
+
+// TestInsertWaitLimit: with Config.InsertWait set, a key asked for by a
+// serial that is not attached (and, without a serial, a fresh key when none
+// is) is waited for that long only; then the enrolment stops with a
+// *NotInsertedError naming the serial, matching keys.ErrNoKey, and nothing
+// is journalled or registered. InsertKey is told which key and the limit.
+func TestInsertWaitLimit(t *testing.T) {
+	d := newDesk(t)
+	ctx := context.Background()
+	e, err := New(Config{Settings: d.set, Keys: d.svc, Registry: d.cl, JournalPath: filepath.Join(d.data, "journal.db"), InsertWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// Both keys enrolled, so no fresh key is attached.
+	if _, err := e.EnrolUser(ctx, Request{User: ada, CreateUser: true}, testUI(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, serial := range []uint32{31009999, 0} {
+		var asked []InsertRequest
+		ui := testUI(nil)
+		ui.InsertKey = func(_ context.Context, r InsertRequest) error { asked = append(asked, r); return nil }
+		_, err := e.EnrolKey(ctx, Request{User: client.EnrolUser{ExternalID: "u2", DisplayName: "Grace Hopper"}, CreateUser: true, Serial: serial}, ui)
+		var ni *NotInsertedError
+		if !errors.As(err, &ni) || ni.Serial != serial || ni.Waited != 300*time.Millisecond || !errors.Is(err, keys.ErrNoKey) || ni.Hint() == "" {
+			t.Fatalf("serial %d: %v", serial, err)
+		}
+		if len(asked) != 1 || asked[0].Serial != serial || asked[0].Wait != 300*time.Millisecond {
+			t.Fatalf("serial %d: InsertKey asked %+v", serial, asked)
+		}
+		t.Logf("serial %d: %v; %s", serial, err, ni.Hint())
+	}
+	if want := "key 31009999 is not attached (waited 300ms)"; (&NotInsertedError{Serial: 31009999, Waited: 300 * time.Millisecond}).Error() != want {
+		t.Fatalf("message: want %q", want)
+	}
+	if u, err := e.FindUser(ctx, "u2"); err == nil && u.ID != "" {
+		t.Fatalf("a user was created for an enrolment that never had a key: %+v", u)
+	}
+	if un, _ := e.Unfinished(ctx); len(un) != 0 {
+		t.Fatalf("journal: %+v", un[0])
 	}
 }

@@ -55,6 +55,20 @@ func TestKeyPulledAtEachStep(t *testing.T) {
 			if interrupted && ie.Hint() == "" {
 				t.Errorf("no hint: %v", err)
 			}
+			// A pulled key is reported as pulled, never as one that is
+			// not factory-fresh; pulled before anything was written, it
+			// is said so plainly.
+			if errors.Is(err, ErrNotFresh) {
+				t.Fatalf("pulled at %s, reported as not factory-fresh: %v", step, err)
+			}
+			var re *RemovedError
+			removed := errors.As(err, &re)
+			if step == StepKey {
+				want := fmt.Sprintf("key %d was removed before anything was written", serial)
+				if !removed || err.Error() != want || re.Hint() != "Insert it and run the same command again." || !errors.Is(err, device.ErrKeyRemoved) {
+					t.Fatalf("pulled as the enrolment starts: %v, want %q", err, want)
+				}
+			}
 			// Nothing, or pending: never an active key.
 			kd, rerr := d.cl.KeyBySerial(ctx, strconv.FormatUint(uint64(serial), 10))
 			switch {
@@ -75,6 +89,11 @@ func TestKeyPulledAtEachStep(t *testing.T) {
 			k := waitBack(t, d, serial)
 			var res *Result
 			switch {
+			case removed:
+				// Nothing was written: the same command runs again.
+				if res, err = e.EnrolKey(ctx, Request{User: user, CreateUser: true, Serial: serial}, testUI(nil)); err != nil {
+					t.Fatalf("enrolling again after the key came back: %v", err)
+				}
 			case interrupted && !halfSetUp(ie.Stage):
 				// The key's side is done: the next run completes it.
 				if res, err = e.Resume(ctx, serial, testUI(nil)); err != nil {

@@ -307,7 +307,7 @@ func Login(ctx context.Context, kr *secrets.Keyring, url, caFile, token string) 
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %v", client.ErrUnreachable, err)
+		return fmt.Errorf("%w: %w", client.ErrUnreachable, err)
 	}
 	res.Body.Close()
 	switch {

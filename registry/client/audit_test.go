@@ -1,32 +1,16 @@
 package client_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/keydesk/keydesk/registry/client"
-	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 // TestAuditPages reads the audit log forwards and backwards (newest first)
 // in small pages: both ways see every entry once, in opposite orders, and
 // the actor filter holds in both directions.
 func TestAuditPages(t *testing.T) {
-	state := t.TempDir()
-	admin, err := regtest.Token(bin, state, "admin", "desk", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := regtest.Start(bin, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
-	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := startRegistry(t).Client
 	for i := 0; i < 7; i++ {
 		if _, err := c.Enrol(ctx, enrolment(i)); err != nil {
 			t.Fatal(err)
@@ -78,21 +62,7 @@ func TestAuditPages(t *testing.T) {
 // TestInventoryPages reads users with their keys in small pages: every
 // user once, each with the key enrolled for them, none verified yet.
 func TestInventoryPages(t *testing.T) {
-	state := t.TempDir()
-	admin, err := regtest.Token(bin, state, "admin", "desk", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := regtest.Start(bin, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
-	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := startRegistry(t).Client
 	want := map[string]string{}
 	for i := 0; i < 7; i++ {
 		e := enrolment(i)

@@ -26,6 +26,55 @@ func TestMain(m *testing.M) { regtest.RunTests(m, &bin) }
 
 var ctx = context.Background()
 
+// testRegistry is a keydesk-registry process on a fresh state directory,
+// with a client for each admin token made for it.
+type testRegistry struct {
+	State string
+	P     *regtest.Process
+	// Clients has one client per admin name given to startRegistry, each
+	// with its own outbox; Client is the first.
+	Clients []*client.Client
+	Client  *client.Client
+}
+
+// startRegistry makes an admin token for each name in admins ("desk" when
+// none), starts a registry process on a fresh state directory and opens a
+// client per token. When the test ends the clients are closed and the
+// process is stopped; a test that starts the registry again stops the new
+// process itself.
+func startRegistry(t *testing.T, admins ...string) *testRegistry {
+	t.Helper()
+	if len(admins) == 0 {
+		admins = []string{"desk"}
+	}
+	r := &testRegistry{State: t.TempDir()}
+	toks := make([]string, len(admins))
+	for i, name := range admins {
+		tok, err := regtest.Token(bin, r.State, "admin", name, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[i] = tok
+	}
+	p, err := regtest.Start(bin, r.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.P = p
+	t.Cleanup(p.Stop)
+	outboxes := t.TempDir()
+	for i, name := range admins {
+		c, err := client.New(p.URL, toks[i], client.Options{OutboxPath: filepath.Join(outboxes, name+"-outbox.db")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		r.Clients = append(r.Clients, c)
+	}
+	r.Client = r.Clients[0]
+	return r
+}
+
 func enrolment(i int) client.Enrolment {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	return client.Enrolment{
@@ -41,22 +90,11 @@ func enrolment(i int) client.Enrolment {
 // the audit log verifies.
 func TestOutboxSurvivesRegistryKill(t *testing.T) {
 	const n = 1000
-	state := t.TempDir()
-	admin, err := regtest.Token(bin, state, "admin", "desk", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := regtest.Start(bin, state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startRegistry(t)
+	state, p, c := r.State, r.P, r.Client
+	var err error
 	u, _ := url.Parse(p.URL)
 	p.Kill() // down before anything is queued
-	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	for i := 0; i < n; i++ {
 		if _, err := c.QueueEnrolment(ctx, enrolment(i)); err != nil {
 			t.Fatal(err)
@@ -170,21 +208,7 @@ func TestOutboxSurvivesRegistryKill(t *testing.T) {
 // registry's state is kept as a conflict with the registry's answer, and the
 // registry's record is not overwritten; later entries still go through.
 func TestOutboxConflictSurfaced(t *testing.T) {
-	state := t.TempDir()
-	admin, err := regtest.Token(bin, state, "admin", "desk", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := regtest.Start(bin, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
-	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := startRegistry(t).Client
 	first, err := c.Enrol(ctx, enrolment(1))
 	if err != nil {
 		t.Fatal(err)
@@ -216,21 +240,10 @@ func TestOutboxConflictSurfaced(t *testing.T) {
 // change based on a stale version comes back as a conflict with the
 // registry's current key, and nothing of it is written.
 func TestOutboxQueuesEveryOfflineWrite(t *testing.T) {
-	state := t.TempDir()
-	admin, err := regtest.Token(bin, state, "admin", "desk", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := regtest.Start(bin, state)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startRegistry(t)
+	state, p, c := r.State, r.P, r.Client
+	var err error
 	u, _ := url.Parse(p.URL)
-	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	en, err := c.Enrol(ctx, enrolment(1))
 	if err != nil {
 		t.Fatal(err)

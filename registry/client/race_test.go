@@ -3,7 +3,6 @@ package client_test
 import (
 	"errors"
 	"flag"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -25,30 +24,8 @@ func TestTwoAdminsEnrolOneKey(t *testing.T) {
 	if *soak {
 		rounds = 500
 	}
-	state := t.TempDir()
-	tokA, err := regtest.Token(bin, state, "admin", "admin-a", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokB, err := regtest.Token(bin, state, "admin", "admin-b", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := regtest.Start(bin, state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Stop()
-	a, err := client.New(p.URL, tokA, client.Options{OutboxPath: filepath.Join(t.TempDir(), "a.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := client.New(p.URL, tokB, client.Options{OutboxPath: filepath.Join(t.TempDir(), "b.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	reg := startRegistry(t, "admin-a", "admin-b")
+	state, a, b := reg.State, reg.Clients[0], reg.Clients[1]
 
 	wins := map[string]int{}
 	for r := range rounds {
@@ -91,7 +68,7 @@ func TestTwoAdminsEnrolOneKey(t *testing.T) {
 		}
 	}
 	t.Logf("winners over %d rounds: %v", rounds, wins)
-	p.Stop()
+	reg.P.Stop()
 	if out, err := regtest.AuditVerify(bin, state); err != nil {
 		t.Fatalf("audit verify: %v %s", err, out)
 	}
