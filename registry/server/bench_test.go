@@ -9,21 +9,27 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
-	"github.com/keydesk/keydesk/internal/cpuclock"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keydesk/keydesk/internal/cpuclock"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/pgtest"
+	"github.com/keydesk/keydesk/registry/regtest"
 	"github.com/keydesk/keydesk/registry/server"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
@@ -142,12 +148,24 @@ func benchAPIVerification(b *testing.B, be string, batch int) {
 	}
 	ts := httptest.NewServer(server.New(st, server.Options{AuthFailures: 1 << 30}))
 	defer ts.Close()
+	if be == "postgres" {
+		pgStatReset(st.DB())
+		defer func() { pgStatDump(st.DB(), b.N) }()
+	}
+	verifyLoad(b, ts.URL, tok, &http.Transport{}, key, keyID, slotID, batch)
+}
+
+// verifyLoad runs b.N verifications of the PIV slot slotID of key keyID
+// (whose private key is key) against the registry at url with benchWorkers
+// clients, each asking for batch challenges at a time.
+func verifyLoad(b *testing.B, url, tok string, tr *http.Transport, key *ecdsa.PrivateKey, keyID, slotID string, batch int) {
 	// Keep-alive: every client keeps its connection.
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers}}
+	tr.MaxIdleConnsPerHost = benchWorkers
+	hc := &http.Client{Transport: tr}
 	var seq atomic.Int64
 	post := func(path string, body, out any) bool {
 		j, _ := json.Marshal(body)
-		req, _ := http.NewRequest("POST", ts.URL+path, bytes.NewReader(j))
+		req, _ := http.NewRequest("POST", url+path, bytes.NewReader(j))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Idempotency-Key", strconv.FormatInt(seq.Add(1), 10))
 		res, err := hc.Do(req)
@@ -181,10 +199,6 @@ func benchAPIVerification(b *testing.B, be string, batch int) {
 	type verifyIn struct {
 		ChallengeID string `json:"challenge_id"`
 		PIV         pivSig `json:"piv"`
-	}
-	if be == "postgres" {
-		pgStatReset(st.DB())
-		defer func() { pgStatDump(st.DB(), b.N) }()
 	}
 	runConcurrent(b, func() func() {
 		var ready []challenge // this client's unused challenges
@@ -260,4 +274,83 @@ func runConcurrent(b *testing.B, client func() func()) {
 	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/verification")
 	b.ReportMetric(self.Seconds()*1000/float64(b.N), "go-cpu-ms/verification")
 	percentiles(b, lat)
+}
+
+// BenchmarkVerificationProcess: the same load as BenchmarkVerification
+// against keydesk-registry itself, as deployed: the built binary in its
+// own process (`serve`, with its own collector setting), TLS with its
+// self-signed certificate, PostgreSQL. The clients trust that certificate
+// and keep their TLS connections.
+func BenchmarkVerificationProcess(b *testing.B) {
+	for _, batch := range []int{1, 32} {
+		name := "postgres-tls/api"
+		if batch > 1 {
+			name += "-batch"
+		}
+		b.Run(name, func(b *testing.B) { benchProcessVerification(b, batch) })
+	}
+}
+
+func benchProcessVerification(b *testing.B, batch int) {
+	state := b.TempDir()
+	dsn := pgtest.Database(b)
+	out, err := exec.Command(bin, "token", "create", "--state", state, "--db", dsn, "--role", "admin", "--name", "bench").Output()
+	if err != nil {
+		b.Fatalf("token create: %v", err)
+	}
+	tok := strings.TrimSpace(string(out))
+	p, err := regtest.StartArgs(bin, state, "serve", "--listen", "127.0.0.1:0", "--state", state, "--db", dsn, "--auth-failures", "1000000")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Stop)
+	pemCert, err := os.ReadFile(filepath.Join(state, "tls-cert.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCert) {
+		b.Fatal("no certificate in tls-cert.pem")
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+
+	// One user with one key whose PIV 9a slot holds key's public half,
+	// enrolled through the API and made active by its first verification.
+	key := ecdsaKey()
+	hc := &http.Client{Transport: tr}
+	call := func(path string, body, into any) {
+		j, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", p.URL+path, bytes.NewReader(j))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", "setup-"+path+strconv.FormatInt(time.Now().UnixNano(), 10))
+		res, err := hc.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		if res.StatusCode != 201 {
+			b.Fatalf("%s: %d %s", path, res.StatusCode, raw)
+		}
+		if err := json.Unmarshal(raw, into); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var enrolled struct {
+		Key struct {
+			ID string `json:"id"`
+		} `json:"key"`
+		PIV []struct {
+			ID string `json:"id"`
+		} `json:"piv"`
+	}
+	call("/v1/enrolments", map[string]any{
+		"user": map[string]any{"external_id": "bench", "display_name": "Bench"},
+		"key":  map[string]any{"serial": "1"},
+		"piv":  []any{map[string]any{"slot": "9a", "public_key": pkixDER(&key.PublicKey)}},
+	}, &enrolled)
+	if len(enrolled.PIV) != 1 {
+		b.Fatalf("enrolment returned %d PIV slots", len(enrolled.PIV))
+	}
+	verifyLoad(b, p.URL, tok, tr, key, enrolled.Key.ID, enrolled.PIV[0].ID, batch)
 }
