@@ -50,6 +50,9 @@ type Detail struct {
 
 	// Form is the PIN dialog open now (tests type into it).
 	Form *uikit.SecretForm
+	// Params is the last dialog asking for plain values (tries, subject,
+	// file).
+	Params *ParamForm
 
 	Root    fyne.CanvasObject
 	head    *fyne.Container
@@ -325,17 +328,35 @@ func (d *Detail) pivUnblock() {
 	})
 }
 
+// pivRetries sets how many PIN and PUK tries the key allows (Yubico SET
+// PIN RETRIES, as "ykman piv access set-retries"). The YubiKey then puts
+// the PIN and PUK back to their defaults, which the confirmation says.
 func (d *Detail) pivRetries() {
 	if !d.has {
 		return
 	}
-	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Set PIV retries", "PIN and PUK go back to their defaults (123456, 12345678) with 3 tries each; change them afterwards.", func() {
-		d.run("Setting PIV retries", func(ctx context.Context, k device.Key) (string, error) {
-			card, err := d.env.Keys.PIV(k)
-			if err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("Key %d allows 3 PIN and 3 PUK tries; PIN and PUK are back to their defaults: change them now.", k.Serial), card.SetRetries(ctx, d.callbacks(k), 3, 3)
+	var pinTries, pukTries int
+	check := func(v []string) (err error) {
+		if pinTries, err = tries("PIN tries", v[0]); err != nil {
+			return err
+		}
+		pukTries, err = tries("PUK tries", v[1])
+		return err
+	}
+	d.askParams("Set PIV retries", "Next", []field{
+		{Label: "PIN tries (1–255)", Value: "3"},
+		{Label: "PUK tries (1–255)", Value: "3"},
+	}, check, func([]string) {
+		p, u := pinTries, pukTries
+		consequence := fmt.Sprintf("The key will allow %d wrong PIN and %d wrong PUK tries. Setting retries also puts the PIN back to 123456 and the PUK back to 12345678 (the YubiKey does this): change both straight afterwards. You are asked for the current PIN.", p, u)
+		uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Set PIV retries", consequence, func() {
+			d.run("Setting PIV retries", func(ctx context.Context, k device.Key) (string, error) {
+				card, err := d.env.Keys.PIV(k)
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("Key %d allows %d PIN and %d PUK tries; PIN and PUK are back to their defaults (123456, 12345678): change them now.", k.Serial, p, u), card.SetRetries(ctx, d.callbacks(k), p, u)
+			})
 		})
 	})
 }
