@@ -39,6 +39,9 @@ type Detail struct {
 
 	// PIV actions.
 	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
+	// PIV certificates, for the slot chosen in PIVSlot.
+	PIVSlot                            *widget.Select
+	PIVRequest, PIVSelfSign, PIVImport *widget.Button
 	// FIDO2 actions.
 	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
 	FIDOMinLength, FIDOForceChange                                    *widget.Button
@@ -99,6 +102,11 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.PIVGenerate = b("Generate key in 9a…", true, d.pivGenerate)
 	d.PIVAttest = b("Attest slot 9a", false, d.pivAttest)
 	d.PIVReset = b("Reset PIV…", true, d.pivReset)
+	d.PIVRequest = b("Certificate request…", false, d.pivRequest)
+	d.PIVSelfSign = b("Self-signed certificate…", true, d.pivSelfSign)
+	d.PIVImport = b("Import certificate…", true, d.pivImport)
+	d.PIVSlot = widget.NewSelect(slotNames(), nil)
+	d.PIVSlot.SetSelectedIndex(0)
 	d.FIDOSetPIN = b("Set PIN", false, d.fidoSetPIN)
 	d.FIDOChangePIN = b("Change PIN", false, d.fidoChangePIN)
 	d.FIDOCredentials = b("List credentials", false, d.fidoCredentials)
@@ -123,6 +131,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 		container.NewGridWithColumns(3, d.PIVChangePIN, d.PIVChangePUK, d.PIVUnblock),
 		widget.NewLabel("Keys and management"),
 		container.NewGridWithColumns(3, d.PIVRotate, d.PIVAttest, d.PIVGenerate),
+		widget.NewLabel("Certificates"),
+		container.NewGridWithColumns(4, d.PIVSlot, d.PIVRequest, d.PIVSelfSign, d.PIVImport),
 		widget.NewLabel("Destructive"),
 		container.NewGridWithColumns(3, d.PIVRetries, d.PIVReset),
 	)
@@ -192,9 +202,14 @@ func describe(k device.Key, h *Health) string {
 			}
 			var used []string
 			for _, s := range p.Slots {
-				if !s.Empty {
-					used = append(used, fmt.Sprintf("%02x %s", s.Slot, s.Algorithm))
+				u := fmt.Sprintf("%02x %s", s.Slot, s.Algorithm)
+				if s.Empty {
+					u = fmt.Sprintf("%02x no key", s.Slot)
 				}
+				if c := s.Certificate; c != nil {
+					u += fmt.Sprintf(" (certificate %s, until %s)", c.Subject, c.NotAfter.Format("2006-01-02"))
+				}
+				used = append(used, u)
 			}
 			if len(used) > 0 {
 				fmt.Fprintf(&b, "; slots %s", strings.Join(used, ", "))

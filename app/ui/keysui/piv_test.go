@@ -2,9 +2,20 @@ package keysui_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
@@ -121,4 +132,175 @@ func TestPIVSetRetries(t *testing.T) {
 	confirm(t, env, s1)
 	fill(t, form, "123456")
 	result(t, v, "allows 3 PIN and 3 PUK tries")
+}
+
+// pinIfAsked answers the PIN dialog if the key asks for its PIN, until the
+// result says want.
+func pinIfAsked(t *testing.T, v *keysui.View, pin, want string) {
+	t.Helper()
+	uitest.WaitFor(t, wait, "result saying "+want, func() bool {
+		if f := v.Detail.Form; f != nil {
+			v.Detail.Form = nil
+			test.Type(f.Entries[0], pin)
+			f.Submit()
+		}
+		return strings.Contains(v.Detail.Result.Text, want) && !v.Detail.Cancel.Visible()
+	})
+}
+
+// slotStatus is what the key says of slot.
+func slotStatus(t *testing.T, env *uikit.Env, serial uint32, slot byte) device.SlotStatus {
+	t.Helper()
+	for _, s := range pivStatus(t, env, serial).Slots {
+		if s.Slot == slot {
+			return s
+		}
+	}
+	return device.SlotStatus{Slot: slot, Empty: true}
+}
+
+// TestPIVCertificates: a certificate request for a slot's key is written to
+// the file named, signed by that key; a self-signed certificate and a
+// CA-issued one are stored in the slot behind a confirmation naming the
+// serial; an empty slot, a wrong PIN and a certificate for another key are
+// refused and change nothing.
+func TestPIVCertificates(t *testing.T) {
+	env, v := open(t)
+	s1 := uitest.Fleet.Serial(1)
+	// Replugged, the key forgets any PIN verified before, so it asks for
+	// the PIN where this test expects.
+	var before *keysui.Health
+	uitest.WaitFor(t, wait, "the key read", func() bool { before = v.HealthOf(s1); return before != nil })
+	uitest.Sim(t, fmt.Sprintf("remove %d", s1))
+	uitest.WaitFor(t, wait, "the key gone", func() bool { return !slices.Contains(v.Shown(), s1) })
+	uitest.Sim(t, fmt.Sprintf("insert %d", s1))
+	uitest.WaitFor(t, wait, "the key back and read", func() bool {
+		h := v.HealthOf(s1)
+		return slices.Contains(v.Shown(), s1) && h != before && h.Report != nil && h.Report.PIV != nil && v.Select(s1)
+	})
+	form := func() *uikit.SecretForm { return v.Detail.Form }
+	dir := t.TempDir()
+
+	// Slot 9c holds no key: no request, no file.
+	v.Detail.PIVSlot.SetSelectedIndex(1)
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVRequest)
+	params(t, v, "CN=ada", filepath.Join(dir, "9c.csr"))
+	result(t, v, "failed")
+	if !strings.Contains(v.Detail.Result.Text, "slot 9c holds no key") {
+		t.Errorf("a request for an empty slot reported as %q", v.Detail.Result.Text)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "9c.csr")); err == nil {
+		t.Error("a request file was written for an empty slot")
+	}
+
+	// A key in 9a, then its request.
+	test.Tap(v.Detail.PIVGenerate)
+	confirm(t, env, s1)
+	result(t, v, "New ECCP256 key generated in slot 9a")
+	pub := slotStatus(t, env, s1, 0x9a).PublicKey
+	if pub == nil {
+		t.Fatal("slot 9a holds no key after generating one")
+	}
+	// Self-signed: a wrong PIN changes nothing.
+	v.Detail.PIVSlot.SetSelectedIndex(0)
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVSelfSign)
+	params(t, v, "CN=ada self", "30")
+	confirm(t, env, s1)
+	fill(t, form, "654321")
+	result(t, v, "failed")
+	if !strings.Contains(v.Detail.Result.Text, "PIN was wrong") {
+		t.Errorf("a wrong PIN reported as %q", v.Detail.Result.Text)
+	}
+	if c := slotStatus(t, env, s1, 0x9a).Certificate; c != nil {
+		t.Fatalf("slot 9a holds a certificate for %s after a wrong PIN", c.Subject)
+	}
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVRequest)
+	f := params(t, v, "CN=ada", filepath.Join(dir, "missing", "9a.csr"))
+	if !strings.Contains(f.Problem.Text, "does not exist") {
+		t.Errorf("a file in a missing folder is not refused; the dialog says %q", f.Problem.Text)
+	}
+	path := filepath.Join(dir, "9a.csr")
+	f.Entries[0].SetText("CN=ada,O=Example")
+	f.Entries[1].SetText(path)
+	f.Submit()
+	fill(t, form, "123456")
+	result(t, v, "saved to "+path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		t.Fatalf("the request file holds %q", b)
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Errorf("the request's signature: %v", err)
+	}
+	if !pub.(*ecdsa.PublicKey).Equal(csr.PublicKey) || csr.Subject.CommonName != "ada" || len(csr.Subject.Organization) != 1 {
+		t.Errorf("the request is for %s, subject %s; want slot 9a's key, CN=ada,O=Example", csr.PublicKeyAlgorithm, csr.Subject)
+	}
+
+	// The PIN verified for the request may still hold: the key asks again
+	// only when it has to.
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVSelfSign)
+	params(t, v, "CN=ada self", "30")
+	confirm(t, env, s1)
+	pinIfAsked(t, v, "123456", "holds a self-signed certificate for CN=ada self")
+	c := slotStatus(t, env, s1, 0x9a).Certificate
+	if c == nil || c.Subject.CommonName != "ada self" || !pub.(*ecdsa.PublicKey).Equal(c.PublicKey) {
+		t.Fatalf("slot 9a holds %v after self-signing", c)
+	}
+	if left := time.Until(c.NotAfter); left < 29*24*time.Hour || left > 31*24*time.Hour {
+		t.Errorf("the self-signed certificate ends in %v; want 30 days", left)
+	}
+
+	// Import: a certificate for another key is refused; the CA's
+	// certificate for the slot's key is stored.
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issue := func(name string, pub any, pemOut bool) string {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+		ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Example CA"}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".der")
+		if pemOut {
+			p, der = filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		if err := os.WriteFile(p, der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVImport)
+	params(t, v, issue("someone else", &other.PublicKey, false))
+	confirm(t, env, s1)
+	result(t, v, "failed")
+	if msg := v.Detail.Result.Text; !strings.Contains(msg, "another key than the one in slot 9a") || !strings.Contains(msg, "Nothing was changed") {
+		t.Errorf("a certificate for another key reported as %q", msg)
+	}
+	if c := slotStatus(t, env, s1, 0x9a).Certificate; c == nil || c.Subject.CommonName != "ada self" {
+		t.Fatalf("slot 9a holds %v after a refused import", c)
+	}
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVImport)
+	params(t, v, issue("ada", pub, true))
+	confirm(t, env, s1)
+	result(t, v, "holds the certificate for CN=ada")
+	if c := slotStatus(t, env, s1, 0x9a).Certificate; c == nil || c.Subject.CommonName != "ada" || c.Issuer.CommonName != "Example CA" {
+		t.Fatalf("slot 9a holds %v after importing the CA's certificate", c)
+	}
 }
