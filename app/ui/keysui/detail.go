@@ -45,6 +45,8 @@ type Detail struct {
 	// FIDO2 actions.
 	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
 	FIDOMinLength, FIDOForceChange                                    *widget.Button
+	// Ifaces is the Interfaces tab.
+	Ifaces *interfaces
 	// Credentials lists the FIDO2 credentials read last; Delete acts on
 	// the selected one.
 	Credentials *widget.List
@@ -141,7 +143,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 		container.NewGridWithColumns(3, d.FIDOMinLength, d.FIDOForceChange, d.FIDODelete),
 		container.NewGridWithColumns(3, d.FIDOReset),
 	), nil, nil, nil, d.Credentials)
-	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido))
+	d.Ifaces = d.newInterfaces()
+	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido), container.NewTabItem("Interfaces", d.Ifaces.root))
 	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
 	top := container.NewVBox(d.head, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
 	d.Root = container.NewBorder(top, nil, nil, nil, d.Tabs)
@@ -168,6 +171,7 @@ func (d *Detail) Clear(msg string) {
 	d.head.Refresh()
 	d.creds = nil
 	d.Credentials.Refresh()
+	d.Ifaces.loaded.ok = false
 	d.enable(false)
 }
 
@@ -182,6 +186,7 @@ func (d *Detail) Show(k device.Key, h *Health) {
 	}
 	d.head.Refresh()
 	d.Info.SetText(describe(k, h))
+	d.Ifaces.load(k)
 	if d.cancel == nil {
 		d.enable(true)
 	}

@@ -325,8 +325,12 @@ func (v *View) Select(serial uint32) bool {
 	return false
 }
 
-// refresh looks at the selected key again after an action.
+// refresh looks at the key again after an action, as the key list now
+// has it (an action may have restarted it).
 func (v *View) refresh(k device.Key) {
+	if cur, ok := v.current(k.Serial); ok {
+		k = cur
+	}
 	v.env.Go(func(ctx context.Context) error {
 		h := v.gather(ctx, k)
 		if ctx.Err() != nil {
@@ -335,10 +339,42 @@ func (v *View) refresh(k device.Key) {
 		fyne.Do(func() {
 			v.health[k.Serial] = h
 			v.filter()
-			if v.sel == k.Serial {
-				v.Detail.Show(k, h)
+			if cur, ok := v.current(k.Serial); ok && v.sel == k.Serial {
+				v.Detail.Show(cur, h)
 			}
 		})
 		return nil
 	}, nil)
+}
+
+// current is the key with serial as the list has it now.
+func (v *View) current(serial uint32) (device.Key, bool) {
+	for _, k := range v.all {
+		if k.Serial == serial {
+			return k, true
+		}
+	}
+	return device.Key{}, false
+}
+
+// replace takes what an action learnt of a key (its configuration after a
+// restart) before the watcher reports it, and shows the key again if it
+// was selected, or if the restart emptied the pane.
+func (v *View) replace(k device.Key) {
+	found := false
+	for i := range v.all {
+		if v.all[i].Serial == k.Serial {
+			v.all[i], found = k, true
+		}
+	}
+	if !found {
+		return
+	}
+	v.filter()
+	switch v.sel {
+	case k.Serial:
+		v.Detail.Show(k, v.health[k.Serial])
+	case 0:
+		v.Select(k.Serial)
+	}
 }
