@@ -27,10 +27,37 @@ import (
 )
 
 // Screen is the Keys screen; every role sees it (an engineer only their
-// own keys).
+// own keys). Its content is a uikit.Revisited: shown again, it looks at
+// the keys and asks the registry about them again.
 func Screen() uikit.Screen {
-	return uikit.Screen{ID: "keys", Title: "Keys", Icon: theme.StorageIcon(), Make: func(env *uikit.Env) fyne.CanvasObject { return New(env).Root }}
+	return uikit.Screen{ID: "keys", Title: "Keys", Icon: theme.StorageIcon(), Make: func(env *uikit.Env) fyne.CanvasObject { return newContent(New(env)) }}
 }
+
+// content is the screen as the shell holds it: the view's Root, telling
+// the view when the shell shows it again.
+type content struct {
+	widget.BaseWidget
+	v *View
+}
+
+func newContent(v *View) *content {
+	c := &content{v: v}
+	c.ExtendBaseWidget(c)
+	return c
+}
+
+func (c *content) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(c.v.Root) }
+
+// Shown implements uikit.Revisited.
+func (c *content) Shown() { c.v.Reread() }
+
+// Reread reads every attached key and the registry's word on it again, as
+// when the keys were first listed: whom a key is registered to, its status
+// and coverage change when it is enrolled elsewhere (the Enrol screen,
+// another desk, the CLI), and its PIN state with it, without the key
+// being replugged. The shell calls it when the Keys screen is shown again;
+// Ctrl+R, which lists the keys afresh, comes to the same.
+func (v *View) Reread() { v.update(v.all) }
 
 // Health is what keydesk knows about one key beyond its identity.
 type Health struct {
