@@ -46,7 +46,7 @@ type Detail struct {
 	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
 	FIDOMinLength, FIDOForceChange                                    *widget.Button
 	// Ifaces is the Interfaces tab.
-	Ifaces *interfaces
+	Ifaces *Interfaces
 	// Credentials lists the FIDO2 credentials read last; Delete acts on
 	// the selected one.
 	Credentials *widget.List

@@ -25,9 +25,9 @@ var ifaceApps = []device.Application{device.AppOTP, device.AppU2F, device.AppFID
 // through which keydesk also reaches the management application.
 const ccidApps = device.AppPIV | device.AppOATH | device.AppOpenPGP | device.AppHSMAuth
 
-// interfaces is the Interfaces tab: a checkbox per application and
+// Interfaces is the Interfaces tab: a checkbox per application and
 // transport, and Apply.
-type interfaces struct {
+type Interfaces struct {
 	USB, NFC map[device.Application]*widget.Check
 	Apply    *widget.Button
 	Note     *widget.Label
@@ -41,8 +41,8 @@ type interfaces struct {
 	}
 }
 
-func (d *Detail) newInterfaces() *interfaces {
-	f := &interfaces{USB: map[device.Application]*widget.Check{}, NFC: map[device.Application]*widget.Check{}}
+func (d *Detail) newInterfaces() *Interfaces {
+	f := &Interfaces{USB: map[device.Application]*widget.Check{}, NFC: map[device.Application]*widget.Check{}}
 	grid := container.NewGridWithColumns(3,
 		widget.NewLabelWithStyle("Application", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		widget.NewLabelWithStyle("USB", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
@@ -66,7 +66,7 @@ func (d *Detail) newInterfaces() *interfaces {
 
 // load sets the checkboxes from k unless they already show k's current
 // configuration (so a refresh keeps what the person is changing).
-func (f *interfaces) load(k device.Key) {
+func (f *Interfaces) load(k device.Key) {
 	l := &f.loaded
 	if l.ok && l.serial == k.Serial && l.usb == k.EnabledUSB && l.nfc == k.EnabledNFC {
 		return
@@ -91,7 +91,7 @@ func set(c *widget.Check, on, supported bool) {
 }
 
 // chosen is what the checkboxes say.
-func (f *interfaces) chosen() (usb, nfc device.Application) {
+func (f *Interfaces) chosen() (usb, nfc device.Application) {
 	for _, a := range ifaceApps {
 		if f.USB[a].Checked {
 			usb |= a
