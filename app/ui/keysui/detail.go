@@ -160,6 +160,12 @@ func (d *Detail) enable(on bool) {
 			b.Disable()
 		}
 	}
+	if on {
+		d.PIVSlot.Enable()
+	} else {
+		d.PIVSlot.Disable()
+	}
+	d.Ifaces.enable(on && d.has, d.key)
 }
 
 // Clear empties the pane.

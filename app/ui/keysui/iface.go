@@ -65,7 +65,8 @@ func (d *Detail) newInterfaces() *Interfaces {
 }
 
 // load sets the checkboxes from k unless they already show k's current
-// configuration (so a refresh keeps what the person is changing).
+// configuration (so a refresh keeps what the person is changing); enable
+// decides which can be changed.
 func (f *Interfaces) load(k device.Key) {
 	l := &f.loaded
 	if l.ok && l.serial == k.Serial && l.usb == k.EnabledUSB && l.nfc == k.EnabledNFC {
@@ -73,21 +74,34 @@ func (f *Interfaces) load(k device.Key) {
 	}
 	l.serial, l.usb, l.nfc, l.ok = k.Serial, k.EnabledUSB, k.EnabledNFC, true
 	for _, a := range ifaceApps {
-		set(f.USB[a], k.EnabledUSB&a != 0, k.SupportedUSB&a != 0)
-		set(f.NFC[a], k.EnabledNFC&a != 0, k.SupportedNFC&a != 0)
+		f.USB[a].SetChecked(k.EnabledUSB&a != 0)
+		f.NFC[a].SetChecked(k.EnabledNFC&a != 0)
 	}
 }
 
-func set(c *widget.Check, on, supported bool) {
-	c.SetChecked(on)
-	if supported {
-		c.Text = "enabled"
+// enable lets the person change what k supports, or nothing when on is
+// false (no key chosen, or an action running).
+func (f *Interfaces) enable(on bool, k device.Key) {
+	for _, a := range ifaceApps {
+		allow(f.USB[a], on, k.SupportedUSB&a != 0)
+		allow(f.NFC[a], on, k.SupportedNFC&a != 0)
+	}
+}
+
+func allow(c *widget.Check, on, supported bool) {
+	text := "enabled"
+	if !supported {
+		text = "not on this key"
+	}
+	if c.Text != text {
+		c.Text = text
+		c.Refresh()
+	}
+	if on && supported {
 		c.Enable()
 	} else {
-		c.Text = "not on this key"
 		c.Disable()
 	}
-	c.Refresh()
 }
 
 // chosen is what the checkboxes say.
