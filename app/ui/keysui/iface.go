@@ -185,6 +185,9 @@ func (d *Detail) applyInterfaces() {
 				return msg, nil
 			}
 			nk, err := d.awaitRestart(ctx, k, usb)
+			if errors.Is(err, context.Canceled) {
+				return msg + " keydesk stopped waiting for it to restart; the change is written.", nil
+			}
 			if err != nil {
 				return "", err
 			}

@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/widget"
 )
 
@@ -39,9 +40,12 @@ type ParamForm struct {
 	// Problem says why the values were refused; empty while none was.
 	Problem *widget.Label
 	dlg     dialog.Dialog
-	check   func([]string) error
-	done    func([]string)
-	closed  bool
+	// saves are the entries naming a file to write, with the path the
+	// person agreed to replace in the save dialog.
+	saves  map[*widget.Entry]string
+	check  func([]string) error
+	done   func([]string)
+	closed bool
 }
 
 // Submit checks the values and, when check accepts them, closes the dialog
@@ -53,6 +57,17 @@ func (f *ParamForm) Submit() {
 	vals := make([]string, len(f.Entries))
 	for i, e := range f.Entries {
 		vals[i] = strings.TrimSpace(e.Text)
+	}
+	for i, e := range f.Entries {
+		agreed, ok := f.saves[e]
+		if !ok || vals[i] == "" || vals[i] == agreed {
+			continue
+		}
+		if st, err := os.Stat(vals[i]); err == nil && !st.IsDir() {
+			f.Problem.SetText(fmt.Sprintf("%s exists already: name another file, or pick it with Choose… to replace it", vals[i]))
+			f.Problem.Show()
+			return
+		}
 	}
 	if f.check != nil {
 		if err := f.check(vals); err != nil {
@@ -80,7 +95,7 @@ func (f *ParamForm) Cancel() {
 // them. A file field has a "Choose…" button opening Fyne's file dialog.
 func (d *Detail) askParams(title, action string, fields []field, check func([]string) error, then func([]string)) *ParamForm {
 	w := d.env.Window
-	f := &ParamForm{check: check, done: then}
+	f := &ParamForm{check: check, done: then, saves: map[*widget.Entry]string{}}
 	f.Problem = widget.NewLabel("")
 	f.Problem.Wrapping = fyne.TextWrapWord
 	f.Problem.Importance = widget.DangerImportance
@@ -95,7 +110,16 @@ func (d *Detail) askParams(title, action string, fields []field, check func([]st
 		var obj fyne.CanvasObject = e
 		if fl.File != noFile {
 			kind := fl.File
-			obj = container.NewBorder(nil, nil, nil, widget.NewButton("Choose…", func() { chooseFile(w, kind, e) }), e)
+			if kind == saveFile {
+				f.saves[e] = ""
+			}
+			chosen := func(path string) {
+				e.SetText(path)
+				if kind == saveFile {
+					f.saves[e] = path // the save dialog asked before replacing it
+				}
+			}
+			obj = container.NewBorder(nil, nil, nil, widget.NewButton("Choose…", func() { chooseFile(w, kind, e.Text, chosen) }), e)
 		}
 		form.Append(fl.Label, obj)
 	}
@@ -122,27 +146,32 @@ func (d *Detail) askParams(title, action string, fields []field, check func([]st
 	return f
 }
 
-// chooseFile opens Fyne's save or open dialog and puts the chosen path in e.
-func chooseFile(w fyne.Window, kind fileKind, e *widget.Entry) {
+// chooseFile opens Fyne's save or open dialog, starting from the file
+// named in current, and gives chosen the path picked.
+func chooseFile(w fyne.Window, kind fileKind, current string, chosen func(string)) {
 	if kind == saveFile {
 		fd := dialog.NewFileSave(func(u fyne.URIWriteCloser, err error) {
 			if err == nil && u != nil {
-				e.SetText(u.URI().Path())
+				chosen(u.URI().Path())
 				u.Close()
 			}
 		}, w)
-		if base := filepath.Base(e.Text); e.Text != "" {
-			fd.SetFileName(base)
+		if current != "" {
+			fd.SetFileName(filepath.Base(current))
+			if dir, err := storage.ListerForURI(storage.NewFileURI(filepath.Dir(current))); err == nil {
+				fd.SetLocation(dir)
+			}
 		}
 		fd.Show()
 		return
 	}
-	dialog.ShowFileOpen(func(u fyne.URIReadCloser, err error) {
+	fd := dialog.NewFileOpen(func(u fyne.URIReadCloser, err error) {
 		if err == nil && u != nil {
-			e.SetText(u.URI().Path())
+			chosen(u.URI().Path())
 			u.Close()
 		}
 	}, w)
+	fd.Show()
 }
 
 // tries reads a number of PIN or PUK tries: 1 to 255, as the key takes

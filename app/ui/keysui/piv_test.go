@@ -233,6 +233,13 @@ func TestPIVCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVRequest)
+	f = params(t, v, "CN=ada", path)
+	if !strings.Contains(f.Problem.Text, "exists already") {
+		t.Errorf("a typed name of an existing file is not refused; the dialog says %q", f.Problem.Text)
+	}
+	f.Cancel()
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
 		t.Fatalf("the request file holds %q", b)
