@@ -389,6 +389,7 @@ func (v *View) current(serial uint32) (device.Key, bool) {
 // was selected, or if the restart emptied the pane.
 func (v *View) replace(k device.Key) {
 	found := false
+	v.all = append([]device.Key(nil), v.all...) // the feed's list is shared
 	for i := range v.all {
 		if v.all[i].Serial == k.Serial {
 			v.all[i], found = k, true
