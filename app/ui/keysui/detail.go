@@ -39,9 +39,14 @@ type Detail struct {
 
 	// PIV actions.
 	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
+	// PIV certificates, for the slot chosen in PIVSlot.
+	PIVSlot                            *widget.Select
+	PIVRequest, PIVSelfSign, PIVImport *widget.Button
 	// FIDO2 actions.
 	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
 	FIDOMinLength, FIDOForceChange                                    *widget.Button
+	// Ifaces is the Interfaces tab.
+	Ifaces *Interfaces
 	// Credentials lists the FIDO2 credentials read last; Delete acts on
 	// the selected one.
 	Credentials *widget.List
@@ -50,6 +55,9 @@ type Detail struct {
 
 	// Form is the PIN dialog open now (tests type into it).
 	Form *uikit.SecretForm
+	// Params is the last dialog asking for plain values (tries, subject,
+	// file).
+	Params *ParamForm
 
 	Root    fyne.CanvasObject
 	head    *fyne.Container
@@ -96,6 +104,11 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.PIVGenerate = b("Generate key in 9a…", true, d.pivGenerate)
 	d.PIVAttest = b("Attest slot 9a", false, d.pivAttest)
 	d.PIVReset = b("Reset PIV…", true, d.pivReset)
+	d.PIVRequest = b("Certificate request…", false, d.pivRequest)
+	d.PIVSelfSign = b("Self-signed certificate…", true, d.pivSelfSign)
+	d.PIVImport = b("Import certificate…", true, d.pivImport)
+	d.PIVSlot = widget.NewSelect(slotNames(), nil)
+	d.PIVSlot.SetSelectedIndex(0)
 	d.FIDOSetPIN = b("Set PIN", false, d.fidoSetPIN)
 	d.FIDOChangePIN = b("Change PIN", false, d.fidoChangePIN)
 	d.FIDOCredentials = b("List credentials", false, d.fidoCredentials)
@@ -120,6 +133,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 		container.NewGridWithColumns(3, d.PIVChangePIN, d.PIVChangePUK, d.PIVUnblock),
 		widget.NewLabel("Keys and management"),
 		container.NewGridWithColumns(3, d.PIVRotate, d.PIVAttest, d.PIVGenerate),
+		widget.NewLabel("Certificates"),
+		container.NewGridWithColumns(4, d.PIVSlot, d.PIVRequest, d.PIVSelfSign, d.PIVImport),
 		widget.NewLabel("Destructive"),
 		container.NewGridWithColumns(3, d.PIVRetries, d.PIVReset),
 	)
@@ -128,7 +143,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 		container.NewGridWithColumns(3, d.FIDOMinLength, d.FIDOForceChange, d.FIDODelete),
 		container.NewGridWithColumns(3, d.FIDOReset),
 	), nil, nil, nil, d.Credentials)
-	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido))
+	d.Ifaces = d.newInterfaces()
+	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido), container.NewTabItem("Interfaces", d.Ifaces.root))
 	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
 	top := container.NewVBox(d.head, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
 	d.Root = container.NewBorder(top, nil, nil, nil, d.Tabs)
@@ -144,6 +160,12 @@ func (d *Detail) enable(on bool) {
 			b.Disable()
 		}
 	}
+	if on {
+		d.PIVSlot.Enable()
+	} else {
+		d.PIVSlot.Disable()
+	}
+	d.Ifaces.enable(on && d.has, d.key)
 }
 
 // Clear empties the pane.
@@ -155,6 +177,7 @@ func (d *Detail) Clear(msg string) {
 	d.head.Refresh()
 	d.creds = nil
 	d.Credentials.Refresh()
+	d.Ifaces.loaded.ok = false
 	d.enable(false)
 }
 
@@ -169,6 +192,7 @@ func (d *Detail) Show(k device.Key, h *Health) {
 	}
 	d.head.Refresh()
 	d.Info.SetText(describe(k, h))
+	d.Ifaces.load(k)
 	if d.cancel == nil {
 		d.enable(true)
 	}
@@ -189,9 +213,14 @@ func describe(k device.Key, h *Health) string {
 			}
 			var used []string
 			for _, s := range p.Slots {
-				if !s.Empty {
-					used = append(used, fmt.Sprintf("%02x %s", s.Slot, s.Algorithm))
+				u := fmt.Sprintf("%02x %s", s.Slot, s.Algorithm)
+				if s.Empty {
+					u = fmt.Sprintf("%02x no key", s.Slot)
 				}
+				if c := s.Certificate; c != nil {
+					u += fmt.Sprintf(" (certificate %s, until %s)", c.Subject, c.NotAfter.Format("2006-01-02"))
+				}
+				used = append(used, u)
 			}
 			if len(used) > 0 {
 				fmt.Fprintf(&b, "; slots %s", strings.Join(used, ", "))
@@ -325,17 +354,35 @@ func (d *Detail) pivUnblock() {
 	})
 }
 
+// pivRetries sets how many PIN and PUK tries the key allows (Yubico SET
+// PIN RETRIES, as "ykman piv access set-retries"). The YubiKey then puts
+// the PIN and PUK back to their defaults, which the confirmation says.
 func (d *Detail) pivRetries() {
 	if !d.has {
 		return
 	}
-	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Set PIV retries", "PIN and PUK go back to their defaults (123456, 12345678) with 3 tries each; change them afterwards.", func() {
-		d.run("Setting PIV retries", func(ctx context.Context, k device.Key) (string, error) {
-			card, err := d.env.Keys.PIV(k)
-			if err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("Key %d allows 3 PIN and 3 PUK tries; PIN and PUK are back to their defaults: change them now.", k.Serial), card.SetRetries(ctx, d.callbacks(k), 3, 3)
+	var pinTries, pukTries int
+	check := func(v []string) (err error) {
+		if pinTries, err = tries("PIN tries", v[0]); err != nil {
+			return err
+		}
+		pukTries, err = tries("PUK tries", v[1])
+		return err
+	}
+	d.askParams("Set PIV retries", "Next", []field{
+		{Label: "PIN tries (1–255)", Value: "3"},
+		{Label: "PUK tries (1–255)", Value: "3"},
+	}, check, func([]string) {
+		p, u := pinTries, pukTries
+		consequence := fmt.Sprintf("The key will allow %d wrong PIN and %d wrong PUK tries. Setting retries also puts the PIN back to 123456 and the PUK back to 12345678 (the YubiKey does this): change both straight afterwards. You are asked for the current PIN.", p, u)
+		uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Set PIV retries", consequence, func() {
+			d.run("Setting PIV retries", func(ctx context.Context, k device.Key) (string, error) {
+				card, err := d.env.Keys.PIV(k)
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("Key %d allows %d PIN and %d PUK tries; PIN and PUK are back to their defaults (123456, 12345678): change them now.", k.Serial, p, u), card.SetRetries(ctx, d.callbacks(k), p, u)
+			})
 		})
 	})
 }

@@ -27,10 +27,37 @@ import (
 )
 
 // Screen is the Keys screen; every role sees it (an engineer only their
-// own keys).
+// own keys). Its content is a uikit.Revisited: shown again, it looks at
+// the keys and asks the registry about them again.
 func Screen() uikit.Screen {
-	return uikit.Screen{ID: "keys", Title: "Keys", Icon: theme.StorageIcon(), Make: func(env *uikit.Env) fyne.CanvasObject { return New(env).Root }}
+	return uikit.Screen{ID: "keys", Title: "Keys", Icon: theme.StorageIcon(), Make: func(env *uikit.Env) fyne.CanvasObject { return newContent(New(env)) }}
 }
+
+// content is the screen as the shell holds it: the view's Root, telling
+// the view when the shell shows it again.
+type content struct {
+	widget.BaseWidget
+	v *View
+}
+
+func newContent(v *View) *content {
+	c := &content{v: v}
+	c.ExtendBaseWidget(c)
+	return c
+}
+
+func (c *content) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(c.v.Root) }
+
+// Shown implements uikit.Revisited.
+func (c *content) Shown() { c.v.Reread() }
+
+// Reread reads every attached key and the registry's word on it again, as
+// when the keys were first listed: whom a key is registered to, its status
+// and coverage change when it is enrolled elsewhere (the Enrol screen,
+// another desk, the CLI), and its PIN state with it, without the key
+// being replugged. The shell calls it when the Keys screen is shown again;
+// Ctrl+R, which lists the keys afresh, comes to the same.
+func (v *View) Reread() { v.update(v.all) }
 
 // Health is what keydesk knows about one key beyond its identity.
 type Health struct {
@@ -325,8 +352,12 @@ func (v *View) Select(serial uint32) bool {
 	return false
 }
 
-// refresh looks at the selected key again after an action.
+// refresh looks at the key again after an action, as the key list now
+// has it (an action may have restarted it).
 func (v *View) refresh(k device.Key) {
+	if cur, ok := v.current(k.Serial); ok {
+		k = cur
+	}
 	v.env.Go(func(ctx context.Context) error {
 		h := v.gather(ctx, k)
 		if ctx.Err() != nil {
@@ -335,10 +366,43 @@ func (v *View) refresh(k device.Key) {
 		fyne.Do(func() {
 			v.health[k.Serial] = h
 			v.filter()
-			if v.sel == k.Serial {
-				v.Detail.Show(k, h)
+			if cur, ok := v.current(k.Serial); ok && v.sel == k.Serial {
+				v.Detail.Show(cur, h)
 			}
 		})
 		return nil
 	}, nil)
+}
+
+// current is the key with serial as the list has it now.
+func (v *View) current(serial uint32) (device.Key, bool) {
+	for _, k := range v.all {
+		if k.Serial == serial {
+			return k, true
+		}
+	}
+	return device.Key{}, false
+}
+
+// replace takes what an action learnt of a key (its configuration after a
+// restart) before the watcher reports it, and shows the key again if it
+// was selected, or if the restart emptied the pane.
+func (v *View) replace(k device.Key) {
+	found := false
+	v.all = append([]device.Key(nil), v.all...) // the feed's list is shared
+	for i := range v.all {
+		if v.all[i].Serial == k.Serial {
+			v.all[i], found = k, true
+		}
+	}
+	if !found {
+		return
+	}
+	v.filter()
+	switch v.sel {
+	case k.Serial:
+		v.Detail.Show(k, v.health[k.Serial])
+	case 0:
+		v.Select(k.Serial)
+	}
 }

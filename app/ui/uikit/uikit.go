@@ -132,6 +132,14 @@ type Screen struct {
 	Make func(env *Env) fyne.CanvasObject
 }
 
+// Revisited is a screen's content that wants to know each time the shell
+// shows it again after another screen (what it shows may have changed
+// meanwhile: a key enrolled on the Enrol screen is registered now). The
+// shell calls Shown on the UI goroutine; it must not block.
+type Revisited interface {
+	Shown()
+}
+
 // Visible says whether the screen is shown to env's role.
 func (s Screen) Visible(env *Env) bool {
 	return len(s.Roles) == 0 || env.Can(s.Roles...)

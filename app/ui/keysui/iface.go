@@ -1,0 +1,248 @@
+package keysui
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/mgmt"
+)
+
+// ifaceApps are the applications the management application switches, in
+// the order ykman lists them.
+var ifaceApps = []device.Application{device.AppOTP, device.AppU2F, device.AppFIDO2, device.AppOATH, device.AppPIV, device.AppOpenPGP, device.AppHSMAuth}
+
+// ccidApps are the applications reached over the smart-card interface,
+// through which keydesk also reaches the management application.
+const ccidApps = device.AppPIV | device.AppOATH | device.AppOpenPGP | device.AppHSMAuth
+
+// Interfaces is the Interfaces tab: a checkbox per application and
+// transport, and Apply.
+type Interfaces struct {
+	USB, NFC map[device.Application]*widget.Check
+	Apply    *widget.Button
+	Note     *widget.Label
+	root     fyne.CanvasObject
+	// loaded is the key and configuration the checkboxes were last set
+	// from; a new look at the same key leaves the person's edits alone.
+	loaded struct {
+		serial   uint32
+		usb, nfc device.Application
+		ok       bool
+	}
+}
+
+func (d *Detail) newInterfaces() *Interfaces {
+	f := &Interfaces{USB: map[device.Application]*widget.Check{}, NFC: map[device.Application]*widget.Check{}}
+	grid := container.NewGridWithColumns(3,
+		widget.NewLabelWithStyle("Application", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		widget.NewLabelWithStyle("USB", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		widget.NewLabelWithStyle("NFC", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
+	for _, a := range ifaceApps {
+		f.USB[a] = widget.NewCheck("enabled", nil)
+		f.NFC[a] = widget.NewCheck("enabled", nil)
+		grid.Add(widget.NewLabel(a.String()))
+		grid.Add(f.USB[a])
+		grid.Add(f.NFC[a])
+	}
+	f.Apply = widget.NewButton("Apply…", d.applyInterfaces)
+	f.Apply.Importance = widget.DangerImportance
+	d.buttons = append(d.buttons, f.Apply)
+	f.Note = widget.NewLabel("Which applications the key offers over USB and NFC (as \"ykman config usb\" and \"ykman config nfc\"). " +
+		"Switching FIDO2 or PIV off over USB leaves keydesk unable to manage that part of the key until it is switched on again.")
+	f.Note.Wrapping = fyne.TextWrapWord
+	f.root = container.NewVBox(f.Note, grid, container.NewGridWithColumns(3, f.Apply))
+	return f
+}
+
+// load sets the checkboxes from k unless they already show k's current
+// configuration (so a refresh keeps what the person is changing); enable
+// decides which can be changed.
+func (f *Interfaces) load(k device.Key) {
+	l := &f.loaded
+	if l.ok && l.serial == k.Serial && l.usb == k.EnabledUSB && l.nfc == k.EnabledNFC {
+		return
+	}
+	l.serial, l.usb, l.nfc, l.ok = k.Serial, k.EnabledUSB, k.EnabledNFC, true
+	for _, a := range ifaceApps {
+		f.USB[a].SetChecked(k.EnabledUSB&a != 0)
+		f.NFC[a].SetChecked(k.EnabledNFC&a != 0)
+	}
+}
+
+// enable lets the person change what k supports, or nothing when on is
+// false (no key chosen, or an action running).
+func (f *Interfaces) enable(on bool, k device.Key) {
+	for _, a := range ifaceApps {
+		allow(f.USB[a], on, k.SupportedUSB&a != 0)
+		allow(f.NFC[a], on, k.SupportedNFC&a != 0)
+	}
+}
+
+func allow(c *widget.Check, on, supported bool) {
+	text := "enabled"
+	if !supported {
+		text = "not on this key"
+	}
+	if c.Text != text {
+		c.Text = text
+		c.Refresh()
+	}
+	if on && supported {
+		c.Enable()
+	} else {
+		c.Disable()
+	}
+}
+
+// chosen is what the checkboxes say.
+func (f *Interfaces) chosen() (usb, nfc device.Application) {
+	for _, a := range ifaceApps {
+		if f.USB[a].Checked {
+			usb |= a
+		}
+		if f.NFC[a].Checked {
+			nfc |= a
+		}
+	}
+	return usb, nfc
+}
+
+// ErrNoUSBApplication: every USB application would be off, and the key
+// could not be reached over USB to turn them on again.
+var ErrNoUSBApplication = errors.New("refusing to switch every USB application off: the key could not be used or reconfigured over USB afterwards")
+
+func names(a device.Application) string {
+	if a == 0 {
+		return "none"
+	}
+	return a.String()
+}
+
+// applyInterfaces writes the chosen configuration behind a confirmation
+// naming the key's serial (Yubico management WRITE CONFIG), then waits for
+// the key to restart, as it does to apply a USB change.
+func (d *Detail) applyInterfaces() {
+	if !d.has {
+		return
+	}
+	k, f := d.key, d.Ifaces
+	usb, nfc := f.chosen()
+	if usb == 0 {
+		d.Result.SetText("Nothing was changed: " + ErrNoUSBApplication.Error() + ". Leave at least one USB application on.")
+		return
+	}
+	var ch mgmt.Change
+	var lines, warn []string
+	if usb != k.EnabledUSB {
+		ch.USB = &usb
+		lines = append(lines, fmt.Sprintf("Over USB: %s (now %s).", names(usb), names(k.EnabledUSB)))
+	}
+	if k.SupportedNFC != 0 && nfc != k.EnabledNFC {
+		ch.NFC = &nfc
+		lines = append(lines, fmt.Sprintf("Over NFC: %s (now %s).", names(nfc), names(k.EnabledNFC)))
+	}
+	if len(lines) == 0 {
+		d.Result.SetText(fmt.Sprintf("Key %d already has these applications enabled; nothing to change.", k.Serial))
+		return
+	}
+	for _, a := range []device.Application{device.AppFIDO2, device.AppPIV} {
+		if k.EnabledUSB&a != 0 && usb&a == 0 {
+			warn = append(warn, fmt.Sprintf("With %s off over USB keydesk cannot manage %s on this key until it is switched on again.", a, a))
+		}
+	}
+	if k.EnabledUSB&ccidApps != 0 && usb&ccidApps == 0 {
+		warn = append(warn, "With no smart-card application (PIV, OATH, OpenPGP, YubiHSM Auth) on over USB, keydesk cannot change these settings again; only ykman can.")
+	}
+	if ch.USB != nil {
+		lines = append(lines, "The key restarts to apply a USB change.")
+	}
+	consequence := strings.Join(append(lines, warn...), "\n")
+	apply := func(lock []byte) {
+		ch.LockCode = lock
+		d.run("Changing interfaces", func(ctx context.Context, k device.Key) (string, error) {
+			if k.Reader == "" {
+				return "", fmt.Errorf("key %d has no smart-card interface to configure it through: %w", k.Serial, device.ErrAppDisabled)
+			}
+			if err := mgmt.Apply(ctx, k.Reader, k.Serial, ch); err != nil {
+				return "", err
+			}
+			msg := fmt.Sprintf("Key %d now enables over USB: %s", k.Serial, names(usb))
+			if k.SupportedNFC != 0 {
+				msg += fmt.Sprintf("; over NFC: %s", names(nfc))
+			}
+			msg += "."
+			if ch.USB == nil {
+				return msg, nil
+			}
+			nk, err := d.awaitRestart(ctx, k, usb)
+			if errors.Is(err, context.Canceled) {
+				return msg + " keydesk stopped waiting for it to restart; the change is written.", nil
+			}
+			if err != nil {
+				return "", err
+			}
+			fyne.Do(func() { d.view.replace(nk) })
+			return msg + " It has restarted.", nil
+		})
+	}
+	uikit.ConfirmSerial(d.env.Window, k.Serial, "Change interfaces", consequence, func() {
+		if !k.ConfigLocked {
+			apply(nil)
+			return
+		}
+		d.ask("Configuration lock code", []string{"Lock code (32 hex digits)"}, func(v []string) {
+			code, err := hex.DecodeString(strings.TrimSpace(v[0]))
+			if err != nil || len(code) != 16 {
+				d.Result.SetText("The lock code is 32 hex digits; nothing was changed.")
+				return
+			}
+			apply(code)
+		})
+	})
+}
+
+// awaitRestart waits for the key to go away and come back with the new
+// USB configuration, through the interface that stays on.
+func (d *Detail) awaitRestart(ctx context.Context, k device.Key, usb device.Application) (device.Key, error) {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ccid := usb&ccidApps != 0
+	present := func(k *device.Key) bool {
+		if k == nil {
+			return false
+		}
+		if ccid {
+			return k.Reader != ""
+		}
+		return k.FIDOPath != ""
+	}
+	gone := false
+	nk, err := d.env.Keys.WaitUntil(wctx, k.Serial, func(k *device.Key) bool {
+		if !present(k) {
+			gone = true
+			return false
+		}
+		return gone && k.EnabledUSB == usb
+	})
+	if err == nil {
+		return nk, nil
+	}
+	if ctx.Err() != nil {
+		return device.Key{}, ctx.Err()
+	}
+	// A restart quicker than the first look is still a restart.
+	if nk, ferr := d.env.Keys.Find(ctx, k.Serial); ferr == nil && present(&nk) && nk.EnabledUSB == usb {
+		return nk, nil
+	}
+	return device.Key{}, &hinted{fmt.Errorf("key %d did not come back after restarting: %w", k.Serial, err), "Remove the key and insert it again; the change was written."}
+}

@@ -1,0 +1,313 @@
+package keysui_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/ui/keysui"
+	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
+	"github.com/keydesk/keydesk/device"
+)
+
+// params fills the open values dialog (tries, subject, file) and submits it.
+func params(t *testing.T, v *keysui.View, values ...string) *keysui.ParamForm {
+	t.Helper()
+	uitest.WaitFor(t, wait, "a dialog asking for values", func() bool { return v.Detail.Params != nil })
+	f := v.Detail.Params
+	if len(f.Entries) != len(values) {
+		t.Fatalf("the dialog asks for %q, the test gives %d values", f.Labels, len(values))
+	}
+	for i, s := range values {
+		f.Entries[i].SetText("")
+		test.Type(f.Entries[i], s)
+	}
+	f.Submit()
+	return f
+}
+
+// confirm types the serial into the open confirmation and confirms.
+func confirm(t *testing.T, env *uikit.Env, serial uint32) {
+	t.Helper()
+	entry, ok := env.Window.Canvas().Focused().(*widget.Entry)
+	if !ok || !strings.Contains(entry.PlaceHolder, "serial") {
+		t.Fatal("no confirmation asking for the serial")
+	}
+	test.Type(entry, fmt.Sprint(serial))
+	entry.OnSubmitted(entry.Text)
+}
+
+// pivStatus reads the key's PIV state straight from the key.
+func pivStatus(t *testing.T, env *uikit.Env, serial uint32) *device.PIVStatus {
+	t.Helper()
+	release := env.HoldKeys()
+	defer release()
+	ctx := context.Background()
+	k, err := env.Keys.Find(ctx, serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := env.Keys.PIV(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := card.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestPIVSetRetries: the tries chosen in the dialog reach the key, behind a
+// confirmation that names its serial and says PIN and PUK go back to their
+// defaults; out-of-range tries are refused in the dialog; a wrong PIN
+// changes nothing.
+func TestPIVSetRetries(t *testing.T) {
+	env, v := open(t)
+	s1 := uitest.Fleet.Serial(1)
+	v.Select(s1)
+	form := func() *uikit.SecretForm { return v.Detail.Form }
+
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVRetries)
+	f := params(t, v, "0", "300")
+	if !f.Problem.Visible() || !strings.Contains(f.Problem.Text, "1 to 255") {
+		t.Fatalf("0 PIN tries accepted; the dialog says %q", f.Problem.Text)
+	}
+	f.Cancel()
+
+	// A wrong PIN: refused with the tries left, nothing changed.
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVRetries)
+	params(t, v, "5", "7")
+	confirm(t, env, s1)
+	fill(t, form, "999999")
+	result(t, v, "failed")
+	if msg := v.Detail.Result.Text; !strings.Contains(msg, "tries left") {
+		t.Errorf("wrong PIN reported as %q; want the tries left", msg)
+	}
+	if st := pivStatus(t, env, s1); st.PINRetries != 2 || st.PUKRetries != 3 {
+		t.Fatalf("after a refused change the key has PIN %d, PUK %d tries left; want 2 and 3", st.PINRetries, st.PUKRetries)
+	}
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVRetries)
+	params(t, v, "5", "7")
+	dlg := env.Window.Canvas().Overlays().Top()
+	if dlg == nil || !uitest.HasText(dlg, "123456") || !uitest.HasText(dlg, fmt.Sprint(s1)) {
+		t.Error("the confirmation does not name the serial and the default PIN")
+	}
+	confirm(t, env, s1)
+	fill(t, form, "123456")
+	result(t, v, "allows 5 PIN and 7 PUK tries")
+	if st := pivStatus(t, env, s1); st.PINRetries != 5 || st.PUKRetries != 7 || !st.PINDefault || !st.PUKDefault {
+		t.Fatalf("the key has PIN %d, PUK %d tries (defaults %v, %v); want 5 and 7, both default", st.PINRetries, st.PUKRetries, st.PINDefault, st.PUKDefault)
+	}
+	uitest.WaitFor(t, wait, "the detail showing 5 PIN tries", func() bool {
+		h := v.HealthOf(s1)
+		return h != nil && h.Report != nil && h.Report.PIV != nil && h.Report.PIV.PINRetries == 5 &&
+			strings.Contains(v.Detail.Info.Text, "PIN 5 tries left, PUK 7 tries left")
+	})
+
+	// Back to 3 and 3 for the tests that follow.
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVRetries)
+	params(t, v, "3", "3")
+	confirm(t, env, s1)
+	fill(t, form, "123456")
+	result(t, v, "allows 3 PIN and 3 PUK tries")
+}
+
+// pinIfAsked answers the PIN dialog if the key asks for its PIN, until the
+// result says want.
+func pinIfAsked(t *testing.T, v *keysui.View, pin, want string) {
+	t.Helper()
+	uitest.WaitFor(t, wait, "result saying "+want, func() bool {
+		if f := v.Detail.Form; f != nil {
+			v.Detail.Form = nil
+			test.Type(f.Entries[0], pin)
+			f.Submit()
+		}
+		return strings.Contains(v.Detail.Result.Text, want) && !v.Detail.Cancel.Visible()
+	})
+}
+
+// slotStatus is what the key says of slot.
+func slotStatus(t *testing.T, env *uikit.Env, serial uint32, slot byte) device.SlotStatus {
+	t.Helper()
+	for _, s := range pivStatus(t, env, serial).Slots {
+		if s.Slot == slot {
+			return s
+		}
+	}
+	return device.SlotStatus{Slot: slot, Empty: true}
+}
+
+// TestPIVCertificates: a certificate request for a slot's key is written to
+// the file named, signed by that key; a self-signed certificate and a
+// CA-issued one are stored in the slot behind a confirmation naming the
+// serial; an empty slot, a wrong PIN and a certificate for another key are
+// refused and change nothing.
+func TestPIVCertificates(t *testing.T) {
+	env, v := open(t)
+	s1 := uitest.Fleet.Serial(1)
+	// Replugged, the key forgets any PIN verified before, so it asks for
+	// the PIN where this test expects.
+	var before *keysui.Health
+	uitest.WaitFor(t, wait, "the key read", func() bool { before = v.HealthOf(s1); return before != nil })
+	uitest.Sim(t, fmt.Sprintf("remove %d", s1))
+	uitest.WaitFor(t, wait, "the key gone", func() bool { return !slices.Contains(v.Shown(), s1) })
+	uitest.Sim(t, fmt.Sprintf("insert %d", s1))
+	uitest.WaitFor(t, wait, "the key back and read", func() bool {
+		h := v.HealthOf(s1)
+		return slices.Contains(v.Shown(), s1) && h != before && h.Report != nil && h.Report.PIV != nil && v.Select(s1)
+	})
+	form := func() *uikit.SecretForm { return v.Detail.Form }
+	dir := t.TempDir()
+
+	// Slot 9c holds no key: no request, no file.
+	v.Detail.PIVSlot.SetSelectedIndex(1)
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVRequest)
+	params(t, v, "CN=ada", filepath.Join(dir, "9c.csr"))
+	result(t, v, "failed")
+	if !strings.Contains(v.Detail.Result.Text, "slot 9c holds no key") {
+		t.Errorf("a request for an empty slot reported as %q", v.Detail.Result.Text)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "9c.csr")); err == nil {
+		t.Error("a request file was written for an empty slot")
+	}
+
+	// A key in 9a, then its request.
+	test.Tap(v.Detail.PIVGenerate)
+	confirm(t, env, s1)
+	result(t, v, "New ECCP256 key generated in slot 9a")
+	pub := slotStatus(t, env, s1, 0x9a).PublicKey
+	if pub == nil {
+		t.Fatal("slot 9a holds no key after generating one")
+	}
+	// Self-signed: a wrong PIN changes nothing.
+	v.Detail.PIVSlot.SetSelectedIndex(0)
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVSelfSign)
+	params(t, v, "CN=ada self", "30")
+	confirm(t, env, s1)
+	fill(t, form, "654321")
+	result(t, v, "failed")
+	if !strings.Contains(v.Detail.Result.Text, "PIN was wrong") {
+		t.Errorf("a wrong PIN reported as %q", v.Detail.Result.Text)
+	}
+	if c := slotStatus(t, env, s1, 0x9a).Certificate; c != nil {
+		t.Fatalf("slot 9a holds a certificate for %s after a wrong PIN", c.Subject)
+	}
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVRequest)
+	f := params(t, v, "CN=ada", filepath.Join(dir, "missing", "9a.csr"))
+	if !strings.Contains(f.Problem.Text, "does not exist") {
+		t.Errorf("a file in a missing folder is not refused; the dialog says %q", f.Problem.Text)
+	}
+	path := filepath.Join(dir, "9a.csr")
+	f.Entries[0].SetText("CN=ada,O=Example")
+	f.Entries[1].SetText(path)
+	f.Submit()
+	fill(t, form, "123456")
+	result(t, v, "saved to "+path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVRequest)
+	f = params(t, v, "CN=ada", path)
+	if !strings.Contains(f.Problem.Text, "exists already") {
+		t.Errorf("a typed name of an existing file is not refused; the dialog says %q", f.Problem.Text)
+	}
+	f.Cancel()
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		t.Fatalf("the request file holds %q", b)
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Errorf("the request's signature: %v", err)
+	}
+	if !pub.(*ecdsa.PublicKey).Equal(csr.PublicKey) || csr.Subject.CommonName != "ada" || len(csr.Subject.Organization) != 1 {
+		t.Errorf("the request is for %s, subject %s; want slot 9a's key, CN=ada,O=Example", csr.PublicKeyAlgorithm, csr.Subject)
+	}
+
+	// The PIN verified for the request may still hold: the key asks again
+	// only when it has to.
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(v.Detail.PIVSelfSign)
+	params(t, v, "CN=ada self", "30")
+	confirm(t, env, s1)
+	pinIfAsked(t, v, "123456", "holds a self-signed certificate for CN=ada self")
+	c := slotStatus(t, env, s1, 0x9a).Certificate
+	if c == nil || c.Subject.CommonName != "ada self" || !pub.(*ecdsa.PublicKey).Equal(c.PublicKey) {
+		t.Fatalf("slot 9a holds %v after self-signing", c)
+	}
+	if left := time.Until(c.NotAfter); left < 29*24*time.Hour || left > 31*24*time.Hour {
+		t.Errorf("the self-signed certificate ends in %v; want 30 days", left)
+	}
+
+	// Import: a certificate for another key is refused; the CA's
+	// certificate for the slot's key is stored.
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issue := func(name string, pub any, pemOut bool) string {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+		ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Example CA"}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".der")
+		if pemOut {
+			p, der = filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		if err := os.WriteFile(p, der, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVImport)
+	params(t, v, issue("someone else", &other.PublicKey, false))
+	confirm(t, env, s1)
+	result(t, v, "failed")
+	if msg := v.Detail.Result.Text; !strings.Contains(msg, "another key than the one in slot 9a") || !strings.Contains(msg, "Nothing was changed") {
+		t.Errorf("a certificate for another key reported as %q", msg)
+	}
+	if c := slotStatus(t, env, s1, 0x9a).Certificate; c == nil || c.Subject.CommonName != "ada self" {
+		t.Fatalf("slot 9a holds %v after a refused import", c)
+	}
+	v.Detail.Params = nil
+	test.Tap(v.Detail.PIVImport)
+	params(t, v, issue("ada", pub, true))
+	confirm(t, env, s1)
+	result(t, v, "holds the certificate for CN=ada")
+	if c := slotStatus(t, env, s1, 0x9a).Certificate; c == nil || c.Subject.CommonName != "ada" || c.Issuer.CommonName != "Example CA" {
+		t.Fatalf("slot 9a holds %v after importing the CA's certificate", c)
+	}
+}
