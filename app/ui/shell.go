@@ -117,6 +117,9 @@ func (s *Shell) Show(id string) bool {
 		if !ok {
 			obj = sc.Make(s.env)
 			s.made[id] = obj
+		} else if r, ok := obj.(uikit.Revisited); ok && s.current != id {
+			// Shown again: a screen that shows registry state reads it anew.
+			r.Shown()
 		}
 		s.current = id
 		s.Content.Objects = []fyne.CanvasObject{obj}
