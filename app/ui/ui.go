@@ -33,11 +33,11 @@ import (
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
-	"github.com/keydesk/keydesk/internal/residency"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/internal/residency"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
