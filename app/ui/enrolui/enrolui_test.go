@@ -400,6 +400,46 @@ func TestWizardPrimaryThenBackup(t *testing.T) {
 			t.Fatal("a PIN stayed in the form")
 		}
 	})
+
+	// Enrol another user: the wizard starts clean, with nothing of ada's.
+	h.press(fyne.KeyReturn)
+	f.await(stepUser)
+	f.await("users-loaded")
+	h.ui(func() {
+		if w.search.Text != "" || w.user.ID != "" || !w.next.Disabled() || len(w.matches) != len(activeUsers(w.users)) {
+			t.Fatalf("user step after Enrol another user: search %q, user %+v, Next enabled %v, %d of %d users listed",
+				w.search.Text, w.user, !w.next.Disabled(), len(w.matches), len(w.users))
+		}
+		if w.pin.title.Text != "" || w.pin.rule.Text != "" || w.nuExt.Text != "" || w.nuName.Text != "" {
+			t.Fatalf("the last enrolment's text stayed: %q %q %q %q", w.pin.title.Text, w.pin.rule.Text, w.nuExt.Text, w.nuName.Text)
+		}
+		if strings.Contains(w.summary.Text, ada) || strings.Contains(w.summary.Text, "Ada") {
+			t.Fatalf("summary still names ada: %q", w.summary.Text)
+		}
+	})
+	grace := uniq("u-grace")
+	addUser(t, grace, "Grace Hopper")
+	h.ui(func() { w.loadUsers() })
+	f.await("users-loaded")
+	h.ui(func() { h.win.Canvas().Focus(w.search) })
+	h.typeText(grace)
+	h.press(fyne.KeyReturn)
+	f.await(stepKey)
+	h.ui(func() {
+		if w.user.ExternalID != grace || w.chosen != 0 || !w.next.Disabled() || !strings.Contains(w.keyNote.Text, "Waiting for a factory-fresh key") {
+			t.Fatalf("key step for the next person: user %q, chosen %d, Next enabled %v, note %q", w.user.ExternalID, w.chosen, !w.next.Disabled(), w.keyNote.Text)
+		}
+	})
+}
+
+func activeUsers(us []registry.User) []registry.User {
+	var out []registry.User
+	for _, u := range us {
+		if u.Status == "" || u.Status == registry.UserActive {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // TestWizardPINRetypedTooShortThenCancel: a mistyped repeat is caught on
