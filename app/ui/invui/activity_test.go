@@ -204,6 +204,12 @@ func TestActivity(t *testing.T) {
 	if s = next(t, ch, "reload"); s.err == nil || !strings.Contains(a.Status.Text, "YYYY-MM-DD") {
 		t.Errorf("a bad date: %v, status %q", s.err, a.Status.Text)
 	}
+	// A span back from now, as keydesk activity --since takes it.
+	a.Since.SetText("7d")
+	test.Tap(a.Apply)
+	if s = next(t, ch, "reload"); s.err != nil || len(s.entries) == 0 {
+		t.Errorf("since 7d: %v, %d entries, status %q", s.err, len(s.entries), a.Status.Text)
+	}
 	test.Tap(a.Clear)
 	next(t, ch, "reload")
 

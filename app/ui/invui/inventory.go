@@ -3,7 +3,6 @@ package invui
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -171,18 +170,6 @@ func newInventory(env *uikit.Env) *Inventory {
 	return v
 }
 
-// sortUsers orders users by name, then external id, as the table lists
-// them.
-func sortUsers(us []inventory.User) {
-	sort.SliceStable(us, func(i, j int) bool {
-		a, b := strings.ToLower(us[i].DisplayName), strings.ToLower(us[j].DisplayName)
-		if a != b {
-			return a < b
-		}
-		return us[i].ExternalID < us[j].ExternalID
-	})
-}
-
 func problemOf(choice string) inventory.Problem {
 	if choice == "Any problem" {
 		var all inventory.Problem
@@ -229,7 +216,7 @@ func (v *Inventory) Load() {
 			fyne.Do(func() {
 				if first {
 					fresh = append(fresh, page...)
-					sortUsers(fresh)
+					inventory.SortByName(fresh)
 					v.users = fresh
 					if v.firstPage.Before(v.loadStart) {
 						v.firstPage = time.Now()
@@ -254,7 +241,7 @@ func (v *Inventory) Load() {
 			v.dataChanged()
 		} else {
 			v.Banner.Hide()
-			sortUsers(inv.Users)
+			inventory.SortByName(inv.Users)
 			v.users = inv.Users
 			v.verified = inv.Verifications
 			v.loadedAt = inv.At
@@ -332,9 +319,9 @@ func (v *Inventory) Cell(row, col int) string {
 	case 4:
 		return strconv.Itoa(len(u.Keys))
 	case 5:
-		return coverageText(u)
+		return u.Standing()
 	case 6:
-		return when(u.LastVerified, v.now())
+		return inventory.Ago(u.LastVerified, v.now())
 	}
 	return ""
 }
@@ -344,37 +331,6 @@ func (v *Inventory) now() time.Time {
 		return v.Options.Now()
 	}
 	return time.Now()
-}
-
-func coverageText(u *inventory.User) string {
-	if u.Status != registry.UserActive {
-		return "user " + string(u.Status)
-	}
-	if u.Problems == 0 {
-		return "covered"
-	}
-	var parts []string
-	for _, p := range inventory.Problems {
-		if u.Problems&p != 0 {
-			parts = append(parts, p.Label())
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-// when is a verification time in words.
-func when(t, now time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < 24*time.Hour:
-		return "today"
-	case d < 48*time.Hour:
-		return "yesterday"
-	}
-	return fmt.Sprintf("%d days ago", int(d/(24*time.Hour)))
 }
 
 func (v *Inventory) selectUser(i int) {
@@ -391,7 +347,7 @@ func (v *Inventory) showDetail() {
 	} else {
 		u := &v.users[v.selected]
 		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %d keys\n%s",
-			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, len(u.Keys), strings.ReplaceAll(coverageText(u), ", ", "\n")))
+			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, len(u.Keys), strings.ReplaceAll(u.Standing(), ", ", "\n")))
 	}
 	v.DetailKeys.Refresh()
 	v.detailBox.Refresh()
@@ -415,7 +371,7 @@ func (v *Inventory) keyLine(k inventory.Key) string {
 	if model == "" {
 		model = "key"
 	}
-	last := "last verified " + when(k.LastVerified, v.now())
+	last := "last verified " + inventory.Ago(k.LastVerified, v.now())
 	if k.LastVerified.IsZero() {
 		last = "never verified"
 		if v.complete && !v.verified {
