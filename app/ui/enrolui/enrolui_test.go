@@ -717,7 +717,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 		t.Fatalf("%d FIDO2 PINs chosen, want 4", pins)
 	}
 	h.ui(func() {
-		if !strings.Contains(b.report.Text, "4 key(s) enrolled in this run, 0 user(s) incomplete") {
+		if !strings.Contains(b.report.Text, "4 keys enrolled in this run, 0 users incomplete") {
 			t.Fatalf("report: %s", b.report.Text)
 		}
 		for _, id := range []string{b1, b2} {
@@ -872,7 +872,7 @@ func TestBatchUserFailsOthersGoOn(t *testing.T) {
 		if !strings.Contains(r2, "done") || !strings.Contains(r2, "primary key") {
 			t.Fatalf("next user's row: %s", r2)
 		}
-		if !strings.Contains(b.report.Text, "1 key(s) enrolled in this run, 1 user(s) incomplete") {
+		if !strings.Contains(b.report.Text, "1 key enrolled in this run, 1 user incomplete") {
 			t.Fatalf("report: %s", b.report.Text)
 		}
 	})
