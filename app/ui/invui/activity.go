@@ -354,6 +354,7 @@ func (a *Activity) tick() bool {
 // verify asks the registry to check its audit chain.
 func (a *Activity) verify() {
 	a.Verify.Disable()
+	a.VerifyResult.Importance = widget.MediumImportance
 	a.VerifyResult.SetText("Checking the audit chain…")
 	var rep client.AuditReport
 	a.env.Go(func(ctx context.Context) error {
@@ -371,7 +372,7 @@ func (a *Activity) verify() {
 			a.VerifyResult.SetText("Could not check the audit chain: " + strings.ReplaceAll(explain(err), "\n", " "))
 		case rep.OK:
 			a.VerifyResult.Importance = widget.SuccessImportance
-			a.VerifyResult.SetText(fmt.Sprintf("Audit chain verified: %d entries, %d signed checkpoints, nothing altered or missing.", rep.Entries, rep.Checkpoints))
+			a.VerifyResult.SetText(fmt.Sprintf("Audit chain verified: %s, %s, nothing altered or missing.", uikit.Count(rep.Entries, "entry", "entries"), uikit.Count(rep.Checkpoints, "signed checkpoint", "signed checkpoints")))
 		default:
 			a.VerifyResult.Importance = widget.DangerImportance
 			a.VerifyResult.SetText("Audit chain does NOT verify: " + rep.Error + "\nThe log may have been altered. Keep this registry's state as it is and tell your security team.")

@@ -218,6 +218,12 @@ func TestActivity(t *testing.T) {
 	if s = next(t, ch, "verify"); s.err != nil || !strings.Contains(a.VerifyResult.Text, "Audit chain verified") {
 		t.Errorf("verify: %v %q", s.err, a.VerifyResult.Text)
 	}
+	// Checked again: while it runs the result is neither green nor red.
+	test.Tap(a.Verify)
+	if a.VerifyResult.Importance != widget.MediumImportance || !a.Verify.Disabled() {
+		t.Errorf("while checking again: %q, importance %v, button enabled %v", a.VerifyResult.Text, a.VerifyResult.Importance, !a.Verify.Disabled())
+	}
+	next(t, ch, "verify")
 
 	// Live refresh: a new entry appears on top at the next beat; while the
 	// screen is hidden nothing is asked.
