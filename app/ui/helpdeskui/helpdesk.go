@@ -78,6 +78,19 @@ type View struct {
 	cancel context.CancelFunc
 }
 
+// notRegistered is a diagnosis of a key the registry does not know, with
+// what the helpdesk can do instead.
+type notRegistered struct {
+	err    error
+	serial uint32
+}
+
+func (e notRegistered) Error() string { return e.err.Error() }
+func (e notRegistered) Unwrap() error { return e.err }
+func (e notRegistered) Hint() string {
+	return fmt.Sprintf("Key %d is not registered to anyone. If it is the person's new key, enrol it on the Enrol screen; otherwise search for the person by name to find the keys registered to them.", e.serial)
+}
+
 type foundKey struct {
 	user registry.User
 	key  registry.Key
@@ -341,6 +354,9 @@ func (v *View) diagnose() {
 		release := v.env.HoldKeys()
 		defer release()
 		d, err = recover.Diagnose(ctx, k, opt)
+		if errors.Is(err, recover.ErrNotRegistered) {
+			return "", notRegistered{err, k.Serial}
+		}
 		if err != nil {
 			return "", err
 		}

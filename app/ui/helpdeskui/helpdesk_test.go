@@ -285,6 +285,40 @@ func TestResetFIDO2(t *testing.T) {
 	}
 }
 
+// TestDiagnoseUnregisteredKey: a key the registry does not know is
+// diagnosed as such, with what to do instead.
+func TestDiagnoseUnregisteredKey(t *testing.T) {
+	enrol(t)
+	// A factory-fresh key takes the first one's place: the next test enrols
+	// afresh.
+	t.Cleanup(func() { user = "" })
+	y, err := uitest.Fleet.Fleet.Replace(uitest.Fleet.Serial(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recover.WaitWhole(context.Background(), uitest.Fleet.Keys, y.Serial(), true, true, wait); err != nil {
+		t.Fatal(err)
+	}
+	_, v := open(t, uitest.Fleet.Helpdesk)
+	uitest.WaitFor(t, wait, "the fresh key offered", func() bool {
+		for i, o := range v.Attached.Options {
+			if strings.Contains(o, fmt.Sprint(y.Serial())) {
+				v.Attached.SetSelectedIndex(i)
+				return !v.Diagnose.Disabled()
+			}
+		}
+		return false
+	})
+	test.Tap(v.Diagnose)
+	result(t, v, "failed")
+	if !strings.Contains(v.Result.Text, "not registered to anyone") || !strings.Contains(v.Result.Text, "Enrol screen") {
+		t.Fatalf("failure %q does not say what to do", v.Result.Text)
+	}
+	if !v.UnblockPIV.Disabled() || !v.ResetFIDO.Disabled() {
+		t.Fatal("recovery steps offered for a key nobody owns")
+	}
+}
+
 // TestRegistryDown: with the registry unreachable, diagnosis and search
 // fail saying so.
 func TestRegistryDown(t *testing.T) {
