@@ -423,6 +423,11 @@ func TestWizardPrimaryThenBackup(t *testing.T) {
 	f.await("users-loaded")
 	h.ui(func() { h.win.Canvas().Focus(w.search) })
 	h.typeText(grace)
+	h.ui(func() {
+		if want := fmt.Sprintf("1 of %d users matches.", len(w.users)); w.userNote.Text != want {
+			t.Fatalf("user note %q, want %q", w.userNote.Text, want)
+		}
+	})
 	h.press(fyne.KeyReturn)
 	f.await(stepKey)
 	h.ui(func() {

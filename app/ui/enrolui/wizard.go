@@ -404,7 +404,7 @@ func (w *wizard) filter() {
 			w.userNote.SetText("No user matches. Only an admin can add a new user: check the spelling, or ask an admin to add this person, then search again.")
 		}
 	default:
-		w.userNote.SetText(fmt.Sprintf("%d of %d users match.", len(w.matches), len(w.users)))
+		w.userNote.SetText(fmt.Sprintf("%d of %s %s.", len(w.matches), uikit.Count(len(w.users), "user", "users"), verb(len(w.matches), "matches", "match")))
 	}
 }
 

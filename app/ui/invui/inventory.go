@@ -224,7 +224,7 @@ func (v *Inventory) Load() {
 					v.verified = false
 					v.dataChanged()
 				}
-				v.Status.SetText(fmt.Sprintf("Loading… %d users so far", n))
+				v.Status.SetText(fmt.Sprintf("Loading… %s so far", uikit.Count(n, "user", "users")))
 			})
 		})
 		return err
@@ -234,7 +234,7 @@ func (v *Inventory) Load() {
 		if err != nil {
 			v.Banner.Show(err)
 			if first && len(v.users) > 0 {
-				v.Status.SetText(fmt.Sprintf("Incomplete: %d users read before the registry stopped answering.", len(v.users)))
+				v.Status.SetText(fmt.Sprintf("Incomplete: %s read before the registry stopped answering.", uikit.Count(len(v.users), "user", "users")))
 			} else {
 				v.Status.SetText(staleNote(v.loadedAt))
 			}
@@ -251,7 +251,7 @@ func (v *Inventory) Load() {
 			if !inv.Verifications {
 				note = " Last verifications come from the audit log, which only an admin token may read."
 			}
-			v.Status.SetText(fmt.Sprintf("%d users, read at %s.%s", len(v.users), inv.At.Local().Format("15:04:05"), note))
+			v.Status.SetText(fmt.Sprintf("%s, read at %s.%s", uikit.Count(len(v.users), "user", "users"), inv.At.Local().Format("15:04:05"), note))
 		}
 		if v.loaded != nil {
 			v.loaded(err)
@@ -346,8 +346,8 @@ func (v *Inventory) showDetail() {
 		v.Detail.SetText("Select a user to see their keys.")
 	} else {
 		u := &v.users[v.selected]
-		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %d keys\n%s",
-			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, len(u.Keys), strings.ReplaceAll(u.Standing(), ", ", "\n")))
+		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %s\n%s",
+			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, uikit.Count(len(u.Keys), "key", "keys"), strings.ReplaceAll(u.Standing(), ", ", "\n")))
 	}
 	v.DetailKeys.Refresh()
 	v.detailBox.Refresh()
@@ -395,7 +395,7 @@ func (v *Inventory) exportCSV() {
 		if w == nil {
 			return // cancelled
 		}
-		v.Status.SetText(fmt.Sprintf("Writing %d users to %s…", len(idx), w.URI().Name()))
+		v.Status.SetText(fmt.Sprintf("Writing %s to %s…", uikit.Count(len(idx), "user", "users"), w.URI().Name()))
 		v.env.Go(func(context.Context) error {
 			werr := inventory.WriteCSV(w, users, idx)
 			if cerr := w.Close(); werr == nil {
@@ -407,7 +407,7 @@ func (v *Inventory) exportCSV() {
 				uikit.ShowError("Export failed", fmt.Errorf("writing %s: %w", w.URI().Name(), err), v.env.Window)
 				v.Status.SetText("Export failed.")
 			} else {
-				v.Status.SetText(fmt.Sprintf("Exported %d users to %s.", len(idx), w.URI().Path()))
+				v.Status.SetText(fmt.Sprintf("Exported %s to %s.", uikit.Count(len(idx), "user", "users"), w.URI().Path()))
 			}
 			if v.exported != nil {
 				v.exported(err)
