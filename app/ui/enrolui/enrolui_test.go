@@ -885,3 +885,19 @@ func TestBatchUserFailsOthersGoOn(t *testing.T) {
 		t.Fatalf("%s holds %+v", p2, ks)
 	}
 }
+
+// TestUserLine: a user without an email is listed without an empty part.
+func TestUserLine(t *testing.T) {
+	for _, c := range []struct {
+		u    registry.User
+		want string
+	}{
+		{registry.User{DisplayName: "Ada Lovelace", ExternalID: "ada", Email: "ada@example.org"}, "Ada Lovelace · ada · ada@example.org"},
+		{registry.User{DisplayName: "Ada Lovelace", ExternalID: "ada"}, "Ada Lovelace · ada"},
+		{registry.User{ExternalID: "ada"}, "ada"},
+	} {
+		if got := userLine(c.u); got != c.want {
+			t.Errorf("userLine(%+v) = %q, want %q", c.u, got, c.want)
+		}
+	}
+}

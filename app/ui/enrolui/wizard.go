@@ -259,7 +259,7 @@ func (w *wizard) buildUser() {
 		func() fyne.CanvasObject { return widget.NewLabel("") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			u := w.matches[i]
-			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · %s", u.DisplayName, u.ExternalID, u.Email))
+			o.(*widget.Label).SetText(userLine(u))
 		})
 	w.userList.OnSelected = func(i widget.ListItemID) {
 		if i < len(w.matches) {
@@ -286,6 +286,18 @@ func (w *wizard) buildUser() {
 		wrapped("Whose key is it? Search the registry's users, choose one, then press Enter."),
 		container.NewBorder(nil, nil, nil, w.newUserBtn, w.search), w.userNote, w.retry, list, w.unfinished)
 	w.buildNewUser()
+}
+
+// userLine is a user as the search lists them: name, id and email, the
+// parts the registry has.
+func userLine(u registry.User) string {
+	var parts []string
+	for _, p := range []string{u.DisplayName, u.ExternalID, u.Email} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " · ")
 }
 
 func (w *wizard) showUser() {

@@ -471,7 +471,7 @@ func (v *View) unblock() {
 			return
 		}
 		if vals[0] != vals[1] {
-			v.Result.SetText("The PINs differ; nothing was changed.")
+			v.Result.SetText("The two PINs differ; nothing was changed. Press Unblock PIV PIN again and type the same new PIN twice.")
 			return
 		}
 		v.run("Unblocking the PIV PIN", func(ctx context.Context) (string, error) {
@@ -508,7 +508,7 @@ func (v *View) resetFIDO() {
 				return
 			}
 			if vals[0] != vals[1] {
-				v.Result.SetText("The PINs differ; nothing was changed.")
+				v.Result.SetText("The two PINs differ; nothing was changed. Press Reset FIDO2 again and type the same new PIN twice.")
 				return
 			}
 			if n := len([]rune(vals[0])); n < s.MinPINLength {

@@ -117,6 +117,14 @@ func TestUnblockWithoutIdentity(t *testing.T) {
 	_, v := open(t, uitest.Fleet.Helpdesk)
 	v.Identity = func() (string, error) { return "", errors.New("no such secret in the keyring") }
 	diagnose(t, v)
+	// Two different PINs: nothing is done, and the screen says what to do.
+	test.Tap(v.UnblockPIV)
+	test.Type(v.Form.Entries[0], "135790")
+	test.Type(v.Form.Entries[1], "135791")
+	v.Form.Submit()
+	if !strings.Contains(v.Result.Text, "nothing was changed") || !strings.Contains(v.Result.Text, "again") {
+		t.Fatalf("mistyped PINs: %q", v.Result.Text)
+	}
 	test.Tap(v.UnblockPIV)
 	test.Type(v.Form.Entries[0], "135790")
 	test.Type(v.Form.Entries[1], "135790")
