@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -76,7 +77,11 @@ func TestThemeAndAbout(t *testing.T) {
 	env.Window.SetContent(s.Root)
 	// Fyne's test driver runs fyne.Do on the calling goroutine: let the key
 	// list settle before the theme change walks it.
-	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "not registered") })
+	if !uitest.Eventually(waitShort, func() bool { return uitest.HasText(s.Content, "not registered") }) {
+		var shown []string
+		fyne.DoAndWait(func() { shown = texts(s.Content) })
+		t.Fatalf("after %v the practice key is not listed as not registered; the screen says %q", waitShort, shown)
+	}
 	s.SetDark(false)
 	light := env.App.Settings().Theme().Color("background", 0)
 	s.ToggleTheme()
@@ -87,6 +92,9 @@ func TestThemeAndAbout(t *testing.T) {
 		t.Fatalf("About says %q, want %q", ui.AboutText(), want)
 	}
 }
+
+// selfRuns counts TestRoleFromTheRegistry's runs.
+var selfRuns int
 
 // TestRoleFromTheRegistry: the registry names each token's role; a self
 // token comes with its user; an unreachable registry is an error.
@@ -101,13 +109,16 @@ func TestRoleFromTheRegistry(t *testing.T) {
 			t.Fatalf("role %q, %v; want %s", r, err, c.want)
 		}
 	}
+	// The registry lives as long as the test binary: each run adds a person
+	// of its own (-count).
+	selfRuns++
 	var u struct {
 		ID string `json:"id"`
 	}
-	if err := uitest.Fleet.AdminCall("POST", "/v1/users", map[string]string{"external_id": "grace"}, &u); err != nil {
+	if err := uitest.Fleet.AdminCall("POST", "/v1/users", map[string]string{"external_id": fmt.Sprintf("grace-%d", selfRuns)}, &u); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := regtest.Token(uitest.Fleet.Bin, uitest.Fleet.State, "self", "grace-laptop", u.ID)
+	tok, err := regtest.Token(uitest.Fleet.Bin, uitest.Fleet.State, "self", fmt.Sprintf("grace-%d-laptop", selfRuns), u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -455,7 +455,7 @@ func (d *desk) refreshStatus() {
 		parts = append(parts, "Registry: "+conn.URL)
 	}
 	n := len(d.env.Feed.Current())
-	parts = append(parts, fmt.Sprintf("%d key(s) attached", n))
+	parts = append(parts, uikit.Count(n, "key", "keys")+" attached")
 	if d.practice {
 		parts = append(parts, "PRACTICE MODE: keys are VIRTUAL")
 	}

@@ -220,7 +220,7 @@ func (b *batch) showChecked(path string, raw []byte, ros *roster.Roster, err err
 		b.trail.add(batchRefused)
 		return
 	case len(ros.Errors) > 0:
-		b.status.SetText(fmt.Sprintf("%d row(s) of %s need fixing. Nothing was started: fix them and check the file again.", len(ros.Errors), path))
+		b.status.SetText(fmt.Sprintf("%s of %s %s fixing. Nothing was started: fix them and check the file again.", uikit.Count(len(ros.Errors), "row", "rows"), path, verb(len(ros.Errors), "needs", "need")))
 		for _, re := range ros.Errors {
 			l := wrapped("✗  " + re.Error())
 			l.Importance = widget.DangerImportance
@@ -238,7 +238,7 @@ func (b *batch) showChecked(path string, raw []byte, ros *roster.Roster, err err
 	for _, e := range ros.Entries {
 		keys += e.Keys
 	}
-	b.status.SetText(fmt.Sprintf("%d user(s), %d key(s) at most: users who already hold their keys are skipped. Press Start (Enter) to begin.", len(ros.Entries), keys))
+	b.status.SetText(fmt.Sprintf("%s, %s at most: users who already hold their keys are skipped. Press Start (Enter) to begin.", uikit.Count(len(ros.Entries), "user", "users"), uikit.Count(keys, "key", "keys")))
 	sum := sha256.Sum256(raw)
 	b.ros, b.batchID = ros, hex.EncodeToString(sum[:8])
 	b.users = map[string]*userRow{}
@@ -255,7 +255,7 @@ func (b *batch) showChecked(path string, raw []byte, ros *roster.Roster, err err
 }
 
 func (b *batch) setRow(r *userRow) {
-	s := fmt.Sprintf("line %d · %s · %s · %d key(s): %s", r.e.Line, r.e.ExternalID, r.e.DisplayName, r.e.Keys, r.now)
+	s := fmt.Sprintf("line %d · %s · %s · %s: %s", r.e.Line, r.e.ExternalID, r.e.DisplayName, uikit.Count(r.e.Keys, "key", "keys"), r.now)
 	for i, n := range r.done {
 		s += fmt.Sprintf("\n    ✓ key %d active (%s)", n, ordinal(i))
 	}
@@ -346,7 +346,7 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 				}
 				r.label.Importance = widget.DangerImportance
 			case len(u.Keys) == 0 && u.OK():
-				r.now = fmt.Sprintf("already holds %d key(s), skipped", u.Already)
+				r.now = fmt.Sprintf("already holds %s, skipped", uikit.Count(u.Already, "key", "keys"))
 			case u.OK():
 				r.now = "done"
 				if u.Covered {
@@ -364,7 +364,7 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 			}
 			r.label.Refresh()
 		}
-		fmt.Fprintf(&s, "%d key(s) enrolled in this run, %d user(s) incomplete.", rep.Enrolled, rep.Failed)
+		fmt.Fprintf(&s, "%s enrolled in this run, %s incomplete.", uikit.Count(rep.Enrolled, "key", "keys"), uikit.Count(rep.Failed, "user", "users"))
 		if rep.Failed == 0 && err == nil {
 			b.overall.SetValue(b.overall.Max)
 		}
@@ -489,4 +489,12 @@ func (b *batch) showPrompt(o fyne.CanvasObject) {
 func (b *batch) relayout() {
 	b.prompt.Refresh()
 	b.center.Refresh()
+}
+
+// verb is the verb's form for n subjects.
+func verb(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

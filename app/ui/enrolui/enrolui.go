@@ -687,6 +687,15 @@ func (f *pinForm) submit() {
 	answer(pin, nil)
 }
 
+// reset clears the form of everything the last request put in it.
+func (f *pinForm) reset() {
+	f.clear()
+	f.req = enrol.PINRequest{}
+	for _, l := range []*widget.Label{f.title, f.rule, f.problem} {
+		l.SetText("")
+	}
+}
+
 // clear drops any pending request and typed text.
 func (f *pinForm) clear() {
 	f.answer = nil

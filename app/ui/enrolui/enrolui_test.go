@@ -400,6 +400,51 @@ func TestWizardPrimaryThenBackup(t *testing.T) {
 			t.Fatal("a PIN stayed in the form")
 		}
 	})
+
+	// Enrol another user: the wizard starts clean, with nothing of ada's.
+	h.press(fyne.KeyReturn)
+	f.await(stepUser)
+	f.await("users-loaded")
+	h.ui(func() {
+		if w.search.Text != "" || w.user.ID != "" || !w.next.Disabled() || len(w.matches) != len(activeUsers(w.users)) {
+			t.Fatalf("user step after Enrol another user: search %q, user %+v, Next enabled %v, %d of %d users listed",
+				w.search.Text, w.user, !w.next.Disabled(), len(w.matches), len(w.users))
+		}
+		if w.pin.title.Text != "" || w.pin.rule.Text != "" || w.nuExt.Text != "" || w.nuName.Text != "" {
+			t.Fatalf("the last enrolment's text stayed: %q %q %q %q", w.pin.title.Text, w.pin.rule.Text, w.nuExt.Text, w.nuName.Text)
+		}
+		if strings.Contains(w.summary.Text, ada) || strings.Contains(w.summary.Text, "Ada") {
+			t.Fatalf("summary still names ada: %q", w.summary.Text)
+		}
+	})
+	grace := uniq("u-grace")
+	addUser(t, grace, "Grace Hopper")
+	h.ui(func() { w.loadUsers() })
+	f.await("users-loaded")
+	h.ui(func() { h.win.Canvas().Focus(w.search) })
+	h.typeText(grace)
+	h.ui(func() {
+		if want := fmt.Sprintf("1 of %d users matches.", len(w.users)); w.userNote.Text != want {
+			t.Fatalf("user note %q, want %q", w.userNote.Text, want)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await(stepKey)
+	h.ui(func() {
+		if w.user.ExternalID != grace || w.chosen != 0 || !w.next.Disabled() || !strings.Contains(w.keyNote.Text, "Waiting for a factory-fresh key") {
+			t.Fatalf("key step for the next person: user %q, chosen %d, Next enabled %v, note %q", w.user.ExternalID, w.chosen, !w.next.Disabled(), w.keyNote.Text)
+		}
+	})
+}
+
+func activeUsers(us []registry.User) []registry.User {
+	var out []registry.User
+	for _, u := range us {
+		if u.Status == "" || u.Status == registry.UserActive {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // TestWizardPINRetypedTooShortThenCancel: a mistyped repeat is caught on
@@ -677,7 +722,7 @@ func TestBatchTwoUsersTwoKeys(t *testing.T) {
 		t.Fatalf("%d FIDO2 PINs chosen, want 4", pins)
 	}
 	h.ui(func() {
-		if !strings.Contains(b.report.Text, "4 key(s) enrolled in this run, 0 user(s) incomplete") {
+		if !strings.Contains(b.report.Text, "4 keys enrolled in this run, 0 users incomplete") {
 			t.Fatalf("report: %s", b.report.Text)
 		}
 		for _, id := range []string{b1, b2} {
@@ -832,11 +877,27 @@ func TestBatchUserFailsOthersGoOn(t *testing.T) {
 		if !strings.Contains(r2, "done") || !strings.Contains(r2, "primary key") {
 			t.Fatalf("next user's row: %s", r2)
 		}
-		if !strings.Contains(b.report.Text, "1 key(s) enrolled in this run, 1 user(s) incomplete") {
+		if !strings.Contains(b.report.Text, "1 key enrolled in this run, 1 user incomplete") {
 			t.Fatalf("report: %s", b.report.Text)
 		}
 	})
 	if _, ks := userKeys(t, p2); activeKeys(ks) != 1 {
 		t.Fatalf("%s holds %+v", p2, ks)
+	}
+}
+
+// TestUserLine: a user without an email is listed without an empty part.
+func TestUserLine(t *testing.T) {
+	for _, c := range []struct {
+		u    registry.User
+		want string
+	}{
+		{registry.User{DisplayName: "Ada Lovelace", ExternalID: "ada", Email: "ada@example.org"}, "Ada Lovelace · ada · ada@example.org"},
+		{registry.User{DisplayName: "Ada Lovelace", ExternalID: "ada"}, "Ada Lovelace · ada"},
+		{registry.User{ExternalID: "ada"}, "ada"},
+	} {
+		if got := userLine(c.u); got != c.want {
+			t.Errorf("userLine(%+v) = %q, want %q", c.u, got, c.want)
+		}
 	}
 }

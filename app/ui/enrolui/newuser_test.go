@@ -110,10 +110,18 @@ func TestWizardNewUser(t *testing.T) {
 	// The same external id again: refused on the form, nothing enrolled.
 	h.ui(func() { test.Tap(w.next) }) // Enrol another user
 	f.await("users-loaded")
+	h.ui(func() {
+		// Enrol another user starts with an empty search.
+		if w.search.Text != "" {
+			t.Fatalf("search %q after Enrol another user", w.search.Text)
+		}
+		h.win.Canvas().Focus(w.search)
+	})
+	h.typeText(grace)
 	h.ui(func() { test.Tap(w.newUserBtn) })
 	f.await(stepNewUser)
 	h.ui(func() {
-		// The search still holds the id, and the form takes it up.
+		// The form takes up the search.
 		if w.nuExt.Text != grace {
 			t.Fatalf("external id %q, want the search %q", w.nuExt.Text, grace)
 		}

@@ -116,12 +116,15 @@ type wizard struct {
 	serial    uint32 // the key in hand
 	done      []uint32
 	results   []*enrol.Result
+	// enrolled are the keys this screen has enrolled: the key step never
+	// picks one of them by itself for the next person.
+	enrolled map[uint32]bool
 
 	trail trail
 }
 
 func newWizard(env *uikit.Env, d *desk) *wizard {
-	w := &wizard{env: env, d: d}
+	w := &wizard{env: env, d: d, enrolled: map[uint32]bool{}}
 	w.title = heading("")
 	w.summary = wrapped("")
 	w.body = container.NewStack()
@@ -256,7 +259,7 @@ func (w *wizard) buildUser() {
 		func() fyne.CanvasObject { return widget.NewLabel("") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			u := w.matches[i]
-			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · %s", u.DisplayName, u.ExternalID, u.Email))
+			o.(*widget.Label).SetText(userLine(u))
 		})
 	w.userList.OnSelected = func(i widget.ListItemID) {
 		if i < len(w.matches) {
@@ -285,6 +288,18 @@ func (w *wizard) buildUser() {
 	w.buildNewUser()
 }
 
+// userLine is a user as the search lists them: name, id and email, the
+// parts the registry has.
+func userLine(u registry.User) string {
+	var parts []string
+	for _, p := range []string{u.DisplayName, u.ExternalID, u.Email} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " · ")
+}
+
 func (w *wizard) showUser() {
 	w.user, w.serial, w.chosen, w.done, w.results = registry.User{}, 0, 0, nil, nil
 	w.newUser = false
@@ -302,6 +317,23 @@ func (w *wizard) showUser() {
 	// finished meanwhile.
 	w.loadUsers()
 	w.loadUnfinished()
+}
+
+// anotherUser starts over for the next person: an empty search, nobody
+// chosen, no PIN or new-user field filled in, and the key step waiting for
+// a factory-fresh key; nothing of the last person stays on screen.
+func (w *wizard) anotherUser() {
+	w.search.SetText("")
+	for _, e := range []*keyEntry{w.nuExt, w.nuName, w.nuEmail, w.nuGroups} {
+		e.SetText("")
+	}
+	w.pin.reset()
+	w.keyNote.SetText("")
+	w.resultHead.SetText("")
+	w.resultText.SetText("")
+	w.backupNote.SetText("")
+	w.progressFor.SetText("")
+	w.showUser()
 }
 
 // loadUsers reads the registry's users in the background.
@@ -384,7 +416,7 @@ func (w *wizard) filter() {
 			w.userNote.SetText("No user matches. Only an admin can add a new user: check the spelling, or ask an admin to add this person, then search again.")
 		}
 	default:
-		w.userNote.SetText(fmt.Sprintf("%d of %d users match.", len(w.matches), len(w.users)))
+		w.userNote.SetText(fmt.Sprintf("%d of %s %s.", len(w.matches), uikit.Count(len(w.users), "user", "users"), verb(len(w.matches), "matches", "match")))
 	}
 }
 
@@ -639,7 +671,7 @@ func (w *wizard) setKeys(ks []device.Key) {
 			sel = i
 		}
 	}
-	if sel < 0 && len(w.keys) == 1 && w.step == stepKey {
+	if sel < 0 && len(w.keys) == 1 && w.step == stepKey && !w.enrolled[w.keys[0].Serial] {
 		sel = 0
 	}
 	if sel < 0 {
@@ -647,9 +679,25 @@ func (w *wizard) setKeys(ks []device.Key) {
 	}
 	if w.step == stepKey {
 		w.next.Disable()
-		switch len(w.keys) {
-		case 0:
+		var just []string
+		for _, k := range w.keys {
+			if w.enrolled[k.Serial] {
+				just = append(just, fmt.Sprint(k.Serial))
+			}
+		}
+		already := ""
+		if len(just) == 1 {
+			already = "key " + just[0] + " is enrolled already"
+		} else if len(just) > 1 {
+			already = "keys " + strings.Join(just, ", ") + " are enrolled already"
+		}
+		switch {
+		case len(w.keys) == 0:
 			w.keyNote.SetText("Waiting for a key…")
+		case len(just) == len(w.keys):
+			w.keyNote.SetText("Waiting for a factory-fresh key: " + already + ". Insert this person's key.")
+		case len(just) > 0:
+			w.keyNote.SetText("Choose the key to enrol (" + already + ").")
 		default:
 			w.keyNote.SetText("Choose the key to enrol.")
 		}
@@ -726,6 +774,7 @@ func (w *wizard) onProgress(ev enrol.Event) {
 		w.touch.hide()
 		w.stages.reached(ev.Step)
 		w.done = append(w.done, ev.Serial)
+		w.enrolled[ev.Serial] = true
 		w.updateSummary()
 		w.trail.add("key-done")
 	case stepIndex(ev.Step) >= 0:
@@ -911,7 +960,7 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 	w.resultHead.Refresh()
 	w.resultText.SetText(strings.TrimSpace(b.String()))
 	w.cancel.Hide()
-	w.show(stepResult, "Result", w.resultBox, "Enrol another user", w.showUser, nil)
+	w.show(stepResult, "Result", w.resultBox, "Enrol another user", w.anotherUser, nil)
 }
 
 // doCancel is Cancel and Escape: it cancels a run (the enroller stops and
@@ -932,7 +981,7 @@ func (w *wizard) doCancel() {
 	case w.step == stepKey, w.step == stepNewUser:
 		w.showUser()
 	case w.step == stepResult:
-		w.showUser()
+		w.anotherUser()
 	case w.step == stepUser:
 		w.search.SetText("")
 	}

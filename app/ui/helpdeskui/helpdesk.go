@@ -78,6 +78,19 @@ type View struct {
 	cancel context.CancelFunc
 }
 
+// notRegistered is a diagnosis of a key the registry does not know, with
+// what the helpdesk can do instead.
+type notRegistered struct {
+	err    error
+	serial uint32
+}
+
+func (e notRegistered) Error() string { return e.err.Error() }
+func (e notRegistered) Unwrap() error { return e.err }
+func (e notRegistered) Hint() string {
+	return fmt.Sprintf("Key %d is not registered to anyone. If it is the person's new key, enrol it on the Enrol screen; otherwise search for the person by name to find the keys registered to them.", e.serial)
+}
+
 type foundKey struct {
 	user registry.User
 	key  registry.Key
@@ -172,10 +185,13 @@ func (v *View) enable() {
 			b.Disable()
 		}
 	}
-	_, ok := v.attached()
+	k, ok := v.attached()
 	set(v.Diagnose, ok)
-	set(v.UnblockPIV, ok && v.Last != nil)
-	set(v.ResetFIDO, ok && v.Last != nil)
+	// The recovery steps act on the attached key: only once the key
+	// diagnosed is the one attached and chosen.
+	diagnosed := ok && v.Last != nil && v.Last.Serial == k.Serial
+	set(v.UnblockPIV, diagnosed)
+	set(v.ResetFIDO, diagnosed)
 	set(v.MarkLost, v.pick >= 0 && v.pick < len(v.found))
 	set(v.Replace, ok && v.marked != nil)
 	set(v.Find, true)
@@ -298,7 +314,7 @@ func (v *View) find() {
 		if len(out) == 0 {
 			return fmt.Sprintf("Nobody matching %q has a key.", q), nil
 		}
-		return fmt.Sprintf("%d key(s) found. Choose one to mark it lost, or diagnose the key they brought.", len(out)), nil
+		return fmt.Sprintf("%s found. Choose one to mark it lost, or diagnose the key they brought.", uikit.Count(len(out), "key", "keys")), nil
 	})
 }
 
@@ -338,6 +354,9 @@ func (v *View) diagnose() {
 		release := v.env.HoldKeys()
 		defer release()
 		d, err = recover.Diagnose(ctx, k, opt)
+		if errors.Is(err, recover.ErrNotRegistered) {
+			return "", notRegistered{err, k.Serial}
+		}
 		if err != nil {
 			return "", err
 		}
@@ -346,10 +365,52 @@ func (v *View) diagnose() {
 	})
 }
 
+// rediagnose runs the diagnosis again for the key with serial once a
+// recovery step has changed it, so the screen shows the key's state now
+// rather than the state that asked for the step. It runs on the step's
+// goroutine with the keys held; it returns a sentence to add to the step's
+// result when the key could not be read again (the step itself is done).
+func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Options) string {
+	k, err := v.env.Keys.Find(ctx, serial)
+	if err == nil {
+		var d *recover.Diagnosis
+		if d, err = recover.Diagnose(ctx, k, opt); err == nil {
+			fyne.Do(func() { v.show(d) })
+			return ""
+		}
+	}
+	fyne.Do(func() {
+		if v.Last != nil && v.Last.Serial == serial {
+			v.stale()
+		}
+	})
+	return fmt.Sprintf(" Key %d could not be read again (%s): press Diagnose for its state now.", serial, uikit.Message(err))
+}
+
+// stale marks the diagnosis shown as out of date: what it says was true
+// before the last recovery step.
+func (v *View) stale() {
+	v.Last = nil
+	v.Diagnosis.SetText("The diagnosis shown before is out of date: press Diagnose to read the key again.")
+	v.Steps.SetText("")
+	v.UnblockPIV.Importance = widget.MediumImportance
+	v.UnblockPIV.Refresh()
+	v.enable()
+}
+
 func (v *View) show(d *recover.Diagnosis) {
 	v.Last = d
 	var b strings.Builder
-	fmt.Fprintf(&b, "Key %d (%s, %s) belongs to %s (%s); they have %d key(s).\n", d.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.DisplayName, len(d.UserKeys))
+	fmt.Fprintf(&b, "Key %d (%s, %s) belongs to %s (%s).\n", d.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.DisplayName)
+	var theirs []string
+	for _, k := range d.UserKeys {
+		theirs = append(theirs, fmt.Sprintf("%s %s %s", k.Serial, k.Role, k.Status))
+	}
+	if len(theirs) == 1 {
+		fmt.Fprintf(&b, "It is their only key.\n")
+	} else {
+		fmt.Fprintf(&b, "Their %s: %s.\n", uikit.Count(len(theirs), "key", "keys"), strings.Join(theirs, ", "))
+	}
 	if d.PIV != nil {
 		fmt.Fprintf(&b, "PIV PIN tries left: %d, PUK tries left: %d.\n", d.PIV.PINRetries, d.PIV.PUKRetries)
 	}
@@ -366,7 +427,7 @@ func (v *View) show(d *recover.Diagnosis) {
 	} else {
 		var s []string
 		for i, p := range d.Problems {
-			s = append(s, fmt.Sprintf("Problem: %s\n  Next: %s", p, d.Steps[i]))
+			s = append(s, fmt.Sprintf("Problem: %s\n  Next: %s", problemText(p), d.Steps[i]))
 		}
 		v.Steps.Importance = widget.DangerImportance
 		v.Steps.SetText(strings.Join(s, "\n"))
@@ -382,6 +443,23 @@ func (v *View) show(d *recover.Diagnosis) {
 	v.right.Refresh()
 }
 
+// problemText says a diagnosed problem in plain words.
+func problemText(p recover.Problem) string {
+	switch p {
+	case recover.PIVPINBlocked:
+		return "the PIV PIN is blocked (no tries left)"
+	case recover.PIVPUKBlocked:
+		return "the PIV PUK is blocked (no tries left)"
+	case recover.FIDO2PINBlocked:
+		return "the FIDO2 PIN is blocked (no tries left)"
+	case recover.FIDO2AuthLocked:
+		return "FIDO2 refuses PINs until the key is reinserted"
+	case recover.KeyNotActive:
+		return "the registry does not count this key as active"
+	}
+	return string(p)
+}
+
 // unblock sets a new PIV PIN with the escrowed PUK.
 func (v *View) unblock() {
 	k, ok := v.attached()
@@ -393,7 +471,7 @@ func (v *View) unblock() {
 			return
 		}
 		if vals[0] != vals[1] {
-			v.Result.SetText("The PINs differ; nothing was changed.")
+			v.Result.SetText("The two PINs differ; nothing was changed. Press Unblock PIV PIN again and type the same new PIN twice.")
 			return
 		}
 		v.run("Unblocking the PIV PIN", func(ctx context.Context) (string, error) {
@@ -408,7 +486,7 @@ func (v *View) unblock() {
 			if err := recover.UnblockPIVPIN(ctx, k, vals[0], opt); err != nil {
 				return "", err
 			}
-			return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial), nil
+			return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial) + v.rediagnose(ctx, k.Serial, opt), nil
 		})
 	})
 }
@@ -430,7 +508,7 @@ func (v *View) resetFIDO() {
 				return
 			}
 			if vals[0] != vals[1] {
-				v.Result.SetText("The PINs differ; nothing was changed.")
+				v.Result.SetText("The two PINs differ; nothing was changed. Press Reset FIDO2 again and type the same new PIN twice.")
 				return
 			}
 			if n := len([]rune(vals[0])); n < s.MinPINLength {
@@ -453,7 +531,7 @@ func (v *View) resetFIDO() {
 				if _, err := recover.WaitWhole(ctx, v.env.Keys, k.Serial, res.PIV, true, 15*time.Second); err != nil {
 					return "", err
 				}
-				return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %d old credential(s) revoked.", k.Serial, s.RPID, len(res.Revoked)), nil
+				return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked.", k.Serial, s.RPID, uikit.Count(len(res.Revoked), "old credential", "old credentials")) + v.rediagnose(ctx, k.Serial, opt), nil
 			})
 		})
 	})
@@ -477,6 +555,9 @@ func (v *View) markLost() {
 
 func (v *View) lost(f foundKey, breakGlass string) {
 	var res *recover.LostResult
+	// The diagnosis on screen, when it is of the same person, shows their
+	// keys: it is read again once the key is marked.
+	last := v.Last
 	v.run("Marking key "+f.key.Serial+" lost", func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
@@ -490,16 +571,28 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		if err != nil {
 			return "", err
 		}
+		note := ""
+		if last != nil && last.User.ID == res.User.ID {
+			if k, ok := v.attachedSerial(last.Serial); ok {
+				opt := v.options(k)
+				opt.Registry = reg
+				release := v.env.HoldKeys()
+				note = v.rediagnose(ctx, last.Serial, opt)
+				release()
+			} else {
+				fyne.Do(v.stale)
+			}
+		}
 		fyne.Do(func() {
 			v.marked = res
 			v.Pass = res.Pass
-			msg := fmt.Sprintf("Key %s of %s is marked lost; %d active key(s) left.", f.key.Serial, res.User.ExternalID, res.ActiveKeys)
+			msg := fmt.Sprintf("Key %s of %s is marked lost; %s left.", f.key.Serial, res.User.ExternalID, uikit.Count(res.ActiveKeys, "active key", "active keys"))
 			if res.Pass != "" {
 				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: insert a fresh key and enrol it as the replacement.",
 					res.User.ExternalID, res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass), v.env.Window)
 				d.Show()
 			}
-			v.Result.SetText(msg + " Next: insert a fresh key and enrol it as the replacement.")
+			v.Result.SetText(msg + " Next: insert a fresh key and enrol it as the replacement." + note)
 			for i := range v.found {
 				if v.found[i].key.ID == res.Key.ID {
 					v.found[i].key = res.Key
@@ -509,6 +602,17 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		})
 		return "", nil
 	})
+}
+
+// attachedSerial is the attached key with serial, from the last list the
+// feed published. Safe from any goroutine.
+func (v *View) attachedSerial(serial uint32) (device.Key, bool) {
+	for _, k := range v.env.Feed.Current() {
+		if k.Serial == serial {
+			return k, true
+		}
+	}
+	return device.Key{}, false
 }
 
 func (v *View) askBreakGlass(f foundKey) {
@@ -577,6 +681,8 @@ func (v *View) replace() {
 			return "", err
 		}
 		fyne.Do(func() { v.Replaced, v.marked = res, nil })
-		return fmt.Sprintf("Key %d enrolled for %s as %s, %s.", res.Serial, res.ExternalID, res.Role, res.Status), nil
+		opt := v.options(k)
+		opt.Registry = reg
+		return fmt.Sprintf("Key %d enrolled for %s as %s, %s.", res.Serial, res.ExternalID, res.Role, res.Status) + v.rediagnose(ctx, res.Serial, opt), nil
 	})
 }

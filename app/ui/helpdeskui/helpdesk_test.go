@@ -29,25 +29,43 @@ const wait = 30 * time.Second
 
 const pivPIN = "246810"
 
-var enrolled bool
+// user is the person whose two keys the tests enrolled last; "" when the
+// keys must be enrolled afresh (at the start, and after a test that marked
+// one lost).
+var user string
 
-// enrol enrols both practice keys for ada once: a primary and a backup.
-func enrol(t *testing.T) {
+// runs counts the enrolments, so each gets its own person: the registry
+// lives as long as the test binary, across -count runs.
+var runs int
+
+// enrol enrols both practice keys for a person, a primary and a backup,
+// unless that was done and no test has changed them since; keys enrolled
+// before are swapped for factory-fresh ones first, as a desk unpacks new
+// keys. It returns the person's external id.
+func enrol(t *testing.T) string {
 	t.Helper()
-	if enrolled {
-		return
+	if user != "" {
+		return user
 	}
 	ctx := context.Background()
+	runs++
+	ext := fmt.Sprintf("ada-%03d", runs)
 	for i, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
-		k, err := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(i))
+		if runs > 1 {
+			if _, err := uitest.Fleet.Fleet.Replace(uitest.Fleet.Serial(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k, err := recover.WaitWhole(ctx, uitest.Fleet.Keys, uitest.Fleet.Serial(i), true, true, wait)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := enroltest.Enrol(ctx, uitest.Fleet.Keys, uitest.Fleet.Admin, k, enroltest.Options{User: "ada", Role: role, PIVPIN: pivPIN, FIDOPIN: "fido-2468", Recipients: []string{uitest.Fleet.Recipient}}); err != nil {
+		if _, err := enroltest.Enrol(ctx, uitest.Fleet.Keys, uitest.Fleet.Admin, k, enroltest.Options{User: ext, Role: role, PIVPIN: pivPIN, FIDOPIN: "fido-2468", Recipients: []string{uitest.Fleet.Recipient}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	enrolled = true
+	user = ext
+	return ext
 }
 
 func open(t *testing.T, reg *client.Client) (*uikit.Env, *helpdeskui.View) {
@@ -99,6 +117,14 @@ func TestUnblockWithoutIdentity(t *testing.T) {
 	_, v := open(t, uitest.Fleet.Helpdesk)
 	v.Identity = func() (string, error) { return "", errors.New("no such secret in the keyring") }
 	diagnose(t, v)
+	// Two different PINs: nothing is done, and the screen says what to do.
+	test.Tap(v.UnblockPIV)
+	test.Type(v.Form.Entries[0], "135790")
+	test.Type(v.Form.Entries[1], "135791")
+	v.Form.Submit()
+	if !strings.Contains(v.Result.Text, "nothing was changed") || !strings.Contains(v.Result.Text, "again") {
+		t.Fatalf("mistyped PINs: %q", v.Result.Text)
+	}
 	test.Tap(v.UnblockPIV)
 	test.Type(v.Form.Entries[0], "135790")
 	test.Type(v.Form.Entries[1], "135790")
@@ -112,14 +138,14 @@ func TestUnblockWithoutIdentity(t *testing.T) {
 // TestUnblockPIVPIN: a blocked PIV PIN is diagnosed with the next step,
 // and unblocked with the PUK escrowed at enrolment.
 func TestUnblockPIVPIN(t *testing.T) {
-	enrol(t)
+	ada := enrol(t)
 	blockPIV(t)
 	env, v := open(t, uitest.Fleet.Helpdesk)
 	d := diagnose(t, v)
-	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != "ada" {
+	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != ada {
 		t.Fatalf("diagnosis: problems %v, user %q", d.Problems, d.User.ExternalID)
 	}
-	if !strings.Contains(v.Steps.Text, "unblock the PIV PIN") {
+	if !strings.Contains(v.Steps.Text, "unblock the PIV PIN") || !strings.Contains(v.Steps.Text, "the PIV PIN is blocked") {
 		t.Fatalf("steps %q lack the next step", v.Steps.Text)
 	}
 	uitest.MatchImage(t, "helpdesk.png", env.Window.Canvas().Capture())
@@ -128,6 +154,11 @@ func TestUnblockPIVPIN(t *testing.T) {
 	test.Type(v.Form.Entries[1], "135790")
 	v.Form.Submit()
 	result(t, v, "unblocked with the escrowed PUK")
+	// The diagnosis above is the key's state now, not the blocked PIN that
+	// asked for the unblock.
+	if v.Last == nil || v.Last.Has(recover.PIVPINBlocked) || !strings.Contains(v.Diagnosis.Text, "PIV PIN tries left: 3") || v.Steps.Text != "No problem found." {
+		t.Fatalf("after the unblock the screen says %q / %q", v.Diagnosis.Text, v.Steps.Text)
+	}
 	ctx := context.Background()
 	k, _ := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
 	card, _ := uitest.Fleet.Keys.PIV(k)
@@ -137,13 +168,21 @@ func TestUnblockPIVPIN(t *testing.T) {
 }
 
 // TestSearchAndMarkLost: a search by name finds both of ada's keys; the
-// backup is marked lost after its serial is typed, with an access pass.
+// backup is marked lost after its serial is typed, with an access pass;
+// the diagnosis of her primary, on screen, is read again and shows it.
+// A fresh key is then enrolled as the replacement and diagnosed.
 func TestSearchAndMarkLost(t *testing.T) {
-	enrol(t)
+	ada := enrol(t)
+	// The keys are changed for good: the next test enrols afresh.
+	t.Cleanup(func() { user = "" })
 	env, v := open(t, uitest.Fleet.Helpdesk)
-	test.Type(v.Search, "ad")
-	test.Tap(v.Find)
 	s0, s1 := fmt.Sprint(uitest.Fleet.Serial(0)), fmt.Sprint(uitest.Fleet.Serial(1))
+	diagnose(t, v)
+	if !strings.Contains(v.Diagnosis.Text, s1+" backup active") {
+		t.Fatalf("the diagnosis does not list the backup as active: %q", v.Diagnosis.Text)
+	}
+	test.Type(v.Search, ada)
+	test.Tap(v.Find)
 	uitest.WaitFor(t, wait, "both keys found", func() bool {
 		f := v.FoundSerials()
 		return len(f) == 2 && slices.Contains(f, s0) && slices.Contains(f, s1)
@@ -157,6 +196,12 @@ func TestSearchAndMarkLost(t *testing.T) {
 	test.Type(entry, s1)
 	entry.OnSubmitted(entry.Text)
 	result(t, v, "marked lost")
+	if !strings.Contains(v.Result.Text, "1 active key left") {
+		t.Fatalf("result %q", v.Result.Text)
+	}
+	if !strings.Contains(v.Diagnosis.Text, s1+" backup lost") || v.Last == nil || v.Last.Serial != uitest.Fleet.Serial(0) {
+		t.Fatalf("the diagnosis was not read again after the key was marked lost: %q", v.Diagnosis.Text)
+	}
 	if v.Pass == "" {
 		t.Fatal("no temporary access pass shown")
 	}
@@ -185,6 +230,9 @@ func TestSearchAndMarkLost(t *testing.T) {
 		}
 		return false
 	})
+	if !v.UnblockPIV.Disabled() || !v.ResetFIDO.Disabled() {
+		t.Fatal("recovery steps offered for the fresh key on the strength of another key's diagnosis")
+	}
 	v.Form = nil
 	test.Tap(v.Replace)
 	var answered *uikit.SecretForm
@@ -205,8 +253,77 @@ func TestSearchAndMarkLost(t *testing.T) {
 	if v.Replaced == nil {
 		t.Fatalf("replacement: %s", v.Result.Text)
 	}
-	if fmt.Sprint(v.Replaced.Serial) != fresh || v.Replaced.Role != registry.RoleBackup || v.Replaced.ExternalID != "ada" {
+	if fmt.Sprint(v.Replaced.Serial) != fresh || v.Replaced.Role != registry.RoleBackup || v.Replaced.ExternalID != ada {
 		t.Fatalf("replacement %+v", v.Replaced)
+	}
+	// The screen shows the replacement's own diagnosis.
+	result(t, v, "enrolled for "+ada)
+	if v.Last == nil || fmt.Sprint(v.Last.Serial) != fresh || v.Steps.Text != "No problem found." || !strings.Contains(v.Diagnosis.Text, fresh+" backup active") {
+		t.Fatalf("after the replacement the screen says %q / %q", v.Diagnosis.Text, v.Steps.Text)
+	}
+}
+
+// TestResetFIDO2: the FIDO2 reset asks for the key's serial and a new PIN,
+// power-cycles the practice key, and the diagnosis shown afterwards is
+// read from the reset key.
+func TestResetFIDO2(t *testing.T) {
+	enrol(t)
+	// The key's FIDO2 PIN and credential change: the next test enrols afresh.
+	t.Cleanup(func() { user = "" })
+	env, v := open(t, uitest.Fleet.Helpdesk)
+	before := diagnose(t, v)
+	test.Tap(v.ResetFIDO)
+	entry, ok := env.Window.Canvas().Focused().(*widget.Entry)
+	if !ok {
+		t.Fatal("no confirmation asking for the serial")
+	}
+	test.Type(entry, fmt.Sprint(uitest.Fleet.Serial(0)))
+	entry.OnSubmitted(entry.Text)
+	test.Type(v.Form.Entries[0], "fido-86420")
+	test.Type(v.Form.Entries[1], "fido-86420")
+	v.Form.Submit()
+	uitest.WaitFor(t, 2*wait, "the reset done", func() bool {
+		return !v.Cancel.Visible() && strings.Contains(v.Result.Text, "FIDO2") && !strings.HasSuffix(v.Result.Text, "…")
+	})
+	if !strings.Contains(v.Result.Text, "reset; new credential") {
+		t.Fatalf("result %q", v.Result.Text)
+	}
+	if v.Last == nil || v.Last == before || v.Last.Serial != uitest.Fleet.Serial(0) || v.Last.FIDO == nil || !v.Last.FIDO.PINSet {
+		t.Fatalf("the diagnosis was not read again after the reset: %q", v.Diagnosis.Text)
+	}
+}
+
+// TestDiagnoseUnregisteredKey: a key the registry does not know is
+// diagnosed as such, with what to do instead.
+func TestDiagnoseUnregisteredKey(t *testing.T) {
+	enrol(t)
+	// A factory-fresh key takes the first one's place: the next test enrols
+	// afresh.
+	t.Cleanup(func() { user = "" })
+	y, err := uitest.Fleet.Fleet.Replace(uitest.Fleet.Serial(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recover.WaitWhole(context.Background(), uitest.Fleet.Keys, y.Serial(), true, true, wait); err != nil {
+		t.Fatal(err)
+	}
+	_, v := open(t, uitest.Fleet.Helpdesk)
+	uitest.WaitFor(t, wait, "the fresh key offered", func() bool {
+		for i, o := range v.Attached.Options {
+			if strings.Contains(o, fmt.Sprint(y.Serial())) {
+				v.Attached.SetSelectedIndex(i)
+				return !v.Diagnose.Disabled()
+			}
+		}
+		return false
+	})
+	test.Tap(v.Diagnose)
+	result(t, v, "failed")
+	if !strings.Contains(v.Result.Text, "not registered to anyone") || !strings.Contains(v.Result.Text, "Enrol screen") {
+		t.Fatalf("failure %q does not say what to do", v.Result.Text)
+	}
+	if !v.UnblockPIV.Disabled() || !v.ResetFIDO.Disabled() {
+		t.Fatal("recovery steps offered for a key nobody owns")
 	}
 }
 

@@ -85,9 +85,9 @@ func newActivity(env *uikit.Env) *Activity {
 	a.Subject = widget.NewEntry()
 	a.Subject.SetPlaceHolder("Key serial, user id or text")
 	a.Since = widget.NewEntry()
-	a.Since.SetPlaceHolder("From (YYYY-MM-DD [HH:MM])")
+	a.Since.SetPlaceHolder("From (YYYY-MM-DD [HH:MM], or 7d back)")
 	a.Until = widget.NewEntry()
-	a.Until.SetPlaceHolder("To (YYYY-MM-DD [HH:MM])")
+	a.Until.SetPlaceHolder("To (YYYY-MM-DD [HH:MM], or 1d back)")
 	for _, e := range []*widget.Entry{a.Actor, a.Subject, a.Since, a.Until} {
 		e.OnSubmitted = func(string) { a.Reload() }
 	}
@@ -138,39 +138,14 @@ func (a *Activity) Cell(row, col int) string {
 // Entries are the entries shown, newest first.
 func (a *Activity) Entries() []client.AuditEntry { return a.entries }
 
-// parseTime reads a filter time: a date, a date and time, or RFC 3339, in
-// local time. end makes a bare date mean the end of that day.
-func parseTime(s string, end bool) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	for _, f := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04"} {
-		if t, err := time.ParseInLocation(f, s, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	t, err := time.ParseInLocation("2006-01-02", s, time.Local)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a date: write it as YYYY-MM-DD, optionally with HH:MM", s)
-	}
-	if end {
-		t = t.Add(24*time.Hour - time.Nanosecond)
-	}
-	return t, nil
-}
-
 // readQuery reads the filter fields.
 func (a *Activity) readQuery() (activity.Query, error) {
 	q := activity.Query{Actor: strings.TrimSpace(a.Actor.Text), Action: strings.TrimSpace(a.Action.Text), Subject: strings.TrimSpace(a.Subject.Text)}
 	var err error
-	if q.Since, err = parseTime(a.Since.Text, false); err != nil {
+	if q.Since, err = activity.ParseTime(a.Since.Text, false, time.Now()); err != nil {
 		return q, err
 	}
-	if q.Until, err = parseTime(a.Until.Text, true); err != nil {
+	if q.Until, err = activity.ParseTime(a.Until.Text, true, time.Now()); err != nil {
 		return q, err
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
@@ -379,6 +354,7 @@ func (a *Activity) tick() bool {
 // verify asks the registry to check its audit chain.
 func (a *Activity) verify() {
 	a.Verify.Disable()
+	a.VerifyResult.Importance = widget.MediumImportance
 	a.VerifyResult.SetText("Checking the audit chain…")
 	var rep client.AuditReport
 	a.env.Go(func(ctx context.Context) error {
@@ -396,7 +372,7 @@ func (a *Activity) verify() {
 			a.VerifyResult.SetText("Could not check the audit chain: " + strings.ReplaceAll(explain(err), "\n", " "))
 		case rep.OK:
 			a.VerifyResult.Importance = widget.SuccessImportance
-			a.VerifyResult.SetText(fmt.Sprintf("Audit chain verified: %d entries, %d signed checkpoints, nothing altered or missing.", rep.Entries, rep.Checkpoints))
+			a.VerifyResult.SetText(fmt.Sprintf("Audit chain verified: %s, %s, nothing altered or missing.", uikit.Count(rep.Entries, "entry", "entries"), uikit.Count(rep.Checkpoints, "signed checkpoint", "signed checkpoints")))
 		default:
 			a.VerifyResult.Importance = widget.DangerImportance
 			a.VerifyResult.SetText("Audit chain does NOT verify: " + rep.Error + "\nThe log may have been altered. Keep this registry's state as it is and tell your security team.")

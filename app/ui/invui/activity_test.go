@@ -204,6 +204,12 @@ func TestActivity(t *testing.T) {
 	if s = next(t, ch, "reload"); s.err == nil || !strings.Contains(a.Status.Text, "YYYY-MM-DD") {
 		t.Errorf("a bad date: %v, status %q", s.err, a.Status.Text)
 	}
+	// A span back from now, as keydesk activity --since takes it.
+	a.Since.SetText("7d")
+	test.Tap(a.Apply)
+	if s = next(t, ch, "reload"); s.err != nil || len(s.entries) == 0 {
+		t.Errorf("since 7d: %v, %d entries, status %q", s.err, len(s.entries), a.Status.Text)
+	}
 	test.Tap(a.Clear)
 	next(t, ch, "reload")
 
@@ -212,6 +218,12 @@ func TestActivity(t *testing.T) {
 	if s = next(t, ch, "verify"); s.err != nil || !strings.Contains(a.VerifyResult.Text, "Audit chain verified") {
 		t.Errorf("verify: %v %q", s.err, a.VerifyResult.Text)
 	}
+	// Checked again: while it runs the result is neither green nor red.
+	test.Tap(a.Verify)
+	if a.VerifyResult.Importance != widget.MediumImportance || !a.Verify.Disabled() {
+		t.Errorf("while checking again: %q, importance %v, button enabled %v", a.VerifyResult.Text, a.VerifyResult.Importance, !a.Verify.Disabled())
+	}
+	next(t, ch, "verify")
 
 	// Live refresh: a new entry appears on top at the next beat; while the
 	// screen is hidden nothing is asked.

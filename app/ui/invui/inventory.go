@@ -3,7 +3,6 @@ package invui
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -171,18 +170,6 @@ func newInventory(env *uikit.Env) *Inventory {
 	return v
 }
 
-// sortUsers orders users by name, then external id, as the table lists
-// them.
-func sortUsers(us []inventory.User) {
-	sort.SliceStable(us, func(i, j int) bool {
-		a, b := strings.ToLower(us[i].DisplayName), strings.ToLower(us[j].DisplayName)
-		if a != b {
-			return a < b
-		}
-		return us[i].ExternalID < us[j].ExternalID
-	})
-}
-
 func problemOf(choice string) inventory.Problem {
 	if choice == "Any problem" {
 		var all inventory.Problem
@@ -229,7 +216,7 @@ func (v *Inventory) Load() {
 			fyne.Do(func() {
 				if first {
 					fresh = append(fresh, page...)
-					sortUsers(fresh)
+					inventory.SortByName(fresh)
 					v.users = fresh
 					if v.firstPage.Before(v.loadStart) {
 						v.firstPage = time.Now()
@@ -237,7 +224,7 @@ func (v *Inventory) Load() {
 					v.verified = false
 					v.dataChanged()
 				}
-				v.Status.SetText(fmt.Sprintf("Loading… %d users so far", n))
+				v.Status.SetText(fmt.Sprintf("Loading… %s so far", uikit.Count(n, "user", "users")))
 			})
 		})
 		return err
@@ -247,14 +234,14 @@ func (v *Inventory) Load() {
 		if err != nil {
 			v.Banner.Show(err)
 			if first && len(v.users) > 0 {
-				v.Status.SetText(fmt.Sprintf("Incomplete: %d users read before the registry stopped answering.", len(v.users)))
+				v.Status.SetText(fmt.Sprintf("Incomplete: %s read before the registry stopped answering.", uikit.Count(len(v.users), "user", "users")))
 			} else {
 				v.Status.SetText(staleNote(v.loadedAt))
 			}
 			v.dataChanged()
 		} else {
 			v.Banner.Hide()
-			sortUsers(inv.Users)
+			inventory.SortByName(inv.Users)
 			v.users = inv.Users
 			v.verified = inv.Verifications
 			v.loadedAt = inv.At
@@ -264,7 +251,7 @@ func (v *Inventory) Load() {
 			if !inv.Verifications {
 				note = " Last verifications come from the audit log, which only an admin token may read."
 			}
-			v.Status.SetText(fmt.Sprintf("%d users, read at %s.%s", len(v.users), inv.At.Local().Format("15:04:05"), note))
+			v.Status.SetText(fmt.Sprintf("%s, read at %s.%s", uikit.Count(len(v.users), "user", "users"), inv.At.Local().Format("15:04:05"), note))
 		}
 		if v.loaded != nil {
 			v.loaded(err)
@@ -332,9 +319,9 @@ func (v *Inventory) Cell(row, col int) string {
 	case 4:
 		return strconv.Itoa(len(u.Keys))
 	case 5:
-		return coverageText(u)
+		return u.Standing()
 	case 6:
-		return when(u.LastVerified, v.now())
+		return inventory.Ago(u.LastVerified, v.now())
 	}
 	return ""
 }
@@ -344,37 +331,6 @@ func (v *Inventory) now() time.Time {
 		return v.Options.Now()
 	}
 	return time.Now()
-}
-
-func coverageText(u *inventory.User) string {
-	if u.Status != registry.UserActive {
-		return "user " + string(u.Status)
-	}
-	if u.Problems == 0 {
-		return "covered"
-	}
-	var parts []string
-	for _, p := range inventory.Problems {
-		if u.Problems&p != 0 {
-			parts = append(parts, p.Label())
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-// when is a verification time in words.
-func when(t, now time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	d := now.Sub(t)
-	switch {
-	case d < 24*time.Hour:
-		return "today"
-	case d < 48*time.Hour:
-		return "yesterday"
-	}
-	return fmt.Sprintf("%d days ago", int(d/(24*time.Hour)))
 }
 
 func (v *Inventory) selectUser(i int) {
@@ -390,8 +346,8 @@ func (v *Inventory) showDetail() {
 		v.Detail.SetText("Select a user to see their keys.")
 	} else {
 		u := &v.users[v.selected]
-		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %d keys\n%s",
-			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, len(u.Keys), strings.ReplaceAll(coverageText(u), ", ", "\n")))
+		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %s\n%s",
+			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, uikit.Count(len(u.Keys), "key", "keys"), strings.ReplaceAll(u.Standing(), ", ", "\n")))
 	}
 	v.DetailKeys.Refresh()
 	v.detailBox.Refresh()
@@ -415,7 +371,7 @@ func (v *Inventory) keyLine(k inventory.Key) string {
 	if model == "" {
 		model = "key"
 	}
-	last := "last verified " + when(k.LastVerified, v.now())
+	last := "last verified " + inventory.Ago(k.LastVerified, v.now())
 	if k.LastVerified.IsZero() {
 		last = "never verified"
 		if v.complete && !v.verified {
@@ -439,7 +395,7 @@ func (v *Inventory) exportCSV() {
 		if w == nil {
 			return // cancelled
 		}
-		v.Status.SetText(fmt.Sprintf("Writing %d users to %s…", len(idx), w.URI().Name()))
+		v.Status.SetText(fmt.Sprintf("Writing %s to %s…", uikit.Count(len(idx), "user", "users"), w.URI().Name()))
 		v.env.Go(func(context.Context) error {
 			werr := inventory.WriteCSV(w, users, idx)
 			if cerr := w.Close(); werr == nil {
@@ -451,7 +407,7 @@ func (v *Inventory) exportCSV() {
 				uikit.ShowError("Export failed", fmt.Errorf("writing %s: %w", w.URI().Name(), err), v.env.Window)
 				v.Status.SetText("Export failed.")
 			} else {
-				v.Status.SetText(fmt.Sprintf("Exported %d users to %s.", len(idx), w.URI().Path()))
+				v.Status.SetText(fmt.Sprintf("Exported %s to %s.", uikit.Count(len(idx), "user", "users"), w.URI().Path()))
 			}
 			if v.exported != nil {
 				v.exported(err)

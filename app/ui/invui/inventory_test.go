@@ -329,6 +329,9 @@ func TestInventory(t *testing.T) {
 	if l := v.DetailLines(); len(l) != 1 || !strings.Contains(l[0], "never verified") || !strings.Contains(l[0], "pending") {
 		t.Errorf("detail of u003: %q", l)
 	}
+	if !strings.Contains(v.Detail.Text, ", 1 key\n") {
+		t.Errorf("detail of u003 does not count its one key: %q", v.Detail.Text)
+	}
 
 	// Read user by user (a registry without GET /v1/inventory, last
 	// verifications from the audit log): the same inventory.

@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 // hinter is an error that carries a plain-language next step (device,
@@ -30,8 +31,21 @@ func Message(err error) string {
 		msg += "\n\n" + h.Hint()
 	} else if dh := device.Hint(err); dh != "" {
 		msg += "\n\n" + dh
+	} else if rh := registryHint(err); rh != "" {
+		msg += "\n\n" + rh
 	}
 	return msg
+}
+
+// registryHint is the next step for a registry that could not be used.
+func registryHint(err error) string {
+	switch {
+	case errors.Is(err, client.ErrUnreachable):
+		return "Check the network and that the registry is running (its address is in Settings), then try again."
+	case errors.Is(err, ErrNoRegistry):
+		return "Set the registry's address and token in Settings, then try again."
+	}
+	return ""
 }
 
 // ShowError shows err with its next step in a dialog on w.

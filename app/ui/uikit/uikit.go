@@ -212,3 +212,11 @@ func (e *Env) Reinsert(ctx context.Context, serial uint32) error {
 	_, err := e.Keys.WaitReturn(ctx, serial)
 	return err
 }
+
+// Count is n with its noun, singular for one ("1 key", "3 keys", "0 keys").
+func Count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}

@@ -13,6 +13,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 func TestConfirmSerialNeedsTheSerial(t *testing.T) {
@@ -98,6 +99,19 @@ func TestMessageCarriesDeviceHints(t *testing.T) {
 	got := Message(fmt.Errorf("changing the PIN: %w", &device.WrongPINError{Retries: 2}))
 	if !strings.Contains(got, "2 more wrong tries") {
 		t.Fatalf("Message = %q, want the device layer's hint", got)
+	}
+}
+
+// TestMessageSaysWhatToDoAboutTheRegistry: a registry that cannot be
+// reached, or none at all, comes with the next step.
+func TestMessageSaysWhatToDoAboutTheRegistry(t *testing.T) {
+	for _, err := range []error{fmt.Errorf("%w: dial tcp: connection refused", client.ErrUnreachable), ErrNoRegistry} {
+		if got := Message(fmt.Errorf("reading the key: %w", err)); !strings.Contains(got, "Settings") {
+			t.Errorf("Message = %q, want the next step", got)
+		}
+	}
+	if got := Message(errors.New("something else")); got != "something else" {
+		t.Errorf("Message = %q for an error with no next step", got)
 	}
 }
 

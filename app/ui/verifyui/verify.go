@@ -116,6 +116,7 @@ func (v *View) start() {
 	user := strings.TrimSpace(v.User.Text)
 	v.Rows.RemoveAll()
 	v.Report = nil
+	v.Summary.Importance = widget.MediumImportance
 	v.Summary.SetText(fmt.Sprintf("Verifying key %d…", k.Serial))
 	v.Cancel.Show()
 	cb := device.Callbacks{
@@ -150,9 +151,10 @@ func (v *View) start() {
 		v.enable()
 		if err != nil {
 			if errors.Is(err, context.Canceled) || errors.Is(err, uikit.ErrNotGiven) {
-				v.Summary.SetText("Verification canceled.")
+				v.Summary.SetText("Verification canceled; press Verify to start again.")
 				return
 			}
+			v.Summary.Importance = widget.DangerImportance
 			v.Summary.SetText("Could not verify key " + strconv.FormatUint(uint64(k.Serial), 10) + ": " + uikit.Message(err))
 			return
 		}
@@ -171,7 +173,7 @@ func (v *View) show(r *verify.Report) {
 		v.Summary.SetText(fmt.Sprintf("Key %d of %s: all checks passed.", r.Serial, who))
 		v.Summary.Importance = widget.SuccessImportance
 	} else {
-		v.Summary.SetText(fmt.Sprintf("Key %d of %s: %d check(s) failed. Each red row says why and what to do.", r.Serial, who, len(r.Failed())))
+		v.Summary.SetText(fmt.Sprintf("Key %d of %s: %s failed. Each red row says why and what to do.", r.Serial, who, uikit.Count(len(r.Failed()), "check", "checks")))
 		v.Summary.Importance = widget.DangerImportance
 	}
 	v.Summary.Refresh()

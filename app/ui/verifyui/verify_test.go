@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -98,15 +99,23 @@ func TestVerifyWrongPIN(t *testing.T) {
 	if len(red) == 0 || red[0].Cause == "" || red[0].Next == "" {
 		t.Fatalf("failed checks lack a cause or next step: %+v", red)
 	}
-	if !strings.Contains(v.Summary.Text, "failed") {
+	if !strings.Contains(v.Summary.Text, "failed") || v.Summary.Importance != widget.DangerImportance {
+		t.Fatalf("summary %q (importance %v)", v.Summary.Text, v.Summary.Importance)
+	}
+	if n := len(red); n == 1 && !strings.Contains(v.Summary.Text, "1 check failed") {
 		t.Fatalf("summary %q", v.Summary.Text)
 	}
-	// Put the try back for the other tests.
-	ctx := context.Background()
-	k, _ := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
-	card, _ := uitest.Fleet.Keys.PIV(k)
-	if err := card.ChangePIN(ctx, pivPIN, pivPIN); err != nil {
-		t.Fatal(err)
+	// Again with the right PIN (which also puts the try back for the other
+	// tests): the summary is no longer red while it runs, and green after.
+	v.Form, v.Report = nil, nil
+	test.Tap(v.Run)
+	if v.Summary.Importance != widget.MediumImportance || !strings.Contains(v.Summary.Text, "Verifying") {
+		t.Fatalf("while verifying again the summary says %q (importance %v)", v.Summary.Text, v.Summary.Importance)
+	}
+	answerPIN(t, v, pivPIN)
+	uitest.WaitFor(t, wait, "the second report", func() bool { return v.Report != nil })
+	if !v.Report.OK || v.Summary.Importance != widget.SuccessImportance {
+		t.Fatalf("with the right PIN: %q, %+v", v.Summary.Text, v.Report.Failed())
 	}
 }
 
@@ -121,5 +130,11 @@ func TestVerifyRegistryDown(t *testing.T) {
 	}
 	if !strings.Contains(v.Summary.Text, "unreachable") && !strings.Contains(v.Summary.Text, "reach") {
 		t.Fatalf("summary %q does not say the registry is unreachable", v.Summary.Text)
+	}
+	if !strings.Contains(v.Summary.Text, "Settings") {
+		t.Fatalf("summary %q does not say what to do", v.Summary.Text)
+	}
+	if v.Summary.Importance != widget.DangerImportance {
+		t.Fatalf("the failure %q is not shown as one (importance %v)", v.Summary.Text, v.Summary.Importance)
 	}
 }
