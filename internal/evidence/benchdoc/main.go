@@ -401,8 +401,8 @@ var notes = []struct{ pkg, prefix, text string }{
 		"`keydesk info --json` beside `ykman -r READER info`, `keydesk piv status` beside `ykman -r READER piv info` and `yubico-piv-tool -r READER -a status`, " +
 		"`keydesk fido status` beside `fido2-token -I DEVICE`. `times-faster` is the other tool's median over keydesk's. Target: at least 5× faster than ykman. " +
 		"yubico-piv-tool and fido2-token are small C programs and about as fast as keydesk or faster on one status call: most of keydesk's time there is starting " +
-		"a 27 MB Go program that carries the whole desk (embedded registry, SQLite, PostgreSQL driver), not talking to the key " +
-		"(`keydesk version` alone took 21 ms against 24 ms for `keydesk fido status`, means of 40 runs at load 7.6)."},
+		"a 47 MB Go program that carries the whole desk (the desktop app, the embedded registry, SQLite, the PostgreSQL driver), not talking to the key " +
+		"(`keydesk version` alone: median 9.7 ms of 40 runs, load 0.8, 2026-12-06)."},
 	{"internal/evidence", "BenchmarkEnrol", "A full enrolment of one factory-fresh key: one `keydesk enrol --user U --serial S --role primary --no-backup --yes` process " +
 		"(PINs on stdin) against a `keydesk-registry` process on loopback, beside the same work on the key scripted with 13 processes of ykman and libfido2's tools: " +
 		"`ykman piv info` and `fido2-token -I` (is the key fresh), `ykman piv keys generate` (ECCP256 in 9a) and `piv keys attest`, `fido2-token -S` (PIN) and " +
@@ -428,6 +428,8 @@ var notes = []struct{ pkg, prefix, text string }{
 	{"registry/store/sqlstore", "BenchmarkReadiness", "The migration readiness report for every user of a plan (KEYDESK_BENCH_MIGRATION_USERS users × 4 credentials). " +
 		"Target at full size (250,000 users, 1,000,000 credentials): under 2 s on both databases."},
 	{"registry/store/sqlstore", "BenchmarkRollback", "Rolling back a complete migration of every user in one change set. Target at full size (100,000 users): under 1 s."},
+	{"registry/server", "BenchmarkVerificationProcess", "The same verifications against keydesk-registry as deployed: the built binary in its own process (`serve`), " +
+		"TLS with its self-signed certificate (the clients keep their connections), PostgreSQL. Target: at least 2,000 verifications/s on PostgreSQL (docs/registry.md)."},
 	{"registry/server", "BenchmarkVerification", "Full verifications (POST /v1/challenges, a PIV P-256 signature, POST /v1/verifications) over HTTP on loopback with " +
 		"32 concurrent clients, one challenge request per verification (`api`) or challenges 32 at a time (`api-batch`), beside the raw database writing the same rows in plain SQL (`raw`); " +
 		"the server runs with keydesk-registry's collector target (GOGC=400). Target: at least 2,000 verifications/s on PostgreSQL (docs/registry.md)."},
