@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -124,7 +123,7 @@ func runInventory(e *env, fs *flag.FlagSet, args []string) error {
 	case err != nil:
 		return reachable(conn.URL, err)
 	}
-	sortUsers(inv.Users)
+	inventory.SortByName(inv.Users)
 	shown := f.Select(inv.Users)
 	sum := inventory.Summarise(inv.Users)
 	if csvPath != "" {
@@ -201,18 +200,6 @@ func writeInventoryCSV(path string, us []inventory.User, idx []int) error {
 	return nil
 }
 
-// sortUsers orders users by name, then external id, as the Inventory
-// screen lists them.
-func sortUsers(us []inventory.User) {
-	sort.SliceStable(us, func(i, j int) bool {
-		a, b := strings.ToLower(us[i].DisplayName), strings.ToLower(us[j].DisplayName)
-		if a != b {
-			return a < b
-		}
-		return us[i].ExternalID < us[j].ExternalID
-	})
-}
-
 func printInventoryUser(e *env, u *inventory.User, verified bool, now time.Time) {
 	name := u.DisplayName
 	if name == "" {
@@ -225,9 +212,9 @@ func printInventoryUser(e *env, u *inventory.User, verified bool, now time.Time)
 	if len(u.Groups) > 0 {
 		line += " [" + strings.Join(u.Groups, ", ") + "]"
 	}
-	fmt.Fprintf(e.stdout, "%s: %s; last verified %s\n", line, standing(u), when(u.LastVerified, now))
+	fmt.Fprintf(e.stdout, "%s: %s; last verified %s\n", line, u.Standing(), inventory.Ago(u.LastVerified, now))
 	for _, k := range u.Keys {
-		last := "last verified " + when(k.LastVerified, now)
+		last := "last verified " + inventory.Ago(k.LastVerified, now)
 		switch {
 		case k.LastVerified.IsZero() && !verified:
 			last = "last verification: admin only"
@@ -241,38 +228,6 @@ func printInventoryUser(e *env, u *inventory.User, verified bool, now time.Time)
 			model = "key"
 		}
 		fmt.Fprintf(e.stdout, "    %-10s %-8s %-9s %s, %s\n", k.Serial, k.Role, k.Status, model, last)
-	}
-}
-
-// standing is the user's coverage and problems in words.
-func standing(u *inventory.User) string {
-	if u.Status != registry.UserActive {
-		return "user " + string(u.Status)
-	}
-	if u.Problems == 0 {
-		return "covered"
-	}
-	var parts []string
-	for _, p := range inventory.Problems {
-		if u.Problems&p != 0 {
-			parts = append(parts, p.Label())
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-// when is a verification time in words.
-func when(t, now time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	switch d := now.Sub(t); {
-	case d < 24*time.Hour:
-		return "today"
-	case d < 48*time.Hour:
-		return "yesterday"
-	default:
-		return fmt.Sprintf("%d days ago", int(d/(24*time.Hour)))
 	}
 }
 
