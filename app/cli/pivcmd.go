@@ -3,12 +3,10 @@ package cli
 import (
 	"context"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"flag"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keydesk/keydesk/app/keys"
@@ -221,9 +219,9 @@ func runPIV(e *env, _ *flag.FlagSet, args []string) error {
 		if err != nil {
 			return err
 		}
-		name, err := parseSubject(*subject)
+		name, err := pivkey.ParseSubject(*subject)
 		if err != nil {
-			return err
+			return usagef("--subject: %v", err)
 		}
 		if sub == "csr" {
 			der, err := card.CSR(ctx, cb, slot, name)
@@ -249,31 +247,4 @@ func runPIV(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	fmt.Fprint(e.stderr, pivUsage)
 	return usagef("unknown piv subcommand %q", sub)
-}
-
-// parseSubject reads "CN=ada,O=Example" into a name.
-func parseSubject(s string) (pkix.Name, error) {
-	var n pkix.Name
-	if s == "" {
-		return n, usagef("give --subject, like CN=ada")
-	}
-	for _, part := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			return n, usagef("subject part %q: expected KEY=value", part)
-		}
-		switch k {
-		case "CN":
-			n.CommonName = v
-		case "O":
-			n.Organization = append(n.Organization, v)
-		case "OU":
-			n.OrganizationalUnit = append(n.OrganizationalUnit, v)
-		case "C":
-			n.Country = append(n.Country, v)
-		default:
-			return n, usagef("subject attribute %q unsupported (CN, O, OU, C)", k)
-		}
-	}
-	return n, nil
 }

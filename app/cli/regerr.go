@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/url"
 	"os"
-	"strings"
 
 	"github.com/keydesk/keydesk/registry/client"
 )
@@ -23,9 +21,9 @@ type unreachableError struct {
 
 func (u unreachableError) Error() string {
 	if u.url == "" {
-		return fmt.Sprintf("the registry could not be reached (%s)", cause(u.err))
+		return fmt.Sprintf("the registry could not be reached (%s)", client.Cause(u.err))
 	}
-	return fmt.Sprintf("the registry at %s could not be reached (%s)", u.url, cause(u.err))
+	return fmt.Sprintf("the registry at %s could not be reached (%s)", u.url, client.Cause(u.err))
 }
 
 // requestBase is the scheme and host of the request that failed with err
@@ -60,24 +58,4 @@ func (u unreachableError) Unwrap() error { return u.err }
 
 func (u unreachableError) Hint() string {
 	return "Check that the registry is running and that this desk can reach it (keydesk settings show names it), then run the command again."
-}
-
-// cause is the innermost reason a request failed, in a few words.
-func cause(err error) string {
-	var se *os.SyscallError
-	var ne net.Error
-	switch {
-	case errors.As(err, &se):
-		return se.Err.Error()
-	case errors.As(err, &ne) && ne.Timeout():
-		return "no answer in time"
-	}
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			break
-		}
-		err = next
-	}
-	return strings.TrimPrefix(err.Error(), client.ErrUnreachable.Error()+": ")
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 
@@ -49,7 +47,7 @@ func (s *Service) explain(ctx context.Context, err error, plan *Plan) error {
 	var ae *client.APIError
 	if !errors.As(err, &ae) {
 		if errors.Is(err, client.ErrUnreachable) {
-			return &Error{Code: "unreachable", Message: "the registry could not be reached (" + cause(err) + ")",
+			return &Error{Code: "unreachable", Message: "the registry could not be reached (" + client.Cause(err) + ")",
 				hint: "Check the network and that the registry is running; nothing was changed. Try again when it answers.", err: err}
 		}
 		return err
@@ -137,22 +135,4 @@ func (s *Service) explain(ctx context.Context, err error, plan *Plan) error {
 		}
 	}
 	return e
-}
-
-// cause is the innermost reason a request failed, in a few words
-// ("connection refused", "no answer in time"), not the whole chain of Go
-// errors with the request URL in it.
-func cause(err error) string {
-	var se *os.SyscallError
-	var ne net.Error
-	switch {
-	case errors.As(err, &se):
-		return se.Err.Error()
-	case errors.As(err, &ne) && ne.Timeout():
-		return "no answer in time"
-	}
-	for next := errors.Unwrap(err); next != nil; next = errors.Unwrap(err) {
-		err = next
-	}
-	return strings.TrimPrefix(err.Error(), client.ErrUnreachable.Error()+": ")
 }

@@ -99,7 +99,7 @@ func (d *Detail) pivRequest() {
 		{Label: "Subject", Hint: "CN=ada,O=Example"},
 		{Label: "Save to", Value: defaultFile(fmt.Sprintf("key-%d-slot-%02x.csr", serial, slot)), File: saveFile},
 	}, func(v []string) (err error) {
-		if name, err = parseSubject(v[0]); err != nil {
+		if name, err = pivkey.ParseSubject(v[0]); err != nil {
 			return err
 		}
 		return writablePath(v[1])
@@ -138,7 +138,7 @@ func (d *Detail) pivSelfSign() {
 		{Label: "Subject", Hint: "CN=ada,O=Example"},
 		{Label: "Valid for (days)", Value: "365"},
 	}, func(v []string) (err error) {
-		if name, err = parseSubject(v[0]); err != nil {
+		if name, err = pivkey.ParseSubject(v[0]); err != nil {
 			return err
 		}
 		days, err = strconv.Atoi(v[1])

@@ -1,7 +1,6 @@
 package keysui
 
 import (
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"os"
@@ -180,35 +179,6 @@ func tries(what, s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 || n > 255 {
 		return 0, fmt.Errorf("%s must be a whole number from 1 to 255", what)
-	}
-	return n, nil
-}
-
-// parseSubject reads a subject written as "CN=name,O=org" (CN, O, OU, C),
-// as the CLI's --subject takes it.
-func parseSubject(s string) (pkix.Name, error) {
-	var n pkix.Name
-	if strings.TrimSpace(s) == "" {
-		return n, errors.New("give a subject, like CN=ada,O=Example")
-	}
-	for _, part := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		k, v = strings.ToUpper(strings.TrimSpace(k)), strings.TrimSpace(v)
-		if !ok || v == "" {
-			return n, fmt.Errorf("subject part %q: write it as KEY=value, like CN=ada", part)
-		}
-		switch k {
-		case "CN":
-			n.CommonName = v
-		case "O":
-			n.Organization = append(n.Organization, v)
-		case "OU":
-			n.OrganizationalUnit = append(n.OrganizationalUnit, v)
-		case "C":
-			n.Country = append(n.Country, v)
-		default:
-			return n, fmt.Errorf("subject attribute %q is not one keydesk writes (CN, O, OU, C)", k)
-		}
 	}
 	return n, nil
 }
