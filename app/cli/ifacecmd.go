@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"strings"
@@ -105,38 +104,12 @@ func runInterfaces(e *env, _ *flag.FlagSet, args []string) error {
 	// The key restarts to apply a USB change; wait for it, as the next
 	// command would otherwise find no key.
 	fmt.Fprintf(e.stdout, "Waiting for key %d to restart...\n", k.Serial)
-	wctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
-	defer cancel()
 	svc, err := e.service()
 	if err != nil {
 		return err
 	}
-	// The restart shows as the key's interface going away and coming back:
-	// its smart-card reader when it keeps a CCID application, else its FIDO
-	// device.
-	ccid := next&(device.AppPIV|device.AppOATH|device.AppOpenPGP|device.AppHSMAuth) != 0
-	present := func(k *device.Key) bool {
-		if k == nil {
-			return false
-		}
-		if ccid {
-			return k.Reader != ""
-		}
-		return k.FIDOPath != ""
-	}
-	gone := false
-	_, err = svc.WaitUntil(wctx, k.Serial, func(k *device.Key) bool {
-		if !present(k) {
-			gone = true
-			return false
-		}
-		return gone && k.EnabledUSB == next
-	})
-	if err != nil {
-		// A restart quicker than the first look is still a restart.
-		if k, ferr := svc.Find(e.ctx, k.Serial); ferr != nil || !present(&k) || k.EnabledUSB != next {
-			return fmt.Errorf("waiting for the restart: %w; remove and reinsert it", err)
-		}
+	if _, err := svc.AwaitRestart(e.ctx, k.Serial, next, 10*time.Second); err != nil {
+		return fmt.Errorf("waiting for the restart: %w; remove and reinsert it", err)
 	}
 	fmt.Fprintf(e.stdout, "Key %d is back.\n", k.Serial)
 	return nil

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/discover"
@@ -96,6 +97,50 @@ func (s *Service) WaitReturn(ctx context.Context, serial uint32) (device.Key, er
 		}
 		return gone && k != nil
 	})
+}
+
+// CCIDApps are the applications reached over the smart-card (CCID)
+// interface; the rest (OTP aside) over FIDO HID.
+const CCIDApps = device.AppPIV | device.AppOATH | device.AppOpenPGP | device.AppHSMAuth
+
+// AwaitRestart waits for the key with serial to restart after a change of
+// its USB applications to usb (the YubiKey restarts to apply one): for
+// the interface it keeps (its smart-card reader while a CCID application
+// stays on, else its FIDO device) to go away and come back with usb
+// enabled, for up to wait. A restart quicker than the first look counts
+// too. It returns the key as it came back, ctx's error when ctx ends, or
+// an error when wait runs out.
+func (s *Service) AwaitRestart(ctx context.Context, serial uint32, usb device.Application, wait time.Duration) (device.Key, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	ccid := usb&CCIDApps != 0
+	present := func(k *device.Key) bool {
+		if k == nil {
+			return false
+		}
+		if ccid {
+			return k.Reader != ""
+		}
+		return k.FIDOPath != ""
+	}
+	gone := false
+	k, err := s.WaitUntil(wctx, serial, func(k *device.Key) bool {
+		if !present(k) {
+			gone = true
+			return false
+		}
+		return gone && k.EnabledUSB == usb
+	})
+	if err == nil {
+		return k, nil
+	}
+	if ctx.Err() != nil {
+		return device.Key{}, ctx.Err()
+	}
+	if k, ferr := s.Find(ctx, serial); ferr == nil && present(&k) && k.EnabledUSB == usb {
+		return k, nil
+	}
+	return device.Key{}, err
 }
 
 // WaitUntil watches the attached keys until done, called with the key with

@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/mgmt"
@@ -20,10 +21,6 @@ import (
 // ifaceApps are the applications the management application switches, in
 // the order ykman lists them.
 var ifaceApps = []device.Application{device.AppOTP, device.AppU2F, device.AppFIDO2, device.AppOATH, device.AppPIV, device.AppOpenPGP, device.AppHSMAuth}
-
-// ccidApps are the applications reached over the smart-card interface,
-// through which keydesk also reaches the management application.
-const ccidApps = device.AppPIV | device.AppOATH | device.AppOpenPGP | device.AppHSMAuth
 
 // Interfaces is the Interfaces tab: a checkbox per application and
 // transport, and Apply.
@@ -160,7 +157,7 @@ func (d *Detail) applyInterfaces() {
 			warn = append(warn, fmt.Sprintf("With %s off over USB keydesk cannot manage %s on this key until it is switched on again.", a, a))
 		}
 	}
-	if k.EnabledUSB&ccidApps != 0 && usb&ccidApps == 0 {
+	if k.EnabledUSB&keys.CCIDApps != 0 && usb&keys.CCIDApps == 0 {
 		warn = append(warn, "With no smart-card application (PIV, OATH, OpenPGP, YubiHSM Auth) on over USB, keydesk cannot change these settings again; only ykman can.")
 	}
 	if ch.USB != nil {
@@ -214,35 +211,9 @@ func (d *Detail) applyInterfaces() {
 // awaitRestart waits for the key to go away and come back with the new
 // USB configuration, through the interface that stays on.
 func (d *Detail) awaitRestart(ctx context.Context, k device.Key, usb device.Application) (device.Key, error) {
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ccid := usb&ccidApps != 0
-	present := func(k *device.Key) bool {
-		if k == nil {
-			return false
-		}
-		if ccid {
-			return k.Reader != ""
-		}
-		return k.FIDOPath != ""
-	}
-	gone := false
-	nk, err := d.env.Keys.WaitUntil(wctx, k.Serial, func(k *device.Key) bool {
-		if !present(k) {
-			gone = true
-			return false
-		}
-		return gone && k.EnabledUSB == usb
-	})
-	if err == nil {
-		return nk, nil
-	}
-	if ctx.Err() != nil {
-		return device.Key{}, ctx.Err()
-	}
-	// A restart quicker than the first look is still a restart.
-	if nk, ferr := d.env.Keys.Find(ctx, k.Serial); ferr == nil && present(&nk) && nk.EnabledUSB == usb {
-		return nk, nil
+	nk, err := d.env.Keys.AwaitRestart(ctx, k.Serial, usb, 5*time.Second)
+	if err == nil || ctx.Err() != nil {
+		return nk, err
 	}
 	return device.Key{}, &hinted{fmt.Errorf("key %d did not come back after restarting: %w", k.Serial, err), "Remove the key and insert it again; the change was written."}
 }
