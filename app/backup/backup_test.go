@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,25 +18,7 @@ import (
 
 var env *enroltest.Env
 
-func TestMain(m *testing.M) {
-	var bin string
-	regtest.RunTests(runner{m, &bin}, &bin)
-}
-
-type runner struct {
-	m   *testing.M
-	bin *string
-}
-
-func (r runner) Run() int {
-	var err error
-	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
-		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
-		return 1
-	}
-	defer env.Stop()
-	return r.m.Run()
-}
+func TestMain(m *testing.M) { enroltest.Main(m, 2, &env, nil) }
 
 // TestCoverageExportRestore: coverage names a user with no backup key until
 // one is enrolled; the organisation's bundle opens only with the helpdesk

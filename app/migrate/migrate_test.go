@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,27 +19,12 @@ import (
 
 var env *enroltest.Env
 
-func TestMain(m *testing.M) {
-	var bin string
-	regtest.RunTests(runner{m, &bin}, &bin)
-}
+func TestMain(m *testing.M) { enroltest.Main(m, 2, &env, enrolFixture) }
 
-type runner struct {
-	m   *testing.M
-	bin *string
-}
-
-// Run starts two practice keys and a registry process, and enrols
-// ana-lima's key into the new set yk5-2026 (verified, so she is ready) and
-// ben-okafor's into the old set legacy-2024 (so he is not); cora-diallo
-// has no key.
-func (r runner) Run() int {
-	var err error
-	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
-		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
-		return 1
-	}
-	defer env.Stop()
+// enrolFixture enrols, once for every test, ana-lima's key into the new
+// set yk5-2026 (verified, so she is ready) and ben-okafor's into the old
+// set legacy-2024 (so he is not); cora-diallo has no key.
+func enrolFixture(env *enroltest.Env) error {
 	ctx := context.Background()
 	for i, u := range []struct{ user, set string }{{"ana-lima", "yk5-2026"}, {"ben-okafor", "legacy-2024"}} {
 		k, err := env.Key(ctx, env.Serial(i))
@@ -48,15 +33,13 @@ func (r runner) Run() int {
 				PIVPIN: "246810", FIDOPIN: "fido-2468", Recipients: []string{env.Recipient}, KeySets: []string{u.set}})
 		}
 		if err != nil {
-			os.Stderr.WriteString("enrolling " + u.user + ": " + err.Error() + "\n")
-			return 1
+			return fmt.Errorf("enrolling %s: %w", u.user, err)
 		}
 	}
 	if err := env.AdminCall("POST", "/v1/users", map[string]string{"external_id": "cora-diallo", "display_name": "Cora Diallo", "email": "cora@example.org"}, nil); err != nil {
-		os.Stderr.WriteString("adding cora-diallo: " + err.Error() + "\n")
-		return 1
+		return fmt.Errorf("adding cora-diallo: %w", err)
 	}
-	return r.m.Run()
+	return nil
 }
 
 // goodPlan moves everyone from legacy-2024 to yk5-2026, ana-lima first

@@ -3,7 +3,6 @@ package recover_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,30 +16,11 @@ import (
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/registry"
-	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 var env *enroltest.Env
 
-func TestMain(m *testing.M) {
-	var bin string
-	regtest.RunTests(runner{m, &bin}, &bin)
-}
-
-type runner struct {
-	m   *testing.M
-	bin *string
-}
-
-func (r runner) Run() int {
-	var err error
-	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
-		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
-		return 1
-	}
-	defer env.Stop()
-	return r.m.Run()
-}
+func TestMain(m *testing.M) { enroltest.Main(m, 2, &env, nil) }
 
 func key(t *testing.T, i int) device.Key {
 	t.Helper()

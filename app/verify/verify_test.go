@@ -2,7 +2,6 @@ package verify_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,27 +17,7 @@ import (
 
 var env *enroltest.Env
 
-func TestMain(m *testing.M) {
-	var bin string
-	regtest.RunTests(runner{m, &bin}, &bin)
-}
-
-// runner starts the practice keys and the registry once the registry binary
-// is built.
-type runner struct {
-	m   *testing.M
-	bin *string
-}
-
-func (r runner) Run() int {
-	var err error
-	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
-		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
-		return 1
-	}
-	defer env.Stop()
-	return r.m.Run()
-}
+func TestMain(m *testing.M) { enroltest.Main(m, 2, &env, nil) }
 
 func pins(piv string) device.Callbacks {
 	return device.Callbacks{PIN: func(_ context.Context, what string) (string, error) { return piv, nil }}

@@ -18,30 +18,11 @@ import (
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
-	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 var env *enroltest.Env
 
-func TestMain(m *testing.M) {
-	var bin string
-	regtest.RunTests(runner{m, &bin}, &bin)
-}
-
-type runner struct {
-	m   *testing.M
-	bin *string
-}
-
-func (r runner) Run() int {
-	var err error
-	if env, err = enroltest.Start(os.TempDir(), *r.bin, 2); err != nil {
-		os.Stderr.WriteString("starting practice keys and registry: " + err.Error() + "\n")
-		return 1
-	}
-	defer env.Stop()
-	return r.m.Run()
-}
+func TestMain(m *testing.M) { enroltest.Main(m, 2, &env, nil) }
 
 // world enrols ana-lima's new key (set yk5-2026, verified) and ben-okafor's
 // old one (legacy-2024), and adds two users with no key, as a directory
