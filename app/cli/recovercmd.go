@@ -101,7 +101,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 			fmt.Fprintln(e.stdout, "No problem found.")
 		}
 		for i, p := range d.Problems {
-			fmt.Fprintf(e.stdout, "Problem: %s\n  next: %s\n", p, d.Steps[i])
+			fmt.Fprintf(e.stdout, "Problem: %s (%s)\n  next: %s\n", p.Text(), p, d.Steps[i])
 		}
 		return nil
 	case "piv-pin":

@@ -65,6 +65,23 @@ const (
 	KeyNotActive    Problem = "key-not-active"
 )
 
+// Text says p in plain words.
+func (p Problem) Text() string {
+	switch p {
+	case PIVPINBlocked:
+		return "the PIV PIN is blocked (no tries left)"
+	case PIVPUKBlocked:
+		return "the PIV PUK is blocked (no tries left)"
+	case FIDO2PINBlocked:
+		return "the FIDO2 PIN is blocked (no tries left)"
+	case FIDO2AuthLocked:
+		return "FIDO2 refuses PINs until the key is reinserted"
+	case KeyNotActive:
+		return "the registry does not count this key as active"
+	}
+	return string(p)
+}
+
 // Diagnosis is what the registry and the key say, and what to do.
 type Diagnosis struct {
 	Serial   uint32             `json:"serial"`

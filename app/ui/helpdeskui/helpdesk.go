@@ -427,7 +427,7 @@ func (v *View) show(d *recover.Diagnosis) {
 	} else {
 		var s []string
 		for i, p := range d.Problems {
-			s = append(s, fmt.Sprintf("Problem: %s\n  Next: %s", problemText(p), d.Steps[i]))
+			s = append(s, fmt.Sprintf("Problem: %s\n  Next: %s", p.Text(), d.Steps[i]))
 		}
 		v.Steps.Importance = widget.DangerImportance
 		v.Steps.SetText(strings.Join(s, "\n"))
@@ -443,22 +443,6 @@ func (v *View) show(d *recover.Diagnosis) {
 	v.right.Refresh()
 }
 
-// problemText says a diagnosed problem in plain words.
-func problemText(p recover.Problem) string {
-	switch p {
-	case recover.PIVPINBlocked:
-		return "the PIV PIN is blocked (no tries left)"
-	case recover.PIVPUKBlocked:
-		return "the PIV PUK is blocked (no tries left)"
-	case recover.FIDO2PINBlocked:
-		return "the FIDO2 PIN is blocked (no tries left)"
-	case recover.FIDO2AuthLocked:
-		return "FIDO2 refuses PINs until the key is reinserted"
-	case recover.KeyNotActive:
-		return "the registry does not count this key as active"
-	}
-	return string(p)
-}
 
 // unblock sets a new PIV PIN with the escrowed PUK.
 func (v *View) unblock() {
