@@ -27,6 +27,9 @@ var (
 	ErrResetWindow = errors.New("reset outside the power-up window")
 	// ErrNoCredentials: the key holds no credential the request names.
 	ErrNoCredentials = errors.New("no matching credential on the key")
+	// ErrNoAnswer: the key is attached but did not answer a request in
+	// time, or answered out of turn (a CTAPHID reply for another request).
+	ErrNoAnswer = errors.New("the key did not answer")
 )
 
 // ErrFIDO2PINBlocked is a blocked FIDO2 PIN (CTAP 2.1 §6.5.2 PIN_BLOCKED):
@@ -115,6 +118,8 @@ func Hint(err error) string {
 		return "The key waited for a touch. Touch the gold contact when it blinks, then try again."
 	case errors.Is(err, ErrKeyRemoved):
 		return "The key was removed. Insert it again and retry; nothing was half-changed."
+	case errors.Is(err, ErrNoAnswer):
+		return "The key stopped answering. Remove it, insert it again and retry."
 	case errors.Is(err, ErrAppDisabled):
 		return "This application is switched off on the key. Enable it under Interfaces."
 	case errors.As(err, &ve):

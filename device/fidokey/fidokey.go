@@ -165,6 +165,8 @@ func (d *Device) do(ctx context.Context, f func(*fidoc.Dev) error) error {
 //   - INVALID_COMMAND, UNSUPPORTED_OPTION, UNAUTHORIZED_PERMISSION:
 //     device.ErrNotSupported
 //   - TX, RX or any failure once the device node is gone: device.ErrKeyRemoved
+//   - RX with the device still there (no answer within
+//     fidoc's response limit, or a reply out of turn): device.ErrNoAnswer
 //   - a cancelled or expired ctx: ctx.Err()
 //
 // The libfido2 code stays in the chain (errors.As with fidoc.Code, or the
@@ -208,6 +210,8 @@ func (d *Device) mapErr(ctx context.Context, op string, err error) error {
 	case fidoc.ErrTX, fidoc.ErrRX, fidoc.ErrInternal:
 		if gone(d.Path()) {
 			typed = device.ErrKeyRemoved
+		} else if code == fidoc.ErrRX {
+			typed = device.ErrNoAnswer
 		}
 	}
 	if typed == nil && gone(d.Path()) {

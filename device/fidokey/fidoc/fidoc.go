@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -185,12 +186,21 @@ type Dev struct {
 	closed bool
 }
 
+// responseLimit is the longest libfido2 waits for a device to answer one
+// request (fido_dev_set_timeout(3)); libfido2's own default is forever. A
+// YubiKey waiting for a touch sends keep-alives and gives up by itself
+// after about 30 s, so only a device that stopped answering reaches it:
+// the request then fails with ErrRX instead of blocking its caller for
+// good.
+var responseLimit = 60 * time.Second
+
 // Open opens the FIDO device at path (CTAPHID INIT included).
 func Open(path string) (*Dev, error) {
 	d := C.fido_dev_new()
 	if d == nil {
 		return nil, ErrInternal
 	}
+	C.fido_dev_set_timeout(d, C.int(responseLimit/time.Millisecond))
 	cp := C.CString(path)
 	defer free(cp)
 	if err := call(func() C.int { return C.fido_dev_open(d, cp) }); err != nil {
