@@ -503,7 +503,7 @@ func (d *Detail) fidoCredentials() {
 			d.Credentials.Refresh()
 			d.Tabs.SelectIndex(1)
 		})
-		return fmt.Sprintf("Key %d holds %d discoverable credential(s).", k.Serial, len(creds)), nil
+		return fmt.Sprintf("Key %d holds %s.", k.Serial, uikit.Count(len(creds), "discoverable credential", "discoverable credentials")), nil
 	})
 }
 

@@ -290,9 +290,9 @@ func (v *View) filter() {
 	case len(v.all) == 0:
 		v.Summary.SetText("No key attached. Insert a YubiKey.")
 	case hidden > 0:
-		v.Summary.SetText(fmt.Sprintf("%d key(s) attached; %d not registered to you are hidden.", len(v.all), hidden))
+		v.Summary.SetText(fmt.Sprintf("%s attached; %d not registered to you %s hidden.", uikit.Count(len(v.all), "key", "keys"), hidden, map[bool]string{true: "is", false: "are"}[hidden == 1]))
 	default:
-		v.Summary.SetText(fmt.Sprintf("%d key(s) attached.", len(v.all)))
+		v.Summary.SetText(uikit.Count(len(v.all), "key", "keys") + " attached.")
 	}
 	v.List.Refresh()
 }

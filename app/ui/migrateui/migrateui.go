@@ -492,7 +492,7 @@ func (v *View) show() {
 		v.relayout()
 		return
 	}
-	s := fmt.Sprintf("%s: %s → %s. State %s, stage %s; %d user(s) on %s.", m.Name, m.From, m.To, m.State, m.Stage, m.CutOver, m.To)
+	s := fmt.Sprintf("%s: %s → %s. State %s, stage %s; %s on %s.", m.Name, m.From, m.To, m.State, m.Stage, uikit.Count(m.CutOver, "user", "users"), m.To)
 	if m.Halted {
 		s += " HALTED: " + m.HaltReason + "."
 	}
@@ -636,11 +636,11 @@ func (v *View) take(id string, st migrate.Step) {
 		m := res.Migration
 		switch st.Action {
 		case "advance":
-			v.ok(fmt.Sprintf("%s is in %s: %d user(s) cut over, %d held back.", m.Name, m.Stage, res.CutOver, len(res.HeldBack)))
+			v.ok(fmt.Sprintf("%s is in %s: %s cut over, %d held back.", m.Name, m.Stage, uikit.Count(res.CutOver, "user", "users"), len(res.HeldBack)))
 		case "halt":
 			v.ok(fmt.Sprintf("%s halted: %s.", m.Name, m.HaltReason))
 		case "rollback":
-			v.ok(fmt.Sprintf("%s rolled back: %d user(s) back on %s.", m.Name, res.Reverted, m.From))
+			v.ok(fmt.Sprintf("%s rolled back: %s back on %s.", m.Name, uikit.Count(res.Reverted, "user", "users"), m.From))
 		}
 		v.load(id)
 	})

@@ -162,7 +162,7 @@ func TestMigrationScreen(t *testing.T) {
 	if !strings.Contains(said, "1 user(s) cut over from legacy-2024 to yk5-2026") || !strings.Contains(said, "Cut over to yk5-2026 (1):\nana-lima") {
 		t.Fatalf("canary confirmation: %q", said)
 	}
-	if !strings.Contains(v.Summary.Text, "State canary") || !strings.Contains(v.Status.Text, "1 user(s) cut over") {
+	if !strings.Contains(v.Summary.Text, "State canary") || !strings.Contains(v.Status.Text, "1 user cut over") {
 		t.Fatalf("after canary: %q / %q", v.Summary.Text, v.Status.Text)
 	}
 

@@ -232,7 +232,7 @@ func (v *View) save() {
 		}
 	}
 	if n := v.showErrors(es); n > 0 {
-		v.Result.SetText(fmt.Sprintf("%d setting(s) need fixing; nothing was saved.", n))
+		v.Result.SetText(fmt.Sprintf("%s fixing; nothing was saved.", uikit.Count(n, "setting needs", "settings need")))
 		return
 	}
 	if err := settings.Save(v.Path, s); err != nil {
