@@ -103,6 +103,11 @@ func plural(n int, one, many string) string {
 	return many
 }
 
+// count is n with its noun: "1 key", "3 keys".
+func count(n int, one, many string) string {
+	return strconv.Itoa(n) + " " + plural(n, one, many)
+}
+
 // runActivityVerify asks the registry to check its audit chain.
 func runActivityVerify(e *env) error {
 	s, _, err := e.settings()

@@ -66,7 +66,7 @@ func runBackup(e *env, _ *flag.FlagSet, args []string) error {
 					fmt.Fprintf(e.stdout, "  UNCOVERED  %s (%d active keys; missing %s)\n", u.ExternalID, u.ActiveKeys, strings.Join(u.Missing, ", "))
 				}
 			}
-			fmt.Fprintf(e.stdout, "%d user(s) covered, %d without a primary and a backup key\n", c.Covered, c.Uncovered)
+			fmt.Fprintf(e.stdout, "%s covered, %d without a primary and a backup key\n", count(c.Covered, "user", "users"), c.Uncovered)
 		}
 		if c.Uncovered > 0 {
 			return errChecksFailed
@@ -102,8 +102,9 @@ func runBackup(e *env, _ *flag.FlagSet, args []string) error {
 		if e.json {
 			return e.printJSON(sum)
 		}
-		fmt.Fprintf(e.stdout, "exported %s: %d user(s), %d key(s), %d credential(s), %d audit entries, encrypted to %d recipient(s), to %s\n",
-			sum.Scope, sum.Users, sum.Keys, sum.Credentials, sum.AuditEntries, len(all), *outPath)
+		fmt.Fprintf(e.stdout, "exported %s: %s, %s, %s, %s, encrypted to %s, to %s\n",
+			sum.Scope, count(sum.Users, "user", "users"), count(sum.Keys, "key", "keys"), count(sum.Credentials, "credential", "credentials"),
+			count(sum.AuditEntries, "audit entry", "audit entries"), count(len(all), "recipient", "recipients"), *outPath)
 		return nil
 	}
 	return usagef("unknown backup subcommand %q (coverage, export)", sub)
@@ -142,7 +143,8 @@ func runRestore(e *env, _ *flag.FlagSet, args []string) error {
 	if e.json {
 		return e.printJSON(out)
 	}
-	fmt.Fprintf(e.stdout, "restored %s bundle: %d user(s), %d key(s), %d credential(s); %d audit entries kept verbatim, %d of this registry's own chained after them\n",
-		out.Scope, out.Users, out.Keys, out.Credentials, out.AuditEntries, out.Rechained)
+	fmt.Fprintf(e.stdout, "restored %s bundle: %s, %s, %s; %s kept verbatim, %d of this registry's own chained after them\n",
+		out.Scope, count(out.Users, "user", "users"), count(out.Keys, "key", "keys"), count(out.Credentials, "credential", "credentials"),
+		count(out.AuditEntries, "audit entry", "audit entries"), out.Rechained)
 	return nil
 }

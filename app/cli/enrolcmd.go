@@ -222,7 +222,7 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 type errBatchIncomplete struct{ failed, rows int }
 
 func (e errBatchIncomplete) Error() string {
-	return fmt.Sprintf("batch incomplete: %d user(s) not fully enrolled, %d bad roster row(s); fix them and run the same batch again (finished users are skipped)", e.failed, e.rows)
+	return fmt.Sprintf("batch incomplete: %s not fully enrolled, %s; fix them and run the same batch again (finished users are skipped)", count(e.failed, "user", "users"), count(e.rows, "bad roster row", "bad roster rows"))
 }
 
 type recordView struct {
@@ -271,7 +271,7 @@ func (e *env) printBatch(rep *enrol.BatchReport) {
 			fmt.Fprintln(e.stdout, "  "+u.Hint)
 		}
 	}
-	fmt.Fprintf(e.stdout, "%d key(s) enrolled, %d user(s) incomplete, %d bad row(s)\n", rep.Enrolled, rep.Failed, len(rep.RowErrors))
+	fmt.Fprintf(e.stdout, "%s enrolled, %s incomplete, %s\n", count(rep.Enrolled, "key", "keys"), count(rep.Failed, "user", "users"), count(len(rep.RowErrors), "bad row", "bad rows"))
 }
 
 // enrolUI is the terminal's face of enrolment: progress and prompts on

@@ -150,7 +150,7 @@ func runInventory(e *env, fs *flag.FlagSet, args []string) error {
 		}
 	}
 	if csvPath != "" && !e.json {
-		fmt.Fprintf(e.stderr, "wrote %d user(s) to %s\n", len(shown), csvPath)
+		fmt.Fprintf(e.stderr, "wrote %s to %s\n", count(len(shown), "user", "users"), csvPath)
 	}
 	if f.Problems != 0 && len(shown) > 0 {
 		return problemsFound{n: len(shown), what: problemWords(f.Problems)}
@@ -165,7 +165,7 @@ type problemsFound struct {
 }
 
 func (p problemsFound) Error() string {
-	return fmt.Sprintf("%d user(s) with %s", p.n, p.what)
+	return fmt.Sprintf("%s with %s", count(p.n, "user", "users"), p.what)
 }
 func (p problemsFound) Is(target error) bool { return target == errChecksFailed }
 

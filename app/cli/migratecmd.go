@@ -159,7 +159,7 @@ func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
 		}
 		printReadiness(e, rd)
 		if *csvPath != "" {
-			fmt.Fprintf(e.stdout, "wrote %d user(s) to %s\n", len(rd.Users), *csvPath)
+			fmt.Fprintf(e.stdout, "wrote %s to %s\n", count(len(rd.Users), "user", "users"), *csvPath)
 		}
 		return nil
 	case "dry-run":
@@ -206,11 +206,11 @@ func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
 	m := res.Migration
 	switch sub {
 	case "advance":
-		fmt.Fprintf(e.stdout, "%s is in %s: %d user(s) cut over to %s, %d held back; %d on %s in all\n", m.ID, m.Stage, res.CutOver, m.To, len(res.HeldBack), m.CutOver, m.To)
+		fmt.Fprintf(e.stdout, "%s is in %s: %s cut over to %s, %d held back; %d on %s in all\n", m.ID, m.Stage, count(res.CutOver, "user", "users"), m.To, len(res.HeldBack), m.CutOver, m.To)
 	case "halt":
 		fmt.Fprintf(e.stdout, "%s halted in %s: %s\n", m.ID, m.Stage, m.HaltReason)
 	case "rollback":
-		fmt.Fprintf(e.stdout, "%s rolled back: %d user(s) back on %s\n", m.ID, res.Reverted, m.From)
+		fmt.Fprintf(e.stdout, "%s rolled back: %s back on %s\n", m.ID, count(res.Reverted, "user", "users"), m.From)
 	}
 	return nil
 }
@@ -232,20 +232,20 @@ func userName(u registry.UserReadiness) string {
 func printMigration(e *env, m registry.Migration) {
 	w := e.stdout
 	fmt.Fprintf(w, "%s %q: %s → %s\n", m.ID, m.Name, m.From, m.To)
-	fmt.Fprintf(w, "  state %s, stage %s, %d user(s) on %s\n", m.State, m.Stage, m.CutOver, m.To)
+	fmt.Fprintf(w, "  state %s, stage %s, %s on %s\n", m.State, m.Stage, count(m.CutOver, "user", "users"), m.To)
 	if m.Halted {
 		fmt.Fprintf(w, "  HALTED: %s\n", m.HaltReason)
 	}
 	fmt.Fprintf(w, "  stages %v then complete; halt threshold %g%% of the current cohort (%d of %d affected)\n", m.Stages, 100*m.Policy.HaltThreshold, m.StageAffected, m.StageCohort)
-	fmt.Fprintf(w, "  policy: %d verified new key(s), backup required %v, verified within %d day(s), grace period %d h\n",
-		m.Policy.MinVerifiedB, m.Policy.BackupRequired, m.Policy.MaxVerificationAgeDays, m.Policy.GracePeriodHours)
+	fmt.Fprintf(w, "  policy: %s, backup required %v, verified within %s, grace period %d h\n",
+		count(m.Policy.MinVerifiedB, "verified new key", "verified new keys"), m.Policy.BackupRequired, count(m.Policy.MaxVerificationAgeDays, "day", "days"), m.Policy.GracePeriodHours)
 }
 
 func printReadiness(e *env, rd registry.Readiness) {
 	w := e.stdout
 	fmt.Fprintf(w, "readiness of %s at view version %d:\n", rd.MigrationID, rd.Version)
 	for _, t := range rd.Totals {
-		fmt.Fprintf(w, "  %-12s %d user(s): %d ready, %d blocked", t.Cohort, t.Users, t.Ready, t.Blocked)
+		fmt.Fprintf(w, "  %-12s %s: %d ready, %d blocked", t.Cohort, count(t.Users, "user", "users"), t.Ready, t.Blocked)
 		var rs []string
 		for r, n := range t.Reasons {
 			rs = append(rs, fmt.Sprintf("%s %d", r, n))

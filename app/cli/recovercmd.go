@@ -90,7 +90,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 		if e.json {
 			return e.printJSON(d)
 		}
-		fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %d key(s)\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, len(d.UserKeys))
+		fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %s\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, count(len(d.UserKeys), "key", "keys"))
 		if d.PIV != nil {
 			fmt.Fprintf(e.stdout, "PIV PIN tries left: %d, PUK tries left: %d\n", d.PIV.PINRetries, d.PIV.PUKRetries)
 		}
@@ -143,7 +143,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 		if e.json {
 			return e.printJSON(res)
 		}
-		fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %d old credential(s) revoked in the same registry change\n", k.Serial, s.RPID, len(res.Revoked))
+		fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked in the same registry change\n", k.Serial, s.RPID, count(len(res.Revoked), "old credential", "old credentials"))
 		return nil
 	}
 	return usagef("unknown recover subcommand %q (diagnose, piv-pin, fido2-reset, lost, identity)", sub)
@@ -179,7 +179,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if e.json {
 		return e.printJSON(map[string]any{"lost": res, "replacement": rep})
 	}
-	fmt.Fprintf(e.stdout, "Key %s of %s marked lost; %d active key(s) left\n", serial, res.User.ExternalID, res.ActiveKeys)
+	fmt.Fprintf(e.stdout, "Key %s of %s marked lost; %s left\n", serial, res.User.ExternalID, count(res.ActiveKeys, "active key", "active keys"))
 	if res.Pass != "" {
 		fmt.Fprintf(e.stdout, "Temporary access pass (shown once, valid until %s): %s\n", res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass)
 	}

@@ -55,7 +55,7 @@ func runSync(e *env, _ *flag.FlagSet, args []string) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "%d queued write(s) sent to %s, %d refused or in conflict, %d still pending\n", len(out.Sent)-bad, conn.URL, bad, out.Pending)
+		fmt.Fprintf(e.stdout, "%s sent to %s, %d refused or in conflict, %d still pending\n", count(len(out.Sent)-bad, "queued write", "queued writes"), conn.URL, bad, out.Pending)
 		for _, s := range out.Sent {
 			if s.State != string(client.Done) {
 				fmt.Fprintf(e.stdout, "  %s %d %s: %s\n", s.Kind, s.Seq, s.State, s.Error)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/keydesk/keydesk/registry"
@@ -157,11 +158,19 @@ type Preview struct {
 }
 
 // Summary is the preview in one sentence, for a confirmation.
+// users is n users in words: "1 user", "3 users".
+func users(n int) string {
+	if n == 1 {
+		return "1 user"
+	}
+	return strconv.Itoa(n) + " users"
+}
+
 func (p Preview) Summary() string {
 	m := p.Migration
 	switch p.Step.Action {
 	case "advance":
-		s := fmt.Sprintf("Advance %q to %s: %d user(s) cut over from %s to %s", m.Name, p.Stage, len(p.CutOver), m.From, m.To)
+		s := fmt.Sprintf("Advance %q to %s: %s cut over from %s to %s", m.Name, p.Stage, users(len(p.CutOver)), m.From, m.To)
 		if len(p.HeldBack) > 0 {
 			s += fmt.Sprintf(", %d held back on %s", len(p.HeldBack), m.From)
 		}
@@ -170,9 +179,9 @@ func (p Preview) Summary() string {
 		}
 		return s + "."
 	case "halt":
-		return fmt.Sprintf("Halt %q in %s: no stage advances until it is resumed; the %d user(s) already on %s stay there (roll back to move them).", m.Name, m.Stage, m.CutOver, m.To)
+		return fmt.Sprintf("Halt %q in %s: no stage advances until it is resumed; the %s already on %s stay there (roll back to move them).", m.Name, m.Stage, users(m.CutOver), m.To)
 	case "rollback":
-		return fmt.Sprintf("Roll back %q: %d user(s) moved back from %s to %s in one change, and the migration ends.", m.Name, len(p.MovedBack), m.To, m.From)
+		return fmt.Sprintf("Roll back %q: %s moved back from %s to %s in one change, and the migration ends.", m.Name, users(len(p.MovedBack)), m.To, m.From)
 	}
 	return ""
 }
@@ -350,7 +359,7 @@ func (a Alert) Message() string {
 	}
 	s := fmt.Sprintf("Migration %q in %s %s.", a.Migration.Name, a.Migration.Stage, reason)
 	if len(a.Reverted) > 0 {
-		s += fmt.Sprintf(" %d user(s) moved back to %s.", len(a.Reverted), a.Migration.From)
+		s += fmt.Sprintf(" %s moved back to %s.", users(len(a.Reverted)), a.Migration.From)
 	}
 	return s
 }

@@ -281,7 +281,7 @@ func TestMigrationLifecycle(t *testing.T) {
 	if err != nil || pv.Stage != "canary" || len(pv.CutOver) != 1 || pv.CutOver[0].ExternalID != "ana-lima" || len(pv.LockedOut) != 0 {
 		t.Fatalf("preview canary: %+v, %v", pv, err)
 	}
-	if want := `Advance "yk5 rollout" to canary: 1 user(s) cut over from legacy-2024 to yk5-2026.`; pv.Summary() != want {
+	if want := `Advance "yk5 rollout" to canary: 1 user cut over from legacy-2024 to yk5-2026.`; pv.Summary() != want {
 		t.Fatalf("summary %q, want %q", pv.Summary(), want)
 	}
 	res, err := s.Do(ctx, m.ID, canary)
@@ -301,7 +301,7 @@ func TestMigrationLifecycle(t *testing.T) {
 		t.Fatal("a halt without a reason halted the migration")
 	}
 	halt := migrate.Step{Action: "halt", Reason: "helpdesk calls"}
-	if pv, err := s.Preview(ctx, m.ID, halt); err != nil || pv.Stage != "halted" || !strings.Contains(pv.Summary(), "the 1 user(s) already on yk5-2026 stay there") {
+	if pv, err := s.Preview(ctx, m.ID, halt); err != nil || pv.Stage != "halted" || !strings.Contains(pv.Summary(), "the 1 user already on yk5-2026 stay there") {
 		t.Fatalf("preview halt: %q, %v", pv.Summary(), err)
 	}
 	if res, err := s.Do(ctx, m.ID, halt); err != nil || !res.Migration.Halted {
@@ -330,7 +330,7 @@ func TestMigrationLifecycle(t *testing.T) {
 	if err != nil || len(pv.MovedBack) != 1 || pv.MovedBack[0].UserID != ana {
 		t.Fatalf("preview rollback: %+v, %v", pv, err)
 	}
-	if want := `Roll back "yk5 rollout": 1 user(s) moved back from yk5-2026 to legacy-2024 in one change, and the migration ends.`; pv.Summary() != want {
+	if want := `Roll back "yk5 rollout": 1 user moved back from yk5-2026 to legacy-2024 in one change, and the migration ends.`; pv.Summary() != want {
 		t.Fatalf("summary %q, want %q", pv.Summary(), want)
 	}
 	_, err = s.Do(ctx, m.ID, migrate.Step{Action: "rollback"})

@@ -443,7 +443,6 @@ func (v *View) show(d *recover.Diagnosis) {
 	v.right.Refresh()
 }
 
-
 // unblock sets a new PIV PIN with the escrowed PUK.
 func (v *View) unblock() {
 	k, ok := v.attached()

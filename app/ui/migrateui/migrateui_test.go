@@ -159,7 +159,7 @@ func TestMigrationScreen(t *testing.T) {
 	}
 	tapped(t, v, v.Advance)
 	said := confirmed(t, v)
-	if !strings.Contains(said, "1 user(s) cut over from legacy-2024 to yk5-2026") || !strings.Contains(said, "Cut over to yk5-2026 (1):\nana-lima") {
+	if !strings.Contains(said, "1 user cut over from legacy-2024 to yk5-2026") || !strings.Contains(said, "Cut over to yk5-2026 (1):\nana-lima") {
 		t.Fatalf("canary confirmation: %q", said)
 	}
 	if !strings.Contains(v.Summary.Text, "State canary") || !strings.Contains(v.Status.Text, "1 user cut over") {
@@ -219,7 +219,7 @@ func TestMigrationScreen(t *testing.T) {
 	test.Type(v.Reason, "canary failed")
 	tapped(t, v, v.Rollback)
 	said = confirmed(t, v)
-	if !strings.Contains(said, `Roll back "yk5 rollout": 0 user(s) moved back from yk5-2026 to legacy-2024`) {
+	if !strings.Contains(said, `Roll back "yk5 rollout": 0 users moved back from yk5-2026 to legacy-2024`) {
 		t.Fatalf("rollback confirmation: %q", said)
 	}
 	if !strings.Contains(v.Summary.Text, "State rolled_back") || !v.Advance.Disabled() {
