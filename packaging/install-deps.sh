@@ -47,7 +47,8 @@ main) pkgs=(
   # build: Go fetches modules over HTTPS (the system's CA certificates)
   ca-certificates
   # build: cgo for piv-go (PC/SC) and go-libfido2, Fyne's GL and X11 headers
-  gcc pkg-config libpcsclite-dev libfido2-dev
+  # (gcc only recommends the C library's headers, which cgo always needs)
+  gcc libc6-dev pkg-config libpcsclite-dev libfido2-dev
   libgl1-mesa-dev libx11-dev libxcursor-dev libxrandr-dev libxinerama-dev libxi-dev libxxf86vm-dev
   # run: the smart-card daemon and the driver the virtual key plugs into
   pcscd vsmartcard-vpcd util-linux
