@@ -120,9 +120,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 
-	flags := "-m"
+	flags := []string{"-m"}
 	if os.Geteuid() != 0 {
-		flags = "-rm" // an unprivileged user namespace maps us to root inside
+		flags = []string{"-rm"} // an unprivileged user namespace maps us to root inside
 	}
 	pcscdArgs := "-f -c " + shellQuote(confDir)
 	if cfg.APDULog {
@@ -130,12 +130,36 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	script := fmt.Sprintf("mount --bind %s /run/pcscd 2>/dev/null || { mkdir -p /run/pcscd && mount --bind %s /run/pcscd; } && exec %s %s",
 		shellQuote(run), shellQuote(run), shellQuote(pcscdPath), pcscdArgs)
-	d.args, d.log = []string{unshare, flags, "sh", "-c", script}, cfg.Log
+	if !rootIsMount() {
+		// In a chroot whose root is not a mount point, unshare cannot make
+		// "/" private (EINVAL). Keep propagation as it is and make private
+		// only the mount that holds /run, so the bind mount over
+		// /run/pcscd stays in the new namespace.
+		flags = append(flags, "--propagation", "unchanged")
+		script = `mp=$(findmnt -n -o TARGET --target /run 2>/dev/null) && [ -n "$mp" ] && mount --make-rprivate "$mp"; ` + script
+	}
+	d.args, d.log = append(append([]string{unshare}, flags...), "sh", "-c", script), cfg.Log
 	if err := d.run(ctx); err != nil {
 		d.Stop()
 		return nil, err
 	}
 	return d, nil
+}
+
+// rootIsMount reports whether "/" is a mount point of this process's view
+// (/proc/self/mountinfo, proc(5)); in a chroot into a plain directory it
+// is not.
+func rootIsMount() bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == "/" {
+			return true
+		}
+	}
+	return false
 }
 
 // run starts pcscd and waits until it is ready.
