@@ -54,11 +54,7 @@ func runActivity(e *env, fs *flag.FlagSet, args []string) error {
 	if limit < 1 {
 		return usagef("--limit must be at least 1")
 	}
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, _, err := e.openRegistry()
 	if err != nil {
 		return err
 	}
@@ -110,11 +106,7 @@ func count(n int, one, many string) string {
 
 // runActivityVerify asks the registry to check its audit chain.
 func runActivityVerify(e *env) error {
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, _, err := e.openRegistry()
 	if err != nil {
 		return err
 	}

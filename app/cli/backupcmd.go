@@ -39,11 +39,7 @@ func runBackup(e *env, _ *flag.FlagSet, args []string) error {
 	if len(pos) > 0 {
 		return usagef("backup %s takes no arguments", sub)
 	}
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, s, err := e.openRegistry()
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,17 @@ func (e *env) registry(s settings.Settings) (*regconn.Conn, error) {
 	return regconn.Open(e.ctx, regconn.Options{Settings: s})
 }
 
+// openRegistry loads the desk's settings and connects to their registry;
+// the caller closes the connection.
+func (e *env) openRegistry() (*regconn.Conn, settings.Settings, error) {
+	s, _, err := e.settings()
+	if err != nil {
+		return nil, s, err
+	}
+	conn, err := e.registry(s)
+	return conn, s, err
+}
+
 // hinter is an error that carries a plain-language next step.
 type hinter interface{ Hint() string }
 

@@ -106,11 +106,7 @@ func runInventory(e *env, fs *flag.FlagSet, args []string) error {
 		return usagef("--stale-after: %v", err)
 	}
 	csvPath := flagValue(fs, "csv")
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, _, err := e.openRegistry()
 	if err != nil {
 		return err
 	}

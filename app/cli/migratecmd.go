@@ -77,11 +77,7 @@ func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
 			return err
 		}
 	}
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, _, err := e.openRegistry()
 	if err != nil {
 		return err
 	}

@@ -47,11 +47,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	if sub == "identity" {
 		return recoverIdentity(e, pos)
 	}
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, s, err := e.openRegistry()
 	if err != nil {
 		return err
 	}

@@ -44,11 +44,7 @@ func runVerify(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, _, err := e.openRegistry()
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,7 @@ func runWhoami(e *env, _ *flag.FlagSet, args []string) error {
 	if len(args) > 0 {
 		return usagef("whoami takes no arguments")
 	}
-	s, _, err := e.settings()
-	if err != nil {
-		return err
-	}
-	conn, err := e.registry(s)
+	conn, _, err := e.openRegistry()
 	if err != nil {
 		return err
 	}
