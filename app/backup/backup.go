@@ -42,33 +42,31 @@ type CoverageReport struct {
 // an active primary and an active backup key.
 func Coverage(ctx context.Context, reg *client.Client) (*CoverageReport, error) {
 	r := &CoverageReport{Users: []UserCoverage{}}
-	after := ""
-	for {
-		us, next, err := reg.Users(ctx, after, 500)
+	var covErr error
+	err := reg.EachUser(ctx, 500, func(u registry.User) (bool, error) {
+		if u.Status != registry.UserActive {
+			return true, nil
+		}
+		c, err := reg.Coverage(ctx, u.ID)
 		if err != nil {
-			return nil, fmt.Errorf("listing users: %w", err)
+			covErr = fmt.Errorf("coverage of %s: %w", u.ExternalID, err)
+			return false, covErr
 		}
-		for _, u := range us {
-			if u.Status != registry.UserActive {
-				continue
-			}
-			c, err := reg.Coverage(ctx, u.ID)
-			if err != nil {
-				return nil, fmt.Errorf("coverage of %s: %w", u.ExternalID, err)
-			}
-			uc := UserCoverage{UserID: u.ID, ExternalID: u.ExternalID, ActiveKeys: c.ActiveKeys, Covered: c.Covered, Missing: c.Missing}
-			r.Users = append(r.Users, uc)
-			if c.Covered {
-				r.Covered++
-			} else {
-				r.Uncovered++
-			}
+		r.Users = append(r.Users, UserCoverage{UserID: u.ID, ExternalID: u.ExternalID, ActiveKeys: c.ActiveKeys, Covered: c.Covered, Missing: c.Missing})
+		if c.Covered {
+			r.Covered++
+		} else {
+			r.Uncovered++
 		}
-		if next == "" || len(us) == 0 {
-			return r, nil
-		}
-		after = next
+		return true, nil
+	})
+	if covErr != nil {
+		return nil, covErr
 	}
+	if err != nil {
+		return nil, fmt.Errorf("listing users: %w", err)
+	}
+	return r, nil
 }
 
 // Summary says what a bundle holds.
@@ -94,7 +92,7 @@ func Export(ctx context.Context, reg *client.Client, user string, recipients []s
 	}
 	id := ""
 	if user != "" {
-		u, err := findUser(ctx, reg, user)
+		u, err := reg.FindUser(ctx, user)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -123,32 +121,6 @@ func Export(ctx context.Context, reg *client.Client, user string, recipients []s
 		return Summary{}, err
 	}
 	return summarise(&x), nil
-}
-
-func findUser(ctx context.Context, reg *client.Client, user string) (registry.User, error) {
-	u, err := reg.User(ctx, user)
-	if err == nil {
-		return u, nil
-	}
-	if !errors.Is(err, registry.ErrNotFound) {
-		return u, err
-	}
-	after := ""
-	for {
-		us, next, err := reg.Users(ctx, after, 500)
-		if err != nil {
-			return registry.User{}, err
-		}
-		for _, u := range us {
-			if u.ExternalID == user {
-				return u, nil
-			}
-		}
-		if next == "" || len(us) == 0 {
-			return registry.User{}, fmt.Errorf("user %s: %w", user, registry.ErrNotFound)
-		}
-		after = next
-	}
 }
 
 // Open decrypts a bundle with the helpdesk's identity.

@@ -415,27 +415,11 @@ func (e *Enroller) now() time.Time { return e.cfg.Now() }
 
 // FindUser finds a user in the registry by registry id or external id.
 func (e *Enroller) FindUser(ctx context.Context, id string) (registry.User, error) {
-	if u, err := e.cfg.Registry.User(ctx, id); err == nil {
-		return u, nil
-	} else if !errors.Is(err, registry.ErrNotFound) {
-		return registry.User{}, err
+	u, err := e.cfg.Registry.FindUser(ctx, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		return registry.User{}, fmt.Errorf("user %q: %w", id, ErrNoSuchUser)
 	}
-	after := ""
-	for {
-		us, next, err := e.cfg.Registry.Users(ctx, after, 1000)
-		if err != nil {
-			return registry.User{}, err
-		}
-		for _, u := range us {
-			if u.ExternalID == id {
-				return u, nil
-			}
-		}
-		if next == "" {
-			return registry.User{}, fmt.Errorf("user %q: %w", id, ErrNoSuchUser)
-		}
-		after = next
-	}
+	return u, err
 }
 
 // userKeys returns the user's keys in the registry (none for a user not

@@ -75,19 +75,11 @@ func (s *Service) resolveUsers(ctx context.Context, p *Plan) error {
 		return nil
 	}
 	byExt := map[string]string{}
-	after := ""
-	for {
-		us, next, err := s.C.Users(ctx, after, 1000)
-		if err != nil {
-			return s.explain(ctx, err, nil)
-		}
-		for _, u := range us {
-			byExt[u.ExternalID] = u.ID
-		}
-		if next == "" || len(us) == 0 {
-			break
-		}
-		after = next
+	if err := s.C.EachUser(ctx, 1000, func(u registry.User) (bool, error) {
+		byExt[u.ExternalID] = u.ID
+		return true, nil
+	}); err != nil {
+		return s.explain(ctx, err, nil)
 	}
 	for _, list := range []*[]string{&p.Scope.Users, &p.Canary.Users} {
 		for i, u := range *list {

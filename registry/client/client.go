@@ -289,6 +289,51 @@ func (c *Client) Users(ctx context.Context, after string, limit int) ([]registry
 	return out.Users, out.Next, err
 }
 
+// EachUser calls f with every user, reading pages of pageSize in the
+// registry's order, until f returns false or an error (which EachUser
+// returns).
+func (c *Client) EachUser(ctx context.Context, pageSize int, f func(registry.User) (bool, error)) error {
+	after := ""
+	for {
+		us, next, err := c.Users(ctx, after, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, u := range us {
+			if more, err := f(u); err != nil || !more {
+				return err
+			}
+		}
+		if next == "" || len(us) == 0 {
+			return nil
+		}
+		after = next
+	}
+}
+
+// FindUser reads a user by registry id or, failing that, by external id.
+// A user neither names is registry.ErrNotFound.
+func (c *Client) FindUser(ctx context.Context, id string) (registry.User, error) {
+	u, err := c.User(ctx, id)
+	if !errors.Is(err, registry.ErrNotFound) {
+		return u, err
+	}
+	var found *registry.User
+	err = c.EachUser(ctx, 1000, func(u registry.User) (bool, error) {
+		if u.ExternalID == id {
+			found = &u
+		}
+		return found == nil, nil
+	})
+	if err != nil {
+		return registry.User{}, err
+	}
+	if found == nil {
+		return registry.User{}, fmt.Errorf("user %q: %w", id, registry.ErrNotFound)
+	}
+	return *found, nil
+}
+
 // UserKeys lists a user's keys.
 func (c *Client) UserKeys(ctx context.Context, userID string) ([]registry.Key, error) {
 	var out struct {

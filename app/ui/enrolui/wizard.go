@@ -337,33 +337,32 @@ func (w *wizard) anotherUser() {
 }
 
 // loadUsers reads the registry's users in the background.
+// readUsers reads the registry's users, at most maxUsers of them.
+func (w *wizard) readUsers(ctx context.Context) ([]registry.User, error) {
+	if w.env.Registry == nil {
+		return nil, uikit.ErrNoRegistry
+	}
+	reg, err := w.env.Registry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var users []registry.User
+	err = reg.EachUser(ctx, 500, func(u registry.User) (bool, error) {
+		users = append(users, u)
+		return len(users) < maxUsers, nil
+	})
+	return users, err
+}
+
 func (w *wizard) loadUsers() {
 	w.loaded = false
 	w.retry.Hide()
 	w.userNote.SetText("Reading the registry's users…")
 	w.body.Refresh()
 	var users []registry.User
-	w.d.run(w.env, func(ctx context.Context) error {
-		if w.env.Registry == nil {
-			return uikit.ErrNoRegistry
-		}
-		reg, err := w.env.Registry(ctx)
-		if err != nil {
-			return err
-		}
-		after := ""
-		for len(users) < maxUsers {
-			us, next, err := reg.Users(ctx, after, 500)
-			if err != nil {
-				return err
-			}
-			users = append(users, us...)
-			if next == "" {
-				break
-			}
-			after = next
-		}
-		return nil
+	w.d.run(w.env, func(ctx context.Context) (err error) {
+		users, err = w.readUsers(ctx)
+		return err
 	}, func(err error) {
 		defer w.body.Refresh()
 		if err != nil {
@@ -541,27 +540,9 @@ func (w *wizard) submitNewUser() {
 	w.nuNote.Importance = widget.MediumImportance
 	w.nuNote.SetText("Checking the registry…")
 	var users []registry.User
-	w.d.run(w.env, func(ctx context.Context) error {
-		if w.env.Registry == nil {
-			return uikit.ErrNoRegistry
-		}
-		reg, err := w.env.Registry(ctx)
-		if err != nil {
-			return err
-		}
-		after := ""
-		for len(users) < maxUsers {
-			us, next, err := reg.Users(ctx, after, 500)
-			if err != nil {
-				return err
-			}
-			users = append(users, us...)
-			if next == "" {
-				return nil
-			}
-			after = next
-		}
-		return nil
+	w.d.run(w.env, func(ctx context.Context) (err error) {
+		users, err = w.readUsers(ctx)
+		return err
 	}, func(err error) {
 		if w.step != stepNewUser {
 			return
