@@ -190,6 +190,40 @@ type SignalOutcome struct {
 	Halted       bool          `json:"halted"`        // this report halted the migration
 }
 
+// MigrationPlan is the body of POST /v1/migrations (docs/migrations.md).
+type MigrationPlan struct {
+	Name   string          `json:"name"`
+	From   string          `json:"from_set"`
+	To     string          `json:"to_set"`
+	Scope  Cohort          `json:"scope"`
+	Canary Cohort          `json:"canary"`
+	Stages []float64       `json:"stages"`
+	Policy MigrationPolicy `json:"policy"`
+}
+
+// MigrationAdvance is the body of POST /v1/migrations/{id}/advance: the
+// state to go to, the staged percent (0 takes the next planned stage), and
+// whether to clear a halt.
+type MigrationAdvance struct {
+	To      MigrationState `json:"to"`
+	Percent float64        `json:"percent,omitempty"`
+	Resume  bool           `json:"resume,omitempty"`
+}
+
+// MigrationAdvanced is what an advance did.
+type MigrationAdvanced struct {
+	Migration     Migration       `json:"migration"`
+	CutOver       int             `json:"cut_over"`
+	HeldBack      int             `json:"held_back"`
+	HeldBackUsers []UserReadiness `json:"held_back_users"`
+}
+
+// MigrationRollbackResult is what a rollback did.
+type MigrationRollbackResult struct {
+	Migration Migration `json:"migration"`
+	Reverted  int       `json:"reverted"`
+}
+
 // Migration errors a caller must act on.
 var (
 	// ErrOverlap: another active migration already covers some of the users.

@@ -5,6 +5,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -292,4 +293,16 @@ type DuplicateError struct {
 
 func (e *DuplicateError) Error() string {
 	return e.Entity + " with this " + e.Field + " already exists"
+}
+
+// AuditEntry is one entry of the registry's audit log as GET /v1/audit
+// shows it.
+type AuditEntry struct {
+	Seq      int64           `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Actor    string          `json:"actor"`
+	Action   string          `json:"action"`
+	Payload  json.RawMessage `json:"payload"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash"`
 }

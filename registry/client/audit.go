@@ -2,24 +2,16 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
-	"time"
+
+	"github.com/keydesk/keydesk/registry"
 )
 
 // AuditEntry is one entry of the registry's audit log as GET /v1/audit
 // shows it.
-type AuditEntry struct {
-	Seq      int64           `json:"seq"`
-	Time     time.Time       `json:"time"`
-	Actor    string          `json:"actor"`
-	Action   string          `json:"action"`
-	Payload  json.RawMessage `json:"payload"`
-	PrevHash string          `json:"prev_hash"`
-	Hash     string          `json:"hash"`
-}
+type AuditEntry = registry.AuditEntry
 
 // AuditQuery selects a page of the audit log. With Newest set the page
 // runs backwards from Before (the newest entries when Before is 0);

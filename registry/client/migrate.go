@@ -11,39 +11,13 @@ import (
 	"github.com/keydesk/keydesk/registry"
 )
 
-// MigrationPlan is the body of POST /v1/migrations (docs/migrations.md).
-type MigrationPlan struct {
-	Name   string                   `json:"name"`
-	From   string                   `json:"from_set"`
-	To     string                   `json:"to_set"`
-	Scope  registry.Cohort          `json:"scope"`
-	Canary registry.Cohort          `json:"canary"`
-	Stages []float64                `json:"stages"`
-	Policy registry.MigrationPolicy `json:"policy"`
-}
-
-// Advance is the body of POST /v1/migrations/{id}/advance: the state to go
-// to, the staged percent (0 takes the next planned stage), and whether to
-// clear a halt.
-type Advance struct {
-	To      registry.MigrationState `json:"to"`
-	Percent float64                 `json:"percent,omitempty"`
-	Resume  bool                    `json:"resume,omitempty"`
-}
-
-// Advanced is what an advance did.
-type Advanced struct {
-	Migration     registry.Migration       `json:"migration"`
-	CutOver       int                      `json:"cut_over"`
-	HeldBack      int                      `json:"held_back"`
-	HeldBackUsers []registry.UserReadiness `json:"held_back_users"`
-}
-
-// RolledBack is what a rollback did.
-type RolledBack struct {
-	Migration registry.Migration `json:"migration"`
-	Reverted  int                `json:"reverted"`
-}
+// The bodies of the migration endpoints, shared with the server.
+type (
+	MigrationPlan = registry.MigrationPlan
+	Advance       = registry.MigrationAdvance
+	Advanced      = registry.MigrationAdvanced
+	RolledBack    = registry.MigrationRollbackResult
+)
 
 // KeySets lists the registry's key sets.
 func (c *Client) KeySets(ctx context.Context) ([]registry.KeySet, error) {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -811,17 +810,6 @@ func (s *Server) revokeToken(r *request) (int, any, error) {
 	return status, body, err
 }
 
-// auditEntryOut is one audit entry as the API shows it.
-type auditEntryOut struct {
-	Seq      int64           `json:"seq"`
-	Time     time.Time       `json:"time"`
-	Actor    string          `json:"actor"`
-	Action   string          `json:"action"`
-	Payload  json.RawMessage `json:"payload"`
-	PrevHash string          `json:"prev_hash"`
-	Hash     string          `json:"hash"`
-}
-
 func (s *Server) listAudit(r *request) (int, any, error) {
 	q := r.URL.Query()
 	f := sqlstore.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action"), Limit: 100}
@@ -855,9 +843,9 @@ func (s *Server) listAudit(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	out := make([]auditEntryOut, len(es))
+	out := make([]registry.AuditEntry, len(es))
 	for i, e := range es {
-		out[i] = auditEntryOut{Seq: e.Seq, Time: time.Unix(0, e.Time).UTC(), Actor: e.Actor, Action: e.Action, Payload: e.Payload,
+		out[i] = registry.AuditEntry{Seq: e.Seq, Time: time.Unix(0, e.Time).UTC(), Actor: e.Actor, Action: e.Action, Payload: e.Payload,
 			PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash)}
 	}
 	next := ""

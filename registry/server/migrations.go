@@ -102,19 +102,8 @@ func (s *Server) removeSetKey(r *request) (int, any, error) {
 	})
 }
 
-// MigrationRequest is the body of POST /v1/migrations.
-type MigrationRequest struct {
-	Name   string                   `json:"name"`
-	From   string                   `json:"from_set"`
-	To     string                   `json:"to_set"`
-	Scope  registry.Cohort          `json:"scope"`
-	Canary registry.Cohort          `json:"canary"`
-	Stages []float64                `json:"stages"`
-	Policy registry.MigrationPolicy `json:"policy"`
-}
-
 func (s *Server) createMigration(r *request) (int, any, error) {
-	var in MigrationRequest
+	var in registry.MigrationPlan
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
@@ -145,23 +134,8 @@ func (s *Server) getMigration(r *request) (int, any, error) {
 	return http.StatusOK, m, nil
 }
 
-// AdvanceRequest is the body of POST /v1/migrations/{id}/advance.
-type AdvanceRequest struct {
-	To      registry.MigrationState `json:"to"`
-	Percent float64                 `json:"percent"`
-	Resume  bool                    `json:"resume"`
-}
-
-// AdvanceResult is what an advance did.
-type AdvanceResult struct {
-	Migration     registry.Migration       `json:"migration"`
-	CutOver       int                      `json:"cut_over"`
-	HeldBack      int                      `json:"held_back"`
-	HeldBackUsers []registry.UserReadiness `json:"held_back_users"`
-}
-
 func (s *Server) advanceMigration(r *request) (int, any, error) {
-	var in AdvanceRequest
+	var in registry.MigrationAdvance
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
@@ -170,7 +144,7 @@ func (s *Server) advanceMigration(r *request) (int, any, error) {
 		if err != nil {
 			return 0, nil, "", err
 		}
-		return http.StatusOK, AdvanceResult{Migration: m, CutOver: len(cut), HeldBack: len(held), HeldBackUsers: held}, etag(m.Version), nil
+		return http.StatusOK, registry.MigrationAdvanced{Migration: m, CutOver: len(cut), HeldBack: len(held), HeldBackUsers: held}, etag(m.Version), nil
 	})
 	return st, body, migrationErr(err)
 }
@@ -204,7 +178,7 @@ func (s *Server) rollbackMigration(r *request) (int, any, error) {
 		if err != nil {
 			return 0, nil, "", err
 		}
-		return http.StatusOK, map[string]any{"migration": m, "reverted": len(users)}, etag(m.Version), nil
+		return http.StatusOK, registry.MigrationRollbackResult{Migration: m, Reverted: len(users)}, etag(m.Version), nil
 	})
 	return st, body, migrationErr(err)
 }
