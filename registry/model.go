@@ -306,3 +306,17 @@ type AuditEntry struct {
 	PrevHash string          `json:"prev_hash"`
 	Hash     string          `json:"hash"`
 }
+
+// InventoryKey is a key as GET /v1/inventory shows it, with the time of its
+// last successful verification (nil when it never passed one).
+type InventoryKey struct {
+	Key
+	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
+}
+
+// InventoryUser is a user with every key they own, as GET /v1/inventory
+// shows them.
+type InventoryUser struct {
+	User User           `json:"user"`
+	Keys []InventoryKey `json:"keys"`
+}

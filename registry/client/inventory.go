@@ -4,23 +4,15 @@ import (
 	"context"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/keydesk/keydesk/registry"
 )
 
-// InventoryKey is a key with its last successful verification (nil when
-// it never passed one).
-type InventoryKey struct {
-	registry.Key
-	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
-}
-
-// InventoryUser is a user with every key they own.
-type InventoryUser struct {
-	User registry.User  `json:"user"`
-	Keys []InventoryKey `json:"keys"`
-}
+// The bodies of GET /v1/inventory, shared with the server.
+type (
+	InventoryKey  = registry.InventoryKey
+	InventoryUser = registry.InventoryUser
+)
 
 // Inventory reads one page of users after the given id, each with their
 // keys (GET /v1/inventory, staff only). next is "" at the end.

@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/keydesk/keydesk/registry"
 )
@@ -14,18 +13,6 @@ func (s *Server) inventoryRoutes() []Route {
 	return []Route{
 		{Method: "GET", Pattern: "/v1/inventory", Roles: []Role{Admin, Helpdesk}, handle: s.inventory},
 	}
-}
-
-// inventoryKey is a key as GET /v1/inventory shows it: with the time of its
-// last successful verification, absent when it never passed one.
-type inventoryKey struct {
-	registry.Key
-	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
-}
-
-type inventoryUser struct {
-	User registry.User  `json:"user"`
-	Keys []inventoryKey `json:"keys"`
 }
 
 // inventory is GET /v1/inventory?after=&limit=: up to limit users (1-5000,
@@ -44,11 +31,11 @@ func (s *Server) inventory(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	out := make([]inventoryUser, len(page))
+	out := make([]registry.InventoryUser, len(page))
 	for i, u := range page {
-		out[i] = inventoryUser{User: u.User, Keys: make([]inventoryKey, len(u.Keys))}
+		out[i] = registry.InventoryUser{User: u.User, Keys: make([]registry.InventoryKey, len(u.Keys))}
 		for j, k := range u.Keys {
-			out[i].Keys[j] = inventoryKey{Key: k.Key}
+			out[i].Keys[j] = registry.InventoryKey{Key: k.Key}
 			if !k.LastVerified.IsZero() {
 				t := k.LastVerified
 				out[i].Keys[j].LastVerifiedAt = &t

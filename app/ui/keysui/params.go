@@ -13,6 +13,8 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/ui/uikit"
 )
 
 // fileKind says whether a field names a file, and which way it goes.
@@ -122,14 +124,7 @@ func (d *Detail) askParams(title, action string, fields []field, check func([]st
 		}
 		form.Append(fl.Label, obj)
 	}
-	for i, e := range f.Entries {
-		if i == len(f.Entries)-1 {
-			e.OnSubmitted = func(string) { f.Submit() }
-		} else {
-			next := f.Entries[i+1]
-			e.OnSubmitted = func(string) { w.Canvas().Focus(next) }
-		}
-	}
+	uikit.ChainEntries(w, f.Entries, f.Submit)
 	ok := widget.NewButton(action, f.Submit)
 	ok.Importance = widget.HighImportance
 	cancel := widget.NewButton("Cancel", f.Cancel)

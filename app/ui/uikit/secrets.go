@@ -47,6 +47,19 @@ func (f *SecretForm) Cancel() {
 	f.done(nil, false)
 }
 
+// ChainEntries makes Enter in each entry of a dialog's form move to the
+// next one, and Enter in the last call submit.
+func ChainEntries(w fyne.Window, entries []*widget.Entry, submit func()) {
+	for i, e := range entries {
+		if i == len(entries)-1 {
+			e.OnSubmitted = func(string) { submit() }
+		} else {
+			next := entries[i+1]
+			e.OnSubmitted = func(string) { w.Canvas().Focus(next) }
+		}
+	}
+}
+
 // AskSecrets shows a dialog with one masked entry per label; done gets the
 // values, or ok false when the person canceled. Enter in the last entry
 // submits. Call it on the UI goroutine. The values are never logged.
@@ -58,14 +71,7 @@ func AskSecrets(w fyne.Window, title string, labels []string, done func(values [
 		f.Entries = append(f.Entries, e)
 		items = append(items, widget.NewFormItem(l, e))
 	}
-	for i, e := range f.Entries {
-		if i == len(f.Entries)-1 {
-			e.OnSubmitted = func(string) { f.Submit() }
-		} else {
-			next := f.Entries[i+1]
-			e.OnSubmitted = func(string) { w.Canvas().Focus(next) }
-		}
-	}
+	ChainEntries(w, f.Entries, f.Submit)
 	f.dlg = dialog.NewForm(title, "OK", "Cancel", items, func(ok bool) {
 		if f.closed {
 			return
