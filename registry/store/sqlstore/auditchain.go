@@ -54,6 +54,20 @@ func tampered(seq int64, format string, args ...any) error {
 // signing a checkpoint over the new head would vouch for them: the write
 // fails with an audit.ErrTampered error instead.
 func (t *Tx) checkExtends() error {
+	if t.auditSeq > 0 && !bytes.Equal(t.headEntryHash, t.auditHash) {
+		// On PostgreSQL a lock that waited for another writer returns the
+		// head row it committed, but the rest of the statement still sees
+		// the snapshot from before: read the entry again, now.
+		var h []byte
+		err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT hash FROM audit_log WHERE seq = ?"), t.auditSeq).Scan(&h)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("reading the audit head entry: %w", err)
+		}
+		if !bytes.Equal(h, t.auditHash) {
+			return tampered(t.auditSeq, "missing or changed: the log's entry at the registry head does not have the head's hash")
+		}
+		t.headEntryHash = h
+	}
 	seq, hash := t.s.guard.known()
 	switch {
 	case seq > 0 && t.auditSeq == seq && bytes.Equal(t.auditHash, hash):

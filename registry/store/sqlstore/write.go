@@ -51,6 +51,7 @@ type Tx struct {
 	provenHere          map[string]bool // keys with a successful verification in this change set
 	changeSeq, auditSeq int64
 	auditHash           []byte
+	headEntryHash       []byte            // the hash of the log's entry at auditSeq, nil if none
 	signed              *audit.Checkpoint // the checkpoint appendLog signed, announced after commit
 	rechained           bool              // a restore replaced the chain (restore.go)
 }
@@ -65,11 +66,13 @@ func (t *Tx) Serialize() error {
 	if t.locked {
 		return nil
 	}
-	lock := "SELECT change_seq, audit_seq, audit_hash FROM registry_head WHERE id = 1"
+	// The head entry's own hash comes along (an index probe in the same
+	// round trip) for checkExtends.
+	lock := "SELECT h.change_seq, h.audit_seq, h.audit_hash, (SELECT l.hash FROM audit_log l WHERE l.seq = h.audit_seq) FROM registry_head h WHERE h.id = 1"
 	if t.s.dialect == Postgres {
-		lock += " FOR UPDATE"
+		lock += " FOR UPDATE OF h"
 	}
-	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash); err != nil {
+	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash, &t.headEntryHash); err != nil {
 		return fmt.Errorf("locking registry head: %w", err)
 	}
 	t.locked = true
