@@ -105,6 +105,10 @@ const WitnessFile = "audit-witness.json"
 // synced on every checkpoint: after a power failure it may lag behind the
 // database, which verification accepts (the chain only has to contain it).
 type Witness struct {
+	// Log, when set, gets one line per checkpoint (LogCheckpoint): the
+	// server sets it, one-shot commands leave it nil.
+	Log *slog.Logger
+
 	path string
 	pub  ed25519.PublicKey
 	mu   sync.Mutex
@@ -161,7 +165,9 @@ func (w *Witness) Heads() ([]Checkpoint, error) {
 // than the one held; rewritten (a restore replaced the chain) replaces the
 // head whatever its seq.
 func (w *Witness) Record(c Checkpoint, rewritten bool) error {
-	LogCheckpoint(c, rewritten)
+	if w.Log != nil {
+		LogCheckpoint(w.Log, c, rewritten)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !rewritten && c.Seq <= w.last.Seq {
@@ -185,7 +191,9 @@ func (w *Witness) Record(c Checkpoint, rewritten bool) error {
 		}
 	}
 	if err != nil {
-		slog.Error("audit witness not written", "path", w.path, "seq", c.Seq, "err", err)
+		if w.Log != nil {
+			w.Log.Error("audit witness not written", "path", w.path, "seq", c.Seq, "err", err)
+		}
 		return fmt.Errorf("writing audit witness: %w", err)
 	}
 	w.last = c
@@ -194,8 +202,8 @@ func (w *Witness) Record(c Checkpoint, rewritten bool) error {
 
 // LogCheckpoint is the one log line per checkpoint, so the head is also
 // kept wherever the registry's log goes.
-func LogCheckpoint(c Checkpoint, rewritten bool) {
-	slog.Info("audit checkpoint", "seq", c.Seq, "hash", hex.EncodeToString(c.Hash), "rewritten", rewritten)
+func LogCheckpoint(l *slog.Logger, c Checkpoint, rewritten bool) {
+	l.Info("audit checkpoint", "seq", c.Seq, "hash", hex.EncodeToString(c.Hash), "rewritten", rewritten)
 }
 
 // LogRejected is the log line for a pending row that was not chained.

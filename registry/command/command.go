@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -268,6 +269,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
 	defer server.TuneGC()()
+	key.witness.Log = slog.Default()
 	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Witness: key.witness, Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()

@@ -365,6 +365,9 @@ func TestAuditConcurrentWritesVerify(t *testing.T) {
 		if err := json.Unmarshal(head, &h); err != nil || h.Seq != int64(res["entries"].(float64)) {
 			t.Fatalf("audit head %s (%v), verify says %v entries", head, err, res["entries"])
 		}
+		if log := tr.p.Log(); !strings.Contains(log, "audit checkpoint") || !strings.Contains(log, h.Hash) {
+			t.Fatalf("no log line for the checkpoint over entry %d (%s):\n%s", h.Seq, h.Hash, log)
+		}
 		exported := filepath.Join(t.TempDir(), "head.json")
 		os.WriteFile(exported, head, 0o600)
 		tr.mustVerify("--witness", exported)
