@@ -150,7 +150,7 @@ func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
 	}
 	w, err := audit.OpenWitness(c.state, priv.Public().(ed25519.PublicKey))
 	if err != nil {
-		return nil, nil, &AuditError{Err: err}
+		return nil, nil, err
 	}
 	dsn := c.db
 	if dsn == "" {
@@ -490,13 +490,15 @@ func verifyState(ctx context.Context, c *common, witnessFile string) (audit.Repo
 		return audit.Report{}, nil, err
 	}
 	defer st.Close()
-	l, err := st.AuditChain(ctx)
-	if err != nil {
-		return audit.Report{}, nil, err
-	}
+	// Witnessed heads first: one is written only after its change set
+	// commits, so the snapshot read next contains it.
 	heads, err := key.witness.Heads()
 	if err != nil {
 		return audit.Report{}, nil, &AuditError{Err: err}
+	}
+	l, err := st.AuditChain(ctx)
+	if err != nil {
+		return audit.Report{}, nil, err
 	}
 	l.Witnesses = append(heads, extra...)
 	rep, err := audit.VerifyLog(l, ed25519Pub(key))

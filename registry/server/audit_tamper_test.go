@@ -331,7 +331,7 @@ func TestAuditConcurrentWritesVerify(t *testing.T) {
 			active = append(active, tr.enrol(fmt.Sprintf("busy-%d", i), fmt.Sprint(2000+i), true))
 		}
 		var wg sync.WaitGroup
-		errs := make(chan error, 64)
+		errs := make(chan error, 16)
 		for g := range 8 {
 			wg.Add(1)
 			go func() {
@@ -351,11 +351,28 @@ func TestAuditConcurrentWritesVerify(t *testing.T) {
 				}
 			}()
 		}
+		// Verifications while the writes go on: each sees a consistent
+		// snapshot and witnessed heads it contains.
+		for v := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 4 {
+					if err := verifyOK(tr, v == 0); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
 		wg.Wait()
 		close(errs)
 		for err := range errs {
 			t.Fatal(err)
 		}
+		// The last change set is the server's (a command-line verify may
+		// have chained pending entries itself), so its log has the head.
+		tr.must(tr.do(tr.admin, "POST", "/v1/users", map[string]any{"external_id": "last", "display_name": "last"}), 201)
 		res := tr.mustVerify()
 		head, err := exec.Command(bin, tr.args("audit", "head")...).Output()
 		if err != nil {
@@ -376,6 +393,30 @@ func TestAuditConcurrentWritesVerify(t *testing.T) {
 			t.Fatalf("witness file: %v %v", w, err)
 		}
 	})
+}
+
+// verifyOK runs GET /v1/audit/verify, or with cli `keydesk-registry audit
+// verify`, from any goroutine.
+func verifyOK(tr *tamperReg, cli bool) error {
+	if cli {
+		out, err := exec.Command(bin, tr.args("audit", "verify")...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "audit ok") {
+			return fmt.Errorf("audit verify during writes: %v: %s", err, out)
+		}
+		return nil
+	}
+	req, _ := http.NewRequest("GET", tr.p.URL+"/v1/audit/verify", nil)
+	req.Header.Set("Authorization", "Bearer "+tr.admin)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || out["ok"] != true {
+		return fmt.Errorf("GET /v1/audit/verify during writes: %d %v %v", res.StatusCode, out, err)
+	}
+	return nil
 }
 
 // post sends one idempotent POST from any goroutine.

@@ -735,17 +735,20 @@ func (s *Server) validity(r *request) (int, any, error) {
 // the state dir's witness file) and the pending rows (audit.VerifyLog).
 // A failure names the first bad entry (seq) or pending row (pending_id).
 func (s *Server) auditVerify(r *request) (int, any, error) {
+	// The witnessed heads are read first: a head is witnessed only after
+	// its change set commits, so the snapshot read next contains it.
+	var heads []audit.Checkpoint
+	if w := s.opt.Witness; w != nil {
+		var err error
+		if heads, err = w.Heads(); err != nil {
+			return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+		}
+	}
 	l, err := s.st.AuditChain(r.ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	if w := s.opt.Witness; w != nil {
-		heads, err := w.Heads()
-		if err != nil {
-			return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
-		}
-		l.Witnesses = heads
-	}
+	l.Witnesses = heads
 	rep, err := audit.VerifyLog(l, s.opt.AuditKey)
 	if err != nil {
 		out := map[string]any{"ok": false, "error": err.Error()}

@@ -54,6 +54,9 @@ func tampered(seq int64, format string, args ...any) error {
 // signing a checkpoint over the new head would vouch for them: the write
 // fails with an audit.ErrTampered error instead.
 func (t *Tx) checkExtends() error {
+	if t.auditSeq == 0 && !bytes.Equal(t.auditHash, audit.Genesis) {
+		return tampered(1, "the registry head is at no entry but its hash is not the genesis hash")
+	}
 	if t.auditSeq > 0 && !bytes.Equal(t.headEntryHash, t.auditHash) {
 		// On PostgreSQL a lock that waited for another writer returns the
 		// head row it committed, but the rest of the statement still sees
