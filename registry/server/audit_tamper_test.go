@@ -278,6 +278,16 @@ func TestAuditForgedAppendDetected(t *testing.T) {
 		tr.sql(tr.setHead(e.Seq, e.Hash))
 		tr.mustFail(want, "seq", e.Seq)
 		tr.writeRefused()
+
+		// The machine-readable form names the entry too, with exit status 1.
+		out, err := exec.Command(bin, tr.args("audit", "verify", "--json")...).Output()
+		var res struct {
+			OK  bool  `json:"ok"`
+			Seq int64 `json:"seq"`
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || json.Unmarshal(out, &res) != nil || res.OK || res.Seq != e.Seq {
+			t.Fatalf("audit verify --json: %v: %s", err, out)
+		}
 	})
 }
 
