@@ -157,9 +157,10 @@ func (c *Card) CSR(ctx context.Context, cb device.Callbacks, slot byte, subject 
 }
 
 // SelfSign makes a self-signed certificate for slot's key and stores it in
-// the slot's certificate object.
+// the slot's certificate object. A key without a CHUID or a CCC gets them
+// (EnsureCardIDs); existing ones are left as they are.
 func (c *Card) SelfSign(ctx context.Context, cb device.Callbacks, slot byte, subject pkix.Name, valid time.Duration) (*x509.Certificate, error) {
-	key, _, err := c.resolve(ctx, cb, false)
+	key, _, err := c.resolveThen(ctx, cb, false, c.ensureCardIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -190,13 +191,15 @@ func (c *Card) SelfSign(ctx context.Context, cb device.Callbacks, slot byte, sub
 }
 
 // ImportCertificate stores cert in slot after checking it certifies the key
-// the slot holds (firmware 5.3 and later, where the key can say).
+// the slot holds (firmware 5.3 and later, where the key can say). A key
+// without a CHUID or a CCC gets them (EnsureCardIDs); existing ones are left
+// as they are.
 func (c *Card) ImportCertificate(ctx context.Context, cb device.Callbacks, slot byte, cert *x509.Certificate) error {
 	ps, err := pivSlot(slot)
 	if err != nil {
 		return err
 	}
-	key, _, err := c.resolve(ctx, cb, false)
+	key, _, err := c.resolveThen(ctx, cb, false, c.ensureCardIDs)
 	if err != nil {
 		return err
 	}
