@@ -199,17 +199,28 @@ func (c *Card) ImportCertificate(ctx context.Context, cb device.Callbacks, slot 
 	if err != nil {
 		return err
 	}
-	key, _, err := c.resolveThen(ctx, cb, false, c.ensureCardIDs)
+	// The check comes first, so a refused certificate leaves the card
+	// identifiers as they were too.
+	key, _, err := c.resolveThen(ctx, cb, false, func(s *pcsc.Session) error {
+		m, err := getMetadata(s, slot)
+		switch {
+		case errors.Is(err, device.ErrNotSupported):
+		case err != nil:
+			return c.classify(err)
+		case m != nil:
+			if pub, err := decodePublic(m.Algorithm, m.PublicKey); err == nil && pub != nil {
+				type equaler interface{ Equal(crypto.PublicKey) bool }
+				if e, ok := pub.(equaler); !ok || !e.Equal(cert.PublicKey) {
+					return fmt.Errorf("the certificate is for another key than the one in slot %02X", slot)
+				}
+			}
+		}
+		return c.ensureCardIDs(s)
+	})
 	if err != nil {
 		return err
 	}
 	return c.withPIV(ctx, func(yk *piv.YubiKey) error {
-		if info, err := yk.KeyInfo(ps); err == nil && info.PublicKey != nil {
-			type equaler interface{ Equal(crypto.PublicKey) bool }
-			if e, ok := info.PublicKey.(equaler); !ok || !e.Equal(cert.PublicKey) {
-				return fmt.Errorf("the certificate is for another key than the one in slot %02X", slot)
-			}
-		}
 		return c.classify(yk.SetCertificate(key, ps, cert))
 	})
 }
