@@ -73,7 +73,7 @@ func init() {
 	commands = []command{
 		{name: "keys", help: "list attached keys", run: runKeys},
 		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
-		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
+		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, objects, reset", run: runPIV, sub: true},
 		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
 		{name: "verify", help: "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", run: runVerify, flags: verifyFlags},
