@@ -595,13 +595,17 @@ func (t *Tx) UpdateUser(u *registry.User, want int64, breakGlass string) error {
 	}
 	u.ExternalID, u.CreatedAt, u.Version, u.UpdatedAt = cur.ExternalID, cur.CreatedAt, cur.Version+1, t.now
 	g, _ := json.Marshal(u.Groups)
-	return t.GuardLastCredential(u.ID, breakGlass, "user.break_glass", map[string]any{"user_id": u.ID, "from": string(cur.Status), "to": string(u.Status)}, func() error {
+	update := func() error {
 		if err := t.exec("UPDATE users SET display_name = ?, email = ?, groups_json = ?, status = ?, version = ?, updated_at = ? WHERE id = ?",
 			u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(t.now), u.ID); err != nil {
 			return fmt.Errorf("updating user: %w", err)
 		}
 		return t.record("user", u.ID, "update", u)
-	})
+	}
+	if u.Status == cur.Status {
+		return update() // the validity view is as it was
+	}
+	return t.GuardLastCredential(u.ID, breakGlass, "user.break_glass", map[string]any{"user_id": u.ID, "from": string(cur.Status), "to": string(u.Status)}, update)
 }
 
 // CreateKey inserts k for an existing owner, adding it to its key sets
