@@ -300,3 +300,53 @@ func TestInactiveUserLosesAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestFIDO2ResetBreakGlass: a FIDO2 reset on a key whose FIDO2 credential
+// was its owner's only one in the validity view, registering a new one the
+// registry holds back (no trusted attestation), takes the owner out of the
+// view until the new credential verifies: the reset's reason is audited as
+// key.break_glass too.
+func TestFIDO2ResetBreakGlass(t *testing.T) {
+	onBackends(t, func(t *testing.T, r *reg) {
+		old, fresh := mustEC(elliptic.P256()), mustEC(elliptic.P256())
+		en := r.must(r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
+			"user":  map[string]any{"external_id": "carol"},
+			"key":   map[string]any{"serial": "300"},
+			"fido2": []any{map[string]any{"credential_id": []byte("carol-old"), "public_key": credential.COSEKeyES256(&old.PublicKey), "rp_id": "example.org"}},
+		}), 201)
+		keyID, user := en["key"].(map[string]any)["id"].(string), en["user"].(map[string]any)["id"].(string)
+		prove := func(credID string, k *ecdsa.PrivateKey, count uint32) map[string]any {
+			c := r.must(r.do(r.helpdesk, "POST", "/v1/challenges", map[string]any{"key_id": keyID, "kind": "fido2", "credential_id": credID}), 201)["challenge"].(map[string]any)
+			sign := func(m []byte) []byte {
+				h := sha256.Sum256(m)
+				s, _ := ecdsa.SignASN1(rand.Reader, k, h[:])
+				return s
+			}
+			return r.must(r.do(r.helpdesk, "POST", "/v1/verifications", map[string]any{"challenge_id": c["id"], "fido2": webauthnAssertion(t, "example.org", b64(t, c["nonce"]), count, sign)}), 201)
+		}
+		if v := prove(en["fido2"].([]any)[0].(map[string]any)["id"].(string), old, 1); v["key_activated"] != true {
+			t.Fatalf("activation: %v", v)
+		}
+		if n := r.validCount(user); n != 1 {
+			t.Fatalf("carol has %d valid credentials", n)
+		}
+		res := r.must(r.do(r.helpdesk, "POST", "/v1/keys/"+keyID+"/fido2/reset", map[string]any{"reason": "FIDO2 PIN blocked, ticket 12",
+			"fido2": []any{map[string]any{"credential_id": []byte("carol-new"), "public_key": credential.COSEKeyES256(&fresh.PublicKey), "rp_id": "example.org"}}}), 200)
+		nc := res["fido2"].([]any)[0].(map[string]any)
+		if nc["pending"] != true {
+			t.Fatalf("new credential: %v", nc)
+		}
+		if n := r.validCount(user); n != 0 {
+			t.Fatalf("after the reset carol has %d valid credentials", n)
+		}
+		if n := r.auditActions("key.break_glass", keyID, "fido2_reset", "FIDO2 PIN blocked, ticket 12"); n != 1 {
+			t.Fatalf("%d key.break_glass entries for the reset", n)
+		}
+		if v := prove(nc["id"].(string), fresh, 1); v["ok"] != true || v["credential_confirmed"] != true {
+			t.Fatalf("verifying the new credential: %v", v)
+		}
+		if n := r.validCount(user); n != 1 {
+			t.Fatalf("after the new credential verified carol has %d valid credentials", n)
+		}
+	})
+}
