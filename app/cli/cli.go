@@ -73,7 +73,7 @@ func init() {
 	commands = []command{
 		{name: "keys", help: "list attached keys", run: runKeys},
 		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
-		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, reset", run: runPIV, sub: true},
+		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, objects, reset", run: runPIV, sub: true},
 		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
 		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
 		{name: "verify", help: "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", run: runVerify, flags: verifyFlags},
@@ -241,6 +241,9 @@ func plain(err error) error {
 	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
 		return reworded{msg: "the registry refused the desk's token", err: err,
 			hint: "Store a valid token with keydesk login (an admin makes one with keydesk-registry token create)."}
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden && ae.Code == "user_not_active":
+		return reworded{msg: "the registry refused the desk's token: the person it belongs to is suspended or deleted", err: err,
+			hint: "A keydesk admin can make the person active again; until then their token is refused."}
 	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
 		return reworded{msg: fmt.Sprintf("the desk's token may not do this (the registry says: %s)", ae.Message), err: err,
 			hint: "Ask a keydesk admin for a token with the role this needs (admin; helpdesk for recoveries), then store it with keydesk login."}

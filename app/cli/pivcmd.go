@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keydesk/keydesk/app/keys"
@@ -27,6 +29,9 @@ const pivUsage = `usage: keydesk piv SUBCOMMAND [flags]
   attest SLOT                     the key's attestation of SLOT, verified
   csr SLOT --subject CN=name      a PKCS#10 request, PEM on stdout
   self-sign SLOT --subject CN=x   a self-signed certificate stored in SLOT
+  objects show [chuid|ccc]        the card identifiers: CHUID (its GUID is the key's PKCS#11 serial) and CCC
+  objects generate chuid|ccc|all  new ones, replacing what the key holds (destructive; self-sign writes
+                                  them where the key has none)
   reset                           wipe PIV (destructive)
 `
 
@@ -235,6 +240,8 @@ func runPIV(e *env, _ *flag.FlagSet, args []string) error {
 			return err
 		}
 		return pem.Encode(e.stdout, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	case "objects":
+		return pivObjects(e, k, card, cb, pos)
 	case "reset":
 		if err := e.confirm(k, "Resetting PIV (it deletes every PIV key and certificate)"); err != nil {
 			return err
@@ -247,4 +254,126 @@ func runPIV(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	fmt.Fprint(e.stderr, pivUsage)
 	return usagef("unknown piv subcommand %q", sub)
+}
+
+// pivObjects is "piv objects show|generate": the CHUID and the CCC (SP
+// 800-73-4 Part 1 §3.1.2 and §3.1.1), as ykman's "piv objects" handles them.
+func pivObjects(e *env, k device.Key, card *pivkey.Card, cb device.Callbacks, pos []string) error {
+	if len(pos) == 0 || len(pos) > 2 {
+		return usagef("piv objects show [chuid|ccc] | piv objects generate chuid|ccc|all")
+	}
+	var objs []pivkey.Object
+	if len(pos) == 2 {
+		switch o := pivkey.Object(pos[1]); o {
+		case pivkey.CHUID, pivkey.CCC:
+			objs = []pivkey.Object{o}
+		case "all":
+			objs = []pivkey.Object{pivkey.CHUID, pivkey.CCC}
+		default:
+			return usagef("piv objects: %q is not chuid, ccc or all", pos[1])
+		}
+	}
+	ctx := e.ctx
+	switch pos[0] {
+	case "show":
+		if len(objs) == 0 {
+			objs = []pivkey.Object{pivkey.CHUID, pivkey.CCC}
+		}
+		ids, err := card.ReadCardIDs(ctx)
+		if err != nil {
+			return err
+		}
+		return printCardIDs(e, k, ids, objs)
+	case "generate":
+		if len(objs) == 0 {
+			return usagef("piv objects generate needs chuid, ccc or all")
+		}
+		what := "Writing a new CHUID and CCC (the key's serial in PKCS#11 software and its Windows smart-card identity change)"
+		if len(objs) == 1 && objs[0] == pivkey.CCC {
+			what = "Writing a new CCC (the key's Windows smart-card identity changes)"
+		} else if len(objs) == 1 {
+			what = "Writing a new CHUID (the key's serial in PKCS#11 software changes)"
+		}
+		if err := e.confirm(k, what); err != nil {
+			return err
+		}
+		if err := card.WriteCardIDs(ctx, cb, objs...); err != nil {
+			return err
+		}
+		ids, err := card.ReadCardIDs(ctx)
+		if err != nil {
+			return err
+		}
+		if !e.json {
+			fmt.Fprintf(e.stdout, "New %s written on key %d.\n", objectNames(objs), k.Serial)
+		}
+		return printCardIDs(e, k, ids, objs)
+	}
+	return usagef("piv objects: %q is not show or generate", pos[0])
+}
+
+func objectNames(objs []pivkey.Object) string {
+	var names []string
+	for _, o := range objs {
+		names = append(names, strings.ToUpper(string(o)))
+	}
+	return strings.Join(names, " and ")
+}
+
+// cardIDsView is "piv objects show --json".
+type cardIDsView struct {
+	Serial     uint32 `json:"serial"`
+	CHUID      string `json:"chuid,omitempty"`
+	GUID       string `json:"guid,omitempty"`
+	FASCN      string `json:"fasc_n,omitempty"`
+	Expiration string `json:"expiration,omitempty"`
+	Signed     *bool  `json:"signed,omitempty"`
+	CHUIDError string `json:"chuid_error,omitempty"`
+	CCC        string `json:"ccc,omitempty"`
+}
+
+func printCardIDs(e *env, k device.Key, ids *pivkey.CardIDs, objs []pivkey.Object) error {
+	v := cardIDsView{Serial: k.Serial}
+	for _, o := range objs {
+		switch o {
+		case pivkey.CHUID:
+			v.CHUID = hex.EncodeToString(ids.CHUID)
+			if p := ids.Parsed; p != nil {
+				v.GUID, v.FASCN, v.Expiration, v.Signed = p.GUIDString(), hex.EncodeToString(p.FASCN), p.Expiration, &p.Signed
+			} else if ids.ParseErr != nil {
+				v.CHUIDError = ids.ParseErr.Error()
+			}
+		case pivkey.CCC:
+			v.CCC = hex.EncodeToString(ids.CCC)
+		}
+	}
+	if e.json {
+		return e.printJSON(v)
+	}
+	for _, o := range objs {
+		switch o {
+		case pivkey.CHUID:
+			if ids.CHUID == nil {
+				fmt.Fprintf(e.stdout, "CHUID:      none (storing a certificate writes one; so does piv objects generate chuid)\n")
+				continue
+			}
+			fmt.Fprintf(e.stdout, "CHUID:      %s\n", v.CHUID)
+			if p := ids.Parsed; p != nil {
+				signed := "no"
+				if p.Signed {
+					signed = "yes"
+				}
+				fmt.Fprintf(e.stdout, "  GUID:     %s\n  FASC-N:   %s\n  Expires:  %s\n  Signed:   %s\n", v.GUID, v.FASCN, p.Expiration, signed)
+			} else {
+				fmt.Fprintf(e.stdout, "  (unreadable: %s)\n", v.CHUIDError)
+			}
+		case pivkey.CCC:
+			if ids.CCC == nil {
+				fmt.Fprintf(e.stdout, "CCC:        none (storing a certificate writes one; so does piv objects generate ccc)\n")
+				continue
+			}
+			fmt.Fprintf(e.stdout, "CCC:        %s\n", v.CCC)
+		}
+	}
+	return nil
 }

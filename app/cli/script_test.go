@@ -119,6 +119,9 @@ func TestScripts(t *testing.T) {
 					return err
 				}
 			}
+			// Referees a script runs (pkcs11-tool) reach the fleet with
+			// env PCSCLITE_CSOCK_NAME=$PCSC_SOCKET.
+			env.Setenv("PCSC_SOCKET", f.Daemon.Socket())
 			env.Setenv("XDG_STATE_HOME", state)
 			// Settings and data stay in the script's work directory, never
 			// the machine's ($HOME is /no-home under testscript).

@@ -813,6 +813,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		if err != nil {
 			return stop(err)
 		}
+		// No certificate is stored yet, so the CHUID and CCC that SelfSign
+		// would write come here (existing ones are kept).
+		if err := e.timedErr(func() error { return card.EnsureCardIDs(ctx, pcb) }); err != nil {
+			return stop(fmt.Errorf("writing the CHUID and CCC: %w", err))
+		}
 	default:
 		cert, err := timed(e, func() (*x509.Certificate, error) {
 			return card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)

@@ -451,6 +451,11 @@ func TestCSRModeAndForcedPINChange(t *testing.T) {
 	if !st.ForcePINChange {
 		t.Fatalf("the key does not ask for a new PIN: %+v", st)
 	}
+	// No certificate was stored, but the key has its CHUID and CCC.
+	card, _ := d.svc.PIV(k)
+	if ids, err := card.ReadCardIDs(ctx); err != nil || ids.Parsed == nil || ids.CCC == nil {
+		t.Fatalf("card identifiers after a CSR-mode enrolment: %+v %v", ids, err)
+	}
 }
 
 // TestInsertWaitLimit: with Config.InsertWait set, a key asked for by a

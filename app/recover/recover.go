@@ -340,12 +340,16 @@ type LostResult struct {
 	AccessPass registry.TemporaryAccessPass `json:"access_pass,omitempty"`
 	// ActiveKeys is how many active keys the user has left.
 	ActiveKeys int `json:"active_keys"`
+	// NoPass says why no pass was issued although one was asked for: the
+	// user is suspended or deleted, and the registry gives such a user none.
+	NoPass string `json:"no_pass,omitempty"`
 }
 
 // MarkLost marks the key with serial lost. The registry refuses when it is
 // the user's last active key unless a break-glass reason is given (audited
 // key.break_glass). It then issues a temporary access pass so the person can
-// sign in until a replacement is enrolled.
+// sign in until a replacement is enrolled, unless the person is suspended or
+// deleted (LostResult.NoPass).
 func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOptions) (*LostResult, error) {
 	k, u, ks, err := Find(ctx, reg, serial)
 	if err != nil {
@@ -360,6 +364,10 @@ func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOpt
 		if o.ID != k.ID && o.Status == registry.KeyActive {
 			out.ActiveKeys++
 		}
+	}
+	if lo.PassValidity != "" && u.Status != registry.UserActive {
+		out.NoPass = fmt.Sprintf("%s is %s", u.ExternalID, u.Status)
+		return out, nil
 	}
 	if lo.PassValidity != "" {
 		out.Pass, out.AccessPass, err = reg.AccessPass(ctx, u.ID, "key "+serial+" lost", lo.PassValidity)

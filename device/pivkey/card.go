@@ -441,6 +441,12 @@ func (c *Card) SetRetries(ctx context.Context, cb device.Callbacks, pinTries, pu
 // resolve finds and checks the management key in a short raw session, and
 // the PIN when needPIN is set.
 func (c *Card) resolve(ctx context.Context, cb device.Callbacks, needPIN bool) ([]byte, string, error) {
+	return c.resolveThen(ctx, cb, needPIN, nil)
+}
+
+// resolveThen is resolve, then runs then (when not nil) in the same
+// session, with the management key authenticated.
+func (c *Card) resolveThen(ctx context.Context, cb device.Callbacks, needPIN bool, then func(*pcsc.Session) error) ([]byte, string, error) {
 	s, fw, _, err := c.session(ctx)
 	if err != nil {
 		return nil, "", err
@@ -456,6 +462,11 @@ func (c *Card) resolve(ctx context.Context, cb device.Callbacks, needPIN bool) (
 		}
 		if err := verifyPIN(s, p); err != nil {
 			return nil, "", c.classify(err)
+		}
+	}
+	if then != nil {
+		if err := then(s); err != nil {
+			return nil, "", err
 		}
 	}
 	return key, p, nil

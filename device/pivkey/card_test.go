@@ -3,11 +3,14 @@ package pivkey_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
 	"flag"
+	"math/big"
 	"os"
 	"os/exec"
 	"strings"
@@ -437,6 +440,66 @@ func TestCertificates(t *testing.T) {
 	if err := r.card.ImportCertificate(ctx, defaults().cb(), 0x9C, cert); err == nil {
 		t.Fatal("certificate for another slot's key imported")
 	}
+}
+
+// TestRefusedCertificateLeavesCardIDs: a certificate refused for not
+// matching the slot's key writes no CHUID or CCC either; the matching one
+// does.
+func TestRefusedCertificateLeavesCardIDs(t *testing.T) {
+	r := plug(t, 0, fw57)
+	ctx := context.Background()
+	if _, err := r.card.Generate(ctx, defaults().cb(), 0x9A, pivkey.KeySpec{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.card.Generate(ctx, defaults().cb(), 0x9C, pivkey.KeySpec{}); err != nil {
+		t.Fatal(err)
+	}
+	csr, err := r.card.CSR(ctx, defaults().cb(), 0x9A, pkix.Name{CommonName: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := caSign(t, csr)
+	if err := r.card.ImportCertificate(ctx, defaults().cb(), 0x9C, cert); err == nil {
+		t.Fatal("certificate for another slot's key imported")
+	}
+	if ids, err := r.card.ReadCardIDs(ctx); err != nil || ids.CHUID != nil || ids.CCC != nil {
+		t.Fatalf("after a refused certificate: %+v %v", ids, err)
+	}
+	if err := r.card.ImportCertificate(ctx, defaults().cb(), 0x9A, cert); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := r.card.ReadCardIDs(ctx); err != nil || ids.Parsed == nil || ids.CCC == nil {
+		t.Fatalf("after importing a certificate: %+v %v", ids, err)
+	}
+	st, err := r.card.Status(ctx)
+	if err != nil || len(st.Slots) != 2 || st.Slots[0].Certificate == nil || st.Slots[0].Certificate.Subject.CommonName != "ada" {
+		t.Fatalf("slots after import: %+v %v", st, err)
+	}
+}
+
+// caSign issues a certificate for a CSR from a throwaway CA.
+func caSign(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	req, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: req.Subject, NotBefore: ca.NotBefore, NotAfter: ca.NotAfter}
+	out, err := x509.CreateCertificate(rand.Reader, leaf, ca, req.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func TestTouchTimeout(t *testing.T) {

@@ -157,9 +157,10 @@ func (c *Card) CSR(ctx context.Context, cb device.Callbacks, slot byte, subject 
 }
 
 // SelfSign makes a self-signed certificate for slot's key and stores it in
-// the slot's certificate object.
+// the slot's certificate object. A key without a CHUID or a CCC gets them
+// (EnsureCardIDs); existing ones are left as they are.
 func (c *Card) SelfSign(ctx context.Context, cb device.Callbacks, slot byte, subject pkix.Name, valid time.Duration) (*x509.Certificate, error) {
-	key, _, err := c.resolve(ctx, cb, false)
+	key, _, err := c.resolveThen(ctx, cb, false, c.ensureCardIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -190,23 +191,36 @@ func (c *Card) SelfSign(ctx context.Context, cb device.Callbacks, slot byte, sub
 }
 
 // ImportCertificate stores cert in slot after checking it certifies the key
-// the slot holds (firmware 5.3 and later, where the key can say).
+// the slot holds (firmware 5.3 and later, where the key can say). A key
+// without a CHUID or a CCC gets them (EnsureCardIDs); existing ones are left
+// as they are.
 func (c *Card) ImportCertificate(ctx context.Context, cb device.Callbacks, slot byte, cert *x509.Certificate) error {
 	ps, err := pivSlot(slot)
 	if err != nil {
 		return err
 	}
-	key, _, err := c.resolve(ctx, cb, false)
+	// The check comes first, so a refused certificate leaves the card
+	// identifiers as they were too.
+	key, _, err := c.resolveThen(ctx, cb, false, func(s *pcsc.Session) error {
+		m, err := getMetadata(s, slot)
+		switch {
+		case errors.Is(err, device.ErrNotSupported):
+		case err != nil:
+			return c.classify(err)
+		case m != nil:
+			if pub, err := decodePublic(m.Algorithm, m.PublicKey); err == nil && pub != nil {
+				type equaler interface{ Equal(crypto.PublicKey) bool }
+				if e, ok := pub.(equaler); !ok || !e.Equal(cert.PublicKey) {
+					return fmt.Errorf("the certificate is for another key than the one in slot %02X", slot)
+				}
+			}
+		}
+		return c.ensureCardIDs(s)
+	})
 	if err != nil {
 		return err
 	}
 	return c.withPIV(ctx, func(yk *piv.YubiKey) error {
-		if info, err := yk.KeyInfo(ps); err == nil && info.PublicKey != nil {
-			type equaler interface{ Equal(crypto.PublicKey) bool }
-			if e, ok := info.PublicKey.(equaler); !ok || !e.Equal(cert.PublicKey) {
-				return fmt.Errorf("the certificate is for another key than the one in slot %02X", slot)
-			}
-		}
 		return c.classify(yk.SetCertificate(key, ps, cert))
 	})
 }

@@ -120,6 +120,10 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == "last_active_key"
 	case registry.ErrProofRequired:
 		return e.Code == "proof_required"
+	case registry.ErrUserNotActive:
+		return e.Code == "user_not_active"
+	case registry.ErrKeyNotInService:
+		return e.Code == "key_not_in_service"
 	case registry.ErrChallenge:
 		return e.Code == "challenge_unusable"
 	case registry.ErrIdempotencyMismatch:

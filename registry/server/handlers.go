@@ -109,11 +109,17 @@ func (s *Server) patchUser(r *request) (int, any, error) {
 		Email       *string   `json:"email"`
 		Groups      *[]string `json:"groups"`
 		Status      *string   `json:"status"`
+		// BreakGlassReason lets a status change take the user's last
+		// credential out of the validity view (audited user.break_glass).
+		BreakGlassReason string `json:"break_glass_reason"`
 	}
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
 	id := r.PathValue("id")
+	// A status change applies to the user's self tokens at once on this
+	// server (other servers on the database: within the token cache's TTL).
+	defer s.tokens.forgetUser(id)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		u, err := tx.GetUser(id)
 		if err != nil {
@@ -135,7 +141,7 @@ func (s *Server) patchUser(r *request) (int, any, error) {
 			}
 			u.Status = m.Status
 		}
-		if err := tx.UpdateUser(&u, want); err != nil {
+		if err := tx.UpdateUser(&u, want, in.BreakGlassReason); err != nil {
 			return 0, nil, "", err
 		}
 		return http.StatusOK, u, etag(u.Version), nil
@@ -194,16 +200,18 @@ func (s *Server) keyStatus(r *request) (int, any, error) {
 	if _, err := s.ownsKey(r, r.PathValue("id")); err != nil {
 		return 0, nil, err
 	}
-	if r.role == Self && in.Status != registry.KeyLost && in.Status != registry.KeySuspended {
-		return 0, nil, fail(http.StatusForbidden, "forbidden", "a self token may only mark its own key lost or suspended")
-	}
 	// Activating a key that never passed a verification is break glass,
 	// and only an admin may break that glass.
 	if in.Status == registry.KeyActive && in.BreakGlassReason != "" && r.role != Admin {
 		return 0, nil, fail(http.StatusForbidden, "forbidden", "only an admin may activate a key without proof (break_glass_reason)")
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		k, err := tx.SetKeyStatus(r.PathValue("id"), want, in.Status, in.BreakGlassReason)
+		// Which moves a role may make: registry.KeyTransition.
+		by := registry.ByStaff
+		if r.role == Self {
+			by = registry.BySelf
+		}
+		k, err := tx.ChangeKeyStatus(by, r.PathValue("id"), want, in.Status, in.BreakGlassReason)
 		if err != nil {
 			return 0, nil, "", err
 		}
@@ -313,9 +321,14 @@ func (s *Server) addFIDO(r *request) (int, any, error) {
 	}
 	s.attestFIDO(&c)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		if _, err := tx.GetKey(c.KeyID); err != nil {
+		k, err := tx.GetKey(c.KeyID)
+		if err != nil {
 			return 0, nil, "", err
 		}
+		if err := takesCredentials(k); err != nil {
+			return 0, nil, "", err
+		}
+		c.Pending = registry.CredentialPending(k.Status, c.Verdict)
 		if err := tx.AddFIDOCredential(&c); err != nil {
 			return 0, nil, "", err
 		}
@@ -337,7 +350,11 @@ func (s *Server) addPIV(r *request) (int, any, error) {
 		if err != nil {
 			return 0, nil, "", err
 		}
+		if err := takesCredentials(k); err != nil {
+			return 0, nil, "", err
+		}
 		s.attestPIV(&p, k.Serial)
+		p.Pending = registry.CredentialPending(k.Status, p.Verdict)
 		if err := tx.AddPIVSlot(&p); err != nil {
 			return 0, nil, "", err
 		}
@@ -508,8 +525,12 @@ func (s *Server) createAccessPass(r *request) (int, any, error) {
 	// returns it again to the same token; it never reaches the audit log.
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		p := registry.TemporaryAccessPass{UserID: r.PathValue("id"), Reason: in.Reason, ExpiresAt: tx.Now().Add(d)}
-		if _, err := tx.GetUser(p.UserID); err != nil {
+		u, err := tx.GetUser(p.UserID)
+		if err != nil {
 			return 0, nil, "", err
+		}
+		if u.Status != registry.UserActive {
+			return 0, nil, "", fmt.Errorf("user %s is %s: %w", u.ID, u.Status, registry.ErrUserNotActive)
 		}
 		if err := tx.CreateAccessPass(&p, h[:]); err != nil {
 			return 0, nil, "", err
@@ -619,8 +640,9 @@ func (s *Server) verify(r *request) (int, any, error) {
 		// A PIV verification reads its key and slot in one query.
 		var k registry.Key
 		var pivKey []byte
+		var pending bool // the credential awaits its first verification
 		if c.Kind == "piv" {
-			k, pivKey, err = tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
+			k, pivKey, pending, err = tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
 		} else {
 			k, err = tx.KeyRow(c.KeyID)
 		}
@@ -643,6 +665,7 @@ func (s *Server) verify(r *request) (int, any, error) {
 			if err != nil {
 				return 0, nil, "", err
 			}
+			pending = cred.Pending
 			res, err := credential.VerifyAssertion(cred.PublicKey, cred.RPID, c.Nonce, cred.SignCount, *in.FIDO2)
 			if err != nil {
 				v.Reason = err.Error()
@@ -674,6 +697,14 @@ func (s *Server) verify(r *request) (int, any, error) {
 		// A pending key that proves possession becomes active in the same
 		// change set as the verification that proved it.
 		out := verificationOut{Verification: v, KeyStatus: k.Status}
+		// A credential held back from the validity view enters it by
+		// passing a verification of its own.
+		if v.OK && !v.CloneSuspected && pending {
+			if err := tx.ConfirmCredential(c.Kind, c.CredentialID, v.ID); err != nil {
+				return 0, nil, "", err
+			}
+			out.CredentialConfirmed = true
+		}
 		if v.OK && !v.CloneSuspected && k.Status == registry.KeyPending {
 			k, activated, err := tx.ActivateByProof(v.KeyID, v.ID)
 			if err != nil {
@@ -690,6 +721,19 @@ type verificationOut struct {
 	registry.Verification
 	KeyStatus    registry.KeyStatus `json:"key_status"`
 	KeyActivated bool               `json:"key_activated"`
+	// CredentialConfirmed: the credential was pending and entered the
+	// validity view with this verification.
+	CredentialConfirmed bool `json:"credential_confirmed,omitempty"`
+}
+
+// takesCredentials refuses new credentials for a key that is lost, revoked
+// or retired: a credential added to such a key could serve as the fresh
+// proof its return to active needs.
+func takesCredentials(k registry.Key) error {
+	if !k.Status.InService() {
+		return fmt.Errorf("key %s is %s: %w", k.ID, k.Status, registry.ErrKeyNotInService)
+	}
+	return nil
 }
 
 func (s *Server) changes(r *request) (int, any, error) {
@@ -787,6 +831,15 @@ func (s *Server) redeemAccessPass(r *request) (int, any, error) {
 			// user's pass is answered like an unknown one and stays usable.
 			if r.role == Self && p.UserID != r.tok.UserID {
 				return fmt.Errorf("%w: unknown pass", registry.ErrAccessPass)
+			}
+			// A pass of a user who was suspended or deleted after it was
+			// issued lets nobody in; it stays unredeemed.
+			u, err := tx.GetUser(p.UserID)
+			if err != nil {
+				return err
+			}
+			if u.Status != registry.UserActive {
+				return fmt.Errorf("user %s is %s: %w", u.ID, u.Status, registry.ErrUserNotActive)
 			}
 			return nil
 		})

@@ -271,6 +271,13 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 			writeErr(w, err)
 			return
 		}
+		// A self token speaks for its user: while the user is suspended or
+		// deleted it authenticates nothing, like an unknown token.
+		if Role(t.Role) == Self && t.UserStatus != registry.UserActive {
+			s.failedAuth(addr)
+			writeJSON(w, http.StatusForbidden, apiError{Code: "user_not_active", Message: "this token's user is not active"})
+			return
+		}
 		r.tok, r.role = t, Role(t.Role)
 		allowed := false
 		for _, ro := range rt.Roles {
@@ -320,6 +327,7 @@ func errBody(err error) (int, apiError) {
 	var ie *registry.InvalidError
 	var ce *registry.ConflictError
 	var de *registry.DuplicateError
+	var te *registry.KeyTransitionError
 	switch {
 	case errors.As(err, &he):
 		return he.Status, apiError{Code: he.Code, Message: he.Message}
@@ -329,10 +337,21 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "version_conflict", Message: ce.Error(), Current: ce.Current}
 	case errors.As(err, &de):
 		return http.StatusConflict, apiError{Code: "duplicate", Message: de.Error()}
+	case errors.As(err, &te):
+		if te.By == registry.BySelf {
+			return http.StatusForbidden, apiError{Code: "forbidden", Message: te.Error()}
+		}
+		return http.StatusConflict, apiError{Code: "invalid_transition", Message: te.Error()}
 	case errors.Is(err, registry.ErrLastKey):
-		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this is the user's last active key: give a break_glass_reason to proceed"}
+		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this would take the user's last credential out of the validity view: give a break_glass_reason to proceed"}
+	case errors.Is(err, registry.ErrFreshProofRequired):
+		return http.StatusConflict, apiError{Code: "proof_required", Message: "this key was lost or revoked and has not passed a verification since: verify it again (POST /v1/verifications); no break_glass_reason stands in for that"}
 	case errors.Is(err, registry.ErrProofRequired):
 		return http.StatusConflict, apiError{Code: "proof_required", Message: "this key has never passed a verification: verify it (POST /v1/verifications), or an admin gives a break_glass_reason"}
+	case errors.Is(err, registry.ErrUserNotActive):
+		return http.StatusConflict, apiError{Code: "user_not_active", Message: err.Error()}
+	case errors.Is(err, registry.ErrKeyNotInService):
+		return http.StatusConflict, apiError{Code: "key_not_in_service", Message: err.Error()}
 	case errors.Is(err, registry.ErrAccessPass):
 		return http.StatusConflict, apiError{Code: "access_pass_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrChallenge):

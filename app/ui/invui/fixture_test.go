@@ -209,7 +209,7 @@ func (r *reg) seed(us []seedUser) {
 			if err != nil {
 				r.t.Fatal(err)
 			}
-			r.call("PATCH", "/v1/users/"+got.ID, map[string]any{"status": u.Status}, nil, "If-Match", fmt.Sprintf(`"v%d"`, got.Version))
+			r.call("PATCH", "/v1/users/"+got.ID, map[string]any{"status": u.Status, "break_glass_reason": "inventory fixture: a user who is not active"}, nil, "If-Match", fmt.Sprintf(`"v%d"`, got.Version))
 		}
 	}
 }

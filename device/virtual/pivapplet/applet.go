@@ -106,15 +106,20 @@ func (a *Applet) MarshalState() ([]byte, error) {
 	return json.Marshal(a.st)
 }
 
-func factoryState(id virtual.Identity) *State {
-	alg := Alg3DES
-	if id.Firmware.AtLeast(5, 7, 0) {
-		alg = AlgAES192
+// factoryManagementAlg is the algorithm of the factory management key: 3DES
+// before firmware 5.7, AES-192 from 5.7 (Yubico, "PIV: default values").
+func factoryManagementAlg(fw virtual.Version) byte {
+	if fw.AtLeast(5, 7, 0) {
+		return AlgAES192
 	}
+	return Alg3DES
+}
+
+func factoryState(id virtual.Identity) *State {
 	return &State{
 		PIN: bytes.Clone(DefaultPIN), PUK: bytes.Clone(DefaultPUK),
 		PINTries: defaultRetries, PINLeft: defaultRetries, PUKTries: defaultRetries, PUKLeft: defaultRetries,
-		ManagementKey: bytes.Clone(DefaultManagementKey), ManagementAlg: alg, ManagementTch: TouchPolicyNever,
+		ManagementKey: bytes.Clone(DefaultManagementKey), ManagementAlg: factoryManagementAlg(id.Firmware), ManagementTch: TouchPolicyNever,
 		Slots: map[byte]*KeySlot{}, Objects: map[uint32][]byte{},
 	}
 }
@@ -679,8 +684,13 @@ func (a *Applet) getData(c iso7816.Command) ([]byte, uint16) {
 	return tlv.Encode(0x53, v), iso7816.SWOK
 }
 
+// writableObject reports whether PUT DATA may write tag. A YubiKey accepts
+// any tag in 0x5F0000–0x5FFFFF (the PIV data objects of SP 800-73-4 Part 1
+// Table 3 and Yubico's own 0x5FFFxx objects among them) and the BIT group
+// template 0x7F61; the discovery object 0x7E and everything else are
+// refused.
 func writableObject(tag uint32) bool {
-	return (tag >= 0x5FC101 && tag <= 0x5FC123) || (tag >= 0x5FFF00 && tag <= 0x5FFF15) || tag == 0x7F61
+	return (tag >= 0x5F0000 && tag <= 0x5FFFFF) || tag == 0x7F61
 }
 
 // putData is PUT DATA (§3.3.1); an empty value deletes the object.
@@ -734,7 +744,8 @@ func (a *Applet) metadata(c iso7816.Command) ([]byte, uint16) {
 	case RefManagement:
 		return tlv.EncodeAll(tlv.TLV{Tag: 0x01, Value: []byte{a.st.ManagementAlg}},
 			tlv.TLV{Tag: 0x02, Value: []byte{PINPolicyNever, a.st.ManagementTch}},
-			tlv.TLV{Tag: 0x05, Value: isDefault(bytes.Equal(a.st.ManagementKey, DefaultManagementKey))}), iso7816.SWOK
+			tlv.TLV{Tag: 0x05, Value: isDefault(a.st.ManagementAlg == factoryManagementAlg(a.key.Identity().Firmware) &&
+				bytes.Equal(a.st.ManagementKey, DefaultManagementKey))}), iso7816.SWOK
 	}
 	ks := a.st.Slots[c.P2]
 	if !isKeySlot(c.P2) {

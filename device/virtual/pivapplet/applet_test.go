@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/aes"
+	"crypto/cipher"
+	"crypto/des"
 	"testing"
 	"time"
 
@@ -62,7 +64,13 @@ func (h *harness) authMgm(t *testing.T, alg byte, key []byte) uint16 {
 	data := h.mustSW(t, iso7816.SWOK, apdu(insAuthenticate, alg, RefManagement, []byte{0x7C, 0x02, 0x80, 0x00}))
 	tmpl, _ := tlv.Find(data, 0x7C)
 	enc, _ := tlv.Find(tmpl, 0x80)
-	block, err := aes.NewCipher(key)
+	var block cipher.Block
+	var err error
+	if alg == Alg3DES {
+		block, err = des.NewTripleDESCipher(key)
+	} else {
+		block, err = aes.NewCipher(key)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

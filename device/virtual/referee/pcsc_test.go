@@ -301,3 +301,31 @@ func TestOpenSCSignatureVerifiedByOpenSSL(t *testing.T) {
 		t.Fatalf("openssl verified a signature over different data:\n%s", out)
 	}
 }
+
+// TestYkmanObjectsAndFactoryKey, at firmware 5.4.3: ykman writes and reads
+// back data objects across the range a YubiKey accepts (5F0000–5FFFFF, "the
+// Yubico writable PIV objects" in ykman's own help), and stops calling the
+// management key default once it is AES-192 with the factory bytes, since
+// the factory key below 5.7 is 3DES.
+func TestYkmanObjectsAndFactoryKey(t *testing.T) {
+	r := plug(t, 0, virtual.Version{Major: 5, Minor: 4, Patch: 3})
+	for _, tag := range []string{"5f0000", "5f0001", "5fc102", "5fc124", "5fff16", "5fffff"} {
+		data := "keydesk referee object " + tag
+		r.tool(t, data, "ykman", "-r", r.reader, "piv", "objects", "import", "-m", defaultMK, tag, "-")
+		if out := r.tool(t, "", "ykman", "-r", r.reader, "piv", "objects", "export", tag, "-"); out != data {
+			t.Fatalf("object %s read back as %q, want %q", tag, out, data)
+		}
+	}
+	if out, err := r.try("x", "ykman", "-r", r.reader, "piv", "objects", "import", "-m", defaultMK, "600000", "-"); err == nil {
+		t.Fatalf("object 600000 written:\n%s", out)
+	}
+
+	out := r.tool(t, "", "ykman", "-r", r.reader, "piv", "info")
+	want(t, "ykman piv info", out, "PIV version: 5.4.3", "Management key algorithm: TDES", "Using default Management key")
+	r.tool(t, "", "ykman", "-r", r.reader, "piv", "access", "change-management-key", "-a", "AES192", "-m", defaultMK, "-n", defaultMK, "--force")
+	out = r.tool(t, "", "ykman", "-r", r.reader, "piv", "info")
+	want(t, "ykman piv info", out, "Management key algorithm: AES192")
+	if strings.Contains(out, "default Management key") {
+		t.Fatalf("an AES-192 key with the factory bytes reported as default at 5.4.3:\n%s", out)
+	}
+}

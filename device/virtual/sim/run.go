@@ -273,9 +273,12 @@ func run(parent context.Context, dir string, n int, fw virtual.Version, mode vir
 		id := y.Key.Identity()
 		fmt.Fprintf(out, "  serial %d  %s  firmware %s\n    PC/SC reader: %s\n    FIDO device:  %s\n", id.Serial, id.Name(), id.Firmware, f.Daemon.Reader(i), y.HID.Path())
 	}
-	fmt.Fprintf(out, "\nPoint PC/SC software at these keys with:\n  export %s\n", f.Daemon.Env())
-	fmt.Fprintf(out, "for example:  %s ykman -r 'keydesk virtual' info\n", f.Daemon.Env())
-	fmt.Fprintf(out, "FIDO2 tools open the device path:  fido2-token -I %s\n", f.Keys[0].HID.Path())
+	fmt.Fprintf(out, "\nPoint PC/SC software at these keys with:\n  export %s\n", shellQuote(f.Daemon.Env()))
+	// ykman -r matches readers by substring and refuses to choose when more
+	// than one matches; the vpcd driver always gives pcscd two readers, so
+	// only a full reader name picks one key.
+	fmt.Fprintf(out, "for example:  %s ykman -r %s info\n", shellQuote(f.Daemon.Env()), shellQuote(f.Daemon.Reader(0)))
+	fmt.Fprintf(out, "FIDO2 tools open the device path:  fido2-token -I %s\n", shellQuote(f.Keys[0].HID.Path()))
 	fmt.Fprintf(out, "\nFrom another terminal:  keydesk-sim insert|remove|touch|power-cycle SERIAL --state %s\n", dir)
 	fmt.Fprintf(out, "State is kept in %s. Ctrl-C stops the keys and pcscd.\n", dir)
 
@@ -412,4 +415,20 @@ func control(dir, line string) (string, error) {
 		return "", errors.New(strings.TrimSpace(strings.TrimPrefix(s, "error: ")))
 	}
 	return string(b), nil
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain
+// path characters, so a printed command line works when pasted.
+func shellQuote(s string) string {
+	plain := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-=+:,@", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,21 +37,26 @@ func TestMain(m *testing.M) {
 
 // session is one 'keydesk-sim run' in this process, with its printed output.
 type session struct {
-	cancel context.CancelFunc
-	done   chan error
-	lines  chan string
-	reader string
+	cancel  context.CancelFunc
+	done    chan error
+	lines   chan string
+	reader  string
+	example string // the banner's "for example:" command line
 }
 
 // startRun runs Main("run") on dir and reads its banner up to the last line,
 // taking the reader name and PCSCLITE_CSOCK_NAME from what it printed.
-func startRun(t *testing.T, dir string) *session {
+func startRun(t *testing.T, dir string) *session { return startRunKeys(t, dir, 1) }
+
+// startRunKeys is startRun with keys virtual keys; it also keeps the
+// banner's example command line.
+func startRunKeys(t *testing.T, dir string, keys int) *session {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	s := &session{cancel: cancel, done: make(chan error, 1), lines: make(chan string, 64)}
 	go func() {
-		err := Main(ctx, []string{"run", "--keys", "1", "--state", dir, "--firmware", "5.7.2"}, pw, pw)
+		err := Main(ctx, []string{"run", "--keys", strconv.Itoa(keys), "--state", dir, "--firmware", "5.7.2"}, pw, pw)
 		pw.CloseWithError(io.EOF)
 		s.done <- err
 	}()
@@ -65,6 +72,9 @@ func startRun(t *testing.T, dir string) *session {
 		banner = append(banner, line)
 		if r, ok := strings.CutPrefix(strings.TrimSpace(line), "PC/SC reader: "); ok {
 			s.reader = r
+		}
+		if ex, ok := strings.CutPrefix(line, "for example:  "); ok {
+			s.example = ex
 		}
 		if env, ok := strings.CutPrefix(strings.TrimSpace(line), "export PCSCLITE_CSOCK_NAME="); ok {
 			os.Setenv("PCSCLITE_CSOCK_NAME", env)
@@ -186,5 +196,30 @@ func TestRunKeepsKeysAndTakesControlCommands(t *testing.T) {
 	}
 	if !pub.(*ecdsa.PublicKey).Equal(info.PublicKey) || info.PINPolicy != piv.PINPolicyAlways {
 		t.Fatalf("after restart slot 9c holds %+v, want the key generated before", info)
+	}
+}
+
+// TestPrintedExampleWorks runs the example command line keydesk-sim prints,
+// as printed, through a shell with the real ykman, while two keys run (pcscd
+// lists two readers whatever the number of keys): it must reach the first
+// key, not stop at "Multiple YubiKeys on external readers detected".
+func TestPrintedExampleWorks(t *testing.T) {
+	if _, err := exec.LookPath("ykman"); err != nil {
+		t.Fatal("ykman is not installed (packaging/install-deps.sh installs yubikey-manager)")
+	}
+	s := startRunKeys(t, stateDir, 2)
+	defer s.stop(t)
+	waitState(t, s.reader, true)
+	if !strings.Contains(s.example, "ykman -r ") {
+		t.Fatalf("no ykman example in the banner: %q", s.example)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sh", "-c", s.example).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the printed example failed: %v\n$ %s\n%s", err, s.example, out)
+	}
+	if !strings.Contains(string(out), "Serial number: 31000001") {
+		t.Fatalf("the printed example did not reach key 31000001:\n$ %s\n%s", s.example, out)
 	}
 }

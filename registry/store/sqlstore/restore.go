@@ -193,8 +193,8 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		out.Keys++
 	}
 	for _, c := range x.FIDO2 {
-		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
-			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), nanos(c.CreatedAt)); err != nil {
+		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
+			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), b2i(c.Pending), nanos(c.CreatedAt)); err != nil {
 			return out, fmt.Errorf("restoring fido2 credential: %w", err)
 		}
 		if err := t.record("fido2_credential", c.ID, "restore", c); err != nil {
@@ -203,8 +203,8 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		out.Credentials++
 	}
 	for _, p := range x.PIV {
-		if err := t.exec("INSERT INTO piv_slots ("+pivCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate,
-			string(p.Verdict), p.VerdictReason, nanos(p.CreatedAt)); err != nil {
+		if err := t.exec("INSERT INTO piv_slots ("+pivCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate,
+			string(p.Verdict), p.VerdictReason, b2i(p.Pending), nanos(p.CreatedAt)); err != nil {
 			return out, fmt.Errorf("restoring piv slot: %w", err)
 		}
 		if err := t.record("piv_slot", p.ID, "restore", p); err != nil {

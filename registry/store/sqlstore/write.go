@@ -596,8 +596,12 @@ func (t *Tx) CreateUser(u *registry.User) error {
 	return t.record("user", u.ID, "create", u)
 }
 
-// UpdateUser replaces a user's mutable fields if its version is want.
-func (t *Tx) UpdateUser(u *registry.User, want int64) error {
+// UpdateUser replaces a user's mutable fields if its version is want. A
+// change of status that takes the user's last credential out of the
+// validity view (suspending or deleting a user who has one) needs a
+// break-glass reason, audited as user.break_glass; without one it is
+// registry.ErrLastKey.
+func (t *Tx) UpdateUser(u *registry.User, want int64, breakGlass string) error {
 	if err := t.Serialize(); err != nil {
 		return err
 	}
@@ -613,11 +617,17 @@ func (t *Tx) UpdateUser(u *registry.User, want int64) error {
 	}
 	u.ExternalID, u.CreatedAt, u.Version, u.UpdatedAt = cur.ExternalID, cur.CreatedAt, cur.Version+1, t.now
 	g, _ := json.Marshal(u.Groups)
-	if err := t.exec("UPDATE users SET display_name = ?, email = ?, groups_json = ?, status = ?, version = ?, updated_at = ? WHERE id = ?",
-		u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(t.now), u.ID); err != nil {
-		return fmt.Errorf("updating user: %w", err)
+	update := func() error {
+		if err := t.exec("UPDATE users SET display_name = ?, email = ?, groups_json = ?, status = ?, version = ?, updated_at = ? WHERE id = ?",
+			u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(t.now), u.ID); err != nil {
+			return fmt.Errorf("updating user: %w", err)
+		}
+		return t.record("user", u.ID, "update", u)
 	}
-	return t.record("user", u.ID, "update", u)
+	if u.Status == cur.Status {
+		return update() // the validity view is as it was
+	}
+	return t.GuardLastCredential(u.ID, breakGlass, "user.break_glass", map[string]any{"user_id": u.ID, "from": string(cur.Status), "to": string(u.Status)}, update)
 }
 
 // CreateKey inserts k for an existing owner, adding it to its key sets
@@ -670,10 +680,23 @@ func (t *Tx) CreateKey(k *registry.Key) error {
 	return t.record("key", k.ID, "create", k)
 }
 
-// SetKeyStatus moves key id to status if its version is want. Moving a
-// user's last active key out of service needs a break-glass reason, which is
-// audited; otherwise it is registry.ErrLastKey.
+// SetKeyStatus is ChangeKeyStatus by staff (registry.ByStaff).
 func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
+	return t.ChangeKeyStatus(registry.ByStaff, id, want, status, breakGlass)
+}
+
+// ChangeKeyStatus moves key id to status if its version is want and the
+// move is one by may make (registry.KeyTransition: a *KeyTransitionError
+// otherwise). On top of the table:
+//   - A move that takes the owner's last credential out of the validity
+//     view needs a break-glass reason, audited as key.break_glass;
+//     without one it is registry.ErrLastKey (GuardLastCredential).
+//   - A move to active needs a successful verification, not flagged as a
+//     possible clone: for a key that is lost or revoked one made since it
+//     became so, which no reason lifts; for any other key one ever, or a
+//     break-glass reason, audited as key.activate_break_glass. Without it
+//     the move is registry.ErrProofRequired.
+func (t *Tx) ChangeKeyStatus(by registry.Authority, id string, want int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
 	if !status.Valid() {
 		return registry.Key{}, registry.Invalid("invalid_status", "unknown key status %q", status)
 	}
@@ -687,52 +710,101 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 	if k.Version != want {
 		return registry.Key{}, &registry.ConflictError{Entity: "key", ID: id, Want: want, Have: k.Version, Current: k}
 	}
-	if status == registry.KeyActive && k.Status != registry.KeyActive {
-		proven, err := t.proven(id)
-		if err != nil {
-			return registry.Key{}, err
-		}
-		if !proven {
-			if breakGlass == "" {
-				return registry.Key{}, registry.ErrProofRequired
-			}
-			if err := t.Audit("key.activate_break_glass", map[string]string{"key_id": id, "owner_id": k.OwnerID, "from": string(k.Status), "reason": breakGlass}); err != nil {
-				return registry.Key{}, err
-			}
-		}
-	}
-	if k.Status == registry.KeyActive && status.Guarded() {
-		var others int
-		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM keys WHERE owner_id = ? AND status = 'active' AND id <> ?"), k.OwnerID, id).Scan(&others); err != nil {
-			return registry.Key{}, fmt.Errorf("counting active keys: %w", err)
-		}
-		if others == 0 {
-			if breakGlass == "" {
-				return registry.Key{}, registry.ErrLastKey
-			}
-			if err := t.Audit("key.break_glass", map[string]string{"key_id": id, "owner_id": k.OwnerID, "to": string(status), "reason": breakGlass}); err != nil {
-				return registry.Key{}, err
-			}
-		}
-	}
-	k.Status, k.Version, k.UpdatedAt = status, k.Version+1, t.now
-	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(status), k.Version, nanos(t.now), id); err != nil {
-		return registry.Key{}, fmt.Errorf("updating key status: %w", err)
-	}
-	if err := t.record("key", id, "status", k); err != nil {
+	if err := registry.KeyTransition(by, k.Status, status); err != nil {
 		return registry.Key{}, err
 	}
-	return k, t.keepCredentials(k.OwnerID, "key "+id+" moved to "+string(status))
+	if status == registry.KeyActive && k.Status != registry.KeyActive {
+		if err := t.activationProof(k, breakGlass); err != nil {
+			return registry.Key{}, err
+		}
+	}
+	from := k.Status
+	err = t.GuardLastCredential(k.OwnerID, breakGlass, "key.break_glass", map[string]any{"key_id": id, "owner_id": k.OwnerID, "from": string(from), "to": string(status)}, func() error {
+		k.Status, k.Version, k.UpdatedAt = status, k.Version+1, t.now
+		if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(status), k.Version, nanos(t.now), id); err != nil {
+			return fmt.Errorf("updating key status: %w", err)
+		}
+		if err := t.record("key", id, "status", k); err != nil {
+			return err
+		}
+		return t.keepCredentials(k.OwnerID, "key "+id+" moved to "+string(status))
+	})
+	return k, err
 }
 
-// proven reports whether key id has ever passed a verification that was
-// not flagged as a possible clone: proof that its holder has the key.
-func (t *Tx) proven(id string) (bool, error) {
+// activationProof checks that key k, not active, may become active (see
+// ChangeKeyStatus). A key's updated_at is the time of its last status
+// change: only status changes write the keys row.
+func (t *Tx) activationProof(k registry.Key, breakGlass string) error {
+	if k.Status == registry.KeyLost || k.Status == registry.KeyRevoked {
+		proven, err := t.proven(k.ID, nanos(k.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		if !proven {
+			return registry.ErrFreshProofRequired
+		}
+		return nil
+	}
+	proven, err := t.proven(k.ID, 0)
+	if err != nil || proven {
+		return err
+	}
+	if breakGlass == "" {
+		return registry.ErrProofRequired
+	}
+	return t.Audit("key.activate_break_glass", map[string]string{"key_id": k.ID, "owner_id": k.OwnerID, "from": string(k.Status), "reason": breakGlass})
+}
+
+// GuardLastCredential runs change, then refuses it with registry.ErrLastKey
+// when it took user's last credential out of the validity view (the user
+// had one before and has none after) and breakGlass is empty. With a
+// reason, the change stands and is audited as action, with detail and the
+// reason. The rule for "a credential in the validity view" is the view's
+// own (hasValidCredential). A caller that gets an error must not commit.
+func (t *Tx) GuardLastCredential(userID, breakGlass, action string, detail map[string]any, change func() error) error {
+	before, err := t.hasValid(userID)
+	if err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	if !before {
+		return nil
+	}
+	after, err := t.hasValid(userID)
+	if err != nil || after {
+		return err
+	}
+	if breakGlass == "" {
+		return registry.ErrLastKey
+	}
+	payload := map[string]any{"reason": breakGlass}
+	for k, v := range detail {
+		payload[k] = v
+	}
+	return t.Audit(action, payload)
+}
+
+// hasValid reports whether user id has a credential in the validity view.
+func (t *Tx) hasValid(id string) (bool, error) {
+	var n int
+	if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM users u WHERE u.id = ? AND u.status = 'active' AND "+hasValidCredential), id).Scan(&n); err != nil {
+		return false, fmt.Errorf("checking valid credentials: %w", err)
+	}
+	return n > 0, nil
+}
+
+// proven reports whether key id has passed a verification that was not
+// flagged as a possible clone after since (Unix ns; 0 for ever): proof
+// that its holder has the key.
+func (t *Tx) proven(id string, since int64) (bool, error) {
 	if t.provenHere[id] {
 		return true, nil
 	}
 	var n int
-	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0"), id).Scan(&n)
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0 AND at > ?"), id, since).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("reading verifications: %w", err)
 	}
@@ -764,7 +836,8 @@ func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, 
 	}{k, verID})
 }
 
-// AddFIDOCredential stores c on its key. c.PublicKey must already be checked.
+// AddFIDOCredential stores c on its key. c.PublicKey must already be
+// checked, and c.Pending set by the caller (registry.CredentialPending).
 func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 	if len(c.CredentialID) == 0 || c.RPID == "" {
 		return registry.Invalid("missing_field", "credential_id and rp_id are required")
@@ -776,8 +849,8 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 		c.AAGUID = []byte{}
 	}
 	c.ID, c.CreatedAt = NewID("fc"), t.now
-	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.Pending), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "fido2 credential", Field: "credential_id"}
 		}
@@ -789,14 +862,15 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 	return t.record("fido2_credential", c.ID, "create", c)
 }
 
-// AddPIVSlot stores p on its key. p.PublicKey must already be checked.
+// AddPIVSlot stores p on its key. p.PublicKey must already be checked, and
+// p.Pending set by the caller (registry.CredentialPending).
 func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	if p.Verdict == "" {
 		p.Verdict = registry.VerdictNone
 	}
 	p.ID, p.CreatedAt = NewID("ps"), t.now
-	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate, string(p.Verdict), p.VerdictReason, nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate, string(p.Verdict), p.VerdictReason, b2i(p.Pending), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "piv slot", Field: "slot"}
 		}
@@ -853,6 +927,25 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 		return err
 	}
 	return t.verificationHealth(v)
+}
+
+// ConfirmCredential takes a pending credential (kind "fido2" or "piv", id
+// its registry id) into the validity view after it passed a verification,
+// recorded as fido2_credential.confirm or piv_slot.confirm with the
+// verification's id. A credential that is not pending is left alone.
+func (t *Tx) ConfirmCredential(kind, id, verID string) error {
+	table, entity := "fido_credentials", "fido2_credential"
+	if kind == "piv" {
+		table, entity = "piv_slots", "piv_slot"
+	}
+	n, err := t.execN("UPDATE "+table+" SET pending = 0 WHERE id = ? AND pending = 1", id)
+	if err != nil {
+		return fmt.Errorf("confirming credential: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	return t.record(entity, id, "confirm", map[string]string{"id": id, "verification_id": verID})
 }
 
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
