@@ -214,6 +214,19 @@ func TestAuditRewriteDetected(t *testing.T) {
 		tr.sql(stmts...)
 		tr.mustFail(fmt.Sprintf("audit entry %d:", from), "seq", from)
 		tr.writeRefused()
+
+		// Restarted, the registry refuses to serve the rewritten chain.
+		tr.p.Stop()
+		var extra []string
+		if tr.dsn != "" {
+			extra = []string{"--db", tr.dsn}
+		}
+		if p, err := regtest.Start(bin, tr.state, extra...); err == nil {
+			p.Stop()
+			t.Fatal("the registry started on a rewritten chain")
+		} else if !strings.Contains(err.Error(), "audit witness") {
+			t.Fatalf("start on a rewritten chain: %v", err)
+		}
 	})
 }
 
