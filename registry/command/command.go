@@ -3,19 +3,23 @@
 package command
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -41,7 +45,8 @@ const usage = `usage:
   keydesk-registry token create --role admin|helpdesk|self|authserver --name NAME [--user USER_ID] [--state DIR] [--db DSN]
   keydesk-registry token list [--state DIR] [--db DSN]
   keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
-  keydesk-registry audit verify [--state DIR] [--db DSN]
+  keydesk-registry audit verify [--state DIR] [--db DSN] [--witness FILE] [--json]
+  keydesk-registry audit head [--state DIR] [--db DSN]
   keydesk-registry simulate [--users N] [--broken F] [--no-new-key F] [--canary P] [--stages P,P] [--threshold F]
                             [--seed N] [--db DSN] [--json] [--quiet]
   keydesk-registry --version`
@@ -98,16 +103,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "simulate":
 		return simulate(ctx, args[1:], stdout, stderr)
 	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
+		if len(args) < 2 {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
 		}
-		return auditVerify(ctx, args[2:], stdout)
+		switch args[1] {
+		case "verify":
+			return auditVerify(ctx, args[2:], stdout)
+		case "head":
+			return auditHead(ctx, args[2:], stdout)
+		}
+		return fmt.Errorf("%w: unknown audit command %q\n%s", ErrUsage, args[1], usage)
 	}
 	return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, args[0], usage)
 }
 
 type common struct {
 	state, db string
+	// inspect: the command reads and reports on the audit log (audit
+	// verify, audit head) rather than writing to it, so a witness that
+	// the database does not match is reported, not refused.
+	inspect bool
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
@@ -133,18 +148,56 @@ func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	w, err := audit.OpenWitness(c.state, priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, nil, err
+	}
 	dsn := c.db
 	if dsn == "" {
 		dsn = filepath.Join(c.state, "registry.db")
 	}
-	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Signer: priv})
+	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Signer: priv, OnCheckpoint: func(cp audit.Checkpoint, rewritten bool) {
+		w.Record(cp, rewritten) // a failure is logged; the change set is committed
+	}})
 	if err != nil {
 		return nil, nil, err
 	}
-	return st, &auditKey{priv: priv}, nil
+	if !c.inspect {
+		if err := checkWitness(ctx, st, w); err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+	}
+	return st, &auditKey{priv: priv, witness: w}, nil
 }
 
-type auditKey struct{ priv []byte }
+// checkWitness refuses to write to a database whose audit chain does not
+// contain the head the state dir's witness holds: it was truncated or
+// rewritten (or deliberately restored from an older backup) since.
+func checkWitness(ctx context.Context, st *sqlstore.Store, w *audit.Witness) error {
+	cp, ok := w.Latest()
+	if !ok {
+		return nil
+	}
+	h, ok, err := st.AuditHashAt(ctx, cp.Seq)
+	if err != nil {
+		return err
+	}
+	if ok && bytes.Equal(h, cp.Hash) {
+		return nil
+	}
+	what := "does not reach it"
+	if ok {
+		what = "holds a different entry there"
+	}
+	return &AuditError{Err: fmt.Errorf("%w: the audit witness %s holds signed entry %d but the database's chain %s: it was truncated or rewritten, or restored from an older backup; "+
+		"run keydesk-registry audit verify, and only to accept this database deliberately move the witness file aside", audit.ErrTampered, w.Path(), cp.Seq, what)}
+}
+
+type auditKey struct {
+	priv    []byte
+	witness *audit.Witness
+}
 
 // errHelp: --help was asked for and answered; the command succeeds.
 var errHelp = errors.New("help shown")
@@ -216,7 +269,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
 	defer server.TuneGC()()
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
+	key.witness.Log = slog.Default()
+	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Witness: key.witness, Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
 	go srv.RunJanitor(jctx, *janitor, func(_ server.Swept, err error) {
@@ -363,28 +417,95 @@ type AuditError struct{ Err error }
 func (e *AuditError) Error() string { return "audit verification failed: " + e.Err.Error() }
 func (e *AuditError) Unwrap() error { return e.Err }
 
+// auditVerify is `keydesk-registry audit verify`: audit.VerifyLog over the
+// database's chain, its head row and pending rows, against the state dir's
+// witness and, with --witness, a head exported earlier (audit head).
 func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	var c common
+	c := common{inspect: true}
+	c.flags(fs)
+	witness := fs.String("witness", "", "a signed head exported earlier (keydesk-registry audit head): the chain must still contain it")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	rep, key, err := verifyState(ctx, &c, *witness)
+	if err != nil {
+		if *asJSON {
+			out := map[string]any{"ok": false, "error": err.Error()}
+			var te *audit.TamperError
+			if errors.As(err, &te) && te.Seq != 0 {
+				out["seq"] = te.Seq
+			} else if te != nil {
+				out["pending_id"] = te.Pending
+			}
+			json.NewEncoder(stdout).Encode(out)
+		}
+		return err
+	}
+	if *asJSON {
+		out := map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints, "pending": rep.Pending}
+		if rep.Signed.Seq > 0 {
+			out["head"] = audit.Export(rep.Signed, ed25519Pub(key))
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	fmt.Fprintf(stdout, "audit ok: %d entries, %d signed checkpoints, head %x\n", rep.Entries, rep.Checkpoints, rep.Head)
+	return nil
+}
+
+// auditHead is `keydesk-registry audit head`: after a full verification,
+// the newest signed head as JSON, for an operator to keep somewhere the
+// registry's host cannot rewrite and pass back to audit verify --witness.
+func auditHead(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("audit head", flag.ContinueOnError)
+	c := common{inspect: true}
 	c.flags(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
+	rep, key, err := verifyState(ctx, &c, "")
+	if err != nil {
+		return err
+	}
+	if rep.Signed.Seq == 0 {
+		return errors.New("the audit log is empty: no head to export")
+	}
+	return json.NewEncoder(stdout).Encode(audit.Export(rep.Signed, ed25519Pub(key)))
+}
+
+// verifyState verifies the state's audit log against its witness and the
+// head in witnessFile, if given.
+func verifyState(ctx context.Context, c *common, witnessFile string) (audit.Report, *auditKey, error) {
+	var extra []audit.Checkpoint
+	if witnessFile != "" {
+		cp, err := audit.ReadHead(witnessFile)
+		if err != nil {
+			return audit.Report{}, nil, err
+		}
+		extra = append(extra, cp)
+	}
 	st, key, err := c.open(ctx)
 	if err != nil {
-		return err
+		return audit.Report{}, nil, err
 	}
 	defer st.Close()
-	es, cs, err := st.AuditLog(ctx)
+	// Witnessed heads first: one is written only after its change set
+	// commits, so the snapshot read next contains it.
+	heads, err := key.witness.Heads()
 	if err != nil {
-		return err
+		return audit.Report{}, nil, &AuditError{Err: err}
 	}
-	rep, err := audit.Verify(es, cs, ed25519Pub(key))
+	l, err := st.AuditChain(ctx)
 	if err != nil {
-		return &AuditError{Err: err}
+		return audit.Report{}, nil, err
 	}
-	fmt.Fprintf(stdout, "audit ok: %d entries, %d signed checkpoints, head %x\n", rep.Entries, rep.Checkpoints, rep.Head)
-	return nil
+	l.Witnesses = append(heads, extra...)
+	rep, err := audit.VerifyLog(l, ed25519Pub(key))
+	if err != nil {
+		return audit.Report{}, nil, &AuditError{Err: err}
+	}
+	return rep, key, nil
 }
 
 // selfSigned returns the state dir's self-signed certificate, creating it

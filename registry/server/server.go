@@ -22,6 +22,7 @@ import (
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/attest"
+	"github.com/keydesk/keydesk/registry/audit"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	AuthWindow   time.Duration // default 1 minute
 	// AuditKey checks checkpoints for GET /v1/audit/verify.
 	AuditKey ed25519.PublicKey
+	// Witness holds the signed head outside the database, checked by
+	// GET /v1/audit/verify; none when nil.
+	Witness *audit.Witness
 	// TokenCacheTTL is how long an authenticated token is remembered
 	// (default 5 s; negative disables the cache). A token revoked by
 	// another process stops working within this time.
@@ -356,6 +360,8 @@ func errBody(err error) (int, apiError) {
 		return http.StatusUnprocessableEntity, apiError{Code: "idempotency_key_reused", Message: err.Error()}
 	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound, apiError{Code: "not_found", Message: err.Error()}
+	case errors.Is(err, audit.ErrTampered):
+		return http.StatusInternalServerError, apiError{Code: "audit_tampered", Message: err.Error() + " (the write was refused: run keydesk-registry audit verify)"}
 	}
 	return http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error"}
 }

@@ -276,6 +276,7 @@ func (t *Tx) rechain(src []audit.Entry, out *registry.Restored) error {
 		seq, hash = e.Seq, e.Hash
 	}
 	t.auditSeq, t.auditHash = seq, hash
+	t.rechained = true
 	out.AuditEntries, out.Rechained = len(src), len(local)
 	return nil
 }

@@ -59,7 +59,7 @@ func TestStore(t *testing.T) {
 						t.Fatal(err)
 					}
 					t.Cleanup(func() { s.Close() })
-					fn(t, &env{s: s, clock: c, pub: priv.Public().(ed25519.PublicKey)})
+					fn(t, &env{s: s, clock: c, pub: priv.Public().(ed25519.PublicKey), priv: priv})
 				})
 			}
 		})
@@ -70,6 +70,7 @@ type env struct {
 	s     *sqlstore.Store
 	clock *clock
 	pub   ed25519.PublicKey
+	priv  ed25519.PrivateKey
 }
 
 var ctx = context.Background()
