@@ -735,11 +735,17 @@ func (s *Server) auditVerify(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	// Entries the read could not chain (a full disk) are not verified yet;
+	// the answer says how many.
+	pending, err := s.st.AuditPending(r.ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	rep, err := audit.Verify(es, cs, s.opt.AuditKey)
 	if err != nil {
-		return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+		return http.StatusOK, map[string]any{"ok": false, "error": err.Error(), "pending": pending}, nil
 	}
-	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints}, nil
+	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints, "pending": pending}, nil
 }
 
 func (s *Server) redeemAccessPass(r *request) (int, any, error) {
