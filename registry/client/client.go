@@ -497,6 +497,9 @@ type AuditReport struct {
 	Entries     int    `json:"entries"`
 	Checkpoints int    `json:"checkpoints"`
 	Error       string `json:"error,omitempty"`
+	// Pending counts entries committed but not yet chained, so not yet
+	// verified (the registry's storage took no writes when it read them).
+	Pending int `json:"pending"`
 }
 
 // AuditVerify asks the registry to verify its audit log (admin only).
