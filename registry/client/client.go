@@ -378,7 +378,7 @@ func (c *Client) FindUser(ctx context.Context, id string) (registry.User, error)
 	}
 	var found *registry.User
 	err = c.EachUser(ctx, 1000, func(u registry.User) (bool, error) {
-		if u.ExternalID == id {
+		if registry.SameExternalID(u.ExternalID, id) {
 			found = &u
 		}
 		return found == nil, nil

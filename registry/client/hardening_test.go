@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
@@ -120,5 +123,76 @@ func TestRegistryStateFileModes(t *testing.T) {
 	p.Stop()
 	if log := p.Stderr(); !strings.Contains(log, "set to 0600") || !strings.Contains(log, "registry.db") {
 		t.Fatalf("no warning about the loosened database:\n%s", log)
+	}
+}
+
+// TestRegistryLookAlikeExternalIDs creates users through the real registry
+// with external ids that look alike on screen: the decomposed "café"
+// names the user the precomposed one created (409 duplicate, and an
+// enrolment under it lands on that user); ids holding a zero-width space,
+// a right-to-left override, a byte-order mark or NUL are refused with
+// invalid_external_id, on create, enrolment and import.
+func TestRegistryLookAlikeExternalIDs(t *testing.T) {
+	r := startRegistry(t)
+	c := r.Client
+	tok, err := regtest.Token(bin, r.State, "admin", "raw", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", r.P.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("%x", sha256.Sum256([]byte(path+body))))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var e struct{ Code string }
+		json.NewDecoder(res.Body).Decode(&e)
+		return res.StatusCode, e.Code
+	}
+	if st, code := post("/v1/users", `{"external_id":"caf\u00e9"}`); st != http.StatusCreated {
+		t.Fatalf("precomposed café: %d %s", st, code)
+	}
+	if st, code := post("/v1/users", `{"external_id":"cafe\u0301"}`); st != http.StatusConflict || code != "duplicate" {
+		t.Fatalf("decomposed café after the precomposed one: %d %s, want 409 duplicate", st, code)
+	}
+	for name, id := range map[string]string{
+		"zero-width space": `ali\u200bce`, "right-to-left override": `\u202eecila`, "byte-order mark": `\ufeffalice`,
+		"NUL": `alice\u0000`, "newline": `alice\nbob`, "zero-width joiner": `al\u200dice`,
+	} {
+		if st, code := post("/v1/users", `{"external_id":"`+id+`"}`); st != http.StatusUnprocessableEntity || code != "invalid_external_id" {
+			t.Errorf("%s: %d %s, want 422 invalid_external_id", name, st, code)
+		}
+	}
+	e := enrolment(1)
+	e.User.ExternalID = "cafe\u0301"
+	got, err := c.Enrol(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.User.ExternalID != "caf\u00e9" {
+		t.Fatalf("enrolment under the decomposed id: user %q, want the precomposed user", got.User.ExternalID)
+	}
+	if u, err := c.FindUser(ctx, "cafe\u0301"); err != nil || u.ID != got.User.ID {
+		t.Fatalf("FindUser by the decomposed id: %v %v", u.ID, err)
+	}
+	e = enrolment(2)
+	e.User.ExternalID = "b\u200bob"
+	if _, err := c.Enrol(ctx, e); err == nil || !strings.Contains(err.Error(), "invalid_external_id") {
+		t.Fatalf("enrolment with a zero-width space: %v, want invalid_external_id", err)
+	}
+	users, _, err := c.Users(ctx, "", 100)
+	if err != nil || len(users) != 1 {
+		t.Fatalf("%d users (%v), want 1", len(users), err)
+	}
+	// Import into an empty registry: a bundle with a format character in
+	// an external id is refused and nothing is written.
+	fresh := startRegistry(t)
+	x := registry.Export{Format: registry.ExportFormat, Scope: "user", Users: []registry.User{{ID: "usr_1", ExternalID: "e\u202eve", Status: registry.UserActive, Version: 1}}}
+	if _, err := fresh.Client.Import(ctx, x); err == nil || !strings.Contains(err.Error(), "invalid_external_id") {
+		t.Fatalf("import with a right-to-left override: %v, want invalid_external_id", err)
 	}
 }

@@ -48,6 +48,10 @@ func (s *Store) GetUser(ctx context.Context, id string) (registry.User, error) {
 
 // UserByExternalID reads one user by external id.
 func (s *Store) UserByExternalID(ctx context.Context, ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(ctx, s, s.db, "external_id", ext)
 }
 
