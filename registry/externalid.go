@@ -33,4 +33,3 @@ func NormalizeExternalID(id string) (string, error) {
 func SameExternalID(a, b string) bool {
 	return norm.NFC.String(a) == norm.NFC.String(b)
 }
-
