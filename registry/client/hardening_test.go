@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
@@ -194,5 +195,75 @@ func TestRegistryLookAlikeExternalIDs(t *testing.T) {
 	x := registry.Export{Format: registry.ExportFormat, Scope: "user", Users: []registry.User{{ID: "usr_1", ExternalID: "e\u202eve", Status: registry.UserActive, Version: 1}}}
 	if _, err := fresh.Client.Import(ctx, x); err == nil || !strings.Contains(err.Error(), "invalid_external_id") {
 		t.Fatalf("import with a right-to-left override: %v, want invalid_external_id", err)
+	}
+}
+
+// TestRegistryLogsAuthFailures checks the records a real registry writes
+// for failed authentications, the lockout they lead to and a lockout
+// signal: each says who (a token's name, or "unknown" with a hash prefix),
+// from where and why, and none holds the token that was tried.
+func TestRegistryLogsAuthFailures(t *testing.T) {
+	state := t.TempDir()
+	admin, err := regtest.Token(bin, state, "admin", "desk", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := regtest.Start(bin, state, "--auth-failures", "3", "--log-format", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(p.URL, admin, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	en, err := c.Enrol(ctx, enrolment(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReportLockout(ctx, registry.LockoutSignal{UserID: en.User.ID, KeyID: en.Key.ID, Reason: "failed_signin"}); err != nil {
+		t.Fatal(err)
+	}
+	wrong := "kdr_not-a-token-" + fmt.Sprint(os.Getpid())
+	regtest.Secret(wrong)
+	for i := 0; i < 4; i++ {
+		req, _ := http.NewRequest("GET", p.URL+"/v1/whoami", nil)
+		if i > 0 {
+			req.Header.Set("Authorization", "Bearer "+wrong)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	p.Stop()
+	var fails, lockouts, signals int
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		switch rec["msg"] {
+		case "authentication failed":
+			fails++
+			if rec["remote_addr"] != "127.0.0.1" || rec["reason"] == nil || !strings.HasPrefix(fmt.Sprint(rec["token"]), "unknown") {
+				t.Errorf("authentication record without who, where or why: %s", line)
+			}
+		case "address locked out":
+			lockouts++
+		case "lockout signal":
+			signals++
+			if rec["user_id"] != en.User.ID || rec["reason"] != "failed_signin" || rec["token"] != "desk" {
+				t.Errorf("lockout signal record: %s", line)
+			}
+		}
+	}
+	// The 4th request is refused by the lockout before authentication.
+	if fails != 3 || lockouts != 1 || signals != 1 {
+		t.Fatalf("%d failed-authentication, %d lockout and %d signal records, want 3, 1, 1:\n%s", fails, lockouts, signals, p.Stderr())
+	}
+	if strings.Contains(p.Stderr(), wrong) {
+		t.Fatal("the log holds the token that was tried")
 	}
 }
