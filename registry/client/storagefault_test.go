@@ -164,22 +164,12 @@ func TestRegistryDiskFull(t *testing.T) {
 		t.Fatalf("write on a full disk: %d %q, Retry-After %q, X-Request-Id %q; want 503 storage_full with both headers", status, code, retry, reqID)
 	}
 	// The log line: a JSON record with the request id, route, code and cause.
-	// The record is written before the answer; its copy from the
-	// process's stderr pipe may lag behind.
 	var logged map[string]any
-	for deadline := time.Now().Add(10 * time.Second); logged == nil && time.Now().Before(deadline); {
-		for _, line := range strings.Split(p.Log(), "\n") {
-			if strings.Contains(line, reqID) {
-				if err := json.Unmarshal([]byte(line), &logged); err != nil {
-					t.Fatalf("log line %q: %v", line, err)
-				}
-				t.Logf("log: %s", line)
-			}
-		}
-		if logged == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
+	line := waitLog(t, p, reqID)
+	if err := json.Unmarshal([]byte(line), &logged); err != nil {
+		t.Fatalf("log line %q: %v", line, err)
 	}
+	t.Logf("log: %s", line)
 	if logged == nil || logged["code"] != "storage_full" || logged["route"] != "/v1/users" || logged["level"] != "ERROR" || !strings.Contains(fmt.Sprint(logged["cause"]), "full") {
 		t.Fatalf("no log record for request %s with code storage_full, route and cause: %v\n%s", reqID, logged, p.Log())
 	}
@@ -240,6 +230,21 @@ func TestRegistryDiskFull(t *testing.T) {
 	if out, err := regtest.AuditVerify(bin, state); err != nil {
 		t.Fatalf("audit verify after stop: %v %s", err, out)
 	}
+}
+
+// waitLog returns the first line of p's output that holds s, waiting up to
+// 10 s for it: a record is written before the answer, but its copy from
+// the process's stderr pipe may lag behind. "" when none came.
+func waitLog(t *testing.T, p *regtest.Process, s string) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, line := range strings.Split(p.Log(), "\n") {
+			if strings.Contains(line, s) {
+				return line
+			}
+		}
+	}
+	return ""
 }
 
 // countPending counts the rows of audit_pending in the SQLite database at
