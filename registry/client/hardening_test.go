@@ -3,6 +3,7 @@ package client_test
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -265,5 +266,34 @@ func TestRegistryLogsAuthFailures(t *testing.T) {
 	}
 	if strings.Contains(p.Stderr(), wrong) {
 		t.Fatal("the log holds the token that was tried")
+	}
+}
+
+// TestRegistryWarnsOfOldExternalIDs: a user stored before external ids
+// were normalised (written here straight into the database, as an older
+// registry would have) is named in a warning when the registry starts.
+func TestRegistryWarnsOfOldExternalIDs(t *testing.T) {
+	state := t.TempDir()
+	if _, err := regtest.Token(bin, state, "admin", "desk", ""); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(state, "registry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range [][2]string{{"usr_nfd", "cafe\u0301"}, {"usr_zwsp", "b\u200bob"}, {"usr_fine", "alice"}} {
+		if _, err := db.Exec("INSERT INTO users (id, external_id, display_name, email, groups_json, status, version, created_at, updated_at) VALUES (?, ?, '', '', '[]', 'active', 1, 0, 0)", u[0], u[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	p, err := regtest.Start(bin, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	log := p.Stderr()
+	if !strings.Contains(log, "not NFC") || !strings.Contains(log, "count=2") || !strings.Contains(log, "usr_nfd") || !strings.Contains(log, "usr_zwsp") || strings.Contains(log, "usr_fine") {
+		t.Fatalf("start-up warning about the two old external ids missing:\n%s", log)
 	}
 }

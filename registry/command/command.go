@@ -258,6 +258,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *authFailures < 1 || *authWindow <= 0 || *idemTTL <= 0 || *janitor <= 0 {
 		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
+	if ids, err := st.NonNormalExternalIDs(ctx); err != nil {
+		log.Warn("checking stored external ids", "cause", err.Error())
+	} else if len(ids) > 0 {
+		log.Warn("users whose stored external id is not NFC or holds control or format characters: lookups by external id do not find them (docs/registry.md, Model)",
+			"count", len(ids), "user_ids", ids[:min(len(ids), 10)])
+	}
 	defer server.TuneGC()()
 	srv := server.New(st, server.Options{Log: log, AuditKey: ed25519Pub(key), Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
 	jctx, stopJanitor := context.WithCancel(ctx)
