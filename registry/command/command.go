@@ -172,7 +172,7 @@ func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
 	}
 	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Signer: priv})
 	if err != nil {
-		if err = sqlstore.Classify(err); errors.Is(err, registry.ErrReadOnly) {
+		if err = sqlstore.Classify(err); errors.Is(err, registry.ErrReadOnly) && dbFile != "" {
 			return nil, nil, fmt.Errorf("the database %s takes no writes: %w; make it writable by this user (uid %d) or give --db another", dbFile, err, os.Getuid())
 		}
 		return nil, nil, err
@@ -438,7 +438,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "audit ok: %d entries, %d signed checkpoints, head %x\n", rep.Entries, rep.Checkpoints, rep.Head)
 	if pending > 0 {
-		fmt.Fprintf(stdout, "%d audit entries are committed but not yet chained (the store takes no writes now?); they are chained and verified once it does\n", pending)
+		fmt.Fprintf(stdout, "%d audit entries are committed but not yet chained: the store took no write (a full disk); the next write that succeeds chains them, and the next audit verify checks them\n", pending)
 	}
 	return nil
 }
