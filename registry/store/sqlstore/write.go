@@ -552,6 +552,10 @@ func (t *Tx) GetUser(id string) (registry.User, error) { return getUser(t.ctx, t
 
 // UserByExternalID reads a user by external id inside the transaction.
 func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
 }
 
@@ -578,6 +582,11 @@ func (t *Tx) CreateUser(u *registry.User) error {
 	if u.ExternalID == "" {
 		return registry.Invalid("missing_field", "external_id is required")
 	}
+	ext, err := registry.NormalizeExternalID(u.ExternalID)
+	if err != nil {
+		return err
+	}
+	u.ExternalID = ext
 	if u.Status == "" {
 		u.Status = registry.UserActive
 	}
