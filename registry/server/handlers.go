@@ -680,6 +680,11 @@ func (s *Server) verify(r *request) (int, any, error) {
 				return 0, nil, "", err
 			}
 			out.KeyStatus, out.KeyActivated = k.Status, activated
+			if !activated && k.Status == registry.KeyPending {
+				// The one reason a pending key that proved possession
+				// stays pending.
+				out.ActivationRefused = "escrow_missing"
+			}
 		}
 		return http.StatusCreated, out, "", nil
 	})
@@ -690,6 +695,9 @@ type verificationOut struct {
 	registry.Verification
 	KeyStatus    registry.KeyStatus `json:"key_status"`
 	KeyActivated bool               `json:"key_activated"`
+	// ActivationRefused says why a pending key that proved possession
+	// stayed pending: "escrow_missing" (PIV slots and no escrow).
+	ActivationRefused string `json:"activation_refused,omitempty"`
 }
 
 func (s *Server) changes(r *request) (int, any, error) {

@@ -329,6 +329,8 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "last_active_key", Message: "this is the user's last active key: give a break_glass_reason to proceed"}
 	case errors.Is(err, registry.ErrProofRequired):
 		return http.StatusConflict, apiError{Code: "proof_required", Message: "this key has never passed a verification: verify it (POST /v1/verifications), or an admin gives a break_glass_reason"}
+	case errors.Is(err, registry.ErrEscrowMissing):
+		return http.StatusConflict, apiError{Code: "escrow_missing", Message: "this key has PIV slots and no escrow: store its escrow (PUT /v1/keys/{id}/escrow/piv) before activating it, or an admin gives a break_glass_reason"}
 	case errors.Is(err, registry.ErrAccessPass):
 		return http.StatusConflict, apiError{Code: "access_pass_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrChallenge):
