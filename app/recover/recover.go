@@ -63,6 +63,10 @@ const (
 	FIDO2PINBlocked Problem = "fido2-pin-blocked"
 	FIDO2AuthLocked Problem = "fido2-pin-auth-blocked" // three wrong in a row: reinsert
 	KeyNotActive    Problem = "key-not-active"
+	// EscrowMissing: the key has PIV slots and the registry holds no
+	// escrow (PUK and management key) for it: its PIV PIN cannot be
+	// unblocked.
+	EscrowMissing Problem = "escrow-missing"
 )
 
 // Text says p in plain words.
@@ -78,6 +82,8 @@ func (p Problem) Text() string {
 		return "FIDO2 refuses PINs until the key is reinserted"
 	case KeyNotActive:
 		return "the registry does not count this key as active"
+	case EscrowMissing:
+		return "the registry holds no escrowed PUK and management key for this key"
 	}
 	return string(p)
 }
@@ -163,6 +169,13 @@ func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error
 	if d.Key.Status != registry.KeyActive {
 		d.Problems = append(d.Problems, KeyNotActive)
 	}
+	if len(d.Key.PIV) > 0 {
+		if _, err := opt.Registry.Escrow(ctx, d.Key.ID, EscrowKind); errors.Is(err, registry.ErrNotFound) {
+			d.Problems = append(d.Problems, EscrowMissing)
+		} else if err != nil {
+			return nil, fmt.Errorf("reading the key's escrow: %w", err)
+		}
+	}
 	for _, p := range d.Problems {
 		switch p {
 		case PIVPINBlocked:
@@ -177,6 +190,8 @@ func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error
 			d.Steps = append(d.Steps, "three wrong FIDO2 PINs in a row: remove and reinsert the key, then try the right PIN")
 		case KeyNotActive:
 			d.Steps = append(d.Steps, fmt.Sprintf("the registry marks the key %s; if it was found again, an admin reactivates it", d.Key.Status))
+		case EscrowMissing:
+			d.Steps = append(d.Steps, fmt.Sprintf("on the desk that enrolled it, finish its enrolment (keydesk enrol --resume --serial %d), which stores the escrow from its journal", k.Serial))
 		}
 	}
 	if err := opt.Registry.RecoveryEvent(ctx, d.Key.ID, client.ActionDiagnosed, fmt.Sprintf("problems: %v", d.Problems)); err != nil {
