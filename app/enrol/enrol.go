@@ -417,6 +417,10 @@ func (e *InterruptedError) Unwrap() error { return e.Err }
 
 // Hint is the next step for the person at the desk.
 func (e *InterruptedError) Hint() string {
+	var re *RefusedError
+	if errors.As(e.Err, &re) {
+		return re.Hint()
+	}
 	switch e.Stage {
 	case StageDevice, StageSealed:
 		return fmt.Sprintf("Key %d is half set up and nothing was registered. Reset its PIV and FIDO2 applications "+
@@ -603,6 +607,16 @@ func (e *Enroller) fresh(ctx context.Context, k device.Key) (ok bool, why string
 	return true, "", nil
 }
 
+// gone reports whether key k, listed whole before, is no longer attached
+// whole: not listed, or listed without one of its interfaces.
+func (e *Enroller) gone(ctx context.Context, k device.Key) bool {
+	now, err := timed(e, func() (device.Key, error) { return e.cfg.Keys.Find(ctx, k.Serial) })
+	if err != nil {
+		return errors.Is(err, keys.ErrNoKey)
+	}
+	return now.Reader == "" || now.FIDOPath == ""
+}
+
 func randomDigits(n int) (string, error) {
 	var b strings.Builder
 	for range n {
@@ -679,6 +693,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	switch ok, why, err := e.fresh(ctx, k); {
 	case errors.Is(err, device.ErrKeyRemoved):
 		return nil, &RemovedError{Serial: serial, Err: err}
+	case err != nil && e.gone(ctx, k):
+		// A key pulled mid-read fails in many ways ("scard: Transaction
+		// failed", an interface that answers only U2F); listed no more,
+		// it was removed.
+		return nil, &RemovedError{Serial: serial, Err: fmt.Errorf("%w: %w", device.ErrKeyRemoved, err)}
 	case err != nil:
 		return nil, fmt.Errorf("key %d: checking it is factory-fresh: %w", serial, err)
 	case !ok:

@@ -308,3 +308,88 @@ func mustSerial(t *testing.T, e *Enroller, externalID string) uint32 {
 	}
 	return recs[0].Serial
 }
+
+// TestBatchRidesOutRegistryOutage: a batch of three users, one key each.
+// The registry process is SIGKILLed as the second user's key is being
+// registered and restarted on the same state and port 2 s later. The
+// batch waits for it with back-off (StepRegistryWait) instead of failing
+// the rest: all three users are enrolled in the one run, each holding one
+// active key with its escrow, nothing left in the outbox or the journal,
+// and the audit log verifies.
+func TestBatchRidesOutRegistryOutage(t *testing.T) {
+	d := newDesk(t)
+	csv := "external_id,display_name,email,keys\no1,Oz One,o1@example.org,1\no2,Oz Two,o2@example.org,1\no3,Oz Three,o3@example.org,1\n"
+	r, err := roster.Parse(strings.NewReader(csv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := d.enroller()
+	ctx := context.Background()
+	u, _ := url.Parse(d.reg.URL)
+	const outage = 2 * time.Second
+	killed, waits := false, 0
+	back := make(chan error, 1)
+	ui := testUI(nil)
+	ui.InsertKey = func(ctx context.Context, _ InsertRequest) error {
+		for _, y := range d.fleet.Keys {
+			if done, _ := e.Finished(ctx, y.Serial()); done {
+				_, err := d.fleet.Replace(y.Serial())
+				return err
+			}
+		}
+		return errors.New("no enrolled key to swap")
+	}
+	ui.Progress = func(ev Event) {
+		switch {
+		case ev.Step == StepRegister && ev.User == "o2" && !killed:
+			killed = true
+			d.reg.Kill()
+			go func() {
+				time.Sleep(outage) // the outage itself, not a check
+				p, err := regtest.Start(bin, d.regState, "--practice", "--listen", u.Host)
+				if err == nil {
+					d.t.Cleanup(p.Stop)
+				}
+				back <- err
+			}()
+		case ev.Step == StepRegistryWait:
+			waits++
+			t.Logf("%s: %s", ev.User, ev.Detail)
+		}
+	}
+	start := time.Now()
+	rep, err := e.Batch(ctx, r, "outage", ui)
+	if err != nil || !killed {
+		t.Fatalf("batch: %v (killed %v)", err, killed)
+	}
+	if err := <-back; err != nil {
+		t.Fatalf("restarting the registry: %v", err)
+	}
+	if rep.Failed != 0 || rep.Enrolled != 3 || waits == 0 {
+		t.Fatalf("batch across the outage: %d failed, %d enrolled, %d waits; %s; %s; %s", rep.Failed, rep.Enrolled, waits,
+			rep.Users[0].Describe(), rep.Users[1].Describe(), rep.Users[2].Describe())
+	}
+	t.Logf("3 users enrolled across a %s registry outage in %.1fs, %d waits", outage, time.Since(start).Seconds(), waits)
+	us, _, err := d.cl.Users(ctx, "", 10)
+	if err != nil || len(us) != 3 {
+		t.Fatalf("%d users, %v", len(us), err)
+	}
+	for _, u := range us {
+		ks, err := d.cl.UserKeys(ctx, u.ID)
+		if err != nil || len(ks) != 1 || ks[0].Status != registry.KeyActive {
+			t.Fatalf("user %s: %+v, %v", u.ExternalID, ks, err)
+		}
+		if _, err := d.cl.Escrow(ctx, ks[0].ID, EscrowKind); err != nil {
+			t.Fatalf("escrow of %s: %v", u.ExternalID, err)
+		}
+	}
+	if pend, _ := d.cl.Entries(ctx, client.Pending); len(pend) != 0 {
+		t.Fatalf("%d outbox entries pending", len(pend))
+	}
+	if un, _ := e.Unfinished(ctx); len(un) != 0 {
+		t.Fatalf("unfinished: %+v", un[0])
+	}
+	if out, err := regtest.AuditVerify(bin, d.regState); err != nil {
+		t.Fatalf("audit: %v: %s", err, out)
+	}
+}
