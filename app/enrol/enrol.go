@@ -617,6 +617,21 @@ func (e *Enroller) gone(ctx context.Context, k device.Key) bool {
 	return now.Reader == "" || now.FIDOPath == ""
 }
 
+// removedCause marks err as the key's removal (device.ErrKeyRemoved) when
+// the device call failed some other way ("scard: Transaction failed", an
+// interface that answers only U2F) and the key is no longer attached:
+// the cause is the pulled key, and the CLI exits 3.
+func (e *Enroller) removedCause(ctx context.Context, k device.Key, err error) error {
+	if err == nil || errors.Is(err, device.ErrKeyRemoved) || k.Serial == 0 || errors.Is(err, client.ErrUnreachable) {
+		return err
+	}
+	var ae *client.APIError
+	if errors.As(err, &ae) || !e.gone(ctx, k) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", device.ErrKeyRemoved, err)
+}
+
 func randomDigits(n int) (string, error) {
 	var b strings.Builder
 	for range n {
@@ -730,6 +745,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		return nil, err
 	}
 	stop := func(err error) (*Result, error) {
+		err = e.removedCause(ctx, k, err)
 		rec.Error = err.Error()
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
@@ -957,6 +973,7 @@ type pins struct{ fido, piv string }
 func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, p pins) (*Result, error) {
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
+		err = e.removedCause(ctx, k, err)
 		rec.Error = err.Error()
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}

@@ -62,6 +62,11 @@ func TestKeyPulledAtEachStep(t *testing.T) {
 			if errors.Is(err, ErrNotFresh) {
 				t.Fatalf("pulled at %s, reported as not factory-fresh: %v", step, err)
 			}
+			// Whatever the device call said, the cause named is the
+			// pulled key (exit 3 at the CLI).
+			if !errors.Is(err, device.ErrKeyRemoved) {
+				t.Fatalf("pulled at %s, the cause is not the key's removal: %v", step, err)
+			}
 			var re *RemovedError
 			removed := errors.As(err, &re)
 			if step == StepKey {
