@@ -214,6 +214,18 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		default:
 			how = "resume"
+			if point == crashpoint.RegistrySend+":after" {
+				// Registered, pending, no escrow in the registry: keydesk
+				// verify on this desk stores the journalled escrow before
+				// its proofs activate the key (the registry would not
+				// activate it without). --resume then finishes the journal.
+				how = "verify, resume"
+				v := crashRun{ts: ts, env: crashEnv(ts), stdin: fmt.Sprintf("%d\n", 10000000+serial%90000000)}
+				code, out, stderr, _ := v.run("verify", "--serial", sstr)
+				if code != 0 || !strings.Contains(stderr, "Stored key "+sstr+"'s sealed escrow from this desk's enrolment journal.") || !strings.Contains(out, "PASS  active") {
+					ts.Fatalf("%s: keydesk verify: exit %d\n%s%s", point, code, out, stderr)
+				}
+			}
 			if code, out, stderr, _ := plain.run("enrol", "--resume", "--serial", sstr); code != 0 {
 				ts.Fatalf("%s: keydesk enrol --resume --serial %s (stage %s): exit %d\n%s%s", point, sstr, stage, code, out, stderr)
 			}
