@@ -122,6 +122,9 @@ func (e *RefusedError) Error() string {
 
 // Hint says what to do.
 func (e *RefusedError) Hint() string {
+	if e.State != client.Conflict {
+		return fmt.Sprintf("The registry found the registration of key %d invalid (see the error). Reset the key (keydesk piv reset --serial %d, keydesk fido reset --serial %d) and enrol it again.", e.Serial, e.Serial, e.Serial)
+	}
 	return fmt.Sprintf("The registry holds another registration for key %d: look it up (keydesk recover diagnose --serial %d) before enrolling it again.", e.Serial, e.Serial)
 }
 
