@@ -68,11 +68,6 @@ func (e *Enroller) registered(ctx context.Context, rec *Record, er client.Enrolm
 		}
 		return "", &RefusedError{Serial: rec.Serial, State: en.State, Detail: en.Error}
 	}
-	// An outbox entry gone (an outbox removed by hand): the registry may
-	// still hold the registration.
-	if id, ok, err := e.ownEarlierWrite(ctx, er); err != nil || ok {
-		return id, err
-	}
 	return "", fmt.Errorf("outbox entry %d of key %d is gone", rec.OutboxSeq, rec.Serial)
 }
 

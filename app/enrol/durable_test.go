@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/url"
+	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 // TestOwnEarlierRegistrationRecognised: the registry already holds the
@@ -92,5 +96,66 @@ func TestOwnEarlierRegistrationRecognised(t *testing.T) {
 				t.Fatal("journal not finished")
 			}
 		})
+	}
+}
+
+// TestOutboxLostThenResume: a registration queued while the registry was
+// down, then the desk's outbox is lost (a new outbox file; the journal
+// kept). Resuming queues the journalled request again under the same
+// idempotency key: the key is registered once, active, with its escrow.
+func TestOutboxLostThenResume(t *testing.T) {
+	d := newDesk(t)
+	e := d.enroller()
+	ctx := context.Background()
+	ui := testUI(nil)
+	ui.Progress = func(ev Event) {
+		if ev.Step == StepRegister {
+			d.reg.Kill()
+		}
+	}
+	_, err := e.EnrolKey(ctx, Request{User: ada, CreateUser: true, Serial: sim.FirstSerial}, ui)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || ie.Stage != StageQueued || !errors.Is(err, client.ErrUnreachable) {
+		t.Fatalf("registry down: %v", err)
+	}
+	u, _ := url.Parse(d.reg.URL)
+	if d.reg, err = regtest.Start(bin, d.regState, "--practice", "--listen", u.Host); err != nil {
+		t.Fatal(err)
+	}
+	// The same desk (its token), a new outbox.
+	cl, err := client.New(d.reg.URL, d.token, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	e2, err := New(Config{Settings: d.set, Keys: d.svc, Registry: cl, JournalPath: filepath.Join(d.data, "journal.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	res, err := e2.Resume(ctx, sim.FirstSerial, testUI(nil))
+	if err != nil || res.Status != registry.KeyActive {
+		t.Fatalf("resume with the outbox lost: %+v, %v", res, err)
+	}
+	if _, err := d.cl.Escrow(ctx, res.KeyID, EscrowKind); err != nil {
+		t.Fatalf("escrow: %v", err)
+	}
+	us, _, _ := d.cl.Users(ctx, "", 10)
+	if len(us) != 1 {
+		t.Fatalf("%d users", len(us))
+	}
+	if ks, _ := d.cl.UserKeys(ctx, us[0].ID); len(ks) != 1 {
+		t.Fatalf("the key is registered %d times", len(ks))
+	}
+	// The first outbox still holds the request; sending it is a replay
+	// under the same key, answered from the registry's record.
+	if err := d.cl.Flush(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := d.cl.Entries(ctx, ""); len(ents) != 1 || ents[0].State != client.Done {
+		t.Fatalf("first outbox: %+v", ents)
+	}
+	if ks, _ := d.cl.UserKeys(ctx, us[0].ID); len(ks) != 1 {
+		t.Fatalf("after the replay the key is registered %d times", len(ks))
 	}
 }

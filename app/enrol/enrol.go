@@ -984,15 +984,16 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	}
 	ui.progress(Event{Step: StepRegister, Serial: serial, User: rec.ExternalID})
 	if rec.Stage == StagePrepared || rec.Stage == StageQueued {
-		if rec.Stage == StagePrepared {
-			// The idempotency key comes from the journalled request, so
-			// queueing again after a crash before the journal said
-			// "queued" finds the entry already queued: one request,
-			// replayed under one key.
-			en, err := e.cfg.Registry.QueueEnrolmentAs(ctx, registrationKey(rec), rec.Request)
-			if err != nil {
-				return stop(err)
-			}
+		// The idempotency key comes from the journalled request, so
+		// queueing again after a crash before the journal said "queued"
+		// finds the entry already queued: one request, replayed under one
+		// key. A queued record queues again too: the same entry, or, when
+		// the outbox lost it, the same request under the same key.
+		en, err := e.cfg.Registry.QueueEnrolmentAs(ctx, registrationKey(rec), rec.Request)
+		if err != nil {
+			return stop(err)
+		}
+		if rec.Stage == StagePrepared || en.Seq != rec.OutboxSeq {
 			rec.OutboxSeq = en.Seq
 			if err := e.advance(ctx, rec, StageQueued); err != nil {
 				return stop(err)
