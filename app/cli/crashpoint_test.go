@@ -271,3 +271,79 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("admin outbox: %d pending, %v", len(pend), err)
 	}
 }
+
+// cmdCrashRecover kills a real `keydesk recover fido2-reset` process with
+// SIGKILL at every durable write of a helpdesk's FIDO2 reset and checks
+// that running the same command again recovers: "crash-recover".
+//
+// A practice key is enrolled first. A traced reset must pass every point
+// internal/crashpoint declares for it; then for each point the reset runs
+// armed, stops there and is killed, and the helpdesk runs the same
+// command again. Afterwards the key must be active with exactly one FIDO2
+// credential in the registry (the old ones revoked), keydesk verify must
+// pass every check (the key holds the registered credential and signs the
+// registry's challenges), and keydesk recover diagnose must find no
+// problem.
+func cmdCrashRecover(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: crash-recover")
+	}
+	r := scriptReg(ts)
+	admin, closeAdmin := r.client(ts)
+	defer closeAdmin()
+	ctx := context.Background()
+	const serial = "31000001"
+	plain := crashRun{ts: ts, env: crashEnv(ts)}
+	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
+	if code, out, stderr, _ := enrol.run("enrol", "--user", "rec", "--name", "Rec Overy", "--serial", serial, "--no-backup"); code != 0 {
+		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
+	}
+	resets := 0
+	reset := func(extra ...string) crashRun {
+		resets++
+		return crashRun{ts: ts, env: crashEnv(ts, extra...), stdin: fmt.Sprintf("fido-reset-%02d\n", resets)}
+	}
+	resetArgs := []string{"recover", "fido2-reset", "--serial", serial, "--yes"}
+
+	code, _, stderr, _ := reset(crashpoint.EnvVar + "=trace").run(resetArgs...)
+	if code != 0 {
+		ts.Fatalf("traced reset: exit %d\n%s", code, stderr)
+	}
+	var points []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if m := traceLine.FindStringSubmatch(l); m != nil && strings.HasPrefix(m[1], "recover-") && !slices.Contains(points, m[1]+":"+m[2]) {
+			points = append(points, m[1]+":"+m[2])
+		}
+	}
+	for _, p := range crashpoint.RecoveryPoints() {
+		for _, w := range []string{"before", "after"} {
+			if !slices.Contains(points, p+":"+w) {
+				ts.Fatalf("the traced reset never passed crash point %s:%s; passed: %v", p, w, points)
+			}
+		}
+	}
+	ts.Logf("%d crash points", len(points))
+	for _, point := range points {
+		run := reset(crashpoint.EnvVar + "=" + point)
+		run.marker = "keydesk crashpoint: " + point + " reached"
+		if _, _, stderr, killed := run.run(resetArgs...); !killed {
+			ts.Fatalf("%s: keydesk recover fido2-reset never reached the point\n%s", point, stderr)
+		}
+		// The documented recovery: the same command again.
+		if code, out, stderr, _ := reset().run(resetArgs...); code != 0 {
+			ts.Fatalf("%s: keydesk recover fido2-reset again: exit %d\n%s%s", point, code, out, stderr)
+		}
+		kd, err := admin.KeyBySerial(ctx, serial)
+		if err != nil || kd.Status != registry.KeyActive || len(kd.FIDO2) != 1 || len(kd.PIV) != 1 {
+			ts.Fatalf("%s: key after recovery: %+v, %v", point, kd, err)
+		}
+		v := crashRun{ts: ts, env: crashEnv(ts), stdin: "31000001\n"}
+		if code, out, stderr, _ := v.run("verify", "--serial", serial); code != 0 || !strings.Contains(out, "All checks passed.") {
+			ts.Fatalf("%s: keydesk verify: exit %d\n%s%s", point, code, out, stderr)
+		}
+		if code, out, stderr, _ := plain.run("recover", "diagnose", "--serial", serial); code != 0 || !strings.Contains(out, "No problem found.") {
+			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
+		}
+		ts.Logf("%-34s the same command again; key %s active, one FIDO2 credential, verify passes", point, serial)
+	}
+}

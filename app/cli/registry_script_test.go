@@ -51,6 +51,7 @@ var (
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
 //	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
 //	crash-enrol                        kill keydesk enrol at every crash point and recover (crashpoint_test.go)
+//	crash-recover                      the same for keydesk recover fido2-reset
 //	secrets-absent [SECRET...]         no PIN, PUK or management key used in the script (and the
 //	                                   given ones) in the registries' state, outboxes, settings or logs
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -61,6 +62,7 @@ var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []s
 	"plan-migration":         cmdPlanMigration,
 	"secrets-absent":         cmdSecretsAbsent,
 	"crash-enrol":            cmdCrashEnrol,
+	"crash-recover":          cmdCrashRecover,
 }
 
 // wfRegistry is one script's registry.

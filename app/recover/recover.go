@@ -23,6 +23,7 @@ import (
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/credential"
@@ -291,31 +292,35 @@ func ResetFIDO2(ctx context.Context, k device.Key, newPIN string, pol FIDO2Polic
 		return nil, ErrCanceled
 	}
 	dev := fidokey.Open(k.FIDOPath)
-	if err := dev.Reset(ctx, opt.Callbacks, k.Serial); err != nil {
+	if err := crashpoint.Around(crashpoint.RecoverKeyFIDOReset, func() error { return dev.Reset(ctx, opt.Callbacks, k.Serial) }); err != nil {
 		return nil, err
 	}
 	if err := opt.Registry.RecoveryEvent(ctx, reg.ID, client.ActionFIDO2Reset, "FIDO2 application reset (PIN blocked)"); err != nil {
 		return nil, fmt.Errorf("auditing the reset: %w", err)
 	}
-	if err := dev.SetPIN(ctx, newPIN); err != nil {
+	if err := crashpoint.Around(crashpoint.RecoverKeyFIDOPIN, func() error { return dev.SetPIN(ctx, newPIN) }); err != nil {
 		return nil, fmt.Errorf("setting the new FIDO2 PIN: %w", err)
 	}
 	chal := make([]byte, 32)
 	rand.Read(chal)
 	pinCB := opt.Callbacks
 	pinCB.PIN = func(context.Context, string) (string, error) { return newPIN, nil }
+	crashpoint.Before(crashpoint.RecoverKeyFIDOCredential)
 	r, err := dev.MakeCredential(ctx, fidokey.MakeOptions{RPID: pol.RPID, RPName: pol.RPName, UserID: []byte(user.ID), UserName: user.ExternalID,
 		DisplayName: user.DisplayName, Challenge: chal, Discoverable: pol.Discoverable, CredProtect: pol.CredProtect}, pinCB)
 	if err != nil {
 		return nil, err
 	}
+	crashpoint.After(crashpoint.RecoverKeyFIDOCredential)
 	h := sha256.Sum256(r.ClientDataJSON)
+	crashpoint.Before(crashpoint.RecoverRegistryFIDO2)
 	res, err := opt.Registry.ResetFIDO2(ctx, reg.ID, "FIDO2 PIN blocked: key reset by the helpdesk", []client.FIDO2Credential{{
 		CredentialID: r.CredentialID, PublicKey: r.PublicKey, AAGUID: r.AAGUID[:], RPID: pol.RPID, SignCount: r.SignCount,
 		CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataHash: h[:]}})
 	if err != nil {
 		return nil, fmt.Errorf("registering the new credential: %w", err)
 	}
+	crashpoint.After(crashpoint.RecoverRegistryFIDO2)
 	out := &FIDO2Result{Revoked: res.Revoked, New: res.FIDO2[0], PIV: len(reg.PIV) > 0}
 	ch, err := opt.Registry.Challenge(ctx, reg.ID, "fido2", out.New.ID)
 	if err != nil {
@@ -325,7 +330,11 @@ func ResetFIDO2(ctx context.Context, k device.Key, newPIN string, pol FIDO2Polic
 	if err != nil {
 		return out, fmt.Errorf("verifying the new credential: %w", err)
 	}
+	crashpoint.Before(crashpoint.RecoverRegistryVerify)
 	v, err := opt.Registry.VerifyFIDO2(ctx, ch.Challenge.ID, credential.Assertion{AuthenticatorData: a.AuthenticatorData, ClientDataJSON: a.ClientDataJSON, Signature: a.Signature})
+	if err == nil {
+		crashpoint.After(crashpoint.RecoverRegistryVerify)
+	}
 	if err != nil {
 		return out, fmt.Errorf("verifying the new credential: %w", err)
 	}

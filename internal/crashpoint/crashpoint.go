@@ -54,6 +54,24 @@ const (
 	JournalActive     = "journal-active"
 )
 
+// The durable writes of a helpdesk's FIDO2 reset (app/recover ResetFIDO2,
+// keydesk recover fido2-reset), in order: the key's FIDO2 application
+// reset, its new PIN and credential, the registry's change set that
+// revokes the old credentials and registers the new one, and the
+// verification of the new one.
+const (
+	RecoverKeyFIDOReset      = "recover-key-fido-reset"
+	RecoverKeyFIDOPIN        = "recover-key-fido-pin"
+	RecoverKeyFIDOCredential = "recover-key-fido-credential"
+	RecoverRegistryFIDO2     = "recover-registry-fido2"
+	RecoverRegistryVerify    = "recover-registry-verify"
+)
+
+// RecoveryPoints lists every crash point of a FIDO2 reset, in order.
+func RecoveryPoints() []string {
+	return []string{RecoverKeyFIDOReset, RecoverKeyFIDOPIN, RecoverKeyFIDOCredential, RecoverRegistryFIDO2, RecoverRegistryVerify}
+}
+
 // Points lists every crash point of an enrolment, in order.
 func Points() []string {
 	return []string{JournalDevice, KeyPIVGenerate, KeyFIDOPIN, KeyFIDOCredential, JournalSealed, KeyPIVMgmtKey, KeyPIVPUK,
@@ -70,7 +88,7 @@ func parse(v string) string {
 		return v
 	}
 	name, when, ok := strings.Cut(v, ":")
-	if !ok || (when != "before" && when != "after") || !slices.Contains(Points(), name) {
+	if !ok || (when != "before" && when != "after") || !(slices.Contains(Points(), name) || slices.Contains(RecoveryPoints(), name)) {
 		fmt.Fprintf(os.Stderr, "keydesk crashpoint: %s is not NAME:before or NAME:after with a known NAME; ignored\n", EnvVar)
 		return ""
 	}

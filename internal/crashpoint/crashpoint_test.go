@@ -29,7 +29,7 @@ func TestParse(t *testing.T) {
 func TestPointNames(t *testing.T) {
 	seen := map[string]bool{}
 	word := regexp.MustCompile(`^[a-z0-9-]+$`)
-	for _, p := range Points() {
+	for _, p := range append(Points(), RecoveryPoints()...) {
 		if seen[p] || !word.MatchString(p) {
 			t.Errorf("point %q repeated or not a plain name", p)
 		}
