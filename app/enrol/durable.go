@@ -17,11 +17,16 @@ import (
 )
 
 // advance moves rec to stage and writes it to the journal, durably, before
-// the step the stage announces. It is one of an enrolment's crash points
-// (internal/crashpoint).
+// the step the stage announces; when the write fails rec keeps its stage.
+// It is one of an enrolment's crash points (internal/crashpoint).
 func (e *Enroller) advance(ctx context.Context, rec *Record, stage Stage) error {
+	prev := rec.Stage
 	rec.Stage = stage
-	return crashpoint.Around("journal-"+string(stage), func() error { return e.j.put(ctx, rec) })
+	if err := crashpoint.Around("journal-"+string(stage), func() error { return e.j.put(ctx, rec) }); err != nil {
+		rec.Stage = prev
+		return err
+	}
+	return nil
 }
 
 // registrationKey is the idempotency key of a key's registration, derived
