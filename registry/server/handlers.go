@@ -711,6 +711,11 @@ func (s *Server) verify(r *request) (int, any, error) {
 				return 0, nil, "", err
 			}
 			out.KeyStatus, out.KeyActivated = k.Status, activated
+			if !activated && k.Status == registry.KeyPending {
+				// The one reason a pending key that proved possession
+				// stays pending.
+				out.ActivationRefused = "escrow_missing"
+			}
 		}
 		return http.StatusCreated, out, "", nil
 	})
@@ -724,6 +729,9 @@ type verificationOut struct {
 	// CredentialConfirmed: the credential was pending and entered the
 	// validity view with this verification.
 	CredentialConfirmed bool `json:"credential_confirmed,omitempty"`
+	// ActivationRefused says why a pending key that proved possession
+	// stayed pending: "escrow_missing" (PIV slots and no escrow).
+	ActivationRefused string `json:"activation_refused,omitempty"`
 }
 
 // takesCredentials refuses new credentials for a key that is lost, revoked

@@ -375,6 +375,8 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "user_not_active", Message: err.Error()}
 	case errors.Is(err, registry.ErrKeyNotInService):
 		return http.StatusConflict, apiError{Code: "key_not_in_service", Message: err.Error()}
+	case errors.Is(err, registry.ErrEscrowMissing):
+		return http.StatusConflict, apiError{Code: "escrow_missing", Message: "this key has PIV slots and no escrow: store its escrow (PUT /v1/keys/{id}/escrow/piv) before activating it, or an admin gives a break_glass_reason"}
 	case errors.Is(err, registry.ErrAccessPass):
 		return http.StatusConflict, apiError{Code: "access_pass_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrChallenge):

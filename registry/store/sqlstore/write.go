@@ -726,6 +726,9 @@ func (t *Tx) ChangeKeyStatus(by registry.Authority, id string, want int64, statu
 		if err := t.activationProof(k, breakGlass); err != nil {
 			return registry.Key{}, err
 		}
+		if err := t.escrowBeforeActive(id, breakGlass); err != nil {
+			return registry.Key{}, err
+		}
 	}
 	from := k.Status
 	err = t.GuardLastCredential(k.OwnerID, breakGlass, "key.break_glass", map[string]any{"key_id": id, "owner_id": k.OwnerID, "from": string(from), "to": string(status)}, func() error {
@@ -823,7 +826,8 @@ func (t *Tx) proven(id string, since int64) (bool, error) {
 // ActivateByProof moves a pending key to active because verification
 // verID, signed by the key, succeeded. It is recorded and audited as
 // key.activate with the verification's id. A key that is not pending is
-// left alone (activated reports false).
+// left alone (activated reports false); so is a pending key with PIV slots
+// and no escrow (escrowBeforeActive), which stays pending.
 func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, err error) {
 	if err := t.Serialize(); err != nil {
 		return registry.Key{}, false, err
@@ -834,6 +838,11 @@ func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, 
 	}
 	if k.Status != registry.KeyPending {
 		return k, false, nil
+	}
+	if err := t.escrowBeforeActive(id, ""); errors.Is(err, registry.ErrEscrowMissing) {
+		return k, false, nil
+	} else if err != nil {
+		return k, false, err
 	}
 	k.Status, k.Version, k.UpdatedAt = registry.KeyActive, k.Version+1, t.now
 	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(k.Status), k.Version, nanos(t.now), id); err != nil {
