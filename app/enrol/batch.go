@@ -156,6 +156,9 @@ func hintOf(err error) string {
 	if errors.As(err, &h) {
 		return h.Hint()
 	}
+	if msg, ok := client.Storage(err); ok {
+		return "The registry took no write: " + msg + ". Run the batch again then; finished users are skipped."
+	}
 	if errors.Is(err, client.ErrUnreachable) {
 		return "The registry could not be reached. Check the network and run the batch again; finished users are skipped."
 	}

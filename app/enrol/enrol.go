@@ -426,8 +426,12 @@ func (e *InterruptedError) Hint() string {
 		return fmt.Sprintf("Key %d is half set up and nothing was registered. Reset its PIV and FIDO2 applications "+
 			"(keydesk piv reset --serial %d, and a FIDO2 reset), then enrol it again.", e.Serial, e.Serial)
 	case StagePrepared, StageQueued:
-		return fmt.Sprintf("Key %d is set up and tested but not yet registered (the registry could not be reached). "+
-			"Keep the key; when the registry is back run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
+		why, next := "the registry could not be reached", "when the registry is back"
+		if msg, ok := client.Storage(e.Err); ok {
+			why, next = msg, "once it is fixed"
+		}
+		return fmt.Sprintf("Key %d is set up and tested but not yet registered (%s). "+
+			"Keep the key; %s run: keydesk enrol --resume --serial %d", e.Serial, why, next, e.Serial)
 	default:
 		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
 	}

@@ -54,7 +54,11 @@ func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try fun
 		}
 		d := delay/2 + rand.N(delay/2+1)
 		d = min(d, left)
-		ui.progress(Event{Step: StepRegistryWait, User: user, Detail: fmt.Sprintf("the registry could not be reached; trying again in %s", d.Round(10*time.Millisecond))})
+		why := "the registry could not be reached"
+		if msg, ok := client.Storage(err); ok {
+			why = msg
+		}
+		ui.progress(Event{Step: StepRegistryWait, User: user, Detail: fmt.Sprintf("%s; trying again in %s", why, d.Round(10*time.Millisecond))})
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
