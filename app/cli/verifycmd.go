@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/keydesk/keydesk/app/enrol"
@@ -12,8 +11,6 @@ import (
 	"github.com/keydesk/keydesk/app/verify"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
-	"github.com/keydesk/keydesk/registry"
-	"github.com/keydesk/keydesk/registry/client"
 )
 
 // wholeKey finds the key the invocation is about with both of its
@@ -53,10 +50,13 @@ func runVerify(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	e.storeJournalledEscrow(conn.Client, k.Serial)
-	r, err := verify.Run(e.ctx, k, verify.Options{Registry: conn.Client, Keys: svc, User: verifyUser, Callbacks: e.callbacks(k)})
+	jp, _ := enrol.DefaultJournalPath() // none: nothing to store from it
+	r, err := verify.Run(e.ctx, k, verify.Options{Registry: conn.Client, Keys: svc, User: verifyUser, Callbacks: e.callbacks(k), EnrolJournal: jp})
 	if err != nil {
 		return err
+	}
+	if r.Escrow != "" {
+		fmt.Fprintln(e.stderr, r.Escrow)
 	}
 	if e.json {
 		if err := e.printJSON(r); err != nil {
@@ -69,29 +69,6 @@ func runVerify(e *env, _ *flag.FlagSet, args []string) error {
 		return errChecksFailed
 	}
 	return nil
-}
-
-// storeJournalledEscrow stores the sealed escrow of a pending key from
-// this desk's enrolment journal, when an enrolment was cut off before it
-// stored it: the registry activates no key with PIV slots and no escrow.
-// What goes wrong here is said and verify goes on; its report shows the
-// key's state.
-func (e *env) storeJournalledEscrow(reg *client.Client, serial uint32) {
-	kd, err := reg.KeyBySerial(e.ctx, strconv.FormatUint(uint64(serial), 10))
-	if err != nil || kd.Status != registry.KeyPending {
-		return
-	}
-	jp, err := enrol.DefaultJournalPath()
-	if err != nil {
-		return
-	}
-	stored, err := enrol.StoreJournalledEscrow(e.ctx, jp, reg, serial, kd.ID)
-	switch {
-	case err != nil:
-		fmt.Fprintf(e.stderr, "keydesk: storing key %d's escrow from the enrolment journal: %v\n", serial, err)
-	case stored:
-		fmt.Fprintf(e.stderr, "Stored key %d's sealed escrow from this desk's enrolment journal.\n", serial)
-	}
 }
 
 // errChecksFailed: the report was printed and at least one check failed.
