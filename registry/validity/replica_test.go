@@ -1,0 +1,392 @@
+package validity_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/credential"
+	"github.com/keydesk/keydesk/registry/pgtest"
+	"github.com/keydesk/keydesk/registry/regtest"
+	"github.com/keydesk/keydesk/registry/validity"
+)
+
+var (
+	bin string
+	ctx = context.Background()
+
+	pgOnce sync.Once
+	pg     *pgtest.Server
+	pgErr  error
+)
+
+func TestMain(m *testing.M) {
+	regtest.RunTests(m, &bin, func() {
+		if pg != nil {
+			pg.Stop()
+		}
+	})
+}
+
+// eachBackend runs f against a registry on SQLite and one on a real
+// PostgreSQL (skipped only outside CI when PostgreSQL is not installed).
+func eachBackend(t *testing.T, f func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		pgOnce.Do(func() { pg, pgErr = pgtest.Start() })
+		if errors.Is(pgErr, pgtest.ErrNoPostgres) && os.Getenv("CI") == "" {
+			t.Skipf("skipping: %v", pgErr)
+		}
+		if pgErr != nil {
+			t.Fatal(pgErr)
+		}
+		dsn, err := pg.NewDatabase()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(t, dsn)
+	})
+}
+
+// reg is a keydesk-registry process with an admin client and an
+// authserver token.
+type reg struct {
+	t         *testing.T
+	state     string
+	dbArgs    []string
+	p         *regtest.Process
+	host      string
+	admin     *client.Client
+	adminTok  string
+	authToken string
+}
+
+func token(t *testing.T, state string, dbArgs []string, role, name string) string {
+	t.Helper()
+	args := append([]string{"token", "create", "--state", state, "--role", role, "--name", name}, dbArgs...)
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("token create: %v: %s", err, ee.Stderr)
+		}
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(out))
+	regtest.Secret(tok)
+	return tok
+}
+
+func startReg(t *testing.T, dsn string) *reg {
+	t.Helper()
+	r := &reg{t: t, state: t.TempDir()}
+	if dsn != "" {
+		r.dbArgs = []string{"--db", dsn}
+	}
+	r.adminTok = token(t, r.state, r.dbArgs, "admin", "desk")
+	r.authToken = token(t, r.state, r.dbArgs, "authserver", "login-1")
+	p, err := regtest.Start(bin, r.state, r.dbArgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.p = p
+	u, _ := url.Parse(p.URL)
+	r.host = u.Host
+	t.Cleanup(func() { r.p.Stop() })
+	c, err := client.New(p.URL, r.adminTok, client.Options{OutboxPath: filepath.Join(t.TempDir(), "outbox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	r.admin = c
+	return r
+}
+
+// restart starts the registry again on the same state and address.
+func (r *reg) restart() {
+	r.t.Helper()
+	p, err := regtest.Start(bin, r.state, append([]string{"--listen", r.host}, r.dbArgs...)...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.p = p
+}
+
+// do sends one admin request and returns the status and body.
+func (r *reg) do(method, path string, body any, hdr ...string) (int, []byte) {
+	r.t.Helper()
+	j, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, r.p.URL+path, bytes.NewReader(j))
+	req.Header.Set("Authorization", "Bearer "+r.adminTok)
+	req.Header.Set("Content-Type", "application/json")
+	var k [8]byte
+	crand.Read(k[:])
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("t-%x", k))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res.StatusCode, raw
+}
+
+func fido2(rng *rand.Rand) client.FIDO2Credential {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	id := make([]byte, 16+rng.IntN(48))
+	for i := range id {
+		id[i] = byte(rng.Uint32())
+	}
+	return client.FIDO2Credential{CredentialID: id, PublicKey: credential.COSEKeyES256(&k.PublicKey), RPID: "login.example.org", CredProtect: 2}
+}
+
+func piv() client.PIVSlot {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(k.Public())
+	return client.PIVSlot{Slot: "9a", PublicKey: der}
+}
+
+// world is what the randomized test knows of the registry.
+type world struct {
+	users []string // user ids
+	keys  []*wkey
+	n     int
+}
+
+type wkey struct {
+	id, owner string
+	version   int64
+	status    registry.KeyStatus
+}
+
+// enrol registers a new key (pending) for a new user or for owner.
+func (w *world) enrol(t *testing.T, r *reg, rng *rand.Rand, owner string) *wkey {
+	t.Helper()
+	w.n++
+	e := client.Enrolment{
+		User:  client.EnrolUser{ExternalID: fmt.Sprintf("emp-%05d", w.n)},
+		Key:   client.EnrolKey{Serial: fmt.Sprintf("%08d", 20000000+w.n)},
+		FIDO2: []client.FIDO2Credential{fido2(rng)},
+	}
+	if owner != "" {
+		u, err := r.admin.User(ctx, owner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.User.ExternalID = u.ExternalID
+	}
+	if rng.IntN(4) == 0 {
+		e.PIV = []client.PIVSlot{piv()}
+	}
+	if rng.IntN(4) == 0 {
+		e.FIDO2 = append(e.FIDO2, fido2(rng))
+	}
+	got, err := r.admin.Enrol(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner == "" {
+		w.users = append(w.users, got.User.ID)
+	}
+	k := &wkey{id: got.Key.ID, owner: got.User.ID, version: got.Key.Version, status: got.Key.Status}
+	w.keys = append(w.keys, k)
+	return k
+}
+
+// setStatus moves k; false when the registry refused (nothing changed).
+func (w *world) setStatus(t *testing.T, r *reg, k *wkey, to registry.KeyStatus) bool {
+	t.Helper()
+	got, err := r.admin.SetKeyStatus(ctx, k.id, k.version, to, "validity replica test")
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		if ae.Status == http.StatusConflict {
+			if d, err := r.admin.Key(ctx, k.id); err == nil {
+				k.version, k.status = d.Version, d.Status
+			}
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.version, k.status = got.Version, got.Status
+	return true
+}
+
+// change makes one random change set; false when the registry refused it.
+func (w *world) change(t *testing.T, r *reg, rng *rand.Rand) bool {
+	t.Helper()
+	pick := func(st ...registry.KeyStatus) *wkey {
+		var c []*wkey
+		for _, k := range w.keys {
+			for _, s := range st {
+				if k.status == s {
+					c = append(c, k)
+				}
+			}
+		}
+		if len(c) == 0 {
+			return nil
+		}
+		return c[rng.IntN(len(c))]
+	}
+	switch op := rng.IntN(20); {
+	case op < 4 || len(w.users) == 0:
+		w.enrol(t, r, rng, "")
+	case op < 6:
+		w.enrol(t, r, rng, w.users[rng.IntN(len(w.users))])
+	case op < 11:
+		k := pick(registry.KeyPending, registry.KeySuspended)
+		if k == nil {
+			return false
+		}
+		return w.setStatus(t, r, k, registry.KeyActive)
+	case op < 14:
+		k := pick(registry.KeyActive)
+		if k == nil {
+			return false
+		}
+		to := []registry.KeyStatus{registry.KeySuspended, registry.KeyLost, registry.KeyRevoked, registry.KeyRetired}[rng.IntN(4)]
+		return w.setStatus(t, r, k, to)
+	case op < 17:
+		k := w.keys[rng.IntN(len(w.keys))]
+		st, body := r.do("POST", "/v1/keys/"+k.id+"/fido2", fido2(rng))
+		if st != http.StatusCreated {
+			t.Fatalf("adding a credential: %d %s", st, body)
+		}
+	default:
+		uid := w.users[rng.IntN(len(w.users))]
+		u, err := r.admin.User(ctx, uid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := "suspended"
+		if u.Status != registry.UserActive {
+			to = "active"
+		}
+		st, body := r.do("PATCH", "/v1/users/"+uid, map[string]string{"status": to}, "If-Match", fmt.Sprintf(`"v%d"`, u.Version))
+		if st != http.StatusOK {
+			t.Fatalf("changing user status: %d %s", st, body)
+		}
+	}
+	return true
+}
+
+func normalise(rows []registry.ValidCredential) []registry.ValidCredential {
+	out := append([]registry.ValidCredential{}, rows...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.UserID != b.UserID {
+			return a.UserID < b.UserID
+		}
+		if a.KeyID != b.KeyID {
+			return a.KeyID < b.KeyID
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return string(a.CredentialID)+a.Slot < string(b.CredentialID)+b.Slot
+	})
+	return out
+}
+
+// same fails unless the replica holds exactly GET /v1/validity.
+func same(t *testing.T, r *reg, rep *validity.Replica, step int) {
+	t.Helper()
+	want, err := r.admin.Validity(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rep.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != want.Version {
+		t.Fatalf("step %d: replica at change set %d, registry's view at %d", step, got.Version, want.Version)
+	}
+	g, w := normalise(got.Credentials), normalise(want.Credentials)
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("step %d (change set %d): replica holds %d credentials, registry %d; first difference: %s", step, want.Version, len(g), len(w), firstDiff(g, w))
+	}
+	// Allowed agrees with the rows, one FIDO2 credential each.
+	for _, c := range w {
+		if c.Kind == "fido2" && !rep.Allowed(c.UserID, c.CredentialID).Allowed {
+			t.Fatalf("step %d: Allowed refuses %s's valid credential", step, c.UserID)
+		}
+	}
+}
+
+func firstDiff(g, w []registry.ValidCredential) string {
+	for i := 0; i < max(len(g), len(w)); i++ {
+		switch {
+		case i >= len(g):
+			return fmt.Sprintf("replica lacks %+v", w[i])
+		case i >= len(w):
+			return fmt.Sprintf("replica has extra %+v", g[i])
+		case !reflect.DeepEqual(g[i], w[i]):
+			return fmt.Sprintf("replica %+v, registry %+v", g[i], w[i])
+		}
+	}
+	return "none"
+}
+
+// TestReplicaFollowsFeed makes 1,000 random change sets (new users and
+// keys, activations, suspensions, losses, revocations, retirements,
+// credentials added, users suspended and restored) through the API and,
+// after each, syncs the replica and compares it with GET /v1/validity. The
+// replica loads the whole view once, at the start, and follows the feed for
+// everything after.
+func TestReplicaFollowsFeed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		r := startReg(t, dsn)
+		rep, err := validity.Open(validity.Options{URL: r.p.URL, Token: r.authToken, Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rep.Close()
+		if err := rep.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(2026, 12))
+		w := &world{}
+		const changes = 1000
+		for done, step := 0, 0; done < changes; step++ {
+			if !w.change(t, r, rng) {
+				continue
+			}
+			done++
+			if err := rep.Sync(ctx); err != nil {
+				t.Fatalf("change %d: %v", done, err)
+			}
+			same(t, r, rep, done)
+		}
+		st := rep.Status()
+		if st.FullLoads != 1 {
+			t.Errorf("replica loaded the whole view %d times; want once, then the feed", st.FullLoads)
+		}
+		t.Logf("%d change sets; replica holds %d users, %d credentials at change set %d", changes, st.Users, st.Credentials, st.Cursor)
+	})
+}
