@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
@@ -388,5 +389,180 @@ func TestReplicaFollowsFeed(t *testing.T) {
 			t.Errorf("replica loaded the whole view %d times; want once, then the feed", st.FullLoads)
 		}
 		t.Logf("%d change sets; replica holds %d users, %d credentials at change set %d", changes, st.Users, st.Credentials, st.Cursor)
+	})
+}
+
+// activeUsers enrols n users, each with one active key.
+func activeUsers(t *testing.T, r *reg, w *world, rng *rand.Rand, n int) []*wkey {
+	t.Helper()
+	var ks []*wkey
+	for range n {
+		k := w.enrol(t, r, rng, "")
+		if !w.setStatus(t, r, k, registry.KeyActive) {
+			t.Fatal("activating a new key was refused")
+		}
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// credentialOf is one valid FIDO2 credential of k's owner on k.
+func credentialOf(t *testing.T, r *reg, k *wkey) []byte {
+	t.Helper()
+	v, err := r.admin.Validity(ctx, k.owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range v.Credentials {
+		if c.KeyID == k.id && c.Kind == "fido2" {
+			return c.CredentialID
+		}
+	}
+	t.Fatalf("key %s has no valid credential", k.id)
+	return nil
+}
+
+// TestReplicaRestartsFromDisk: a replica closed and opened again answers
+// from its snapshot before it reaches the registry, then catches up from its
+// cursor through the feed, without loading the whole view again.
+func TestReplicaRestartsFromDisk(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		r := startReg(t, dsn)
+		dir := t.TempDir()
+		opt := validity.Options{URL: r.p.URL, Token: r.authToken, Dir: dir}
+		rep, err := validity.Open(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(7, 7))
+		w := &world{}
+		ks := activeUsers(t, r, w, rng, 20)
+		if err := rep.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		same(t, r, rep, 0)
+		before := rep.Status()
+		if err := rep.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "validity.snap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("snapshot mode %v, want 0600", fi.Mode().Perm())
+		}
+
+		// While the replica is down: a key is lost, new users arrive.
+		lost := ks[3]
+		lostCred := credentialOf(t, r, lost)
+		if !w.setStatus(t, r, lost, registry.KeyLost) {
+			t.Fatal("marking a key lost was refused")
+		}
+		fresh := activeUsers(t, r, w, rng, 5)
+
+		rep, err = validity.Open(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rep.Close()
+		st := rep.Status()
+		if !st.Resumed || st.Cursor != before.Cursor || st.Credentials != before.Credentials || st.FullLoads != 0 {
+			t.Fatalf("reopened replica: %+v; before closing: %+v", st, before)
+		}
+		// From disk alone: the lost key is still held (the replica has not
+		// seen the change yet), the new users are not.
+		if !rep.Allowed(lost.owner, lostCred).Known {
+			t.Error("the snapshot lost a credential")
+		}
+		if rep.Allowed(fresh[0].owner, credentialOf(t, r, fresh[0])).Known {
+			t.Error("the snapshot holds a credential enrolled after it was written")
+		}
+		if err := rep.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		same(t, r, rep, 1)
+		if st := rep.Status(); st.FullLoads != 0 || st.Cursor <= before.Cursor {
+			t.Fatalf("after catching up: %+v; want the feed followed from cursor %d with no full load", st, before.Cursor)
+		}
+		if rep.Allowed(lost.owner, lostCred).Allowed {
+			t.Error("a lost key is still allowed after the sync")
+		}
+	})
+}
+
+// TestReplicaServesLastKnownGood: with the registry killed, the replica
+// keeps answering from its last view and reports its age; past StaleAfter it
+// is degraded and answers by its policy: by default known-valid credentials
+// are still accepted and unknown ones refused; a replica configured to fail
+// closed refuses both. Once the registry is back, one sync clears it.
+func TestReplicaServesLastKnownGood(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		r := startReg(t, dsn)
+		rng := rand.New(rand.NewPCG(5, 5))
+		w := &world{}
+		ks := activeUsers(t, r, w, rng, 4)
+		var mu sync.Mutex
+		now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+		open := func(p validity.Policy) *validity.Replica {
+			rep, err := validity.Open(validity.Options{URL: r.p.URL, Token: r.authToken, Dir: t.TempDir(), StaleAfter: time.Minute, Policy: p, Now: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { rep.Close() })
+			if err := rep.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			return rep
+		}
+		def := open(validity.Policy{})
+		closed := open(validity.Policy{KnownValid: validity.FailClosed})
+		known := credentialOf(t, r, ks[0])
+		// Enrolled while the replicas can still see the registry, but never
+		// synced: unknown to them.
+		late := activeUsers(t, r, w, rng, 1)[0]
+		lateCred := credentialOf(t, r, late)
+
+		r.p.Kill()
+		advance(20 * time.Second)
+		err := def.Sync(ctx)
+		if !errors.Is(err, validity.ErrUnreachable) {
+			t.Fatalf("sync with the registry killed: %v", err)
+		}
+		st := def.Status()
+		if st.Degraded || st.Age != 20*time.Second || st.LastError == "" || st.Users != 4 {
+			t.Fatalf("20 s after the last sync: %+v", st)
+		}
+		if d := def.Allowed(ks[0].owner, known); !d.Allowed || !d.Known || d.Degraded || d.Age != 20*time.Second {
+			t.Fatalf("known credential within the bound: %+v", d)
+		}
+
+		advance(time.Minute)
+		def.Sync(ctx)
+		if st := def.Status(); !st.Degraded || st.Age != 80*time.Second {
+			t.Fatalf("80 s after the last sync: %+v", st)
+		}
+		if d := def.Allowed(ks[0].owner, known); !d.Allowed || !d.Degraded {
+			t.Errorf("default policy, degraded, known-valid credential: %+v", d)
+		}
+		if d := def.Allowed(late.owner, lateCred); d.Allowed || d.Known || !d.Degraded {
+			t.Errorf("default policy, degraded, unknown credential: %+v", d)
+		}
+		if d := closed.Allowed(ks[0].owner, known); d.Allowed || !d.Known || !d.Degraded {
+			t.Errorf("fail-closed policy, degraded, known-valid credential: %+v", d)
+		}
+
+		r.restart()
+		if err := def.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := def.Allowed(late.owner, lateCred); !d.Allowed || d.Degraded || d.Age != 0 {
+			t.Errorf("after the registry came back: %+v", d)
+		}
+		if st := def.Status(); st.Degraded || st.LastError != "" {
+			t.Errorf("after the registry came back: %+v", st)
+		}
 	})
 }
