@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -563,6 +564,154 @@ func TestReplicaServesLastKnownGood(t *testing.T) {
 		}
 		if st := def.Status(); st.Degraded || st.LastError != "" {
 			t.Errorf("after the registry came back: %+v", st)
+		}
+	})
+}
+
+// lossyProxy forwards to the registry; it answers 502 while the registry is
+// down, and for the next drop lockout signals it forwards the request, lets
+// the registry record it, and then cuts the connection without an answer.
+type lossyProxy struct {
+	target string
+	mu     sync.Mutex
+	drop   int
+	cut    int
+}
+
+func (p *lossyProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	out, _ := http.NewRequestWithContext(req.Context(), req.Method, p.target+req.URL.RequestURI(), bytes.NewReader(body))
+	out.Header = req.Header.Clone()
+	res, err := http.DefaultTransport.RoundTrip(out)
+	if err != nil {
+		http.Error(w, `{"code":"bad_gateway","message":"registry down"}`, http.StatusBadGateway)
+		return
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	p.mu.Lock()
+	lose := req.URL.Path == "/v1/signals/lockout" && p.drop > 0
+	if lose {
+		p.drop--
+		p.cut++
+	}
+	p.mu.Unlock()
+	if lose {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	w.Write(raw)
+}
+
+// lockoutsRecorded counts the lockout signals in the registry's change feed.
+func lockoutsRecorded(t *testing.T, r *reg) int {
+	t.Helper()
+	n, cursor := 0, "0"
+	for {
+		page, err := r.admin.Changes(ctx, cursor, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page.Changes {
+			if c.Entity == "migration_signal" && c.Op == "lockout" {
+				n++
+			}
+		}
+		cursor = page.Cursor
+		if !page.More {
+			return n
+		}
+	}
+}
+
+// TestLockoutSignalsDeliveredOnce: failures reported while the registry is
+// down wait in the replica's queue, across a restart of the replica; when
+// the registry is back, each is recorded exactly once, although the answers
+// to the first three were lost on the way and those were sent again.
+func TestLockoutSignalsDeliveredOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		r := startReg(t, dsn)
+		rng := rand.New(rand.NewPCG(3, 3))
+		w := &world{}
+		ks := activeUsers(t, r, w, rng, 3)
+		proxy := &lossyProxy{target: r.p.URL}
+		hs := httptest.NewServer(proxy)
+		defer hs.Close()
+		dir := t.TempDir()
+		opt := validity.Options{URL: hs.URL, Token: r.authToken, Dir: dir, MaxQueue: 12}
+		rep, err := validity.Open(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		base := lockoutsRecorded(t, r)
+		creds := map[int][]byte{}
+		for i := range ks {
+			creds[i] = credentialOf(t, r, ks[i])
+		}
+		fail := func(rep *validity.Replica, i int) error {
+			k := ks[i%len(ks)]
+			return rep.Report(ctx, validity.Failure{UserID: k.owner, KeyID: k.id, CredentialID: creds[i%len(ks)]})
+		}
+
+		r.p.Kill()
+		for i := range 7 {
+			if err := fail(rep, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rep.FlushSignals(ctx); !errors.Is(err, validity.ErrUnreachable) {
+			t.Fatalf("flush with the registry down: %v", err)
+		}
+		if err := rep.Close(); err != nil {
+			t.Fatal(err)
+		}
+		rep, err = validity.Open(opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rep.Close()
+		if st := rep.Status(); st.Queued != 7 {
+			t.Fatalf("%d signals queued after reopening, want 7", st.Queued)
+		}
+		for i := 7; i < 12; i++ {
+			if err := fail(rep, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := fail(rep, 12); !errors.Is(err, validity.ErrQueueFull) {
+			t.Fatalf("13th signal into a queue of 12: %v", err)
+		}
+
+		r.restart()
+		proxy.mu.Lock()
+		proxy.drop = 3
+		proxy.mu.Unlock()
+		tries := 0
+		for err := errors.New("start"); err != nil; tries++ {
+			if tries > 10 {
+				t.Fatalf("signals still not delivered after %d flushes: %v", tries, err)
+			}
+			err = rep.FlushSignals(ctx)
+			if err != nil && !errors.Is(err, validity.ErrUnreachable) {
+				t.Fatal(err)
+			}
+		}
+		st := rep.Status()
+		if st.Queued != 0 || st.Delivered != 12 || st.Rejected != 0 || proxy.cut != 3 {
+			t.Fatalf("after delivery: %+v, %d answers cut", st, proxy.cut)
+		}
+		if got := lockoutsRecorded(t, r) - base; got != 12 {
+			t.Fatalf("registry recorded %d lockout signals, want 12 (one per failure)", got)
 		}
 	})
 }
