@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -10,7 +11,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,5 +259,49 @@ func TestSignInFollowsRegistry(t *testing.T) {
 	}
 	if st := rp.Replica().Status(); st.Delivered != 2 || st.Rejected != 0 || st.Queued != 0 {
 		t.Fatalf("signal queue: %+v", st)
+	}
+}
+
+// TestRun starts the command as an operator would, with the token in the
+// environment, and reads its status over HTTP; it refuses to start without
+// a token.
+func TestRun(t *testing.T) {
+	state := t.TempDir()
+	args := []string{"--listen", "127.0.0.1:0", "--registry", env.Registry.URL, "--rp-id", enroltest.RPID, "--state", state, "--poll", "50ms"}
+	t.Setenv("KEYDESK_RP_TOKEN", "")
+	if err := Run(ctx, args, io.Discard); err == nil || !strings.Contains(err.Error(), "no registry token") {
+		t.Fatalf("without a token: %v", err)
+	}
+	tok, err := regtest.Token(env.Bin, env.State, "authserver", "rp-run", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KEYDESK_RP_TOKEN", tok)
+	pr, pw := io.Pipe()
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- Run(runCtx, args, pw); pw.Close() }()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	url := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	caughtUp(t, url, head(t))
+	res, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !bytes.Contains(page, []byte("navigator.credentials.get")) {
+		t.Fatalf("page: %d", res.StatusCode)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "validity", "validity.snap")); err != nil {
+		t.Fatalf("no snapshot after shutdown: %v", err)
 	}
 }
