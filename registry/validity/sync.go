@@ -19,10 +19,14 @@ func (r *Replica) Sync(ctx context.Context) error {
 	defer r.mu.Unlock()
 	start := r.opt.Now()
 	if err := r.syncLocked(ctx); err != nil {
+		r.stat.Lock()
 		r.lastErr = err.Error()
+		r.stat.Unlock()
 		return err
 	}
+	r.stat.Lock()
 	r.lastErr = ""
+	r.stat.Unlock()
 	r.setLastSync(start)
 	return r.persistLocked(false)
 }
@@ -87,7 +91,9 @@ func (r *Replica) fullLoad(ctx context.Context) error {
 	}
 	r.rps = b.rps.clone()
 	r.view.Store(v)
+	r.stat.Lock()
 	r.fullLoads++
+	r.stat.Unlock()
 	r.dirty = true
 	return nil
 }

@@ -194,9 +194,11 @@ type Replica struct {
 	rps         *rpTable
 	lastPersist time.Time
 	dirty       bool
-	lastErr     string
-	fullLoads   int
-	resumed     bool
+
+	stat      sync.Mutex // the fields below, which Status reads during a sync
+	lastErr   string
+	fullLoads int
+	resumed   bool
 
 	sig *signalQueue
 }
@@ -328,9 +330,9 @@ func (r *Replica) Snapshot() (registry.Validity, error) {
 
 // Status reports the replica's state.
 func (r *Replica) Status() Status {
-	r.mu.Lock()
+	r.stat.Lock()
 	s := Status{LastError: r.lastErr, FullLoads: r.fullLoads, Resumed: r.resumed}
-	r.mu.Unlock()
+	r.stat.Unlock()
 	if v := r.view.Load(); v != nil {
 		s.Cursor = v.cursor
 		s.Users, s.Credentials = v.users, v.creds
