@@ -78,7 +78,7 @@ type drillUser struct {
 
 // drill is one run of the migration drill and its measurements.
 type drill struct {
-	t      *testing.T
+	t      testing.TB
 	admin  *client.Client
 	rpURL  string
 	rp     *RP
@@ -373,6 +373,18 @@ func TestMigrationDrill(t *testing.T) {
 	if s := os.Getenv("KEYDESK_DRILL_USERS"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
+	runDrill(t, n)
+}
+
+// BenchmarkMigrationDrill is the drill at 2,000 users (make bench); its
+// figures are in its log.
+func BenchmarkMigrationDrill(b *testing.B) {
+	for range b.N {
+		runDrill(b, 2000)
+	}
+}
+
+func runDrill(t testing.TB, n int) {
 	start := time.Now()
 	d := &drill{t: t, state: t.TempDir(), byCred: map[string]*softKey{}, rpDir: t.TempDir()}
 	adminTok, err := regtest.Token(env.Bin, d.state, "admin", "drill-admin", "")
@@ -594,6 +606,14 @@ func TestMigrationDrill(t *testing.T) {
 	t.Logf("outage: %d sign-ins served from the last view in %s with the registry down", d.outageServed, outage.Round(time.Millisecond))
 	t.Logf("rollback: %d users moved back; the replica applied it in %s; old keys accepted again after p50 %s, p99 %s (%d users)", rb.Reverted, lags[fmt.Sprintf("rollback@%d", rbVersion)].Round(time.Millisecond/10), pct(backLat, 0.5).Round(time.Millisecond/10), pct(backLat, 0.99).Round(time.Millisecond/10), len(backLat))
 	t.Logf("replica lag over %d marked change sets: p50 %s, p99 %s (poll every 20 ms)", len(all), pct(all, 0.5).Round(time.Millisecond/10), pct(all, 0.99).Round(time.Millisecond/10))
+	names := make([]string, 0, len(lags))
+	for k := range lags {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		t.Logf("  lag %s: %s", k, lags[k].Round(time.Millisecond/10))
+	}
 
 	if d.refusedWrongly != 0 {
 		t.Errorf("%d sign-ins refused although the registry held the key valid: %s", d.refusedWrongly, strings.Join(d.refusals, "; "))

@@ -142,7 +142,7 @@ func head(t *testing.T) int64 {
 
 // caughtUp waits until the relying party's replica has applied change set
 // v, and returns how long that took.
-func caughtUp(t *testing.T, url string, v int64) time.Duration {
+func caughtUp(t testing.TB, url string, v int64) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(30 * time.Second)
