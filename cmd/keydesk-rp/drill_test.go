@@ -502,10 +502,29 @@ func runDrill(t testing.TB, n int) {
 			break
 		}
 	}
-	caughtUp(t, hs.URL, d.mark("halted"))
+	caughtUp(t, hs.URL, d.head())
 	d.round(false) // the halted cohort is back on its old keys
 
-	// Resume without the users whose new keys failed, then 75%.
+	// The desk verifies the canary's new keys (the broken ones fail, and
+	// are held back from then on), then resumes, then goes to 75%.
+	verified, failedVerify := 0, 0
+	for _, u := range canary {
+		ch, err := d.admin.Challenge(ctx, u.new.keyID, "fido2", u.new.recordID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cdj, ad, sig := u.new.assert(ch.RPID, ch.Challenge.Nonce)
+		v, err := d.admin.VerifyFIDO2(ctx, ch.Challenge.ID, credential.Assertion{AuthenticatorData: ad, ClientDataJSON: cdj, Signature: sig})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.OK {
+			verified++
+		} else {
+			failedVerify++
+		}
+	}
+	t.Logf("desk verification of the canary's new keys: %d passed, %d failed", verified, failedVerify)
 	if _, err := d.admin.AdvanceMigration(ctx, m.ID, client.Advance{To: registry.MigrationCanary, Resume: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -538,7 +557,7 @@ func runDrill(t testing.TB, n int) {
 	if d.reg, err = regtest.Start(env.Bin, d.state, "--listen", d.host); err != nil {
 		t.Fatal(err)
 	}
-	caughtUp(t, hs.URL, d.mark("registry back"))
+	caughtUp(t, hs.URL, d.head())
 
 	// The relying party restarts from its snapshot.
 	cancel()
