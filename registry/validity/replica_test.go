@@ -715,3 +715,43 @@ func TestLockoutSignalsDeliveredOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicaFindsOwners: a change that names only a key (a credential
+// added to it) is traced to the key's owner through the view when the feed
+// never told the replica whose key it is; when the view cannot tell either
+// (a pending key, holding nothing valid), the replica reloads the view.
+func TestReplicaFindsOwners(t *testing.T) {
+	r := startReg(t, "")
+	rng := rand.New(rand.NewPCG(11, 11))
+	w := &world{}
+	ks := activeUsers(t, r, w, rng, 3)
+	pending := w.enrol(t, r, rng, "")
+	rep, err := validity.Open(validity.Options{URL: r.p.URL, Token: r.authToken, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close()
+	if err := rep.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := r.do("POST", "/v1/keys/"+ks[1].id+"/fido2", fido2(rng)); st != http.StatusCreated {
+		t.Fatalf("adding a credential: %d %s", st, body)
+	}
+	if err := rep.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	same(t, r, rep, 1)
+	if st := rep.Status(); st.FullLoads != 1 {
+		t.Fatalf("%d whole loads after a credential added to a key the view holds; want 1", st.FullLoads)
+	}
+	if st, body := r.do("POST", "/v1/keys/"+pending.id+"/fido2", fido2(rng)); st != http.StatusCreated {
+		t.Fatalf("adding a credential: %d %s", st, body)
+	}
+	if err := rep.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	same(t, r, rep, 2)
+	if st := rep.Status(); st.FullLoads != 2 {
+		t.Fatalf("%d whole loads after a credential added to a key of unknown owner; want 2", st.FullLoads)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/keydesk/keydesk/registry"
 )
@@ -170,6 +171,16 @@ func sortRows(rows []registry.ValidCredential) {
 // and access passes never change validity.
 func (r *Replica) affected(cs []registry.Change) (map[string]bool, bool) {
 	users := map[string]bool{}
+	scans := 0 // ownerOf's scans of the view, each O(view)
+	ownerOf := func(keyID string) (string, bool) {
+		if o, ok := r.learned.keyOwner[keyID]; ok {
+			return o, true
+		}
+		if scans++; scans > maxScans {
+			return "", false
+		}
+		return r.ownerOf(keyID)
+	}
 	for _, c := range cs {
 		switch c.Entity {
 		case "user", "migration_user":
@@ -200,7 +211,7 @@ func (r *Replica) affected(cs []registry.Change) (map[string]bool, bool) {
 			if c.Entity == "fido2_credential" && (c.Op == "create" || c.Op == "restore") {
 				r.learned.credKey[c.EntityID] = d.KeyID
 			}
-			owner, ok := r.ownerOf(d.KeyID)
+			owner, ok := ownerOf(d.KeyID)
 			if !ok {
 				return nil, true
 			}
@@ -215,7 +226,7 @@ func (r *Replica) affected(cs []registry.Change) (map[string]bool, bool) {
 			if json.Unmarshal(c.Data, &d) != nil || d.KeyID == "" {
 				return nil, true
 			}
-			owner, ok := r.ownerOf(d.KeyID)
+			owner, ok := ownerOf(d.KeyID)
 			if !ok {
 				return nil, true
 			}
@@ -255,6 +266,10 @@ func (r *Replica) affected(cs []registry.Change) (map[string]bool, bool) {
 	return users, false
 }
 
+// maxScans is how many keys of unknown owner one page may look up in the
+// view (a scan of it each) before a whole reload is the cheaper way.
+const maxScans = 8
+
 // ownerOf names the owner of key keyID: from what the feed told the
 // replica, or else from the view (a key with a valid credential).
 func (r *Replica) ownerOf(keyID string) (string, bool) {
@@ -273,7 +288,7 @@ func (r *Replica) ownerOf(keyID string) (string, bool) {
 		}
 		recordKeys(rec, func(kid []byte) {
 			if bytes.Equal(kid, want) {
-				owner = recordUser(rec)
+				owner = strings.Clone(recordUser(rec)) // not a view into the arena: it would keep the arena alive
 			}
 		})
 		return nil
