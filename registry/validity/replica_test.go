@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -754,4 +755,62 @@ func TestReplicaFindsOwners(t *testing.T) {
 	if st := rep.Status(); st.FullLoads != 2 {
 		t.Fatalf("%d whole loads after a credential added to a key of unknown owner; want 2", st.FullLoads)
 	}
+}
+
+// TestRunDeliversAfterOutage: Run keeps retrying queued lockout signals,
+// backing off, while the registry is down, and delivers each once when it
+// is back; on return it writes the snapshot.
+func TestRunDeliversAfterOutage(t *testing.T) {
+	r := startReg(t, "")
+	rng := rand.New(rand.NewPCG(13, 13))
+	w := &world{}
+	ks := activeUsers(t, r, w, rng, 2)
+	cred := credentialOf(t, r, ks[0])
+	proxy := &lossyProxy{target: r.p.URL}
+	var posts atomic.Int64
+	hs := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/v1/signals/lockout" {
+			posts.Add(1)
+		}
+		proxy.ServeHTTP(rw, req)
+	}))
+	defer hs.Close()
+	dir := t.TempDir()
+	rep, err := validity.Open(validity.Options{URL: hs.URL, Token: r.authToken, Dir: dir, PollInterval: 10 * time.Millisecond, BackoffMin: 5 * time.Millisecond, BackoffMax: 40 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close()
+	base := lockoutsRecorded(t, r)
+	r.p.Kill()
+	for range 3 {
+		if err := rep.Report(ctx, validity.Failure{UserID: ks[0].owner, KeyID: ks[0].id, CredentialID: cred}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- rep.Run(runCtx) }()
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(2 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 30 s for %s: %+v", what, rep.Status())
+			}
+		}
+	}
+	wait("retries while the registry is down", func() bool { return posts.Load() >= 4 })
+	r.restart()
+	wait("delivery", func() bool { return rep.Status().Delivered == 3 })
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if got := lockoutsRecorded(t, r) - base; got != 3 {
+		t.Fatalf("registry recorded %d lockout signals, want 3", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "validity.snap")); err != nil {
+		t.Fatalf("no snapshot after Run returned: %v", err)
+	}
+	t.Logf("%d attempts for 3 signals across the outage", posts.Load())
 }
