@@ -191,8 +191,11 @@ func (rp *RP) begin(w http.ResponseWriter, r *http.Request) {
 	sid := hex.EncodeToString(id[:])
 	data, _ := json.Marshal(sess)
 	keys, _ := json.Marshal(u.keys)
+	now := time.Now()
 	rp.mu.Lock()
-	_, err = rp.db.ExecContext(r.Context(), "INSERT INTO sessions (id, user_id, data, keys, expires) VALUES (?, ?, ?, ?, ?)", sid, in.UserID, data, keys, time.Now().Add(rp.cfg.SessionTTL).UnixNano())
+	// Ceremonies never finished expire here.
+	rp.db.ExecContext(r.Context(), "DELETE FROM sessions WHERE expires < ?", now.UnixNano())
+	_, err = rp.db.ExecContext(r.Context(), "INSERT INTO sessions (id, user_id, data, keys, expires) VALUES (?, ?, ?, ?, ?)", sid, in.UserID, data, keys, now.Add(rp.cfg.SessionTTL).UnixNano())
 	rp.mu.Unlock()
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]any{"ok": false, "reason": "internal"})
