@@ -162,7 +162,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "GET", Pattern: "/v1/keys/{id}/escrow/{kind}", Roles: staff, handle: s.getEscrow},
 		{Method: "POST", Pattern: "/v1/challenges", Roles: all, handle: s.createChallenge},
 		{Method: "POST", Pattern: "/v1/verifications", Roles: all, handle: s.verify},
-		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
+		{Method: "GET", Pattern: "/v1/changes", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.changes},
 		{Method: "GET", Pattern: "/v1/validity", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.validity},
 		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
 		{Method: "GET", Pattern: "/v1/audit", Roles: admin, handle: s.listAudit},
