@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
+
+// Self is the CPU time used so far by this process alone (getrusage on
+// Unix, GetProcessTimes on Windows).
+func Self() time.Duration { return self() }
 
 // Tree is the CPU time used so far by this process and every process it
 // started (a PostgreSQL server with its backends and parallel workers,
@@ -22,6 +25,7 @@ func Tree() time.Duration {
 	self := os.Getpid()
 	parent := map[int]int{}
 	ticks := map[int]int64{}
+	// Where there is no /proc (Windows, macOS) this finds nothing and is 0.
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range stats {
 		b, err := os.ReadFile(f)
@@ -57,11 +61,4 @@ func Tree() time.Duration {
 		}
 	}
 	return time.Duration(total) * time.Second / 100 // USER_HZ
-}
-
-// Self is the CPU time used so far by this process alone (getrusage).
-func Self() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

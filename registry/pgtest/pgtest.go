@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +111,7 @@ func (s *Server) run() error {
 	if os.Getenv("KEYDESK_PG_STATEMENTS") != "" {
 		s.cmd.Args = append(s.cmd.Args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all")
 	}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.SysProcAttr = groupAttr()
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		return err
@@ -162,11 +161,11 @@ func (s *Server) halt() {
 	}
 	// To the whole group: runuser does not pass SIGINT on to postgres.
 	// SIGINT is PostgreSQL's fast shutdown.
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
+	signalGroup(s.cmd.Process, false)
 	select {
 	case <-s.done:
 	case <-time.After(30 * time.Second):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		signalGroup(s.cmd.Process, true)
 		<-s.done
 	}
 }

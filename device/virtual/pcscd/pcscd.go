@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package pcscd runs a private pcscd (pcsc-lite) with vpcd readers for
 // virtual YubiKeys, without disturbing a pcscd the machine already runs.
 //

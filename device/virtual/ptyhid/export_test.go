@@ -1,3 +1,5 @@
+//go:build linux
+
 package ptyhid
 
 // HolderPID is the holder process's pid, 0 when there is none.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package ptyhid carries a virtual key's CTAPHID reports over a Linux
 // pseudo-terminal, so real libfido2 (which opens FIDO devices as character
 // devices by path) reaches the virtual authenticator: pass Path to

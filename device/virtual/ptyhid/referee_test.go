@@ -1,3 +1,5 @@
+//go:build linux
+
 package ptyhid_test
 
 // Referees: libfido2's own command-line tools (Debian fido2-tools) against

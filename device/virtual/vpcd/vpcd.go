@@ -17,7 +17,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/keydesk/keydesk/device/virtual"
@@ -202,25 +201,6 @@ func (s *Slot) serve(ctx context.Context, conn net.Conn) {
 			return
 		}
 	}
-}
-
-// quickAck asks the kernel to acknowledge the next segment at once. vpcd
-// sends a message's length and its body in two writes; without this, Nagle's
-// algorithm on vpcd's side waits for our delayed ACK (about 40 ms) before
-// sending the body, once per APDU. TCP_QUICKACK does not stick, so it is set
-// again before every read.
-func quickAck(conn net.Conn) {
-	tc, ok := conn.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	raw.Control(func(fd uintptr) {
-		syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
-	})
 }
 
 func write(w io.Writer, payload []byte) error {
