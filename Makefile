@@ -19,7 +19,7 @@ BIN     := bin
 # what `make build` builds.
 export GOFLAGS += -tags=no_emoji
 
-.PHONY: all deps build run test bench bench-registry fuzz vet clean package package-check fresh-check cross
+.PHONY: all deps build run test bench bench-registry fuzz vet cross-vet clean package package-check fresh-check cross
 
 all: build
 
@@ -38,6 +38,7 @@ run: build
 ## test: every test, on a fresh Debian/Ubuntu machine
 test: deps
 	$(GO) vet ./...
+	GO=$(GO) packaging/cross-vet.sh
 	packaging/with-services.sh $(GO) test -count=1 -timeout 45m ./...
 
 ## bench: benchmarks through the real stacks; figures go in docs/
@@ -51,6 +52,11 @@ bench-registry: deps
 
 vet:
 	$(GO) vet ./...
+
+## cross-vet: go vet and go build for windows/amd64 and darwin/arm64 without
+## cgo (part of `make test`; packaging/cross-vet.sh)
+cross-vet:
+	GO=$(GO) packaging/cross-vet.sh
 
 ## package: the .debs and the fyne tarball in dist/ (packaging/build-packages.sh)
 package: deps

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The cheap portability check `make test` runs first: `go vet` and `go build`
+# of every package for windows/amd64 and darwin/arm64 with CGO_ENABLED=0, so
+# a Linux-only call is caught on Linux. No C cross-compiler, no Wine.
+#
+# Packages that reach cgo-only code by design are left out, and named: the
+# Fyne GL driver (github.com/go-gl/gl), go-libfido2 and fidoc, and on macOS
+# PC/SC (github.com/ebfe/scard and piv-go link PCSC.framework through cgo;
+# on Windows they call winscard.dll without cgo). `make cross` builds the
+# Windows ones with mingw-w64.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+cgo_only='^(github.com/go-gl/gl/|github.com/keys-pub/go-libfido2$|github.com/keydesk/keydesk/device/fidokey/fidoc$)'
+for target in windows/amd64 darwin/arm64; do
+  export GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0
+  re=$cgo_only
+  [ "$GOOS" = darwin ] && re="$cgo_only|^(github.com/ebfe/scard|github.com/go-piv/piv-go/v2/piv)\$"
+  pure=() skipped=()
+  # Each package with its dependencies and its tests' (vet checks tests
+  # too), listed with cgo on so the cgo-only packages show.
+  declare -A cgo=()
+  while read -r pkg; do cgo[$pkg]=1; done < <(
+    CGO_ENABLED=1 "$GO" list -e -test -deps -f '{{.ImportPath}} {{join .Deps " "}}' ./... |
+      awk -v re="$re" '{ for (i = 2; i <= NF; i++) if ($i ~ re) { print $1; next } }')
+  for pkg in $(CGO_ENABLED=1 "$GO" list -e ./...); do
+    if [ -n "${cgo[$pkg]:-}" ] || [ -n "${cgo[$pkg.test]:-}" ] || [ -n "${cgo[${pkg}_test]:-}" ]; then
+      skipped+=("${pkg#github.com/keydesk/keydesk/}")
+    else
+      pure+=("$pkg")
+    fi
+  done
+  "$GO" vet "${pure[@]}"
+  # go build refuses packages that hold only tests.
+  "$GO" build $("$GO" list -e -f '{{if .GoFiles}}{{.ImportPath}}{{end}}' "${pure[@]}")
+  echo "cross-vet $target: ${#pure[@]} packages vetted and built; needing cgo (make cross): ${skipped[*]}"
+done
