@@ -73,8 +73,9 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// DefaultDataDir is keydesk's directory under $XDG_DATA_HOME (or
-// ~/.local/share), where client.DefaultOutboxPath also points.
+// DefaultDataDir is keydesk's directory under the user's data directory
+// ($XDG_DATA_HOME or ~/.local/share on Linux, %LOCALAPPDATA% on Windows),
+// where client.DefaultOutboxPath also points.
 func DefaultDataDir() (string, error) {
 	p, err := client.DefaultOutboxPath()
 	if err != nil {

@@ -16,11 +16,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
+	"github.com/keydesk/keydesk/internal/osdirs"
 	"github.com/keydesk/keydesk/registry"
 )
 
@@ -36,16 +36,13 @@ type Options struct {
 	OutboxPath string
 }
 
-// DefaultOutboxPath is $XDG_DATA_HOME/keydesk/outbox.db (or
-// ~/.local/share/keydesk/outbox.db).
+// DefaultOutboxPath is keydesk/outbox.db in the user's data directory
+// (osdirs.Data): $XDG_DATA_HOME or ~/.local/share on Linux,
+// %LOCALAPPDATA% on Windows.
 func DefaultOutboxPath() (string, error) {
-	d := os.Getenv("XDG_DATA_HOME")
-	if d == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("finding the data directory: %w", err)
-		}
-		d = filepath.Join(h, ".local", "share")
+	d, err := osdirs.Data()
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(d, "keydesk", "outbox.db"), nil
 }

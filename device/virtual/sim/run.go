@@ -18,22 +18,22 @@ import (
 	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/pcscd"
 	"github.com/keydesk/keydesk/device/virtual/vpcd"
+	"github.com/keydesk/keydesk/internal/osdirs"
 )
 
 // FirstSerial is the serial of the first virtual key a fresh state directory
 // gets; later keys count up from it.
 const FirstSerial = 31000001
 
-// DefaultStateDir is where keydesk-sim keeps its keys unless told otherwise.
+// DefaultStateDir is where keydesk-sim keeps its keys unless told
+// otherwise: keydesk/sim in the user's state directory (osdirs.State;
+// $XDG_STATE_HOME or ~/.local/state on Linux).
 func DefaultStateDir() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "keydesk", "sim")
-	}
-	home, err := os.UserHomeDir()
+	d, err := osdirs.State()
 	if err != nil {
 		return filepath.Join(os.TempDir(), "keydesk-sim")
 	}
-	return filepath.Join(home, ".local", "state", "keydesk", "sim")
+	return filepath.Join(d, "keydesk", "sim")
 }
 
 const usage = `keydesk-sim runs virtual YubiKey 5s that real PC/SC software reaches.
