@@ -18,6 +18,7 @@ import (
 	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/device/virtual"
 )
 
 // Config says where keys come from.
@@ -62,6 +63,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, opts: discover.Options{FIDOInfo: cfg.FIDOInfo}}
 	if cfg.Practice {
+		if err := virtual.PracticeSupported(); err != nil {
+			return nil, err
+		}
 		sock := filepath.Join(cfg.SimDir, "pcscd", "run", "pcscd.comm")
 		if _, err := os.Stat(sock); err != nil {
 			return nil, fmt.Errorf("practice mode needs keydesk-sim running with state in %s (start it with 'keydesk-sim run' or 'make run'): %w", cfg.SimDir, err)

@@ -63,7 +63,7 @@ func Dial(ctx context.Context, reader string) (*Session, error) {
 	}
 	sc, err := scard.EstablishContext()
 	if err != nil {
-		return nil, fmt.Errorf("reaching the smart card service (pcscd): %w", err)
+		return nil, fmt.Errorf("reaching %s: %w", serviceName, err)
 	}
 	var card *scard.Card
 	err = RetryShared(ctx, func() error {

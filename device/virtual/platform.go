@@ -8,3 +8,7 @@ import "errors"
 // pseudo-terminals standing in for hidraw nodes, none of which Windows or
 // macOS have.
 var ErrNeedsLinux = errors.New("practice mode needs Linux for now")
+
+// PracticeSupported is nil where practice mode's virtual keys can run and
+// ErrNeedsLinux elsewhere, so callers can say so before starting anything.
+func PracticeSupported() error { return practiceSupported() }

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package virtual
+
+// practiceSupported: see ErrNeedsLinux.
+func practiceSupported() error { return ErrNeedsLinux }
