@@ -16,9 +16,9 @@ package fidoc
 /*
 #cgo !windows pkg-config: libfido2
 #include <fido.h>
-#include <fido/config.h>
 #include <fido/credman.h>
 #include <stdlib.h>
+#include "late.h"
 */
 import "C"
 
@@ -79,6 +79,9 @@ const (
 func check(r C.int) error {
 	if r == C.FIDO_OK {
 		return nil
+	}
+	if r == C.KD_ERR_MISSING {
+		return errMissing
 	}
 	return Code(r)
 }
@@ -161,7 +164,7 @@ func Open(path string) (*Dev, error) {
 	if d == nil {
 		return nil, ErrInternal
 	}
-	C.fido_dev_set_timeout(d, C.int(responseLimit/time.Millisecond))
+	C.kd_dev_set_timeout(d, C.int(responseLimit/time.Millisecond))
 	cp := C.CString(path)
 	defer free(cp)
 	if err := call(func() C.int { return C.fido_dev_open(d, cp) }); err != nil {
@@ -229,11 +232,11 @@ func (d *Dev) Info() (*Info, error) {
 	in := &Info{
 		AAGUID:          goBytes(C.fido_cbor_info_aaguid_ptr(ci), C.fido_cbor_info_aaguid_len(ci)),
 		Protocols:       goBytes(C.fido_cbor_info_protocols_ptr(ci), C.fido_cbor_info_protocols_len(ci)),
-		MinPINLength:    int(C.fido_cbor_info_minpinlen(ci)),
-		ForcePINChange:  bool(C.fido_cbor_info_new_pin_required(ci)),
-		RemainingRK:     int64(C.fido_cbor_info_rk_remaining(ci)),
+		MinPINLength:    int(C.kd_cbor_info_minpinlen(ci)),
+		ForcePINChange:  bool(C.kd_cbor_info_new_pin_required(ci)),
+		RemainingRK:     int64(C.kd_cbor_info_rk_remaining(ci)),
 		FirmwareVersion: uint64(C.fido_cbor_info_fwversion(ci)),
-		MaxCredCount:    uint64(C.fido_cbor_info_maxcredcntlst(ci)),
+		MaxCredCount:    uint64(C.kd_cbor_info_maxcredcntlst(ci)),
 		MaxMsgSize:      uint64(C.fido_cbor_info_maxmsgsiz(ci)),
 		Options:         map[string]bool{},
 	}
@@ -284,7 +287,7 @@ func (d *Dev) SetPIN(pin, old string) error {
 func (d *Dev) SetPINMinLen(n int, pin string) error {
 	p := newPIN(pin)
 	defer p.free()
-	return call(func() C.int { return C.fido_dev_set_pin_minlen(d.d, C.size_t(n), p.p) })
+	return call(func() C.int { return C.kd_dev_set_pin_minlen(d.d, C.size_t(n), p.p) })
 }
 
 // ForcePINChange is authenticatorConfig setMinPINLength with
@@ -292,7 +295,7 @@ func (d *Dev) SetPINMinLen(n int, pin string) error {
 func (d *Dev) ForcePINChange(pin string) error {
 	p := newPIN(pin)
 	defer p.free()
-	return call(func() C.int { return C.fido_dev_force_pin_change(d.d, p.p) })
+	return call(func() C.int { return C.kd_dev_force_pin_change(d.d, p.p) })
 }
 
 // EnableEnterpriseAttestation is authenticatorConfig
@@ -300,7 +303,7 @@ func (d *Dev) ForcePINChange(pin string) error {
 func (d *Dev) EnableEnterpriseAttestation(pin string) error {
 	p := newPIN(pin)
 	defer p.free()
-	return call(func() C.int { return C.fido_dev_enable_entattest(d.d, p.p) })
+	return call(func() C.int { return C.kd_dev_enable_entattest(d.d, p.p) })
 }
 
 // Reset is authenticatorReset (CTAP 2.1 §6.6).
@@ -389,8 +392,8 @@ func (d *Dev) MakeCred(a MakeCredArgs) (*Cred, error) {
 	}
 	return &Cred{
 		Format:   C.GoString(C.fido_cred_fmt(c)),
-		AuthData: goBytes(C.fido_cred_authdata_raw_ptr(c), C.fido_cred_authdata_raw_len(c)),
-		AttStmt:  goBytes(C.fido_cred_attstmt_ptr(c), C.fido_cred_attstmt_len(c)),
+		AuthData: goBytes(C.kd_cred_authdata_raw_ptr(c), C.kd_cred_authdata_raw_len(c)),
+		AttStmt:  goBytes(C.kd_cred_attstmt_ptr(c), C.kd_cred_attstmt_len(c)),
 		ID:       goBytes(C.fido_cred_id_ptr(c), C.fido_cred_id_len(c)),
 		X5C:      goBytes(C.fido_cred_x5c_ptr(c), C.fido_cred_x5c_len(c)),
 		Sig:      goBytes(C.fido_cred_sig_ptr(c), C.fido_cred_sig_len(c)),
@@ -535,4 +538,4 @@ func (d *Dev) DeleteRK(id []byte, pin string) error {
 }
 
 // HasPIN reports whether the key said at open that a PIN is set.
-func (d *Dev) HasPIN() bool { return bool(C.fido_dev_has_pin(d.d)) }
+func (d *Dev) HasPIN() bool { return bool(C.kd_dev_has_pin(d.d)) }
