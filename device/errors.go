@@ -131,3 +131,14 @@ func Hint(err error) string {
 	}
 	return ""
 }
+
+// ErrLibraryLacks: the FIDO library on this computer (libfido2) is older
+// than the operation needs, whatever the key supports; on Windows a newer
+// fido2.dll beside keydesk.exe provides it. errors.Is with ErrNotSupported
+// holds too.
+var ErrLibraryLacks error = libraryLacks{}
+
+type libraryLacks struct{}
+
+func (libraryLacks) Error() string        { return "not supported by the libfido2 present" }
+func (libraryLacks) Is(target error) bool { return target == ErrNotSupported }

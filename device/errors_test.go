@@ -37,3 +37,13 @@ func TestErrorsAndHints(t *testing.T) {
 		t.Error("unrelated error got a hint")
 	}
 }
+
+func TestLibraryLacksIsNotSupported(t *testing.T) {
+	err := fmt.Errorf("setting the minimum pin length: %w", ErrLibraryLacks)
+	if !errors.Is(err, ErrLibraryLacks) || !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("%v: want ErrLibraryLacks and ErrNotSupported", err)
+	}
+	if errors.Is(fmt.Errorf("x: %w", ErrNotSupported), ErrLibraryLacks) {
+		t.Fatal("a key's own not-supported reads as the library's")
+	}
+}

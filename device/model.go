@@ -189,4 +189,9 @@ type FIDOStatus struct {
 	// EnterpriseAttestationEnabled is that option's value.
 	EnterpriseAttestation        bool
 	EnterpriseAttestationEnabled bool
+	// LibraryLacks names the FIDO library functions keydesk uses that the
+	// libfido2 on this computer lacks (on Windows, the one go-libfido2
+	// bundles predates authenticatorConfig). The features that need them
+	// fail with ErrLibraryLacks; the figures they read are unknown.
+	LibraryLacks []string
 }

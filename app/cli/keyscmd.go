@@ -125,6 +125,7 @@ type fidoView struct {
 	RemainingResident int             `json:"remaining_discoverable_credentials"`
 	MinPINLength      int             `json:"min_pin_length"`
 	ForcePINChange    bool            `json:"force_pin_change"`
+	LibraryLacks      []string        `json:"libfido2_lacks,omitempty"`
 }
 
 func origin(o device.KeyOrigin) string {
@@ -166,7 +167,8 @@ func viewFIDO(st *device.FIDOStatus) *fidoView {
 		return nil
 	}
 	return &fidoView{AAGUID: formatAAGUID(st.AAGUID), Versions: st.Versions, Options: st.Options, PINSet: st.PINSet,
-		PINRetries: st.PINRetries, RemainingResident: st.RemainingResident, MinPINLength: st.MinPINLength, ForcePINChange: st.ForcePINChange}
+		PINRetries: st.PINRetries, RemainingResident: st.RemainingResident, MinPINLength: st.MinPINLength, ForcePINChange: st.ForcePINChange,
+		LibraryLacks: st.LibraryLacks}
 }
 
 func formatAAGUID(a [16]byte) string {
@@ -256,6 +258,9 @@ func printReport(e *env, r *keys.Report) {
 			fmt.Fprintln(w, "  PIN must be changed before next use.")
 		}
 		fmt.Fprintf(w, "  Free discoverable credential slots: %d\n", f.RemainingResident)
+		if len(f.LibraryLacks) > 0 {
+			fmt.Fprintf(w, "  Not supported by the libfido2 present (a newer fido2.dll beside keydesk.exe adds them): %s\n", strings.Join(f.LibraryLacks, ", "))
+		}
 	} else if r.FIDOError != "" {
 		fmt.Fprintf(w, "\nFIDO2: could not be read: %s\n", r.FIDOError)
 	}

@@ -181,6 +181,9 @@ func (d *Device) mapErr(ctx context.Context, op string, err error) error {
 	if errors.Is(err, device.ErrKeyRemoved) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	if errors.Is(err, fidoc.ErrMissing) {
+		return fmt.Errorf("%s: %w", op, device.ErrLibraryLacks)
+	}
 	code, ok := codeOf(err)
 	if !ok {
 		return fmt.Errorf("%s: %w", op, err)

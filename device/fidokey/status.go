@@ -31,6 +31,7 @@ func (d *Device) Status(ctx context.Context) (device.FIDOStatus, error) {
 			st.MinPINLength = 4 // CTAP 2.1 §6.4: absent means 4
 		}
 		st.ForcePINChange = in.ForcePINChange
+		st.LibraryLacks = fidoc.Missing()
 		st.RemainingResident = int(in.RemainingRK)
 		_, st.EnterpriseAttestation = in.Options["ep"]
 		st.EnterpriseAttestationEnabled = in.Options["ep"]
