@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
-# Cross-compile check for Windows and macOS (what `make cross` runs). It
-# builds what this Linux machine can build for the other systems and names
-# what it cannot, package by package; docs/packaging.md records the results
-# and the native build steps.
+# Cross-builds for Windows and macOS (what `make cross` runs).
 #
-#   keydesk-registry  windows/amd64, darwin/amd64, darwin/arm64 (pure Go)
-#   go-libfido2       windows/amd64 with mingw-w64 and the DLLs go-libfido2
-#                     bundles (a probe program that lists FIDO devices)
-#   keydesk           windows/amd64 with mingw-w64; every keydesk package in
-#                     its import graph is built on its own, so a failure
-#                     names the packages that are not yet portable
-#   keydesk (macOS)   not attempted: it needs cgo against Apple's SDK
-#                     (PC/SC.framework through github.com/ebfe/scard, Fyne's
-#                     Cocoa/GL), which no Debian package provides
+#   dist/windows-amd64/   keydesk.exe (cgo with mingw-w64: Fyne's GLFW,
+#                         libfido2 from the DLLs go-libfido2 bundles, PC/SC
+#                         through winscard.dll), keydesk-registry.exe (pure
+#                         Go), keydesk-rp.exe, and the DLLs keydesk.exe loads
+#                         that Windows does not ship
+#   dist/cross/           keydesk-registry for darwin/amd64 and darwin/arm64
+#                         (pure Go); keydesk itself needs Apple's SDK
 #
-# Output goes to $DIST/cross (default dist/cross). Exits non-zero when
-# anything that should build does not. Needs gcc-mingw-w64-x86-64
-# (packaging/install-deps.sh --cross).
+# Everything comes from this machine: Debian's mingw-w64, the Go modules and
+# what they ship. The host's pkg-config must not answer for Windows (it
+# would hand mingw Linux include paths), so it is pointed at an empty
+# directory. Exits non-zero when anything does not build. Needs
+# gcc-mingw-w64-x86-64 (packaging/install-deps.sh --cross).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +21,9 @@ GO=${GO:-go}
 DIST=${DIST:-dist}
 LDFLAGS=${LDFLAGS:-}
 OUT=$DIST/cross
+WIN=$DIST/windows-amd64
 MINGW=x86_64-w64-mingw32-gcc
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WIN"
 rm -f "$OUT"/*.log
 failed=()
 
@@ -34,7 +32,7 @@ build() { # name GOOS GOARCH CGO output package [env...]
   shift 6
   if env GOOS="$goos" GOARCH="$goarch" CGO_ENABLED="$cgo" "$@" \
     "$GO" build -trimpath -ldflags "$LDFLAGS" -o "$out" "$pkg" 2>"$OUT/$name.log"; then
-    echo "ok    $name: $(file -b "$out" | cut -d, -f1)"
+    echo "ok    $name: $(file -b "$out" | cut -d, -f1), $(du -h "$out" | cut -f1)"
   else
     echo "FAIL  $name (log: $OUT/$name.log)"
     sed 's/^/        /' "$OUT/$name.log" | head -8
@@ -42,8 +40,8 @@ build() { # name GOOS GOARCH CGO output package [env...]
   fi
 }
 
-echo "== keydesk-registry (CGO_ENABLED=0)"
-build registry-windows-amd64 windows amd64 0 "$OUT/keydesk-registry.exe" ./cmd/keydesk-registry
+echo "== pure Go (CGO_ENABLED=0)"
+build registry-windows-amd64 windows amd64 0 "$WIN/keydesk-registry.exe" ./cmd/keydesk-registry
 build registry-darwin-amd64 darwin amd64 0 "$OUT/keydesk-registry-darwin-amd64" ./cmd/keydesk-registry
 build registry-darwin-arm64 darwin arm64 0 "$OUT/keydesk-registry-darwin-arm64" ./cmd/keydesk-registry
 
@@ -51,46 +49,41 @@ if ! command -v "$MINGW" >/dev/null 2>&1; then
   echo "cross: $MINGW is missing (packaging/install-deps.sh --cross)" >&2
   exit 1
 fi
-win=(CC="$MINGW")
+fido=$("$GO" list -m -f '{{.Dir}}' github.com/keys-pub/go-libfido2)/windows
+empty=$(mktemp -d)
+trap 'rm -rf "$empty"' EXIT
+# fidoc includes go-libfido2's Windows headers and links its import
+# library; go-libfido2 adds the same for itself.
+win=(CC="$MINGW" PKG_CONFIG_LIBDIR="$empty" PKG_CONFIG_PATH=
+  CGO_CFLAGS="-O2 -I$fido/include" CGO_LDFLAGS="-L$fido/lib -lfido2")
 
-echo "== go-libfido2 with its bundled Windows libraries (mingw-w64)"
-probe=$OUT/probe
-mkdir -p "$probe"
-cat >"$probe/main.go" <<'GO'
-// Command probe lists FIDO devices through go-libfido2; it is built, never run.
-package main
-
-import (
-	"fmt"
-
-	libfido2 "github.com/keys-pub/go-libfido2"
-)
-
-func main() {
-	locs, err := libfido2.DeviceLocations()
-	fmt.Println(len(locs), err)
-}
-GO
-build libfido2-windows-amd64 windows amd64 1 "$OUT/libfido2-probe.exe" "./$probe" "${win[@]}"
-if [ -f "$OUT/libfido2-probe.exe" ]; then
-  echo "        imports: $(x86_64-w64-mingw32-objdump -p "$OUT/libfido2-probe.exe" | awk '/DLL Name/ {printf "%s ", $3}')"
+echo "== windows/amd64 with cgo (mingw-w64)"
+build keydesk-windows-amd64 windows amd64 1 "$WIN/keydesk.exe" ./cmd/keydesk "${win[@]}"
+build rp-windows-amd64 windows amd64 1 "$WIN/keydesk-rp.exe" ./cmd/keydesk-rp "${win[@]}"
+if [ -f "$WIN/keydesk.exe" ]; then
+  cp "$fido/lib/fido2.dll" "$fido/lib/cbor.dll" "$fido/lib/crypto-45.dll" "$WIN/"
+  imports=$(x86_64-w64-mingw32-objdump -p "$WIN/keydesk.exe" | awk '/DLL Name/ {print $3}' | sort -u)
+  echo "        keydesk.exe imports: $(echo $imports)"
+  # Every DLL it imports is either shipped beside it or part of Windows.
+  for dll in $imports; do
+    case ${dll,,} in
+    fido2.dll) ;;
+    kernel32.dll | user32.dll | gdi32.dll | advapi32.dll | shell32.dll | ole32.dll | opengl32.dll | \
+      winscard.dll | ws2_32.dll | winmm.dll | msvcrt.dll | crypt32.dll | bcrypt.dll | ntdll.dll | \
+      dwmapi.dll | imm32.dll | setupapi.dll | hid.dll | iphlpapi.dll | secur32.dll | userenv.dll | \
+      dnsapi.dll | netapi32.dll | powrprof.dll | shcore.dll | comctl32.dll | oleaut32.dll | \
+      api-ms-win-*) ;;
+    *)
+      echo "FAIL  keydesk.exe imports $dll, which neither Windows nor dist/windows-amd64 provides"
+      failed+=("dll-$dll")
+      ;;
+    esac
+  done
 fi
-
-echo "== keydesk windows/amd64 (mingw-w64), package by package"
-pkgs=$("$GO" list -deps ./cmd/keydesk | grep '^github.com/keydesk/keydesk/')
-bad=()
-for p in $pkgs; do
-  if ! env GOOS=windows GOARCH=amd64 CGO_ENABLED=1 "${win[@]}" "$GO" build "$p" 2>"$OUT/pkg.log"; then
-    bad+=("${p#github.com/keydesk/keydesk/}")
-    { echo "## $p"; cat "$OUT/pkg.log"; } >>"$OUT/keydesk-windows-packages.log"
-  fi
-done
-rm -f "$OUT/pkg.log"
-echo "packages in keydesk's import graph: $(wc -w <<<"$pkgs"); not building for Windows: ${#bad[@]}${bad[*]:+ (${bad[*]})}"
-build keydesk-windows-amd64 windows amd64 1 "$OUT/keydesk.exe" ./cmd/keydesk "${win[@]}"
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "cross: did not build: ${failed[*]}" >&2
   exit 1
 fi
-echo "cross: everything built"
+echo "cross: everything built; $WIN holds:"
+ls -l "$WIN" | awk 'NR > 1 {printf "        %10d  %s\n", $5, $9}'
