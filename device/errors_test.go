@@ -47,3 +47,16 @@ func TestLibraryLacksIsNotSupported(t *testing.T) {
 		t.Fatal("a key's own not-supported reads as the library's")
 	}
 }
+
+func TestPlatformFIDOPath(t *testing.T) {
+	for path, want := range map[string]bool{
+		"windows://hello":                 true,
+		"/dev/hidraw3":                    false,
+		`\\?\hid#vid_1050&pid_0407&mi_01`: false,
+		"ioreg://4294969457":              false,
+	} {
+		if got := IsPlatformFIDOPath(path); got != want {
+			t.Errorf("IsPlatformFIDOPath(%q) = %v, want %v", path, got, want)
+		}
+	}
+}

@@ -246,7 +246,9 @@ func (s *Scanner) fidoPaths() []string {
 	if !s.opts.NoSystemHID {
 		if locs, err := libfido2.DeviceLocations(); err == nil {
 			for _, l := range locs {
-				paths = append(paths, l.Path)
+				if !device.IsPlatformFIDOPath(l.Path) {
+					paths = append(paths, l.Path)
+				}
 			}
 		}
 	}

@@ -97,6 +97,9 @@ func (d *Device) refind(ctx context.Context, wantSerial uint32) bool {
 		return false
 	}
 	for _, l := range locs {
+		if device.IsPlatformFIDOPath(l.Path) {
+			continue
+		}
 		if serial, _, ok, err := Open(l.Path).Info(ctx); err == nil && ok && serial == wantSerial {
 			d.setPath(l.Path)
 			return true
