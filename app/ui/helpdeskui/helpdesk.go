@@ -99,7 +99,10 @@ type foundKey struct {
 // New builds the Helpdesk screen.
 func New(env *uikit.Env) *View {
 	v := &View{env: env, pick: -1}
-	v.Identity = func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }
+	v.Identity = env.HelpdeskIdentity
+	if v.Identity == nil {
+		v.Identity = func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }
+	}
 	v.Search = widget.NewEntry()
 	v.Search.SetPlaceHolder("a person's id or name, or a key's serial")
 	v.Search.OnSubmitted = func(string) { v.find() }

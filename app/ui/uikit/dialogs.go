@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry/client"
 )
@@ -26,6 +27,18 @@ func Message(err error) string {
 		return ""
 	}
 	msg := err.Error()
+	var fe *settings.FieldError
+	var fes settings.Errors
+	switch {
+	case errors.As(err, &fes):
+		lines := make([]string, len(fes))
+		for i, e := range fes {
+			lines[i] = e.Label() + " (Settings): " + e.Msg
+		}
+		msg = strings.Join(lines, "\n")
+	case errors.As(err, &fe):
+		msg = fe.Label() + " (Settings): " + fe.Msg
+	}
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		msg += "\n\n" + h.Hint()
