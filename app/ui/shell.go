@@ -171,13 +171,11 @@ func (s *Shell) Dark() bool { return s.dark }
 // SetDark switches between the light and the dark theme.
 func (s *Shell) SetDark(dark bool) {
 	s.dark = dark
-	v := theme.VariantLight
 	s.Theme.SetText("Dark")
 	if dark {
-		v = theme.VariantDark
 		s.Theme.SetText("Light")
 	}
-	s.env.App.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: v})
+	s.env.App.Settings().SetTheme(Theme(dark))
 	// Screens built but not shown now pick the theme up too.
 	for _, o := range s.made {
 		o.Refresh()
@@ -223,17 +221,6 @@ func (s *Shell) Shortcuts(w fyne.Window) {
 			s.ShowAbout()
 		}
 	})
-}
-
-// variantTheme is the default theme held to one variant, whatever the
-// desktop prefers.
-type variantTheme struct {
-	fyne.Theme
-	v fyne.ThemeVariant
-}
-
-func (t variantTheme) Color(n fyne.ThemeColorName, _ fyne.ThemeVariant) color.Color {
-	return t.Theme.Color(n, t.v)
 }
 
 // firstFrame is a one-pixel transparent raster: Fyne paints it with the

@@ -25,7 +25,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
-	"fyne.io/fyne/v2/theme"
 
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
@@ -77,7 +76,7 @@ func Run(ctx context.Context, opt Options) error {
 	d.env.Window = w
 	// The theme is set before anything is built, so every widget starts in
 	// it.
-	a.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: theme.VariantLight})
+	a.Settings().SetTheme(Theme(false))
 	d.shell = NewShell(d.env, Screens())
 	d.shell.OnRefresh = d.rescan
 	d.shell.SetPractice(d.practice)
