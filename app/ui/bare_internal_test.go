@@ -25,6 +25,8 @@ func texts(obj fyne.CanvasObject, out *[]string) {
 		*out = append(*out, o.Text)
 	case *widget.Entry:
 		*out = append(*out, o.Text, o.PlaceHolder)
+	case *uikit.Entry:
+		*out = append(*out, o.Text, o.PlaceHolder)
 	case *widget.Button:
 		*out = append(*out, o.Text)
 	case *widget.Hyperlink:

@@ -6,7 +6,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
-	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -193,7 +192,7 @@ func AboutText() string {
 
 // ShowAbout shows the About box.
 func (s *Shell) ShowAbout() {
-	dialog.ShowInformation("About keydesk", AboutText(), s.env.Window)
+	uikit.ShowInfo("About keydesk", AboutText(), s.env.Window)
 }
 
 // Shortcuts installs the keyboard shortcuts on w: Ctrl+1…9 open the

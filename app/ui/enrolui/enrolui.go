@@ -271,26 +271,17 @@ func ask[T any](ctx context.Context, d *desk, show func(answer func(T, error))) 
 	}
 }
 
-// keyEntry is an entry that also reports Escape (Enter is OnSubmitted).
-type keyEntry struct {
-	widget.Entry
-	onEscape func()
-}
+// keyEntry is an entry that also reports Escape (Enter is OnSubmitted) and
+// lets the window's shortcuts through.
+type keyEntry = uikit.Entry
 
 func newKeyEntry(password bool, placeholder string) *keyEntry {
-	e := &keyEntry{}
-	e.Password = password
-	e.PlaceHolder = placeholder
-	e.ExtendBaseWidget(e)
-	return e
-}
-
-func (e *keyEntry) TypedKey(ev *fyne.KeyEvent) {
-	if ev.Name == fyne.KeyEscape && e.onEscape != nil {
-		e.onEscape()
-		return
+	e := uikit.NewEntry()
+	if password {
+		e = uikit.NewPasswordEntry()
 	}
-	e.Entry.TypedKey(ev)
+	e.PlaceHolder = placeholder
+	return e
 }
 
 // keyCatcher holds the keyboard focus on steps without an entry, so Enter
@@ -315,6 +306,30 @@ func (k *keyCatcher) TypedKey(ev *fyne.KeyEvent) {
 	if k.onKey != nil {
 		k.onKey(ev.Name)
 	}
+}
+
+// enterList is a list on which Enter and Escape do what they do on the
+// step around it (Next and Cancel): a click on a row gives the list the
+// keyboard focus, and Fyne's list ignores both keys. The arrows and Space
+// still move and choose.
+type enterList struct {
+	widget.List
+	onKey func(fyne.KeyName)
+}
+
+func newEnterList(onKey func(fyne.KeyName), length func() int, create func() fyne.CanvasObject, update func(widget.ListItemID, fyne.CanvasObject)) *enterList {
+	l := &enterList{onKey: onKey}
+	l.Length, l.CreateItem, l.UpdateItem = length, create, update
+	l.ExtendBaseWidget(l)
+	return l
+}
+
+func (l *enterList) TypedKey(ev *fyne.KeyEvent) {
+	if (isEnter(ev.Name) || ev.Name == fyne.KeyEscape) && l.onKey != nil {
+		l.onKey(ev.Name)
+		return
+	}
+	l.List.TypedKey(ev)
 }
 
 // isEnter reports whether name is one of the keyboard's Enter keys.
@@ -607,7 +622,7 @@ func newPINForm(win fyne.Window, onEscape func()) *pinForm {
 	f := &pinForm{win: win, title: heading(""), rule: wrapped(""), problem: wrapped(""),
 		pin: newKeyEntry(true, "PIN"), again: newKeyEntry(true, "the same PIN again")}
 	f.problem.Importance = widget.DangerImportance
-	f.pin.onEscape, f.again.onEscape = onEscape, onEscape
+	f.pin.OnEscape, f.again.OnEscape = onEscape, onEscape
 	f.pin.OnSubmitted = func(string) {
 		if f.isNew && f.again.Text == "" {
 			f.focus(f.again)

@@ -901,3 +901,63 @@ func TestUserLine(t *testing.T) {
 		}
 	}
 }
+
+// click does what a click on row i of l does in Fyne: the list takes the
+// keyboard focus, then the row is selected.
+func (h *harness) click(l *enterList, i int) {
+	h.t.Helper()
+	h.ui(func() {
+		h.win.Canvas().Focus(l)
+		l.Select(i)
+	})
+}
+
+// TestWizardEnterAfterAClick: a user and then a key chosen with the mouse
+// (which gives the list the keyboard focus); "press Enter" then goes on,
+// as the step says, and Escape cancels.
+func TestWizardEnterAfterAClick(t *testing.T) {
+	h := newHarness(t)
+	eve := uniq("u-eve")
+	addUser(t, eve, "Eve Clicker")
+	var w *wizard
+	h.ui(func() {
+		w = newWizard(h.env, h.d)
+		h.win.SetContent(w.root)
+	})
+	f := &follower{t: h.t, tr: &w.trail}
+	f.await("users-loaded")
+	h.ui(func() { h.win.Canvas().Focus(w.search) })
+	h.typeText(eve)
+	h.click(w.userList, 0)
+	h.ui(func() {
+		if w.user.ExternalID != eve {
+			t.Fatalf("clicked user %+v", w.user)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await(stepKey)
+	h.waitKeyListed(w, h.serials[0])
+	var row int
+	h.ui(func() {
+		for i, k := range w.keys {
+			if k.Serial == h.serials[0] {
+				row = i
+			}
+		}
+	})
+	h.click(w.keyList, row)
+	h.ui(func() {
+		if want := fmt.Sprintf("Key %d chosen. Press Enter to check it.", h.serials[0]); w.keyNote.Text != want {
+			t.Fatalf("key note %q, want %q", w.keyNote.Text, want)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyEscape)
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Cancelled" {
+			t.Fatalf("after Escape: %s", w.resultHead.Text)
+		}
+	})
+}

@@ -61,10 +61,10 @@ func registryHint(err error) string {
 	return ""
 }
 
-// ShowError shows err with its next step in a dialog on w.
+// ShowError shows err with its next step in a dialog on w; Enter and
+// Escape close it.
 func ShowError(title string, err error, w fyne.Window) {
-	d := dialog.NewCustom(title, "Close", wrapLabel(Message(err)), w)
-	d.Show()
+	ShowInfo(title, Message(err), w)
 }
 
 // ConfirmSerial asks before a destructive step on one key: the action
@@ -73,7 +73,7 @@ func ShowError(title string, err error, w fyne.Window) {
 // the field confirms once the serial matches; Escape cancels.
 func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onConfirm func()) dialog.Dialog {
 	want := strconv.FormatUint(uint64(serial), 10)
-	entry := widget.NewEntry()
+	entry := NewEntry()
 	entry.SetPlaceHolder("serial " + want)
 	body := wrapLabel(fmt.Sprintf("%s on the key with serial %s.\n%s\n\nType the serial to confirm.", action, want, consequence))
 	var d *dialog.CustomDialog
@@ -95,6 +95,7 @@ func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onC
 		}
 	}
 	entry.OnSubmitted = func(string) { do.OnTapped() }
+	entry.OnEscape = cancel.OnTapped
 	d = dialog.NewCustomWithoutButtons(action+"?", container.NewVBox(body, entry), w)
 	d.SetButtons([]fyne.CanvasObject{cancel, do})
 	d.Show()

@@ -33,7 +33,7 @@ type View struct {
 	keys []device.Key
 
 	Key     *widget.Select
-	User    *widget.Entry
+	User    *uikit.Entry
 	Run     *widget.Button
 	Cancel  *widget.Button
 	Touch   *widget.Label
@@ -52,7 +52,7 @@ func New(env *uikit.Env) *View {
 	v := &View{env: env}
 	v.Key = widget.NewSelect(nil, func(string) { v.enable() })
 	v.Key.PlaceHolder = "Insert a key"
-	v.User = widget.NewEntry()
+	v.User = uikit.NewEntry()
 	v.User.SetPlaceHolder("who the key should belong to (optional)")
 	if env.Role == uikit.Self {
 		v.User.SetText(env.User)
