@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -608,9 +609,12 @@ type pinForm struct {
 	title   *widget.Label
 	rule    *widget.Label
 	problem *widget.Label
-	pin     *keyEntry
-	again   *keyEntry
-	box     *fyne.Container
+	// check says, as the person types a new PIN, whether it meets the
+	// rules yet.
+	check *widget.Label
+	pin   *keyEntry
+	again *keyEntry
+	box   *fyne.Container
 
 	win    fyne.Window
 	req    enrol.PINRequest
@@ -619,9 +623,11 @@ type pinForm struct {
 }
 
 func newPINForm(win fyne.Window, onEscape func()) *pinForm {
-	f := &pinForm{win: win, title: heading(""), rule: wrapped(""), problem: wrapped(""),
+	f := &pinForm{win: win, title: heading(""), rule: wrapped(""), problem: wrapped(""), check: wrapped(""),
 		pin: newKeyEntry(true, "PIN"), again: newKeyEntry(true, "the same PIN again")}
 	f.problem.Importance = widget.DangerImportance
+	f.check.Hide() // shown while a new PIN is typed
+	f.pin.OnChanged = func(string) { f.live() }
 	f.pin.OnEscape, f.again.OnEscape = onEscape, onEscape
 	f.pin.OnSubmitted = func(string) {
 		if f.isNew && f.again.Text == "" {
@@ -632,7 +638,7 @@ func newPINForm(win fyne.Window, onEscape func()) *pinForm {
 	}
 	f.again.OnSubmitted = func(string) { f.submit() }
 	f.box = container.NewVBox(f.title, f.rule, f.problem,
-		widget.NewForm(widget.NewFormItem("PIN", f.pin), widget.NewFormItem("Again", f.again)))
+		widget.NewForm(widget.NewFormItem("PIN", f.pin), widget.NewFormItem("Again", f.again)), f.check)
 	return f
 }
 
@@ -666,9 +672,64 @@ func (f *pinForm) ask(r enrol.PINRequest, isNew bool, try int, answer func(strin
 		f.rule.SetText(fmt.Sprintf("%d to %d characters, not the factory PIN 123456. It unlocks the key's certificate (smart-card sign-in).", r.MinLength, r.MaxLength))
 	}
 	f.problem.SetText("")
+	f.live()
 	if r.Problem != "" {
-		f.problem.SetText(fmt.Sprintf("%s. Try %d of %d: %d left after this one.", capital(r.Problem), try, pinChoices, pinChoices-try))
+		f.problem.SetText(fmt.Sprintf("%s. The key was not changed; choose another PIN (%d more %s before the enrolment stops).",
+			capital(r.Problem), pinChoices-try, plural(pinChoices-try, "choice", "choices")))
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// localProblem is what is wrong with a new PIN that the request's rules
+// already tell (too short, too long, the factory PIN). It is shown at once
+// and the PIN is never handed to the enrolment, so a typo costs none of
+// the choices the enrolment allows and never reaches the key.
+func (f *pinForm) localProblem(pin string) string {
+	if !f.isNew {
+		return ""
+	}
+	r := f.req
+	switch r.Kind {
+	case enrol.PIVPIN:
+		switch {
+		case len(pin) < r.MinLength || len(pin) > r.MaxLength:
+			return fmt.Sprintf("a PIV PIN is %d to %d characters; this one has %d", r.MinLength, r.MaxLength, len(pin))
+		case pin == "123456":
+			return "that is the factory PIN; choose another"
+		}
+	default:
+		switch n := utf8.RuneCountInString(pin); {
+		case n < r.MinLength:
+			return fmt.Sprintf("the PIN must be at least %d characters; this one has %d", r.MinLength, n)
+		case r.MaxLength > 0 && len(pin) > r.MaxLength:
+			return fmt.Sprintf("the PIN must be at most %d bytes", r.MaxLength)
+		}
+	}
+	return ""
+}
+
+// live says under the entries whether the PIN typed so far meets the
+// rules.
+func (f *pinForm) live() {
+	if !f.isNew || f.pin.Text == "" {
+		f.check.SetText("")
+		f.check.Hide()
+		return
+	}
+	if p := f.localProblem(f.pin.Text); p != "" {
+		f.check.Importance = widget.WarningImportance
+		f.check.SetText("Not yet: " + p + ".")
+	} else {
+		f.check.Importance = widget.SuccessImportance
+		f.check.SetText("✓ Meets the rules.")
+	}
+	f.check.Show()
 }
 
 func capital(s string) string {
@@ -695,6 +756,13 @@ func (f *pinForm) submit() {
 		f.problem.SetText("Type the PIN first.")
 		return
 	}
+	if p := f.localProblem(pin); p != "" {
+		f.problem.SetText(capital(p) + ". Nothing was sent to the key and this does not count as a try; type another PIN.")
+		f.pin.SetText("")
+		f.again.SetText("")
+		f.focus(f.pin)
+		return
+	}
 	answer := f.answer
 	f.answer = nil
 	f.pin.SetText("")
@@ -706,9 +774,10 @@ func (f *pinForm) submit() {
 func (f *pinForm) reset() {
 	f.clear()
 	f.req = enrol.PINRequest{}
-	for _, l := range []*widget.Label{f.title, f.rule, f.problem} {
+	for _, l := range []*widget.Label{f.title, f.rule, f.problem, f.check} {
 		l.SetText("")
 	}
+	f.check.Hide()
 }
 
 // clear drops any pending request and typed text.

@@ -448,8 +448,10 @@ func activeUsers(us []registry.User) []registry.User {
 }
 
 // TestWizardPINRetypedTooShortThenCancel: a mistyped repeat is caught on
-// the form; a PIN under the policy comes back with the reason and the
-// tries left; Escape cancels, and the key is left as it was.
+// the form; PINs under the policy are caught as they are typed and on
+// Enter, count as no try, and three of them do not end the enrolment; the
+// factory PIV PIN is refused the same way; Escape cancels, and the key is
+// left as it was.
 func TestWizardPINRetypedTooShortThenCancel(t *testing.T) {
 	h := newHarness(t)
 	bob := uniq("u-bob")
@@ -467,12 +469,44 @@ func TestWizardPINRetypedTooShortThenCancel(t *testing.T) {
 			t.Fatalf("mismatch: %q (answered: %v)", w.pin.problem.Text, w.pin.answer == nil)
 		}
 	})
-	h.choosePIN("1234", "1234")
-	f.await("pin:" + string(enrol.FIDO2PIN))
+	// Too-short PINs are typos the form catches as they are typed: they
+	// never reach the enrolment, count as no try, and three of them do not
+	// end it.
+	h.typeText("1234")
+	h.ui(func() {
+		if c := w.pin.check.Text; !strings.Contains(c, "at least 8 characters; this one has 4") {
+			t.Fatalf("live check while typing: %q", c)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	h.typeText("1234")
+	h.press(fyne.KeyReturn)
+	for range 2 {
+		h.choosePIN("1234567", "1234567")
+	}
 	h.ui(func() {
 		p := w.pin.problem.Text
-		if !strings.Contains(p, "at least 8 characters") || !strings.Contains(p, "Try 2 of 3") {
+		if !strings.Contains(p, "at least 8 characters") || !strings.Contains(p, "does not count as a try") || strings.Contains(p, "Try") {
 			t.Fatalf("too short: %q", p)
+		}
+		if w.step != stepPIN || w.pin.answer == nil || w.pin.req.Kind != enrol.FIDO2PIN {
+			t.Fatalf("after three short PINs the wizard is at %q (waiting: %v)", w.step, w.pin.answer != nil)
+		}
+	})
+	h.typeText("12345678")
+	h.ui(func() {
+		if c := w.pin.check.Text; !strings.Contains(c, "Meets the rules") {
+			t.Fatalf("live check for a long enough PIN: %q", c)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	h.typeText("12345678")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("123456", "123456")
+	h.ui(func() {
+		if p := w.pin.problem.Text; !strings.Contains(p, "factory PIN") || w.pin.req.Kind != enrol.PIVPIN {
+			t.Fatalf("the factory PIV PIN: %q", p)
 		}
 	})
 	h.press(fyne.KeyEscape)
