@@ -173,9 +173,9 @@ func (d *Detail) enable(on bool) {
 
 // Clear empties the pane.
 func (d *Detail) Clear(msg string) {
+	// Result stays: it may be about the key that just left (an action it
+	// cut short), and goes when another key is shown.
 	d.has = false
-	d.about = 0
-	d.Result.SetText("")
 	d.Heading.SetText("Choose a key")
 	d.Info.SetText(msg)
 	d.Badge.Hide()
