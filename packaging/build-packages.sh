@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds keydesk's Linux packages into dist/ (what `make package` runs):
-#   dist/keydesk_VERSION_amd64.deb            the desktop app and CLI
+#   dist/keydesk_VERSION_amd64.deb            the CLI and the desktop app
 #   dist/keydesk-registry_VERSION_amd64.deb   the registry server and its unit
 #   dist/keydesk_VERSION_linux_amd64.tar.xz   `fyne package -os linux` tarball
 #
@@ -45,17 +45,19 @@ mkdir -p "$STAGE"
 
 echo "package: building binaries (version $DEB_VERSION)"
 # -s -w: no symbol table or DWARF (Go's own stack traces still work).
-# keydesk: a PIE linked by the system linker (relro, dynamic libc), as cgo
+# keydesk (the command line) and keydesk-desk (the desktop app it starts
+# when run with no arguments): PIEs linked by the system linker (relro, dynamic libc), as cgo
 # builds with libfido2 and libpcsclite are.
 CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -D_FORTIFY_SOURCE=2" "$GO" build -trimpath -buildmode=pie \
-  -ldflags "-s -w -linkmode=external -extldflags '-Wl,-z,relro -Wl,-z,now' $LDFLAGS" -o "$STAGE/keydesk" ./cmd/keydesk
+  -ldflags "-s -w -linkmode=external -extldflags '-Wl,-z,relro -Wl,-z,now' $LDFLAGS" -o "$STAGE/" ./cmd/keydesk ./cmd/keydesk-desk
 objcopy --remove-section=.comment "$STAGE/keydesk"
+objcopy --remove-section=.comment "$STAGE/keydesk-desk"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w $LDFLAGS" -o "$STAGE/keydesk-registry" ./cmd/keydesk-registry
 
 # libc6: the newest GLIBC symbol version the binary needs, when it is
 # dynamically linked (cgo); a static binary needs none, but keydesk's
 # libfido2 and PC/SC libraries pull libc6 in either way.
-glibc=$(objdump -T "$STAGE/keydesk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
+glibc=$(objdump -T "$STAGE/keydesk" "$STAGE/keydesk-desk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
 export KEYDESK_LIBC6_DEP="libc6${glibc:+ (>= $glibc)}"
 
 for p in keydesk keydesk-registry; do
@@ -79,9 +81,12 @@ trap 'rm -rf "$tmp"' EXIT
 build=$(git rev-list --count HEAD)
 # fyne package rewrites FyneApp.toml (it bumps Build), so it gets a copy.
 mkdir "$tmp/src" "$tmp/out"
-cp cmd/keydesk/*.go cmd/keydesk/FyneApp.toml "$tmp/src/"
+# The tarball carries one program: keydesk-desk, installed as keydesk (with
+# arguments it is the command line too).
+cp cmd/keydesk-desk/*.go cmd/keydesk-desk/FyneApp.toml "$tmp/src/"
+cp "$STAGE/keydesk-desk" "$tmp/keydesk"
 (cd "$tmp/out" && "${FYNE[@]}" package --os linux --release \
-  --src "$tmp/src" --executable "$OLDPWD/$STAGE/keydesk" \
+  --src "$tmp/src" --executable "$tmp/keydesk" \
   --name keydesk --app-id io.keydesk.Keydesk --app-version "$app_version" --app-build "$build" \
   --icon "$OLDPWD/assets/icons/hicolor/512x512/apps/io.keydesk.Keydesk.png")
 mv "$tmp/out/keydesk.tar.xz" "$DIST/keydesk_${DEB_VERSION}_linux_amd64.tar.xz"
