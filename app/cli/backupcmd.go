@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keydesk/keydesk/app/backup"
 	"github.com/keydesk/keydesk/app/secrets"
 )
@@ -18,24 +20,35 @@ type recipientList []string
 func (r *recipientList) String() string     { return strings.Join(*r, ",") }
 func (r *recipientList) Set(s string) error { *r = append(*r, s); return nil }
 
+// backupOpts are the flags of backup export.
+type backupOpts struct {
+	user, outPath string
+	rcpts         recipientList
+}
+
+// backupCmd is "keydesk backup": coverage and export.
+func backupCmd(e *env) *cobra.Command {
+	var o backupOpts
+	declare := func(fs *flag.FlagSet) {
+		fs.StringVar(&o.user, "user", "", "one user (external id or registry id) instead of the whole organisation")
+		fs.StringVar(&o.outPath, "out", "", "the bundle file to write (age-encrypted, armored)")
+		fs.Var(&o.rcpts, "recipient", "an age recipient (age1…) to encrypt to, besides the settings' helpdesk_recipients; repeatable")
+	}
+	sub := func(use, short string, flags ...string) *cobra.Command {
+		c := &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runBackup(e, use, &o, args) }}
+		addFlags(c, declare, flags...)
+		return c
+	}
+	return group(e, "backup", "check every user has a backup key; export registrations as an age-encrypted bundle",
+		"backup needs a subcommand: coverage, export",
+		sub("coverage", "every user's primary and backup keys (exit 7 when someone lacks one)"),
+		sub("export", "registrations as an age-encrypted bundle (--out FILE)", "user", "out", "recipient"),
+	)
+}
+
 // runBackup: keydesk backup coverage | export [--user U] --out FILE.
-func runBackup(e *env, _ *flag.FlagSet, args []string) error {
-	if len(args) == 0 {
-		return usagef("backup needs a subcommand: coverage, export")
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("keydesk backup "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	user := fs.String("user", "", "export: one user (external id or registry id) instead of the whole organisation")
-	outPath := fs.String("out", "", "export: the bundle file to write (age-encrypted, armored)")
-	var rcpts recipientList
-	fs.Var(&rcpts, "recipient", "export: an age recipient (age1…) to encrypt to, besides the settings' helpdesk_recipients; repeatable")
-	fs.BoolVar(&e.json, "json", e.json, "print JSON")
-	fs.BoolVar(&e.practice, "practice", e.practice, "practice mode")
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return usagef("%v", err)
-	}
+func runBackup(e *env, sub string, o *backupOpts, pos []string) error {
+	user, outPath, rcpts := &o.user, &o.outPath, o.rcpts
 	if len(pos) > 0 {
 		return usagef("backup %s takes no arguments", sub)
 	}

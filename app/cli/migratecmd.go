@@ -9,34 +9,54 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keydesk/keydesk/app/migrate"
 	"github.com/keydesk/keydesk/registry"
 )
 
 const migrateUsage = "migrate needs a subcommand: list | plan FILE.json | show ID | readiness ID [--csv FILE] | dry-run ID | advance ID --to STATE [--percent N] [--resume] | halt ID --reason R | rollback ID --reason R"
 
+// migrateOpts are the flags of the migrate subcommands.
+type migrateOpts struct {
+	csvPath, to, reason string
+	percent             float64
+	resume              bool
+}
+
+// migrateCmd is "keydesk migrate" (docs/migrations.md).
+func migrateCmd(e *env) *cobra.Command {
+	var o migrateOpts
+	declare := func(fs *flag.FlagSet) {
+		fs.StringVar(&o.csvPath, "csv", "", "also write the report as CSV to this file (for outreach)")
+		fs.StringVar(&o.to, "to", "", "the state to go to: dry_run, canary, staged, complete")
+		fs.Float64Var(&o.percent, "percent", 0, "with --to staged: the percent of the scope (default: the next planned stage)")
+		fs.BoolVar(&o.resume, "resume", false, "clear a halt and re-run or continue the halted stage")
+		fs.StringVar(&o.reason, "reason", "", "why (kept in the audit log)")
+	}
+	sub := func(use, short string, flags ...string) *cobra.Command {
+		name, _, _ := strings.Cut(use, " ")
+		c := &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runMigrate(e, name, o, args) }}
+		addFlags(c, declare, flags...)
+		return c
+	}
+	return group(e, "migrate", "key migrations: plan, readiness, dry run, advance, halt, roll back (docs/migrations.md)", migrateUsage,
+		sub("list", "every migration and its state"),
+		sub("plan FILE.json", "create a migration from a plan file"),
+		sub("show ID", "one migration, by id or name"),
+		sub("readiness ID", "who is ready and who is not, with the reason", "csv"),
+		sub("dry-run ID", "who each stage would move, changing nothing"),
+		sub("advance ID", "move to the next state (--to); shows who moves, then asks", "to", "percent", "resume"),
+		sub("halt ID", "stop where it is (--reason)", "reason"),
+		sub("rollback ID", "go back to the keys before it (--reason)", "reason"),
+	)
+}
+
 // runMigrate: keydesk migrate SUBCOMMAND (docs/migrations.md). Advance,
 // halt and rollback show exactly who they would move, then ask (or take
 // --yes).
-func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
-	if len(args) == 0 {
-		return usagef("%s", migrateUsage)
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("keydesk migrate "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	csvPath := fs.String("csv", "", "readiness: also write the report as CSV to this file (for outreach)")
-	to := fs.String("to", "", "advance: the state to go to: dry_run, canary, staged, complete")
-	percent := fs.Float64("percent", 0, "advance --to staged: the percent of the scope (default: the next planned stage)")
-	resume := fs.Bool("resume", false, "advance: clear a halt and re-run or continue the halted stage")
-	reason := fs.String("reason", "", "halt, rollback: why (kept in the audit log)")
-	fs.BoolVar(&e.yes, "yes", e.yes, "advance, halt, rollback: do it without asking")
-	fs.BoolVar(&e.json, "json", e.json, "print JSON")
-	fs.BoolVar(&e.practice, "practice", e.practice, "practice mode")
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return usagef("%v", err)
-	}
+func runMigrate(e *env, sub string, o migrateOpts, pos []string) error {
+	csvPath, to, percent, resume, reason := &o.csvPath, &o.to, &o.percent, &o.resume, &o.reason
 	want := 1
 	if sub == "list" {
 		want = 0

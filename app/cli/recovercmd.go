@@ -2,6 +2,7 @@ package cli
 
 import (
 	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"context"
 	"errors"
@@ -22,28 +23,40 @@ import (
 	"github.com/keydesk/keydesk/registry"
 )
 
+// recoverOpts are the flags of recover lost.
+type recoverOpts struct {
+	breakGlass, validity string
+	replace              uint
+}
+
+// recoverCmd is "keydesk recover": the helpdesk's recoveries.
+func recoverCmd(e *env) *cobra.Command {
+	var o recoverOpts
+	declare := func(fs *flag.FlagSet) {
+		fs.StringVar(&o.breakGlass, "break-glass", "", "the reason to accept when it is the user's last active key (audited)")
+		fs.StringVar(&o.validity, "pass-validity", "8h", "how long the temporary access pass lasts (up to 24h; empty for none)")
+		fs.UintVar(&o.replace, "replace", 0, "enrol the fresh key with this serial as the replacement, now")
+		fs.Var(&e.wait, "wait", "with --replace: "+waitUsage)
+	}
+	sub := func(use, short string, flags ...string) *cobra.Command {
+		name, _, _ := strings.Cut(use, " ")
+		c := &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runRecover(e, name, o, args) }}
+		addFlags(c, declare, flags...)
+		return c
+	}
+	return group(e, "recover", "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key",
+		"recover needs a subcommand: diagnose, piv-pin, fido2-reset, lost SERIAL, identity",
+		sub("diagnose", "what is wrong with a key and its registration, and the next step"),
+		sub("piv-pin", "unblock the PIV PIN with the escrowed PUK and set a new PIN"),
+		sub("fido2-reset", "reset FIDO2 and register a new credential in the same registry change (destructive)"),
+		sub("lost SERIAL", "mark a key lost, revoke it, and issue a temporary access pass or enrol its replacement", "break-glass", "pass-validity", "replace", "wait"),
+		sub("identity", "store the helpdesk's age identity (read from the terminal) in the system keyring"),
+	)
+}
+
 // runRecover is the helpdesk's recovery: keydesk recover diagnose |
 // piv-pin | fido2-reset | lost SERIAL | identity.
-func runRecover(e *env, _ *flag.FlagSet, args []string) error {
-	if len(args) == 0 {
-		return usagef("recover needs a subcommand: diagnose, piv-pin, fido2-reset, lost SERIAL, identity")
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("keydesk recover "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	breakGlass := fs.String("break-glass", "", "lost: the reason to accept when it is the user's last active key (audited)")
-	validity := fs.String("pass-validity", "8h", "lost: how long the temporary access pass lasts (up to 24h; empty for none)")
-	replace := fs.Uint("replace", 0, "lost: enrol the fresh key with this serial as the replacement, now")
-	fs.BoolVar(&e.json, "json", e.json, "print JSON")
-	fs.UintVar(&e.serial, "serial", e.serial, "the key to act on")
-	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
-	fs.BoolVar(&e.practice, "practice", e.practice, "use keydesk-sim's virtual keys")
-	fs.StringVar(&e.simDir, "sim-dir", e.simDir, "keydesk-sim's state directory")
-	fs.Var(&e.wait, "wait", "lost --replace: "+waitUsage)
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return usagef("%v", err)
-	}
+func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 	if sub == "identity" {
 		return recoverIdentity(e, pos)
 	}
@@ -56,7 +69,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 		if len(pos) != 1 {
 			return usagef("recover lost takes the lost key's serial: keydesk recover lost SERIAL")
 		}
-		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: *breakGlass, PassValidity: *validity}, uint32(*replace))
+		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: o.breakGlass, PassValidity: o.validity}, uint32(o.replace))
 	}
 	if len(pos) > 0 {
 		return usagef("recover %s takes no arguments; choose the key with --serial", sub)

@@ -2,14 +2,23 @@ package cli
 
 import (
 	"encoding/hex"
-	"flag"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"github.com/keydesk/keydesk/device/virtual/sim"
 )
 
-// runSim is keydesk-sim inside keydesk: practice-mode virtual keys.
-func runSim(e *env, _ *flag.FlagSet, args []string) error {
+// simCmd is keydesk-sim inside keydesk: practice-mode virtual keys. Its
+// subcommands parse their own flags (keydesk-sim's).
+func simCmd(e *env) *cobra.Command {
+	return &cobra.Command{Use: "sim run|list|insert|remove|touch|power-cycle [flags]", Short: "practice-mode virtual keys (keydesk-sim)",
+		DisableFlagParsing: true, ValidArgs: []string{"run", "list", "insert", "remove", "touch", "power-cycle"},
+		RunE: func(_ *cobra.Command, args []string) error { return runSim(e, args) }}
+}
+
+// runSim runs keydesk-sim's command line on args, in --sim-dir.
+func runSim(e *env, args []string) error {
 	if len(args) == 0 {
 		return usagef("sim needs a subcommand: run, list, insert, remove, touch, power-cycle")
 	}

@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keydesk/keydesk/device/virtual/sim"
+	"github.com/keydesk/keydesk/internal/buildinfo"
+)
+
+// GUI runs the desktop app until its window closes. cmd/keydesk sets it
+// to start keydesk-desk, and keydesk-desk to app/ui's Run (the CLI itself
+// never imports the GUI toolkit); when it is nil, keydesk with no
+// arguments says how to use the command line.
+var GUI func(ctx context.Context) error
+
+// Run executes one keydesk command line and returns its exit code. With no
+// arguments it opens the desktop app.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		if GUI == nil {
+			fmt.Fprintln(stderr, "keydesk: the desktop app is not built into this binary; see keydesk help")
+			return ExitUsage
+		}
+		if err := GUI(ctx); err != nil {
+			fmt.Fprintln(stderr, "keydesk:", err)
+			return ExitFailure
+		}
+		return ExitOK
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	e.prompt = newPrompter(stdin, stderr)
+	root := NewRoot(e)
+	root.SetArgs(args)
+	complete := args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd
+	if _, _, err := root.Find(args); err != nil && !strings.HasPrefix(args[0], "-") && !complete {
+		fmt.Fprintf(stderr, "keydesk: unknown command %q\n\n", args[0])
+		root.SetOut(stderr)
+		root.Usage()
+		return ExitUsage
+	}
+	return e.report(root.ExecuteContext(ctx))
+}
+
+// NewRoot builds the keydesk command tree, bound to e. The same tree
+// gives the help text, the shell completions, the man pages and
+// docs/cli.md's command reference (internal/clidoc).
+func NewRoot(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "keydesk",
+		Short: "enrol, verify and recover YubiKeys",
+		Long: "keydesk enrols, verifies and recovers YubiKeys and keeps them in step with the key registry.\n" +
+			"With no arguments it opens the desktop app.",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		DisableAutoGenTag: true,
+	}
+	if e.stdout != nil {
+		root.SetOut(e.stdout)
+		root.SetErr(e.stderr)
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v (keydesk %s --help lists its flags)", err, strings.TrimPrefix(c.CommandPath(), "keydesk "))
+	})
+	pf := root.PersistentFlags()
+	pf.BoolVar(&e.json, "json", false, "print JSON for scripts")
+	pf.BoolVar(&e.practice, "practice", os.Getenv("KEYDESK_PRACTICE") == "1", "use keydesk-sim's virtual keys (also KEYDESK_PRACTICE=1)")
+	pf.StringVar(&e.simDir, "sim-dir", sim.DefaultStateDir(), "keydesk-sim's state directory, in practice mode")
+	pf.Lookup("sim-dir").DefValue = "$XDG_STATE_HOME/keydesk/sim" // help and docs read the same everywhere
+	pf.UintVar(&e.serial, "serial", 0, "the key to act on, by serial (needed when several are attached)")
+	pf.BoolVar(&e.yes, "yes", false, "answer yes to confirmations (destructive steps still need --serial)")
+	root.RegisterFlagCompletionFunc("serial", e.completeSerials)
+	root.AddGroup(&cobra.Group{ID: "keys", Title: "Keys:"}, &cobra.Group{ID: "desk", Title: "Registry and desk:"})
+	add := func(group string, cs ...*cobra.Command) {
+		for _, c := range cs {
+			c.GroupID = group
+			root.AddCommand(c)
+		}
+	}
+	add("keys",
+		command(e, "keys", "list attached keys", nil, runKeys),
+		command(e, "info", "everything a key says about itself (no PIN needed)", nil, runInfo),
+		pivCmd(e),
+		fidoCmd(e),
+		command(e, "interfaces", "show or change which applications are enabled over USB and NFC", ifaceFlags, runInterfaces),
+		command(e, "verify", "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", verifyFlags, runVerify),
+		recoverCmd(e),
+		command(e, "enrol", "enrol a user's keys (--user ID), a CSV roster (--batch FILE), or finish one (--resume)", enrolFlagSet, runEnrol),
+		simCmd(e),
+	)
+	add("desk",
+		command(e, "sync", "send the registry writes queued while it was unreachable", nil, runSync),
+		command(e, "inventory", "the registry's users and keys with coverage and problems, filtered; --csv FILE exports (exit 7 when --problem matches someone)", inventoryFlags, runInventory),
+		command(e, "activity [verify]", "the registry's audit log, newest first, filtered; activity verify checks its chain (admin)", activityFlags, runActivity),
+		command(e, "whoami", "the desk's registry and whose token it holds there (name, role, user)", nil, runWhoami),
+		backupCmd(e),
+		command(e, "restore FILE", "restore a backup bundle into the desk's empty registry", nil, runRestore),
+		settingsCmd(e),
+		migrateCmd(e),
+		command(e, "login", "store a registry token (read from the terminal) in the system keyring", loginFlags, runLogin),
+		&cobra.Command{Use: "version", Short: "print the version and commit", Args: noArgs("version"),
+			RunE: func(*cobra.Command, []string) error {
+				fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
+				return nil
+			}},
+	)
+	root.SetUsageTemplate(root.UsageTemplate() + exitCodesHelp)
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	return root
+}
+
+// exitCodesHelp ends every command's help.
+const exitCodesHelp = `
+Exit codes: 0 ok, 1 failed, 2 wrong command line, 3 no key (or not the one
+named), 4 wrong or blocked PIN/PUK or token refused, 5 registry unreachable,
+6 registry conflict, 7 a check failed, 8 canceled (docs/cli.md).
+`
+
+// command is a command whose flags are declared on a flag.FlagSet by
+// flags (nil for none) and which run parses: one function per command.
+func command(e *env, use, short string, flags func(*env, *flag.FlagSet), run func(*env, *flag.FlagSet, []string) error) *cobra.Command {
+	name, _, _ := strings.Cut(use, " ")
+	fs := flag.NewFlagSet("keydesk "+name, flag.ContinueOnError)
+	if flags != nil {
+		flags(e, fs)
+	}
+	c := &cobra.Command{Use: use, Short: short,
+		RunE: func(_ *cobra.Command, args []string) error { return run(e, fs, args) }}
+	c.Flags().AddGoFlagSet(fs)
+	return c
+}
+
+// group is a command that only names its subcommands: run bare or with an
+// unknown subcommand, it prints its usage and fails as a usage error.
+func group(e *env, use, short, needs string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short}
+	c.RunE = func(c *cobra.Command, args []string) error {
+		fmt.Fprint(e.stderr, c.UsageString())
+		if len(args) == 0 {
+			return usagef("%s", needs)
+		}
+		return usagef("unknown %s subcommand %q", use, args[0])
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// nargs accepts exactly n arguments, else the usage error msg (or
+// "CMD takes N argument(s)").
+func nargs(n int, msg string) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) == n {
+			return nil
+		}
+		if msg == "" {
+			return usagef("%s takes %d argument(s)", strings.TrimPrefix(c.CommandPath(), "keydesk "), n)
+		}
+		return usagef("%s", msg)
+	}
+}
+
+// noArgs refuses arguments: "NAME takes no arguments".
+func noArgs(name string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("%s takes no arguments", name)
+		}
+		return nil
+	}
+}
+
+// completeSerials completes --serial with the attached keys' serials and
+// models (the practice keys in practice mode).
+func (e *env) completeSerials(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	svc, err := e.service()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	list, err := svc.List(e.ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, k := range list {
+		if k.SerialUnknown {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d\t%s", k.Serial, k.Model))
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// addFlags adds to c the flags named, as declare declares them on a
+// flag.FlagSet: a command group declares its flags once and each
+// subcommand takes only its own.
+func addFlags(c *cobra.Command, declare func(*flag.FlagSet), names ...string) {
+	fs := flag.NewFlagSet(c.Name(), flag.ContinueOnError)
+	declare(fs)
+	for _, n := range names {
+		c.Flags().AddGoFlag(fs.Lookup(n))
+	}
+}
