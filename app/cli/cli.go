@@ -64,7 +64,6 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 // errCanceled: the person declined a confirmation.
 var errCanceled = errors.New("canceled; nothing was changed")
 
-
 // report prints err with its hint and maps it to an exit code.
 func (e *env) report(err error) int {
 	if err == nil {
