@@ -60,6 +60,13 @@ CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w $LDFLAGS" -o "$STAGE/keydesk
 glibc=$(objdump -T "$STAGE/keydesk" "$STAGE/keydesk-desk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
 export KEYDESK_LIBC6_DEP="libc6${glibc:+ (>= $glibc)}"
 
+# Shell completion scripts, from the command tree keydesk runs.
+mkdir -p "$STAGE/completions"
+"$STAGE/keydesk" completion bash >"$STAGE/completions/keydesk"
+"$STAGE/keydesk" completion zsh >"$STAGE/completions/_keydesk"
+"$STAGE/keydesk" completion fish >"$STAGE/completions/keydesk.fish"
+"$STAGE/keydesk" completion powershell >"$STAGE/completions/keydesk.ps1"
+
 for p in keydesk keydesk-registry; do
   packaging/copyright.sh "$STAGE/$p" >"$STAGE/$p.copyright"
   cat >"$STAGE/$p.changelog" <<CHANGES
@@ -70,8 +77,14 @@ $p ($DEB_VERSION-1) unstable; urgency=medium
  -- $DEB_MAINTAINER  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
 CHANGES
   gzip -9n <"$STAGE/$p.changelog" >"$STAGE/$p.changelog.gz"
-  # The page's date is the commit's, so rebuilds are byte-identical.
-  gzip -9n <"packaging/man/$p.1" >"$STAGE/$p.1.gz"
+  # The pages' dates are fixed in their sources, so rebuilds are byte-identical.
+  if [ "$p" = keydesk ]; then
+    # keydesk's pages are generated from its command tree (app/cli/clidoc).
+    mkdir -p "$STAGE/man"
+    for m in packaging/man/keydesk/*.1; do gzip -9n <"$m" >"$STAGE/man/$(basename "$m").gz"; done
+  else
+    gzip -9n <"packaging/man/$p.1" >"$STAGE/$p.1.gz"
+  fi
   "${NFPM[@]}" package --packager deb --config "packaging/nfpm/$p.yaml" --target "$DIST/"
 done
 

@@ -39,7 +39,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	e.prompt = newPrompter(stdin, stderr)
-	root := NewRoot(e)
+	root := newRoot(e)
 	root.SetArgs(args)
 	complete := args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd
 	if _, _, err := root.Find(args); err != nil && !strings.HasPrefix(args[0], "-") && !complete {
@@ -51,15 +51,18 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return e.report(root.ExecuteContext(ctx))
 }
 
-// NewRoot builds the keydesk command tree, bound to e. The same tree
+// newRoot builds the keydesk command tree, bound to e. The same tree
 // gives the help text, the shell completions, the man pages and
 // docs/cli.md's command reference (internal/clidoc).
-func NewRoot(e *env) *cobra.Command {
+func newRoot(e *env) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "keydesk",
 		Short: "enrol, verify and recover YubiKeys",
-		Long: "keydesk enrols, verifies and recovers YubiKeys and keeps them in step with the key registry.\n" +
-			"With no arguments it opens the desktop app.",
+		Long: "keydesk administers YubiKeys over FIDO2 and PIV and keeps every registration in step with the " +
+			"organisation's key registry (keydesk-registry). With no arguments it opens the desktop app (keydesk-desk); " +
+			"with a command it is the command line.\n\n" +
+			"Secrets (PINs, PUKs, management keys, registry tokens) are never taken from the command line: keydesk asks " +
+			"for them on the terminal with echo off, or reads one line each from standard input when it is not a terminal.",
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		DisableAutoGenTag: true,
@@ -119,12 +122,35 @@ func NewRoot(e *env) *cobra.Command {
 	return root
 }
 
+// ExitCodes are the exit statuses and what each means, for help, man
+// pages and docs/cli.md; the constants in cli.go are the numbers.
+var ExitCodes = []struct {
+	Code    int
+	Meaning string
+}{
+	{ExitOK, "success"},
+	{ExitFailure, "the operation ran and failed"},
+	{ExitUsage, "the command line was wrong (the message says how)"},
+	{ExitNoKey, "no key, several keys and no --serial, or not the expected key; a key removed before anything was written; a key not inserted within the --wait limit"},
+	{ExitAuth, "wrong or blocked PIN or PUK, or the registry refused the token"},
+	{ExitRegistry, "the registry could not be reached"},
+	{ExitConflict, "the registry holds a conflicting state"},
+	{ExitCheck, "a check ran and failed: verify, backup coverage, inventory --problem matched someone, activity verify"},
+	{ExitCanceled, "the person said no, or interrupted"},
+}
+
 // exitCodesHelp ends every command's help.
 const exitCodesHelp = `
 Exit codes: 0 ok, 1 failed, 2 wrong command line, 3 no key (or not the one
 named), 4 wrong or blocked PIN/PUK or token refused, 5 registry unreachable,
 6 registry conflict, 7 a check failed, 8 canceled (docs/cli.md).
 `
+
+// Tree is the keydesk command tree with nothing bound to run: for the
+// generated documentation (man pages, docs/cli.md) and completion.
+func Tree() *cobra.Command {
+	return newRoot(&env{ctx: context.Background()})
+}
 
 // command is a command whose flags are declared on a flag.FlagSet by
 // flags (nil for none) and which run parses: one function per command.
