@@ -39,7 +39,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	e.prompt = newPrompter(stdin, stderr)
-	root := newRoot(e)
+	only := args[0]
+	if _, ok := commandNames[only]; !ok {
+		only = "" // help, completion, a flag, or a typo: the whole tree
+	}
+	root := newRoot(e, only)
 	root.SetArgs(args)
 	complete := args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd
 	if _, _, err := root.Find(args); err != nil && !strings.HasPrefix(args[0], "-") && !complete {
@@ -54,7 +58,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // newRoot builds the keydesk command tree, bound to e. The same tree
 // gives the help text, the shell completions, the man pages and
 // docs/cli.md's command reference (internal/clidoc).
-func newRoot(e *env) *cobra.Command {
+//
+// With only naming a top-level command, the tree holds just that one: a
+// command line builds only the command it runs (it starts faster; see
+// docs/cli.md, "Start-up").
+func newRoot(e *env, only string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "keydesk",
 		Short: "enrol, verify and recover YubiKeys",
@@ -74,51 +82,20 @@ func newRoot(e *env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%v (keydesk %s --help lists its flags)", err, strings.TrimPrefix(c.CommandPath(), "keydesk "))
 	})
-	pf := root.PersistentFlags()
-	pf.BoolVar(&e.json, "json", false, "print JSON for scripts")
-	pf.BoolVar(&e.practice, "practice", os.Getenv("KEYDESK_PRACTICE") == "1", "use keydesk-sim's virtual keys (also KEYDESK_PRACTICE=1)")
-	pf.StringVar(&e.simDir, "sim-dir", sim.DefaultStateDir(), "keydesk-sim's state directory, in practice mode")
-	pf.Lookup("sim-dir").DefValue = "$XDG_STATE_HOME/keydesk/sim" // help and docs read the same everywhere
-	pf.UintVar(&e.serial, "serial", 0, "the key to act on, by serial (needed when several are attached)")
-	pf.BoolVar(&e.yes, "yes", false, "answer yes to confirmations (destructive steps still need --serial)")
-	root.RegisterFlagCompletionFunc("serial", e.completeSerials)
+	rootFlags(e, root)
 	root.AddGroup(&cobra.Group{ID: "keys", Title: "Keys:"}, &cobra.Group{ID: "desk", Title: "Registry and desk:"})
-	add := func(group string, cs ...*cobra.Command) {
-		for _, c := range cs {
-			c.GroupID = group
-			root.AddCommand(c)
+	for _, c := range commands {
+		if only == "" || only == c.name {
+			cmd := c.build(e)
+			cmd.GroupID = c.group
+			root.AddCommand(cmd)
 		}
 	}
-	add("keys",
-		command(e, "keys", "list attached keys", nil, runKeys),
-		command(e, "info", "everything a key says about itself (no PIN needed)", nil, runInfo),
-		pivCmd(e),
-		fidoCmd(e),
-		command(e, "interfaces", "show or change which applications are enabled over USB and NFC", ifaceFlags, runInterfaces),
-		command(e, "verify", "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", verifyFlags, runVerify),
-		recoverCmd(e),
-		command(e, "enrol", "enrol a user's keys (--user ID), a CSV roster (--batch FILE), or finish one (--resume)", enrolFlagSet, runEnrol),
-		simCmd(e),
-	)
-	add("desk",
-		command(e, "sync", "send the registry writes queued while it was unreachable", nil, runSync),
-		command(e, "inventory", "the registry's users and keys with coverage and problems, filtered; --csv FILE exports (exit 7 when --problem matches someone)", inventoryFlags, runInventory),
-		command(e, "activity [verify]", "the registry's audit log, newest first, filtered; activity verify checks its chain (admin)", activityFlags, runActivity),
-		command(e, "whoami", "the desk's registry and whose token it holds there (name, role, user)", nil, runWhoami),
-		backupCmd(e),
-		command(e, "restore FILE", "restore a backup bundle into the desk's empty registry", nil, runRestore),
-		settingsCmd(e),
-		migrateCmd(e),
-		command(e, "login", "store a registry token (read from the terminal) in the system keyring", loginFlags, runLogin),
-		&cobra.Command{Use: "version", Short: "print the version and commit", Args: noArgs("version"),
-			RunE: func(*cobra.Command, []string) error {
-				fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
-				return nil
-			}},
-	)
 	root.SetUsageTemplate(root.UsageTemplate() + exitCodesHelp)
-	root.InitDefaultHelpCmd()
-	root.InitDefaultCompletionCmd()
+	if only == "" {
+		root.InitDefaultHelpCmd()
+		root.InitDefaultCompletionCmd()
+	}
 	return root
 }
 
@@ -149,7 +126,7 @@ named), 4 wrong or blocked PIN/PUK or token refused, 5 registry unreachable,
 // Tree is the keydesk command tree with nothing bound to run: for the
 // generated documentation (man pages, docs/cli.md) and completion.
 func Tree() *cobra.Command {
-	return newRoot(&env{ctx: context.Background()})
+	return newRoot(&env{ctx: context.Background()}, "")
 }
 
 // command is a command whose flags are declared on a flag.FlagSet by
@@ -179,6 +156,81 @@ func group(e *env, use, short, needs string, subs ...*cobra.Command) *cobra.Comm
 	}
 	c.AddCommand(subs...)
 	return c
+}
+
+// commands are keydesk's top-level commands, in the groups of its help.
+var commands = []struct {
+	name, group string
+	build       func(*env) *cobra.Command
+}{
+	{"keys", "keys", func(e *env) *cobra.Command {
+		return command(e, "keys", "list attached keys", nil, runKeys)
+	}},
+	{"info", "keys", func(e *env) *cobra.Command {
+		return command(e, "info", "everything a key says about itself (no PIN needed)", nil, runInfo)
+	}},
+	{"piv", "keys", pivCmd},
+	{"fido", "keys", fidoCmd},
+	{"interfaces", "keys", func(e *env) *cobra.Command {
+		return command(e, "interfaces", "show or change which applications are enabled over USB and NFC", ifaceFlags, runInterfaces)
+	}},
+	{"verify", "keys", func(e *env) *cobra.Command {
+		return command(e, "verify", "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", verifyFlags, runVerify)
+	}},
+	{"recover", "keys", recoverCmd},
+	{"enrol", "keys", func(e *env) *cobra.Command {
+		return command(e, "enrol", "enrol a user's keys (--user ID), a CSV roster (--batch FILE), or finish one (--resume)", enrolFlagSet, runEnrol)
+	}},
+	{"sim", "keys", simCmd},
+	{"sync", "desk", func(e *env) *cobra.Command {
+		return command(e, "sync", "send the registry writes queued while it was unreachable", nil, runSync)
+	}},
+	{"inventory", "desk", func(e *env) *cobra.Command {
+		return command(e, "inventory", "the registry's users and keys with coverage and problems, filtered; --csv FILE exports (exit 7 when --problem matches someone)", inventoryFlags, runInventory)
+	}},
+	{"activity", "desk", func(e *env) *cobra.Command {
+		return command(e, "activity [verify]", "the registry's audit log, newest first, filtered; activity verify checks its chain (admin)", activityFlags, runActivity)
+	}},
+	{"whoami", "desk", func(e *env) *cobra.Command {
+		return command(e, "whoami", "the desk's registry and whose token it holds there (name, role, user)", nil, runWhoami)
+	}},
+	{"backup", "desk", backupCmd},
+	{"restore", "desk", func(e *env) *cobra.Command {
+		return command(e, "restore FILE", "restore a backup bundle into the desk's empty registry", nil, runRestore)
+	}},
+	{"settings", "desk", settingsCmd},
+	{"migrate", "desk", migrateCmd},
+	{"login", "desk", func(e *env) *cobra.Command {
+		return command(e, "login", "store a registry token (read from the terminal) in the system keyring", loginFlags, runLogin)
+	}},
+	{"version", "desk", func(e *env) *cobra.Command {
+		return &cobra.Command{Use: "version", Short: "print the version and commit", Args: noArgs("version"),
+			RunE: func(*cobra.Command, []string) error {
+				fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
+				return nil
+			}}
+	}},
+}
+
+// commandNames are the top-level commands' names.
+var commandNames = func() map[string]bool {
+	m := map[string]bool{}
+	for _, c := range commands {
+		m[c.name] = true
+	}
+	return m
+}()
+
+// rootFlags are the flags every command takes.
+func rootFlags(e *env, root *cobra.Command) {
+	pf := root.PersistentFlags()
+	pf.BoolVar(&e.json, "json", false, "print JSON for scripts")
+	pf.BoolVar(&e.practice, "practice", os.Getenv("KEYDESK_PRACTICE") == "1", "use keydesk-sim's virtual keys (also KEYDESK_PRACTICE=1)")
+	pf.StringVar(&e.simDir, "sim-dir", sim.DefaultStateDir(), "keydesk-sim's state directory, in practice mode")
+	pf.Lookup("sim-dir").DefValue = "$XDG_STATE_HOME/keydesk/sim" // help and docs read the same everywhere
+	pf.UintVar(&e.serial, "serial", 0, "the key to act on, by serial (needed when several are attached)")
+	pf.BoolVar(&e.yes, "yes", false, "answer yes to confirmations (destructive steps still need --serial)")
+	root.RegisterFlagCompletionFunc("serial", e.completeSerials)
 }
 
 // nargs accepts exactly n arguments, else the usage error msg (or
