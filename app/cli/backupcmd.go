@@ -11,7 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keydesk/keydesk/app/backup"
+	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
 )
 
 // recipientList is a repeatable --recipient flag.
@@ -48,7 +50,6 @@ func backupCmd(e *env) *cobra.Command {
 
 // runBackup: keydesk backup coverage | export [--user U] --out FILE.
 func runBackup(e *env, sub string, o *backupOpts, pos []string) error {
-	user, outPath, rcpts := &o.user, &o.outPath, o.rcpts
 	if len(pos) > 0 {
 		return usagef("backup %s takes no arguments", sub)
 	}
@@ -59,64 +60,76 @@ func runBackup(e *env, sub string, o *backupOpts, pos []string) error {
 	defer conn.Close()
 	switch sub {
 	case "coverage":
-		c, err := backup.Coverage(e.ctx, conn.Client)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			if err := e.printJSON(c); err != nil {
-				return err
-			}
-		} else {
-			for _, u := range c.Users {
-				if u.Covered {
-					fmt.Fprintf(e.stdout, "  covered    %s (%d active keys)\n", u.ExternalID, u.ActiveKeys)
-				} else {
-					fmt.Fprintf(e.stdout, "  UNCOVERED  %s (%d active keys; missing %s)\n", u.ExternalID, u.ActiveKeys, strings.Join(u.Missing, ", "))
-				}
-			}
-			fmt.Fprintf(e.stdout, "%s covered, %d without a primary and a backup key\n", count(c.Covered, "user", "users"), c.Uncovered)
-		}
-		if c.Uncovered > 0 {
-			return errChecksFailed
-		}
-		return nil
+		return backupCoverage(e, conn)
 	case "export":
-		if *outPath == "" {
-			return usagef("backup export needs --out FILE")
-		}
-		var all []string
-		seen := map[string]bool{}
-		for _, r := range append(append([]string{}, s.HelpdeskRecipients...), rcpts...) {
-			if r = strings.TrimSpace(r); r != "" && !seen[r] {
-				seen[r] = true
-				all = append(all, r)
-			}
-		}
-		if len(all) == 0 {
-			return usagef("backup export needs a recipient: --recipient age1… or helpdesk_recipients in the settings")
-		}
-		f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		sum, err := backup.Export(e.ctx, conn.Client, *user, all, f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(*outPath)
-			return err
-		}
-		if e.json {
-			return e.printJSON(sum)
-		}
-		fmt.Fprintf(e.stdout, "exported %s: %s, %s, %s, %s, encrypted to %s, to %s\n",
-			sum.Scope, count(sum.Users, "user", "users"), count(sum.Keys, "key", "keys"), count(sum.Credentials, "credential", "credentials"),
-			count(sum.AuditEntries, "audit entry", "audit entries"), count(len(all), "recipient", "recipients"), *outPath)
-		return nil
+		return backupExport(e, conn, s, o)
 	}
 	return usagef("unknown backup subcommand %q (coverage, export)", sub)
+}
+
+// backupCoverage is backup coverage: exit 7 when someone lacks a key.
+func backupCoverage(e *env, conn *regconn.Conn) error {
+	c, err := backup.Coverage(e.ctx, conn.Client)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		if err := e.printJSON(c); err != nil {
+			return err
+		}
+	} else {
+		for _, u := range c.Users {
+			if u.Covered {
+				fmt.Fprintf(e.stdout, "  covered    %s (%d active keys)\n", u.ExternalID, u.ActiveKeys)
+			} else {
+				fmt.Fprintf(e.stdout, "  UNCOVERED  %s (%d active keys; missing %s)\n", u.ExternalID, u.ActiveKeys, strings.Join(u.Missing, ", "))
+			}
+		}
+		fmt.Fprintf(e.stdout, "%s covered, %d without a primary and a backup key\n", count(c.Covered, "user", "users"), c.Uncovered)
+	}
+	if c.Uncovered > 0 {
+		return errChecksFailed
+	}
+	return nil
+}
+
+// backupExport is backup export: the registrations, encrypted to the
+// recipients named and the settings' helpdesk recipients.
+func backupExport(e *env, conn *regconn.Conn, s settings.Settings, o *backupOpts) error {
+	user, outPath, rcpts := &o.user, &o.outPath, o.rcpts
+	if *outPath == "" {
+		return usagef("backup export needs --out FILE")
+	}
+	var all []string
+	seen := map[string]bool{}
+	for _, r := range append(append([]string{}, s.HelpdeskRecipients...), rcpts...) {
+		if r = strings.TrimSpace(r); r != "" && !seen[r] {
+			seen[r] = true
+			all = append(all, r)
+		}
+	}
+	if len(all) == 0 {
+		return usagef("backup export needs a recipient: --recipient age1… or helpdesk_recipients in the settings")
+	}
+	f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	sum, err := backup.Export(e.ctx, conn.Client, *user, all, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(*outPath)
+		return err
+	}
+	if e.json {
+		return e.printJSON(sum)
+	}
+	fmt.Fprintf(e.stdout, "exported %s: %s, %s, %s, %s, encrypted to %s, to %s\n",
+		sum.Scope, count(sum.Users, "user", "users"), count(sum.Keys, "key", "keys"), count(sum.Credentials, "credential", "credentials"),
+		count(sum.AuditEntries, "audit entry", "audit entries"), count(len(all), "recipient", "recipients"), *outPath)
+	return nil
 }
 
 // runRestore: keydesk restore FILE, into the desk's (empty) registry, with
