@@ -15,10 +15,12 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 )
@@ -92,70 +94,87 @@ func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 	}
 	switch sub {
 	case "diagnose":
-		d, err := recover.Diagnose(e.ctx, k, opt)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(d)
-		}
-		fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %s\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, count(len(d.UserKeys), "key", "keys"))
-		if d.PIV != nil {
-			fmt.Fprintf(e.stdout, "PIV PIN tries left: %d, PUK tries left: %d\n", d.PIV.PINRetries, d.PIV.PUKRetries)
-		}
-		if d.FIDO != nil {
-			fmt.Fprintf(e.stdout, "FIDO2 PIN set: %v, tries left: %d\n", d.FIDO.PINSet, d.FIDO.PINRetries)
-		}
-		if len(d.Problems) == 0 {
-			fmt.Fprintln(e.stdout, "No problem found.")
-		}
-		for i, p := range d.Problems {
-			fmt.Fprintf(e.stdout, "Problem: %s (%s)\n  next: %s\n", p.Text(), p, d.Steps[i])
-		}
-		return nil
+		return recoverDiagnose(e, k, opt)
 	case "piv-pin":
-		pin, err := e.prompt.newSecret("New PIV PIN")
-		if err != nil {
-			return err
-		}
-		if err := recover.UnblockPIVPIN(e.ctx, k, pin, opt); err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(map[string]any{"serial": k.Serial, "piv_pin_unblocked": true})
-		}
-		fmt.Fprintf(e.stdout, "PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log\n", k.Serial)
-		return nil
+		return recoverPIVPIN(e, k, opt)
 	case "fido2-reset":
-		if e.serial == 0 || uint32(e.serial) != k.Serial {
-			return usagef("a FIDO2 reset is destructive: name the key with --serial %d to confirm it is the one you mean", k.Serial)
-		}
-		pin, err := e.prompt.newSecret("New FIDO2 PIN")
-		if err != nil {
-			return err
-		}
-		if n := len([]rune(pin)); n < s.MinPINLength {
-			return fmt.Errorf("the new FIDO2 PIN has %d characters; the organisation requires at least %d", n, s.MinPINLength)
-		}
-		res, err := recover.ResetFIDO2(e.ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
-		if errors.Is(err, recover.ErrCanceled) {
-			return errCanceled
-		}
-		if err != nil {
-			return err
-		}
-		// The reset's power cycle re-enumerates the key: wait until its
-		// smart-card interface is back too, so the next command finds it whole.
-		if _, err := recover.WaitWhole(e.ctx, svc, k.Serial, res.PIV, true, 15*time.Second); err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(res)
-		}
-		fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked in the same registry change\n", k.Serial, s.RPID, count(len(res.Revoked), "old credential", "old credentials"))
-		return nil
+		return recoverFIDO2Reset(e, svc, k, s, opt)
 	}
 	return usagef("unknown recover subcommand %q (diagnose, piv-pin, fido2-reset, lost, identity)", sub)
+}
+
+// recoverDiagnose is recover diagnose: the key, its user, their keys and
+// each problem with its next step.
+func recoverDiagnose(e *env, k device.Key, opt recover.Options) error {
+	d, err := recover.Diagnose(e.ctx, k, opt)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(d)
+	}
+	fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %s\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, count(len(d.UserKeys), "key", "keys"))
+	if d.PIV != nil {
+		fmt.Fprintf(e.stdout, "PIV PIN tries left: %d, PUK tries left: %d\n", d.PIV.PINRetries, d.PIV.PUKRetries)
+	}
+	if d.FIDO != nil {
+		fmt.Fprintf(e.stdout, "FIDO2 PIN set: %v, tries left: %d\n", d.FIDO.PINSet, d.FIDO.PINRetries)
+	}
+	if len(d.Problems) == 0 {
+		fmt.Fprintln(e.stdout, "No problem found.")
+	}
+	for i, p := range d.Problems {
+		fmt.Fprintf(e.stdout, "Problem: %s (%s)\n  next: %s\n", p.Text(), p, d.Steps[i])
+	}
+	return nil
+}
+
+// recoverPIVPIN is recover piv-pin: unblock with the escrowed PUK.
+func recoverPIVPIN(e *env, k device.Key, opt recover.Options) error {
+	pin, err := e.prompt.newSecret("New PIV PIN")
+	if err != nil {
+		return err
+	}
+	if err := recover.UnblockPIVPIN(e.ctx, k, pin, opt); err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(map[string]any{"serial": k.Serial, "piv_pin_unblocked": true})
+	}
+	fmt.Fprintf(e.stdout, "PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log\n", k.Serial)
+	return nil
+}
+
+// recoverFIDO2Reset is recover fido2-reset: reset, then a new credential
+// registered and the old ones revoked in one registry change.
+func recoverFIDO2Reset(e *env, svc *keys.Service, k device.Key, s settings.Settings, opt recover.Options) error {
+	if e.serial == 0 || uint32(e.serial) != k.Serial {
+		return usagef("a FIDO2 reset is destructive: name the key with --serial %d to confirm it is the one you mean", k.Serial)
+	}
+	pin, err := e.prompt.newSecret("New FIDO2 PIN")
+	if err != nil {
+		return err
+	}
+	if n := len([]rune(pin)); n < s.MinPINLength {
+		return fmt.Errorf("the new FIDO2 PIN has %d characters; the organisation requires at least %d", n, s.MinPINLength)
+	}
+	res, err := recover.ResetFIDO2(e.ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
+	if errors.Is(err, recover.ErrCanceled) {
+		return errCanceled
+	}
+	if err != nil {
+		return err
+	}
+	// The reset's power cycle re-enumerates the key: wait until its
+	// smart-card interface is back too, so the next command finds it whole.
+	if _, err := recover.WaitWhole(e.ctx, svc, k.Serial, res.PIV, true, 15*time.Second); err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(res)
+	}
+	fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked in the same registry change\n", k.Serial, s.RPID, count(len(res.Revoked), "old credential", "old credentials"))
+	return nil
 }
 
 func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string, lo recover.LostOptions, replacement uint32) error {
