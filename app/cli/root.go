@@ -228,6 +228,7 @@ func rootFlags(e *env, root *cobra.Command) {
 	pf.BoolVar(&e.practice, "practice", os.Getenv("KEYDESK_PRACTICE") == "1", "use keydesk-sim's virtual keys (also KEYDESK_PRACTICE=1)")
 	pf.StringVar(&e.simDir, "sim-dir", sim.DefaultStateDir(), "keydesk-sim's state directory, in practice mode")
 	pf.Lookup("sim-dir").DefValue = "$XDG_STATE_HOME/keydesk/sim" // help and docs read the same everywhere
+	pf.Lookup("practice").DefValue = "false"
 	pf.UintVar(&e.serial, "serial", 0, "the key to act on, by serial (needed when several are attached)")
 	pf.BoolVar(&e.yes, "yes", false, "answer yes to confirmations (destructive steps still need --serial)")
 	root.RegisterFlagCompletionFunc("serial", e.completeSerials)
