@@ -57,7 +57,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // newRoot builds the keydesk command tree, bound to e. The same tree
 // gives the help text, the shell completions, the man pages and
-// docs/cli.md's command reference (internal/clidoc).
+// docs/cli.md's command reference (app/cli/clidoc).
 //
 // With only naming a top-level command, the tree holds just that one: a
 // command line builds only the command it runs (it starts faster; see
