@@ -119,7 +119,12 @@ type FIDOCredential struct {
 	AttestationObject []byte `json:"attestation_object,omitempty"`
 	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
 	// attestation signature covers (WebAuthn L2 §6.5.2).
-	AttestationClientDataHash []byte             `json:"attestation_client_data_hash,omitempty"`
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
+	// AttestationClientDataJSON is that clientDataJSON itself (WebAuthn L2
+	// §5.2.1), so that the registration can be verified again end to end
+	// by any WebAuthn library. Credentials registered before the registry
+	// kept it have only the hash.
+	AttestationClientDataJSON []byte             `json:"attestation_client_data_json,omitempty"`
 	Verdict                   AttestationVerdict `json:"verdict"`
 	VerdictReason             string             `json:"verdict_reason,omitempty"`
 	CloneSuspected            bool               `json:"clone_suspected"`

@@ -22,7 +22,9 @@ import (
 	"github.com/keydesk/keydesk/registry/credential"
 )
 
-var now = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+// now is the wall clock: go-webauthn checks attestation certificates'
+// validity against it, whatever time the registry verifies at.
+var now = time.Now().UTC().Truncate(time.Second)
 
 // ca is a certificate with its private key.
 type ca struct {

@@ -227,8 +227,8 @@ type fidoIn struct {
 	SignCount         uint32 `json:"sign_count"`
 	CredProtect       int    `json:"cred_protect"`
 	AttestationObject []byte `json:"attestation_object"`
-	// The clientDataJSON the attestation signed, or its SHA-256 (what a
-	// CTAP client such as libfido2 is given).
+	// The clientDataJSON the attestation signed, required with an
+	// attestation object; its SHA-256 may be sent too and must then match.
 	AttestationClientDataJSON []byte `json:"attestation_client_data_json"`
 	AttestationClientDataHash []byte `json:"attestation_client_data_hash"`
 }
@@ -240,19 +240,27 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 	if f.CredProtect < 0 || f.CredProtect > 3 {
 		return registry.FIDOCredential{}, registry.Invalid("invalid_cred_protect", "cred_protect must be 0-3 (CTAP 2.1 §12.1)")
 	}
-	cdh := f.AttestationClientDataHash
+	// A registration is the attestation object together with the
+	// clientDataJSON its signature covers (WebAuthn L2 §5.2.1); the registry
+	// keeps both so that the registration can be verified again later, and
+	// refuses a new one that brings only the hash.
+	if len(f.AttestationObject) > 0 && len(f.AttestationClientDataJSON) == 0 {
+		return registry.FIDOCredential{}, registry.Invalid("missing_client_data_json", "attestation_client_data_json is required with attestation_object (WebAuthn L2 §5.2.1); a hash alone cannot be verified again later")
+	}
+	var cdh []byte
 	if len(f.AttestationClientDataJSON) > 0 {
+		if err := credential.CheckRegistrationClientData(f.AttestationClientDataJSON); err != nil {
+			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "%v", err)
+		}
 		h := sha256.Sum256(f.AttestationClientDataJSON)
-		if cdh != nil && !bytes.Equal(cdh, h[:]) {
+		if f.AttestationClientDataHash != nil && !bytes.Equal(f.AttestationClientDataHash, h[:]) {
 			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash is not the SHA-256 of attestation_client_data_json")
 		}
 		cdh = h[:]
 	}
-	if cdh != nil && len(cdh) != sha256.Size {
-		return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash must be 32 bytes")
-	}
 	return registry.FIDOCredential{KeyID: keyID, CredentialID: f.CredentialID, PublicKey: f.PublicKey, AAGUID: f.AAGUID, RPID: f.RPID,
-		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, AttestationClientDataHash: cdh}, nil
+		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject,
+		AttestationClientDataHash: cdh, AttestationClientDataJSON: f.AttestationClientDataJSON}, nil
 }
 
 // attestFIDO sets c's verdict from its attestation, checked against the
