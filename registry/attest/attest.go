@@ -88,6 +88,16 @@ func (r *Roots) AddPractice() {
 	r.mustAdd(r.piv, "roots/practice-piv.pem")
 }
 
+// WithFIDO returns a copy of r that also trusts certs as FIDO attestation
+// roots (a FIDO Metadata Service BLOB's attestationRootCertificates).
+func (r *Roots) WithFIDO(certs []*x509.Certificate) *Roots {
+	c := &Roots{fido: r.fido.Clone(), piv: r.piv, intermediates: r.intermediates}
+	for _, cert := range certs {
+		c.fido.AddCert(cert)
+	}
+	return c
+}
+
 // AddPEM trusts every certificate in b as a root for both FIDO and PIV
 // attestation (an organisation's own CA, or test roots).
 func (r *Roots) AddPEM(b []byte) error {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -264,9 +265,10 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 }
 
 // attestFIDO sets c's verdict from its attestation, checked against the
-// server's roots.
-func (s *Server) attestFIDO(c *registry.FIDOCredential) {
-	res := s.roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
+// server's roots and those of the FIDO Metadata Service BLOB it holds.
+func (s *Server) attestFIDO(ctx context.Context, c *registry.FIDOCredential) {
+	_, roots, _ := s.mdsSet(ctx) // on a read error, the server's own roots
+	res := roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
 		CredentialID: c.CredentialID, PublicKey: c.PublicKey, RPID: c.RPID}, s.opt.Now())
 	c.Verdict, c.VerdictReason = res.Verdict, res.Reason
 }
@@ -327,7 +329,7 @@ func (s *Server) addFIDO(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s.attestFIDO(&c)
+	s.attestFIDO(r.ctx, &c)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		k, err := tx.GetKey(c.KeyID)
 		if err != nil {
@@ -418,7 +420,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
-		s.attestFIDO(&c)
+		s.attestFIDO(r.ctx, &c)
 		out.FIDO2 = append(out.FIDO2, c)
 	}
 	for i, p := range in.PIV {

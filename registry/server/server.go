@@ -80,6 +80,7 @@ type Server struct {
 	limitMu sync.Mutex
 	fails   map[string]*failWindow
 	signals signalLimiter
+	mdsc    mdsCache
 }
 
 type failWindow struct {
