@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-webauthn/webauthn/metadata"
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 
@@ -206,8 +207,12 @@ func (r *Roots) FIDO(in FIDOInput, now time.Time) Result {
 	x5c, _ := obj.AttStatement["x5c"].([]any)
 	if len(x5c) == 0 {
 		// Self attestation (§8.2.1): signed by the credential key itself,
-		// which says nothing about who made the authenticator.
-		return verdict(registry.VerdictUntrustedRoot, "self attestation: no certificate chain")
+		// which says nothing about who made the authenticator; or a format
+		// whose chain is not in x5c, which the registry cannot anchor.
+		if obj.Type == string(metadata.BasicSurrogate) {
+			return verdict(registry.VerdictUntrustedRoot, "self attestation: no certificate chain")
+		}
+		return verdict(registry.VerdictUntrustedRoot, "%s attestation (%s) has no x5c chain to check", obj.Format, obj.Type)
 	}
 	certs := make([]*x509.Certificate, len(x5c))
 	for i, v := range x5c {

@@ -164,6 +164,21 @@ func TestFIDOPacked(t *testing.T) {
 	// A signature by a key that is not the certificate's.
 	forged := makePacked(t, &ca{key: newKey(), cert: leaf.cert}, [][]byte{inter.cert.Raw}, nil)
 	want(t, trusting.FIDO(forged.input(), now), registry.VerdictInvalid, "signature")
+	// Self attestation: signed by the credential key itself, no x5c.
+	self := makePacked(t, leaf, nil, nil)
+	var obj map[string]any
+	if err := cbor.Unmarshal(self.obj, &obj); err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256(append(append([]byte{}, obj["authData"].([]byte)...), self.cdHash...))
+	sig, _ := ecdsa.SignASN1(rand.Reader, self.cred, d[:])
+	obj["attStmt"] = map[string]any{"alg": -7, "sig": sig}
+	self.obj, _ = cbor.Marshal(obj)
+	want(t, trusting.FIDO(self.input(), now), registry.VerdictUntrustedRoot, "self attestation")
+	// The same without a valid signature is invalid.
+	obj["attStmt"] = map[string]any{"alg": -7, "sig": append(sig[:len(sig)-1:len(sig)-1], sig[len(sig)-1]^1)}
+	self.obj, _ = cbor.Marshal(obj)
+	want(t, trusting.FIDO(self.input(), now), registry.VerdictInvalid, "")
 	// No attestation, "none" format, garbage.
 	want(t, trusting.FIDO(attest.FIDOInput{}, now), registry.VerdictNone, "")
 	none, _ := cbor.Marshal(map[string]any{"fmt": "none", "authData": []byte{}, "attStmt": map[string]any{}})

@@ -18,8 +18,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/fxamacker/cbor/v2"
 	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 )
 
@@ -30,13 +30,8 @@ var ErrBadKey = errors.New("unsupported or malformed public key")
 // ErrBadSignature: the signature or the signed data does not verify.
 var ErrBadSignature = errors.New("signature does not verify")
 
-// COSE key parameters (RFC 9052 §7, RFC 9053 §2, §7), for encoding keys.
+// COSE key parameters (RFC 9052 §7, RFC 9053 §2, §7).
 const (
-	coseKty   = 1
-	coseAlg   = 3
-	coseCrv   = -1
-	coseX     = -2
-	coseY     = -3
 	ktyOKP    = 1
 	ktyEC2    = 2
 	algES256  = -7
@@ -249,12 +244,14 @@ func VerifyPIV(der []byte, challenge, sig []byte) error {
 // and tests).
 func COSEKeyES256(p *ecdsa.PublicKey) []byte {
 	raw, _ := p.Bytes()
-	b, _ := cbor.Marshal(map[int]any{coseKty: ktyEC2, coseAlg: algES256, coseCrv: crvP256, coseX: raw[1:33], coseY: raw[33:]})
+	b, _ := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{PublicKeyData: webauthncose.PublicKeyData{KeyType: ktyEC2, Algorithm: algES256},
+		Curve: crvP256, XCoord: raw[1:33], YCoord: raw[33:]})
 	return b
 }
 
 // COSEKeyEdDSA encodes an Ed25519 public key as a COSE_Key.
 func COSEKeyEdDSA(p ed25519.PublicKey) []byte {
-	b, _ := cbor.Marshal(map[int]any{coseKty: ktyOKP, coseAlg: algEdDSA, coseCrv: crvEd2551, coseX: []byte(p)})
+	b, _ := webauthncbor.Marshal(webauthncose.OKPPublicKeyData{PublicKeyData: webauthncose.PublicKeyData{KeyType: ktyOKP, Algorithm: algEdDSA},
+		Curve: crvEd2551, XCoord: []byte(p)})
 	return b
 }
