@@ -45,6 +45,9 @@ var rootFiles embed.FS
 type Result struct {
 	Verdict registry.AttestationVerdict
 	Reason  string
+	// AAGUID is the attested authenticator data's AAGUID (FIDO2, when the
+	// attestation object parses).
+	AAGUID []byte
 }
 
 func verdict(v registry.AttestationVerdict, format string, args ...any) Result {
@@ -179,6 +182,15 @@ func (r *Roots) FIDO(in FIDOInput, now time.Time) Result {
 	if !ad.Flags.HasAttestedCredentialData() {
 		return verdict(registry.VerdictInvalid, "authenticator data carries no attested credential")
 	}
+	res := r.checkFIDO(&obj, in, now)
+	res.AAGUID = ad.AttData.AAGUID
+	return res
+}
+
+// checkFIDO is FIDO's checks past parsing, on an object with an attested
+// credential.
+func (r *Roots) checkFIDO(obj *protocol.AttestationObject, in FIDOInput, now time.Time) Result {
+	ad := obj.AuthData
 	rp := sha256.Sum256([]byte(in.RPID))
 	if !bytes.Equal(ad.RPIDHash, rp[:]) {
 		return verdict(registry.VerdictInvalid, "authenticator data is for another relying party")

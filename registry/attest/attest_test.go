@@ -134,7 +134,11 @@ func TestFIDOPacked(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := makePacked(t, leaf, [][]byte{inter.cert.Raw}, nil)
-	want(t, trusting.FIDO(good.input(), now), registry.VerdictGenuine, "")
+	res := trusting.FIDO(good.input(), now)
+	want(t, res, registry.VerdictGenuine, "")
+	if string(res.AAGUID) != string(good.aaguid) {
+		t.Fatalf("attested aaguid %q, want %q", res.AAGUID, good.aaguid)
+	}
 	// The same statement against Yubico's roots only.
 	want(t, attest.Yubico().FIDO(good.input(), now), registry.VerdictUntrustedRoot, "trusted root")
 	// Without the intermediate in x5c the chain is broken.

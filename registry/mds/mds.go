@@ -64,6 +64,14 @@ type Entry struct {
 	AttestationRoots [][]byte `json:"attestation_roots,omitempty"`
 }
 
+// Undesired reports whether the entry's newest status is one a relying
+// party should not accept attestation from: a compromised attestation or
+// user key, a user verification bypass, a revoked or retired model
+// (FIDO Metadata Service v3.0 §3.1.4; go-webauthn's default list).
+func (e Entry) Undesired() bool {
+	return metadata.IsUndesiredAuthenticatorStatus(metadata.AuthenticatorStatus(e.Status))
+}
+
 // Set is a verified BLOB's FIDO2 entries.
 type Set struct {
 	// Number is the BLOB's serial number (payload "no").
@@ -83,7 +91,7 @@ type Options struct {
 	// Roots are the trust anchors the BLOB's x5c must reach; Roots() when
 	// empty. Tests pass their own.
 	Roots []*x509.Certificate
-	// Now is the time nextUpdate is checked against.
+	// Now is the time nextUpdate is checked against (default time.Now).
 	Now time.Time
 }
 
@@ -118,7 +126,10 @@ func Verify(blob []byte, opt Options) (*Set, error) {
 		return nil, fmt.Errorf("mds payload: %w", err)
 	}
 	// nextUpdate is a date: the BLOB serves through the end of that day.
-	if !opt.Now.IsZero() && !opt.Now.Before(md.Parsed.NextUpdate.AddDate(0, 0, 1)) {
+	if opt.Now.IsZero() {
+		opt.Now = time.Now()
+	}
+	if !opt.Now.Before(md.Parsed.NextUpdate.AddDate(0, 0, 1)) {
 		return nil, fmt.Errorf("%w: nextUpdate %s, now %s", ErrExpired, md.Parsed.NextUpdate.Format(time.DateOnly), opt.Now.UTC().Format(time.DateOnly))
 	}
 	sum := sha256.Sum256(blob)

@@ -51,6 +51,16 @@ func TestVerify(t *testing.T) {
 	if !ok || e.Description != "YubiKey 5 Series with NFC" || e.Status != "UPDATE_AVAILABLE" || e.StatusDate != "2023-10-01" || e.Certification != "FIDO_CERTIFIED_L2" {
 		t.Fatalf("entry %+v (found %v)", e, ok)
 	}
+	if e.Undesired() {
+		t.Fatal("UPDATE_AVAILABLE counted as undesired")
+	}
+	if r, ok := s.Lookup([]byte{1, 2}); ok {
+		t.Fatalf("a short aaguid found %+v", r)
+	}
+	rid := uuid.MustParse("00000000-0000-0000-0000-000000000001")
+	if r, ok := s.Lookup(rid[:]); !ok || r.Status != "REVOKED" || !r.Undesired() || r.Certification != "FIDO_CERTIFIED_L1" {
+		t.Fatalf("revoked entry %+v (found %v)", r, ok)
+	}
 	if roots := s.AttestationRoots(); len(roots) != 1 || !roots[0].Equal(c.Root) {
 		t.Fatalf("attestation roots: %v", roots)
 	}

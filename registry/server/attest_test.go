@@ -63,7 +63,12 @@ func pivAttestation(t *testing.T, root *testCA, serial int64, slotKey *ecdsa.Pri
 // packedAttestation is a packed attestation object (WebAuthn L2 §8.2) for
 // credential credID with key cred, signed by a leaf under root.
 func packedAttestation(t *testing.T, root *testCA, credID []byte, cred *ecdsa.PrivateKey, cdHash []byte) []byte {
-	aaguid := []byte("keydesk-test-aag")
+	return packedAttestationOf(t, root, credID, cred, cdHash, []byte("keydesk-test-aag"))
+}
+
+// packedAttestationOf is packedAttestation for an authenticator model
+// (AAGUID) of one's choosing.
+func packedAttestationOf(t *testing.T, root *testCA, credID []byte, cred *ecdsa.PrivateKey, cdHash, aaguid []byte) []byte {
 	ext, _ := asn1.Marshal(aaguid)
 	leaf := issueCert(t, root, mustEC(p256.Curve), &x509.Certificate{Subject: pkix.Name{CommonName: "Test FIDO", OrganizationalUnit: []string{"Authenticator Attestation"}, Organization: []string{"Test"}, Country: []string{"SE"}},
 		BasicConstraintsValid: true, ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}, Value: ext}}})
@@ -106,6 +111,8 @@ func TestAttestationVerdicts(t *testing.T) {
 		{"untrusted root", 5002, map[string]any{"attestation_object": packedAttestation(t, stranger, []byte("c5002"), slotKey, cdh[:]), "attestation_client_data_json": cdj, "attestation_client_data_hash": cdh[:]},
 			nil, "untrusted-root", "untrusted-root"},
 		{"no attestation", 5003, map[string]any{}, map[string]any{"attestation_certificate": nil}, "none", "none"},
+		{"claims another model", 5005, map[string]any{"attestation_object": packedAttestation(t, trusted, []byte("c5005"), slotKey, cdh[:]), "attestation_client_data_json": cdj,
+			"aaguid": []byte("another-model-00")}, nil, "invalid", "none"},
 		{"for another key", 5004, map[string]any{"attestation_object": packedAttestation(t, trusted, []byte("c5004"), mustEC(p256.Curve), cdh[:]), "attestation_client_data_json": cdj},
 			nil, "invalid", "invalid"},
 	}

@@ -265,11 +265,24 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 }
 
 // attestFIDO sets c's verdict from its attestation, checked against the
-// server's roots and those of the FIDO Metadata Service BLOB it holds.
+// server's roots and those of the FIDO Metadata Service BLOB it holds. The
+// attested AAGUID is the credential's (filled in when the client gave
+// none), and a model the BLOB marks compromised, revoked or retired is not
+// genuine.
 func (s *Server) attestFIDO(ctx context.Context, c *registry.FIDOCredential) {
-	_, roots, _ := s.mdsSet(ctx) // on a read error, the server's own roots
+	set, roots, _ := s.mdsSet(ctx) // on a read error, the server's own roots
 	res := roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
 		CredentialID: c.CredentialID, PublicKey: c.PublicKey, RPID: c.RPID}, s.opt.Now())
+	switch {
+	case len(res.AAGUID) == 0:
+	case len(c.AAGUID) == 0:
+		c.AAGUID = res.AAGUID
+	case !bytes.Equal(c.AAGUID, res.AAGUID):
+		res = attest.Result{Verdict: registry.VerdictInvalid, Reason: "aaguid is not the attested one"}
+	}
+	if e, ok := set.Lookup(c.AAGUID); ok && res.Verdict == registry.VerdictGenuine && e.Undesired() {
+		res = attest.Result{Verdict: registry.VerdictInvalid, Reason: fmt.Sprintf("the FIDO Metadata Service marks %s (%s) %s", e.Description, e.AAGUID, e.Status)}
+	}
 	c.Verdict, c.VerdictReason = res.Verdict, res.Reason
 }
 

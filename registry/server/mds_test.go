@@ -83,7 +83,10 @@ func TestMDS(t *testing.T) {
 	now := time.Now()
 	good := mdstest.Model{AAGUID: model, Description: "YubiKey 5 Series (test)", Roots: [][]byte{vendorRoot.cert.Raw},
 		Statuses: [][2]string{{"FIDO_CERTIFIED_L1", "2021-01-01"}, {"FIDO_CERTIFIED_L2", "2023-06-01"}}}
-	blob, err := chain.BLOB(5, now.AddDate(0, 1, 0), good)
+	revokedAAGUID := []byte("revoked-model-01")
+	revoked := mdstest.Model{AAGUID: uuid.Must(uuid.FromBytes(revokedAAGUID)).String(), Description: "Broken Key (test)", Roots: [][]byte{vendorRoot.cert.Raw},
+		Statuses: [][2]string{{"FIDO_CERTIFIED_L1", "2021-01-01"}, {"REVOKED", "2024-02-01"}}}
+	blob, err := chain.BLOB(5, now.AddDate(0, 1, 0), good, revoked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +116,7 @@ func TestMDS(t *testing.T) {
 		t.Fatalf("models after refused BLOBs: %v", m)
 	}
 
-	if out, err := update(blob); err != nil || !strings.Contains(out, "no 5") || !strings.Contains(out, "1 FIDO2 models") {
+	if out, err := update(blob); err != nil || !strings.Contains(out, "no 5") || !strings.Contains(out, "2 FIDO2 models") {
 		t.Fatalf("mds update: %v: %s", err, out)
 	}
 	// The inventory names the credential's model and certification.
@@ -132,6 +135,16 @@ func TestMDS(t *testing.T) {
 	// genuine.
 	if _, v := enrol("mds-second", "7002"); v != "genuine" {
 		t.Fatalf("after the BLOB: verdict %s", v)
+	}
+	// A model the BLOB marks REVOKED is not genuine, though its chain is.
+	cred := []byte("cred-7003")
+	rv := r.must(r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
+		"user": map[string]any{"external_id": "mds-revoked"}, "key": map[string]any{"serial": "7003"},
+		"fido2": []any{map[string]any{"credential_id": cred, "public_key": credential.COSEKeyES256(&key.PublicKey), "rp_id": "example.org",
+			"attestation_object": packedAttestationOf(t, vendorRoot, cred, key, cdh[:], revokedAAGUID), "attestation_client_data_json": cdj}},
+	}), 201)["fido2"].([]any)[0].(map[string]any)
+	if rv["verdict"] != "invalid" || !strings.Contains(rv["verdict_reason"].(string), "REVOKED") {
+		t.Fatalf("revoked model: %v (%v)", rv["verdict"], rv["verdict_reason"])
 	}
 	// The readiness report of a migration to the set names the models.
 	r.must(r.do(r.admin, "POST", "/v1/key-sets", map[string]any{"name": "legacy-2024"}), 201)
