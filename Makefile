@@ -44,9 +44,10 @@ test: deps
 bench: deps
 	GO=$(GO) packaging/with-services.sh packaging/bench.sh
 
-## bench-registry: only the registry's store and API benchmarks (docs/registry.md)
+## bench-registry: only the registry's store, API and validity-replica benchmarks
+## (docs/registry.md, docs/relying-party.md)
 bench-registry: deps
-	packaging/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./registry/store/sqlstore ./registry/server
+	packaging/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./registry/store/sqlstore ./registry/server ./registry/validity
 
 vet:
 	$(GO) vet ./...

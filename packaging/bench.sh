@@ -70,6 +70,10 @@ bench ./app/enrol 'BatchEnrol' "$(n 20x 2x)" 1
 bench ./registry/store/sqlstore '.' 1x 1
 bench ./registry/server '.' "$(n 3s 1x)" 1
 bench ./registry/simulation '.' 1x 1
+# A login server's validity replica at 1M credentials (docs/relying-party.md).
+bench ./registry/validity '.' "$(n 2s 1x)" 1
+# The migration drill through the reference relying party, 2,000 users.
+bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
 # The desktop app's start, when the tree has its benchmark.
 # (The list is read whole first: grep -q would stop reading early, and
 # pipefail would count go test's broken pipe as "no benchmark".)

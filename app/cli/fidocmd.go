@@ -189,6 +189,10 @@ func runFIDO(e *env, _ *flag.FlagSet, args []string) error {
 			return err
 		}
 		cb.Reinsert = func(ctx context.Context) error {
+			if e.practice {
+				// keydesk-sim's hands, as for recover fido2-reset.
+				return e.reinsert(k.Serial)(ctx)
+			}
 			fmt.Fprintf(e.stderr, "Remove key %d, then insert it again: a YubiKey accepts a reset only in the first seconds after it is plugged in.\n", k.Serial)
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()

@@ -158,6 +158,8 @@ func (r *reg) enrol(ext, serial string, active bool) map[string]any {
 		r.t.Fatalf("enrolled key is %v, want pending", st)
 	}
 	if active {
+		// A key with PIV slots is activated only with its escrow stored.
+		r.must(r.do(r.admin, "PUT", "/v1/keys/"+out["key"].(map[string]any)["id"].(string)+"/escrow/piv", map[string]any{"blob": []byte("sealed")}), 200)
 		v := r.provePIV(r.admin, out["key"].(map[string]any)["id"].(string), out["piv"].([]any)[0].(map[string]any)["id"].(string), p256)
 		if v["ok"] != true || v["key_activated"] != true || v["key_status"] != "active" {
 			r.t.Fatalf("proof did not activate the key: %v", v)
@@ -450,6 +452,7 @@ func TestVerifications(t *testing.T) {
 
 func TestFeedAndValidityVersions(t *testing.T) {
 	r := start(t)
+	r.must(r.do(r.admin, "PUT", "/v1/keys/"+r.keyB+"/escrow/piv", map[string]any{"blob": []byte("sealed")}), 200)
 	v1 := r.must(r.do(r.admin, "GET", "/v1/validity", nil), 200)
 	// alice's key is active (1 fido2 + 1 piv), bob's is pending.
 	if n := len(v1["credentials"].([]any)); n != 2 {

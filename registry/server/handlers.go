@@ -734,6 +734,11 @@ func (s *Server) verify(r *request) (int, any, error) {
 				return 0, nil, "", err
 			}
 			out.KeyStatus, out.KeyActivated = k.Status, activated
+			if !activated && k.Status == registry.KeyPending {
+				// The one reason a pending key that proved possession
+				// stays pending.
+				out.ActivationRefused = "escrow_missing"
+			}
 		}
 		return http.StatusCreated, out, "", nil
 	})
@@ -747,6 +752,9 @@ type verificationOut struct {
 	// CredentialConfirmed: the credential was pending and entered the
 	// validity view with this verification.
 	CredentialConfirmed bool `json:"credential_confirmed,omitempty"`
+	// ActivationRefused says why a pending key that proved possession
+	// stayed pending: "escrow_missing" (PIV slots and no escrow).
+	ActivationRefused string `json:"activation_refused,omitempty"`
 }
 
 // takesCredentials refuses new credentials for a key that is lost, revoked
@@ -797,16 +805,44 @@ func (s *Server) validity(r *request) (int, any, error) {
 	return http.StatusOK, v, nil
 }
 
+// auditVerify is GET /v1/audit/verify: the chain, its checkpoints, the
+// registry head row, the witness (the head this process last signed and
+// the state dir's witness file) and the pending rows (audit.VerifyLog).
+// A failure names the first bad entry (seq) or pending row (pending_id).
 func (s *Server) auditVerify(r *request) (int, any, error) {
-	es, cs, err := s.st.AuditLog(r.ctx)
+	// The witnessed heads are read first: a head is witnessed only after
+	// its change set commits, so the snapshot read next contains it.
+	var heads []audit.Checkpoint
+	if w := s.opt.Witness; w != nil {
+		var err error
+		if heads, err = w.Heads(); err != nil {
+			return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+		}
+	}
+	l, err := s.st.AuditChain(r.ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	rep, err := audit.Verify(es, cs, s.opt.AuditKey)
+	l.Witnesses = heads
+	rep, err := audit.VerifyLog(l, s.opt.AuditKey)
 	if err != nil {
-		return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+		out := map[string]any{"ok": false, "error": err.Error()}
+		var te *audit.TamperError
+		if errors.As(err, &te) {
+			if te.Seq != 0 {
+				out["seq"] = te.Seq
+			}
+			if te.Pending != 0 {
+				out["pending_id"] = te.Pending
+			}
+		}
+		return http.StatusOK, out, nil
 	}
-	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints}, nil
+	out := map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints, "pending": rep.Pending}
+	if rep.Signed.Seq > 0 {
+		out["head"] = audit.Export(rep.Signed, s.opt.AuditKey)
+	}
+	return http.StatusOK, out, nil
 }
 
 func (s *Server) redeemAccessPass(r *request) (int, any, error) {

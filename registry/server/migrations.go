@@ -266,6 +266,7 @@ func (l *signalLimiter) allow(name string, rate float64, burst int) bool {
 
 func (s *Server) lockoutSignal(r *request) (int, any, error) {
 	if !s.signals.allow(r.tok.Name, s.opt.SignalRate, s.opt.SignalBurst) {
+		s.log.Warn("lockout signal refused: over the rate", "token", r.tok.Name, "remote_addr", s.clientAddr(r.Request))
 		r.w.Header().Set("Retry-After", "1")
 		return 0, nil, fail(http.StatusTooManyRequests, "rate_limited", "more than %g lockout signals a second from token %s", s.opt.SignalRate, r.tok.Name)
 	}
@@ -278,13 +279,17 @@ func (s *Server) lockoutSignal(r *request) (int, any, error) {
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+	status, body, err := s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		out, err := tx.ReportLockout(&registry.LockoutSignal{UserID: in.UserID, KeyID: in.KeyID, CredentialID: in.CredentialID, Reason: in.Reason})
 		if err != nil {
 			return 0, nil, "", err
 		}
 		return http.StatusCreated, out, "", nil
 	})
+	if err == nil {
+		s.log.Info("lockout signal", "token", r.tok.Name, "user_id", in.UserID, "key_id", in.KeyID, "reason", in.Reason)
+	}
+	return status, body, err
 }
 
 // nameBModels adds to each user of a readiness report the models of the

@@ -163,11 +163,19 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		}
 	}
 	for _, u := range x.Users {
+		ext, err := registry.NormalizeExternalID(u.ExternalID)
+		if err != nil {
+			return out, fmt.Errorf("restoring user %s: %w", u.ID, err)
+		}
+		u.ExternalID = ext
 		g, _ := json.Marshal(u.Groups)
 		if u.Groups == nil {
 			g = []byte("[]")
 		}
 		if err := t.exec("INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", u.ID, u.ExternalID, u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(u.CreatedAt), nanos(u.UpdatedAt)); err != nil {
+			if isUnique(err) {
+				return out, fmt.Errorf("restoring user %s: %w", u.ID, &registry.DuplicateError{Entity: "user", Field: "external_id"})
+			}
 			return out, fmt.Errorf("restoring user %s: %w", u.ExternalID, err)
 		}
 		if err := t.record("user", u.ID, "restore", u); err != nil {
@@ -276,6 +284,7 @@ func (t *Tx) rechain(src []audit.Entry, out *registry.Restored) error {
 		seq, hash = e.Seq, e.Hash
 	}
 	t.auditSeq, t.auditHash = seq, hash
+	t.rechained = true
 	out.AuditEntries, out.Rechained = len(src), len(local)
 	return nil
 }

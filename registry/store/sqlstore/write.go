@@ -51,6 +51,9 @@ type Tx struct {
 	provenHere          map[string]bool // keys with a successful verification in this change set
 	changeSeq, auditSeq int64
 	auditHash           []byte
+	headEntryHash       []byte            // the hash of the log's entry at auditSeq, nil if none
+	signed              *audit.Checkpoint // the checkpoint appendLog signed, announced after commit
+	rechained           bool              // a restore replaced the chain (restore.go)
 }
 
 // Serialize takes the registry's write lock (the head row) now, so that
@@ -63,11 +66,13 @@ func (t *Tx) Serialize() error {
 	if t.locked {
 		return nil
 	}
-	lock := "SELECT change_seq, audit_seq, audit_hash FROM registry_head WHERE id = 1"
+	// The head entry's own hash comes along (an index probe in the same
+	// round trip) for checkExtends.
+	lock := "SELECT h.change_seq, h.audit_seq, h.audit_hash, (SELECT l.hash FROM audit_log l WHERE l.seq = h.audit_seq) FROM registry_head h WHERE h.id = 1"
 	if t.s.dialect == Postgres {
-		lock += " FOR UPDATE"
+		lock += " FOR UPDATE OF h"
 	}
-	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash); err != nil {
+	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash, &t.headEntryHash); err != nil {
 		return fmt.Errorf("locking registry head: %w", err)
 	}
 	t.locked = true
@@ -193,6 +198,7 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	if err = ltx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
 	}
+	t.committed()
 	if deferred {
 		s.kick()
 	}
@@ -223,6 +229,13 @@ func (s *Store) replay(ctx context.Context, q querier, idem *Idempotency) (Resul
 // statement (data-modifying CTEs), so the lock is held for as few round
 // trips as possible.
 func (t *Tx) appendLog() error {
+	sign := t.s.signer != nil && len(t.audits) > 0
+	if sign && !t.rechained {
+		// Never sign over rows this registry did not chain (auditchain.go).
+		if err := t.checkExtends(); err != nil {
+			return err
+		}
+	}
 	changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
 	b := t.tail
 	for i := range t.audits {
@@ -235,19 +248,21 @@ func (t *Tx) appendLog() error {
 	}
 	if t.conn != nil && len(t.changes)+len(t.audits) >= copyRows {
 		if err := t.copyLog(changeSeq); err != nil {
-			return err
+			return chainConflict(err, t.auditSeq)
 		}
 	} else {
 		t.insertLog(&b, changeSeq)
 	}
-	if t.s.signer != nil && len(t.audits) > 0 {
+	if sign {
 		cp := audit.Sign(t.s.signer, auditSeq, auditHash)
-		b.add("INSERT INTO audit_checkpoints (seq, hash, signature) VALUES ", 3, 1, []any{cp.Seq, cp.Hash, cp.Signature})
+		b.addTo(tableAuditCheckpoints, "INSERT INTO audit_checkpoints (seq, hash, signature) VALUES ", 3, 1, []any{cp.Seq, cp.Hash, cp.Signature})
+		t.signed = &cp
 	}
 	head := "UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"
 	headArgs := []any{changeSeq, auditSeq, auditHash}
 	if err := b.run(t, head, headArgs); err != nil {
-		return err
+		t.signed = nil
+		return chainConflict(err, t.auditSeq)
 	}
 	t.changeSeq, t.auditSeq, t.auditHash = changeSeq, auditSeq, auditHash
 	return nil
@@ -311,7 +326,7 @@ func (t *Tx) insertLog(b *logBatch, changeSeq int64) {
 		for _, e := range part {
 			args = append(args, e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash)
 		}
-		b.add("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
+		b.addTo(tableAuditLog, "INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
 	}
 }
 
@@ -325,11 +340,16 @@ func (t *Tx) AuditLater() { t.later = true }
 func (t *Tx) deferAudits() {
 	for i := 0; i < len(t.audits); i += rowsPerInsert {
 		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
-		args := make([]any, 0, 4*len(part))
-		for _, e := range part {
-			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload))
+		args := make([]any, 0, 5*len(part))
+		for i := range part {
+			e := &part[i]
+			var mac []byte
+			if t.s.pendingKey != nil {
+				mac = audit.PendingMAC(t.s.pendingKey, e)
+			}
+			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload), mac)
 		}
-		t.tail.add("INSERT INTO audit_pending (at, actor, action, payload) VALUES ", 4, len(part), args)
+		t.tail.add("INSERT INTO audit_pending (at, actor, action, payload, mac) VALUES ", 5, len(part), args)
 	}
 }
 
@@ -347,8 +367,10 @@ type logBatch struct {
 // Tables whose failures in a change set's last statement mean something to
 // the caller (see failedTable).
 const (
-	tableIdempotency = "idempotency"
-	tableChallenges  = "challenges"
+	tableIdempotency      = "idempotency"
+	tableChallenges       = "challenges"
+	tableAuditLog         = "audit_log"
+	tableAuditCheckpoints = "audit_checkpoints"
 )
 
 // tableError is a failed INSERT of a logBatch with the table it wrote.
@@ -530,6 +552,10 @@ func (t *Tx) GetUser(id string) (registry.User, error) { return getUser(t.ctx, t
 
 // UserByExternalID reads a user by external id inside the transaction.
 func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
 }
 
@@ -556,6 +582,11 @@ func (t *Tx) CreateUser(u *registry.User) error {
 	if u.ExternalID == "" {
 		return registry.Invalid("missing_field", "external_id is required")
 	}
+	ext, err := registry.NormalizeExternalID(u.ExternalID)
+	if err != nil {
+		return err
+	}
+	u.ExternalID = ext
 	if u.Status == "" {
 		u.Status = registry.UserActive
 	}
@@ -695,6 +726,9 @@ func (t *Tx) ChangeKeyStatus(by registry.Authority, id string, want int64, statu
 		if err := t.activationProof(k, breakGlass); err != nil {
 			return registry.Key{}, err
 		}
+		if err := t.escrowBeforeActive(id, breakGlass); err != nil {
+			return registry.Key{}, err
+		}
 	}
 	from := k.Status
 	err = t.GuardLastCredential(k.OwnerID, breakGlass, "key.break_glass", map[string]any{"key_id": id, "owner_id": k.OwnerID, "from": string(from), "to": string(status)}, func() error {
@@ -792,7 +826,8 @@ func (t *Tx) proven(id string, since int64) (bool, error) {
 // ActivateByProof moves a pending key to active because verification
 // verID, signed by the key, succeeded. It is recorded and audited as
 // key.activate with the verification's id. A key that is not pending is
-// left alone (activated reports false).
+// left alone (activated reports false); so is a pending key with PIV slots
+// and no escrow (escrowBeforeActive), which stays pending.
 func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, err error) {
 	if err := t.Serialize(); err != nil {
 		return registry.Key{}, false, err
@@ -803,6 +838,11 @@ func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, 
 	}
 	if k.Status != registry.KeyPending {
 		return k, false, nil
+	}
+	if err := t.escrowBeforeActive(id, ""); errors.Is(err, registry.ErrEscrowMissing) {
+		return k, false, nil
+	} else if err != nil {
+		return k, false, err
 	}
 	k.Status, k.Version, k.UpdatedAt = registry.KeyActive, k.Version+1, t.now
 	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(k.Status), k.Version, nanos(t.now), id); err != nil {
