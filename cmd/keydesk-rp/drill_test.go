@@ -942,7 +942,12 @@ func runDrill(t testing.TB, n int) figures {
 	return f
 }
 
-func ms(d time.Duration) string { return d.Round(time.Millisecond / 10).String() }
+func ms(d time.Duration) string {
+	if d >= time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond / 10).String()
+}
 
 // table is the figures as a markdown table.
 func (f figures) table() string {
@@ -966,7 +971,7 @@ func (f figures) table() string {
 	row("Sign-ins served during the registry outage", "%d, in %s with the registry SIGKILLed", f.OutageServed, ms(f.Outage))
 	row("Relying party restarted mid-round", "%d sign-ins across the restart, %d refused wrongly; replica resumed from disk: %v, whole-view loads after restart: %d, caught up with the change set made while down in %s", f.RestartSignIns, f.RestartWrongly, f.RestartResumed, f.RestartFullLoads, ms(f.RestartCatchUp))
 	row("Rollback", "%d users moved back; the replica applied it %s after commit", f.Reverted, ms(f.RollbackApplied))
-	row("Rollback to relying party (old key accepted again)", "p50 %s, p99 %s (%d users)", ms(f.BackP50), ms(f.BackP99), f.BackUsers)
+	row("Rollback to relying party (old key accepted again)", "p50 %s, p99 %s (%d users): from the rollback to each cut-over user's next sign-in with the old key accepted; the drill signs users in one after another, so this includes the time the round takes to reach the user", ms(f.BackP50), ms(f.BackP99), f.BackUsers)
 	row("Replica lag", "p50 %s, p99 %s over %d marked change sets (poll every 20 ms)", ms(f.LagP50), ms(f.LagP99), f.LagN)
 	row("`Allowed` latency", "%.0f ns a call", f.AllowedNS)
 	row("Run", "%s; load average %s at the start, %s at the end", f.Took.Round(time.Millisecond), f.LoadStart, f.LoadEnd)
