@@ -56,6 +56,8 @@ main) pkgs=(
   yubikey-manager yubico-piv-tool opensc fido2-tools openssl libsecret-tools
   # test services: PostgreSQL, a Secret Service, a virtual display
   postgresql gnome-keyring dbus dbus-x11 xvfb
+  # the audit tamper tests edit the registry's database with its own shells
+  sqlite3 postgresql-client
   # the desktop app's smoke test: xwd screenshots the virtual display;
   # its start-up benchmark visits every screen with xdotool
   x11-apps xdotool

@@ -62,10 +62,11 @@ func (s KeyStatus) Valid() bool {
 	return false
 }
 
-// Guarded reports whether moving an active key into s takes a credential
-// away from its owner, so that the last-key guard applies.
-func (s KeyStatus) Guarded() bool {
-	return s == KeySuspended || s == KeyLost || s == KeyRevoked || s == KeyRetired
+// InService reports whether a key in state s may carry credentials in the
+// validity view (only an active key does) or be given new ones (any state
+// but lost, revoked and retired).
+func (s KeyStatus) InService() bool {
+	return s == KeyPending || s == KeyActive || s == KeySuspended
 }
 
 // Key is one hardware security key.
@@ -118,11 +119,20 @@ type FIDOCredential struct {
 	AttestationObject []byte `json:"attestation_object,omitempty"`
 	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
 	// attestation signature covers (WebAuthn L2 §6.5.2).
-	AttestationClientDataHash []byte             `json:"attestation_client_data_hash,omitempty"`
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
+	// AttestationClientDataJSON is that clientDataJSON itself (WebAuthn L2
+	// §5.2.1), so that the registration can be verified again end to end
+	// by any WebAuthn library. Credentials registered before the registry
+	// kept it have only the hash.
+	AttestationClientDataJSON []byte             `json:"attestation_client_data_json,omitempty"`
 	Verdict                   AttestationVerdict `json:"verdict"`
 	VerdictReason             string             `json:"verdict_reason,omitempty"`
 	CloneSuspected            bool               `json:"clone_suspected"`
-	CreatedAt                 time.Time          `json:"created_at"`
+	// Pending: the credential was added to a key already in service
+	// without an attestation the registry trusts, and stays out of the
+	// validity view until it passes a verification (CredentialPending).
+	Pending   bool      `json:"pending"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // PIVSlot is a key slot on the PIV applet (NIST SP 800-73-4 Part 1 §3.1).
@@ -138,7 +148,20 @@ type PIVSlot struct {
 	AttestationIntermediate []byte             `json:"attestation_intermediate,omitempty"`
 	Verdict                 AttestationVerdict `json:"verdict"`
 	VerdictReason           string             `json:"verdict_reason,omitempty"`
-	CreatedAt               time.Time          `json:"created_at"`
+	// Pending: as FIDOCredential.Pending.
+	Pending   bool      `json:"pending"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// CredentialPending says whether a credential with verdict v, added to a
+// key in state keyStatus, is held back from the validity view until it
+// passes a verification of its own. Credentials registered with a key at
+// enrolment (the key pending) are not: the key as a whole proves
+// possession before any of them counts. A credential added later to a key
+// already in service counts at once only when its attestation is genuine;
+// otherwise nothing shows it lives on that key.
+func CredentialPending(keyStatus KeyStatus, v AttestationVerdict) bool {
+	return keyStatus != KeyPending && v != VerdictGenuine
 }
 
 // Challenge is a single-use, time-limited nonce a key must sign.
@@ -242,8 +265,8 @@ type Validity struct {
 // Errors a caller must act on. Check with errors.Is / errors.As.
 var (
 	ErrNotFound = errors.New("not found")
-	// ErrLastKey: the change would leave a user with no active key and no
-	// break-glass reason was given.
+	// ErrLastKey: the change would take the user's last credential out of
+	// the validity view and no break-glass reason was given.
 	ErrLastKey = errors.New("last active key of the user")
 	// ErrAccessPass: the temporary access pass is unknown, already
 	// redeemed or expired.
@@ -252,9 +275,20 @@ var (
 	ErrChallenge = errors.New("challenge unusable")
 	// ErrIdempotencyMismatch: an idempotency key was reused for a different request.
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
-	// ErrProofRequired: a key would become active without ever having
-	// signed a verification challenge, and no break-glass reason was given.
+	// ErrProofRequired: a key would become active without a verification
+	// that counts: none ever (and no break-glass reason was given), or, for
+	// a key that was lost or revoked, none since (no reason lifts that).
 	ErrProofRequired = errors.New("key has not proven possession with a verification")
+	// ErrFreshProofRequired is ErrProofRequired for a key that was lost or
+	// revoked: it needs a verification made since, and no break-glass
+	// reason stands in for one (a revoked key counts as compromised).
+	ErrFreshProofRequired = fmt.Errorf("%w since it was lost or revoked", ErrProofRequired)
+	// ErrUserNotActive: the user is suspended or deleted, so nothing may
+	// grant them access (an access pass, a self token).
+	ErrUserNotActive = errors.New("user is not active")
+	// ErrKeyNotInService: the key is lost, revoked or retired and takes no
+	// new credentials.
+	ErrKeyNotInService = errors.New("key is not in service")
 )
 
 // ConflictError reports an optimistic-concurrency failure: the caller's
@@ -312,6 +346,26 @@ type AuditEntry struct {
 type InventoryKey struct {
 	Key
 	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
+	// FIDO2Models names the authenticator model of each FIDO2 credential
+	// on the key, from the FIDO Metadata Service BLOB the registry holds
+	// (absent when it holds none).
+	FIDO2Models []FIDOModel `json:"fido2_models,omitempty"`
+}
+
+// FIDOModel is a FIDO2 credential's authenticator model as the FIDO
+// Metadata Service v3 names it by AAGUID (registry/mds).
+type FIDOModel struct {
+	CredentialID string `json:"credential_id"` // the registry's id of the credential
+	KeyID        string `json:"key_id"`
+	AAGUID       string `json:"aaguid"`
+	// Model is the metadata statement's description; empty when the BLOB
+	// has no entry for the AAGUID.
+	Model string `json:"model,omitempty"`
+	// Status is the newest status report's status (FIDO_CERTIFIED_L1,
+	// NOT_FIDO_CERTIFIED, REVOKED, …); Certification the highest
+	// certification level any report names.
+	Status        string `json:"status,omitempty"`
+	Certification string `json:"certification,omitempty"`
 }
 
 // InventoryUser is a user with every key they own, as GET /v1/inventory

@@ -111,6 +111,9 @@ func plain(err error) error {
 	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
 		return reworded{msg: "the registry refused the desk's token", err: err,
 			hint: "Store a valid token with keydesk login (an admin makes one with keydesk-registry token create)."}
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden && ae.Code == "user_not_active":
+		return reworded{msg: "the registry refused the desk's token: the person it belongs to is suspended or deleted", err: err,
+			hint: "A keydesk admin can make the person active again; until then their token is refused."}
 	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
 		return reworded{msg: fmt.Sprintf("the desk's token may not do this (the registry says: %s)", ae.Message), err: err,
 			hint: "Ask a keydesk admin for a token with the role this needs (admin; helpdesk for recoveries), then store it with keydesk login."}

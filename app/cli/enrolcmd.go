@@ -390,6 +390,8 @@ func describeEvent(ev enrol.Event) string {
 		return fmt.Sprintf("%s (%s)", ev.User, ev.Detail)
 	case enrol.StepUser:
 		return fmt.Sprintf("%s: looking up the user", ev.User)
+	case enrol.StepRegistryWait:
+		return fmt.Sprintf("%s: %s", ev.User, ev.Detail)
 	}
 	s := fmt.Sprintf("%s: key %d: %s", ev.User, ev.Serial, ev.Step)
 	if ev.Detail != "" {

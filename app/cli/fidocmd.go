@@ -190,6 +190,10 @@ func (s *fidoSession) reset([]string) error {
 	}
 	k, svc := s.k, s.svc
 	s.cb.Reinsert = func(ctx context.Context) error {
+		if s.e.practice {
+			// keydesk-sim's hands, as for recover fido2-reset.
+			return s.e.reinsert(k.Serial)(ctx)
+		}
 		fmt.Fprintf(s.e.stderr, "Remove key %d, then insert it again: a YubiKey accepts a reset only in the first seconds after it is plugged in.\n", k.Serial)
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()

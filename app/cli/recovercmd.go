@@ -211,6 +211,9 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if res.Pass != "" {
 		fmt.Fprintf(e.stdout, "Temporary access pass (shown once, valid until %s): %s\n", res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass)
 	}
+	if res.NoPass != "" {
+		fmt.Fprintf(e.stdout, "No temporary access pass: %s\n", res.NoPass)
+	}
 	if rep != nil {
 		fmt.Fprintf(e.stdout, "Replacement key %d enrolled for %s as %s, %s\n", rep.Serial, rep.ExternalID, rep.Role, rep.Status)
 		return nil

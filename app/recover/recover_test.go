@@ -1,8 +1,13 @@
 package recover_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -187,5 +192,42 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	}
 	if err := env.AdminCall("GET", "/v1/audit/verify", nil, &av); err != nil || !av.OK {
 		t.Fatalf("audit verify: %+v %v", av, err)
+	}
+
+	// bob is suspended (his replacement holds valid credentials, so that
+	// is break glass); his replacement is then lost: it is marked, and no
+	// pass is issued for a person who is not active.
+	suspendUser(t, lost.User.ID, "leave of absence")
+	serial1 := strconv.FormatUint(uint64(env.Serial(1)), 10)
+	again, err := recover.MarkLost(ctx, env.Helpdesk, serial1, recover.LostOptions{PassValidity: "8h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Key.Status != registry.KeyLost || again.Pass != "" || again.NoPass != "bob is suspended" {
+		t.Fatalf("lost key of a suspended user: %+v", again)
+	}
+}
+
+// suspendUser suspends user id through the registry's API, with a
+// break-glass reason.
+func suspendUser(t *testing.T, id, reason string) {
+	t.Helper()
+	u, err := env.Admin.User(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"status": "suspended", "break_glass_reason": reason})
+	req, _ := http.NewRequest("PATCH", env.Registry.URL+"/v1/users/"+id, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+env.AdminToken)
+	req.Header.Set("Idempotency-Key", "suspend-"+id)
+	req.Header.Set("If-Match", fmt.Sprintf(`"v%d"`, u.Version))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(res.Body)
+		t.Fatalf("suspending %s: %d %s", id, res.StatusCode, raw)
 	}
 }

@@ -25,6 +25,9 @@ type rule struct {
 var rules = []rule{
 	{pkg: module + "/device", banned: []string{"fyne.io/fyne/v2", module + "/registry", module + "/app", module + "/cmd"}},
 	{pkg: module + "/registry", banned: []string{"fyne.io/fyne/v2", "github.com/go-piv/piv-go", "github.com/keys-pub/go-libfido2", module + "/device", module + "/app", module + "/cmd"}},
+	// A login server links registry/validity: the registry's model and
+	// nothing of its server, store or tools.
+	{pkg: module + "/registry/validity", banned: []string{module + "/registry/server", module + "/registry/store", module + "/registry/command", module + "/registry/simulation", module + "/registry/attest", module + "/registry/regtest", module + "/registry/pgtest", module + "/internal"}},
 	{pkg: module + "/app", allowed: []string{module + "/app/ui"}, banned: []string{"fyne.io/fyne/v2", module + "/cmd"}},
 	// The keydesk command starts like a C tool: the GUI toolkit and what
 	// only it needs (fonts, text shaping, Markdown, OpenGL) live in

@@ -79,29 +79,99 @@ func Sign(key ed25519.PrivateKey, seq int64, hash []byte) Checkpoint {
 	return Checkpoint{Seq: seq, Hash: hash, Signature: ed25519.Sign(key, checkpointMessage(seq, hash))}
 }
 
-// TamperError names the first entry or checkpoint that does not verify.
+// ErrTampered matches every TamperError: the audit log or its anchors were
+// changed other than by the registry's own write path.
+var ErrTampered = errors.New("audit log tampered")
+
+// TamperError names the first entry or checkpoint that does not verify. A
+// pending entry that was not written by the registry (its authentication
+// code fails, see PendingMAC) has no seq yet: Pending is its row id.
 type TamperError struct {
-	Seq    int64
-	Reason string
+	Seq     int64
+	Pending int64
+	Reason  string
+	err     error // a sentinel it also matches (ErrNoCheckpoint)
 }
 
-func (e *TamperError) Error() string { return fmt.Sprintf("audit entry %d: %s", e.Seq, e.Reason) }
+func (e *TamperError) Error() string {
+	if e.Seq == 0 && e.Pending != 0 {
+		return fmt.Sprintf("pending audit row %d: %s", e.Pending, e.Reason)
+	}
+	return fmt.Sprintf("audit entry %d: %s", e.Seq, e.Reason)
+}
+
+// Is makes every TamperError match ErrTampered.
+func (e *TamperError) Is(target error) bool { return target == ErrTampered }
+
+func (e *TamperError) Unwrap() error { return e.err }
 
 // ErrNoCheckpoint: the chain has entries but no checkpoint covers them.
 var ErrNoCheckpoint = errors.New("no signed checkpoint")
+
+// Head is where the chain ends as the registry_head row records it.
+type Head struct {
+	Seq  int64
+	Hash []byte
+}
+
+// Rejected is a pending entry whose authentication code does not match:
+// a row the registry's write path did not produce. It is never chained.
+type Rejected struct {
+	ID     int64  `json:"id"`
+	Actor  string `json:"actor"`
+	Action string `json:"action"`
+}
+
+// Log is everything one verification looks at, read in one snapshot.
+type Log struct {
+	Entries     []Entry
+	Checkpoints []Checkpoint
+	// Head is the registry_head row; nil skips the comparison (an export
+	// bundle carries none).
+	Head *Head
+	// Witnesses are signed heads kept outside the database: the state
+	// dir's witness file, the head this process last signed, a head an
+	// operator exported earlier (keydesk-registry audit head).
+	Witnesses []Checkpoint
+	// Rejected are pending rows whose authentication code failed.
+	Rejected []Rejected
+	// Pending counts authentic entries still waiting to be chained.
+	Pending int
+}
 
 // Report summarises a successful verification.
 type Report struct {
 	Entries     int64
 	Checkpoints int
 	Head        []byte
+	// Signed is the newest checkpoint: it covers the newest entry.
+	Signed  Checkpoint
+	Pending int
 }
 
-// Verify checks entries (in seq order, starting at 1) and the checkpoints
-// against pub. Entries after the last checkpoint are chain-checked only.
+// Verify checks entries (in seq order, starting at 1) and checkpoints
+// against pub, as VerifyLog does with no head row and no witness.
 func Verify(entries []Entry, checkpoints []Checkpoint, pub ed25519.PublicKey) (Report, error) {
+	return VerifyLog(Log{Entries: entries, Checkpoints: checkpoints}, pub)
+}
+
+// VerifyLog checks, in this order, and reports the first failure as a
+// *TamperError naming the entry: the hash chain (every entry chains from
+// the one before and hashes to its stored hash); every checkpoint (it
+// names an entry that exists, signs that entry's hash, and its signature
+// is valid); that the newest entry is covered by a checkpoint (entries
+// after the newest valid checkpoint were added or rewritten without the
+// registry key); that the chain ends where the registry_head row says
+// (fewer entries: truncated); that every witness is signed and its entry
+// is in the chain with the same hash (missing: truncated; different:
+// rewritten); and that no pending row failed its authentication code.
+//
+// What it cannot see: anyone holding the signing key can write a chain
+// that verifies, and a database rolled back together with every witness
+// to an older consistent state verifies as that state.
+func VerifyLog(l Log, pub ed25519.PublicKey) (Report, error) {
+	entries, checkpoints := l.Entries, l.Checkpoints
 	prev := Genesis
-	bySeq := make(map[int64][]byte, len(checkpoints))
 	for i := range entries {
 		e := &entries[i]
 		if e.Seq != int64(i+1) {
@@ -113,12 +183,19 @@ func Verify(entries []Entry, checkpoints []Checkpoint, pub ed25519.PublicKey) (R
 		if !bytes.Equal(Hash(e), e.Hash) {
 			return Report{}, &TamperError{Seq: e.Seq, Reason: "hash does not match the entry's contents"}
 		}
-		bySeq[e.Seq] = e.Hash
 		prev = e.Hash
 	}
+	last := int64(len(entries))
+	hashAt := func(seq int64) []byte {
+		if seq < 1 || seq > last {
+			return nil
+		}
+		return entries[seq-1].Hash
+	}
+	var signed Checkpoint
 	for _, c := range checkpoints {
-		h, ok := bySeq[c.Seq]
-		if !ok {
+		h := hashAt(c.Seq)
+		if h == nil {
 			return Report{}, &TamperError{Seq: c.Seq, Reason: "checkpoint names an entry that is missing"}
 		}
 		if !bytes.Equal(h, c.Hash) {
@@ -127,11 +204,53 @@ func Verify(entries []Entry, checkpoints []Checkpoint, pub ed25519.PublicKey) (R
 		if !ed25519.Verify(pub, checkpointMessage(c.Seq, c.Hash), c.Signature) {
 			return Report{}, &TamperError{Seq: c.Seq, Reason: "checkpoint signature invalid"}
 		}
+		if c.Seq > signed.Seq {
+			signed = c
+		}
 	}
-	if len(entries) > 0 && len(checkpoints) == 0 {
-		return Report{}, ErrNoCheckpoint
+	if last > 0 && len(checkpoints) == 0 {
+		return Report{}, &TamperError{Seq: 1, Reason: "no signed checkpoint covers the chain", err: ErrNoCheckpoint}
 	}
-	return Report{Entries: int64(len(entries)), Checkpoints: len(checkpoints), Head: prev}, nil
+	if signed.Seq < last {
+		return Report{}, &TamperError{Seq: signed.Seq + 1, Reason: fmt.Sprintf("not covered by a signed checkpoint (entries %d to %d were added or rewritten without the registry key)", signed.Seq+1, last)}
+	}
+	if h := l.Head; h != nil {
+		switch {
+		case h.Seq > last:
+			return Report{}, &TamperError{Seq: last + 1, Reason: fmt.Sprintf("missing: the registry head says the chain reaches entry %d (truncated)", h.Seq)}
+		case h.Seq < last:
+			return Report{}, &TamperError{Seq: h.Seq + 1, Reason: fmt.Sprintf("beyond the registry head (entry %d)", h.Seq)}
+		case last > 0 && !bytes.Equal(h.Hash, prev):
+			return Report{}, &TamperError{Seq: last, Reason: "hash differs from the registry head"}
+		}
+	}
+	for _, w := range l.Witnesses {
+		if !ed25519.Verify(pub, checkpointMessage(w.Seq, w.Hash), w.Signature) {
+			return Report{}, &TamperError{Seq: w.Seq, Reason: "the witnessed head's signature is invalid"}
+		}
+		h := hashAt(w.Seq)
+		if h == nil {
+			return Report{}, &TamperError{Seq: last + 1, Reason: fmt.Sprintf("missing: a signed head outside the database (witness) shows the chain reached entry %d (truncated)", w.Seq)}
+		}
+		if !bytes.Equal(h, w.Hash) {
+			return Report{}, &TamperError{Seq: w.Seq, Reason: "hash differs from the signed head outside the database (witness): rewritten"}
+		}
+	}
+	if len(l.Rejected) > 0 {
+		r := l.Rejected[0]
+		more := ""
+		if len(l.Rejected) > 1 {
+			more = fmt.Sprintf(" (and %d more)", len(l.Rejected)-1)
+		}
+		return Report{}, &TamperError{Pending: r.ID, Reason: fmt.Sprintf("%s by %q was not written by the registry (its authentication code does not match); it was not chained%s", r.Action, r.Actor, more)}
+	}
+	return Report{Entries: last, Checkpoints: len(checkpoints), Head: prev, Signed: signed, Pending: l.Pending}, nil
+}
+
+// VerifyCheckpoint reports whether c carries pub's signature over its seq
+// and hash.
+func VerifyCheckpoint(pub ed25519.PublicKey, c Checkpoint) bool {
+	return ed25519.Verify(pub, checkpointMessage(c.Seq, c.Hash), c.Signature)
 }
 
 const keyFile = "audit-signing-key.pem"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -109,11 +110,17 @@ func (s *Server) patchUser(r *request) (int, any, error) {
 		Email       *string   `json:"email"`
 		Groups      *[]string `json:"groups"`
 		Status      *string   `json:"status"`
+		// BreakGlassReason lets a status change take the user's last
+		// credential out of the validity view (audited user.break_glass).
+		BreakGlassReason string `json:"break_glass_reason"`
 	}
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
 	id := r.PathValue("id")
+	// A status change applies to the user's self tokens at once on this
+	// server (other servers on the database: within the token cache's TTL).
+	defer s.tokens.forgetUser(id)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		u, err := tx.GetUser(id)
 		if err != nil {
@@ -135,7 +142,7 @@ func (s *Server) patchUser(r *request) (int, any, error) {
 			}
 			u.Status = m.Status
 		}
-		if err := tx.UpdateUser(&u, want); err != nil {
+		if err := tx.UpdateUser(&u, want, in.BreakGlassReason); err != nil {
 			return 0, nil, "", err
 		}
 		return http.StatusOK, u, etag(u.Version), nil
@@ -194,16 +201,18 @@ func (s *Server) keyStatus(r *request) (int, any, error) {
 	if _, err := s.ownsKey(r, r.PathValue("id")); err != nil {
 		return 0, nil, err
 	}
-	if r.role == Self && in.Status != registry.KeyLost && in.Status != registry.KeySuspended {
-		return 0, nil, fail(http.StatusForbidden, "forbidden", "a self token may only mark its own key lost or suspended")
-	}
 	// Activating a key that never passed a verification is break glass,
 	// and only an admin may break that glass.
 	if in.Status == registry.KeyActive && in.BreakGlassReason != "" && r.role != Admin {
 		return 0, nil, fail(http.StatusForbidden, "forbidden", "only an admin may activate a key without proof (break_glass_reason)")
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		k, err := tx.SetKeyStatus(r.PathValue("id"), want, in.Status, in.BreakGlassReason)
+		// Which moves a role may make: registry.KeyTransition.
+		by := registry.ByStaff
+		if r.role == Self {
+			by = registry.BySelf
+		}
+		k, err := tx.ChangeKeyStatus(by, r.PathValue("id"), want, in.Status, in.BreakGlassReason)
 		if err != nil {
 			return 0, nil, "", err
 		}
@@ -219,8 +228,8 @@ type fidoIn struct {
 	SignCount         uint32 `json:"sign_count"`
 	CredProtect       int    `json:"cred_protect"`
 	AttestationObject []byte `json:"attestation_object"`
-	// The clientDataJSON the attestation signed, or its SHA-256 (what a
-	// CTAP client such as libfido2 is given).
+	// The clientDataJSON the attestation signed, required with an
+	// attestation object; its SHA-256 may be sent too and must then match.
 	AttestationClientDataJSON []byte `json:"attestation_client_data_json"`
 	AttestationClientDataHash []byte `json:"attestation_client_data_hash"`
 }
@@ -232,26 +241,48 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 	if f.CredProtect < 0 || f.CredProtect > 3 {
 		return registry.FIDOCredential{}, registry.Invalid("invalid_cred_protect", "cred_protect must be 0-3 (CTAP 2.1 §12.1)")
 	}
-	cdh := f.AttestationClientDataHash
+	// A registration is the attestation object together with the
+	// clientDataJSON its signature covers (WebAuthn L2 §5.2.1); the registry
+	// keeps both so that the registration can be verified again later, and
+	// refuses a new one that brings only the hash.
+	if len(f.AttestationObject) > 0 && len(f.AttestationClientDataJSON) == 0 {
+		return registry.FIDOCredential{}, registry.Invalid("missing_client_data_json", "attestation_client_data_json is required with attestation_object (WebAuthn L2 §5.2.1); a hash alone cannot be verified again later")
+	}
+	var cdh []byte
 	if len(f.AttestationClientDataJSON) > 0 {
+		if err := credential.CheckRegistrationClientData(f.AttestationClientDataJSON); err != nil {
+			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "%v", err)
+		}
 		h := sha256.Sum256(f.AttestationClientDataJSON)
-		if cdh != nil && !bytes.Equal(cdh, h[:]) {
+		if f.AttestationClientDataHash != nil && !bytes.Equal(f.AttestationClientDataHash, h[:]) {
 			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash is not the SHA-256 of attestation_client_data_json")
 		}
 		cdh = h[:]
 	}
-	if cdh != nil && len(cdh) != sha256.Size {
-		return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash must be 32 bytes")
-	}
 	return registry.FIDOCredential{KeyID: keyID, CredentialID: f.CredentialID, PublicKey: f.PublicKey, AAGUID: f.AAGUID, RPID: f.RPID,
-		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, AttestationClientDataHash: cdh}, nil
+		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject,
+		AttestationClientDataHash: cdh, AttestationClientDataJSON: f.AttestationClientDataJSON}, nil
 }
 
 // attestFIDO sets c's verdict from its attestation, checked against the
-// server's roots.
-func (s *Server) attestFIDO(c *registry.FIDOCredential) {
-	res := s.roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
+// server's roots and those of the FIDO Metadata Service BLOB it holds. The
+// attested AAGUID is the credential's (filled in when the client gave
+// none), and a model the BLOB marks compromised, revoked or retired is not
+// genuine.
+func (s *Server) attestFIDO(ctx context.Context, c *registry.FIDOCredential) {
+	set, roots, _ := s.mdsSet(ctx) // on a read error, the server's own roots
+	res := roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
 		CredentialID: c.CredentialID, PublicKey: c.PublicKey, RPID: c.RPID}, s.opt.Now())
+	switch {
+	case len(res.AAGUID) == 0:
+	case len(c.AAGUID) == 0:
+		c.AAGUID = res.AAGUID
+	case !bytes.Equal(c.AAGUID, res.AAGUID):
+		res = attest.Result{Verdict: registry.VerdictInvalid, Reason: "aaguid is not the attested one"}
+	}
+	if e, ok := set.Lookup(c.AAGUID); ok && res.Verdict == registry.VerdictGenuine && e.Undesired() {
+		res = attest.Result{Verdict: registry.VerdictInvalid, Reason: fmt.Sprintf("the FIDO Metadata Service marks %s (%s) %s", e.Description, e.AAGUID, e.Status)}
+	}
 	c.Verdict, c.VerdictReason = res.Verdict, res.Reason
 }
 
@@ -311,11 +342,16 @@ func (s *Server) addFIDO(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s.attestFIDO(&c)
+	s.attestFIDO(r.ctx, &c)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
-		if _, err := tx.GetKey(c.KeyID); err != nil {
+		k, err := tx.GetKey(c.KeyID)
+		if err != nil {
 			return 0, nil, "", err
 		}
+		if err := takesCredentials(k); err != nil {
+			return 0, nil, "", err
+		}
+		c.Pending = registry.CredentialPending(k.Status, c.Verdict)
 		if err := tx.AddFIDOCredential(&c); err != nil {
 			return 0, nil, "", err
 		}
@@ -337,7 +373,11 @@ func (s *Server) addPIV(r *request) (int, any, error) {
 		if err != nil {
 			return 0, nil, "", err
 		}
+		if err := takesCredentials(k); err != nil {
+			return 0, nil, "", err
+		}
 		s.attestPIV(&p, k.Serial)
+		p.Pending = registry.CredentialPending(k.Status, p.Verdict)
 		if err := tx.AddPIVSlot(&p); err != nil {
 			return 0, nil, "", err
 		}
@@ -393,7 +433,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
-		s.attestFIDO(&c)
+		s.attestFIDO(r.ctx, &c)
 		out.FIDO2 = append(out.FIDO2, c)
 	}
 	for i, p := range in.PIV {
@@ -508,8 +548,12 @@ func (s *Server) createAccessPass(r *request) (int, any, error) {
 	// returns it again to the same token; it never reaches the audit log.
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		p := registry.TemporaryAccessPass{UserID: r.PathValue("id"), Reason: in.Reason, ExpiresAt: tx.Now().Add(d)}
-		if _, err := tx.GetUser(p.UserID); err != nil {
+		u, err := tx.GetUser(p.UserID)
+		if err != nil {
 			return 0, nil, "", err
+		}
+		if u.Status != registry.UserActive {
+			return 0, nil, "", fmt.Errorf("user %s is %s: %w", u.ID, u.Status, registry.ErrUserNotActive)
 		}
 		if err := tx.CreateAccessPass(&p, h[:]); err != nil {
 			return 0, nil, "", err
@@ -619,8 +663,9 @@ func (s *Server) verify(r *request) (int, any, error) {
 		// A PIV verification reads its key and slot in one query.
 		var k registry.Key
 		var pivKey []byte
+		var pending bool // the credential awaits its first verification
 		if c.Kind == "piv" {
-			k, pivKey, err = tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
+			k, pivKey, pending, err = tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
 		} else {
 			k, err = tx.KeyRow(c.KeyID)
 		}
@@ -643,6 +688,7 @@ func (s *Server) verify(r *request) (int, any, error) {
 			if err != nil {
 				return 0, nil, "", err
 			}
+			pending = cred.Pending
 			res, err := credential.VerifyAssertion(cred.PublicKey, cred.RPID, c.Nonce, cred.SignCount, *in.FIDO2)
 			if err != nil {
 				v.Reason = err.Error()
@@ -674,12 +720,25 @@ func (s *Server) verify(r *request) (int, any, error) {
 		// A pending key that proves possession becomes active in the same
 		// change set as the verification that proved it.
 		out := verificationOut{Verification: v, KeyStatus: k.Status}
+		// A credential held back from the validity view enters it by
+		// passing a verification of its own.
+		if v.OK && !v.CloneSuspected && pending {
+			if err := tx.ConfirmCredential(c.Kind, c.CredentialID, v.ID); err != nil {
+				return 0, nil, "", err
+			}
+			out.CredentialConfirmed = true
+		}
 		if v.OK && !v.CloneSuspected && k.Status == registry.KeyPending {
 			k, activated, err := tx.ActivateByProof(v.KeyID, v.ID)
 			if err != nil {
 				return 0, nil, "", err
 			}
 			out.KeyStatus, out.KeyActivated = k.Status, activated
+			if !activated && k.Status == registry.KeyPending {
+				// The one reason a pending key that proved possession
+				// stays pending.
+				out.ActivationRefused = "escrow_missing"
+			}
 		}
 		return http.StatusCreated, out, "", nil
 	})
@@ -690,6 +749,22 @@ type verificationOut struct {
 	registry.Verification
 	KeyStatus    registry.KeyStatus `json:"key_status"`
 	KeyActivated bool               `json:"key_activated"`
+	// CredentialConfirmed: the credential was pending and entered the
+	// validity view with this verification.
+	CredentialConfirmed bool `json:"credential_confirmed,omitempty"`
+	// ActivationRefused says why a pending key that proved possession
+	// stayed pending: "escrow_missing" (PIV slots and no escrow).
+	ActivationRefused string `json:"activation_refused,omitempty"`
+}
+
+// takesCredentials refuses new credentials for a key that is lost, revoked
+// or retired: a credential added to such a key could serve as the fresh
+// proof its return to active needs.
+func takesCredentials(k registry.Key) error {
+	if !k.Status.InService() {
+		return fmt.Errorf("key %s is %s: %w", k.ID, k.Status, registry.ErrKeyNotInService)
+	}
+	return nil
 }
 
 func (s *Server) changes(r *request) (int, any, error) {
@@ -730,16 +805,44 @@ func (s *Server) validity(r *request) (int, any, error) {
 	return http.StatusOK, v, nil
 }
 
+// auditVerify is GET /v1/audit/verify: the chain, its checkpoints, the
+// registry head row, the witness (the head this process last signed and
+// the state dir's witness file) and the pending rows (audit.VerifyLog).
+// A failure names the first bad entry (seq) or pending row (pending_id).
 func (s *Server) auditVerify(r *request) (int, any, error) {
-	es, cs, err := s.st.AuditLog(r.ctx)
+	// The witnessed heads are read first: a head is witnessed only after
+	// its change set commits, so the snapshot read next contains it.
+	var heads []audit.Checkpoint
+	if w := s.opt.Witness; w != nil {
+		var err error
+		if heads, err = w.Heads(); err != nil {
+			return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+		}
+	}
+	l, err := s.st.AuditChain(r.ctx)
 	if err != nil {
 		return 0, nil, err
 	}
-	rep, err := audit.Verify(es, cs, s.opt.AuditKey)
+	l.Witnesses = heads
+	rep, err := audit.VerifyLog(l, s.opt.AuditKey)
 	if err != nil {
-		return http.StatusOK, map[string]any{"ok": false, "error": err.Error()}, nil
+		out := map[string]any{"ok": false, "error": err.Error()}
+		var te *audit.TamperError
+		if errors.As(err, &te) {
+			if te.Seq != 0 {
+				out["seq"] = te.Seq
+			}
+			if te.Pending != 0 {
+				out["pending_id"] = te.Pending
+			}
+		}
+		return http.StatusOK, out, nil
 	}
-	return http.StatusOK, map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints}, nil
+	out := map[string]any{"ok": true, "entries": rep.Entries, "checkpoints": rep.Checkpoints, "pending": rep.Pending}
+	if rep.Signed.Seq > 0 {
+		out["head"] = audit.Export(rep.Signed, s.opt.AuditKey)
+	}
+	return http.StatusOK, out, nil
 }
 
 func (s *Server) redeemAccessPass(r *request) (int, any, error) {
@@ -759,6 +862,15 @@ func (s *Server) redeemAccessPass(r *request) (int, any, error) {
 			// user's pass is answered like an unknown one and stays usable.
 			if r.role == Self && p.UserID != r.tok.UserID {
 				return fmt.Errorf("%w: unknown pass", registry.ErrAccessPass)
+			}
+			// A pass of a user who was suspended or deleted after it was
+			// issued lets nobody in; it stays unredeemed.
+			u, err := tx.GetUser(p.UserID)
+			if err != nil {
+				return err
+			}
+			if u.Status != registry.UserActive {
+				return fmt.Errorf("user %s is %s: %w", u.ID, u.Status, registry.ErrUserNotActive)
 			}
 			return nil
 		})

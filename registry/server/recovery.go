@@ -53,7 +53,9 @@ func (s *Server) findKey(r *request) (int, any, error) {
 // key, every FIDO2 credential the registry holds for it is revoked and the
 // new ones made after the reset are registered, in one change set, so no
 // auth server ever sees both or neither. The reason is audited
-// (key.fido2_reset).
+// (key.fido2_reset). New credentials without a trusted attestation on a key
+// in service wait for a verification (registry.CredentialPending). A lost,
+// revoked or retired key is refused (key_not_in_service).
 func (s *Server) resetFIDO(r *request) (int, any, error) {
 	var in struct {
 		Reason string   `json:"reason"`
@@ -75,7 +77,7 @@ func (s *Server) resetFIDO(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
-		s.attestFIDO(&c)
+		s.attestFIDO(r.ctx, &c)
 		creds = append(creds, c)
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
@@ -86,18 +88,33 @@ func (s *Server) resetFIDO(r *request) (int, any, error) {
 		if err != nil {
 			return 0, nil, "", err
 		}
-		old, err := tx.RevokeFIDOCredentials(k.ID)
-		if err != nil {
+		if err := takesCredentials(k); err != nil {
 			return 0, nil, "", err
 		}
-		revoked := make([]string, 0, len(old))
-		for _, c := range old {
-			revoked = append(revoked, c.ID)
-		}
-		for i := range creds {
-			if err := tx.AddFIDOCredential(&creds[i]); err != nil {
-				return 0, nil, "", err
+		// The reset's reason is its break-glass reason: when the old
+		// credentials were the owner's last in the validity view (the new
+		// ones may wait for a verification) the reset is also audited as
+		// key.break_glass.
+		var revoked []string
+		err = tx.GuardLastCredential(k.OwnerID, in.Reason, "key.break_glass", map[string]any{"key_id": k.ID, "owner_id": k.OwnerID, "change": "fido2_reset"}, func() error {
+			old, err := tx.RevokeFIDOCredentials(k.ID)
+			if err != nil {
+				return err
 			}
+			revoked = make([]string, 0, len(old))
+			for _, c := range old {
+				revoked = append(revoked, c.ID)
+			}
+			for i := range creds {
+				creds[i].Pending = registry.CredentialPending(k.Status, creds[i].Verdict)
+				if err := tx.AddFIDOCredential(&creds[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, nil, "", err
 		}
 		if err := tx.Audit("key.fido2_reset", map[string]any{"key_id": k.ID, "serial": k.Serial, "reason": in.Reason, "revoked": revoked}); err != nil {
 			return 0, nil, "", err

@@ -63,6 +63,18 @@ func (c *tokenCache) forgetName(name string) {
 	}
 }
 
+// forgetUser drops every cached token of user id (a self token), so that a
+// change of the user's status applies to it at once.
+func (c *tokenCache) forgetUser(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.m {
+		if e.tok.UserID == id {
+			delete(c.m, h)
+		}
+	}
+}
+
 // sweep drops entries older than ttl.
 func (c *tokenCache) sweep(now time.Time) int {
 	c.mu.Lock()

@@ -179,6 +179,11 @@ func (r *reg) seed(us []seedUser) {
 			ids[i] = e.Key.ID
 			switch {
 			case k.Verified:
+				// The registry activates a key with PIV slots only with
+				// its escrow stored.
+				if _, err := r.admin.PutEscrow(ctx, e.Key.ID, "piv", []byte("sealed"), 0); err != nil {
+					r.t.Fatal(err)
+				}
 				ch, err := r.admin.Challenge(ctx, e.Key.ID, "piv", e.PIV[0].ID)
 				if err != nil {
 					r.t.Fatal(err)
@@ -209,7 +214,7 @@ func (r *reg) seed(us []seedUser) {
 			if err != nil {
 				r.t.Fatal(err)
 			}
-			r.call("PATCH", "/v1/users/"+got.ID, map[string]any{"status": u.Status}, nil, "If-Match", fmt.Sprintf(`"v%d"`, got.Version))
+			r.call("PATCH", "/v1/users/"+got.ID, map[string]any{"status": u.Status, "break_glass_reason": "inventory fixture: a user who is not active"}, nil, "If-Match", fmt.Sprintf(`"v%d"`, got.Version))
 		}
 	}
 }

@@ -450,6 +450,10 @@ var notes = []struct{ pkg, prefix, text string }{
 		"32 concurrent clients, one challenge request per verification (`api`) or challenges 32 at a time (`api-batch`), beside the raw database writing the same rows in plain SQL (`raw`); " +
 		"the server runs with keydesk-registry's collector target (GOGC=400). Target: at least 2,000 verifications/s on PostgreSQL (docs/registry.md)."},
 	{"registry/simulation", "BenchmarkSimulate", "A simulated migration of KEYDESK_SIM_USERS users, 3 % of them with broken keys, a 1 % canary and a 1 % halt threshold."},
+	{"cmd/keydesk-rp", "BenchmarkMigrationDrill", "The migration drill (docs/relying-party.md) at KEYDESK_DRILL_USERS users, 3 of them on practice keys through libfido2: " +
+		"`signins` attempted, `refused-wrongly` (must be 0), the share of the canary whose sign-ins failed before it halted by itself, the rollback reaching the " +
+		"relying party (p99 from the rollback to a cut-over user's old key accepted), the replica's lag p99, `Allowed`'s cost and the sign-ins served with the " +
+		"registry killed. The run's full table is docs/drill.md, written by the same run."},
 	{"cmd/keydesk", "BenchmarkStart", "The desktop app's start under Xvfb, cold: from the process start to the first window shown, and the resident memory (VmRSS, MiB) at the first frame, after start (3 s later: practice keys, key watcher and embedded registry running, start-up pages handed back) and, on the first start, after visiting every screen. Targets: first frame under 1 s, resident memory after start under 150 MB (docs/desktop-app.md)."},
 }
 

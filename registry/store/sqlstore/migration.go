@@ -23,8 +23,8 @@ const notCutAway = `NOT EXISTS (SELECT 1 FROM migration_cutovers mc JOIN key_set
 
 // hasValidCredential holds when user u has at least one credential in the
 // validity view (the same rule as validityTemplate).
-const hasValidCredential = `(EXISTS (SELECT 1 FROM keys k JOIN fido_credentials f ON f.key_id = k.id WHERE k.owner_id = u.id AND k.status = 'active' AND f.clone_suspected = 0 AND ` + notCutAway + `)
- OR EXISTS (SELECT 1 FROM keys k JOIN piv_slots p ON p.key_id = k.id WHERE k.owner_id = u.id AND k.status = 'active' AND ` + notCutAway + `))`
+const hasValidCredential = `(EXISTS (SELECT 1 FROM keys k JOIN fido_credentials f ON f.key_id = k.id WHERE k.owner_id = u.id AND k.status = 'active' AND f.pending = 0 AND f.clone_suspected = 0 AND ` + notCutAway + `)
+ OR EXISTS (SELECT 1 FROM keys k JOIN piv_slots p ON p.key_id = k.id WHERE k.owner_id = u.id AND k.status = 'active' AND p.pending = 0 AND ` + notCutAway + `))`
 
 // withoutCredentialQuery lists active users with no valid credential.
 const withoutCredentialQuery = "SELECT u.id FROM users u WHERE u.status = 'active' AND NOT " + hasValidCredential + " ORDER BY u.id"
@@ -457,8 +457,8 @@ func (t *Tx) verificationHealth(v *registry.Verification) error {
 const readinessKeysQuery = `SELECT k.owner_id, k.role, CASE
  WHEN k.status IN ('lost', 'revoked') THEN 1
  WHEN k.status <> 'active' THEN 2
- WHEN NOT (EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.clone_suspected = 0)
-  OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id)) THEN 3
+ WHEN NOT (EXISTS (SELECT 1 FROM fido_credentials f WHERE f.key_id = k.id AND f.pending = 0 AND f.clone_suspected = 0)
+  OR EXISTS (SELECT 1 FROM piv_slots p WHERE p.key_id = k.id AND p.pending = 0)) THEN 3
  WHEN COALESCE(h.last_pin_at, 0) <> 0 AND h.last_pin_at >= COALESCE(h.last_ok_at, 0) THEN 4
  WHEN (COALESCE(h.last_fail_at, 0) <> 0 AND h.last_fail_at >= COALESCE(h.last_ok_at, 0))
   OR (COALESCE(h.last_signal_at, 0) <> 0 AND h.last_signal_at >= COALESCE(h.last_ok_at, 0)) THEN 5

@@ -48,6 +48,10 @@ func (s *Store) GetUser(ctx context.Context, id string) (registry.User, error) {
 
 // UserByExternalID reads one user by external id.
 func (s *Store) UserByExternalID(ctx context.Context, ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(ctx, s, s.db, "external_id", ext)
 }
 
@@ -142,15 +146,15 @@ func (s *Store) KeysOfUser(ctx context.Context, userID string) ([]registry.Key, 
 	return out, rows.Err()
 }
 
-const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, created_at"
+const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, pending, created_at, attestation_client_data_json"
 
 func scanFIDO(sc interface{ Scan(...any) error }) (registry.FIDOCredential, error) {
 	var c registry.FIDOCredential
 	var cnt, created int64
 	var v string
-	var clone int
-	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &created)
-	c.SignCount, c.Verdict, c.CloneSuspected, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, fromNanos(created)
+	var clone, pending int
+	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &pending, &created, &c.AttestationClientDataJSON)
+	c.SignCount, c.Verdict, c.CloneSuspected, c.Pending, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, pending != 0, fromNanos(created)
 	return c, err
 }
 
@@ -212,14 +216,15 @@ func getFIDO(ctx context.Context, s *Store, q querier, id string) (registry.FIDO
 	return c, nil
 }
 
-const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at"
+const pivCols = "id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, pending, created_at"
 
 func scanPIV(sc interface{ Scan(...any) error }) (registry.PIVSlot, error) {
 	var p registry.PIVSlot
 	var v string
 	var created int64
-	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &p.AttestationIntermediate, &v, &p.VerdictReason, &created)
-	p.Verdict, p.CreatedAt = registry.AttestationVerdict(v), fromNanos(created)
+	var pending int
+	err := sc.Scan(&p.ID, &p.KeyID, &p.Slot, &p.PublicKey, &p.Certificate, &p.AttestationCert, &p.AttestationIntermediate, &v, &p.VerdictReason, &pending, &created)
+	p.Verdict, p.Pending, p.CreatedAt = registry.AttestationVerdict(v), pending != 0, fromNanos(created)
 	return p, err
 }
 
@@ -346,16 +351,17 @@ func (s *Store) readTx(ctx context.Context) (*sql.Tx, error) {
 }
 
 // validityTemplate is the validity view's rule: a credential is valid when
-// its key is active, its owner is active, (for FIDO2) it is not flagged
+// its key is active, its owner is active, it is not pending (added without
+// a trusted attestation and not yet verified), (for FIDO2) it is not flagged
 // as a possible clone, and no migration that cut the owner over takes the
 // key away (notCutAway). %[1]s is an extra condition on the user.
 const validityTemplate = `SELECT u.id, u.external_id, k.id, k.serial, 'fido2', f.credential_id, f.rp_id, '', f.public_key
 FROM fido_credentials f JOIN keys k ON k.id = f.key_id JOIN users u ON u.id = k.owner_id
-WHERE k.status = 'active' AND u.status = 'active' AND f.clone_suspected = 0 AND ` + notCutAway + `%[1]s
+WHERE k.status = 'active' AND u.status = 'active' AND f.pending = 0 AND f.clone_suspected = 0 AND ` + notCutAway + `%[1]s
 UNION ALL
 SELECT u.id, u.external_id, k.id, k.serial, 'piv', NULL, '', p.slot, p.public_key
 FROM piv_slots p JOIN keys k ON k.id = p.key_id JOIN users u ON u.id = k.owner_id
-WHERE k.status = 'active' AND u.status = 'active' AND ` + notCutAway + `%[1]s
+WHERE k.status = 'active' AND u.status = 'active' AND p.pending = 0 AND ` + notCutAway + `%[1]s
 ORDER BY 1, 3, 5`
 
 // ValidityQuery is the validity view for everyone, shared with benchmarks.
@@ -411,11 +417,11 @@ func (s *Store) chainPending(ctx context.Context) error {
 }
 
 // AuditLog returns every audit entry and checkpoint in order, after
-// chaining pending entries.
+// trying to chain pending entries (AuditPending reports those left).
 func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, []audit.Checkpoint, error) {
-	if err := s.chainPending(ctx); err != nil {
-		return nil, nil, err
-	}
+	// Chaining is best-effort: on a full or read-only disk the log is
+	// read as it stands and AuditPending counts what still waits.
+	_ = s.chainPending(ctx)
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -458,12 +464,18 @@ type Token struct {
 	Name   string
 	Role   string
 	UserID string
+	// UserStatus is the status of the token's user (a self token's), ""
+	// when it has none or the user does not exist.
+	UserStatus registry.UserStatus
 }
 
-// LookupToken finds a token by the hash of its secret.
+// LookupToken finds a token by the hash of its secret, with its user's
+// status.
 func (s *Store) LookupToken(ctx context.Context, hash []byte) (Token, error) {
 	var t Token
-	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT name, role, user_id FROM tokens WHERE hash = ? AND revoked_at IS NULL"), hash).Scan(&t.Name, &t.Role, &t.UserID)
+	var st string
+	err := s.db.QueryRowContext(ctx, s.Rebind("SELECT t.name, t.role, t.user_id, COALESCE(u.status, '') FROM tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.hash = ? AND t.revoked_at IS NULL"), hash).Scan(&t.Name, &t.Role, &t.UserID, &st)
+	t.UserStatus = registry.UserStatus(st)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, registry.ErrNotFound
 	}
@@ -589,24 +601,25 @@ func (s *Store) AuditEntries(ctx context.Context, f AuditFilter) ([]audit.Entry,
 }
 
 // KeyWithPIVKey reads key keyID (without its key sets) and the public key
-// of its PIV slot slotID in one query. No such key, or no such slot on it,
-// is registry.ErrNotFound. Like KeyRow it takes no lock and may run before
-// the transaction begins.
-func (t *Tx) KeyWithPIVKey(keyID, slotID string) (registry.Key, []byte, error) {
+// of its PIV slot slotID, and whether that slot is pending, in one query.
+// No such key, or no such slot on it, is registry.ErrNotFound. Like KeyRow
+// it takes no lock and may run before the transaction begins.
+func (t *Tx) KeyWithPIVKey(keyID, slotID string) (registry.Key, []byte, bool, error) {
 	var pub []byte
-	k, err := scanKey(scanPlus{t.tx.read().QueryRowContext(t.ctx, t.s.Rebind(keyWithPIVKeyQuery), slotID, keyID), []any{&pub}})
+	var pending int
+	k, err := scanKey(scanPlus{t.tx.read().QueryRowContext(t.ctx, t.s.Rebind(keyWithPIVKeyQuery), slotID, keyID), []any{&pub, &pending}})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return k, nil, fmt.Errorf("key %s: %w", keyID, registry.ErrNotFound)
+		return k, nil, false, fmt.Errorf("key %s: %w", keyID, registry.ErrNotFound)
 	case err != nil:
-		return k, nil, fmt.Errorf("reading key: %w", err)
+		return k, nil, false, fmt.Errorf("reading key: %w", err)
 	case pub == nil:
-		return k, nil, fmt.Errorf("piv slot %s: %w", slotID, registry.ErrNotFound)
+		return k, nil, false, fmt.Errorf("piv slot %s: %w", slotID, registry.ErrNotFound)
 	}
-	return k, pub, nil
+	return k, pub, pending != 0, nil
 }
 
-var keyWithPIVKeyQuery = "SELECT k." + strings.ReplaceAll(keyCols, ", ", ", k.") + ", p.public_key FROM keys k LEFT JOIN piv_slots p ON p.id = ? AND p.key_id = k.id WHERE k.id = ?"
+var keyWithPIVKeyQuery = "SELECT k." + strings.ReplaceAll(keyCols, ", ", ", k.") + ", p.public_key, COALESCE(p.pending, 0) FROM keys k LEFT JOIN piv_slots p ON p.id = ? AND p.key_id = k.id WHERE k.id = ?"
 
 // scanPlus scans a row's leading columns with the scanner it is passed to
 // and its trailing columns into extra.

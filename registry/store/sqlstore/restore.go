@@ -163,11 +163,19 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		}
 	}
 	for _, u := range x.Users {
+		ext, err := registry.NormalizeExternalID(u.ExternalID)
+		if err != nil {
+			return out, fmt.Errorf("restoring user %s: %w", u.ID, err)
+		}
+		u.ExternalID = ext
 		g, _ := json.Marshal(u.Groups)
 		if u.Groups == nil {
 			g = []byte("[]")
 		}
 		if err := t.exec("INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", u.ID, u.ExternalID, u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(u.CreatedAt), nanos(u.UpdatedAt)); err != nil {
+			if isUnique(err) {
+				return out, fmt.Errorf("restoring user %s: %w", u.ID, &registry.DuplicateError{Entity: "user", Field: "external_id"})
+			}
 			return out, fmt.Errorf("restoring user %s: %w", u.ExternalID, err)
 		}
 		if err := t.record("user", u.ID, "restore", u); err != nil {
@@ -193,8 +201,8 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		out.Keys++
 	}
 	for _, c := range x.FIDO2 {
-		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
-			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), nanos(c.CreatedAt)); err != nil {
+		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
+			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), b2i(c.Pending), nanos(c.CreatedAt), c.AttestationClientDataJSON); err != nil {
 			return out, fmt.Errorf("restoring fido2 credential: %w", err)
 		}
 		if err := t.record("fido2_credential", c.ID, "restore", c); err != nil {
@@ -203,8 +211,8 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		out.Credentials++
 	}
 	for _, p := range x.PIV {
-		if err := t.exec("INSERT INTO piv_slots ("+pivCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate,
-			string(p.Verdict), p.VerdictReason, nanos(p.CreatedAt)); err != nil {
+		if err := t.exec("INSERT INTO piv_slots ("+pivCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate,
+			string(p.Verdict), p.VerdictReason, b2i(p.Pending), nanos(p.CreatedAt)); err != nil {
 			return out, fmt.Errorf("restoring piv slot: %w", err)
 		}
 		if err := t.record("piv_slot", p.ID, "restore", p); err != nil {
@@ -276,6 +284,7 @@ func (t *Tx) rechain(src []audit.Entry, out *registry.Restored) error {
 		seq, hash = e.Seq, e.Hash
 	}
 	t.auditSeq, t.auditHash = seq, hash
+	t.rechained = true
 	out.AuditEntries, out.Rechained = len(src), len(local)
 	return nil
 }

@@ -92,7 +92,10 @@ const sequencePause = 50 * time.Millisecond
 const sequenceBatch = 5000
 
 // SequenceAudit appends pending audit entries to the hash chain, with one
-// signed checkpoint, and reports how many it chained.
+// signed checkpoint, and reports how many pending rows it took. A row whose
+// MAC does not match (audit.PendingMAC: it was not written by the
+// registry's write path) is not chained: it moves to audit_quarantine,
+// where verification reports it, and is logged.
 func (s *Store) SequenceAudit(ctx context.Context) (int, error) {
 	sqlTx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -105,19 +108,20 @@ func (s *Store) SequenceAudit(ctx context.Context) (int, error) {
 	}
 	// The rows deleted are exactly the rows returned, so an entry that
 	// commits meanwhile is never removed without being chained.
-	rows, err := sqlTx.QueryContext(ctx, s.Rebind("DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending ORDER BY id LIMIT ?) RETURNING id, at, actor, action, payload"), sequenceBatch)
+	rows, err := sqlTx.QueryContext(ctx, s.Rebind("DELETE FROM audit_pending WHERE id IN (SELECT id FROM audit_pending ORDER BY id LIMIT ?) RETURNING id, at, actor, action, payload, mac"), sequenceBatch)
 	if err != nil {
 		return 0, fmt.Errorf("taking pending audit entries: %w", err)
 	}
 	type pending struct {
-		id int64
-		e  audit.Entry
+		id  int64
+		e   audit.Entry
+		mac []byte
 	}
 	var ps []pending
 	for rows.Next() {
 		var p pending
 		var payload string
-		if err := rows.Scan(&p.id, &p.e.Time, &p.e.Actor, &p.e.Action, &payload); err != nil {
+		if err := rows.Scan(&p.id, &p.e.Time, &p.e.Actor, &p.e.Action, &payload, &p.mac); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("taking pending audit entries: %w", err)
 		}
@@ -132,14 +136,32 @@ func (s *Store) SequenceAudit(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].id < ps[j].id })
+	// A row copied within one batch repeats its MAC: the copy is rejected.
+	seen := make(map[string]bool, len(ps))
+	var rejected []audit.Rejected
 	for _, p := range ps {
+		if !s.pendingAuthentic(&p.e, p.mac) || (p.mac != nil && seen[string(p.mac)]) {
+			if _, err := sqlTx.ExecContext(ctx, s.Rebind("INSERT INTO audit_quarantine (id, at, actor, action, payload, mac, found_at) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+				p.id, p.e.Time, p.e.Actor, p.e.Action, string(p.e.Payload), p.mac, nanos(t.now)); err != nil {
+				return 0, fmt.Errorf("quarantining pending audit entry %d: %w", p.id, err)
+			}
+			rejected = append(rejected, audit.Rejected{ID: p.id, Actor: p.e.Actor, Action: p.e.Action})
+			continue
+		}
+		seen[string(p.mac)] = true
 		t.audits = append(t.audits, p.e)
 	}
-	if err := t.appendLog(); err != nil {
-		return 0, err
+	if len(t.audits) > 0 {
+		if err := t.appendLog(); err != nil {
+			return 0, err
+		}
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return 0, fmt.Errorf("committing audit sequencing: %w", err)
 	}
-	return len(t.audits), nil
+	t.committed()
+	for _, r := range rejected {
+		audit.LogRejected(r)
+	}
+	return len(ps), nil
 }

@@ -29,6 +29,8 @@ import (
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/keydesk/keydesk/registry/audit"
 )
 
 //go:embed migrations
@@ -47,6 +49,10 @@ type Options struct {
 	// Signer signs an audit checkpoint after every committed change set.
 	// Without one, audit verification reports that no checkpoint exists.
 	Signer ed25519.PrivateKey
+	// OnCheckpoint hears of every checkpoint this store signs, after its
+	// change set commits (the witness, audit.Witness.Record); rewritten is
+	// true when a restore replaced the chain it extends.
+	OnCheckpoint func(cp audit.Checkpoint, rewritten bool)
 	// Now is the clock (tests set it); time.Now when nil.
 	Now func() time.Time
 	// MaxConns bounds the PostgreSQL connections (default: 4 per CPU the
@@ -62,12 +68,19 @@ type Store struct {
 	signer  ed25519.PrivateKey
 	seq     sequencer
 	now     func() time.Time
+	// pendingKey authenticates audit_pending rows (audit.PendingKey).
+	pendingKey   []byte
+	guard        chainGuard
+	onCheckpoint func(audit.Checkpoint, bool)
 }
 
 // Open opens (creating and migrating) the store at dsn: a postgres:// or
 // postgresql:// URL, or a SQLite file path.
 func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
-	s := &Store{signer: opt.Signer, now: opt.Now}
+	s := &Store{signer: opt.Signer, now: opt.Now, onCheckpoint: opt.OnCheckpoint}
+	if s.signer != nil {
+		s.pendingKey = audit.PendingKey(s.signer)
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}

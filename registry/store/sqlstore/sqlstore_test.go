@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestStore(t *testing.T) {
 						t.Fatal(err)
 					}
 					t.Cleanup(func() { s.Close() })
-					fn(t, &env{s: s, clock: c, pub: priv.Public().(ed25519.PublicKey)})
+					fn(t, &env{s: s, clock: c, pub: priv.Public().(ed25519.PublicKey), priv: priv})
 				})
 			}
 		})
@@ -69,6 +70,7 @@ type env struct {
 	s     *sqlstore.Store
 	clock *clock
 	pub   ed25519.PublicKey
+	priv  ed25519.PrivateKey
 }
 
 var ctx = context.Background()
@@ -95,6 +97,16 @@ func (e *env) key(t *testing.T, owner, serial string, st registry.KeyStatus) reg
 		t.Fatal(err)
 	}
 	return k
+}
+
+// escrowRow stores an escrow blob for key id directly in its table, outside
+// any change set, so a test's feed and version counts stay as they were:
+// a key with PIV slots is activated only with an escrow.
+func (e *env) escrowRow(t *testing.T, id string) {
+	t.Helper()
+	if _, err := e.s.DB().Exec(e.s.Rebind("INSERT INTO escrow_blobs (key_id, kind, blob, version, created_at) VALUES (?, 'piv', ?, 1, 0)"), id, []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (e *env) verifyAudit(t *testing.T) audit.Report {
@@ -130,34 +142,69 @@ var suite = map[string]func(t *testing.T, e *env){
 	"OptimisticConcurrency": func(t *testing.T, e *env) {
 		u := e.user(t, "bob")
 		u.DisplayName = "Bob B"
-		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&u, 1) }); err != nil {
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&u, 1, "") }); err != nil {
 			t.Fatal(err)
 		}
 		stale := u
 		stale.DisplayName = "stale"
-		err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&stale, 1) })
+		err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&stale, 1, "") })
 		var ce *registry.ConflictError
 		if !errors.As(err, &ce) || ce.Have != 2 || ce.Current.(registry.User).DisplayName != "Bob B" {
 			t.Fatalf("stale update: %v", err)
 		}
 	},
+	// LastKeyGuard: the guard is about the validity view. A move that takes
+	// the user's last credential in it away (to pending as much as to
+	// revoked, or the user's own suspension) needs a break-glass reason; a
+	// key with no credential in the view, or a pending credential, does not
+	// count.
 	"LastKeyGuard": func(t *testing.T, e *env) {
 		u := e.user(t, "carol")
 		k1 := e.key(t, u.ID, "1001", registry.KeyActive)
 		k2 := e.key(t, u.ID, "1002", registry.KeyActive)
+		bare := e.key(t, u.ID, "1003", registry.KeyActive) // no credential at all
+		for i, k := range []registry.Key{k1, k2} {
+			ps := registry.PIVSlot{KeyID: k.ID, Slot: "9a", PublicKey: []byte{byte(i)}}
+			if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&ps) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		held := registry.FIDOCredential{KeyID: k2.ID, CredentialID: []byte("held"), RPID: "example.org", PublicKey: []byte{9}, Pending: true}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddFIDOCredential(&held) }); err != nil {
+			t.Fatal(err)
+		}
 		var err error
 		if err = e.write(t, func(tx *sqlstore.Tx) error { k1, err = tx.SetKeyStatus(k1.ID, 1, registry.KeyLost, ""); return err }); err != nil {
 			t.Fatalf("losing one of two keys: %v", err)
 		}
-		err = e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyRevoked, ""); return err })
-		if !errors.Is(err, registry.ErrLastKey) {
-			t.Fatalf("revoking last key: %v", err)
+		if err = e.write(t, func(tx *sqlstore.Tx) error {
+			_, err := tx.SetKeyStatus(bare.ID, 1, registry.KeyRetired, "")
+			return err
+		}); err != nil {
+			t.Fatalf("retiring a key with no credential in the view: %v", err)
+		}
+		for _, to := range []registry.KeyStatus{registry.KeyPending, registry.KeySuspended, registry.KeyLost, registry.KeyRevoked, registry.KeyRetired} {
+			err = e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k2.ID, 1, to, ""); return err })
+			if !errors.Is(err, registry.ErrLastKey) {
+				t.Fatalf("last key to %s: %v", to, err)
+			}
+		}
+		for _, to := range []registry.UserStatus{registry.UserSuspended, registry.UserDeleted} {
+			uu := u
+			uu.Status = to
+			err = e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&uu, 1, "") })
+			if !errors.Is(err, registry.ErrLastKey) {
+				t.Fatalf("user with a valid credential to %s: %v", to, err)
+			}
 		}
 		if k, _ := e.s.GetKey(ctx, k2.ID); k.Status != registry.KeyActive || k.Version != 1 {
 			t.Fatalf("refused change was written: %+v", k)
 		}
+		if v, _ := e.s.Validity(ctx, u.ID); len(v.Credentials) != 1 || v.Credentials[0].KeyID != k2.ID {
+			t.Fatalf("validity after refused changes: %+v", v.Credentials)
+		}
 		if err = e.write(t, func(tx *sqlstore.Tx) error {
-			_, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyRevoked, "stolen, user has TAP")
+			_, err := tx.SetKeyStatus(k2.ID, 1, registry.KeyPending, "stolen, user has TAP")
 			return err
 		}); err != nil {
 			t.Fatalf("break glass: %v", err)
@@ -165,14 +212,41 @@ var suite = map[string]func(t *testing.T, e *env){
 		es, _, _ := e.s.AuditLog(ctx)
 		found := false
 		for _, a := range es {
-			if a.Action == "key.break_glass" {
+			if a.Action == "key.break_glass" && strings.Contains(string(a.Payload), "stolen, user has TAP") && strings.Contains(string(a.Payload), `"to":"pending"`) {
 				found = true
 			}
 		}
 		if !found {
 			t.Fatal("break-glass not audited")
 		}
+		// Nothing left in the view: suspending the user takes nothing away.
+		uu := u
+		uu.Status = registry.UserSuspended
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&uu, 1, "") }); err != nil {
+			t.Fatalf("suspending a user with no valid credential: %v", err)
+		}
 		e.verifyAudit(t)
+	},
+	// UserBreakGlass: deleting a user who has a valid credential is
+	// audited as user.break_glass with the reason.
+	"UserBreakGlass": func(t *testing.T, e *env) {
+		u := e.user(t, "erin")
+		k := e.key(t, u.ID, "1101", registry.KeyActive)
+		ps := registry.PIVSlot{KeyID: k.ID, Slot: "9a", PublicKey: []byte{1}}
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&ps) }); err != nil {
+			t.Fatal(err)
+		}
+		u.Status = registry.UserDeleted
+		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.UpdateUser(&u, 1, "left the company") }); err != nil {
+			t.Fatal(err)
+		}
+		es, _, _ := e.s.AuditLog(ctx)
+		if a := es[len(es)-1]; a.Action != "user.break_glass" || !strings.Contains(string(a.Payload), "left the company") {
+			t.Fatalf("last audit entry: %s %s", a.Action, a.Payload)
+		}
+		if v, _ := e.s.Validity(ctx, u.ID); len(v.Credentials) != 0 {
+			t.Fatalf("deleted user in the validity view: %+v", v.Credentials)
+		}
 	},
 	"RollbackLeavesNothing": func(t *testing.T, e *env) {
 		u := registry.User{ExternalID: "dave"}
@@ -334,6 +408,21 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); !errors.Is(err, registry.ErrProofRequired) {
 			t.Fatalf("activation without proof: %v", err)
 		}
+		// Proven, but with PIV slots and no escrow: never activated.
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			v := registry.Verification{ChallengeID: "ch_y", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, OK: true}
+			if err := tx.RecordVerification(&v); err != nil {
+				return err
+			}
+			if _, activated, err := tx.ActivateByProof(k.ID, v.ID); err != nil || activated {
+				return fmt.Errorf("activated %v without escrow: %v", activated, err)
+			}
+			_, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, "")
+			return err
+		}); !errors.Is(err, registry.ErrEscrowMissing) {
+			t.Fatalf("activation without escrow: %v", err)
+		}
+		e.escrowRow(t, k.ID)
 		if err := e.write(t, func(tx *sqlstore.Tx) error {
 			v := registry.Verification{ChallengeID: "ch_x", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, OK: true}
 			if err := tx.RecordVerification(&v); err != nil {
@@ -508,7 +597,7 @@ var suite = map[string]func(t *testing.T, e *env){
 		ok := true // whether the next verification's signature checks out
 		verify := func(c registry.Challenge, idem string) (sqlstore.Result, bool, error) {
 			return e.s.Write(ctx, "test", &sqlstore.Idempotency{Scope: "test", Key: idem, RequestHash: []byte(c.ID)}, func(tx *sqlstore.Tx) (sqlstore.Result, error) {
-				key, pub, err := tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
+				key, pub, _, err := tx.KeyWithPIVKey(c.KeyID, c.CredentialID)
 				if err != nil {
 					return sqlstore.Result{}, err
 				}
@@ -597,6 +686,7 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&pp) }); err != nil {
 			t.Fatal(err)
 		}
+		e.escrowRow(t, p.ID)
 		c3 := registry.Challenge{ID: "ch1_pending", KeyID: p.ID, Kind: "piv", CredentialID: pp.ID, Nonce: []byte("n"), ExpiresAt: e.clock.t.Add(time.Minute)}
 		if _, _, err := verify(c3, "pending"); err != nil {
 			t.Fatal(err)

@@ -51,6 +51,9 @@ type Tx struct {
 	provenHere          map[string]bool // keys with a successful verification in this change set
 	changeSeq, auditSeq int64
 	auditHash           []byte
+	headEntryHash       []byte            // the hash of the log's entry at auditSeq, nil if none
+	signed              *audit.Checkpoint // the checkpoint appendLog signed, announced after commit
+	rechained           bool              // a restore replaced the chain (restore.go)
 }
 
 // Serialize takes the registry's write lock (the head row) now, so that
@@ -63,11 +66,13 @@ func (t *Tx) Serialize() error {
 	if t.locked {
 		return nil
 	}
-	lock := "SELECT change_seq, audit_seq, audit_hash FROM registry_head WHERE id = 1"
+	// The head entry's own hash comes along (an index probe in the same
+	// round trip) for checkExtends.
+	lock := "SELECT h.change_seq, h.audit_seq, h.audit_hash, (SELECT l.hash FROM audit_log l WHERE l.seq = h.audit_seq) FROM registry_head h WHERE h.id = 1"
 	if t.s.dialect == Postgres {
-		lock += " FOR UPDATE"
+		lock += " FOR UPDATE OF h"
 	}
-	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash); err != nil {
+	if err := t.tx.QueryRowContext(t.ctx, lock).Scan(&t.changeSeq, &t.auditSeq, &t.auditHash, &t.headEntryHash); err != nil {
 		return fmt.Errorf("locking registry head: %w", err)
 	}
 	t.locked = true
@@ -193,6 +198,7 @@ func (s *Store) write(ctx context.Context, actor string, idem *Idempotency, fn f
 	if err = ltx.Commit(); err != nil {
 		return Result{}, false, fmt.Errorf("committing write: %w", err)
 	}
+	t.committed()
 	if deferred {
 		s.kick()
 	}
@@ -223,6 +229,13 @@ func (s *Store) replay(ctx context.Context, q querier, idem *Idempotency) (Resul
 // statement (data-modifying CTEs), so the lock is held for as few round
 // trips as possible.
 func (t *Tx) appendLog() error {
+	sign := t.s.signer != nil && len(t.audits) > 0
+	if sign && !t.rechained {
+		// Never sign over rows this registry did not chain (auditchain.go).
+		if err := t.checkExtends(); err != nil {
+			return err
+		}
+	}
 	changeSeq, auditSeq, auditHash := t.changeSeq, t.auditSeq, t.auditHash
 	b := t.tail
 	for i := range t.audits {
@@ -235,19 +248,21 @@ func (t *Tx) appendLog() error {
 	}
 	if t.conn != nil && len(t.changes)+len(t.audits) >= copyRows {
 		if err := t.copyLog(changeSeq); err != nil {
-			return err
+			return chainConflict(err, t.auditSeq)
 		}
 	} else {
 		t.insertLog(&b, changeSeq)
 	}
-	if t.s.signer != nil && len(t.audits) > 0 {
+	if sign {
 		cp := audit.Sign(t.s.signer, auditSeq, auditHash)
-		b.add("INSERT INTO audit_checkpoints (seq, hash, signature) VALUES ", 3, 1, []any{cp.Seq, cp.Hash, cp.Signature})
+		b.addTo(tableAuditCheckpoints, "INSERT INTO audit_checkpoints (seq, hash, signature) VALUES ", 3, 1, []any{cp.Seq, cp.Hash, cp.Signature})
+		t.signed = &cp
 	}
 	head := "UPDATE registry_head SET change_seq = ?, audit_seq = ?, audit_hash = ? WHERE id = 1"
 	headArgs := []any{changeSeq, auditSeq, auditHash}
 	if err := b.run(t, head, headArgs); err != nil {
-		return err
+		t.signed = nil
+		return chainConflict(err, t.auditSeq)
 	}
 	t.changeSeq, t.auditSeq, t.auditHash = changeSeq, auditSeq, auditHash
 	return nil
@@ -311,7 +326,7 @@ func (t *Tx) insertLog(b *logBatch, changeSeq int64) {
 		for _, e := range part {
 			args = append(args, e.Seq, e.Time, e.Actor, e.Action, string(e.Payload), e.PrevHash, e.Hash)
 		}
-		b.add("INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
+		b.addTo(tableAuditLog, "INSERT INTO audit_log (seq, at, actor, action, payload, prev_hash, hash) VALUES ", 7, len(part), args)
 	}
 }
 
@@ -325,11 +340,16 @@ func (t *Tx) AuditLater() { t.later = true }
 func (t *Tx) deferAudits() {
 	for i := 0; i < len(t.audits); i += rowsPerInsert {
 		part := t.audits[i:min(i+rowsPerInsert, len(t.audits))]
-		args := make([]any, 0, 4*len(part))
-		for _, e := range part {
-			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload))
+		args := make([]any, 0, 5*len(part))
+		for i := range part {
+			e := &part[i]
+			var mac []byte
+			if t.s.pendingKey != nil {
+				mac = audit.PendingMAC(t.s.pendingKey, e)
+			}
+			args = append(args, e.Time, e.Actor, e.Action, string(e.Payload), mac)
 		}
-		t.tail.add("INSERT INTO audit_pending (at, actor, action, payload) VALUES ", 4, len(part), args)
+		t.tail.add("INSERT INTO audit_pending (at, actor, action, payload, mac) VALUES ", 5, len(part), args)
 	}
 }
 
@@ -347,8 +367,10 @@ type logBatch struct {
 // Tables whose failures in a change set's last statement mean something to
 // the caller (see failedTable).
 const (
-	tableIdempotency = "idempotency"
-	tableChallenges  = "challenges"
+	tableIdempotency      = "idempotency"
+	tableChallenges       = "challenges"
+	tableAuditLog         = "audit_log"
+	tableAuditCheckpoints = "audit_checkpoints"
 )
 
 // tableError is a failed INSERT of a logBatch with the table it wrote.
@@ -530,6 +552,10 @@ func (t *Tx) GetUser(id string) (registry.User, error) { return getUser(t.ctx, t
 
 // UserByExternalID reads a user by external id inside the transaction.
 func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
 }
 
@@ -556,6 +582,11 @@ func (t *Tx) CreateUser(u *registry.User) error {
 	if u.ExternalID == "" {
 		return registry.Invalid("missing_field", "external_id is required")
 	}
+	ext, err := registry.NormalizeExternalID(u.ExternalID)
+	if err != nil {
+		return err
+	}
+	u.ExternalID = ext
 	if u.Status == "" {
 		u.Status = registry.UserActive
 	}
@@ -574,8 +605,12 @@ func (t *Tx) CreateUser(u *registry.User) error {
 	return t.record("user", u.ID, "create", u)
 }
 
-// UpdateUser replaces a user's mutable fields if its version is want.
-func (t *Tx) UpdateUser(u *registry.User, want int64) error {
+// UpdateUser replaces a user's mutable fields if its version is want. A
+// change of status that takes the user's last credential out of the
+// validity view (suspending or deleting a user who has one) needs a
+// break-glass reason, audited as user.break_glass; without one it is
+// registry.ErrLastKey.
+func (t *Tx) UpdateUser(u *registry.User, want int64, breakGlass string) error {
 	if err := t.Serialize(); err != nil {
 		return err
 	}
@@ -591,11 +626,17 @@ func (t *Tx) UpdateUser(u *registry.User, want int64) error {
 	}
 	u.ExternalID, u.CreatedAt, u.Version, u.UpdatedAt = cur.ExternalID, cur.CreatedAt, cur.Version+1, t.now
 	g, _ := json.Marshal(u.Groups)
-	if err := t.exec("UPDATE users SET display_name = ?, email = ?, groups_json = ?, status = ?, version = ?, updated_at = ? WHERE id = ?",
-		u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(t.now), u.ID); err != nil {
-		return fmt.Errorf("updating user: %w", err)
+	update := func() error {
+		if err := t.exec("UPDATE users SET display_name = ?, email = ?, groups_json = ?, status = ?, version = ?, updated_at = ? WHERE id = ?",
+			u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(t.now), u.ID); err != nil {
+			return fmt.Errorf("updating user: %w", err)
+		}
+		return t.record("user", u.ID, "update", u)
 	}
-	return t.record("user", u.ID, "update", u)
+	if u.Status == cur.Status {
+		return update() // the validity view is as it was
+	}
+	return t.GuardLastCredential(u.ID, breakGlass, "user.break_glass", map[string]any{"user_id": u.ID, "from": string(cur.Status), "to": string(u.Status)}, update)
 }
 
 // CreateKey inserts k for an existing owner, adding it to its key sets
@@ -648,10 +689,23 @@ func (t *Tx) CreateKey(k *registry.Key) error {
 	return t.record("key", k.ID, "create", k)
 }
 
-// SetKeyStatus moves key id to status if its version is want. Moving a
-// user's last active key out of service needs a break-glass reason, which is
-// audited; otherwise it is registry.ErrLastKey.
+// SetKeyStatus is ChangeKeyStatus by staff (registry.ByStaff).
 func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
+	return t.ChangeKeyStatus(registry.ByStaff, id, want, status, breakGlass)
+}
+
+// ChangeKeyStatus moves key id to status if its version is want and the
+// move is one by may make (registry.KeyTransition: a *KeyTransitionError
+// otherwise). On top of the table:
+//   - A move that takes the owner's last credential out of the validity
+//     view needs a break-glass reason, audited as key.break_glass;
+//     without one it is registry.ErrLastKey (GuardLastCredential).
+//   - A move to active needs a successful verification, not flagged as a
+//     possible clone: for a key that is lost or revoked one made since it
+//     became so, which no reason lifts; for any other key one ever, or a
+//     break-glass reason, audited as key.activate_break_glass. Without it
+//     the move is registry.ErrProofRequired.
+func (t *Tx) ChangeKeyStatus(by registry.Authority, id string, want int64, status registry.KeyStatus, breakGlass string) (registry.Key, error) {
 	if !status.Valid() {
 		return registry.Key{}, registry.Invalid("invalid_status", "unknown key status %q", status)
 	}
@@ -665,52 +719,104 @@ func (t *Tx) SetKeyStatus(id string, want int64, status registry.KeyStatus, brea
 	if k.Version != want {
 		return registry.Key{}, &registry.ConflictError{Entity: "key", ID: id, Want: want, Have: k.Version, Current: k}
 	}
-	if status == registry.KeyActive && k.Status != registry.KeyActive {
-		proven, err := t.proven(id)
-		if err != nil {
-			return registry.Key{}, err
-		}
-		if !proven {
-			if breakGlass == "" {
-				return registry.Key{}, registry.ErrProofRequired
-			}
-			if err := t.Audit("key.activate_break_glass", map[string]string{"key_id": id, "owner_id": k.OwnerID, "from": string(k.Status), "reason": breakGlass}); err != nil {
-				return registry.Key{}, err
-			}
-		}
-	}
-	if k.Status == registry.KeyActive && status.Guarded() {
-		var others int
-		if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM keys WHERE owner_id = ? AND status = 'active' AND id <> ?"), k.OwnerID, id).Scan(&others); err != nil {
-			return registry.Key{}, fmt.Errorf("counting active keys: %w", err)
-		}
-		if others == 0 {
-			if breakGlass == "" {
-				return registry.Key{}, registry.ErrLastKey
-			}
-			if err := t.Audit("key.break_glass", map[string]string{"key_id": id, "owner_id": k.OwnerID, "to": string(status), "reason": breakGlass}); err != nil {
-				return registry.Key{}, err
-			}
-		}
-	}
-	k.Status, k.Version, k.UpdatedAt = status, k.Version+1, t.now
-	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(status), k.Version, nanos(t.now), id); err != nil {
-		return registry.Key{}, fmt.Errorf("updating key status: %w", err)
-	}
-	if err := t.record("key", id, "status", k); err != nil {
+	if err := registry.KeyTransition(by, k.Status, status); err != nil {
 		return registry.Key{}, err
 	}
-	return k, t.keepCredentials(k.OwnerID, "key "+id+" moved to "+string(status))
+	if status == registry.KeyActive && k.Status != registry.KeyActive {
+		if err := t.activationProof(k, breakGlass); err != nil {
+			return registry.Key{}, err
+		}
+		if err := t.escrowBeforeActive(id, breakGlass); err != nil {
+			return registry.Key{}, err
+		}
+	}
+	from := k.Status
+	err = t.GuardLastCredential(k.OwnerID, breakGlass, "key.break_glass", map[string]any{"key_id": id, "owner_id": k.OwnerID, "from": string(from), "to": string(status)}, func() error {
+		k.Status, k.Version, k.UpdatedAt = status, k.Version+1, t.now
+		if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(status), k.Version, nanos(t.now), id); err != nil {
+			return fmt.Errorf("updating key status: %w", err)
+		}
+		if err := t.record("key", id, "status", k); err != nil {
+			return err
+		}
+		return t.keepCredentials(k.OwnerID, "key "+id+" moved to "+string(status))
+	})
+	return k, err
 }
 
-// proven reports whether key id has ever passed a verification that was
-// not flagged as a possible clone: proof that its holder has the key.
-func (t *Tx) proven(id string) (bool, error) {
+// activationProof checks that key k, not active, may become active (see
+// ChangeKeyStatus). A key's updated_at is the time of its last status
+// change: only status changes write the keys row.
+func (t *Tx) activationProof(k registry.Key, breakGlass string) error {
+	if k.Status == registry.KeyLost || k.Status == registry.KeyRevoked {
+		proven, err := t.proven(k.ID, nanos(k.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		if !proven {
+			return registry.ErrFreshProofRequired
+		}
+		return nil
+	}
+	proven, err := t.proven(k.ID, 0)
+	if err != nil || proven {
+		return err
+	}
+	if breakGlass == "" {
+		return registry.ErrProofRequired
+	}
+	return t.Audit("key.activate_break_glass", map[string]string{"key_id": k.ID, "owner_id": k.OwnerID, "from": string(k.Status), "reason": breakGlass})
+}
+
+// GuardLastCredential runs change, then refuses it with registry.ErrLastKey
+// when it took user's last credential out of the validity view (the user
+// had one before and has none after) and breakGlass is empty. With a
+// reason, the change stands and is audited as action, with detail and the
+// reason. The rule for "a credential in the validity view" is the view's
+// own (hasValidCredential). A caller that gets an error must not commit.
+func (t *Tx) GuardLastCredential(userID, breakGlass, action string, detail map[string]any, change func() error) error {
+	before, err := t.hasValid(userID)
+	if err != nil {
+		return err
+	}
+	if err := change(); err != nil {
+		return err
+	}
+	if !before {
+		return nil
+	}
+	after, err := t.hasValid(userID)
+	if err != nil || after {
+		return err
+	}
+	if breakGlass == "" {
+		return registry.ErrLastKey
+	}
+	payload := map[string]any{"reason": breakGlass}
+	for k, v := range detail {
+		payload[k] = v
+	}
+	return t.Audit(action, payload)
+}
+
+// hasValid reports whether user id has a credential in the validity view.
+func (t *Tx) hasValid(id string) (bool, error) {
+	var n int
+	if err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM users u WHERE u.id = ? AND u.status = 'active' AND "+hasValidCredential), id).Scan(&n); err != nil {
+		return false, fmt.Errorf("checking valid credentials: %w", err)
+	}
+	return n > 0, nil
+}
+
+// proven reports whether key id has passed a verification that was not
+// flagged as a possible clone after since (Unix ns; 0 for ever): proof
+// that its holder has the key.
+func (t *Tx) proven(id string, since int64) (bool, error) {
 	if t.provenHere[id] {
 		return true, nil
 	}
 	var n int
-	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0"), id).Scan(&n)
+	err := t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT COUNT(*) FROM verifications WHERE key_id = ? AND ok = 1 AND clone_suspected = 0 AND at > ?"), id, since).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("reading verifications: %w", err)
 	}
@@ -720,7 +826,8 @@ func (t *Tx) proven(id string) (bool, error) {
 // ActivateByProof moves a pending key to active because verification
 // verID, signed by the key, succeeded. It is recorded and audited as
 // key.activate with the verification's id. A key that is not pending is
-// left alone (activated reports false).
+// left alone (activated reports false); so is a pending key with PIV slots
+// and no escrow (escrowBeforeActive), which stays pending.
 func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, err error) {
 	if err := t.Serialize(); err != nil {
 		return registry.Key{}, false, err
@@ -732,6 +839,11 @@ func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, 
 	if k.Status != registry.KeyPending {
 		return k, false, nil
 	}
+	if err := t.escrowBeforeActive(id, ""); errors.Is(err, registry.ErrEscrowMissing) {
+		return k, false, nil
+	} else if err != nil {
+		return k, false, err
+	}
 	k.Status, k.Version, k.UpdatedAt = registry.KeyActive, k.Version+1, t.now
 	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(k.Status), k.Version, nanos(t.now), id); err != nil {
 		return k, false, fmt.Errorf("activating key: %w", err)
@@ -742,7 +854,8 @@ func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, 
 	}{k, verID})
 }
 
-// AddFIDOCredential stores c on its key. c.PublicKey must already be checked.
+// AddFIDOCredential stores c on its key. c.PublicKey must already be
+// checked, and c.Pending set by the caller (registry.CredentialPending).
 func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 	if len(c.CredentialID) == 0 || c.RPID == "" {
 		return registry.Invalid("missing_field", "credential_id and rp_id are required")
@@ -754,8 +867,8 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 		c.AAGUID = []byte{}
 	}
 	c.ID, c.CreatedAt = NewID("fc"), t.now
-	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, attestation_client_data_json, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, c.AttestationClientDataJSON, string(c.Verdict), c.VerdictReason, b2i(c.Pending), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "fido2 credential", Field: "credential_id"}
 		}
@@ -767,14 +880,15 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 	return t.record("fido2_credential", c.ID, "create", c)
 }
 
-// AddPIVSlot stores p on its key. p.PublicKey must already be checked.
+// AddPIVSlot stores p on its key. p.PublicKey must already be checked, and
+// p.Pending set by the caller (registry.CredentialPending).
 func (t *Tx) AddPIVSlot(p *registry.PIVSlot) error {
 	if p.Verdict == "" {
 		p.Verdict = registry.VerdictNone
 	}
 	p.ID, p.CreatedAt = NewID("ps"), t.now
-	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate, string(p.Verdict), p.VerdictReason, nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO piv_slots (id, key_id, slot, public_key, certificate, attestation_certificate, attestation_intermediate, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		p.ID, p.KeyID, p.Slot, p.PublicKey, p.Certificate, p.AttestationCert, p.AttestationIntermediate, string(p.Verdict), p.VerdictReason, b2i(p.Pending), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "piv slot", Field: "slot"}
 		}
@@ -831,6 +945,25 @@ func (t *Tx) RecordVerification(v *registry.Verification) error {
 		return err
 	}
 	return t.verificationHealth(v)
+}
+
+// ConfirmCredential takes a pending credential (kind "fido2" or "piv", id
+// its registry id) into the validity view after it passed a verification,
+// recorded as fido2_credential.confirm or piv_slot.confirm with the
+// verification's id. A credential that is not pending is left alone.
+func (t *Tx) ConfirmCredential(kind, id, verID string) error {
+	table, entity := "fido_credentials", "fido2_credential"
+	if kind == "piv" {
+		table, entity = "piv_slots", "piv_slot"
+	}
+	n, err := t.execN("UPDATE "+table+" SET pending = 0 WHERE id = ? AND pending = 1", id)
+	if err != nil {
+		return fmt.Errorf("confirming credential: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	return t.record(entity, id, "confirm", map[string]string{"id": id, "verification_id": verID})
 }
 
 // UpdateSignCount stores a FIDO2 credential's new signature counter and
