@@ -77,7 +77,7 @@ if [ -f "$OUT/libfido2-probe.exe" ]; then
 fi
 
 echo "== keydesk windows/amd64 (mingw-w64), package by package"
-pkgs=$("$GO" list -deps ./cmd/keydesk | grep '^github.com/keydesk/keydesk/')
+pkgs=$("$GO" list -deps ./cmd/keydesk ./cmd/keydesk-desk | sort -u | grep '^github.com/keydesk/keydesk/')
 bad=()
 for p in $pkgs; do
   if ! env GOOS=windows GOARCH=amd64 CGO_ENABLED=1 "${win[@]}" "$GO" build "$p" 2>"$OUT/pkg.log"; then
@@ -88,6 +88,7 @@ done
 rm -f "$OUT/pkg.log"
 echo "packages in keydesk's import graph: $(wc -w <<<"$pkgs"); not building for Windows: ${#bad[@]}${bad[*]:+ (${bad[*]})}"
 build keydesk-windows-amd64 windows amd64 1 "$OUT/keydesk.exe" ./cmd/keydesk "${win[@]}"
+build keydesk-desk-windows-amd64 windows amd64 1 "$OUT/keydesk-desk.exe" ./cmd/keydesk-desk "${win[@]}"
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "cross: did not build: ${failed[*]}" >&2

@@ -20,6 +20,10 @@ type unreachableError struct {
 }
 
 func (u unreachableError) Error() string {
+	if msg, ok := client.Storage(u.err); ok {
+		// The registry answered: its storage took nothing.
+		return msg
+	}
 	if u.url == "" {
 		return fmt.Sprintf("the registry could not be reached (%s)", client.Cause(u.err))
 	}
@@ -57,5 +61,8 @@ func readArg(what, path string) ([]byte, error) {
 func (u unreachableError) Unwrap() error { return u.err }
 
 func (u unreachableError) Hint() string {
+	if _, ok := client.Storage(u.err); ok {
+		return "Queued work stays queued on this desk: run the command again (or keydesk sync) once the registry's operator has fixed its storage."
+	}
 	return "Check that the registry is running and that this desk can reach it (keydesk settings show names it), then run the command again."
 }

@@ -50,6 +50,8 @@ var (
 //	fido-delete-credential SERIAL      delete the enrolled FIDO2 credential on the key
 //	block-fido-pin SERIAL              type wrong FIDO2 PINs until the PIN is blocked
 //	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
+//	crash-enrol                        kill keydesk enrol at every crash point and recover (crashpoint_test.go)
+//	crash-recover                      the same for keydesk recover fido2-reset
 //	secrets-absent [SECRET...]         no PIN, PUK or management key used in the script (and the
 //	                                   given ones) in the registries' state, outboxes, settings or logs
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -59,6 +61,8 @@ var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []s
 	"block-fido-pin":         cmdBlockFIDOPIN,
 	"plan-migration":         cmdPlanMigration,
 	"secrets-absent":         cmdSecretsAbsent,
+	"crash-enrol":            cmdCrashEnrol,
+	"crash-recover":          cmdCrashRecover,
 }
 
 // wfRegistry is one script's registry.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/verify"
 	"github.com/keydesk/keydesk/device"
@@ -49,9 +50,13 @@ func runVerify(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	r, err := verify.Run(e.ctx, k, verify.Options{Registry: conn.Client, Keys: svc, User: verifyUser, Callbacks: e.callbacks(k)})
+	jp, _ := enrol.DefaultJournalPath() // none: nothing to store from it
+	r, err := verify.Run(e.ctx, k, verify.Options{Registry: conn.Client, Keys: svc, User: verifyUser, Callbacks: e.callbacks(k), EnrolJournal: jp})
 	if err != nil {
 		return err
+	}
+	if r.Escrow != "" {
+		fmt.Fprintln(e.stderr, r.Escrow)
 	}
 	if e.json {
 		if err := e.printJSON(r); err != nil {

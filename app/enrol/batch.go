@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/keydesk/keydesk/app/roster"
+	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
@@ -42,7 +43,10 @@ type hinted interface{ Hint() string }
 // were registered but not yet activated, and names keys left half set up.
 // A bad roster row is reported (RowErrors) and the rest still run; one
 // user's failure is recorded in that user's result and the batch goes on.
-// Only ctx ending stops it early.
+// A registry that cannot be reached (a network error or a 5xx answer) is
+// waited for, with exponential back-off, up to Config.RegistryWait per
+// user (DefaultRegistryWait), so a short outage delays the batch instead
+// of failing every remaining user. Only ctx ending stops it early.
 func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui UI) (*BatchReport, error) {
 	rep := &BatchReport{RowErrors: r.Errors}
 	type plan struct {
@@ -68,7 +72,11 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 				ur.Error, ur.Hint = ie.Error(), ie.Hint()
 				continue
 			}
-			res, err := e.Resume(ctx, rec.Serial, ui)
+			var res *Result
+			err := e.waitRegistry(ctx, ui, en.ExternalID, func() (err error) {
+				res, err = e.Resume(ctx, rec.Serial, ui)
+				return err
+			})
 			if err != nil {
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
@@ -79,8 +87,11 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 			ur.Keys = append(ur.Keys, res)
 			rep.Enrolled++
 		}
-		_, ks, err := e.userKeys(ctx, en.ExternalID)
-		if err != nil {
+		var ks []registry.Key
+		if err := e.waitRegistry(ctx, ui, en.ExternalID, func() (err error) {
+			_, ks, err = e.userKeys(ctx, en.ExternalID)
+			return err
+		}); err != nil {
 			return rep, err
 		}
 		for _, k := range ks {
@@ -102,7 +113,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 		for n := 0; n < p.need; n++ {
 			req := Request{User: client.EnrolUser{ExternalID: en.ExternalID, DisplayName: en.DisplayName, Email: en.Email, Groups: en.Groups},
 				CreateUser: true, Batch: batch, Index: p.res.Already + len(p.res.Keys) + 1, Of: en.Keys}
-			res, err := e.EnrolKey(ctx, req, progressWith(ui, done, total))
+			res, err := e.enrolWaiting(ctx, req, progressWith(ui, done, total))
 			if err != nil {
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
@@ -144,6 +155,9 @@ func hintOf(err error) string {
 	var h hinted
 	if errors.As(err, &h) {
 		return h.Hint()
+	}
+	if msg, ok := client.Storage(err); ok {
+		return "The registry took no write: " + msg + ". Run the batch again then; finished users are skipped."
 	}
 	if errors.Is(err, client.ErrUnreachable) {
 		return "The registry could not be reached. Check the network and run the batch again; finished users are skipped."

@@ -64,6 +64,7 @@ import (
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/client"
@@ -94,6 +95,10 @@ type Config struct {
 	// *NotInsertedError. Zero waits until ctx ends, as at a desk where a
 	// person can cancel.
 	InsertWait time.Duration
+	// RegistryWait bounds how long a batch waits, per user, for a registry
+	// that cannot be reached before reporting the user failed; zero is
+	// DefaultRegistryWait, negative does not wait.
+	RegistryWait time.Duration
 }
 
 // Enroller runs enrolments. It holds no key open between calls.
@@ -164,17 +169,27 @@ func New(cfg Config) (*Enroller, error) {
 		}
 	}
 	if cfg.JournalPath == "" {
-		d, err := regconn.DefaultDataDir()
+		p, err := DefaultJournalPath()
 		if err != nil {
 			return nil, err
 		}
-		cfg.JournalPath = filepath.Join(d, "enrol-journal.db")
+		cfg.JournalPath = p
 	}
 	j, err := openJournal(cfg.JournalPath)
 	if err != nil {
 		return nil, err
 	}
 	return &Enroller{cfg: cfg, roots: roots, pivRoots: extra, j: j}, nil
+}
+
+// DefaultJournalPath is the desk's enrolment journal:
+// enrol-journal.db under regconn.DefaultDataDir.
+func DefaultJournalPath() (string, error) {
+	d, err := regconn.DefaultDataDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "enrol-journal.db"), nil
 }
 
 // Close closes the journal.
@@ -217,6 +232,9 @@ const (
 	StepActivate  Step = "activate"
 	StepDone      Step = "done"
 	StepBatchUser Step = "batch-user"
+	// StepRegistryWait: the registry could not be reached; the batch
+	// waits and tries again (Detail says how long).
+	StepRegistryWait Step = "registry-wait"
 )
 
 // Event is one progress report.
@@ -399,13 +417,21 @@ func (e *InterruptedError) Unwrap() error { return e.Err }
 
 // Hint is the next step for the person at the desk.
 func (e *InterruptedError) Hint() string {
+	var re *RefusedError
+	if errors.As(e.Err, &re) {
+		return re.Hint()
+	}
 	switch e.Stage {
 	case StageDevice, StageSealed:
 		return fmt.Sprintf("Key %d is half set up and nothing was registered. Reset its PIV and FIDO2 applications "+
 			"(keydesk piv reset --serial %d, and a FIDO2 reset), then enrol it again.", e.Serial, e.Serial)
 	case StagePrepared, StageQueued:
-		return fmt.Sprintf("Key %d is set up and tested but not yet registered (the registry could not be reached). "+
-			"Keep the key; when the registry is back run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
+		why, next := "the registry could not be reached", "when the registry is back"
+		if msg, ok := client.Storage(e.Err); ok {
+			why, next = msg, "once it is fixed"
+		}
+		return fmt.Sprintf("Key %d is set up and tested but not yet registered (%s). "+
+			"Keep the key; %s run: keydesk enrol --resume --serial %d", e.Serial, why, next, e.Serial)
 	default:
 		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
 	}
@@ -585,6 +611,31 @@ func (e *Enroller) fresh(ctx context.Context, k device.Key) (ok bool, why string
 	return true, "", nil
 }
 
+// gone reports whether key k, listed whole before, is no longer attached
+// whole: not listed, or listed without one of its interfaces.
+func (e *Enroller) gone(ctx context.Context, k device.Key) bool {
+	now, err := timed(e, func() (device.Key, error) { return e.cfg.Keys.Find(ctx, k.Serial) })
+	if err != nil {
+		return errors.Is(err, keys.ErrNoKey)
+	}
+	return now.Reader == "" || now.FIDOPath == ""
+}
+
+// removedCause marks err as the key's removal (device.ErrKeyRemoved) when
+// the device call failed some other way ("scard: Transaction failed", an
+// interface that answers only U2F) and the key is no longer attached:
+// the cause is the pulled key, and the CLI exits 3.
+func (e *Enroller) removedCause(ctx context.Context, k device.Key, err error) error {
+	if err == nil || errors.Is(err, device.ErrKeyRemoved) || k.Serial == 0 || errors.Is(err, client.ErrUnreachable) {
+		return err
+	}
+	var ae *client.APIError
+	if errors.As(err, &ae) || !e.gone(ctx, k) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", device.ErrKeyRemoved, err)
+}
+
 func randomDigits(n int) (string, error) {
 	var b strings.Builder
 	for range n {
@@ -661,6 +712,11 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	switch ok, why, err := e.fresh(ctx, k); {
 	case errors.Is(err, device.ErrKeyRemoved):
 		return nil, &RemovedError{Serial: serial, Err: err}
+	case err != nil && e.gone(ctx, k):
+		// A key pulled mid-read fails in many ways ("scard: Transaction
+		// failed", an interface that answers only U2F); listed no more,
+		// it was removed.
+		return nil, &RemovedError{Serial: serial, Err: fmt.Errorf("%w: %w", device.ErrKeyRemoved, err)}
 	case err != nil:
 		return nil, fmt.Errorf("key %d: checking it is factory-fresh: %w", serial, err)
 	case !ok:
@@ -688,11 +744,12 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		return nil, err
 	}
 
-	rec := &Record{Serial: serial, ExternalID: req.User.ExternalID, Role: string(req.Role), Batch: req.Batch, Stage: StageDevice}
-	if err := e.j.put(ctx, rec); err != nil {
+	rec := &Record{Serial: serial, ExternalID: req.User.ExternalID, Role: string(req.Role), Batch: req.Batch}
+	if err := e.advance(ctx, rec, StageDevice); err != nil {
 		return nil, err
 	}
 	stop := func(err error) (*Result, error) {
+		err = e.removedCause(ctx, k, err)
 		rec.Error = err.Error()
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
@@ -702,12 +759,14 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// of work, chained to a trusted root with this serial.
 	ui.progress(Event{Step: StepGenuine, Serial: serial, User: req.User.ExternalID})
 	defaultPIN := device.Callbacks{PIN: func(context.Context, string) (string, error) { return defaultPIVPIN, nil }, Touch: touch}
+	crashpoint.Before(crashpoint.KeyPIVGenerate)
 	pub, err := timed(e, func() (crypto.PublicKey, error) {
 		return card.Generate(ctx, defaultPIN, 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
 	})
 	if err != nil {
 		return stop(fmt.Errorf("generating the PIV key in 9a: %w", err))
 	}
+	crashpoint.After(crashpoint.KeyPIVGenerate)
 	att, err := timed(e, func() (*pivkey.Attestation, error) { return card.Attest(ctx, 0x9a) })
 	if err != nil {
 		return stop(fmt.Errorf("attesting 9a: %w", err))
@@ -719,6 +778,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 
 	// FIDO2 PIN, to policy.
 	ui.progress(Event{Step: StepFIDO2PIN, Serial: serial, User: req.User.ExternalID})
+	crashpoint.Before(crashpoint.KeyFIDOPIN)
 	if err := e.timedErr(func() error { return fido.SetPIN(ctx, fpin) }); err != nil {
 		return stop(fmt.Errorf("setting the FIDO2 PIN: %w", err))
 	}
@@ -727,6 +787,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 			return stop(fmt.Errorf("setting the key's minimum PIN length: %w", err))
 		}
 	}
+	crashpoint.After(crashpoint.KeyFIDOPIN)
 	fcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return fpin, nil }, Touch: touch}
 
 	// The organisation's credential.
@@ -734,6 +795,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	userHandle := sha256.Sum256([]byte("keydesk-user:" + req.User.ExternalID))
 	chal := make([]byte, 32)
 	rand.Read(chal)
+	crashpoint.Before(crashpoint.KeyFIDOCredential)
 	reg, err := timed(e, func() (*fidokey.Registration, error) {
 		return fido.MakeCredential(ctx, fidokey.MakeOptions{RPID: e.cfg.Settings.RPID, RPName: e.cfg.Settings.RPName,
 			UserID: userHandle[:], UserName: req.User.Email, DisplayName: req.User.DisplayName, Challenge: chal,
@@ -742,6 +804,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	if err != nil {
 		return stop(fmt.Errorf("making the FIDO2 credential: %w", err))
 	}
+	crashpoint.After(crashpoint.KeyFIDOCredential)
 	cdh := sha256.Sum256(reg.ClientDataJSON)
 	if res := e.roots.FIDO(attest.FIDOInput{AttestationObject: reg.AttestationObject, ClientDataHash: cdh[:], CredentialID: reg.CredentialID,
 		PublicKey: reg.PublicKey, RPID: e.cfg.Settings.RPID}, e.now()); res.Verdict != registry.VerdictGenuine {
@@ -784,17 +847,26 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		if err != nil {
 			return err
 		}
-		rec.Escrow, rec.Stage = blob, StageSealed
-		return e.j.put(ctx, rec)
+		rec.Escrow = blob
+		if err := e.advance(ctx, rec, StageSealed); err != nil {
+			return err
+		}
+		crashpoint.Before(crashpoint.KeyPIVMgmtKey)
+		return nil
 	}})
 	e.device += time.Since(rotStart) - sealTime
 	if err != nil {
 		return stop(fmt.Errorf("setting a random PIV management key: %w", err))
 	}
-	if err := e.timedErr(func() error { return card.ChangePUK(ctx, defaultPUK, puk) }); err != nil {
+	crashpoint.After(crashpoint.KeyPIVMgmtKey)
+	if err := crashpoint.Around(crashpoint.KeyPIVPUK, func() error {
+		return e.timedErr(func() error { return card.ChangePUK(ctx, defaultPUK, puk) })
+	}); err != nil {
 		return stop(fmt.Errorf("setting a random PUK: %w", err))
 	}
-	if err := e.timedErr(func() error { return card.ChangePIN(ctx, defaultPIVPIN, ppin) }); err != nil {
+	if err := crashpoint.Around(crashpoint.KeyPIVPIN, func() error {
+		return e.timedErr(func() error { return card.ChangePIN(ctx, defaultPIVPIN, ppin) })
+	}); err != nil {
 		return stop(fmt.Errorf("setting the PIV PIN: %w", err))
 	}
 	pcb := device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}
@@ -819,12 +891,14 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 			return stop(fmt.Errorf("writing the CHUID and CCC: %w", err))
 		}
 	default:
+		crashpoint.Before(crashpoint.KeyPIVCert)
 		cert, err := timed(e, func() (*x509.Certificate, error) {
 			return card.SelfSign(ctx, pcb, 0x9a, subject, time.Duration(e.cfg.Settings.CertValidityDays)*24*time.Hour)
 		})
 		if err != nil {
 			return stop(fmt.Errorf("self-signing the 9a certificate: %w", err))
 		}
+		crashpoint.After(crashpoint.KeyPIVCert)
 		certDER = cert.Raw
 	}
 	pkix, err := x509.MarshalPKIXPublicKey(pub)
@@ -838,15 +912,14 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 			Status: string(registry.KeyPending), Label: fmt.Sprintf("%s (%s)", req.User.DisplayName, req.Role)},
 		FIDO2: []client.FIDO2Credential{{CredentialID: reg.CredentialID, PublicKey: reg.PublicKey, AAGUID: reg.AAGUID[:],
 			RPID: e.cfg.Settings.RPID, SignCount: as.SignCount, CredProtect: e.cfg.Settings.CredProtect,
-			AttestationObject: reg.AttestationObject, AttestationClientDataHash: cdh[:]}},
+			AttestationObject: reg.AttestationObject, AttestationClientDataJSON: reg.ClientDataJSON}},
 		PIV: []client.PIVSlot{{Slot: "9a", PublicKey: pkix, Certificate: certDER, AttestationCert: att.Certificate.Raw, AttestationIntermediate: att.Intermediate.Raw}},
 	}
 	rec.Request, err = json.Marshal(er)
 	if err != nil {
 		return stop(err)
 	}
-	rec.Stage = StagePrepared
-	if err := e.j.put(ctx, rec); err != nil {
+	if err := e.advance(ctx, rec, StagePrepared); err != nil {
 		return stop(err)
 	}
 
@@ -909,6 +982,7 @@ type pins struct{ fido, piv string }
 func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, p pins) (*Result, error) {
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
+		err = e.removedCause(ctx, k, err)
 		rec.Error = err.Error()
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
@@ -918,45 +992,31 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 		return nil, fmt.Errorf("journal record of key %d: %w", serial, err)
 	}
 	ui.progress(Event{Step: StepRegister, Serial: serial, User: rec.ExternalID})
-	var enrolled client.Enrolled
 	if rec.Stage == StagePrepared || rec.Stage == StageQueued {
-		if rec.Stage == StagePrepared {
-			en, err := e.cfg.Registry.QueueEnrolment(ctx, er)
-			if err != nil {
-				return stop(err)
-			}
-			rec.OutboxSeq, rec.Stage = en.Seq, StageQueued
-			if err := e.j.put(ctx, rec); err != nil {
+		// The idempotency key comes from the journalled request, so
+		// queueing again after a crash before the journal said "queued"
+		// finds the entry already queued: one request, replayed under one
+		// key. A queued record queues again too: the same entry, or, when
+		// the outbox lost it, the same request under the same key.
+		en, err := e.cfg.Registry.QueueEnrolmentAs(ctx, registrationKey(rec), rec.Request)
+		if err != nil {
+			return stop(err)
+		}
+		if rec.Stage == StagePrepared || en.Seq != rec.OutboxSeq {
+			rec.OutboxSeq = en.Seq
+			if err := e.advance(ctx, rec, StageQueued); err != nil {
 				return stop(err)
 			}
 		}
 		if err := e.cfg.Registry.Flush(ctx, nil); err != nil {
 			return stop(err)
 		}
-		ents, err := e.cfg.Registry.Entries(ctx, "")
+		keyID, err := e.registered(ctx, rec, er)
 		if err != nil {
 			return stop(err)
 		}
-		for _, en := range ents {
-			if en.Seq != rec.OutboxSeq {
-				continue
-			}
-			switch en.State {
-			case client.Done:
-				if err := json.Unmarshal(en.Response, &enrolled); err != nil {
-					return stop(fmt.Errorf("reading the registry's answer: %w", err))
-				}
-			case client.Pending:
-				return stop(client.ErrUnreachable)
-			default:
-				return stop(fmt.Errorf("the registry refused the registration (%s): %s", en.State, en.Error))
-			}
-		}
-		if enrolled.Key.ID == "" {
-			return stop(fmt.Errorf("outbox entry %d of key %d is gone", rec.OutboxSeq, serial))
-		}
-		rec.KeyID, rec.Stage = enrolled.Key.ID, StageRegistered
-		if err := e.j.put(ctx, rec); err != nil {
+		rec.KeyID = keyID
+		if err := e.advance(ctx, rec, StageRegistered); err != nil {
 			return stop(err)
 		}
 	}
@@ -966,18 +1026,10 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	}
 	if rec.Stage == StageRegistered {
 		ui.progress(Event{Step: StepEscrow, Serial: serial, User: rec.ExternalID})
-		if _, err := e.cfg.Registry.PutEscrow(ctx, rec.KeyID, EscrowKind, rec.Escrow, 0); err != nil {
-			var ae *client.APIError
-			// Stored by an earlier attempt whose answer was lost.
-			if !(errors.As(err, &ae) && ae.Conflict()) {
-				return stop(err)
-			}
-			if _, gerr := e.cfg.Registry.Escrow(ctx, rec.KeyID, EscrowKind); gerr != nil {
-				return stop(err)
-			}
+		if err := e.putEscrow(ctx, rec); err != nil {
+			return stop(err)
 		}
-		rec.Stage = StageEscrowed
-		if err := e.j.put(ctx, rec); err != nil {
+		if err := e.advance(ctx, rec, StageEscrowed); err != nil {
 			return stop(err)
 		}
 	}
@@ -993,8 +1045,8 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	if kd.Status != registry.KeyActive {
 		return stop(fmt.Errorf("the registry left key %d %s", serial, kd.Status))
 	}
-	rec.Stage, rec.Error = StageActive, ""
-	if err := e.j.put(ctx, rec); err != nil {
+	rec.Error = ""
+	if err := e.advance(ctx, rec, StageActive); err != nil {
 		return nil, err
 	}
 	res := &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, DisplayName: er.User.DisplayName, Serial: serial, KeyID: kd.ID,
@@ -1045,12 +1097,17 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return fmt.Errorf("signing the registry's challenge: %w", err)
 	}
+	crashpoint.Before(crashpoint.RegistryVerify)
 	v, err := e.cfg.Registry.VerifyFIDO2(ctx, ch.Challenge.ID, credential.Assertion{AuthenticatorData: as.AuthenticatorData, ClientDataJSON: as.ClientDataJSON, Signature: as.Signature})
 	if err != nil {
 		return err
 	}
+	crashpoint.After(crashpoint.RegistryVerify)
 	if !v.OK {
 		return fmt.Errorf("the registry did not accept the key's FIDO2 signature: %s", v.Reason)
+	}
+	if v.ActivationRefused != "" {
+		return fmt.Errorf("the registry verified the key but left it %s (%s)", v.KeyStatus, v.ActivationRefused)
 	}
 	if p.piv == "" || len(kd.PIV) == 0 {
 		return nil

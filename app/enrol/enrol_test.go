@@ -55,6 +55,7 @@ type desk struct {
 	set      settings.Settings
 	identity string
 	data     string
+	token    string // the desk's admin token
 }
 
 func newDesk(t testing.TB) *desk {
@@ -87,6 +88,7 @@ func newDesk(t testing.TB) *desk {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.token = tok
 	if d.reg, err = regtest.Start(bin, d.regState, "--practice"); err != nil {
 		t.Fatal(err)
 	}

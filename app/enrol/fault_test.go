@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,6 +61,11 @@ func TestKeyPulledAtEachStep(t *testing.T) {
 			// is said so plainly.
 			if errors.Is(err, ErrNotFresh) {
 				t.Fatalf("pulled at %s, reported as not factory-fresh: %v", step, err)
+			}
+			// Whatever the device call said, the cause named is the
+			// pulled key (exit 3 at the CLI).
+			if !errors.Is(err, device.ErrKeyRemoved) {
+				t.Fatalf("pulled at %s, the cause is not the key's removal: %v", step, err)
 			}
 			var re *RemovedError
 			removed := errors.As(err, &re)
@@ -197,8 +203,9 @@ func signIn(t *testing.T, d *desk, keyID string, serial uint32, pin string) {
 
 // TestRegistryKilledMidBatch: a batch of three users, one key each. The
 // registry is SIGKILLed as the second user's key is being registered and
-// restarted on the same state when the batch reaches the third user. The
-// batch goes on: the third user is enrolled, the second is reported with
+// restarted on the same state when the batch reaches the third user: an
+// outage longer than the batch waits for (the enroller here does not wait;
+// TestBatchRidesOutRegistryOutage has one it rides out). The batch goes on: the third user is enrolled, the second is reported with
 // what to do. Running the batch again finishes the second user's key from
 // the journal; every user then holds exactly one active key that signs in,
 // nothing is left in the outbox or the journal, and the audit log verifies.
@@ -209,7 +216,11 @@ func TestRegistryKilledMidBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := d.enroller()
+	e, err := New(Config{Settings: d.set, Keys: d.svc, Registry: d.cl, JournalPath: filepath.Join(d.data, "journal.db"), RegistryWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
 	ctx := context.Background()
 	u, _ := url.Parse(d.reg.URL)
 	killed, restarted := false, false
@@ -301,4 +312,89 @@ func mustSerial(t *testing.T, e *Enroller, externalID string) uint32 {
 		t.Fatalf("journal for %s: %d records, %v", externalID, len(recs), err)
 	}
 	return recs[0].Serial
+}
+
+// TestBatchRidesOutRegistryOutage: a batch of three users, one key each.
+// The registry process is SIGKILLed as the second user's key is being
+// registered and restarted on the same state and port 2 s later. The
+// batch waits for it with back-off (StepRegistryWait) instead of failing
+// the rest: all three users are enrolled in the one run, each holding one
+// active key with its escrow, nothing left in the outbox or the journal,
+// and the audit log verifies.
+func TestBatchRidesOutRegistryOutage(t *testing.T) {
+	d := newDesk(t)
+	csv := "external_id,display_name,email,keys\no1,Oz One,o1@example.org,1\no2,Oz Two,o2@example.org,1\no3,Oz Three,o3@example.org,1\n"
+	r, err := roster.Parse(strings.NewReader(csv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := d.enroller()
+	ctx := context.Background()
+	u, _ := url.Parse(d.reg.URL)
+	const outage = 2 * time.Second
+	killed, waits := false, 0
+	back := make(chan error, 1)
+	ui := testUI(nil)
+	ui.InsertKey = func(ctx context.Context, _ InsertRequest) error {
+		for _, y := range d.fleet.Keys {
+			if done, _ := e.Finished(ctx, y.Serial()); done {
+				_, err := d.fleet.Replace(y.Serial())
+				return err
+			}
+		}
+		return errors.New("no enrolled key to swap")
+	}
+	ui.Progress = func(ev Event) {
+		switch {
+		case ev.Step == StepRegister && ev.User == "o2" && !killed:
+			killed = true
+			d.reg.Kill()
+			go func() {
+				time.Sleep(outage) // the outage itself, not a check
+				p, err := regtest.Start(bin, d.regState, "--practice", "--listen", u.Host)
+				if err == nil {
+					d.t.Cleanup(p.Stop)
+				}
+				back <- err
+			}()
+		case ev.Step == StepRegistryWait:
+			waits++
+			t.Logf("%s: %s", ev.User, ev.Detail)
+		}
+	}
+	start := time.Now()
+	rep, err := e.Batch(ctx, r, "outage", ui)
+	if err != nil || !killed {
+		t.Fatalf("batch: %v (killed %v)", err, killed)
+	}
+	if err := <-back; err != nil {
+		t.Fatalf("restarting the registry: %v", err)
+	}
+	if rep.Failed != 0 || rep.Enrolled != 3 || waits == 0 {
+		t.Fatalf("batch across the outage: %d failed, %d enrolled, %d waits; %s; %s; %s", rep.Failed, rep.Enrolled, waits,
+			rep.Users[0].Describe(), rep.Users[1].Describe(), rep.Users[2].Describe())
+	}
+	t.Logf("3 users enrolled across a %s registry outage in %.1fs, %d waits", outage, time.Since(start).Seconds(), waits)
+	us, _, err := d.cl.Users(ctx, "", 10)
+	if err != nil || len(us) != 3 {
+		t.Fatalf("%d users, %v", len(us), err)
+	}
+	for _, u := range us {
+		ks, err := d.cl.UserKeys(ctx, u.ID)
+		if err != nil || len(ks) != 1 || ks[0].Status != registry.KeyActive {
+			t.Fatalf("user %s: %+v, %v", u.ExternalID, ks, err)
+		}
+		if _, err := d.cl.Escrow(ctx, ks[0].ID, EscrowKind); err != nil {
+			t.Fatalf("escrow of %s: %v", u.ExternalID, err)
+		}
+	}
+	if pend, _ := d.cl.Entries(ctx, client.Pending); len(pend) != 0 {
+		t.Fatalf("%d outbox entries pending", len(pend))
+	}
+	if un, _ := e.Unfinished(ctx); len(un) != 0 {
+		t.Fatalf("unfinished: %+v", un[0])
+	}
+	if out, err := regtest.AuditVerify(bin, d.regState); err != nil {
+		t.Fatalf("audit: %v: %s", err, out)
+	}
 }

@@ -46,6 +46,9 @@ func (s *Service) explain(ctx context.Context, err error, plan *Plan) error {
 	}
 	var ae *client.APIError
 	if !errors.As(err, &ae) {
+		if msg, ok := client.Storage(err); ok {
+			return &Error{Code: "storage", Message: msg, hint: "Nothing was changed. Try again once the registry's operator has fixed its storage.", err: err}
+		}
 		if errors.Is(err, client.ErrUnreachable) {
 			return &Error{Code: "unreachable", Message: "the registry could not be reached (" + client.Cause(err) + ")",
 				hint: "Check the network and that the registry is running; nothing was changed. Try again when it answers.", err: err}

@@ -12,7 +12,6 @@ package recover
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/credential"
@@ -63,6 +63,10 @@ const (
 	FIDO2PINBlocked Problem = "fido2-pin-blocked"
 	FIDO2AuthLocked Problem = "fido2-pin-auth-blocked" // three wrong in a row: reinsert
 	KeyNotActive    Problem = "key-not-active"
+	// EscrowMissing: the key has PIV slots and the registry holds no
+	// escrow (PUK and management key) for it: its PIV PIN cannot be
+	// unblocked.
+	EscrowMissing Problem = "escrow-missing"
 )
 
 // Text says p in plain words.
@@ -78,6 +82,8 @@ func (p Problem) Text() string {
 		return "FIDO2 refuses PINs until the key is reinserted"
 	case KeyNotActive:
 		return "the registry does not count this key as active"
+	case EscrowMissing:
+		return "the registry holds no escrowed PUK and management key for this key"
 	}
 	return string(p)
 }
@@ -163,6 +169,13 @@ func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error
 	if d.Key.Status != registry.KeyActive {
 		d.Problems = append(d.Problems, KeyNotActive)
 	}
+	if len(d.Key.PIV) > 0 {
+		if _, err := opt.Registry.Escrow(ctx, d.Key.ID, EscrowKind); errors.Is(err, registry.ErrNotFound) {
+			d.Problems = append(d.Problems, EscrowMissing)
+		} else if err != nil {
+			return nil, fmt.Errorf("reading the key's escrow: %w", err)
+		}
+	}
 	for _, p := range d.Problems {
 		switch p {
 		case PIVPINBlocked:
@@ -177,6 +190,8 @@ func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error
 			d.Steps = append(d.Steps, "three wrong FIDO2 PINs in a row: remove and reinsert the key, then try the right PIN")
 		case KeyNotActive:
 			d.Steps = append(d.Steps, fmt.Sprintf("the registry marks the key %s; if it was found again, an admin reactivates it", d.Key.Status))
+		case EscrowMissing:
+			d.Steps = append(d.Steps, fmt.Sprintf("on the desk that enrolled it, finish its enrolment (keydesk enrol --resume --serial %d), which stores the escrow from its journal", k.Serial))
 		}
 	}
 	if err := opt.Registry.RecoveryEvent(ctx, d.Key.ID, client.ActionDiagnosed, fmt.Sprintf("problems: %v", d.Problems)); err != nil {
@@ -276,31 +291,34 @@ func ResetFIDO2(ctx context.Context, k device.Key, newPIN string, pol FIDO2Polic
 		return nil, ErrCanceled
 	}
 	dev := fidokey.Open(k.FIDOPath)
-	if err := dev.Reset(ctx, opt.Callbacks, k.Serial); err != nil {
+	if err := crashpoint.Around(crashpoint.RecoverKeyFIDOReset, func() error { return dev.Reset(ctx, opt.Callbacks, k.Serial) }); err != nil {
 		return nil, err
 	}
 	if err := opt.Registry.RecoveryEvent(ctx, reg.ID, client.ActionFIDO2Reset, "FIDO2 application reset (PIN blocked)"); err != nil {
 		return nil, fmt.Errorf("auditing the reset: %w", err)
 	}
-	if err := dev.SetPIN(ctx, newPIN); err != nil {
+	if err := crashpoint.Around(crashpoint.RecoverKeyFIDOPIN, func() error { return dev.SetPIN(ctx, newPIN) }); err != nil {
 		return nil, fmt.Errorf("setting the new FIDO2 PIN: %w", err)
 	}
 	chal := make([]byte, 32)
 	rand.Read(chal)
 	pinCB := opt.Callbacks
 	pinCB.PIN = func(context.Context, string) (string, error) { return newPIN, nil }
+	crashpoint.Before(crashpoint.RecoverKeyFIDOCredential)
 	r, err := dev.MakeCredential(ctx, fidokey.MakeOptions{RPID: pol.RPID, RPName: pol.RPName, UserID: []byte(user.ID), UserName: user.ExternalID,
 		DisplayName: user.DisplayName, Challenge: chal, Discoverable: pol.Discoverable, CredProtect: pol.CredProtect}, pinCB)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256(r.ClientDataJSON)
+	crashpoint.After(crashpoint.RecoverKeyFIDOCredential)
+	crashpoint.Before(crashpoint.RecoverRegistryFIDO2)
 	res, err := opt.Registry.ResetFIDO2(ctx, reg.ID, "FIDO2 PIN blocked: key reset by the helpdesk", []client.FIDO2Credential{{
 		CredentialID: r.CredentialID, PublicKey: r.PublicKey, AAGUID: r.AAGUID[:], RPID: pol.RPID, SignCount: r.SignCount,
-		CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataHash: h[:]}})
+		CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataJSON: r.ClientDataJSON}})
 	if err != nil {
 		return nil, fmt.Errorf("registering the new credential: %w", err)
 	}
+	crashpoint.After(crashpoint.RecoverRegistryFIDO2)
 	out := &FIDO2Result{Revoked: res.Revoked, New: res.FIDO2[0], PIV: len(reg.PIV) > 0}
 	ch, err := opt.Registry.Challenge(ctx, reg.ID, "fido2", out.New.ID)
 	if err != nil {
@@ -310,7 +328,11 @@ func ResetFIDO2(ctx context.Context, k device.Key, newPIN string, pol FIDO2Polic
 	if err != nil {
 		return out, fmt.Errorf("verifying the new credential: %w", err)
 	}
+	crashpoint.Before(crashpoint.RecoverRegistryVerify)
 	v, err := opt.Registry.VerifyFIDO2(ctx, ch.Challenge.ID, credential.Assertion{AuthenticatorData: a.AuthenticatorData, ClientDataJSON: a.ClientDataJSON, Signature: a.Signature})
+	if err == nil {
+		crashpoint.After(crashpoint.RecoverRegistryVerify)
+	}
 	if err != nil {
 		return out, fmt.Errorf("verifying the new credential: %w", err)
 	}

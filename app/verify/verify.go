@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
@@ -75,6 +76,9 @@ type Report struct {
 	Checks     []Check `json:"checks"`
 	// OK: no check failed.
 	OK bool `json:"ok"`
+	// Escrow says, when Run stored the key's escrow from the enrolment
+	// journal or failed to, what happened; empty otherwise.
+	Escrow string `json:"escrow,omitempty"`
 }
 
 // Failed returns the checks that failed.
@@ -108,6 +112,12 @@ type Options struct {
 	// Callbacks ask for the PIV PIN (the slot's PIN policy needs it to
 	// sign) and say when to touch the key.
 	Callbacks device.Callbacks
+	// EnrolJournal is this desk's enrolment journal
+	// (enrol.DefaultJournalPath), or empty. For a pending key whose
+	// enrolment was cut off between registration and escrow, Run first
+	// stores the sealed escrow the journal holds: the registry activates
+	// no key with PIV slots and no escrow (enrol.StoreJournalledEscrow).
+	EnrolJournal string
 }
 
 // Run verifies key k. Errors are for what stops the whole run (the registry
@@ -183,6 +193,7 @@ func (v *run) do() error {
 		return nil
 	}
 	v.registered()
+	v.escrowFromJournal()
 	v.genuine()
 	if err := v.sign(); err != nil {
 		return err
@@ -239,6 +250,23 @@ func (v *run) registered() {
 		c.Next = "check you picked up your own key; if it is yours, ask IT to correct the registry"
 	}
 	v.add(c)
+}
+
+// escrowFromJournal stores a pending key's escrow from this desk's
+// enrolment journal (Options.EnrolJournal) before the key signs, so the
+// verification can activate it. A failure is reported, not fatal: the
+// report's "active" check then shows the key still pending.
+func (v *run) escrowFromJournal() {
+	if v.opt.EnrolJournal == "" || v.reg.Status != registry.KeyPending {
+		return
+	}
+	stored, err := enrol.StoreJournalledEscrow(v.ctx, v.opt.EnrolJournal, v.opt.Registry, v.k.Serial, v.reg.ID)
+	switch {
+	case err != nil:
+		v.r.Escrow = fmt.Sprintf("Storing key %d's escrow from the enrolment journal failed: %s", v.k.Serial, errText(err))
+	case stored:
+		v.r.Escrow = fmt.Sprintf("Stored key %d's sealed escrow from this desk's enrolment journal.", v.k.Serial)
+	}
 }
 
 func (v *run) who() string {

@@ -41,3 +41,22 @@ func TestCause(t *testing.T) {
 		t.Errorf("plain: Cause = %q", got)
 	}
 }
+
+func TestStorage(t *testing.T) {
+	for code, want := range map[string]string{
+		"storage_full":  "the registry's disk is full — nothing was written; ask its operator to free space, then retry",
+		"read_only":     "the registry's storage is read-only — nothing was written; ask its operator to make it writable, then retry",
+		"storage_error": "the registry's storage failed — nothing was written; ask its operator to check its disk, then retry",
+	} {
+		err := fmt.Errorf("enrolling: %w", &UnavailableError{Status: 503, Code: code})
+		if msg, ok := Storage(err); !ok || msg != want || Cause(err) != want {
+			t.Errorf("%s: Storage = %q, %v; Cause = %q", code, msg, ok, Cause(err))
+		}
+		if !errors.Is(err, ErrUnreachable) {
+			t.Errorf("%s: not ErrUnreachable, so queued work would not stay queued", code)
+		}
+	}
+	if _, ok := Storage(fmt.Errorf("%w: status 500", ErrUnreachable)); ok {
+		t.Error("a plain 500 taken for a storage fault")
+	}
+}

@@ -98,6 +98,61 @@ var ErrBadResponse = errors.New("unusable answer from the registry")
 // largest, a full page of the change feed, is far smaller.
 const MaxResponse = 64 << 20
 
+// UnavailableError is the registry answering 503 because its storage
+// takes no writes (codes storage_full, read_only, storage_error): it was
+// reached, and nothing was written. errors.Is matches ErrUnreachable, so
+// queued work stays queued and callers retry as for an outage, and
+// registry.ErrStorageFull, registry.ErrReadOnly or registry.ErrStorageIO.
+type UnavailableError struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration // from Retry-After; 0 when absent
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("registry: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Is lets errors.Is match the registry's storage faults.
+func (e *UnavailableError) Is(target error) bool {
+	switch target {
+	case ErrUnreachable:
+		return true
+	case registry.ErrStorageFull:
+		return e.Code == "storage_full"
+	case registry.ErrReadOnly:
+		return e.Code == "read_only"
+	case registry.ErrStorageIO:
+		return e.Code == "storage_error"
+	}
+	return false
+}
+
+// unavailable reads a 503 with one of the storage codes; nil otherwise.
+func unavailable(res *http.Response, raw []byte) *UnavailableError {
+	if res.StatusCode != http.StatusServiceUnavailable {
+		return nil
+	}
+	var e struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(raw, &e) != nil {
+		return nil
+	}
+	switch e.Code {
+	case "storage_full", "read_only", "storage_error":
+	default:
+		return nil
+	}
+	ue := &UnavailableError{Status: res.StatusCode, Code: e.Code, Message: e.Message}
+	if n, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && n > 0 {
+		ue.RetryAfter = time.Duration(n) * time.Second
+	}
+	return ue
+}
+
 // APIError is a 4xx answer from the registry.
 type APIError struct {
 	Status  int
@@ -173,6 +228,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr m
 	}
 	switch {
 	case res.StatusCode >= 500 || res.StatusCode == http.StatusTooManyRequests:
+		if ue := unavailable(res, raw); ue != nil {
+			return res.StatusCode, raw, ue
+		}
 		return res.StatusCode, raw, fmt.Errorf("%w: status %d", ErrUnreachable, res.StatusCode)
 	case res.StatusCode >= 400:
 		var e struct {
@@ -220,9 +278,10 @@ type FIDO2Credential struct {
 	SignCount         uint32 `json:"sign_count,omitempty"`
 	CredProtect       int    `json:"cred_protect,omitempty"`
 	AttestationObject []byte `json:"attestation_object,omitempty"`
-	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
-	// attestation signed; the registry needs it to check the attestation.
-	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
+	// AttestationClientDataJSON is the clientDataJSON the attestation
+	// signed (WebAuthn L2 §5.2.1); the registry requires it with an
+	// attestation object, checks the attestation with it and keeps it.
+	AttestationClientDataJSON []byte `json:"attestation_client_data_json,omitempty"`
 }
 
 // PIVSlot is a PIV slot to register.
@@ -324,7 +383,7 @@ func (c *Client) FindUser(ctx context.Context, id string) (registry.User, error)
 	}
 	var found *registry.User
 	err = c.EachUser(ctx, 1000, func(u registry.User) (bool, error) {
-		if u.ExternalID == id {
+		if registry.SameExternalID(u.ExternalID, id) {
 			found = &u
 		}
 		return found == nil, nil
@@ -443,6 +502,9 @@ type AuditReport struct {
 	Entries     int    `json:"entries"`
 	Checkpoints int    `json:"checkpoints"`
 	Error       string `json:"error,omitempty"`
+	// Pending counts entries committed but not yet chained, so not yet
+	// verified (the registry's storage took no writes when it read them).
+	Pending int `json:"pending"`
 }
 
 // AuditVerify asks the registry to verify its audit log (admin only).

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"modernc.org/sqlite" // registers "sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 )
 
@@ -141,13 +143,31 @@ func (o *outbox) close() error { return o.db.Close() }
 // QueueEnrolment stores e in the outbox (durably, before returning) and
 // returns its entry. Flush sends it.
 func (c *Client) QueueEnrolment(ctx context.Context, e Enrolment) (Entry, error) {
-	return c.queue(ctx, "enrolment", "POST", "/v1/enrolments", e, nil)
+	return c.queue(ctx, "enrolment", "", "POST", "/v1/enrolments", e, nil)
 }
+
+// QueueEnrolmentAs queues the enrolment body (a JSON Enrolment) under
+// idempotency key key, which the caller derives from its own durable record
+// of the enrolment. Queueing the same key and body again returns the entry
+// already queued instead of a second one: a caller that crashed between
+// queueing and recording that it queued simply queues again, and the
+// registry sees one request, replayed under one key. The same key with
+// another body is ErrKeyReused.
+func (c *Client) QueueEnrolmentAs(ctx context.Context, key string, body json.RawMessage) (Entry, error) {
+	if key == "" {
+		return Entry{}, errors.New("queueing an enrolment: empty idempotency key")
+	}
+	return c.queue(ctx, "enrolment", key, "POST", "/v1/enrolments", body, nil)
+}
+
+// ErrKeyReused: an outbox entry with the idempotency key exists already,
+// for another request.
+var ErrKeyReused = errors.New("the idempotency key is queued already for another request")
 
 // QueueKeyStatus queues a status change of key keyID, conditional on the
 // key still being at version (a 409 on replay becomes a Conflict entry).
 func (c *Client) QueueKeyStatus(ctx context.Context, keyID string, version int64, status registry.KeyStatus, breakGlass string) (Entry, error) {
-	return c.queue(ctx, "key-status", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/status",
+	return c.queue(ctx, "key-status", "", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/status",
 		map[string]string{"status": string(status), "break_glass_reason": breakGlass}, map[string]string{"If-Match": etag(version)})
 }
 
@@ -158,22 +178,23 @@ func (c *Client) QueueEscrow(ctx context.Context, keyID, kind string, blob []byt
 	if version > 0 {
 		hdr = map[string]string{"If-Match": etag(version)}
 	}
-	return c.queue(ctx, "escrow", "PUT", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), map[string][]byte{"blob": blob}, hdr)
+	return c.queue(ctx, "escrow", "", "PUT", "/v1/keys/"+url.PathEscape(keyID)+"/escrow/"+url.PathEscape(kind), map[string][]byte{"blob": blob}, hdr)
 }
 
 // QueueFIDO2 queues adding a FIDO2 credential to registered key keyID.
 func (c *Client) QueueFIDO2(ctx context.Context, keyID string, cred FIDO2Credential) (Entry, error) {
-	return c.queue(ctx, "fido2", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/fido2", cred, nil)
+	return c.queue(ctx, "fido2", "", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/fido2", cred, nil)
 }
 
 // QueuePIV queues adding a PIV slot to registered key keyID.
 func (c *Client) QueuePIV(ctx context.Context, keyID string, slot PIVSlot) (Entry, error) {
-	return c.queue(ctx, "piv", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/piv", slot, nil)
+	return c.queue(ctx, "piv", "", "POST", "/v1/keys/"+url.PathEscape(keyID)+"/piv", slot, nil)
 }
 
-// queue stores one write with a fresh idempotency key, durably (the outbox
-// runs with synchronous=FULL) before it returns.
-func (c *Client) queue(ctx context.Context, kind, method, path string, body any, hdr map[string]string) (Entry, error) {
+// queue stores one write under idempotency key key (a fresh random one
+// when empty), durably (the outbox runs with synchronous=FULL) before it
+// returns. A key already queued with the same request returns that entry.
+func (c *Client) queue(ctx context.Context, kind, key, method, path string, body any, hdr map[string]string) (Entry, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return Entry{}, err
@@ -181,15 +202,43 @@ func (c *Client) queue(ctx context.Context, kind, method, path string, body any,
 	if hdr == nil {
 		hdr = map[string]string{}
 	}
+	if key == "" {
+		key = newKey()
+	}
 	h, _ := json.Marshal(hdr)
-	en := Entry{Kind: kind, Key: newKey(), Method: method, Path: path, Header: hdr, Body: b, State: Pending, Queued: time.Now().UTC()}
+	en := Entry{Kind: kind, Key: key, Method: method, Path: path, Header: hdr, Body: b, State: Pending, Queued: time.Now().UTC()}
+	crashpoint.Before(crashpoint.OutboxQueue)
 	res, err := c.outbox.db.ExecContext(ctx, "INSERT INTO outbox (kind, idem_key, method, path, headers, body, state, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		en.Kind, en.Key, en.Method, en.Path, string(h), en.Body, string(en.State), en.Queued.UnixNano())
 	if err != nil {
+		var se *sqlite.Error
+		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+			return c.queued(ctx, en)
+		}
 		return Entry{}, fmt.Errorf("queueing %s: %w", kind, storeErr(err))
 	}
+	crashpoint.After(crashpoint.OutboxQueue)
 	en.Seq, _ = res.LastInsertId()
 	return en, nil
+}
+
+// queued returns the entry already queued under want's idempotency key,
+// when it is the same request.
+func (c *Client) queued(ctx context.Context, want Entry) (Entry, error) {
+	all, err := c.Entries(ctx, "")
+	if err != nil {
+		return Entry{}, err
+	}
+	for _, e := range all {
+		if e.Key != want.Key {
+			continue
+		}
+		if e.Kind != want.Kind || e.Method != want.Method || e.Path != want.Path || !bytes.Equal(e.Body, want.Body) {
+			return Entry{}, fmt.Errorf("queueing %s: %w", want.Kind, ErrKeyReused)
+		}
+		return e, nil
+	}
+	return Entry{}, fmt.Errorf("queueing %s: the idempotency key is taken but no entry holds it", want.Kind)
 }
 
 // Entries lists outbox entries in a state ("" for all), in queue order.
@@ -243,7 +292,11 @@ func (c *Client) Flush(ctx context.Context, progress func(Progress)) error {
 		for k, v := range e.Header {
 			hdr[k] = v
 		}
+		crashpoint.Before(crashpoint.RegistrySend)
 		status, raw, err := c.do(ctx, e.Method, e.Path, e.Body, hdr, nil)
+		if err == nil {
+			crashpoint.After(crashpoint.RegistrySend)
+		}
 		var ae *APIError
 		switch {
 		case err == nil:
@@ -256,10 +309,12 @@ func (c *Client) Flush(ctx context.Context, progress func(Progress)) error {
 			return fmt.Errorf("flushing outbox entry %d: %w", e.Seq, err)
 		}
 		e.Status, e.Response = status, raw
+		crashpoint.Before(crashpoint.OutboxRecord)
 		if _, err := c.outbox.db.ExecContext(ctx, "UPDATE outbox SET state = ?, status = ?, response = ?, error = ? WHERE seq = ?",
 			string(e.State), e.Status, e.Response, e.Error, e.Seq); err != nil {
 			return fmt.Errorf("recording outbox result: %w", storeErr(err))
 		}
+		crashpoint.After(crashpoint.OutboxRecord)
 		if progress != nil {
 			progress(Progress{Entry: e, Done: i + 1, Total: len(pending)})
 		}

@@ -39,6 +39,9 @@ type VerificationResult struct {
 	registry.Verification
 	KeyStatus    registry.KeyStatus `json:"key_status"`
 	KeyActivated bool               `json:"key_activated"`
+	// ActivationRefused says why a pending key that proved possession
+	// stayed pending: "escrow_missing" (PIV slots and no escrow blob).
+	ActivationRefused string `json:"activation_refused,omitempty"`
 }
 
 // VerifyFIDO2 sends a FIDO2 assertion over challenge challengeID. A

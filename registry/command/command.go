@@ -25,10 +25,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/keydesk/keydesk/internal/buildinfo"
+	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/attest"
 	"github.com/keydesk/keydesk/registry/audit"
 	"github.com/keydesk/keydesk/registry/server"
@@ -42,11 +44,13 @@ const usage = `usage:
   keydesk-registry serve [--state DIR] [--db DSN] [--listen ADDR] [--tls-cert F --tls-key F] [--dev-plain-http]
                          [--practice] [--trust-roots PEM] [--auth-failures N] [--auth-window D]
                          [--idempotency-ttl D] [--janitor-interval D] [--signal-rate N --signal-burst N]
+                         [--log-format text|json] [--log-level debug|info|warn|error]
   keydesk-registry token create --role admin|helpdesk|self|authserver --name NAME [--user USER_ID] [--state DIR] [--db DSN]
   keydesk-registry token list [--state DIR] [--db DSN]
   keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN] [--witness FILE] [--json]
   keydesk-registry audit head [--state DIR] [--db DSN]
+  keydesk-registry mds update --file BLOB [--trust-root PEM] [--state DIR] [--db DSN]
   keydesk-registry simulate [--users N] [--broken F] [--no-new-key F] [--canary P] [--stages P,P] [--threshold F]
                             [--seed N] [--db DSN] [--json] [--quiet]
   keydesk-registry --version`
@@ -93,24 +97,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		switch args[1] {
 		case "create":
-			return tokenCreate(ctx, args[2:], stdout)
+			return tokenCreate(ctx, args[2:], stdout, stderr)
 		case "list":
-			return tokenList(ctx, args[2:], stdout)
+			return tokenList(ctx, args[2:], stdout, stderr)
 		case "revoke":
-			return tokenRevoke(ctx, args[2:], stdout)
+			return tokenRevoke(ctx, args[2:], stdout, stderr)
 		}
 		return fmt.Errorf("%w: unknown token command %q\n%s", ErrUsage, args[1], usage)
 	case "simulate":
 		return simulate(ctx, args[1:], stdout, stderr)
+	case "mds":
+		if len(args) < 2 || args[1] != "update" {
+			return fmt.Errorf("%w\n%s", ErrUsage, usage)
+		}
+		return mdsUpdate(ctx, args[2:], stdout)
 	case "audit":
 		if len(args) < 2 {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)
 		}
 		switch args[1] {
 		case "verify":
-			return auditVerify(ctx, args[2:], stdout)
+			return auditVerify(ctx, args[2:], stdout, stderr)
 		case "head":
-			return auditHead(ctx, args[2:], stdout)
+			return auditHead(ctx, args[2:], stdout, stderr)
 		}
 		return fmt.Errorf("%w: unknown audit command %q\n%s", ErrUsage, args[1], usage)
 	}
@@ -123,6 +132,9 @@ type common struct {
 	// verify, audit head) rather than writing to it, so a witness that
 	// the database does not match is reported, not refused.
 	inspect bool
+	// log receives start-up warnings (state files tightened); a command
+	// that serves also logs its requests' faults there.
+	log *slog.Logger
 }
 
 func (c *common) flags(fs *flag.FlagSet) {
@@ -140,10 +152,35 @@ func defaultState() string {
 	return "keydesk-registry-state"
 }
 
+// open opens the state directory and the store. Every state file is
+// created 0600 whatever the directory's mode, and existing ones readable
+// by others are set to 0600 with a warning. A state directory (or SQLite
+// database) that cannot be written is refused with its cause named.
 func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(c.state, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("creating state dir: %w", err)
 	}
+	dsn, dbFile := c.db, ""
+	if dsn == "" {
+		dsn = filepath.Join(c.state, "registry.db")
+	}
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		dbFile = dsn
+	}
+	// A full disk is no reason to refuse: reads (audit verify, export)
+	// work on it and writes answer storage_full until there is room.
+	if err := checkWritable(c.state); err != nil && !errors.Is(err, registry.ErrStorageFull) {
+		return nil, nil, err
+	}
+	if dbFile != "" && filepath.Dir(dbFile) != filepath.Clean(c.state) {
+		if err := checkWritable(filepath.Dir(dbFile)); err != nil && !errors.Is(err, registry.ErrStorageFull) {
+			return nil, nil, fmt.Errorf("database %s: %w", dbFile, err)
+		}
+	}
+	tighten(stateFiles(c.state, dbFile), c.log)
 	priv, err := audit.LoadOrCreateKey(c.state)
 	if err != nil {
 		return nil, nil, err
@@ -152,14 +189,18 @@ func (c *common) open(ctx context.Context) (*sqlstore.Store, *auditKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dsn := c.db
-	if dsn == "" {
-		dsn = filepath.Join(c.state, "registry.db")
+	if dbFile != "" {
+		if err := createPrivate(dbFile); err != nil {
+			return nil, nil, err
+		}
 	}
 	st, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Signer: priv, OnCheckpoint: func(cp audit.Checkpoint, rewritten bool) {
 		w.Record(cp, rewritten) // a failure is logged; the change set is committed
 	}})
 	if err != nil {
+		if err = sqlstore.Classify(err); errors.Is(err, registry.ErrReadOnly) && dbFile != "" {
+			return nil, nil, fmt.Errorf("the database %s takes no writes: %w; make it writable by this user (uid %d) or give --db another", dbFile, err, os.Getuid())
+		}
 		return nil, nil, err
 	}
 	if !c.inspect {
@@ -237,9 +278,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	janitor := fs.Duration("janitor-interval", time.Minute, "how often expired idempotency keys, challenges and rate-limit windows are removed")
 	sigRate := fs.Float64("signal-rate", 50, "lockout signals a second per token")
 	sigBurst := fs.Int("signal-burst", 500, "lockout signal burst per token")
+	logFormat := fs.String("log-format", "text", "log records on stderr as text or json")
+	logLevel := fs.String("log-level", "info", "least severe log records written: debug, info, warn or error")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	c.log = log
 	roots := attest.Yubico()
 	if *practice {
 		roots.AddPractice()
@@ -268,14 +316,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *authFailures < 1 || *authWindow <= 0 || *idemTTL <= 0 || *janitor <= 0 {
 		return fmt.Errorf("%w: --auth-failures, --auth-window, --idempotency-ttl and --janitor-interval must be positive", ErrUsage)
 	}
+	if ids, err := st.NonNormalExternalIDs(ctx); err != nil {
+		log.Warn("checking stored external ids", "cause", err.Error())
+	} else if len(ids) > 0 {
+		log.Warn("users whose stored external id is not NFC or holds control or format characters: lookups by external id do not find them (docs/registry.md, Model)",
+			"count", len(ids), "user_ids", ids[:min(len(ids), 10)])
+	}
 	defer server.TuneGC()()
-	key.witness.Log = slog.Default()
-	srv := server.New(st, server.Options{AuditKey: ed25519Pub(key), Witness: key.witness, Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
+	key.witness.Log = log
+	srv := server.New(st, server.Options{Log: log, AuditKey: ed25519Pub(key), Witness: key.witness, Roots: roots, AuthFailures: *authFailures, AuthWindow: *authWindow, IdempotencyTTL: *idemTTL, SignalRate: *sigRate, SignalBurst: *sigBurst})
 	jctx, stopJanitor := context.WithCancel(ctx)
 	defer stopJanitor()
 	go srv.RunJanitor(jctx, *janitor, func(_ server.Swept, err error) {
 		if err != nil {
-			fmt.Fprintf(stderr, "keydesk-registry: janitor: %v\n", err)
+			log.Error("janitor pass failed", "cause", sqlstore.Classify(err).Error())
 		}
 	})
 	ln, err := net.Listen("tcp", *listen)
@@ -297,7 +351,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ln.Close()
 			return fmt.Errorf("loading TLS certificate: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		ln = tls.NewListener(ln, TLSConfig(cert))
 		scheme = "https"
 	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second, WriteTimeout: 5 * time.Minute}
@@ -314,9 +368,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
+func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
-	var c common
+	c := common{log: warnings(stderr)}
 	c.flags(fs)
 	role := fs.String("role", "", "admin, helpdesk, self or authserver")
 	name := fs.String("name", "", "a unique name for the token (who holds it)")
@@ -354,9 +408,9 @@ func tokenCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func tokenList(ctx context.Context, args []string, stdout io.Writer) error {
+func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
-	var c common
+	c := common{log: warnings(stderr)}
 	c.flags(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
@@ -386,9 +440,9 @@ func tokenList(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-func tokenRevoke(ctx context.Context, args []string, stdout io.Writer) error {
+func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token revoke", flag.ContinueOnError)
-	var c common
+	c := common{log: warnings(stderr)}
 	c.flags(fs)
 	name := fs.String("name", "", "the name of the token to revoke")
 	if err := parse(fs, args, stdout); err != nil {
@@ -420,9 +474,9 @@ func (e *AuditError) Unwrap() error { return e.Err }
 // auditVerify is `keydesk-registry audit verify`: audit.VerifyLog over the
 // database's chain, its head row and pending rows, against the state dir's
 // witness and, with --witness, a head exported earlier (audit head).
-func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
+func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	c := common{inspect: true}
+	c := common{inspect: true, log: warnings(stderr)}
 	c.flags(fs)
 	witness := fs.String("witness", "", "a signed head exported earlier (keydesk-registry audit head): the chain must still contain it")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -451,15 +505,18 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 		return json.NewEncoder(stdout).Encode(out)
 	}
 	fmt.Fprintf(stdout, "audit ok: %d entries, %d signed checkpoints, head %x\n", rep.Entries, rep.Checkpoints, rep.Head)
+	if rep.Pending > 0 {
+		fmt.Fprintf(stdout, "%d audit entries are committed but not yet chained: the store took no write (a full disk); the next write that succeeds chains them, and the next audit verify checks them\n", rep.Pending)
+	}
 	return nil
 }
 
 // auditHead is `keydesk-registry audit head`: after a full verification,
 // the newest signed head as JSON, for an operator to keep somewhere the
 // registry's host cannot rewrite and pass back to audit verify --witness.
-func auditHead(ctx context.Context, args []string, stdout io.Writer) error {
+func auditHead(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit head", flag.ContinueOnError)
-	c := common{inspect: true}
+	c := common{inspect: true, log: warnings(stderr)}
 	c.flags(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
@@ -508,6 +565,49 @@ func verifyState(ctx context.Context, c *common, witnessFile string) (audit.Repo
 	return rep, key, nil
 }
 
+// TLSConfig is the registry's TLS: version 1.3, or 1.2 with ECDHE key
+// exchange and an AEAD cipher (AES-GCM or ChaCha20-Poly1305) only, the
+// suites RFC 9325 section 4.2 recommends; the CBC and SHA-1 suites Go
+// still offers by default for 1.2 are refused. TLS 1.3's suites are not
+// configurable in Go and are all AEAD.
+func TLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+}
+
+// warnings is the logger of the commands that do not serve: warnings and
+// errors as text on stderr.
+func warnings(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// newLogger is serve's logger: records of level and above on stderr, as
+// text (logfmt) or JSON lines.
+func newLogger(stderr io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level must be debug, info, warn or error", ErrUsage)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, o)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format must be text or json", ErrUsage)
+}
+
 // selfSigned returns the state dir's self-signed certificate, creating it
 // on first start (ECDSA P-256, valid for localhost, loopback and this host).
 func selfSigned(dir string) (string, string, error) {
@@ -542,7 +642,7 @@ func selfSigned(dir string) (string, string, error) {
 	if err := os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
 		return "", "", fmt.Errorf("writing TLS key: %w", err)
 	}
-	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		return "", "", fmt.Errorf("writing TLS certificate: %w", err)
 	}
 	return cf, kf, nil

@@ -147,16 +147,19 @@ func pkixDER(pub crypto.PublicKey) []byte { b, _ := x509.MarshalPKIXPublicKey(pu
 // with a PIV signature, which activates it.
 func (r *reg) enrol(ext, serial string, active bool) map[string]any {
 	body := map[string]any{
-		"user":  map[string]any{"external_id": ext, "display_name": ext},
-		"key":   map[string]any{"serial": serial, "key_sets": []string{"yk5-2026"}},
-		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2}},
-		"piv":   []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
+		"user": map[string]any{"external_id": ext, "display_name": ext},
+		"key":  map[string]any{"serial": serial, "key_sets": []string{"yk5-2026"}},
+		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2,
+			"attestation_client_data_json": []byte(`{"type":"webauthn.create","challenge":"` + ext + `","origin":"https://example.org","crossOrigin":false}`)}},
+		"piv": []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
 	}
 	out := r.must(r.do(r.admin, "POST", "/v1/enrolments", body), 201)
 	if st := out["key"].(map[string]any)["status"]; st != "pending" {
 		r.t.Fatalf("enrolled key is %v, want pending", st)
 	}
 	if active {
+		// A key with PIV slots is activated only with its escrow stored.
+		r.must(r.do(r.admin, "PUT", "/v1/keys/"+out["key"].(map[string]any)["id"].(string)+"/escrow/piv", map[string]any{"blob": []byte("sealed")}), 200)
 		v := r.provePIV(r.admin, out["key"].(map[string]any)["id"].(string), out["piv"].([]any)[0].(map[string]any)["id"].(string), p256)
 		if v["ok"] != true || v["key_activated"] != true || v["key_status"] != "active" {
 			r.t.Fatalf("proof did not activate the key: %v", v)
@@ -449,6 +452,7 @@ func TestVerifications(t *testing.T) {
 
 func TestFeedAndValidityVersions(t *testing.T) {
 	r := start(t)
+	r.must(r.do(r.admin, "PUT", "/v1/keys/"+r.keyB+"/escrow/piv", map[string]any{"blob": []byte("sealed")}), 200)
 	v1 := r.must(r.do(r.admin, "GET", "/v1/validity", nil), 200)
 	// alice's key is active (1 fido2 + 1 piv), bob's is pending.
 	if n := len(v1["credentials"].([]any)); n != 2 {

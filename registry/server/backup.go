@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/store/sqlstore"
@@ -32,6 +33,13 @@ func (s *Server) export(r *request) (int, any, error) {
 	}
 	if x.Scope == "organisation" {
 		x.AuditKey = s.opt.AuditKey
+		// Audit entries the export could not chain (a full disk) are not
+		// in it: the header says how many.
+		pending, err := s.st.AuditPending(r.ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		r.w.Header().Set("X-Audit-Pending", strconv.Itoa(pending))
 	}
 	return http.StatusOK, x, nil
 }

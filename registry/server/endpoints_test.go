@@ -145,6 +145,7 @@ func TestCoverage(t *testing.T) {
 		t.Fatalf("pending backup counted: %v", c)
 	}
 	keyID := en["key"].(map[string]any)["id"].(string)
+	r.must(r.do(r.admin, "PUT", "/v1/keys/"+keyID+"/escrow/piv", map[string]any{"blob": []byte("sealed")}), 200)
 	r.provePIV(r.selfA, keyID, en["piv"].([]any)[0].(map[string]any)["id"].(string), p256)
 	if c := cov(); c["covered"] != true || c["active_keys"].(float64) != 2 || fmt.Sprint(c["backup"]) != "["+keyID+"]" {
 		t.Fatalf("primary and backup: %v", c)

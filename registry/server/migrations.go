@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"net/http"
@@ -188,6 +189,9 @@ func (s *Server) readiness(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := s.nameBModels(r.ctx, &rd); err != nil {
+		return 0, nil, err
+	}
 	r.w.Header().Set("ETag", etag(rd.Version))
 	return http.StatusOK, rd, nil
 }
@@ -262,6 +266,7 @@ func (l *signalLimiter) allow(name string, rate float64, burst int) bool {
 
 func (s *Server) lockoutSignal(r *request) (int, any, error) {
 	if !s.signals.allow(r.tok.Name, s.opt.SignalRate, s.opt.SignalBurst) {
+		s.log.Warn("lockout signal refused: over the rate", "token", r.tok.Name, "remote_addr", s.clientAddr(r.Request))
 		r.w.Header().Set("Retry-After", "1")
 		return 0, nil, fail(http.StatusTooManyRequests, "rate_limited", "more than %g lockout signals a second from token %s", s.opt.SignalRate, r.tok.Name)
 	}
@@ -274,11 +279,43 @@ func (s *Server) lockoutSignal(r *request) (int, any, error) {
 	if err := r.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
+	status, body, err := s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		out, err := tx.ReportLockout(&registry.LockoutSignal{UserID: in.UserID, KeyID: in.KeyID, CredentialID: in.CredentialID, Reason: in.Reason})
 		if err != nil {
 			return 0, nil, "", err
 		}
 		return http.StatusCreated, out, "", nil
 	})
+	if err == nil {
+		s.log.Info("lockout signal", "token", r.tok.Name, "user_id", in.UserID, "key_id", in.KeyID, "reason", in.Reason)
+	}
+	return status, body, err
+}
+
+// nameBModels adds to each user of a readiness report the models of the
+// FIDO2 credentials on their set-B keys, from the FIDO Metadata Service
+// BLOB the registry holds; without one it adds nothing.
+func (s *Server) nameBModels(ctx context.Context, rd *registry.Readiness) error {
+	set, _, err := s.mdsSet(ctx)
+	if err != nil || set == nil {
+		return err
+	}
+	m, err := s.st.GetMigration(ctx, rd.MigrationID)
+	if err != nil {
+		return err
+	}
+	creds, err := s.st.SetAAGUIDs(ctx, m.To)
+	if err != nil {
+		return err
+	}
+	at := make(map[string]int, len(rd.Users))
+	for i, u := range rd.Users {
+		at[u.UserID] = i
+	}
+	for _, c := range creds {
+		if i, ok := at[c.OwnerID]; ok {
+			rd.Users[i].BModels = append(rd.Users[i].BModels, fidoModel(set, c))
+		}
+	}
+	return nil
 }

@@ -8,11 +8,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -70,6 +73,10 @@ type Options struct {
 	// bursts up to SignalBurst (default 500).
 	SignalRate  float64
 	SignalBurst int
+	// Log receives one record for every 5xx answer, failed
+	// authentication, address lockout and lockout signal (never a token,
+	// pass, PIN or request body); nothing is logged when nil.
+	Log *slog.Logger
 }
 
 // Server serves the API over a store.
@@ -84,6 +91,8 @@ type Server struct {
 	limitMu sync.Mutex
 	fails   map[string]*failWindow
 	signals signalLimiter
+	mdsc    mdsCache
+	log     *slog.Logger
 }
 
 type failWindow struct {
@@ -129,7 +138,10 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	s := &Server{st: st, opt: opt, roots: opt.Roots, tokens: newTokenCache(opt.TokenCacheTTL), mux: http.NewServeMux(), fails: map[string]*failWindow{}}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{st: st, opt: opt, roots: opt.Roots, tokens: newTokenCache(opt.TokenCacheTTL), mux: http.NewServeMux(), fails: map[string]*failWindow{}, log: opt.Log}
 	all := []Role{Admin, Helpdesk, Self}
 	staff := []Role{Admin, Helpdesk}
 	admin := []Role{Admin}
@@ -151,7 +163,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 		{Method: "GET", Pattern: "/v1/keys/{id}/escrow/{kind}", Roles: staff, handle: s.getEscrow},
 		{Method: "POST", Pattern: "/v1/challenges", Roles: all, handle: s.createChallenge},
 		{Method: "POST", Pattern: "/v1/verifications", Roles: all, handle: s.verify},
-		{Method: "GET", Pattern: "/v1/changes", Roles: staff, handle: s.changes},
+		{Method: "GET", Pattern: "/v1/changes", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.changes},
 		{Method: "GET", Pattern: "/v1/validity", Roles: []Role{Admin, Helpdesk, AuthServer}, handle: s.validity},
 		{Method: "GET", Pattern: "/v1/audit/verify", Roles: admin, handle: s.auditVerify},
 		{Method: "GET", Pattern: "/v1/audit", Roles: admin, handle: s.listAudit},
@@ -228,15 +240,24 @@ func (s *Server) limited(addr string) bool {
 	return f.n >= s.opt.AuthFailures
 }
 
-func (s *Server) failedAuth(addr string) {
+// failedAuth counts a failed authentication from addr and logs it: which
+// token (its name, or "unknown" with the first bytes of the SHA-256 of
+// what was presented, never the token itself), the address and why. The
+// failure that locks the address out is logged as a lockout too.
+func (s *Server) failedAuth(r *http.Request, addr, token, reason string) {
 	s.limitMu.Lock()
-	defer s.limitMu.Unlock()
 	f := s.fails[addr]
 	if now := s.opt.Now(); f == nil || now.Sub(f.start) > s.opt.AuthWindow {
 		f = &failWindow{start: now}
 		s.fails[addr] = f
 	}
 	f.n++
+	n := f.n
+	s.limitMu.Unlock()
+	s.log.Warn("authentication failed", "token", token, "remote_addr", addr, "reason", reason, "method", r.Method, "path", r.URL.Path, "failures", n)
+	if n == s.opt.AuthFailures {
+		s.log.Warn("address locked out", "remote_addr", addr, "failures", n, "window", s.opt.AuthWindow.String())
+	}
 }
 
 // HashToken is how tokens are stored: SHA-256 of the high-entropy secret.
@@ -250,6 +271,7 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 	if !rt.Public {
 		addr := s.clientAddr(hr)
 		if s.limited(addr) {
+			s.log.Debug("request refused: address locked out", "remote_addr", addr, "method", hr.Method, "path", hr.URL.Path)
 			w.Header().Set("Retry-After", strconv.Itoa(int(s.opt.AuthWindow.Seconds())))
 			writeJSON(w, http.StatusTooManyRequests, apiError{Code: "rate_limited", Message: "too many failed authentications"})
 			return
@@ -257,24 +279,25 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 		h := hr.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
-			s.failedAuth(addr)
+			s.failedAuth(hr, addr, "unknown", "no bearer token")
 			writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "a bearer token is required"})
 			return
 		}
-		t, err := s.tokens.lookup(r.ctx, s.st, sha256.Sum256([]byte(tok)), s.opt.Now())
+		th := sha256.Sum256([]byte(tok))
+		t, err := s.tokens.lookup(r.ctx, s.st, th, s.opt.Now())
 		if err != nil {
 			if errors.Is(err, registry.ErrNotFound) {
-				s.failedAuth(addr)
+				s.failedAuth(hr, addr, fmt.Sprintf("unknown (sha256 %x…)", th[:4]), "unknown or revoked token")
 				writeJSON(w, http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "unknown token"})
 				return
 			}
-			writeErr(w, err)
+			s.writeErr(r, err)
 			return
 		}
 		// A self token speaks for its user: while the user is suspended or
 		// deleted it authenticates nothing, like an unknown token.
 		if Role(t.Role) == Self && t.UserStatus != registry.UserActive {
-			s.failedAuth(addr)
+			s.failedAuth(hr, addr, t.Name, "the token's user is not active")
 			writeJSON(w, http.StatusForbidden, apiError{Code: "user_not_active", Message: "this token's user is not active"})
 			return
 		}
@@ -302,7 +325,7 @@ func (s *Server) serve(w http.ResponseWriter, hr *http.Request, rt Route) {
 	}
 	status, body, err := rt.handle(r)
 	if err != nil {
-		writeErr(w, err)
+		s.writeErr(r, err)
 		return
 	}
 	if status == 0 { // the handler wrote the response itself
@@ -323,6 +346,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func errBody(err error) (int, apiError) {
+	err = sqlstore.Classify(err)
 	var he *Error
 	var ie *registry.InvalidError
 	var ce *registry.ConflictError
@@ -352,6 +376,8 @@ func errBody(err error) (int, apiError) {
 		return http.StatusConflict, apiError{Code: "user_not_active", Message: err.Error()}
 	case errors.Is(err, registry.ErrKeyNotInService):
 		return http.StatusConflict, apiError{Code: "key_not_in_service", Message: err.Error()}
+	case errors.Is(err, registry.ErrEscrowMissing):
+		return http.StatusConflict, apiError{Code: "escrow_missing", Message: "this key has PIV slots and no escrow: store its escrow (PUT /v1/keys/{id}/escrow/piv) before activating it, or an admin gives a break_glass_reason"}
 	case errors.Is(err, registry.ErrAccessPass):
 		return http.StatusConflict, apiError{Code: "access_pass_unusable", Message: err.Error()}
 	case errors.Is(err, registry.ErrChallenge):
@@ -362,13 +388,36 @@ func errBody(err error) (int, apiError) {
 		return http.StatusNotFound, apiError{Code: "not_found", Message: err.Error()}
 	case errors.Is(err, audit.ErrTampered):
 		return http.StatusInternalServerError, apiError{Code: "audit_tampered", Message: err.Error() + " (the write was refused: run keydesk-registry audit verify)"}
+	case errors.Is(err, registry.ErrStorageFull):
+		return http.StatusServiceUnavailable, apiError{Code: "storage_full", Message: "the registry's storage is full: nothing was written; retry once its operator has freed space"}
+	case errors.Is(err, registry.ErrReadOnly):
+		return http.StatusServiceUnavailable, apiError{Code: "read_only", Message: "the registry's storage is read-only: nothing was written; retry once its operator has made it writable"}
+	case errors.Is(err, registry.ErrStorageIO):
+		return http.StatusServiceUnavailable, apiError{Code: "storage_error", Message: "the registry's storage failed to read or write: nothing was written; retry later"}
 	}
 	return http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error"}
 }
 
-func writeErr(w http.ResponseWriter, err error) {
+// StorageRetryAfter is the Retry-After of a 503 for a storage fault: a
+// disk freed or remounted by its operator takes minutes, not milliseconds.
+const StorageRetryAfter = 30 * time.Second
+
+// writeErr answers err. A 5xx is logged with a request id that the answer
+// carries too (X-Request-Id), the route, the code and the cause; never
+// the request's body.
+func (s *Server) writeErr(r *request, err error) {
 	status, body := errBody(err)
-	writeJSON(w, status, body)
+	if status >= 500 {
+		var id [8]byte
+		rand.Read(id[:])
+		rid := hex.EncodeToString(id[:])
+		r.w.Header().Set("X-Request-Id", rid)
+		if status == http.StatusServiceUnavailable {
+			r.w.Header().Set("Retry-After", strconv.Itoa(int(StorageRetryAfter.Seconds())))
+		}
+		s.log.Error("request failed", "request_id", rid, "method", r.Method, "route", r.route.Pattern, "status", status, "code", body.Code, "cause", err.Error(), "remote_addr", s.clientAddr(r.Request), "token", r.tok.Name)
+	}
+	writeJSON(r.w, status, body)
 }
 
 // decode reads the body strictly: one JSON object, no unknown fields.

@@ -179,6 +179,11 @@ func (r *reg) seed(us []seedUser) {
 			ids[i] = e.Key.ID
 			switch {
 			case k.Verified:
+				// The registry activates a key with PIV slots only with
+				// its escrow stored.
+				if _, err := r.admin.PutEscrow(ctx, e.Key.ID, "piv", []byte("sealed"), 0); err != nil {
+					r.t.Fatal(err)
+				}
 				ch, err := r.admin.Challenge(ctx, e.Key.ID, "piv", e.PIV[0].ID)
 				if err != nil {
 					r.t.Fatal(err)

@@ -9,6 +9,7 @@ package invui
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -68,6 +69,9 @@ func explain(err error) string {
 	switch {
 	case errors.Is(err, uikit.ErrNoRegistry):
 		return "No registry connection.\nSet the registry's address and token in Settings, then press Retry."
+	case storageFault(err):
+		msg, _ := client.Storage(err)
+		return strings.ToUpper(msg[:1]) + msg[1:] + ".\nWhat you see may be out of date; press Retry once it is fixed."
 	case errors.Is(err, client.ErrUnreachable):
 		return "The registry cannot be reached, so what you see may be out of date.\n" +
 			"Check the network and that the registry is running (its address is in Settings), then press Retry."
@@ -79,6 +83,11 @@ func explain(err error) string {
 			"Check the registry address in Settings, then press Retry."
 	}
 	return uikit.Message(err)
+}
+
+func storageFault(err error) bool {
+	_, ok := client.Storage(err)
+	return ok
 }
 
 func isStatus(err error, status int) bool {

@@ -52,6 +52,9 @@ func Message(err error) string {
 
 // registryHint is the next step for a registry that could not be used.
 func registryHint(err error) string {
+	if _, ok := client.Storage(err); ok {
+		return "The registry answered but its storage took nothing; ask its operator to fix it, then try again."
+	}
 	switch {
 	case errors.Is(err, client.ErrUnreachable):
 		return "Check the network and that the registry is running (its address is in Settings), then try again."

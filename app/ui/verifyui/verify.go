@@ -17,6 +17,7 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/verify"
 	"github.com/keydesk/keydesk/device"
@@ -164,7 +165,8 @@ func (v *View) start() {
 		}
 		release := v.env.HoldKeys()
 		defer release()
-		rep, err = verify.Run(ctx, k, verify.Options{Registry: reg, Keys: v.env.Keys, User: user, Callbacks: cb})
+		jp, _ := enrol.DefaultJournalPath() // none: nothing to store from it
+		rep, err = verify.Run(ctx, k, verify.Options{Registry: reg, Keys: v.env.Keys, User: user, Callbacks: cb, EnrolJournal: jp})
 		return err
 	}, func(err error) {
 		v.cancel = nil
@@ -199,6 +201,9 @@ func (v *View) show(r *verify.Report) {
 	} else {
 		v.Summary.SetText(fmt.Sprintf("Key %d of %s: %s failed. Each red row says why and what to do.", r.Serial, who, uikit.Count(len(r.Failed()), "check", "checks")))
 		v.Summary.Importance = widget.DangerImportance
+	}
+	if r.Escrow != "" {
+		v.Summary.SetText(v.Summary.Text + "\n" + r.Escrow)
 	}
 	v.Summary.Refresh()
 	v.Rows.RemoveAll()

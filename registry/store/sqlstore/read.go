@@ -48,6 +48,10 @@ func (s *Store) GetUser(ctx context.Context, id string) (registry.User, error) {
 
 // UserByExternalID reads one user by external id.
 func (s *Store) UserByExternalID(ctx context.Context, ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(ctx, s, s.db, "external_id", ext)
 }
 
@@ -142,14 +146,14 @@ func (s *Store) KeysOfUser(ctx context.Context, userID string) ([]registry.Key, 
 	return out, rows.Err()
 }
 
-const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, pending, created_at"
+const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, pending, created_at, attestation_client_data_json"
 
 func scanFIDO(sc interface{ Scan(...any) error }) (registry.FIDOCredential, error) {
 	var c registry.FIDOCredential
 	var cnt, created int64
 	var v string
 	var clone, pending int
-	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &pending, &created)
+	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &pending, &created, &c.AttestationClientDataJSON)
 	c.SignCount, c.Verdict, c.CloneSuspected, c.Pending, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, pending != 0, fromNanos(created)
 	return c, err
 }
@@ -413,11 +417,11 @@ func (s *Store) chainPending(ctx context.Context) error {
 }
 
 // AuditLog returns every audit entry and checkpoint in order, after
-// chaining pending entries.
+// trying to chain pending entries (AuditPending reports those left).
 func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, []audit.Checkpoint, error) {
-	if err := s.chainPending(ctx); err != nil {
-		return nil, nil, err
-	}
+	// Chaining is best-effort: on a full or read-only disk the log is
+	// read as it stands and AuditPending counts what still waits.
+	_ = s.chainPending(ctx)
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return nil, nil, err

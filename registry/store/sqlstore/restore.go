@@ -163,11 +163,19 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		}
 	}
 	for _, u := range x.Users {
+		ext, err := registry.NormalizeExternalID(u.ExternalID)
+		if err != nil {
+			return out, fmt.Errorf("restoring user %s: %w", u.ID, err)
+		}
+		u.ExternalID = ext
 		g, _ := json.Marshal(u.Groups)
 		if u.Groups == nil {
 			g = []byte("[]")
 		}
 		if err := t.exec("INSERT INTO users ("+userCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", u.ID, u.ExternalID, u.DisplayName, u.Email, string(g), string(u.Status), u.Version, nanos(u.CreatedAt), nanos(u.UpdatedAt)); err != nil {
+			if isUnique(err) {
+				return out, fmt.Errorf("restoring user %s: %w", u.ID, &registry.DuplicateError{Entity: "user", Field: "external_id"})
+			}
 			return out, fmt.Errorf("restoring user %s: %w", u.ExternalID, err)
 		}
 		if err := t.record("user", u.ID, "restore", u); err != nil {
@@ -193,8 +201,8 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		out.Keys++
 	}
 	for _, c := range x.FIDO2 {
-		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
-			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), b2i(c.Pending), nanos(c.CreatedAt)); err != nil {
+		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
+			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), b2i(c.Pending), nanos(c.CreatedAt), c.AttestationClientDataJSON); err != nil {
 			return out, fmt.Errorf("restoring fido2 credential: %w", err)
 		}
 		if err := t.record("fido2_credential", c.ID, "restore", c); err != nil {

@@ -99,6 +99,16 @@ func (e *env) key(t *testing.T, owner, serial string, st registry.KeyStatus) reg
 	return k
 }
 
+// escrowRow stores an escrow blob for key id directly in its table, outside
+// any change set, so a test's feed and version counts stay as they were:
+// a key with PIV slots is activated only with an escrow.
+func (e *env) escrowRow(t *testing.T, id string) {
+	t.Helper()
+	if _, err := e.s.DB().Exec(e.s.Rebind("INSERT INTO escrow_blobs (key_id, kind, blob, version, created_at) VALUES (?, 'piv', ?, 1, 0)"), id, []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *env) verifyAudit(t *testing.T) audit.Report {
 	t.Helper()
 	es, cs, err := e.s.AuditLog(ctx)
@@ -398,6 +408,21 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, ""); return err }); !errors.Is(err, registry.ErrProofRequired) {
 			t.Fatalf("activation without proof: %v", err)
 		}
+		// Proven, but with PIV slots and no escrow: never activated.
+		if err := e.write(t, func(tx *sqlstore.Tx) error {
+			v := registry.Verification{ChallengeID: "ch_y", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, OK: true}
+			if err := tx.RecordVerification(&v); err != nil {
+				return err
+			}
+			if _, activated, err := tx.ActivateByProof(k.ID, v.ID); err != nil || activated {
+				return fmt.Errorf("activated %v without escrow: %v", activated, err)
+			}
+			_, err := tx.SetKeyStatus(k.ID, 1, registry.KeyActive, "")
+			return err
+		}); !errors.Is(err, registry.ErrEscrowMissing) {
+			t.Fatalf("activation without escrow: %v", err)
+		}
+		e.escrowRow(t, k.ID)
 		if err := e.write(t, func(tx *sqlstore.Tx) error {
 			v := registry.Verification{ChallengeID: "ch_x", KeyID: k.ID, Kind: "piv", CredentialID: ps.ID, OK: true}
 			if err := tx.RecordVerification(&v); err != nil {
@@ -661,6 +686,7 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddPIVSlot(&pp) }); err != nil {
 			t.Fatal(err)
 		}
+		e.escrowRow(t, p.ID)
 		c3 := registry.Challenge{ID: "ch1_pending", KeyID: p.ID, Kind: "piv", CredentialID: pp.ID, Nonce: []byte("n"), ExpiresAt: e.clock.t.Add(time.Minute)}
 		if _, _, err := verify(c3, "pending"); err != nil {
 			t.Fatal(err)

@@ -552,6 +552,10 @@ func (t *Tx) GetUser(id string) (registry.User, error) { return getUser(t.ctx, t
 
 // UserByExternalID reads a user by external id inside the transaction.
 func (t *Tx) UserByExternalID(ext string) (registry.User, error) {
+	ext, err := registry.NormalizeExternalID(ext)
+	if err != nil {
+		return registry.User{}, err
+	}
 	return getUser(t.ctx, t.s, t.tx, "external_id", ext)
 }
 
@@ -578,6 +582,11 @@ func (t *Tx) CreateUser(u *registry.User) error {
 	if u.ExternalID == "" {
 		return registry.Invalid("missing_field", "external_id is required")
 	}
+	ext, err := registry.NormalizeExternalID(u.ExternalID)
+	if err != nil {
+		return err
+	}
+	u.ExternalID = ext
 	if u.Status == "" {
 		u.Status = registry.UserActive
 	}
@@ -717,6 +726,9 @@ func (t *Tx) ChangeKeyStatus(by registry.Authority, id string, want int64, statu
 		if err := t.activationProof(k, breakGlass); err != nil {
 			return registry.Key{}, err
 		}
+		if err := t.escrowBeforeActive(id, breakGlass); err != nil {
+			return registry.Key{}, err
+		}
 	}
 	from := k.Status
 	err = t.GuardLastCredential(k.OwnerID, breakGlass, "key.break_glass", map[string]any{"key_id": id, "owner_id": k.OwnerID, "from": string(from), "to": string(status)}, func() error {
@@ -814,7 +826,8 @@ func (t *Tx) proven(id string, since int64) (bool, error) {
 // ActivateByProof moves a pending key to active because verification
 // verID, signed by the key, succeeded. It is recorded and audited as
 // key.activate with the verification's id. A key that is not pending is
-// left alone (activated reports false).
+// left alone (activated reports false); so is a pending key with PIV slots
+// and no escrow (escrowBeforeActive), which stays pending.
 func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, err error) {
 	if err := t.Serialize(); err != nil {
 		return registry.Key{}, false, err
@@ -825,6 +838,11 @@ func (t *Tx) ActivateByProof(id, verID string) (k registry.Key, activated bool, 
 	}
 	if k.Status != registry.KeyPending {
 		return k, false, nil
+	}
+	if err := t.escrowBeforeActive(id, ""); errors.Is(err, registry.ErrEscrowMissing) {
+		return k, false, nil
+	} else if err != nil {
+		return k, false, err
 	}
 	k.Status, k.Version, k.UpdatedAt = registry.KeyActive, k.Version+1, t.now
 	if err := t.exec("UPDATE keys SET status = ?, version = ?, updated_at = ? WHERE id = ?", string(k.Status), k.Version, nanos(t.now), id); err != nil {
@@ -849,8 +867,8 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 		c.AAGUID = []byte{}
 	}
 	c.ID, c.CreatedAt = NewID("fc"), t.now
-	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.Pending), nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, attestation_client_data_json, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, c.AttestationClientDataJSON, string(c.Verdict), c.VerdictReason, b2i(c.Pending), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "fido2 credential", Field: "credential_id"}
 		}

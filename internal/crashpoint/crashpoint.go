@@ -1,0 +1,125 @@
+// Package crashpoint stops the process at a named durable write, so that a
+// test can kill it there with a real SIGKILL and check that the documented
+// recovery finishes what was started (docs/reliability.md, "Crash points").
+//
+// It is compiled into keydesk and inert unless KEYDESK_CRASHPOINT is set
+// when the process starts:
+//
+//	KEYDESK_CRASHPOINT=NAME:before   stop just before the write NAME
+//	KEYDESK_CRASHPOINT=NAME:after    stop just after it (it is durable then)
+//	KEYDESK_CRASHPOINT=trace         go on, naming every point passed
+//
+// Reaching the chosen point writes one line, "keydesk crashpoint: NAME:WHEN
+// reached", to stderr and stops the process (SIGSTOP on Unix), leaving it for
+// the test to kill. trace writes "keydesk crashpoint: NAME:WHEN" for every
+// point passed. Nothing else is ever written: a point's name is one of the
+// constants declared in Points, never data, so the hook cannot carry a PIN,
+// PUK, key or token out of the process.
+package crashpoint
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+)
+
+// EnvVar names the environment variable that arms a crash point.
+const EnvVar = "KEYDESK_CRASHPOINT"
+
+// The durable writes of an enrolment, in the order one enrolment makes
+// them. Journal points are the enrolment journal's stage writes
+// (app/enrol/journal.go); key points the writes to the YubiKey; outbox
+// points the client's outbox (registry/client/outbox.go); registry points
+// the calls that change the registry.
+const (
+	JournalDevice     = "journal-device"
+	KeyPIVGenerate    = "key-piv-generate"
+	KeyFIDOPIN        = "key-fido-pin"
+	KeyFIDOCredential = "key-fido-credential"
+	JournalSealed     = "journal-sealed"
+	KeyPIVMgmtKey     = "key-piv-management-key"
+	KeyPIVPUK         = "key-piv-puk"
+	KeyPIVPIN         = "key-piv-pin"
+	KeyPIVCert        = "key-piv-certificate"
+	JournalPrepared   = "journal-prepared"
+	OutboxQueue       = "outbox-queue"
+	JournalQueued     = "journal-queued"
+	RegistrySend      = "registry-send"
+	OutboxRecord      = "outbox-record"
+	JournalRegistered = "journal-registered"
+	RegistryEscrow    = "registry-escrow"
+	JournalEscrowed   = "journal-escrowed"
+	RegistryVerify    = "registry-verify"
+	JournalActive     = "journal-active"
+)
+
+// The durable writes of a helpdesk's FIDO2 reset (app/recover ResetFIDO2,
+// keydesk recover fido2-reset), in order: the key's FIDO2 application
+// reset, its new PIN and credential, the registry's change set that
+// revokes the old credentials and registers the new one, and the
+// verification of the new one.
+const (
+	RecoverKeyFIDOReset      = "recover-key-fido-reset"
+	RecoverKeyFIDOPIN        = "recover-key-fido-pin"
+	RecoverKeyFIDOCredential = "recover-key-fido-credential"
+	RecoverRegistryFIDO2     = "recover-registry-fido2"
+	RecoverRegistryVerify    = "recover-registry-verify"
+)
+
+// RecoveryPoints lists every crash point of a FIDO2 reset, in order.
+func RecoveryPoints() []string {
+	return []string{RecoverKeyFIDOReset, RecoverKeyFIDOPIN, RecoverKeyFIDOCredential, RecoverRegistryFIDO2, RecoverRegistryVerify}
+}
+
+// Points lists every crash point of an enrolment, in order.
+func Points() []string {
+	return []string{JournalDevice, KeyPIVGenerate, KeyFIDOPIN, KeyFIDOCredential, JournalSealed, KeyPIVMgmtKey, KeyPIVPUK,
+		KeyPIVPIN, KeyPIVCert, JournalPrepared, OutboxQueue, JournalQueued, RegistrySend, OutboxRecord, JournalRegistered,
+		RegistryEscrow, JournalEscrowed, RegistryVerify, JournalActive}
+}
+
+// armed is the point chosen at start-up ("NAME:before" or "NAME:after"),
+// "trace", or "".
+var armed = parse(os.Getenv(EnvVar))
+
+func parse(v string) string {
+	if v == "" || v == "trace" {
+		return v
+	}
+	name, when, ok := strings.Cut(v, ":")
+	if !ok || (when != "before" && when != "after") || !(slices.Contains(Points(), name) || slices.Contains(RecoveryPoints(), name)) {
+		fmt.Fprintf(os.Stderr, "keydesk crashpoint: %s is not NAME:before or NAME:after with a known NAME; ignored\n", EnvVar)
+		return ""
+	}
+	return v
+}
+
+// Before marks that durable write name is about to be made.
+func Before(name string) { hit(name, "before") }
+
+// After marks that durable write name has been made.
+func After(name string) { hit(name, "after") }
+
+// Around runs write between Before(name) and After(name); After is not
+// reached when write fails.
+func Around(name string, write func() error) error {
+	Before(name)
+	if err := write(); err != nil {
+		return err
+	}
+	After(name)
+	return nil
+}
+
+func hit(name, when string) {
+	switch armed {
+	case "":
+		return
+	case "trace":
+		fmt.Fprintf(os.Stderr, "keydesk crashpoint: %s:%s\n", name, when)
+	case name + ":" + when:
+		fmt.Fprintf(os.Stderr, "keydesk crashpoint: %s:%s reached\n", name, when)
+		stop()
+	}
+}
