@@ -19,7 +19,7 @@ BIN     := bin
 # what `make build` builds.
 export GOFLAGS += -tags=no_emoji
 
-.PHONY: all deps build run test bench bench-registry fuzz vet cross-vet clean package package-check fresh-check cross
+.PHONY: all deps build run test bench bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross
 
 all: build
 
@@ -49,6 +49,13 @@ bench: deps
 ## (docs/registry.md, docs/relying-party.md)
 bench-registry: deps
 	packaging/with-services.sh $(GO) test -run '^$$' -bench . -benchtime 2s -timeout 60m ./registry/store/sqlstore ./registry/server ./registry/validity
+
+## drill: the migration drill (docs/relying-party.md) at DRILL_USERS users
+## (default 200, at least 20); prints its figures; DRILL_DOC=1 also writes
+## them to docs/drill.md
+DRILL_USERS ?= 200
+drill: deps
+	GO=$(GO) DRILL_USERS=$(DRILL_USERS) packaging/with-services.sh packaging/drill.sh
 
 vet:
 	$(GO) vet ./...

@@ -2,14 +2,15 @@
 # make bench: runs the benchmarks that carry keydesk's figures, one after
 # another in this process tree, on the same virtual keys and databases, and
 # writes docs/benchmarks.md from that one run (internal/evidence/benchdoc).
-# The raw output is kept beside it as docs/benchmarks.txt.
+# The raw output is kept beside it as docs/benchmarks.txt, and the
+# migration drill's table of figures as docs/drill.md.
 #
 # BENCH_QUICK=1 runs each benchmark briefly, to check the pipeline; its
 # document goes to a temporary directory (printed at the end), never over
 # docs/. BENCH_OUT_DIR names another directory for the two files.
 # The registry benchmarks run at reduced sizes so that the whole run stays
 # under 10 minutes; set KEYDESK_BENCH_USERS, KEYDESK_BENCH_MIGRATION_USERS
-# and KEYDESK_SIM_USERS to change them (`make bench-registry` runs the
+# KEYDESK_SIM_USERS and KEYDESK_DRILL_USERS to change them (`make bench-registry` runs the
 # registry's benchmarks at full size, docs/registry.md).
 #
 # Running it again starts from nothing: every benchmark builds its binaries
@@ -29,6 +30,7 @@ n() { if [[ $quick == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 export KEYDESK_BENCH_USERS=${KEYDESK_BENCH_USERS:-$(n 10000 1000)}
 export KEYDESK_BENCH_MIGRATION_USERS=${KEYDESK_BENCH_MIGRATION_USERS:-$(n 25000 1000)}
 export KEYDESK_SIM_USERS=${KEYDESK_SIM_USERS:-20000} # smaller runs miss the simulation's own checks (1 % canary)
+export KEYDESK_DRILL_USERS=${KEYDESK_DRILL_USERS:-$(n 2000 200)}
 
 out=${BENCH_OUT_DIR:-}
 if [[ -z $out ]]; then
@@ -72,8 +74,10 @@ bench ./registry/server '.' "$(n 3s 1x)" 1
 bench ./registry/simulation '.' 1x 1
 # A login server's validity replica at 1M credentials (docs/relying-party.md).
 bench ./registry/validity '.' "$(n 2s 1x)" 1
-# The migration drill through the reference relying party, 2,000 users.
-bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
+# The migration drill through the reference relying party, 2,000 users; it
+# writes its table of figures beside benchmarks.md (docs/drill.md).
+KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
+	bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
 # The desktop app's start, when the tree has its benchmark.
 # (The list is read whole first: grep -q would stop reading early, and
 # pipefail would count go test's broken pipe as "no benchmark".)
@@ -88,13 +92,14 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
 	echo "# make bench $started to $finished; load average (1, 5, 15 min) $load_start at the start, $load_end at the end"
-	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS${quick:+ BENCH_QUICK=$quick}"
+	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS${quick:+ BENCH_QUICK=$quick}"
 	cat "$raw"
 } >"$work/benchmarks.txt"
 if "$GO" run ./internal/evidence/benchdoc -in "$work/benchmarks.txt" -out "$work/benchmarks.md" -command "${BENCH_COMMAND:-make bench}" \
 	-started "$started" -finished "$finished" -load-start "$load_start" -load-end "$load_end"; then
 	mv "$work/benchmarks.txt" "$out/benchmarks.txt"
 	mv "$work/benchmarks.md" "$out/benchmarks.md"
+	if [[ -s $work/drill.md ]]; then mv "$work/drill.md" "$out/drill.md"; fi
 	echo "wrote $out/benchmarks.md and $out/benchmarks.txt ($started to $finished, load $load_start to $load_end)" >&2
 else
 	echo "benchdoc failed; $out/benchmarks.md left as it was" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds keydesk's Linux packages into dist/ (what `make package` runs):
-#   dist/keydesk_VERSION_amd64.deb            the desktop app and CLI
+#   dist/keydesk_VERSION_amd64.deb            the CLI and the desktop app
 #   dist/keydesk-registry_VERSION_amd64.deb   the registry server and its unit
 #   dist/keydesk_VERSION_linux_amd64.tar.xz   `fyne package -os linux` tarball
 #
@@ -45,18 +45,27 @@ mkdir -p "$STAGE"
 
 echo "package: building binaries (version $DEB_VERSION)"
 # -s -w: no symbol table or DWARF (Go's own stack traces still work).
-# keydesk: a PIE linked by the system linker (relro, dynamic libc), as cgo
+# keydesk (the command line) and keydesk-desk (the desktop app it starts
+# when run with no arguments): PIEs linked by the system linker (relro, dynamic libc), as cgo
 # builds with libfido2 and libpcsclite are.
 CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -D_FORTIFY_SOURCE=2" "$GO" build -trimpath -buildmode=pie \
-  -ldflags "-s -w -linkmode=external -extldflags '-Wl,-z,relro -Wl,-z,now' $LDFLAGS" -o "$STAGE/keydesk" ./cmd/keydesk
+  -ldflags "-s -w -linkmode=external -extldflags '-Wl,-z,relro -Wl,-z,now' $LDFLAGS" -o "$STAGE/" ./cmd/keydesk ./cmd/keydesk-desk
 objcopy --remove-section=.comment "$STAGE/keydesk"
+objcopy --remove-section=.comment "$STAGE/keydesk-desk"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w $LDFLAGS" -o "$STAGE/keydesk-registry" ./cmd/keydesk-registry
 
 # libc6: the newest GLIBC symbol version the binary needs, when it is
 # dynamically linked (cgo); a static binary needs none, but keydesk's
 # libfido2 and PC/SC libraries pull libc6 in either way.
-glibc=$(objdump -T "$STAGE/keydesk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
+glibc=$(objdump -T "$STAGE/keydesk" "$STAGE/keydesk-desk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
 export KEYDESK_LIBC6_DEP="libc6${glibc:+ (>= $glibc)}"
+
+# Shell completion scripts, from the command tree keydesk runs.
+mkdir -p "$STAGE/completions"
+"$STAGE/keydesk" completion bash >"$STAGE/completions/keydesk"
+"$STAGE/keydesk" completion zsh >"$STAGE/completions/_keydesk"
+"$STAGE/keydesk" completion fish >"$STAGE/completions/keydesk.fish"
+"$STAGE/keydesk" completion powershell >"$STAGE/completions/keydesk.ps1"
 
 for p in keydesk keydesk-registry; do
   packaging/copyright.sh "$STAGE/$p" >"$STAGE/$p.copyright"
@@ -68,8 +77,14 @@ $p ($DEB_VERSION-1) unstable; urgency=medium
  -- $DEB_MAINTAINER  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
 CHANGES
   gzip -9n <"$STAGE/$p.changelog" >"$STAGE/$p.changelog.gz"
-  # The page's date is the commit's, so rebuilds are byte-identical.
-  gzip -9n <"packaging/man/$p.1" >"$STAGE/$p.1.gz"
+  # The pages' dates are fixed in their sources, so rebuilds are byte-identical.
+  if [ "$p" = keydesk ]; then
+    # keydesk's pages are generated from its command tree (app/cli/clidoc).
+    mkdir -p "$STAGE/man"
+    for m in packaging/man/keydesk/*.1; do gzip -9n <"$m" >"$STAGE/man/$(basename "$m").gz"; done
+  else
+    gzip -9n <"packaging/man/$p.1" >"$STAGE/$p.1.gz"
+  fi
   "${NFPM[@]}" package --packager deb --config "packaging/nfpm/$p.yaml" --target "$DIST/"
 done
 
@@ -79,9 +94,12 @@ trap 'rm -rf "$tmp"' EXIT
 build=$(git rev-list --count HEAD)
 # fyne package rewrites FyneApp.toml (it bumps Build), so it gets a copy.
 mkdir "$tmp/src" "$tmp/out"
-cp cmd/keydesk/*.go cmd/keydesk/FyneApp.toml "$tmp/src/"
+# The tarball carries one program: keydesk-desk, installed as keydesk (with
+# arguments it is the command line too).
+cp cmd/keydesk-desk/*.go cmd/keydesk-desk/FyneApp.toml "$tmp/src/"
+cp "$STAGE/keydesk-desk" "$tmp/keydesk"
 (cd "$tmp/out" && "${FYNE[@]}" package --os linux --release \
-  --src "$tmp/src" --executable "$OLDPWD/$STAGE/keydesk" \
+  --src "$tmp/src" --executable "$tmp/keydesk" \
   --name keydesk --app-id io.keydesk.Keydesk --app-version "$app_version" --app-build "$build" \
   --icon "$OLDPWD/assets/icons/hicolor/512x512/apps/io.keydesk.Keydesk.png")
 mv "$tmp/out/keydesk.tar.xz" "$DIST/keydesk_${DEB_VERSION}_linux_amd64.tar.xz"

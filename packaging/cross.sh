@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-builds for Windows and macOS (what `make cross` runs).
 #
-#   dist/windows-amd64/   keydesk.exe (cgo with mingw-w64: Fyne's GLFW,
+#   dist/windows-amd64/   keydesk.exe and keydesk-desk.exe (cgo with mingw-w64: Fyne's GLFW,
 #                         libfido2 from the DLLs go-libfido2 bundles, PC/SC
 #                         through winscard.dll), keydesk-registry.exe (pure
 #                         Go), keydesk-rp.exe, and the DLLs keydesk.exe loads
@@ -59,11 +59,15 @@ win=(CC="$MINGW" PKG_CONFIG_LIBDIR="$empty" PKG_CONFIG_PATH=
 
 echo "== windows/amd64 with cgo (mingw-w64)"
 build keydesk-windows-amd64 windows amd64 1 "$WIN/keydesk.exe" ./cmd/keydesk "${win[@]}"
+build keydesk-desk-windows-amd64 windows amd64 1 "$WIN/keydesk-desk.exe" ./cmd/keydesk-desk "${win[@]}"
 build rp-windows-amd64 windows amd64 1 "$WIN/keydesk-rp.exe" ./cmd/keydesk-rp "${win[@]}"
 if [ -f "$WIN/keydesk.exe" ]; then
   cp "$fido/lib/fido2.dll" "$fido/lib/cbor.dll" "$fido/lib/crypto-45.dll" "$WIN/"
-  imports=$(x86_64-w64-mingw32-objdump -p "$WIN/keydesk.exe" | awk '/DLL Name/ {print $3}' | sort -u)
-  echo "        keydesk.exe imports: $(echo $imports)"
+fi
+for exe in keydesk.exe keydesk-desk.exe; do
+  [ -f "$WIN/$exe" ] || continue
+  imports=$(x86_64-w64-mingw32-objdump -p "$WIN/$exe" | awk '/DLL Name/ {print $3}' | sort -u)
+  echo "        $exe imports: $(echo $imports)"
   # Every DLL it imports is either shipped beside it or part of Windows.
   for dll in $imports; do
     case ${dll,,} in
@@ -74,12 +78,12 @@ if [ -f "$WIN/keydesk.exe" ]; then
       dnsapi.dll | netapi32.dll | powrprof.dll | shcore.dll | comctl32.dll | oleaut32.dll | \
       api-ms-win-*) ;;
     *)
-      echo "FAIL  keydesk.exe imports $dll, which neither Windows nor dist/windows-amd64 provides"
+      echo "FAIL  $exe imports $dll, which neither Windows nor dist/windows-amd64 provides"
       failed+=("dll-$dll")
       ;;
     esac
   done
-fi
+done
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "cross: did not build: ${failed[*]}" >&2

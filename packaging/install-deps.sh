@@ -61,6 +61,8 @@ main) pkgs=(
   # the desktop app's smoke test: xwd screenshots the virtual display;
   # its start-up benchmark visits every screen with xdotool
   x11-apps xdotool
+  # shell completion tests: bash's completion library, and fish
+  bash-completion fish
 ) ;;
 esac
 

@@ -136,6 +136,10 @@ type UserReadiness struct {
 	Reasons    []string `json:"reasons"`
 	GoodBKeys  int      `json:"good_b_keys"`
 	CutOver    bool     `json:"cut_over"`
+	// BModels names the models of the FIDO2 credentials on the user's
+	// set-B keys, from the FIDO Metadata Service BLOB the registry holds
+	// (absent when it holds none).
+	BModels []FIDOModel `json:"b_models,omitempty"`
 }
 
 // CohortTotals counts ready and blocked users of one cohort.

@@ -119,7 +119,12 @@ type FIDOCredential struct {
 	AttestationObject []byte `json:"attestation_object,omitempty"`
 	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
 	// attestation signature covers (WebAuthn L2 §6.5.2).
-	AttestationClientDataHash []byte             `json:"attestation_client_data_hash,omitempty"`
+	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
+	// AttestationClientDataJSON is that clientDataJSON itself (WebAuthn L2
+	// §5.2.1), so that the registration can be verified again end to end
+	// by any WebAuthn library. Credentials registered before the registry
+	// kept it have only the hash.
+	AttestationClientDataJSON []byte             `json:"attestation_client_data_json,omitempty"`
 	Verdict                   AttestationVerdict `json:"verdict"`
 	VerdictReason             string             `json:"verdict_reason,omitempty"`
 	CloneSuspected            bool               `json:"clone_suspected"`
@@ -341,6 +346,26 @@ type AuditEntry struct {
 type InventoryKey struct {
 	Key
 	LastVerifiedAt *time.Time `json:"last_verified_at,omitempty"`
+	// FIDO2Models names the authenticator model of each FIDO2 credential
+	// on the key, from the FIDO Metadata Service BLOB the registry holds
+	// (absent when it holds none).
+	FIDO2Models []FIDOModel `json:"fido2_models,omitempty"`
+}
+
+// FIDOModel is a FIDO2 credential's authenticator model as the FIDO
+// Metadata Service v3 names it by AAGUID (registry/mds).
+type FIDOModel struct {
+	CredentialID string `json:"credential_id"` // the registry's id of the credential
+	KeyID        string `json:"key_id"`
+	AAGUID       string `json:"aaguid"`
+	// Model is the metadata statement's description; empty when the BLOB
+	// has no entry for the AAGUID.
+	Model string `json:"model,omitempty"`
+	// Status is the newest status report's status (FIDO_CERTIFIED_L1,
+	// NOT_FIDO_CERTIFIED, REVOKED, …); Certification the highest
+	// certification level any report names.
+	Status        string `json:"status,omitempty"`
+	Certification string `json:"certification,omitempty"`
 }
 
 // InventoryUser is a user with every key they own, as GET /v1/inventory

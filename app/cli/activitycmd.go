@@ -38,21 +38,9 @@ func runActivity(e *env, fs *flag.FlagSet, args []string) error {
 	case len(args) > 0:
 		return usagef("activity takes filters, or the subcommand verify: keydesk activity [--actor A] [--action X] [--subject S] [--since T] [--until T] | keydesk activity verify")
 	}
-	now := time.Now()
-	q := activity.Query{Actor: strings.TrimSpace(flagValue(fs, "actor")), Action: strings.TrimSpace(flagValue(fs, "action")), Subject: strings.TrimSpace(flagValue(fs, "subject"))}
-	var err error
-	if q.Since, err = activity.ParseTime(flagValue(fs, "since"), false, now); err != nil {
-		return usagef("--since: %v", err)
-	}
-	if q.Until, err = activity.ParseTime(flagValue(fs, "until"), true, now); err != nil {
-		return usagef("--until: %v", err)
-	}
-	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
-		return usagef("--until is before --since")
-	}
-	limit, _ := strconv.Atoi(flagValue(fs, "limit"))
-	if limit < 1 {
-		return usagef("--limit must be at least 1")
+	q, limit, err := activityQuery(fs)
+	if err != nil {
+		return err
 	}
 	conn, _, err := e.openRegistry()
 	if err != nil {
@@ -64,6 +52,32 @@ func runActivity(e *env, fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return auditErr(conn.URL, err)
 	}
+	return printActivity(e, conn.URL, pg, limit)
+}
+
+// activityQuery is the query the filter flags ask for, and --limit.
+func activityQuery(fs *flag.FlagSet) (activity.Query, int, error) {
+	now := time.Now()
+	q := activity.Query{Actor: strings.TrimSpace(flagValue(fs, "actor")), Action: strings.TrimSpace(flagValue(fs, "action")), Subject: strings.TrimSpace(flagValue(fs, "subject"))}
+	var err error
+	if q.Since, err = activity.ParseTime(flagValue(fs, "since"), false, now); err != nil {
+		return q, 0, usagef("--since: %v", err)
+	}
+	if q.Until, err = activity.ParseTime(flagValue(fs, "until"), true, now); err != nil {
+		return q, 0, usagef("--until: %v", err)
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && q.Until.Before(q.Since) {
+		return q, 0, usagef("--until is before --since")
+	}
+	limit, _ := strconv.Atoi(flagValue(fs, "limit"))
+	if limit < 1 {
+		return q, 0, usagef("--limit must be at least 1")
+	}
+	return q, limit, nil
+}
+
+// printActivity prints one page of the audit log read from url.
+func printActivity(e *env, url string, pg activity.Page, limit int) error {
 	if e.json {
 		out := struct {
 			Registry string              `json:"registry"`
@@ -71,7 +85,7 @@ func runActivity(e *env, fs *flag.FlagSet, args []string) error {
 			// More: older entries match too (raise --limit or narrow the
 			// time range to see them).
 			More bool `json:"more"`
-		}{conn.URL, pg.Entries, pg.Next != 0}
+		}{url, pg.Entries, pg.Next != 0}
 		if out.Entries == nil {
 			out.Entries = []client.AuditEntry{}
 		}

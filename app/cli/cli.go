@@ -8,19 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/pivkey"
-	"github.com/keydesk/keydesk/device/virtual/sim"
-	"github.com/keydesk/keydesk/internal/buildinfo"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
@@ -58,44 +54,6 @@ type env struct {
 	svc *keys.Service
 }
 
-type command struct {
-	name, args, help string
-	run              func(e *env, fs *flag.FlagSet, args []string) error
-	flags            func(e *env, fs *flag.FlagSet)
-	// sub: the first argument names a subcommand that parses the rest,
-	// flags included.
-	sub bool
-}
-
-var commands []command
-
-func init() {
-	commands = []command{
-		{name: "keys", help: "list attached keys", run: runKeys},
-		{name: "info", help: "everything a key says about itself (no PIN needed)", run: runInfo},
-		{name: "piv", args: "SUBCOMMAND", help: "PIV: status, change-pin, change-puk, unblock-pin, set-retries, rotate-management-key, generate, attest, csr, self-sign, objects, reset", run: runPIV, sub: true},
-		{name: "fido", args: "SUBCOMMAND", help: "FIDO2: status, set-pin, change-pin, set-min-pin-length, force-pin-change, credentials, delete-credential, reset", run: runFIDO, sub: true},
-		{name: "interfaces", help: "show or change which applications are enabled over USB and NFC", run: runInterfaces, flags: ifaceFlags},
-		{name: "verify", help: "check a key works and the registry agrees, before a migration (exit 7 when a check fails)", run: runVerify, flags: verifyFlags},
-		{name: "recover", args: "diagnose|piv-pin|fido2-reset|lost|identity", help: "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key", run: runRecover, sub: true},
-		{name: "enrol", help: "enrol a user's keys (--user ID), a CSV roster (--batch FILE), or finish one (--resume)", run: runEnrol, flags: enrolFlagSet},
-		{name: "sync", help: "send the registry writes queued while it was unreachable", run: runSync},
-		{name: "inventory", help: "the registry's users and keys with coverage and problems, filtered; --csv FILE exports (exit 7 when --problem matches someone)", run: runInventory, flags: inventoryFlags},
-		{name: "activity", args: "[verify]", help: "the registry's audit log, newest first, filtered; activity verify checks its chain (admin)", run: runActivity, flags: activityFlags},
-		{name: "whoami", help: "the desk's registry and whose token it holds there (name, role, user)", run: runWhoami},
-		{name: "backup", args: "coverage|export", help: "check every user has a backup key; export registrations as an age-encrypted bundle", run: runBackup, sub: true},
-		{name: "restore", args: "FILE", help: "restore a backup bundle into the desk's empty registry", run: runRestore},
-		{name: "settings", args: "show|set NAME=VALUE...|path", help: "show or change this desk's settings (registry URL, policies, practice mode)", run: runSettings, sub: true},
-		{name: "migrate", args: "list|plan|show|readiness|dry-run|advance|halt|rollback", help: "key migrations: plan, readiness, dry run, advance, halt, roll back (docs/migrations.md)", run: runMigrate, sub: true},
-		{name: "login", help: "store a registry token (read from the terminal) in the system keyring", run: runLogin, flags: loginFlags},
-		{name: "sim", args: "run|list|insert|remove|touch|power-cycle", help: "practice-mode virtual keys (keydesk-sim)", run: runSim, sub: true},
-		{name: "version", help: "print the version and commit", run: func(e *env, _ *flag.FlagSet, _ []string) error {
-			fmt.Fprintln(e.stdout, buildinfo.String("keydesk"))
-			return nil
-		}},
-	}
-}
-
 // usageError is a wrong command line.
 type usageError struct{ msg string }
 
@@ -105,94 +63,6 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 
 // errCanceled: the person declined a confirmation.
 var errCanceled = errors.New("canceled; nothing was changed")
-
-// GUI runs the desktop app until its window closes. cmd/keydesk sets it
-// to app/ui's Run (the CLI itself never imports the GUI toolkit); when it
-// is nil, keydesk with no arguments says how to use the command line.
-var GUI func(ctx context.Context) error
-
-// Run executes one keydesk command line and returns its exit code. With no
-// arguments it opens the desktop app.
-func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		if GUI == nil {
-			fmt.Fprintln(stderr, "keydesk: the desktop app is not built into this binary; see keydesk help")
-			return ExitUsage
-		}
-		if err := GUI(ctx); err != nil {
-			fmt.Fprintln(stderr, "keydesk:", err)
-			return ExitFailure
-		}
-		return ExitOK
-	}
-	switch args[0] {
-	case "--version", "-version":
-		args[0] = "version"
-	case "help", "-h", "--help":
-		usage(stdout)
-		return ExitOK
-	}
-	var cmd *command
-	for i := range commands {
-		if commands[i].name == args[0] {
-			cmd = &commands[i]
-		}
-	}
-	if cmd == nil {
-		fmt.Fprintf(stderr, "keydesk: unknown command %q\n\n", args[0])
-		usage(stderr)
-		return ExitUsage
-	}
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
-	e.prompt = newPrompter(stdin, stderr)
-	fs := flag.NewFlagSet("keydesk "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.BoolVar(&e.json, "json", false, "print JSON for scripts")
-	fs.BoolVar(&e.practice, "practice", os.Getenv("KEYDESK_PRACTICE") == "1", "use keydesk-sim's virtual keys (also KEYDESK_PRACTICE=1)")
-	fs.StringVar(&e.simDir, "sim-dir", sim.DefaultStateDir(), "keydesk-sim's state directory, in practice mode")
-	fs.UintVar(&e.serial, "serial", 0, "the key to act on, by serial (needed when several are attached)")
-	fs.BoolVar(&e.yes, "yes", false, "answer yes to confirmations (destructive steps still need --serial)")
-	if cmd.flags != nil {
-		cmd.flags(e, fs)
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: keydesk %s [flags] %s\n\n%s\n\nflags:\n", cmd.name, cmd.args, cmd.help)
-		fs.PrintDefaults()
-	}
-	var rest []string
-	var err error
-	if cmd.sub {
-		err = fs.Parse(args[1:])
-		rest = fs.Args()
-	} else {
-		rest, err = parseInterspersed(fs, args[1:])
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
-	}
-	if err != nil {
-		return ExitUsage
-	}
-	err = cmd.run(e, fs, rest)
-	return e.report(err)
-}
-
-// parseInterspersed lets flags follow positional arguments, as people type
-// them ("keydesk piv generate 9a --serial 123").
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
 
 // report prints err with its hint and maps it to an exit code.
 func (e *env) report(err error) int {
@@ -329,12 +199,4 @@ func parseSlot(s string) (byte, error) {
 		return 0, usagef("slot %q: give it in hex, like 9a", s)
 	}
 	return byte(n), nil
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, "usage: keydesk COMMAND [flags]\n\ncommands:\n")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.help)
-	}
-	fmt.Fprint(w, "\nRun 'keydesk COMMAND -h' for a command's flags. Exit codes: docs/cli.md.\n")
 }

@@ -100,34 +100,13 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	if len(args) > 0 {
 		return usagef("enrol takes no arguments (use --user or --batch)")
 	}
-	modes := 0
-	for _, on := range []bool{o.user != "", o.batch != "", o.resume} {
-		if on {
-			modes++
-		}
+	role, err := enrolRole(o)
+	if err != nil {
+		return err
 	}
-	if modes != 1 {
-		return usagef("enrol needs exactly one of --user ID, --batch FILE or --resume")
-	}
-	var role registry.KeyRole
-	switch o.role {
-	case "", "primary", "backup":
-		role = registry.KeyRole(o.role)
-	default:
-		return usagef("--role must be primary or backup")
-	}
-	var ros *roster.Roster
-	var batchID string
-	if o.batch != "" {
-		b, err := readArg("roster", o.batch)
-		if err != nil {
-			return err
-		}
-		if ros, err = roster.Parse(strings.NewReader(string(b))); err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		batchID = hex.EncodeToString(sum[:8])
+	ros, batchID, err := readRoster(o.batch)
+	if err != nil {
+		return err
 	}
 	s, _, err := e.settings()
 	if err != nil {
@@ -162,40 +141,92 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 
 	switch {
 	case o.batch != "":
-		rep, err := en.Batch(e.ctx, ros, batchID, ui)
-		if rep != nil {
-			e.printBatch(rep)
+		return enrolBatch(e, en, ros, batchID, ui)
+	case o.resume:
+		return enrolResume(e, en, ui)
+	}
+	return enrolOne(e, en, o, role, ui)
+}
+
+// enrolRole checks that exactly one of --user, --batch and --resume is
+// given, and returns --role.
+func enrolRole(o enrolFlags) (registry.KeyRole, error) {
+	modes := 0
+	for _, on := range []bool{o.user != "", o.batch != "", o.resume} {
+		if on {
+			modes++
 		}
+	}
+	if modes != 1 {
+		return "", usagef("enrol needs exactly one of --user ID, --batch FILE or --resume")
+	}
+	switch o.role {
+	case "", "primary", "backup":
+		return registry.KeyRole(o.role), nil
+	}
+	return "", usagef("--role must be primary or backup")
+}
+
+// readRoster reads --batch's roster and names the batch by its content.
+func readRoster(path string) (*roster.Roster, string, error) {
+	if path == "" {
+		return nil, "", nil
+	}
+	b, err := readArg("roster", path)
+	if err != nil {
+		return nil, "", err
+	}
+	ros, err := roster.Parse(strings.NewReader(string(b)))
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(b)
+	return ros, hex.EncodeToString(sum[:8]), nil
+}
+
+// enrolBatch is enrol --batch.
+func enrolBatch(e *env, en *enrol.Enroller, ros *roster.Roster, batchID string, ui enrol.UI) error {
+	rep, err := en.Batch(e.ctx, ros, batchID, ui)
+	if rep != nil {
+		e.printBatch(rep)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Failed > 0 || len(rep.RowErrors) > 0 {
+		return errBatchIncomplete{failed: rep.Failed, rows: len(rep.RowErrors)}
+	}
+	return nil
+}
+
+// enrolResume is enrol --resume: the unfinished enrolments, or with
+// --serial the one to finish.
+func enrolResume(e *env, en *enrol.Enroller, ui enrol.UI) error {
+	if e.serial == 0 {
+		recs, err := en.Unfinished(e.ctx)
 		if err != nil {
 			return err
 		}
-		if rep.Failed > 0 || len(rep.RowErrors) > 0 {
-			return errBatchIncomplete{failed: rep.Failed, rows: len(rep.RowErrors)}
+		if e.json {
+			return e.printJSON(recView(recs))
+		}
+		if len(recs) == 0 {
+			fmt.Fprintln(e.stdout, "no unfinished enrolments")
+		}
+		for _, r := range recs {
+			fmt.Fprintf(e.stdout, "key %d for %s: stopped at %s: %s\n", r.Serial, r.ExternalID, r.Stage, r.Error)
 		}
 		return nil
-	case o.resume:
-		if e.serial == 0 {
-			recs, err := en.Unfinished(e.ctx)
-			if err != nil {
-				return err
-			}
-			if e.json {
-				return e.printJSON(recView(recs))
-			}
-			if len(recs) == 0 {
-				fmt.Fprintln(e.stdout, "no unfinished enrolments")
-			}
-			for _, r := range recs {
-				fmt.Fprintf(e.stdout, "key %d for %s: stopped at %s: %s\n", r.Serial, r.ExternalID, r.Stage, r.Error)
-			}
-			return nil
-		}
-		res, err := en.Resume(e.ctx, uint32(e.serial), ui)
-		if err != nil {
-			return err
-		}
-		return e.printResults([]*enrol.Result{res})
 	}
+	res, err := en.Resume(e.ctx, uint32(e.serial), ui)
+	if err != nil {
+		return err
+	}
+	return e.printResults([]*enrol.Result{res})
+}
+
+// enrolOne is enrol --user: one key for the user, then the backup offer.
+func enrolOne(e *env, en *enrol.Enroller, o enrolFlags, role registry.KeyRole, ui enrol.UI) error {
 	if o.name == "" && (o.email != "" || len(o.groups) > 0) {
 		return usagef("--email and --group describe a new user: give --name too")
 	}
@@ -298,24 +329,7 @@ func (e *env) enrolUI(o enrolFlags, en *enrol.Enroller) enrol.UI {
 			fmt.Fprintf(e.stderr, "Touch key %d now (its light is blinking).\n", serial)
 		},
 		InsertKey: func(_ context.Context, r enrol.InsertRequest) error {
-			what := "a factory-fresh key"
-			if r.Serial != 0 {
-				what = fmt.Sprintf("key %d", r.Serial)
-			}
-			if r.Role != "" {
-				what += " as " + string(r.Role)
-			}
-			if r.Of > 0 {
-				what += fmt.Sprintf(" (key %d of %d)", r.Index, r.Of)
-			}
-			limit := "Ctrl+C to stop"
-			if r.Wait > 0 {
-				limit = fmt.Sprintf("waiting up to %s; --wait sets how long", r.Wait)
-			}
-			if r.User != "" {
-				what += " for " + r.User
-			}
-			fmt.Fprintf(e.stderr, "Insert %s (%s).\n", what, limit)
+			fmt.Fprintf(e.stderr, "Insert %s.\n", insertWhat(r))
 			if o.autoIns {
 				return e.practiceSwap(en)
 			}
@@ -336,6 +350,29 @@ func (e *env) enrolUI(o enrolFlags, en *enrol.Enroller) enrol.UI {
 			return ok, err
 		},
 	}
+}
+
+// insertWhat names the key an insert request asks for, and how long it
+// is waited for.
+func insertWhat(r enrol.InsertRequest) string {
+	what := "a factory-fresh key"
+	if r.Serial != 0 {
+		what = fmt.Sprintf("key %d", r.Serial)
+	}
+	if r.Role != "" {
+		what += " as " + string(r.Role)
+	}
+	if r.Of > 0 {
+		what += fmt.Sprintf(" (key %d of %d)", r.Index, r.Of)
+	}
+	limit := "Ctrl+C to stop"
+	if r.Wait > 0 {
+		limit = fmt.Sprintf("waiting up to %s; --wait sets how long", r.Wait)
+	}
+	if r.User != "" {
+		what += " for " + r.User
+	}
+	return fmt.Sprintf("%s (%s)", what, limit)
 }
 
 func bar(done, total int) string {

@@ -47,36 +47,11 @@ func runInterfaces(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	if iface.enable == "" && iface.disable == "" {
-		if e.json {
-			return e.printJSON(viewKey(k))
-		}
-		fmt.Fprintf(e.stdout, "Key %d\n  USB enabled: %s\n  USB supported: %s\n", k.Serial, k.EnabledUSB, k.SupportedUSB)
-		if k.SupportedNFC != 0 {
-			fmt.Fprintf(e.stdout, "  NFC enabled: %s\n  NFC supported: %s\n", k.EnabledNFC, k.SupportedNFC)
-		}
-		return nil
+		return showInterfaces(e, k)
 	}
-	en, err := parseApps(iface.enable)
+	ch, cur, next, err := interfaceChange(k)
 	if err != nil {
 		return err
-	}
-	dis, err := parseApps(iface.disable)
-	if err != nil {
-		return err
-	}
-	if en&dis != 0 {
-		return usagef("%s both enabled and disabled", en&dis)
-	}
-	var ch mgmt.Change
-	cur := k.EnabledUSB
-	if iface.nfc {
-		cur = k.EnabledNFC
-	}
-	next := (cur | en) &^ dis
-	if iface.nfc {
-		ch.NFC = &next
-	} else {
-		ch.USB = &next
 	}
 	if e.serial == 0 {
 		return usagef("changing interfaces restarts the key: name it with --serial %d", k.Serial)
@@ -101,8 +76,12 @@ func runInterfaces(e *env, _ *flag.FlagSet, args []string) error {
 	if iface.nfc || next == cur {
 		return nil
 	}
-	// The key restarts to apply a USB change; wait for it, as the next
-	// command would otherwise find no key.
+	return awaitInterfaces(e, k, next)
+}
+
+// awaitInterfaces waits for k to restart with the USB applications next,
+// as the next command would otherwise find no key.
+func awaitInterfaces(e *env, k device.Key, next device.Application) error {
 	fmt.Fprintf(e.stdout, "Waiting for key %d to restart...\n", k.Serial)
 	svc, err := e.service()
 	if err != nil {
@@ -113,4 +92,42 @@ func runInterfaces(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "Key %d is back.\n", k.Serial)
 	return nil
+}
+
+func showInterfaces(e *env, k device.Key) error {
+	if e.json {
+		return e.printJSON(viewKey(k))
+	}
+	fmt.Fprintf(e.stdout, "Key %d\n  USB enabled: %s\n  USB supported: %s\n", k.Serial, k.EnabledUSB, k.SupportedUSB)
+	if k.SupportedNFC != 0 {
+		fmt.Fprintf(e.stdout, "  NFC enabled: %s\n  NFC supported: %s\n", k.EnabledNFC, k.SupportedNFC)
+	}
+	return nil
+}
+
+// interfaceChange is the change --enable, --disable and --nfc ask of k,
+// with the applications enabled now and after it.
+func interfaceChange(k device.Key) (ch mgmt.Change, cur, next device.Application, err error) {
+	en, err := parseApps(iface.enable)
+	if err != nil {
+		return ch, 0, 0, err
+	}
+	dis, err := parseApps(iface.disable)
+	if err != nil {
+		return ch, 0, 0, err
+	}
+	if en&dis != 0 {
+		return ch, 0, 0, usagef("%s both enabled and disabled", en&dis)
+	}
+	cur = k.EnabledUSB
+	if iface.nfc {
+		cur = k.EnabledNFC
+	}
+	next = (cur | en) &^ dis
+	if iface.nfc {
+		ch.NFC = &next
+	} else {
+		ch.USB = &next
+	}
+	return ch, cur, next, nil
 }

@@ -223,6 +223,9 @@ func printInventoryUser(e *env, u *inventory.User, verified bool, now time.Time)
 		if model == "" {
 			model = "key"
 		}
+		if names := k.ModelNames(); len(names) > 0 {
+			last += "; FIDO2: " + strings.Join(names, ", ")
+		}
 		fmt.Fprintf(e.stdout, "    %-10s %-8s %-9s %s, %s\n", k.Serial, k.Role, k.Status, model, last)
 	}
 }
@@ -269,6 +272,9 @@ type summaryJSON struct {
 type keyJSON struct {
 	registry.Key
 	LastVerified *time.Time `json:"last_verified,omitempty"`
+	// FIDO2Models: the FIDO Metadata Service's names for the key's FIDO2
+	// credentials, when the registry holds a BLOB.
+	FIDO2Models []registry.FIDOModel `json:"fido2_models,omitempty"`
 }
 
 type userJSON struct {
@@ -285,7 +291,7 @@ func viewUser(u *inventory.User) userJSON {
 	v := userJSON{User: u.User, Keys: []keyJSON{}, ActiveKeys: u.Coverage.ActiveKeys, Covered: u.Coverage.Covered,
 		Missing: append([]string{}, u.Coverage.Missing...), Problems: []string{}, LastVerified: timePtr(u.LastVerified)}
 	for _, k := range u.Keys {
-		v.Keys = append(v.Keys, keyJSON{Key: k.Key, LastVerified: timePtr(k.LastVerified)})
+		v.Keys = append(v.Keys, keyJSON{Key: k.Key, LastVerified: timePtr(k.LastVerified), FIDO2Models: k.FIDO2Models})
 	}
 	for _, p := range inventory.Problems {
 		if u.Problems&p != 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/keydesk/keydesk/app/keys"
@@ -216,53 +217,59 @@ func printReport(e *env, r *keys.Report) {
 		fmt.Fprintln(w, "            Configuration locked with a lock code.")
 	}
 	if r.PIV != nil {
-		p := r.PIV
-		fmt.Fprintf(w, "\nPIV\n  PIN tries left:   %s%s\n", tries(p.PINRetries), defaultNote(p.PINDefault, "PIN"))
-		fmt.Fprintf(w, "  PUK tries left:   %s%s\n", tries(p.PUKRetries), defaultNote(p.PUKDefault, "PUK"))
-		mk := p.MgmtKeyAlgorithm.String()
-		switch {
-		case p.MgmtKeyProtected:
-			mk += ", stored on the key, protected by the PIN"
-		case p.MgmtKeyDefault:
-			mk += ", FACTORY DEFAULT (change it)"
-		}
-		fmt.Fprintf(w, "  Management key:   %s\n", mk)
-		if len(p.Slots) == 0 {
-			fmt.Fprintln(w, "  Slots:            all empty")
-		}
-		for _, s := range p.Slots {
-			line := fmt.Sprintf("  Slot %02X:          ", s.Slot)
-			if s.Empty {
-				line += "no key"
-			} else {
-				line += strings.TrimSpace(fmt.Sprintf("%s, %s, PIN %s, touch %s", s.Algorithm, origin(s.Origin), s.PINPolicy, s.TouchPolicy))
-			}
-			if s.Certificate != nil {
-				line += "; certificate " + s.Certificate.Subject.String() + ", expires " + s.Certificate.NotAfter.Format("2006-01-02")
-			}
-			fmt.Fprintln(w, line)
-		}
+		printPIVReport(w, r.PIV)
 	} else if r.PIVError != "" {
 		fmt.Fprintf(w, "\nPIV: could not be read: %s\n", r.PIVError)
 	}
 	if r.FIDO != nil {
-		f := r.FIDO
-		fmt.Fprintf(w, "\nFIDO2\n  AAGUID:           %s\n  Versions:         %s\n", formatAAGUID(f.AAGUID), strings.Join(f.Versions, ", "))
-		if f.PINSet {
-			fmt.Fprintf(w, "  PIN:              set, %d tries left\n", f.PINRetries)
-		} else {
-			fmt.Fprintln(w, "  PIN:              NOT SET (set one: keydesk fido set-pin)")
-		}
-		fmt.Fprintf(w, "  Minimum PIN:      %d\n", f.MinPINLength)
-		if f.ForcePINChange {
-			fmt.Fprintln(w, "  PIN must be changed before next use.")
-		}
-		fmt.Fprintf(w, "  Free discoverable credential slots: %d\n", f.RemainingResident)
-		if len(f.LibraryLacks) > 0 {
-			fmt.Fprintf(w, "  Not supported by the libfido2 present (a newer fido2.dll beside keydesk.exe adds them): %s\n", strings.Join(f.LibraryLacks, ", "))
-		}
+		printFIDOReport(w, r.FIDO)
 	} else if r.FIDOError != "" {
 		fmt.Fprintf(w, "\nFIDO2: could not be read: %s\n", r.FIDOError)
+	}
+}
+
+func printPIVReport(w io.Writer, p *device.PIVStatus) {
+	fmt.Fprintf(w, "\nPIV\n  PIN tries left:   %s%s\n", tries(p.PINRetries), defaultNote(p.PINDefault, "PIN"))
+	fmt.Fprintf(w, "  PUK tries left:   %s%s\n", tries(p.PUKRetries), defaultNote(p.PUKDefault, "PUK"))
+	mk := p.MgmtKeyAlgorithm.String()
+	switch {
+	case p.MgmtKeyProtected:
+		mk += ", stored on the key, protected by the PIN"
+	case p.MgmtKeyDefault:
+		mk += ", FACTORY DEFAULT (change it)"
+	}
+	fmt.Fprintf(w, "  Management key:   %s\n", mk)
+	if len(p.Slots) == 0 {
+		fmt.Fprintln(w, "  Slots:            all empty")
+	}
+	for _, s := range p.Slots {
+		line := fmt.Sprintf("  Slot %02X:          ", s.Slot)
+		if s.Empty {
+			line += "no key"
+		} else {
+			line += strings.TrimSpace(fmt.Sprintf("%s, %s, PIN %s, touch %s", s.Algorithm, origin(s.Origin), s.PINPolicy, s.TouchPolicy))
+		}
+		if s.Certificate != nil {
+			line += "; certificate " + s.Certificate.Subject.String() + ", expires " + s.Certificate.NotAfter.Format("2006-01-02")
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func printFIDOReport(w io.Writer, f *device.FIDOStatus) {
+	fmt.Fprintf(w, "\nFIDO2\n  AAGUID:           %s\n  Versions:         %s\n", formatAAGUID(f.AAGUID), strings.Join(f.Versions, ", "))
+	if f.PINSet {
+		fmt.Fprintf(w, "  PIN:              set, %d tries left\n", f.PINRetries)
+	} else {
+		fmt.Fprintln(w, "  PIN:              NOT SET (set one: keydesk fido set-pin)")
+	}
+	fmt.Fprintf(w, "  Minimum PIN:      %d\n", f.MinPINLength)
+	if f.ForcePINChange {
+		fmt.Fprintln(w, "  PIN must be changed before next use.")
+	}
+	fmt.Fprintf(w, "  Free discoverable credential slots: %d\n", f.RemainingResident)
+	if len(f.LibraryLacks) > 0 {
+		fmt.Fprintf(w, "  Not supported by the libfido2 present (a newer fido2.dll beside keydesk.exe adds them): %s\n", strings.Join(f.LibraryLacks, ", "))
 	}
 }
 

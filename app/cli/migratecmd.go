@@ -9,63 +9,56 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keydesk/keydesk/app/migrate"
 	"github.com/keydesk/keydesk/registry"
 )
 
 const migrateUsage = "migrate needs a subcommand: list | plan FILE.json | show ID | readiness ID [--csv FILE] | dry-run ID | advance ID --to STATE [--percent N] [--resume] | halt ID --reason R | rollback ID --reason R"
 
+// migrateOpts are the flags of the migrate subcommands.
+type migrateOpts struct {
+	csvPath, to, reason string
+	percent             float64
+	resume              bool
+}
+
+// migrateCmd is "keydesk migrate" (docs/migrations.md).
+func migrateCmd(e *env) *cobra.Command {
+	var o migrateOpts
+	declare := func(fs *flag.FlagSet) {
+		fs.StringVar(&o.csvPath, "csv", "", "also write the report as CSV to this file (for outreach)")
+		fs.StringVar(&o.to, "to", "", "the state to go to: dry_run, canary, staged, complete")
+		fs.Float64Var(&o.percent, "percent", 0, "with --to staged: the percent of the scope (default: the next planned stage)")
+		fs.BoolVar(&o.resume, "resume", false, "clear a halt and re-run or continue the halted stage")
+		fs.StringVar(&o.reason, "reason", "", "why (kept in the audit log)")
+	}
+	sub := func(use, short string, flags ...string) *cobra.Command {
+		name, _, _ := strings.Cut(use, " ")
+		c := &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runMigrate(e, name, o, args) }}
+		addFlags(c, declare, flags...)
+		return c
+	}
+	return group(e, "migrate", "key migrations: plan, readiness, dry run, advance, halt, roll back (docs/migrations.md)", migrateUsage,
+		sub("list", "every migration and its state"),
+		sub("plan FILE.json", "create a migration from a plan file"),
+		sub("show ID", "one migration, by id or name"),
+		sub("readiness ID", "who is ready and who is not, with the reason", "csv"),
+		sub("dry-run ID", "who each stage would move, changing nothing"),
+		sub("advance ID", "move to the next state (--to); shows who moves, then asks", "to", "percent", "resume"),
+		sub("halt ID", "stop where it is (--reason)", "reason"),
+		sub("rollback ID", "go back to the keys before it (--reason)", "reason"),
+	)
+}
+
 // runMigrate: keydesk migrate SUBCOMMAND (docs/migrations.md). Advance,
 // halt and rollback show exactly who they would move, then ask (or take
 // --yes).
-func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
-	if len(args) == 0 {
-		return usagef("%s", migrateUsage)
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("keydesk migrate "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	csvPath := fs.String("csv", "", "readiness: also write the report as CSV to this file (for outreach)")
-	to := fs.String("to", "", "advance: the state to go to: dry_run, canary, staged, complete")
-	percent := fs.Float64("percent", 0, "advance --to staged: the percent of the scope (default: the next planned stage)")
-	resume := fs.Bool("resume", false, "advance: clear a halt and re-run or continue the halted stage")
-	reason := fs.String("reason", "", "halt, rollback: why (kept in the audit log)")
-	fs.BoolVar(&e.yes, "yes", e.yes, "advance, halt, rollback: do it without asking")
-	fs.BoolVar(&e.json, "json", e.json, "print JSON")
-	fs.BoolVar(&e.practice, "practice", e.practice, "practice mode")
-	pos, err := parseInterspersed(fs, args[1:])
+func runMigrate(e *env, sub string, o migrateOpts, pos []string) error {
+	step, err := migrateStep(sub, o, pos)
 	if err != nil {
-		return usagef("%v", err)
-	}
-	want := 1
-	if sub == "list" {
-		want = 0
-	}
-	if len(pos) != want {
-		if want == 0 {
-			return usagef("migrate list takes no arguments")
-		}
-		what := "a migration id or name"
-		if sub == "plan" {
-			what = "a plan file (JSON)"
-		}
-		return usagef("migrate %s takes %s\n%s", sub, what, migrateUsage)
-	}
-	var step migrate.Step
-	switch sub {
-	case "list", "plan", "show", "readiness", "dry-run":
-	case "advance":
-		if r := registry.MigrationState(*to).Rank(); r <= 0 {
-			return usagef("migrate advance needs --to dry_run|canary|staged|complete (rollback is its own subcommand)")
-		}
-		step = migrate.Step{Action: "advance", To: registry.MigrationState(*to), Percent: *percent, Resume: *resume}
-	case "halt", "rollback":
-		if strings.TrimSpace(*reason) == "" {
-			return usagef("migrate %s needs --reason, kept in the audit log", sub)
-		}
-		step = migrate.Step{Action: sub, Reason: *reason}
-	default:
-		return usagef("unknown migrate subcommand %q\n%s", sub, migrateUsage)
+		return err
 	}
 	var plan migrate.Plan
 	if sub == "plan" {
@@ -93,89 +86,148 @@ func runMigrate(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	switch sub {
 	case "list":
-		ms, err := svc.List(e.ctx)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(ms)
-		}
-		if len(ms) == 0 {
-			fmt.Fprintln(e.stdout, "no migrations")
-			return nil
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tFROM → TO\tSTATE\tSTAGE\tCUT OVER\tHALTED")
-		for _, m := range ms {
-			fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%d\t%s\n", m.ID, m.Name, m.From, m.To, m.State, m.Stage, m.CutOver, yesNo(m.Halted))
-		}
-		return tw.Flush()
+		return migrateList(e, svc)
 	case "plan":
-		m, err := svc.Create(e.ctx, plan)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(m)
-		}
-		fmt.Fprintf(e.stdout, "planned migration %s %q: %s → %s, state %s\n", m.ID, m.Name, m.From, m.To, m.State)
-		fmt.Fprintf(e.stdout, "next: keydesk migrate readiness %s, keydesk migrate dry-run %s, then keydesk migrate advance %s --to dry_run\n", m.ID, m.ID, m.ID)
-		return nil
+		return migratePlan(e, svc, plan)
 	case "show":
-		m, err := svc.Get(e.ctx, id)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(m)
-		}
-		printMigration(e, m)
-		return nil
+		return migrateShow(e, svc, id)
 	case "readiness":
-		rd, err := svc.Readiness(e.ctx, id)
-		if err != nil {
-			return err
-		}
-		if *csvPath != "" {
-			f, err := os.OpenFile(*csvPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			err = svc.ReadinessCSV(e.ctx, id, f)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				os.Remove(*csvPath)
-				return err
-			}
-		}
-		if e.json {
-			return e.printJSON(rd)
-		}
-		printReadiness(e, rd)
-		if *csvPath != "" {
-			fmt.Fprintf(e.stdout, "wrote %s to %s\n", count(len(rd.Users), "user", "users"), *csvPath)
-		}
-		return nil
+		return migrateReadiness(e, svc, id, o.csvPath)
 	case "dry-run":
-		d, err := svc.DryRun(e.ctx, id)
-		if err != nil {
-			return err
+		return migrateDryRun(e, svc, id)
+	}
+	return migrateAct(e, svc, id, sub, step)
+}
+
+// migrateStep checks sub's arguments and flags and returns the step it
+// takes (none for the subcommands that only read).
+func migrateStep(sub string, o migrateOpts, pos []string) (migrate.Step, error) {
+	want := 1
+	if sub == "list" {
+		want = 0
+	}
+	if len(pos) != want {
+		if want == 0 {
+			return migrate.Step{}, usagef("migrate list takes no arguments")
 		}
-		if e.json {
-			return e.printJSON(d)
+		what := "a migration id or name"
+		if sub == "plan" {
+			what = "a plan file (JSON)"
 		}
-		fmt.Fprintf(e.stdout, "dry run of %s at view version %d (nothing written):\n", d.MigrationID, d.Version)
-		for _, st := range d.Stages {
-			fmt.Fprintf(e.stdout, "  %-12s %d cut over, %d held back, %d without a valid credential\n", st.Stage, len(st.CutOver), len(st.HeldBack), len(st.LockedOut))
-			for _, h := range st.HeldBack {
-				fmt.Fprintf(e.stdout, "      held back %s: %s\n", userName(h), strings.Join(h.Reasons, ", "))
-			}
+		return migrate.Step{}, usagef("migrate %s takes %s\n%s", sub, what, migrateUsage)
+	}
+	switch sub {
+	case "list", "plan", "show", "readiness", "dry-run":
+		return migrate.Step{}, nil
+	case "advance":
+		if r := registry.MigrationState(o.to).Rank(); r <= 0 {
+			return migrate.Step{}, usagef("migrate advance needs --to dry_run|canary|staged|complete (rollback is its own subcommand)")
 		}
+		return migrate.Step{Action: "advance", To: registry.MigrationState(o.to), Percent: o.percent, Resume: o.resume}, nil
+	case "halt", "rollback":
+		if strings.TrimSpace(o.reason) == "" {
+			return migrate.Step{}, usagef("migrate %s needs --reason, kept in the audit log", sub)
+		}
+		return migrate.Step{Action: sub, Reason: o.reason}, nil
+	}
+	return migrate.Step{}, usagef("unknown migrate subcommand %q\n%s", sub, migrateUsage)
+}
+
+func migrateList(e *env, svc *migrate.Service) error {
+	ms, err := svc.List(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(ms)
+	}
+	if len(ms) == 0 {
+		fmt.Fprintln(e.stdout, "no migrations")
 		return nil
 	}
-	// advance, halt, rollback
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tFROM → TO\tSTATE\tSTAGE\tCUT OVER\tHALTED")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%s → %s\t%s\t%s\t%d\t%s\n", m.ID, m.Name, m.From, m.To, m.State, m.Stage, m.CutOver, yesNo(m.Halted))
+	}
+	return tw.Flush()
+}
+
+func migratePlan(e *env, svc *migrate.Service, plan migrate.Plan) error {
+	m, err := svc.Create(e.ctx, plan)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(m)
+	}
+	fmt.Fprintf(e.stdout, "planned migration %s %q: %s → %s, state %s\n", m.ID, m.Name, m.From, m.To, m.State)
+	fmt.Fprintf(e.stdout, "next: keydesk migrate readiness %s, keydesk migrate dry-run %s, then keydesk migrate advance %s --to dry_run\n", m.ID, m.ID, m.ID)
+	return nil
+}
+
+func migrateShow(e *env, svc *migrate.Service, id string) error {
+	m, err := svc.Get(e.ctx, id)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(m)
+	}
+	printMigration(e, m)
+	return nil
+}
+
+func migrateReadiness(e *env, svc *migrate.Service, id, csvPath string) error {
+	rd, err := svc.Readiness(e.ctx, id)
+	if err != nil {
+		return err
+	}
+	if csvPath != "" {
+		f, err := os.OpenFile(csvPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		err = svc.ReadinessCSV(e.ctx, id, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(csvPath)
+			return err
+		}
+	}
+	if e.json {
+		return e.printJSON(rd)
+	}
+	printReadiness(e, rd)
+	if csvPath != "" {
+		fmt.Fprintf(e.stdout, "wrote %s to %s\n", count(len(rd.Users), "user", "users"), csvPath)
+	}
+	return nil
+}
+
+func migrateDryRun(e *env, svc *migrate.Service, id string) error {
+	d, err := svc.DryRun(e.ctx, id)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(d)
+	}
+	fmt.Fprintf(e.stdout, "dry run of %s at view version %d (nothing written):\n", d.MigrationID, d.Version)
+	for _, st := range d.Stages {
+		fmt.Fprintf(e.stdout, "  %-12s %d cut over, %d held back, %d without a valid credential\n", st.Stage, len(st.CutOver), len(st.HeldBack), len(st.LockedOut))
+		for _, h := range st.HeldBack {
+			fmt.Fprintf(e.stdout, "      held back %s: %s\n", userName(h), strings.Join(h.Reasons, ", "))
+		}
+	}
+	return nil
+}
+
+// migrateAct is advance, halt and rollback: it shows who the step would
+// move, asks (or takes --yes), then takes it.
+func migrateAct(e *env, svc *migrate.Service, id, sub string, step migrate.Step) error {
 	p, err := svc.Preview(e.ctx, id, step)
 	if err != nil {
 		return err

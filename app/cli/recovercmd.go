@@ -2,6 +2,7 @@ package cli
 
 import (
 	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"context"
 	"errors"
@@ -14,36 +15,50 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 )
 
+// recoverOpts are the flags of recover lost.
+type recoverOpts struct {
+	breakGlass, validity string
+	replace              uint
+}
+
+// recoverCmd is "keydesk recover": the helpdesk's recoveries.
+func recoverCmd(e *env) *cobra.Command {
+	var o recoverOpts
+	declare := func(fs *flag.FlagSet) {
+		fs.StringVar(&o.breakGlass, "break-glass", "", "the reason to accept when it is the user's last active key (audited)")
+		fs.StringVar(&o.validity, "pass-validity", "8h", "how long the temporary access pass lasts (up to 24h; empty for none)")
+		fs.UintVar(&o.replace, "replace", 0, "enrol the fresh key with this serial as the replacement, now")
+		fs.Var(&e.wait, "wait", "with --replace: "+waitUsage)
+	}
+	sub := func(use, short string, flags ...string) *cobra.Command {
+		name, _, _ := strings.Cut(use, " ")
+		c := &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runRecover(e, name, o, args) }}
+		addFlags(c, declare, flags...)
+		return c
+	}
+	return group(e, "recover", "helpdesk: diagnose a key, unblock its PIV PIN, reset FIDO2, handle a lost key",
+		"recover needs a subcommand: diagnose, piv-pin, fido2-reset, lost SERIAL, identity",
+		sub("diagnose", "what is wrong with a key and its registration, and the next step"),
+		sub("piv-pin", "unblock the PIV PIN with the escrowed PUK and set a new PIN"),
+		sub("fido2-reset", "reset FIDO2 and register a new credential in the same registry change (destructive)"),
+		sub("lost SERIAL", "mark a key lost, revoke it, and issue a temporary access pass or enrol its replacement", "break-glass", "pass-validity", "replace", "wait"),
+		sub("identity", "store the helpdesk's age identity (read from the terminal) in the system keyring"),
+	)
+}
+
 // runRecover is the helpdesk's recovery: keydesk recover diagnose |
 // piv-pin | fido2-reset | lost SERIAL | identity.
-func runRecover(e *env, _ *flag.FlagSet, args []string) error {
-	if len(args) == 0 {
-		return usagef("recover needs a subcommand: diagnose, piv-pin, fido2-reset, lost SERIAL, identity")
-	}
-	sub := args[0]
-	fs := flag.NewFlagSet("keydesk recover "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	breakGlass := fs.String("break-glass", "", "lost: the reason to accept when it is the user's last active key (audited)")
-	validity := fs.String("pass-validity", "8h", "lost: how long the temporary access pass lasts (up to 24h; empty for none)")
-	replace := fs.Uint("replace", 0, "lost: enrol the fresh key with this serial as the replacement, now")
-	fs.BoolVar(&e.json, "json", e.json, "print JSON")
-	fs.UintVar(&e.serial, "serial", e.serial, "the key to act on")
-	fs.BoolVar(&e.yes, "yes", e.yes, "answer yes to confirmations")
-	fs.BoolVar(&e.practice, "practice", e.practice, "use keydesk-sim's virtual keys")
-	fs.StringVar(&e.simDir, "sim-dir", e.simDir, "keydesk-sim's state directory")
-	fs.Var(&e.wait, "wait", "lost --replace: "+waitUsage)
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return usagef("%v", err)
-	}
+func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 	if sub == "identity" {
 		return recoverIdentity(e, pos)
 	}
@@ -56,7 +71,7 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 		if len(pos) != 1 {
 			return usagef("recover lost takes the lost key's serial: keydesk recover lost SERIAL")
 		}
-		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: *breakGlass, PassValidity: *validity}, uint32(*replace))
+		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: o.breakGlass, PassValidity: o.validity}, uint32(o.replace))
 	}
 	if len(pos) > 0 {
 		return usagef("recover %s takes no arguments; choose the key with --serial", sub)
@@ -79,70 +94,87 @@ func runRecover(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	switch sub {
 	case "diagnose":
-		d, err := recover.Diagnose(e.ctx, k, opt)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(d)
-		}
-		fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %s\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, count(len(d.UserKeys), "key", "keys"))
-		if d.PIV != nil {
-			fmt.Fprintf(e.stdout, "PIV PIN tries left: %d, PUK tries left: %d\n", d.PIV.PINRetries, d.PIV.PUKRetries)
-		}
-		if d.FIDO != nil {
-			fmt.Fprintf(e.stdout, "FIDO2 PIN set: %v, tries left: %d\n", d.FIDO.PINSet, d.FIDO.PINRetries)
-		}
-		if len(d.Problems) == 0 {
-			fmt.Fprintln(e.stdout, "No problem found.")
-		}
-		for i, p := range d.Problems {
-			fmt.Fprintf(e.stdout, "Problem: %s (%s)\n  next: %s\n", p.Text(), p, d.Steps[i])
-		}
-		return nil
+		return recoverDiagnose(e, k, opt)
 	case "piv-pin":
-		pin, err := e.prompt.newSecret("New PIV PIN")
-		if err != nil {
-			return err
-		}
-		if err := recover.UnblockPIVPIN(e.ctx, k, pin, opt); err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(map[string]any{"serial": k.Serial, "piv_pin_unblocked": true})
-		}
-		fmt.Fprintf(e.stdout, "PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log\n", k.Serial)
-		return nil
+		return recoverPIVPIN(e, k, opt)
 	case "fido2-reset":
-		if e.serial == 0 || uint32(e.serial) != k.Serial {
-			return usagef("a FIDO2 reset is destructive: name the key with --serial %d to confirm it is the one you mean", k.Serial)
-		}
-		pin, err := e.prompt.newSecret("New FIDO2 PIN")
-		if err != nil {
-			return err
-		}
-		if n := len([]rune(pin)); n < s.MinPINLength {
-			return fmt.Errorf("the new FIDO2 PIN has %d characters; the organisation requires at least %d", n, s.MinPINLength)
-		}
-		res, err := recover.ResetFIDO2(e.ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
-		if errors.Is(err, recover.ErrCanceled) {
-			return errCanceled
-		}
-		if err != nil {
-			return err
-		}
-		// The reset's power cycle re-enumerates the key: wait until its
-		// smart-card interface is back too, so the next command finds it whole.
-		if _, err := recover.WaitWhole(e.ctx, svc, k.Serial, res.PIV, true, 15*time.Second); err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(res)
-		}
-		fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked in the same registry change\n", k.Serial, s.RPID, count(len(res.Revoked), "old credential", "old credentials"))
-		return nil
+		return recoverFIDO2Reset(e, svc, k, s, opt)
 	}
 	return usagef("unknown recover subcommand %q (diagnose, piv-pin, fido2-reset, lost, identity)", sub)
+}
+
+// recoverDiagnose is recover diagnose: the key, its user, their keys and
+// each problem with its next step.
+func recoverDiagnose(e *env, k device.Key, opt recover.Options) error {
+	d, err := recover.Diagnose(e.ctx, k, opt)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(d)
+	}
+	fmt.Fprintf(e.stdout, "Key %d (%s, %s) belongs to %s (%s); the user has %s\n", k.Serial, d.Key.Role, d.Key.Status, d.User.ExternalID, d.User.ID, count(len(d.UserKeys), "key", "keys"))
+	if d.PIV != nil {
+		fmt.Fprintf(e.stdout, "PIV PIN tries left: %d, PUK tries left: %d\n", d.PIV.PINRetries, d.PIV.PUKRetries)
+	}
+	if d.FIDO != nil {
+		fmt.Fprintf(e.stdout, "FIDO2 PIN set: %v, tries left: %d\n", d.FIDO.PINSet, d.FIDO.PINRetries)
+	}
+	if len(d.Problems) == 0 {
+		fmt.Fprintln(e.stdout, "No problem found.")
+	}
+	for i, p := range d.Problems {
+		fmt.Fprintf(e.stdout, "Problem: %s (%s)\n  next: %s\n", p.Text(), p, d.Steps[i])
+	}
+	return nil
+}
+
+// recoverPIVPIN is recover piv-pin: unblock with the escrowed PUK.
+func recoverPIVPIN(e *env, k device.Key, opt recover.Options) error {
+	pin, err := e.prompt.newSecret("New PIV PIN")
+	if err != nil {
+		return err
+	}
+	if err := recover.UnblockPIVPIN(e.ctx, k, pin, opt); err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(map[string]any{"serial": k.Serial, "piv_pin_unblocked": true})
+	}
+	fmt.Fprintf(e.stdout, "PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log\n", k.Serial)
+	return nil
+}
+
+// recoverFIDO2Reset is recover fido2-reset: reset, then a new credential
+// registered and the old ones revoked in one registry change.
+func recoverFIDO2Reset(e *env, svc *keys.Service, k device.Key, s settings.Settings, opt recover.Options) error {
+	if e.serial == 0 || uint32(e.serial) != k.Serial {
+		return usagef("a FIDO2 reset is destructive: name the key with --serial %d to confirm it is the one you mean", k.Serial)
+	}
+	pin, err := e.prompt.newSecret("New FIDO2 PIN")
+	if err != nil {
+		return err
+	}
+	if n := len([]rune(pin)); n < s.MinPINLength {
+		return fmt.Errorf("the new FIDO2 PIN has %d characters; the organisation requires at least %d", n, s.MinPINLength)
+	}
+	res, err := recover.ResetFIDO2(e.ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
+	if errors.Is(err, recover.ErrCanceled) {
+		return errCanceled
+	}
+	if err != nil {
+		return err
+	}
+	// The reset's power cycle re-enumerates the key: wait until its
+	// smart-card interface is back too, so the next command finds it whole.
+	if _, err := recover.WaitWhole(e.ctx, svc, k.Serial, res.PIV, true, 15*time.Second); err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(res)
+	}
+	fmt.Fprintf(e.stdout, "FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked in the same registry change\n", k.Serial, s.RPID, count(len(res.Revoked), "old credential", "old credentials"))
+	return nil
 }
 
 func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string, lo recover.LostOptions, replacement uint32) error {

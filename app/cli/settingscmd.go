@@ -3,31 +3,38 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keydesk/keydesk/app/settings"
 )
+
+// settingsCmd is "keydesk settings": show (the default), set, path.
+func settingsCmd(e *env) *cobra.Command {
+	sub := func(use, short string) *cobra.Command {
+		name, _, _ := strings.Cut(use, " ")
+		return &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runSettings(e, name, args) }}
+	}
+	c := &cobra.Command{Use: "settings [show|set NAME=VALUE...|path]", Short: "show or change this desk's settings (registry URL, policies, practice mode)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown settings subcommand %q: show, set, path", args[0])
+			}
+			return nil
+		}, RunE: func(_ *cobra.Command, args []string) error { return runSettings(e, "show", args) }}
+	c.AddCommand(sub("show", "every setting and its value"), sub("set NAME=VALUE...", "change settings; the whole file is checked before it is saved"), sub("path", "the settings file's path"))
+	return c
+}
 
 // runSettings: keydesk settings [show] [--json] | set NAME=VALUE... | path.
 // The same settings the desktop app's Settings screen edits; the registry
 // token is not one of them (it lives in the keyring: keydesk login).
-func runSettings(e *env, _ *flag.FlagSet, args []string) error {
-	sub := "show"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet("keydesk settings "+sub, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.BoolVar(&e.json, "json", e.json, "print JSON")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return usagef("%v", err)
-	}
+func runSettings(e *env, sub string, pos []string) error {
 	path, err := settings.DefaultPath()
 	if err != nil {
 		return err

@@ -912,7 +912,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 			Status: string(registry.KeyPending), Label: fmt.Sprintf("%s (%s)", req.User.DisplayName, req.Role)},
 		FIDO2: []client.FIDO2Credential{{CredentialID: reg.CredentialID, PublicKey: reg.PublicKey, AAGUID: reg.AAGUID[:],
 			RPID: e.cfg.Settings.RPID, SignCount: as.SignCount, CredProtect: e.cfg.Settings.CredProtect,
-			AttestationObject: reg.AttestationObject, AttestationClientDataHash: cdh[:]}},
+			AttestationObject: reg.AttestationObject, AttestationClientDataJSON: reg.ClientDataJSON}},
 		PIV: []client.PIVSlot{{Slot: "9a", PublicKey: pkix, Certificate: certDER, AttestationCert: att.Certificate.Raw, AttestationIntermediate: att.Intermediate.Raw}},
 	}
 	rec.Request, err = json.Marshal(er)

@@ -9,7 +9,6 @@ package enroltest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"math/big"
@@ -139,9 +138,6 @@ func Enrol(ctx context.Context, svc *keys.Service, reg *client.Client, k device.
 
 // FIDO2 is a registration as the registry takes it.
 func FIDO2(r *fidokey.Registration, rpID string) client.FIDO2Credential {
-	h := sha256sum(r.ClientDataJSON)
 	return client.FIDO2Credential{CredentialID: r.CredentialID, PublicKey: r.PublicKey, AAGUID: r.AAGUID[:], RPID: rpID,
-		SignCount: r.SignCount, CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataHash: h}
+		SignCount: r.SignCount, CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataJSON: r.ClientDataJSON}
 }
-
-func sha256sum(b []byte) []byte { h := sha256.Sum256(b); return h[:] }

@@ -85,6 +85,33 @@ type Key struct {
 	// LastVerified is the last successful verification; zero when there
 	// was none (or Inventory.Verifications is false).
 	LastVerified time.Time
+	// FIDO2Models names the model of each FIDO2 credential on the key, when
+	// the registry holds a FIDO Metadata Service BLOB (GET /v1/inventory).
+	FIDO2Models []registry.FIDOModel
+}
+
+// ModelNames is the key's FIDO2 models in words, one per distinct model:
+// "YubiKey 5 Series (FIDO_CERTIFIED_L2)"; an AAGUID the metadata does not
+// list shows as "unlisted AAGUID …". Empty without metadata.
+func (k Key) ModelNames() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, m := range k.FIDO2Models {
+		w := m.Model
+		switch {
+		case w == "" && m.AAGUID == "":
+			w = "no AAGUID"
+		case w == "":
+			w = "unlisted AAGUID " + m.AAGUID
+		case m.Status != "":
+			w += " (" + m.Status + ")"
+		}
+		if !seen[w] {
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // User is one user with their keys and standing.
@@ -174,7 +201,7 @@ func Load(ctx context.Context, reg *client.Client, opt Options, batch func([]Use
 		for i, p := range page {
 			us[i] = User{User: p.User, Keys: make([]Key, len(p.Keys))}
 			for j, k := range p.Keys {
-				us[i].Keys[j] = Key{Key: k.Key}
+				us[i].Keys[j] = Key{Key: k.Key, FIDO2Models: k.FIDO2Models}
 				if k.LastVerifiedAt != nil {
 					us[i].Keys[j].LastVerified = *k.LastVerifiedAt
 				}

@@ -94,3 +94,22 @@ func TestFilterAndCSV(t *testing.T) {
 		t.Fatalf("CSV %q: %v", rows, err)
 	}
 }
+
+// TestModelNames: a key's FIDO2 models in words, one per distinct model,
+// with unlisted and missing AAGUIDs said as such.
+func TestModelNames(t *testing.T) {
+	k := key("1", registry.RolePrimary, registry.KeyActive)
+	if got := k.ModelNames(); got != nil {
+		t.Fatalf("without metadata: %v", got)
+	}
+	k.FIDO2Models = []registry.FIDOModel{
+		{AAGUID: "cb69481e-8ff7-4039-93ec-0a2729a154a8", Model: "YubiKey 5 Series", Status: "FIDO_CERTIFIED_L2"},
+		{AAGUID: "cb69481e-8ff7-4039-93ec-0a2729a154a8", Model: "YubiKey 5 Series", Status: "FIDO_CERTIFIED_L2"},
+		{AAGUID: "00000000-0000-0000-0000-000000000001"},
+		{},
+	}
+	want := "YubiKey 5 Series (FIDO_CERTIFIED_L2)|unlisted AAGUID 00000000-0000-0000-0000-000000000001|no AAGUID"
+	if got := strings.Join(k.ModelNames(), "|"); got != want {
+		t.Fatalf("names %q, want %q", got, want)
+	}
+}

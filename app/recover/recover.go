@@ -12,7 +12,6 @@ package recover
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -312,11 +311,10 @@ func ResetFIDO2(ctx context.Context, k device.Key, newPIN string, pol FIDO2Polic
 		return nil, err
 	}
 	crashpoint.After(crashpoint.RecoverKeyFIDOCredential)
-	h := sha256.Sum256(r.ClientDataJSON)
 	crashpoint.Before(crashpoint.RecoverRegistryFIDO2)
 	res, err := opt.Registry.ResetFIDO2(ctx, reg.ID, "FIDO2 PIN blocked: key reset by the helpdesk", []client.FIDO2Credential{{
 		CredentialID: r.CredentialID, PublicKey: r.PublicKey, AAGUID: r.AAGUID[:], RPID: pol.RPID, SignCount: r.SignCount,
-		CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataHash: h[:]}})
+		CredProtect: r.CredProtect, AttestationObject: r.AttestationObject, AttestationClientDataJSON: r.ClientDataJSON}})
 	if err != nil {
 		return nil, fmt.Errorf("registering the new credential: %w", err)
 	}

@@ -2,11 +2,14 @@
 // registry at the settings' URL, with the bearer token kept in the OS
 // keyring, or — when no URL is set — an embedded registry run in-process
 // over SQLite in the user's data directory, on a loopback listener, with an
-// admin token generated on its first start and kept in the keyring. Either
-// way the caller gets a *client.Client and closes the Conn when done.
+// admin token generated on its first start and kept next to the registry's
+// database (mode 0600), so a desk with no keyring still has a registry.
+// Either way the caller gets a *client.Client and closes the Conn when
+// done.
 //
-// Tokens never come from a command line or a plain file: Login stores one
-// typed at the terminal (or piped on stdin) in the keyring.
+// An organisation's token never comes from a command line or a plain
+// file: Login stores one typed at the terminal (or piped on stdin) in the
+// keyring.
 package regconn
 
 import (
@@ -38,7 +41,8 @@ import (
 // Options say where a desk's registry and secrets are.
 type Options struct {
 	Settings settings.Settings
-	// Keyring holds the registry token; secrets.Default() when nil.
+	// Keyring holds a remote registry's token; secrets.Default() when nil.
+	// The embedded registry never touches it.
 	Keyring *secrets.Keyring
 	// DataDir holds the outbox and the embedded registry; DefaultDataDir
 	// when empty.
@@ -183,11 +187,19 @@ func Roots(s settings.Settings) (*attest.Roots, error) {
 // embeddedTokenName is the name of the embedded registry's desk token.
 const embeddedTokenName = "keydesk-desk-admin"
 
-// EmbeddedTokenAccount is the keyring account of the embedded registry's
-// admin token for the registry in stateDir.
+// EmbeddedTokenAccount is the keyring account where earlier keydesk
+// versions kept the embedded registry's token for the registry in
+// stateDir. Open no longer reads it (the token is EmbeddedTokenFile in
+// stateDir); a desk upgraded from such a version gets a new token on its
+// next start, and the old one is revoked.
 func EmbeddedTokenAccount(stateDir string) string {
 	return secrets.RegistryTokenAccount("embedded:" + stateDir)
 }
+
+// EmbeddedTokenFile is the file, in the embedded registry's state
+// directory, holding its desk token (mode 0600, like registry.db and the
+// audit key beside it).
+const EmbeddedTokenFile = "desk-token"
 
 func openEmbedded(ctx context.Context, opt Options) (*Conn, error) {
 	state := filepath.Join(opt.DataDir, "registry")
@@ -206,7 +218,7 @@ func openEmbedded(ctx context.Context, opt Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the embedded registry: %w", err)
 	}
-	tok, err := embeddedToken(ctx, st, opt.Keyring, state)
+	tok, err := embeddedToken(ctx, st, secrets.NewDir(state))
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -246,13 +258,13 @@ func openEmbedded(ctx context.Context, opt Options) (*Conn, error) {
 	return &Conn{Client: cl, URL: url, Embedded: true, StateDir: state, stop: stop}, nil
 }
 
-// embeddedToken returns the embedded registry's admin token from the
-// keyring, or makes one on first start (or when the keyring's token no
-// longer opens this database: a new data directory, a wiped keyring). A
-// replaced token is revoked in the same change set that creates the new one.
-func embeddedToken(ctx context.Context, st *sqlstore.Store, kr *secrets.Keyring, state string) (string, error) {
-	acct := EmbeddedTokenAccount(state)
-	tok, err := kr.Get(acct)
+// embeddedToken returns the embedded registry's admin token from its state
+// directory, or makes one on first start (or when the stored token no
+// longer opens this database: a lost or foreign token file). A replaced
+// token is revoked in the same change set that creates the new one.
+func embeddedToken(ctx context.Context, st *sqlstore.Store, dir *secrets.Dir) (string, error) {
+	acct := EmbeddedTokenFile
+	tok, err := dir.Get(acct)
 	switch {
 	case err == nil:
 		t, lerr := st.LookupToken(ctx, server.HashToken(tok))
@@ -278,7 +290,7 @@ func embeddedToken(ctx context.Context, st *sqlstore.Store, kr *secrets.Keyring,
 	}); err != nil {
 		return "", fmt.Errorf("creating the embedded registry's token: %w", err)
 	}
-	if err := kr.Put(acct, tok); err != nil {
+	if err := dir.Put(acct, tok); err != nil {
 		return "", err
 	}
 	return tok, nil

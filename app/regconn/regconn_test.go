@@ -37,23 +37,33 @@ func testKeyring(t *testing.T) *secrets.Keyring {
 	return secrets.New("keydesk-test-" + hex.EncodeToString(b))
 }
 
+// TestEmbeddedRegistry runs with or without a session bus: the embedded
+// registry's token lives in its state directory, never in the keyring.
 func TestEmbeddedRegistry(t *testing.T) {
 	ctx := context.Background()
-	kr := testKeyring(t)
 	data := t.TempDir()
-	opt := Options{Settings: settings.Default(), Keyring: kr, DataDir: data}
+	// A keyring that cannot be used: the embedded registry must not need it.
+	t.Setenv(secrets.ServiceEnv, "keydesk-test-never-used")
+	opt := Options{Settings: settings.Default(), DataDir: data}
 	c, err := Open(ctx, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acct := EmbeddedTokenAccount(c.StateDir)
-	t.Cleanup(func() { kr.Delete(acct) })
 	if !c.Embedded || !strings.HasPrefix(c.URL, "http://127.0.0.1:") {
 		t.Fatalf("conn = %+v", c)
 	}
-	tok, err := kr.Get(acct)
-	if err != nil || !strings.HasPrefix(tok, "kdr_") {
-		t.Fatalf("token in keyring: %q, %v", tok, err)
+	tokFile := filepath.Join(c.StateDir, EmbeddedTokenFile)
+	fi, err := os.Stat(tokFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v", fi, err)
+	}
+	if di, err := os.Stat(c.StateDir); err != nil || di.Mode().Perm() != 0o700 {
+		t.Fatalf("state dir: %v, %v", di, err)
+	}
+	b, _ := os.ReadFile(tokFile)
+	tok := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(tok, "kdr_") {
+		t.Fatalf("token file holds %q", tok)
 	}
 	// The token is an admin's: it creates users and verifies the audit.
 	if _, err := c.Client.Enrol(ctx, client.Enrolment{User: client.EnrolUser{ExternalID: "u1", DisplayName: "Ada", Email: "ada@example.org"},
@@ -67,9 +77,9 @@ func TestEmbeddedRegistry(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing of the token is in a plain file under the data directory.
+	// The token is in its file and nowhere else under the data directory.
 	filepath.Walk(data, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
+		if err == nil && !fi.IsDir() && p != tokFile {
 			b, _ := os.ReadFile(p)
 			if strings.Contains(string(b), tok) {
 				t.Errorf("%s holds the token", p)
@@ -87,7 +97,7 @@ func TestEmbeddedRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := kr.Get(acct); again != tok {
+	if again, _ := os.ReadFile(tokFile); strings.TrimSpace(string(again)) != tok {
 		t.Fatal("second start replaced a working token")
 	}
 	us, _, err := c.Client.Users(ctx, "", 10)
@@ -96,8 +106,15 @@ func TestEmbeddedRegistry(t *testing.T) {
 	}
 	c.Close()
 
-	// A keyring that lost the token: a new one is made, the old revoked.
-	if err := kr.Delete(acct); err != nil {
+	// A token file others can read is refused, not used.
+	os.Chmod(tokFile, 0o644)
+	if _, err := Open(ctx, opt); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("Open with a token file of mode 0644: %v", err)
+	}
+	os.Chmod(tokFile, 0o600)
+
+	// A lost token file: a new token is made, the old one revoked.
+	if err := os.Remove(tokFile); err != nil {
 		t.Fatal(err)
 	}
 	c, err = Open(ctx, opt)
@@ -105,9 +122,10 @@ func TestEmbeddedRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fresh, err := kr.Get(acct)
-	if err != nil || fresh == tok {
-		t.Fatalf("after keyring loss: %v (same token: %v)", err, fresh == tok)
+	b, err = os.ReadFile(tokFile)
+	fresh := strings.TrimSpace(string(b))
+	if err != nil || fresh == tok || !strings.HasPrefix(fresh, "kdr_") {
+		t.Fatalf("after losing the token file: %v (same token: %v)", err, fresh == tok)
 	}
 	old, _ := client.New(c.URL, tok, client.Options{OutboxPath: filepath.Join(t.TempDir(), "o.db")})
 	defer old.Close()

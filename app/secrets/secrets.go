@@ -2,7 +2,14 @@
 // the helpdesk's age identity — in the operating system's keyring: the Secret
 // Service (gnome-keyring, KWallet, KeePassXC) over D-Bus on Linux, the
 // Keychain on macOS and the Credential Manager on Windows. They are never
-// written to a plain file and never put on a command line.
+// put on a command line, and written to a file only by Dir, for secrets
+// that guard nothing beyond the directory they sit in (the embedded
+// registry's desk token, a practice desk's helpdesk identity).
+//
+// On a desktop with no session bus (a fresh VM, a minimal window manager)
+// the keyring is reported unavailable without trying to reach it: the D-Bus
+// library would otherwise start a session bus of its own (dbus-launch),
+// which starts a keyring daemon, and both outlive keydesk.
 package secrets
 
 import (
@@ -27,21 +34,42 @@ const (
 // ErrNotFound: nothing is stored under that name.
 var ErrNotFound = errors.New("no such secret in the keyring")
 
-// UnavailableError says the OS keyring could not be reached at all.
+// ErrNoSessionBus: the desktop has no D-Bus session bus, so no Secret
+// Service can be reached.
+var ErrNoSessionBus = errors.New("no desktop session bus")
+
+// UnavailableError says the OS keyring could not be reached or used. Its
+// text is plain words (what could not be done and why); the keyring
+// library's own error, which names D-Bus objects, stays behind Unwrap.
 type UnavailableError struct {
-	Op  string
-	Err error
+	// Op is what was being done, in words: "reading the registry token
+	// for https://registry.example.org".
+	Op string
+	// NoService is true when there is no keyring service to ask at all
+	// (no session bus); false when one answered but refused (a locked
+	// keyring, no default collection).
+	NoService bool
+	Err       error
 }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("%s: os keyring unavailable: %v", e.Op, e.Err)
+	if e.NoService {
+		return e.Op + ": this desktop has no keyring service (Secret Service) running"
+	}
+	return e.Op + ": the system keyring is locked or refused the request"
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
 // Hint is the plain-language next step for a person.
 func (e *UnavailableError) Hint() string {
-	return "keydesk keeps tokens in the system keyring. Log in to a desktop session with a keyring " +
-		"(GNOME Keyring, KWallet or KeePassXC with Secret Service enabled) and try again."
+	if e.NoService {
+		return "keydesk keeps the tokens of an organisation's registry in the system keyring. Log in to a " +
+			"desktop session that has one (GNOME Keyring, KWallet, or KeePassXC with its Secret Service " +
+			"turned on), or on Debian and Ubuntu install gnome-keyring and log in again. Practice mode " +
+			"and the embedded registry need no keyring."
+	}
+	return "Unlock the system keyring (it may ask for your login password) or create a default keyring " +
+		"in your desktop's passwords app (Seahorse, KWalletManager, KeePassXC), then try again."
 }
 
 // Keyring stores secrets under one service name.
@@ -66,32 +94,62 @@ func Default() *Keyring {
 	return New(Service)
 }
 
+// describe names account in words: "the registry token for URL".
+func describe(account string) string {
+	switch {
+	case account == helpdeskIdentity:
+		return "the helpdesk identity"
+	case strings.HasPrefix(account, registryToken+":"):
+		return "the registry token for " + strings.TrimPrefix(account, registryToken+":")
+	}
+	return fmt.Sprintf("the secret %q", account)
+}
+
 func (k *Keyring) wrap(op, account string, err error) error {
 	if err == nil {
 		return nil
 	}
+	what := op + " " + describe(account)
 	if errors.Is(err, keyring.ErrNotFound) {
-		return fmt.Errorf("%s %q: %w", op, account, ErrNotFound)
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
-	return &UnavailableError{Op: fmt.Sprintf("%s %q", op, account), Err: err}
+	return &UnavailableError{Op: what, NoService: errors.Is(err, ErrNoSessionBus), Err: err}
+}
+
+// reachable is nil when the keyring can be asked, else ErrNoSessionBus
+// (see sessionBus in the per-OS files).
+func reachable() error {
+	if !sessionBus() {
+		return ErrNoSessionBus
+	}
+	return nil
 }
 
 // Put stores secret under account, replacing what was there.
 func (k *Keyring) Put(account, secret string) error {
 	if secret == "" {
-		return fmt.Errorf("storing %q: refusing to store an empty secret", account)
+		return fmt.Errorf("storing %s: refusing to store an empty secret", describe(account))
+	}
+	if err := reachable(); err != nil {
+		return k.wrap("storing", account, err)
 	}
 	return k.wrap("storing", account, keyring.Set(k.service, account, secret))
 }
 
 // Get returns the secret stored under account, or an error wrapping ErrNotFound.
 func (k *Keyring) Get(account string) (string, error) {
+	if err := reachable(); err != nil {
+		return "", k.wrap("reading", account, err)
+	}
 	s, err := keyring.Get(k.service, account)
 	return s, k.wrap("reading", account, err)
 }
 
 // Delete removes account. Deleting what is not there wraps ErrNotFound.
 func (k *Keyring) Delete(account string) error {
+	if err := reachable(); err != nil {
+		return k.wrap("deleting", account, err)
+	}
 	return k.wrap("deleting", account, keyring.Delete(k.service, account))
 }
 

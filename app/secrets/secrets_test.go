@@ -4,8 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -112,5 +114,105 @@ func TestDefaultHonoursServiceEnv(t *testing.T) {
 	t.Setenv(ServiceEnv, "keydesk-other-profile")
 	if Default().service != "keydesk-other-profile" {
 		t.Fatalf("Default service with %s set = %q", ServiceEnv, Default().service)
+	}
+}
+
+// TestNoBusNoAutolaunch runs in a child process with no session bus and a
+// dbus-launch on PATH that leaves a mark when run: the keyring reports
+// itself unavailable in plain words and never runs dbus-launch (whose bus
+// daemon would outlive keydesk).
+func TestNoBusNoAutolaunch(t *testing.T) {
+	if os.Getenv("KEYDESK_SECRETS_BARE") != "1" {
+		for _, f := range []string{"bus", "dbus-session"} {
+			if _, err := os.Stat(fmt.Sprintf("/run/user/%d/%s", os.Getuid(), f)); err == nil {
+				t.Skipf("this desktop has a session bus at /run/user/%d/%s", os.Getuid(), f)
+			}
+		}
+		bin := t.TempDir()
+		mark := filepath.Join(t.TempDir(), "dbus-launch-ran")
+		script := "#!/bin/sh\ntouch " + mark + "\nexit 1\n"
+		if err := os.WriteFile(filepath.Join(bin, "dbus-launch"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNoBusNoAutolaunch$", "-test.count=1", "-test.v")
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "DBUS_SESSION_BUS_ADDRESS=") && !strings.HasPrefix(e, "PATH=") {
+				cmd.Env = append(cmd.Env, e)
+			}
+		}
+		cmd.Env = append(cmd.Env, "KEYDESK_SECRETS_BARE=1", "PATH="+bin+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		if _, err := os.Stat(mark); err == nil {
+			t.Fatal("the keyring ran dbus-launch")
+		}
+		return
+	}
+	k := New("keydesk-test-bare")
+	for name, err := range map[string]error{
+		"Get":    func() error { _, err := k.Get(RegistryTokenAccount("https://registry.example.org")); return err }(),
+		"Put":    k.Put(HelpdeskIdentityAccount(), "AGE-SECRET-KEY-1"),
+		"Delete": k.Delete("x"),
+	} {
+		var ue *UnavailableError
+		if !errors.As(err, &ue) || !ue.NoService || !errors.Is(err, ErrNoSessionBus) {
+			t.Fatalf("%s with no bus: %v, want *UnavailableError for no service", name, err)
+		}
+		if msg := err.Error() + ue.Hint(); strings.Contains(strings.ToLower(msg), "dbus") || strings.Contains(msg, "org.freedesktop") {
+			t.Errorf("%s: the message shows library text: %s", name, msg)
+		}
+	}
+	_, err := k.Get(RegistryTokenAccount("https://registry.example.org/"))
+	if want := "reading the registry token for https://registry.example.org: this desktop has no keyring service (Secret Service) running"; err.Error() != want {
+		t.Errorf("Get: %q, want %q", err, want)
+	}
+	PreventBusAutolaunch()
+	if a := os.Getenv("DBUS_SESSION_BUS_ADDRESS"); a != noBus {
+		t.Errorf("after PreventBusAutolaunch the bus address is %q", a)
+	}
+}
+
+func TestDirStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	d := NewDir(dir)
+	if _, err := d.Get("desk-token"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get before Put: %v", err)
+	}
+	if err := d.Put("desk-token", "kdr_one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Put("desk-token", "kdr_two"); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := d.Get("desk-token"); err != nil || s != "kdr_two" {
+		t.Fatalf("Get = %q, %v", s, err)
+	}
+	fi, _ := os.Stat(filepath.Join(dir, "desk-token"))
+	di, _ := os.Stat(dir)
+	if fi.Mode().Perm() != 0o600 || di.Mode().Perm() != 0o700 {
+		t.Fatalf("modes: file %v, dir %v", fi.Mode().Perm(), di.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("the directory holds %d entries, want only the secret", len(ents))
+	}
+	os.Chmod(filepath.Join(dir, "desk-token"), 0o640)
+	if _, err := d.Get("desk-token"); err == nil {
+		t.Fatal("Get read a secret file others can read")
+	}
+	for _, bad := range []string{"", "../x", ".hidden", "a/b"} {
+		if err := d.Put(bad, "s"); err == nil {
+			t.Errorf("Put(%q) accepted", bad)
+		}
+	}
+	if err := d.Put("x", ""); err == nil {
+		t.Error("Put accepted an empty secret")
+	}
+	if err := d.Delete("desk-token"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete("desk-token"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Delete: %v", err)
 	}
 }

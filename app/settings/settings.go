@@ -109,9 +109,40 @@ func Default() Settings {
 type FieldError struct {
 	Field string // the JSON name, as written in the file
 	Msg   string
+	Err   error // a sentinel the problem matches (ErrNoRecipients), or nil
 }
 
 func (e *FieldError) Error() string { return fmt.Sprintf("setting %s: %s", e.Field, e.Msg) }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Label is the field's name in words, as a person reads it on the desktop
+// app's Settings screen ("Helpdesk recipients" for helpdesk_recipients).
+func (e *FieldError) Label() string { return Label(e.Field) }
+
+// Label names a setting (by its JSON name) in words.
+func Label(field string) string {
+	if l, ok := labels[field]; ok {
+		return l
+	}
+	return field
+}
+
+var labels = map[string]string{
+	"registry_url":        "Registry URL",
+	"registry_ca":         "Registry CA",
+	"rp_id":               "RP id",
+	"rp_name":             "RP name",
+	"min_pin_length":      "Minimum PIN length",
+	"force_pin_change":    "Force PIN change",
+	"cred_protect":        "credProtect",
+	"discoverable":        "Discoverable",
+	"helpdesk_recipients": "Helpdesk recipients",
+	"trust_roots":         "Trust roots",
+	"practice":            "Practice mode",
+	"piv_cert_mode":       "PIV certificate",
+	"csr_dir":             "CSR directory",
+	"cert_validity_days":  "Certificate days",
+}
 
 // Errors are every problem Validate found, in field order.
 type Errors []*FieldError
@@ -196,7 +227,8 @@ func (s Settings) ReadyToEnrol() error {
 		return err
 	}
 	if len(s.HelpdeskRecipients) == 0 {
-		return fmt.Errorf("setting helpdesk_recipients: %w: add the helpdesk's age recipient (age1…) so PUKs and management keys can be recovered", ErrNoRecipients)
+		return &FieldError{Field: "helpdesk_recipients", Err: ErrNoRecipients,
+			Msg: "none is set: add the helpdesk's age recipient (age1…) so PUKs and management keys can be recovered"}
 	}
 	return nil
 }

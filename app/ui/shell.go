@@ -6,7 +6,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
-	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/driver/desktop"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -171,13 +170,11 @@ func (s *Shell) Dark() bool { return s.dark }
 // SetDark switches between the light and the dark theme.
 func (s *Shell) SetDark(dark bool) {
 	s.dark = dark
-	v := theme.VariantLight
 	s.Theme.SetText("Dark")
 	if dark {
-		v = theme.VariantDark
 		s.Theme.SetText("Light")
 	}
-	s.env.App.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: v})
+	s.env.App.Settings().SetTheme(Theme(dark))
 	// Screens built but not shown now pick the theme up too.
 	for _, o := range s.made {
 		o.Refresh()
@@ -195,7 +192,7 @@ func AboutText() string {
 
 // ShowAbout shows the About box.
 func (s *Shell) ShowAbout() {
-	dialog.ShowInformation("About keydesk", AboutText(), s.env.Window)
+	uikit.ShowInfo("About keydesk", AboutText(), s.env.Window)
 }
 
 // Shortcuts installs the keyboard shortcuts on w: Ctrl+1…9 open the
@@ -223,17 +220,6 @@ func (s *Shell) Shortcuts(w fyne.Window) {
 			s.ShowAbout()
 		}
 	})
-}
-
-// variantTheme is the default theme held to one variant, whatever the
-// desktop prefers.
-type variantTheme struct {
-	fyne.Theme
-	v fyne.ThemeVariant
-}
-
-func (t variantTheme) Color(n fyne.ThemeColorName, _ fyne.ThemeVariant) color.Color {
-	return t.Theme.Color(n, t.v)
 }
 
 // firstFrame is a one-pixel transparent raster: Fyne paints it with the

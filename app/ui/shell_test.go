@@ -10,6 +10,7 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/test"
 
 	"github.com/keydesk/keydesk/app/ui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -136,5 +137,72 @@ func TestRoleFromTheRegistry(t *testing.T) {
 	}
 	if _, _, err := ui.RoleOf(ctx, uitest.Down(t), false); err == nil {
 		t.Fatal("no error from an unreachable registry")
+	}
+}
+
+// firstEntry is the first entry under obj.
+func firstEntry(obj fyne.CanvasObject) *uikit.Entry {
+	switch o := obj.(type) {
+	case *uikit.Entry:
+		return o
+	case *fyne.Container:
+		for _, c := range o.Objects {
+			if e := firstEntry(c); e != nil {
+				return e
+			}
+		}
+		return nil
+	}
+	if w, ok := obj.(fyne.Widget); ok {
+		for _, c := range test.WidgetRenderer(w).Objects() {
+			if e := firstEntry(c); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// TestShortcutsWhateverHasFocus: with the keyboard focus in the Inventory
+// search field, Ctrl+1 still opens Keys and Ctrl+6 Inventory again (Fyne
+// gives a focused entry every shortcut); About closes on Enter and on
+// Escape.
+func TestShortcutsWhateverHasFocus(t *testing.T) {
+	env := uitest.Env(t, uikit.Admin, "", uitest.Fleet.Admin)
+	s := ui.NewShell(env, ui.Screens())
+	env.Window.SetContent(s.Root)
+	s.Shortcuts(env.Window)
+	if !s.Show("inventory") {
+		t.Fatal("no Inventory screen")
+	}
+	search := firstEntry(s.Content)
+	if search == nil {
+		t.Fatal("no entry on the Inventory screen")
+	}
+	env.Window.Canvas().Focus(search)
+	// What the window does with a shortcut while a widget has the focus.
+	typed := func(k fyne.KeyName) {
+		env.Window.Canvas().Focused().(fyne.Shortcutable).TypedShortcut(&desktop.CustomShortcut{KeyName: k, Modifier: fyne.KeyModifierShortcutDefault})
+	}
+	typed(fyne.Key1)
+	if s.Current() != "keys" {
+		t.Fatalf("Ctrl+1 in the Inventory search shows %q, want keys", s.Current())
+	}
+	s.Show("inventory")
+	env.Window.Canvas().Focus(search)
+	test.Type(search, "ada")
+	typed(fyne.Key4)
+	if s.Current() != "verify" {
+		t.Fatalf("Ctrl+4 in the Inventory search shows %q, want verify", s.Current())
+	}
+	for _, k := range []fyne.KeyName{fyne.KeyReturn, fyne.KeyEscape} {
+		s.ShowAbout()
+		if n := len(env.Window.Canvas().Overlays().List()); n != 1 {
+			t.Fatalf("%d dialogs after About", n)
+		}
+		env.Window.Canvas().Focused().TypedKey(&fyne.KeyEvent{Name: k})
+		if n := len(env.Window.Canvas().Overlays().List()); n != 0 {
+			t.Fatalf("%s left About open", k)
+		}
 	}
 }

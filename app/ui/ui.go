@@ -25,7 +25,6 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
-	"fyne.io/fyne/v2/theme"
 
 	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/keys"
@@ -65,6 +64,9 @@ func OptionsFromEnv() Options {
 func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// On a desktop with no session bus, Fyne's portal calls and the
+	// keyring would start one (dbus-launch) that outlives the app.
+	secrets.PreventBusAutolaunch()
 	// No app id: keydesk keeps its settings in app/settings, not in
 	// Fyne's preferences, and with an id Fyne watches its preferences file
 	// and logs a load error when it reads the file while saving it at exit.
@@ -74,7 +76,7 @@ func Run(ctx context.Context, opt Options) error {
 	d.env.Window = w
 	// The theme is set before anything is built, so every widget starts in
 	// it.
-	a.Settings().SetTheme(variantTheme{Theme: theme.DefaultTheme(), v: theme.VariantLight})
+	a.Settings().SetTheme(Theme(false))
 	d.shell = NewShell(d.env, Screens())
 	d.shell.OnRefresh = d.rescan
 	d.shell.SetPractice(d.practice)
@@ -135,7 +137,11 @@ type desk struct {
 	ready    chan struct{} // closed when conn/connErr are set
 	fleet    *sim.Fleet
 	stopSim  context.CancelFunc
-	watching context.CancelFunc
+	// practiceID holds the practice desk's helpdesk identity when its
+	// settings name no recipient (practiceIdentity).
+	practiceID  *secrets.Dir
+	toldKeyring bool
+	watching    context.CancelFunc
 }
 
 func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
@@ -163,6 +169,7 @@ func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
 		d.env.Role = uikit.Admin
 	}
 	d.env.Reconnect = d.reconnect
+	d.env.HelpdeskIdentity = d.helpdeskIdentity
 	if d.practice {
 		d.env.SimDir = d.opt.SimDir
 	} else {
@@ -373,24 +380,34 @@ func RoleOf(ctx context.Context, c *client.Client, embedded bool) (uikit.Role, s
 	return "", "", fmt.Errorf("the registry token is an %s token; the desk needs an admin, helpdesk or self token", who.Role)
 }
 
+// practiceIdentityFile is the practice desk's helpdesk identity, in
+// keydesk's data directory (mode 0600).
+const practiceIdentityFile = "practice-helpdesk-identity"
+
 // practiceIdentity gives a practice desk what enrolment and the helpdesk's
-// PIN unblock need without any setting up: with no helpdesk recipient in
-// the settings, the helpdesk identity in the keyring (made now when there
-// is none) becomes the recipient, for this session only. A real desk sets
-// both on the Settings screen.
+// PIN unblock need without any setting up and without a keyring: with no
+// helpdesk recipient in the settings, a practice identity kept in
+// keydesk's data directory (made now when there is none) becomes the
+// recipient, for this session only, and the Helpdesk screen opens escrows
+// with it. It seals nothing but practice keys' PUKs. A real desk sets both
+// on the Settings screen.
 func (d *desk) practiceIdentity() {
 	if len(d.currentSettings().HelpdeskRecipients) > 0 {
 		return
 	}
-	kr := secrets.Default()
-	id, err := kr.Get(secrets.HelpdeskIdentityAccount())
+	dataDir, err := regconn.DefaultDataDir()
+	if err != nil {
+		return
+	}
+	store := secrets.NewDir(dataDir)
+	id, err := store.Get(practiceIdentityFile)
 	if errors.Is(err, secrets.ErrNotFound) {
 		if id, _, err = escrow.NewIdentity(); err == nil {
-			err = kr.Put(secrets.HelpdeskIdentityAccount(), id)
+			err = store.Put(practiceIdentityFile, id)
 		}
 	}
 	if err != nil {
-		return // the keyring is unavailable: the registry will say so too
+		return // enrolment will say that a helpdesk recipient is missing
 	}
 	ident, err := age.ParseX25519Identity(strings.TrimSpace(id))
 	if err != nil {
@@ -398,7 +415,20 @@ func (d *desk) practiceIdentity() {
 	}
 	d.mu.Lock()
 	d.settings.HelpdeskRecipients = []string{ident.Recipient().String()}
+	d.practiceID = store
 	d.mu.Unlock()
+}
+
+// helpdeskIdentity is the practice identity when practiceIdentity chose
+// it, else the OS keyring's.
+func (d *desk) helpdeskIdentity() (string, error) {
+	d.mu.Lock()
+	store := d.practiceID
+	d.mu.Unlock()
+	if store != nil {
+		return store.Get(practiceIdentityFile)
+	}
+	return secrets.Default().Get(secrets.HelpdeskIdentityAccount())
 }
 
 // reconnect reloads the settings and reopens the registry connection.
@@ -444,7 +474,11 @@ func (d *desk) refreshStatus() {
 	conn, cerr := d.conn, d.connErr
 	d.mu.Unlock()
 	var parts []string
+	var ue *secrets.UnavailableError
 	switch {
+	case errors.As(cerr, &ue):
+		parts = append(parts, "Registry: not connected (no system keyring for its token)")
+		d.tellOnce(&d.toldKeyring, "The registry's token needs a keyring", cerr)
 	case cerr != nil:
 		parts = append(parts, "Registry: not connected ("+firstLine(uikit.Message(cerr))+")")
 	case conn == nil:
@@ -467,6 +501,18 @@ func (d *desk) refreshStatus() {
 			d.shell.SetStatus(parts)
 		}
 	})
+}
+
+// tellOnce shows err in a dialog the first time only: a desk that cannot
+// reach its registry says why once, not at every reconnect.
+func (d *desk) tellOnce(told *bool, title string, err error) {
+	d.mu.Lock()
+	first := !*told
+	*told = true
+	d.mu.Unlock()
+	if first {
+		d.do(func() { uikit.ShowError(title, err, d.env.Window) })
+	}
 }
 
 func firstLine(s string) string {

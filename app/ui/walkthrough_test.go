@@ -229,7 +229,7 @@ func TestWalkthroughNewDesk(t *testing.T) {
 		has(p.title)
 		uitest.WaitFor(t, waitLong, "the PIN entry focused", func() bool {
 			f := c.Focused()
-			if pinEntry == nil && f != nil && strings.HasSuffix(fmt.Sprintf("%T", f), "keyEntry") {
+			if e, ok := f.(*uikit.Entry); pinEntry == nil && ok && e.Password {
 				pinEntry = f
 			}
 			return f != nil && f == pinEntry

@@ -139,6 +139,9 @@ func (rp *RP) user(ctx context.Context, userID string) (*user, error) {
 //	GET  /                 a page that signs in with the browser's WebAuthn
 //	POST /login/begin      {"user_id"} → {"session", "options"} (options: CredentialRequestOptions as JSON)
 //	POST /login/finish     {"session", "credential"} → 200 {"ok": true, …} or 403 {"ok": false, "reason", …}
+//	                       {"session", "error"} → 403 {"ok": false, "reason": "authenticator_refused", …}: the
+//	                       client's navigator.credentials.get failed (the key refused: wrong PIN, credential
+//	                       gone; or the person cancelled)
 //	GET  /status           the replica's state
 func (rp *RP) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -222,6 +225,11 @@ func (rp *RP) finish(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Session    string          `json:"session"`
 		Credential json.RawMessage `json:"credential"`
+		// Error is the name of the exception navigator.credentials.get
+		// threw (WebAuthn L2 §5.1.4.1: "NotAllowedError" when the
+		// authenticator refused or the person cancelled), sent instead
+		// of a credential.
+		Error string `json:"error"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil || in.Session == "" {
 		writeJSON(w, http.StatusBadRequest, Outcome{Reason: "bad_request"})
@@ -242,6 +250,10 @@ func (rp *RP) finish(w http.ResponseWriter, r *http.Request) {
 	var keys map[string]string
 	if json.Unmarshal(data, &sess) != nil || json.Unmarshal(keysJSON, &keys) != nil {
 		writeJSON(w, http.StatusInternalServerError, Outcome{Reason: "internal"})
+		return
+	}
+	if len(in.Credential) == 0 && in.Error != "" {
+		rp.refused(ctx, w, userID, sess, keys)
 		return
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(in.Credential)
@@ -290,6 +302,33 @@ func (rp *RP) finish(w http.ResponseWriter, r *http.Request) {
 	}
 	rp.logSignin(ctx, userID, credID, true, "ok")
 	writeJSON(w, http.StatusOK, Outcome{OK: true, UserID: userID, KeyID: u.keys[hex.EncodeToString(credID)], Degraded: d.Degraded, AgeMS: d.Age.Milliseconds()})
+}
+
+// refused answers a ceremony whose client reports that the authenticator
+// gave no assertion. The failure is reported against the key when the
+// ceremony offered the credentials of one key only (a user cut over to a
+// single new key, say); with several keys offered it cannot be told which
+// one the person tried, and it is only logged.
+func (rp *RP) refused(ctx context.Context, w http.ResponseWriter, userID string, sess webauthn.SessionData, keys map[string]string) {
+	var keyID string
+	var credID []byte
+	for _, id := range sess.AllowedCredentialIDs {
+		k := keys[hex.EncodeToString(id)]
+		if keyID != "" && k != keyID {
+			keyID, credID = "", nil
+			break
+		}
+		keyID = k
+		if credID == nil {
+			credID = id
+		} else {
+			credID = []byte{} // several credentials of one key
+		}
+	}
+	if len(credID) == 0 {
+		credID = nil
+	}
+	rp.refuse(ctx, w, userID, credID, keyID, "authenticator_refused", "failed_signin", validity.Decision{})
 }
 
 // refuse answers 403, logs the refusal and queues it as a lockout signal

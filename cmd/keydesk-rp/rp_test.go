@@ -186,7 +186,8 @@ func lockouts(t *testing.T) int {
 
 // TestSignInFollowsRegistry: a FIDO2 credential enrolled in the registry
 // from the practice key signs in to the relying party; a tampered
-// assertion is refused and reported; once the key is marked lost in the
+// assertion is refused and reported, and so is a ceremony whose client
+// reports that the key refused; once the key is marked lost in the
 // registry and the replica has applied that change set, a ceremony begun
 // before is refused at finish and reported, and a new one cannot begin.
 // Each refusal reaches the registry as exactly one lockout signal.
@@ -237,6 +238,12 @@ func TestSignInFollowsRegistry(t *testing.T) {
 		t.Fatalf("tampered assertion: %d %+v", st, o)
 	}
 
+	// The key refused (the client says so instead of sending a credential).
+	_, b, _ := c.begin(en.User.ID)
+	if o, st := c.finish(map[string]any{"session": b.Session, "error": "NotAllowedError"}); st != http.StatusForbidden || o.Reason != "authenticator_refused" || !o.Reported || o.KeyID != en.Key.ID {
+		t.Fatalf("a refusal the client reports: %d %+v", st, o)
+	}
+
 	// Begun, signed, and then the key is reported lost.
 	pending, _, _ := c.begin(en.User.ID)
 	if _, err := env.Admin.SetKeyStatus(ctx, en.Key.ID, en.Key.Version, registry.KeyLost, "lost on the train"); err != nil {
@@ -254,10 +261,10 @@ func TestSignInFollowsRegistry(t *testing.T) {
 	if err := rp.Replica().FlushSignals(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := lockouts(t) - before; got != 2 {
-		t.Fatalf("the registry recorded %d lockout signals, want 2 (the tampered assertion and the lost key)", got)
+	if got := lockouts(t) - before; got != 3 {
+		t.Fatalf("the registry recorded %d lockout signals, want 3 (the tampered assertion, the refusal and the lost key)", got)
 	}
-	if st := rp.Replica().Status(); st.Delivered != 2 || st.Rejected != 0 || st.Queued != 0 {
+	if st := rp.Replica().Status(); st.Delivered != 3 || st.Rejected != 0 || st.Queued != 0 {
 		t.Fatalf("signal queue: %+v", st)
 	}
 }

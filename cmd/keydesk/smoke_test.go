@@ -18,17 +18,17 @@ import (
 	"time"
 )
 
-// build compiles keydesk into dir.
+// build compiles keydesk and keydesk-desk into dir and returns keydesk.
 func build(tb testing.TB, dir string) string {
 	tb.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	bin := filepath.Join(dir, "keydesk")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	// keydesk with no arguments starts keydesk-desk from its own directory.
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../keydesk-desk")
 	cmd.Dir = filepath.Dir(file)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building keydesk: %v\n%s", err, out)
+		tb.Fatalf("building keydesk and keydesk-desk: %v\n%s", err, out)
 	}
-	return bin
+	return filepath.Join(dir, "keydesk")
 }
 
 // xvfb starts a virtual X display of 1280×800 and returns its name; it is
@@ -90,7 +90,7 @@ func start(tb testing.TB, bin, display, dir string) *app {
 	a := &app{mark: filepath.Join(dir, "first-frame"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	os.Remove(a.mark)
 	a.cmd = exec.Command(bin)
-	// Not in cmd/keydesk: run from a source folder holding FyneApp.toml, a
+	// Not in cmd/keydesk-desk: run from a source folder holding FyneApp.toml, a
 	// development build takes its app id from it and Fyne then keeps (and
 	// races on) a preferences file; an installed or `make run` keydesk has
 	// none.

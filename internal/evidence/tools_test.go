@@ -134,6 +134,21 @@ func compare(b *testing.B, tool string, keydesk, other []string) {
 	report(b, tool, tk, to)
 }
 
+// alone runs one keydesk command b.N times and reports its median and
+// 10th and 90th percentiles.
+func alone(b *testing.B, keydesk []string) {
+	r := start(b)
+	r.run(b, keydesk...)
+	tk := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tk = append(tk, r.run(b, keydesk...))
+	}
+	b.ReportMetric(float64(median(tk).Microseconds()), "keydesk-median-µs")
+	b.ReportMetric(float64(pct(tk, 10).Microseconds()), "keydesk-p10-µs")
+	b.ReportMetric(float64(pct(tk, 90).Microseconds()), "keydesk-p90-µs")
+}
+
 // report gives both sides' medians and 10th and 90th percentiles, and how
 // many times faster keydesk is: the other side's median over keydesk's.
 func report(b *testing.B, tool string, tk, to []time.Duration) {
@@ -153,6 +168,9 @@ func report(b *testing.B, tool string, tk, to []time.Duration) {
 func BenchmarkTools(b *testing.B) {
 	r := start(b)
 	kd := func(args ...string) []string { return append([]string{r.keydesk}, args...) }
+	b.Run("version", func(b *testing.B) {
+		alone(b, kd("version"))
+	})
 	b.Run("info/ykman", func(b *testing.B) {
 		compare(b, "ykman", kd("info", "--json", "--serial", r.serial), []string{"ykman", "-r", r.reader, "info"})
 	})

@@ -1,6 +1,7 @@
 // Package layering guards keydesk's import rules (STYLE.md, "Guard the shape"):
 // the device layer knows nothing of UI or registry, the registry nothing of
-// devices or UI, and the use cases in app/ never import Fyne — only app/ui may.
+// devices or UI, the use cases in app/ never import Fyne — only app/ui may —
+// and the keydesk command links no GUI toolkit (keydesk-desk does).
 package layering
 
 import (
@@ -28,7 +29,16 @@ var rules = []rule{
 	// nothing of its server, store or tools.
 	{pkg: module + "/registry/validity", banned: []string{module + "/registry/server", module + "/registry/store", module + "/registry/command", module + "/registry/simulation", module + "/registry/attest", module + "/registry/regtest", module + "/registry/pgtest", module + "/internal"}},
 	{pkg: module + "/app", allowed: []string{module + "/app/ui"}, banned: []string{"fyne.io/fyne/v2", module + "/cmd"}},
+	// The keydesk command starts like a C tool: the GUI toolkit and what
+	// only it needs (fonts, text shaping, Markdown, OpenGL) live in
+	// keydesk-desk, whose package initialisers cost milliseconds
+	// (GODEBUG=inittrace=1, docs/cli.md).
+	{pkg: module + "/cmd/keydesk", banned: frontBanned},
 }
+
+// frontBanned are the packages the keydesk command must not link.
+var frontBanned = []string{"fyne.io", "github.com/fyne-io", "github.com/go-gl", "github.com/go-text",
+	"github.com/yuin/goldmark", "github.com/srwiley", "golang.org/x/image", module + "/app/ui"}
 
 func hasPrefixPath(p, prefix string) bool {
 	return p == prefix || strings.HasPrefix(p, prefix+"/")

@@ -1,5 +1,5 @@
 // Package startlog keeps the desktop app's start quiet. Imported for its
-// side effect by cmd/keydesk (and the app's tests), it runs before Fyne's
+// side effect by cmd/keydesk-desk (and the app's tests), it runs before Fyne's
 // packages initialise: Fyne's translations read the locale at package
 // initialisation, and under the C.UTF-8 locale many minimal systems
 // default to, its locale library passes "C" on as a language tag and Fyne

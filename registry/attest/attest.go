@@ -1,5 +1,6 @@
 // Package attest checks, on the server, the attestation a key gives for a
-// credential: FIDO2 "packed" attestation statements (WebAuthn L2 §8.2) and
+// credential: FIDO2 attestation statements (WebAuthn L2 §8, verified by
+// go-webauthn; YubiKeys give "packed", §8.2) and
 // YubiKey PIV attestation certificates (slot certificate signed by the
 // key's F9 device certificate). Both must chain to roots the registry was
 // configured with; the client's opinion is never asked.
@@ -17,22 +18,21 @@ package attest
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"embed"
 	"encoding/asn1"
-	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/go-webauthn/webauthn/metadata"
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
 
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/credential"
@@ -45,6 +45,9 @@ var rootFiles embed.FS
 type Result struct {
 	Verdict registry.AttestationVerdict
 	Reason  string
+	// AAGUID is the attested authenticator data's AAGUID (FIDO2, when the
+	// attestation object parses).
+	AAGUID []byte
 }
 
 func verdict(v registry.AttestationVerdict, format string, args ...any) Result {
@@ -87,6 +90,16 @@ func (r *Roots) mustAdd(pool *x509.CertPool, name string) {
 func (r *Roots) AddPractice() {
 	r.mustAdd(r.fido, "roots/practice-fido.pem")
 	r.mustAdd(r.piv, "roots/practice-piv.pem")
+}
+
+// WithFIDO returns a copy of r that also trusts certs as FIDO attestation
+// roots (a FIDO Metadata Service BLOB's attestationRootCertificates).
+func (r *Roots) WithFIDO(certs []*x509.Certificate) *Roots {
+	c := &Roots{fido: r.fido.Clone(), piv: r.piv, intermediates: r.intermediates}
+	for _, cert := range certs {
+		c.fido.AddCert(cert)
+	}
+	return c
 }
 
 // AddPEM trusts every certificate in b as a root for both FIDO and PIV
@@ -132,21 +145,6 @@ func (r *Roots) chain(leaf *x509.Certificate, roots *x509.CertPool, extra []*x50
 	return verdict(registry.VerdictInvalid, "attestation chain: %v", err)
 }
 
-// WebAuthn L2 §6.1 authenticator data flags.
-const (
-	flagAT = 0x40
-)
-
-// COSE algorithms (RFC 9053) a packed statement may use.
-const (
-	algES256 = -7
-	algEdDSA = -8
-	algRS256 = -257
-)
-
-// oidFIDOAAGUID is id-fido-gen-ce-aaguid (WebAuthn L2 §8.2.1).
-var oidFIDOAAGUID = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}
-
 // FIDOInput is what a FIDO2 enrolment carries about one credential.
 type FIDOInput struct {
 	AttestationObject []byte // CBOR {fmt, attStmt, authData} (WebAuthn L2 §6.5)
@@ -156,60 +154,51 @@ type FIDOInput struct {
 	RPID              string
 }
 
-// FIDO checks a packed attestation statement (WebAuthn L2 §8.2.1
-// verification procedure): the authenticator data is for this relying
-// party, credential id and public key; the signature over authenticatorData
-// || clientDataHash verifies with x5c[0]; x5c[0] meets the packed
-// certificate requirements (§8.2.1, version 3, OU "Authenticator
-// Attestation", not a CA, AAGUID extension equal to the authenticator
-// data's); and the chain reaches a FIDO root.
+// FIDO checks an attestation object with go-webauthn's registration
+// verification (WebAuthn L2 §7.1 steps 13-19, and the verification
+// procedure of the statement's format, e.g. §8.2.1 for packed): the
+// authenticator data is for this relying party with user presence, its
+// credential id and public key are the registered ones, the key's algorithm
+// is one the registry accepts, and the statement's signature over
+// authenticatorData || clientDataHash verifies with the certificate
+// requirements of its format. The registry then chains the statement's x5c
+// to its FIDO roots at now. go-webauthn also checks each x5c certificate's
+// validity period against the wall clock.
 func (r *Roots) FIDO(in FIDOInput, now time.Time) Result {
 	if len(in.AttestationObject) == 0 {
 		return Result{Verdict: registry.VerdictNone}
 	}
-	var obj struct {
-		Fmt      string          `cbor:"fmt"`
-		AttStmt  cbor.RawMessage `cbor:"attStmt"`
-		AuthData []byte          `cbor:"authData"`
-	}
-	if err := cbor.Unmarshal(in.AttestationObject, &obj); err != nil {
+	var obj protocol.AttestationObject
+	if err := webauthncbor.Unmarshal(in.AttestationObject, &obj); err != nil {
 		return verdict(registry.VerdictInvalid, "attestation object: %v", err)
 	}
-	if obj.Fmt == "none" {
+	if protocol.AttestationFormat(obj.Format) == protocol.AttestationFormatNone {
 		return Result{Verdict: registry.VerdictNone}
 	}
-	if obj.Fmt != "packed" {
-		return verdict(registry.VerdictInvalid, "attestation format %q is not supported (packed only)", obj.Fmt)
-	}
-	var st struct {
-		Alg int64    `cbor:"alg"`
-		Sig []byte   `cbor:"sig"`
-		X5C [][]byte `cbor:"x5c"`
-	}
-	if err := cbor.Unmarshal(obj.AttStmt, &st); err != nil {
-		return verdict(registry.VerdictInvalid, "packed statement: %v", err)
+	if err := obj.AuthData.Unmarshal(obj.RawAuthData); err != nil {
+		return verdict(registry.VerdictInvalid, "authenticator data: %s", credential.LibError(err))
 	}
 	ad := obj.AuthData
-	if len(ad) < 37+16+2 || ad[32]&flagAT == 0 {
+	if !ad.Flags.HasAttestedCredentialData() {
 		return verdict(registry.VerdictInvalid, "authenticator data carries no attested credential")
 	}
+	res := r.checkFIDO(&obj, in, now)
+	res.AAGUID = ad.AttData.AAGUID
+	return res
+}
+
+// checkFIDO is FIDO's checks past parsing, on an object with an attested
+// credential.
+func (r *Roots) checkFIDO(obj *protocol.AttestationObject, in FIDOInput, now time.Time) Result {
+	ad := obj.AuthData
 	rp := sha256.Sum256([]byte(in.RPID))
-	if !bytes.Equal(ad[:32], rp[:]) {
+	if !bytes.Equal(ad.RPIDHash, rp[:]) {
 		return verdict(registry.VerdictInvalid, "authenticator data is for another relying party")
 	}
-	aaguid := ad[37:53]
-	n := int(binary.BigEndian.Uint16(ad[53:55]))
-	if len(ad) < 55+n {
-		return verdict(registry.VerdictInvalid, "authenticator data truncated")
-	}
-	if !bytes.Equal(ad[55:55+n], in.CredentialID) {
+	if !bytes.Equal(ad.AttData.CredentialID, in.CredentialID) {
 		return verdict(registry.VerdictInvalid, "attested credential id is not the registered one")
 	}
-	var coseKey cbor.RawMessage
-	if _, err := cbor.UnmarshalFirst(ad[55+n:], &coseKey); err != nil {
-		return verdict(registry.VerdictInvalid, "attested public key: %v", err)
-	}
-	attested, err := credential.ParseCOSEKey(coseKey)
+	attested, err := credential.ParseCOSEKey(ad.AttData.CredentialPublicKey)
 	if err != nil {
 		return verdict(registry.VerdictInvalid, "attested public key: %v", err)
 	}
@@ -220,67 +209,36 @@ func (r *Roots) FIDO(in FIDOInput, now time.Time) Result {
 	if len(in.ClientDataHash) != sha256.Size {
 		return verdict(registry.VerdictInvalid, "no client data hash to check the attestation signature against")
 	}
-	signed := append(append([]byte{}, ad...), in.ClientDataHash...)
-	if len(st.X5C) == 0 {
-		// Self attestation (§8.2.1): signed by the credential key itself,
-		// which says nothing about who made the authenticator.
-		if err := checkSig(registered, st.Alg, signed, st.Sig); err != nil {
-			return verdict(registry.VerdictInvalid, "self attestation: %v", err)
+	if err := obj.Verify(in.RPID, in.ClientDataHash, false, true, nil, credential.Algorithms, protocol.AttestationPolicy{}, protocol.SignaturePolicy{}); err != nil {
+		msg := credential.LibError(err)
+		if strings.Contains(msg, "signature") {
+			return verdict(registry.VerdictInvalid, "attestation signature: %s", msg)
 		}
-		return verdict(registry.VerdictUntrustedRoot, "self attestation: no certificate chain")
+		return verdict(registry.VerdictInvalid, "attestation statement: %s", msg)
 	}
-	certs := make([]*x509.Certificate, len(st.X5C))
-	for i, der := range st.X5C {
+	x5c, _ := obj.AttStatement["x5c"].([]any)
+	if len(x5c) == 0 {
+		// Self attestation (§8.2.1): signed by the credential key itself,
+		// which says nothing about who made the authenticator; or a format
+		// whose chain is not in x5c, which the registry cannot anchor.
+		if obj.Type == string(metadata.BasicSurrogate) {
+			return verdict(registry.VerdictUntrustedRoot, "self attestation: no certificate chain")
+		}
+		return verdict(registry.VerdictUntrustedRoot, "%s attestation (%s) has no x5c chain to check", obj.Format, obj.Type)
+	}
+	certs := make([]*x509.Certificate, len(x5c))
+	for i, v := range x5c {
+		der, _ := v.([]byte)
 		if certs[i], err = x509.ParseCertificate(der); err != nil {
 			return verdict(registry.VerdictInvalid, "x5c[%d]: %v", i, err)
 		}
 	}
-	leaf := certs[0]
-	if err := checkSig(leaf.PublicKey, st.Alg, signed, st.Sig); err != nil {
-		return verdict(registry.VerdictInvalid, "attestation signature: %v", err)
-	}
-	if leaf.Version != 3 || leaf.IsCA || len(leaf.Subject.OrganizationalUnit) != 1 || leaf.Subject.OrganizationalUnit[0] != "Authenticator Attestation" {
-		return verdict(registry.VerdictInvalid, "attestation certificate does not meet the packed requirements (WebAuthn L2 §8.2.1)")
-	}
-	for _, e := range leaf.Extensions {
-		if e.Id.Equal(oidFIDOAAGUID) {
-			var v []byte
-			if _, err := asn1.Unmarshal(e.Value, &v); err != nil || !bytes.Equal(v, aaguid) {
-				return verdict(registry.VerdictInvalid, "certificate AAGUID does not match the authenticator data")
-			}
-		}
-	}
-	return r.chain(leaf, r.fido, certs[1:], now)
+	return r.chain(certs[0], r.fido, certs[1:], now)
 }
 
 func sameKey(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
-}
-
-func checkSig(pub crypto.PublicKey, alg int64, msg, sig []byte) error {
-	switch alg {
-	case algES256:
-		p, ok := pub.(*ecdsa.PublicKey)
-		h := sha256.Sum256(msg)
-		if !ok || !ecdsa.VerifyASN1(p, h[:], sig) {
-			return credential.ErrBadSignature
-		}
-	case algEdDSA:
-		p, ok := pub.(ed25519.PublicKey)
-		if !ok || !ed25519.Verify(p, msg, sig) {
-			return credential.ErrBadSignature
-		}
-	case algRS256:
-		p, ok := pub.(*rsa.PublicKey)
-		h := sha256.Sum256(msg)
-		if !ok || rsa.VerifyPKCS1v15(p, crypto.SHA256, h[:], sig) != nil {
-			return credential.ErrBadSignature
-		}
-	default:
-		return fmt.Errorf("algorithm %d not supported", alg)
-	}
-	return nil
 }
 
 // oidYubicoSerial is the YubiKey serial number extension of a PIV

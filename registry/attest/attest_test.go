@@ -22,7 +22,9 @@ import (
 	"github.com/keydesk/keydesk/registry/credential"
 )
 
-var now = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+// now is the wall clock: go-webauthn checks attestation certificates'
+// validity against it, whatever time the registry verifies at.
+var now = time.Now().UTC().Truncate(time.Second)
 
 // ca is a certificate with its private key.
 type ca struct {
@@ -132,7 +134,11 @@ func TestFIDOPacked(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := makePacked(t, leaf, [][]byte{inter.cert.Raw}, nil)
-	want(t, trusting.FIDO(good.input(), now), registry.VerdictGenuine, "")
+	res := trusting.FIDO(good.input(), now)
+	want(t, res, registry.VerdictGenuine, "")
+	if string(res.AAGUID) != string(good.aaguid) {
+		t.Fatalf("attested aaguid %q, want %q", res.AAGUID, good.aaguid)
+	}
 	// The same statement against Yubico's roots only.
 	want(t, attest.Yubico().FIDO(good.input(), now), registry.VerdictUntrustedRoot, "trusted root")
 	// Without the intermediate in x5c the chain is broken.
@@ -162,6 +168,21 @@ func TestFIDOPacked(t *testing.T) {
 	// A signature by a key that is not the certificate's.
 	forged := makePacked(t, &ca{key: newKey(), cert: leaf.cert}, [][]byte{inter.cert.Raw}, nil)
 	want(t, trusting.FIDO(forged.input(), now), registry.VerdictInvalid, "signature")
+	// Self attestation: signed by the credential key itself, no x5c.
+	self := makePacked(t, leaf, nil, nil)
+	var obj map[string]any
+	if err := cbor.Unmarshal(self.obj, &obj); err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256(append(append([]byte{}, obj["authData"].([]byte)...), self.cdHash...))
+	sig, _ := ecdsa.SignASN1(rand.Reader, self.cred, d[:])
+	obj["attStmt"] = map[string]any{"alg": -7, "sig": sig}
+	self.obj, _ = cbor.Marshal(obj)
+	want(t, trusting.FIDO(self.input(), now), registry.VerdictUntrustedRoot, "self attestation")
+	// The same without a valid signature is invalid.
+	obj["attStmt"] = map[string]any{"alg": -7, "sig": append(sig[:len(sig)-1:len(sig)-1], sig[len(sig)-1]^1)}
+	self.obj, _ = cbor.Marshal(obj)
+	want(t, trusting.FIDO(self.input(), now), registry.VerdictInvalid, "")
 	// No attestation, "none" format, garbage.
 	want(t, trusting.FIDO(attest.FIDOInput{}, now), registry.VerdictNone, "")
 	none, _ := cbor.Marshal(map[string]any{"fmt": "none", "authData": []byte{}, "attStmt": map[string]any{}})

@@ -275,9 +275,10 @@ type FIDO2Credential struct {
 	SignCount         uint32 `json:"sign_count,omitempty"`
 	CredProtect       int    `json:"cred_protect,omitempty"`
 	AttestationObject []byte `json:"attestation_object,omitempty"`
-	// AttestationClientDataHash is the SHA-256 of the clientDataJSON the
-	// attestation signed; the registry needs it to check the attestation.
-	AttestationClientDataHash []byte `json:"attestation_client_data_hash,omitempty"`
+	// AttestationClientDataJSON is the clientDataJSON the attestation
+	// signed (WebAuthn L2 §5.2.1); the registry requires it with an
+	// attestation object, checks the attestation with it and keeps it.
+	AttestationClientDataJSON []byte `json:"attestation_client_data_json,omitempty"`
 }
 
 // PIVSlot is a PIV slot to register.

@@ -50,6 +50,7 @@ const usage = `usage:
   keydesk-registry token revoke --name NAME [--state DIR] [--db DSN]
   keydesk-registry audit verify [--state DIR] [--db DSN] [--witness FILE] [--json]
   keydesk-registry audit head [--state DIR] [--db DSN]
+  keydesk-registry mds update --file BLOB [--trust-root PEM] [--state DIR] [--db DSN]
   keydesk-registry simulate [--users N] [--broken F] [--no-new-key F] [--canary P] [--stages P,P] [--threshold F]
                             [--seed N] [--db DSN] [--json] [--quiet]
   keydesk-registry --version`
@@ -105,6 +106,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: unknown token command %q\n%s", ErrUsage, args[1], usage)
 	case "simulate":
 		return simulate(ctx, args[1:], stdout, stderr)
+	case "mds":
+		if len(args) < 2 || args[1] != "update" {
+			return fmt.Errorf("%w\n%s", ErrUsage, usage)
+		}
+		return mdsUpdate(ctx, args[2:], stdout)
 	case "audit":
 		if len(args) < 2 {
 			return fmt.Errorf("%w\n%s", ErrUsage, usage)

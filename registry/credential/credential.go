@@ -4,7 +4,6 @@
 package credential
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -14,13 +13,14 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
+	"strings"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncbor"
+	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 )
 
 // ErrBadKey: a public key or certificate could not be parsed or is of an
@@ -32,11 +32,6 @@ var ErrBadSignature = errors.New("signature does not verify")
 
 // COSE key parameters (RFC 9052 §7, RFC 9053 §2, §7).
 const (
-	coseKty   = 1
-	coseAlg   = 3
-	coseCrv   = -1
-	coseX     = -2
-	coseY     = -3
 	ktyOKP    = 1
 	ktyEC2    = 2
 	algES256  = -7
@@ -45,46 +40,39 @@ const (
 	crvEd2551 = 6
 )
 
+// Algorithms lists the COSE algorithms the registry accepts for FIDO2
+// credentials: ES256 (P-256) and EdDSA (Ed25519), the first two WebAuthn L2
+// §5.8.5 lists, in the form go-webauthn's registration checks take.
+var Algorithms = []protocol.CredentialParameter{
+	{Type: protocol.PublicKeyCredentialType, Algorithm: webauthncose.AlgES256},
+	{Type: protocol.PublicKeyCredentialType, Algorithm: webauthncose.AlgEdDSA},
+}
+
 // ParseCOSEKey decodes a COSE_Key holding an ES256 (P-256) or EdDSA
-// (Ed25519) public key, the algorithms WebAuthn L2 §5.8.5 lists first.
+// (Ed25519) public key, the algorithms WebAuthn L2 §5.8.5 lists first. The
+// decoding and the point checks are go-webauthn's (webauthncose).
 func ParseCOSEKey(b []byte) (crypto.PublicKey, error) {
-	var m map[int]any
-	if err := cbor.Unmarshal(b, &m); err != nil {
+	k, err := webauthncose.ParsePublicKey(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: cose: %v", ErrBadKey, err)
 	}
-	num := func(k int) (int64, bool) {
-		switch v := m[k].(type) {
-		case int64:
-			return v, true
-		case uint64:
-			return int64(v), true
+	switch k := k.(type) {
+	case webauthncose.EC2PublicKeyData:
+		if k.Algorithm != algES256 || k.Curve != crvP256 {
+			return nil, fmt.Errorf("%w: cose ec2 alg %d crv %d", ErrBadKey, k.Algorithm, k.Curve)
 		}
-		return 0, false
-	}
-	bs := func(k int) []byte { v, _ := m[k].([]byte); return v }
-	kty, _ := num(coseKty)
-	alg, _ := num(coseAlg)
-	crv, _ := num(coseCrv)
-	switch {
-	case kty == ktyEC2 && alg == algES256 && crv == crvP256:
-		x, y := bs(coseX), bs(coseY)
-		if len(x) != 32 || len(y) != 32 {
-			return nil, fmt.Errorf("%w: es256 coordinates must be 32 bytes", ErrBadKey)
-		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		raw := append(append([]byte{4}, x...), y...)
-		if _, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw); err != nil {
-			return nil, fmt.Errorf("%w: es256 point not on curve", ErrBadKey)
+		pub, err := k.ToECDSA()
+		if err != nil {
+			return nil, fmt.Errorf("%w: es256: %v", ErrBadKey, err)
 		}
 		return pub, nil
-	case kty == ktyOKP && alg == algEdDSA && crv == crvEd2551:
-		x := bs(coseX)
-		if len(x) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: ed25519 key must be 32 bytes", ErrBadKey)
+	case webauthncose.OKPPublicKeyData:
+		if k.Algorithm != algEdDSA || k.Curve != crvEd2551 {
+			return nil, fmt.Errorf("%w: cose okp alg %d crv %d", ErrBadKey, k.Algorithm, k.Curve)
 		}
-		return ed25519.PublicKey(x), nil
+		return ed25519.PublicKey(k.XCoord), nil
 	}
-	return nil, fmt.Errorf("%w: cose kty %d alg %d crv %d", ErrBadKey, kty, alg, crv)
+	return nil, fmt.Errorf("%w: cose key %T is not es256 or eddsa", ErrBadKey, k)
 }
 
 // ParsePIVKey decodes a PKIX (SubjectPublicKeyInfo) public key of a kind a
@@ -143,60 +131,78 @@ type AssertionResult struct {
 	UserVerified   bool
 }
 
-// VerifyAssertion checks a FIDO2 assertion (WebAuthn L2 §7.2): client data
-// type webauthn.get with the expected challenge, the rp id hash, the user
-// presence flag, and the signature over authenticatorData ||
-// SHA-256(clientDataJSON) with the credential's COSE key.
+// Origin is the origin keydesk's clients put in clientDataJSON for a
+// relying party id (device/fidokey.ClientDataJSON): "https://" + rpID.
+func Origin(rpID string) string { return "https://" + rpID }
+
+// CheckRegistrationClientData checks that b is the clientDataJSON of a
+// registration (WebAuthn L2 §5.8.1, §7.1 steps 5-7): JSON with type
+// webauthn.create and a challenge. Who issued the challenge is the
+// enrolling client's business; the registry keeps the JSON so that the
+// registration can be verified again end to end.
+func CheckRegistrationClientData(b []byte) error {
+	var cd protocol.CollectedClientData
+	if err := json.Unmarshal(b, &cd); err != nil {
+		return fmt.Errorf("client data: %w", err)
+	}
+	if cd.Type != protocol.CreateCeremony {
+		return fmt.Errorf("client data type %q is not %q", cd.Type, protocol.CreateCeremony)
+	}
+	if cd.Challenge == "" {
+		return errors.New("client data has no challenge")
+	}
+	return nil
+}
+
+// VerifyAssertion checks a FIDO2 assertion with go-webauthn's assertion
+// verification (WebAuthn L2 §7.2 steps 11-20): client data type
+// webauthn.get with the expected challenge and keydesk's origin for the
+// relying party (Origin), the rp id hash, the user presence flag, and the
+// signature over authenticatorData || SHA-256(clientDataJSON) with the
+// credential's COSE key. Every failure wraps ErrBadSignature.
 func VerifyAssertion(coseKey []byte, rpID string, challenge []byte, storedCount uint32, a Assertion) (AssertionResult, error) {
 	var r AssertionResult
-	pub, err := ParseCOSEKey(coseKey)
-	if err != nil {
-		return r, err
-	}
-	var cd struct {
-		Type      string `json:"type"`
-		Challenge string `json:"challenge"`
-	}
-	if err := json.Unmarshal(a.ClientDataJSON, &cd); err != nil {
+	var p protocol.ParsedCredentialAssertionData
+	if err := json.Unmarshal(a.ClientDataJSON, &p.Response.CollectedClientData); err != nil {
 		return r, fmt.Errorf("%w: client data: %v", ErrBadSignature, err)
 	}
-	if cd.Type != "webauthn.get" {
-		return r, fmt.Errorf("%w: client data type %q", ErrBadSignature, cd.Type)
+	if err := p.Response.AuthenticatorData.Unmarshal(a.AuthenticatorData); err != nil {
+		return r, fmt.Errorf("%w: authenticator data: %v", ErrBadSignature, LibError(err))
 	}
-	if cd.Challenge != base64.RawURLEncoding.EncodeToString(challenge) {
-		return r, fmt.Errorf("%w: challenge mismatch", ErrBadSignature)
+	p.Response.Signature = a.Signature
+	p.Raw.AssertionResponse.ClientDataJSON = a.ClientDataJSON
+	p.Raw.AssertionResponse.AuthenticatorData = a.AuthenticatorData
+	p.Raw.AssertionResponse.Signature = a.Signature
+	if err := p.Verify(base64.RawURLEncoding.EncodeToString(challenge), rpID, "", []string{Origin(rpID)}, nil, nil,
+		protocol.TopOriginExplicitVerificationMode, false, false, true, coseKey, protocol.SignaturePolicy{}); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrBadSignature, LibError(err))
 	}
-	ad := a.AuthenticatorData
-	if len(ad) < 37 {
-		return r, fmt.Errorf("%w: authenticator data too short", ErrBadSignature)
-	}
-	rpHash := sha256.Sum256([]byte(rpID))
-	if !bytes.Equal(ad[:32], rpHash[:]) {
-		return r, fmt.Errorf("%w: rp id hash mismatch", ErrBadSignature)
-	}
-	flags := ad[32]
-	if flags&0x01 == 0 {
-		return r, fmt.Errorf("%w: user presence flag not set", ErrBadSignature)
-	}
-	r.UserVerified = flags&0x04 != 0
-	r.SignCount = binary.BigEndian.Uint32(ad[33:37])
-	cdHash := sha256.Sum256(a.ClientDataJSON)
-	msg := append(append([]byte{}, ad...), cdHash[:]...)
-	switch p := pub.(type) {
-	case *ecdsa.PublicKey:
-		h := sha256.Sum256(msg)
-		if !ecdsa.VerifyASN1(p, h[:], a.Signature) {
-			return r, ErrBadSignature
-		}
-	case ed25519.PublicKey:
-		if !ed25519.Verify(p, msg, a.Signature) {
-			return r, ErrBadSignature
-		}
-	}
+	ad := p.Response.AuthenticatorData
+	r.UserVerified = ad.Flags.UserVerified()
+	r.SignCount = ad.Counter
 	if (r.SignCount != 0 || storedCount != 0) && r.SignCount <= storedCount {
 		r.CloneSuspected = true
 	}
 	return r, nil
+}
+
+// LibError renders a go-webauthn error with its details, which say which
+// check failed.
+func LibError(err error) string {
+	var e *protocol.Error
+	if errors.As(err, &e) {
+		msg := e.Details
+		if msg == "" {
+			msg = e.Type
+		}
+		if e.DevInfo != "" {
+			msg += " (" + e.DevInfo + ")"
+		}
+		if msg != "" {
+			return strings.ToLower(msg[:1]) + msg[1:]
+		}
+	}
+	return err.Error()
 }
 
 // VerifyPIV checks a PIV signature over a registry challenge. What is signed:
@@ -238,12 +244,14 @@ func VerifyPIV(der []byte, challenge, sig []byte) error {
 // and tests).
 func COSEKeyES256(p *ecdsa.PublicKey) []byte {
 	raw, _ := p.Bytes()
-	b, _ := cbor.Marshal(map[int]any{coseKty: ktyEC2, coseAlg: algES256, coseCrv: crvP256, coseX: raw[1:33], coseY: raw[33:]})
+	b, _ := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{PublicKeyData: webauthncose.PublicKeyData{KeyType: ktyEC2, Algorithm: algES256},
+		Curve: crvP256, XCoord: raw[1:33], YCoord: raw[33:]})
 	return b
 }
 
 // COSEKeyEdDSA encodes an Ed25519 public key as a COSE_Key.
 func COSEKeyEdDSA(p ed25519.PublicKey) []byte {
-	b, _ := cbor.Marshal(map[int]any{coseKty: ktyOKP, coseAlg: algEdDSA, coseCrv: crvEd2551, coseX: []byte(p)})
+	b, _ := webauthncbor.Marshal(webauthncose.OKPPublicKeyData{PublicKeyData: webauthncose.PublicKeyData{KeyType: ktyOKP, Algorithm: algEdDSA},
+		Curve: crvEd2551, XCoord: []byte(p)})
 	return b
 }

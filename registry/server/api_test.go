@@ -147,10 +147,11 @@ func pkixDER(pub crypto.PublicKey) []byte { b, _ := x509.MarshalPKIXPublicKey(pu
 // with a PIV signature, which activates it.
 func (r *reg) enrol(ext, serial string, active bool) map[string]any {
 	body := map[string]any{
-		"user":  map[string]any{"external_id": ext, "display_name": ext},
-		"key":   map[string]any{"serial": serial, "key_sets": []string{"yk5-2026"}},
-		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2}},
-		"piv":   []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
+		"user": map[string]any{"external_id": ext, "display_name": ext},
+		"key":  map[string]any{"serial": serial, "key_sets": []string{"yk5-2026"}},
+		"fido2": []any{map[string]any{"credential_id": []byte(ext + serial), "public_key": credential.COSEKeyES256(&p256.PublicKey), "rp_id": "example.org", "cred_protect": 2,
+			"attestation_client_data_json": []byte(`{"type":"webauthn.create","challenge":"` + ext + `","origin":"https://example.org","crossOrigin":false}`)}},
+		"piv": []any{map[string]any{"slot": "9a", "public_key": pkixDER(&p256.PublicKey)}},
 	}
 	out := r.must(r.do(r.admin, "POST", "/v1/enrolments", body), 201)
 	if st := out["key"].(map[string]any)["status"]; st != "pending" {

@@ -1,13 +1,16 @@
 package server_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -16,6 +19,8 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 
 	"github.com/keydesk/keydesk/registry/credential"
 )
@@ -58,9 +63,14 @@ func pivAttestation(t *testing.T, root *testCA, serial int64, slotKey *ecdsa.Pri
 // packedAttestation is a packed attestation object (WebAuthn L2 §8.2) for
 // credential credID with key cred, signed by a leaf under root.
 func packedAttestation(t *testing.T, root *testCA, credID []byte, cred *ecdsa.PrivateKey, cdHash []byte) []byte {
-	aaguid := []byte("keydesk-test-aag")
+	return packedAttestationOf(t, root, credID, cred, cdHash, []byte("keydesk-test-aag"))
+}
+
+// packedAttestationOf is packedAttestation for an authenticator model
+// (AAGUID) of one's choosing.
+func packedAttestationOf(t *testing.T, root *testCA, credID []byte, cred *ecdsa.PrivateKey, cdHash, aaguid []byte) []byte {
 	ext, _ := asn1.Marshal(aaguid)
-	leaf := issueCert(t, root, mustEC(p256.Curve), &x509.Certificate{Subject: pkix.Name{CommonName: "Test FIDO", OrganizationalUnit: []string{"Authenticator Attestation"}},
+	leaf := issueCert(t, root, mustEC(p256.Curve), &x509.Certificate{Subject: pkix.Name{CommonName: "Test FIDO", OrganizationalUnit: []string{"Authenticator Attestation"}, Organization: []string{"Test"}, Country: []string{"SE"}},
 		BasicConstraintsValid: true, ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}, Value: ext}}})
 	rp := sha256.Sum256([]byte("example.org"))
 	ad := append(append([]byte{}, rp[:]...), 0x41, 0, 0, 0, 0)
@@ -98,10 +108,12 @@ func TestAttestationVerdicts(t *testing.T) {
 	}{
 		{"genuine", 5001, map[string]any{"attestation_object": packedAttestation(t, trusted, []byte("c5001"), slotKey, cdh[:]), "attestation_client_data_json": cdj},
 			nil, "genuine", "genuine"},
-		{"untrusted root", 5002, map[string]any{"attestation_object": packedAttestation(t, stranger, []byte("c5002"), slotKey, cdh[:]), "attestation_client_data_hash": cdh[:]},
+		{"untrusted root", 5002, map[string]any{"attestation_object": packedAttestation(t, stranger, []byte("c5002"), slotKey, cdh[:]), "attestation_client_data_json": cdj, "attestation_client_data_hash": cdh[:]},
 			nil, "untrusted-root", "untrusted-root"},
 		{"no attestation", 5003, map[string]any{}, map[string]any{"attestation_certificate": nil}, "none", "none"},
-		{"for another key", 5004, map[string]any{"attestation_object": packedAttestation(t, trusted, []byte("c5004"), mustEC(p256.Curve), cdh[:]), "attestation_client_data_hash": cdh[:]},
+		{"claims another model", 5005, map[string]any{"attestation_object": packedAttestation(t, trusted, []byte("c5005"), slotKey, cdh[:]), "attestation_client_data_json": cdj,
+			"aaguid": []byte("another-model-00")}, nil, "invalid", "none"},
+		{"for another key", 5004, map[string]any{"attestation_object": packedAttestation(t, trusted, []byte("c5004"), mustEC(p256.Curve), cdh[:]), "attestation_client_data_json": cdj},
 			nil, "invalid", "invalid"},
 	}
 	for _, c := range cases {
@@ -130,7 +142,30 @@ func TestAttestationVerdicts(t *testing.T) {
 			if f["verdict"] != c.fidoVerdict || p["verdict"] != c.pivVerdict {
 				t.Fatalf("fido2 %v (%v), piv %v (%v); want %s, %s", f["verdict"], f["verdict_reason"], p["verdict"], p["verdict_reason"], c.fidoVerdict, c.pivVerdict)
 			}
+			if c.name == "genuine" {
+				reverify(t, f)
+			}
 		})
+	}
+	// A registration that brings the attestation object with only the hash
+	// of its clientDataJSON is refused: it could not be verified again.
+	hashOnly := r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
+		"user": map[string]any{"external_id": "hash-only"}, "key": map[string]any{"serial": "5010"},
+		"fido2": []any{map[string]any{"credential_id": []byte("c5010"), "public_key": credential.COSEKeyES256(&slotKey.PublicKey), "rp_id": "example.org",
+			"attestation_object": packedAttestation(t, trusted, []byte("c5010"), slotKey, cdh[:]), "attestation_client_data_hash": cdh[:]}},
+	})
+	if hashOnly.status != 422 || hashOnly.body["code"] != "missing_client_data_json" {
+		t.Fatalf("hash-only registration: %d %s", hashOnly.status, hashOnly.raw)
+	}
+	// clientDataJSON of an assertion is not a registration's.
+	wrongType := r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
+		"user": map[string]any{"external_id": "wrong-type"}, "key": map[string]any{"serial": "5011"},
+		"fido2": []any{map[string]any{"credential_id": []byte("c5011"), "public_key": credential.COSEKeyES256(&slotKey.PublicKey), "rp_id": "example.org",
+			"attestation_object":           packedAttestation(t, trusted, []byte("c5011"), slotKey, cdh[:]),
+			"attestation_client_data_json": []byte(`{"type":"webauthn.get","challenge":"AAAA","origin":"https://example.org"}`)}},
+	})
+	if wrongType.status != 422 || wrongType.body["code"] != "invalid_client_data" {
+		t.Fatalf("assertion client data as a registration: %d %s", wrongType.status, wrongType.raw)
 	}
 	// The client cannot assert a verdict.
 	res := r.do(r.admin, "POST", "/v1/enrolments", map[string]any{
@@ -153,5 +188,45 @@ func TestServeHelp(t *testing.T) {
 		if !contains(out, want) {
 			t.Fatalf("serve --help lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// reverify feeds a FIDO2 credential as the registry returns it to
+// go-webauthn's registration verification (WebAuthn L2 §7.1), as an auditor
+// or another identity provider would: the stored clientDataJSON and
+// attestation object, checked for this relying party and the challenge the
+// stored client data names.
+func reverify(t *testing.T, f map[string]any) {
+	t.Helper()
+	cdj, obj, id := b64(t, f["attestation_client_data_json"]), b64(t, f["attestation_object"]), b64(t, f["credential_id"])
+	body, _ := json.Marshal(map[string]any{
+		"id": base64.RawURLEncoding.EncodeToString(id), "rawId": base64.RawURLEncoding.EncodeToString(id), "type": "public-key",
+		"response": map[string]any{"clientDataJSON": base64.RawURLEncoding.EncodeToString(cdj), "attestationObject": base64.RawURLEncoding.EncodeToString(obj)},
+	})
+	pcc, err := protocol.ParseCredentialCreationResponseBytes(body)
+	if err != nil {
+		t.Fatalf("parsing the stored registration: %v", err)
+	}
+	var cd struct {
+		Challenge string `json:"challenge"`
+	}
+	if err := json.Unmarshal(cdj, &cd); err != nil {
+		t.Fatal(err)
+	}
+	params := []protocol.CredentialParameter{{Type: protocol.PublicKeyCredentialType, Algorithm: webauthncose.AlgES256}}
+	verify := func(challenge string) error {
+		_, err := pcc.Verify(challenge, f["rp_id"].(string), []string{"https://" + f["rp_id"].(string)}, nil, nil,
+			protocol.TopOriginExplicitVerificationMode, false, false, true, nil, params, protocol.AttestationPolicy{}, protocol.SignaturePolicy{})
+		return err
+	}
+	if err := verify(cd.Challenge); err != nil {
+		t.Fatalf("go-webauthn refuses the stored registration: %v", err)
+	}
+	if !bytes.Equal(pcc.Response.AttestationObject.AuthData.AttData.CredentialID, id) {
+		t.Fatalf("verified registration is for credential %x, stored %x", pcc.Response.AttestationObject.AuthData.AttData.CredentialID, id)
+	}
+	// The check can fail: another challenge does not verify.
+	if err := verify("BBBB"); err == nil {
+		t.Fatal("go-webauthn accepted the stored registration for another challenge")
 	}
 }

@@ -95,6 +95,15 @@ func TestExportImportKeepsAuditChain(t *testing.T) {
 	if len(r["fido2"].([]any)) != 1 || len(r["piv"].([]any)) != 1 {
 		t.Fatalf("restored key: %v", r)
 	}
+	// The FIDO2 credential comes back whole, with the clientDataJSON of
+	// its registration.
+	src := a.must(a.do(a.admin, "GET", "/v1/keys/"+a.keyA, nil), 200)["fido2"].([]any)[0].(map[string]any)
+	got := r["fido2"].([]any)[0].(map[string]any)
+	js, _ := json.Marshal(src)
+	jg, _ := json.Marshal(got)
+	if src["attestation_client_data_json"] == nil || string(js) != string(jg) {
+		t.Fatalf("restored fido2 credential:\n%s\nwant\n%s", jg, js)
+	}
 
 	// One user's export.
 	ures := a.do(a.admin, "GET", "/v1/export?user_id="+a.userB, nil)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -227,8 +228,8 @@ type fidoIn struct {
 	SignCount         uint32 `json:"sign_count"`
 	CredProtect       int    `json:"cred_protect"`
 	AttestationObject []byte `json:"attestation_object"`
-	// The clientDataJSON the attestation signed, or its SHA-256 (what a
-	// CTAP client such as libfido2 is given).
+	// The clientDataJSON the attestation signed, required with an
+	// attestation object; its SHA-256 may be sent too and must then match.
 	AttestationClientDataJSON []byte `json:"attestation_client_data_json"`
 	AttestationClientDataHash []byte `json:"attestation_client_data_hash"`
 }
@@ -240,26 +241,48 @@ func (f fidoIn) model(keyID string) (registry.FIDOCredential, error) {
 	if f.CredProtect < 0 || f.CredProtect > 3 {
 		return registry.FIDOCredential{}, registry.Invalid("invalid_cred_protect", "cred_protect must be 0-3 (CTAP 2.1 §12.1)")
 	}
-	cdh := f.AttestationClientDataHash
+	// A registration is the attestation object together with the
+	// clientDataJSON its signature covers (WebAuthn L2 §5.2.1); the registry
+	// keeps both so that the registration can be verified again later, and
+	// refuses a new one that brings only the hash.
+	if len(f.AttestationObject) > 0 && len(f.AttestationClientDataJSON) == 0 {
+		return registry.FIDOCredential{}, registry.Invalid("missing_client_data_json", "attestation_client_data_json is required with attestation_object (WebAuthn L2 §5.2.1); a hash alone cannot be verified again later")
+	}
+	var cdh []byte
 	if len(f.AttestationClientDataJSON) > 0 {
+		if err := credential.CheckRegistrationClientData(f.AttestationClientDataJSON); err != nil {
+			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "%v", err)
+		}
 		h := sha256.Sum256(f.AttestationClientDataJSON)
-		if cdh != nil && !bytes.Equal(cdh, h[:]) {
+		if f.AttestationClientDataHash != nil && !bytes.Equal(f.AttestationClientDataHash, h[:]) {
 			return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash is not the SHA-256 of attestation_client_data_json")
 		}
 		cdh = h[:]
 	}
-	if cdh != nil && len(cdh) != sha256.Size {
-		return registry.FIDOCredential{}, registry.Invalid("invalid_client_data", "attestation_client_data_hash must be 32 bytes")
-	}
 	return registry.FIDOCredential{KeyID: keyID, CredentialID: f.CredentialID, PublicKey: f.PublicKey, AAGUID: f.AAGUID, RPID: f.RPID,
-		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject, AttestationClientDataHash: cdh}, nil
+		SignCount: f.SignCount, CredProtect: f.CredProtect, AttestationObject: f.AttestationObject,
+		AttestationClientDataHash: cdh, AttestationClientDataJSON: f.AttestationClientDataJSON}, nil
 }
 
 // attestFIDO sets c's verdict from its attestation, checked against the
-// server's roots.
-func (s *Server) attestFIDO(c *registry.FIDOCredential) {
-	res := s.roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
+// server's roots and those of the FIDO Metadata Service BLOB it holds. The
+// attested AAGUID is the credential's (filled in when the client gave
+// none), and a model the BLOB marks compromised, revoked or retired is not
+// genuine.
+func (s *Server) attestFIDO(ctx context.Context, c *registry.FIDOCredential) {
+	set, roots, _ := s.mdsSet(ctx) // on a read error, the server's own roots
+	res := roots.FIDO(attest.FIDOInput{AttestationObject: c.AttestationObject, ClientDataHash: c.AttestationClientDataHash,
 		CredentialID: c.CredentialID, PublicKey: c.PublicKey, RPID: c.RPID}, s.opt.Now())
+	switch {
+	case len(res.AAGUID) == 0:
+	case len(c.AAGUID) == 0:
+		c.AAGUID = res.AAGUID
+	case !bytes.Equal(c.AAGUID, res.AAGUID):
+		res = attest.Result{Verdict: registry.VerdictInvalid, Reason: "aaguid is not the attested one"}
+	}
+	if e, ok := set.Lookup(c.AAGUID); ok && res.Verdict == registry.VerdictGenuine && e.Undesired() {
+		res = attest.Result{Verdict: registry.VerdictInvalid, Reason: fmt.Sprintf("the FIDO Metadata Service marks %s (%s) %s", e.Description, e.AAGUID, e.Status)}
+	}
 	c.Verdict, c.VerdictReason = res.Verdict, res.Reason
 }
 
@@ -319,7 +342,7 @@ func (s *Server) addFIDO(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s.attestFIDO(&c)
+	s.attestFIDO(r.ctx, &c)
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {
 		k, err := tx.GetKey(c.KeyID)
 		if err != nil {
@@ -410,7 +433,7 @@ func (s *Server) enrol(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
-		s.attestFIDO(&c)
+		s.attestFIDO(r.ctx, &c)
 		out.FIDO2 = append(out.FIDO2, c)
 	}
 	for i, p := range in.PIV {

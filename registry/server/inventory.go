@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/store/sqlstore"
 )
 
 // inventoryRoutes serve the organisation's users with their keys, page by
@@ -42,9 +44,38 @@ func (s *Server) inventory(r *request) (int, any, error) {
 			}
 		}
 	}
+	if err := s.nameModels(r.ctx, r.URL.Query().Get("after"), page, out); err != nil {
+		return 0, nil, err
+	}
 	next := ""
 	if len(page) == limit {
 		next = page[len(page)-1].User.ID
 	}
 	return http.StatusOK, map[string]any{"users": out, "next": next}, nil
+}
+
+// nameModels adds to each key of an inventory page the model of each of
+// its FIDO2 credentials, from the FIDO Metadata Service BLOB the registry
+// holds; without one it adds nothing and costs one small query.
+func (s *Server) nameModels(ctx context.Context, after string, page []sqlstore.InventoryUser, out []registry.InventoryUser) error {
+	set, _, err := s.mdsSet(ctx)
+	if err != nil || set == nil || len(page) == 0 {
+		return err
+	}
+	creds, err := s.st.InventoryAAGUIDs(ctx, after, page[len(page)-1].User.ID)
+	if err != nil {
+		return err
+	}
+	at := map[string]*registry.InventoryKey{}
+	for i := range out {
+		for j := range out[i].Keys {
+			at[out[i].Keys[j].ID] = &out[i].Keys[j]
+		}
+	}
+	for _, c := range creds {
+		if k := at[c.KeyID]; k != nil {
+			k.FIDO2Models = append(k.FIDO2Models, fidoModel(set, c))
+		}
+	}
+	return nil
 }

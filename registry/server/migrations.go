@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
 	"net/http"
@@ -188,6 +189,9 @@ func (s *Server) readiness(r *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := s.nameBModels(r.ctx, &rd); err != nil {
+		return 0, nil, err
+	}
 	r.w.Header().Set("ETag", etag(rd.Version))
 	return http.StatusOK, rd, nil
 }
@@ -286,4 +290,32 @@ func (s *Server) lockoutSignal(r *request) (int, any, error) {
 		s.log.Info("lockout signal", "token", r.tok.Name, "user_id", in.UserID, "key_id", in.KeyID, "reason", in.Reason)
 	}
 	return status, body, err
+}
+
+// nameBModels adds to each user of a readiness report the models of the
+// FIDO2 credentials on their set-B keys, from the FIDO Metadata Service
+// BLOB the registry holds; without one it adds nothing.
+func (s *Server) nameBModels(ctx context.Context, rd *registry.Readiness) error {
+	set, _, err := s.mdsSet(ctx)
+	if err != nil || set == nil {
+		return err
+	}
+	m, err := s.st.GetMigration(ctx, rd.MigrationID)
+	if err != nil {
+		return err
+	}
+	creds, err := s.st.SetAAGUIDs(ctx, m.To)
+	if err != nil {
+		return err
+	}
+	at := make(map[string]int, len(rd.Users))
+	for i, u := range rd.Users {
+		at[u.UserID] = i
+	}
+	for _, c := range creds {
+		if i, ok := at[c.OwnerID]; ok {
+			rd.Users[i].BModels = append(rd.Users[i].BModels, fidoModel(set, c))
+		}
+	}
+	return nil
 }

@@ -77,7 +77,7 @@ func (s *Server) resetFIDO(r *request) (int, any, error) {
 			}
 			return 0, nil, err
 		}
-		s.attestFIDO(&c)
+		s.attestFIDO(r.ctx, &c)
 		creds = append(creds, c)
 	}
 	return s.write(r, func(tx *sqlstore.Tx) (int, any, string, error) {

@@ -91,6 +91,7 @@ type Server struct {
 	limitMu sync.Mutex
 	fails   map[string]*failWindow
 	signals signalLimiter
+	mdsc    mdsCache
 	log     *slog.Logger
 }
 

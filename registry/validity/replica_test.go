@@ -275,7 +275,11 @@ func (w *world) change(t *testing.T, r *reg, rng *rand.Rand) bool {
 		to := []registry.KeyStatus{registry.KeySuspended, registry.KeyLost, registry.KeyRevoked, registry.KeyRetired}[rng.IntN(4)]
 		return w.setStatus(t, r, k, to)
 	case op < 17:
-		k := w.keys[rng.IntN(len(w.keys))]
+		// Lost, revoked and retired keys take no new credentials.
+		k := pick(registry.KeyPending, registry.KeyActive, registry.KeySuspended)
+		if k == nil {
+			return false
+		}
 		st, body := r.do("POST", "/v1/keys/"+k.id+"/fido2", fido2(rng))
 		if st != http.StatusCreated {
 			t.Fatalf("adding a credential: %d %s", st, body)
@@ -290,7 +294,8 @@ func (w *world) change(t *testing.T, r *reg, rng *rand.Rand) bool {
 		if u.Status != registry.UserActive {
 			to = "active"
 		}
-		st, body := r.do("PATCH", "/v1/users/"+uid, map[string]string{"status": to}, "If-Match", fmt.Sprintf(`"v%d"`, u.Version))
+		// Suspending a user who holds a valid credential is break-glass.
+		st, body := r.do("PATCH", "/v1/users/"+uid, map[string]string{"status": to, "break_glass_reason": "validity replica test"}, "If-Match", fmt.Sprintf(`"v%d"`, u.Version))
 		if st != http.StatusOK {
 			t.Fatalf("changing user status: %d %s", st, body)
 		}

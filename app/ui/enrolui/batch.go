@@ -88,7 +88,7 @@ func newBatch(env *uikit.Env, d *desk) *batch {
 	b := &batch{env: env, d: d, users: map[string]*userRow{}}
 	b.path = newKeyEntry(false, "/path/to/roster.csv")
 	b.path.OnSubmitted = func(string) { b.validate() }
-	b.path.onEscape = b.doCancel
+	b.path.OnEscape = b.doCancel
 	b.choose = widget.NewButtonWithIcon("Choose…", theme.FolderOpenIcon(), b.chooseFile)
 	b.check = widget.NewButtonWithIcon("Check", theme.ConfirmIcon(), b.validate)
 	b.start = widget.NewButtonWithIcon("Start", theme.MediaPlayIcon(), b.run)

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -271,26 +272,17 @@ func ask[T any](ctx context.Context, d *desk, show func(answer func(T, error))) 
 	}
 }
 
-// keyEntry is an entry that also reports Escape (Enter is OnSubmitted).
-type keyEntry struct {
-	widget.Entry
-	onEscape func()
-}
+// keyEntry is an entry that also reports Escape (Enter is OnSubmitted) and
+// lets the window's shortcuts through.
+type keyEntry = uikit.Entry
 
 func newKeyEntry(password bool, placeholder string) *keyEntry {
-	e := &keyEntry{}
-	e.Password = password
-	e.PlaceHolder = placeholder
-	e.ExtendBaseWidget(e)
-	return e
-}
-
-func (e *keyEntry) TypedKey(ev *fyne.KeyEvent) {
-	if ev.Name == fyne.KeyEscape && e.onEscape != nil {
-		e.onEscape()
-		return
+	e := uikit.NewEntry()
+	if password {
+		e = uikit.NewPasswordEntry()
 	}
-	e.Entry.TypedKey(ev)
+	e.PlaceHolder = placeholder
+	return e
 }
 
 // keyCatcher holds the keyboard focus on steps without an entry, so Enter
@@ -315,6 +307,30 @@ func (k *keyCatcher) TypedKey(ev *fyne.KeyEvent) {
 	if k.onKey != nil {
 		k.onKey(ev.Name)
 	}
+}
+
+// enterList is a list on which Enter and Escape do what they do on the
+// step around it (Next and Cancel): a click on a row gives the list the
+// keyboard focus, and Fyne's list ignores both keys. The arrows and Space
+// still move and choose.
+type enterList struct {
+	widget.List
+	onKey func(fyne.KeyName)
+}
+
+func newEnterList(onKey func(fyne.KeyName), length func() int, create func() fyne.CanvasObject, update func(widget.ListItemID, fyne.CanvasObject)) *enterList {
+	l := &enterList{onKey: onKey}
+	l.Length, l.CreateItem, l.UpdateItem = length, create, update
+	l.ExtendBaseWidget(l)
+	return l
+}
+
+func (l *enterList) TypedKey(ev *fyne.KeyEvent) {
+	if (isEnter(ev.Name) || ev.Name == fyne.KeyEscape) && l.onKey != nil {
+		l.onKey(ev.Name)
+		return
+	}
+	l.List.TypedKey(ev)
 }
 
 // isEnter reports whether name is one of the keyboard's Enter keys.
@@ -593,9 +609,12 @@ type pinForm struct {
 	title   *widget.Label
 	rule    *widget.Label
 	problem *widget.Label
-	pin     *keyEntry
-	again   *keyEntry
-	box     *fyne.Container
+	// check says, as the person types a new PIN, whether it meets the
+	// rules yet.
+	check *widget.Label
+	pin   *keyEntry
+	again *keyEntry
+	box   *fyne.Container
 
 	win    fyne.Window
 	req    enrol.PINRequest
@@ -604,10 +623,12 @@ type pinForm struct {
 }
 
 func newPINForm(win fyne.Window, onEscape func()) *pinForm {
-	f := &pinForm{win: win, title: heading(""), rule: wrapped(""), problem: wrapped(""),
+	f := &pinForm{win: win, title: heading(""), rule: wrapped(""), problem: wrapped(""), check: wrapped(""),
 		pin: newKeyEntry(true, "PIN"), again: newKeyEntry(true, "the same PIN again")}
 	f.problem.Importance = widget.DangerImportance
-	f.pin.onEscape, f.again.onEscape = onEscape, onEscape
+	f.check.Hide() // shown while a new PIN is typed
+	f.pin.OnChanged = func(string) { f.live() }
+	f.pin.OnEscape, f.again.OnEscape = onEscape, onEscape
 	f.pin.OnSubmitted = func(string) {
 		if f.isNew && f.again.Text == "" {
 			f.focus(f.again)
@@ -617,7 +638,7 @@ func newPINForm(win fyne.Window, onEscape func()) *pinForm {
 	}
 	f.again.OnSubmitted = func(string) { f.submit() }
 	f.box = container.NewVBox(f.title, f.rule, f.problem,
-		widget.NewForm(widget.NewFormItem("PIN", f.pin), widget.NewFormItem("Again", f.again)))
+		widget.NewForm(widget.NewFormItem("PIN", f.pin), widget.NewFormItem("Again", f.again)), f.check)
 	return f
 }
 
@@ -651,9 +672,64 @@ func (f *pinForm) ask(r enrol.PINRequest, isNew bool, try int, answer func(strin
 		f.rule.SetText(fmt.Sprintf("%d to %d characters, not the factory PIN 123456. It unlocks the key's certificate (smart-card sign-in).", r.MinLength, r.MaxLength))
 	}
 	f.problem.SetText("")
+	f.live()
 	if r.Problem != "" {
-		f.problem.SetText(fmt.Sprintf("%s. Try %d of %d: %d left after this one.", capital(r.Problem), try, pinChoices, pinChoices-try))
+		f.problem.SetText(fmt.Sprintf("%s. The key was not changed; choose another PIN (%d more %s before the enrolment stops).",
+			capital(r.Problem), pinChoices-try, plural(pinChoices-try, "choice", "choices")))
 	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// localProblem is what is wrong with a new PIN that the request's rules
+// already tell (too short, too long, the factory PIN). It is shown at once
+// and the PIN is never handed to the enrolment, so a typo costs none of
+// the choices the enrolment allows and never reaches the key.
+func (f *pinForm) localProblem(pin string) string {
+	if !f.isNew {
+		return ""
+	}
+	r := f.req
+	switch r.Kind {
+	case enrol.PIVPIN:
+		switch {
+		case len(pin) < r.MinLength || len(pin) > r.MaxLength:
+			return fmt.Sprintf("a PIV PIN is %d to %d characters; this one has %d", r.MinLength, r.MaxLength, len(pin))
+		case pin == "123456":
+			return "that is the factory PIN; choose another"
+		}
+	default:
+		switch n := utf8.RuneCountInString(pin); {
+		case n < r.MinLength:
+			return fmt.Sprintf("the PIN must be at least %d characters; this one has %d", r.MinLength, n)
+		case r.MaxLength > 0 && len(pin) > r.MaxLength:
+			return fmt.Sprintf("the PIN must be at most %d bytes", r.MaxLength)
+		}
+	}
+	return ""
+}
+
+// live says under the entries whether the PIN typed so far meets the
+// rules.
+func (f *pinForm) live() {
+	if !f.isNew || f.pin.Text == "" {
+		f.check.SetText("")
+		f.check.Hide()
+		return
+	}
+	if p := f.localProblem(f.pin.Text); p != "" {
+		f.check.Importance = widget.WarningImportance
+		f.check.SetText("Not yet: " + p + ".")
+	} else {
+		f.check.Importance = widget.SuccessImportance
+		f.check.SetText("✓ Meets the rules.")
+	}
+	f.check.Show()
 }
 
 func capital(s string) string {
@@ -680,6 +756,13 @@ func (f *pinForm) submit() {
 		f.problem.SetText("Type the PIN first.")
 		return
 	}
+	if p := f.localProblem(pin); p != "" {
+		f.problem.SetText(capital(p) + ". Nothing was sent to the key and this does not count as a try; type another PIN.")
+		f.pin.SetText("")
+		f.again.SetText("")
+		f.focus(f.pin)
+		return
+	}
 	answer := f.answer
 	f.answer = nil
 	f.pin.SetText("")
@@ -691,9 +774,10 @@ func (f *pinForm) submit() {
 func (f *pinForm) reset() {
 	f.clear()
 	f.req = enrol.PINRequest{}
-	for _, l := range []*widget.Label{f.title, f.rule, f.problem} {
+	for _, l := range []*widget.Label{f.title, f.rule, f.problem, f.check} {
 		l.SetText("")
 	}
+	f.check.Hide()
 }
 
 // clear drops any pending request and typed text.

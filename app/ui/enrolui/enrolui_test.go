@@ -448,8 +448,10 @@ func activeUsers(us []registry.User) []registry.User {
 }
 
 // TestWizardPINRetypedTooShortThenCancel: a mistyped repeat is caught on
-// the form; a PIN under the policy comes back with the reason and the
-// tries left; Escape cancels, and the key is left as it was.
+// the form; PINs under the policy are caught as they are typed and on
+// Enter, count as no try, and three of them do not end the enrolment; the
+// factory PIV PIN is refused the same way; Escape cancels, and the key is
+// left as it was.
 func TestWizardPINRetypedTooShortThenCancel(t *testing.T) {
 	h := newHarness(t)
 	bob := uniq("u-bob")
@@ -467,12 +469,44 @@ func TestWizardPINRetypedTooShortThenCancel(t *testing.T) {
 			t.Fatalf("mismatch: %q (answered: %v)", w.pin.problem.Text, w.pin.answer == nil)
 		}
 	})
-	h.choosePIN("1234", "1234")
-	f.await("pin:" + string(enrol.FIDO2PIN))
+	// Too-short PINs are typos the form catches as they are typed: they
+	// never reach the enrolment, count as no try, and three of them do not
+	// end it.
+	h.typeText("1234")
+	h.ui(func() {
+		if c := w.pin.check.Text; !strings.Contains(c, "at least 8 characters; this one has 4") {
+			t.Fatalf("live check while typing: %q", c)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	h.typeText("1234")
+	h.press(fyne.KeyReturn)
+	for range 2 {
+		h.choosePIN("1234567", "1234567")
+	}
 	h.ui(func() {
 		p := w.pin.problem.Text
-		if !strings.Contains(p, "at least 8 characters") || !strings.Contains(p, "Try 2 of 3") {
+		if !strings.Contains(p, "at least 8 characters") || !strings.Contains(p, "does not count as a try") || strings.Contains(p, "Try") {
 			t.Fatalf("too short: %q", p)
+		}
+		if w.step != stepPIN || w.pin.answer == nil || w.pin.req.Kind != enrol.FIDO2PIN {
+			t.Fatalf("after three short PINs the wizard is at %q (waiting: %v)", w.step, w.pin.answer != nil)
+		}
+	})
+	h.typeText("12345678")
+	h.ui(func() {
+		if c := w.pin.check.Text; !strings.Contains(c, "Meets the rules") {
+			t.Fatalf("live check for a long enough PIN: %q", c)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	h.typeText("12345678")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("123456", "123456")
+	h.ui(func() {
+		if p := w.pin.problem.Text; !strings.Contains(p, "factory PIN") || w.pin.req.Kind != enrol.PIVPIN {
+			t.Fatalf("the factory PIV PIN: %q", p)
 		}
 	})
 	h.press(fyne.KeyEscape)
@@ -900,4 +934,64 @@ func TestUserLine(t *testing.T) {
 			t.Errorf("userLine(%+v) = %q, want %q", c.u, got, c.want)
 		}
 	}
+}
+
+// click does what a click on row i of l does in Fyne: the list takes the
+// keyboard focus, then the row is selected.
+func (h *harness) click(l *enterList, i int) {
+	h.t.Helper()
+	h.ui(func() {
+		h.win.Canvas().Focus(l)
+		l.Select(i)
+	})
+}
+
+// TestWizardEnterAfterAClick: a user and then a key chosen with the mouse
+// (which gives the list the keyboard focus); "press Enter" then goes on,
+// as the step says, and Escape cancels.
+func TestWizardEnterAfterAClick(t *testing.T) {
+	h := newHarness(t)
+	eve := uniq("u-eve")
+	addUser(t, eve, "Eve Clicker")
+	var w *wizard
+	h.ui(func() {
+		w = newWizard(h.env, h.d)
+		h.win.SetContent(w.root)
+	})
+	f := &follower{t: h.t, tr: &w.trail}
+	f.await("users-loaded")
+	h.ui(func() { h.win.Canvas().Focus(w.search) })
+	h.typeText(eve)
+	h.click(w.userList, 0)
+	h.ui(func() {
+		if w.user.ExternalID != eve {
+			t.Fatalf("clicked user %+v", w.user)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await(stepKey)
+	h.waitKeyListed(w, h.serials[0])
+	var row int
+	h.ui(func() {
+		for i, k := range w.keys {
+			if k.Serial == h.serials[0] {
+				row = i
+			}
+		}
+	})
+	h.click(w.keyList, row)
+	h.ui(func() {
+		if want := fmt.Sprintf("Key %d chosen. Press Enter to check it.", h.serials[0]); w.keyNote.Text != want {
+			t.Fatalf("key note %q, want %q", w.keyNote.Text, want)
+		}
+	})
+	h.press(fyne.KeyReturn)
+	f.await("checks-passed")
+	h.press(fyne.KeyEscape)
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Cancelled" {
+			t.Fatalf("after Escape: %s", w.resultHead.Text)
+		}
+	})
 }

@@ -56,7 +56,7 @@ type wizard struct {
 	search     *keyEntry
 	users      []registry.User
 	matches    []registry.User
-	userList   *widget.List
+	userList   *enterList
 	userNote   *widget.Label
 	retry      *widget.Button
 	user       registry.User
@@ -75,7 +75,7 @@ type wizard struct {
 
 	// Step 2: the key.
 	keys    []device.Key
-	keyList *widget.List
+	keyList *enterList
 	keyNote *widget.Label
 	chosen  uint32
 	keyBox  fyne.CanvasObject
@@ -241,7 +241,7 @@ func (w *wizard) updateSummary() {
 
 func (w *wizard) buildUser() {
 	w.search = newKeyEntry(false, "name, user id or email")
-	w.search.onEscape = w.doCancel
+	w.search.OnEscape = w.doCancel
 	w.search.OnChanged = func(string) { w.filter() }
 	w.search.OnSubmitted = func(string) {
 		if w.user.ID == "" && len(w.matches) == 1 {
@@ -255,7 +255,7 @@ func (w *wizard) buildUser() {
 			w.onNext()
 		}
 	}
-	w.userList = widget.NewList(func() int { return len(w.matches) },
+	w.userList = newEnterList(w.key, func() int { return len(w.matches) },
 		func() fyne.CanvasObject { return widget.NewLabel("") },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			u := w.matches[i]
@@ -423,7 +423,7 @@ func (w *wizard) filter() {
 func (w *wizard) buildNewUser() {
 	field := func(placeholder string) *keyEntry {
 		e := newKeyEntry(false, placeholder)
-		e.onEscape = w.doCancel
+		e.OnEscape = w.doCancel
 		e.OnSubmitted = func(string) { w.submitNewUser() }
 		return e
 	}
@@ -624,7 +624,7 @@ func (w *wizard) loadUnfinished() {
 // --- Step 2: the key ---
 
 func (w *wizard) buildKey() {
-	w.keyList = widget.NewList(func() int { return len(w.keys) }, newKeyRow,
+	w.keyList = newEnterList(w.key, func() int { return len(w.keys) }, newKeyRow,
 		func(i widget.ListItemID, o fyne.CanvasObject) { setKeyRow(o, w.keys[i]) })
 	w.keyList.OnSelected = func(i widget.ListItemID) {
 		if i < len(w.keys) && !w.keys[i].SerialUnknown {

@@ -43,7 +43,7 @@ type View struct {
 	// New makes the view.
 	Identity func() (string, error)
 
-	Search    *widget.Entry
+	Search    *uikit.Entry
 	Find      *widget.Button
 	Found     *widget.List
 	Attached  *widget.Select
@@ -99,8 +99,11 @@ type foundKey struct {
 // New builds the Helpdesk screen.
 func New(env *uikit.Env) *View {
 	v := &View{env: env, pick: -1}
-	v.Identity = func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }
-	v.Search = widget.NewEntry()
+	v.Identity = env.HelpdeskIdentity
+	if v.Identity == nil {
+		v.Identity = func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }
+	}
+	v.Search = uikit.NewEntry()
 	v.Search.SetPlaceHolder("a person's id or name, or a key's serial")
 	v.Search.OnSubmitted = func(string) { v.find() }
 	v.Find = widget.NewButtonWithIcon("Search", theme.SearchIcon(), v.find)
@@ -571,9 +574,8 @@ func (v *View) lost(f foundKey, breakGlass string) {
 			v.Pass = res.Pass
 			msg := fmt.Sprintf("Key %s of %s is marked lost; %s left.", f.key.Serial, res.User.ExternalID, uikit.Count(res.ActiveKeys, "active key", "active keys"))
 			if res.Pass != "" {
-				d := dialog.NewInformation("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: insert a fresh key and enrol it as the replacement.",
+				uikit.ShowInfo("Temporary access pass", fmt.Sprintf("Give %s this pass; it is shown only now and is valid until %s:\n\n%s\n\nNext: insert a fresh key and enrol it as the replacement.",
 					res.User.ExternalID, res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass), v.env.Window)
-				d.Show()
 			}
 			v.Result.SetText(msg + " Next: insert a fresh key and enrol it as the replacement." + note)
 			for i := range v.found {
@@ -599,13 +601,18 @@ func (v *View) attachedSerial(serial uint32) (device.Key, bool) {
 }
 
 func (v *View) askBreakGlass(f foundKey) {
-	reason := widget.NewEntry()
+	reason := uikit.NewEntry()
 	reason.SetPlaceHolder("why the person may be left without an active key (audited)")
-	dialog.ShowForm("Their last active key", "Mark lost", "Cancel", []*widget.FormItem{widget.NewFormItem("Reason", reason)}, func(ok bool) {
+	d := dialog.NewForm("Their last active key", "Mark lost", "Cancel", []*widget.FormItem{widget.NewFormItem("Reason", reason)}, func(ok bool) {
 		if ok && strings.TrimSpace(reason.Text) != "" {
 			v.lost(f, strings.TrimSpace(reason.Text))
 		}
 	}, v.env.Window)
+	// Enter confirms, Escape cancels.
+	reason.OnSubmitted = func(string) { d.Submit() }
+	reason.OnEscape = d.Hide
+	d.Show()
+	v.env.Window.Canvas().Focus(reason)
 }
 
 // replace enrols the attached factory-fresh key for the person whose key

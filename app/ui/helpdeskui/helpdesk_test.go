@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
-	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/recover"
@@ -189,7 +188,7 @@ func TestSearchAndMarkLost(t *testing.T) {
 	})
 	v.Found.Select(slices.Index(v.FoundSerials(), s1))
 	test.Tap(v.MarkLost)
-	entry, ok := env.Window.Canvas().Focused().(*widget.Entry)
+	entry, ok := env.Window.Canvas().Focused().(*uikit.Entry)
 	if !ok {
 		t.Fatal("no confirmation asking for the serial")
 	}
@@ -273,7 +272,7 @@ func TestResetFIDO2(t *testing.T) {
 	env, v := open(t, uitest.Fleet.Helpdesk)
 	before := diagnose(t, v)
 	test.Tap(v.ResetFIDO)
-	entry, ok := env.Window.Canvas().Focused().(*widget.Entry)
+	entry, ok := env.Window.Canvas().Focused().(*uikit.Entry)
 	if !ok {
 		t.Fatal("no confirmation asking for the serial")
 	}

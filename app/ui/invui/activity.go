@@ -38,11 +38,11 @@ type Activity struct {
 
 	Root    fyne.CanvasObject
 	Banner  *Banner
-	Actor   *widget.Entry
+	Actor   *uikit.Entry
 	Action  *widget.SelectEntry
-	Subject *widget.Entry
-	Since   *widget.Entry
-	Until   *widget.Entry
+	Subject *uikit.Entry
+	Since   *uikit.Entry
+	Until   *uikit.Entry
 	Apply   *widget.Button
 	Clear   *widget.Button
 	Older   *widget.Button
@@ -78,24 +78,24 @@ func NewActivity(env *uikit.Env) *Activity {
 func newActivity(env *uikit.Env) *Activity {
 	a := &Activity{env: env}
 	a.Banner = newBanner(func() { a.Reload() })
-	a.Actor = widget.NewEntry()
+	a.Actor = uikit.NewEntry()
 	a.Actor.SetPlaceHolder("Actor (admin:name)")
 	a.Action = widget.NewSelectEntry(knownActions)
 	a.Action.SetPlaceHolder("Action")
-	a.Subject = widget.NewEntry()
+	a.Subject = uikit.NewEntry()
 	a.Subject.SetPlaceHolder("Key serial, user id or text")
-	a.Since = widget.NewEntry()
+	a.Since = uikit.NewEntry()
 	a.Since.SetPlaceHolder("From (YYYY-MM-DD [HH:MM], or 7d back)")
-	a.Until = widget.NewEntry()
+	a.Until = uikit.NewEntry()
 	a.Until.SetPlaceHolder("To (YYYY-MM-DD [HH:MM], or 1d back)")
-	for _, e := range []*widget.Entry{a.Actor, a.Subject, a.Since, a.Until} {
+	for _, e := range []*uikit.Entry{a.Actor, a.Subject, a.Since, a.Until} {
 		e.OnSubmitted = func(string) { a.Reload() }
 	}
 	a.Action.OnSubmitted = func(string) { a.Reload() }
 	a.Apply = widget.NewButtonWithIcon("Apply", theme.SearchIcon(), func() { a.Reload() })
 	a.Apply.Importance = widget.HighImportance
 	a.Clear = widget.NewButtonWithIcon("Clear", theme.ContentClearIcon(), func() {
-		for _, e := range []*widget.Entry{a.Actor, a.Subject, a.Since, a.Until} {
+		for _, e := range []*uikit.Entry{a.Actor, a.Subject, a.Since, a.Until} {
 			e.SetText("")
 		}
 		a.Action.SetText("")

@@ -42,7 +42,7 @@ type Inventory struct {
 	Banner  *Banner
 	Counts  *widget.Label
 	Status  *widget.Label // loading progress, how old the data is, stale
-	Search  *widget.Entry
+	Search  *uikit.Entry
 	Group   *widget.Select
 	KeyStat *widget.Select
 	KeyRole *widget.Select
@@ -99,7 +99,7 @@ func newInventory(env *uikit.Env) *Inventory {
 	v.Status = widget.NewLabel("")
 	v.Status.Truncation = fyne.TextTruncateEllipsis
 
-	v.Search = widget.NewEntry()
+	v.Search = uikit.NewEntry()
 	v.Search.SetPlaceHolder("Search name, email, external id or serial")
 	v.Search.OnChanged = func(s string) { v.filter.Text = s; v.apply() }
 	v.Group = widget.NewSelect([]string{anyChoice}, func(s string) {

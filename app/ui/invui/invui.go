@@ -161,7 +161,7 @@ func walk(o, target fyne.CanvasObject) (found, opaque bool) {
 // isLeaf: widgets that hold no screen of ours.
 func isLeaf(w fyne.Widget) bool {
 	switch w.(type) {
-	case *widget.Label, *widget.Button, *widget.List, *widget.Table, *widget.Entry, *widget.Select,
+	case *widget.Label, *widget.Button, *widget.List, *widget.Table, *widget.Entry, *uikit.Entry, *widget.Select,
 		*widget.Icon, *widget.Separator, *widget.Check, *widget.ProgressBar, *widget.ProgressBarInfinite,
 		*widget.RichText, *widget.Hyperlink, *widget.SelectEntry, *widget.Tree, *widget.GridWrap, *widget.Toolbar:
 		return true

@@ -33,9 +33,12 @@ type Detail struct {
 	Info    *widget.Label
 	Touch   *widget.Label
 	Result  *widget.Label
-	Busy    *widget.ProgressBarInfinite
-	Cancel  *widget.Button
-	Tabs    *container.AppTabs
+	// about is the serial of the key Result speaks of (0: none): a
+	// message about one key never stays on screen under another.
+	about  uint32
+	Busy   *widget.ProgressBarInfinite
+	Cancel *widget.Button
+	Tabs   *container.AppTabs
 
 	// PIV actions.
 	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
@@ -170,6 +173,8 @@ func (d *Detail) enable(on bool) {
 
 // Clear empties the pane.
 func (d *Detail) Clear(msg string) {
+	// Result stays: it may be about the key that just left (an action it
+	// cut short), and goes when another key is shown.
 	d.has = false
 	d.Heading.SetText("Choose a key")
 	d.Info.SetText(msg)
@@ -183,6 +188,10 @@ func (d *Detail) Clear(msg string) {
 
 // Show shows key k with what is known of it.
 func (d *Detail) Show(k device.Key, h *Health) {
+	if d.about != 0 && d.about != k.Serial {
+		d.say(d.key.Serial, "")
+		d.about = 0
+	}
 	d.key, d.has = k, true
 	d.Heading.SetText(Title(k))
 	if k.Virtual || d.env.Practice() {
@@ -196,6 +205,16 @@ func (d *Detail) Show(k device.Key, h *Health) {
 	if d.cancel == nil {
 		d.enable(true)
 	}
+}
+
+// say sets the message about the key with serial, unless another key is
+// shown now (the message would be about a key not on screen).
+func (d *Detail) say(serial uint32, text string) {
+	if d.has && d.key.Serial != serial {
+		return
+	}
+	d.about = serial
+	d.Result.SetText(text)
 }
 
 func describe(k device.Key, h *Health) string {
@@ -268,7 +287,7 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 	}
 	k := d.key
 	d.enable(false)
-	d.Result.SetText(what + "…")
+	d.say(k.Serial, what+"…")
 	d.Busy.Show()
 	d.Busy.Start()
 	d.Cancel.Show()
@@ -277,7 +296,7 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		msg, err := work(ctx, k)
 		release()
 		if err == nil {
-			fyne.Do(func() { d.Result.SetText(msg) })
+			fyne.Do(func() { d.say(k.Serial, msg) })
 		}
 		return err
 	}, func(err error) {
@@ -289,9 +308,9 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		d.enable(d.has)
 		if err != nil {
 			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
-				d.Result.SetText(what + ": canceled; nothing was changed.")
+				d.say(k.Serial, what+": canceled; nothing was changed.")
 			} else {
-				d.Result.SetText(what + " failed: " + uikit.Message(err))
+				d.say(k.Serial, what+" failed: "+uikit.Message(err))
 				uikit.ShowError(what, err, d.env.Window)
 			}
 		}
@@ -319,7 +338,7 @@ func (d *Detail) pivChange(puk bool) func() {
 	return func() {
 		d.ask("Change "+what, []string{"Current " + what, "New " + what, "New " + what + " again"}, func(v []string) {
 			if v[1] != v[2] {
-				d.Result.SetText("The new values differ; nothing was changed.")
+				d.say(d.key.Serial, "The new values differ; nothing was changed.")
 				return
 			}
 			d.run("Changing the "+what, func(ctx context.Context, k device.Key) (string, error) {
@@ -341,7 +360,7 @@ func (d *Detail) pivChange(puk bool) func() {
 func (d *Detail) pivUnblock() {
 	d.ask("Unblock the PIV PIN", []string{pivkey.PromptPUK, "New PIV PIN", "New PIV PIN again"}, func(v []string) {
 		if v[1] != v[2] {
-			d.Result.SetText("The new PINs differ; nothing was changed.")
+			d.say(d.key.Serial, "The new PINs differ; nothing was changed.")
 			return
 		}
 		d.run("Unblocking the PIV PIN", func(ctx context.Context, k device.Key) (string, error) {
@@ -458,7 +477,7 @@ func (d *Detail) pivReset() {
 func (d *Detail) fidoSetPIN() {
 	d.ask("Set the FIDO2 PIN", []string{"New FIDO2 PIN", "New FIDO2 PIN again"}, func(v []string) {
 		if v[0] != v[1] {
-			d.Result.SetText("The PINs differ; nothing was changed.")
+			d.say(d.key.Serial, "The PINs differ; nothing was changed.")
 			return
 		}
 		d.run("Setting the FIDO2 PIN", func(ctx context.Context, k device.Key) (string, error) {
@@ -474,7 +493,7 @@ func (d *Detail) fidoSetPIN() {
 func (d *Detail) fidoChangePIN() {
 	d.ask("Change the FIDO2 PIN", []string{"Current FIDO2 PIN", "New FIDO2 PIN", "New FIDO2 PIN again"}, func(v []string) {
 		if v[1] != v[2] {
-			d.Result.SetText("The new PINs differ; nothing was changed.")
+			d.say(d.key.Serial, "The new PINs differ; nothing was changed.")
 			return
 		}
 		d.run("Changing the FIDO2 PIN", func(ctx context.Context, k device.Key) (string, error) {
@@ -515,7 +534,7 @@ func (d *Detail) fidoDelete() {
 		return
 	}
 	if d.credSel < 0 || d.credSel >= len(d.creds) {
-		d.Result.SetText("List the credentials and select one first.")
+		d.say(d.key.Serial, "List the credentials and select one first.")
 		return
 	}
 	c := d.creds[d.credSel]

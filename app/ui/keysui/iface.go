@@ -135,7 +135,7 @@ func (d *Detail) applyInterfaces() {
 	k, f := d.key, d.Ifaces
 	usb, nfc := f.chosen()
 	if usb == 0 {
-		d.Result.SetText("Nothing was changed: " + ErrNoUSBApplication.Error() + ". Leave at least one USB application on.")
+		d.say(k.Serial, "Nothing was changed: "+ErrNoUSBApplication.Error()+". Leave at least one USB application on.")
 		return
 	}
 	var ch mgmt.Change
@@ -149,7 +149,7 @@ func (d *Detail) applyInterfaces() {
 		lines = append(lines, fmt.Sprintf("Over NFC: %s (now %s).", names(nfc), names(k.EnabledNFC)))
 	}
 	if len(lines) == 0 {
-		d.Result.SetText(fmt.Sprintf("Key %d already has these applications enabled; nothing to change.", k.Serial))
+		d.say(k.Serial, fmt.Sprintf("Key %d already has these applications enabled; nothing to change.", k.Serial))
 		return
 	}
 	for _, a := range []device.Application{device.AppFIDO2, device.AppPIV} {
@@ -200,7 +200,7 @@ func (d *Detail) applyInterfaces() {
 		d.ask("Configuration lock code", []string{"Lock code (32 hex digits)"}, func(v []string) {
 			code, err := hex.DecodeString(strings.TrimSpace(v[0]))
 			if err != nil || len(code) != 16 {
-				d.Result.SetText("The lock code is 32 hex digits; nothing was changed.")
+				d.say(k.Serial, "The lock code is 32 hex digits; nothing was changed.")
 				return
 			}
 			apply(code)

@@ -153,6 +153,9 @@ func HealthLine(k device.Key, h *Health) string {
 	if h.Reg != nil {
 		p = append(p, genuine(h.Reg))
 		p = append(p, fmt.Sprintf("registered to %s (%s, %s)", h.Owner, h.Reg.Role, h.Reg.Status))
+	} else if errors.Is(h.RegErr, errNotConnected) {
+		// The status line and one message say why, once.
+		p = append(p, "registry not connected")
 	} else if h.RegErr != nil {
 		p = append(p, "registry: "+short(h.RegErr))
 	} else {
@@ -310,7 +313,7 @@ func (v *View) gather(ctx context.Context, k device.Key) *Health {
 	}
 	reg, err := v.env.Registry(ctx)
 	if err != nil {
-		h.RegErr = err
+		h.RegErr = fmt.Errorf("%w: %w", errNotConnected, err)
 		return h
 	}
 	kd, u, _, err := recover.Find(ctx, reg, strconv.FormatUint(uint64(k.Serial), 10))
@@ -326,6 +329,10 @@ func (v *View) gather(ctx context.Context, k device.Key) *Health {
 	}
 	return h
 }
+
+// errNotConnected marks a key's registry state as unknown because the
+// desk has no registry connection (not because of anything about the key).
+var errNotConnected = errors.New("registry not connected")
 
 func isNotRegistered(err error) bool { return errors.Is(err, recover.ErrNotRegistered) }
 

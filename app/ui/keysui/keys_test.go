@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
-	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/ui/keysui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -146,7 +145,7 @@ func TestFIDOResetNeedsTheSerial(t *testing.T) {
 	})
 	v.Select(s1)
 	test.Tap(v.Detail.FIDOReset)
-	entry, ok := env.Window.Canvas().Focused().(*widget.Entry)
+	entry, ok := env.Window.Canvas().Focused().(*uikit.Entry)
 	if !ok {
 		t.Fatal("no confirmation asking for the serial")
 	}

@@ -36,14 +36,14 @@ type field struct {
 // a file name). It stays open while check refuses what was typed and says
 // why in Problem. Tests type into Entries and call Submit.
 type ParamForm struct {
-	Entries []*widget.Entry
+	Entries []*uikit.Entry
 	Labels  []string
 	// Problem says why the values were refused; empty while none was.
 	Problem *widget.Label
 	dlg     dialog.Dialog
 	// saves are the entries naming a file to write, with the path the
 	// person agreed to replace in the save dialog.
-	saves  map[*widget.Entry]string
+	saves  map[*uikit.Entry]string
 	check  func([]string) error
 	done   func([]string)
 	closed bool
@@ -96,14 +96,15 @@ func (f *ParamForm) Cancel() {
 // them. A file field has a "Choose…" button opening Fyne's file dialog.
 func (d *Detail) askParams(title, action string, fields []field, check func([]string) error, then func([]string)) *ParamForm {
 	w := d.env.Window
-	f := &ParamForm{check: check, done: then, saves: map[*widget.Entry]string{}}
+	f := &ParamForm{check: check, done: then, saves: map[*uikit.Entry]string{}}
 	f.Problem = widget.NewLabel("")
 	f.Problem.Wrapping = fyne.TextWrapWord
 	f.Problem.Importance = widget.DangerImportance
 	f.Problem.Hide()
 	form := widget.NewForm()
 	for _, fl := range fields {
-		e := widget.NewEntry()
+		e := uikit.NewEntry()
+		e.OnEscape = f.Cancel
 		e.SetText(fl.Value)
 		e.SetPlaceHolder(fl.Hint)
 		f.Entries = append(f.Entries, e)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
-	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/ui/keysui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -45,7 +44,7 @@ func params(t *testing.T, v *keysui.View, values ...string) *keysui.ParamForm {
 // confirm types the serial into the open confirmation and confirms.
 func confirm(t *testing.T, env *uikit.Env, serial uint32) {
 	t.Helper()
-	entry, ok := env.Window.Canvas().Focused().(*widget.Entry)
+	entry, ok := env.Window.Canvas().Focused().(*uikit.Entry)
 	if !ok || !strings.Contains(entry.PlaceHolder, "serial") {
 		t.Fatal("no confirmation asking for the serial")
 	}

@@ -2,6 +2,7 @@ package keysui_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -94,5 +95,26 @@ func TestInterfaces(t *testing.T) {
 	result(t, v, "It has restarted")
 	if got := usbApps(t, env, s1); got != before {
 		t.Fatalf("the key enables %s over USB; want %s again", got, before)
+	}
+}
+
+// TestMessageFollowsTheSelectedKey: a message about one key is gone once
+// another key is selected, and does not come back with the first.
+func TestMessageFollowsTheSelectedKey(t *testing.T) {
+	_, v := open(t)
+	s0, s1 := uitest.Fleet.Serial(0), uitest.Fleet.Serial(1)
+	v.Select(s1)
+	v.Detail.Tabs.SelectIndex(2)
+	test.Tap(v.Detail.Ifaces.Apply) // nothing changed: a message about s1
+	if !strings.Contains(v.Detail.Result.Text, fmt.Sprint(s1)) {
+		t.Fatalf("message %q is not about key %d", v.Detail.Result.Text, s1)
+	}
+	v.Select(s0)
+	if v.Detail.Result.Text != "" {
+		t.Fatalf("with key %d selected the pane still says %q", s0, v.Detail.Result.Text)
+	}
+	v.Select(s1)
+	if v.Detail.Result.Text != "" {
+		t.Fatalf("the old message came back: %q", v.Detail.Result.Text)
 	}
 }

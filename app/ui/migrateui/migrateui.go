@@ -71,9 +71,9 @@ type View struct {
 	Reasons   *widget.Label
 	ExportBtn *widget.Button
 	StepTo    *widget.Select
-	Percent   *widget.Entry
+	Percent   *uikit.Entry
 	Resume    *widget.Check
-	Reason    *widget.Entry
+	Reason    *uikit.Entry
 	Advance   *widget.Button
 	Halt      *widget.Button
 	Rollback  *widget.Button
@@ -82,20 +82,20 @@ type View struct {
 	confirmDialog dialog.Dialog
 
 	// plan editor
-	Name          *widget.Entry
-	From, To      *widget.Entry
+	Name          *uikit.Entry
+	From, To      *uikit.Entry
 	ScopeAll      *widget.Check
-	ScopeUsers    *widget.Entry
-	ScopeGroups   *widget.Entry
-	CanaryUsers   *widget.Entry
-	CanaryGroups  *widget.Entry
-	CanaryPercent *widget.Entry
-	Stages        *widget.Entry
-	MinB          *widget.Entry
+	ScopeUsers    *uikit.Entry
+	ScopeGroups   *uikit.Entry
+	CanaryUsers   *uikit.Entry
+	CanaryGroups  *uikit.Entry
+	CanaryPercent *uikit.Entry
+	Stages        *uikit.Entry
+	MinB          *uikit.Entry
 	Backup        *widget.Check
-	MaxAge        *widget.Entry
-	Grace         *widget.Entry
-	Threshold     *widget.Entry
+	MaxAge        *uikit.Entry
+	Grace         *uikit.Entry
+	Threshold     *uikit.Entry
 	Create        *widget.Button
 	// FieldErr holds the refusal shown under each plan field, by the
 	// registry's field name (from_set, to_set, scope, canary, stages,
@@ -181,10 +181,10 @@ func (v *View) Content() fyne.CanvasObject {
 	v.Reasons = widget.NewLabel("")
 	v.ExportBtn = widget.NewButtonWithIcon("Export CSV…", theme.DocumentSaveIcon(), v.exportDialog)
 	v.StepTo = widget.NewSelect([]string{"dry_run", "canary", "staged", "complete"}, nil)
-	v.Percent = widget.NewEntry()
+	v.Percent = uikit.NewEntry()
 	v.Percent.SetPlaceHolder("next planned")
 	v.Resume = widget.NewCheck("resume after a halt", nil)
-	v.Reason = widget.NewEntry()
+	v.Reason = uikit.NewEntry()
 	v.Reason.SetPlaceHolder("reason (halt, roll back)")
 	v.Advance = widget.NewButtonWithIcon("Advance…", theme.MediaPlayIcon(), func() { v.preview(v.advanceStep()) })
 	v.Halt = widget.NewButtonWithIcon("Halt…", theme.MediaPauseIcon(), func() { v.preview(migrate.Step{Action: "halt", Reason: v.Reason.Text}) })
@@ -218,7 +218,7 @@ func (v *View) Content() fyne.CanvasObject {
 }
 
 func (v *View) planForm() fyne.CanvasObject {
-	e := func(ph string) *widget.Entry { w := widget.NewEntry(); w.SetPlaceHolder(ph); return w }
+	e := func(ph string) *uikit.Entry { w := uikit.NewEntry(); w.SetPlaceHolder(ph); return w }
 	v.Name = e("YubiKey 5 rollout")
 	v.From = e("legacy-2024")
 	v.To = e("yk5-2026")
@@ -613,12 +613,16 @@ func (v *View) confirm(id string, p migrate.Preview) {
 	cancel := widget.NewButton("Cancel", func() { d.Hide(); v.Confirm = nil })
 	scroll := container.NewVScroll(body)
 	scroll.SetMinSize(fyne.NewSize(480, 220))
-	cd := dialog.NewCustomWithoutButtons(action+" "+p.Migration.Name+"?", scroll, v.env.Window)
+	// Enter confirms and Escape cancels while no button has the focus.
+	confirm := v.Confirm
+	keys := uikit.NewKeyCatcher(scroll, confirm.OnTapped, cancel.OnTapped)
+	cd := dialog.NewCustomWithoutButtons(action+" "+p.Migration.Name+"?", keys, v.env.Window)
 	cd.SetButtons([]fyne.CanvasObject{cancel, v.Confirm})
 	d = cd
 	v.confirmDialog = d
 	v.lastStep = &p
 	d.Show()
+	v.env.Window.Canvas().Focus(keys)
 }
 
 func (v *View) take(id string, st migrate.Step) {

@@ -40,12 +40,12 @@ type View struct {
 	Keyring *secrets.Keyring
 	Path    string
 
-	RegistryURL, RegistryCA, RPID, RPName, MinPINLength, CSRDir, CertDays *widget.Entry
-	Recipients, TrustRoots                                                *widget.Entry
+	RegistryURL, RegistryCA, RPID, RPName, MinPINLength, CSRDir, CertDays *uikit.Entry
+	Recipients, TrustRoots                                                *uikit.Entry
 	CredProtect, CertMode                                                 *widget.Select
 	Discoverable, ForcePIN, Practice                                      *widget.Check
 
-	Token, Identity           *widget.Entry
+	Token, Identity           *uikit.Entry
 	StoreToken, StoreIdentity *widget.Button
 	NewIdentity               *widget.Button
 	Save                      *widget.Button
@@ -65,8 +65,8 @@ func New(env *uikit.Env) *View {
 	if env.Settings != nil {
 		s = env.Settings()
 	}
-	entry := func(text, hint string) *widget.Entry {
-		e := widget.NewEntry()
+	entry := func(text, hint string) *uikit.Entry {
+		e := uikit.NewEntry()
 		e.SetText(text)
 		e.SetPlaceHolder(hint)
 		return e
@@ -78,11 +78,11 @@ func New(env *uikit.Env) *View {
 	v.MinPINLength = entry(strconv.Itoa(s.MinPINLength), "4 to 63")
 	v.CSRDir = entry(s.CSRDir, "where certificate requests are written (CSR mode)")
 	v.CertDays = entry(strconv.Itoa(s.CertValidityDays), "1 to 3650")
-	v.Recipients = widget.NewMultiLineEntry()
+	v.Recipients = uikit.NewMultiLineEntry()
 	v.Recipients.SetText(strings.Join(s.HelpdeskRecipients, "\n"))
 	v.Recipients.SetPlaceHolder("age1… (one per line)")
 	v.Recipients.SetMinRowsVisible(2)
-	v.TrustRoots = widget.NewMultiLineEntry()
+	v.TrustRoots = uikit.NewMultiLineEntry()
 	v.TrustRoots.SetText(strings.Join(s.TrustRoots, "\n"))
 	v.TrustRoots.SetPlaceHolder("PEM files of extra attestation roots (one path per line)")
 	v.TrustRoots.SetMinRowsVisible(2)
@@ -97,10 +97,10 @@ func New(env *uikit.Env) *View {
 	v.Practice = widget.NewCheck("practice mode: virtual keys, their attestation root trusted (never on a production desk)", nil)
 	v.Practice.SetChecked(s.Practice)
 
-	v.Token = widget.NewPasswordEntry()
+	v.Token = uikit.NewPasswordEntry()
 	v.Token.SetPlaceHolder("kdr_… from your registry admin")
 	v.StoreToken = widget.NewButton("Check and store token", v.storeToken)
-	v.Identity = widget.NewPasswordEntry()
+	v.Identity = uikit.NewPasswordEntry()
 	v.Identity.SetPlaceHolder("AGE-SECRET-KEY-1…")
 	v.StoreIdentity = widget.NewButton("Store identity", v.storeIdentity)
 	v.NewIdentity = widget.NewButton("New identity", v.newIdentity)

@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry/client"
 )
@@ -26,6 +27,18 @@ func Message(err error) string {
 		return ""
 	}
 	msg := err.Error()
+	var fe *settings.FieldError
+	var fes settings.Errors
+	switch {
+	case errors.As(err, &fes):
+		lines := make([]string, len(fes))
+		for i, e := range fes {
+			lines[i] = e.Label() + " (Settings): " + e.Msg
+		}
+		msg = strings.Join(lines, "\n")
+	case errors.As(err, &fe):
+		msg = fe.Label() + " (Settings): " + fe.Msg
+	}
 	var h hinter
 	if errors.As(err, &h) && h.Hint() != "" {
 		msg += "\n\n" + h.Hint()
@@ -51,10 +64,10 @@ func registryHint(err error) string {
 	return ""
 }
 
-// ShowError shows err with its next step in a dialog on w.
+// ShowError shows err with its next step in a dialog on w; Enter and
+// Escape close it.
 func ShowError(title string, err error, w fyne.Window) {
-	d := dialog.NewCustom(title, "Close", wrapLabel(Message(err)), w)
-	d.Show()
+	ShowInfo(title, Message(err), w)
 }
 
 // ConfirmSerial asks before a destructive step on one key: the action
@@ -63,7 +76,7 @@ func ShowError(title string, err error, w fyne.Window) {
 // the field confirms once the serial matches; Escape cancels.
 func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onConfirm func()) dialog.Dialog {
 	want := strconv.FormatUint(uint64(serial), 10)
-	entry := widget.NewEntry()
+	entry := NewEntry()
 	entry.SetPlaceHolder("serial " + want)
 	body := wrapLabel(fmt.Sprintf("%s on the key with serial %s.\n%s\n\nType the serial to confirm.", action, want, consequence))
 	var d *dialog.CustomDialog
@@ -85,6 +98,7 @@ func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onC
 		}
 	}
 	entry.OnSubmitted = func(string) { do.OnTapped() }
+	entry.OnEscape = cancel.OnTapped
 	d = dialog.NewCustomWithoutButtons(action+"?", container.NewVBox(body, entry), w)
 	d.SetButtons([]fyne.CanvasObject{cancel, do})
 	d.Show()

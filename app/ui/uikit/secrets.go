@@ -15,7 +15,7 @@ var ErrNotGiven = errors.New("canceled; nothing was changed")
 // SecretForm is an open dialog asking for secrets (PINs, PUKs), one masked
 // entry each. Tests type into Entries and call Submit.
 type SecretForm struct {
-	Entries []*widget.Entry
+	Entries []*Entry
 	// Labels name the entries, in order.
 	Labels []string
 	dlg    *dialog.FormDialog
@@ -49,7 +49,7 @@ func (f *SecretForm) Cancel() {
 
 // ChainEntries makes Enter in each entry of a dialog's form move to the
 // next one, and Enter in the last call submit.
-func ChainEntries(w fyne.Window, entries []*widget.Entry, submit func()) {
+func ChainEntries(w fyne.Window, entries []*Entry, submit func()) {
 	for i, e := range entries {
 		if i == len(entries)-1 {
 			e.OnSubmitted = func(string) { submit() }
@@ -67,7 +67,8 @@ func AskSecrets(w fyne.Window, title string, labels []string, done func(values [
 	f := &SecretForm{done: done, Labels: labels}
 	var items []*widget.FormItem
 	for _, l := range labels {
-		e := widget.NewPasswordEntry()
+		e := NewPasswordEntry()
+		e.OnEscape = func() { f.Cancel() }
 		f.Entries = append(f.Entries, e)
 		items = append(items, widget.NewFormItem(l, e))
 	}

@@ -62,6 +62,11 @@ type Env struct {
 	Role Role
 	User string
 
+	// HelpdeskIdentity returns the helpdesk's age identity, which opens
+	// escrowed PUKs; nil means the OS keyring's. A practice desk keeps its
+	// own identity with its data instead.
+	HelpdeskIdentity func() (string, error)
+
 	// Reconnect asks the shell to reload the settings and reopen the
 	// registry connection (after Settings saved new ones). Nil when there
 	// is no shell, as in a screen's tests.

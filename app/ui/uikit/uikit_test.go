@@ -10,7 +10,6 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
-	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry/client"
@@ -24,7 +23,7 @@ func TestConfirmSerialNeedsTheSerial(t *testing.T) {
 	confirmed := 0
 	ConfirmSerial(w, 12345678, "Reset FIDO2", "Every credential on the key is deleted.", func() { confirmed++ })
 
-	focused := w.Canvas().Focused().(*widget.Entry)
+	focused := w.Canvas().Focused().(*Entry)
 	test.Type(focused, "1234567")
 	focused.OnSubmitted(focused.Text)
 	if confirmed != 0 {

@@ -121,6 +121,10 @@ func HasText(obj fyne.CanvasObject, s string) bool {
 		if strings.Contains(o.Text, s) {
 			return true
 		}
+	case *uikit.Entry:
+		if strings.Contains(o.Text, s) {
+			return true
+		}
 	case *fyne.Container:
 		for _, c := range o.Objects {
 			if HasText(c, s) {

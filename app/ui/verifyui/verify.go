@@ -34,7 +34,7 @@ type View struct {
 	keys []device.Key
 
 	Key     *widget.Select
-	User    *widget.Entry
+	User    *uikit.Entry
 	Run     *widget.Button
 	Cancel  *widget.Button
 	Touch   *widget.Label
@@ -46,14 +46,20 @@ type View struct {
 	Root   fyne.CanvasObject
 
 	cancel context.CancelFunc
+	// about is the serial of the key the summary and rows describe; 0
+	// while they describe none.
+	about uint32
 }
+
+// intro is what the summary says while it describes no key.
+const intro = "Choose a key and press Verify: the key signs fresh registry challenges and the registry's view of it is checked, as before a migration."
 
 // New builds the Verify screen.
 func New(env *uikit.Env) *View {
 	v := &View{env: env}
-	v.Key = widget.NewSelect(nil, func(string) { v.enable() })
+	v.Key = widget.NewSelect(nil, func(string) { v.keyChanged(); v.enable() })
 	v.Key.PlaceHolder = "Insert a key"
-	v.User = widget.NewEntry()
+	v.User = uikit.NewEntry()
 	v.User.SetPlaceHolder("who the key should belong to (optional)")
 	if env.Role == uikit.Self {
 		v.User.SetText(env.User)
@@ -70,7 +76,7 @@ func New(env *uikit.Env) *View {
 	v.Touch = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	v.Touch.Importance = widget.HighImportance
 	v.Touch.Hide()
-	v.Summary = widget.NewLabel("Choose a key and press Verify: the key signs fresh registry challenges and the registry's view of it is checked, as before a migration.")
+	v.Summary = widget.NewLabel(intro)
 	v.Summary.Wrapping = fyne.TextWrapWord
 	v.Rows = container.NewVBox()
 	form := widget.NewForm(widget.NewFormItem("Key", v.Key), widget.NewFormItem("User", v.User))
@@ -90,6 +96,21 @@ func (v *View) update(list []device.Key) {
 	v.keys = list
 	uikit.FillKeyPicker(v.Key, list, was)
 	v.enable()
+}
+
+// keyChanged forgets a finished verification's summary and rows once
+// another key is chosen: they describe a key no longer on screen. A
+// verification still running goes on and reports on its own key.
+func (v *View) keyChanged() {
+	k, ok := v.selected()
+	if v.cancel != nil || v.about == 0 || (ok && k.Serial == v.about) {
+		return
+	}
+	v.about = 0
+	v.Report = nil
+	v.Rows.RemoveAll()
+	v.Summary.Importance = widget.MediumImportance
+	v.Summary.SetText(intro)
 }
 
 func (v *View) enable() {
@@ -119,6 +140,7 @@ func (v *View) start() {
 	v.Report = nil
 	v.Summary.Importance = widget.MediumImportance
 	v.Summary.SetText(fmt.Sprintf("Verifying key %d…", k.Serial))
+	v.about = k.Serial
 	v.Cancel.Show()
 	cb := device.Callbacks{
 		PIN: func(ctx context.Context, what string) (string, error) {
@@ -148,6 +170,8 @@ func (v *View) start() {
 		return err
 	}, func(err error) {
 		v.cancel = nil
+		// Another key chosen meanwhile: this outcome is not about it.
+		defer v.keyChanged()
 		v.Cancel.Hide()
 		v.Touch.Hide()
 		v.enable()

@@ -2,6 +2,7 @@ package verifyui_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/app/ui/verifyui"
 	"github.com/keydesk/keydesk/app/verify"
+	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
@@ -137,4 +139,34 @@ func TestVerifyRegistryDown(t *testing.T) {
 	if v.Summary.Importance != widget.DangerImportance {
 		t.Fatalf("the failure %q is not shown as one (importance %v)", v.Summary.Text, v.Summary.Importance)
 	}
+}
+
+// TestMessageFollowsTheChosenKey: a verification's summary and rows are
+// about the key chosen; once another key is chosen they are gone, and
+// choosing the first again does not bring a stale verdict back.
+func TestMessageFollowsTheChosenKey(t *testing.T) {
+	enrol(t)
+	env, v := open(t, uitest.Fleet.Helpdesk)
+	test.Type(v.User, "ada")
+	test.Tap(v.Run)
+	answerPIN(t, v, pivPIN)
+	uitest.WaitFor(t, wait, "the report", func() bool { return v.Report != nil })
+	serial := uitest.Fleet.Serial(0)
+	if !strings.Contains(v.Summary.Text, fmt.Sprint(serial)) {
+		t.Fatalf("summary %q does not name key %d", v.Summary.Text, serial)
+	}
+	// A second key is attached (a list the feed publishes) and chosen.
+	list := env.Feed.Current()
+	other := device.Key{Serial: 31999999, Model: "YubiKey 5 NFC", Virtual: true}
+	env.Feed.Publish(append(list, other))
+	uitest.WaitFor(t, wait, "the second key offered", func() bool { return len(v.Key.Options) == len(list)+1 })
+	v.Key.SetSelectedIndex(len(list))
+	if strings.Contains(v.Summary.Text, fmt.Sprint(serial)) || len(v.Rows.Objects) != 0 || v.Report != nil {
+		t.Fatalf("with key %d chosen the screen still says %q with %d rows", other.Serial, v.Summary.Text, len(v.Rows.Objects))
+	}
+	v.Key.SetSelectedIndex(0)
+	if strings.Contains(v.Summary.Text, "passed") {
+		t.Fatalf("the old verdict came back: %q", v.Summary.Text)
+	}
+	env.Feed.Publish(list)
 }

@@ -21,29 +21,13 @@
 // pty's single stream. The transport then clears nothing, so the newcomer
 // never loses a reply of its own, but it may read the stale one first
 // (libfido2 then fails the open with an rx error on the nonce mismatch).
-//
-// A pseudo-terminal can become a process's controlling terminal, which a
-// hidraw device cannot: a session leader with none (a client started with
-// setsid(1), a daemon) that opens the path without O_NOCTTY would get the
-// key as its terminal, and a tool that then asks for a PIN on /dev/tty
-// (fido2-assert -v, fido2-token -S) would write the prompt to the key and
-// wait for an answer from it. Linux gives a terminal to a session only when
-// no other session has it (tty_open, TIOCSCTTY), so the transport starts a
-// holder process — sleep(1), in a session of its own, with the slave as its
-// controlling terminal — for as long as the pty exists. Clients then never
-// acquire the key as their terminal and fall back to standard input and
-// error for prompts. Where sleep cannot be started the pty works without a
-// holder and the hazard remains: open the path with O_NOCTTY, or give the
-// client a terminal of its own.
 package ptyhid
 
 import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -206,8 +190,6 @@ type pty struct {
 	stopR     int
 	stopW     int
 	slavePath string
-	holder    *exec.Cmd // keeps the slave as its controlling terminal; nil when none
-	held      chan struct{}
 	out       chan outItem
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -223,7 +205,6 @@ func openPTY(hid *ctaphid.Device) (*pty, error) {
 	}
 	p := &pty{hid: hid, master: master, keeper: -1, inotify: -1, stopR: -1, stopW: -1, out: make(chan outItem, 1024), done: make(chan struct{}), dep: make(chan struct{})}
 	fail := func(err error) (*pty, error) {
-		p.release()
 		p.closeFDs()
 		return nil, err
 	}
@@ -241,8 +222,6 @@ func openPTY(hid *ctaphid.Device) (*pty, error) {
 	if err := rawMode(p.keeper); err != nil {
 		return fail(err)
 	}
-	// Before the watch: the holder is no client.
-	p.hold()
 	if p.inotify, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err != nil {
 		return fail(fmt.Errorf("inotify: %w", err))
 	}
@@ -279,50 +258,6 @@ func rawMode(fd int) error {
 	return nil
 }
 
-// hold starts the holder process: sleep(1) in a new session whose
-// controlling terminal is the slave (setsid, then TIOCSCTTY on it), so no
-// client's session can take the slave as its terminal. It dies with this
-// process (PR_SET_PDEATHSIG) or when the pty closes. Failing to start it is
-// not an error: the pty works, with the hazard the package doc describes.
-func (p *pty) hold() {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		return
-	}
-	fd, err := unix.Open(p.slavePath, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(fd), p.slavePath)
-	defer f.Close()
-	cmd := exec.Command(sleep, "infinity")
-	cmd.Stdin = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return
-	}
-	p.holder, p.held = cmd, make(chan struct{})
-	go func() { cmd.Wait(); close(p.held) }()
-}
-
-// release ends the holder process and waits for it.
-func (p *pty) release() {
-	if p.holder == nil {
-		return
-	}
-	p.holder.Process.Kill()
-	<-p.held
-}
-
-// Held reports whether a holder process keeps the slave as its controlling
-// terminal (see the package doc); false where sleep(1) could not be started
-// or while the key is removed.
-func (d *Device) Held() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.pty != nil && d.pty.holder != nil
-}
-
 func (p *pty) closeFDs() {
 	for _, fd := range []int{p.master, p.keeper, p.inotify, p.stopR, p.stopW} {
 		if fd >= 0 {
@@ -336,7 +271,6 @@ func (p *pty) close() {
 		close(p.done)
 		unix.Write(p.stopW, []byte{0})
 		p.wg.Wait()
-		p.release()
 		p.closeFDs()
 	})
 }

@@ -314,10 +314,10 @@ func summary(b *strings.Builder, rn *run) {
 			}
 			ratio := med(tf)
 			target := "–"
-			if strings.Contains(r.name, "ykman") {
-				target = "met"
-				if ratio < 5 {
-					target = "**not met**"
+			if need, ok := timesFasterTarget(r.name); ok {
+				target = "≥ " + num(need) + "×: met"
+				if ratio < need {
+					target = "≥ " + num(need) + "×: **not met**"
 				}
 			}
 			rows = append(rows, fmt.Sprintf("| %s | %s | %s (%s) | %s | %s |", strings.TrimPrefix(r.name, "Benchmark"),
@@ -330,11 +330,27 @@ func summary(b *strings.Builder, rn *run) {
 	fmt.Fprintf(b, "\n## keydesk beside the tools admins use today\n\n")
 	fmt.Fprintf(b, "Same virtual key, same pcscd and libfido2, one new process per call; medians in milliseconds with the\n")
 	fmt.Fprintf(b, "10th–90th percentile in brackets. Times faster = the other side's median over keydesk's, from the same run.\n")
-	fmt.Fprintf(b, "Target: keydesk at least 5× faster than ykman on each comparison with it.\n\n")
-	fmt.Fprintf(b, "| comparison | keydesk ms | other ms | times faster | ≥ 5× ykman |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "Targets: keydesk at least 5× faster than ykman, no slower than yubico-piv-tool (≥ 1×), and no slower than 1.5×\n")
+	fmt.Fprintf(b, "fido2-token (≥ 0.667×); `keydesk version` alone (Tools/version) at most 2 ms.\n\n")
+	fmt.Fprintf(b, "| comparison | keydesk ms | other ms | times faster | target |\n|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintln(b, r)
 	}
+}
+
+// timesFasterTarget is the least times-faster a comparison is held to
+// (docs/cli.md): at least 5× ykman, no slower than yubico-piv-tool, and
+// no slower than 1.5× fido2-token.
+func timesFasterTarget(name string) (float64, bool) {
+	switch {
+	case strings.HasSuffix(name, "/ykman"):
+		return 5, true
+	case strings.HasSuffix(name, "/yubico-piv-tool"):
+		return 1, true
+	case strings.HasSuffix(name, "/fido2-token"):
+		return 1 / 1.5, true
+	}
+	return 0, false
 }
 
 func ms(m map[string][]float64, side string) string {
@@ -400,9 +416,9 @@ var notes = []struct{ pkg, prefix, text string }{
 	{"internal/evidence", "BenchmarkTools", "keydesk's command beside the tool that answers the same question on the same virtual key, each a new process: " +
 		"`keydesk info --json` beside `ykman -r READER info`, `keydesk piv status` beside `ykman -r READER piv info` and `yubico-piv-tool -r READER -a status`, " +
 		"`keydesk fido status` beside `fido2-token -I DEVICE`. `times-faster` is the other tool's median over keydesk's. Target: at least 5× faster than ykman. " +
-		"yubico-piv-tool and fido2-token are small C programs and about as fast as keydesk or faster on one status call: most of keydesk's time there is starting " +
-		"a 47 MB Go program that carries the whole desk (the desktop app, the embedded registry, SQLite, the PostgreSQL driver), not talking to the key " +
-		"(`keydesk version` alone: median 9.7 ms of 40 runs, load 0.8, 2026-12-06)."},
+		"Targets: at least 5× faster than ykman, no slower than yubico-piv-tool, no slower than 1.5× fido2-token. " +
+		"`Tools/version` is `keydesk version` alone, process start to exit (target: median at most 2 ms). " +
+		"The keydesk measured is the command-line program; the desktop app is keydesk-desk, which it starts when run with no arguments (docs/cli.md, \"Start-up\")."},
 	{"internal/evidence", "BenchmarkEnrol", "A full enrolment of one factory-fresh key: one `keydesk enrol --user U --serial S --role primary --no-backup --yes` process " +
 		"(PINs on stdin) against a `keydesk-registry` process on loopback, beside the same work on the key scripted with 13 processes of ykman and libfido2's tools: " +
 		"`ykman piv info` and `fido2-token -I` (is the key fresh), `ykman piv keys generate` (ECCP256 in 9a) and `piv keys attest`, `fido2-token -S` (PIN) and " +
@@ -434,6 +450,10 @@ var notes = []struct{ pkg, prefix, text string }{
 		"32 concurrent clients, one challenge request per verification (`api`) or challenges 32 at a time (`api-batch`), beside the raw database writing the same rows in plain SQL (`raw`); " +
 		"the server runs with keydesk-registry's collector target (GOGC=400). Target: at least 2,000 verifications/s on PostgreSQL (docs/registry.md)."},
 	{"registry/simulation", "BenchmarkSimulate", "A simulated migration of KEYDESK_SIM_USERS users, 3 % of them with broken keys, a 1 % canary and a 1 % halt threshold."},
+	{"cmd/keydesk-rp", "BenchmarkMigrationDrill", "The migration drill (docs/relying-party.md) at KEYDESK_DRILL_USERS users, 3 of them on practice keys through libfido2: " +
+		"`signins` attempted, `refused-wrongly` (must be 0), the share of the canary whose sign-ins failed before it halted by itself, the rollback reaching the " +
+		"relying party (p99 from the rollback to a cut-over user's old key accepted), the replica's lag p99, `Allowed`'s cost and the sign-ins served with the " +
+		"registry killed. The run's full table is docs/drill.md, written by the same run."},
 	{"cmd/keydesk", "BenchmarkStart", "The desktop app's start under Xvfb, cold: from the process start to the first window shown, and the resident memory (VmRSS, MiB) at the first frame, after start (3 s later: practice keys, key watcher and embedded registry running, start-up pages handed back) and, on the first start, after visiting every screen. Targets: first frame under 1 s, resident memory after start under 150 MB (docs/desktop-app.md)."},
 }
 

@@ -146,14 +146,14 @@ func (s *Store) KeysOfUser(ctx context.Context, userID string) ([]registry.Key, 
 	return out, rows.Err()
 }
 
-const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, pending, created_at"
+const fidoCols = "id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, clone_suspected, pending, created_at, attestation_client_data_json"
 
 func scanFIDO(sc interface{ Scan(...any) error }) (registry.FIDOCredential, error) {
 	var c registry.FIDOCredential
 	var cnt, created int64
 	var v string
 	var clone, pending int
-	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &pending, &created)
+	err := sc.Scan(&c.ID, &c.KeyID, &c.CredentialID, &c.RPID, &c.PublicKey, &c.AAGUID, &cnt, &c.CredProtect, &c.AttestationObject, &c.AttestationClientDataHash, &v, &c.VerdictReason, &clone, &pending, &created, &c.AttestationClientDataJSON)
 	c.SignCount, c.Verdict, c.CloneSuspected, c.Pending, c.CreatedAt = uint32(cnt), registry.AttestationVerdict(v), clone != 0, pending != 0, fromNanos(created)
 	return c, err
 }

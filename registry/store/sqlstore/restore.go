@@ -201,8 +201,8 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 		out.Keys++
 	}
 	for _, c := range x.FIDO2 {
-		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
-			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), b2i(c.Pending), nanos(c.CreatedAt)); err != nil {
+		if err := t.exec("INSERT INTO fido_credentials ("+fidoCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, nonNil(c.AAGUID),
+			int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.CloneSuspected), b2i(c.Pending), nanos(c.CreatedAt), c.AttestationClientDataJSON); err != nil {
 			return out, fmt.Errorf("restoring fido2 credential: %w", err)
 		}
 		if err := t.record("fido2_credential", c.ID, "restore", c); err != nil {

@@ -867,8 +867,8 @@ func (t *Tx) AddFIDOCredential(c *registry.FIDOCredential) error {
 		c.AAGUID = []byte{}
 	}
 	c.ID, c.CreatedAt = NewID("fc"), t.now
-	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, string(c.Verdict), c.VerdictReason, b2i(c.Pending), nanos(t.now)); err != nil {
+	if err := t.exec("INSERT INTO fido_credentials (id, key_id, credential_id, rp_id, public_key, aaguid, sign_count, cred_protect, attestation_object, attestation_client_data_hash, attestation_client_data_json, verdict, verdict_reason, pending, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		c.ID, c.KeyID, c.CredentialID, c.RPID, c.PublicKey, c.AAGUID, int64(c.SignCount), c.CredProtect, c.AttestationObject, c.AttestationClientDataHash, c.AttestationClientDataJSON, string(c.Verdict), c.VerdictReason, b2i(c.Pending), nanos(t.now)); err != nil {
 		if isUnique(err) {
 			return &registry.DuplicateError{Entity: "fido2 credential", Field: "credential_id"}
 		}
