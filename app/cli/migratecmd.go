@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keydesk/keydesk/app/inventory"
 	"github.com/keydesk/keydesk/app/migrate"
 	"github.com/keydesk/keydesk/registry"
 )
@@ -303,6 +304,22 @@ func printReadiness(e *env, rd registry.Readiness) {
 			fmt.Fprintf(w, " (%s)", strings.Join(rs, ", "))
 		}
 		fmt.Fprintln(w)
+	}
+	// The FIDO Metadata Service's names for the new keys, when the
+	// registry holds a BLOB: how many users hold each model.
+	models := map[string]int{}
+	for _, u := range rd.Users {
+		for _, n := range (inventory.Key{FIDO2Models: u.BModels}).ModelNames() {
+			models[n]++
+		}
+	}
+	if len(models) > 0 {
+		var ms []string
+		for n, c := range models {
+			ms = append(ms, fmt.Sprintf("%s: %s", n, count(c, "user", "users")))
+		}
+		sort.Strings(ms)
+		fmt.Fprintf(w, "  new keys' FIDO2 models: %s\n", strings.Join(ms, "; "))
 	}
 	for _, u := range rd.Users {
 		if !u.Ready {

@@ -380,7 +380,11 @@ func (v *Inventory) keyLine(k inventory.Key) string {
 	} else {
 		last += " (" + k.LastVerified.Local().Format("2006-01-02 15:04") + ")"
 	}
-	return fmt.Sprintf("%s %s · %s · %s\n%s", model, k.Serial, k.Role, k.Status, last)
+	line := fmt.Sprintf("%s %s · %s · %s\n%s", model, k.Serial, k.Role, k.Status, last)
+	if names := k.ModelNames(); len(names) > 0 {
+		line += "\nFIDO2: " + strings.Join(names, ", ")
+	}
+	return line
 }
 
 // exportCSV asks where to save the filtered view and writes it there.
