@@ -101,6 +101,13 @@ func LostPoints() []string {
 	return []string{RecoverRegistryLost, RecoverRegistryPass}
 }
 
+// The durable write of a restore (app/backup Restore, keydesk restore):
+// the bundle imported into the registry, in one transaction.
+const RestoreRegistryImport = "restore-registry-import"
+
+// RestorePoints lists every crash point of a restore.
+func RestorePoints() []string { return []string{RestoreRegistryImport} }
+
 // Points lists every crash point of an enrolment, in order.
 func Points() []string {
 	return []string{JournalDevice, KeyPIVGenerate, KeyFIDOPIN, KeyFIDOCredential, JournalSealed, KeyPIVMgmtKey, KeyPIVPUK,
@@ -126,7 +133,7 @@ func parse(v string) string {
 
 // known reports whether name is a declared point.
 func known(name string) bool {
-	for _, ps := range [][]string{Points(), RecoveryPoints(), PIVPINPoints(), LostPoints()} {
+	for _, ps := range [][]string{Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints()} {
 		if slices.Contains(ps, name) {
 			return true
 		}
