@@ -25,6 +25,7 @@ import (
 	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 // crashEnv is the environment of a script's keydesk commands, for the
@@ -610,5 +611,91 @@ func redeemPass(ts *testscript.TestScript, r *scriptRegistry, point, pass string
 	res.Body.Close()
 	if res.StatusCode/100 != 2 {
 		ts.Fatalf("%s: redeeming the pass the second run showed: status %d", point, res.StatusCode)
+	}
+}
+
+// cmdCrashRestore kills a real `keydesk restore FILE` process with SIGKILL
+// at the restore's durable write (the import into the registry, one
+// transaction), before and after, and checks that running the same
+// command again recovers: "crash-restore".
+//
+// A practice key is enrolled in the script's registry and the
+// organisation exported to the helpdesk. Each run then gets a new, empty
+// keydesk-registry process (the desk logs in to it): a traced restore
+// must pass every point internal/crashpoint declares for it
+// (RestorePoints); for each point the restore runs armed, stops there and
+// is killed, and the admin runs the same command again. Afterwards the
+// restored registry must hold the one user and the key, active, with its
+// escrow, once; keydesk-registry audit verify must pass on its state.
+func cmdCrashRestore(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: crash-restore")
+	}
+	r := scriptReg(ts)
+	ctx := context.Background()
+	const serial = "31000001"
+	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
+	if code, out, stderr, _ := enrol.run("enrol", "--user", "restored", "--name", "Re Stored", "--serial", serial, "--no-backup"); code != 0 {
+		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts), stdin: r.identity + "\n"}).run("recover", "identity"); code != 0 {
+		ts.Fatalf("keydesk recover identity: exit %d\n%s%s", code, out, stderr)
+	}
+	plain := crashRun{ts: ts, env: crashEnv(ts)}
+	if code, out, stderr, _ := plain.run("backup", "export", "--out", "org.age", "--recipient", r.settings.HelpdeskRecipients[0]); code != 0 {
+		ts.Fatalf("keydesk backup export: exit %d\n%s%s", code, out, stderr)
+	}
+	// empty starts an empty registry, logs the desk in to it, and returns
+	// an admin client of it and its state dir.
+	empty := func(name string) (*client.Client, string) {
+		state := ts.MkAbs("restore-" + name)
+		tok, err := regtest.Token(registryBin, state, "admin", "restorer", "")
+		ts.Check(err)
+		p, err := regtest.Start(registryBin, state, "--practice")
+		ts.Check(err)
+		ts.Defer(p.Stop)
+		ts.Defer(func() { secrets.New(r.service).Delete(secrets.RegistryTokenAccount(p.URL)) })
+		login := crashRun{ts: ts, env: crashEnv(ts), stdin: tok + "\n"}
+		if code, out, stderr, _ := login.run("login", "--registry", p.URL); code != 0 {
+			ts.Fatalf("%s: keydesk login: exit %d\n%s%s", name, code, out, stderr)
+		}
+		c, err := client.New(p.URL, tok, client.Options{OutboxPath: filepath.Join(state, "admin-outbox.db")})
+		ts.Check(err)
+		ts.Defer(func() { c.Close() })
+		return c, state
+	}
+
+	empty("trace")
+	code, out, stderr, _ := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}.run("restore", "org.age")
+	if code != 0 {
+		ts.Fatalf("traced restore: exit %d\n%s%s", code, out, stderr)
+	}
+	points := tracedPoints(ts, "restore", stderr, crashpoint.RestorePoints())
+	for _, point := range points {
+		admin, state := empty(strings.ReplaceAll(point, ":", "-"))
+		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
+		if _, _, stderr, killed := run.run("restore", "org.age"); !killed {
+			ts.Fatalf("%s: keydesk restore never reached the point\n%s", point, stderr)
+		}
+		// The documented recovery: the same command again.
+		if code, out, stderr, _ := plain.run("restore", "org.age"); code != 0 || !strings.Contains(out, "restored organisation bundle: 1 user, 1 key") {
+			ts.Fatalf("%s: keydesk restore again: exit %d\n%s%s", point, code, out, stderr)
+		}
+		if us, _, err := admin.Users(ctx, "", 100); err != nil || len(us) != 1 || us[0].ExternalID != "restored" {
+			ts.Fatalf("%s: the restored registry holds %d users: %v", point, len(us), err)
+		}
+		kd, err := admin.KeyBySerial(ctx, serial)
+		if err != nil || kd.Status != registry.KeyActive || len(kd.FIDO2) != 1 || len(kd.PIV) != 1 {
+			ts.Fatalf("%s: restored key: %+v, %v", point, kd, err)
+		}
+		blob, err := admin.Escrow(ctx, kd.ID, "piv")
+		ts.Check(err)
+		if sec, err := escrow.Open(blob.Blob, r.identity); err != nil || strconv.FormatUint(uint64(sec.Serial), 10) != serial {
+			ts.Fatalf("%s: the restored escrow does not open for key %s: %v", point, serial, err)
+		}
+		if o, err := regtest.AuditVerify(registryBin, state); err != nil {
+			ts.Fatalf("%s: audit verify of the restored registry: %v: %s", point, err, o)
+		}
+		ts.Logf("%-34s the same command again; 1 user, key %s active with its escrow, audit verify ok", point, serial)
 	}
 }

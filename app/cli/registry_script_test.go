@@ -54,6 +54,7 @@ var (
 //	crash-recover                      the same for keydesk recover fido2-reset
 //	crash-piv-pin                      the same for keydesk recover piv-pin
 //	crash-lost                         the same for keydesk recover lost --replace
+//	crash-restore                      the same for keydesk restore, each into a new empty registry
 //	secrets-absent [SECRET...]         no PIN, PUK or management key used in the script (and the
 //	                                   given ones) in the registries' state, outboxes, settings or logs
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -67,6 +68,7 @@ var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []s
 	"crash-recover":          cmdCrashRecover,
 	"crash-piv-pin":          cmdCrashPIVPIN,
 	"crash-lost":             cmdCrashLost,
+	"crash-restore":          cmdCrashRestore,
 }
 
 // wfRegistry is one script's registry.
