@@ -384,8 +384,9 @@ type LostResult struct {
 //
 // A key the registry already marks lost is left as it is (Already), so the
 // same command run again after an interrupted one goes on to the pass: a
-// pass issued by the interrupted run was never shown and is not shown
-// again (the registry keeps only its hash); it expires unused.
+// pass issued by the interrupted run was never shown and cannot be (the
+// registry keeps its hash, and its answer only under the interrupted run's
+// random idempotency key); it expires unused.
 func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOptions) (*LostResult, error) {
 	k, u, ks, err := Find(ctx, reg, serial)
 	if err != nil {
