@@ -18,6 +18,7 @@ import (
 	"filippo.io/age/armor"
 
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 )
@@ -150,14 +151,17 @@ func Open(r io.Reader, identity string) (*registry.Export, error) {
 }
 
 // Restore decrypts the bundle in r with identity and restores it into the
-// registry, which must hold no users and no keys.
+// registry, which must hold no users and no keys. The same bundle restored
+// again is a replay (client.Import), answered with the first restore's
+// summary: a restore interrupted after the registry took it is finished by
+// the same command.
 func Restore(ctx context.Context, reg *client.Client, r io.Reader, identity string) (registry.Restored, error) {
 	x, err := Open(r, identity)
 	if err != nil {
 		return registry.Restored{}, err
 	}
-	out, err := reg.Import(ctx, *x)
-	if err != nil {
+	var out registry.Restored
+	if err := crashpoint.Around(crashpoint.RestoreRegistryImport, func() (err error) { out, err = reg.Import(ctx, *x); return err }); err != nil {
 		return out, fmt.Errorf("restoring: %w", err)
 	}
 	return out, nil

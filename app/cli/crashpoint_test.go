@@ -2,10 +2,12 @@ package cli_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +19,13 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/crashpoint"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 // crashEnv is the environment of a script's keydesk commands, for the
@@ -345,5 +349,353 @@ func cmdCrashRecover(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
 		}
 		ts.Logf("%-34s the same command again; key %s active, one FIDO2 credential, verify passes", point, serial)
+	}
+}
+
+// tracedPoints returns the crash points, "NAME:WHEN", a traced run's
+// stderr names that are among declared, in order; it fails the script
+// unless every declared point was passed before and after.
+func tracedPoints(ts *testscript.TestScript, what, stderr string, declared []string) []string {
+	var points []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if m := traceLine.FindStringSubmatch(l); m != nil && slices.Contains(declared, m[1]) && !slices.Contains(points, m[1]+":"+m[2]) {
+			points = append(points, m[1]+":"+m[2])
+		}
+	}
+	for _, p := range declared {
+		for _, w := range []string{"before", "after"} {
+			if !slices.Contains(points, p+":"+w) {
+				ts.Fatalf("the traced %s never passed crash point %s:%s; passed: %v", what, p, w, points)
+			}
+		}
+	}
+	ts.Logf("%d crash points", len(points))
+	return points
+}
+
+// auditCount is how many entries of action the registry's audit log holds.
+func auditCount(ts *testscript.TestScript, admin *client.Client, action string) int {
+	n := 0
+	q := client.AuditQuery{Action: action, Limit: 1000}
+	for {
+		p, err := admin.Audit(context.Background(), q)
+		ts.Check(err)
+		n += len(p.Entries)
+		if p.Next == 0 {
+			return n
+		}
+		q.After = p.Next
+	}
+}
+
+// cmdCrashPIVPIN kills a real `keydesk recover piv-pin` process with
+// SIGKILL at every durable write of a PIV PIN unblock and checks that
+// running the same command again recovers: "crash-piv-pin".
+//
+// A practice key is enrolled and the helpdesk identity stored. A traced
+// unblock must pass every point internal/crashpoint declares for it
+// (PIVPINPoints). Then for each point the key's PIV PIN is blocked (three
+// wrong PINs to keydesk piv change-pin), the unblock runs armed, stops
+// there and is killed, and the helpdesk runs the same command again with
+// a new PIN. Afterwards keydesk verify must pass every check with that
+// PIN (the key signs with it and is active in the registry), the escrow
+// must still open with the helpdesk identity and name the key, the
+// registry's audit log must hold the unblock (recovery.piv_pin_unblocked
+// once more, or twice when the killed run had recorded it too), and
+// keydesk recover diagnose must find no problem (PIN and PUK tries left,
+// escrow present).
+func cmdCrashPIVPIN(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: crash-piv-pin")
+	}
+	r := scriptReg(ts)
+	admin, closeAdmin := r.client(ts)
+	defer closeAdmin()
+	ctx := context.Background()
+	const serial = "31000001"
+	plain := crashRun{ts: ts, env: crashEnv(ts)}
+	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
+	if code, out, stderr, _ := enrol.run("enrol", "--user", "pin", "--name", "Pin Blocked", "--serial", serial, "--no-backup"); code != 0 {
+		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts), stdin: r.identity + "\n"}).run("recover", "identity"); code != 0 {
+		ts.Fatalf("keydesk recover identity: exit %d\n%s%s", code, out, stderr)
+	}
+	block := func(point string) {
+		for i := 0; i < 3; i++ {
+			run := crashRun{ts: ts, env: crashEnv(ts), stdin: "000000\n999999\n"}
+			if code, _, _, _ := run.run("piv", "change-pin", "--serial", serial); code == 0 {
+				ts.Fatalf("%s: a wrong PIV PIN was accepted", point)
+			}
+		}
+		if code, out, _, _ := plain.run("recover", "diagnose", "--serial", serial); code != 0 || !strings.Contains(out, "(piv-pin-blocked)") {
+			ts.Fatalf("%s: the PIV PIN is not blocked:\n%s", point, out)
+		}
+	}
+	unblockArgs := []string{"recover", "piv-pin", "--serial", serial}
+	pins := 0
+	unblock := func(extra ...string) (crashRun, string) {
+		pins++
+		pin := fmt.Sprintf("%d", 86420000+pins)
+		return crashRun{ts: ts, env: crashEnv(ts, extra...), stdin: pin + "\n"}, pin
+	}
+
+	block("trace")
+	run, _ := unblock(crashpoint.EnvVar + "=trace")
+	code, _, stderr, _ := run.run(unblockArgs...)
+	if code != 0 {
+		ts.Fatalf("traced unblock: exit %d\n%s", code, stderr)
+	}
+	points := tracedPoints(ts, "unblock", stderr, crashpoint.PIVPINPoints())
+	for _, point := range points {
+		block(point)
+		before := auditCount(ts, admin, "recovery."+client.ActionPIVPINUnblocked)
+		run, _ := unblock(crashpoint.EnvVar + "=" + point)
+		run.marker = "keydesk crashpoint: " + point + " reached"
+		if _, _, stderr, killed := run.run(unblockArgs...); !killed {
+			ts.Fatalf("%s: keydesk recover piv-pin never reached the point\n%s", point, stderr)
+		}
+		// The documented recovery: the same command again.
+		again, pin := unblock()
+		if code, out, stderr, _ := again.run(unblockArgs...); code != 0 || !strings.Contains(out, "PIV PIN on key "+serial+" unblocked") {
+			ts.Fatalf("%s: keydesk recover piv-pin again: exit %d\n%s%s", point, code, out, stderr)
+		}
+		v := crashRun{ts: ts, env: crashEnv(ts), stdin: pin + "\n"}
+		if code, out, stderr, _ := v.run("verify", "--serial", serial); code != 0 || !strings.Contains(out, "All checks passed.") {
+			ts.Fatalf("%s: keydesk verify with the new PIN: exit %d\n%s%s", point, code, out, stderr)
+		}
+		kd, err := admin.KeyBySerial(ctx, serial)
+		if err != nil || kd.Status != registry.KeyActive {
+			ts.Fatalf("%s: key after recovery: %+v, %v", point, kd, err)
+		}
+		blob, err := admin.Escrow(ctx, kd.ID, "piv")
+		ts.Check(err)
+		if sec, err := escrow.Open(blob.Blob, r.identity); err != nil || strconv.FormatUint(uint64(sec.Serial), 10) != serial || sec.PUK == "" {
+			ts.Fatalf("%s: the escrow after recovery does not open for key %s: %v", point, serial, err)
+		}
+		after := auditCount(ts, admin, "recovery."+client.ActionPIVPINUnblocked)
+		if d := after - before; d < 1 || d > 2 || (d == 2) != (point == crashpoint.RecoverRegistryPIVUnblocked+":after") {
+			ts.Fatalf("%s: %d unblocks recorded in the audit log", point, d)
+		}
+		if code, out, stderr, _ := plain.run("recover", "diagnose", "--serial", serial); code != 0 || !strings.Contains(out, "No problem found.") {
+			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
+		}
+		ts.Logf("%-40s the same command again; verify passes with the new PIN, escrow opens, %d unblock(s) audited", point, after-before)
+	}
+}
+
+// cmdCrashLost kills a real `keydesk recover lost SERIAL --break-glass
+// REASON --replace NEW` process with SIGKILL at every durable write of
+// marking a key lost and checks that running the same command again
+// recovers: "crash-lost".
+//
+// For each point a user is enrolled on a factory-fresh key, which is then
+// "lost" (keydesk-sim replaces it with a fresh one, the replacement). A
+// traced run must pass every point internal/crashpoint declares for it
+// (LostPoints). The command then runs armed, stops and is killed, and
+// the helpdesk runs it again. Afterwards the lost key must be lost in the
+// registry, moved there once (its version one above the enrolled key's:
+// one status change), the user must hold two keys, the lost one and the
+// replacement, active, escrowed, with one FIDO2 credential; the pass the
+// second run shows must redeem; the desk's journal and outbox must hold
+// nothing unfinished; keydesk recover diagnose of the replacement must
+// find no problem.
+func cmdCrashLost(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: crash-lost")
+	}
+	r := scriptReg(ts)
+	admin, closeAdmin := r.client(ts)
+	defer closeAdmin()
+	ctx := context.Background()
+	simDir := filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")
+	reader0 := uint32(31000001)
+	fresh := func() string {
+		reply, err := sim.Control(simDir, fmt.Sprintf("replace %d", reader0))
+		ts.Check(err)
+		f := strings.Fields(reply)
+		if len(f) != 4 || f[0] != "ok:" {
+			ts.Fatalf("keydesk-sim replace: %q", reply)
+		}
+		n, err := strconv.ParseUint(f[3], 10, 32)
+		ts.Check(err)
+		reader0 = uint32(n)
+		return f[3]
+	}
+	pins := func(serial string) string { return "fido-pin-" + serial + "\n" + serial + "\n" }
+	plain := crashRun{ts: ts, env: crashEnv(ts)}
+	// one enrols a user on a fresh key, and makes the next fresh key its
+	// replacement; it returns the lost key's serial and version and the
+	// replacement's serial.
+	one := func(user string) (string, int64, string) {
+		lostSerial := fresh()
+		enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: pins(lostSerial)}
+		if code, out, stderr, _ := enrol.run("enrol", "--user", user, "--name", "Lost "+user, "--serial", lostSerial, "--no-backup", "--wait", "20s"); code != 0 {
+			ts.Fatalf("%s: enrolling: exit %d\n%s%s", user, code, out, stderr)
+		}
+		kd, err := admin.KeyBySerial(ctx, lostSerial)
+		ts.Check(err)
+		return lostSerial, kd.Version, fresh()
+	}
+	lostArgs := func(lost, repl string) []string {
+		return []string{"recover", "lost", lost, "--break-glass", "key lost on a train", "--pass-validity", "1h", "--replace", repl, "--wait", "20s", "--json"}
+	}
+
+	lost, _, repl := one("losttrace")
+	trace := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace"), stdin: pins(repl)}
+	code, out, stderr, _ := trace.run(lostArgs(lost, repl)...)
+	if code != 0 {
+		ts.Fatalf("traced recover lost: exit %d\n%s%s", code, out, stderr)
+	}
+	points := tracedPoints(ts, "recover lost", stderr, crashpoint.LostPoints())
+	for i, point := range points {
+		user := fmt.Sprintf("lost%02d", i)
+		lost, version, repl := one(user)
+		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), stdin: pins(repl), marker: "keydesk crashpoint: " + point + " reached"}
+		if _, _, stderr, killed := run.run(lostArgs(lost, repl)...); !killed {
+			ts.Fatalf("%s: keydesk recover lost never reached the point\n%s", point, stderr)
+		}
+		// The documented recovery: the same command again.
+		again := crashRun{ts: ts, env: crashEnv(ts), stdin: pins(repl)}
+		code, out, stderr, _ := again.run(lostArgs(lost, repl)...)
+		var res struct {
+			Lost struct {
+				Pass    string `json:"pass"`
+				Already bool   `json:"already"`
+			} `json:"lost"`
+			Replacement struct {
+				Status string `json:"status"`
+			} `json:"replacement"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Lost.Pass == "" || res.Replacement.Status != "active" {
+			ts.Fatalf("%s: keydesk recover lost again: exit %d\n%s%s", point, code, out, stderr)
+		}
+		if want := point == crashpoint.RecoverRegistryLost+":after" || strings.HasPrefix(point, crashpoint.RecoverRegistryPass+":"); res.Lost.Already != want {
+			ts.Fatalf("%s: the second run found the key already lost: %v", point, res.Lost.Already)
+		}
+		kd, err := admin.KeyBySerial(ctx, lost)
+		if err != nil || kd.Status != registry.KeyLost || kd.Version != version+1 {
+			ts.Fatalf("%s: lost key after recovery (enrolled at version %d): %+v, %v", point, version, kd.Key, err)
+		}
+		nd, err := admin.KeyBySerial(ctx, repl)
+		if err != nil || nd.Status != registry.KeyActive || nd.OwnerID != kd.OwnerID || len(nd.FIDO2) != 1 || len(nd.PIV) != 1 {
+			ts.Fatalf("%s: replacement after recovery: %+v, %v", point, nd, err)
+		}
+		if _, err := admin.Escrow(ctx, nd.ID, "piv"); err != nil {
+			ts.Fatalf("%s: escrow of the replacement: %v", point, err)
+		}
+		if ks, err := admin.UserKeys(ctx, kd.OwnerID); err != nil || len(ks) != 2 {
+			ts.Fatalf("%s: user %s holds %d keys: %v", point, user, len(ks), err)
+		}
+		redeemPass(ts, r, point, res.Lost.Pass)
+		if code, out, _, _ := plain.run("enrol", "--resume", "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+			ts.Fatalf("%s: unfinished after recovery: %s", point, out)
+		}
+		if code, out, stderr, _ := plain.run("recover", "diagnose", "--serial", repl); code != 0 || !strings.Contains(out, "(primary, active) belongs to "+user) || !strings.Contains(out, "No problem found.") {
+			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
+		}
+		ts.Logf("%-34s the same command again; key %s lost once, replacement %s active, escrowed, the pass redeems", point, lost, repl)
+	}
+}
+
+// redeemPass redeems a temporary access pass at the script's registry.
+func redeemPass(ts *testscript.TestScript, r *scriptRegistry, point, pass string) {
+	body, _ := json.Marshal(map[string]string{"pass": pass})
+	req, err := http.NewRequest("POST", r.proc.URL+"/v1/access-passes/redeem", bytes.NewReader(body))
+	ts.Check(err)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Idempotency-Key", "redeem-"+point)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		ts.Fatalf("%s: redeeming the pass the second run showed: status %d", point, res.StatusCode)
+	}
+}
+
+// cmdCrashRestore kills a real `keydesk restore FILE` process with SIGKILL
+// at the restore's durable write (the import into the registry, one
+// transaction), before and after, and checks that running the same
+// command again recovers: "crash-restore".
+//
+// A practice key is enrolled in the script's registry and the
+// organisation exported to the helpdesk. Each run then gets a new, empty
+// keydesk-registry process (the desk logs in to it): a traced restore
+// must pass every point internal/crashpoint declares for it
+// (RestorePoints); for each point the restore runs armed, stops there and
+// is killed, and the admin runs the same command again. Afterwards the
+// restored registry must hold the one user and the key, active, with its
+// escrow, once; keydesk-registry audit verify must pass on its state.
+func cmdCrashRestore(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: crash-restore")
+	}
+	r := scriptReg(ts)
+	ctx := context.Background()
+	const serial = "31000001"
+	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
+	if code, out, stderr, _ := enrol.run("enrol", "--user", "restored", "--name", "Re Stored", "--serial", serial, "--no-backup"); code != 0 {
+		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts), stdin: r.identity + "\n"}).run("recover", "identity"); code != 0 {
+		ts.Fatalf("keydesk recover identity: exit %d\n%s%s", code, out, stderr)
+	}
+	plain := crashRun{ts: ts, env: crashEnv(ts)}
+	if code, out, stderr, _ := plain.run("backup", "export", "--out", "org.age", "--recipient", r.settings.HelpdeskRecipients[0]); code != 0 {
+		ts.Fatalf("keydesk backup export: exit %d\n%s%s", code, out, stderr)
+	}
+	// empty starts an empty registry, logs the desk in to it, and returns
+	// an admin client of it and its state dir.
+	empty := func(name string) (*client.Client, string) {
+		state := ts.MkAbs("restore-" + name)
+		tok, err := regtest.Token(registryBin, state, "admin", "restorer", "")
+		ts.Check(err)
+		p, err := regtest.Start(registryBin, state, "--practice")
+		ts.Check(err)
+		ts.Defer(p.Stop)
+		ts.Defer(func() { secrets.New(r.service).Delete(secrets.RegistryTokenAccount(p.URL)) })
+		login := crashRun{ts: ts, env: crashEnv(ts), stdin: tok + "\n"}
+		if code, out, stderr, _ := login.run("login", "--registry", p.URL); code != 0 {
+			ts.Fatalf("%s: keydesk login: exit %d\n%s%s", name, code, out, stderr)
+		}
+		c, err := client.New(p.URL, tok, client.Options{OutboxPath: filepath.Join(state, "admin-outbox.db")})
+		ts.Check(err)
+		ts.Defer(func() { c.Close() })
+		return c, state
+	}
+
+	empty("trace")
+	code, out, stderr, _ := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}.run("restore", "org.age")
+	if code != 0 {
+		ts.Fatalf("traced restore: exit %d\n%s%s", code, out, stderr)
+	}
+	points := tracedPoints(ts, "restore", stderr, crashpoint.RestorePoints())
+	for _, point := range points {
+		admin, state := empty(strings.ReplaceAll(point, ":", "-"))
+		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
+		if _, _, stderr, killed := run.run("restore", "org.age"); !killed {
+			ts.Fatalf("%s: keydesk restore never reached the point\n%s", point, stderr)
+		}
+		// The documented recovery: the same command again.
+		if code, out, stderr, _ := plain.run("restore", "org.age"); code != 0 || !strings.Contains(out, "restored organisation bundle: 1 user, 1 key") {
+			ts.Fatalf("%s: keydesk restore again: exit %d\n%s%s", point, code, out, stderr)
+		}
+		if us, _, err := admin.Users(ctx, "", 100); err != nil || len(us) != 1 || us[0].ExternalID != "restored" {
+			ts.Fatalf("%s: the restored registry holds %d users: %v", point, len(us), err)
+		}
+		kd, err := admin.KeyBySerial(ctx, serial)
+		if err != nil || kd.Status != registry.KeyActive || len(kd.FIDO2) != 1 || len(kd.PIV) != 1 {
+			ts.Fatalf("%s: restored key: %+v, %v", point, kd, err)
+		}
+		blob, err := admin.Escrow(ctx, kd.ID, "piv")
+		ts.Check(err)
+		if sec, err := escrow.Open(blob.Blob, r.identity); err != nil || strconv.FormatUint(uint64(sec.Serial), 10) != serial {
+			ts.Fatalf("%s: the restored escrow does not open for key %s: %v", point, serial, err)
+		}
+		if o, err := regtest.AuditVerify(registryBin, state); err != nil {
+			ts.Fatalf("%s: audit verify of the restored registry: %v: %s", point, err, o)
+		}
+		ts.Logf("%-34s the same command again; 1 user, key %s active with its escrow, audit verify ok", point, serial)
 	}
 }

@@ -207,7 +207,11 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if e.json {
 		return e.printJSON(map[string]any{"lost": res, "replacement": rep})
 	}
-	fmt.Fprintf(e.stdout, "Key %s of %s marked lost; %s left\n", serial, res.User.ExternalID, count(res.ActiveKeys, "active key", "active keys"))
+	marked := "marked lost"
+	if res.Already {
+		marked = "was already marked lost"
+	}
+	fmt.Fprintf(e.stdout, "Key %s of %s %s; %s left\n", serial, res.User.ExternalID, marked, count(res.ActiveKeys, "active key", "active keys"))
 	if res.Pass != "" {
 		fmt.Fprintf(e.stdout, "Temporary access pass (shown once, valid until %s): %s\n", res.AccessPass.ExpiresAt.Format("2006-01-02 15:04 MST"), res.Pass)
 	}

@@ -52,6 +52,9 @@ var (
 //	plan-migration NAME FROM TO        plan a migration of everyone from key set FROM to TO
 //	crash-enrol                        kill keydesk enrol at every crash point and recover (crashpoint_test.go)
 //	crash-recover                      the same for keydesk recover fido2-reset
+//	crash-piv-pin                      the same for keydesk recover piv-pin
+//	crash-lost                         the same for keydesk recover lost --replace
+//	crash-restore                      the same for keydesk restore, each into a new empty registry
 //	secrets-absent [SECRET...]         no PIN, PUK or management key used in the script (and the
 //	                                   given ones) in the registries' state, outboxes, settings or logs
 var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -63,6 +66,9 @@ var workflowCmds = map[string]func(ts *testscript.TestScript, neg bool, args []s
 	"secrets-absent":         cmdSecretsAbsent,
 	"crash-enrol":            cmdCrashEnrol,
 	"crash-recover":          cmdCrashRecover,
+	"crash-piv-pin":          cmdCrashPIVPIN,
+	"crash-lost":             cmdCrashLost,
+	"crash-restore":          cmdCrashRestore,
 }
 
 // wfRegistry is one script's registry.

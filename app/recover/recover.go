@@ -228,17 +228,23 @@ func UnblockPIVPIN(ctx context.Context, k device.Key, newPIN string, opt Options
 	if sec.Serial != k.Serial {
 		return fmt.Errorf("the escrow blob is for key %d, not %d", sec.Serial, k.Serial)
 	}
-	if err := opt.Registry.RecoveryEvent(ctx, reg.ID, client.ActionEscrowOpened, "PUK opened to unblock the PIV PIN"); err != nil {
+	if err := crashpoint.Around(crashpoint.RecoverRegistryEscrowOpened, func() error {
+		return opt.Registry.RecoveryEvent(ctx, reg.ID, client.ActionEscrowOpened, "PUK opened to unblock the PIV PIN")
+	}); err != nil {
 		return fmt.Errorf("auditing the escrow opening: %w", err)
 	}
 	card, err := opt.Keys.PIV(k)
 	if err != nil {
 		return err
 	}
-	if err := card.UnblockPIN(ctx, sec.PUK, newPIN); err != nil {
+	// The escrowed PUK resets the PIN whether or not it is blocked, so a
+	// second run after an interrupted one does the same again.
+	if err := crashpoint.Around(crashpoint.RecoverKeyPIVUnblock, func() error { return card.UnblockPIN(ctx, sec.PUK, newPIN) }); err != nil {
 		return fmt.Errorf("unblocking the PIV PIN: %w", err)
 	}
-	if err := opt.Registry.RecoveryEvent(ctx, reg.ID, client.ActionPIVPINUnblocked, "PIV PIN reset with the escrowed PUK"); err != nil {
+	if err := crashpoint.Around(crashpoint.RecoverRegistryPIVUnblocked, func() error {
+		return opt.Registry.RecoveryEvent(ctx, reg.ID, client.ActionPIVPINUnblocked, "PIV PIN reset with the escrowed PUK")
+	}); err != nil {
 		return fmt.Errorf("auditing the unblock: %w", err)
 	}
 	return nil
@@ -362,6 +368,9 @@ type LostResult struct {
 	AccessPass registry.TemporaryAccessPass `json:"access_pass,omitempty"`
 	// ActiveKeys is how many active keys the user has left.
 	ActiveKeys int `json:"active_keys"`
+	// Already: the registry marked the key lost before this run (an
+	// earlier run marked it); it was left as it was.
+	Already bool `json:"already,omitempty"`
 	// NoPass says why no pass was issued although one was asked for: the
 	// user is suspended or deleted, and the registry gives such a user none.
 	NoPass string `json:"no_pass,omitempty"`
@@ -372,16 +381,27 @@ type LostResult struct {
 // key.break_glass). It then issues a temporary access pass so the person can
 // sign in until a replacement is enrolled, unless the person is suspended or
 // deleted (LostResult.NoPass).
+//
+// A key the registry already marks lost is left as it is (Already), so the
+// same command run again after an interrupted one goes on to the pass: a
+// pass issued by the interrupted run was never shown and cannot be (the
+// registry keeps its hash, and its answer only under the interrupted run's
+// random idempotency key); it expires unused.
 func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOptions) (*LostResult, error) {
 	k, u, ks, err := Find(ctx, reg, serial)
 	if err != nil {
 		return nil, err
 	}
-	nk, err := reg.SetKeyStatus(ctx, k.ID, k.Version, registry.KeyLost, lo.BreakGlass)
-	if err != nil {
-		return nil, fmt.Errorf("marking key %s lost: %w", serial, err)
+	nk := k.Key
+	already := k.Status == registry.KeyLost
+	if !already {
+		crashpoint.Before(crashpoint.RecoverRegistryLost)
+		if nk, err = reg.SetKeyStatus(ctx, k.ID, k.Version, registry.KeyLost, lo.BreakGlass); err != nil {
+			return nil, fmt.Errorf("marking key %s lost: %w", serial, err)
+		}
+		crashpoint.After(crashpoint.RecoverRegistryLost)
 	}
-	out := &LostResult{Key: nk, User: u}
+	out := &LostResult{Key: nk, User: u, Already: already}
 	for _, o := range ks {
 		if o.ID != k.ID && o.Status == registry.KeyActive {
 			out.ActiveKeys++
@@ -392,10 +412,12 @@ func MarkLost(ctx context.Context, reg *client.Client, serial string, lo LostOpt
 		return out, nil
 	}
 	if lo.PassValidity != "" {
+		crashpoint.Before(crashpoint.RecoverRegistryPass)
 		out.Pass, out.AccessPass, err = reg.AccessPass(ctx, u.ID, "key "+serial+" lost", lo.PassValidity)
 		if err != nil {
 			return out, fmt.Errorf("issuing a temporary access pass: %w", err)
 		}
+		crashpoint.After(crashpoint.RecoverRegistryPass)
 	}
 	return out, nil
 }

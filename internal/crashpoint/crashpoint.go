@@ -72,6 +72,42 @@ func RecoveryPoints() []string {
 	return []string{RecoverKeyFIDOReset, RecoverKeyFIDOPIN, RecoverKeyFIDOCredential, RecoverRegistryFIDO2, RecoverRegistryVerify}
 }
 
+// The durable writes of a helpdesk's PIV PIN unblock (app/recover
+// UnblockPIVPIN, keydesk recover piv-pin), in order: the audit event that
+// the escrow was opened, the key's PIN reset with the escrowed PUK, and
+// the audit event that the PIN was unblocked.
+const (
+	RecoverRegistryEscrowOpened = "recover-registry-escrow-opened"
+	RecoverKeyPIVUnblock        = "recover-key-piv-unblock"
+	RecoverRegistryPIVUnblocked = "recover-registry-piv-unblocked"
+)
+
+// PIVPINPoints lists every crash point of a PIV PIN unblock, in order.
+func PIVPINPoints() []string {
+	return []string{RecoverRegistryEscrowOpened, RecoverKeyPIVUnblock, RecoverRegistryPIVUnblocked}
+}
+
+// The durable writes of marking a key lost (app/recover MarkLost, keydesk
+// recover lost), in order: the key's move to lost and the temporary
+// access pass. A replacement (--replace) is an enrolment, with the
+// enrolment's points.
+const (
+	RecoverRegistryLost = "recover-registry-lost"
+	RecoverRegistryPass = "recover-registry-pass"
+)
+
+// LostPoints lists every crash point of marking a key lost, in order.
+func LostPoints() []string {
+	return []string{RecoverRegistryLost, RecoverRegistryPass}
+}
+
+// The durable write of a restore (app/backup Restore, keydesk restore):
+// the bundle imported into the registry, in one transaction.
+const RestoreRegistryImport = "restore-registry-import"
+
+// RestorePoints lists every crash point of a restore.
+func RestorePoints() []string { return []string{RestoreRegistryImport} }
+
 // Points lists every crash point of an enrolment, in order.
 func Points() []string {
 	return []string{JournalDevice, KeyPIVGenerate, KeyFIDOPIN, KeyFIDOCredential, JournalSealed, KeyPIVMgmtKey, KeyPIVPUK,
@@ -88,11 +124,21 @@ func parse(v string) string {
 		return v
 	}
 	name, when, ok := strings.Cut(v, ":")
-	if !ok || (when != "before" && when != "after") || !(slices.Contains(Points(), name) || slices.Contains(RecoveryPoints(), name)) {
+	if !ok || (when != "before" && when != "after") || !known(name) {
 		fmt.Fprintf(os.Stderr, "keydesk crashpoint: %s is not NAME:before or NAME:after with a known NAME; ignored\n", EnvVar)
 		return ""
 	}
 	return v
+}
+
+// known reports whether name is a declared point.
+func known(name string) bool {
+	for _, ps := range [][]string{Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints()} {
+		if slices.Contains(ps, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Before marks that durable write name is about to be made.

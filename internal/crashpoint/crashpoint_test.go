@@ -2,6 +2,7 @@ package crashpoint
 
 import (
 	"regexp"
+	"slices"
 	"testing"
 )
 
@@ -13,6 +14,8 @@ func TestParse(t *testing.T) {
 		"trace":                           "trace",
 		JournalQueued + ":before":         JournalQueued + ":before",
 		OutboxQueue + ":after":            OutboxQueue + ":after",
+		RecoverKeyPIVUnblock + ":after":   RecoverKeyPIVUnblock + ":after",
+		RecoverRegistryPass + ":before":   RecoverRegistryPass + ":before",
 		OutboxQueue + ":during":           "",
 		"no-such-point:after":             "",
 		OutboxQueue:                       "",
@@ -29,7 +32,7 @@ func TestParse(t *testing.T) {
 func TestPointNames(t *testing.T) {
 	seen := map[string]bool{}
 	word := regexp.MustCompile(`^[a-z0-9-]+$`)
-	for _, p := range append(Points(), RecoveryPoints()...) {
+	for _, p := range slices.Concat(Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints()) {
 		if seen[p] || !word.MatchString(p) {
 			t.Errorf("point %q repeated or not a plain name", p)
 		}

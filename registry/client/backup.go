@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net/url"
 
 	"github.com/keydesk/keydesk/registry"
@@ -20,8 +23,19 @@ func (c *Client) Export(ctx context.Context, userID string) (registry.Export, er
 }
 
 // Import restores x into the registry, which must hold no users and no keys.
+//
+// Its idempotency key is derived from the bundle (SHA-256 of the request
+// body), not drawn at random: the same bundle sent again after a desk was
+// killed before it read the answer is a replay, answered with the first
+// restore's summary for as long as the registry keeps idempotency keys
+// (its IdempotencyTTL, 7 days by default), instead of registry_not_empty.
 func (c *Client) Import(ctx context.Context, x registry.Export) (registry.Restored, error) {
 	var out registry.Restored
-	err := c.write(ctx, "POST", "/v1/import", x, &out, nil)
+	b, err := json.Marshal(x)
+	if err != nil {
+		return out, err
+	}
+	sum := sha256.Sum256(b)
+	_, _, err = c.do(ctx, "POST", "/v1/import", b, map[string]string{"Idempotency-Key": "import-" + hex.EncodeToString(sum[:16])}, &out)
 	return out, err
 }
