@@ -116,20 +116,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 	admin, closeAdmin := r.client(ts)
 	defer closeAdmin()
 	ctx := context.Background()
-	simDir := filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")
-	reader0 := uint32(31000001)
-	fresh := func() uint32 {
-		reply, err := sim.Control(simDir, fmt.Sprintf("replace %d", reader0))
-		ts.Check(err)
-		f := strings.Fields(reply)
-		if len(f) != 4 || f[0] != "ok:" {
-			ts.Fatalf("keydesk-sim replace: %q", reply)
-		}
-		n, err := strconv.ParseUint(f[3], 10, 32)
-		ts.Check(err)
-		reader0 = uint32(n)
-		return reader0
-	}
+	fresh := freshKeys(ts)
 	pins := func(serial uint32) string { return fmt.Sprintf("fido-pin-%d\n%d\n", serial, 10000000+serial%90000000) }
 	enrolArgs := func(user string, serial uint32) []string {
 		return []string{"enrol", "--user", user, "--name", "Crash " + user, "--serial", strconv.Itoa(int(serial)), "--no-backup", "--wait", "20s"}
@@ -352,6 +339,26 @@ func cmdCrashRecover(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
+// freshKeys returns a function that swaps the key in the first practice
+// reader for a factory-fresh one (keydesk-sim's "replace") and returns its
+// serial.
+func freshKeys(ts *testscript.TestScript) func() uint32 {
+	simDir := filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")
+	reader0 := uint32(31000001)
+	return func() uint32 {
+		reply, err := sim.Control(simDir, fmt.Sprintf("replace %d", reader0))
+		ts.Check(err)
+		f := strings.Fields(reply)
+		if len(f) != 4 || f[0] != "ok:" {
+			ts.Fatalf("keydesk-sim replace: %q", reply)
+		}
+		n, err := strconv.ParseUint(f[3], 10, 32)
+		ts.Check(err)
+		reader0 = uint32(n)
+		return reader0
+	}
+}
+
 // tracedPoints returns the crash points, "NAME:WHEN", a traced run's
 // stderr names that are among declared, in order; it fails the script
 // unless every declared point was passed before and after.
@@ -508,20 +515,8 @@ func cmdCrashLost(ts *testscript.TestScript, neg bool, args []string) {
 	admin, closeAdmin := r.client(ts)
 	defer closeAdmin()
 	ctx := context.Background()
-	simDir := filepath.Join(ts.Getenv("XDG_STATE_HOME"), "keydesk", "sim")
-	reader0 := uint32(31000001)
-	fresh := func() string {
-		reply, err := sim.Control(simDir, fmt.Sprintf("replace %d", reader0))
-		ts.Check(err)
-		f := strings.Fields(reply)
-		if len(f) != 4 || f[0] != "ok:" {
-			ts.Fatalf("keydesk-sim replace: %q", reply)
-		}
-		n, err := strconv.ParseUint(f[3], 10, 32)
-		ts.Check(err)
-		reader0 = uint32(n)
-		return f[3]
-	}
+	freshSerial := freshKeys(ts)
+	fresh := func() string { return strconv.FormatUint(uint64(freshSerial()), 10) }
 	pins := func(serial string) string { return "fido-pin-" + serial + "\n" + serial + "\n" }
 	plain := crashRun{ts: ts, env: crashEnv(ts)}
 	// one enrols a user on a fresh key, and makes the next fresh key its
