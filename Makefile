@@ -19,7 +19,7 @@ BIN     := bin
 # what `make build` builds.
 export GOFLAGS += -tags=no_emoji
 
-.PHONY: all deps build run test bench bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross
+.PHONY: all deps build run test bench bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross cross-check msi
 
 all: build
 
@@ -85,6 +85,13 @@ fresh-check:
 cross: deps
 	@packaging/install-deps.sh --cross --quiet
 	GO=$(GO) LDFLAGS="$(LDFLAGS)" packaging/cross.sh
+
+## cross-check: the Windows build under Wine: the CLI against the registry on
+## loopback, the desktop app under Xvfb, the MSI (packaging/cross-check.sh;
+## not part of `make test`)
+cross-check: cross
+	@packaging/install-deps.sh --wine --quiet
+	packaging/cross-check.sh
 
 clean:
 	rm -rf $(BIN) dist
