@@ -89,9 +89,14 @@ cross: deps
 ## cross-check: the Windows build under Wine: the CLI against the registry on
 ## loopback, the desktop app under Xvfb, the MSI (packaging/cross-check.sh;
 ## not part of `make test`)
-cross-check: cross
-	@packaging/install-deps.sh --wine --quiet
+cross-check: msi
 	packaging/cross-check.sh
+
+## msi: dist/keydesk-VERSION-x64.msi from dist/windows-amd64 with wixl
+## (packaging/build-msi.sh, packaging/windows/keydesk.wxs)
+msi: cross
+	@packaging/install-deps.sh --wine --quiet
+	VERSION=$(VERSION) packaging/build-msi.sh
 
 clean:
 	rm -rf $(BIN) dist

@@ -14,8 +14,8 @@
 #   4. keydesk-desk.exe under Xvfb: its window appears with the title
 #      "keydesk", and a screenshot matches packaging/windows/desk-wine.png
 #      within a tolerance (KEYDESK_UPDATE_REFERENCE=1 rewrites the reference).
-#   5. The MSI in dist/ (if `make msi` built it): msiinfo lists its tables,
-#      files and shortcut.
+#   5. The MSI in dist/ (`make msi`): msiinfo lists its tables, files and
+#      shortcut, and Wine's msiexec installs it silently.
 #
 # Needs packaging/install-deps.sh --wine. Exits non-zero on the first check
 # that fails, naming it. Not part of `make test`: Wine is large and its
@@ -46,7 +46,8 @@ export WINEPREFIX=$tmp/prefix WINEARCH=win64 WINEDEBUG=-all
 export WINEDLLOVERRIDES="mscoree,mshtml="
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
   "$wineserver" -k 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -118,6 +119,9 @@ pass "inventory: ${out%%,*}, …"
 out=$(kd keydesk.exe settings set helpdesk_recipients=age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq 2>&1) ||
   fail "settings set: $out"
 pass "settings set: $out"
+out=$(kd keydesk.exe keys 2>&1 </dev/null) || fail "keys: $out"
+grep -q 'scard\|winapi' <<<"$out" && fail "keys leaks a PC/SC error: $out"
+pass "keys: $(echo $out)"
 set +e
 out=$(kd keydesk.exe enrol --user bob --name "Bob Example" --wait 1s 2>&1 </dev/null)
 rc=$?
@@ -166,8 +170,9 @@ else
   pass "screenshot: $colours colours, $d pixels differ from the reference (allowed $TOLERANCE)"
 fi
 
-msi=$(ls "$root"/dist/keydesk-*.msi 2>/dev/null | head -1 || true)
-if [ -n "$msi" ]; then
+msi=$(ls "$root"/dist/keydesk-*-x64.msi 2>/dev/null | head -1 || true)
+[ -n "$msi" ] || fail "no dist/keydesk-*-x64.msi (make msi)"
+{
   echo "== the MSI ($(basename "$msi"))"
   tables=$(msiinfo tables "$msi") || fail "msiinfo tables"
   for t in File Component Shortcut Icon Directory; do
@@ -181,5 +186,16 @@ if [ -n "$msi" ]; then
   sc=$(msiinfo export "$msi" Shortcut | awk -F'\t' 'NR > 3 {print $2, $3, $5}')
   grep -q 'ProgramMenu' <<<"$sc" || fail "no Start-menu shortcut: $sc"
   pass "Start-menu shortcut: $sc"
-fi
+  # Installed by Windows Installer (Wine's msiexec), silently.
+  timeout 300 "$wine" msiexec /i "Z:${msi//\//\\}" /qn >"$tmp/msiexec.log" 2>&1 || fail "msiexec /i: $(tail -3 "$tmp/msiexec.log")"
+  "$wineserver" -w
+  pf="$WINEPREFIX/drive_c/Program Files/keydesk"
+  for f in keydesk.exe keydesk-desk.exe fido2.dll cbor.dll crypto-45.dll; do
+    cmp -s "$pf/$f" "$WIN/$f" || fail "msiexec did not install $f as built"
+  done
+  lnk=$(find "$WINEPREFIX/drive_c" -iname 'keydesk.lnk' | head -1)
+  [ -n "$lnk" ] || fail "msiexec made no keydesk.lnk"
+  v=$(timeout 120 "$wine" "C:\\Program Files\\keydesk\\keydesk.exe" --version) || fail "the installed keydesk.exe does not start"
+  pass "msiexec /i /qn: Program Files\\keydesk holds the five files as built; ${lnk#"$WINEPREFIX"/}; $v"
+}
 echo "cross-check: everything passed"
