@@ -98,7 +98,7 @@ state="Z:${tmp//\//\\}\\state"
 kd keydesk-registry.exe token create --state "$state" --role admin --name first-admin >"$tmp/admin.token" 2>"$tmp/token.err" ||
   fail "keydesk-registry.exe token create: $(cat "$tmp/token.err")"
 pass "token create (admin)"
-kd keydesk-registry.exe serve --dev-plain-http --listen 127.0.0.1:0 --state "$state" >"$tmp/serve.out" 2>&1 &
+timeout 300 "$wine" "$WIN/keydesk-registry.exe" serve --dev-plain-http --listen 127.0.0.1:0 --state "$state" >"$tmp/serve.out" 2>&1 &
 pids+=($!)
 waitfor 60 grep -q 'listening on' "$tmp/serve.out" || fail "the registry did not start: $(cat "$tmp/serve.out")"
 url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$tmp/serve.out")
@@ -130,7 +130,6 @@ set -e
 grep -q '^keydesk: no factory-fresh key was inserted (waited 1s)$' <<<"$out" || fail "enrol with no key: $out"
 grep -q 'scard\|winapi' <<<"$out" && fail "enrol with no key leaks a PC/SC error: $out"
 pass "enrol with no key: exit 3, $(grep '^keydesk:' <<<"$out")"
-kill "${pids[0]}" 2>/dev/null || true
 
 echo "== keydesk-desk.exe under Xvfb"
 disp=:$((90 + RANDOM % 100))
@@ -139,7 +138,7 @@ pids+=($!)
 export DISPLAY=$disp
 waitfor 30 xdpyinfo >/dev/null || waitfor 30 xwd -root -silent -out /dev/null || fail "Xvfb on $disp did not start"
 start=$(date +%s)
-kd keydesk-desk.exe >"$tmp/desk.out" 2>&1 &
+timeout 300 "$wine" "$WIN/keydesk-desk.exe" >"$tmp/desk.out" 2>&1 &
 pids+=($!)
 waitfor 90 xdotool search --name '^keydesk' >/dev/null || fail "no window titled keydesk appeared: $(tail -5 "$tmp/desk.out")"
 win=$(xdotool search --name '^keydesk' | head -1)
@@ -170,6 +169,8 @@ else
   pass "screenshot: $colours colours, $d pixels differ from the reference (allowed $TOLERANCE)"
 fi
 
+# timeout passes the signal on: the desktop app, then the registry.
+kill "${pids[2]}" "${pids[0]}"
 msi=$(ls "$root"/dist/keydesk-*-x64.msi 2>/dev/null | head -1 || true)
 [ -n "$msi" ] || fail "no dist/keydesk-*-x64.msi (make msi)"
 {
@@ -188,7 +189,6 @@ msi=$(ls "$root"/dist/keydesk-*-x64.msi 2>/dev/null | head -1 || true)
   pass "Start-menu shortcut: $sc"
   # Installed by Windows Installer (Wine's msiexec), silently.
   timeout 300 "$wine" msiexec /i "Z:${msi//\//\\}" /qn >"$tmp/msiexec.log" 2>&1 || fail "msiexec /i: $(tail -3 "$tmp/msiexec.log")"
-  "$wineserver" -w
   pf="$WINEPREFIX/drive_c/Program Files/keydesk"
   for f in keydesk.exe keydesk-desk.exe fido2.dll cbor.dll crypto-45.dll; do
     cmp -s "$pf/$f" "$WIN/$f" || fail "msiexec did not install $f as built"
