@@ -132,11 +132,12 @@ grep -q 'scard\|winapi' <<<"$out" && fail "enrol with no key leaks a PC/SC error
 pass "enrol with no key: exit 3, $(grep '^keydesk:' <<<"$out")"
 
 echo "== keydesk-desk.exe under Xvfb"
-disp=:$((90 + RANDOM % 100))
-Xvfb "$disp" -screen 0 1280x800x24 -nolisten tcp >"$tmp/xvfb.log" 2>&1 &
+# Xvfb picks a free display and writes its number once it accepts clients.
+Xvfb -displayfd 3 -screen 0 1280x800x24 -nolisten tcp 3>"$tmp/display" >"$tmp/xvfb.log" 2>&1 &
 pids+=($!)
+waitfor 30 test -s "$tmp/display" || fail "Xvfb did not start: $(tail -3 "$tmp/xvfb.log")"
+disp=:$(head -1 "$tmp/display")
 export DISPLAY=$disp
-waitfor 30 xdpyinfo >/dev/null || waitfor 30 xwd -root -silent -out /dev/null || fail "Xvfb on $disp did not start"
 start=$(date +%s)
 timeout 300 "$wine" "$WIN/keydesk-desk.exe" >"$tmp/desk.out" 2>&1 &
 pids+=($!)

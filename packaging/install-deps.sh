@@ -48,7 +48,7 @@ cross) pkgs=(
 wine) pkgs=(
   # make cross-check: Debian's 64-bit Wine runs the Windows binaries; the
   # virtual display, screenshots and image comparison for the desktop app
-  wine64 xvfb x11-apps imagemagick
+  wine64 xvfb xdotool imagemagick
   # make cross-check: the stand-in bcryptprimitives.dll is built with mingw
   gcc-mingw-w64-x86-64
   # make msi: wixl builds the MSI, msiinfo reads it back
