@@ -19,7 +19,7 @@ BIN     := bin
 # what `make build` builds.
 export GOFLAGS += -tags=no_emoji
 
-.PHONY: all deps build run test bench bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross
+.PHONY: all deps build run test bench bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross cross-check msi
 
 all: build
 
@@ -85,6 +85,18 @@ fresh-check:
 cross: deps
 	@packaging/install-deps.sh --cross --quiet
 	GO=$(GO) LDFLAGS="$(LDFLAGS)" packaging/cross.sh
+
+## cross-check: the Windows build under Wine: the CLI against the registry on
+## loopback, the desktop app under Xvfb, the MSI (packaging/cross-check.sh;
+## not part of `make test`)
+cross-check: msi
+	packaging/cross-check.sh
+
+## msi: dist/keydesk-VERSION-x64.msi from dist/windows-amd64 with wixl
+## (packaging/build-msi.sh, packaging/windows/keydesk.wxs)
+msi: cross
+	@packaging/install-deps.sh --wine --quiet
+	VERSION=$(VERSION) packaging/build-msi.sh
 
 clean:
 	rm -rf $(BIN) dist

@@ -30,6 +30,11 @@ var (
 	// ErrNoAnswer: the key is attached but did not answer a request in
 	// time, or answered out of turn (a CTAPHID reply for another request).
 	ErrNoAnswer = errors.New("the key did not answer")
+	// ErrNeedsElevation: Windows 10 1903 and later let only an elevated
+	// process open a FIDO key's HID device; the others reach it through
+	// webauthn.dll, which makes credentials and assertions but cannot manage
+	// the PIN, reset, credentials or settings (CTAP 2.1 §6.5–§6.11).
+	ErrNeedsElevation = errors.New("windows lets only a program run as administrator manage fido2 keys")
 )
 
 // ErrFIDO2PINBlocked is a blocked FIDO2 PIN (CTAP 2.1 §6.5.2 PIN_BLOCKED):
@@ -98,6 +103,8 @@ func Hint(err error) string {
 			return fmt.Sprintf("The PUK was wrong. %d more wrong tries will block it.", wp.Retries)
 		}
 		return fmt.Sprintf("The PIN was wrong. %d more wrong tries will block it.", wp.Retries)
+	case errors.Is(err, ErrNeedsElevation):
+		return "Run keydesk as administrator (right-click it, Run as administrator) to change a FIDO2 PIN, reset, or manage passkeys and settings."
 	case errors.Is(err, ErrFIDO2PINBlocked):
 		return "The FIDO2 PIN is blocked. Only a FIDO2 reset, which erases every passkey on the key, makes it usable again."
 	case errors.Is(err, ErrPINBlocked):

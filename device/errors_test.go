@@ -21,6 +21,7 @@ func TestErrorsAndHints(t *testing.T) {
 		ErrPINBlocked, ErrPUKBlocked, ErrTouchTimeout, ErrKeyRemoved, ErrAppDisabled,
 		err, &SerialMismatchError{Want: 1, Got: 2}, ErrNotSupported,
 		ErrFIDO2PINBlocked, ErrPINAuthBlocked, ErrPINNotSet, ErrPINPolicy, ErrResetWindow, ErrNoCredentials,
+		ErrNeedsElevation,
 	}
 	if !errors.Is(fmt.Errorf("x: %w", ErrFIDO2PINBlocked), ErrPINBlocked) {
 		t.Error("a blocked FIDO2 PIN does not match ErrPINBlocked")

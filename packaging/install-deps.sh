@@ -5,6 +5,7 @@
 #   packaging/install-deps.sh              everything to build, run and test
 #   packaging/install-deps.sh --packaging  only what `make package-check` adds
 #   packaging/install-deps.sh --cross      only what `make cross` adds
+#   packaging/install-deps.sh --wine       only what `make cross-check` adds
 #   --quiet (with any of them)             print only what it installs
 #
 # On Debian and Ubuntu it uses apt-get (through sudo when not root). Elsewhere
@@ -19,6 +20,7 @@ for a in "$@"; do
     --quiet) quiet=1 ;;
     --packaging) set_=packaging ;;
     --cross) set_=cross ;;
+    --wine) set_=wine ;;
     *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -42,6 +44,15 @@ packaging) pkgs=(
 cross) pkgs=(
   # make cross: the C cross-compiler for keydesk's cgo on Windows
   gcc-mingw-w64-x86-64
+) ;;
+wine) pkgs=(
+  # make cross-check: Debian's 64-bit Wine runs the Windows binaries; the
+  # virtual display, screenshots and image comparison for the desktop app
+  wine64 xvfb xdotool imagemagick
+  # make cross-check: the stand-in bcryptprimitives.dll is built with mingw
+  gcc-mingw-w64-x86-64
+  # make msi: wixl builds the MSI, msiinfo reads it back
+  wixl msitools
 ) ;;
 main) pkgs=(
   # build: Go fetches modules over HTTPS (the system's CA certificates)

@@ -100,6 +100,9 @@ func (s *Scanner) Scan(ctx context.Context) ([]device.Key, error) {
 		return s.scan(ctx, nil)
 	}
 	sc, err := scard.EstablishContext()
+	if err != nil && noReaders(err) {
+		return s.scan(ctx, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +271,9 @@ func (s *Scanner) fidoPaths() []string {
 // listing from the new daemon.
 func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 	sc, err := scard.EstablishContext()
+	if err != nil && noReaders(err) {
+		return pollWatch(ctx, opts), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -393,4 +399,31 @@ func equal(a, b []device.Key) bool {
 		}
 	}
 	return true
+}
+
+// pollWatch is Watch on a desk whose smart-card service is not running
+// (noReaders): a full Scan every poll interval, which picks up PC/SC again
+// once the service starts with the first reader.
+func pollWatch(ctx context.Context, opts Options) <-chan []device.Key {
+	s := NewScanner(opts)
+	out := make(chan []device.Key, 1)
+	go func() {
+		defer close(out)
+		var last []device.Key
+		for ctx.Err() == nil {
+			if keys, err := s.Scan(ctx); err == nil && (last == nil || !equal(last, keys)) {
+				last = keys
+				select {
+				case <-out: // drop a list nobody read
+				default:
+				}
+				out <- keys
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(opts.poll()):
+			}
+		}
+	}()
+	return out
 }

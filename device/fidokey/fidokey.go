@@ -93,6 +93,9 @@ func (d *Device) open(ctx context.Context) (*fidoc.Dev, error) {
 		if gone(path) {
 			return nil, fmt.Errorf("opening %s: %w (%w)", path, device.ErrKeyRemoved, err)
 		}
+		if needsElevation() {
+			return nil, fmt.Errorf("opening %s: %w (%w)", path, device.ErrNeedsElevation, err)
+		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	return dev, nil
