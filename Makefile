@@ -37,6 +37,7 @@ run: build
 
 ## test: every test, on a fresh Debian/Ubuntu machine
 test: deps
+	@packaging/install-deps.sh --cross --quiet
 	$(GO) vet ./...
 	GO=$(GO) packaging/cross-vet.sh
 	packaging/with-services.sh $(GO) test -count=1 -timeout 45m ./...
@@ -62,7 +63,8 @@ vet:
 
 ## cross-vet: go vet and go build for windows/amd64 and darwin/arm64 without
 ## cgo (part of `make test`; packaging/cross-vet.sh)
-cross-vet:
+cross-vet: deps
+	@packaging/install-deps.sh --cross --quiet
 	GO=$(GO) packaging/cross-vet.sh
 
 ## package: the .debs and the fyne tarball in dist/ (packaging/build-packages.sh)
