@@ -34,6 +34,7 @@ import (
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/pcsc"
 	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/residency"
@@ -301,7 +302,7 @@ func (d *desk) watch() {
 	for d.ctx.Err() == nil {
 		ch, err := d.env.Keys.Watch(d.ctx)
 		if err != nil {
-			d.status("Cannot watch for keys: " + err.Error() + " (is pcscd running?)")
+			d.status("Cannot watch for keys: " + err.Error() + " (is " + pcsc.ServiceName() + " running?)")
 			select {
 			case <-d.ctx.Done():
 				return

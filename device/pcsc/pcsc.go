@@ -220,3 +220,8 @@ func sharing(err error) bool {
 		strings.Contains(err.Error(), "other connections outstanding") ||
 		strings.Contains(strings.ToLower(err.Error()), "sharing violation")
 }
+
+// ServiceName is what this system calls its PC/SC resource manager, for
+// messages: "the smart card service (pcscd)" on Linux, "the Smart Card
+// service" on Windows.
+func ServiceName() string { return serviceName }
