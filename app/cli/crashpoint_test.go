@@ -128,20 +128,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 	if code != 0 {
 		ts.Fatalf("traced enrolment: exit %d\n%s", code, stderr)
 	}
-	var points []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if m := traceLine.FindStringSubmatch(l); m != nil && !slices.Contains(points, m[1]+":"+m[2]) {
-			points = append(points, m[1]+":"+m[2])
-		}
-	}
-	for _, p := range crashpoint.Points() {
-		for _, w := range []string{"before", "after"} {
-			if !slices.Contains(points, p+":"+w) {
-				ts.Fatalf("the traced enrolment never passed crash point %s:%s; passed: %v", p, w, points)
-			}
-		}
-	}
-	ts.Logf("%d crash points", len(points))
+	points := tracedPoints(ts, "enrolment", stderr, crashpoint.Points())
 
 	for i, point := range points {
 		serial := fresh()
@@ -300,20 +287,7 @@ func cmdCrashRecover(ts *testscript.TestScript, neg bool, args []string) {
 	if code != 0 {
 		ts.Fatalf("traced reset: exit %d\n%s", code, stderr)
 	}
-	var points []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if m := traceLine.FindStringSubmatch(l); m != nil && strings.HasPrefix(m[1], "recover-") && !slices.Contains(points, m[1]+":"+m[2]) {
-			points = append(points, m[1]+":"+m[2])
-		}
-	}
-	for _, p := range crashpoint.RecoveryPoints() {
-		for _, w := range []string{"before", "after"} {
-			if !slices.Contains(points, p+":"+w) {
-				ts.Fatalf("the traced reset never passed crash point %s:%s; passed: %v", p, w, points)
-			}
-		}
-	}
-	ts.Logf("%d crash points", len(points))
+	points := tracedPoints(ts, "reset", stderr, crashpoint.RecoveryPoints())
 	for _, point := range points {
 		run := reset(crashpoint.EnvVar + "=" + point)
 		run.marker = "keydesk crashpoint: " + point + " reached"
