@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,12 +55,26 @@ type Options struct {
 	// StartupMark, when set, is a file written once the first frame is
 	// painted (KEYDESK_STARTUP_MARK), for the start-up benchmark.
 	StartupMark string
+	// UIDump, when set, is a file the window's layout is written to while
+	// it changes (KEYDESK_UI_DUMP; uidump.go), for tests that drive the
+	// real binary.
+	UIDump string
+	// HeapProfile, when set, is a file a heap profile is written to when
+	// the window closes (KEYDESK_HEAP_PROFILE; `go tool pprof`), to see
+	// where memory went after a session.
+	HeapProfile string
 }
 
-// OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR and
-// KEYDESK_STARTUP_MARK.
+// OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR,
+// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP and KEYDESK_HEAP_PROFILE.
 func OptionsFromEnv() Options {
-	return Options{Practice: os.Getenv("KEYDESK_PRACTICE"), SimDir: os.Getenv("KEYDESK_SIM_DIR"), StartupMark: os.Getenv("KEYDESK_STARTUP_MARK")}
+	return Options{
+		Practice:    os.Getenv("KEYDESK_PRACTICE"),
+		SimDir:      os.Getenv("KEYDESK_SIM_DIR"),
+		StartupMark: os.Getenv("KEYDESK_STARTUP_MARK"),
+		UIDump:      os.Getenv("KEYDESK_UI_DUMP"),
+		HeapProfile: os.Getenv("KEYDESK_HEAP_PROFILE"),
+	}
 }
 
 // Run opens the main window and returns when it is closed or ctx ends.
@@ -114,11 +130,17 @@ func Run(ctx context.Context, opt Options) error {
 			a.Quit()
 		})
 	})
+	if opt.UIDump != "" {
+		go dumpLayout(ctx, w, opt.UIDump)
+	}
 	w.ShowAndRun()
 	close(loopDone)
 	d.env.MarkClosed()
 	cancel()
 	d.close()
+	if opt.HeapProfile != "" {
+		writeHeapProfile(opt.HeapProfile)
+	}
 	return nil
 }
 
@@ -253,6 +275,17 @@ func (d *desk) afterFirstFrame() {
 		}
 	}
 	d.watch()
+}
+
+// writeHeapProfile writes the live heap, after a collection, to path.
+func writeHeapProfile(path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 func writeMark(path string) {

@@ -1,0 +1,178 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+	_ "unsafe" // go:linkname, below
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/keydesk/keydesk/app/ui/uikit"
+)
+
+// The layout dump is a test hook, inert unless KEYDESK_UI_DUMP names a
+// file: then, five times a second, the window's visible text, buttons and
+// entries are written to that file as JSON (UIDump) whenever they
+// changed, so that a test driving the real binary under Xvfb (TestRound in
+// cmd/keydesk) can wait for a screen state and find where to click without
+// fixed coordinates. Password entries are dumped without their text.
+
+// UIDump is what the layout dump writes.
+type UIDump struct {
+	Seq     int        `json:"seq"`   // counts the writes
+	Scale   float32    `json:"scale"` // device pixels per Fyne unit
+	W       float32    `json:"w"`     // the canvas, in Fyne units
+	H       float32    `json:"h"`
+	MinW    float32    `json:"min_w"` // the content's minimum size
+	MinH    float32    `json:"min_h"`
+	Focused string     `json:"focused,omitempty"` // type and text of the focused object
+	Objects []UIObject `json:"objects"`
+}
+
+// UIObject is one visible object, in Fyne units from the canvas's top left;
+// X, Y, W, H are already cut to the scroll area the object is in.
+type UIObject struct {
+	Type     string  `json:"type"` // "text", "button", "entry", "select", "check"
+	Text     string  `json:"text"`
+	X        float32 `json:"x"`
+	Y        float32 `json:"y"`
+	W        float32 `json:"w"`
+	H        float32 `json:"h"`
+	Disabled bool    `json:"disabled,omitempty"`
+}
+
+// cachedRenderer is Fyne's renderer cache lookup (fyne.io/fyne/v2/internal/
+// cache), which its own test package also uses to walk widget trees; it
+// creates no renderer.
+//
+//go:linkname cachedRenderer fyne.io/fyne/v2/internal/cache.CachedRenderer
+func cachedRenderer(wid fyne.Widget) (fyne.WidgetRenderer, bool)
+
+// dumpLayout writes w's layout to path every 200 ms while it changes,
+// until ctx ends.
+func dumpLayout(ctx context.Context, w fyne.Window, path string) {
+	var last []byte
+	seq := 0
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var d UIDump
+		fyne.DoAndWait(func() { d = layoutOf(w) })
+		b, _ := json.Marshal(d)
+		if string(b) == string(last) {
+			continue
+		}
+		last = b
+		seq++
+		d.Seq = seq
+		b, _ = json.Marshal(d)
+		if os.WriteFile(path+".tmp", b, 0o600) == nil {
+			os.Rename(path+".tmp", path)
+		}
+	}
+}
+
+func layoutOf(w fyne.Window) UIDump {
+	c := w.Canvas()
+	d := UIDump{Scale: c.Scale(), W: c.Size().Width, H: c.Size().Height}
+	if w.Content() != nil {
+		m := w.Content().MinSize()
+		d.MinW, d.MinH = m.Width, m.Height
+	}
+	if f := c.Focused(); f != nil {
+		d.Focused = describe(f)
+	}
+	full := rect{0, 0, d.W, d.H}
+	walk(w.Content(), fyne.Position{}, full, &d.Objects)
+	for _, o := range c.Overlays().List() {
+		walk(o, fyne.Position{}, full, &d.Objects)
+	}
+	return d
+}
+
+func describe(o any) string {
+	if e, ok := o.(*uikit.Entry); ok {
+		o = &e.Entry
+	}
+	switch o := o.(type) {
+	case *widget.Button:
+		return "button " + o.Text
+	case *widget.Entry:
+		if o.Password {
+			return "entry (password)"
+		}
+		return "entry " + o.Text
+	}
+	return fmt.Sprintf("%T", o)
+}
+
+type rect struct{ x, y, w, h float32 }
+
+func (r rect) cut(o rect) rect {
+	x0, y0 := max(r.x, o.x), max(r.y, o.y)
+	x1, y1 := min(r.x+r.w, o.x+o.w), min(r.y+r.h, o.y+o.h)
+	return rect{x0, y0, max(0, x1-x0), max(0, y1-y0)}
+}
+
+func walk(o fyne.CanvasObject, off fyne.Position, clip rect, out *[]UIObject) {
+	if o == nil || !o.Visible() {
+		return
+	}
+	p := o.Position().Add(off)
+	r := clip.cut(rect{p.X, p.Y, o.Size().Width, o.Size().Height})
+	if r.w == 0 || r.h == 0 {
+		return
+	}
+	add := func(typ, text string, disabled bool) {
+		*out = append(*out, UIObject{Type: typ, Text: text, X: r.x, Y: r.y, W: r.w, H: r.h, Disabled: disabled})
+	}
+	var children []fyne.CanvasObject
+	switch o := o.(type) {
+	case *canvas.Text:
+		if o.Text != "" {
+			add("text", o.Text, false)
+		}
+		return
+	case *fyne.Container:
+		children = o.Objects
+	case fyne.Widget:
+		var w any = o
+		if e, ok := o.(*uikit.Entry); ok {
+			w = &e.Entry
+		}
+		switch w := w.(type) {
+		case *widget.Button:
+			add("button", w.Text, w.Disabled())
+		case *widget.Entry:
+			text := w.Text
+			if w.Password {
+				text = ""
+			}
+			add("entry", text, w.Disabled())
+		case *widget.Select:
+			add("select", w.Selected, w.Disabled())
+		case *widget.Check:
+			add("check", w.Text, w.Disabled())
+		}
+		if _, ok := o.(*container.Scroll); ok {
+			clip = r
+		}
+		if rd, ok := cachedRenderer(o); ok {
+			children = rd.Objects()
+		}
+	}
+	for _, c := range children {
+		walk(c, p, clip, out)
+	}
+}

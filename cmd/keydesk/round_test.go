@@ -1,0 +1,482 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The round test drives the real desktop app, as a person would, through
+// the whole practice round: enrol a user's primary and backup keys, verify,
+// a PIV PIN blocked by wrong PINs typed in the command line, the helpdesk's
+// unblock, Activity. It runs at 1024×700 and at 1920×1080 under Xvfb, with
+// xdotool's keyboard and mouse, and compares a screenshot of every step with
+// its reference in testdata/round/WxH/ (KEYDESK_UPDATE_REFERENCES=1 writes
+// them anew). Widgets are found through the app's layout dump
+// (KEYDESK_UI_DUMP, app/ui/uidump.go), never at fixed coordinates.
+
+// uiDump and uiObject read the app's layout dump (app/ui.UIDump); the test
+// keeps its own copy so that its binary does not link Fyne.
+type uiDump struct {
+	Seq     int        `json:"seq"`
+	Scale   float32    `json:"scale"`
+	W       float32    `json:"w"`
+	H       float32    `json:"h"`
+	MinW    float32    `json:"min_w"`
+	MinH    float32    `json:"min_h"`
+	Focused string     `json:"focused"`
+	Objects []uiObject `json:"objects"`
+}
+
+type uiObject struct {
+	Type     string  `json:"type"`
+	Text     string  `json:"text"`
+	X        float32 `json:"x"`
+	Y        float32 `json:"y"`
+	W        float32 `json:"w"`
+	H        float32 `json:"h"`
+	Disabled bool    `json:"disabled"`
+}
+
+var roundSizes = []struct{ w, h int }{{1024, 700}, {1920, 1080}}
+
+// roundWait bounds every wait for a screen state; the test never sleeps
+// for a pass.
+const roundWait = 60 * time.Second
+
+func TestRound(t *testing.T) {
+	for _, f := range []string{"bus", "dbus-session"} {
+		if _, err := os.Stat(fmt.Sprintf("/run/user/%d/%s", os.Getuid(), f)); err == nil {
+			t.Skipf("this machine has a session bus at /run/user/%d/%s: it is no bare desktop", os.Getuid(), f)
+		}
+	}
+	if _, err := exec.LookPath("xdotool"); err != nil {
+		t.Skip("xdotool is not installed (packaging/install-deps.sh installs it)")
+	}
+	bin := build(t, t.TempDir())
+	for _, s := range roundSizes {
+		t.Run(fmt.Sprintf("%dx%d", s.w, s.h), func(t *testing.T) {
+			t.Parallel()
+			r := startRound(t, bin, s.w, s.h)
+			r.play()
+			r.finish()
+		})
+	}
+}
+
+// round is one run of the desktop app on its own display.
+type round struct {
+	t        *testing.T
+	w, h     int
+	display  string
+	dir      string
+	bin      string
+	env      []string
+	mark     string
+	gui      *app
+	dump     string
+	win      string
+	refs     string
+	step     int
+	stopped  bool
+	rssRound int64
+}
+
+func startRound(t *testing.T, bin string, w, h int) *round {
+	r := &round{t: t, w: w, h: h, bin: bin, dir: t.TempDir()}
+	r.display = xvfbSized(t, w, h)
+	r.refs = filepath.Join("testdata", "round", fmt.Sprintf("%dx%d", w, h))
+	b := make([]byte, 8)
+	rand.Read(b)
+	r.mark = hex.EncodeToString(b)
+	r.env = bareEnv(r.dir, r.mark)
+	r.dump = filepath.Join(r.dir, "ui.json")
+
+	g := &app{mark: filepath.Join(r.dir, "first-frame"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	g.cmd = exec.Command(bin)
+	g.cmd.Dir = r.dir
+	g.cmd.Env = append(r.env, "DISPLAY="+r.display, "KEYDESK_PRACTICE=auto",
+		"KEYDESK_STARTUP_MARK="+g.mark, "KEYDESK_UI_DUMP="+r.dump)
+	g.cmd.Stderr = g.stderr
+	g.started = time.Now()
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { g.exited <- g.cmd.Wait() }()
+	r.gui = g
+	t.Cleanup(func() {
+		if !r.stopped {
+			g.stop()
+		}
+	})
+	if _, err := g.firstFrame(roundWait); err != nil {
+		t.Fatal(err)
+	}
+	// No window manager: the window is put where one would put it, at the
+	// top left, and fitted to the screen as a maximised window is.
+	out := r.xdo("search", "--sync", "--onlyvisible", "--name", "^keydesk")
+	r.win = strings.Fields(out)[0]
+	r.xdo("windowmove", "--sync", r.win, "0", "0")
+	r.xdo("windowsize", r.win, strconv.Itoa(w), strconv.Itoa(h))
+	r.xdo("windowfocus", "--sync", r.win)
+	r.until("the window fitted to the screen", func(d uiDump) bool {
+		return int(d.W*d.Scale+0.5) == w && int(d.H*d.Scale+0.5) == h
+	})
+	return r
+}
+
+// xdo runs xdotool on the round's display.
+func (r *round) xdo(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("xdotool", args...)
+	cmd.Env = append(os.Environ(), "DISPLAY="+r.display)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("xdotool %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}
+
+// layout reads the app's latest layout dump.
+func (r *round) layout() (uiDump, bool) {
+	var d uiDump
+	b, err := os.ReadFile(r.dump)
+	if err != nil || json.Unmarshal(b, &d) != nil {
+		return d, false
+	}
+	return d, true
+}
+
+// until waits for the layout to satisfy cond and returns it.
+func (r *round) until(what string, cond func(uiDump) bool) uiDump {
+	r.t.Helper()
+	deadline := time.Now().Add(roundWait)
+	var d uiDump
+	for {
+		var ok bool
+		if d, ok = r.layout(); ok && cond(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			r.fail(fmt.Sprintf("waited %v for %s", roundWait, what), d)
+		}
+		select {
+		case err := <-r.gui.exited:
+			r.stopped = true
+			r.t.Fatalf("keydesk exited waiting for %s: %v\n%s", what, err, r.gui.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// fail ends the test, saying what the window showed and keeping a
+// screenshot of it.
+func (r *round) fail(msg string, d uiDump) {
+	r.t.Helper()
+	var texts []string
+	for _, o := range d.Objects {
+		texts = append(texts, o.Type+" "+strconv.Quote(o.Text))
+	}
+	p := r.keep("failed-at", screenshot(r.t, r.display))
+	r.t.Fatalf("%s; the window (%s) shows:\n%s\nfocused: %s\nstderr: %s", msg, p, strings.Join(texts, "\n"), d.Focused, r.gui.stderr.String())
+}
+
+// find is the first visible object of type typ ("" for any) whose text
+// contains text, and whether there is one.
+func find(d uiDump, typ, text string) (uiObject, bool) {
+	for _, o := range d.Objects {
+		if (typ == "" || o.Type == typ) && strings.Contains(o.Text, text) {
+			return o, true
+		}
+	}
+	return uiObject{}, false
+}
+
+// see waits until the window shows text.
+func (r *round) see(text string) {
+	r.t.Helper()
+	r.until(strconv.Quote(text)+" on screen", func(d uiDump) bool { _, ok := find(d, "", text); return ok })
+}
+
+// click waits for an enabled button (or other object of type typ) whose
+// text contains text and clicks its middle.
+func (r *round) click(typ, text string) {
+	r.t.Helper()
+	var o uiObject
+	d := r.until(typ+" "+strconv.Quote(text), func(d uiDump) bool {
+		var ok bool
+		o, ok = find(d, typ, text)
+		return ok && !o.Disabled
+	})
+	x, y := (o.X+o.W/2)*d.Scale, (o.Y+o.H/2)*d.Scale
+	r.xdo("mousemove", "--sync", strconv.Itoa(int(x)), strconv.Itoa(int(y)), "click", "1")
+	// Away from every widget, so no hover colours the screenshots.
+	r.xdo("mousemove", "--sync", strconv.Itoa(r.w-1), strconv.Itoa(r.h-1))
+}
+
+// key presses keys, xdotool's names ("ctrl+2", "Return", "Tab").
+func (r *round) key(keys ...string) {
+	r.t.Helper()
+	for _, k := range keys {
+		r.xdo("key", "--clearmodifiers", k)
+	}
+}
+
+// typeText types text into the focused widget.
+func (r *round) typeText(text string) {
+	r.t.Helper()
+	r.xdo("type", "--delay", "15", text)
+}
+
+// focused waits until the focused widget is described by prefix (see
+// app/ui/uidump.go: "entry …", "entry (password)", "button …").
+func (r *round) focused(prefix string) {
+	r.t.Helper()
+	r.until("the focus on "+prefix, func(d uiDump) bool { return strings.HasPrefix(d.Focused, prefix) })
+}
+
+// cli runs the command line against the same practice keys and embedded
+// registry, with stdin as its answers.
+func (r *round) cli(stdin string, args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command(r.bin, args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(r.env, "KEYDESK_PRACTICE=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	out, _ := cmd.CombinedOutput()
+	return string(out)
+}
+
+// play is the round itself.
+func (r *round) play() {
+	r.see("Registry: embedded on this desk")
+	r.see("2 keys attached")
+	r.shot("keys")
+
+	// Enrol: a new user, then their primary key and, straight after, the
+	// backup key.
+	r.key("ctrl+2")
+	r.see("The registry has no users yet")
+	r.click("button", "New user…")
+	r.see("Step 1 of 5 · New user")
+	r.focused("entry")
+	r.typeText("ada")
+	r.key("Tab")
+	r.focused("entry ")
+	r.typeText("Ada Lovelace")
+	r.key("Tab")
+	r.typeText("ada@example.org")
+	r.see("ada@example.org")
+	r.shot("enrol-new-user")
+	r.key("Return")
+	r.see("Step 2 of 5 · Insert the key")
+	r.click("text", "31000001 ·")
+	r.see("Key 31000001 chosen. Press Enter")
+	r.key("Return")
+	r.see("Step 3 of 5")
+	r.see("Factory-fresh")
+	r.key("Return")
+	r.pins("ada-fido-pin-7731", "246810")
+	r.see("Step 5 of 5 · The backup key")
+	r.shot("enrol-primary-done")
+	r.key("Return")
+	r.see("Key: 31000002")
+	r.see("Step 3 of 5")
+	r.key("Return")
+	r.pins("ada-fido-backup-5521", "135791")
+	r.see("is covered")
+	r.shot("enrol-covered")
+}
+
+// pins answers the enrolment's two PIN steps, each PIN typed twice.
+func (r *round) pins(fido, piv string) {
+	r.t.Helper()
+	for _, p := range []struct{ step, pin string }{{"FIDO2 PIN", fido}, {"PIV PIN", piv}} {
+		r.see("Step 4 of 5 · " + p.step)
+		r.focused("entry (password)")
+		r.typeText(p.pin)
+		r.key("Return")
+		r.focused("entry (password)")
+		r.typeText(p.pin)
+		r.key("Return")
+	}
+}
+
+// finish quits the app from the keyboard and checks that it wrote nothing
+// to stderr and left nothing running.
+func (r *round) finish() {
+	r.t.Helper()
+	r.key("ctrl+q")
+	select {
+	case err := <-r.gui.exited:
+		r.stopped = true
+		if err != nil {
+			r.t.Errorf("keydesk after Ctrl+Q: %v", err)
+		}
+	case <-time.After(roundWait):
+		r.t.Fatal("keydesk still running a minute after Ctrl+Q")
+	}
+	if s := r.gui.stderr.String(); s != "" {
+		r.t.Errorf("keydesk wrote to stderr:\n%s", s)
+	}
+	if left := marked(r.mark); len(left) > 0 {
+		r.t.Errorf("still running after keydesk exited:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// volatile is text that changes from run to run (times, dates, the
+// registry's ids); its place on screen is masked before comparing.
+var volatile = regexp.MustCompile(`\d{1,2}:\d{2}|\d{4}-\d{2}-\d{2}|\bago\b|\b(key|usr|user|cred|evt|ev|audit|mig)_[0-9A-Za-z]+|[0-9a-f]{12,}|[0-9A-Z]{20,}`)
+
+// maskColour marks masked pixels in captures and references.
+var maskColour = color.RGBA{255, 0, 255, 255}
+
+// shot waits for the window to settle, masks the volatile text and
+// compares the screen with the step's reference.
+func (r *round) shot(name string) {
+	r.t.Helper()
+	r.step++
+	name = fmt.Sprintf("%02d-%s", r.step, name)
+	img, d := r.settled()
+	for _, o := range d.Objects {
+		if o.Type == "text" && volatile.MatchString(o.Text) || o.Type == "entry" && d.Focused != "" && strings.HasPrefix(d.Focused, "entry") {
+			fill(img, o, d.Scale)
+		}
+	}
+	ref := filepath.Join(r.refs, name+".png")
+	if os.Getenv("KEYDESK_UPDATE_REFERENCES") != "" {
+		if err := os.MkdirAll(r.refs, 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := savePNG(ref, img); err != nil {
+			r.t.Fatal(err)
+		}
+		return
+	}
+	want, err := loadPNG(ref)
+	if err != nil {
+		p := r.keep(name, img)
+		r.t.Errorf("%s: no reference (%v); the capture is %s (KEYDESK_UPDATE_REFERENCES=1 writes it)", name, err, p)
+		return
+	}
+	if n, bad := differ(img, want); bad {
+		p := r.keep(name, img)
+		r.t.Errorf("%s: %d pixels differ from %s; the capture is %s (KEYDESK_UPDATE_REFERENCES=1 makes it the reference)", name, n, ref, p)
+	}
+}
+
+// keep writes img to testdata/failed/round-WxH-name.png and returns the path.
+func (r *round) keep(name string, img image.Image) string {
+	dir := filepath.Join("testdata", "failed")
+	os.MkdirAll(dir, 0o755)
+	p := filepath.Join(dir, fmt.Sprintf("round-%dx%d-%s.png", r.w, r.h, name))
+	savePNG(p, img)
+	return p
+}
+
+// settled takes screenshots until two in a row show the same (the
+// blinking caret aside) with the layout unchanged between them.
+func (r *round) settled() (*image.RGBA, uiDump) {
+	r.t.Helper()
+	deadline := time.Now().Add(roundWait)
+	d0, _ := r.layout()
+	prev := screenshot(r.t, r.display)
+	for {
+		time.Sleep(150 * time.Millisecond) // between screenshots, not a pass condition
+		img := screenshot(r.t, r.display)
+		d, _ := r.layout()
+		n, bad := differ(img, prev)
+		if !bad && d.Seq == d0.Seq {
+			return img, d
+		}
+		if time.Now().After(deadline) {
+			r.fail(fmt.Sprintf("the window never settled (layout %d then %d, %d pixels changed)", d0.Seq, d.Seq, n), d)
+		}
+		prev, d0 = img, d
+	}
+}
+
+func fill(img *image.RGBA, o uiObject, scale float32) {
+	x0, y0 := int(o.X*scale), int(o.Y*scale)
+	x1, y1 := int((o.X+o.W)*scale+0.999), int((o.Y+o.H)*scale+0.999)
+	for y := max(0, y0); y < min(y1, img.Bounds().Dy()); y++ {
+		for x := max(0, x0); x < min(x1, img.Bounds().Dx()); x++ {
+			img.SetRGBA(x, y, maskColour)
+		}
+	}
+}
+
+// differ counts the pixels of got that match no pixel around the same
+// place in want (anti-aliasing moves edges by a pixel), within 24/255 in
+// every channel; masked pixels in either count as matching. It is bad
+// when more than 1 in 1,000 pixels differ, or the sizes differ.
+func differ(got, want image.Image) (int, bool) {
+	b := got.Bounds()
+	if b != want.Bounds() {
+		return b.Dx() * b.Dy(), true
+	}
+	g, w := rgba(got), rgba(want)
+	at := func(img *image.RGBA, x, y int) []uint8 { i := img.PixOffset(x, y); return img.Pix[i : i+3] }
+	near := func(p, q []uint8) bool {
+		for c := range 3 {
+			if d := int(p[c]) - int(q[c]); d > 24 || d < -24 {
+				return false
+			}
+		}
+		return true
+	}
+	masked := func(p []uint8) bool { return p[0] == maskColour.R && p[1] == maskColour.G && p[2] == maskColour.B }
+	n := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			p, q := at(g, x, y), at(w, x, y)
+			if masked(p) || masked(q) || near(p, q) {
+				continue
+			}
+			ok := false
+			for dy := -1; dy <= 1 && !ok; dy++ {
+				for dx := -1; dx <= 1 && !ok; dx++ {
+					if pt := image.Pt(x+dx, y+dy); pt.In(b) {
+						ok = near(p, at(w, pt.X, pt.Y))
+					}
+				}
+			}
+			if !ok {
+				n++
+			}
+		}
+	}
+	return n, n > b.Dx()*b.Dy()/1000
+}
+
+func rgba(img image.Image) *image.RGBA {
+	if r, ok := img.(*image.RGBA); ok {
+		return r
+	}
+	r := image.NewRGBA(img.Bounds())
+	draw.Draw(r, r.Bounds(), img, img.Bounds().Min, draw.Src)
+	return r
+}
+
+func loadPNG(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return png.Decode(f)
+}
