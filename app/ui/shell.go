@@ -74,7 +74,11 @@ func NewShell(env *uikit.Env, screens []uikit.Screen) *Shell {
 		container.NewVBox(container.NewHBox(title, s.Badge), widget.NewSeparator()),
 		container.NewVBox(widget.NewSeparator(), container.NewGridWithColumns(2, s.Theme, s.About)),
 		nil, nil, s.Nav)
-	split := container.NewHSplit(side, container.NewPadded(s.Content))
+	// The screen scrolls when it needs more room than the window has, so
+	// the window's minimum size is the frame's, not the largest screen
+	// visited: it shrinks to a small screen (1024×700) and nothing is cut
+	// off out of reach.
+	split := container.NewHSplit(side, container.NewPadded(container.NewScroll(s.Content)))
 	split.Offset = 0.18
 	s.Root = container.NewBorder(nil, container.NewVBox(widget.NewSeparator(), s.Status), nil, nil, split)
 	s.filter()

@@ -38,13 +38,14 @@ type UIDump struct {
 // UIObject is one visible object, in Fyne units from the canvas's top left;
 // X, Y, W, H are already cut to the scroll area the object is in.
 type UIObject struct {
-	Type     string  `json:"type"` // "text", "button", "entry", "select", "check"
+	Type     string  `json:"type"` // "text", "label" (whole, though cut on screen), "button", "entry", "select", "check"
 	Text     string  `json:"text"`
 	X        float32 `json:"x"`
 	Y        float32 `json:"y"`
 	W        float32 `json:"w"`
 	H        float32 `json:"h"`
 	Disabled bool    `json:"disabled,omitempty"`
+	Focused  bool    `json:"focused,omitempty"`
 }
 
 // cachedRenderer is Fyne's renderer cache lookup (fyne.io/fyne/v2/internal/
@@ -94,9 +95,9 @@ func layoutOf(w fyne.Window) UIDump {
 		d.Focused = describe(f)
 	}
 	full := rect{0, 0, d.W, d.H}
-	walk(w.Content(), fyne.Position{}, full, &d.Objects)
+	walk(w.Content(), fyne.Position{}, full, c.Focused(), &d.Objects)
 	for _, o := range c.Overlays().List() {
-		walk(o, fyne.Position{}, full, &d.Objects)
+		walk(o, fyne.Position{}, full, c.Focused(), &d.Objects)
 	}
 	return d
 }
@@ -125,7 +126,7 @@ func (r rect) cut(o rect) rect {
 	return rect{x0, y0, max(0, x1-x0), max(0, y1-y0)}
 }
 
-func walk(o fyne.CanvasObject, off fyne.Position, clip rect, out *[]UIObject) {
+func walk(o fyne.CanvasObject, off fyne.Position, clip rect, focused fyne.Focusable, out *[]UIObject) {
 	if o == nil || !o.Visible() {
 		return
 	}
@@ -135,7 +136,8 @@ func walk(o fyne.CanvasObject, off fyne.Position, clip rect, out *[]UIObject) {
 		return
 	}
 	add := func(typ, text string, disabled bool) {
-		*out = append(*out, UIObject{Type: typ, Text: text, X: r.x, Y: r.y, W: r.w, H: r.h, Disabled: disabled})
+		f, _ := o.(fyne.Focusable)
+		*out = append(*out, UIObject{Type: typ, Text: text, X: r.x, Y: r.y, W: r.w, H: r.h, Disabled: disabled, Focused: f != nil && f == focused})
 	}
 	var children []fyne.CanvasObject
 	switch o := o.(type) {
@@ -164,6 +166,9 @@ func walk(o fyne.CanvasObject, off fyne.Position, clip rect, out *[]UIObject) {
 			add("select", w.Selected, w.Disabled())
 		case *widget.Check:
 			add("check", w.Text, w.Disabled())
+		case *widget.Label:
+			// The whole text, also where the screen shows it cut short.
+			add("label", w.Text, false)
 		}
 		if _, ok := o.(*container.Scroll); ok {
 			clip = r
@@ -173,6 +178,6 @@ func walk(o fyne.CanvasObject, off fyne.Position, clip rect, out *[]UIObject) {
 		}
 	}
 	for _, c := range children {
-		walk(c, p, clip, out)
+		walk(c, p, clip, focused, out)
 	}
 }

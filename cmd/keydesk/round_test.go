@@ -50,6 +50,7 @@ type uiObject struct {
 	W        float32 `json:"w"`
 	H        float32 `json:"h"`
 	Disabled bool    `json:"disabled"`
+	Focused  bool    `json:"focused"`
 }
 
 var roundSizes = []struct{ w, h int }{{1024, 700}, {1920, 1080}}
@@ -192,7 +193,8 @@ func (r *round) fail(msg string, d uiDump) {
 		texts = append(texts, o.Type+" "+strconv.Quote(o.Text))
 	}
 	p := r.keep("failed-at", screenshot(r.t, r.display))
-	r.t.Fatalf("%s; the window (%s) shows:\n%s\nfocused: %s\nstderr: %s", msg, p, strings.Join(texts, "\n"), d.Focused, r.gui.stderr.String())
+	r.t.Fatalf("%s; the window (%s; canvas %.0f×%.0f, content at least %.0f×%.0f, scale %.2f) shows:\n%s\nfocused: %s\nstderr: %s",
+		msg, p, d.W, d.H, d.MinW, d.MinH, d.Scale, strings.Join(texts, "\n"), d.Focused, r.gui.stderr.String())
 }
 
 // find is the first visible object of type typ ("" for any) whose text
@@ -226,6 +228,15 @@ func (r *round) click(typ, text string) {
 	r.xdo("mousemove", "--sync", strconv.Itoa(int(x)), strconv.Itoa(int(y)), "click", "1")
 	// Away from every widget, so no hover colours the screenshots.
 	r.xdo("mousemove", "--sync", strconv.Itoa(r.w-1), strconv.Itoa(r.h-1))
+}
+
+// enabled waits for an enabled button whose text contains text.
+func (r *round) enabled(text string) {
+	r.t.Helper()
+	r.until("the button "+strconv.Quote(text)+" enabled", func(d uiDump) bool {
+		o, ok := find(d, "button", text)
+		return ok && !o.Disabled
+	})
 }
 
 // key presses keys, xdotool's names ("ctrl+2", "Return", "Tab").
@@ -286,9 +297,11 @@ func (r *round) play() {
 	r.see("Step 2 of 5 · Insert the key")
 	r.click("text", "31000001 ·")
 	r.see("Key 31000001 chosen. Press Enter")
+	r.enabled("Check the key")
 	r.key("Return")
 	r.see("Step 3 of 5")
 	r.see("Factory-fresh")
+	r.enabled("Choose the PINs")
 	r.key("Return")
 	r.pins("ada-fido-pin-7731", "246810")
 	r.see("Step 5 of 5 · The backup key")
@@ -296,10 +309,57 @@ func (r *round) play() {
 	r.key("Return")
 	r.see("Key: 31000002")
 	r.see("Step 3 of 5")
+	r.enabled("Choose the PINs")
 	r.key("Return")
 	r.pins("ada-fido-backup-5521", "135791")
 	r.see("is covered")
 	r.shot("enrol-covered")
+
+	// Verify the primary key.
+	r.key("ctrl+4")
+	r.see("31000001")
+	r.click("button", "Verify")
+	// The PIN is asked for unless the key's PIV session still holds it.
+	d := r.until("the PIN asked for or the verdict", func(d uiDump) bool {
+		_, done := find(d, "text", "all checks passed")
+		return done || d.Focused == "entry (password)"
+	})
+	if d.Focused == "entry (password)" {
+		r.typeText("246810")
+		r.key("Return")
+	}
+	r.see("all checks passed")
+	r.shot("verify-passed")
+
+	// Three wrong PINs from the command line block the primary key's PIV
+	// PIN; Keys shows it without being asked to look again.
+	for i := 0; i < 3; i++ {
+		out := r.cli("000000\n111111\n111111\n", "piv", "change-pin", "--serial", "31000001")
+		if !strings.Contains(out, "PIN") {
+			r.t.Fatalf("keydesk piv change-pin with a wrong PIN: %s", out)
+		}
+	}
+	r.key("ctrl+1")
+	r.see("BLOCKED")
+	r.shot("keys-pin-blocked")
+
+	// The helpdesk diagnoses it and unblocks it with the escrowed PUK.
+	r.key("ctrl+5")
+	r.see("31000001")
+	r.click("button", "Diagnose")
+	r.click("button", "Unblock PIV PIN")
+	r.focused("entry (password)")
+	r.typeText("975310")
+	r.key("Tab")
+	r.typeText("975310")
+	r.key("Return")
+	r.see("unblocked with the escrowed PUK")
+	r.shot("helpdesk-unblocked")
+
+	// Activity lists what happened.
+	r.key("ctrl+7")
+	r.see("recovery")
+	r.shot("activity")
 }
 
 // pins answers the enrolment's two PIN steps, each PIN typed twice.
@@ -352,8 +412,12 @@ func (r *round) shot(name string) {
 	r.step++
 	name = fmt.Sprintf("%02d-%s", r.step, name)
 	img, d := r.settled()
+	if mw, mh := int(d.MinW*d.Scale), int(d.MinH*d.Scale); mw > r.w || mh > r.h {
+		r.t.Errorf("%s: the window's content needs %d×%d pixels, more than the %d×%d screen: it is cut off", name, mw, mh, r.w, r.h)
+	}
 	for _, o := range d.Objects {
-		if o.Type == "text" && volatile.MatchString(o.Text) || o.Type == "entry" && d.Focused != "" && strings.HasPrefix(d.Focused, "entry") {
+		// The focused entry's caret blinks.
+		if o.Type == "text" && volatile.MatchString(o.Text) || o.Type == "entry" && o.Focused {
 			fill(img, o, d.Scale)
 		}
 	}

@@ -72,10 +72,12 @@ type View struct {
 	marked *recover.LostResult
 	Root   fyne.CanvasObject
 	right  *fyne.Container
-	found  []foundKey
-	pick   int
-	busy   bool
-	cancel context.CancelFunc
+	// resultRow holds the result and Cancel beside it.
+	resultRow *fyne.Container
+	found     []foundKey
+	pick      int
+	busy      bool
+	cancel    context.CancelFunc
 }
 
 // notRegistered is a diagnosis of a key the registry does not know, with
@@ -144,6 +146,9 @@ func New(env *uikit.Env) *View {
 	v.MarkLost.Importance = widget.DangerImportance
 	v.Replace = widget.NewButton("Enrol the attached key as the replacement", v.replace)
 
+	// Laid out again when Cancel shows or hides, so the result wraps to
+	// the width it has.
+	v.resultRow = container.NewBorder(nil, nil, nil, v.Cancel, v.Result)
 	search := container.NewBorder(nil, nil, nil, v.Find, v.Search)
 	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Find a person or key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), search),
 		container.NewVBox(v.MarkLost, v.Replace), nil, nil, v.Found)
@@ -152,7 +157,7 @@ func New(env *uikit.Env) *View {
 		container.NewBorder(nil, nil, nil, v.Diagnose, v.Attached),
 		v.Diagnosis, v.Steps, v.Touch,
 		container.NewGridWithColumns(2, v.UnblockPIV, v.ResetFIDO),
-		container.NewBorder(nil, nil, nil, v.Cancel, v.Result))
+		v.resultRow)
 	v.right = right
 	split := container.NewHSplit(left, container.NewVScroll(right))
 	split.Offset = 0.4
@@ -209,6 +214,7 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 	v.enable()
 	v.Result.SetText(what + "…")
 	v.Cancel.Show()
+	v.resultRow.Refresh()
 	v.cancel = v.env.Go(func(ctx context.Context) error {
 		msg, err := work(ctx)
 		if err == nil && msg != "" {
@@ -219,6 +225,7 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 		v.busy = false
 		v.cancel = nil
 		v.Cancel.Hide()
+		v.resultRow.Refresh()
 		v.Touch.Hide()
 		v.enable()
 		if err != nil {
