@@ -17,11 +17,13 @@ import (
 )
 
 // The layout dump is a test hook, inert unless KEYDESK_UI_DUMP names a
-// file: then, five times a second, the window's visible text, buttons and
-// entries are written to that file as JSON (UIDump) whenever they
-// changed, so that a test driving the real binary under Xvfb (TestRound in
-// cmd/keydesk) can wait for a screen state and find where to click without
-// fixed coordinates. Password entries are dumped without their text.
+// file: then, each time a file of that name with ".want" appended
+// appears, the window's visible text, buttons and entries are written to
+// the file as JSON (UIDump) and the ".want" file is removed, so that a test
+// driving the real binary under Xvfb (TestRound in cmd/keydesk) can wait
+// for a screen state and find where to click without fixed coordinates.
+// Nothing is walked while nobody asks, so the app idles as it would
+// without the hook. Password entries are dumped without their text.
 
 // UIDump is what the layout dump writes.
 type UIDump struct {
@@ -55,12 +57,12 @@ type UIObject struct {
 //go:linkname cachedRenderer fyne.io/fyne/v2/internal/cache.CachedRenderer
 func cachedRenderer(wid fyne.Widget) (fyne.WidgetRenderer, bool)
 
-// dumpLayout writes w's layout to path every 200 ms while it changes,
-// until ctx ends.
+// dumpLayout answers requests for w's layout at path (see above), looking
+// for one every 50 ms until ctx ends.
 func dumpLayout(ctx context.Context, w fyne.Window, path string) {
-	var last []byte
+	want := path + ".want"
 	seq := 0
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
@@ -68,19 +70,18 @@ func dumpLayout(ctx context.Context, w fyne.Window, path string) {
 			return
 		case <-t.C:
 		}
-		var d UIDump
-		fyne.DoAndWait(func() { d = layoutOf(w) })
-		b, _ := json.Marshal(d)
-		if string(b) == string(last) {
+		if _, err := os.Stat(want); err != nil {
 			continue
 		}
-		last = b
+		var d UIDump
+		fyne.DoAndWait(func() { d = layoutOf(w) })
 		seq++
 		d.Seq = seq
-		b, _ = json.Marshal(d)
+		b, _ := json.Marshal(d)
 		if os.WriteFile(path+".tmp", b, 0o600) == nil {
 			os.Rename(path+".tmp", path)
 		}
+		os.Remove(want)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,24 +82,29 @@ func TestRound(t *testing.T) {
 
 // round is one run of the desktop app on its own display.
 type round struct {
-	t        *testing.T
-	w, h     int
-	display  string
-	dir      string
-	bin      string
-	env      []string
-	mark     string
-	gui      *app
-	dump     string
-	win      string
-	refs     string
-	step     int
-	stopped  bool
-	rssRound int64
+	t                  testing.TB
+	w, h               int
+	display            string
+	dir                string
+	bin                string
+	env                []string
+	mark               string
+	gui                *app
+	dump               string
+	win                string
+	refs               string
+	step               int
+	stopped            bool
+	rssStart, rssRound int64
+	firstFrame         time.Duration
+	// checks: screenshots are compared with the references and stderr
+	// must stay empty (the benchmark, whose screen has no references, only
+	// logs stderr)
+	checks bool
 }
 
-func startRound(t *testing.T, bin string, w, h int) *round {
-	r := &round{t: t, w: w, h: h, bin: bin, dir: t.TempDir()}
+func startRound(t testing.TB, bin string, w, h int) *round {
+	r := &round{t: t, w: w, h: h, bin: bin, dir: t.TempDir(), checks: true}
 	r.display = xvfbSized(t, w, h)
 	r.refs = filepath.Join("testdata", "round", fmt.Sprintf("%dx%d", w, h))
 	b := make([]byte, 8)
@@ -124,9 +130,11 @@ func startRound(t *testing.T, bin string, w, h int) *round {
 			g.stop()
 		}
 	})
-	if _, err := g.firstFrame(roundWait); err != nil {
+	ff, err := g.firstFrame(roundWait)
+	if err != nil {
 		t.Fatal(err)
 	}
+	r.firstFrame = ff
 	// No window manager: the window is put where one would put it, at the
 	// top left, and fitted to the screen as a maximised window is.
 	out := r.xdo("search", "--sync", "--onlyvisible", "--name", "^keydesk")
@@ -152,14 +160,36 @@ func (r *round) xdo(args ...string) string {
 	return string(out)
 }
 
-// layout reads the app's latest layout dump.
+// layout asks the app for its layout (app/ui/uidump.go) and reads it.
 func (r *round) layout() (uiDump, bool) {
 	var d uiDump
+	want := r.dump + ".want"
+	if err := os.WriteFile(want, nil, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	deadline := time.Now().Add(roundWait)
+	for {
+		if _, err := os.Stat(want); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return d, false
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the answer, not a pass condition
+	}
 	b, err := os.ReadFile(r.dump)
 	if err != nil || json.Unmarshal(b, &d) != nil {
 		return d, false
 	}
 	return d, true
+}
+
+// same says whether two layouts show the same.
+func same(a, b uiDump) bool {
+	a.Seq, b.Seq = 0, 0
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
 }
 
 // until waits for the layout to satisfy cond and returns it.
@@ -277,6 +307,7 @@ func (r *round) play() {
 	r.see("Registry: embedded on this desk")
 	r.see("2 keys attached")
 	r.shot("keys")
+	r.rssStart = r.rss()
 
 	// Enrol: a new user, then their primary key and, straight after, the
 	// backup key.
@@ -360,6 +391,62 @@ func (r *round) play() {
 	r.key("ctrl+7")
 	r.see("recovery")
 	r.shot("activity")
+	r.rssRound = r.rss()
+	r.t.Logf("resident memory %.1f MB after start, %.1f MB after the round", float64(r.rssStart)/(1<<20), float64(r.rssRound)/(1<<20))
+	if os.Getenv("KEYDESK_ROUND_MEMORY") != "" {
+		r.t.Logf("where it is (/proc/PID/smaps, MB):\n%s", residentByMapping(r.gui.cmd.Process.Pid))
+	}
+}
+
+// residentByMapping sums a process's resident memory by what is mapped
+// (a file, [heap], or anonymous), largest first.
+func residentByMapping(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	sum := map[string]int64{}
+	var cur string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			cur = "[anon]"
+			if len(f) >= 6 {
+				cur = f[5]
+			}
+			continue
+		}
+		if len(f) >= 2 && f[0] == "Rss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			sum[cur] += kb
+		}
+	}
+	type m struct {
+		name string
+		kb   int64
+	}
+	var ms []m
+	for k, v := range sum {
+		ms = append(ms, m{k, v})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].kb > ms[j].kb })
+	var out strings.Builder
+	for i, x := range ms {
+		if i == 12 {
+			break
+		}
+		fmt.Fprintf(&out, "%7.1f %s\n", float64(x.kb)/1024, x.name)
+	}
+	return out.String()
+}
+
+func (r *round) rss() int64 {
+	r.t.Helper()
+	n, err := r.gui.rss()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return n
 }
 
 // pins answers the enrolment's two PIN steps, each PIN typed twice.
@@ -390,8 +477,10 @@ func (r *round) finish() {
 	case <-time.After(roundWait):
 		r.t.Fatal("keydesk still running a minute after Ctrl+Q")
 	}
-	if s := r.gui.stderr.String(); s != "" {
+	if s := r.gui.stderr.String(); s != "" && r.checks {
 		r.t.Errorf("keydesk wrote to stderr:\n%s", s)
+	} else if s != "" {
+		r.t.Logf("keydesk wrote to stderr:\n%s", s)
 	}
 	if left := marked(r.mark); len(left) > 0 {
 		r.t.Errorf("still running after keydesk exited:\n%s", strings.Join(left, "\n"))
@@ -412,6 +501,9 @@ func (r *round) shot(name string) {
 	r.step++
 	name = fmt.Sprintf("%02d-%s", r.step, name)
 	img, d := r.settled()
+	if !r.checks {
+		return
+	}
 	if mw, mh := int(d.MinW*d.Scale), int(d.MinH*d.Scale); mw > r.w || mh > r.h {
 		r.t.Errorf("%s: the window's content needs %d×%d pixels, more than the %d×%d screen: it is cut off", name, mw, mh, r.w, r.h)
 	}
@@ -464,11 +556,11 @@ func (r *round) settled() (*image.RGBA, uiDump) {
 		img := screenshot(r.t, r.display)
 		d, _ := r.layout()
 		n, bad := differ(img, prev)
-		if !bad && d.Seq == d0.Seq {
+		if !bad && same(d, d0) {
 			return img, d
 		}
 		if time.Now().After(deadline) {
-			r.fail(fmt.Sprintf("the window never settled (layout %d then %d, %d pixels changed)", d0.Seq, d.Seq, n), d)
+			r.fail(fmt.Sprintf("the window never settled (layout the same: %v; %d pixels changed)", same(d, d0), n), d)
 		}
 		prev, d0 = img, d
 	}
