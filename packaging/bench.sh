@@ -13,6 +13,11 @@
 # KEYDESK_SIM_USERS and KEYDESK_DRILL_USERS to change them (`make bench-registry` runs the
 # registry's benchmarks at full size, docs/registry.md).
 #
+# BENCH_ONLY=desktop runs only the desktop app's benchmarks (BenchmarkStart
+# and BenchmarkRound in ./cmd/keydesk: first frame, resident memory after
+# start and after the full round); its document goes to a temporary
+# directory unless BENCH_OUT_DIR is set, never over docs/benchmarks.md.
+#
 # Running it again starts from nothing: every benchmark builds its binaries
 # and starts its keys, pcscd and databases afresh. A benchmark that fails is
 # named in the document and the script exits 1 after writing it.
@@ -32,9 +37,10 @@ export KEYDESK_BENCH_MIGRATION_USERS=${KEYDESK_BENCH_MIGRATION_USERS:-$(n 25000 
 export KEYDESK_SIM_USERS=${KEYDESK_SIM_USERS:-20000} # smaller runs miss the simulation's own checks (1 % canary)
 export KEYDESK_DRILL_USERS=${KEYDESK_DRILL_USERS:-$(n 2000 200)}
 
+only=${BENCH_ONLY:-}
 out=${BENCH_OUT_DIR:-}
 if [[ -z $out ]]; then
-	if [[ $quick == 1 ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
+	if [[ $quick == 1 || -n $only ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
 fi
 mkdir -p "$out"
 
@@ -55,29 +61,31 @@ bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
 	echo "== $1 took $((SECONDS - t0)) s" >&2
 }
 
-# keydesk beside ykman, yubico-piv-tool and fido2-token (process start
-# included), and a full enrolment of one key beside the same steps scripted
-# with ykman and libfido2's tools.
-bench ./internal/evidence '^BenchmarkTools$' "$(n 20x 3x)" 1
-bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
-# The device layer's overhead above the transport it needs.
-bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
-bench ./device/fidokey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
-# Hotplug: insertion and removal to the changed list.
-bench ./device/discover 'Hotplug' "$(n 10x 2x)" 1
-# keydesk's own time per key in a batch enrolment (docs/workflows.md).
-bench ./app/enrol 'BatchEnrol' "$(n 20x 2x)" 1
-# The registry, beside the raw database, SQLite and PostgreSQL: every
-# benchmark of its store and API packages.
-bench ./registry/store/sqlstore '.' 1x 1
-bench ./registry/server '.' "$(n 3s 1x)" 1
-bench ./registry/simulation '.' 1x 1
-# A login server's validity replica at 1M credentials (docs/relying-party.md).
-bench ./registry/validity '.' "$(n 2s 1x)" 1
-# The migration drill through the reference relying party, 2,000 users; it
-# writes its table of figures beside benchmarks.md (docs/drill.md).
-KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
-	bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
+if [[ -z $only ]]; then
+	# keydesk beside ykman, yubico-piv-tool and fido2-token (process start
+	# included), and a full enrolment of one key beside the same steps scripted
+	# with ykman and libfido2's tools.
+	bench ./internal/evidence '^BenchmarkTools$' "$(n 20x 3x)" 1
+	bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
+	# The device layer's overhead above the transport it needs.
+	bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
+	bench ./device/fidokey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
+	# Hotplug: insertion and removal to the changed list.
+	bench ./device/discover 'Hotplug' "$(n 10x 2x)" 1
+	# keydesk's own time per key in a batch enrolment (docs/workflows.md).
+	bench ./app/enrol 'BatchEnrol' "$(n 20x 2x)" 1
+	# The registry, beside the raw database, SQLite and PostgreSQL: every
+	# benchmark of its store and API packages.
+	bench ./registry/store/sqlstore '.' 1x 1
+	bench ./registry/server '.' "$(n 3s 1x)" 1
+	bench ./registry/simulation '.' 1x 1
+	# A login server's validity replica at 1M credentials (docs/relying-party.md).
+	bench ./registry/validity '.' "$(n 2s 1x)" 1
+	# The migration drill through the reference relying party, 2,000 users; it
+	# writes its table of figures beside benchmarks.md (docs/drill.md).
+	KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
+		bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
+fi
 # The desktop app's start, when the tree has its benchmark.
 # (The list is read whole first: grep -q would stop reading early, and
 # pipefail would count go test's broken pipe as "no benchmark".)
@@ -87,6 +95,9 @@ if grep -qx 'BenchmarkStart' <<<"$listed"; then
 else
 	echo "benchdoc: unavailable github.com/keydesk/keydesk/cmd/keydesk BenchmarkStart" >>"$raw"
 fi
+# The desktop app's full round (enrol, verify, a PIN blocked, the
+# helpdesk's unblock, Activity) driven with xdotool: memory after it.
+bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
