@@ -28,11 +28,14 @@ type Shell struct {
 
 	Nav     *widget.List
 	Content *fyne.Container
-	Status  *widget.Label
-	Badge   *widget.Label // VIRTUAL in practice mode
-	Theme   *widget.Button
-	About   *widget.Button
-	Root    fyne.CanvasObject
+	// Viewport scrolls Content when the screen needs more room than the
+	// window gives it.
+	Viewport *container.Scroll
+	Status   *widget.Label
+	Badge    *widget.Label // VIRTUAL in practice mode
+	Theme    *widget.Button
+	About    *widget.Button
+	Root     fyne.CanvasObject
 
 	// OnRefresh runs on Ctrl+R (the shell rescans the keys).
 	OnRefresh func()
@@ -78,7 +81,8 @@ func NewShell(env *uikit.Env, screens []uikit.Screen) *Shell {
 	// the window's minimum size is the frame's, not the largest screen
 	// visited: it shrinks to a small screen (1024×700) and nothing is cut
 	// off out of reach.
-	split := container.NewHSplit(side, container.NewPadded(container.NewScroll(s.Content)))
+	s.Viewport = container.NewScroll(s.Content)
+	split := container.NewHSplit(side, container.NewPadded(s.Viewport))
 	split.Offset = 0.18
 	s.Root = container.NewBorder(nil, container.NewVBox(widget.NewSeparator(), s.Status), nil, nil, split)
 	s.filter()

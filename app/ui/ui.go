@@ -131,7 +131,7 @@ func Run(ctx context.Context, opt Options) error {
 		})
 	})
 	if opt.UIDump != "" {
-		go dumpLayout(ctx, w, opt.UIDump)
+		go dumpLayout(ctx, w, d.shell.Content, d.shell.Viewport, opt.UIDump)
 	}
 	w.ShowAndRun()
 	close(loopDone)

@@ -27,14 +27,20 @@ import (
 
 // UIDump is what the layout dump writes.
 type UIDump struct {
-	Seq     int        `json:"seq"`   // counts the writes
-	Scale   float32    `json:"scale"` // device pixels per Fyne unit
-	W       float32    `json:"w"`     // the canvas, in Fyne units
-	H       float32    `json:"h"`
-	MinW    float32    `json:"min_w"` // the content's minimum size
-	MinH    float32    `json:"min_h"`
-	Focused string     `json:"focused,omitempty"` // type and text of the focused object
-	Objects []UIObject `json:"objects"`
+	Seq   int     `json:"seq"`   // counts the writes
+	Scale float32 `json:"scale"` // device pixels per Fyne unit
+	W     float32 `json:"w"`     // the canvas, in Fyne units
+	H     float32 `json:"h"`
+	MinW  float32 `json:"min_w"` // the window content's minimum size
+	MinH  float32 `json:"min_h"`
+	// The current screen's minimum size and the room it has: where it
+	// needs more, it scrolls.
+	ScreenMinW float32    `json:"screen_min_w"`
+	ScreenMinH float32    `json:"screen_min_h"`
+	ScreenW    float32    `json:"screen_w"`
+	ScreenH    float32    `json:"screen_h"`
+	Focused    string     `json:"focused,omitempty"` // type and text of the focused object
+	Objects    []UIObject `json:"objects"`
 }
 
 // UIObject is one visible object, in Fyne units from the canvas's top left;
@@ -59,7 +65,7 @@ func cachedRenderer(wid fyne.Widget) (fyne.WidgetRenderer, bool)
 
 // dumpLayout answers requests for w's layout at path (see above), looking
 // for one every 50 ms until ctx ends.
-func dumpLayout(ctx context.Context, w fyne.Window, path string) {
+func dumpLayout(ctx context.Context, w fyne.Window, screen, viewport fyne.CanvasObject, path string) {
 	want := path + ".want"
 	seq := 0
 	t := time.NewTicker(50 * time.Millisecond)
@@ -74,7 +80,12 @@ func dumpLayout(ctx context.Context, w fyne.Window, path string) {
 			continue
 		}
 		var d UIDump
-		fyne.DoAndWait(func() { d = layoutOf(w) })
+		fyne.DoAndWait(func() {
+			d = layoutOf(w)
+			m := screen.MinSize()
+			d.ScreenMinW, d.ScreenMinH = m.Width, m.Height
+			d.ScreenW, d.ScreenH = viewport.Size().Width, viewport.Size().Height
+		})
 		seq++
 		d.Seq = seq
 		b, _ := json.Marshal(d)

@@ -33,14 +33,18 @@ import (
 // uiDump and uiObject read the app's layout dump (app/ui.UIDump); the test
 // keeps its own copy so that its binary does not link Fyne.
 type uiDump struct {
-	Seq     int        `json:"seq"`
-	Scale   float32    `json:"scale"`
-	W       float32    `json:"w"`
-	H       float32    `json:"h"`
-	MinW    float32    `json:"min_w"`
-	MinH    float32    `json:"min_h"`
-	Focused string     `json:"focused"`
-	Objects []uiObject `json:"objects"`
+	Seq        int        `json:"seq"`
+	Scale      float32    `json:"scale"`
+	W          float32    `json:"w"`
+	H          float32    `json:"h"`
+	MinW       float32    `json:"min_w"`
+	MinH       float32    `json:"min_h"`
+	ScreenMinW float32    `json:"screen_min_w"`
+	ScreenMinH float32    `json:"screen_min_h"`
+	ScreenW    float32    `json:"screen_w"`
+	ScreenH    float32    `json:"screen_h"`
+	Focused    string     `json:"focused"`
+	Objects    []uiObject `json:"objects"`
 }
 
 type uiObject struct {
@@ -304,10 +308,20 @@ func (r *round) cli(stdin string, args ...string) string {
 
 // play is the round itself.
 func (r *round) play() {
+	r.begin()
+	r.rest()
+}
+
+// begin waits for the first screen with both practice keys listed.
+func (r *round) begin() {
 	r.see("Registry: embedded on this desk")
 	r.see("2 keys attached")
 	r.shot("keys")
 	r.rssStart = r.rss()
+}
+
+// rest is the round after the first screen.
+func (r *round) rest() {
 
 	// Enrol: a new user, then their primary key and, straight after, the
 	// backup key.
@@ -491,6 +505,18 @@ func (r *round) finish() {
 // registry's ids); its place on screen is masked before comparing.
 var volatile = regexp.MustCompile(`\d{1,2}:\d{2}|\d{4}-\d{2}-\d{2}|\bago\b|\b(key|usr|user|cred|evt|ev|audit|mig)_[0-9A-Za-z]+|[0-9a-f]{12,}|[0-9A-Z]{20,}`)
 
+// docImages are the steps whose 1024×700 captures (unmasked) illustrate
+// the README and docs/desktop-app.md: KEYDESK_UPDATE_REFERENCES=1 writes
+// them to docs/images/ with the references.
+var docImages = map[string][]string{
+	"keys":               {"keys-practice.png"},
+	"enrol-new-user":     {"walkthrough-1-new-user.png"},
+	"enrol-primary-done": {"walkthrough-2-enrolled.png"},
+	"verify-passed":      {"walkthrough-3-verify.png", "verify.png"},
+	"helpdesk-unblocked": {"walkthrough-4-helpdesk.png", "helpdesk.png"},
+	"activity":           {"activity.png"},
+}
+
 // maskColour marks masked pixels in captures and references.
 var maskColour = color.RGBA{255, 0, 255, 255}
 
@@ -499,13 +525,27 @@ var maskColour = color.RGBA{255, 0, 255, 255}
 func (r *round) shot(name string) {
 	r.t.Helper()
 	r.step++
+	step := name
 	name = fmt.Sprintf("%02d-%s", r.step, name)
 	img, d := r.settled()
+	if d.ScreenMinW > d.ScreenW+0.5 || d.ScreenMinH > d.ScreenH+0.5 {
+		// Not a failure: the screen scrolls. The screens' own layouts say
+		// how small they can be.
+		r.t.Logf("%s: the screen needs %.0f×%.0f and has %.0f×%.0f: it scrolls", name, d.ScreenMinW, d.ScreenMinH, d.ScreenW, d.ScreenH)
+	}
 	if !r.checks {
 		return
 	}
 	if mw, mh := int(d.MinW*d.Scale), int(d.MinH*d.Scale); mw > r.w || mh > r.h {
 		r.t.Errorf("%s: the window's content needs %d×%d pixels, more than the %d×%d screen: it is cut off", name, mw, mh, r.w, r.h)
+	}
+	update := os.Getenv("KEYDESK_UPDATE_REFERENCES") != ""
+	if update && r.w == 1024 {
+		for _, f := range docImages[step] {
+			if err := savePNG(filepath.Join("..", "..", "docs", "images", f), img); err != nil {
+				r.t.Error(err)
+			}
+		}
 	}
 	for _, o := range d.Objects {
 		// The focused entry's caret blinks.
@@ -514,7 +554,7 @@ func (r *round) shot(name string) {
 		}
 	}
 	ref := filepath.Join(r.refs, name+".png")
-	if os.Getenv("KEYDESK_UPDATE_REFERENCES") != "" {
+	if update {
 		if err := os.MkdirAll(r.refs, 0o755); err != nil {
 			r.t.Fatal(err)
 		}
