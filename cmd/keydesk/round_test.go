@@ -536,6 +536,9 @@ func (r *round) shot(name string) {
 	if !r.checks {
 		return
 	}
+	if r.step == 1 || step == "activity" {
+		r.t.Logf("%s: the window can shrink to %.0f×%.0f", name, d.MinW*d.Scale, d.MinH*d.Scale)
+	}
 	if mw, mh := int(d.MinW*d.Scale), int(d.MinH*d.Scale); mw > r.w || mh > r.h {
 		r.t.Errorf("%s: the window's content needs %d×%d pixels, more than the %d×%d screen: it is cut off", name, mw, mh, r.w, r.h)
 	}
