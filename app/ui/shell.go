@@ -128,6 +128,12 @@ func (s *Shell) Show(id string) bool {
 			// Shown again: a screen that shows registry state reads it anew.
 			r.Shown()
 		}
+		if s.current != id && s.env.Window != nil {
+			// The focus stays with the screen it was on: keys typed after
+			// a switch must not reach a widget no longer shown (Enter
+			// would go on with a hidden enrolment).
+			s.env.Window.Canvas().Unfocus()
+		}
 		s.current = id
 		s.Content.Objects = []fyne.CanvasObject{obj}
 		s.Content.Refresh()
