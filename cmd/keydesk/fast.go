@@ -12,6 +12,7 @@ import (
 	"github.com/keydesk/keydesk/app/cli/keyview"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device/discover"
+	"github.com/keydesk/keydesk/device/pcsc"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/internal/buildinfo"
 )
@@ -106,6 +107,8 @@ func (c statusCall) run(ctx context.Context, w io.Writer) error {
 		_, err := fmt.Fprintln(w, buildinfo.String("keydesk"))
 		return err
 	}
+	// One PC/SC context for the listing, the serial and the status.
+	pcsc.ShareContext()
 	svc, err := keys.New(keys.Config{Practice: c.practice, SimDir: c.simDir})
 	if err != nil {
 		return err
