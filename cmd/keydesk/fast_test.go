@@ -5,6 +5,7 @@ import (
 	"context"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,16 +83,34 @@ func TestStatusSameAsCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	serial := strconv.FormatUint(uint64(f.Keys[0].Serial()), 10)
-	for _, args := range [][]string{
+	lines := [][]string{
 		{"version"},
 		{"piv", "status"},
 		{"piv", "status", "--json", "--serial", serial},
 		{"fido", "status"},
 		{"fido", "status", "--serial=" + serial, "--json"},
-	} {
-		args = append(args, "--practice", "--sim-dir", dir)
-		if args[0] == "version" {
-			args = args[:1]
+	}
+	same(ctx, t, dir, lines)
+	// With a FIDO2 PIN set, the status carries its retries (getPINRetries).
+	var out bytes.Buffer
+	if code := cli.Run(ctx, []string{"fido", "set-pin", "--practice", "--sim-dir", dir}, strings.NewReader("fast-path-pin-4417\n"), &out, &out); code != 0 {
+		t.Fatalf("keydesk fido set-pin: exit %d\n%s", code, out.String())
+	}
+	same(ctx, t, dir, lines[3:])
+	c, _ := parseStatus([]string{"fido", "status", "--practice", "--sim-dir", dir}, func(string) string { return "" })
+	out.Reset()
+	if err := c.run(ctx, &out); err != nil || !strings.Contains(out.String(), "PIN:              set, 8 tries left") {
+		t.Errorf("fido status with a PIN set: %v\n%s", err, out.String())
+	}
+}
+
+// same runs each command line through the start-up path and through
+// keydesk-cli (in practice mode, keys in dir) and compares their output.
+func same(ctx context.Context, t *testing.T, dir string, lines [][]string) {
+	t.Helper()
+	for _, args := range lines {
+		if args[0] != "version" {
+			args = append(args, "--practice", "--sim-dir", dir)
 		}
 		c, ok := parseStatus(args, func(string) string { return "" })
 		if !ok {
