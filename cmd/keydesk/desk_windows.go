@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 )
 
 const exeSuffix = ".exe"
@@ -18,6 +19,9 @@ func startBeside(program, what string, args []string, env ...string) error {
 	if err != nil {
 		return err
 	}
+	// Ctrl-C reaches every process on the console: the program handles it
+	// and exits with its own status (8, canceled), which this one passes on.
+	signal.Ignore(os.Interrupt)
 	cmd := exec.Command(p, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if env != nil {
