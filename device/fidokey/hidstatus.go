@@ -73,7 +73,15 @@ func (d *Device) InfoStatus(ctx context.Context) (serial uint32, firmware device
 	if err != nil {
 		return 0, firmware, false, st, nil, err
 	}
-	if cmd == hidReadConfig {
+	// As Info: a key that does not know READ_CONFIG has no serial to give;
+	// any other answer but the config is a failure.
+	switch {
+	case cmd == hidError && len(data) > 0 && data[0] == hidInvalidCmd:
+	case cmd == hidError:
+		return 0, firmware, false, st, nil, fmt.Errorf("ctaphid error 0x%02x", data)
+	case cmd != hidReadConfig:
+		return 0, firmware, false, st, nil, fmt.Errorf("read config answered with command 0x%02x", cmd)
+	default:
 		if serial, ok, err = parseReadConfig(data, &firmware); err != nil {
 			return 0, firmware, false, st, nil, err
 		}
