@@ -84,8 +84,20 @@ func New(env *uikit.Env) *View {
 		container.NewHBox(v.Run, v.Cancel), v.Touch, v.Summary, widget.NewSeparator())
 	v.Root = container.NewBorder(top, nil, nil, nil, container.NewVScroll(v.Rows))
 	env.Feed.Subscribe(v.update)
+	env.Feed.OnChoose(v.choose)
 	v.enable()
 	return v
+}
+
+// choose picks the attached key with serial, as another screen asks
+// ("Verify now" after an enrolment).
+func (v *View) choose(serial uint32) {
+	for i, k := range v.keys {
+		if k.Serial == serial {
+			v.Key.SetSelectedIndex(i)
+			return
+		}
+	}
 }
 
 func (v *View) update(list []device.Key) {
