@@ -485,9 +485,9 @@ func (v *run) pin() {
 			bad = append(bad, "the PIV PIN is still the factory default")
 			next = "set your own PIN: 'keydesk piv change-pin'"
 		case st.PINRetries > 0 && st.PINRetries < 3:
-			warn = append(warn, fmt.Sprintf("PIV PIN: %d tries left", st.PINRetries))
+			warn = append(warn, "PIV PIN: "+triesLeft(st.PINRetries))
 		default:
-			ok = append(ok, fmt.Sprintf("PIV PIN set, %d tries left", st.PINRetries))
+			ok = append(ok, "PIV PIN set, "+triesLeft(st.PINRetries))
 		}
 	} else if v.pivErr != nil && errors.Is(v.pivErr, device.ErrPINBlocked) {
 		bad = append(bad, "the PIV PIN is blocked")
@@ -505,9 +505,9 @@ func (v *run) pin() {
 				next = "the helpdesk resets FIDO2 and re-enrols it: 'keydesk recover fido2-reset'"
 			}
 		case st.PINRetries < 4:
-			warn = append(warn, fmt.Sprintf("FIDO2 PIN: %d tries left", st.PINRetries))
+			warn = append(warn, "FIDO2 PIN: "+triesLeft(st.PINRetries))
 		default:
-			ok = append(ok, fmt.Sprintf("FIDO2 PIN set, %d tries left", st.PINRetries))
+			ok = append(ok, "FIDO2 PIN set, "+triesLeft(st.PINRetries))
 		}
 	} else if v.fidoErr != nil && errors.Is(v.fidoErr, device.ErrFIDO2PINBlocked) {
 		bad = append(bad, "the FIDO2 PIN is blocked")
@@ -622,3 +622,11 @@ func setsText(s []string) string {
 }
 
 func join(s []string) string { return strings.Join(s, "; ") }
+
+// triesLeft is "1 try left", "2 tries left".
+func triesLeft(n int) string {
+	if n == 1 {
+		return "1 try left"
+	}
+	return strconv.Itoa(n) + " tries left"
+}
