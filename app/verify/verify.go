@@ -65,6 +65,9 @@ type Check struct {
 	Cause    string `json:"cause,omitempty"`
 	Next     string `json:"next,omitempty"`
 	Mismatch string `json:"mismatch,omitempty"`
+	// NextDesk is Next in the desktop app's words (its screens and
+	// buttons) where Next names a command line; "" when Next says it.
+	NextDesk string `json:"-"`
 }
 
 // Report is the outcome of verifying one key.
@@ -418,7 +421,8 @@ func (v *run) present() {
 		return
 	}
 	c := Check{Name: CheckPresent, Status: Fail, Cause: join(missing),
-		Next: "bring the key to the helpdesk: 'keydesk recover' re-creates the credential and revokes the old one"}
+		Next:     "bring the key to the helpdesk: 'keydesk recover' re-creates the credential and revokes the old one",
+		NextDesk: "bring the key to the helpdesk: on its Helpdesk screen a FIDO2 reset re-creates the credential and revokes the old one"}
 	if v.reg.Status == registry.KeyActive {
 		c.Mismatch = KeyDisagrees
 	}
@@ -475,15 +479,17 @@ func hint(errs ...error) string {
 
 func (v *run) pin() {
 	var bad, warn, ok []string
-	next := ""
+	next, nextDesk := "", ""
 	if st := v.pivStatus; st != nil {
 		switch {
 		case st.PINRetries == 0:
 			bad = append(bad, "the PIV PIN is blocked")
 			next = "the helpdesk unblocks it with the escrowed PUK: 'keydesk recover piv-pin'"
+			nextDesk = "the helpdesk unblocks it with the escrowed PUK (Helpdesk screen, Unblock PIV PIN)"
 		case st.PINDefault:
 			bad = append(bad, "the PIV PIN is still the factory default")
 			next = "set your own PIN: 'keydesk piv change-pin'"
+			nextDesk = "set your own PIN: Keys screen, the key's PIV tab, Change PIN"
 		case st.PINRetries > 0 && st.PINRetries < 3:
 			warn = append(warn, "PIV PIN: "+triesLeft(st.PINRetries))
 		default:
@@ -503,6 +509,7 @@ func (v *run) pin() {
 			bad = append(bad, "the FIDO2 PIN is blocked")
 			if next == "" {
 				next = "the helpdesk resets FIDO2 and re-enrols it: 'keydesk recover fido2-reset'"
+				nextDesk = "the helpdesk resets FIDO2 and re-creates its credential (Helpdesk screen, Reset FIDO2)"
 			}
 		case st.PINRetries < 4:
 			warn = append(warn, "FIDO2 PIN: "+triesLeft(st.PINRetries))
@@ -514,7 +521,7 @@ func (v *run) pin() {
 	}
 	switch {
 	case len(bad) > 0:
-		v.add(Check{Name: CheckPIN, Status: Fail, Cause: join(bad), Next: next})
+		v.add(Check{Name: CheckPIN, Status: Fail, Cause: join(bad), Next: next, NextDesk: nextDesk})
 	case len(warn) > 0:
 		v.add(Check{Name: CheckPIN, Status: Warn, Detail: join(append(warn, ok...)), Next: "type the PIN carefully: a blocked PIN needs the helpdesk"})
 	case len(ok) > 0:
@@ -531,7 +538,8 @@ func (v *run) active() {
 		v.add(Check{Name: CheckActive, Status: Pass, Detail: "the registry lists the key as active"})
 	case registry.KeyPending:
 		c := Check{Name: CheckActive, Status: Fail, Cause: "the key is still pending: it never passed a verification",
-			Next: "run 'keydesk verify' again; a passing verification activates a pending key"}
+			Next:     "run 'keydesk verify' again; a passing verification activates a pending key",
+			NextDesk: "press Verify again; a passing verification activates a pending key"}
 		if works {
 			// This run's signature activates it: re-read.
 			if k, err := v.opt.Registry.Key(v.ctx, v.reg.ID); err == nil && k.Status == registry.KeyActive {

@@ -251,7 +251,10 @@ func Row(c verify.Check) fyne.CanvasObject {
 	if c.Mismatch != "" {
 		lines = append(lines, "Mismatch: "+c.Mismatch)
 	}
-	if c.Next != "" && c.Status != verify.Pass {
+	if next := c.NextDesk; next != "" && c.Status != verify.Pass {
+		// The desktop app's own words: its screens and buttons.
+		lines = append(lines, "Next: "+next)
+	} else if c.Next != "" && c.Status != verify.Pass {
 		lines = append(lines, "Next: "+c.Next)
 	}
 	body := widget.NewLabel(strings.Join(lines, "\n"))
