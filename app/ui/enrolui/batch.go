@@ -342,7 +342,11 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 			case u.Error != "":
 				r.now = fmt.Sprintf("FAILED after %d of %s: %s", u.Already+len(u.Keys), uikit.Count(u.Wanted, "key", "keys"), u.Error)
 				if u.Hint != "" {
-					r.now += "\n    Next step: " + u.Hint
+					hint := u.Hint
+					if u.DeskHint != "" {
+						hint = u.DeskHint
+					}
+					r.now += "\n    Next step: " + hint
 				}
 				r.label.Importance = widget.DangerImportance
 			case len(u.Keys) == 0 && u.OK():

@@ -184,7 +184,7 @@ func redButtons(env *uikit.Env) int {
 // as it was.
 func TestUnblockWithoutIdentity(t *testing.T) {
 	enrol(t)
-	_, v := open(t, uitest.Fleet.Helpdesk)
+	env, v := open(t, uitest.Fleet.Helpdesk)
 	v.Identity = func() (string, error) { return "", errors.New("no such secret in the keyring") }
 	diagnose(t, v)
 	// A PIN that is not forgotten can still be set anew (the person forgot
@@ -205,6 +205,10 @@ func TestUnblockWithoutIdentity(t *testing.T) {
 	}
 	if v.Result.Importance != widget.DangerImportance {
 		t.Errorf("the failure is not in the error colour (importance %v)", v.Result.Importance)
+	}
+	// Said once, on the screen: no dialog repeats it.
+	if n := len(env.Window.Canvas().Overlays().List()); n != 0 {
+		t.Errorf("%d dialogs open beside the failure line", n)
 	}
 }
 
