@@ -167,7 +167,7 @@ func (s Settings) Validate() error {
 		u, err := url.Parse(s.RegistryURL)
 		switch {
 		case err != nil:
-			bad("registry_url", "%v", err)
+			bad("registry_url", "%q is not a web address; give one such as https://registry.example.org", s.RegistryURL)
 		case u.Scheme != "https" && u.Scheme != "http":
 			bad("registry_url", "%q must start with https://", s.RegistryURL)
 		case u.Host == "":
@@ -189,9 +189,12 @@ func (s Settings) Validate() error {
 	if s.CredProtect != 2 && s.CredProtect != 3 {
 		bad("cred_protect", "%d must be 2 or 3: an organisation's credential needs at least UV-optional-with-credential-id", s.CredProtect)
 	}
-	if len(s.HelpdeskRecipients) > 0 {
-		if _, err := escrow.ParseRecipients(s.HelpdeskRecipients); err != nil {
-			bad("helpdesk_recipients", "%v", err)
+	for i, r := range s.HelpdeskRecipients {
+		if strings.TrimSpace(r) == "" {
+			continue
+		}
+		if _, err := escrow.ParseRecipients([]string{r}); err != nil {
+			bad("helpdesk_recipients", "line %d is not an age recipient (one starts with age1 and is 62 characters long)", i+1)
 		}
 	}
 	for i, p := range s.TrustRoots {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 // Screen is the Settings screen; every role sees it (an engineer stores
@@ -49,12 +51,26 @@ type View struct {
 	StoreToken, StoreIdentity *widget.Button
 	NewIdentity               *widget.Button
 	Save                      *widget.Button
-	Result                    *widget.Label
+	// SaveNote says why Save is disabled (nothing has changed since the
+	// settings were read or saved); hidden while Save is enabled.
+	SaveNote *widget.Label
+	Result   *widget.Label
+	// SessionPractice is set when the desk runs in practice mode although
+	// the settings file does not ask for it (KEYDESK_PRACTICE at start):
+	// the Practice box then shows the file's choice, and Save keeps it.
+	SessionPractice bool
+	// PracticeNote says so under the Practice box.
+	PracticeNote *widget.Label
 
 	// Errs holds the error line under each field, by its JSON name.
 	Errs map[string]*widget.Label
 	Root fyne.CanvasObject
 	form *widget.Form
+	// saved is what the fields read as when the settings were last read or
+	// saved; Save is enabled only when the fields read otherwise.
+	saved settings.Settings
+	// plain turns the settings file's field names into the screen's labels.
+	plain *strings.Replacer
 }
 
 // New builds the Settings screen from the desk's current settings.
@@ -96,6 +112,19 @@ func New(env *uikit.Env) *View {
 	v.ForcePIN.SetChecked(s.ForcePINChange)
 	v.Practice = widget.NewCheck("practice mode: virtual keys, their attestation root trusted (never on a production desk)", nil)
 	v.Practice.SetChecked(s.Practice)
+	v.PracticeNote = widget.NewLabel("")
+	v.PracticeNote.Wrapping = fyne.TextWrapWord
+	v.PracticeNote.Hide()
+	if s.Practice {
+		// Practice mode the settings file did not ask for came from how
+		// the app was started; it is this session's, not a setting.
+		if f, err := settings.Load(v.Path); v.Path != "" && (err != nil || !f.Practice) {
+			v.SessionPractice = true
+			v.Practice.SetChecked(false)
+			v.PracticeNote.SetText("This session runs in practice mode because the app was started in practice mode (KEYDESK_PRACTICE). Saving keeps the box as it is here; tick it only to start in practice mode every time.")
+			v.PracticeNote.Show()
+		}
+	}
 
 	v.Token = uikit.NewPasswordEntry()
 	v.Token.SetPlaceHolder("kdr_… from your registry admin")
@@ -106,6 +135,8 @@ func New(env *uikit.Env) *View {
 	v.NewIdentity = widget.NewButton("New identity", v.newIdentity)
 	v.Save = widget.NewButtonWithIcon("Save settings", theme.DocumentSaveIcon(), v.save)
 	v.Save.Importance = widget.HighImportance
+	v.SaveNote = widget.NewLabel("Nothing to save: no setting has changed.")
+	v.SaveNote.Importance = widget.LowImportance
 	v.Result = widget.NewLabel("")
 	v.Result.Wrapping = fyne.TextWrapWord
 
@@ -133,12 +164,57 @@ func New(env *uikit.Env) *View {
 		widget.NewFormItem("PIV certificate", field("piv_cert_mode", v.CertMode)),
 		widget.NewFormItem("CSR directory", field("csr_dir", v.CSRDir)),
 		widget.NewFormItem("Certificate days", field("cert_validity_days", v.CertDays)),
-		widget.NewFormItem("", field("practice", v.Practice)),
+		widget.NewFormItem("", container.NewVBox(field("practice", v.Practice), v.PracticeNote)),
 	)
+	var olds []string
+	for name := range v.Errs {
+		olds = append(olds, name, settings.Label(name))
+	}
+	for _, name := range []string{"force_pin_change", "discoverable"} {
+		olds = append(olds, name, settings.Label(name))
+	}
+	v.plain = strings.NewReplacer(olds...)
+	v.saved, _ = v.Read()
+	for _, e := range []*uikit.Entry{v.RegistryURL, v.RegistryCA, v.RPID, v.RPName, v.MinPINLength, v.CSRDir, v.CertDays, v.Recipients, v.TrustRoots} {
+		e.OnChanged = func(string) { v.changed() }
+	}
+	for _, c := range []*widget.Check{v.Discoverable, v.ForcePIN, v.Practice} {
+		c.OnChanged = func(bool) { v.changed() }
+	}
+	for _, c := range []*widget.Select{v.CredProtect, v.CertMode} {
+		c.OnChanged = func(string) { v.changed() }
+	}
+	v.changed()
 	top := widget.NewLabelWithStyle("Settings", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-	head := container.NewVBox(container.NewBorder(nil, nil, top, v.Save), v.Result, widget.NewSeparator())
+	head := container.NewVBox(container.NewBorder(nil, nil, top, container.NewHBox(v.SaveNote, v.Save)), v.Result, widget.NewSeparator())
 	v.Root = container.NewBorder(head, nil, nil, nil, container.NewVScroll(v.form))
 	return v
+}
+
+// changed enables Save when the fields read otherwise than the settings
+// last read or saved, and says why it is disabled when they do not.
+func (v *View) changed() {
+	s, es := v.Read()
+	if len(es) == 0 && reflect.DeepEqual(s, v.saved) {
+		v.Save.Disable()
+		v.SaveNote.Show()
+		return
+	}
+	v.Save.Enable()
+	v.SaveNote.Hide()
+}
+
+// Plain is a settings problem in the screen's words: a setting named by
+// its label, not by its name in the settings file, and no specification
+// section.
+func (v *View) Plain(msg string) string {
+	msg = v.plain.Replace(msg)
+	if i := strings.Index(msg, " (CTAP"); i >= 0 {
+		if j := strings.Index(msg[i:], ")"); j >= 0 {
+			msg = msg[:i] + msg[i+j+1:]
+		}
+	}
+	return msg
 }
 
 func lines(s string) []string {
@@ -193,9 +269,9 @@ func (v *View) showErrors(es settings.Errors) int {
 			continue
 		}
 		if l.Text != "" {
-			l.SetText(l.Text + "; " + e.Msg)
+			l.SetText(l.Text + "; " + v.Plain(e.Msg))
 		} else {
-			l.SetText(e.Msg)
+			l.SetText(v.Plain(e.Msg))
 		}
 		l.Show()
 	}
@@ -239,10 +315,32 @@ func (v *View) save() {
 		v.Result.SetText("Saving failed: " + uikit.Message(err))
 		return
 	}
+	v.saved = s
+	v.changed()
 	v.Result.SetText("Saved to " + v.Path + ". Reconnecting to the registry…")
 	if v.env.Reconnect != nil {
 		v.env.Reconnect()
 	}
+	// The registry the settings name answers (or says why not) once the
+	// shell has reconnected; the line ends in that outcome.
+	where := "the embedded registry on this desk"
+	if !s.Embedded() {
+		where = "the registry at " + s.RegistryURL
+	}
+	v.env.Go(func(ctx context.Context) error {
+		_, err := v.env.Registry(ctx)
+		return err
+	}, func(err error) {
+		switch {
+		case errors.Is(err, client.ErrUnreachable):
+			v.Result.SetText("Saved to " + v.Path + ", but " + where + " is not connected: it could not be reached. Check the network and the address, and that the registry is running.")
+			return
+		case err != nil:
+			v.Result.SetText("Saved to " + v.Path + ", but " + where + " is not connected: " + strings.ReplaceAll(uikit.Message(err), "\n\n", " "))
+			return
+		}
+		v.Result.SetText("Saved to " + v.Path + ". Connected to " + where + ".")
+	})
 }
 
 // storeToken checks the token against the registry at the URL in the field
