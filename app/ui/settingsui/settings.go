@@ -59,7 +59,8 @@ type View struct {
 	// the settings file does not ask for it (KEYDESK_PRACTICE at start):
 	// the Practice box then shows the file's choice, and Save keeps it.
 	SessionPractice bool
-	// PracticeNote says so under the Practice box.
+	// PracticeNote says so under the Practice box, and that a practice
+	// desk seals to its own identity while no recipient is set.
 	PracticeNote *widget.Label
 
 	// Errs holds the error line under each field, by its JSON name.
@@ -77,9 +78,25 @@ type View struct {
 func New(env *uikit.Env) *View {
 	v := &View{env: env, Keyring: secrets.Default(), Errs: map[string]*widget.Label{}}
 	v.Path, _ = settings.DefaultPath()
-	s := settings.Default()
+	// The fields show the settings file, not the desk's settings of the
+	// moment: those add what this session chose for itself (practice mode
+	// from how the app was started, a practice desk's own helpdesk
+	// recipient), which Save must not write into the file.
+	live := settings.Default()
 	if env.Settings != nil {
-		s = env.Settings()
+		live = env.Settings()
+	}
+	s, err := settings.Load(v.Path)
+	if v.Path == "" || err != nil {
+		s = live
+	}
+	var session []string
+	if live.Practice && !s.Practice {
+		v.SessionPractice = true
+		session = append(session, "This session runs in practice mode because the app was started in practice mode (KEYDESK_PRACTICE); saving does not make that a setting. Tick the box only to start in practice mode every time.")
+	}
+	if len(s.HelpdeskRecipients) == 0 && len(live.HelpdeskRecipients) > 0 {
+		session = append(session, "Practice escrows are sealed to this desk's own practice identity until helpdesk recipients are set here.")
 	}
 	entry := func(text, hint string) *uikit.Entry {
 		e := uikit.NewEntry()
@@ -115,15 +132,9 @@ func New(env *uikit.Env) *View {
 	v.PracticeNote = widget.NewLabel("")
 	v.PracticeNote.Wrapping = fyne.TextWrapWord
 	v.PracticeNote.Hide()
-	if s.Practice {
-		// Practice mode the settings file did not ask for came from how
-		// the app was started; it is this session's, not a setting.
-		if f, err := settings.Load(v.Path); v.Path != "" && (err != nil || !f.Practice) {
-			v.SessionPractice = true
-			v.Practice.SetChecked(false)
-			v.PracticeNote.SetText("This session runs in practice mode because the app was started in practice mode (KEYDESK_PRACTICE). Saving keeps the box as it is here; tick it only to start in practice mode every time.")
-			v.PracticeNote.Show()
-		}
+	if len(session) > 0 {
+		v.PracticeNote.SetText(strings.Join(session, " "))
+		v.PracticeNote.Show()
 	}
 
 	v.Token = uikit.NewPasswordEntry()
