@@ -144,6 +144,30 @@ var labels = map[string]string{
 	"cert_validity_days":  "Certificate days",
 }
 
+// Plain is the problem in the desktop app's words: other settings named
+// by their labels rather than their names in the file, and no
+// specification section.
+func (e *FieldError) Plain() string { return Plain(e.Msg) }
+
+// Plain is msg with every setting's name in the file replaced by its label
+// ("PIV certificate" for piv_cert_mode) and a "(CTAP …)" citation dropped.
+func Plain(msg string) string {
+	if i := strings.Index(msg, " (CTAP"); i >= 0 {
+		if j := strings.Index(msg[i:], ")"); j >= 0 {
+			msg = msg[:i] + msg[i+j+1:]
+		}
+	}
+	return plainNames.Replace(msg)
+}
+
+var plainNames = func() *strings.Replacer {
+	var olds []string
+	for name, label := range labels {
+		olds = append(olds, name, label)
+	}
+	return strings.NewReplacer(olds...)
+}()
+
 // Errors are every problem Validate found, in field order.
 type Errors []*FieldError
 

@@ -70,8 +70,6 @@ type View struct {
 	// saved is what the fields read as when the settings were last read or
 	// saved; Save is enabled only when the fields read otherwise.
 	saved settings.Settings
-	// plain turns the settings file's field names into the screen's labels.
-	plain *strings.Replacer
 }
 
 // New builds the Settings screen from the desk's current settings.
@@ -177,14 +175,6 @@ func New(env *uikit.Env) *View {
 		widget.NewFormItem("Certificate days", field("cert_validity_days", v.CertDays)),
 		widget.NewFormItem("", container.NewVBox(field("practice", v.Practice), v.PracticeNote)),
 	)
-	var olds []string
-	for name := range v.Errs {
-		olds = append(olds, name, settings.Label(name))
-	}
-	for _, name := range []string{"force_pin_change", "discoverable"} {
-		olds = append(olds, name, settings.Label(name))
-	}
-	v.plain = strings.NewReplacer(olds...)
 	v.saved, _ = v.Read()
 	for _, e := range []*uikit.Entry{v.RegistryURL, v.RegistryCA, v.RPID, v.RPName, v.MinPINLength, v.CSRDir, v.CertDays, v.Recipients, v.TrustRoots} {
 		e.OnChanged = func(string) { v.changed() }
@@ -213,19 +203,6 @@ func (v *View) changed() {
 	}
 	v.Save.Enable()
 	v.SaveNote.Hide()
-}
-
-// Plain is a settings problem in the screen's words: a setting named by
-// its label, not by its name in the settings file, and no specification
-// section.
-func (v *View) Plain(msg string) string {
-	msg = v.plain.Replace(msg)
-	if i := strings.Index(msg, " (CTAP"); i >= 0 {
-		if j := strings.Index(msg[i:], ")"); j >= 0 {
-			msg = msg[:i] + msg[i+j+1:]
-		}
-	}
-	return msg
 }
 
 func lines(s string) []string {
@@ -280,9 +257,9 @@ func (v *View) showErrors(es settings.Errors) int {
 			continue
 		}
 		if l.Text != "" {
-			l.SetText(l.Text + "; " + v.Plain(e.Msg))
+			l.SetText(l.Text + "; " + e.Plain())
 		} else {
-			l.SetText(v.Plain(e.Msg))
+			l.SetText(e.Plain())
 		}
 		l.Show()
 	}
