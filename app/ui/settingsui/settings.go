@@ -104,7 +104,7 @@ func New(env *uikit.Env) *View {
 	}
 	v.RegistryURL = entry(s.RegistryURL, "empty: the embedded registry on this desk")
 	v.RegistryCA = entry(s.RegistryCA, "PEM file to trust for the registry's TLS (optional)")
-	v.RPID = entry(s.RPID, "example.org")
+	v.RPID = entry(s.RPID, "e.g. example.org, the organisation's domain")
 	v.RPName = entry(s.RPName, "shown next to the credential")
 	v.MinPINLength = entry(strconv.Itoa(s.MinPINLength), "4 to 63")
 	v.CSRDir = entry(s.CSRDir, "where certificate requests are written (CSR mode)")
