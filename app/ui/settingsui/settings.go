@@ -49,8 +49,12 @@ type View struct {
 
 	Token, Identity           *uikit.Entry
 	StoreToken, StoreIdentity *widget.Button
-	NewIdentity               *widget.Button
-	Save                      *widget.Button
+	// TokenNote and IdentityNote say why StoreToken and StoreIdentity are
+	// disabled; hidden while they are enabled.
+	TokenNote, IdentityNote *widget.Label
+	checking                bool // a token is being checked
+	NewIdentity             *widget.Button
+	Save                    *widget.Button
 	// SaveNote says why Save is disabled (nothing has changed since the
 	// settings were read or saved); hidden while Save is enabled.
 	SaveNote *widget.Label
@@ -142,6 +146,16 @@ func New(env *uikit.Env) *View {
 	v.Identity.SetPlaceHolder("AGE-SECRET-KEY-1…")
 	v.StoreIdentity = widget.NewButton("Store identity", v.storeIdentity)
 	v.NewIdentity = widget.NewButton("New identity", v.newIdentity)
+	note := func() *widget.Label {
+		l := widget.NewLabel("")
+		l.Importance = widget.LowImportance
+		l.Wrapping = fyne.TextWrapWord
+		l.Hide()
+		return l
+	}
+	v.TokenNote, v.IdentityNote = note(), note()
+	v.Token.OnChanged = func(string) { v.enableStores() }
+	v.Identity.OnChanged = func(string) { v.enableStores() }
 	v.Save = widget.NewButtonWithIcon("Save settings", theme.DocumentSaveIcon(), v.save)
 	v.Save.Importance = widget.HighImportance
 	v.SaveNote = widget.NewLabel("Nothing to save: no setting has changed.")
@@ -160,8 +174,8 @@ func New(env *uikit.Env) *View {
 	v.form = widget.NewForm(
 		widget.NewFormItem("Registry URL", field("registry_url", v.RegistryURL)),
 		widget.NewFormItem("Registry CA", field("registry_ca", v.RegistryCA)),
-		widget.NewFormItem("Registry token", container.NewBorder(nil, nil, nil, v.StoreToken, v.Token)),
-		widget.NewFormItem("Helpdesk identity", container.NewBorder(nil, nil, nil, container.NewHBox(v.StoreIdentity, v.NewIdentity), v.Identity)),
+		widget.NewFormItem("Registry token", container.NewVBox(container.NewBorder(nil, nil, nil, v.StoreToken, v.Token), v.TokenNote)),
+		widget.NewFormItem("Helpdesk identity", container.NewVBox(container.NewBorder(nil, nil, nil, container.NewHBox(v.StoreIdentity, v.NewIdentity), v.Identity), v.IdentityNote)),
 		widget.NewFormItem("Helpdesk recipients", field("helpdesk_recipients", v.Recipients)),
 		widget.NewFormItem("Trust roots", field("trust_roots", v.TrustRoots)),
 		widget.NewFormItem("RP id", field("rp_id", v.RPID)),
@@ -195,6 +209,7 @@ func New(env *uikit.Env) *View {
 // changed enables Save when the fields read otherwise than the settings
 // last read or saved, and says why it is disabled when they do not.
 func (v *View) changed() {
+	v.enableStores()
 	s, es := v.Read()
 	if len(es) == 0 && reflect.DeepEqual(s, v.saved) {
 		v.Save.Disable()
@@ -203,6 +218,39 @@ func (v *View) changed() {
 	}
 	v.Save.Enable()
 	v.SaveNote.Hide()
+}
+
+// enableStores enables "Check and store token" and "Store identity" only
+// when they can help, and says why not beside them.
+func (v *View) enableStores() {
+	if v.StoreToken == nil || v.RegistryURL == nil {
+		return
+	}
+	say := func(b *widget.Button, l *widget.Label, why string) {
+		l.SetText(why)
+		if why == "" {
+			b.Enable()
+			l.Hide()
+			return
+		}
+		b.Disable()
+		l.Show()
+	}
+	switch {
+	case v.checking:
+		say(v.StoreToken, v.TokenNote, "Checking the token with the registry…")
+	case strings.TrimSpace(v.RegistryURL.Text) == "":
+		say(v.StoreToken, v.TokenNote, "The embedded registry needs no token; a token is for the registry named in Registry URL.")
+	case strings.TrimSpace(v.Token.Text) == "":
+		say(v.StoreToken, v.TokenNote, "Paste the token your registry admin gave you to check and store it.")
+	default:
+		say(v.StoreToken, v.TokenNote, "")
+	}
+	if strings.TrimSpace(v.Identity.Text) == "" {
+		say(v.StoreIdentity, v.IdentityNote, "Paste a helpdesk identity (AGE-SECRET-KEY-1…) to store it, or make a new one.")
+	} else {
+		say(v.StoreIdentity, v.IdentityNote, "")
+	}
 }
 
 func lines(s string) []string {
@@ -341,12 +389,14 @@ func (v *View) storeToken() {
 	}
 	tok, ca := v.Token.Text, strings.TrimSpace(v.RegistryCA.Text)
 	kr := v.Keyring
-	v.StoreToken.Disable()
+	v.checking = true
+	v.enableStores()
 	v.Result.SetText("Checking the token with " + url + "…")
 	v.env.Go(func(ctx context.Context) error {
 		return regconn.Login(ctx, kr, url, ca, tok)
 	}, func(err error) {
-		v.StoreToken.Enable()
+		v.checking = false
+		v.enableStores()
 		if err != nil {
 			v.Result.SetText("The token was not stored: " + uikit.Message(err))
 			return

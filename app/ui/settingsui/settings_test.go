@@ -254,3 +254,34 @@ func TestToken(t *testing.T) {
 		t.Fatalf("unreachable registry reads %q", v.Result.Text)
 	}
 }
+
+// TestStoreButtonsOnlyWhenTheyCanHelp: "Check and store token" needs a
+// registry URL and a token, "Store identity" an identity; while they
+// cannot help they are disabled and the reason is beside them.
+func TestStoreButtonsOnlyWhenTheyCanHelp(t *testing.T) {
+	_, v, _ := open(t)
+	state := func(b interface{ Disabled() bool }, note interface{ Visible() bool }, want bool, when string) {
+		t.Helper()
+		if b.Disabled() != want || note.Visible() != want {
+			t.Fatalf("%s: disabled %v, reason shown %v (token note %q, identity note %q)", when, b.Disabled(), note.Visible(), v.TokenNote.Text, v.IdentityNote.Text)
+		}
+	}
+	state(v.StoreToken, v.TokenNote, true, "embedded registry")
+	if !strings.Contains(v.TokenNote.Text, "embedded registry needs no token") {
+		t.Errorf("token note %q", v.TokenNote.Text)
+	}
+	test.Type(v.RegistryURL, "https://registry.example.org")
+	state(v.StoreToken, v.TokenNote, true, "no token typed")
+	if !strings.Contains(v.TokenNote.Text, "Paste the token") {
+		t.Errorf("token note %q", v.TokenNote.Text)
+	}
+	test.Type(v.Token, "kdr_x")
+	state(v.StoreToken, v.TokenNote, false, "URL and token")
+
+	state(v.StoreIdentity, v.IdentityNote, true, "no identity typed")
+	test.Type(v.Identity, "AGE-SECRET-KEY-1")
+	state(v.StoreIdentity, v.IdentityNote, false, "identity typed")
+	if v.NewIdentity.Disabled() {
+		t.Error("New identity is disabled")
+	}
+}
