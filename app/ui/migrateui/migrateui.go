@@ -783,7 +783,12 @@ func (v *View) confirm(id string, p migrate.Preview) {
 		v.Confirm = nil
 		v.take(id, p.Step)
 	})
-	v.Confirm.Importance = widget.DangerImportance
+	// Advancing is the plan going ahead; halting and rolling back are the
+	// destructive steps, red.
+	v.Confirm.Importance = widget.HighImportance
+	if p.Step.Action != "advance" {
+		v.Confirm.Importance = widget.DangerImportance
+	}
 	cancel := widget.NewButton("Cancel", func() { d.Hide(); v.Confirm = nil })
 	scroll := container.NewVScroll(body)
 	scroll.SetMinSize(fyne.NewSize(480, 220))

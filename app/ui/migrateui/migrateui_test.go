@@ -233,6 +233,9 @@ func TestMigrationScreen(t *testing.T) {
 		t.Fatalf("next step %q", v.StepTo.Selected)
 	}
 	tapped(t, v, v.Advance)
+	if v.Confirm == nil || v.Confirm.Importance == widget.DangerImportance {
+		t.Fatal("advancing is confirmed with a red button")
+	}
 	confirmed(t, v)
 	if !strings.Contains(v.Summary.Text, "State dry run") {
 		t.Fatalf("after dry run: %q / %q", v.Summary.Text, v.Status.Text)
@@ -311,6 +314,9 @@ func TestMigrationScreen(t *testing.T) {
 	}
 	test.Type(v.Reason, "canary failed")
 	tapped(t, v, v.Rollback)
+	if v.Confirm == nil || v.Confirm.Importance != widget.DangerImportance {
+		t.Fatal("rolling back is not confirmed with a red button")
+	}
 	said = confirmed(t, v)
 	if !strings.Contains(said, `Roll back "yk5 rollout": 0 users moved back from yk5-2026 to legacy-2024`) {
 		t.Fatalf("rollback confirmation: %q", said)
