@@ -54,10 +54,13 @@ func TestSaveEndsInOutcome(t *testing.T) {
 		t.Fatalf("after Save (reconnects %d): %q", *reconnects, v.Result.Text)
 	}
 
-	_, v, _ = openWith(t, uitest.Env(t, uikit.Admin, "", nil)) // the registry is down
+	env, v, _ := openWith(t, uitest.Env(t, uikit.Admin, "", nil)) // the registry is down
 	set(v.RegistryURL, "https://registry.example.org")
 	test.Tap(v.Save)
 	uitest.WaitFor(t, wait, "the outcome", func() bool { return !strings.Contains(v.Result.Text, "Reconnecting") })
+	if c := uitest.CLICommand(uitest.WindowText(env.Window)); c != "" {
+		t.Errorf("the screen names the command line %q", c)
+	}
 	for _, want := range []string{"Saved", "registry.example.org is not connected", "could not be reached", "Check the network"} {
 		if !strings.Contains(v.Result.Text, want) {
 			t.Errorf("after Save with the registry down, %q does not say %q", v.Result.Text, want)
