@@ -74,9 +74,12 @@ type View struct {
 	// saved is what the fields read as when the settings were last read or
 	// saved; Save is enabled only when the fields read otherwise.
 	saved settings.Settings
+	// saves counts Saves, so that only the last one's outcome is shown.
+	saves int
 }
 
-// New builds the Settings screen from the desk's current settings.
+// New builds the Settings screen from the settings file (env.Settings when
+// it cannot be read), noting what this session adds to it.
 func New(env *uikit.Env) *View {
 	v := &View{env: env, Keyring: secrets.Default(), Errs: map[string]*widget.Label{}}
 	v.Path, _ = settings.DefaultPath()
@@ -363,10 +366,15 @@ func (v *View) save() {
 	if !s.Embedded() {
 		where = "the registry at " + s.RegistryURL
 	}
+	v.saves++
+	n := v.saves
 	v.env.Go(func(ctx context.Context) error {
 		_, err := v.env.Registry(ctx)
 		return err
 	}, func(err error) {
+		if n != v.saves {
+			return // a later Save reports its own outcome
+		}
 		switch {
 		case errors.Is(err, client.ErrUnreachable):
 			v.Result.SetText("Saved to " + v.Path + ", but " + where + " is not connected: it could not be reached. Check the network and the address, and that the registry is running.")
