@@ -109,12 +109,13 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 		in := Intent{Nonce: newNonce(), Provider: p.Name(), Op: OpRegister, User: u, KeyID: k.ID, Serial: k.Serial, State: IntentPending}
 		opts, err := p.Options(ctx, u)
 		switch {
+		case err != nil && isTemporary(err):
+			// Queued with the desk's credential: the replay asks again.
+			c := desk
+			in.Credential, in.AskOptions = &c, true
 		case err != nil:
-			in.State = IntentNeedsKey
+			in.State = IntentRefused
 			setErr(&in, err)
-			if !isTemporary(err) {
-				in.State = IntentRefused
-			}
 		case opts == nil:
 			c := desk
 			in.Credential = &c
@@ -139,6 +140,14 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 			out = append(out, outcome(in, false))
 			continue
 		}
+		if in.AskOptions {
+			setErr(&in, err)
+			if werr := o.box.update(ctx, &in); werr != nil {
+				return out, werr
+			}
+			out = append(out, outcome(in, true))
+			continue
+		}
 		oc, err := o.attempt(ctx, p, &in, false)
 		if err != nil {
 			return append(out, oc), err
@@ -147,6 +156,8 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 	}
 	return out, nil
 }
+
+var errNeedsKey = errors.New("the provider makes its own credential")
 
 func isTemporary(err error) bool {
 	var te *TemporaryError
@@ -188,6 +199,12 @@ func (o *Orchestrator) attempt(ctx context.Context, p Connector, in *Intent, rep
 			err = o.providerRegister(ctx, p, in, replay)
 		case OpDelete:
 			err = crashpoint.Around(crashpoint.IDPDelete, func() error { return p.Delete(ctx, in.User, in.MethodID) })
+		}
+		if errors.Is(err, errNeedsKey) {
+			if werr := o.box.update(ctx, in); werr != nil {
+				return outcome(*in, false), werr
+			}
+			return outcome(*in, false), nil
 		}
 		if err != nil {
 			return temporary(err)
@@ -241,6 +258,18 @@ func (o *Orchestrator) attempt(ctx context.Context, p Connector, in *Intent, rep
 func (o *Orchestrator) providerRegister(ctx context.Context, p Connector, in *Intent, replay bool) error {
 	if in.Credential == nil {
 		return fmt.Errorf("intent %s has no credential", in.Nonce)
+	}
+	if in.AskOptions {
+		opts, err := p.Options(ctx, in.User)
+		if err != nil {
+			return err
+		}
+		if opts != nil {
+			in.State, in.AskOptions, in.Error = IntentNeedsKey, false, "the provider makes its own credential and the key is not at hand"
+			in.Hint = fmt.Sprintf("Register key %d with %s again with the key inserted (keydesk idp register %d).", in.Serial, p.Name(), in.Serial)
+			return errNeedsKey
+		}
+		in.AskOptions = false
 	}
 	if replay {
 		ms, err := p.List(ctx, in.User)

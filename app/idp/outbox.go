@@ -55,6 +55,10 @@ type Intent struct {
 	Serial     uint32
 	Credential *Credential // register: what to hand the provider
 	Options    *CreationOptions
+	// AskOptions: the provider could not be asked for its creation
+	// options; the replay asks first, and hands it Credential (the desk's
+	// own) only when it answers with none.
+	AskOptions bool
 	LinkID     string // delete: the registry's link
 	MethodID   string
 	State      IntentState
@@ -92,6 +96,7 @@ func OpenOutbox(path string) (*Outbox, error) {
 		serial INTEGER NOT NULL,
 		credential BLOB,
 		options BLOB,
+		ask_options INTEGER NOT NULL DEFAULT 0,
 		link_id TEXT NOT NULL DEFAULT '',
 		method_id TEXT NOT NULL DEFAULT '',
 		state TEXT NOT NULL,
@@ -137,9 +142,9 @@ func (o *Outbox) add(ctx context.Context, in *Intent) error {
 	if err != nil {
 		return err
 	}
-	_, err = o.db.ExecContext(ctx, `INSERT INTO intents (nonce, provider, op, user_json, key_id, serial, credential, options, link_id, method_id, state, error, hint, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		in.Nonce, in.Provider, string(in.Op), u, in.KeyID, in.Serial, c, op, in.LinkID, in.MethodID, string(in.State), in.Error, in.Hint, now.UnixNano(), now.UnixNano())
+	_, err = o.db.ExecContext(ctx, `INSERT INTO intents (nonce, provider, op, user_json, key_id, serial, credential, options, ask_options, link_id, method_id, state, error, hint, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.Nonce, in.Provider, string(in.Op), u, in.KeyID, in.Serial, c, op, in.AskOptions, in.LinkID, in.MethodID, string(in.State), in.Error, in.Hint, now.UnixNano(), now.UnixNano())
 	if err != nil {
 		return fmt.Errorf("writing the provider outbox: %w", err)
 	}
@@ -156,8 +161,8 @@ func jsonOrNil[T any](v *T) ([]byte, error) {
 // update writes in's state, method id, error and hint.
 func (o *Outbox) update(ctx context.Context, in *Intent) error {
 	in.Updated = time.Now().UTC()
-	_, err := o.db.ExecContext(ctx, "UPDATE intents SET state = ?, method_id = ?, error = ?, hint = ?, updated_at = ? WHERE nonce = ?",
-		string(in.State), in.MethodID, in.Error, in.Hint, in.Updated.UnixNano(), in.Nonce)
+	_, err := o.db.ExecContext(ctx, "UPDATE intents SET state = ?, ask_options = ?, method_id = ?, error = ?, hint = ?, updated_at = ? WHERE nonce = ?",
+		string(in.State), in.AskOptions, in.MethodID, in.Error, in.Hint, in.Updated.UnixNano(), in.Nonce)
 	if err != nil {
 		return fmt.Errorf("writing the provider outbox: %w", err)
 	}
@@ -166,7 +171,7 @@ func (o *Outbox) update(ctx context.Context, in *Intent) error {
 
 // Intents lists intents in the given states (all when none), oldest first.
 func (o *Outbox) Intents(ctx context.Context, states ...IntentState) ([]Intent, error) {
-	rows, err := o.db.QueryContext(ctx, "SELECT nonce, provider, op, user_json, key_id, serial, credential, options, link_id, method_id, state, error, hint, created_at, updated_at FROM intents ORDER BY seq")
+	rows, err := o.db.QueryContext(ctx, "SELECT nonce, provider, op, user_json, key_id, serial, credential, options, ask_options, link_id, method_id, state, error, hint, created_at, updated_at FROM intents ORDER BY seq")
 	if err != nil {
 		return nil, fmt.Errorf("reading the provider outbox: %w", err)
 	}
@@ -177,7 +182,7 @@ func (o *Outbox) Intents(ctx context.Context, states ...IntentState) ([]Intent, 
 		var op, st string
 		var u, c, opts []byte
 		var created, updated int64
-		if err := rows.Scan(&in.Nonce, &in.Provider, &op, &u, &in.KeyID, &in.Serial, &c, &opts, &in.LinkID, &in.MethodID, &st, &in.Error, &in.Hint, &created, &updated); err != nil {
+		if err := rows.Scan(&in.Nonce, &in.Provider, &op, &u, &in.KeyID, &in.Serial, &c, &opts, &in.AskOptions, &in.LinkID, &in.MethodID, &st, &in.Error, &in.Hint, &created, &updated); err != nil {
 			return nil, fmt.Errorf("reading the provider outbox: %w", err)
 		}
 		in.Op, in.State, in.Created, in.Updated = Op(op), IntentState(st), time.Unix(0, created).UTC(), time.Unix(0, updated).UTC()
