@@ -15,6 +15,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
@@ -189,6 +190,17 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if err != nil {
 		return err
 	}
+	// The registry took the key out of service (its last-key guard had
+	// its say); now its methods go from every provider that holds them.
+	var unlinked []idp.Outcome
+	if o, box, err := deskIDP(st, conn); err != nil {
+		return fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
+	} else if o != nil {
+		defer box.Close()
+		if unlinked, err = o.Unregister(e.ctx, res.Key.ID, idp.UserOf(res.User)); err != nil {
+			return fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
+		}
+	}
 	var rep *enrol.Result
 	if replacement != 0 {
 		svc, err := e.service()
@@ -205,7 +217,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		}
 	}
 	if e.json {
-		return e.printJSON(map[string]any{"lost": res, "replacement": rep})
+		return e.printJSON(map[string]any{"lost": res, "replacement": rep, "providers": unlinked})
 	}
 	marked := "marked lost"
 	if res.Already {
@@ -218,6 +230,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if res.NoPass != "" {
 		fmt.Fprintf(e.stdout, "No temporary access pass: %s\n", res.NoPass)
 	}
+	e.printOutcomes(unlinked)
 	if rep != nil {
 		fmt.Fprintf(e.stdout, "Replacement key %d enrolled for %s as %s, %s\n", rep.Serial, rep.ExternalID, rep.Role, rep.Status)
 		return nil

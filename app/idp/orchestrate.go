@@ -103,9 +103,33 @@ func displayName(k KeyRef, nonce string) string {
 // in the provider outbox first; a provider or registry that cannot be
 // reached leaves it queued (Outcome.Queued) for Flush. The error is for
 // the outbox itself; a provider's refusal is in its Outcome.
+//
+// Registering a key again is safe: a provider whose write for the key is
+// still queued gets that write replayed (once), and one that holds the
+// key already (an active link in the registry) is left as it is.
 func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Credential, mk Maker) ([]Outcome, error) {
+	queued, err := o.box.Intents(ctx, IntentPending, IntentWritten)
+	if err != nil {
+		return nil, err
+	}
+	links, err := o.ledger.IDPLinks(ctx, client.LinkQuery{KeyID: k.ID})
+	if err != nil {
+		return nil, err
+	}
 	var out []Outcome
 	for _, p := range o.providers {
+		if in := queuedRegister(queued, p.Name(), k.ID); in != nil {
+			oc, err := o.attempt(ctx, p, in, true)
+			out = append(out, oc)
+			if err != nil {
+				return out, err
+			}
+			continue
+		}
+		if l := activeLink(links, p.Name()); l != nil {
+			out = append(out, Outcome{Provider: p.Name(), Op: OpRegister, Serial: k.Serial, State: IntentDone, MethodID: l.MethodID, LinkID: l.ID})
+			continue
+		}
 		in := Intent{Nonce: newNonce(), Provider: p.Name(), Op: OpRegister, User: u, KeyID: k.ID, Serial: k.Serial, State: IntentPending}
 		opts, err := p.Options(ctx, u)
 		switch {
@@ -155,6 +179,24 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 		out = append(out, oc)
 	}
 	return out, nil
+}
+
+func queuedRegister(ins []Intent, provider, keyID string) *Intent {
+	for i := range ins {
+		if ins[i].Op == OpRegister && ins[i].Provider == provider && ins[i].KeyID == keyID {
+			return &ins[i]
+		}
+	}
+	return nil
+}
+
+func activeLink(ls []registry.IDPLink, provider string) *registry.IDPLink {
+	for i := range ls {
+		if ls[i].Provider == provider && ls[i].State == registry.LinkActive {
+			return &ls[i]
+		}
+	}
+	return nil
 }
 
 var errNeedsKey = errors.New("the provider makes its own credential")

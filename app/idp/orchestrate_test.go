@@ -271,9 +271,14 @@ func TestOptionsProvider(t *testing.T) {
 	if ms := s.Methods("dave"); len(ms) != 1 || string(ms[0].CredentialID) != "made-for-login.example" {
 		t.Fatalf("methods: %+v", ms)
 	}
+	// Registered already: asked again, nothing more is made or written.
+	if out, err := o.Register(ctx, u, idp.KeyRef{ID: kd.ID, Serial: 31000004}, desk, nil); err != nil || out[0].State != idp.IntentDone || s.Writes() != 1 {
+		t.Fatalf("again: %+v, %v, writes %d", out, err, s.Writes())
+	}
 	// A maker that fails stops with its error.
+	kd, u, desk = d.enrol(t, "erin", "31000005")
 	boom := errors.New("key removed")
-	if _, err := o.Register(ctx, u, idp.KeyRef{ID: kd.ID, Serial: 31000004}, desk, func(context.Context, *idp.CreationOptions) (idp.Credential, error) {
+	if _, err := o.Register(ctx, u, idp.KeyRef{ID: kd.ID, Serial: 31000005}, desk, func(context.Context, *idp.CreationOptions) (idp.Credential, error) {
 		return idp.Credential{}, boom
 	}); !errors.Is(err, boom) {
 		t.Fatalf("maker error: %v", err)

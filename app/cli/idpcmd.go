@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keydesk/keydesk/app/idp"
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
+)
+
+// idpCmd is "keydesk idp": the identity providers enrolled keys are also
+// registered with (docs/identity-providers.md).
+func idpCmd(e *env) *cobra.Command {
+	sub := func(use, short string) *cobra.Command {
+		name, _, _ := strings.Cut(use, " ")
+		return &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runIDP(e, name, args) }}
+	}
+	return group(e, "idp", "identity providers: the configured ones, register an enrolled key, replay queued writes and report drift",
+		"idp needs a subcommand: list, register SERIAL, sync",
+		sub("list", "the configured providers and the provider writes still queued"),
+		sub("register SERIAL", "register an enrolled key with every configured provider (the desk's credential, or a new one for providers that make their own: see the enrol wizard)"),
+		sub("sync", "replay queued provider writes once, delete the methods of keys no longer in service, and report every linked user's methods so the registry's drift is current"),
+	)
+}
+
+// deskIDP opens the configured providers (secrets from the OS keyring)
+// and the provider outbox in the desk's data directory. With no provider
+// configured it returns nil and no error. The caller closes the outbox.
+func deskIDP(s settings.Settings, conn *regconn.Conn) (*idp.Orchestrator, *idp.Outbox, error) {
+	if len(s.Providers) == 0 {
+		return nil, nil, nil
+	}
+	conns, err := idp.OpenAll(s.Providers, secrets.Default())
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := regconn.DefaultDataDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	box, err := idp.OpenOutbox(filepath.Join(dir, idp.OutboxFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	return idp.NewOrchestrator(conns, conn.Client, box), box, nil
+}
+
+// errNoProviders: the settings name no identity provider.
+var errNoProviders = errors.New("no identity provider is configured")
+
+func runIDP(e *env, sub string, pos []string) error {
+	conn, s, err := e.openRegistry()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	o, box, err := deskIDP(s, conn)
+	if err != nil {
+		return err
+	}
+	if o == nil {
+		return reworded{msg: errNoProviders.Error(), err: errNoProviders, hint: "Add the providers to the settings' \"providers\" list (docs/identity-providers.md, \"Settings\")."}
+	}
+	defer box.Close()
+	switch sub {
+	case "list":
+		if len(pos) > 0 {
+			return usagef("idp list takes no arguments")
+		}
+		queued, err := box.Intents(e.ctx, idp.IntentPending, idp.IntentWritten, idp.IntentNeedsKey)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(map[string]any{"providers": s.Providers, "queued": queued})
+		}
+		for _, p := range s.Providers {
+			fmt.Fprintf(e.stdout, "%s\t%s\n", p.Name, p.Kind)
+		}
+		for _, in := range queued {
+			fmt.Fprintf(e.stdout, "queued: %s key %d at %s (%s)\n", in.Op, in.Serial, in.Provider, in.State)
+		}
+		return nil
+	case "register":
+		if len(pos) != 1 {
+			return usagef("idp register takes the key's serial: keydesk idp register SERIAL")
+		}
+		if _, err := strconv.ParseUint(pos[0], 10, 32); err != nil {
+			return usagef("serial %q: give the number printed on the key", pos[0])
+		}
+		kd, err := conn.Client.KeyBySerial(e.ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		u, err := conn.Client.User(e.ctx, kd.OwnerID)
+		if err != nil {
+			return err
+		}
+		out, err := o.RegisterKey(e.ctx, kd, u, nil)
+		if err != nil {
+			return err
+		}
+		return e.printOutcomes(out)
+	case "sync":
+		if len(pos) > 0 {
+			return usagef("idp sync takes no arguments")
+		}
+		out, err := o.Reconcile(e.ctx, conn.Client)
+		if err != nil {
+			return err
+		}
+		drift, err := conn.Client.IDPDrift(e.ctx)
+		if err != nil {
+			return err
+		}
+		if e.json {
+			return e.printJSON(map[string]any{"outcomes": out, "drift": drift})
+		}
+		if err := e.printOutcomes(out); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Drift: %s (keydesk inventory --problem idp-drift)\n", count(len(drift), "disagreement", "disagreements"))
+		return nil
+	}
+	return usagef("unknown idp subcommand %q", sub)
+}
+
+// printOutcomes prints what became of each provider write.
+func (e *env) printOutcomes(out []idp.Outcome) error {
+	if e.json {
+		return e.printJSON(map[string]any{"outcomes": out})
+	}
+	for _, oc := range out {
+		line := fmt.Sprintf("%s key %d at %s: %s", oc.Op, oc.Serial, oc.Provider, oc.State)
+		if oc.Queued {
+			line += " (queued: keydesk idp sync replays it)"
+		}
+		if oc.Error != "" {
+			line += ": " + oc.Error
+		}
+		fmt.Fprintln(e.stdout, line)
+		if oc.Hint != "" {
+			fmt.Fprintln(e.stdout, "  "+oc.Hint)
+		}
+	}
+	return nil
+}
