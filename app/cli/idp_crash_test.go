@@ -1,0 +1,122 @@
+package cli_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/keydesk/keydesk/app/idp/idptest"
+	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/internal/crashpoint"
+	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/credential"
+)
+
+func init() {
+	workflowCmds["crash-idp"] = cmdCrashIDP
+}
+
+// withProvider adds an idptest provider named name at s to the script's
+// desk settings.
+func withProvider(ts *testscript.TestScript, s *idptest.Server, name string) {
+	p := filepath.Join(ts.Getenv("XDG_CONFIG_HOME"), "keydesk", "settings.json")
+	st, err := settings.Load(p)
+	ts.Check(err)
+	st.Providers = append(st.Providers, s.Config(name))
+	ts.Check(settings.Save(p, st))
+}
+
+// registeredKey registers an active key with one FIDO2 credential for a
+// new user ext, straight through the admin's client, and returns its
+// detail.
+func registeredKey(ts *testscript.TestScript, admin *client.Client, ext, serial string) client.KeyDetail {
+	ctx := context.Background()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	e, err := admin.Enrol(ctx, client.Enrolment{User: client.EnrolUser{ExternalID: ext, DisplayName: ext},
+		Key:   client.EnrolKey{Serial: serial, Model: "YubiKey 5 NFC"},
+		FIDO2: []client.FIDO2Credential{{CredentialID: []byte("cred-" + serial), PublicKey: credential.COSEKeyES256(&k.PublicKey), RPID: "keydesk.example"}}})
+	ts.Check(err)
+	_, err = admin.SetKeyStatus(ctx, e.Key.ID, e.Key.Version, registry.KeyActive, "a test key")
+	ts.Check(err)
+	kd, err := admin.Key(ctx, e.Key.ID)
+	ts.Check(err)
+	return kd
+}
+
+// cmdCrashIDP kills keydesk idp register at every crash point of a
+// provider write and recovers: "crash-idp".
+//
+// The provider is a real HTTP server in this test process (idptest) that
+// counts the writes it accepts. A traced run must pass every point
+// internal/crashpoint declares for it (IDPPoints). Then, for each point, a
+// key is registered in the registry, keydesk idp register runs armed,
+// stops at the point and is killed with SIGKILL; the same command runs
+// again (the documented recovery), and keydesk idp sync after it. The
+// provider must then hold exactly one method for the user — one write,
+// never two, including after a kill between the provider's answer and the
+// registry's link — and the registry one active link naming that method.
+func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: crash-idp")
+	}
+	r := scriptReg(ts)
+	admin, closeAdmin := r.client(ts)
+	defer closeAdmin()
+	ctx := context.Background()
+	srv := idptest.Start()
+	defer srv.Close()
+	withProvider(ts, srv, "corp")
+
+	check := func(what, ext string, kd client.KeyDetail, writes int) {
+		ms := srv.Methods(ext)
+		if len(ms) != 1 || srv.Writes() != writes {
+			ts.Fatalf("%s: the provider holds %d methods for %s after %d writes in all (want 1 and %d)", what, len(ms), ext, srv.Writes(), writes)
+		}
+		ls, err := admin.IDPLinks(ctx, client.LinkQuery{KeyID: kd.ID})
+		ts.Check(err)
+		if len(ls) != 1 || ls[0].State != registry.LinkActive || ls[0].MethodID != ms[0].ID || ls[0].Provider != "corp" {
+			ts.Fatalf("%s: links %+v, provider's methods %+v", what, ls, ms)
+		}
+	}
+	serial := 41000000
+	next := func(ext string) (client.KeyDetail, string) {
+		serial++
+		s := strconv.Itoa(serial)
+		return registeredKey(ts, admin, ext, s), s
+	}
+
+	kd, s := next("idptrace")
+	trace := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}
+	code, out, stderr, _ := trace.run("idp", "register", s)
+	if code != 0 {
+		ts.Fatalf("traced idp register: exit %d\n%s%s", code, out, stderr)
+	}
+	writes := 1
+	check("traced", "idptrace", kd, writes)
+	points := tracedPoints(ts, "idp register", stderr, crashpoint.IDPPoints())
+	for i, point := range points {
+		ext := fmt.Sprintf("idp%02d", i)
+		kd, s := next(ext)
+		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
+		if _, _, stderr, killed := run.run("idp", "register", s); !killed {
+			ts.Fatalf("%s: keydesk idp register never reached the point\n%s", point, stderr)
+		}
+		plain := crashRun{ts: ts, env: crashEnv(ts)}
+		if code, out, stderr, _ := plain.run("idp", "register", s); code != 0 {
+			ts.Fatalf("%s: keydesk idp register again: exit %d\n%s%s", point, code, out, stderr)
+		}
+		if code, out, stderr, _ := plain.run("idp", "sync"); code != 0 {
+			ts.Fatalf("%s: keydesk idp sync: exit %d\n%s%s", point, code, out, stderr)
+		}
+		writes++
+		check(point, ext, kd, writes)
+		ts.Logf("%s: killed, recovered; the provider wrote once", point)
+	}
+}
