@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -119,4 +120,78 @@ func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
 		check(point, ext, kd, writes)
 		ts.Logf("%s: killed, recovered; the provider wrote once", point)
 	}
+}
+
+// The identity-provider script commands:
+//
+//	idp-provider NAME     start a test provider (idptest) and add it to the desk's settings
+//	idp-key EXT SERIAL    register an active key with one FIDO2 credential for new user EXT
+//	idp-forget EXT        the provider drops EXT's methods behind the desk's back
+//	idp-put EXT ID        the provider gets a method the desk never made
+//	idp-down | idp-up     the provider answers 503 to everything, or not
+//	idp-writes N [DELETES]   the provider accepted N writes (and DELETES deletes)
+func init() {
+	workflowCmds["idp-provider"] = cmdIDPProvider
+	workflowCmds["idp-key"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: idp-key EXT SERIAL")
+		}
+		admin, done := scriptReg(ts).client(ts)
+		defer done()
+		registeredKey(ts, admin, args[0], args[1])
+	}
+	workflowCmds["idp-forget"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		s := idpServer(ts)
+		for _, m := range s.Methods(args[0]) {
+			s.Remove(args[0], m.ID)
+		}
+	}
+	workflowCmds["idp-put"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		idpServer(ts).Put(args[0], idptest.Method{ID: args[1], DisplayName: "added at the provider"})
+	}
+	workflowCmds["idp-down"] = func(ts *testscript.TestScript, neg bool, args []string) { idpServer(ts).SetDown(true) }
+	workflowCmds["idp-up"] = func(ts *testscript.TestScript, neg bool, args []string) { idpServer(ts).SetDown(false) }
+	workflowCmds["idp-writes"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		s := idpServer(ts)
+		if got := strconv.Itoa(s.Writes()); got != args[0] {
+			ts.Fatalf("the provider accepted %s writes, want %s", got, args[0])
+		}
+		if len(args) > 1 {
+			if got := strconv.Itoa(s.Deletes()); got != args[1] {
+				ts.Fatalf("the provider deleted %s methods, want %s", got, args[1])
+			}
+		}
+	}
+}
+
+var (
+	idpServersMu sync.Mutex
+	idpServers   = map[*testscript.TestScript]*idptest.Server{}
+)
+
+func idpServer(ts *testscript.TestScript) *idptest.Server {
+	idpServersMu.Lock()
+	defer idpServersMu.Unlock()
+	s := idpServers[ts]
+	if s == nil {
+		ts.Fatalf("no idp-provider in this script")
+	}
+	return s
+}
+
+func cmdIDPProvider(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: idp-provider NAME")
+	}
+	s := idptest.Start()
+	idpServersMu.Lock()
+	idpServers[ts] = s
+	idpServersMu.Unlock()
+	ts.Defer(func() {
+		s.Close()
+		idpServersMu.Lock()
+		delete(idpServers, ts)
+		idpServersMu.Unlock()
+	})
+	withProvider(ts, s, args[0])
 }
