@@ -63,6 +63,22 @@ func TestIDPLedger(t *testing.T) {
 	if d := drift(); len(d) != 1 || d[0]["kind"] != "missing" || d[0]["key_id"] != r.keyA || d[0]["external_id"] != "alice" {
 		t.Fatalf("missing: %v", d)
 	}
+	// The migration readiness report shows it beside the registry's own
+	// reasons: alice's new key is missing at the provider she signs in at.
+	r.migrationCall("GET /v1/key-sets")
+	rd := r.must(r.do(r.helpdesk, "GET", "/v1/migrations/"+r.mig.id+"/readiness", nil), 200)
+	found := false
+	for _, u := range rd["users"].([]any) {
+		u := u.(map[string]any)
+		if u["user_id"] != r.userA {
+			continue
+		}
+		ds, _ := u["idp_drift"].([]any)
+		found = len(ds) == 1 && ds[0].(map[string]any)["kind"] == "missing"
+	}
+	if tot := rd["totals"].([]any)[0].(map[string]any); !found || tot["idp_drift"] != float64(1) {
+		t.Fatalf("readiness: %v", rd)
+	}
 	// (a) alice's key lost (her only active key: break glass), the
 	// provider still holds its method.
 	k := r.must(r.do(r.admin, "GET", "/v1/keys/"+r.keyA, nil), 200)
