@@ -31,25 +31,17 @@ func idpCmd(e *env) *cobra.Command {
 }
 
 // deskIDP opens the configured providers (secrets from the OS keyring)
-// and the provider outbox in the desk's data directory. With no provider
-// configured it returns nil and no error. The caller closes the outbox.
-func deskIDP(s settings.Settings, conn *regconn.Conn) (*idp.Orchestrator, *idp.Outbox, error) {
+// and the provider outbox in the desk's data directory; nil when no
+// provider is configured. The caller closes it.
+func deskIDP(s settings.Settings, conn *regconn.Conn) (*idp.Orchestrator, error) {
 	if len(s.Providers) == 0 {
-		return nil, nil, nil
-	}
-	conns, err := idp.OpenAll(s.Providers, secrets.Default())
-	if err != nil {
-		return nil, nil, err
+		return nil, nil
 	}
 	dir, err := regconn.DefaultDataDir()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	box, err := idp.OpenOutbox(filepath.Join(dir, idp.OutboxFile))
-	if err != nil {
-		return nil, nil, err
-	}
-	return idp.NewOrchestrator(conns, conn.Client, box), box, nil
+	return idp.OpenDesk(s.Providers, secrets.Default(), conn.Client, filepath.Join(dir, idp.OutboxFile))
 }
 
 // errNoProviders: the settings name no identity provider.
@@ -61,14 +53,15 @@ func runIDP(e *env, sub string, pos []string) error {
 		return err
 	}
 	defer conn.Close()
-	o, box, err := deskIDP(s, conn)
+	o, err := deskIDP(s, conn)
 	if err != nil {
 		return err
 	}
 	if o == nil {
 		return reworded{msg: errNoProviders.Error(), err: errNoProviders, hint: "Add the providers to the settings' \"providers\" list (docs/identity-providers.md, \"Settings\")."}
 	}
-	defer box.Close()
+	defer o.Close()
+	box := o.Outbox()
 	switch sub {
 	case "list":
 		if len(pos) > 0 {

@@ -193,10 +193,10 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	// The registry took the key out of service (its last-key guard had
 	// its say); now its methods go from every provider that holds them.
 	var unlinked []idp.Outcome
-	if o, box, err := deskIDP(st, conn); err != nil {
+	if o, err := deskIDP(st, conn); err != nil {
 		return fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
 	} else if o != nil {
-		defer box.Close()
+		defer o.Close()
 		if unlinked, err = o.Unregister(e.ctx, res.Key.ID, idp.UserOf(res.User)); err != nil {
 			return fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
 		}
@@ -207,8 +207,13 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		if err != nil {
 			return err
 		}
-		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait()})
+		o, err := deskIDP(st, conn)
 		if err != nil {
+			return fmt.Errorf("the key is marked lost; opening the identity providers for the replacement: %w", err)
+		}
+		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(), IDP: o})
+		if err != nil {
+			o.Close()
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
 		}
 		defer en.Close()

@@ -131,3 +131,32 @@ func (o *Orchestrator) Reconcile(ctx context.Context, reg *client.Client) ([]Out
 	}
 	return out, nil
 }
+
+// OpenDesk opens the providers cfgs names (secrets from kr) and the
+// provider outbox at outboxPath, as one orchestrator that owns the outbox
+// (Close closes it). With no provider configured it returns nil, nil.
+func OpenDesk(cfgs []Config, kr Keyring, ledger Ledger, outboxPath string) (*Orchestrator, error) {
+	if len(cfgs) == 0 {
+		return nil, nil
+	}
+	conns, err := OpenAll(cfgs, kr)
+	if err != nil {
+		return nil, err
+	}
+	box, err := OpenOutbox(outboxPath)
+	if err != nil {
+		return nil, err
+	}
+	return NewOrchestrator(conns, ledger, box), nil
+}
+
+// Outbox is the orchestrator's provider outbox.
+func (o *Orchestrator) Outbox() *Outbox { return o.box }
+
+// Close closes the provider outbox; a nil orchestrator has none.
+func (o *Orchestrator) Close() error {
+	if o == nil {
+		return nil
+	}
+	return o.box.Close()
+}
