@@ -12,6 +12,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/idp/idptest"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/internal/crashpoint"
@@ -124,12 +125,13 @@ func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
 
 // The identity-provider script commands:
 //
-//	idp-provider NAME     start a test provider (idptest) and add it to the desk's settings
-//	idp-key EXT SERIAL    register an active key with one FIDO2 credential for new user EXT
-//	idp-forget EXT        the provider drops EXT's methods behind the desk's back
-//	idp-put EXT ID        the provider gets a method the desk never made
-//	idp-down | idp-up     the provider answers 503 to everything, or not
-//	idp-writes N [DELETES]   the provider accepted N writes (and DELETES deletes)
+//	idp-provider NAME [RPID]   start a test provider (idptest) and add it to the desk's settings;
+//	                           with RPID it hands out creation options for that relying party
+//	idp-key EXT SERIAL         register an active key with one FIDO2 credential for new user EXT
+//	idp-forget EXT             the first provider drops EXT's methods behind the desk's back
+//	idp-put EXT ID             the first provider gets a method the desk never made
+//	idp-down | idp-up          the first provider answers 503 to everything, or not
+//	idp-writes NAME N [DELETES]   provider NAME accepted N writes (and DELETES deletes)
 func init() {
 	workflowCmds["idp-provider"] = cmdIDPProvider
 	workflowCmds["idp-key"] = func(ts *testscript.TestScript, neg bool, args []string) {
@@ -141,57 +143,77 @@ func init() {
 		registeredKey(ts, admin, args[0], args[1])
 	}
 	workflowCmds["idp-forget"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		s := idpServer(ts)
+		s := idpServer(ts, "")
 		for _, m := range s.Methods(args[0]) {
 			s.Remove(args[0], m.ID)
 		}
 	}
 	workflowCmds["idp-put"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		idpServer(ts).Put(args[0], idptest.Method{ID: args[1], DisplayName: "added at the provider"})
+		idpServer(ts, "").Put(args[0], idptest.Method{ID: args[1], DisplayName: "added at the provider"})
 	}
-	workflowCmds["idp-down"] = func(ts *testscript.TestScript, neg bool, args []string) { idpServer(ts).SetDown(true) }
-	workflowCmds["idp-up"] = func(ts *testscript.TestScript, neg bool, args []string) { idpServer(ts).SetDown(false) }
+	workflowCmds["idp-down"] = func(ts *testscript.TestScript, neg bool, args []string) { idpServer(ts, "").SetDown(true) }
+	workflowCmds["idp-up"] = func(ts *testscript.TestScript, neg bool, args []string) { idpServer(ts, "").SetDown(false) }
 	workflowCmds["idp-writes"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		s := idpServer(ts)
-		if got := strconv.Itoa(s.Writes()); got != args[0] {
-			ts.Fatalf("the provider accepted %s writes, want %s", got, args[0])
+		if len(args) < 2 {
+			ts.Fatalf("usage: idp-writes NAME N [DELETES]")
 		}
-		if len(args) > 1 {
-			if got := strconv.Itoa(s.Deletes()); got != args[1] {
-				ts.Fatalf("the provider deleted %s methods, want %s", got, args[1])
+		s := idpServer(ts, args[0])
+		if got := strconv.Itoa(s.Writes()); got != args[1] {
+			ts.Fatalf("%s accepted %s writes, want %s", args[0], got, args[1])
+		}
+		if len(args) > 2 {
+			if got := strconv.Itoa(s.Deletes()); got != args[2] {
+				ts.Fatalf("%s deleted %s methods, want %s", args[0], got, args[2])
 			}
 		}
 	}
 }
 
+type namedServer struct {
+	name string
+	s    *idptest.Server
+}
+
 var (
 	idpServersMu sync.Mutex
-	idpServers   = map[*testscript.TestScript]*idptest.Server{}
+	idpServers   = map[*testscript.TestScript][]namedServer{}
 )
 
-func idpServer(ts *testscript.TestScript) *idptest.Server {
+// idpServer is the script's provider called name, or its first one.
+func idpServer(ts *testscript.TestScript, name string) *idptest.Server {
 	idpServersMu.Lock()
 	defer idpServersMu.Unlock()
-	s := idpServers[ts]
-	if s == nil {
-		ts.Fatalf("no idp-provider in this script")
+	for _, n := range idpServers[ts] {
+		if name == "" || n.name == name {
+			return n.s
+		}
 	}
-	return s
+	ts.Fatalf("no idp-provider %q in this script", name)
+	return nil
 }
 
 func cmdIDPProvider(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: idp-provider NAME")
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: idp-provider NAME [RPID]")
 	}
 	s := idptest.Start()
+	if len(args) == 2 {
+		s.SetOptions(&idp.CreationOptions{RPID: args[1], RPName: args[1], UserID: []byte("user-handle-" + args[0]), UserName: "user@" + args[1],
+			Challenge: []byte("a challenge from " + args[1]), ResidentKey: "required", UserVerification: "required", CredProtect: 2})
+	}
 	idpServersMu.Lock()
-	idpServers[ts] = s
+	first := len(idpServers[ts]) == 0
+	idpServers[ts] = append(idpServers[ts], namedServer{args[0], s})
 	idpServersMu.Unlock()
-	ts.Defer(func() {
-		s.Close()
-		idpServersMu.Lock()
-		delete(idpServers, ts)
-		idpServersMu.Unlock()
-	})
+	if first {
+		ts.Defer(func() {
+			idpServersMu.Lock()
+			for _, n := range idpServers[ts] {
+				n.s.Close()
+			}
+			delete(idpServers, ts)
+			idpServersMu.Unlock()
+		})
+	}
 	withProvider(ts, s, args[0])
 }

@@ -13,6 +13,7 @@ package idptest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,9 @@ type Method struct {
 	DisplayName  string    `json:"display_name"`
 	AAGUID       string    `json:"aaguid"`
 	Created      time.Time `json:"created"`
+	// ClientDataJSON is what the key signed, for a provider that hands out
+	// creation options: the server checks it answers them.
+	ClientDataJSON []byte `json:"client_data_json,omitempty"`
 }
 
 // Server is the test provider.
@@ -145,6 +149,18 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.opts != nil {
+		// The credential must answer exactly the options handed out
+		// (WebAuthn L2 §7.1 steps 7-9): type, challenge, origin.
+		var cd struct {
+			Type, Challenge, Origin string
+		}
+		if err := json.Unmarshal(m.ClientDataJSON, &cd); err != nil || cd.Type != "webauthn.create" ||
+			cd.Challenge != base64.RawURLEncoding.EncodeToString(s.opts.Challenge) || cd.Origin != "https://"+s.opts.RPID {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the credential does not answer the creation options"})
+			return
+		}
+	}
 	s.next++
 	s.writes++
 	m.ID, m.Created = "m"+strconv.Itoa(s.next), time.Now().UTC()
@@ -246,7 +262,7 @@ func (c *Connector) Options(ctx context.Context, u idp.User) (*idp.CreationOptio
 
 func (c *Connector) Register(ctx context.Context, u idp.User, _ *idp.CreationOptions, cr idp.Credential) (string, error) {
 	var m Method
-	if _, err := c.do(ctx, "POST", userPath(u)+"/methods", Method{CredentialID: cr.ID, PublicKey: cr.PublicKey, DisplayName: cr.DisplayName, AAGUID: fmt.Sprintf("%x", cr.AAGUID)}, &m); err != nil {
+	if _, err := c.do(ctx, "POST", userPath(u)+"/methods", Method{CredentialID: cr.ID, PublicKey: cr.PublicKey, DisplayName: cr.DisplayName, AAGUID: fmt.Sprintf("%x", cr.AAGUID), ClientDataJSON: cr.ClientDataJSON}, &m); err != nil {
 		return "", err
 	}
 	if m.ID == "" {
