@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -11,7 +10,6 @@ import (
 
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/regconn"
-	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 )
 
@@ -30,18 +28,10 @@ func idpCmd(e *env) *cobra.Command {
 	)
 }
 
-// deskIDP opens the configured providers (secrets from the OS keyring)
-// and the provider outbox in the desk's data directory; nil when no
-// provider is configured. The caller closes it.
+// deskIDP opens the configured providers (regconn.Providers); nil when
+// none is configured. The caller closes it.
 func deskIDP(s settings.Settings, conn *regconn.Conn) (*idp.Orchestrator, error) {
-	if len(s.Providers) == 0 {
-		return nil, nil
-	}
-	dir, err := regconn.DefaultDataDir()
-	if err != nil {
-		return nil, err
-	}
-	return idp.OpenDesk(s.Providers, secrets.Default(), conn.Client, filepath.Join(dir, idp.OutboxFile))
+	return regconn.Providers(s, conn.Client)
 }
 
 // errNoProviders: the settings name no identity provider.
