@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -257,10 +259,10 @@ func TestOptionsProvider(t *testing.T) {
 		t.Fatalf("without the key: %+v, %v", out, err)
 	}
 	var got *idp.CreationOptions
-	made := idp.Credential{ID: []byte("made-for-login.example"), PublicKey: desk.PublicKey}
 	out, err = o.Register(ctx, u, idp.KeyRef{ID: kd.ID, Serial: 31000004}, desk, func(_ context.Context, o *idp.CreationOptions) (idp.Credential, error) {
 		got = o
-		return made, nil
+		cd, _ := json.Marshal(map[string]any{"type": "webauthn.create", "challenge": base64.RawURLEncoding.EncodeToString(o.Challenge), "origin": "https://" + o.RPID})
+		return idp.Credential{ID: []byte("made-for-login.example"), PublicKey: desk.PublicKey, ClientDataJSON: cd}, nil
 	})
 	if err != nil || out[0].State != idp.IntentDone {
 		t.Fatalf("with the key: %+v, %v", out, err)
