@@ -51,68 +51,82 @@ func runIDP(e *env, sub string, pos []string) error {
 		return reworded{msg: errNoProviders.Error(), err: errNoProviders, hint: "Add the providers to the settings' \"providers\" list (docs/identity-providers.md, \"Settings\")."}
 	}
 	defer o.Close()
-	box := o.Outbox()
 	switch sub {
 	case "list":
 		if len(pos) > 0 {
 			return usagef("idp list takes no arguments")
 		}
-		queued, err := box.Intents(e.ctx, idp.IntentPending, idp.IntentWritten, idp.IntentNeedsKey)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(map[string]any{"providers": s.Providers, "queued": queued})
-		}
-		for _, p := range s.Providers {
-			fmt.Fprintf(e.stdout, "%s\t%s\n", p.Name, p.Kind)
-		}
-		for _, in := range queued {
-			fmt.Fprintf(e.stdout, "queued: %s key %d at %s (%s)\n", in.Op, in.Serial, in.Provider, in.State)
-		}
-		return nil
+		return idpList(e, s, o)
 	case "register":
 		if len(pos) != 1 {
 			return usagef("idp register takes the key's serial: keydesk idp register SERIAL")
 		}
-		if _, err := strconv.ParseUint(pos[0], 10, 32); err != nil {
-			return usagef("serial %q: give the number printed on the key", pos[0])
-		}
-		kd, err := conn.Client.KeyBySerial(e.ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		u, err := conn.Client.User(e.ctx, kd.OwnerID)
-		if err != nil {
-			return err
-		}
-		out, err := o.RegisterKey(e.ctx, kd, u, nil)
-		if err != nil {
-			return err
-		}
-		return e.printOutcomes(out)
+		return idpRegister(e, conn, o, pos[0])
 	case "sync":
 		if len(pos) > 0 {
 			return usagef("idp sync takes no arguments")
 		}
-		out, err := o.Reconcile(e.ctx, conn.Client)
-		if err != nil {
-			return err
-		}
-		drift, err := conn.Client.IDPDrift(e.ctx)
-		if err != nil {
-			return err
-		}
-		if e.json {
-			return e.printJSON(map[string]any{"outcomes": out, "drift": drift})
-		}
-		if err := e.printOutcomes(out); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "Drift: %s (keydesk inventory --problem idp-drift)\n", count(len(drift), "disagreement", "disagreements"))
-		return nil
+		return idpSync(e, conn, o)
 	}
 	return usagef("unknown idp subcommand %q", sub)
+}
+
+// idpList: keydesk idp list.
+func idpList(e *env, s settings.Settings, o *idp.Orchestrator) error {
+	queued, err := o.Outbox().Intents(e.ctx, idp.IntentPending, idp.IntentWritten, idp.IntentNeedsKey)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(map[string]any{"providers": s.Providers, "queued": queued})
+	}
+	for _, p := range s.Providers {
+		fmt.Fprintf(e.stdout, "%s\t%s\n", p.Name, p.Kind)
+	}
+	for _, in := range queued {
+		fmt.Fprintf(e.stdout, "queued: %s key %d at %s (%s)\n", in.Op, in.Serial, in.Provider, in.State)
+	}
+	return nil
+}
+
+// idpRegister: keydesk idp register SERIAL.
+func idpRegister(e *env, conn *regconn.Conn, o *idp.Orchestrator, serial string) error {
+	if _, err := strconv.ParseUint(serial, 10, 32); err != nil {
+		return usagef("serial %q: give the number printed on the key", serial)
+	}
+	kd, err := conn.Client.KeyBySerial(e.ctx, serial)
+	if err != nil {
+		return err
+	}
+	u, err := conn.Client.User(e.ctx, kd.OwnerID)
+	if err != nil {
+		return err
+	}
+	out, err := o.RegisterKey(e.ctx, kd, u, nil)
+	if err != nil {
+		return err
+	}
+	return e.printOutcomes(out)
+}
+
+// idpSync: keydesk idp sync.
+func idpSync(e *env, conn *regconn.Conn, o *idp.Orchestrator) error {
+	out, err := o.Reconcile(e.ctx, conn.Client)
+	if err != nil {
+		return err
+	}
+	drift, err := conn.Client.IDPDrift(e.ctx)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(map[string]any{"outcomes": out, "drift": drift})
+	}
+	if err := e.printOutcomes(out); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Drift: %s (keydesk inventory --problem idp-drift)\n", count(len(drift), "disagreement", "disagreements"))
+	return nil
 }
 
 // printOutcomes prints what became of each provider write.

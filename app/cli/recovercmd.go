@@ -190,16 +190,9 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if err != nil {
 		return err
 	}
-	// The registry took the key out of service (its last-key guard had
-	// its say); now its methods go from every provider that holds them.
-	var unlinked []idp.Outcome
-	if o, err := deskIDP(st, conn); err != nil {
-		return fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
-	} else if o != nil {
-		defer o.Close()
-		if unlinked, err = o.Unregister(e.ctx, res.Key.ID, idp.UserOf(res.User)); err != nil {
-			return fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
-		}
+	unlinked, err := unregisterLost(e, conn, st, res)
+	if err != nil {
+		return err
 	}
 	var rep *enrol.Result
 	if replacement != 0 {
@@ -242,6 +235,25 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	}
 	fmt.Fprintf(e.stdout, "Next: enrol a replacement key for %s (keydesk recover lost %s --replace SERIAL, or keydesk enrol)\n", res.User.ExternalID, serial)
 	return nil
+}
+
+// unregisterLost deletes a key the registry has just taken out of service
+// (its last-key guard had its say) at every identity provider that holds
+// its methods.
+func unregisterLost(e *env, conn *regconn.Conn, st settings.Settings, res *recover.LostResult) ([]idp.Outcome, error) {
+	o, err := deskIDP(st, conn)
+	if err != nil || o == nil {
+		if err != nil {
+			err = fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
+		}
+		return nil, err
+	}
+	defer o.Close()
+	out, err := o.Unregister(e.ctx, res.Key.ID, idp.UserOf(res.User))
+	if err != nil {
+		return out, fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
+	}
+	return out, nil
 }
 
 // recoverIdentity stores the helpdesk's age identity, read from the

@@ -385,7 +385,9 @@ func (u *User) judge(known bool, now time.Time, staleAfter time.Duration) {
 // registry without GET /v1/idp-drift has none.
 func driftByUser(ctx context.Context, reg *client.Client) (map[string][]registry.IDPDrift, error) {
 	ds, err := reg.IDPDrift(ctx)
-	if status(err) == http.StatusNotFound {
+	if st := status(err); st == http.StatusNotFound || st == http.StatusForbidden {
+		// A registry without the endpoint has none; a token that may not
+		// read it may not read the inventory either, and hears so from it.
 		return nil, nil
 	}
 	if err != nil {
