@@ -121,6 +121,56 @@ func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
 		check(point, ext, kd, writes)
 		ts.Logf("%s: killed, recovered; the provider wrote once", point)
 	}
+
+	// Deleting: keydesk recover lost takes the key out of service, then
+	// deletes its method at the provider; killed at each point of that,
+	// keydesk idp sync finishes it, and the provider deletes once.
+	deletes := srv.Deletes()
+	lost := func(ext string) (client.KeyDetail, string) {
+		kd, s := next(ext)
+		next(ext) // a second active key, so the first is not the last
+		if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts)}).run("idp", "register", s); code != 0 {
+			ts.Fatalf("%s: idp register: exit %d\n%s%s", ext, code, out, stderr)
+		}
+		writes++
+		return kd, s
+	}
+	kd, s = lost("idpdeltrace")
+	trace = crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}
+	code, out, stderr, _ = trace.run("recover", "lost", s, "--pass-validity", "")
+	if code != 0 {
+		ts.Fatalf("traced recover lost: exit %d\n%s%s", code, out, stderr)
+	}
+	deletes++
+	gone := func(what, ext string, kd client.KeyDetail) {
+		if n := len(srv.Methods(ext)); n != 0 || srv.Deletes() != deletes || srv.Writes() != writes {
+			ts.Fatalf("%s: %d methods left for %s, %d deletes (want %d), %d writes (want %d)", what, n, ext, srv.Deletes(), deletes, srv.Writes(), writes)
+		}
+		ls, err := admin.IDPLinks(ctx, client.LinkQuery{KeyID: kd.ID})
+		ts.Check(err)
+		if len(ls) != 1 || ls[0].State != registry.LinkDeleted || ls[0].KeyStatus != registry.KeyLost {
+			ts.Fatalf("%s: links %+v", what, ls)
+		}
+	}
+	gone("traced delete", "idpdeltrace", kd)
+	points = tracedPoints(ts, "recover lost", stderr, crashpoint.IDPDeletePoints())
+	for i, point := range points {
+		ext := fmt.Sprintf("idpdel%02d", i)
+		kd, s := lost(ext)
+		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
+		if _, _, stderr, killed := run.run("recover", "lost", s, "--pass-validity", ""); !killed {
+			ts.Fatalf("%s: keydesk recover lost never reached the point\n%s", point, stderr)
+		}
+		plain := crashRun{ts: ts, env: crashEnv(ts)}
+		for range 2 {
+			if code, out, stderr, _ := plain.run("idp", "sync"); code != 0 {
+				ts.Fatalf("%s: keydesk idp sync: exit %d\n%s%s", point, code, out, stderr)
+			}
+		}
+		deletes++
+		gone(point, ext, kd)
+		ts.Logf("%s: killed, recovered; the provider deleted once", point)
+	}
 }
 
 // The identity-provider script commands:
