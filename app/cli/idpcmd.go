@@ -8,22 +8,27 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/device/discover"
 )
 
 // idpCmd is "keydesk idp": the identity providers enrolled keys are also
 // registered with (docs/identity-providers.md).
 func idpCmd(e *env) *cobra.Command {
+	var withKey bool
 	sub := func(use, short string) *cobra.Command {
 		name, _, _ := strings.Cut(use, " ")
-		return &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runIDP(e, name, args) }}
+		return &cobra.Command{Use: use, Short: short, RunE: func(_ *cobra.Command, args []string) error { return runIDP(e, name, args, withKey) }}
 	}
+	reg := sub("register SERIAL", "register an enrolled key with every configured provider: the desk's credential, or, with --with-key, a new one made on the key for providers that hand out their own options")
+	reg.Flags().BoolVar(&withKey, "with-key", false, "the key is attached: make a new credential on it (asks for its FIDO2 PIN) for each provider that hands out creation options")
 	return group(e, "idp", "identity providers: the configured ones, register an enrolled key, replay queued writes and report drift",
 		"idp needs a subcommand: list, register SERIAL, sync",
 		sub("list", "the configured providers and the provider writes still queued"),
-		sub("register SERIAL", "register an enrolled key with every configured provider (the desk's credential, or a new one for providers that make their own: see the enrol wizard)"),
+		reg,
 		sub("sync", "replay queued provider writes once, delete the methods of keys no longer in service, and report every linked user's methods so the registry's drift is current"),
 	)
 }
@@ -37,7 +42,7 @@ func deskIDP(s settings.Settings, conn *regconn.Conn) (*idp.Orchestrator, error)
 // errNoProviders: the settings name no identity provider.
 var errNoProviders = errors.New("no identity provider is configured")
 
-func runIDP(e *env, sub string, pos []string) error {
+func runIDP(e *env, sub string, pos []string, withKey bool) error {
 	conn, s, err := e.openRegistry()
 	if err != nil {
 		return err
@@ -61,7 +66,7 @@ func runIDP(e *env, sub string, pos []string) error {
 		if len(pos) != 1 {
 			return usagef("idp register takes the key's serial: keydesk idp register SERIAL")
 		}
-		return idpRegister(e, conn, o, pos[0])
+		return idpRegister(e, conn, o, pos[0], withKey)
 	case "sync":
 		if len(pos) > 0 {
 			return usagef("idp sync takes no arguments")
@@ -89,10 +94,25 @@ func idpList(e *env, s settings.Settings, o *idp.Orchestrator) error {
 	return nil
 }
 
-// idpRegister: keydesk idp register SERIAL.
-func idpRegister(e *env, conn *regconn.Conn, o *idp.Orchestrator, serial string) error {
-	if _, err := strconv.ParseUint(serial, 10, 32); err != nil {
+// idpRegister: keydesk idp register SERIAL [--with-key].
+func idpRegister(e *env, conn *regconn.Conn, o *idp.Orchestrator, serial string, withKey bool) error {
+	n, err := strconv.ParseUint(serial, 10, 32)
+	if err != nil {
 		return usagef("serial %q: give the number printed on the key", serial)
+	}
+	var mk idp.Maker
+	if withKey {
+		e.serial = uint(n)
+		k, err := e.keyVia(discover.FIDO)
+		if err != nil {
+			return err
+		}
+		svc, _ := e.service()
+		dev, err := svc.FIDO(k)
+		if err != nil {
+			return err
+		}
+		mk = enrol.ProviderMaker(dev, e.callbacks(k))
 	}
 	kd, err := conn.Client.KeyBySerial(e.ctx, serial)
 	if err != nil {
@@ -102,7 +122,7 @@ func idpRegister(e *env, conn *regconn.Conn, o *idp.Orchestrator, serial string)
 	if err != nil {
 		return err
 	}
-	out, err := o.RegisterKey(e.ctx, kd, u, nil)
+	out, err := o.RegisterKey(e.ctx, kd, u, mk)
 	if err != nil {
 		return err
 	}

@@ -973,15 +973,9 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	// The identity providers, while the key and its PIN are at hand: a
 	// provider that makes its own credential gets one made on the key with
 	// exactly its creation options.
+	mk := ProviderMaker(fido, fcb)
 	if err := e.registerProviders(ctx, res, ui, func(ctx context.Context, o *idp.CreationOptions) (idp.Credential, error) {
-		r, err := timed(e, func() (*fidokey.Registration, error) {
-			return fido.MakeCredential(ctx, providerMakeOptions(o), fcb)
-		})
-		if err != nil {
-			return idp.Credential{}, err
-		}
-		return idp.Credential{ID: r.CredentialID, ClientDataJSON: r.ClientDataJSON, AttestationObject: r.AttestationObject,
-			PublicKey: r.PublicKey, AAGUID: r.AAGUID, SignCount: r.SignCount, Transports: []string{"usb"}}, nil
+		return timed(e, func() (idp.Credential, error) { return mk(ctx, o) })
 	}); err != nil {
 		return nil, err
 	}
@@ -1020,6 +1014,19 @@ func (e *Enroller) registerProviders(ctx context.Context, res *Result, ui UI, mk
 		return fmt.Errorf("key %d is enrolled and active, but registering it with the identity providers failed: %w", res.Serial, err)
 	}
 	return nil
+}
+
+// ProviderMaker makes credentials for identity providers (idp.Maker) on
+// the key behind dev, with cb answering its PIN and touch requests.
+func ProviderMaker(dev *fidokey.Device, cb device.Callbacks) idp.Maker {
+	return func(ctx context.Context, o *idp.CreationOptions) (idp.Credential, error) {
+		r, err := dev.MakeCredential(ctx, providerMakeOptions(o), cb)
+		if err != nil {
+			return idp.Credential{}, err
+		}
+		return idp.Credential{ID: r.CredentialID, ClientDataJSON: r.ClientDataJSON, AttestationObject: r.AttestationObject,
+			PublicKey: r.PublicKey, AAGUID: r.AAGUID, SignCount: r.SignCount, Transports: []string{"usb"}}, nil
+	}
 }
 
 // providerMakeOptions are the key's make-credential options for a

@@ -145,7 +145,7 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 			in.Credential = &c
 		case mk == nil:
 			in.State, in.Error = IntentNeedsKey, "the provider makes its own credential and the key is not at hand"
-			in.Hint = fmt.Sprintf("Register key %d with %s again with the key inserted (keydesk idp register %d).", k.Serial, p.Name(), k.Serial)
+			in.Hint = fmt.Sprintf("Register key %d with %s again with the key inserted (keydesk idp register %d --with-key).", k.Serial, p.Name(), k.Serial)
 		default:
 			c, err := mk(ctx, opts)
 			if err != nil {
@@ -173,6 +173,9 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 			continue
 		}
 		oc, err := o.attempt(ctx, p, &in, false)
+		if err == nil && oc.State == IntentDone {
+			err = o.box.supersede(ctx, &in)
+		}
 		if err != nil {
 			return append(out, oc), err
 		}
@@ -308,7 +311,7 @@ func (o *Orchestrator) providerRegister(ctx context.Context, p Connector, in *In
 		}
 		if opts != nil {
 			in.State, in.AskOptions, in.Error = IntentNeedsKey, false, "the provider makes its own credential and the key is not at hand"
-			in.Hint = fmt.Sprintf("Register key %d with %s again with the key inserted (keydesk idp register %d).", in.Serial, p.Name(), in.Serial)
+			in.Hint = fmt.Sprintf("Register key %d with %s again with the key inserted (keydesk idp register %d --with-key).", in.Serial, p.Name(), in.Serial)
 			return errNeedsKey
 		}
 		in.AskOptions = false

@@ -267,6 +267,9 @@ func TestOptionsProvider(t *testing.T) {
 	if err != nil || out[0].State != idp.IntentDone {
 		t.Fatalf("with the key: %+v, %v", out, err)
 	}
+	if left, _ := d.box.Intents(ctx, idp.IntentNeedsKey); len(left) != 0 {
+		t.Fatalf("the needs-key intent was not settled: %+v", left)
+	}
 	if got == nil || got.RPID != "login.example" || string(got.Challenge) != "challenge" || got.ResidentKey != "required" || len(got.ExcludeCredentials) != 1 {
 		t.Fatalf("options handed to the maker: %+v", got)
 	}

@@ -39,6 +39,9 @@ const (
 	// be asked for them while the key was at hand; the key must be
 	// registered with it again with the key inserted.
 	IntentNeedsKey IntentState = "needs-key"
+	// IntentSuperseded: a needs-key intent a later registration of the
+	// same key with the same provider finished.
+	IntentSuperseded IntentState = "superseded"
 )
 
 // Intent is one provider write as the desk's provider outbox keeps it,
@@ -163,6 +166,17 @@ func (o *Outbox) update(ctx context.Context, in *Intent) error {
 	in.Updated = time.Now().UTC()
 	_, err := o.db.ExecContext(ctx, "UPDATE intents SET state = ?, ask_options = ?, method_id = ?, error = ?, hint = ?, updated_at = ? WHERE nonce = ?",
 		string(in.State), in.AskOptions, in.MethodID, in.Error, in.Hint, in.Updated.UnixNano(), in.Nonce)
+	if err != nil {
+		return fmt.Errorf("writing the provider outbox: %w", err)
+	}
+	return nil
+}
+
+// supersede settles the needs-key registrations of key keyID at provider
+// that in (done) has replaced.
+func (o *Outbox) supersede(ctx context.Context, in *Intent) error {
+	_, err := o.db.ExecContext(ctx, "UPDATE intents SET state = ?, updated_at = ? WHERE provider = ? AND key_id = ? AND op = ? AND state = ? AND nonce <> ?",
+		string(IntentSuperseded), time.Now().UTC().UnixNano(), in.Provider, in.KeyID, string(OpRegister), string(IntentNeedsKey), in.Nonce)
 	if err != nil {
 		return fmt.Errorf("writing the provider outbox: %w", err)
 	}
