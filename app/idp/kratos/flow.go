@@ -197,15 +197,24 @@ func (ss *settingsSession) creationOptions(c *Connector) (*idp.CreationOptions, 
 			Hint: "Kratos offers no passkey registration: enable selfservice.methods.passkey in its configuration, with rp.id set to the organisation's rp id",
 			Err:  errors.New("the settings flow has no passkey_create_data node")}
 	}
+	// Kratos v1.3 puts the CredentialCreation ({"publicKey": …}) in the
+	// node; later versions wrap it as {"credentialOptions": {"publicKey": …}}.
 	var d struct {
+		PublicKey         *publicKeyCreation `json:"publicKey"`
 		CredentialOptions struct {
-			PublicKey publicKeyCreation `json:"publicKey"`
+			PublicKey *publicKeyCreation `json:"publicKey"`
 		} `json:"credentialOptions"`
 	}
 	if err := json.Unmarshal([]byte(data), &d); err != nil {
 		return nil, fmt.Errorf("kratos %q: passkey creation options: %w", c.name, err)
 	}
-	pk := d.CredentialOptions.PublicKey
+	pk := d.PublicKey
+	if pk == nil {
+		pk = d.CredentialOptions.PublicKey
+	}
+	if pk == nil {
+		return nil, fmt.Errorf("kratos %q: passkey creation options: no publicKey member", c.name)
+	}
 	o := &idp.CreationOptions{
 		RPID: pk.RP.ID, RPName: pk.RP.Name, UserName: pk.User.Name, UserDisplayName: pk.User.DisplayName,
 		ResidentKey: pk.AuthenticatorSelection.ResidentKey, UserVerification: pk.AuthenticatorSelection.UserVerification,

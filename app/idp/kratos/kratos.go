@@ -348,8 +348,11 @@ func (c *Connector) Delete(ctx context.Context, u idp.User, methodID string) err
 	}
 	defer ss.close(ctx, c)
 	err = ss.submit(ctx, c, map[string]any{"method": "passkey", "passkey_remove": hex.EncodeToString(credID)})
+	// Kratos v1.3 refuses with webauthnx.ErrNotEnoughCredentials, a
+	// validation error with no message id: "unable to remove this security
+	// key because it would lock you out of your account".
 	var re *idp.RefusedError
-	if errors.As(err, &re) && strings.Contains(strings.ToLower(re.Err.Error()), "at least one") {
+	if errors.As(err, &re) && strings.Contains(re.Err.Error(), "lock you out") {
 		re.Code = "last_credential"
 		re.Hint = "Kratos keeps at least one way to sign in: give the user another key (or sign-in method) in Kratos first, or disable the identity in Kratos"
 	}

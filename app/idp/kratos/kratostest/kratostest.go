@@ -10,9 +10,15 @@ package kratostest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -304,3 +310,188 @@ courier:
 }
 
 func port(u string) string { return u[strings.LastIndex(u, ":")+1:] }
+
+// Assertion is an authenticator's answer to a WebAuthn get() (WebAuthn L3
+// §5.2.2).
+type Assertion struct {
+	CredentialID, ClientDataJSON, AuthenticatorData, Signature, UserHandle []byte
+}
+
+// Session is a Kratos session a sign-in produced.
+type Session struct {
+	ID, IdentityID string
+}
+
+// SignIn signs in through Kratos's own browser login flow with a passkey,
+// over HTTP, as a single-page app does: it opens the flow (keeping its
+// cookies), reads the WebAuthn request options from the flow's
+// passkey_challenge node, has sign answer them, and submits the assertion
+// as passkey_login. A refusal is an error carrying Kratos's message.
+func SignIn(ctx context.Context, publicURL string, sign func(rpID string, challenge []byte) (Assertion, error)) (Session, error) {
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var f struct {
+		ID string `json:"id"`
+		UI struct {
+			Nodes []struct {
+				Attributes struct {
+					Name  string          `json:"name"`
+					Value json.RawMessage `json:"value"`
+				} `json:"attributes"`
+			} `json:"nodes"`
+		} `json:"ui"`
+	}
+	if _, err := call(ctx, hc, http.MethodGet, publicURL+"/self-service/login/browser", nil, &f); err != nil {
+		return Session{}, fmt.Errorf("opening the login flow: %w", err)
+	}
+	var challenge, csrf string
+	for _, n := range f.UI.Nodes {
+		var v string
+		json.Unmarshal(n.Attributes.Value, &v)
+		switch n.Attributes.Name {
+		case "passkey_challenge":
+			challenge = v
+		case "csrf_token":
+			csrf = v
+		}
+	}
+	if challenge == "" {
+		return Session{}, errors.New("the login flow offers no passkey_challenge")
+	}
+	var opts struct {
+		PublicKey struct {
+			Challenge string `json:"challenge"`
+			RPID      string `json:"rpId"`
+		} `json:"publicKey"`
+	}
+	if err := json.Unmarshal([]byte(challenge), &opts); err != nil {
+		return Session{}, fmt.Errorf("passkey_challenge: %w", err)
+	}
+	chal, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(opts.PublicKey.Challenge, "="))
+	if err != nil {
+		return Session{}, fmt.Errorf("passkey_challenge: challenge: %w", err)
+	}
+	a, err := sign(opts.PublicKey.RPID, chal)
+	if err != nil {
+		return Session{}, err
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	resp, _ := json.Marshal(map[string]any{
+		"id": b64(a.CredentialID), "rawId": b64(a.CredentialID), "type": "public-key",
+		"response": map[string]any{
+			"clientDataJSON": b64(a.ClientDataJSON), "authenticatorData": b64(a.AuthenticatorData),
+			"signature": b64(a.Signature), "userHandle": b64(a.UserHandle),
+		},
+		"clientExtensionResults": map[string]any{},
+	})
+	var done struct {
+		Session struct {
+			ID       string `json:"id"`
+			Active   bool   `json:"active"`
+			Identity struct {
+				ID string `json:"id"`
+			} `json:"identity"`
+		} `json:"session"`
+	}
+	body := map[string]any{"method": "passkey", "passkey_login": string(resp), "csrf_token": csrf}
+	if _, err := call(ctx, hc, http.MethodPost, publicURL+"/self-service/login?flow="+url.QueryEscape(f.ID), body, &done); err != nil {
+		return Session{}, fmt.Errorf("signing in: %w", err)
+	}
+	if !done.Session.Active || done.Session.ID == "" {
+		return Session{}, errors.New("signing in: kratos answered without an active session")
+	}
+	return Session{ID: done.Session.ID, IdentityID: done.Session.Identity.ID}, nil
+}
+
+// call sends one JSON request and decodes a 200 answer into out; any other
+// status is an error with the body.
+func call(ctx context.Context, hc *http.Client, method, u string, body, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return res.StatusCode, fmt.Errorf("%s %s: %d %s", method, strings.SplitN(u, "?", 2)[0], res.StatusCode, messages(raw))
+	}
+	return res.StatusCode, json.Unmarshal(raw, out)
+}
+
+// Admin sends one request to the admin API and decodes a 2xx answer.
+func (s *Server) Admin(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.AdminURL+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, tail(raw))
+	}
+	if out != nil && len(raw) > 0 {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// messages is what a Kratos error answer says: a flow's UI messages, or a
+// generic error's reason, else the body's end.
+func messages(raw []byte) string {
+	var e struct {
+		Error *struct {
+			Reason, Message string
+		} `json:"error"`
+		UI struct {
+			Messages []struct {
+				ID   int64  `json:"id"`
+				Text string `json:"text"`
+			} `json:"messages"`
+		} `json:"ui"`
+	}
+	if json.Unmarshal(raw, &e) != nil {
+		return tail(raw)
+	}
+	var out []string
+	for _, m := range e.UI.Messages {
+		out = append(out, fmt.Sprintf("%s (%d)", m.Text, m.ID))
+	}
+	if e.Error != nil {
+		out = append(out, e.Error.Reason, e.Error.Message)
+	}
+	if len(out) == 0 {
+		return tail(raw)
+	}
+	return strings.Join(out, "; ")
+}
