@@ -25,7 +25,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -133,7 +132,7 @@ func Start(bin, dsn string, c Config) (*Server, error) {
 	s.cmd.Env = env
 	s.cmd.Stdout = s.log
 	s.cmd.Stderr = s.log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.SysProcAttr = groupAttr()
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting kratos: %w", err)
@@ -178,11 +177,11 @@ func (s *Server) waitReady(limit time.Duration) error {
 // files.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		signalGroup(s.cmd.Process, false)
 		select {
 		case <-s.done:
 		case <-time.After(10 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			signalGroup(s.cmd.Process, true)
 			<-s.done
 		}
 	}
