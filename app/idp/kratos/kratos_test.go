@@ -1,21 +1,27 @@
 package kratos_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/idp/kratos"
 	"github.com/keydesk/keydesk/app/idp/kratos/kratostest"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/pgtest"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
@@ -93,10 +99,11 @@ func connector(t *testing.T, rpID string) idp.Connector {
 	return c
 }
 
-const fidoPIN = "246810"
+// fidoPIN is the FIDO2 PIN the desk's user chose for key serial.
+func fidoPIN(serial uint32) string { return fmt.Sprintf("fido-%d", serial) }
 
-func pinCB() device.Callbacks {
-	return device.Callbacks{PIN: func(context.Context, string) (string, error) { return fidoPIN, nil }}
+func pinCB(serial uint32) device.Callbacks {
+	return device.Callbacks{PIN: func(context.Context, string) (string, error) { return fidoPIN(serial), nil }}
 }
 
 // register makes the credential Kratos's options ask for on key k and hands
@@ -113,7 +120,7 @@ func register(ctx context.Context, t *testing.T, c idp.Connector, u idp.User, k 
 	reg, err := fidokey.Open(k.FIDOPath).MakeCredential(ctx, fidokey.MakeOptions{
 		RPID: opts.RPID, RPName: opts.RPName, UserID: opts.UserID, UserName: opts.UserName, DisplayName: opts.UserDisplayName,
 		Challenge: opts.Challenge, Discoverable: opts.ResidentKey == "required", CredProtect: 2,
-	}, pinCB())
+	}, pinCB(k.Serial))
 	if err != nil {
 		t.Fatalf("making the credential on key %d: %v", k.Serial, err)
 	}
@@ -130,37 +137,77 @@ func register(ctx context.Context, t *testing.T, c idp.Connector, u idp.User, k 
 
 // signIn signs in through Kratos's login flow with key k's discoverable
 // credentials for the relying party (no allow list, as a passkey sign-in).
-func signIn(ctx context.Context, k device.Key) (kratostest.Session, error) {
+// The key must answer with credential want (the newest of the rp's
+// credentials on it, CTAP 2.1 §6.2.2), so a refusal is Kratos's.
+func signIn(ctx context.Context, k device.Key, want []byte) (kratostest.Session, error) {
 	return kratostest.SignIn(ctx, srv.PublicURL, func(rpID string, challenge []byte) (kratostest.Assertion, error) {
-		a, err := fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: rpID, Challenge: challenge, UserVerification: true}, pinCB())
+		a, err := fidokey.Open(k.FIDOPath).GetAssertion(ctx, fidokey.AssertOptions{RPID: rpID, Challenge: challenge, UserVerification: true}, pinCB(k.Serial))
 		if err != nil {
 			return kratostest.Assertion{}, err
+		}
+		if !bytes.Equal(a.CredentialID, want) {
+			return kratostest.Assertion{}, fmt.Errorf("key %d answered with credential %x, not kratos's %x", k.Serial, a.CredentialID, want)
 		}
 		return kratostest.Assertion{CredentialID: a.CredentialID, ClientDataJSON: a.ClientDataJSON,
 			AuthenticatorData: a.AuthenticatorData, Signature: a.Signature, UserHandle: a.UserHandle}, nil
 	})
 }
 
-// TestEnrolledKeySignsInUntilLost: two keys enrolled at the desk for one
-// user are registered in Kratos through the connector and sign in through
-// Kratos's own login flow; after the primary is marked lost at the desk and
-// its method deleted, that key no longer signs in and the backup still does.
+// TestEnrolledKeySignsInUntilLost: a user's primary and backup keys are
+// enrolled at the desk by the enrolment use case into a real registry,
+// registered in Kratos through the connector, and sign in through Kratos's
+// own login flow; after the primary is marked lost at the desk and its
+// method deleted, that key no longer signs in and the backup still does.
 func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	user := "ada"
+	set := settings.Default()
+	set.RPID = enroltest.RPID
+	set.Practice = true
+	set.HelpdeskRecipients = []string{env.Recipient}
+	en, err := enrol.New(enrol.Config{Settings: set, Keys: env.Keys, Registry: env.Admin, JournalPath: filepath.Join(t.TempDir(), "journal.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer en.Close()
+	ui := enrol.UI{
+		NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+			if r.Kind == enrol.FIDO2PIN {
+				return fidoPIN(r.Serial), nil
+			}
+			return fmt.Sprintf("p%07d", r.Serial%10000000), nil
+		},
+		Confirm: func(context.Context, string) (bool, error) { return true, nil },
+	}
+	res, err := en.EnrolUser(ctx, enrol.Request{User: client.EnrolUser{ExternalID: user, DisplayName: "Ada Lovelace", Email: "ada@keydesk.example"}, CreateUser: true}, ui)
+	if err != nil {
+		t.Fatalf("enrolling ada's keys: %v", err)
+	}
+	if len(res) == 0 {
+		t.Fatal("the enrolment enrolled no key")
+	}
+	ks, err := env.Admin.UserKeys(ctx, res[0].UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var keys []device.Key
-	var enrolled []enroltest.Enrolled
-	for i, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
-		k, err := env.Key(ctx, env.Serial(i))
-		if err != nil {
-			t.Fatal(err)
+	var enrolled []registry.Key
+	for _, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
+		for _, k := range ks {
+			if k.Role != role || k.Status != registry.KeyActive {
+				continue
+			}
+			serial, _ := strconv.ParseUint(k.Serial, 10, 32)
+			dk, err := env.Key(ctx, uint32(serial))
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, enrolled = append(keys, dk), append(enrolled, k)
 		}
-		e, err := enroltest.Enrol(ctx, env.Keys, env.Admin, k, enroltest.Options{User: user, Role: role, PIVPIN: "135790", FIDOPIN: fidoPIN, Recipients: []string{env.Recipient}})
-		if err != nil {
-			t.Fatalf("enrolling key %d: %v", k.Serial, err)
-		}
-		keys, enrolled = append(keys, k), append(enrolled, e)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("the enrolment left %d active keys (%+v), want a primary and a backup", len(keys), ks)
 	}
 	u := idp.User{ExternalID: user, Email: "ada@keydesk.example", DisplayName: "Ada Lovelace"}
 	c := connector(t, enroltest.RPID)
@@ -180,9 +227,9 @@ func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 
 	var identityID string
 	for i, k := range keys {
-		s, err := signIn(ctx, k)
+		s, err := signIn(ctx, k, credIDs[i])
 		if err != nil {
-			t.Fatalf("key %d (%s) signing in through kratos: %v", k.Serial, enrolled[i].Key.Role, err)
+			t.Fatalf("key %d (%s) signing in through kratos: %v", k.Serial, enrolled[i].Role, err)
 		}
 		if identityID == "" {
 			identityID = s.IdentityID
@@ -193,19 +240,19 @@ func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 	}
 
 	// The primary is lost: the registry transition, then the provider.
-	lost := enrolled[0].Key
+	lost := enrolled[0]
 	if _, err := env.Admin.SetKeyStatus(ctx, lost.ID, lost.Version, registry.KeyLost, ""); err != nil {
 		t.Fatalf("marking key %d lost: %v", keys[0].Serial, err)
 	}
 	if err := c.Delete(ctx, u, methods[0]); err != nil {
 		t.Fatalf("deleting the lost key's passkey: %v", err)
 	}
-	if _, err := signIn(ctx, keys[0]); err == nil {
+	if _, err := signIn(ctx, keys[0], credIDs[0]); err == nil {
 		t.Fatalf("key %d, marked lost and deleted, still signs in through kratos", keys[0].Serial)
 	} else {
 		t.Logf("lost key refused as expected: %v", err)
 	}
-	if _, err := signIn(ctx, keys[1]); err != nil {
+	if _, err := signIn(ctx, keys[1], credIDs[1]); err != nil {
 		t.Fatalf("backup key %d no longer signs in after the primary was deleted: %v", keys[1].Serial, err)
 	}
 	listed, err = c.List(ctx, u)
