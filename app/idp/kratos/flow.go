@@ -62,10 +62,11 @@ func (f *Flow) value(name string) (string, bool) {
 // settingsSession is a browser session at Kratos for one identity, opened
 // with an admin-issued recovery code, and the settings flow it was sent to.
 type settingsSession struct {
-	hc        *http.Client // its cookie jar holds the session and CSRF cookies
-	flow      Flow
-	sessionID string
-	opened    time.Time
+	identityID string
+	hc         *http.Client // its cookie jar holds the session and CSRF cookies
+	flow       Flow
+	sessionID  string
+	opened     time.Time
 }
 
 // browser is an HTTP client that keeps cookies and does not follow
@@ -91,7 +92,7 @@ func (c *Connector) openSettings(ctx context.Context, id string) (*settingsSessi
 	if err != nil || link.Query().Get("flow") == "" || rc.RecoveryCode == "" {
 		return nil, fmt.Errorf("kratos %q: issuing a recovery code: the answer has no flow or code", c.name)
 	}
-	ss := &settingsSession{hc: browser(), opened: time.Now()}
+	ss := &settingsSession{identityID: id, hc: browser(), opened: time.Now()}
 	var ans struct {
 		RedirectBrowserTo string `json:"redirect_browser_to"`
 		ContinueWith      []struct {

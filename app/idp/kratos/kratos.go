@@ -314,9 +314,30 @@ func (c *Connector) Register(ctx context.Context, u idp.User, opts *idp.Creation
 		return "", err
 	}
 	if err := ss.submit(ctx, c, map[string]any{"method": "passkey", "passkey_settings_register": string(resp)}); err != nil {
+		// An answer lost after Kratos stored the passkey is not a failure:
+		// the identity's passkeys say whether it did.
+		var te *idp.TemporaryError
+		if errors.As(err, &te) && c.holds(ctx, ss.identityID, cred.ID) {
+			return b64(cred.ID), nil
+		}
 		return "", fmt.Errorf("registering the passkey: %w", err)
 	}
 	return b64(cred.ID), nil
+}
+
+// holds reports whether identity id has the passkey credID; an error
+// reading it is a no.
+func (c *Connector) holds(ctx context.Context, id string, credID []byte) bool {
+	found, ok, err := c.findIdentity(ctx, idp.User{ProviderUserID: id}, "passkey")
+	if err != nil || !ok {
+		return false
+	}
+	for _, m := range methods(found, "passkey") {
+		if bytes.Equal(m.CredentialID, credID) {
+			return true
+		}
+	}
+	return false
 }
 
 // Delete removes the passkey methodID from u's identity, keeping its other

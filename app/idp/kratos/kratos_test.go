@@ -6,9 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +25,7 @@ import (
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
+	"github.com/keydesk/keydesk/device/virtual/fidotest"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/pgtest"
@@ -336,5 +342,75 @@ func TestUnreachableIsTemporary(t *testing.T) {
 	_, err = connector(t, enroltest.RPID).List(ctx, idp.User{ExternalID: "nobody", Email: "nobody@keydesk.example"})
 	if !errors.Is(err, idp.ErrUserNotFound) {
 		t.Fatalf("listing an unknown user: %v, want ErrUserNotFound", err)
+	}
+}
+
+// TestLostAnswer: when Kratos's answer to the registration is lost, the
+// connector finds out from the identity's passkeys whether Kratos stored
+// it: a request that never reached Kratos is a temporary error (the
+// write is retried), one that did is a registration.
+func TestLostAnswer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	target, err := url.Parse(srv.PublicURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode atomic.Value // "", "before" (never forwarded) or "after" (forwarded, answer dropped)
+	mode.Store("")
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(res *http.Response) error {
+		if res.Request.Method == http.MethodPost && res.Request.URL.Path == "/self-service/settings" && mode.Load() == "after" {
+			return errors.New("answer lost on the way back")
+		}
+		return nil
+	}
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/self-service/settings" && mode.Load() == "before" {
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	settings, _ := json.Marshal(kratos.Settings{AdminURL: srv.AdminURL, PublicURL: front.URL, RPID: enroltest.RPID})
+	c, err := idp.Open(idp.Config{Kind: "kratos", Name: "kratos", Settings: settings}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fidotest.Start(t, 31000077)
+	u := idp.User{ExternalID: "bob", Email: "bob@keydesk.example", DisplayName: "Bob"}
+	make := func() (*idp.CreationOptions, idp.Credential) {
+		opts, err := c.Options(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := fidokey.Open(key.Path).MakeCredential(ctx, fidokey.MakeOptions{RPID: opts.RPID, UserID: opts.UserID,
+			UserName: opts.UserName, Challenge: opts.Challenge, Discoverable: true, CredProtect: 2}, device.Callbacks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return opts, idp.Credential{ID: reg.CredentialID, ClientDataJSON: reg.ClientDataJSON, AttestationObject: reg.AttestationObject}
+	}
+
+	mode.Store("before")
+	opts, cred := make()
+	_, err = c.Register(ctx, u, opts, cred)
+	var te *idp.TemporaryError
+	if !errors.As(err, &te) {
+		t.Fatalf("registering through a gateway that never reached kratos: %v, want a temporary error", err)
+	}
+	if ms, err := c.List(ctx, u); err != nil || len(ms) != 0 {
+		t.Fatalf("after the unsent registration kratos lists %v (%v), want none", ids(ms), err)
+	}
+
+	mode.Store("after")
+	opts, cred = make()
+	id, err := c.Register(ctx, u, opts, cred)
+	if err != nil {
+		t.Fatalf("registering when only kratos's answer was lost: %v", err)
+	}
+	if ms, err := c.List(ctx, u); err != nil || len(ms) != 1 || ms[0].ID != id {
+		t.Fatalf("after the registration whose answer was lost kratos lists %v (%v), want %s", ids(ms), err, id)
 	}
 }
