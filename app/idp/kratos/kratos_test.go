@@ -414,3 +414,62 @@ func TestLostAnswer(t *testing.T) {
 		t.Fatalf("after the registration whose answer was lost kratos lists %v (%v), want %s", ids(ms), err, id)
 	}
 }
+
+type secrets map[string]string
+
+func (s secrets) Secret(name string) (string, error) {
+	if v, ok := s[name]; ok {
+		return v, nil
+	}
+	return "", errors.New("no such secret")
+}
+
+// TestAdminToken: with token_secret set, the admin API is called with the
+// secret as a bearer token (for a Kratos behind an authenticating proxy);
+// settings without an rp id or with a secret the keyring lacks are
+// refused when the connector is opened.
+func TestAdminToken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	target, err := url.Parse(srv.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	guard := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer admin-token-1" {
+			http.Error(w, `{"error":{"code":401,"message":"no valid token"}}`, http.StatusUnauthorized)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer guard.Close()
+	open := func(tokenSecret string, sec idp.Secrets) (idp.Connector, error) {
+		settings, _ := json.Marshal(kratos.Settings{AdminURL: guard.URL, PublicURL: srv.PublicURL, RPID: enroltest.RPID, TokenSecret: tokenSecret})
+		return idp.Open(idp.Config{Kind: "kratos", Name: "kratos", Settings: settings}, sec)
+	}
+	u := idp.User{ExternalID: "carol", Email: "carol@keydesk.example"}
+	with, err := open("kratos-admin", secrets{"kratos-admin": "admin-token-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := with.List(ctx, u); !errors.Is(err, idp.ErrUserNotFound) {
+		t.Fatalf("listing through the guard with the token: %v, want kratos's answer (no such user)", err)
+	}
+	without, err := open("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = without.List(ctx, u)
+	var re *idp.RefusedError
+	if !errors.As(err, &re) || re.Status != http.StatusUnauthorized {
+		t.Fatalf("listing through the guard without a token: %v, want a 401 refusal", err)
+	}
+	if _, err := open("kratos-admin", secrets{}); err == nil {
+		t.Fatal("a token secret missing from the keyring was accepted")
+	}
+	bad, _ := json.Marshal(kratos.Settings{AdminURL: srv.AdminURL, PublicURL: srv.PublicURL})
+	if _, err := idp.Open(idp.Config{Kind: "kratos", Name: "kratos", Settings: bad}, nil); err == nil {
+		t.Fatal("settings without an rp id were accepted")
+	}
+}
