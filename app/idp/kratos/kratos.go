@@ -25,7 +25,8 @@
 // with a hint. List reads the identity's passkey and WebAuthn credentials
 // (GET /admin/identities/{id}?include_credential=passkey).
 //
-// The method id is the credential id, base64url without padding.
+// The method id is the identity id and the credential id (base64url without
+// padding), joined by a colon.
 package kratos
 
 import (
@@ -318,11 +319,32 @@ func (c *Connector) Register(ctx context.Context, u idp.User, opts *idp.Creation
 		// the identity's passkeys say whether it did.
 		var te *idp.TemporaryError
 		if errors.As(err, &te) && c.holds(ctx, ss.identityID, cred.ID) {
-			return b64(cred.ID), nil
+			return methodID(ss.identityID, cred.ID), nil
 		}
 		return "", fmt.Errorf("registering the passkey: %w", err)
 	}
-	return b64(cred.ID), nil
+	return methodID(ss.identityID, cred.ID), nil
+}
+
+// methodID names a passkey: the Kratos identity id and the credential id
+// (base64url without padding), joined by a colon, so a delete reaches the
+// identity even after its email changed.
+func methodID(identityID string, credID []byte) string {
+	return identityID + ":" + base64.RawURLEncoding.EncodeToString(credID)
+}
+
+// parseMethodID splits a method id; identityID is empty for a bare
+// credential id.
+func parseMethodID(id string) (identityID string, credID []byte, err error) {
+	cred := id
+	if i := strings.LastIndexByte(id, ':'); i >= 0 {
+		identityID, cred = id[:i], id[i+1:]
+	}
+	credID, err = base64.RawURLEncoding.DecodeString(cred)
+	if err != nil || len(credID) == 0 {
+		return "", nil, fmt.Errorf("method id %q is not IDENTITY:CREDENTIAL (base64url)", id)
+	}
+	return identityID, credID, nil
 }
 
 // holds reports whether identity id has the passkey credID; an error
@@ -343,16 +365,32 @@ func (c *Connector) holds(ctx context.Context, id string, credID []byte) bool {
 // Delete removes the passkey methodID from u's identity, keeping its other
 // credentials. A passkey or identity already gone is not an error.
 func (c *Connector) Delete(ctx context.Context, u idp.User, methodID string) error {
-	credID, err := base64.RawURLEncoding.DecodeString(methodID)
+	identityID, credID, err := parseMethodID(methodID)
 	if err != nil {
-		return fmt.Errorf("kratos %q: method id %q is not a base64url credential id: %w", c.name, methodID, err)
+		return fmt.Errorf("kratos %q: %w", c.name, err)
 	}
-	id, ok, err := c.findIdentity(ctx, u, "passkey")
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return nil
+	var id identity
+	var ok bool
+	if identityID != "" {
+		// The identity the passkey was registered to: gone means the
+		// passkey is gone too.
+		if id, ok, err = c.findIdentity(ctx, idp.User{ProviderUserID: identityID}, "passkey"); err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+	} else {
+		// A bare credential id: the user's identity must be found, or the
+		// desk would believe a passkey removed that Kratos still holds.
+		if id, ok, err = c.findIdentity(ctx, u, "passkey"); err != nil {
+			return err
+		}
+		if !ok {
+			return &idp.RefusedError{Provider: c.name, Status: http.StatusNotFound,
+				Hint: "Kratos has no identity for this user's email: find the identity in Kratos and remove the passkey there",
+				Err:  fmt.Errorf("user %s: %w", firstNonEmpty(u.ProviderUserID, u.Email, u.ExternalID), idp.ErrUserNotFound)}
+		}
 	}
 	held := false
 	for _, m := range methods(id, "passkey") {
@@ -408,7 +446,7 @@ func methods(id identity, typ string) []idp.Method {
 	}
 	var out []idp.Method
 	for _, cr := range cfg.Credentials {
-		m := idp.Method{ID: base64.RawURLEncoding.EncodeToString(cr.ID), CredentialID: cr.ID,
+		m := idp.Method{ID: methodID(id.ID, cr.ID), CredentialID: cr.ID,
 			DisplayName: cr.DisplayName, Created: cr.AddedAt}
 		if cr.Authenticator != nil && len(cr.Authenticator.AAGUID) == 16 {
 			a := cr.Authenticator.AAGUID
