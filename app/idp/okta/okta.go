@@ -8,7 +8,7 @@
 //     (WebAuthn L3 §5.4), without an rp id: the rp id is the org's host.
 //   - Register: POST /api/v1/users/{userId}/factors/{factorId}/lifecycle/activate
 //     with {"attestation", "clientData"} (base64) activates it; the method
-//     id is the factor id.
+//     id is the Okta user id and the factor id, joined by a colon.
 //   - Delete: DELETE /api/v1/users/{userId}/factors/{factorId} (unenrollFactor).
 //   - List: GET /api/v1/users/{userId}/factors, the webauthn ones, with
 //     profile.credentialId.
@@ -252,7 +252,7 @@ func (c *Connector) Options(ctx context.Context, u idp.User) (*idp.CreationOptio
 }
 
 // Register activates the factor Options enrolled with the key's
-// attestation and returns the factor id.
+// attestation and returns the method id, USER:FACTOR.
 func (c *Connector) Register(ctx context.Context, u idp.User, opts *idp.CreationOptions, cred idp.Credential) (string, error) {
 	if opts == nil {
 		return "", fmt.Errorf("okta %q: registering needs the creation options Options returned", c.name)
@@ -279,24 +279,31 @@ func (c *Connector) Register(ctx context.Context, u idp.User, opts *idp.Creation
 			return "", fmt.Errorf("okta %q: factor %s holds credential %s, not the key's", c.name, p.FactorID, f.Profile.CredentialID)
 		}
 	}
-	return p.FactorID, nil
+	return p.UserID + ":" + p.FactorID, nil
 }
 
-// Delete unenrolls factor methodID; a factor already gone is not an error.
+// Delete unenrolls factor methodID; a factor already gone (or a user
+// deleted with it) is not an error. A bare factor id needs the user found
+// by login: a user not found is then a refusal, never a silent success
+// that would leave a lost key enrolled.
 func (c *Connector) Delete(ctx context.Context, u idp.User, methodID string) error {
-	uid, err := c.userID(ctx, u)
-	if errors.Is(err, idp.ErrUserNotFound) {
-		return nil
+	uid, fid, ok := strings.Cut(methodID, ":")
+	if !ok {
+		fid = methodID
+		var err error
+		if uid, err = c.userID(ctx, u); err != nil {
+			return err
+		}
 	}
-	if err != nil {
-		return err
+	if uid == "" || fid == "" {
+		return fmt.Errorf("okta %q: method id %q is not USER:FACTOR", c.name, methodID)
 	}
-	status, err := c.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(uid)+"/factors/"+url.PathEscape(methodID), nil, nil, http.StatusNoContent)
+	status, err := c.do(ctx, http.MethodDelete, "/api/v1/users/"+url.PathEscape(uid)+"/factors/"+url.PathEscape(fid), nil, nil, http.StatusNoContent)
 	if status == http.StatusNotFound {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("unenrolling factor %s: %w", methodID, err)
+		return fmt.Errorf("unenrolling factor %s: %w", fid, err)
 	}
 	return nil
 }
@@ -316,7 +323,7 @@ func (c *Connector) List(ctx context.Context, u idp.User) ([]idp.Method, error) 
 		if f.FactorType != "webauthn" || f.Status != "ACTIVE" {
 			continue
 		}
-		m := idp.Method{ID: f.ID, DisplayName: f.Profile.AuthenticatorName, Created: f.Created}
+		m := idp.Method{ID: uid + ":" + f.ID, DisplayName: f.Profile.AuthenticatorName, Created: f.Created}
 		m.CredentialID, _ = b64url(f.Profile.CredentialID)
 		out = append(out, m)
 	}

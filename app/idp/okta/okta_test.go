@@ -397,8 +397,11 @@ func TestErrors(t *testing.T) {
 	if !errors.Is(err, idp.ErrUserNotFound) {
 		t.Fatalf("unknown login: %v, want ErrUserNotFound", err)
 	}
-	if err := c.Delete(ctx, idp.User{Email: "nobody@example.com"}, "fwf1"); err != nil {
+	if err := c.Delete(ctx, idp.User{Email: "nobody@example.com"}, "00uGONE00000000000000:fwf1"); err != nil {
 		t.Fatalf("deleting for a user Okta no longer has: %v", err)
+	}
+	if err := c.Delete(ctx, idp.User{Email: "nobody@example.com"}, "fwf1"); !errors.Is(err, idp.ErrUserNotFound) {
+		t.Fatalf("deleting a bare factor id for a login Okta does not know: %v, want ErrUserNotFound", err)
 	}
 	_, wrong := startWith(t, "not-the-token")
 	_, err = wrong.List(ctx, u)
