@@ -59,9 +59,9 @@ type Settings struct {
 	// TokenScheme is "SSWS" for an Okta API token (the default) or "Bearer"
 	// for an OAuth 2.0 access token with okta.users.manage.
 	TokenScheme string `json:"token_scheme,omitempty"`
-	// ChallengeLifetime is how long the factor's challenge lives
-	// (tokenLifetimeSeconds, 1 s to 1 day; Okta's default 300 s when zero).
-	ChallengeLifetime time.Duration `json:"challenge_lifetime,omitempty"`
+	// ChallengeLifetimeSeconds is how long the factor's challenge lives
+	// (tokenLifetimeSeconds, 1 to 86400; Okta's default 300 when zero).
+	ChallengeLifetimeSeconds int `json:"challenge_lifetime_seconds,omitempty"`
 }
 
 // Connector is one Okta org.
@@ -98,8 +98,8 @@ func New(name string, s Settings, sec idp.Secrets, hc *http.Client) (*Connector,
 	if s.RPID != org.Hostname() {
 		return nil, fmt.Errorf("okta %q: settings: rp_id %q is not the org's host %q: Okta's WebAuthn relying party is the host the org is reached at", name, s.RPID, org.Hostname())
 	}
-	if s.ChallengeLifetime != 0 && (s.ChallengeLifetime < time.Second || s.ChallengeLifetime > 24*time.Hour) {
-		return nil, fmt.Errorf("okta %q: settings: challenge_lifetime %s is outside 1s-24h", name, s.ChallengeLifetime)
+	if s.ChallengeLifetimeSeconds < 0 || s.ChallengeLifetimeSeconds > 86400 {
+		return nil, fmt.Errorf("okta %q: settings: challenge_lifetime_seconds %d is outside 1-86400", name, s.ChallengeLifetimeSeconds)
 	}
 	scheme := s.TokenScheme
 	if scheme == "" {
@@ -198,8 +198,8 @@ func (c *Connector) Options(ctx context.Context, u idp.User) (*idp.CreationOptio
 		return nil, err
 	}
 	q := url.Values{}
-	if c.s.ChallengeLifetime > 0 {
-		q.Set("tokenLifetimeSeconds", strconv.Itoa(int(c.s.ChallengeLifetime/time.Second)))
+	if c.s.ChallengeLifetimeSeconds > 0 {
+		q.Set("tokenLifetimeSeconds", strconv.Itoa(c.s.ChallengeLifetimeSeconds))
 	}
 	path := "/api/v1/users/" + url.PathEscape(uid) + "/factors"
 	if len(q) > 0 {
@@ -230,7 +230,7 @@ func (c *Connector) Options(ctx context.Context, u idp.User) (*idp.CreationOptio
 		}
 	}
 	if o.Timeout == 0 {
-		o.Timeout = c.s.ChallengeLifetime
+		o.Timeout = time.Duration(c.s.ChallengeLifetimeSeconds) * time.Second
 	}
 	if o.Challenge, err = b64url(a.Challenge); err != nil {
 		return nil, fmt.Errorf("okta %q: activation challenge: %w", c.name, err)

@@ -301,7 +301,7 @@ func startWith(t *testing.T, tok string) (*fakeOrg, idp.Connector) {
 	}
 	tr.TLSClientConfig = &tls.Config{RootCAs: tr.TLSClientConfig.RootCAs, ServerName: host}
 	hc.Transport = tr
-	c, err := okta.New("okta", okta.Settings{OrgURL: "https://" + host, TokenSecret: "okta-token", ChallengeLifetime: 10 * time.Minute},
+	c, err := okta.New("okta", okta.Settings{OrgURL: "https://" + host, TokenSecret: "okta-token", ChallengeLifetimeSeconds: 600},
 		secrets{"okta-token": tok}, hc)
 	if err != nil {
 		t.Fatal(err)
