@@ -35,9 +35,14 @@ trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 # The Makefile's build tags and any -mod flag are keydesk's, not Kratos's.
 export GOFLAGS=
 start=$(date +%s)
-dir="$(cd "$work" && "$GO" mod download -json "github.com/ory/kratos@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+if ! (cd "$work" && "$GO" mod download -json "github.com/ory/kratos@$VERSION") >"$work/download.json"; then
+  echo "kratos.sh: downloading github.com/ory/kratos@$VERSION failed:" >&2
+  cat "$work/download.json" >&2
+  exit 1
+fi
+dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' "$work/download.json")"
 if [ -z "$dir" ] || [ ! -f "$dir/go.mod" ]; then
-  echo "kratos.sh: downloading github.com/ory/kratos@$VERSION failed" >&2
+  echo "kratos.sh: github.com/ory/kratos@$VERSION downloaded, but its directory was not found" >&2
   exit 1
 fi
 cp -r "$dir" "$work/src"
