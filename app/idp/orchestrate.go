@@ -120,11 +120,15 @@ func (o *Orchestrator) Register(ctx context.Context, u User, k KeyRef, desk Cred
 	for _, p := range o.providers {
 		if in := queuedRegister(queued, p.Name(), k.ID); in != nil {
 			oc, err := o.attempt(ctx, p, in, true)
-			out = append(out, oc)
 			if err != nil {
-				return out, err
+				return append(out, oc), err
 			}
-			continue
+			// A replay the provider refused (its options expired) is made
+			// afresh when the key is at hand.
+			if oc.State != IntentRefused || mk == nil || in.Options == nil {
+				out = append(out, oc)
+				continue
+			}
 		}
 		if l := activeLink(links, p.Name()); l != nil {
 			out = append(out, Outcome{Provider: p.Name(), Op: OpRegister, Serial: k.Serial, State: IntentDone, MethodID: l.MethodID, LinkID: l.ID})

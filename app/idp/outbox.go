@@ -39,8 +39,8 @@ const (
 	// be asked for them while the key was at hand; the key must be
 	// registered with it again with the key inserted.
 	IntentNeedsKey IntentState = "needs-key"
-	// IntentSuperseded: a needs-key intent a later registration of the
-	// same key with the same provider finished.
+	// IntentSuperseded: a needs-key or refused intent that a later
+	// registration of the same key with the same provider finished.
 	IntentSuperseded IntentState = "superseded"
 )
 
@@ -172,11 +172,11 @@ func (o *Outbox) update(ctx context.Context, in *Intent) error {
 	return nil
 }
 
-// supersede settles the needs-key registrations of key keyID at provider
-// that in (done) has replaced.
+// supersede settles the needs-key and refused registrations of in's key
+// at in's provider, which in (done) has replaced.
 func (o *Outbox) supersede(ctx context.Context, in *Intent) error {
-	_, err := o.db.ExecContext(ctx, "UPDATE intents SET state = ?, updated_at = ? WHERE provider = ? AND key_id = ? AND op = ? AND state = ? AND nonce <> ?",
-		string(IntentSuperseded), time.Now().UTC().UnixNano(), in.Provider, in.KeyID, string(OpRegister), string(IntentNeedsKey), in.Nonce)
+	_, err := o.db.ExecContext(ctx, "UPDATE intents SET state = ?, updated_at = ? WHERE provider = ? AND key_id = ? AND op = ? AND state IN (?, ?) AND nonce <> ?",
+		string(IntentSuperseded), time.Now().UTC().UnixNano(), in.Provider, in.KeyID, string(OpRegister), string(IntentNeedsKey), string(IntentRefused), in.Nonce)
 	if err != nil {
 		return fmt.Errorf("writing the provider outbox: %w", err)
 	}
