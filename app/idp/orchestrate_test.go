@@ -289,3 +289,59 @@ func TestOptionsProvider(t *testing.T) {
 		t.Fatalf("maker error: %v", err)
 	}
 }
+
+// TestRefusedReplayMadeAfresh: a credential made with a provider's
+// options and queued while the provider was down is refused on replay once
+// the provider's challenge has changed; registering again with the key at
+// hand makes a new credential with the new options, and settles the old
+// intent.
+func TestRefusedReplayMadeAfresh(t *testing.T) {
+	d := newDesk(t)
+	s := idptest.Start()
+	defer s.Close()
+	opts := func(ch string) *idp.CreationOptions {
+		return &idp.CreationOptions{RPID: "login.example", Challenge: []byte(ch), UserID: []byte("uid"), ResidentKey: "required"}
+	}
+	mk := func(_ context.Context, o *idp.CreationOptions) (idp.Credential, error) {
+		cd, _ := json.Marshal(map[string]any{"type": "webauthn.create", "challenge": base64.RawURLEncoding.EncodeToString(o.Challenge), "origin": "https://" + o.RPID})
+		return idp.Credential{ID: append([]byte("cred-"), o.Challenge...), ClientDataJSON: cd}, nil
+	}
+	s.SetOptions(opts("first"))
+	kd, u, desk := d.enrol(t, "fay", "31000006")
+	key := idp.KeyRef{ID: kd.ID, Serial: 31000006}
+	// Down between the options and the write: the write is queued.
+	o := idp.NewOrchestrator([]idp.Connector{downAtRegister{connect(t, s, "login"), s}}, d.reg, d.box)
+	out, err := o.Register(ctx, u, key, desk, mk)
+	if err != nil || !out[0].Queued || s.Writes() != 0 {
+		t.Fatalf("queued: %+v, %v", out, err)
+	}
+	s.SetDown(false)
+	s.SetOptions(opts("second"))
+	o = idp.NewOrchestrator([]idp.Connector{connect(t, s, "login")}, d.reg, d.box)
+	// Without the key the replay is refused and stays so.
+	if out, err := o.Register(ctx, u, key, desk, nil); err != nil || out[0].State != idp.IntentRefused || s.Writes() != 0 {
+		t.Fatalf("replay without the key: %+v, %v", out, err)
+	}
+	out, err = o.Register(ctx, u, key, desk, mk)
+	if err != nil || len(out) != 1 || out[0].State != idp.IntentDone || s.Writes() != 1 {
+		t.Fatalf("with the key: %+v, %v, writes %d", out, err, s.Writes())
+	}
+	if ms := s.Methods("fay"); len(ms) != 1 || string(ms[0].CredentialID) != "cred-second" {
+		t.Fatalf("methods: %+v", ms)
+	}
+	if left, _ := d.box.Intents(ctx, idp.IntentRefused, idp.IntentPending, idp.IntentNeedsKey); len(left) != 0 {
+		t.Fatalf("left unsettled: %+v", left)
+	}
+}
+
+// downAtRegister is a connector whose provider goes down just before the
+// write: the options were handed out, the write cannot land.
+type downAtRegister struct {
+	idp.Connector
+	s *idptest.Server
+}
+
+func (c downAtRegister) Register(ctx context.Context, u idp.User, o *idp.CreationOptions, cr idp.Credential) (string, error) {
+	c.s.SetDown(true)
+	return c.Connector.Register(ctx, u, o, cr)
+}
