@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/app/idp"
+	_ "github.com/keydesk/keydesk/app/idp/kinds" // every connector kind the settings may name
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/registry"
