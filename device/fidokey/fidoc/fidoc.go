@@ -327,6 +327,9 @@ type MakeCredArgs struct {
 	CredProtect    int // 0: not requested; 1-3 (CTAP 2.1 §12.1)
 	Alg            int // ES256 when 0
 	PIN            string
+	// Exclude is the exclude list: credential ids the key must not
+	// already hold for RPID (CTAP 2.1 §6.1, excludeList).
+	Exclude [][]byte
 }
 
 // Cred is what authenticatorMakeCredential returned.
@@ -382,6 +385,14 @@ func (d *Dev) MakeCred(a MakeCredArgs) (*Cred, error) {
 	}
 	if a.CredProtect != 0 {
 		if err := check(C.fido_cred_set_prot(c, C.int(a.CredProtect))); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range a.Exclude {
+		p, n, f := cBytes(id)
+		err := check(C.fido_cred_exclude(c, p, n))
+		f()
+		if err != nil {
 			return nil, err
 		}
 	}
