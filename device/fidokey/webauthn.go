@@ -75,6 +75,9 @@ type MakeOptions struct {
 	// 2 or 3, a key that does not support credProtect, or that makes the
 	// credential with a weaker policy, fails with device.ErrNotSupported.
 	EnforceCredProtect bool
+	// HMACSecret asks for the hmac-secret extension (CTAP 2.1 §12.5,
+	// WebAuthn's hmacCreateSecret).
+	HMACSecret bool
 }
 
 // ErrExcluded is a key that already holds a credential in the relying
@@ -147,7 +150,7 @@ func (d *Device) MakeCredential(ctx context.Context, opts MakeOptions, cb device
 			ClientDataHash: cdh[:], RPID: opts.RPID, RPName: opts.RPName,
 			UserID: opts.UserID, UserName: opts.UserName, DisplayName: opts.DisplayName,
 			Discoverable: opts.Discoverable, CredProtect: opts.CredProtect, PIN: pin,
-			Exclude: opts.ExcludeCredentials,
+			Exclude: opts.ExcludeCredentials, HMACSecret: opts.HMACSecret,
 		})
 		return err
 	})

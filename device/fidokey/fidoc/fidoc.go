@@ -330,6 +330,8 @@ type MakeCredArgs struct {
 	// Exclude is the exclude list: credential ids the key must not
 	// already hold for RPID (CTAP 2.1 §6.1, excludeList).
 	Exclude [][]byte
+	// HMACSecret asks for the hmac-secret extension (CTAP 2.1 §12.5).
+	HMACSecret bool
 }
 
 // Cred is what authenticatorMakeCredential returned.
@@ -382,6 +384,12 @@ func (d *Dev) MakeCred(a MakeCredArgs) (*Cred, error) {
 	}
 	if err := check(C.fido_cred_set_rk(c, rk)); err != nil {
 		return nil, err
+	}
+	if a.HMACSecret {
+		// Before fido_cred_set_prot: set_extensions replaces the mask.
+		if err := check(C.fido_cred_set_extensions(c, C.FIDO_EXT_HMAC_SECRET)); err != nil {
+			return nil, err
+		}
 	}
 	if a.CredProtect != 0 {
 		if err := check(C.fido_cred_set_prot(c, C.int(a.CredProtect))); err != nil {
