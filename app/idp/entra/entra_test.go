@@ -499,4 +499,3 @@ type promptingSecrets struct {
 	secrets
 	*prompter
 }
-

@@ -217,7 +217,7 @@ func (g *graphServer) register(w http.ResponseWriter, r *http.Request, user stri
 	pkc := fm.PublicKeyCredential
 	// go-webauthn parses the credential as a browser posts it.
 	wire, _ := json.Marshal(map[string]any{"id": pkc.ID, "rawId": pkc.ID, "type": "public-key",
-		"response": map[string]any{"clientDataJSON": pkc.Response.ClientDataJSON, "attestationObject": pkc.Response.AttestationObject},
+		"response":               map[string]any{"clientDataJSON": pkc.Response.ClientDataJSON, "attestationObject": pkc.Response.AttestationObject},
 		"clientExtensionResults": pkc.ClientExtensionResults})
 	pcc, err := protocol.ParseCredentialCreationResponseBytes(wire)
 	if err == nil {
@@ -258,7 +258,7 @@ func (g *graphServer) register(w http.ResponseWriter, r *http.Request, user stri
 	g.mu.Lock()
 	g.seq++
 	m := storedMethod{ID: fmt.Sprintf("method-%04d-%x", g.seq, aaguid[:4]), DisplayName: fm.DisplayName,
-		AAGUID: fmt.Sprintf("%x-%x-%x-%x-%x", aaguid[0:4], aaguid[4:6], aaguid[6:8], aaguid[8:10], aaguid[10:]),
+		AAGUID:  fmt.Sprintf("%x-%x-%x-%x-%x", aaguid[0:4], aaguid[4:6], aaguid[6:8], aaguid[8:10], aaguid[10:]),
 		Created: time.Now().UTC().Truncate(time.Second), CredID: ad.AttData.CredentialID}
 	g.methods[user] = append(g.methods[user], m)
 	g.mu.Unlock()
