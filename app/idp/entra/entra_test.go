@@ -187,7 +187,9 @@ func TestOptionsMapping(t *testing.T) {
 		"integer policy":     {`{"publicKey":{"challenge":"AQ","rp":{"id":"r"},"user":{"id":"AQ"},"extensions":{"credentialProtectionPolicy":3}}}`, true, 3},
 		"named policy":       {`{"publicKey":{"challenge":"AQ","rp":{"id":"r"},"user":{"id":"AQ"},"extensions":{"credentialProtectionPolicy":"userVerificationRequired"}}}`, true, 3},
 		"unknown policy":     {`{"publicKey":{"challenge":"AQ","rp":{"id":"r"},"user":{"id":"AQ"},"extensions":{"credentialProtectionPolicy":"sometimes"}}}`, false, 0},
-		"padded challenge":   {`{"publicKey":{"challenge":"AQ==","rp":{"id":"r"},"user":{"id":"AQ"}}}`, false, 0},
+		"padded challenge":   {`{"publicKey":{"challenge":"AQ==","rp":{"id":"r"},"user":{"id":"AQ"}}}`, true, 0},
+		"std base64 exclude": {`{"publicKey":{"challenge":"AQ","rp":{"id":"r"},"user":{"id":"AQ"},"excludeCredentials":[{"id":"g/V3+A=="},{"id":"-_8"}]}}`, true, 0},
+		"not base64":         {`{"publicKey":{"challenge":"A$","rp":{"id":"r"},"user":{"id":"AQ"}}}`, false, 0},
 		"no ES256":           {`{"publicKey":{"challenge":"AQ","rp":{"id":"r"},"user":{"id":"AQ"},"pubKeyCredParams":[{"type":"public-key","alg":-257}]}}`, false, 0},
 		"no relying party":   {`{"publicKey":{"challenge":"AQ","user":{"id":"AQ"}}}`, false, 0},
 		"bad exclude id":     {`{"publicKey":{"challenge":"AQ","rp":{"id":"r"},"user":{"id":"AQ"},"excludeCredentials":[{"id":"*"}]}}`, false, 0},
@@ -196,6 +198,9 @@ func TestOptionsMapping(t *testing.T) {
 		o, err := parseCreationOptions([]byte(tc.body))
 		if (err == nil) != tc.ok || (err == nil && o.CredProtect != tc.prot) {
 			t.Errorf("%s: %+v, %v", name, o, err)
+		}
+		if name == "std base64 exclude" && err == nil && (len(o.ExcludeCredentials) != 2 || !bytes.Equal(o.ExcludeCredentials[0], []byte{0x83, 0xf5, 0x77, 0xf8}) || !bytes.Equal(o.ExcludeCredentials[1], []byte{0xfb, 0xff})) {
+			t.Errorf("exclude ids %x", o.ExcludeCredentials)
 		}
 		if name == "defaults (minimal)" && err == nil && (o.ResidentKey != "discouraged" || o.UserVerification != "preferred" || o.Attestation != "none") {
 			t.Errorf("defaults: %+v", o)

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,7 +148,9 @@ func (g *graphServer) options(w http.ResponseWriter, r *http.Request, user strin
 	g.mu.Lock()
 	var exclude []map[string]any
 	for _, m := range g.methods[user] {
-		exclude = append(exclude, map[string]any{"id": b64.EncodeToString(m.CredID), "type": "public-key", "transports": []string{}})
+		// Standard base64 with padding, as Graph has been seen to send
+		// credential ids here, though it documents base64url.
+		exclude = append(exclude, map[string]any{"id": base64.StdEncoding.EncodeToString(m.CredID), "type": "public-key", "transports": []string{"usb"}})
 	}
 	exp := time.Now().Add(5 * time.Minute)
 	g.pending[user] = &issue{challenge: chal, userID: uid[:], expires: exp}

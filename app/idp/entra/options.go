@@ -1,10 +1,12 @@
 package entra
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keydesk/keydesk/app/idp"
@@ -83,10 +85,10 @@ func parseCreationOptions(body []byte) (*idp.CreationOptions, error) {
 		Raw:              body,
 	}
 	var err error
-	if o.Challenge, err = b64.DecodeString(pk.Challenge); err != nil || len(o.Challenge) == 0 {
+	if o.Challenge, err = decodeBinary(pk.Challenge); err != nil || len(o.Challenge) == 0 {
 		return nil, fmt.Errorf("challenge %q is not base64url", pk.Challenge)
 	}
-	if o.UserID, err = b64.DecodeString(pk.User.ID); err != nil || len(o.UserID) == 0 {
+	if o.UserID, err = decodeBinary(pk.User.ID); err != nil || len(o.UserID) == 0 {
 		return nil, fmt.Errorf("user id %q is not base64url", pk.User.ID)
 	}
 	if o.RPID == "" {
@@ -107,7 +109,7 @@ func parseCreationOptions(body []byte) (*idp.CreationOptions, error) {
 		o.Attestation = "none"
 	}
 	for _, d := range pk.ExcludeCredentials {
-		id, err := b64.DecodeString(d.ID)
+		id, err := decodeBinary(d.ID)
 		if err != nil {
 			return nil, fmt.Errorf("excluded credential id %q is not base64url", d.ID)
 		}
@@ -137,6 +139,21 @@ func parseCreationOptions(body []byte) (*idp.CreationOptions, error) {
 		return nil, errors.New("entra offers no algorithm the key makes credentials with (ES256)")
 	}
 	return o, nil
+}
+
+// decodeBinary reads a binary member of Graph's creation options. Graph
+// documents base64url without padding (RFC 4648 §5); excludeCredentials
+// ids have been seen from Graph in standard base64 with padding (§4), as in
+// the Entra sample of DSInternals' webauthn-interop tests, so both are read.
+func decodeBinary(s string) ([]byte, error) {
+	if b, err := b64.DecodeString(s); err == nil {
+		return b, nil
+	}
+	t := strings.TrimRight(s, "=")
+	if b, err := base64.RawURLEncoding.DecodeString(t); err == nil {
+		return b, nil
+	}
+	return base64.RawStdEncoding.DecodeString(t)
 }
 
 // hmacCreateSecret reports whether the options Entra handed out ask for
