@@ -44,9 +44,9 @@ const (
 	// DefaultOrigin is the WebAuthn origin written into clientDataJSON.
 	// Entra's relying party id for passkeys is login.microsoft.com and its
 	// sign-in page's origin is https://login.microsoft.com; tools that
-	// provision Entra passkeys from outside a browser
-	// (DSInternals.Passkeys, whose client-data tests use this origin)
-	// write the same.
+	// provision Entra passkeys from outside a browser write the same
+	// (DSInternals.Passkeys, through MichaelGrafnetter/webauthn-interop,
+	// whose client-data test vector uses this origin).
 	DefaultOrigin = "https://login.microsoft.com"
 	// GraphScope is the client-credentials scope: the application
 	// permissions granted to the app registration.
