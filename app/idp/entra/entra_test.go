@@ -77,7 +77,14 @@ func enrol(t *testing.T, c *Connector, dev *fidokey.Device, cb device.Callbacks,
 	if err != nil {
 		t.Fatal(err)
 	}
-	mo, err := KeyOptions(o, c.Origin())
+	// As an enrolment holding only an idp.Connector finds the key options.
+	ko, ok := idp.Connector(c).(interface {
+		KeyOptions(*idp.CreationOptions) (fidokey.MakeOptions, error)
+	})
+	if !ok {
+		t.Fatal("the connector does not offer KeyOptions")
+	}
+	mo, err := ko.KeyOptions(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,6 +192,13 @@ func KeyOptions(o *idp.CreationOptions, origin string) (fidokey.MakeOptions, err
 	}, nil
 }
 
+// KeyOptions is the package's KeyOptions for this connector's origin. An
+// enrolment that holds an idp.Connector finds it through
+// interface{ KeyOptions(*idp.CreationOptions) (fidokey.MakeOptions, error) }.
+func (c *Connector) KeyOptions(o *idp.CreationOptions) (fidokey.MakeOptions, error) {
+	return KeyOptions(o, c.Origin())
+}
+
 // Credential is the credential the key made, as Register takes it.
 func Credential(r *fidokey.Registration, displayName string, serial uint32) idp.Credential {
 	return idp.Credential{
