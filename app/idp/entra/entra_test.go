@@ -234,6 +234,7 @@ func TestDocumentedErrors(t *testing.T) {
 		{"nobody@contoso.example", 404, "Request_ResourceNotFound", HintUserNotFound, 0, false, idp.ErrUserNotFound},
 		{"policy@contoso.example", 403, "accessDenied", HintSelfService, 0, false, nil},
 		{"noperm@contoso.example", 403, "Authorization_RequestDenied", HintForbidden, 0, false, nil},
+		{"restricted@contoso.example", 403, "accessDenied", HintPolicy, 0, false, nil},
 		{"busy@contoso.example", 429, "TooManyRequests", HintThrottled, 7 * time.Second, true, nil},
 		{"down@contoso.example", 503, "serviceNotAvailable", HintThrottled, 3 * time.Second, true, nil},
 	} {

@@ -83,7 +83,10 @@ const (
 		"turn on \"Allow self-service setup\" under Configure, save, and enrol again."
 	HintForbidden = "Entra refused the desk's access. The app registration needs the Microsoft Graph permission " +
 		"UserAuthMethod-Passkey.ReadWrite.All with admin consent; a signed-in admin also needs the " +
-		"Authentication Administrator or Privileged Authentication Administrator role."
+		"Authentication Administrator or Privileged Authentication Administrator role. If those are in place, " +
+		"check that the Passkey (FIDO2) policy is enabled for this user with \"Allow self-service setup\" on."
+	HintPolicy = "Entra's Passkey (FIDO2) authentication-method policy refuses this key: check the policy is enabled " +
+		"and targets this user, that \"Allow self-service setup\" is on, and that its key restrictions allow this key model."
 	HintUserNotFound = "Entra has no such user. Check the user's object id or user principal name in the desk " +
 		"against the Entra admin center."
 	HintBadAttestation = "Entra did not accept the key's credential (its attestation or the challenge). " +
@@ -110,6 +113,13 @@ func isSelfServicePolicy(e *GraphError) bool {
 	return false
 }
 
+// isPasskeyPolicy recognises another refusal by the passkey (FIDO2)
+// policy: an error naming a policy and FIDO2 or passkeys.
+func isPasskeyPolicy(e *GraphError) bool {
+	t := strings.ToLower(e.Code + " " + e.Message)
+	return strings.Contains(t, "polic") && (strings.Contains(t, "fido") || strings.Contains(t, "passkey"))
+}
+
 // classify turns a failed Graph answer into the connector's error
 // contract: *idp.TemporaryError for 429 and 5xx (with Retry-After),
 // *idp.RefusedError with a hint for the rest. The GraphError stays in
@@ -126,6 +136,8 @@ func (c *Connector) classify(o op, resp *http.Response, body []byte) error {
 		return &idp.RefusedError{Provider: c.name, Status: s, Code: ge.Code, Hint: HintSelfService, Err: ge}
 	case s == http.StatusBadRequest && isSelfServicePolicy(ge):
 		return &idp.RefusedError{Provider: c.name, Status: s, Code: ge.Code, Hint: HintSelfService, Err: ge}
+	case (s == http.StatusForbidden || s == http.StatusBadRequest) && isPasskeyPolicy(ge):
+		return &idp.RefusedError{Provider: c.name, Status: s, Code: ge.Code, Hint: HintPolicy, Err: ge}
 	case s == http.StatusForbidden:
 		return &idp.RefusedError{Provider: c.name, Status: s, Code: ge.Code, Hint: HintForbidden, Err: ge}
 	case s == http.StatusUnauthorized:

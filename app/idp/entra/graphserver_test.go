@@ -125,6 +125,9 @@ func (g *graphServer) graph(h func(http.ResponseWriter, *http.Request, string)) 
 		case "policy@contoso.example":
 			graphError(w, http.StatusForbidden, "accessDenied", "Request denied: self-service setup of passkeys (FIDO2) is not allowed by the authentication methods policy.")
 			return
+		case "restricted@contoso.example":
+			graphError(w, http.StatusForbidden, "accessDenied", "The FIDO2 authentication method policy does not allow this authenticator.")
+			return
 		case "noperm@contoso.example":
 			graphError(w, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 			return
