@@ -244,7 +244,7 @@ func TestDocumentedErrors(t *testing.T) {
 			t.Fatalf("%s: no error", tc.user)
 		}
 		var ge *GraphError
-		if !errors.As(err, &ge) || ge.Status != tc.status || ge.Code != tc.code || ge.RequestID == "" || !json.Valid(ge.Body) {
+		if !errors.As(err, &ge) || ge.Status != tc.status || ge.Code != tc.code || ge.RequestID == "" || len(ge.ClientRequestID) != 36 || !json.Valid(ge.Body) {
 			t.Errorf("%s: graph error not kept whole: %#v", tc.user, ge)
 		}
 		if tc.isErr != nil && !errors.Is(err, tc.isErr) {

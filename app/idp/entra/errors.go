@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/keydesk/keydesk/app/idp"
 )
 
@@ -36,7 +38,10 @@ type GraphError struct {
 	Code      string
 	Message   string
 	RequestID string
-	Body      []byte
+	// ClientRequestID is the id the connector sent in client-request-id,
+	// which Microsoft support can trace.
+	ClientRequestID string
+	Body            []byte
 }
 
 func (e *GraphError) Error() string {
@@ -50,12 +55,14 @@ func (e *GraphError) Error() string {
 	}
 	if e.RequestID != "" {
 		b.WriteString(" (request-id " + e.RequestID + ")")
+	} else if e.ClientRequestID != "" {
+		b.WriteString(" (client-request-id " + e.ClientRequestID + ")")
 	}
 	return b.String()
 }
 
 func parseGraphError(o op, status int, h http.Header, body []byte) *GraphError {
-	e := &GraphError{Op: string(o), Status: status, Body: body, RequestID: h.Get("request-id")}
+	e := &GraphError{Op: string(o), Status: status, Body: body, RequestID: h.Get("request-id"), ClientRequestID: h.Get("client-request-id")}
 	var g struct {
 		Error struct {
 			Code       string `json:"code"`
@@ -126,6 +133,9 @@ func isPasskeyPolicy(e *GraphError) bool {
 // the chain.
 func (c *Connector) classify(o op, resp *http.Response, body []byte) error {
 	ge := parseGraphError(o, resp.StatusCode, resp.Header, body)
+	if ge.ClientRequestID == "" {
+		ge.ClientRequestID = resp.Request.Header.Get("client-request-id")
+	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests || s >= 500:
 		return &idp.TemporaryError{Provider: c.name, Status: s, RetryAfter: retryAfter(resp.Header, time.Now()), Err: ge}
@@ -191,6 +201,8 @@ func (c *Connector) call(ctx context.Context, o op, method, path string, body []
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Accept", "application/json")
+		// Graph echoes it and logs it (Microsoft Graph's client-request-id header).
+		req.Header.Set("client-request-id", uuid.NewString())
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}

@@ -108,6 +108,9 @@ func parseCreationOptions(body []byte) (*idp.CreationOptions, error) {
 	if o.Attestation == "" {
 		o.Attestation = "none"
 	}
+	if o.Timeout == 0 && !co.ChallengeTimeoutDateTime.IsZero() {
+		o.Timeout = time.Until(co.ChallengeTimeoutDateTime).Round(time.Second)
+	}
 	for _, d := range pk.ExcludeCredentials {
 		id, err := decodeBinary(d.ID)
 		if err != nil {
