@@ -292,6 +292,14 @@ func (e *NotInsertedError) Error() string {
 	return fmt.Sprintf("no factory-fresh key was inserted (waited %s)", e.Waited)
 }
 
+// DeskHint is Hint in the desktop app's words.
+func (e *NotInsertedError) DeskHint() string {
+	if e.Serial != 0 {
+		return "Insert it (the Keys screen lists it once it is seen), then try again."
+	}
+	return "Insert a factory-fresh YubiKey, then try again."
+}
+
 // Hint says what to do next.
 func (e *NotInsertedError) Hint() string {
 	if e.Serial != 0 {
@@ -434,6 +442,29 @@ func (e *InterruptedError) Hint() string {
 			"Keep the key; %s run: keydesk enrol --resume --serial %d", e.Serial, why, next, e.Serial)
 	default:
 		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
+	}
+}
+
+// DeskHint is Hint in the desktop app's words: its screens, not the
+// command line.
+func (e *InterruptedError) DeskHint() string {
+	var re *RefusedError
+	if errors.As(e.Err, &re) {
+		return re.DeskHint()
+	}
+	switch e.Stage {
+	case StageDevice, StageSealed:
+		return fmt.Sprintf("Key %d is half set up and nothing was registered. Reset its PIV and FIDO2 applications "+
+			"(Keys screen), then enrol it again.", e.Serial)
+	case StagePrepared, StageQueued:
+		why, next := "the registry could not be reached", "when the registry is back"
+		if msg, ok := client.Storage(e.Err); ok {
+			why, next = msg, "once it is fixed"
+		}
+		return fmt.Sprintf("Key %d is set up and tested but not yet registered (%s). "+
+			"Keep the key; %s, resume it under \"Unfinished enrolments\" on the Enrol screen.", e.Serial, why, next)
+	default:
+		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and resume it under \"Unfinished enrolments\" on the Enrol screen.", e.Serial)
 	}
 }
 

@@ -340,9 +340,13 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 			r.label.Importance = widget.MediumImportance
 			switch {
 			case u.Error != "":
-				r.now = fmt.Sprintf("FAILED after %d of %d keys: %s", u.Already+len(u.Keys), u.Wanted, u.Error)
+				r.now = fmt.Sprintf("FAILED after %d of %s: %s", u.Already+len(u.Keys), uikit.Count(u.Wanted, "key", "keys"), u.Error)
 				if u.Hint != "" {
-					r.now += "\n    Next step: " + u.Hint
+					hint := u.Hint
+					if u.DeskHint != "" {
+						hint = u.DeskHint
+					}
+					r.now += "\n    Next step: " + hint
 				}
 				r.label.Importance = widget.DangerImportance
 			case len(u.Keys) == 0 && u.OK():
@@ -354,7 +358,7 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 				}
 				r.label.Importance = widget.SuccessImportance
 			default:
-				r.now = fmt.Sprintf("incomplete: %d of %d keys", u.Already+len(u.Keys), u.Wanted)
+				r.now = fmt.Sprintf("incomplete: %d of %s", u.Already+len(u.Keys), uikit.Count(u.Wanted, "key", "keys"))
 				r.label.Importance = widget.DangerImportance
 			}
 			r.done = r.done[:0]

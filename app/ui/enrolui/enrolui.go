@@ -286,11 +286,14 @@ func newKeyEntry(password bool, placeholder string) *keyEntry {
 }
 
 // keyCatcher holds the keyboard focus on steps without an entry, so Enter
-// advances and Escape cancels there too.
+// advances and Escape cancels there too. It is also the screen's root, so
+// it tells the screen when it is laid out in a window or shown again
+// (onPlaced), the moments a focus asked for earlier can be given.
 type keyCatcher struct {
 	widget.BaseWidget
-	child fyne.CanvasObject
-	onKey func(fyne.KeyName)
+	child    fyne.CanvasObject
+	onKey    func(fyne.KeyName)
+	onPlaced func()
 }
 
 func newKeyCatcher(child fyne.CanvasObject, onKey func(fyne.KeyName)) *keyCatcher {
@@ -299,10 +302,77 @@ func newKeyCatcher(child fyne.CanvasObject, onKey func(fyne.KeyName)) *keyCatche
 	return k
 }
 
-func (k *keyCatcher) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(k.child) }
-func (k *keyCatcher) FocusGained()                        {}
-func (k *keyCatcher) FocusLost()                          {}
-func (k *keyCatcher) TypedRune(rune)                      {}
+func (k *keyCatcher) CreateRenderer() fyne.WidgetRenderer {
+	return &placedRenderer{WidgetRenderer: widget.NewSimpleRenderer(k.child), k: k}
+}
+
+// Shown is uikit.Revisited: the shell calls it just before it puts the
+// screen back in the window, so onPlaced runs once that is done.
+func (k *keyCatcher) Shown() {
+	if k.onPlaced != nil {
+		fyne.Do(k.onPlaced)
+	}
+}
+
+// placedRenderer lays the catcher's child out, then tells the catcher.
+type placedRenderer struct {
+	fyne.WidgetRenderer
+	k *keyCatcher
+}
+
+func (r *placedRenderer) Layout(size fyne.Size) {
+	r.WidgetRenderer.Layout(size)
+	if r.k.onPlaced != nil && !size.IsZero() {
+		r.k.onPlaced()
+	}
+}
+
+// inCanvas reports whether obj is in c's content or overlays now, as far
+// as containers, splits and scrolls show it (the shell's layout). A
+// screen built but not yet put in the window, or replaced by another, is
+// not: Fyne's desktop canvas refuses focus for such an object and logs
+// "Failed to focus object which is not part of the canvas".
+func inCanvas(c fyne.Canvas, obj fyne.CanvasObject) bool {
+	var find func(o fyne.CanvasObject) bool
+	find = func(o fyne.CanvasObject) bool {
+		if o == nil {
+			return false
+		}
+		if o == obj {
+			return true
+		}
+		switch x := o.(type) {
+		case *fyne.Container:
+			for _, c := range x.Objects {
+				if find(c) {
+					return true
+				}
+			}
+		case *container.Split:
+			return find(x.Leading) || find(x.Trailing)
+		case *container.Scroll:
+			return find(x.Content)
+		case *keyCatcher:
+			return find(x.child)
+		}
+		return false
+	}
+	if c == nil {
+		return false
+	}
+	if find(c.Content()) {
+		return true
+	}
+	for _, o := range c.Overlays().List() {
+		if find(o) {
+			return true
+		}
+	}
+	return false
+}
+func (k *keyCatcher) FocusGained()   {}
+func (k *keyCatcher) FocusLost()     {}
+func (k *keyCatcher) TypedRune(rune) {}
 func (k *keyCatcher) TypedKey(ev *fyne.KeyEvent) {
 	if k.onKey != nil {
 		k.onKey(ev.Name)
@@ -643,7 +713,7 @@ func newPINForm(win fyne.Window, onEscape func()) *pinForm {
 }
 
 func (f *pinForm) focus(e fyne.Focusable) {
-	if f.win != nil {
+	if f.win != nil && inCanvas(f.win.Canvas(), f.box) {
 		f.win.Canvas().Focus(e)
 	}
 }
