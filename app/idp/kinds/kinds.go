@@ -6,6 +6,7 @@
 package kinds
 
 import (
+	_ "github.com/keydesk/keydesk/app/idp/entra"  // kind "entra"
 	_ "github.com/keydesk/keydesk/app/idp/kratos" // kind "kratos"
 	_ "github.com/keydesk/keydesk/app/idp/okta"   // kind "okta"
 )
