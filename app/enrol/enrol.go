@@ -1030,15 +1030,18 @@ func ProviderMaker(dev *fidokey.Device, cb device.Callbacks) idp.Maker {
 }
 
 // providerMakeOptions are the key's make-credential options for a
-// provider's creation options (WebAuthn L2 §5.4): the provider's relying
-// party, user handle and challenge; a discoverable credential when it asks
-// for one ("required" or "preferred", §5.4.4); its credProtect policy
-// (CTAP 2.1 §12.1). User verification is always done: the key has a PIN.
-// The exclude list needs no check: the key is factory-fresh but for the
-// organisation's own credential, made for another relying party.
+// provider's creation options (WebAuthn L2 §5.4), exactly as handed out:
+// the provider's relying party, user handle and challenge; its exclude
+// list; a discoverable credential when it asks for one ("required" or
+// "preferred", §5.4.4); user verification required when it says so
+// (§5.4.6; the key has a PIN, so it is always done); its credProtect policy
+// and whether it is enforced (CTAP 2.1 §12.1); hmac-secret (§12.5); and
+// clientDataJSON written for the origin it expects (§5.8.1).
 func providerMakeOptions(o *idp.CreationOptions) fidokey.MakeOptions {
 	return fidokey.MakeOptions{RPID: o.RPID, RPName: o.RPName, UserID: o.UserID, UserName: o.UserName, DisplayName: o.UserDisplayName,
-		Challenge: o.Challenge, Discoverable: o.ResidentKey == "required" || o.ResidentKey == "preferred", CredProtect: o.CredProtect}
+		Challenge: o.Challenge, ExcludeCredentials: o.ExcludeCredentials,
+		Discoverable: o.ResidentKey == "required" || o.ResidentKey == "preferred", RequireUV: o.UserVerification == "required",
+		CredProtect: o.CredProtect, EnforceCredProtect: o.EnforceCredProtect, HMACSecret: o.HMACSecret, Origin: o.Origin}
 }
 
 func algName(a device.MgmtKeyAlgorithm) string {
