@@ -224,6 +224,7 @@ func (c *Connector) Options(ctx context.Context, u idp.User) (*idp.CreationOptio
 	if err != nil {
 		return nil, fmt.Errorf("entra creation options: %w", err)
 	}
+	o.HMACSecret, o.Origin = hmacCreateSecret(o), c.Origin()
 	return o, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
@@ -50,6 +51,11 @@ type View struct {
 	NewIdentity               *widget.Button
 	Save                      *widget.Button
 	Result                    *widget.Label
+	// Providers lists the identity providers every enrolled key is also
+	// registered with (settings.json's "providers"; their secrets are in
+	// the OS keyring). The screen shows them; saving keeps them.
+	Providers *widget.Label
+	providers []idp.Config
 
 	// Errs holds the error line under each field, by its JSON name.
 	Errs map[string]*widget.Label
@@ -108,6 +114,9 @@ func New(env *uikit.Env) *View {
 	v.Save.Importance = widget.HighImportance
 	v.Result = widget.NewLabel("")
 	v.Result.Wrapping = fyne.TextWrapWord
+	v.providers = s.Providers
+	v.Providers = widget.NewLabel(ProvidersText(s.Providers))
+	v.Providers.Wrapping = fyne.TextWrapWord
 
 	field := func(name string, obj fyne.CanvasObject) fyne.CanvasObject {
 		l := widget.NewLabel("")
@@ -134,6 +143,7 @@ func New(env *uikit.Env) *View {
 		widget.NewFormItem("CSR directory", field("csr_dir", v.CSRDir)),
 		widget.NewFormItem("Certificate days", field("cert_validity_days", v.CertDays)),
 		widget.NewFormItem("", field("practice", v.Practice)),
+		widget.NewFormItem("Identity providers", field("providers", v.Providers)),
 	)
 	top := widget.NewLabelWithStyle("Settings", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	head := container.NewVBox(container.NewBorder(nil, nil, top, v.Save), v.Result, widget.NewSeparator())
@@ -177,7 +187,21 @@ func (v *View) Read() (settings.Settings, settings.Errors) {
 	s.PIVCertMode = v.CertMode.Selected
 	s.CSRDir = strings.TrimSpace(v.CSRDir.Text)
 	s.CertValidityDays = num("cert_validity_days", v.CertDays.Text)
+	s.Providers = v.providers
 	return s, es
+}
+
+// ProvidersText is the Settings screen's list of identity providers: one
+// "name (kind)" a line, or how to add one.
+func ProvidersText(ps []idp.Config) string {
+	if len(ps) == 0 {
+		return "none: keys are registered in the registry only (add providers to settings.json, docs/identity-providers.md)"
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name+" ("+p.Kind+"): every enrolled key is registered here too")
+	}
+	return strings.Join(out, "\n")
 }
 
 // showErrors puts each error under its field; it returns how many there
