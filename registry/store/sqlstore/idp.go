@@ -94,7 +94,8 @@ func (t *Tx) DeleteIDPLink(id string) (registry.IDPLink, error) {
 }
 
 // PutIDPObservation keeps o as the last listing of o.Provider for o.UserID
-// (an older one than the one kept is ignored) and audits it.
+// (an older one than the one kept is ignored) and audits it when it differs
+// from the listing kept.
 func (t *Tx) PutIDPObservation(o *registry.IDPObservation) error {
 	if o.Provider == "" || o.UserID == "" || o.ObservedAt.IsZero() {
 		return registry.Invalid("missing_field", "provider, user_id and observed_at are required")
@@ -116,6 +117,22 @@ func (t *Tx) PutIDPObservation(o *registry.IDPObservation) error {
 	b, err := json.Marshal(o.Methods)
 	if err != nil {
 		return err
+	}
+	// The same listing as the one kept only moves its time forward: a
+	// provider that holds what it held is no event for the audit chain, and
+	// a desk that syncs every few minutes would otherwise grow the chain by
+	// one entry per user and provider each time.
+	var prev []byte
+	err = t.tx.QueryRowContext(t.ctx, t.s.Rebind("SELECT methods FROM idp_observations WHERE provider = ? AND user_id = ?"), o.Provider, o.UserID).Scan(&prev)
+	switch {
+	case err == nil && bytes.Equal(prev, b):
+		if err := t.exec("UPDATE idp_observations SET observed_at = ? WHERE provider = ? AND user_id = ? AND observed_at <= ?",
+			nanos(o.ObservedAt), o.Provider, o.UserID, nanos(o.ObservedAt)); err != nil {
+			return fmt.Errorf("storing identity provider observation: %w", err)
+		}
+		return nil
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("reading identity provider observation: %w", err)
 	}
 	if err := t.exec("INSERT INTO idp_observations (provider, user_id, observed_at, methods) VALUES (?, ?, ?, ?) "+
 		"ON CONFLICT (provider, user_id) DO UPDATE SET observed_at = excluded.observed_at, methods = excluded.methods "+

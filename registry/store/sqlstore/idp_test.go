@@ -127,6 +127,13 @@ func init() {
 		if d, _ := e.s.IDPDrift(ctx); len(d) != 0 {
 			t.Fatalf("an older observation was kept: %+v", d)
 		}
+		// The same listing again moves the observation's time, and adds no
+		// audit entry (counted below).
+		e.clock.t = e.clock.t.Add(time.Minute)
+		observe("m2")
+		if os, err := e.s.IDPObservations(ctx); err != nil || len(os) != 1 || !os[0].ObservedAt.Equal(e.clock.t) {
+			t.Fatalf("observations after the same listing again: %+v, %v (want observed at %v)", os, err, e.clock.t)
+		}
 		if _, err := e.write0(t, func(tx *sqlstore.Tx) error { _, err := tx.DeleteIDPLink("idl_none"); return err }); !errors.Is(err, registry.ErrNotFound) {
 			t.Fatalf("deleting an unknown link: %v", err)
 		}
