@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 )
 
 // PIV certificate modes: what enrolment does with the key generated in
@@ -87,6 +88,12 @@ type Settings struct {
 	CSRDir string `json:"csr_dir,omitempty"`
 	// CertValidityDays is how long a self-signed certificate is valid.
 	CertValidityDays int `json:"cert_validity_days"`
+
+	// Providers are the identity providers every enrolled key is also
+	// registered with (docs/identity-providers.md), in order. Their secrets
+	// (client secrets, admin tokens) are never here: connectors read them
+	// from the OS keyring (idp.Secrets).
+	Providers []idp.Config `json:"providers,omitempty"`
 }
 
 // Default returns the settings a new desk starts from: the embedded
@@ -234,6 +241,16 @@ func (s Settings) Validate() error {
 		}
 	default:
 		bad("piv_cert_mode", "%q must be %q or %q", s.PIVCertMode, CertSelfSigned, CertCSR)
+	}
+	names := map[string]bool{}
+	for i, p := range s.Providers {
+		switch {
+		case p.Name == "" || p.Kind == "":
+			bad("providers", "entry %d needs a kind and a name", i+1)
+		case names[p.Name]:
+			bad("providers", "the name %q is used twice", p.Name)
+		}
+		names[p.Name] = true
 	}
 	if s.CertValidityDays < 1 || s.CertValidityDays > 3650 {
 		bad("cert_validity_days", "%d must be from 1 to 3650", s.CertValidityDays)

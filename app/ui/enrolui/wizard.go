@@ -174,7 +174,7 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 	w.buildKey()
 	w.buildChecks()
 	w.pin = newPINForm(env.Window, w.doCancel)
-	w.stages = newStagesView()
+	w.stages = newStagesView(providerNames(env.Settings()))
 	w.touch = newTouchPanel(d)
 	w.progressFor = wrapped("")
 	w.progressBox = container.NewVBox(w.progressFor, w.touch.box, w.stages.box)

@@ -23,7 +23,9 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/recover"
+	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
@@ -690,7 +692,16 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		if err != nil {
 			return "", err
 		}
+		// The registry took the key out of service; its methods now go
+		// from every identity provider that holds them.
 		note := ""
+		if prov, err := regconn.Providers(v.env.Settings(), reg); err != nil {
+			note = " Deleting it at the identity providers failed: " + uikit.Message(err)
+		} else if prov != nil {
+			out, err := prov.Unregister(ctx, res.Key.ID, idp.UserOf(res.User))
+			prov.Close()
+			note = providersNote(out, err)
+		}
 		if last != nil && last.User.ID == res.User.ID {
 			k, attached := v.attachedSerial(last.Serial)
 			if !attached {
@@ -699,7 +710,7 @@ func (v *View) lost(f foundKey, breakGlass string) {
 			opt := v.options(k)
 			opt.Registry = reg
 			release := v.env.HoldKeys()
-			note = v.rediagnose(ctx, last.Serial, opt, true)
+			note += v.rediagnose(ctx, last.Serial, opt, true)
 			release()
 		}
 		fyne.Do(func() {
@@ -721,6 +732,29 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		})
 		return "", nil
 	})
+}
+
+// providersNote says in a sentence what became of deleting a lost key's
+// methods at the identity providers.
+func providersNote(out []idp.Outcome, err error) string {
+	if err != nil {
+		return " Deleting it at the identity providers failed: " + uikit.Message(err)
+	}
+	var parts []string
+	for _, o := range out {
+		switch {
+		case o.State == idp.IntentDone:
+			parts = append(parts, "deleted at "+o.Provider)
+		case o.Queued:
+			parts = append(parts, o.Provider+" is unreachable, the delete is queued (keydesk idp sync)")
+		default:
+			parts = append(parts, o.Provider+": "+string(o.State)+" "+o.Error)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " Identity providers: " + strings.Join(parts, "; ") + "."
 }
 
 // attachedSerial is the attached key with serial, from the last list the
@@ -766,8 +800,13 @@ func (v *View) replace() {
 		if err != nil {
 			return "", err
 		}
-		en, err := enrol.New(enrol.Config{Settings: v.env.Settings(), Keys: v.env.Keys, Registry: reg})
+		prov, err := regconn.Providers(v.env.Settings(), reg)
 		if err != nil {
+			return "", err
+		}
+		en, err := enrol.New(enrol.Config{Settings: v.env.Settings(), Keys: v.env.Keys, Registry: reg, IDP: prov})
+		if err != nil {
+			prov.Close()
 			return "", err
 		}
 		defer en.Close()

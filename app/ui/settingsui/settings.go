@@ -21,6 +21,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
@@ -66,6 +67,11 @@ type View struct {
 	// PracticeNote says so under the Practice box, and that a practice
 	// desk seals to its own identity while no recipient is set.
 	PracticeNote *widget.Label
+	// Providers lists the identity providers every enrolled key is also
+	// registered with (settings.json's "providers"; their secrets are in
+	// the OS keyring). The screen shows them; saving keeps them.
+	Providers *widget.Label
+	providers []idp.Config
 
 	// Errs holds the error line under each field, by its JSON name.
 	Errs map[string]*widget.Label
@@ -165,6 +171,9 @@ func New(env *uikit.Env) *View {
 	v.SaveNote.Importance = widget.LowImportance
 	v.Result = widget.NewLabel("")
 	v.Result.Wrapping = fyne.TextWrapWord
+	v.providers = s.Providers
+	v.Providers = widget.NewLabel(ProvidersText(s.Providers))
+	v.Providers.Wrapping = fyne.TextWrapWord
 
 	field := func(name string, obj fyne.CanvasObject) fyne.CanvasObject {
 		l := widget.NewLabel("")
@@ -191,6 +200,7 @@ func New(env *uikit.Env) *View {
 		widget.NewFormItem("CSR directory", field("csr_dir", v.CSRDir)),
 		widget.NewFormItem("Certificate days", field("cert_validity_days", v.CertDays)),
 		widget.NewFormItem("", container.NewVBox(field("practice", v.Practice), v.PracticeNote)),
+		widget.NewFormItem("Identity providers", field("providers", v.Providers)),
 	)
 	v.saved, _ = v.Read()
 	for _, e := range []*uikit.Entry{v.RegistryURL, v.RegistryCA, v.RPID, v.RPName, v.MinPINLength, v.CSRDir, v.CertDays, v.Recipients, v.TrustRoots} {
@@ -292,7 +302,21 @@ func (v *View) Read() (settings.Settings, settings.Errors) {
 	s.PIVCertMode = v.CertMode.Selected
 	s.CSRDir = strings.TrimSpace(v.CSRDir.Text)
 	s.CertValidityDays = num("cert_validity_days", v.CertDays.Text)
+	s.Providers = v.providers
 	return s, es
+}
+
+// ProvidersText is the Settings screen's list of identity providers: one
+// "name (kind)" a line, or how to add one.
+func ProvidersText(ps []idp.Config) string {
+	if len(ps) == 0 {
+		return "none: keys are registered in the registry only (add providers to settings.json, docs/identity-providers.md)"
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Name+" ("+p.Kind+"): every enrolled key is registered here too")
+	}
+	return strings.Join(out, "\n")
 }
 
 // showErrors puts each error under its field; it returns how many there

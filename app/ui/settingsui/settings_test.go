@@ -9,6 +9,7 @@ import (
 
 	"fyne.io/fyne/v2/test"
 
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/settingsui"
@@ -286,5 +287,41 @@ func TestStoreButtonsOnlyWhenTheyCanHelp(t *testing.T) {
 	state(v.StoreIdentity, v.IdentityNote, false, "identity typed")
 	if v.NewIdentity.Disabled() {
 		t.Error("New identity is disabled")
+	}
+}
+
+// TestProvidersKept: the screen lists the configured identity providers,
+// and saving the other fields keeps them (they are edited in the file).
+func TestProvidersKept(t *testing.T) {
+	env := uitest.Env(t, uikit.Admin, "", uitest.Fleet.Admin)
+	base := env.Settings()
+	base.Providers = []idp.Config{{Kind: "entra", Name: "corp", Settings: []byte(`{"tenant":"contoso"}`)}, {Kind: "kratos", Name: "staff"}}
+	env.Settings = func() settings.Settings { return base }
+	env.Reconnect = func() {}
+	// The screen shows the settings file.
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	p, _ := settings.DefaultPath()
+	if err := settings.Save(p, base); err != nil {
+		t.Fatal(err)
+	}
+	v := settingsui.New(env)
+	if v.Path != p {
+		t.Fatalf("screen edits %s, want %s", v.Path, p)
+	}
+	env.Window.SetContent(v.Root)
+	if want := "corp (entra): every enrolled key is registered here too\nstaff (kratos): every enrolled key is registered here too"; v.Providers.Text != want {
+		t.Fatalf("providers shown: %q", v.Providers.Text)
+	}
+	set(v.RPID, "example.org")
+	test.Tap(v.Save)
+	s, err := settings.Load(v.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Providers) != 2 || s.Providers[0].Name != "corp" || !strings.Contains(string(s.Providers[0].Settings), `"contoso"`) || s.RPID != "example.org" {
+		t.Fatalf("saved: %+v", s.Providers)
+	}
+	if settingsui.ProvidersText(nil) == "" {
+		t.Fatal("no words for no providers")
 	}
 }

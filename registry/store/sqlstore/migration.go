@@ -1128,6 +1128,19 @@ func (s *Store) Readiness(ctx context.Context, id string) (registry.Readiness, e
 	if err != nil {
 		return out, err
 	}
+	tx.Rollback()
+	// Identity-provider drift, reported beside the registry's own reasons.
+	drift, err := s.IDPDrift(ctx)
+	if err != nil {
+		return out, err
+	}
+	by := map[string][]registry.IDPDrift{}
+	for _, d := range drift {
+		by[d.UserID] = append(by[d.UserID], d)
+	}
+	for i := range e.rows {
+		e.rows[i].IDPDrift = by[e.rows[i].UserID]
+	}
 	out.Users, out.Totals = e.rows, totals(e.rows)
 	return out, nil
 }
@@ -1150,6 +1163,9 @@ func totals(rows []registry.UserReadiness) []registry.CohortTotals {
 		}
 		for _, re := range r.Reasons {
 			c.Reasons[re]++
+		}
+		if len(r.IDPDrift) > 0 {
+			c.IDPDrift++
 		}
 	}
 	rank := func(s string) float64 {
