@@ -151,6 +151,30 @@ var labels = map[string]string{
 	"cert_validity_days":  "Certificate days",
 }
 
+// Plain is the problem in the desktop app's words: other settings named
+// by their labels rather than their names in the file, and no
+// specification section.
+func (e *FieldError) Plain() string { return Plain(e.Msg) }
+
+// Plain is msg with every setting's name in the file replaced by its label
+// ("PIV certificate" for piv_cert_mode) and a "(CTAP …)" citation dropped.
+func Plain(msg string) string {
+	if i := strings.Index(msg, " (CTAP"); i >= 0 {
+		if j := strings.Index(msg[i:], ")"); j >= 0 {
+			msg = msg[:i] + msg[i+j+1:]
+		}
+	}
+	return plainNames.Replace(msg)
+}
+
+var plainNames = func() *strings.Replacer {
+	var olds []string
+	for name, label := range labels {
+		olds = append(olds, name, label)
+	}
+	return strings.NewReplacer(olds...)
+}()
+
 // Errors are every problem Validate found, in field order.
 type Errors []*FieldError
 
@@ -174,7 +198,7 @@ func (s Settings) Validate() error {
 		u, err := url.Parse(s.RegistryURL)
 		switch {
 		case err != nil:
-			bad("registry_url", "%v", err)
+			bad("registry_url", "%q is not a web address; give one such as https://registry.example.org", s.RegistryURL)
 		case u.Scheme != "https" && u.Scheme != "http":
 			bad("registry_url", "%q must start with https://", s.RegistryURL)
 		case u.Host == "":
@@ -196,9 +220,12 @@ func (s Settings) Validate() error {
 	if s.CredProtect != 2 && s.CredProtect != 3 {
 		bad("cred_protect", "%d must be 2 or 3: an organisation's credential needs at least UV-optional-with-credential-id", s.CredProtect)
 	}
-	if len(s.HelpdeskRecipients) > 0 {
-		if _, err := escrow.ParseRecipients(s.HelpdeskRecipients); err != nil {
-			bad("helpdesk_recipients", "%v", err)
+	for i, r := range s.HelpdeskRecipients {
+		if strings.TrimSpace(r) == "" {
+			continue
+		}
+		if _, err := escrow.ParseRecipients([]string{r}); err != nil {
+			bad("helpdesk_recipients", "line %d is not an age recipient (one starts with age1 and is 62 characters long)", i+1)
 		}
 	}
 	for i, p := range s.TrustRoots {

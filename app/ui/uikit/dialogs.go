@@ -38,11 +38,11 @@ func Message(err error) string {
 	case errors.As(err, &fes):
 		lines := make([]string, len(fes))
 		for i, e := range fes {
-			lines[i] = e.Label() + " (Settings): " + e.Msg
+			lines[i] = e.Label() + " (Settings): " + e.Plain()
 		}
 		msg = strings.Join(lines, "\n")
 	case errors.As(err, &fe):
-		msg = fe.Label() + " (Settings): " + fe.Msg
+		msg = fe.Label() + " (Settings): " + fe.Plain()
 	}
 	var dh deskHinter
 	var h hinter
