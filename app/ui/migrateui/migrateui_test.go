@@ -271,7 +271,7 @@ func TestMigrationScreen(t *testing.T) {
 	}
 	v.pollOnce(ctx)
 	v.Settle()
-	if !v.bannerBox.Visible() || !strings.Contains(v.Banner.Text, `Migration "yk5 rollout" in canary halted by itself: 1 of 1 users`) {
+	if !v.bannerBox.Visible() || !strings.Contains(v.Banner.Text, `Migration "yk5 rollout" in canary halted by itself: 1 of 1 user in stage canary`) {
 		t.Fatalf("banner: visible %v %q", v.bannerBox.Visible(), v.Banner.Text)
 	}
 	if !strings.Contains(v.Summary.Text, "HALTED") || !v.Resume.Checked {

@@ -1016,8 +1016,12 @@ func (t *Tx) reportFailure(sig *registry.LockoutSignal, kind string) (registry.S
 					return out, err
 				}
 				m.Halted = true
-				m.HaltReason = fmt.Sprintf("halted by itself: %d of %d users of stage %s (%.2f%%) reported failures, reaching the threshold of %.2f%%",
-					m.StageAffected, m.StageCohort, m.Stage, 100*float64(m.StageAffected)/float64(max(1, m.StageCohort)), 100*m.Policy.HaltThreshold)
+				users := "users"
+				if m.StageCohort == 1 {
+					users = "user"
+				}
+				m.HaltReason = fmt.Sprintf("halted by itself: %d of %d %s in stage %s (%.2f%%) reported failures, reaching the threshold of %.2f%%",
+					m.StageAffected, m.StageCohort, users, m.Stage, 100*float64(m.StageAffected)/float64(max(1, m.StageCohort)), 100*m.Policy.HaltThreshold)
 				out.Halted = true
 				halted = &m
 			}
