@@ -199,6 +199,7 @@ var commands = []struct {
 		return command(e, "restore FILE", "restore a backup bundle into the desk's empty registry", nil, runRestore)
 	}},
 	{"settings", "desk", settingsCmd},
+	{"idp", "desk", idpCmd},
 	{"migrate", "desk", migrateCmd},
 	{"login", "desk", func(e *env) *cobra.Command {
 		return command(e, "login", "store a registry token (read from the terminal) in the system keyring", loginFlags, runLogin)

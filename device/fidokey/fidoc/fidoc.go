@@ -331,6 +331,11 @@ type MakeCredArgs struct {
 	CredProtect    int // 0: not requested; 1-3 (CTAP 2.1 §12.1)
 	Alg            int // ES256 when 0
 	PIN            string
+	// Exclude is the exclude list: credential ids the key must not
+	// already hold for RPID (CTAP 2.1 §6.1, excludeList).
+	Exclude [][]byte
+	// HMACSecret asks for the hmac-secret extension (CTAP 2.1 §12.5).
+	HMACSecret bool
 }
 
 // Cred is what authenticatorMakeCredential returned.
@@ -384,8 +389,22 @@ func (d *Dev) MakeCred(a MakeCredArgs) (*Cred, error) {
 	if err := check(C.fido_cred_set_rk(c, rk)); err != nil {
 		return nil, err
 	}
+	if a.HMACSecret {
+		// Before fido_cred_set_prot: set_extensions replaces the mask.
+		if err := check(C.fido_cred_set_extensions(c, C.FIDO_EXT_HMAC_SECRET)); err != nil {
+			return nil, err
+		}
+	}
 	if a.CredProtect != 0 {
 		if err := check(C.fido_cred_set_prot(c, C.int(a.CredProtect))); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range a.Exclude {
+		p, n, f := cBytes(id)
+		err := check(C.fido_cred_exclude(c, p, n))
+		f()
+		if err != nil {
 			return nil, err
 		}
 	}
