@@ -66,6 +66,7 @@
 	X(size_t, fido_cred_clientdata_hash_len, 0, (const fido_cred_t * a0), (a0)) \
 	X(const unsigned char *, fido_cred_clientdata_hash_ptr, 0, (const fido_cred_t * a0), (a0)) \
 	X(const char *, fido_cred_display_name, 0, (const fido_cred_t * a0), (a0)) \
+	X(int, fido_cred_exclude, FIDO_ERR_INTERNAL, (fido_cred_t * a0, const unsigned char * a1, size_t a2), (a0, a1, a2)) \
 	X(const char *, fido_cred_fmt, 0, (const fido_cred_t * a0), (a0)) \
 	V(fido_cred_free, (fido_cred_t ** a0), (a0)) \
 	X(size_t, fido_cred_id_len, 0, (const fido_cred_t * a0), (a0)) \
