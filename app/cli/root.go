@@ -14,10 +14,10 @@ import (
 	"github.com/keydesk/keydesk/internal/buildinfo"
 )
 
-// GUI runs the desktop app until its window closes. cmd/keydesk sets it
-// to start keydesk-desk, and keydesk-desk to app/ui's Run (the CLI itself
-// never imports the GUI toolkit); when it is nil, keydesk with no
-// arguments says how to use the command line.
+// GUI runs the desktop app until its window closes. keydesk-desk sets it
+// to app/ui's Run (the CLI itself never imports the GUI toolkit); keydesk
+// starts keydesk-desk itself when run with no arguments, so keydesk-cli
+// leaves GUI nil, and run bare it says how to use the command line.
 var GUI func(ctx context.Context) error
 
 // Run executes one keydesk command line and returns its exit code. With no

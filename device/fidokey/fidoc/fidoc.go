@@ -14,7 +14,7 @@
 package fidoc
 
 /*
-#cgo !windows pkg-config: libfido2
+#cgo !windows,!linux pkg-config: libfido2
 #include <fido.h>
 #include <fido/credman.h>
 #include <stdlib.h>
@@ -158,8 +158,12 @@ type Dev struct {
 // good.
 var responseLimit = 60 * time.Second
 
-// Open opens the FIDO device at path (CTAPHID INIT included).
+// Open opens the FIDO device at path (CTAPHID INIT included), loading
+// libfido2 first if no call has yet (Load).
 func Open(path string) (*Dev, error) {
+	if err := Load(); err != nil {
+		return nil, err
+	}
 	d := C.fido_dev_new()
 	if d == nil {
 		return nil, ErrInternal
