@@ -30,6 +30,8 @@ raw="$work/raw.txt"
 : >"$raw"
 
 quick=${BENCH_QUICK:-}
+only=${BENCH_ONLY:-}
+case $only in "" | cli | desktop) ;; *) echo "BENCH_ONLY must be empty, cli or desktop, not $only" >&2; exit 2 ;; esac
 n() { if [[ $quick == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 
 export KEYDESK_BENCH_USERS=${KEYDESK_BENCH_USERS:-$(n 10000 1000)}
@@ -61,11 +63,16 @@ bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
 	echo "== $1 took $((SECONDS - t0)) s" >&2
 }
 
+# keydesk beside ykman, yubico-piv-tool and fido2-token (process start
+# included), and a full enrolment of one key beside the same steps scripted
+# with ykman and libfido2's tools.
+# BENCH_ONLY=cli has the time for twice the calls, for steadier medians.
+tools=$(n 20x 3x)
+if [[ $only == cli && $quick != 1 ]]; then tools=40x; fi
+if [[ $only != desktop ]]; then
+	bench ./internal/evidence '^BenchmarkTools$' "$tools" 1
+fi
 if [[ -z $only ]]; then
-	# keydesk beside ykman, yubico-piv-tool and fido2-token (process start
-	# included), and a full enrolment of one key beside the same steps scripted
-	# with ykman and libfido2's tools.
-	bench ./internal/evidence '^BenchmarkTools$' "$(n 20x 3x)" 1
 	bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
 	# The device layer's overhead above the transport it needs.
 	bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
@@ -86,24 +93,26 @@ if [[ -z $only ]]; then
 	KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
 		bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
 fi
-# The desktop app's start, when the tree has its benchmark.
-# (The list is read whole first: grep -q would stop reading early, and
-# pipefail would count go test's broken pipe as "no benchmark".)
-listed=$("$GO" test -list '^BenchmarkStart$' ./cmd/keydesk 2>/dev/null || true)
-if grep -qx 'BenchmarkStart' <<<"$listed"; then
-	bench ./cmd/keydesk '^BenchmarkStart$' "$(n 10x 2x)" 1
-else
-	echo "benchdoc: unavailable github.com/keydesk/keydesk/cmd/keydesk BenchmarkStart" >>"$raw"
+if [[ $only != cli ]]; then
+	# The desktop app's start, when the tree has its benchmark.
+	# (The list is read whole first: grep -q would stop reading early, and
+	# pipefail would count go test's broken pipe as "no benchmark".)
+	listed=$("$GO" test -list '^BenchmarkStart$' ./cmd/keydesk 2>/dev/null || true)
+	if grep -qx 'BenchmarkStart' <<<"$listed"; then
+		bench ./cmd/keydesk '^BenchmarkStart$' "$(n 10x 2x)" 1
+	else
+		echo "benchdoc: unavailable github.com/keydesk/keydesk/cmd/keydesk BenchmarkStart" >>"$raw"
+	fi
+	# The desktop app's full round (enrol, verify, a PIN blocked, the
+	# helpdesk's unblock, Activity) driven with xdotool: memory after it.
+	bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
 fi
-# The desktop app's full round (enrol, verify, a PIN blocked, the
-# helpdesk's unblock, Activity) driven with xdotool: memory after it.
-bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
 	echo "# make bench $started to $finished; load average (1, 5, 15 min) $load_start at the start, $load_end at the end"
-	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS${quick:+ BENCH_QUICK=$quick}"
+	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS${quick:+ BENCH_QUICK=$quick}${only:+ BENCH_ONLY=$only}"
 	cat "$raw"
 } >"$work/benchmarks.txt"
 if "$GO" run ./internal/evidence/benchdoc -in "$work/benchmarks.txt" -out "$work/benchmarks.md" -command "${BENCH_COMMAND:-make bench}" \

@@ -44,6 +44,7 @@ type Shell struct {
 // NewShell lays out screens for env's role; nothing is built until shown.
 func NewShell(env *uikit.Env, screens []uikit.Screen) *Shell {
 	s := &Shell{env: env, all: screens, made: map[string]fyne.CanvasObject{}}
+	env.Open = s.Show
 	s.Content = container.NewStack()
 	s.Status = widget.NewLabel("Starting…")
 	s.Status.Truncation = fyne.TextTruncateEllipsis

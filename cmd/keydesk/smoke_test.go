@@ -18,15 +18,17 @@ import (
 	"time"
 )
 
-// build compiles keydesk and keydesk-desk into dir and returns keydesk.
+// build compiles keydesk, keydesk-cli and keydesk-desk into dir and
+// returns keydesk.
 func build(tb testing.TB, dir string) string {
 	tb.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	// keydesk with no arguments starts keydesk-desk from its own directory.
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../keydesk-desk")
+	// keydesk starts keydesk-desk (no arguments) and keydesk-cli (most
+	// commands) from its own directory.
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../keydesk-cli", "../keydesk-desk")
 	cmd.Dir = filepath.Dir(file)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building keydesk and keydesk-desk: %v\n%s", err, out)
+		tb.Fatalf("building keydesk, keydesk-cli and keydesk-desk: %v\n%s", err, out)
 	}
 	return filepath.Join(dir, "keydesk")
 }

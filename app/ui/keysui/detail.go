@@ -223,7 +223,7 @@ func describe(k device.Key, h *Health) string {
 	fmt.Fprintf(&b, "%s\n", HealthLine(k, h))
 	if h != nil && h.Report != nil {
 		if p := h.Report.PIV; p != nil {
-			fmt.Fprintf(&b, "PIV: PIN %d tries left, PUK %d tries left, management key %s", p.PINRetries, p.PUKRetries, p.MgmtKeyAlgorithm)
+			fmt.Fprintf(&b, "PIV: PIN %s left, PUK %s left, management key %s", uikit.Count(p.PINRetries, "try", "tries"), uikit.Count(p.PUKRetries, "try", "tries"), p.MgmtKeyAlgorithm)
 			if p.MgmtKeyDefault {
 				b.WriteString(" (factory default)")
 			}
@@ -250,7 +250,7 @@ func describe(k device.Key, h *Health) string {
 		}
 		if f := h.Report.FIDO; f != nil {
 			if f.PINSet {
-				fmt.Fprintf(&b, "FIDO2: PIN set, %d tries left", f.PINRetries)
+				fmt.Fprintf(&b, "FIDO2: PIN set, %s left", uikit.Count(f.PINRetries, "try", "tries"))
 			} else {
 				b.WriteString("FIDO2: no PIN set")
 			}

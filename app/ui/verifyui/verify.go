@@ -84,8 +84,20 @@ func New(env *uikit.Env) *View {
 		container.NewHBox(v.Run, v.Cancel), v.Touch, v.Summary, widget.NewSeparator())
 	v.Root = container.NewBorder(top, nil, nil, nil, container.NewVScroll(v.Rows))
 	env.Feed.Subscribe(v.update)
+	env.Feed.OnChoose(v.choose)
 	v.enable()
 	return v
+}
+
+// choose picks the attached key with serial, as another screen asks
+// ("Verify now" after an enrolment).
+func (v *View) choose(serial uint32) {
+	for i, k := range v.keys {
+		if k.Serial == serial {
+			v.Key.SetSelectedIndex(i)
+			return
+		}
+	}
 }
 
 func (v *View) update(list []device.Key) {
@@ -239,7 +251,10 @@ func Row(c verify.Check) fyne.CanvasObject {
 	if c.Mismatch != "" {
 		lines = append(lines, "Mismatch: "+c.Mismatch)
 	}
-	if c.Next != "" && c.Status != verify.Pass {
+	if next := c.NextDesk; next != "" && c.Status != verify.Pass {
+		// The desktop app's own words: its screens and buttons.
+		lines = append(lines, "Next: "+next)
+	} else if c.Next != "" && c.Status != verify.Pass {
 		lines = append(lines, "Next: "+c.Next)
 	}
 	body := widget.NewLabel(strings.Join(lines, "\n"))

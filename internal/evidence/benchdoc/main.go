@@ -415,10 +415,11 @@ func orUnknown(s string) string {
 var notes = []struct{ pkg, prefix, text string }{
 	{"internal/evidence", "BenchmarkTools", "keydesk's command beside the tool that answers the same question on the same virtual key, each a new process: " +
 		"`keydesk info --json` beside `ykman -r READER info`, `keydesk piv status` beside `ykman -r READER piv info` and `yubico-piv-tool -r READER -a status`, " +
-		"`keydesk fido status` beside `fido2-token -I DEVICE`. `times-faster` is the other tool's median over keydesk's. Target: at least 5× faster than ykman. " +
+		"`keydesk fido status` beside `fido2-token -I DEVICE`. `times-faster` is the other tool's median over keydesk's. " +
 		"Targets: at least 5× faster than ykman, no slower than yubico-piv-tool, no slower than 1.5× fido2-token. " +
 		"`Tools/version` is `keydesk version` alone, process start to exit (target: median at most 2 ms). " +
-		"The keydesk measured is the command-line program; the desktop app is keydesk-desk, which it starts when run with no arguments (docs/cli.md, \"Start-up\")."},
+		"The keydesk measured is the program people run: it answers `version`, `piv status` and `fido status` itself and starts keydesk-cli, the whole command line, " +
+		"for `info` and every other command (docs/cli.md, \"Start-up\")."},
 	{"internal/evidence", "BenchmarkEnrol", "A full enrolment of one factory-fresh key: one `keydesk enrol --user U --serial S --role primary --no-backup --yes` process " +
 		"(PINs on stdin) against a `keydesk-registry` process on loopback, beside the same work on the key scripted with 13 processes of ykman and libfido2's tools: " +
 		"`ykman piv info` and `fido2-token -I` (is the key fresh), `ykman piv keys generate` (ECCP256 in 9a) and `piv keys attest`, `fido2-token -S` (PIN) and " +
