@@ -188,8 +188,8 @@ func (r *round) layout() (uiDump, bool) {
 	return d, true
 }
 
-// same says whether two layouts show the same.
-func same(a, b uiDump) bool {
+// sameLayout says whether two layouts show the same.
+func sameLayout(a, b uiDump) bool {
 	a.Seq, b.Seq = 0, 0
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
@@ -599,11 +599,11 @@ func (r *round) settled() (*image.RGBA, uiDump) {
 		img := screenshot(r.t, r.display)
 		d, _ := r.layout()
 		n, bad := differ(img, prev)
-		if !bad && same(d, d0) {
+		if !bad && sameLayout(d, d0) {
 			return img, d
 		}
 		if time.Now().After(deadline) {
-			r.fail(fmt.Sprintf("the window never settled (layout the same: %v; %d pixels changed)", same(d, d0), n), d)
+			r.fail(fmt.Sprintf("the window never settled (layout the same: %v; %d pixels changed)", sameLayout(d, d0), n), d)
 		}
 		prev, d0 = img, d
 	}
