@@ -61,6 +61,8 @@ type Config struct {
 type Server struct {
 	PublicURL, AdminURL string
 	Dir                 string
+	bin, cfg            string
+	env                 []string
 	cmd                 *exec.Cmd
 	done                chan struct{}
 	log                 *syncBuffer
@@ -128,23 +130,40 @@ func Start(bin, dsn string, c Config) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("kratos migrate sql: %w: %s", err, tail(out))
 	}
-	s.cmd = exec.Command(bin, "serve", "--dev", "-c", cfg)
-	s.cmd.Env = env
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
-	s.cmd.SysProcAttr = groupAttr()
-	if err := s.cmd.Start(); err != nil {
+	s.bin, s.cfg, s.env = bin, cfg, env
+	if err := s.serve(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting kratos: %w", err)
-	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	if err := s.waitReady(60 * time.Second); err != nil {
-		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
+
+// serve starts `kratos serve` and waits until it is ready.
+func (s *Server) serve() error {
+	s.cmd = exec.Command(s.bin, "serve", "--dev", "-c", s.cfg)
+	s.cmd.Env = s.env
+	s.cmd.Stdout = s.log
+	s.cmd.Stderr = s.log
+	s.cmd.SysProcAttr = groupAttr()
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("starting kratos: %w", err)
+	}
+	s.done = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.done) }()
+	if err := s.waitReady(60 * time.Second); err != nil {
+		s.halt()
+		return err
+	}
+	return nil
+}
+
+// Halt stops the server's process as Stop does, but keeps its files,
+// database and ports: until Resume, Kratos is down (connections to it
+// are refused).
+func (s *Server) Halt() { s.halt() }
+
+// Resume serves again after Halt, on the same ports and database.
+func (s *Server) Resume() error { return s.serve() }
 
 // waitReady polls both health endpoints until they answer 200, the process
 // exits, or limit passes.
@@ -176,16 +195,23 @@ func (s *Server) waitReady(limit time.Duration) error {
 // Stop ends the server (SIGTERM, then SIGKILL after 10 s) and removes its
 // files.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		signalGroup(s.cmd.Process, false)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			signalGroup(s.cmd.Process, true)
-			<-s.done
-		}
-	}
+	s.halt()
 	os.RemoveAll(s.Dir)
+}
+
+// halt ends the process (SIGTERM, then SIGKILL after 10 s), if running.
+func (s *Server) halt() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	signalGroup(s.cmd.Process, false)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		signalGroup(s.cmd.Process, true)
+		<-s.done
+	}
+	s.cmd = nil
 }
 
 func freePort() (int, error) {
