@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -139,36 +138,21 @@ func signIn(ctx context.Context, k device.Key, want []byte) (kratostest.Session,
 // desk opens them (regconn.Providers: idp.OpenDesk over the settings'
 // provider list).
 type desk struct {
-	en      *enrol.Enroller
-	idp     *idp.Orchestrator
-	removes *atomic.Int32 // passkey removals that reached Kratos
+	en    *enrol.Enroller
+	idp   *idp.Orchestrator
+	front *kratostest.Front // counts the passkey removals that reach Kratos
 }
 
 // openDesk opens the desk. Kratos's public API is reached through a
 // front that counts the passkey removals the desk submits to it.
 func openDesk(t *testing.T) *desk {
 	t.Helper()
-	target, err := url.Parse(srv.PublicURL)
+	front, err := kratostest.NewFront(srv.PublicURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &desk{removes: &atomic.Int32{}}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/self-service/settings" {
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			if bytes.Contains(body, []byte("passkey_remove")) {
-				d.removes.Add(1)
-			}
-		}
-		proxy.ServeHTTP(w, r)
-	}))
 	t.Cleanup(front.Close)
+	d := &desk{front: front}
 	ks, _ := json.Marshal(kratos.Settings{AdminURL: srv.AdminURL, PublicURL: front.URL, RPID: enroltest.RPID})
 	set := settings.Default()
 	set.RPID = enroltest.RPID
@@ -334,9 +318,6 @@ func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 	if len(out) != 1 || out[0].Op != idp.OpDelete || out[0].State != idp.IntentDone || out[0].Queued {
 		t.Fatalf("marking key %d lost: provider outcomes %+v, want its delete at kratos done", keys[0].key.Serial, out)
 	}
-	if n := d.removes.Load(); n != 1 {
-		t.Fatalf("kratos received %d passkey removals, want 1", n)
-	}
 	if _, err := signsIn(ctx, keys[0]); err == nil {
 		t.Fatalf("key %d, marked lost at the desk, still signs in through kratos", keys[0].key.Serial)
 	} else {
@@ -344,6 +325,9 @@ func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 	}
 	if _, err := signsIn(ctx, keys[1]); err != nil {
 		t.Fatalf("backup key %d no longer signs in after the primary was marked lost: %v", keys[1].key.Serial, err)
+	}
+	if n := d.front.Removals(); n != 1 {
+		t.Fatalf("kratos received %d passkey removals, want 1", n)
 	}
 	links, err := env.Admin.IDPLinks(ctx, client.LinkQuery{UserID: ada.ID})
 	if err != nil {
@@ -436,7 +420,7 @@ func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 	if out, dr = d.sync(ctx, t); len(out) != 0 || len(dr) != 0 {
 		t.Fatalf("a second idp sync: outcomes %+v, drift %+v; want none", out, dr)
 	}
-	if n := d.removes.Load(); n != 2 {
+	if n := d.front.Removals(); n != 2 {
 		t.Fatalf("kratos received %d passkey removals, want 2 (ada's and grace's lost keys, once each)", n)
 	}
 	dels := 0

@@ -18,6 +18,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +27,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -520,3 +523,44 @@ func messages(raw []byte) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// Front is a reverse proxy in front of Kratos's public API that counts the
+// passkey removals submitted through it (settings flow submissions with
+// passkey_remove), so a test can tell a delete reached Kratos once.
+type Front struct {
+	URL      string
+	srv      *httptest.Server
+	removals atomic.Int32
+}
+
+// NewFront starts a front for the public API at publicURL.
+func NewFront(publicURL string) (*Front, error) {
+	target, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, err
+	}
+	f := &Front{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/self-service/settings" {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if bytes.Contains(body, []byte("passkey_remove")) {
+				f.removals.Add(1)
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	f.URL = f.srv.URL
+	return f, nil
+}
+
+// Removals is how many passkey removals went through the front.
+func (f *Front) Removals() int { return int(f.removals.Load()) }
+
+// Close stops the front.
+func (f *Front) Close() { f.srv.Close() }
