@@ -2,6 +2,7 @@ package idp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -116,6 +117,7 @@ func (o *Orchestrator) Reconcile(ctx context.Context, reg *client.Client) ([]Out
 		}
 	}
 	observed := map[string]bool{}
+	var refused []error
 	for _, l := range links {
 		if observed[l.UserID] {
 			continue
@@ -126,10 +128,16 @@ func (o *Orchestrator) Reconcile(ctx context.Context, reg *client.Client) ([]Out
 			return out, err
 		}
 		if err := o.Observe(ctx, l.UserID, UserOf(u)); err != nil {
-			return out, err
+			// A provider refusing one user (no such user there any more)
+			// must not stop the drift check of everyone after them.
+			var re *RefusedError
+			if !errors.As(err, &re) && !errors.Is(err, ErrUserNotFound) {
+				return out, err
+			}
+			refused = append(refused, fmt.Errorf("user %s: %w", u.ExternalID, err))
 		}
 	}
-	return out, nil
+	return out, errors.Join(refused...)
 }
 
 // OpenDesk opens the providers cfgs names (secrets from kr) and the

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -240,6 +241,40 @@ func TestUnregisterAndDrift(t *testing.T) {
 	}
 	if ls, _ := d.reg.IDPLinks(ctx, client.LinkQuery{KeyID: k1.ID}); len(ls) != 1 || ls[0].State != registry.LinkDeleted {
 		t.Fatalf("links: %+v", ls)
+	}
+}
+
+// TestReconcileGoesOnPastAMissingUser: a user the provider no longer
+// knows is named in Reconcile's error, and the drift check of the users
+// after them still runs.
+func TestReconcileGoesOnPastAMissingUser(t *testing.T) {
+	d := newDesk(t)
+	s := idptest.Start()
+	defer s.Close()
+	o := idp.NewOrchestrator([]idp.Connector{connect(t, s, "corp")}, d.reg, d.box)
+	for _, u := range []struct {
+		ext    string
+		serial uint32
+	}{{"ann", 31000011}, {"bea", 31000012}} {
+		k, iu, c := d.enrol(t, u.ext, fmt.Sprint(u.serial))
+		if _, err := o.Register(ctx, iu, idp.KeyRef{ID: k.ID, Serial: u.serial}, c, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SetGone("ann")
+	// bea's method removed behind the desk's back: drift only a completed
+	// check of bea shows.
+	s.Remove("bea", s.Methods("bea")[0].ID)
+	_, err := o.Reconcile(ctx, d.reg)
+	if err == nil || !strings.Contains(err.Error(), "user ann") {
+		t.Fatalf("reconcile with ann gone at the provider: %v, want an error naming ann", err)
+	}
+	dr, err := d.reg.IDPDrift(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dr) != 1 || dr[0].Kind != registry.DriftMissing || dr[0].Serial != "31000012" {
+		t.Fatalf("drift after reconcile: %+v, want bea's key missing at the provider", dr)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,7 @@ type Server struct {
 	writes  int
 	deletes int
 	down    bool
+	gone    map[string]bool // users the server answers 404 for
 	opts    *idp.CreationOptions
 	next    int
 }
@@ -78,8 +80,36 @@ func (s *Server) gate(h http.Handler) http.Handler {
 			http.Error(w, `{"error":"down for maintenance"}`, http.StatusServiceUnavailable)
 			return
 		}
+		if u := userOf(r.URL.Path); u != "" && s.isGone(u) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such user"})
+			return
+		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// SetGone makes the server answer 404 for everything about user, as a
+// provider does for a user deleted or renamed there.
+func (s *Server) SetGone(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone == nil {
+		s.gone = map[string]bool{}
+	}
+	s.gone[user] = true
+}
+
+func (s *Server) isGone(user string) bool { s.mu.Lock(); defer s.mu.Unlock(); return s.gone[user] }
+
+// userOf is the user a request path names ("/users/USER/..."), or "".
+func userOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/users/")
+	if !ok {
+		return ""
+	}
+	u, _, _ := strings.Cut(rest, "/")
+	u, _ = url.PathUnescape(u)
+	return u
 }
 
 // SetDown makes the server answer every request with 503 (or not).

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/idp/kratos"
 	"github.com/keydesk/keydesk/app/idp/kratos/kratostest"
+	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
@@ -112,35 +114,6 @@ func pinCB(serial uint32) device.Callbacks {
 	return device.Callbacks{PIN: func(context.Context, string) (string, error) { return fidoPIN(serial), nil }}
 }
 
-// register makes the credential Kratos's options ask for on key k and hands
-// it to the connector, as the enrolment does for a provider with options.
-func register(ctx context.Context, t *testing.T, c idp.Connector, u idp.User, k device.Key) (string, []byte) {
-	t.Helper()
-	opts, err := c.Options(ctx, u)
-	if err != nil {
-		t.Fatalf("options: %v", err)
-	}
-	if opts.RPID != enroltest.RPID || len(opts.Challenge) < 16 || len(opts.UserID) == 0 || opts.ResidentKey != "required" {
-		t.Fatalf("kratos's creation options: rp %q, challenge %d bytes, user id %d bytes, resident key %q", opts.RPID, len(opts.Challenge), len(opts.UserID), opts.ResidentKey)
-	}
-	reg, err := fidokey.Open(k.FIDOPath).MakeCredential(ctx, fidokey.MakeOptions{
-		RPID: opts.RPID, RPName: opts.RPName, UserID: opts.UserID, UserName: opts.UserName, DisplayName: opts.UserDisplayName,
-		Challenge: opts.Challenge, Discoverable: opts.ResidentKey == "required", CredProtect: 2,
-	}, pinCB(k.Serial))
-	if err != nil {
-		t.Fatalf("making the credential on key %d: %v", k.Serial, err)
-	}
-	id, err := c.Register(ctx, u, opts, idp.Credential{
-		ID: reg.CredentialID, ClientDataJSON: reg.ClientDataJSON, AttestationObject: reg.AttestationObject,
-		PublicKey: reg.PublicKey, AAGUID: reg.AAGUID, SignCount: reg.SignCount, Transports: []string{"usb"},
-		DisplayName: fmt.Sprintf("YubiKey %d", k.Serial), Serial: k.Serial,
-	})
-	if err != nil {
-		t.Fatalf("registering key %d: %v", k.Serial, err)
-	}
-	return id, reg.CredentialID
-}
-
 // signIn signs in through Kratos's login flow with key k's discoverable
 // credentials for the relying party (no allow list, as a passkey sign-in).
 // The key must answer with credential want (the newest of the rp's
@@ -159,133 +132,229 @@ func signIn(ctx context.Context, k device.Key, want []byte) (kratostest.Session,
 	})
 }
 
-// TestEnrolledKeySignsInUntilLost: a user's primary and backup keys are
-// enrolled at the desk by the enrolment use case into a real registry,
-// registered in Kratos through the connector, and sign in through Kratos's
-// own login flow; after the primary is marked lost at the desk and its
-// method deleted, that key no longer signs in and the backup still does.
-func TestEnrolledKeySignsInUntilLost(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	user := "ada"
+// desk is the desk's side of the end-to-end test: the enrolment use case
+// with Kratos configured as a provider in the settings, the provider
+// outbox in a file and the real registry as the ledger, opened the way the
+// desk opens them (regconn.Providers: idp.OpenDesk over the settings'
+// provider list).
+type desk struct {
+	en    *enrol.Enroller
+	idp   *idp.Orchestrator
+	front *kratostest.Front // counts the passkey removals that reach Kratos
+}
+
+// openDesk opens the desk. Kratos's public API is reached through a
+// front that counts the passkey removals the desk submits to it.
+func openDesk(t *testing.T) *desk {
+	t.Helper()
+	front, err := kratostest.NewFront(srv.PublicURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(front.Close)
+	d := &desk{front: front}
+	ks, _ := json.Marshal(kratos.Settings{AdminURL: srv.AdminURL, PublicURL: front.URL, RPID: enroltest.RPID})
 	set := settings.Default()
 	set.RPID = enroltest.RPID
 	set.Practice = true
 	set.HelpdeskRecipients = []string{env.Recipient}
-	en, err := enrol.New(enrol.Config{Settings: set, Keys: env.Keys, Registry: env.Admin, JournalPath: filepath.Join(t.TempDir(), "journal.db")})
-	if err != nil {
+	set.Providers = []idp.Config{{Kind: "kratos", Name: "kratos", Settings: ks}}
+	dir := t.TempDir()
+	if d.idp, err = idp.OpenDesk(set.Providers, nil, env.Admin, filepath.Join(dir, idp.OutboxFile)); err != nil {
 		t.Fatal(err)
 	}
-	defer en.Close()
-	ui := enrol.UI{
-		NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
-			if r.Kind == enrol.FIDO2PIN {
-				return fidoPIN(r.Serial), nil
-			}
-			return fmt.Sprintf("p%07d", r.Serial%10000000), nil
-		},
-		Confirm: func(context.Context, string) (bool, error) { return true, nil },
-	}
-	res, err := en.EnrolUser(ctx, enrol.Request{User: client.EnrolUser{ExternalID: user, DisplayName: "Ada Lovelace", Email: "ada@keydesk.example"}, CreateUser: true}, ui)
-	if err != nil {
-		t.Fatalf("enrolling ada's keys: %v", err)
-	}
-	if len(res) == 0 {
-		t.Fatal("the enrolment enrolled no key")
-	}
-	ks, err := env.Admin.UserKeys(ctx, res[0].UserID)
-	if err != nil {
+	// The enroller owns the orchestrator (and its outbox) from here.
+	if d.en, err = enrol.New(enrol.Config{Settings: set, Keys: env.Keys, Registry: env.Admin, JournalPath: filepath.Join(dir, "journal.db"), IDP: d.idp}); err != nil {
+		d.idp.Close()
 		t.Fatal(err)
 	}
-	var keys []device.Key
-	var enrolled []registry.Key
-	for _, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
-		for _, k := range ks {
-			if k.Role != role || k.Status != registry.KeyActive {
-				continue
-			}
-			serial, _ := strconv.ParseUint(k.Serial, 10, 32)
-			dk, err := env.Key(ctx, uint32(serial))
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys, enrolled = append(keys, dk), append(enrolled, k)
+	t.Cleanup(func() { d.en.Close() })
+	return d
+}
+
+var enrolUI = enrol.UI{
+	NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
+		if r.Kind == enrol.FIDO2PIN {
+			return fidoPIN(r.Serial), nil
 		}
-	}
-	if len(keys) != 2 {
-		t.Fatalf("the enrolment left %d active keys (%+v), want a primary and a backup", len(keys), ks)
-	}
-	u := idp.User{ExternalID: user, Email: "ada@keydesk.example", DisplayName: "Ada Lovelace"}
-	c := connector(t, enroltest.RPID)
+		return fmt.Sprintf("p%07d", r.Serial%10000000), nil
+	},
+	Confirm: func(context.Context, string) (bool, error) { return true, nil },
+}
 
-	methods := make([]string, 2)
-	credIDs := make([][]byte, 2)
-	for i, k := range keys {
-		methods[i], credIDs[i] = register(ctx, t, c, u, k)
+// enrolled is one key enrolled at the desk and the registry's link to its
+// Kratos passkey.
+type enrolled struct {
+	key  device.Key
+	id   string // the registry's key id
+	link registry.IDPLink
+}
+
+// enrolPair enrols the fleet's keys first and first+1 as user ext's
+// primary and backup through the enrolment use case, which registers each
+// with Kratos while the key and its PIN are at hand; the registry then
+// holds one active Kratos link per key, under the credential the key made.
+func (d *desk) enrolPair(ctx context.Context, t *testing.T, ext, name, email string, first int) (registry.User, []enrolled) {
+	t.Helper()
+	var out []enrolled
+	for i, role := range []registry.KeyRole{registry.RolePrimary, registry.RoleBackup} {
+		serial := env.Serial(first + i)
+		res, err := d.en.EnrolKey(ctx, enrol.Request{User: client.EnrolUser{ExternalID: ext, DisplayName: name, Email: email},
+			CreateUser: i == 0, Serial: serial, Role: role}, enrolUI)
+		if err != nil {
+			t.Fatalf("enrolling %s's %s key %d: %v", ext, role, serial, err)
+		}
+		if res.Status != registry.KeyActive || len(res.Providers) != 1 || res.Providers[0].Provider != "kratos" ||
+			res.Providers[0].State != idp.IntentDone || res.Providers[0].MethodID == "" || res.Providers[0].LinkID == "" {
+			t.Fatalf("enrolling key %d: %s, providers %+v; want active and done at kratos", serial, res.Status, res.Providers)
+		}
+		k, err := env.Key(ctx, serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		links, err := env.Admin.IDPLinks(ctx, client.LinkQuery{KeyID: res.KeyID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(links) != 1 || links[0].Provider != "kratos" || links[0].State != registry.LinkActive ||
+			links[0].MethodID != res.Providers[0].MethodID || links[0].Serial != strconv.FormatUint(uint64(serial), 10) || len(links[0].CredentialID) == 0 {
+			t.Fatalf("the registry's links of key %d: %+v; want one active kratos link for method %s", serial, links, res.Providers[0].MethodID)
+		}
+		out = append(out, enrolled{key: k, id: res.KeyID, link: links[0]})
 	}
-	listed, err := c.List(ctx, u)
+	u, err := env.Admin.User(ctx, out[0].link.UserID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(listed) != 2 || !has(listed, methods[0]) || !has(listed, methods[1]) {
-		t.Fatalf("kratos lists %v, want the two registered passkeys %v", ids(listed), methods)
+	ms, err := connector(t, enroltest.RPID).List(ctx, idp.UserOf(u))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if len(ms) != 2 || !has(ms, out[0].link.MethodID) || !has(ms, out[1].link.MethodID) {
+		t.Fatalf("kratos lists %v for %s, want the two passkeys the desk registered (%s, %s)", ids(ms), ext, out[0].link.MethodID, out[1].link.MethodID)
+	}
+	return u, out
+}
 
+// markLost marks key e lost at the desk as `keydesk recover lost` and the
+// Helpdesk screen do: the registry's transition (recover.MarkLost, its
+// last-key guard first), then the key's methods deleted at every provider
+// that holds them (Orchestrator.Unregister).
+func (d *desk) markLost(ctx context.Context, t *testing.T, e enrolled) []idp.Outcome {
+	t.Helper()
+	res, err := recover.MarkLost(ctx, env.Admin, strconv.FormatUint(uint64(e.key.Serial), 10), recover.LostOptions{})
+	if err != nil {
+		t.Fatalf("marking key %d lost: %v", e.key.Serial, err)
+	}
+	out, err := d.idp.Unregister(ctx, res.Key.ID, idp.UserOf(res.User))
+	if err != nil {
+		t.Fatalf("deleting lost key %d at the providers: %v", e.key.Serial, err)
+	}
+	return out
+}
+
+// sync is `keydesk idp sync`: replay the provider outbox, delete what
+// keys out of service still hold, report every linked user's methods; it
+// returns the registry's drift after it.
+func (d *desk) sync(ctx context.Context, t *testing.T) ([]idp.Outcome, []registry.IDPDrift) {
+	t.Helper()
+	out, err := d.idp.Reconcile(ctx, env.Admin)
+	if err != nil {
+		t.Fatalf("idp sync: %v", err)
+	}
+	return out, drift(ctx, t)
+}
+
+func drift(ctx context.Context, t *testing.T) []registry.IDPDrift {
+	t.Helper()
+	dr, err := env.Admin.IDPDrift(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dr
+}
+
+// signsIn signs in with e's key through Kratos's login flow; the key must
+// answer with the credential the registry's link names.
+func signsIn(ctx context.Context, e enrolled) (kratostest.Session, error) {
+	return signIn(ctx, e.key, e.link.CredentialID)
+}
+
+// TestEnrolledKeySignsInUntilLost: keys enrolled at the desk are
+// registered in Kratos during the enrolment, through the desk's
+// orchestration, and sign in through Kratos's own login flow with the
+// credential the registry's link names; a key marked lost at the desk
+// stops signing in while the user's other key still does. With Kratos
+// down while the key is marked lost, the delete waits in the provider
+// outbox, the registry shows the drift, and `idp sync` after Kratos is
+// back deletes it once.
+func TestEnrolledKeySignsInUntilLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	d := openDesk(t)
+
+	// Ada: her primary is lost while Kratos is up.
+	ada, keys := d.enrolPair(ctx, t, "ada", "Ada Lovelace", "ada@keydesk.example", 0)
 	var identityID string
-	for i, k := range keys {
-		s, err := signIn(ctx, k, credIDs[i])
+	for _, k := range keys {
+		s, err := signsIn(ctx, k)
 		if err != nil {
-			t.Fatalf("key %d (%s) signing in through kratos: %v", k.Serial, enrolled[i].Role, err)
+			t.Fatalf("key %d, enrolled at the desk, signing in through kratos: %v", k.key.Serial, err)
 		}
 		if identityID == "" {
 			identityID = s.IdentityID
 		}
-		if s.IdentityID != identityID {
-			t.Fatalf("key %d signed in as identity %s, key %d as %s", keys[0].Serial, identityID, k.Serial, s.IdentityID)
+		if s.IdentityID != identityID || !strings.HasPrefix(k.link.MethodID, identityID) {
+			t.Fatalf("key %d signed in as identity %s (its method %s), the other key as %s", k.key.Serial, s.IdentityID, k.link.MethodID, identityID)
 		}
 	}
-
-	// The primary is lost: the registry transition, then the provider.
-	lost := enrolled[0]
-	if _, err := env.Admin.SetKeyStatus(ctx, lost.ID, lost.Version, registry.KeyLost, ""); err != nil {
-		t.Fatalf("marking key %d lost: %v", keys[0].Serial, err)
+	if _, dr := d.sync(ctx, t); len(dr) != 0 {
+		t.Fatalf("drift after enrolling ada: %+v", dr)
 	}
 	// Ada's email changed in Kratos meanwhile: the delete still reaches
 	// her identity, whose id the method id carries.
-	if err := srv.Admin(ctx, "PUT", "/admin/identities/"+identityID, map[string]any{"schema_id": "default", "state": "active",
-		"traits": map[string]any{"email": "ada.lovelace@keydesk.example", "name": "Ada Lovelace"}}, nil); err != nil {
-		t.Fatal(err)
+	setEmail(ctx, t, identityID, "ada.lovelace@keydesk.example")
+	out := d.markLost(ctx, t, keys[0])
+	if len(out) != 1 || out[0].Op != idp.OpDelete || out[0].State != idp.IntentDone || out[0].Queued {
+		t.Fatalf("marking key %d lost: provider outcomes %+v, want its delete at kratos done", keys[0].key.Serial, out)
 	}
-	if err := c.Delete(ctx, u, methods[0]); err != nil {
-		t.Fatalf("deleting the lost key's passkey: %v", err)
-	}
-	u.Email, u.ProviderUserID = "ada.lovelace@keydesk.example", identityID
-	if _, err := signIn(ctx, keys[0], credIDs[0]); err == nil {
-		t.Fatalf("key %d, marked lost and deleted, still signs in through kratos", keys[0].Serial)
+	if _, err := signsIn(ctx, keys[0]); err == nil {
+		t.Fatalf("key %d, marked lost at the desk, still signs in through kratos", keys[0].key.Serial)
 	} else {
 		t.Logf("lost key refused as expected: %v", err)
 	}
-	if _, err := signIn(ctx, keys[1], credIDs[1]); err != nil {
-		t.Fatalf("backup key %d no longer signs in after the primary was deleted: %v", keys[1].Serial, err)
+	if _, err := signsIn(ctx, keys[1]); err != nil {
+		t.Fatalf("backup key %d no longer signs in after the primary was marked lost: %v", keys[1].key.Serial, err)
 	}
-	listed, err = c.List(ctx, u)
+	if n := d.front.Removals(); n != 1 {
+		t.Fatalf("kratos received %d passkey removals, want 1", n)
+	}
+	links, err := env.Admin.IDPLinks(ctx, client.LinkQuery{UserID: ada.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(listed) != 1 || listed[0].ID != methods[1] {
-		t.Fatalf("after the delete kratos lists %v, want only %s", ids(listed), methods[1])
+	for _, l := range links {
+		if want := map[bool]registry.IDPLinkState{true: registry.LinkDeleted, false: registry.LinkActive}[l.KeyID == keys[0].id]; l.State != want {
+			t.Fatalf("link of key %s is %s, want %s", l.Serial, l.State, want)
+		}
 	}
+	// The desk lists Kratos's identities by the registry's email: with
+	// hers restored, idp sync finds nothing out of step.
+	setEmail(ctx, t, identityID, "ada@keydesk.example")
+	if _, dr := d.sync(ctx, t); len(dr) != 0 {
+		t.Fatalf("drift after ada's primary was marked lost: %+v", dr)
+	}
+	c := connector(t, enroltest.RPID)
 	// Deleting again is not an error: the method is gone.
-	if err := c.Delete(ctx, u, methods[0]); err != nil {
+	if err := c.Delete(ctx, idp.UserOf(ada), keys[0].link.MethodID); err != nil {
 		t.Fatalf("deleting a deleted passkey: %v", err)
 	}
 	// Kratos keeps a user's last sign-in credential; the connector says so.
-	err = c.Delete(ctx, u, methods[1])
+	err = c.Delete(ctx, idp.UserOf(ada), keys[1].link.MethodID)
 	var re *idp.RefusedError
 	if !errors.As(err, &re) || re.Code != "last_credential" || re.Hint == "" {
 		t.Fatalf("deleting the last passkey: %v, want a refusal with code last_credential and a hint", err)
 	}
-
 	// Every session the connector opened to register and delete was
 	// revoked; only the three sign-ins remain.
 	var sessions []struct {
@@ -297,6 +366,92 @@ func TestEnrolledKeySignsInUntilLost(t *testing.T) {
 	}
 	if len(sessions) != 3 {
 		t.Fatalf("identity has %d active sessions, want the 3 sign-ins (the connector's own sessions revoked)", len(sessions))
+	}
+
+	// Grace: her primary is marked lost while Kratos is down. Ada's keys
+	// leave the desk; two factory-fresh keys take their readers.
+	for _, k := range keys {
+		if _, err := env.Fleet.Replace(k.key.Serial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, keys = d.enrolPair(ctx, t, "grace", "Grace Hopper", "grace@keydesk.example", 0)
+	for _, k := range keys {
+		if _, err := signsIn(ctx, k); err != nil {
+			t.Fatalf("key %d, enrolled at the desk, signing in through kratos: %v", k.key.Serial, err)
+		}
+	}
+	if _, dr := d.sync(ctx, t); len(dr) != 0 {
+		t.Fatalf("drift after enrolling grace: %+v", dr)
+	}
+	srv.Halt()
+	up := false
+	// The package's other tests need Kratos, whatever becomes of this one.
+	t.Cleanup(func() {
+		if !up {
+			srv.Resume()
+		}
+	})
+	lost := keys[0]
+	out = d.markLost(ctx, t, lost)
+	if len(out) != 1 || out[0].Op != idp.OpDelete || out[0].State != idp.IntentPending || !out[0].Queued {
+		t.Fatalf("marking key %d lost with kratos down: provider outcomes %+v, want its delete queued", lost.key.Serial, out)
+	}
+	serial := strconv.FormatUint(uint64(lost.key.Serial), 10)
+	dr := drift(ctx, t)
+	if len(dr) != 1 || dr[0].Kind != "held-invalid" || dr[0].Provider != "kratos" || dr[0].Serial != serial || dr[0].MethodID != lost.link.MethodID {
+		t.Fatalf("drift with the lost key's delete queued: %+v, want kratos holding key %s's method", dr, serial)
+	}
+	if err := srv.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	up = true
+	// Until the queued delete is replayed, Kratos still lets the key in:
+	// the drift is real.
+	if _, err := signsIn(ctx, lost); err != nil {
+		t.Fatalf("key %d, its delete still queued, signing in: %v", lost.key.Serial, err)
+	}
+	out, dr = d.sync(ctx, t)
+	if len(out) != 1 || out[0].Op != idp.OpDelete || out[0].State != idp.IntentDone || out[0].Serial != lost.key.Serial {
+		t.Fatalf("idp sync after kratos came back: outcomes %+v, want the queued delete of key %s done", out, serial)
+	}
+	if len(dr) != 0 {
+		t.Fatalf("drift after the queued delete was replayed: %+v", dr)
+	}
+	if _, err := signsIn(ctx, lost); err == nil {
+		t.Fatalf("key %d, marked lost at the desk and its queued delete replayed, still signs in through kratos", lost.key.Serial)
+	}
+	if _, err := signsIn(ctx, keys[1]); err != nil {
+		t.Fatalf("backup key %d no longer signs in: %v", keys[1].key.Serial, err)
+	}
+	// Replayed once: a second sync writes nothing more.
+	if out, dr = d.sync(ctx, t); len(out) != 0 || len(dr) != 0 {
+		t.Fatalf("a second idp sync: outcomes %+v, drift %+v; want none", out, dr)
+	}
+	if n := d.front.Removals(); n != 2 {
+		t.Fatalf("kratos received %d passkey removals, want 2 (ada's and grace's lost keys, once each)", n)
+	}
+	dels := 0
+	ins, err := d.idp.Outbox().Intents(ctx, idp.IntentDone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ins {
+		if in.Op == idp.OpDelete {
+			dels++
+		}
+	}
+	if dels != 2 {
+		t.Fatalf("the provider outbox holds %d done deletes, want 2", dels)
+	}
+}
+
+// setEmail changes an identity's email in Kratos, behind the desk's back.
+func setEmail(ctx context.Context, t *testing.T, identityID, email string) {
+	t.Helper()
+	if err := srv.Admin(ctx, "PUT", "/admin/identities/"+identityID, map[string]any{"schema_id": "default", "state": "active",
+		"traits": map[string]any{"email": email, "name": "Ada Lovelace"}}, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

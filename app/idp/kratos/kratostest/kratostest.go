@@ -18,6 +18,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +27,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -61,6 +64,8 @@ type Config struct {
 type Server struct {
 	PublicURL, AdminURL string
 	Dir                 string
+	bin, cfg            string
+	env                 []string
 	cmd                 *exec.Cmd
 	done                chan struct{}
 	log                 *syncBuffer
@@ -128,23 +133,40 @@ func Start(bin, dsn string, c Config) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("kratos migrate sql: %w: %s", err, tail(out))
 	}
-	s.cmd = exec.Command(bin, "serve", "--dev", "-c", cfg)
-	s.cmd.Env = env
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
-	s.cmd.SysProcAttr = groupAttr()
-	if err := s.cmd.Start(); err != nil {
+	s.bin, s.cfg, s.env = bin, cfg, env
+	if err := s.serve(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting kratos: %w", err)
-	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	if err := s.waitReady(60 * time.Second); err != nil {
-		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
+
+// serve starts `kratos serve` and waits until it is ready.
+func (s *Server) serve() error {
+	s.cmd = exec.Command(s.bin, "serve", "--dev", "-c", s.cfg)
+	s.cmd.Env = s.env
+	s.cmd.Stdout = s.log
+	s.cmd.Stderr = s.log
+	s.cmd.SysProcAttr = groupAttr()
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("starting kratos: %w", err)
+	}
+	s.done = make(chan struct{})
+	go func() { s.cmd.Wait(); close(s.done) }()
+	if err := s.waitReady(60 * time.Second); err != nil {
+		s.halt()
+		return err
+	}
+	return nil
+}
+
+// Halt stops the server's process as Stop does, but keeps its files,
+// database and ports: until Resume, Kratos is down (connections to it
+// are refused).
+func (s *Server) Halt() { s.halt() }
+
+// Resume serves again after Halt, on the same ports and database.
+func (s *Server) Resume() error { return s.serve() }
 
 // waitReady polls both health endpoints until they answer 200, the process
 // exits, or limit passes.
@@ -176,16 +198,23 @@ func (s *Server) waitReady(limit time.Duration) error {
 // Stop ends the server (SIGTERM, then SIGKILL after 10 s) and removes its
 // files.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		signalGroup(s.cmd.Process, false)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			signalGroup(s.cmd.Process, true)
-			<-s.done
-		}
-	}
+	s.halt()
 	os.RemoveAll(s.Dir)
+}
+
+// halt ends the process (SIGTERM, then SIGKILL after 10 s), if running.
+func (s *Server) halt() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	signalGroup(s.cmd.Process, false)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		signalGroup(s.cmd.Process, true)
+		<-s.done
+	}
+	s.cmd = nil
 }
 
 func freePort() (int, error) {
@@ -494,3 +523,44 @@ func messages(raw []byte) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// Front is a reverse proxy in front of Kratos's public API that counts the
+// passkey removals submitted through it (settings flow submissions with
+// passkey_remove), so a test can tell a delete reached Kratos once.
+type Front struct {
+	URL      string
+	srv      *httptest.Server
+	removals atomic.Int32
+}
+
+// NewFront starts a front for the public API at publicURL.
+func NewFront(publicURL string) (*Front, error) {
+	target, err := url.Parse(publicURL)
+	if err != nil {
+		return nil, err
+	}
+	f := &Front{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/self-service/settings" {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if bytes.Contains(body, []byte("passkey_remove")) {
+				f.removals.Add(1)
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	f.URL = f.srv.URL
+	return f, nil
+}
+
+// Removals is how many passkey removals went through the front.
+func (f *Front) Removals() int { return int(f.removals.Load()) }
+
+// Close stops the front.
+func (f *Front) Close() { f.srv.Close() }
