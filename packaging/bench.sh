@@ -13,6 +13,11 @@
 # KEYDESK_SIM_USERS and KEYDESK_DRILL_USERS to change them (`make bench-registry` runs the
 # registry's benchmarks at full size, docs/registry.md).
 #
+# BENCH_ONLY=desktop runs only the desktop app's benchmarks (BenchmarkStart
+# and BenchmarkRound in ./cmd/keydesk: first frame, resident memory after
+# start and after the full round); its document goes to a temporary
+# directory unless BENCH_OUT_DIR is set, never over docs/benchmarks.md.
+#
 # Running it again starts from nothing: every benchmark builds its binaries
 # and starts its keys, pcscd and databases afresh. A benchmark that fails is
 # named in the document and the script exits 1 after writing it.
@@ -26,7 +31,7 @@ raw="$work/raw.txt"
 
 quick=${BENCH_QUICK:-}
 only=${BENCH_ONLY:-}
-case $only in "" | cli) ;; *) echo "BENCH_ONLY must be empty or cli, not $only" >&2; exit 2 ;; esac
+case $only in "" | cli | desktop) ;; *) echo "BENCH_ONLY must be empty, cli or desktop, not $only" >&2; exit 2 ;; esac
 n() { if [[ $quick == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 
 export KEYDESK_BENCH_USERS=${KEYDESK_BENCH_USERS:-$(n 10000 1000)}
@@ -34,6 +39,7 @@ export KEYDESK_BENCH_MIGRATION_USERS=${KEYDESK_BENCH_MIGRATION_USERS:-$(n 25000 
 export KEYDESK_SIM_USERS=${KEYDESK_SIM_USERS:-20000} # smaller runs miss the simulation's own checks (1 % canary)
 export KEYDESK_DRILL_USERS=${KEYDESK_DRILL_USERS:-$(n 2000 200)}
 
+only=${BENCH_ONLY:-}
 out=${BENCH_OUT_DIR:-}
 if [[ -z $out ]]; then
 	if [[ $quick == 1 || -n $only ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
@@ -63,8 +69,10 @@ bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
 # BENCH_ONLY=cli has the time for twice the calls, for steadier medians.
 tools=$(n 20x 3x)
 if [[ $only == cli && $quick != 1 ]]; then tools=40x; fi
-bench ./internal/evidence '^BenchmarkTools$' "$tools" 1
-if [[ $only != cli ]]; then
+if [[ $only != desktop ]]; then
+	bench ./internal/evidence '^BenchmarkTools$' "$tools" 1
+fi
+if [[ -z $only ]]; then
 	bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
 	# The device layer's overhead above the transport it needs.
 	bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
@@ -84,6 +92,8 @@ if [[ $only != cli ]]; then
 	# writes its table of figures beside benchmarks.md (docs/drill.md).
 	KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
 		bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
+fi
+if [[ $only != cli ]]; then
 	# The desktop app's start, when the tree has its benchmark.
 	# (The list is read whole first: grep -q would stop reading early, and
 	# pipefail would count go test's broken pipe as "no benchmark".)
@@ -93,8 +103,9 @@ if [[ $only != cli ]]; then
 	else
 		echo "benchdoc: unavailable github.com/keydesk/keydesk/cmd/keydesk BenchmarkStart" >>"$raw"
 	fi
-else
-	echo "benchdoc: BENCH_ONLY=cli: the command-line comparisons only" >&2
+	# The desktop app's full round (enrol, verify, a PIN blocked, the
+	# helpdesk's unblock, Activity) driven with xdotool: memory after it.
+	bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
 fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -37,6 +37,12 @@ func build(tb testing.TB, dir string) string {
 // stopped when the test ends. A test is skipped when Xvfb cannot start.
 func xvfb(tb testing.TB) string {
 	tb.Helper()
+	return xvfbSized(tb, 1280, 800)
+}
+
+// xvfbSized is xvfb with a screen of w×h pixels.
+func xvfbSized(tb testing.TB, w, h int) string {
+	tb.Helper()
 	if _, err := exec.LookPath("Xvfb"); err != nil {
 		tb.Skip("Xvfb is not installed (packaging/install-deps.sh installs it): the desktop app cannot be started here")
 	}
@@ -46,7 +52,7 @@ func xvfb(tb testing.TB) string {
 		if _, err := os.Stat(sock); err == nil {
 			continue
 		}
-		cmd := exec.Command("Xvfb", fmt.Sprintf(":%d", n), "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+		cmd := exec.Command("Xvfb", fmt.Sprintf(":%d", n), "-screen", "0", fmt.Sprintf("%dx%dx24", w, h), "-nolisten", "tcp")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

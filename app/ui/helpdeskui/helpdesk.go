@@ -79,10 +79,12 @@ type View struct {
 	marked *recover.LostResult
 	Root   fyne.CanvasObject
 	right  *fyne.Container
-	found  []foundKey
-	pick   int
-	busy   bool
-	cancel context.CancelFunc
+	// resultRow holds the result and Cancel beside it.
+	resultRow *fyne.Container
+	found     []foundKey
+	pick      int
+	busy      bool
+	cancel    context.CancelFunc
 }
 
 // notRegistered is a diagnosis of a key the registry does not know, with
@@ -161,6 +163,9 @@ func New(env *uikit.Env) *View {
 	v.MarkLost.Importance = widget.DangerImportance
 	v.Replace = widget.NewButton(replaceText, v.replace)
 
+	// Laid out again when Cancel shows or hides, so the result wraps to
+	// the width it has.
+	v.resultRow = container.NewBorder(nil, nil, nil, v.Cancel, v.Result)
 	search := container.NewBorder(nil, nil, nil, v.Find, v.Search)
 	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Find a person or key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), search,
 		wrapped("Choose a key in the results to diagnose it.")),
@@ -171,7 +176,7 @@ func New(env *uikit.Env) *View {
 		v.Diagnosis, v.Steps, v.Touch,
 		widget.NewLabelWithStyle("What the diagnosis allows", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		v.UnblockPIV, v.ResetFIDO, v.Replace, widget.NewSeparator(), v.MarkLost,
-		container.NewBorder(nil, nil, nil, v.Cancel, v.Result))
+		v.resultRow)
 	v.right = right
 	split := container.NewHSplit(left, container.NewVScroll(right))
 	split.Offset = 0.4
@@ -236,6 +241,7 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 	v.enable()
 	v.setResult(what+"…", false)
 	v.Cancel.Show()
+	v.resultRow.Refresh()
 	v.cancel = v.env.Go(func(ctx context.Context) error {
 		msg, err := work(ctx)
 		if err == nil && msg != "" {
@@ -246,6 +252,7 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 		v.busy = false
 		v.cancel = nil
 		v.Cancel.Hide()
+		v.resultRow.Refresh()
 		v.Touch.Hide()
 		v.enable()
 		if err != nil {
