@@ -36,6 +36,9 @@ type Detail struct {
 	// about is the serial of the key Result speaks of (0: none): a
 	// message about one key never stays on screen under another.
 	about  uint32
+	// aboutVer is the key-state version Result is true of (0: not tied
+	// to one): a change of the key's state makes the message stale.
+	aboutVer uint64
 	Busy   *widget.ProgressBarInfinite
 	Cancel *widget.Button
 	Tabs   *container.AppTabs
@@ -192,6 +195,12 @@ func (d *Detail) Show(k device.Key, h *Health) {
 		d.say(d.key.Serial, "")
 		d.about = 0
 	}
+	if d.about == k.Serial && d.cancel == nil && d.aboutVer != 0 && h != nil && h.Version > d.aboutVer {
+		// The key changed since (here, in another program, through the
+		// registry): the message may no longer be true.
+		d.Result.SetText("")
+		d.about, d.aboutVer = 0, 0
+	}
 	d.key, d.has = k, true
 	d.Heading.SetText(Title(k))
 	if k.Virtual || d.env.Practice() {
@@ -213,8 +222,23 @@ func (d *Detail) say(serial uint32, text string) {
 	if d.has && d.key.Serial != serial {
 		return
 	}
-	d.about = serial
+	d.about, d.aboutVer = serial, 0
 	d.Result.SetText(text)
+}
+
+// sayAt is say for a message true of the key's state version ver: it goes
+// when the key's state moves on.
+func (d *Detail) sayAt(serial uint32, ver uint64, text string) {
+	if d.has && d.key.Serial != serial {
+		return
+	}
+	d.say(serial, text)
+	if h := d.view.health[serial]; ver != 0 && h != nil && h.Version > ver {
+		d.Result.SetText("") // already stale
+		d.about = 0
+		return
+	}
+	d.aboutVer = ver
 }
 
 func describe(k device.Key, h *Health) string {
@@ -291,12 +315,16 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 	d.Busy.Show()
 	d.Busy.Start()
 	d.Cancel.Show()
+	var ver uint64
 	d.cancel = d.env.Go(func(ctx context.Context) error {
 		release := d.env.HoldKeys()
 		msg, err := work(ctx, k)
 		release()
+		// What the action left on the key, read before the message is
+		// shown: the message is true of that state and of no later one.
+		ver = d.view.refresh(context.WithoutCancel(ctx), k.Serial)
 		if err == nil {
-			fyne.Do(func() { d.say(k.Serial, msg) })
+			fyne.Do(func() { d.sayAt(k.Serial, ver, msg) })
 		}
 		return err
 	}, func(err error) {
@@ -308,13 +336,12 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		d.enable(d.has)
 		if err != nil {
 			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
-				d.say(k.Serial, what+": canceled; nothing was changed.")
+				d.sayAt(k.Serial, ver, what+": canceled; nothing was changed.")
 			} else {
-				d.say(k.Serial, what+" failed: "+uikit.Message(err))
+				d.sayAt(k.Serial, ver, what+" failed: "+uikit.Message(err))
 				uikit.ShowError(what, err, d.env.Window)
 			}
 		}
-		d.view.refresh(k)
 	})
 }
 

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -57,7 +56,17 @@ func (c *content) Shown() { c.v.Reread() }
 // another desk, the CLI), and its PIN state with it, without the key
 // being replugged. The shell calls it when the Keys screen is shown again;
 // Ctrl+R, which lists the keys afresh, comes to the same.
-func (v *View) Reread() { v.update(v.all) }
+func (v *View) Reread() {
+	t := v.env.States()
+	if t == nil {
+		return
+	}
+	for _, k := range v.all {
+		if st, ok := t.Get(k.Serial); ok {
+			v.regather(st.Key, st.RegistryHead)
+		}
+	}
+}
 
 // Health is what keydesk knows about one key beyond its identity.
 type Health struct {
@@ -66,6 +75,11 @@ type Health struct {
 	Owner    string            // the owner's external id
 	RegErr   error             // why the registry could not say
 	Coverage *client.Coverage
+	// Version is the key-state model's version of the key this health
+	// shows (app/keys.State.Version).
+	Version uint64
+	regHead string // the registry feed's head when the registry was asked
+	regRead bool
 }
 
 // View is the Keys screen. Its widgets are fields for tests.
@@ -75,7 +89,6 @@ type View struct {
 	shown  []device.Key
 	health map[uint32]*Health
 	sel    uint32
-	gen    int
 
 	List    *widget.List
 	Summary *widget.Label
@@ -127,6 +140,14 @@ func New(env *uikit.Env) *View {
 	split.Offset = 0.42
 	v.Root = split
 	env.Feed.Subscribe(v.update)
+	env.SubscribeStates(v.stateChanged)
+	if t := env.States(); t != nil {
+		for _, k := range v.all {
+			if st, ok := t.Get(k.Serial); ok {
+				v.stateChanged([]keys.State{st})
+			}
+		}
+	}
 	return v
 }
 
@@ -220,48 +241,70 @@ func short(err error) string {
 	return s
 }
 
-// update takes a new key list from the feed.
+// update takes a new key list from the feed: which keys are listed. Their
+// state comes from the key-state model (uikit.Env.States), which reads a
+// key again whenever the list changes.
 func (v *View) update(list []device.Key) {
 	v.all = list
-	v.gen++
-	gen := v.gen
 	v.filter()
-	// Keep what is known of keys still attached; look again at all of
-	// them, one at a time: a card is opened by one caller at once, and the
-	// watcher reads new cards too.
-	keys := append([]device.Key(nil), list...)
-	v.env.Go(func(ctx context.Context) error {
-		for _, k := range keys {
-			h := v.gather(ctx, k)
-			if h.Report != nil && h.Report.PIVError != "" && ctx.Err() == nil {
-				// A card only just inserted can refuse its first session
-				// while pcscd or the watcher still holds it.
-				select {
-				case <-ctx.Done():
-				case <-time.After(300 * time.Millisecond):
-					h = v.gather(ctx, k)
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err() // the window closed
-			}
-			fyne.Do(func() {
-				if gen != v.gen && v.health[k.Serial] != nil {
-					return // a newer list is being checked
-				}
-				v.health[k.Serial] = h
-				v.filter()
-				if v.sel == k.Serial {
-					v.Detail.Show(k, h)
-				}
-			})
-		}
-		return nil
-	}, nil)
+	if v.env.States() == nil {
+		// No key service (a screen test without keys): list only.
+		return
+	}
 	if v.sel != 0 && !attached(list, v.sel) {
 		v.sel = 0
 		v.List.UnselectAll()
 		v.Detail.Clear("The key was removed.")
+	}
+}
+
+// stateChanged takes keys whose state changed from the model. The
+// registry is asked again about a key when the registry's change feed
+// moved since it was last asked (or never was); otherwise the new device
+// state joins what the registry said.
+func (v *View) stateChanged(changed []keys.State) {
+	for _, st := range changed {
+		if !attached(v.all, st.Key.Serial) {
+			continue
+		}
+		h := v.health[st.Key.Serial]
+		if h != nil && h.regRead && h.regHead == st.RegistryHead {
+			n := *h
+			n.Report, n.Version = st.Report, st.Version
+			v.set(st.Key, &n)
+			continue
+		}
+		v.regather(st.Key, st.RegistryHead)
+	}
+}
+
+// regather asks the registry about k in the background, then shows k with
+// the model's newest state of it.
+func (v *View) regather(k device.Key, head string) {
+	v.env.Go(func(ctx context.Context) error {
+		h := v.askRegistry(ctx, k)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fyne.Do(func() {
+			st, ok := v.env.States().Get(k.Serial)
+			if !ok || !attached(v.all, k.Serial) {
+				return
+			}
+			h.Report, h.Version, h.regHead, h.regRead = st.Report, st.Version, head, true
+			v.set(st.Key, h)
+		})
+		return nil
+	}, nil)
+}
+
+// set shows h as the health of k, in its card and, when k is selected,
+// in the detail.
+func (v *View) set(k device.Key, h *Health) {
+	v.health[k.Serial] = h
+	v.filter()
+	if v.sel == k.Serial {
+		v.Detail.Show(k, h)
 	}
 }
 
@@ -300,14 +343,10 @@ func (v *View) filter() {
 	v.List.Refresh()
 }
 
-// gather reads a key's state and asks the registry about it.
-func (v *View) gather(ctx context.Context, k device.Key) *Health {
+// askRegistry asks the registry about k: to whom it is registered, in
+// which role and status, and that person's coverage.
+func (v *View) askRegistry(ctx context.Context, k device.Key) *Health {
 	h := &Health{}
-	if v.env.Keys != nil {
-		release := v.env.HoldKeys()
-		h.Report = v.env.Keys.Inspect(ctx, k, nil)
-		release()
-	}
 	if k.SerialUnknown {
 		return h
 	}
@@ -359,26 +398,16 @@ func (v *View) Select(serial uint32) bool {
 	return false
 }
 
-// refresh looks at the key again after an action, as the key list now
-// has it (an action may have restarted it).
-func (v *View) refresh(k device.Key) {
-	if cur, ok := v.current(k.Serial); ok {
-		k = cur
+// refresh reads the key again after an action (in the model, so every
+// screen showing it sees the change) and returns its state version then.
+// Call it off the UI goroutine.
+func (v *View) refresh(ctx context.Context, serial uint32) uint64 {
+	t := v.env.States()
+	if t == nil {
+		return 0
 	}
-	v.env.Go(func(ctx context.Context) error {
-		h := v.gather(ctx, k)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		fyne.Do(func() {
-			v.health[k.Serial] = h
-			v.filter()
-			if cur, ok := v.current(k.Serial); ok && v.sel == k.Serial {
-				v.Detail.Show(cur, h)
-			}
-		})
-		return nil
-	}, nil)
+	st, _ := t.Refresh(ctx, serial)
+	return st.Version
 }
 
 // current is the key with serial as the list has it now.

@@ -1,0 +1,261 @@
+package keys
+
+import (
+	"context"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/keydesk/keydesk/device"
+)
+
+// State is one attached key as keydesk last read it: its listing, what
+// Inspect read from it, and the registry feed's head at that moment.
+type State struct {
+	Key    device.Key
+	Report *Report
+	// RegistryHead is the registry change feed's head when the state was
+	// published ("" with no feed); a change of it means the registry's
+	// word on the key may have changed.
+	RegistryHead string
+	// Version grows with every change of what was read from the key or of
+	// the registry's head (one sequence over all keys, so a key that
+	// leaves and comes back never repeats a version); a new listing of the
+	// same key alone (a restart after its interfaces changed) keeps it. A
+	// message about a key is true of one Version and stale after the next.
+	Version uint64
+}
+
+// TrackerConfig says where a Tracker reads from.
+type TrackerConfig struct {
+	Service *Service
+	// Hold serialises this process's conversations with keys (the
+	// desktop app's uikit.Env.HoldKeys); nil holds nothing.
+	Hold func() (release func())
+	// Interval is how often the PIV state of each attached key is read
+	// again (a PIN typed wrong in another program changes it without a
+	// hotplug); 500 ms when zero.
+	Interval time.Duration
+	// RegistryHead returns the registry change feed's head, asked every
+	// Interval; nil means no registry. An error keeps the last head.
+	RegistryHead func(ctx context.Context) (string, error)
+	// FIDO reads the FIDO2 status; FIDOStatus when nil.
+	FIDO func(ctx context.Context, path string) (*device.FIDOStatus, error)
+}
+
+// Tracker is the one model of the attached keys' state that every screen
+// of the desktop app subscribes to. Its sources are the key list (the
+// hotplug watcher, through SetKeys), a timed re-read of each key's PIV
+// state, the registry change feed, and Refresh after an action in this
+// process. A key's FIDO2 state is read again on hotplug, on Refresh and
+// when the registry changes, not on the timer: a FIDO HID device is one
+// stream shared with any other program using the key at that moment,
+// where PC/SC arbitrates smart-card sessions (and device/pcsc retries a
+// card held by another program).
+type Tracker struct {
+	cfg  TrackerConfig
+	kick chan struct{}
+
+	mu     sync.Mutex
+	keys   []device.Key
+	states map[uint32]*State
+	head   string
+	subs   []func([]State)
+	full   map[uint32]bool // keys whose FIDO2 state is to be read again
+	seq    uint64
+}
+
+// NewTracker returns a Tracker; Run starts it.
+func NewTracker(cfg TrackerConfig) *Tracker {
+	if cfg.Interval == 0 {
+		cfg.Interval = 500 * time.Millisecond
+	}
+	if cfg.FIDO == nil {
+		cfg.FIDO = FIDOStatus
+	}
+	if cfg.Hold == nil {
+		cfg.Hold = func() func() { return func() {} }
+	}
+	return &Tracker{cfg: cfg, kick: make(chan struct{}, 1), states: map[uint32]*State{}, full: map[uint32]bool{}}
+}
+
+// Subscribe calls fn with the states that changed, from the Tracker's
+// goroutine (a UI wraps it in its own scheduling).
+func (t *Tracker) Subscribe(fn func(changed []State)) {
+	t.mu.Lock()
+	t.subs = append(t.subs, fn)
+	t.mu.Unlock()
+}
+
+// SetKeys takes a new key list (from the hotplug watcher). Keys new to the
+// list, or listed differently, are read in full on the next pass, which
+// starts now.
+func (t *Tracker) SetKeys(list []device.Key) {
+	t.mu.Lock()
+	t.keys = append([]device.Key(nil), list...)
+	for _, k := range list {
+		if s := t.states[k.Serial]; s == nil || !reflect.DeepEqual(s.Key, k) {
+			t.full[k.Serial] = true
+		}
+	}
+	for serial := range t.states {
+		if !listed(list, serial) {
+			delete(t.states, serial)
+		}
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
+func listed(list []device.Key, serial uint32) bool {
+	for _, k := range list {
+		if k.Serial == serial {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tracker) poke() {
+	select {
+	case t.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Get returns the state of the key with serial as last read.
+func (t *Tracker) Get(serial uint32) (State, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.states[serial]
+	if s == nil {
+		return State{}, false
+	}
+	return *s, true
+}
+
+// Refresh reads the key with serial again in full now (after an action
+// on it), publishes any change and returns its state then.
+func (t *Tracker) Refresh(ctx context.Context, serial uint32) (State, bool) {
+	t.mu.Lock()
+	var k *device.Key
+	for i := range t.keys {
+		if t.keys[i].Serial == serial {
+			k = &t.keys[i]
+		}
+	}
+	t.mu.Unlock()
+	if k == nil {
+		return State{}, false
+	}
+	t.read(ctx, *k, true)
+	return t.Get(serial)
+}
+
+// Run reads and publishes until ctx ends.
+func (t *Tracker) Run(ctx context.Context) {
+	tick := time.NewTicker(t.cfg.Interval)
+	defer tick.Stop()
+	for {
+		t.pass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-t.kick:
+		}
+	}
+}
+
+// pass looks at the registry's head and at every attached key once.
+func (t *Tracker) pass(ctx context.Context) {
+	regChanged := false
+	if t.cfg.RegistryHead != nil {
+		if h, err := t.cfg.RegistryHead(ctx); err == nil {
+			t.mu.Lock()
+			regChanged = h != t.head
+			t.head = h
+			t.mu.Unlock()
+		}
+	}
+	t.mu.Lock()
+	list := append([]device.Key(nil), t.keys...)
+	t.mu.Unlock()
+	for _, k := range list {
+		if ctx.Err() != nil {
+			return
+		}
+		t.mu.Lock()
+		full := t.full[k.Serial] || regChanged
+		t.mu.Unlock()
+		t.read(ctx, k, full)
+	}
+}
+
+// read inspects k (its FIDO2 state too when full) and publishes the state
+// when it differs from the last one. A PIV read that fails while the last
+// one succeeded (the card held by another program for longer than
+// device/pcsc waits) keeps the last report.
+func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
+	t.mu.Lock()
+	prev := t.states[k.Serial]
+	t.mu.Unlock()
+	fido := t.cfg.FIDO
+	if !full && prev != nil && prev.Report != nil {
+		last := prev.Report
+		fido = func(context.Context, string) (*device.FIDOStatus, error) {
+			if last.FIDO == nil && last.FIDOError != "" {
+				return nil, errString(last.FIDOError)
+			}
+			return last.FIDO, nil
+		}
+	}
+	release := t.cfg.Hold()
+	r := t.cfg.Service.Inspect(ctx, k, fido)
+	release()
+	if ctx.Err() != nil {
+		return
+	}
+	t.mu.Lock()
+	if !listed(t.keys, k.Serial) {
+		t.mu.Unlock()
+		return
+	}
+	if full {
+		delete(t.full, k.Serial)
+	}
+	cur := t.states[k.Serial]
+	if cur != nil && cur.Report != nil && r.PIV == nil && cur.Report.PIV != nil && !full {
+		r.PIV, r.PIVError = cur.Report.PIV, ""
+	}
+	next := State{Key: k, Report: r, RegistryHead: t.head}
+	if cur != nil && sameRead(cur.Report, r) && cur.RegistryHead == next.RegistryHead {
+		if reflect.DeepEqual(cur.Key, k) {
+			t.mu.Unlock()
+			return
+		}
+		next.Version = cur.Version
+	} else {
+		t.seq++
+		next.Version = t.seq
+	}
+	t.states[k.Serial] = &next
+	subs := append([]func([]State){}, t.subs...)
+	t.mu.Unlock()
+	for _, fn := range subs {
+		fn([]State{next})
+	}
+}
+
+// sameRead says whether two reports read the same from the key, whatever
+// its listing.
+func sameRead(a, b *Report) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.PIVError == b.PIVError && a.FIDOError == b.FIDOError && reflect.DeepEqual(a.PIV, b.PIV) && reflect.DeepEqual(a.FIDO, b.FIDO)
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
