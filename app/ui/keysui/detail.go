@@ -35,13 +35,13 @@ type Detail struct {
 	Result  *widget.Label
 	// about is the serial of the key Result speaks of (0: none): a
 	// message about one key never stays on screen under another.
-	about  uint32
+	about uint32
 	// aboutVer is the key-state version Result is true of (0: not tied
 	// to one): a change of the key's state makes the message stale.
 	aboutVer uint64
-	Busy   *widget.ProgressBarInfinite
-	Cancel *widget.Button
-	Tabs   *container.AppTabs
+	Busy     *widget.ProgressBarInfinite
+	Cancel   *widget.Button
+	Tabs     *container.AppTabs
 
 	// PIV actions.
 	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
@@ -223,6 +223,9 @@ func (d *Detail) say(serial uint32, text string) {
 		return
 	}
 	d.about, d.aboutVer = serial, 0
+	if h := d.view.health[serial]; h != nil {
+		d.aboutVer = h.Version
+	}
 	d.Result.SetText(text)
 }
 

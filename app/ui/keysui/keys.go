@@ -187,7 +187,7 @@ func HealthLine(k device.Key, h *Health) string {
 		case r.PIV != nil && r.PIV.PINRetries == 0:
 			p = append(p, "PIV PIN BLOCKED")
 		case r.PIV != nil && r.PIV.PINDefault:
-			p = append(p, "PIV PIN default")
+			p = append(p, fmt.Sprintf("PIV PIN default, %d tries", r.PIV.PINRetries))
 		case r.PIV != nil:
 			p = append(p, fmt.Sprintf("PIV PIN %d tries", r.PIV.PINRetries))
 		case r.PIVError != "":

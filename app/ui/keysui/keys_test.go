@@ -15,7 +15,12 @@ import (
 	"github.com/keydesk/keydesk/device"
 )
 
-func TestMain(m *testing.M) { uitest.Main(m, 2) }
+func TestMain(m *testing.M) {
+	if wrongPINChild() {
+		return
+	}
+	uitest.Main(m, 2)
+}
 
 const wait = 20 * time.Second
 
