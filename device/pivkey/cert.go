@@ -224,3 +224,20 @@ func (c *Card) ImportCertificate(ctx context.Context, cb device.Callbacks, slot 
 		return c.classify(yk.SetCertificate(key, ps, cert))
 	})
 }
+
+// DeleteCertificate removes the certificate stored for slot (PUT DATA with
+// an empty value deletes the object, SP 800-73-4 §3.3.2; a YubiKey does the
+// same, as "ykman piv certificates delete"). The slot's key stays.
+func (c *Card) DeleteCertificate(ctx context.Context, cb device.Callbacks, slot byte) error {
+	obj, ok := slotObject(slot)
+	if !ok || slot == 0xF9 {
+		return fmt.Errorf("slot %02X holds no certificate keydesk may delete", slot)
+	}
+	_, _, err := c.resolveThen(ctx, cb, false, func(s *pcsc.Session) error {
+		if err := putObject(s, obj, nil); err != nil {
+			return fmt.Errorf("deleting the certificate of slot %02X: %w", slot, c.classify(err))
+		}
+		return nil
+	})
+	return err
+}

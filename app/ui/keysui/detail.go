@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -42,22 +41,24 @@ type Detail struct {
 	Busy     *widget.ProgressBarInfinite
 	Cancel   *widget.Button
 	Tabs     *container.AppTabs
+	// The sections, one tab each.
+	OverviewTab, PIVTab, FIDOTab, RegistryTab, IfacesTab *container.TabItem
+	sections
 
 	// PIV actions.
-	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
-	// PIV certificates, for the slot chosen in PIVSlot.
-	PIVSlot                            *widget.Select
-	PIVRequest, PIVSelfSign, PIVImport *widget.Button
+	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVAttest, PIVReset *widget.Button
+	// PIVSlot is the slot the slot row's action acts on (each row's
+	// buttons choose their slot; it is not shown).
+	PIVSlot *widget.Select
 	// FIDO2 actions.
 	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
 	FIDOMinLength, FIDOForceChange                                    *widget.Button
 	// Ifaces is the Interfaces tab.
 	Ifaces *Interfaces
-	// Credentials lists the FIDO2 credentials read last; Delete acts on
-	// the selected one.
-	Credentials *widget.List
-	creds       []fidokey.Credential
-	credSel     int
+	// creds are the FIDO2 credentials read last (Passkeys shows them,
+	// Delete on each row).
+	creds   []fidokey.Credential
+	credSel int
 
 	// Form is the PIN dialog open now (tests type into it).
 	Form *uikit.SecretForm
@@ -107,12 +108,8 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.PIVUnblock = b("Unblock PIN with PUK", false, d.pivUnblock)
 	d.PIVRetries = b("Set retries…", true, d.pivRetries)
 	d.PIVRotate = b("Rotate management key", false, d.pivRotate)
-	d.PIVGenerate = b("Generate key in 9a…", true, d.pivGenerate)
 	d.PIVAttest = b("Attest slot 9a", false, d.pivAttest)
 	d.PIVReset = b("Reset PIV…", true, d.pivReset)
-	d.PIVRequest = b("Certificate request…", false, d.pivRequest)
-	d.PIVSelfSign = b("Self-signed certificate…", true, d.pivSelfSign)
-	d.PIVImport = b("Import certificate…", true, d.pivImport)
 	d.PIVSlot = widget.NewSelect(slotNames(), nil)
 	d.PIVSlot.SetSelectedIndex(0)
 	d.FIDOSetPIN = b("Set PIN", false, d.fidoSetPIN)
@@ -123,36 +120,17 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.FIDOMinLength = b("Raise minimum PIN length", false, d.fidoMinLength)
 	d.FIDOForceChange = b("Force PIN change", false, d.fidoForceChange)
 
-	d.Credentials = widget.NewList(func() int { return len(d.creds) },
-		func() fyne.CanvasObject { return widget.NewLabel("rp · user · credProtect") },
-		func(i widget.ListItemID, o fyne.CanvasObject) {
-			if i >= len(d.creds) {
-				return
-			}
-			c := d.creds[i]
-			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · credProtect %d", c.RPID, c.UserName, c.CredProtect))
-		})
-	d.Credentials.OnSelected = func(i widget.ListItemID) { d.credSel = i }
-
-	piv := container.NewVBox(
-		widget.NewLabel("PIN and PUK"),
-		container.NewGridWithColumns(3, d.PIVChangePIN, d.PIVChangePUK, d.PIVUnblock),
-		widget.NewLabel("Keys and management"),
-		container.NewGridWithColumns(3, d.PIVRotate, d.PIVAttest, d.PIVGenerate),
-		widget.NewLabel("Certificates"),
-		container.NewGridWithColumns(4, d.PIVSlot, d.PIVRequest, d.PIVSelfSign, d.PIVImport),
-		widget.NewLabel("Destructive"),
-		container.NewGridWithColumns(3, d.PIVRetries, d.PIVReset),
-	)
-	fido := container.NewBorder(container.NewVBox(
-		container.NewGridWithColumns(3, d.FIDOSetPIN, d.FIDOChangePIN, d.FIDOCredentials),
-		container.NewGridWithColumns(3, d.FIDOMinLength, d.FIDOForceChange, d.FIDODelete),
-		container.NewGridWithColumns(3, d.FIDOReset),
-	), nil, nil, nil, d.Credentials)
+	d.PIVSlot.Hide() // the slot rows choose it
 	d.Ifaces = d.newInterfaces()
-	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido), container.NewTabItem("Interfaces", d.Ifaces.root))
+	overview, piv, fido, reg := d.buildSections()
+	d.OverviewTab = container.NewTabItem("Overview", overview)
+	d.PIVTab = container.NewTabItem("PIV", piv)
+	d.FIDOTab = container.NewTabItem("FIDO2", fido)
+	d.RegistryTab = container.NewTabItem("Registry", reg)
+	d.IfacesTab = container.NewTabItem("Interfaces", container.NewVScroll(d.Ifaces.root))
+	d.Tabs = container.NewAppTabs(d.OverviewTab, d.PIVTab, d.FIDOTab, d.RegistryTab, d.IfacesTab)
 	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
-	top := container.NewVBox(d.head, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
+	top := container.NewVBox(d.head, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
 	d.Root = container.NewBorder(top, nil, nil, nil, d.Tabs)
 	d.enable(false)
 	return d
@@ -184,7 +162,7 @@ func (d *Detail) Clear(msg string) {
 	d.Badge.Hide()
 	d.head.Refresh()
 	d.creds = nil
-	d.Credentials.Refresh()
+	d.showPasskeys(nil)
 	d.Ifaces.loaded.ok = false
 	d.enable(false)
 }
@@ -210,9 +188,11 @@ func (d *Detail) Show(k device.Key, h *Health) {
 	}
 	d.head.Refresh()
 	d.Info.SetText(describe(k, h))
+	d.fill(k, h)
 	d.Ifaces.load(k)
 	if d.cancel == nil {
 		d.enable(true)
+		d.applyReasons(h)
 	}
 }
 
@@ -244,47 +224,13 @@ func (d *Detail) sayAt(serial uint32, ver uint64, text string) {
 	d.aboutVer = ver
 }
 
-func describe(k device.Key, h *Health) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Applications enabled over USB: %s\n", k.EnabledUSB)
-	fmt.Fprintf(&b, "%s\n", HealthLine(k, h))
-	if h != nil && h.Report != nil {
-		if p := h.Report.PIV; p != nil {
-			fmt.Fprintf(&b, "PIV: PIN %d tries left, PUK %d tries left, management key %s", p.PINRetries, p.PUKRetries, p.MgmtKeyAlgorithm)
-			if p.MgmtKeyDefault {
-				b.WriteString(" (factory default)")
-			}
-			if p.MgmtKeyProtected {
-				b.WriteString(" (protected by the PIN)")
-			}
-			var used []string
-			for _, s := range p.Slots {
-				u := fmt.Sprintf("%02x %s", s.Slot, s.Algorithm)
-				if s.Empty {
-					u = fmt.Sprintf("%02x no key", s.Slot)
-				}
-				if c := s.Certificate; c != nil {
-					u += fmt.Sprintf(" (certificate %s, until %s)", c.Subject, c.NotAfter.Format("2006-01-02"))
-				}
-				used = append(used, u)
-			}
-			if len(used) > 0 {
-				fmt.Fprintf(&b, "; slots %s", strings.Join(used, ", "))
-			}
-			b.WriteString("\n")
-		} else if h.Report.PIVError != "" {
-			fmt.Fprintf(&b, "PIV: %s\n", h.Report.PIVError)
-		}
-		if f := h.Report.FIDO; f != nil {
-			if f.PINSet {
-				fmt.Fprintf(&b, "FIDO2: PIN set, %d tries left", f.PINRetries)
-			} else {
-				b.WriteString("FIDO2: no PIN set")
-			}
-			fmt.Fprintf(&b, ", minimum PIN length %d, room for %d more passkeys\n", f.MinPINLength, f.RemainingResident)
-		}
+// describe is the Overview's line on the key's applications.
+func describe(k device.Key, _ *Health) string {
+	t := fmt.Sprintf("Applications enabled over USB: %s", k.EnabledUSB)
+	if k.SupportedNFC != 0 {
+		t += fmt.Sprintf("\nover NFC: %s", k.EnabledNFC)
 	}
-	return strings.TrimSpace(b.String())
+	return t
 }
 
 // callbacks ask for PINs in a dialog and show the touch prompt.
@@ -337,6 +283,9 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		d.Cancel.Hide()
 		d.Touch.Hide()
 		d.enable(d.has)
+		if d.has {
+			d.applyReasons(d.view.health[d.key.Serial])
+		}
 		if err != nil {
 			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
 				d.sayAt(k.Serial, ver, what+": canceled; nothing was changed.")
@@ -451,14 +400,15 @@ func (d *Detail) pivGenerate() {
 	if !d.has {
 		return
 	}
-	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Generate a key in slot 9a", "What slot 9a holds now is replaced; sign-ins that use it stop working.", func() {
-		d.run("Generating a key in slot 9a", func(ctx context.Context, k device.Key) (string, error) {
+	slot := d.slot()
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, fmt.Sprintf("Generate a key in slot %02x of key %d", slot, d.key.Serial), fmt.Sprintf("What slot %02x (%s) holds now is replaced; sign-ins that use it stop working.", slot, slotName(slot)), func() {
+		d.run(fmt.Sprintf("Generating a key in slot %02x", slot), func(ctx context.Context, k device.Key) (string, error) {
 			card, err := d.env.Keys.PIV(k)
 			if err != nil {
 				return "", err
 			}
-			_, err = card.Generate(ctx, d.callbacks(k), 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
-			return fmt.Sprintf("New ECCP256 key generated in slot 9a of key %d.", k.Serial), err
+			_, err = card.Generate(ctx, d.callbacks(k), slot, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+			return fmt.Sprintf("New ECCP256 key generated in slot %02x of key %d.", slot, k.Serial), err
 		})
 	})
 }
@@ -548,9 +498,8 @@ func (d *Detail) fidoCredentials() {
 		}
 		fyne.Do(func() {
 			d.creds, d.credSel = creds, -1
-			d.Credentials.UnselectAll()
-			d.Credentials.Refresh()
-			d.Tabs.SelectIndex(1)
+			d.showPasskeys(creds)
+			d.Tabs.Select(d.FIDOTab)
 		})
 		return fmt.Sprintf("Key %d holds %s.", k.Serial, uikit.Count(len(creds), "discoverable credential", "discoverable credentials")), nil
 	})
@@ -568,7 +517,7 @@ func (d *Detail) fidoDelete() {
 		return
 	}
 	c := d.creds[d.credSel]
-	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Delete a FIDO2 credential", fmt.Sprintf("The credential for %s (%s) is deleted; sign-ins with it stop working. Revoke it in the registry too.", c.RPID, c.UserName), func() {
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, fmt.Sprintf("Delete a passkey from key %d", d.key.Serial), fmt.Sprintf("The passkey for %s (user %s) on key %d is deleted; sign-ins with it stop working. Revoke it in the registry too.", c.RPID, c.UserName, d.key.Serial), func() {
 		d.run("Deleting the credential", func(ctx context.Context, k device.Key) (string, error) {
 			dev, err := d.env.Keys.FIDO(k)
 			if err != nil {
@@ -586,8 +535,7 @@ func (d *Detail) fidoDelete() {
 					}
 				}
 				d.credSel = -1
-				d.Credentials.UnselectAll()
-				d.Credentials.Refresh()
+				d.showPasskeys(d.creds)
 			})
 			return fmt.Sprintf("Credential deleted from key %d.", k.Serial), nil
 		})

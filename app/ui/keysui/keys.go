@@ -88,6 +88,7 @@ type View struct {
 	all    []device.Key
 	shown  []device.Key
 	health map[uint32]*Health
+	cards  map[uint32]*Card // the card showing each key, while one does
 	sel    uint32
 
 	List    *widget.List
@@ -101,32 +102,23 @@ func New(env *uikit.Env) *View {
 	v := &View{env: env, health: map[uint32]*Health{}}
 	v.Summary = widget.NewLabel("Looking for keys…")
 	v.Summary.Wrapping = fyne.TextWrapWord
+	v.cards = map[uint32]*Card{}
 	v.List = widget.NewList(
 		func() int { return len(v.shown) },
-		func() fyne.CanvasObject {
-			title := widget.NewLabelWithStyle("YubiKey 5 NFC · serial 00000000", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-			title.Truncation = fyne.TextTruncateEllipsis
-			badge := widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-			badge.Importance = widget.WarningImportance
-			line := widget.NewLabel("health")
-			line.Truncation = fyne.TextTruncateEllipsis
-			return container.NewVBox(container.NewBorder(nil, nil, nil, badge, title), line)
-		},
+		func() fyne.CanvasObject { return newCard() },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			if i >= len(v.shown) {
 				return
 			}
 			k := v.shown[i]
-			box := o.(*fyne.Container)
-			top := box.Objects[0].(*fyne.Container)
-			top.Objects[0].(*widget.Label).SetText(Title(k))
-			if k.Virtual || v.env.Practice() {
-				top.Objects[1].Show()
-			} else {
-				top.Objects[1].Hide()
+			c := o.(*Card)
+			for s, old := range v.cards {
+				if old == c {
+					delete(v.cards, s)
+				}
 			}
-			top.Refresh()
-			box.Objects[1].(*widget.Label).SetText(HealthLine(k, v.health[k.Serial]))
+			v.cards[k.Serial] = c
+			c.show(k, v.health[k.Serial], v.env.Practice())
 		})
 	v.List.OnSelected = func(i widget.ListItemID) {
 		if i >= 0 && i < len(v.shown) {
@@ -383,6 +375,9 @@ func (v *View) Shown() []uint32 {
 	}
 	return out
 }
+
+// CardOf is the card showing the key with serial now, or nil (for tests).
+func (v *View) CardOf(serial uint32) *Card { return v.cards[serial] }
 
 // HealthOf is what the screen knows of the key with serial (for tests).
 func (v *View) HealthOf(serial uint32) *Health { return v.health[serial] }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,7 +69,7 @@ func TestChangesFromElsewhere(t *testing.T) {
 		t.Fatalf("key %d: PIN default %v with %d tries; this test needs the default PIN with 2 tries or more", s1, before.PINDefault, before.PINRetries)
 	}
 	v.Select(s1)
-	v.Detail.Tabs.SelectIndex(2)
+	v.Detail.Tabs.Select(v.Detail.IfacesTab)
 	test.Tap(v.Detail.Ifaces.Apply) // nothing changed: a message about s1 as it is now
 	if !strings.Contains(v.Detail.Result.Text, "nothing to change") {
 		t.Fatalf("no message about key %d: %q", s1, v.Detail.Result.Text)
@@ -91,7 +92,9 @@ func TestChangesFromElsewhere(t *testing.T) {
 	start := time.Now()
 	want := fmt.Sprintf("PIV PIN default, %d tries", before.PINRetries-1)
 	shown := uitest.Eventually(within, func() bool {
-		return strings.Contains(keysui.HealthLine(k, v.HealthOf(s1)), want) && uitest.HasText(v.Root, want)
+		c := v.CardOf(s1)
+		return strings.Contains(keysui.HealthLine(k, v.HealthOf(s1)), want) && c != nil && slices.Contains(c.ChipTexts(), fmt.Sprintf("PIV PIN %d TRIES LEFT", before.PINRetries-1)) &&
+			strings.Contains(v.Detail.PIVState.Text, fmt.Sprintf("PIN %d tries left", before.PINRetries-1))
 	})
 	took := time.Since(start)
 	if !shown {
@@ -141,7 +144,9 @@ func TestChangesFromElsewhere(t *testing.T) {
 	}
 	start = time.Now()
 	shown = uitest.Eventually(within, func() bool {
-		return strings.Contains(keysui.HealthLine(k, v.HealthOf(s0)), string(next)+")") && uitest.HasText(v.Root, string(next))
+		c := v.CardOf(s0)
+		return strings.Contains(keysui.HealthLine(k, v.HealthOf(s0)), string(next)+")") && c != nil && slices.Contains(c.ChipTexts(), strings.ToUpper(string(next))) &&
+			strings.HasSuffix(c.Owner.Text, " · "+string(next)) && v.Detail.RegStatus.Text == string(next)
 	})
 	took = time.Since(start)
 	if !shown {
