@@ -100,7 +100,7 @@ func TestBareDesktopWords(t *testing.T) {
 	d.env.Feed.Publish(list)
 	ok := uitest.Eventually(20*time.Second, func() bool {
 		return strings.Contains(d.shell.Status.Text, "Registry: not connected (no system keyring for its token)") &&
-			uitest.HasText(d.shell.Content, "registry not connected")
+			uitest.HasText(d.shell.Content, "Registry not connected")
 	})
 	if !ok {
 		t.Fatalf("status %q; texts %q", d.shell.Status.Text, windowTexts(w))

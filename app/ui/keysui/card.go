@@ -38,7 +38,7 @@ func newCard() *Card {
 	c := &Card{Glyph: NewGlyph(formC)}
 	c.Model = widget.NewLabelWithStyle("YubiKey 5C NFC", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	c.Serial = widget.NewLabelWithStyle("Serial 00000000", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
-	c.Owner = widget.NewLabel("Not registered")
+	c.Owner = widget.NewLabel("Not registered · primary key · suspended")
 	c.Owner.Truncation = fyne.TextTruncateEllipsis // a long name may shorten; the role comes first
 	c.chips = container.New(&uikit.Flow{Rows: 2})
 	for range maxChips {
@@ -47,8 +47,7 @@ func newCard() *Card {
 		c.Chips = append(c.Chips, ch)
 		c.chips.Add(ch)
 	}
-	top := container.NewHBox(c.Model, c.Serial)
-	text := container.NewVBox(top, c.Owner, c.chips)
+	text := container.NewVBox(c.Model, c.Serial, c.Owner, c.chips)
 	c.root = container.NewBorder(nil, nil, container.NewCenter(c.Glyph), nil, text)
 	c.ExtendBaseWidget(c)
 	return c

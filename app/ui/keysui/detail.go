@@ -75,6 +75,7 @@ type Detail struct {
 func newDetail(env *uikit.Env, v *View) *Detail {
 	d := &Detail{env: env, view: v, credSel: -1}
 	d.Heading = widget.NewLabelWithStyle("Choose a key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	d.Heading.Truncation = fyne.TextTruncateEllipsis // the Overview has each fact in full
 	d.Badge = widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignTrailing, fyne.TextStyle{Bold: true})
 	d.Badge.Importance = widget.WarningImportance
 	d.Badge.Hide()
@@ -127,7 +128,7 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.PIVTab = container.NewTabItem("PIV", piv)
 	d.FIDOTab = container.NewTabItem("FIDO2", fido)
 	d.RegistryTab = container.NewTabItem("Registry", reg)
-	d.IfacesTab = container.NewTabItem("Interfaces", container.NewVScroll(d.Ifaces.root))
+	d.IfacesTab = container.NewTabItem("Interfaces", container.NewScroll(d.Ifaces.root))
 	d.Tabs = container.NewAppTabs(d.OverviewTab, d.PIVTab, d.FIDOTab, d.RegistryTab, d.IfacesTab)
 	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
 	top := container.NewVBox(d.head, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)

@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"strconv"
 	"strings"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -94,7 +96,9 @@ type View struct {
 	List    *widget.List
 	Summary *widget.Label
 	Detail  *Detail
-	Root    fyne.CanvasObject
+	// Split divides the cards from the detail; its divider can be dragged.
+	Split *container.Split
+	Root  fyne.CanvasObject
 }
 
 // New builds the Keys screen and subscribes it to the live key list.
@@ -127,10 +131,14 @@ func New(env *uikit.Env) *View {
 		}
 	}
 	v.Detail = newDetail(env, v)
-	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Attached keys", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Summary), nil, nil, nil, v.List)
-	split := container.NewHSplit(left, v.Detail.Root)
-	split.Offset = 0.42
-	v.Root = split
+	// The list is no narrower than a card needs: the divider stops there
+	// rather than cut a serial.
+	minW := canvas.NewRectangle(color.Transparent)
+	minW.SetMinSize(fyne.NewSize(newCard().MinSize().Width+theme.Padding()*2, 0))
+	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Attached keys", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Summary, minW), nil, nil, nil, v.List)
+	v.Split = container.NewHSplit(left, v.Detail.Root)
+	v.Split.Offset = 0.42
+	v.Root = v.Split
 	env.Feed.Subscribe(v.update)
 	env.SubscribeStates(v.stateChanged)
 	if t := env.States(); t != nil {

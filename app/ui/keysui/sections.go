@@ -82,7 +82,7 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 	s := &d.sections
 	s.OvModel, s.OvSerial, s.OvFirmware, s.OvOwner = widget.NewLabel(""), widget.NewLabel(""), widget.NewLabel(""), widget.NewLabel("")
 	s.OvChips = container.New(&uikit.Flow{Rows: 1})
-	overview = container.NewVScroll(container.NewVBox(
+	overview = container.NewScroll(container.NewVBox(
 		form(heading("Model"), s.OvModel, heading("Serial"), s.OvSerial, heading("Firmware"), s.OvFirmware, heading("Owner"), s.OvOwner),
 		s.OvChips, d.Info))
 
@@ -113,7 +113,7 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 		s.Slots = append(s.Slots, r)
 		slots.Add(r.box)
 	}
-	piv = container.NewVScroll(container.NewVBox(
+	piv = container.NewScroll(container.NewVBox(
 		heading("PIN and PUK"), s.PIVState,
 		container.NewGridWithColumns(3, d.PIVChangePIN, d.PIVChangePUK, d.PIVUnblock),
 		s.PIVWhy,
@@ -125,7 +125,7 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 
 	s.FIDOState, s.FIDOWhy = wrapped(""), reasons()
 	s.passkeyBox = container.NewVBox()
-	fido = container.NewVScroll(container.NewVBox(
+	fido = container.NewScroll(container.NewVBox(
 		heading("PIN"), s.FIDOState,
 		container.NewGridWithColumns(2, d.FIDOSetPIN, d.FIDOChangePIN),
 		container.NewGridWithColumns(2, d.FIDOMinLength, d.FIDOForceChange),
@@ -136,7 +136,7 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 	))
 
 	s.RegOwner, s.RegStatus, s.RegGenuine, s.RegCoverage, s.RegCreds = wrapped(""), wrapped(""), wrapped(""), wrapped(""), wrapped("")
-	reg = container.NewVScroll(form(heading("Owner"), s.RegOwner, heading("Status"), s.RegStatus,
+	reg = container.NewScroll(form(heading("Owner"), s.RegOwner, heading("Status"), s.RegStatus,
 		heading("Attestation"), s.RegGenuine, heading("Coverage"), s.RegCoverage, heading("Credentials"), s.RegCreds))
 	return overview, piv, fido, reg
 }

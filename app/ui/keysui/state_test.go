@@ -18,6 +18,7 @@ import (
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/ui/keysui"
+	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/pivkey"
@@ -111,17 +112,7 @@ func TestChangesFromElsewhere(t *testing.T) {
 	reg := uitest.Fleet.Admin
 	kd, _, _, err := recover.Find(ctx, reg, fmt.Sprint(s0))
 	if errors.Is(err, recover.ErrNotRegistered) {
-		k0, err := uitest.Fleet.Key(ctx, s0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		release := env.HoldKeys()
-		e, err := enroltest.Enrol(ctx, env.Keys, reg, k0, enroltest.Options{User: "state-ada", PIVPIN: "24681357", FIDOPIN: "fido-2468", Recipients: []string{uitest.Fleet.Recipient}})
-		release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		kd.Key = e.Key
+		kd.Key = enrolS0(t, env)
 	} else if err != nil {
 		t.Fatal(err)
 	}
@@ -157,4 +148,22 @@ func TestChangesFromElsewhere(t *testing.T) {
 	if msg != "" {
 		t.Errorf("the message from before the registry change stays: %q", msg)
 	}
+}
+
+// enrolS0 enrols the first practice key for state-ada and returns its
+// registry record.
+func enrolS0(t *testing.T, env *uikit.Env) registry.Key {
+	t.Helper()
+	ctx := context.Background()
+	k0, err := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := env.HoldKeys()
+	e, err := enroltest.Enrol(ctx, env.Keys, uitest.Fleet.Admin, k0, enroltest.Options{User: "state-ada", PIVPIN: "24681357", FIDOPIN: "fido-2468", Recipients: []string{uitest.Fleet.Recipient}})
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Key
 }
