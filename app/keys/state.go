@@ -63,7 +63,13 @@ type Tracker struct {
 	subs   []func([]State)
 	full   map[uint32]bool // keys whose FIDO2 state is to be read again
 	seq    uint64
+	fails  map[uint32]int    // reads failed in a row, per key
+	gone   map[uint32]*State // the last state of keys no longer listed
 }
+
+// maxFails is how many reads in a row may fail before the failure is
+// published.
+const maxFails = 3
 
 // NewTracker returns a Tracker; Run starts it.
 func NewTracker(cfg TrackerConfig) *Tracker {
@@ -76,7 +82,7 @@ func NewTracker(cfg TrackerConfig) *Tracker {
 	if cfg.Hold == nil {
 		cfg.Hold = func() func() { return func() {} }
 	}
-	return &Tracker{cfg: cfg, kick: make(chan struct{}, 1), states: map[uint32]*State{}, full: map[uint32]bool{}}
+	return &Tracker{cfg: cfg, kick: make(chan struct{}, 1), states: map[uint32]*State{}, full: map[uint32]bool{}, fails: map[uint32]int{}, gone: map[uint32]*State{}}
 }
 
 // Subscribe calls fn with the states that changed, from the Tracker's
@@ -98,8 +104,11 @@ func (t *Tracker) SetKeys(list []device.Key) {
 			t.full[k.Serial] = true
 		}
 	}
-	for serial := range t.states {
+	for serial, st := range t.states {
 		if !listed(list, serial) {
+			// Kept: a key back after a restart or a replug with the same
+			// state keeps its version.
+			t.gone[serial] = st
 			delete(t.states, serial)
 		}
 	}
@@ -199,6 +208,9 @@ func (t *Tracker) pass(ctx context.Context) {
 func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 	t.mu.Lock()
 	prev := t.states[k.Serial]
+	if prev == nil {
+		prev = t.gone[k.Serial]
+	}
 	t.mu.Unlock()
 	fido := t.cfg.FIDO
 	if !full && prev != nil && prev.Report != nil {
@@ -225,8 +237,36 @@ func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 		delete(t.full, k.Serial)
 	}
 	cur := t.states[k.Serial]
-	if cur != nil && cur.Report != nil && r.PIV == nil && cur.Report.PIV != nil && !full {
-		r.PIV, r.PIVError = cur.Report.PIV, ""
+	if cur == nil {
+		cur = t.gone[k.Serial]
+		delete(t.gone, k.Serial)
+	}
+	// A read that fails or finds no interface where the last one
+	// succeeded (a key restarting, listed for a moment by one interface
+	// only; a card only just back refusing its first session; a card held
+	// by another program longer than device/pcsc waits) keeps the last
+	// answer and is tried again on the next pass; the change is
+	// published once it has repeated.
+	if cur != nil && cur.Report != nil {
+		failed := false
+		if r.PIV == nil && cur.Report.PIV != nil {
+			failed = true
+			if t.fails[k.Serial] < maxFails {
+				r.PIV, r.PIVError = cur.Report.PIV, ""
+			}
+		}
+		if r.FIDO == nil && cur.Report.FIDO != nil {
+			failed = true
+			if t.fails[k.Serial] < maxFails {
+				r.FIDO, r.FIDOError = cur.Report.FIDO, ""
+			}
+		}
+		if failed {
+			t.fails[k.Serial]++
+			t.full[k.Serial] = true
+		} else {
+			delete(t.fails, k.Serial)
+		}
 	}
 	next := State{Key: k, Report: r, RegistryHead: t.head}
 	if cur != nil && sameRead(cur.Report, r) && cur.RegistryHead == next.RegistryHead {

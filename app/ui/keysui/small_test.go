@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"fyne.io/fyne/v2"
@@ -23,7 +24,7 @@ import (
 // navWidth is room the shell's navigation takes beside a screen (the
 // widest screen title with its icon, and padding), so that the screen is
 // tested with the width it gets in the window.
-const navWidth = 200
+const navWidth = 240
 
 // shownWhole says whether label shows its whole text: it is given the
 // width the text needs (what a label that may not truncate asks for) and
@@ -105,6 +106,30 @@ func TestSmallWindow(t *testing.T) {
 			if !ch.Fits() || x+ch.MinSize().Width > d.AbsolutePositionForObject(v.List).X+v.List.Size().Width+0.5 {
 				t.Errorf("chip %q is cut: %v given, %v needed, at x=%.0f", ch.Text, ch.Size(), ch.MinSize(), x)
 			}
+		}
+	})
+
+	// Buttons that cannot help are disabled, saying why: Change PIN on
+	// the blocked key; Unblock with PUK on a registered key (its PUK is
+	// sealed for the helpdesk) and Reset PIV on a key whose PIN works.
+	fyne.DoAndWait(func() {
+		v.Select(s1)
+		d := v.Detail
+		if !d.PIVChangePIN.Disabled() || !strings.Contains(d.PIVWhy.Text, "Change PIN: the PIN is blocked") {
+			t.Errorf("on a blocked PIN Change PIN is enabled %v; the reasons say %q", !d.PIVChangePIN.Disabled(), d.PIVWhy.Text)
+		}
+		if d.PIVUnblock.Disabled() {
+			t.Errorf("Unblock PIN with PUK is disabled on an unregistered key with a blocked PIN: %q", d.PIVWhy.Text)
+		}
+		v.Select(s0)
+		if !d.PIVUnblock.Disabled() || !strings.Contains(d.PIVWhy.Text, "Helpdesk screen") {
+			t.Errorf("on a registered key Unblock with PUK is enabled %v; the reasons say %q", !d.PIVUnblock.Disabled(), d.PIVWhy.Text)
+		}
+		if !d.PIVReset.Disabled() || !strings.Contains(d.PIVWhy.Text, "Reset PIV…: a reset is for a key whose PIN and PUK are both blocked") {
+			t.Errorf("on a key whose PIN works Reset PIV is enabled %v; the reasons say %q", !d.PIVReset.Disabled(), d.PIVWhy.Text)
+		}
+		if d.PIVChangePIN.Disabled() {
+			t.Error("Change PIN is disabled on a key whose PIN works")
 		}
 	})
 

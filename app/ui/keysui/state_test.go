@@ -150,6 +150,46 @@ func TestChangesFromElsewhere(t *testing.T) {
 	}
 }
 
+// TestPasskeyRows: a key's passkeys are rows (relying party, user,
+// credProtect) with Delete on the row, confirmed by the key's serial in a
+// dialog naming the key; the FIDO2 PIN is asked in the PIN dialog.
+func TestPasskeyRows(t *testing.T) {
+	env, v := open(t)
+	ctx := context.Background()
+	s0 := uitest.Fleet.Serial(0)
+	if _, _, _, err := recover.Find(ctx, uitest.Fleet.Admin, fmt.Sprint(s0)); errors.Is(err, recover.ErrNotRegistered) {
+		enrolS0(t, env)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	v.Select(s0)
+	v.Detail.Form = nil
+	test.Tap(v.Detail.FIDOCredentials)
+	fill(t, func() *uikit.SecretForm { return v.Detail.Form }, "fido-2468")
+	result(t, v, "holds")
+	var rows []*keysui.PasskeyRow
+	fyne.DoAndWait(func() { rows = v.Detail.Passkeys })
+	if len(rows) == 0 {
+		t.Fatalf("no passkey rows for an enrolled key; the message says %q", v.Detail.Result.Text)
+	}
+	if l := rows[0].Label.Text; !strings.Contains(l, enroltest.RPID) || !strings.Contains(l, "credProtect") {
+		t.Errorf("the passkey row reads %q; want the relying party and credProtect", l)
+	}
+	n := len(rows)
+	v.Detail.Form = nil
+	test.Tap(rows[0].Delete)
+	dlg := env.Window.Canvas().Overlays().Top()
+	if dlg == nil || !uitest.HasText(dlg, fmt.Sprintf("key %d", s0)) {
+		t.Fatal("deleting a passkey asks for no confirmation naming the key")
+	}
+	confirm(t, env, s0)
+	pinIfAsked(t, v, "fido-2468", "deleted")
+	fyne.DoAndWait(func() { rows = v.Detail.Passkeys })
+	if len(rows) != n-1 {
+		t.Errorf("%d passkey rows after deleting one of %d", len(rows), n)
+	}
+}
+
 // enrolS0 enrols the first practice key for state-ada and returns its
 // registry record.
 func enrolS0(t *testing.T, env *uikit.Env) registry.Key {
