@@ -241,3 +241,37 @@ func (c *Card) DeleteCertificate(ctx context.Context, cb device.Callbacks, slot 
 	})
 	return err
 }
+
+// ImportKey stores priv (an ECDSA P-256/P-384, RSA or Ed25519 key from a
+// PKCS#12 file, say) in slot with the PIN and touch policies of spec
+// (YubiKey IMPORT KEY, INS 0xFE), then cert, when given, as the slot's
+// certificate. A key imported this way was outside the key once, and the
+// key cannot attest it (docs/facts: "imported keys cannot be attested").
+func (c *Card) ImportKey(ctx context.Context, cb device.Callbacks, slot byte, priv crypto.PrivateKey, spec KeySpec, cert *x509.Certificate) error {
+	ps, err := pivSlot(slot)
+	if err != nil {
+		return err
+	}
+	pp, err := pivPINPolicy(spec.PINPolicy)
+	if err != nil {
+		return err
+	}
+	tp, err := pivTouchPolicy(spec.TouchPolicy)
+	if err != nil {
+		return err
+	}
+	key, _, err := c.resolve(ctx, cb, false)
+	if err != nil {
+		return err
+	}
+	err = c.withPIV(ctx, func(yk *piv.YubiKey) error {
+		if err := yk.SetPrivateKeyInsecure(key, ps, priv, piv.Key{PINPolicy: pp, TouchPolicy: tp}); err != nil {
+			return fmt.Errorf("importing the key into slot %02X: %w", slot, c.classify(err))
+		}
+		return nil
+	})
+	if err != nil || cert == nil {
+		return err
+	}
+	return c.ImportCertificate(ctx, cb, slot, cert)
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -182,10 +183,11 @@ func TestPIVCertificates(t *testing.T) {
 	form := func() *uikit.SecretForm { return v.Detail.Form }
 	dir := t.TempDir()
 
-	// Slot 9c holds no key: no request, no self-signed certificate, no
-	// import, nothing to export or delete.
+	// Slot 9c holds no key: no request, no self-signed certificate,
+	// nothing to export or delete (Import stays: a PKCS#12 file brings its
+	// key).
 	row9c := v.Detail.Slots[1]
-	for _, b := range []*widget.Button{row9c.Request, row9c.SelfSign, row9c.Import, row9c.Export, row9c.Delete} {
+	for _, b := range []*widget.Button{row9c.Request, row9c.SelfSign, row9c.Export, row9c.Delete} {
 		if !b.Disabled() {
 			t.Errorf("%q on slot 9c, which holds no key, is enabled", b.Text)
 		}
@@ -337,4 +339,66 @@ func TestPIVCertificates(t *testing.T) {
 		t.Fatalf("after deleting the certificate slot 9a holds certificate %v, key gone %v", st.Certificate, st.Empty)
 	}
 	uitest.WaitFor(t, wait, "slot 9a's row without a certificate", func() bool { return row.Cert.Text == "No certificate" && row.Delete.Disabled() })
+}
+
+// TestPIVImportPKCS12: a PKCS#12 file's key and certificate go into a slot
+// through the slot row's Import, its password asked in the PIN dialog; a
+// wrong password changes nothing.
+func TestPIVImportPKCS12(t *testing.T) {
+	env, v := open(t)
+	s1 := uitest.Fleet.Serial(1)
+	dir := t.TempDir()
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "bea key management"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(30 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk8, _ := x509.MarshalPKCS8PrivateKey(priv)
+	keyPath, certPath, p12 := filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "bea.p12")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk8}), 0o600)
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	// 3DES and SHA-1, as Windows and older tools export: what
+	// golang.org/x/crypto/pkcs12 reads.
+	out, err := exec.Command("openssl", "pkcs12", "-export", "-inkey", keyPath, "-in", certPath, "-out", p12,
+		"-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-passout", "pass:p12-secret").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl pkcs12: %v: %s", err, out)
+	}
+	uitest.WaitFor(t, wait, "key "+fmt.Sprint(s1)+"'s slots", func() bool {
+		h := v.HealthOf(s1)
+		return h != nil && h.Report != nil && h.Report.PIV != nil && v.Select(s1)
+	})
+	before := slotStatus(t, env, s1, 0x9d)
+	row := v.Detail.Slots[2]
+	form := func() *uikit.SecretForm { return v.Detail.Form }
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(row.Import)
+	params(t, v, p12)
+	fill(t, form, "wrong-secret")
+	confirm(t, env, s1)
+	result(t, v, "failed")
+	if !strings.Contains(v.Detail.Result.Text, "could not be opened with that password") {
+		t.Errorf("a wrong password reported as %q", v.Detail.Result.Text)
+	}
+	if st := slotStatus(t, env, s1, 0x9d); st.Empty != before.Empty || (st.Certificate == nil) != (before.Certificate == nil) {
+		t.Fatalf("slot 9d changed after a wrong password")
+	}
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(row.Import)
+	params(t, v, p12)
+	fill(t, form, "p12-secret")
+	confirm(t, env, s1)
+	pinIfAsked(t, v, "123456", "holds the imported key")
+	st := slotStatus(t, env, s1, 0x9d)
+	if pub, ok := st.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&priv.PublicKey) {
+		t.Errorf("slot 9d holds %T %v, not the file's key", st.PublicKey, st.PublicKey)
+	}
+	if st.Certificate == nil || st.Certificate.Subject.CommonName != "bea key management" {
+		t.Errorf("slot 9d holds certificate %v", st.Certificate)
+	}
+	uitest.WaitFor(t, wait, "slot 9d's row showing the certificate", func() bool { return strings.Contains(row.Cert.Text, "CN=bea key management") })
 }

@@ -339,7 +339,6 @@ func (d *Detail) applyReasons(h *Health) {
 				if ss == nil || ss.Empty {
 					row.Request.Disable()
 					row.SelfSign.Disable()
-					row.Import.Disable()
 				}
 				if ss == nil || ss.Certificate == nil {
 					row.Export.Disable()
