@@ -132,6 +132,17 @@ func (t *Tracker) poke() {
 	}
 }
 
+// ReadAll reads every listed key again in full on the next pass, which
+// starts now (Ctrl+R: list the keys afresh).
+func (t *Tracker) ReadAll() {
+	t.mu.Lock()
+	for _, k := range t.keys {
+		t.full[k.Serial] = true
+	}
+	t.mu.Unlock()
+	t.poke()
+}
+
 // Get returns the state of the key with serial as last read.
 func (t *Tracker) Get(serial uint32) (State, bool) {
 	t.mu.Lock()

@@ -63,6 +63,7 @@ func (v *View) Reread() {
 	if t == nil {
 		return
 	}
+	t.ReadAll()
 	for _, k := range v.all {
 		if st, ok := t.Get(k.Serial); ok {
 			v.regather(st.Key, st.RegistryHead)
@@ -243,13 +244,23 @@ func short(err error) string {
 
 // update takes a new key list from the feed: which keys are listed. Their
 // state comes from the key-state model (uikit.Env.States), which reads a
-// key again whenever the list changes.
+// key again whenever its listing changes; a list published again (Ctrl+R,
+// a hotplug) has every key read again in full and the registry asked
+// again about each, which is how a person with the self role, who cannot
+// read the registry's change feed, sees the registry's word change.
 func (v *View) update(list []device.Key) {
 	v.all = list
 	v.filter()
-	if v.env.States() == nil {
+	t := v.env.States()
+	if t == nil {
 		// No key service (a screen test without keys): list only.
 		return
+	}
+	t.ReadAll()
+	for _, k := range list {
+		if st, ok := t.Get(k.Serial); ok && v.health[k.Serial] != nil {
+			v.regather(st.Key, st.RegistryHead)
+		}
 	}
 	if v.sel != 0 && !attached(list, v.sel) {
 		v.sel = 0
