@@ -21,6 +21,7 @@ import (
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/registry"
 )
@@ -162,6 +163,25 @@ func TestPasskeyRows(t *testing.T) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
+	// A passkey of its own to delete, so the enrolment's stays.
+	k0, err := uitest.Fleet.Key(ctx, s0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := env.Keys.FIDO(k0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rp = "passkey-rows.example"
+	release := env.HoldKeys()
+	_, err = dev.MakeCredential(ctx, fidokey.MakeOptions{RPID: rp, RPName: "passkey rows", UserID: []byte("bea"), UserName: "bea",
+		Challenge: make([]byte, 32), Discoverable: true, CredProtect: 2},
+		device.Callbacks{PIN: func(context.Context, string) (string, error) { return "fido-2468", nil }})
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	v.Select(s0)
 	v.Detail.Form = nil
 	test.Tap(v.Detail.FIDOCredentials)
@@ -169,24 +189,35 @@ func TestPasskeyRows(t *testing.T) {
 	result(t, v, "holds")
 	var rows []*keysui.PasskeyRow
 	fyne.DoAndWait(func() { rows = v.Detail.Passkeys })
-	if len(rows) == 0 {
-		t.Fatalf("no passkey rows for an enrolled key; the message says %q", v.Detail.Result.Text)
+	mine := -1
+	for i, r := range rows {
+		if strings.Contains(r.Label.Text, rp) {
+			mine = i
+		}
 	}
-	if l := rows[0].Label.Text; !strings.Contains(l, enroltest.RPID) || !strings.Contains(l, "credProtect") {
-		t.Errorf("the passkey row reads %q; want the relying party and credProtect", l)
+	if mine < 0 {
+		t.Fatalf("no passkey row for %s among %d", rp, len(rows))
+	}
+	if l := rows[mine].Label.Text; !strings.Contains(l, "bea") || !strings.Contains(l, "credProtect 2") {
+		t.Errorf("the passkey row reads %q; want the relying party, the user and credProtect", l)
 	}
 	n := len(rows)
 	v.Detail.Form = nil
-	test.Tap(rows[0].Delete)
+	test.Tap(rows[mine].Delete)
 	dlg := env.Window.Canvas().Overlays().Top()
-	if dlg == nil || !uitest.HasText(dlg, fmt.Sprintf("key %d", s0)) {
-		t.Fatal("deleting a passkey asks for no confirmation naming the key")
+	if dlg == nil || !uitest.HasText(dlg, fmt.Sprintf("key %d", s0)) || !uitest.HasText(dlg, rp) {
+		t.Fatal("deleting a passkey asks for no confirmation naming the key and the passkey")
 	}
 	confirm(t, env, s0)
 	pinIfAsked(t, v, "fido-2468", "deleted")
 	fyne.DoAndWait(func() { rows = v.Detail.Passkeys })
 	if len(rows) != n-1 {
 		t.Errorf("%d passkey rows after deleting one of %d", len(rows), n)
+	}
+	for _, r := range rows {
+		if strings.Contains(r.Label.Text, rp) {
+			t.Errorf("the deleted passkey is still a row: %q", r.Label.Text)
+		}
 	}
 }
 
