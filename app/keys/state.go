@@ -168,6 +168,15 @@ func (t *Tracker) Refresh(ctx context.Context, serial uint32) (State, bool) {
 	if k == nil {
 		return State{}, false
 	}
+	if t.cfg.RegistryHead != nil {
+		// What the action wrote to the registry counts as part of the
+		// state it left.
+		if h, err := t.cfg.RegistryHead(ctx); err == nil {
+			t.mu.Lock()
+			t.head = h
+			t.mu.Unlock()
+		}
+	}
 	t.read(ctx, *k, true)
 	return t.Get(serial)
 }
