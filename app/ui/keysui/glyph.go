@@ -28,6 +28,9 @@ const (
 type Glyph struct {
 	widget.BaseWidget
 	Form uint8
+	// Scale enlarges the drawing (1 when zero): the Overview shows the
+	// key larger than its card does.
+	Scale float32
 }
 
 // NewGlyph draws form.
@@ -66,22 +69,28 @@ type glyphRenderer struct {
 	objs []fyne.CanvasObject
 }
 
-func rect(c color.Color, x, y, w, h, radius float32) *canvas.Rectangle {
-	r := canvas.NewRectangle(c)
-	r.CornerRadius = radius
-	r.Move(fyne.NewPos(x, y))
-	r.Resize(fyne.NewSize(w, h))
-	return r
-}
-
-func circle(c color.Color, x, y, d float32) *canvas.Circle {
-	o := canvas.NewCircle(c)
-	o.Move(fyne.NewPos(x, y))
-	o.Resize(fyne.NewSize(d, d))
-	return o
+func (r *glyphRenderer) scale() float32 {
+	if r.g.Scale <= 0 {
+		return 1
+	}
+	return r.g.Scale
 }
 
 func (r *glyphRenderer) Refresh() {
+	k := r.scale()
+	rect := func(c color.Color, x, y, w, h, radius float32) *canvas.Rectangle {
+		o := canvas.NewRectangle(c)
+		o.CornerRadius = radius * k
+		o.Move(fyne.NewPos(x*k, y*k))
+		o.Resize(fyne.NewSize(w*k, h*k))
+		return o
+	}
+	circle := func(c color.Color, x, y, d float32) *canvas.Circle {
+		o := canvas.NewCircle(c)
+		o.Move(fyne.NewPos(x*k, y*k))
+		o.Resize(fyne.NewSize(d*k, d*k))
+		return o
+	}
 	var o []fyne.CanvasObject
 	switch f := r.g.Form; f {
 	case formANano, formCNano:
@@ -94,7 +103,7 @@ func (r *glyphRenderer) Refresh() {
 		o = append(o, rect(glyphMetal, x+3, 40, w-6, 20, 2), rect(glyphBody, x, 22, w, 20, 3), rect(glyphGold, x+w/2-4, 28, 8, 6, 2))
 	default:
 		body := rect(glyphBody, 6, 4, 28, 50, 6)
-		body.StrokeColor, body.StrokeWidth = glyphEdge, 1
+		body.StrokeColor, body.StrokeWidth = glyphEdge, k
 		o = append(o, body, circle(color.White, 16, 8, 8))
 		switch f {
 		case formABio, formCBio:
@@ -115,7 +124,9 @@ func (r *glyphRenderer) Refresh() {
 	canvas.Refresh(r.g)
 }
 
-func (r *glyphRenderer) Layout(fyne.Size)             {}
-func (r *glyphRenderer) MinSize() fyne.Size           { return fyne.NewSize(glyphW, glyphH) }
+func (r *glyphRenderer) Layout(fyne.Size) {}
+func (r *glyphRenderer) MinSize() fyne.Size {
+	return fyne.NewSize(glyphW*r.scale(), glyphH*r.scale())
+}
 func (r *glyphRenderer) Objects() []fyne.CanvasObject { return r.objs }
 func (r *glyphRenderer) Destroy()                     {}

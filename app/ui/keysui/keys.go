@@ -92,6 +92,9 @@ type View struct {
 	shown  []device.Key
 	health map[uint32]*Health
 	cards  map[uint32]*Card // the card showing each key, while one does
+	// chosen is set once a key has been selected (by the person, or the
+	// first key listed when the screen first lists keys).
+	chosen bool
 	sel    uint32
 
 	List    *widget.List
@@ -127,6 +130,7 @@ func New(env *uikit.Env) *View {
 		})
 	v.List.OnSelected = func(i widget.ListItemID) {
 		if i >= 0 && i < len(v.shown) {
+			v.chosen = true
 			v.sel = v.shown[i].Serial
 			v.Detail.Show(v.shown[i], v.health[v.sel])
 		}
@@ -266,6 +270,11 @@ func (v *View) update(list []device.Key) {
 		v.sel = 0
 		v.List.UnselectAll()
 		v.Detail.Clear("The key was removed.")
+	}
+	if !v.chosen && len(v.shown) > 0 {
+		// The first time keys are listed the first is shown, as a key's
+		// home; after that the person chooses.
+		v.Select(v.shown[0].Serial)
 	}
 }
 

@@ -44,6 +44,7 @@ type sections struct {
 	// Overview.
 	OvModel, OvSerial, OvFirmware, OvOwner *widget.Label
 	OvChips                                *fyne.Container
+	OvGlyph                                *Glyph
 	// PIV.
 	PIVState, PIVWhy *widget.Label
 	Slots            []*SlotRow
@@ -82,8 +83,12 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 	s := &d.sections
 	s.OvModel, s.OvSerial, s.OvFirmware, s.OvOwner = widget.NewLabel(""), widget.NewLabel(""), widget.NewLabel(""), widget.NewLabel("")
 	s.OvChips = container.New(&uikit.Flow{Rows: 1})
+	s.OvGlyph = NewGlyph(formC)
+	s.OvGlyph.Scale = 2.5
+	s.OvGlyph.Hide()
+	facts := form(heading("Model"), s.OvModel, heading("Serial"), s.OvSerial, heading("Firmware"), s.OvFirmware, heading("Owner"), s.OvOwner)
 	overview = container.NewScroll(container.NewVBox(
-		form(heading("Model"), s.OvModel, heading("Serial"), s.OvSerial, heading("Firmware"), s.OvFirmware, heading("Owner"), s.OvOwner),
+		container.NewBorder(nil, nil, container.NewPadded(s.OvGlyph), nil, facts),
 		s.OvChips, d.Info))
 
 	s.PIVState, s.PIVWhy = wrapped(""), reasons()
@@ -149,6 +154,8 @@ func (d *Detail) fill(k device.Key, h *Health) {
 		model = "Security key"
 	}
 	s.OvModel.SetText(model)
+	s.OvGlyph.SetForm(k.FormFactor)
+	s.OvGlyph.Show()
 	if k.SerialUnknown {
 		s.OvSerial.SetText("unknown")
 	} else {

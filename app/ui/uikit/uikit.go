@@ -80,6 +80,8 @@ type Env struct {
 
 	statesOnce sync.Once
 	states     *keys.Tracker
+	statesMu   sync.Mutex
+	pending    []func([]keys.State) // subscribed before the key service was there
 	headMu     sync.Mutex
 	head       string
 }
@@ -95,11 +97,17 @@ func (e *Env) States() *keys.Tracker {
 	}
 	e.statesOnce.Do(func() {
 		t := keys.NewTracker(keys.TrackerConfig{Service: e.Keys, Hold: e.HoldKeys, RegistryHead: e.registryHead})
-		e.states = t
 		ctx := e.Ctx
 		if ctx == nil {
 			ctx = context.Background()
 		}
+		e.statesMu.Lock()
+		for _, fn := range e.pending {
+			t.Subscribe(fn)
+		}
+		e.pending = nil
+		e.states = t
+		e.statesMu.Unlock()
 		if e.Feed != nil {
 			e.Feed.Subscribe(t.SetKeys)
 		}
@@ -109,18 +117,27 @@ func (e *Env) States() *keys.Tracker {
 }
 
 // SubscribeStates calls fn on the UI goroutine with the key states that
-// changed (see States). Call it from the UI goroutine.
+// changed (see States). Call it from the UI goroutine. A screen built
+// before the key service is there (the window is shown before the keys
+// are looked for) is subscribed once it is.
 func (e *Env) SubscribeStates(fn func([]keys.State)) {
-	t := e.States()
-	if t == nil {
-		return
-	}
-	t.Subscribe(func(changed []keys.State) {
+	sub := func(changed []keys.State) {
 		if e.closed.Load() {
 			return
 		}
 		fyne.Do(func() { fn(changed) })
-	})
+	}
+	if t := e.States(); t != nil {
+		t.Subscribe(sub)
+		return
+	}
+	e.statesMu.Lock()
+	defer e.statesMu.Unlock()
+	if e.states != nil {
+		e.states.Subscribe(sub)
+		return
+	}
+	e.pending = append(e.pending, sub)
 }
 
 // registryHead is the registry change feed's head (GET /v1/changes, open
