@@ -261,6 +261,9 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		return
 	}
 	k := d.key
+	if cur, ok := d.view.current(k.Serial); ok {
+		k = cur // as the key list has it now (a restart may have changed it)
+	}
 	d.enable(false)
 	d.say(k.Serial, what+"…")
 	d.Busy.Show()

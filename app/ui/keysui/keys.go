@@ -321,6 +321,9 @@ func (v *View) regather(k device.Key, head string) {
 // set shows h as the health of k, in its card and, when k is selected,
 // in the detail.
 func (v *View) set(k device.Key, h *Health) {
+	if cur, ok := v.current(k.Serial); ok {
+		k = cur // the key feed's listing is the one actions go through
+	}
 	v.health[k.Serial] = h
 	v.filter()
 	if v.sel == k.Serial {
