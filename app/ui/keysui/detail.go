@@ -164,7 +164,7 @@ func (d *Detail) Clear(msg string) {
 	d.head.Refresh()
 	d.creds = nil
 	d.showPasskeys(nil)
-	d.OvGlyph.Hide()
+	d.showGlyph(false)
 	d.Ifaces.loaded.ok = false
 	d.enable(false)
 }

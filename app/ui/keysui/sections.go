@@ -45,6 +45,7 @@ type sections struct {
 	OvModel, OvSerial, OvFirmware, OvOwner *widget.Label
 	OvChips                                *fyne.Container
 	OvGlyph                                *Glyph
+	ovTop, ovBox                           *fyne.Container
 	// PIV.
 	PIVState, PIVWhy *widget.Label
 	Slots            []*SlotRow
@@ -87,9 +88,9 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 	s.OvGlyph.Scale = 2.5
 	s.OvGlyph.Hide()
 	facts := form(heading("Model"), s.OvModel, heading("Serial"), s.OvSerial, heading("Firmware"), s.OvFirmware, heading("Owner"), s.OvOwner)
-	overview = container.NewScroll(container.NewVBox(
-		container.NewBorder(nil, nil, container.NewPadded(s.OvGlyph), nil, facts),
-		s.OvChips, d.Info))
+	s.ovTop = container.NewBorder(nil, nil, container.NewPadded(s.OvGlyph), nil, facts)
+	s.ovBox = container.NewVBox(s.ovTop, s.OvChips, d.Info)
+	overview = container.NewScroll(s.ovBox)
 
 	s.PIVState, s.PIVWhy = wrapped(""), reasons()
 	slots := container.NewVBox()
@@ -146,6 +147,21 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 	return overview, piv, fido, reg
 }
 
+// showGlyph shows or hides the Overview's drawing of the key and lays
+// the Overview out again around it.
+func (s *sections) showGlyph(on bool) {
+	if on == s.OvGlyph.Visible() {
+		return
+	}
+	if on {
+		s.OvGlyph.Show()
+	} else {
+		s.OvGlyph.Hide()
+	}
+	s.ovTop.Refresh()
+	s.ovBox.Refresh()
+}
+
 // fill shows key k's state in the sections.
 func (d *Detail) fill(k device.Key, h *Health) {
 	s := &d.sections
@@ -155,7 +171,7 @@ func (d *Detail) fill(k device.Key, h *Health) {
 	}
 	s.OvModel.SetText(model)
 	s.OvGlyph.SetForm(k.FormFactor)
-	s.OvGlyph.Show()
+	s.showGlyph(true)
 	if k.SerialUnknown {
 		s.OvSerial.SetText("unknown")
 	} else {
