@@ -107,12 +107,12 @@ func (d *Detail) buildSections() (overview, piv, fido, reg fyne.CanvasObject) {
 			d.buttons = append(d.buttons, btn)
 			return btn
 		}
-		r.Generate = b("Generate…", true, d.pivGenerate)
+		r.Generate = b("Generate…", false, d.pivGenerate)
 		r.Request = b("CSR…", false, d.pivRequest)
 		r.SelfSign = b("Self-sign…", false, d.pivSelfSign)
 		r.Import = b("Import…", false, d.pivImport)
 		r.Export = b("Export…", false, d.pivExport)
-		r.Delete = b("Delete…", true, d.pivDeleteCert)
+		r.Delete = b("Delete…", false, d.pivDeleteCert)
 		r.box = container.NewVBox(r.Title, r.Key, r.Cert,
 			container.NewGridWithColumns(3, r.Request, r.SelfSign, r.Import),
 			container.NewGridWithColumns(3, r.Export, r.Generate, r.Delete), widget.NewSeparator())
