@@ -258,8 +258,10 @@ func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 	}
 	cur := t.states[k.Serial]
 	if cur == nil {
-		cur = t.gone[k.Serial]
-		delete(t.gone, k.Serial)
+		if cur = t.gone[k.Serial]; cur != nil {
+			delete(t.gone, k.Serial)
+			t.states[k.Serial] = cur
+		}
 	}
 	// A read that fails or finds no interface where the last one
 	// succeeded (a key restarting, listed for a moment by one interface
