@@ -55,6 +55,9 @@ type TrackerConfig struct {
 type Tracker struct {
 	cfg  TrackerConfig
 	kick chan struct{}
+	// reading serialises reads, from the read to the state stored, so
+	// that an older read never lands after a newer one.
+	reading sync.Mutex
 
 	mu     sync.Mutex
 	keys   []device.Key
@@ -226,6 +229,8 @@ func (t *Tracker) pass(ctx context.Context) {
 // one succeeded (the card held by another program for longer than
 // device/pcsc waits) keeps the last report.
 func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
+	t.reading.Lock()
+	defer t.reading.Unlock()
 	t.mu.Lock()
 	prev := t.states[k.Serial]
 	if prev == nil {
@@ -257,10 +262,12 @@ func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 		delete(t.full, k.Serial)
 	}
 	cur := t.states[k.Serial]
+	back := false // listed again after leaving: published, whatever it reads
 	if cur == nil {
 		if cur = t.gone[k.Serial]; cur != nil {
 			delete(t.gone, k.Serial)
 			t.states[k.Serial] = cur
+			back = true
 		}
 	}
 	// A read that fails or finds no interface where the last one
@@ -292,7 +299,7 @@ func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 	}
 	next := State{Key: k, Report: r, RegistryHead: t.head}
 	if cur != nil && sameRead(cur.Report, r) && cur.RegistryHead == next.RegistryHead {
-		if reflect.DeepEqual(cur.Key, k) {
+		if reflect.DeepEqual(cur.Key, k) && !back {
 			t.mu.Unlock()
 			return
 		}

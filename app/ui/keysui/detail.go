@@ -246,7 +246,7 @@ func (d *Detail) callbacks(k device.Key) device.Callbacks {
 			return v[0], nil
 		},
 		Touch: func(context.Context) {
-			fyne.Do(func() {
+			uikit.Do(func() {
 				d.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
 				d.Touch.Show()
 			})
@@ -278,7 +278,7 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		// shown: the message is true of that state and of no later one.
 		ver = d.view.refresh(context.WithoutCancel(ctx), k.Serial)
 		if err == nil {
-			fyne.Do(func() { d.sayAt(k.Serial, ver, msg) })
+			uikit.Do(func() { d.sayAt(k.Serial, ver, msg) })
 		}
 		return err
 	}, func(err error) {
@@ -501,7 +501,7 @@ func (d *Detail) fidoCredentials() {
 		if err != nil {
 			return "", err
 		}
-		fyne.Do(func() {
+		uikit.Do(func() {
 			d.creds, d.credSel = creds, -1
 			d.showPasskeys(creds)
 			d.Tabs.Select(d.FIDOTab)
@@ -531,7 +531,7 @@ func (d *Detail) fidoDelete() {
 			if err := dev.DeleteCredential(ctx, d.callbacks(k), c.ID); err != nil {
 				return "", err
 			}
-			fyne.Do(func() {
+			uikit.Do(func() {
 				d.creds = append(d.creds[:0:0], d.creds...)
 				for i := range d.creds {
 					if base64.RawURLEncoding.EncodeToString(d.creds[i].ID) == base64.RawURLEncoding.EncodeToString(c.ID) {
@@ -559,7 +559,7 @@ func (d *Detail) fidoReset() {
 			}
 			cb := d.callbacks(k)
 			cb.Reinsert = func(ctx context.Context) error {
-				fyne.Do(func() {
+				uikit.Do(func() {
 					d.Touch.SetText(fmt.Sprintf("Remove key %d and insert it again now: a reset is accepted only in the first seconds after it is plugged in.", k.Serial))
 					d.Touch.Show()
 				})

@@ -306,7 +306,7 @@ func (v *View) regather(k device.Key, head string) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fyne.Do(func() {
+		uikit.Do(func() {
 			st, ok := v.env.States().Get(k.Serial)
 			if !ok || !attached(v.all, k.Serial) {
 				return

@@ -125,7 +125,7 @@ func (e *Env) SubscribeStates(fn func([]keys.State)) {
 		if e.closed.Load() {
 			return
 		}
-		fyne.Do(func() { fn(changed) })
+		Do(func() { fn(changed) })
 	}
 	if t := e.States(); t != nil {
 		t.Subscribe(sub)
@@ -206,7 +206,7 @@ func (e *Env) Go(work func(ctx context.Context) error, done func(error)) (cancel
 		err := work(ctx)
 		cancel()
 		if done != nil && !e.closed.Load() {
-			fyne.Do(func() { done(err) })
+			Do(func() { done(err) })
 		}
 	}()
 	return cancel
@@ -276,7 +276,7 @@ func (f *KeyFeed) Publish(keys []device.Key) {
 	subs := append([](func([]device.Key)){}, f.subs...)
 	f.mu.Unlock()
 	list := append([]device.Key(nil), keys...)
-	fyne.Do(func() {
+	Do(func() {
 		for _, fn := range subs {
 			fn(list)
 		}

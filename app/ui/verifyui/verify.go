@@ -172,7 +172,7 @@ func (v *View) start() {
 			return vals[0], nil
 		},
 		Touch: func(context.Context) {
-			fyne.Do(func() {
+			uikit.Do(func() {
 				v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
 				v.Touch.Show()
 			})
