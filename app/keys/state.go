@@ -32,9 +32,10 @@ type TrackerConfig struct {
 	// Hold serialises this process's conversations with keys (the
 	// desktop app's uikit.Env.HoldKeys); nil holds nothing.
 	Hold func() (release func())
-	// Interval is how often the PIV state of each attached key is read
-	// again (a PIN typed wrong in another program changes it without a
-	// hotplug); 500 ms when zero.
+	// Interval is how often the PIN and PUK state of each attached key is
+	// read again (a PIN typed wrong in another program changes it without
+	// a hotplug), and the whole PIV state when it changed; 500 ms when
+	// zero.
 	Interval time.Duration
 	// RegistryHead returns the registry change feed's head, asked every
 	// Interval; nil means no registry. An error keeps the last head.
@@ -45,9 +46,9 @@ type TrackerConfig struct {
 
 // Tracker is the one model of the attached keys' state that every screen
 // of the desktop app subscribes to. Its sources are the key list (the
-// hotplug watcher, through SetKeys), a timed re-read of each key's PIV
-// state, the registry change feed, and Refresh after an action in this
-// process. A key's FIDO2 state is read again on hotplug, on Refresh and
+// hotplug watcher, through SetKeys), a timed look at each key's PIN and
+// PUK state (the whole PIV state is read when it changed), the registry
+// change feed, and Refresh after an action in this process. A key's FIDO2 state is read again on hotplug, on Refresh and
 // when the registry changes, not on the timer: a FIDO HID device is one
 // stream shared with any other program using the key at that moment,
 // where PC/SC arbitrates smart-card sessions (and device/pcsc retries a
@@ -248,6 +249,11 @@ func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 		}
 	}
 	release := t.cfg.Hold()
+	if !full && prev != nil && prev.Report != nil && prev.Report.PIV != nil && t.samePINs(ctx, k, prev.Report.PIV) {
+		// The timed look: PIN and PUK as they were, nothing to read.
+		release()
+		return
+	}
 	r := t.cfg.Service.Inspect(ctx, k, fido)
 	release()
 	if ctx.Err() != nil {
@@ -314,6 +320,21 @@ func (t *Tracker) read(ctx context.Context, k device.Key, full bool) {
 	for _, fn := range subs {
 		fn([]State{next})
 	}
+}
+
+// samePINs says whether the key's PIN and PUK state reads as in last (a
+// few short commands, not the whole PIV state). A failed read counts as
+// unchanged: the next full read tells.
+func (t *Tracker) samePINs(ctx context.Context, k device.Key, last *device.PIVStatus) bool {
+	card, err := t.cfg.Service.PIV(k)
+	if err != nil {
+		return true
+	}
+	p, err := card.PINState(ctx)
+	if err != nil {
+		return true
+	}
+	return p.PINRetries == last.PINRetries && p.PUKRetries == last.PUKRetries && p.PINDefault == last.PINDefault && p.PUKDefault == last.PUKDefault
 }
 
 // sameRead says whether two reports read the same from the key, whatever
