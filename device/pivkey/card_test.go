@@ -637,3 +637,22 @@ func TestImportKeyAndDeleteCertificate(t *testing.T) {
 		t.Error("the attestation certificate (f9) was deleted")
 	}
 }
+
+// TestPINState: the short read of the PIN and PUK state agrees with
+// Status, before and after a wrong PIN.
+func TestPINState(t *testing.T) {
+	r := plug(t, 0, fw57)
+	ctx := context.Background()
+	p, err := r.card.PINState(ctx)
+	if err != nil || p.PINRetries != 3 || p.PUKRetries != 3 || !p.PINDefault || !p.PUKDefault {
+		t.Fatalf("fresh key: %+v %v", p, err)
+	}
+	if err := r.card.ChangePIN(ctx, "999999", "13572468"); err == nil {
+		t.Fatal("a wrong PIN was taken")
+	}
+	p, err = r.card.PINState(ctx)
+	st, serr := r.card.Status(ctx)
+	if err != nil || serr != nil || p.PINRetries != 2 || p.PINRetries != st.PINRetries || p.PUKRetries != st.PUKRetries || p.PINDefault != st.PINDefault {
+		t.Fatalf("after a wrong PIN: short read %+v %v, status %+v %v", p, err, st, serr)
+	}
+}
