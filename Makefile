@@ -19,7 +19,7 @@ BIN     := bin
 # what `make build` builds.
 export GOFLAGS += -tags=no_emoji
 
-.PHONY: all deps build run test bench bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross cross-check msi
+.PHONY: all deps build run test bench bench-cli bench-desktop bench-registry drill fuzz vet cross-vet clean package package-check fresh-check cross cross-check msi
 
 all: build
 
@@ -45,6 +45,18 @@ test: deps
 ## bench: benchmarks through the real stacks; figures go in docs/
 bench: deps
 	GO=$(GO) packaging/with-services.sh packaging/bench.sh
+
+## bench-cli: only the command-line comparisons of `make bench` (keydesk
+## beside ykman, yubico-piv-tool and fido2-token); the document goes to a
+## temporary directory, printed at the end (BENCH_ONLY=cli, packaging/bench.sh)
+bench-cli: deps
+	GO=$(GO) BENCH_ONLY=cli BENCH_COMMAND="make bench-cli" packaging/with-services.sh packaging/bench.sh
+
+## bench-desktop: only the desktop app's figures (first frame, memory after
+## start and after the full round; BENCH_ONLY=desktop in packaging/bench.sh);
+## the document goes to a temporary directory, printed at the end
+bench-desktop: deps
+	BENCH_ONLY=desktop BENCH_COMMAND="make bench-desktop" GO=$(GO) packaging/with-services.sh packaging/bench.sh
 
 ## bench-registry: only the registry's store, API and validity-replica benchmarks
 ## (docs/registry.md, docs/relying-party.md)

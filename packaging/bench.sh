@@ -13,6 +13,11 @@
 # KEYDESK_SIM_USERS and KEYDESK_DRILL_USERS to change them (`make bench-registry` runs the
 # registry's benchmarks at full size, docs/registry.md).
 #
+# BENCH_ONLY=desktop runs only the desktop app's benchmarks (BenchmarkStart
+# and BenchmarkRound in ./cmd/keydesk: first frame, resident memory after
+# start and after the full round); its document goes to a temporary
+# directory unless BENCH_OUT_DIR is set, never over docs/benchmarks.md.
+#
 # Running it again starts from nothing: every benchmark builds its binaries
 # and starts its keys, pcscd and databases afresh. A benchmark that fails is
 # named in the document and the script exits 1 after writing it.
@@ -25,6 +30,8 @@ raw="$work/raw.txt"
 : >"$raw"
 
 quick=${BENCH_QUICK:-}
+only=${BENCH_ONLY:-}
+case $only in "" | cli | desktop) ;; *) echo "BENCH_ONLY must be empty, cli or desktop, not $only" >&2; exit 2 ;; esac
 n() { if [[ $quick == 1 ]]; then echo "$2"; else echo "$1"; fi; }
 
 export KEYDESK_BENCH_USERS=${KEYDESK_BENCH_USERS:-$(n 10000 1000)}
@@ -32,9 +39,10 @@ export KEYDESK_BENCH_MIGRATION_USERS=${KEYDESK_BENCH_MIGRATION_USERS:-$(n 25000 
 export KEYDESK_SIM_USERS=${KEYDESK_SIM_USERS:-20000} # smaller runs miss the simulation's own checks (1 % canary)
 export KEYDESK_DRILL_USERS=${KEYDESK_DRILL_USERS:-$(n 2000 200)}
 
+only=${BENCH_ONLY:-}
 out=${BENCH_OUT_DIR:-}
 if [[ -z $out ]]; then
-	if [[ $quick == 1 ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
+	if [[ $quick == 1 || -n $only ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
 fi
 mkdir -p "$out"
 
@@ -58,41 +66,53 @@ bench() { # bench PACKAGE PATTERN BENCHTIME COUNT
 # keydesk beside ykman, yubico-piv-tool and fido2-token (process start
 # included), and a full enrolment of one key beside the same steps scripted
 # with ykman and libfido2's tools.
-bench ./internal/evidence '^BenchmarkTools$' "$(n 20x 3x)" 1
-bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
-# The device layer's overhead above the transport it needs.
-bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
-bench ./device/fidokey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
-# Hotplug: insertion and removal to the changed list.
-bench ./device/discover 'Hotplug' "$(n 10x 2x)" 1
-# keydesk's own time per key in a batch enrolment (docs/workflows.md).
-bench ./app/enrol 'BatchEnrol' "$(n 20x 2x)" 1
-# The registry, beside the raw database, SQLite and PostgreSQL: every
-# benchmark of its store and API packages.
-bench ./registry/store/sqlstore '.' 1x 1
-bench ./registry/server '.' "$(n 3s 1x)" 1
-bench ./registry/simulation '.' 1x 1
-# A login server's validity replica at 1M credentials (docs/relying-party.md).
-bench ./registry/validity '.' "$(n 2s 1x)" 1
-# The migration drill through the reference relying party, 2,000 users; it
-# writes its table of figures beside benchmarks.md (docs/drill.md).
-KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
-	bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
-# The desktop app's start, when the tree has its benchmark.
-# (The list is read whole first: grep -q would stop reading early, and
-# pipefail would count go test's broken pipe as "no benchmark".)
-listed=$("$GO" test -list '^BenchmarkStart$' ./cmd/keydesk 2>/dev/null || true)
-if grep -qx 'BenchmarkStart' <<<"$listed"; then
-	bench ./cmd/keydesk '^BenchmarkStart$' "$(n 10x 2x)" 1
-else
-	echo "benchdoc: unavailable github.com/keydesk/keydesk/cmd/keydesk BenchmarkStart" >>"$raw"
+# BENCH_ONLY=cli has the time for twice the calls, for steadier medians.
+tools=$(n 20x 3x)
+if [[ $only == cli && $quick != 1 ]]; then tools=40x; fi
+if [[ $only != desktop ]]; then
+	bench ./internal/evidence '^BenchmarkTools$' "$tools" 1
+fi
+if [[ -z $only ]]; then
+	bench ./internal/evidence '^BenchmarkEnrol$' "$(n 10x 2x)" 1
+	# The device layer's overhead above the transport it needs.
+	bench ./device/pivkey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
+	bench ./device/fidokey 'Overhead' "$(n 300x 20x)" "$(n 5 1)"
+	# Hotplug: insertion and removal to the changed list.
+	bench ./device/discover 'Hotplug' "$(n 10x 2x)" 1
+	# keydesk's own time per key in a batch enrolment (docs/workflows.md).
+	bench ./app/enrol 'BatchEnrol' "$(n 20x 2x)" 1
+	# The registry, beside the raw database, SQLite and PostgreSQL: every
+	# benchmark of its store and API packages.
+	bench ./registry/store/sqlstore '.' 1x 1
+	bench ./registry/server '.' "$(n 3s 1x)" 1
+	bench ./registry/simulation '.' 1x 1
+	# A login server's validity replica at 1M credentials (docs/relying-party.md).
+	bench ./registry/validity '.' "$(n 2s 1x)" 1
+	# The migration drill through the reference relying party, 2,000 users; it
+	# writes its table of figures beside benchmarks.md (docs/drill.md).
+	KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
+		bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
+fi
+if [[ $only != cli ]]; then
+	# The desktop app's start, when the tree has its benchmark.
+	# (The list is read whole first: grep -q would stop reading early, and
+	# pipefail would count go test's broken pipe as "no benchmark".)
+	listed=$("$GO" test -list '^BenchmarkStart$' ./cmd/keydesk 2>/dev/null || true)
+	if grep -qx 'BenchmarkStart' <<<"$listed"; then
+		bench ./cmd/keydesk '^BenchmarkStart$' "$(n 10x 2x)" 1
+	else
+		echo "benchdoc: unavailable github.com/keydesk/keydesk/cmd/keydesk BenchmarkStart" >>"$raw"
+	fi
+	# The desktop app's full round (enrol, verify, a PIN blocked, the
+	# helpdesk's unblock, Activity) driven with xdotool: memory after it.
+	bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
 fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
 	echo "# make bench $started to $finished; load average (1, 5, 15 min) $load_start at the start, $load_end at the end"
-	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS${quick:+ BENCH_QUICK=$quick}"
+	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS${quick:+ BENCH_QUICK=$quick}${only:+ BENCH_ONLY=$only}"
 	cat "$raw"
 } >"$work/benchmarks.txt"
 if "$GO" run ./internal/evidence/benchdoc -in "$work/benchmarks.txt" -out "$work/benchmarks.md" -command "${BENCH_COMMAND:-make bench}" \

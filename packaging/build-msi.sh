@@ -11,7 +11,7 @@ WIN=${WIN:-dist/windows-amd64}
 version=${VERSION:-dev}
 msiver=$(grep -Eo '^[0-9]+\.[0-9]+\.[0-9]+' <<<"$version" || true)
 msiver=${msiver:-0.0.0}
-for f in keydesk.exe keydesk-desk.exe fido2.dll cbor.dll crypto-45.dll; do
+for f in keydesk.exe keydesk-cli.exe keydesk-desk.exe fido2.dll cbor.dll crypto-45.dll; do
   [ -f "$WIN/$f" ] || { echo "msi: $WIN/$f is missing (make cross)" >&2; exit 1; }
 done
 command -v wixl >/dev/null || { echo "msi: wixl is missing (packaging/install-deps.sh --wine)" >&2; exit 1; }

@@ -45,19 +45,22 @@ mkdir -p "$STAGE"
 
 echo "package: building binaries (version $DEB_VERSION)"
 # -s -w: no symbol table or DWARF (Go's own stack traces still work).
-# keydesk (the command line) and keydesk-desk (the desktop app it starts
+# keydesk (the command line's start: it answers version and the status
+# commands itself), keydesk-cli (the whole command line, which keydesk starts
+# for every other command) and keydesk-desk (the desktop app it starts
 # when run with no arguments): PIEs linked by the system linker (relro, dynamic libc), as cgo
 # builds with libfido2 and libpcsclite are.
 CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -D_FORTIFY_SOURCE=2" "$GO" build -trimpath -buildmode=pie \
-  -ldflags "-s -w -linkmode=external -extldflags '-Wl,-z,relro -Wl,-z,now' $LDFLAGS" -o "$STAGE/" ./cmd/keydesk ./cmd/keydesk-desk
+  -ldflags "-s -w -linkmode=external -extldflags '-Wl,-z,relro -Wl,-z,now' $LDFLAGS" -o "$STAGE/" ./cmd/keydesk ./cmd/keydesk-cli ./cmd/keydesk-desk
 objcopy --remove-section=.comment "$STAGE/keydesk"
+objcopy --remove-section=.comment "$STAGE/keydesk-cli"
 objcopy --remove-section=.comment "$STAGE/keydesk-desk"
 CGO_ENABLED=0 "$GO" build -trimpath -ldflags "-s -w $LDFLAGS" -o "$STAGE/keydesk-registry" ./cmd/keydesk-registry
 
 # libc6: the newest GLIBC symbol version the binary needs, when it is
 # dynamically linked (cgo); a static binary needs none, but keydesk's
 # libfido2 and PC/SC libraries pull libc6 in either way.
-glibc=$(objdump -T "$STAGE/keydesk" "$STAGE/keydesk-desk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
+glibc=$(objdump -T "$STAGE/keydesk" "$STAGE/keydesk-cli" "$STAGE/keydesk-desk" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1 || true)
 export KEYDESK_LIBC6_DEP="libc6${glibc:+ (>= $glibc)}"
 
 # Shell completion scripts, from the command tree keydesk runs.

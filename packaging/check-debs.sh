@@ -53,7 +53,7 @@ icons=()
 for n in 16 22 24 32 48 64 128 256 512; do
   icons+=("/usr/share/icons/hicolor/${n}x${n}/apps/io.keydesk.Keydesk.png")
 done
-contains "$kd" /usr/bin/keydesk /usr/bin/keydesk-desk /usr/share/applications/keydesk.desktop \
+contains "$kd" /usr/bin/keydesk /usr/bin/keydesk-cli /usr/bin/keydesk-desk /usr/share/applications/keydesk.desktop \
   /usr/share/metainfo/io.keydesk.Keydesk.metainfo.xml \
   /usr/share/icons/hicolor/scalable/apps/io.keydesk.Keydesk.svg "${icons[@]}" \
   /usr/lib/udev/rules.d/70-keydesk.rules /usr/share/man/man1/keydesk.1.gz /usr/share/man/man1/keydesk-piv-status.1.gz \

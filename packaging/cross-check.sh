@@ -36,7 +36,7 @@ wineserver=$(command -v wineserver || true)
 for t in "$wine" "$wineserver"; do
   [ -x "$t" ] || { echo "cross-check: $t is missing (packaging/install-deps.sh --wine)" >&2; exit 1; }
 done
-for f in keydesk.exe keydesk-desk.exe keydesk-registry.exe fido2.dll; do
+for f in keydesk.exe keydesk-cli.exe keydesk-desk.exe keydesk-registry.exe fido2.dll; do
   [ -f "$WIN/$f" ] || { echo "cross-check: $WIN/$f is missing (make cross)" >&2; exit 1; }
 done
 

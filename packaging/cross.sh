@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cross-builds for Windows and macOS (what `make cross` runs).
 #
-#   dist/windows-amd64/   keydesk.exe and keydesk-desk.exe (cgo with mingw-w64: Fyne's GLFW,
+#   dist/windows-amd64/   keydesk.exe, keydesk-cli.exe and keydesk-desk.exe (cgo with mingw-w64: Fyne's GLFW,
 #                         libfido2 from the DLLs go-libfido2 bundles, PC/SC
 #                         through winscard.dll), keydesk-registry.exe (pure
 #                         Go), keydesk-rp.exe, and the DLLs keydesk.exe loads
@@ -59,12 +59,13 @@ win=(CC="$MINGW" PKG_CONFIG_LIBDIR="$empty" PKG_CONFIG_PATH=
 
 echo "== windows/amd64 with cgo (mingw-w64)"
 build keydesk-windows-amd64 windows amd64 1 "$WIN/keydesk.exe" ./cmd/keydesk "${win[@]}"
+build keydesk-cli-windows-amd64 windows amd64 1 "$WIN/keydesk-cli.exe" ./cmd/keydesk-cli "${win[@]}"
 build keydesk-desk-windows-amd64 windows amd64 1 "$WIN/keydesk-desk.exe" ./cmd/keydesk-desk "${win[@]}"
 build rp-windows-amd64 windows amd64 1 "$WIN/keydesk-rp.exe" ./cmd/keydesk-rp "${win[@]}"
 if [ -f "$WIN/keydesk.exe" ]; then
   cp "$fido/lib/fido2.dll" "$fido/lib/cbor.dll" "$fido/lib/crypto-45.dll" "$WIN/"
 fi
-for exe in keydesk.exe keydesk-desk.exe; do
+for exe in keydesk.exe keydesk-cli.exe keydesk-desk.exe; do
   [ -f "$WIN/$exe" ] || continue
   imports=$(x86_64-w64-mingw32-objdump -p "$WIN/$exe" | awk '/DLL Name/ {print $3}' | sort -u)
   echo "        $exe imports: $(echo $imports)"

@@ -15,15 +15,18 @@ const ExportFormat = "keydesk-registry-export/1"
 // stay sealed to the helpdesk recipients as they were. Verifications,
 // access passes, migrations and tokens are not part of it.
 type Export struct {
-	Format     string             `json:"format"`
-	Scope      string             `json:"scope"` // "organisation" or "user"
-	ExportedAt time.Time          `json:"exported_at"`
-	Users      []User             `json:"users"`
-	Keys       []Key              `json:"keys"`
-	FIDO2      []FIDOCredential   `json:"fido2"`
-	PIV        []PIVSlot          `json:"piv"`
-	Escrow     []EscrowBlob       `json:"escrow"`
-	KeySets    []KeySet           `json:"key_sets"`
+	Format     string           `json:"format"`
+	Scope      string           `json:"scope"` // "organisation" or "user"
+	ExportedAt time.Time        `json:"exported_at"`
+	Users      []User           `json:"users"`
+	Keys       []Key            `json:"keys"`
+	FIDO2      []FIDOCredential `json:"fido2"`
+	PIV        []PIVSlot        `json:"piv"`
+	Escrow     []EscrowBlob     `json:"escrow"`
+	KeySets    []KeySet         `json:"key_sets"`
+	// IDPLinks are the identity-provider links of the keys exported
+	// (which provider holds which credential under which method id).
+	IDPLinks   []IDPLink          `json:"idp_links,omitempty"`
 	Audit      []audit.Entry      `json:"audit,omitempty"`
 	Checkpoint []audit.Checkpoint `json:"checkpoints,omitempty"`
 	// AuditKey is the exporting registry's checkpoint key.
@@ -36,6 +39,7 @@ type Restored struct {
 	Users        int    `json:"users"`
 	Keys         int    `json:"keys"`
 	Credentials  int    `json:"credentials"`
+	IDPLinks     int    `json:"idp_links,omitempty"`
 	AuditEntries int    `json:"audit_entries"` // source entries kept verbatim
 	// Rechained counts the importing registry's own earlier entries (token
 	// creation), chained again after the source's.

@@ -140,6 +140,12 @@ type UserReadiness struct {
 	// set-B keys, from the FIDO Metadata Service BLOB the registry holds
 	// (absent when it holds none).
 	BModels []FIDOModel `json:"b_models,omitempty"`
+	// IDPDrift is where an identity provider the organisation signs in
+	// with disagrees with the registry about the user's keys (GET
+	// /v1/idp-drift): a user cut over to set B whose new key is missing
+	// at the provider cannot sign in there. It is reported, not a reason:
+	// the registry's guards judge the registry's own state.
+	IDPDrift []IDPDrift `json:"idp_drift,omitempty"`
 }
 
 // CohortTotals counts ready and blocked users of one cohort.
@@ -149,6 +155,8 @@ type CohortTotals struct {
 	Ready   int            `json:"ready"`
 	Blocked int            `json:"blocked"`
 	Reasons map[string]int `json:"reasons"`
+	// IDPDrift counts the cohort's users with identity-provider drift.
+	IDPDrift int `json:"idp_drift,omitempty"`
 }
 
 // Readiness is a migration's readiness report at one view version.

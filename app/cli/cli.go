@@ -6,13 +6,13 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 
+	"github.com/keydesk/keydesk/app/cli/keyview"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/discover"
@@ -187,11 +187,7 @@ func (e *env) confirm(k device.Key, what string) error {
 	return nil
 }
 
-func (e *env) printJSON(v any) error {
-	enc := json.NewEncoder(e.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func (e *env) printJSON(v any) error { return keyview.JSON(e.stdout, v) }
 
 func parseSlot(s string) (byte, error) {
 	n, err := strconv.ParseUint(s, 16, 8)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/roster"
 	"github.com/keydesk/keydesk/device"
@@ -129,9 +130,17 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait()})
+	prov, err := deskIDP(s, conn)
 	if err != nil {
 		return err
+	}
+	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(), IDP: prov})
+	if err != nil {
+		prov.Close()
+		return err
+	}
+	if prov != nil && !e.json {
+		fmt.Fprintf(e.stderr, "Each key is also registered with: %s\n", strings.Join(prov.Providers(), ", "))
 	}
 	defer en.Close()
 	if o.autoIns && !e.practice {
@@ -284,8 +293,25 @@ func (e *env) printResults(rs []*enrol.Result) error {
 		if r.CSRPath != "" {
 			fmt.Fprintf(e.stdout, "  certificate request for the CA: %s\n", r.CSRPath)
 		}
+		for _, p := range r.Providers {
+			fmt.Fprintf(e.stdout, "  identity provider %s: %s\n", p.Provider, providerState(p))
+		}
 	}
 	return nil
+}
+
+// providerState is an identity provider's outcome in words.
+func providerState(p idp.Outcome) string {
+	line := string(p.State)
+	if p.Queued {
+		line += " (queued: keydesk idp sync replays it)"
+	}
+	if p.Hint != "" {
+		line += ": " + p.Hint
+	} else if p.Error != "" {
+		line += ": " + p.Error
+	}
+	return line
 }
 
 func (e *env) printBatch(rep *enrol.BatchReport) {
@@ -300,6 +326,11 @@ func (e *env) printBatch(rep *enrol.BatchReport) {
 		fmt.Fprintln(e.stdout, u.Describe())
 		if u.Hint != "" {
 			fmt.Fprintln(e.stdout, "  "+u.Hint)
+		}
+		for _, k := range u.Keys {
+			for _, p := range k.Providers {
+				fmt.Fprintf(e.stdout, "  key %d at %s: %s\n", k.Serial, p.Provider, providerState(p))
+			}
 		}
 	}
 	fmt.Fprintf(e.stdout, "%s enrolled, %s incomplete, %s\n", count(rep.Enrolled, "key", "keys"), count(rep.Failed, "user", "users"), count(len(rep.RowErrors), "bad row", "bad rows"))

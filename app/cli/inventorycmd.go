@@ -19,7 +19,7 @@ func inventoryFlags(_ *env, fs *flag.FlagSet) {
 	fs.String("group", "", "only users in this group")
 	fs.String("status", "", "only users holding a key in this status (active, pending, suspended, lost, revoked, retired)")
 	fs.String("role", "", "only users holding a key in this role (primary, backup); with --status, the same key")
-	fs.String("problem", "", "only users with one of these problems, comma-separated: no-backup, no-primary, no-active, unverified, stale, any (exit 7 when someone has one)")
+	fs.String("problem", "", "only users with one of these problems, comma-separated: no-backup, no-primary, no-active, unverified, stale, idp-drift, any (exit 7 when someone has one)")
 	fs.String("csv", "", "also write the users shown to this file as CSV (the Inventory screen's export)")
 	fs.String("stale-after", "180d", "how old a last verification may be before it counts as stale (like 90d or 36h)")
 }
@@ -32,6 +32,7 @@ var problemFlagNames = map[string]inventory.Problem{
 	"no-active":  inventory.NoActive,
 	"unverified": inventory.Unverified,
 	"stale":      inventory.Stale,
+	"idp-drift":  inventory.IDPDrift,
 }
 
 // parseProblems reads --problem: one or more problem names, or "any".
@@ -57,7 +58,7 @@ func parseProblems(s string) (inventory.Problem, error) {
 			}
 		}
 		if !ok {
-			return 0, usagef("--problem %q: use no-backup, no-primary, no-active, unverified, stale or any", w)
+			return 0, usagef("--problem %q: use no-backup, no-primary, no-active, unverified, stale, idp-drift or any", w)
 		}
 		p |= q
 	}
@@ -228,6 +229,16 @@ func printInventoryUser(e *env, u *inventory.User, verified bool, now time.Time)
 		}
 		fmt.Fprintf(e.stdout, "    %-10s %-8s %-9s %s, %s\n", k.Serial, k.Role, k.Status, model, last)
 	}
+	for _, d := range u.Drift {
+		what := d.Detail
+		if d.Serial != "" {
+			what = "key " + d.Serial + ": " + what
+		}
+		if d.MethodID != "" {
+			what += " (method " + d.MethodID + ")"
+		}
+		fmt.Fprintf(e.stdout, "    drift at %s: %s\n", d.Provider, what)
+	}
 }
 
 // countsLine is the Inventory screen's counts, for everyone loaded, and
@@ -238,6 +249,9 @@ func countsLine(s inventory.Summary, verified bool, shown int) string {
 	if !verified {
 		unver = fmt.Sprintf("pending keys %d", s.Unverified)
 		stale = "verified long ago: admin only"
+	}
+	if s.IDPDrift > 0 {
+		stale += fmt.Sprintf(", identity provider drift %d", s.IDPDrift)
 	}
 	return fmt.Sprintf("users %d (active %d), keys %d (active %d), covered %d, no backup %d, no primary %d, no active key %d, %s, %s; showing %d",
 		s.Users, s.ActiveUsers, s.Keys, s.ActiveKeys, s.Covered, s.NoBackup, s.NoPrimary, s.NoActive, unver, stale, shown)
@@ -267,6 +281,7 @@ type summaryJSON struct {
 	NoBackup    int `json:"no_backup"`
 	Unverified  int `json:"unverified"`
 	Stale       int `json:"stale_verification"`
+	IDPDrift    int `json:"idp_drift"`
 }
 
 type keyJSON struct {
@@ -285,11 +300,13 @@ type userJSON struct {
 	Missing      []string   `json:"missing"`
 	Problems     []string   `json:"problems"`
 	LastVerified *time.Time `json:"last_verified,omitempty"`
+	// IDPDrift: where an identity provider and the registry disagree.
+	IDPDrift []registry.IDPDrift `json:"idp_drift,omitempty"`
 }
 
 func viewUser(u *inventory.User) userJSON {
 	v := userJSON{User: u.User, Keys: []keyJSON{}, ActiveKeys: u.Coverage.ActiveKeys, Covered: u.Coverage.Covered,
-		Missing: append([]string{}, u.Coverage.Missing...), Problems: []string{}, LastVerified: timePtr(u.LastVerified)}
+		Missing: append([]string{}, u.Coverage.Missing...), Problems: []string{}, LastVerified: timePtr(u.LastVerified), IDPDrift: u.Drift}
 	for _, k := range u.Keys {
 		v.Keys = append(v.Keys, keyJSON{Key: k.Key, LastVerified: timePtr(k.LastVerified), FIDO2Models: k.FIDO2Models})
 	}

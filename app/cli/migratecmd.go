@@ -303,6 +303,9 @@ func printReadiness(e *env, rd registry.Readiness) {
 		if len(rs) > 0 {
 			fmt.Fprintf(w, " (%s)", strings.Join(rs, ", "))
 		}
+		if t.IDPDrift > 0 {
+			fmt.Fprintf(w, "; identity provider drift: %s", count(t.IDPDrift, "user", "users"))
+		}
 		fmt.Fprintln(w)
 	}
 	// The FIDO Metadata Service's names for the new keys, when the
@@ -324,6 +327,15 @@ func printReadiness(e *env, rd registry.Readiness) {
 	for _, u := range rd.Users {
 		if !u.Ready {
 			fmt.Fprintf(w, "  blocked %s (%s): %s\n", userName(u), u.Cohort, strings.Join(u.Reasons, ", "))
+		}
+	}
+	for _, u := range rd.Users {
+		for _, d := range u.IDPDrift {
+			what := d.Detail
+			if d.Serial != "" {
+				what = "key " + d.Serial + ": " + what
+			}
+			fmt.Fprintf(w, "  drift %s at %s: %s\n", userName(u), d.Provider, what)
 		}
 	}
 }

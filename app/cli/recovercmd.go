@@ -15,6 +15,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
@@ -189,14 +190,23 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if err != nil {
 		return err
 	}
+	unlinked, err := unregisterLost(e, conn, st, res)
+	if err != nil {
+		return err
+	}
 	var rep *enrol.Result
 	if replacement != 0 {
 		svc, err := e.service()
 		if err != nil {
 			return err
 		}
-		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait()})
+		o, err := deskIDP(st, conn)
 		if err != nil {
+			return fmt.Errorf("the key is marked lost; opening the identity providers for the replacement: %w", err)
+		}
+		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(), IDP: o})
+		if err != nil {
+			o.Close()
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)
 		}
 		defer en.Close()
@@ -205,7 +215,7 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		}
 	}
 	if e.json {
-		return e.printJSON(map[string]any{"lost": res, "replacement": rep})
+		return e.printJSON(map[string]any{"lost": res, "replacement": rep, "providers": unlinked})
 	}
 	marked := "marked lost"
 	if res.Already {
@@ -218,12 +228,32 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 	if res.NoPass != "" {
 		fmt.Fprintf(e.stdout, "No temporary access pass: %s\n", res.NoPass)
 	}
+	e.printOutcomes(unlinked)
 	if rep != nil {
 		fmt.Fprintf(e.stdout, "Replacement key %d enrolled for %s as %s, %s\n", rep.Serial, rep.ExternalID, rep.Role, rep.Status)
 		return nil
 	}
 	fmt.Fprintf(e.stdout, "Next: enrol a replacement key for %s (keydesk recover lost %s --replace SERIAL, or keydesk enrol)\n", res.User.ExternalID, serial)
 	return nil
+}
+
+// unregisterLost deletes a key the registry has just taken out of service
+// (its last-key guard had its say) at every identity provider that holds
+// its methods.
+func unregisterLost(e *env, conn *regconn.Conn, st settings.Settings, res *recover.LostResult) ([]idp.Outcome, error) {
+	o, err := deskIDP(st, conn)
+	if err != nil || o == nil {
+		if err != nil {
+			err = fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
+		}
+		return nil, err
+	}
+	defer o.Close()
+	out, err := o.Unregister(e.ctx, res.Key.ID, idp.UserOf(res.User))
+	if err != nil {
+		return out, fmt.Errorf("the key is marked lost; deleting it at the identity providers: %w", err)
+	}
+	return out, nil
 }
 
 // recoverIdentity stores the helpdesk's age identity, read from the

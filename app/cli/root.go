@@ -14,10 +14,10 @@ import (
 	"github.com/keydesk/keydesk/internal/buildinfo"
 )
 
-// GUI runs the desktop app until its window closes. cmd/keydesk sets it
-// to start keydesk-desk, and keydesk-desk to app/ui's Run (the CLI itself
-// never imports the GUI toolkit); when it is nil, keydesk with no
-// arguments says how to use the command line.
+// GUI runs the desktop app until its window closes. keydesk-desk sets it
+// to app/ui's Run (the CLI itself never imports the GUI toolkit); keydesk
+// starts keydesk-desk itself when run with no arguments, so keydesk-cli
+// leaves GUI nil, and run bare it says how to use the command line.
 var GUI func(ctx context.Context) error
 
 // Run executes one keydesk command line and returns its exit code. With no
@@ -199,6 +199,7 @@ var commands = []struct {
 		return command(e, "restore FILE", "restore a backup bundle into the desk's empty registry", nil, runRestore)
 	}},
 	{"settings", "desk", settingsCmd},
+	{"idp", "desk", idpCmd},
 	{"migrate", "desk", migrateCmd},
 	{"login", "desk", func(e *env) *cobra.Command {
 		return command(e, "login", "store a registry token (read from the terminal) in the system keyring", loginFlags, runLogin)

@@ -26,13 +26,23 @@ import (
 	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry/client"
+	"github.com/keydesk/keydesk/registry/pgtest"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(stopsPostgres{m}, map[string]func(){
 		"keydesk": func() { os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
+}
+
+// stopsPostgres stops the PostgreSQL server a script started for Kratos
+// (kratos-provider), after the tests.
+type stopsPostgres struct{ m *testing.M }
+
+func (s stopsPostgres) Run() int {
+	defer pgtest.StopShared()
+	return s.m.Run()
 }
 
 var (

@@ -4,37 +4,52 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/keydesk/keydesk/app/idp"
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
+// settled is one outbox entry keydesk sync sent.
+type settled struct {
+	Seq   int64  `json:"seq"`
+	Kind  string `json:"kind"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// syncResult is keydesk sync --json.
+type syncResult struct {
+	Registry string    `json:"registry"`
+	Sent     []settled `json:"sent"`
+	Pending  int       `json:"pending"`
+	// Providers: the identity-provider writes replayed after the
+	// registry's (keydesk idp sync also reconciles and reports drift).
+	Providers []idp.Outcome `json:"providers,omitempty"`
+}
+
 // runSync sends the outbox's queued registry writes, in order, and reports
-// the ones the registry refused or found in conflict.
+// the ones the registry refused or found in conflict; then the writes
+// queued for the identity providers.
 func runSync(e *env, _ *flag.FlagSet, args []string) error {
 	if len(args) > 0 {
 		return usagef("sync takes no arguments")
 	}
-	conn, _, err := e.openRegistry()
+	conn, st, err := e.openRegistry()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	type settled struct {
-		Seq   int64  `json:"seq"`
-		Kind  string `json:"kind"`
-		State string `json:"state"`
-		Error string `json:"error,omitempty"`
-	}
-	out := struct {
-		Registry string    `json:"registry"`
-		Sent     []settled `json:"sent"`
-		Pending  int       `json:"pending"`
-	}{Registry: conn.URL, Sent: []settled{}}
+	out := syncResult{Registry: conn.URL, Sent: []settled{}}
 	ferr := conn.Client.Flush(e.ctx, func(p client.Progress) {
 		out.Sent = append(out.Sent, settled{Seq: p.Entry.Seq, Kind: p.Entry.Kind, State: string(p.Entry.State), Error: p.Entry.Error})
 		if !e.json {
 			fmt.Fprintf(e.stderr, "%s %s %d: %s\n", bar(p.Done, p.Total), p.Entry.Kind, p.Entry.Seq, p.Entry.State)
 		}
 	})
+	if ferr == nil {
+		out.Providers, ferr = flushProviders(e, st, conn)
+	}
 	pend, err := conn.Client.Entries(e.ctx, client.Pending)
 	if err != nil {
 		return err
@@ -57,6 +72,7 @@ func runSync(e *env, _ *flag.FlagSet, args []string) error {
 				fmt.Fprintf(e.stdout, "  %s %d %s: %s\n", s.Kind, s.Seq, s.State, s.Error)
 			}
 		}
+		e.printProviderOutcomes(out.Providers)
 	}
 	if ferr != nil {
 		return ferr
@@ -65,4 +81,22 @@ func runSync(e *env, _ *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%d queued write(s) were refused or conflict with the registry; see above", bad)
 	}
 	return nil
+}
+
+// flushProviders replays the identity-provider writes queued at this desk
+// (none when no provider is configured).
+func flushProviders(e *env, st settings.Settings, conn *regconn.Conn) ([]idp.Outcome, error) {
+	o, err := deskIDP(st, conn)
+	if err != nil || o == nil {
+		return nil, err
+	}
+	defer o.Close()
+	return o.Flush(e.ctx)
+}
+
+// printProviderOutcomes prints one line per identity-provider write.
+func (e *env) printProviderOutcomes(out []idp.Outcome) {
+	for _, p := range out {
+		fmt.Fprintf(e.stdout, "  %s key %d at %s: %s\n", p.Op, p.Serial, p.Provider, providerState(p))
+	}
 }

@@ -21,6 +21,9 @@ type UserResult struct {
 	Covered     bool      `json:"covered"`
 	Error       string    `json:"error,omitempty"`
 	Hint        string    `json:"hint,omitempty"`
+	// DeskHint is Hint in the desktop app's words, where Hint names a
+	// command line.
+	DeskHint string `json:"-"`
 }
 
 // OK reports whether the user has every key the roster asked for.
@@ -69,7 +72,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 			}
 			if halfSetUp(rec.Stage) {
 				ie := &InterruptedError{Serial: rec.Serial, Stage: rec.Stage, Err: errors.New(rec.Error)}
-				ur.Error, ur.Hint = ie.Error(), ie.Hint()
+				ur.Error, ur.Hint, ur.DeskHint = ie.Error(), ie.Hint(), ie.DeskHint()
 				continue
 			}
 			var res *Result
@@ -81,7 +84,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
 				}
-				ur.Error, ur.Hint = err.Error(), hintOf(err)
+				ur.Error, ur.Hint, ur.DeskHint = err.Error(), hintOf(err), deskHintOf(err)
 				continue
 			}
 			ur.Keys = append(ur.Keys, res)
@@ -118,7 +121,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
 				}
-				p.res.Error, p.res.Hint = err.Error(), hintOf(err)
+				p.res.Error, p.res.Hint, p.res.DeskHint = err.Error(), hintOf(err), deskHintOf(err)
 				done += p.need - n
 				break
 			}
@@ -149,6 +152,16 @@ func progressWith(ui UI, done, total int) UI {
 		inner(ev)
 	}
 	return ui
+}
+
+// deskHintOf is err's DeskHint, "" when it has none (Hint then says it
+// for every face).
+func deskHintOf(err error) string {
+	var h interface{ DeskHint() string }
+	if errors.As(err, &h) {
+		return h.DeskHint()
+	}
+	return ""
 }
 
 func hintOf(err error) string {

@@ -120,6 +120,14 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("the registry refused the registration of key %d (%s): %s", e.Serial, e.State, e.Detail)
 }
 
+// DeskHint is Hint in the desktop app's words.
+func (e *RefusedError) DeskHint() string {
+	if e.State != client.Conflict {
+		return fmt.Sprintf("The registry found the registration of key %d invalid (see the error). Reset the key's PIV and FIDO2 applications (Keys screen) and enrol it again.", e.Serial)
+	}
+	return fmt.Sprintf("The registry holds another registration for key %d: look it up on the Helpdesk screen (search its serial) before enrolling it again.", e.Serial)
+}
+
 // Hint says what to do.
 func (e *RefusedError) Hint() string {
 	if e.State != client.Conflict {

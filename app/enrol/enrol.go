@@ -58,6 +58,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/settings"
@@ -99,6 +100,10 @@ type Config struct {
 	// that cannot be reached before reporting the user failed; zero is
 	// DefaultRegistryWait, negative does not wait.
 	RegistryWait time.Duration
+	// IDP registers every enrolled key with the identity providers the
+	// settings name (app/idp), once the registry holds it active; nil for
+	// none. The Enroller closes it.
+	IDP *idp.Orchestrator
 }
 
 // Enroller runs enrolments. It holds no key open between calls.
@@ -192,8 +197,9 @@ func DefaultJournalPath() (string, error) {
 	return filepath.Join(d, "enrol-journal.db"), nil
 }
 
-// Close closes the journal.
-func (e *Enroller) Close() error { return e.j.close() }
+// Close closes the journal and the identity providers' outbox
+// (Config.IDP, which the enroller owns once New succeeded).
+func (e *Enroller) Close() error { return errors.Join(e.j.close(), e.cfg.IDP.Close()) }
 
 // PINKind says which PIN is asked for.
 type PINKind string
@@ -219,17 +225,20 @@ type PINRequest struct {
 type Step string
 
 const (
-	StepUser      Step = "user"
-	StepKey       Step = "key"
-	StepGenuine   Step = "genuine"
-	StepFIDO2PIN  Step = "fido2-pin"
-	StepFIDO2     Step = "fido2-credential"
-	StepSignIn    Step = "test-sign-in"
-	StepPIV       Step = "piv"
-	StepCert      Step = "certificate"
-	StepEscrow    Step = "escrow"
-	StepRegister  Step = "register"
-	StepActivate  Step = "activate"
+	StepUser     Step = "user"
+	StepKey      Step = "key"
+	StepGenuine  Step = "genuine"
+	StepFIDO2PIN Step = "fido2-pin"
+	StepFIDO2    Step = "fido2-credential"
+	StepSignIn   Step = "test-sign-in"
+	StepPIV      Step = "piv"
+	StepCert     Step = "certificate"
+	StepEscrow   Step = "escrow"
+	StepRegister Step = "register"
+	StepActivate Step = "activate"
+	// StepProviders: registering the key with the identity providers
+	// (Event.Detail names them).
+	StepProviders Step = "providers"
 	StepDone      Step = "done"
 	StepBatchUser Step = "batch-user"
 	// StepRegistryWait: the registry could not be reached; the batch
@@ -290,6 +299,14 @@ func (e *NotInsertedError) Error() string {
 		return fmt.Sprintf("key %d is not attached (waited %s)", e.Serial, e.Waited)
 	}
 	return fmt.Sprintf("no factory-fresh key was inserted (waited %s)", e.Waited)
+}
+
+// DeskHint is Hint in the desktop app's words.
+func (e *NotInsertedError) DeskHint() string {
+	if e.Serial != 0 {
+		return "Insert it (the Keys screen lists it once it is seen), then try again."
+	}
+	return "Insert a factory-fresh YubiKey, then try again."
 }
 
 // Hint says what to do next.
@@ -358,7 +375,10 @@ type Result struct {
 	Covered     bool               `json:"covered"`
 	Missing     []string           `json:"missing,omitempty"`
 	Resumed     bool               `json:"resumed,omitempty"`
-	Timing      Timing             `json:"timing"`
+	// Providers is what became of the key's registration with each
+	// identity provider (Config.IDP).
+	Providers []idp.Outcome `json:"providers,omitempty"`
+	Timing    Timing        `json:"timing"`
 }
 
 // Typed errors a caller acts on.
@@ -434,6 +454,29 @@ func (e *InterruptedError) Hint() string {
 			"Keep the key; %s run: keydesk enrol --resume --serial %d", e.Serial, why, next, e.Serial)
 	default:
 		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and run: keydesk enrol --resume --serial %d", e.Serial, e.Serial)
+	}
+}
+
+// DeskHint is Hint in the desktop app's words: its screens, not the
+// command line.
+func (e *InterruptedError) DeskHint() string {
+	var re *RefusedError
+	if errors.As(e.Err, &re) {
+		return re.DeskHint()
+	}
+	switch e.Stage {
+	case StageDevice, StageSealed:
+		return fmt.Sprintf("Key %d is half set up and nothing was registered. Reset its PIV and FIDO2 applications "+
+			"(Keys screen), then enrol it again.", e.Serial)
+	case StagePrepared, StageQueued:
+		why, next := "the registry could not be reached", "when the registry is back"
+		if msg, ok := client.Storage(e.Err); ok {
+			why, next = msg, "once it is fixed"
+		}
+		return fmt.Sprintf("Key %d is set up and tested but not yet registered (%s). "+
+			"Keep the key; %s, resume it under \"Unfinished enrolments\" on the Enrol screen.", e.Serial, why, next)
+	default:
+		return fmt.Sprintf("Key %d is registered but not yet active. Insert it and resume it under \"Unfinished enrolments\" on the Enrol screen.", e.Serial)
 	}
 }
 
@@ -927,6 +970,15 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	if err != nil {
 		return nil, err
 	}
+	// The identity providers, while the key and its PIN are at hand: a
+	// provider that makes its own credential gets one made on the key with
+	// exactly its creation options.
+	mk := ProviderMaker(fido, fcb)
+	if err := e.registerProviders(ctx, res, ui, func(ctx context.Context, o *idp.CreationOptions) (idp.Credential, error) {
+		return timed(e, func() (idp.Credential, error) { return mk(ctx, o) })
+	}); err != nil {
+		return nil, err
+	}
 	// The PIN is changed at first use when the policy says so; last, since
 	// the key refuses the PIN until then.
 	if e.cfg.Settings.ForcePINChange {
@@ -937,6 +989,59 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	res.Genuine, res.CSRPath = verdict.Root, csrPath
 	ui.progress(Event{Step: StepDone, Serial: serial, User: req.User.ExternalID, Detail: string(res.Status)})
 	return res, nil
+}
+
+// registerProviders registers the enrolled key res with every identity
+// provider (Config.IDP) and keeps the outcomes in res. A provider that
+// refuses or is down does not undo the enrolment: its outcome says so (a
+// write to a provider that is down waits in the provider outbox).
+func (e *Enroller) registerProviders(ctx context.Context, res *Result, ui UI, mk idp.Maker) error {
+	if e.cfg.IDP == nil || len(e.cfg.IDP.Providers()) == 0 {
+		return nil
+	}
+	ui.progress(Event{Step: StepProviders, Serial: res.Serial, User: res.ExternalID, Detail: strings.Join(e.cfg.IDP.Providers(), ", ")})
+	kd, err := e.cfg.Registry.Key(ctx, res.KeyID)
+	if err != nil {
+		return fmt.Errorf("key %d is enrolled and active, but reading it back for the identity providers failed: %w", res.Serial, err)
+	}
+	u, err := e.cfg.Registry.User(ctx, kd.OwnerID)
+	if err != nil {
+		return fmt.Errorf("key %d is enrolled and active, but reading its user for the identity providers failed: %w", res.Serial, err)
+	}
+	out, err := e.cfg.IDP.RegisterKey(ctx, kd, u, mk)
+	res.Providers = out
+	if err != nil {
+		return fmt.Errorf("key %d is enrolled and active, but registering it with the identity providers failed: %w", res.Serial, err)
+	}
+	return nil
+}
+
+// ProviderMaker makes credentials for identity providers (idp.Maker) on
+// the key behind dev, with cb answering its PIN and touch requests.
+func ProviderMaker(dev *fidokey.Device, cb device.Callbacks) idp.Maker {
+	return func(ctx context.Context, o *idp.CreationOptions) (idp.Credential, error) {
+		r, err := dev.MakeCredential(ctx, providerMakeOptions(o), cb)
+		if err != nil {
+			return idp.Credential{}, err
+		}
+		return idp.Credential{ID: r.CredentialID, ClientDataJSON: r.ClientDataJSON, AttestationObject: r.AttestationObject,
+			PublicKey: r.PublicKey, AAGUID: r.AAGUID, SignCount: r.SignCount, Transports: []string{"usb"}}, nil
+	}
+}
+
+// providerMakeOptions are the key's make-credential options for a
+// provider's creation options (WebAuthn L2 §5.4), exactly as handed out:
+// the provider's relying party, user handle and challenge; its exclude
+// list; a discoverable credential when it asks for one ("required" or
+// "preferred", §5.4.4); user verification required when it says so
+// (§5.4.6; the key has a PIN, so it is always done); its credProtect policy
+// and whether it is enforced (CTAP 2.1 §12.1); hmac-secret (§12.5); and
+// clientDataJSON written for the origin it expects (§5.8.1).
+func providerMakeOptions(o *idp.CreationOptions) fidokey.MakeOptions {
+	return fidokey.MakeOptions{RPID: o.RPID, RPName: o.RPName, UserID: o.UserID, UserName: o.UserName, DisplayName: o.UserDisplayName,
+		Challenge: o.Challenge, ExcludeCredentials: o.ExcludeCredentials,
+		Discoverable: o.ResidentKey == "required" || o.ResidentKey == "preferred", RequireUV: o.UserVerification == "required",
+		CredProtect: o.CredProtect, EnforceCredProtect: o.EnforceCredProtect, HMACSecret: o.HMACSecret, Origin: o.Origin}
 }
 
 func algName(a device.MgmtKeyAlgorithm) string {
@@ -1176,6 +1281,9 @@ func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, e
 	}
 	res, err := e.finish(ctx, rec, k, ui, pins{})
 	if err != nil {
+		return nil, err
+	}
+	if err := e.registerProviders(ctx, res, ui, nil); err != nil {
 		return nil, err
 	}
 	res.Resumed = true

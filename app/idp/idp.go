@@ -47,7 +47,12 @@ type CreationOptions struct {
 	// 0 when not asked; EnforceCredProtect is enforceCredentialProtectionPolicy.
 	CredProtect        int
 	EnforceCredProtect bool
-	Timeout            time.Duration
+	// HMACSecret is the hmacCreateSecret extension (CTAP 2.1 §12.5).
+	HMACSecret bool
+	// Origin is the origin the provider expects in clientDataJSON (WebAuthn
+	// L2 §5.8.1); empty means "https://" + RPID.
+	Origin  string
+	Timeout time.Duration
 	// Raw keeps the provider's options as it sent them, for the record.
 	Raw []byte
 }

@@ -38,10 +38,15 @@ const (
 	// Stale: an active key whose last successful verification is older
 	// than Options.StaleAfter.
 	Stale
+	// IDPDrift: an identity provider and the registry disagree about the
+	// user's keys, either way: a provider holds a method of a key the
+	// registry calls invalid (or one it has no record of), or misses one
+	// of an active key (GET /v1/idp-drift, docs/identity-providers.md).
+	IDPDrift
 )
 
 // Problems lists every problem in display order.
-var Problems = []Problem{NoActive, NoPrimary, NoBackup, Unverified, Stale}
+var Problems = []Problem{NoActive, NoPrimary, NoBackup, Unverified, Stale, IDPDrift}
 
 // String is the problem's short name (for CSV and filters).
 func (p Problem) String() string {
@@ -60,6 +65,7 @@ var problemNames = map[Problem]string{
 	NoBackup:   "no-backup",
 	Unverified: "unverified",
 	Stale:      "stale-verification",
+	IDPDrift:   "idp-drift",
 }
 
 // Label is the problem in words for a person.
@@ -75,6 +81,8 @@ func (p Problem) Label() string {
 		return "key never verified"
 	case Stale:
 		return "verified long ago"
+	case IDPDrift:
+		return "identity provider out of step"
 	}
 	return p.String()
 }
@@ -124,6 +132,9 @@ type User struct {
 	Problems Problem
 	// LastVerified is the newest verification of any of their keys.
 	LastVerified time.Time
+	// Drift is where an identity provider and the registry disagree
+	// about the user's keys (the IDPDrift problem).
+	Drift []registry.IDPDrift
 }
 
 // Options tune Load.
@@ -187,6 +198,10 @@ func Load(ctx context.Context, reg *client.Client, opt Options, batch func([]Use
 		return loadEach(ctx, reg, opt, batch)
 	}
 	inv := &Inventory{Verifications: true}
+	drift, err := driftByUser(ctx, reg)
+	if err != nil {
+		return inv, err
+	}
 	now := opt.Now()
 	after := ""
 	for {
@@ -207,6 +222,7 @@ func Load(ctx context.Context, reg *client.Client, opt Options, batch func([]Use
 				}
 			}
 			us[i].judge(true, now, opt.StaleAfter)
+			us[i].drifted(drift)
 		}
 		inv.Users = append(inv.Users, us...)
 		if batch != nil && len(us) > 0 {
@@ -224,6 +240,10 @@ func Load(ctx context.Context, reg *client.Client, opt Options, batch func([]Use
 // loadEach is Load for a registry without GET /v1/inventory.
 func loadEach(ctx context.Context, reg *client.Client, opt Options, batch func([]User)) (*Inventory, error) {
 	inv := &Inventory{}
+	drift, err := driftByUser(ctx, reg)
+	if err != nil {
+		return inv, err
+	}
 	last, err := LastVerifications(ctx, reg)
 	switch {
 	case err == nil:
@@ -249,6 +269,7 @@ func loadEach(ctx context.Context, reg *client.Client, opt Options, batch func([
 				page[i].Keys[j].LastVerified = last[page[i].Keys[j].ID]
 			}
 			page[i].judge(inv.Verifications, now, opt.StaleAfter)
+			page[i].drifted(drift)
 		}
 		inv.Users = append(inv.Users, page...)
 		if batch != nil && len(page) > 0 {
@@ -360,6 +381,35 @@ func (u *User) judge(known bool, now time.Time, staleAfter time.Duration) {
 	u.Problems = p
 }
 
+// driftByUser reads the registry's identity-provider drift by user; a
+// registry without GET /v1/idp-drift has none.
+func driftByUser(ctx context.Context, reg *client.Client) (map[string][]registry.IDPDrift, error) {
+	ds, err := reg.IDPDrift(ctx)
+	if st := status(err); st == http.StatusNotFound || st == http.StatusForbidden {
+		// A registry without the endpoint has none; a token that may not
+		// read it may not read the inventory either, and hears so from it.
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading identity provider drift: %w", err)
+	}
+	out := map[string][]registry.IDPDrift{}
+	for _, d := range ds {
+		out[d.UserID] = append(out[d.UserID], d)
+	}
+	return out, nil
+}
+
+// drifted adds the user's identity-provider drift. Unlike the two-key
+// policy it binds every user: a provider still letting a suspended user
+// in with a lost key is the drift that matters most.
+func (u *User) drifted(drift map[string][]registry.IDPDrift) {
+	if d := drift[u.ID]; len(d) > 0 {
+		u.Drift = d
+		u.Problems |= IDPDrift
+	}
+}
+
 // LastVerifications reads the audit log's successful verifications and
 // returns the time of the last one of each key. It needs an admin token.
 func LastVerifications(ctx context.Context, reg *client.Client) (map[string]time.Time, error) {
@@ -408,6 +458,9 @@ type Summary struct {
 	Covered int
 	// By problem: how many active users have it.
 	NoActive, NoPrimary, NoBackup, Unverified, Stale int
+	// IDPDrift counts users of any status an identity provider disagrees
+	// with the registry about.
+	IDPDrift int
 }
 
 // Summarise counts users.
@@ -421,6 +474,9 @@ func Summarise(us []User) Summary {
 			if k.Status == registry.KeyActive {
 				s.ActiveKeys++
 			}
+		}
+		if u.Problems&IDPDrift != 0 {
+			s.IDPDrift++
 		}
 		if u.Status != registry.UserActive {
 			continue

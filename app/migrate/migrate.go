@@ -40,7 +40,8 @@ func LoadPlan(r io.Reader) (Plan, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
 		return p, &Error{Code: "bad_plan_file", Message: fmt.Sprintf("reading the plan: %v", err),
-			hint: "A plan is one JSON object: name, from_set, to_set, scope, canary, stages, policy (docs/migrations.md)."}
+			hint: "A plan is one JSON object: name, from_set, to_set, scope, canary, stages, policy (docs/migrations.md).",
+			desk: "A plan file is for the command line; on the Migration screen, fill in the New plan tab instead."}
 	}
 	if dec.More() {
 		return p, &Error{Code: "bad_plan_file", Message: "reading the plan: more than one JSON object", hint: "Put one plan per file."}
@@ -422,7 +423,9 @@ func (s *Service) Resolve(ctx context.Context, ref string) (registry.Migration, 
 	case 1:
 		return found[0], nil
 	case 0:
-		return registry.Migration{}, &Error{Code: "not_found", Message: fmt.Sprintf("no migration has the id or name %q", ref), hint: "List the migrations (keydesk migrate list) for their ids."}
+		return registry.Migration{}, &Error{Code: "not_found", Message: fmt.Sprintf("no migration has the id or name %q", ref), hint: "List the migrations (keydesk migrate list) for their ids.",
+			desk: "Press Refresh on the Migration screen and pick the migration from its list."}
 	}
-	return registry.Migration{}, &Error{Code: "ambiguous", Message: fmt.Sprintf("%d migrations are named %q", len(found), ref), hint: "Name it by its id (keydesk migrate list shows them)."}
+	return registry.Migration{}, &Error{Code: "ambiguous", Message: fmt.Sprintf("%d migrations are named %q", len(found), ref), hint: "Name it by its id (keydesk migrate list shows them).",
+		desk: "Pick it from the Migration screen's list, which tells them apart by their key sets and state."}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -67,10 +68,30 @@ func refused(t *testing.T, err error, code, field string, nothingWritten bool) *
 	if nothingWritten && !strings.Contains(me.Hint(), "Nothing was written.") {
 		t.Errorf("%s: the hint does not say nothing was written: %q", code, me.Hint())
 	}
+	checkDeskHint(t, me)
+	if nothingWritten && !strings.Contains(me.DeskHint(), "Nothing was written.") {
+		t.Errorf("%s: the desktop app's hint does not say nothing was written: %q", code, me.DeskHint())
+	}
 	if field != "" && !strings.HasPrefix(err.Error(), field+": ") {
 		t.Errorf("%s: the message does not name the field: %q", code, err)
 	}
 	return me
+}
+
+// command is what the desktop app must not tell a person: a keydesk
+// command line, an API path, a plan's JSON or a name in snake_case.
+var command = regexp.MustCompile(`keydesk [a-z]+|/v1/|"all"|\b[a-z]+_[a-z_]+\b`)
+
+// checkDeskHint checks me's next step for the desktop app says what to do
+// in the app's words.
+func checkDeskHint(t *testing.T, me *migrate.Error) {
+	t.Helper()
+	if me.DeskHint() == "" {
+		t.Errorf("%s: no hint for the desktop app", me.Code)
+	}
+	if c := command.FindString(me.DeskHint()); c != "" {
+		t.Errorf("%s: the desktop app's hint says %q: %q", me.Code, c, me.DeskHint())
+	}
 }
 
 // noMigrations checks the registry holds no migration at all.
@@ -162,6 +183,10 @@ func TestCreateRefusals(t *testing.T) {
 	var me2 *migrate.Error
 	if !errors.As(err, &me2) || !strings.Contains(me2.Hint(), "admin token") {
 		t.Fatalf("planning with a helpdesk token: %v (hint %q)", err, hintOf(err))
+	}
+	checkDeskHint(t, me2)
+	if !strings.Contains(me2.DeskHint(), "Settings screen") {
+		t.Errorf("the desktop app's hint for a helpdesk token names no screen: %q", me2.DeskHint())
 	}
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Status != 403 {

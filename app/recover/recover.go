@@ -54,6 +54,31 @@ var ErrCanceled = errors.New("canceled; nothing was changed")
 // ErrNotRegistered: the registry has no key with this serial.
 var ErrNotRegistered = errors.New("the registry has no key with this serial")
 
+// ErrPIVPINRule: a new PIV PIN breaks the rules (CheckPIVPIN).
+var ErrPIVPINRule = errors.New("the new PIV PIN does not meet the rules")
+
+// PIV PIN length: 6 to 8 bytes (NIST SP 800-73-4 Part 2, 3.2.1 VERIFY:
+// the PIN is padded with 0xFF to 8 bytes; YubiKeys refuse fewer than 6).
+const (
+	PIVPINMin = 6
+	PIVPINMax = 8
+	// factoryPIVPIN is every YubiKey's PIV PIN as it leaves the factory.
+	factoryPIVPIN = "123456"
+)
+
+// CheckPIVPIN says whether pin may become a key's PIV PIN: 6 to 8
+// characters, and not the factory PIN. The error wraps ErrPIVPINRule with
+// the reason. UnblockPIVPIN checks it before anything is opened.
+func CheckPIVPIN(pin string) error {
+	switch {
+	case len(pin) < PIVPINMin || len(pin) > PIVPINMax:
+		return fmt.Errorf("%w: a PIV PIN is %d to %d characters; this one has %d", ErrPIVPINRule, PIVPINMin, PIVPINMax, len(pin))
+	case pin == factoryPIVPIN:
+		return fmt.Errorf("%w: %s is the factory PIN", ErrPIVPINRule, factoryPIVPIN)
+	}
+	return nil
+}
+
 // Problem names what Diagnose found.
 type Problem string
 
@@ -135,6 +160,10 @@ func Find(ctx context.Context, reg *client.Client, serial string) (client.KeyDet
 
 // Diagnose finds the user from the attached key's serial and reads the key's
 // PIV and FIDO2 state. The examination is audited ("recovery.diagnosed").
+// A key that is not attached (k with only a serial: no reader, no FIDO
+// path) is diagnosed from the registry alone: d.PIV and d.FIDO stay nil.
+// Steps holds one step per problem, in the problems' order; they name the
+// CLI commands (keydesk recover …), so other faces word their own.
 func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error) {
 	d := &Diagnosis{Serial: k.Serial, Problems: []Problem{}, Steps: []string{}}
 	var err error
@@ -184,6 +213,12 @@ func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error
 			} else {
 				d.Steps = append(d.Steps, "unblock the PIV PIN with the escrowed PUK (keydesk recover piv-pin)")
 			}
+		case PIVPUKBlocked:
+			if d.Has(PIVPINBlocked) {
+				d.Steps = append(d.Steps, "see above: reset the PIV application (keydesk piv reset) and enrol the key again")
+			} else {
+				d.Steps = append(d.Steps, "the PIV PIN still works; the PUK cannot unblock it any more, so if the PIN is ever blocked the PIV application must be reset and the key re-enrolled")
+			}
 		case FIDO2PINBlocked:
 			d.Steps = append(d.Steps, "reset FIDO2 (erases its passkeys) and re-create the organisation's credential (keydesk recover fido2-reset)")
 		case FIDO2AuthLocked:
@@ -204,7 +239,14 @@ func Diagnose(ctx context.Context, k device.Key, opt Options) (*Diagnosis, error
 // PUK escrowed at enrolment, which it decrypts with the helpdesk's identity.
 // Opening the escrow and the unblock are both audited. The PUK is used and
 // forgotten: it is never returned, printed or logged.
+//
+// newPIN is checked first (CheckPIVPIN): a PIN the key would refuse, or the
+// factory PIN, ends the step before the escrow is read or opened, so a
+// refused unblock leaves no "escrow opened" in the audit log.
 func UnblockPIVPIN(ctx context.Context, k device.Key, newPIN string, opt Options) error {
+	if err := CheckPIVPIN(newPIN); err != nil {
+		return err
+	}
 	reg, _, _, err := Find(ctx, opt.Registry, strconv.FormatUint(uint64(k.Serial), 10))
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/enroltest"
@@ -94,6 +95,21 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != "bob" || len(d.UserKeys) != 1 {
 		t.Fatalf("diagnosis: %+v", d)
 	}
+	// A new PIN the key would refuse, or the factory PIN, ends the unblock
+	// before the escrow is read: nothing is opened, nothing audited.
+	opened := auditCount(t, "recovery.escrow_opened")
+	for _, bad := range []string{"13579", "123456789", "123456"} {
+		if err := recover.UnblockPIVPIN(ctx, key(t, 0), bad, opt); !errors.Is(err, recover.ErrPIVPINRule) {
+			t.Fatalf("new PIN of %d characters: %v", len(bad), err)
+		}
+	}
+	if n := auditCount(t, "recovery.escrow_opened"); n != opened {
+		t.Fatalf("refused unblocks opened the escrow: %d escrow_opened entries, %d before", n, opened)
+	}
+	// Not attached: the registry's side only, one step per problem.
+	if rd, err := recover.Diagnose(ctx, device.Key{Serial: env.Serial(0)}, opt); err != nil || rd.PIV != nil || rd.FIDO != nil || len(rd.Steps) != len(rd.Problems) {
+		t.Fatalf("diagnosis of a key not attached: %+v, %v", rd, err)
+	}
 	wrong := opt
 	other, _, err := escrow.NewIdentity()
 	if err != nil {
@@ -151,6 +167,27 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	}
 	auditHas(t, "key.fido2_reset", "")
 
+	// PIV PIN and PUK both blocked: a step for each problem, in order.
+	k0, err := recover.WaitWhole(ctx, env.Keys, env.Serial(0), true, true, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, _ = env.Keys.PIV(k0)
+	for i := 0; i < 3; i++ {
+		card.ChangePIN(ctx, "000000", "111111")
+		card.UnblockPIN(ctx, "00000000", "111111")
+	}
+	if st, err := card.Status(ctx); err != nil || st.PINRetries != 0 || st.PUKRetries != 0 {
+		t.Fatalf("PIN and PUK not blocked: %+v, %v", st, err)
+	}
+	d, err = recover.Diagnose(ctx, k0, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Has(recover.PIVPINBlocked) || !d.Has(recover.PIVPUKBlocked) || len(d.Steps) != len(d.Problems) {
+		t.Fatalf("PIN and PUK blocked: problems %v, steps %q", d.Problems, d.Steps)
+	}
+
 	// The key is lost: it is bob's last key, so it needs break glass.
 	serial0 := strconv.FormatUint(uint64(env.Serial(0)), 10)
 	if _, err := recover.MarkLost(ctx, env.Helpdesk, serial0, recover.LostOptions{}); !errors.Is(err, registry.ErrLastKey) {
@@ -206,6 +243,18 @@ func TestHelpdeskRecoveries(t *testing.T) {
 	if again.Key.Status != registry.KeyLost || again.Pass != "" || again.NoPass != "bob is suspended" {
 		t.Fatalf("lost key of a suspended user: %+v", again)
 	}
+}
+
+// auditCount is how many audit entries with action the registry holds.
+func auditCount(t *testing.T, action string) int {
+	t.Helper()
+	var out struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := env.AdminCall("GET", "/v1/audit?limit=1000&action="+action, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	return len(out.Entries)
 }
 
 // suspendUser suspends user id through the registry's API, with a

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keydesk/keydesk/app/idp"
+	_ "github.com/keydesk/keydesk/app/idp/kinds" // every connector kind the settings may name
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/registry"
@@ -332,4 +334,18 @@ func Login(ctx context.Context, kr *secrets.Keyring, url, caFile, token string) 
 		return fmt.Errorf("checking the token: the registry answered %d; is %s a keydesk registry?", res.StatusCode, url)
 	}
 	return kr.Put(secrets.RegistryTokenAccount(url), token)
+}
+
+// Providers opens the identity providers s names (their secrets from the
+// OS keyring) with the provider outbox in DefaultDataDir, over the
+// registry reg; nil when s names none. The caller closes it.
+func Providers(s settings.Settings, reg *client.Client) (*idp.Orchestrator, error) {
+	if len(s.Providers) == 0 {
+		return nil, nil
+	}
+	dir, err := DefaultDataDir()
+	if err != nil {
+		return nil, err
+	}
+	return idp.OpenDesk(s.Providers, secrets.Default(), reg, filepath.Join(dir, idp.OutboxFile))
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/idp"
 )
 
 // PIV certificate modes: what enrolment does with the key generated in
@@ -87,6 +88,12 @@ type Settings struct {
 	CSRDir string `json:"csr_dir,omitempty"`
 	// CertValidityDays is how long a self-signed certificate is valid.
 	CertValidityDays int `json:"cert_validity_days"`
+
+	// Providers are the identity providers every enrolled key is also
+	// registered with (docs/identity-providers.md), in order. Their secrets
+	// (client secrets, admin tokens) are never here: connectors read them
+	// from the OS keyring (idp.Secrets).
+	Providers []idp.Config `json:"providers,omitempty"`
 }
 
 // Default returns the settings a new desk starts from: the embedded
@@ -144,6 +151,30 @@ var labels = map[string]string{
 	"cert_validity_days":  "Certificate days",
 }
 
+// Plain is the problem in the desktop app's words: other settings named
+// by their labels rather than their names in the file, and no
+// specification section.
+func (e *FieldError) Plain() string { return Plain(e.Msg) }
+
+// Plain is msg with every setting's name in the file replaced by its label
+// ("PIV certificate" for piv_cert_mode) and a "(CTAP …)" citation dropped.
+func Plain(msg string) string {
+	if i := strings.Index(msg, " (CTAP"); i >= 0 {
+		if j := strings.Index(msg[i:], ")"); j >= 0 {
+			msg = msg[:i] + msg[i+j+1:]
+		}
+	}
+	return plainNames.Replace(msg)
+}
+
+var plainNames = func() *strings.Replacer {
+	var olds []string
+	for name, label := range labels {
+		olds = append(olds, name, label)
+	}
+	return strings.NewReplacer(olds...)
+}()
+
 // Errors are every problem Validate found, in field order.
 type Errors []*FieldError
 
@@ -167,7 +198,7 @@ func (s Settings) Validate() error {
 		u, err := url.Parse(s.RegistryURL)
 		switch {
 		case err != nil:
-			bad("registry_url", "%v", err)
+			bad("registry_url", "%q is not a web address; give one such as https://registry.example.org", s.RegistryURL)
 		case u.Scheme != "https" && u.Scheme != "http":
 			bad("registry_url", "%q must start with https://", s.RegistryURL)
 		case u.Host == "":
@@ -189,9 +220,12 @@ func (s Settings) Validate() error {
 	if s.CredProtect != 2 && s.CredProtect != 3 {
 		bad("cred_protect", "%d must be 2 or 3: an organisation's credential needs at least UV-optional-with-credential-id", s.CredProtect)
 	}
-	if len(s.HelpdeskRecipients) > 0 {
-		if _, err := escrow.ParseRecipients(s.HelpdeskRecipients); err != nil {
-			bad("helpdesk_recipients", "%v", err)
+	for i, r := range s.HelpdeskRecipients {
+		if strings.TrimSpace(r) == "" {
+			continue
+		}
+		if _, err := escrow.ParseRecipients([]string{r}); err != nil {
+			bad("helpdesk_recipients", "line %d is not an age recipient (one starts with age1 and is 62 characters long)", i+1)
 		}
 	}
 	for i, p := range s.TrustRoots {
@@ -207,6 +241,16 @@ func (s Settings) Validate() error {
 		}
 	default:
 		bad("piv_cert_mode", "%q must be %q or %q", s.PIVCertMode, CertSelfSigned, CertCSR)
+	}
+	names := map[string]bool{}
+	for i, p := range s.Providers {
+		switch {
+		case p.Name == "" || p.Kind == "":
+			bad("providers", "entry %d needs a kind and a name", i+1)
+		case names[p.Name]:
+			bad("providers", "the name %q is used twice", p.Name)
+		}
+		names[p.Name] = true
 	}
 	if s.CertValidityDays < 1 || s.CertValidityDays > 3650 {
 		bad("cert_validity_days", "%d must be from 1 to 3650", s.CertValidityDays)

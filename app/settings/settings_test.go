@@ -160,3 +160,40 @@ func TestDefaultPathUnderConfigDir(t *testing.T) {
 		t.Fatalf("DefaultPath = %q, %v", p, err)
 	}
 }
+
+// TestPlainNamesNoFileField: every problem Validate finds reads, in the
+// desktop app's words (Plain), without a setting's name in the file, a
+// parser's text or a specification section.
+func TestPlainNamesNoFileField(t *testing.T) {
+	bads := []Settings{
+		{RegistryCA: "ca.pem", RPID: "", MinPINLength: 99, CredProtect: 1, HelpdeskRecipients: []string{"age1nope"},
+			TrustRoots: []string{" "}, PIVCertMode: CertCSR, CertValidityDays: 0},
+		{RegistryURL: "https://exa mple.org", RPID: "10.0.0.1", MinPINLength: 8, CredProtect: 2, PIVCertMode: "pem", CertValidityDays: 1},
+		{RegistryURL: "ftp://example.org", RPID: "Example.org", MinPINLength: 8, CredProtect: 2, PIVCertMode: CertSelfSigned, CertValidityDays: 1},
+		{RegistryURL: "http://example.org", RPID: "example.org", MinPINLength: 8, CredProtect: 2, PIVCertMode: CertSelfSigned, CertValidityDays: 1},
+	}
+	n := 0
+	for _, s := range bads {
+		var es Errors
+		if !errors.As(s.Validate(), &es) {
+			t.Fatalf("%+v validated", s)
+		}
+		for _, e := range es {
+			n++
+			p := e.Plain()
+			for name := range labels {
+				if strings.Contains(p, name) {
+					t.Errorf("%s: %q names %s", e.Field, p, name)
+				}
+			}
+			for _, raw := range []string{"§", "CTAP", "parse ", "malformed", "invalid character"} {
+				if strings.Contains(p, raw) {
+					t.Errorf("%s: %q has %q", e.Field, p, raw)
+				}
+			}
+		}
+	}
+	if n < 12 {
+		t.Fatalf("only %d problems found", n)
+	}
+}

@@ -28,11 +28,14 @@ type Shell struct {
 
 	Nav     *widget.List
 	Content *fyne.Container
-	Status  *widget.Label
-	Badge   *widget.Label // VIRTUAL in practice mode
-	Theme   *widget.Button
-	About   *widget.Button
-	Root    fyne.CanvasObject
+	// Viewport scrolls Content when the screen needs more room than the
+	// window gives it.
+	Viewport *container.Scroll
+	Status   *widget.Label
+	Badge    *widget.Label // VIRTUAL in practice mode
+	Theme    *widget.Button
+	About    *widget.Button
+	Root     fyne.CanvasObject
 
 	// OnRefresh runs on Ctrl+R (the shell rescans the keys).
 	OnRefresh func()
@@ -41,6 +44,7 @@ type Shell struct {
 // NewShell lays out screens for env's role; nothing is built until shown.
 func NewShell(env *uikit.Env, screens []uikit.Screen) *Shell {
 	s := &Shell{env: env, all: screens, made: map[string]fyne.CanvasObject{}}
+	env.Open = s.Show
 	s.Content = container.NewStack()
 	s.Status = widget.NewLabel("Starting…")
 	s.Status.Truncation = fyne.TextTruncateEllipsis
@@ -74,7 +78,12 @@ func NewShell(env *uikit.Env, screens []uikit.Screen) *Shell {
 		container.NewVBox(container.NewHBox(title, s.Badge), widget.NewSeparator()),
 		container.NewVBox(widget.NewSeparator(), container.NewGridWithColumns(2, s.Theme, s.About)),
 		nil, nil, s.Nav)
-	split := container.NewHSplit(side, container.NewPadded(s.Content))
+	// The screen scrolls when it needs more room than the window has, so
+	// the window's minimum size is the frame's, not the largest screen
+	// visited: it shrinks to a small screen (1024×700) and nothing is cut
+	// off out of reach.
+	s.Viewport = container.NewScroll(s.Content)
+	split := container.NewHSplit(side, container.NewPadded(s.Viewport))
 	split.Offset = 0.18
 	s.Root = container.NewBorder(nil, container.NewVBox(widget.NewSeparator(), s.Status), nil, nil, split)
 	s.filter()
@@ -119,6 +128,12 @@ func (s *Shell) Show(id string) bool {
 		} else if r, ok := obj.(uikit.Revisited); ok && s.current != id {
 			// Shown again: a screen that shows registry state reads it anew.
 			r.Shown()
+		}
+		if s.current != id && s.env.Window != nil {
+			// The focus stays with the screen it was on: keys typed after
+			// a switch must not reach a widget no longer shown (Enter
+			// would go on with a hidden enrolment).
+			s.env.Window.Canvas().Unfocus()
 		}
 		s.current = id
 		s.Content.Objects = []fyne.CanvasObject{obj}

@@ -195,6 +195,10 @@ func TestShortcutsWhateverHasFocus(t *testing.T) {
 	if s.Current() != "verify" {
 		t.Fatalf("Ctrl+4 in the Inventory search shows %q, want verify", s.Current())
 	}
+	// The search is no longer on screen: keys typed now must not reach it.
+	if f := env.Window.Canvas().Focused(); f == search {
+		t.Fatal("the Inventory search keeps the focus on the Verify screen")
+	}
 	for _, k := range []fyne.KeyName{fyne.KeyReturn, fyne.KeyEscape} {
 		s.ShowAbout()
 		if n := len(env.Window.Canvas().Overlays().List()); n != 1 {

@@ -15,7 +15,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,12 +55,26 @@ type Options struct {
 	// StartupMark, when set, is a file written once the first frame is
 	// painted (KEYDESK_STARTUP_MARK), for the start-up benchmark.
 	StartupMark string
+	// UIDump, when set, is a file the window's layout is written to while
+	// it changes (KEYDESK_UI_DUMP; uidump.go), for tests that drive the
+	// real binary.
+	UIDump string
+	// HeapProfile, when set, is a file a heap profile is written to when
+	// the window closes (KEYDESK_HEAP_PROFILE; `go tool pprof`), to see
+	// where memory went after a session.
+	HeapProfile string
 }
 
-// OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR and
-// KEYDESK_STARTUP_MARK.
+// OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR,
+// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP and KEYDESK_HEAP_PROFILE.
 func OptionsFromEnv() Options {
-	return Options{Practice: os.Getenv("KEYDESK_PRACTICE"), SimDir: os.Getenv("KEYDESK_SIM_DIR"), StartupMark: os.Getenv("KEYDESK_STARTUP_MARK")}
+	return Options{
+		Practice:    os.Getenv("KEYDESK_PRACTICE"),
+		SimDir:      os.Getenv("KEYDESK_SIM_DIR"),
+		StartupMark: os.Getenv("KEYDESK_STARTUP_MARK"),
+		UIDump:      os.Getenv("KEYDESK_UI_DUMP"),
+		HeapProfile: os.Getenv("KEYDESK_HEAP_PROFILE"),
+	}
 }
 
 // Run opens the main window and returns when it is closed or ctx ends.
@@ -114,11 +130,17 @@ func Run(ctx context.Context, opt Options) error {
 			a.Quit()
 		})
 	})
+	if opt.UIDump != "" {
+		go dumpLayout(ctx, w, d.shell.Content, d.shell.Viewport, opt.UIDump)
+	}
 	w.ShowAndRun()
 	close(loopDone)
 	d.env.MarkClosed()
 	cancel()
 	d.close()
+	if opt.HeapProfile != "" {
+		writeHeapProfile(opt.HeapProfile)
+	}
 	return nil
 }
 
@@ -241,8 +263,7 @@ func (d *desk) afterFirstFrame() {
 	// package's initialisation ran); hand those pages back once things
 	// have settled rather than at the runtime's leisure.
 	time.AfterFunc(2*time.Second, func() {
-		debug.FreeOSMemory()
-		residency.Release()
+		go trimWhenSettled(d.ctx)
 	})
 	if d.practice {
 		d.status("Starting practice keys…")
@@ -253,6 +274,53 @@ func (d *desk) afterFirstFrame() {
 		}
 	}
 	d.watch()
+}
+
+// writeHeapProfile writes the live heap, after a collection, to path.
+func writeHeapProfile(path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// trimWhenSettled hands memory back once it has stopped growing: every 2 s
+// it reads the resident size, and when that is at least 4 MB above what
+// it was after the last trim and has stayed put since the previous look
+// (the person's last action has finished), it returns the Go heap's free
+// pages (FreeOSMemory), the C heap's (the GL driver's freed text textures,
+// residency.TrimHeap) and the executable's pages read back for the screens
+// just used (residency.Release; they come back from the file when used
+// again). The first trim is at once: start-up's garbage and pages.
+// Measured in docs/desktop-app.md ("Memory after the round").
+func trimWhenSettled(ctx context.Context) {
+	const grown = 4 << 20
+	trim := func() int64 {
+		debug.FreeOSMemory()
+		residency.TrimHeap()
+		residency.Release()
+		return residency.Resident()
+	}
+	base := trim()
+	prev := base
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := residency.Resident()
+		if now-base >= grown && now-prev < 1<<20 && prev-now < 1<<20 {
+			now = trim()
+			base = now
+		}
+		prev = now
+	}
 }
 
 func writeMark(path string) {

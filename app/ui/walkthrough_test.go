@@ -309,11 +309,11 @@ func TestWalkthroughNewDesk(t *testing.T) {
 		t.Fatalf("diagnosis: problems %v, user %q", d.Problems, d.User.ExternalID)
 	}
 	fyne.DoAndWait(func() { test.Tap(hv.UnblockPIV) })
-	uitest.WaitFor(t, waitLong, "the unblock dialog", func() bool { return hv.Form != nil })
+	uitest.WaitFor(t, waitLong, "the unblock dialog", func() bool { return hv.NewPIN != nil && hv.NewPIN.Open() })
 	fyne.DoAndWait(func() {
-		test.Type(hv.Form.Entries[0], "135790")
-		test.Type(hv.Form.Entries[1], "135790")
-		hv.Form.Submit()
+		test.Type(hv.NewPIN.Entries[0], "135790")
+		test.Type(hv.NewPIN.Entries[1], "135790")
+		hv.NewPIN.Submit()
 	})
 	uitest.WaitFor(t, waitLong, "the PIN unblocked", func() bool {
 		return strings.Contains(hv.Result.Text, "unblocked with the escrowed PUK") && !hv.Cancel.Visible()

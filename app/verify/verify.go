@@ -65,6 +65,9 @@ type Check struct {
 	Cause    string `json:"cause,omitempty"`
 	Next     string `json:"next,omitempty"`
 	Mismatch string `json:"mismatch,omitempty"`
+	// NextDesk is Next in the desktop app's words (its screens and
+	// buttons) where Next names a command line; "" when Next says it.
+	NextDesk string `json:"-"`
 }
 
 // Report is the outcome of verifying one key.
@@ -418,7 +421,8 @@ func (v *run) present() {
 		return
 	}
 	c := Check{Name: CheckPresent, Status: Fail, Cause: join(missing),
-		Next: "bring the key to the helpdesk: 'keydesk recover' re-creates the credential and revokes the old one"}
+		Next:     "bring the key to the helpdesk: 'keydesk recover' re-creates the credential and revokes the old one",
+		NextDesk: "bring the key to the helpdesk: on its Helpdesk screen a FIDO2 reset re-creates the credential and revokes the old one"}
 	if v.reg.Status == registry.KeyActive {
 		c.Mismatch = KeyDisagrees
 	}
@@ -475,19 +479,21 @@ func hint(errs ...error) string {
 
 func (v *run) pin() {
 	var bad, warn, ok []string
-	next := ""
+	next, nextDesk := "", ""
 	if st := v.pivStatus; st != nil {
 		switch {
 		case st.PINRetries == 0:
 			bad = append(bad, "the PIV PIN is blocked")
 			next = "the helpdesk unblocks it with the escrowed PUK: 'keydesk recover piv-pin'"
+			nextDesk = "the helpdesk unblocks it with the escrowed PUK (Helpdesk screen, Unblock PIV PIN)"
 		case st.PINDefault:
 			bad = append(bad, "the PIV PIN is still the factory default")
 			next = "set your own PIN: 'keydesk piv change-pin'"
+			nextDesk = "set your own PIN: Keys screen, the key's PIV tab, Change PIN"
 		case st.PINRetries > 0 && st.PINRetries < 3:
-			warn = append(warn, fmt.Sprintf("PIV PIN: %d tries left", st.PINRetries))
+			warn = append(warn, "PIV PIN: "+triesLeft(st.PINRetries))
 		default:
-			ok = append(ok, fmt.Sprintf("PIV PIN set, %d tries left", st.PINRetries))
+			ok = append(ok, "PIV PIN set, "+triesLeft(st.PINRetries))
 		}
 	} else if v.pivErr != nil && errors.Is(v.pivErr, device.ErrPINBlocked) {
 		bad = append(bad, "the PIV PIN is blocked")
@@ -503,18 +509,19 @@ func (v *run) pin() {
 			bad = append(bad, "the FIDO2 PIN is blocked")
 			if next == "" {
 				next = "the helpdesk resets FIDO2 and re-enrols it: 'keydesk recover fido2-reset'"
+				nextDesk = "the helpdesk resets FIDO2 and re-creates its credential (Helpdesk screen, Reset FIDO2)"
 			}
 		case st.PINRetries < 4:
-			warn = append(warn, fmt.Sprintf("FIDO2 PIN: %d tries left", st.PINRetries))
+			warn = append(warn, "FIDO2 PIN: "+triesLeft(st.PINRetries))
 		default:
-			ok = append(ok, fmt.Sprintf("FIDO2 PIN set, %d tries left", st.PINRetries))
+			ok = append(ok, "FIDO2 PIN set, "+triesLeft(st.PINRetries))
 		}
 	} else if v.fidoErr != nil && errors.Is(v.fidoErr, device.ErrFIDO2PINBlocked) {
 		bad = append(bad, "the FIDO2 PIN is blocked")
 	}
 	switch {
 	case len(bad) > 0:
-		v.add(Check{Name: CheckPIN, Status: Fail, Cause: join(bad), Next: next})
+		v.add(Check{Name: CheckPIN, Status: Fail, Cause: join(bad), Next: next, NextDesk: nextDesk})
 	case len(warn) > 0:
 		v.add(Check{Name: CheckPIN, Status: Warn, Detail: join(append(warn, ok...)), Next: "type the PIN carefully: a blocked PIN needs the helpdesk"})
 	case len(ok) > 0:
@@ -531,7 +538,8 @@ func (v *run) active() {
 		v.add(Check{Name: CheckActive, Status: Pass, Detail: "the registry lists the key as active"})
 	case registry.KeyPending:
 		c := Check{Name: CheckActive, Status: Fail, Cause: "the key is still pending: it never passed a verification",
-			Next: "run 'keydesk verify' again; a passing verification activates a pending key"}
+			Next:     "run 'keydesk verify' again; a passing verification activates a pending key",
+			NextDesk: "press Verify again; a passing verification activates a pending key"}
 		if works {
 			// This run's signature activates it: re-read.
 			if k, err := v.opt.Registry.Key(v.ctx, v.reg.ID); err == nil && k.Status == registry.KeyActive {
@@ -622,3 +630,11 @@ func setsText(s []string) string {
 }
 
 func join(s []string) string { return strings.Join(s, "; ") }
+
+// triesLeft is "1 try left", "2 tries left".
+func triesLeft(n int) string {
+	if n == 1 {
+		return "1 try left"
+	}
+	return strconv.Itoa(n) + " tries left"
+}

@@ -101,3 +101,48 @@ func everyScreen(a *app, display string) (int64, error) {
 	}
 	return a.rss()
 }
+
+// BenchmarkRound plays the round of TestRound (enrol a primary and a
+// backup key, verify, a PIN blocked from the command line, the helpdesk's
+// unblock, Activity) on the desktop app under Xvfb at 1280×800, as
+// BenchmarkStart's screen, each time on a fresh desk, and reports the
+// first frame, the resident memory 3 s after the first screen showed both
+// keys (after start), and after the round once the app has been idle for
+// 6 s and for 30 s (it hands memory back whenever memory has grown and
+// stopped growing, looking every 2 s). Screenshots are not compared.
+// Target: under 150 MB after the round (docs/desktop-app.md).
+func BenchmarkRound(b *testing.B) {
+	if _, err := exec.LookPath("xdotool"); err != nil {
+		b.Skip("xdotool is not installed (packaging/install-deps.sh installs it)")
+	}
+	bin := build(b, b.TempDir())
+	var first, start, after6, after30 float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := startRound(b, bin, 1280, 800)
+		r.checks = false
+		r.begin()
+		b.StopTimer()
+		time.Sleep(3 * time.Second)
+		start += float64(r.rss()) / (1 << 20)
+		b.StartTimer()
+		r.rest()
+		b.StopTimer()
+		time.Sleep(6 * time.Second)
+		after6 += float64(r.rss()) / (1 << 20)
+		time.Sleep(24 * time.Second)
+		after30 += float64(r.rss()) / (1 << 20)
+		if os.Getenv("KEYDESK_ROUND_MEMORY") != "" {
+			b.Logf("after the round, idle (/proc/PID/smaps, MB):\n%s", residentByMapping(r.gui.cmd.Process.Pid))
+		}
+		r.finish()
+		first += float64(r.firstFrame.Milliseconds())
+		b.StartTimer()
+	}
+	n := float64(b.N)
+	b.ReportMetric(first/n, "ms-first-frame")
+	b.ReportMetric(start/n, "MB-rss-after-start")
+	b.ReportMetric(after6/n, "MB-rss-round-idle-6s")
+	b.ReportMetric(after30/n, "MB-rss-round-idle-30s")
+	b.ReportMetric(0, "ns/op")
+}

@@ -18,15 +18,17 @@ import (
 	"time"
 )
 
-// build compiles keydesk and keydesk-desk into dir and returns keydesk.
+// build compiles keydesk, keydesk-cli and keydesk-desk into dir and
+// returns keydesk.
 func build(tb testing.TB, dir string) string {
 	tb.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	// keydesk with no arguments starts keydesk-desk from its own directory.
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../keydesk-desk")
+	// keydesk starts keydesk-desk (no arguments) and keydesk-cli (most
+	// commands) from its own directory.
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../keydesk-cli", "../keydesk-desk")
 	cmd.Dir = filepath.Dir(file)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("building keydesk and keydesk-desk: %v\n%s", err, out)
+		tb.Fatalf("building keydesk, keydesk-cli and keydesk-desk: %v\n%s", err, out)
 	}
 	return filepath.Join(dir, "keydesk")
 }
@@ -34,6 +36,12 @@ func build(tb testing.TB, dir string) string {
 // xvfb starts a virtual X display of 1280×800 and returns its name; it is
 // stopped when the test ends. A test is skipped when Xvfb cannot start.
 func xvfb(tb testing.TB) string {
+	tb.Helper()
+	return xvfbSized(tb, 1280, 800)
+}
+
+// xvfbSized is xvfb with a screen of w×h pixels.
+func xvfbSized(tb testing.TB, w, h int) string {
 	tb.Helper()
 	if _, err := exec.LookPath("Xvfb"); err != nil {
 		tb.Skip("Xvfb is not installed (packaging/install-deps.sh installs it): the desktop app cannot be started here")
@@ -44,7 +52,7 @@ func xvfb(tb testing.TB) string {
 		if _, err := os.Stat(sock); err == nil {
 			continue
 		}
-		cmd := exec.Command("Xvfb", fmt.Sprintf(":%d", n), "-screen", "0", "1280x800x24", "-nolisten", "tcp")
+		cmd := exec.Command("Xvfb", fmt.Sprintf(":%d", n), "-screen", "0", fmt.Sprintf("%dx%dx24", w, h), "-nolisten", "tcp")
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

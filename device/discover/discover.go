@@ -99,14 +99,14 @@ func (s *Scanner) Scan(ctx context.Context) ([]device.Key, error) {
 	if !s.opts.scans(PCSC) {
 		return s.scan(ctx, nil)
 	}
-	sc, err := scard.EstablishContext()
+	sc, release, err := pcsc.EstablishContext()
 	if err != nil && noReaders(err) {
 		return s.scan(ctx, nil)
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer sc.Release()
+	defer release()
 	states, err := readerStates(sc)
 	if err != nil {
 		return nil, err

@@ -22,12 +22,17 @@ import (
 // challenge base64url without padding; no HTML escaping. typ is
 // "webauthn.create" or "webauthn.get"; the origin is "https://" + rpID.
 func ClientDataJSON(typ string, challenge []byte, rpID string) ([]byte, error) {
+	return clientDataJSON(typ, challenge, "https://"+rpID)
+}
+
+// clientDataJSON is ClientDataJSON for an explicit origin.
+func clientDataJSON(typ string, challenge []byte, origin string) ([]byte, error) {
 	cd := struct {
 		Type        string `json:"type"`
 		Challenge   string `json:"challenge"`
 		Origin      string `json:"origin"`
 		CrossOrigin bool   `json:"crossOrigin"`
-	}{typ, base64.RawURLEncoding.EncodeToString(challenge), "https://" + rpID, false}
+	}{typ, base64.RawURLEncoding.EncodeToString(challenge), origin, false}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -52,7 +57,32 @@ type MakeOptions struct {
 	// §7.1). libfido2 1.12 cannot request it, so it fails with
 	// device.ErrNotSupported.
 	EnterpriseAttestation bool
+
+	// Origin is the origin written into clientDataJSON (WebAuthn L2
+	// §5.8.1); empty means "https://" + RPID, as a browser on the relying
+	// party's own site would write it.
+	Origin string
+	// ExcludeCredentials are credential ids the key must not already hold
+	// for RPID (WebAuthn L2 §5.4 excludeCredentials, CTAP 2.1 §6.1
+	// excludeList); a key holding one fails with ErrExcluded.
+	ExcludeCredentials [][]byte
+	// RequireUV is userVerification "required" (WebAuthn L2 §5.4.6): a key
+	// with no PIN fails with device.ErrPINNotSet instead of making a
+	// credential without user verification.
+	RequireUV bool
+	// EnforceCredProtect is the credProtect extension's
+	// enforceCredentialProtectionPolicy (CTAP 2.1 §12.1): with CredProtect
+	// 2 or 3, a key that does not support credProtect, or that makes the
+	// credential with a weaker policy, fails with device.ErrNotSupported.
+	EnforceCredProtect bool
+	// HMACSecret asks for the hmac-secret extension (CTAP 2.1 §12.5,
+	// WebAuthn's hmacCreateSecret).
+	HMACSecret bool
 }
+
+// ErrExcluded is a key that already holds a credential in the relying
+// party's exclude list (CTAP2_ERR_CREDENTIAL_EXCLUDED, CTAP 2.1 §6.1).
+var ErrExcluded = errors.New("the key already holds a credential this relying party excludes")
 
 // Registration is a new credential as a WebAuthn relying party receives it
 // (WebAuthn L2 §5.2.1), plus what keydesk records about it.
@@ -91,14 +121,26 @@ func (d *Device) MakeCredential(ctx context.Context, opts MakeOptions, cb device
 	if opts.EnterpriseAttestation {
 		return nil, fmt.Errorf("%s: enterprise attestation: libfido2 1.12 cannot request it: %w", op, device.ErrNotSupported)
 	}
-	cdj, err := ClientDataJSON("webauthn.create", opts.Challenge, opts.RPID)
+	origin := opts.Origin
+	if origin == "" {
+		origin = "https://" + opts.RPID
+	}
+	cdj, err := clientDataJSON("webauthn.create", opts.Challenge, origin)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	cdh := sha256.Sum256(cdj)
+	if opts.EnforceCredProtect && opts.CredProtect > 1 {
+		if err := d.requireExtension(ctx, "credProtect"); err != nil {
+			return nil, fmt.Errorf("%s: enforced credProtect: %w", op, err)
+		}
+	}
 	pin, err := d.pinIfSet(ctx, cb)
 	if err != nil {
 		return nil, d.mapErr(ctx, op, err)
+	}
+	if opts.RequireUV && pin == "" {
+		return nil, fmt.Errorf("%s: user verification required: %w", op, device.ErrPINNotSet)
 	}
 	var c *fidoc.Cred
 	err = d.do(ctx, func(dev *fidoc.Dev) error {
@@ -108,9 +150,13 @@ func (d *Device) MakeCredential(ctx context.Context, opts MakeOptions, cb device
 			ClientDataHash: cdh[:], RPID: opts.RPID, RPName: opts.RPName,
 			UserID: opts.UserID, UserName: opts.UserName, DisplayName: opts.DisplayName,
 			Discoverable: opts.Discoverable, CredProtect: opts.CredProtect, PIN: pin,
+			Exclude: opts.ExcludeCredentials, HMACSecret: opts.HMACSecret,
 		})
 		return err
 	})
+	if code, ok := codeOf(err); ok && code == fidoc.ErrCredentialExclude {
+		return nil, fmt.Errorf("%s: %w (%w)", op, ErrExcluded, err)
+	}
 	if err != nil {
 		return nil, d.mapErr(ctx, op, err)
 	}
@@ -118,8 +164,41 @@ func (d *Device) MakeCredential(ctx context.Context, opts MakeOptions, cb device
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if opts.EnforceCredProtect && opts.CredProtect > 1 {
+		// The key's own answer, from the authenticator data's extension
+		// outputs, not the level that was asked for.
+		ad, err := parseAuthData(reg.AuthenticatorData)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if ad.credProtect < opts.CredProtect {
+			return nil, fmt.Errorf("%s: the key made the credential with credProtect %d, not %d: %w", op, ad.credProtect, opts.CredProtect, device.ErrNotSupported)
+		}
+	}
 	reg.Discoverable = opts.Discoverable
 	return reg, nil
+}
+
+// requireExtension fails with device.ErrNotSupported when the key's
+// authenticatorGetInfo does not list ext (CTAP 2.1 §6.4).
+func (d *Device) requireExtension(ctx context.Context, ext string) error {
+	var exts []string
+	err := d.do(ctx, func(dev *fidoc.Dev) error {
+		in, err := dev.Info()
+		if err == nil {
+			exts = in.Extensions
+		}
+		return err
+	})
+	if err != nil {
+		return d.mapErr(ctx, "reading the key's extensions", err)
+	}
+	for _, e := range exts {
+		if e == ext {
+			return nil
+		}
+	}
+	return fmt.Errorf("the key does not support the %s extension: %w", ext, device.ErrNotSupported)
 }
 
 // pinIfSet asks for the PIN when the key has one, in a session of its own,
@@ -196,6 +275,9 @@ type authData struct {
 	aaguid    [16]byte
 	credID    []byte
 	coseKey   []byte
+	// credProtect is the credProtect extension output (CTAP 2.1 §12.1),
+	// 0 when the key returned none.
+	credProtect int
 }
 
 // parseAuthData reads authenticator data (WebAuthn L2 §6.1).
@@ -225,6 +307,17 @@ func parseAuthData(b []byte) (*authData, error) {
 	}
 	if a.flags&flagED == 0 && len(rest) != 0 {
 		return nil, errors.New("trailing bytes in authenticator data")
+	}
+	if a.flags&flagED != 0 {
+		var ext map[string]cbor.RawMessage
+		if err := cbor.Unmarshal(rest, &ext); err != nil {
+			return nil, fmt.Errorf("authenticator extensions: %w", err)
+		}
+		if raw, ok := ext["credProtect"]; ok {
+			if err := cbor.Unmarshal(raw, &a.credProtect); err != nil {
+				return nil, fmt.Errorf("credProtect extension output: %w", err)
+			}
+		}
 	}
 	return a, nil
 }

@@ -211,3 +211,49 @@ func TestMakeCredentialVerifiesAsRelyingParty(t *testing.T) {
 		t.Fatalf("assertion for an unknown rp: %v, want ErrNoCredentials", err)
 	}
 }
+
+// TestMakeCredentialRelyingPartyChoices: the exclude list, required user
+// verification, enforced credProtect and an explicit origin reach the key
+// and the client data exactly as asked.
+func TestMakeCredentialRelyingPartyChoices(t *testing.T) {
+	tg := newTarget(t, 3100012)
+	ctx := ctxT(t)
+	const rpID = "login.microsoft.com"
+	user := []byte("user-handle-0002")
+	chal := []byte("registration challenge two, 32by")
+	base := fidokey.MakeOptions{RPID: rpID, RPName: "Microsoft", UserID: user, UserName: "ada@contoso.example", DisplayName: "Ada", Challenge: chal}
+
+	// No PIN yet: user verification "required" refuses before the key is asked.
+	o := base
+	o.RequireUV = true
+	if _, err := tg.dev.MakeCredential(ctx, o, tg.callbacks()); !errors.Is(err, device.ErrPINNotSet) {
+		t.Fatalf("required UV on a key without a PIN: %v, want ErrPINNotSet", err)
+	}
+
+	o = base
+	o.Origin = "https://origin.example"
+	o.CredProtect, o.EnforceCredProtect = 2, true
+	o.Discoverable = true
+	reg, err := tg.dev.MakeCredential(ctx, o, tg.callbacks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"origin":"https://origin.example"`; !bytes.Contains(reg.ClientDataJSON, []byte(want)) {
+		t.Errorf("clientDataJSON %s lacks %s", reg.ClientDataJSON, want)
+	}
+	if reg.CredProtect != 2 {
+		t.Errorf("credProtect %d, want 2", reg.CredProtect)
+	}
+
+	// The same key again with its own credential excluded.
+	o = base
+	o.ExcludeCredentials = [][]byte{[]byte("some other credential id"), reg.CredentialID}
+	if _, err := tg.dev.MakeCredential(ctx, o, tg.callbacks()); !errors.Is(err, fidokey.ErrExcluded) {
+		t.Fatalf("excluded credential: %v, want ErrExcluded", err)
+	}
+	// An exclude list that does not name it lets the key make another.
+	o.ExcludeCredentials = [][]byte{[]byte("some other credential id")}
+	if _, err := tg.dev.MakeCredential(ctx, o, tg.callbacks()); err != nil {
+		t.Fatalf("exclude list not naming the key's credential: %v", err)
+	}
+}

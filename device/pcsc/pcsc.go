@@ -48,8 +48,8 @@ func (e *StatusError) Error() string {
 // Session is one exclusive PC/SC connection to a card, held only for the
 // duration of one keydesk operation.
 type Session struct {
-	ctx  *scard.Context
-	card *scard.Card
+	release func() // the context's (EstablishContext)
+	card    *scard.Card
 	// RoundTrips counts APDUs exchanged, including GET RESPONSE.
 	RoundTrips int
 }
@@ -61,7 +61,7 @@ func Dial(ctx context.Context, reader string) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sc, err := scard.EstablishContext()
+	sc, release, err := EstablishContext()
 	if err != nil {
 		return nil, fmt.Errorf("reaching %s: %w", serviceName, err)
 	}
@@ -72,15 +72,15 @@ func Dial(ctx context.Context, reader string) (*Session, error) {
 		return err
 	})
 	if err != nil {
-		sc.Release()
+		release()
 		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
 	}
 	if err := card.BeginTransaction(); err != nil {
 		card.Disconnect(scard.LeaveCard)
-		sc.Release()
+		release()
 		return nil, fmt.Errorf("connecting to %q: %w", reader, MapError(err))
 	}
-	return &Session{ctx: sc, card: card}, nil
+	return &Session{release: release, card: card}, nil
 }
 
 // Close ends the transaction and releases the card. Security state the
@@ -92,7 +92,7 @@ func (s *Session) Close() error {
 	}
 	s.card.EndTransaction(scard.LeaveCard)
 	err := s.card.Disconnect(scard.LeaveCard)
-	s.ctx.Release()
+	s.release()
 	s.card = nil
 	return err
 }

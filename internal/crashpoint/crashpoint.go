@@ -108,6 +108,34 @@ const RestoreRegistryImport = "restore-registry-import"
 // RestorePoints lists every crash point of a restore.
 func RestorePoints() []string { return []string{RestoreRegistryImport} }
 
+// The durable writes of registering a key with an identity provider
+// (app/idp), in order: the intent with its nonce in the provider outbox,
+// the provider's write, the method id it returned kept with the intent,
+// the link recorded in the registry, and the intent settled. Deleting a
+// key's methods: the intent, the provider's delete, the link marked
+// deleted in the registry, the intent settled (IDPDone).
+const (
+	IDPIntent     = "idp-intent"
+	IDPRegister   = "idp-register"
+	IDPRegistered = "idp-registered"
+	IDPLink       = "idp-link"
+	IDPDone       = "idp-done"
+	IDPDelete     = "idp-delete"
+	IDPUnlink     = "idp-unlink"
+)
+
+// IDPPoints lists every crash point of registering a key with an identity
+// provider, in order.
+func IDPPoints() []string {
+	return []string{IDPIntent, IDPRegister, IDPRegistered, IDPLink, IDPDone}
+}
+
+// IDPDeletePoints lists every crash point of deleting a key's method at an
+// identity provider, in order.
+func IDPDeletePoints() []string {
+	return []string{IDPIntent, IDPDelete, IDPUnlink, IDPDone}
+}
+
 // Points lists every crash point of an enrolment, in order.
 func Points() []string {
 	return []string{JournalDevice, KeyPIVGenerate, KeyFIDOPIN, KeyFIDOCredential, JournalSealed, KeyPIVMgmtKey, KeyPIVPUK,
@@ -133,7 +161,7 @@ func parse(v string) string {
 
 // known reports whether name is a declared point.
 func known(name string) bool {
-	for _, ps := range [][]string{Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints()} {
+	for _, ps := range [][]string{Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints(), IDPPoints(), IDPDeletePoints()} {
 		if slices.Contains(ps, name) {
 			return true
 		}

@@ -32,7 +32,7 @@ func TestParse(t *testing.T) {
 func TestPointNames(t *testing.T) {
 	seen := map[string]bool{}
 	word := regexp.MustCompile(`^[a-z0-9-]+$`)
-	for _, p := range slices.Concat(Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints()) {
+	for _, p := range slices.Concat(Points(), RecoveryPoints(), PIVPINPoints(), LostPoints(), RestorePoints(), IDPPoints(), []string{IDPDelete, IDPUnlink}) {
 		if seen[p] || !word.MatchString(p) {
 			t.Errorf("point %q repeated or not a plain name", p)
 		}

@@ -58,7 +58,10 @@ func start(b *testing.B) *rig {
 		b.Fatal(err)
 	}
 	bin := filepath.Join(dir, "keydesk")
-	build := exec.Command("go", "build", "-o", bin, "github.com/keydesk/keydesk/cmd/keydesk")
+	// keydesk answers the status commands itself and starts keydesk-cli,
+	// beside it, for the others (info, enrol, login).
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+		"github.com/keydesk/keydesk/cmd/keydesk", "github.com/keydesk/keydesk/cmd/keydesk-cli")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building keydesk: %v\n%s", err, out)
 	}

@@ -1,7 +1,8 @@
 // Package layering guards keydesk's import rules (STYLE.md, "Guard the shape"):
 // the device layer knows nothing of UI or registry, the registry nothing of
 // devices or UI, the use cases in app/ never import Fyne — only app/ui may —
-// and the keydesk command links no GUI toolkit (keydesk-desk does).
+// the keydesk commands link no GUI toolkit (keydesk-desk does), and
+// keydesk's start links no more than its status commands need.
 package layering
 
 import (
@@ -33,8 +34,19 @@ var rules = []rule{
 	// only it needs (fonts, text shaping, Markdown, OpenGL) live in
 	// keydesk-desk, whose package initialisers cost milliseconds
 	// (GODEBUG=inittrace=1, docs/cli.md).
-	{pkg: module + "/cmd/keydesk", banned: frontBanned},
+	{pkg: module + "/cmd/keydesk-cli", banned: frontBanned},
+	// keydesk itself answers version and the status commands and starts
+	// keydesk-cli for the rest: it links the device stack and the key
+	// views, not the command tree, the registry, its client's SQLite
+	// outbox or the WebAuthn and escrow code (docs/cli.md, "Start-up").
+	{pkg: module + "/cmd/keydesk", banned: startBanned},
 }
+
+// startBanned are the packages keydesk's start must not link, beyond
+// frontBanned.
+var startBanned = append([]string{module + "/registry", module + "/app/enrol", module + "/app/regconn",
+	module + "/app/settings", module + "/app/escrow", "github.com/spf13/cobra", "modernc.org", "github.com/jackc/pgx",
+	"github.com/pressly/goose", "github.com/go-webauthn", "filippo.io/age", "net/http"}, frontBanned...)
 
 // frontBanned are the packages the keydesk command must not link.
 var frontBanned = []string{"fyne.io", "github.com/fyne-io", "github.com/go-gl", "github.com/go-text",

@@ -40,6 +40,8 @@ func release() (int64, error) {
 		if _, _, e := unix.Syscall(unix.SYS_MADVISE, s.Start, s.End-s.Start, unix.MADV_PAGEOUT); e != 0 {
 			return n, fmt.Errorf("releasing %#x-%#x: %w", s.Start, s.End, e)
 		}
+		// Read back only the page used, not its neighbours too.
+		unix.Syscall(unix.SYS_MADVISE, s.Start, s.End-s.Start, unix.MADV_RANDOM)
 		n += s.Resident
 	}
 	return n, nil
@@ -125,4 +127,20 @@ func droppable(smaps io.Reader, major, minor uint32, ino uint64) ([]span, error)
 	}
 	flush()
 	return out, nil
+}
+
+func resident() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
 }

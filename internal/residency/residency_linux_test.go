@@ -147,3 +147,23 @@ func TestReleaseDropsPagesAndTheProgramRunsOn(t *testing.T) {
 	}
 	t.Logf("executable resident: %d KiB before, %d KiB after; released %d KiB", before>>10, after>>10, n>>10)
 }
+
+// TestResidentAndTrim: the resident size is read and grows with memory
+// touched; trimming the C heap neither fails nor grows it.
+func TestResidentAndTrim(t *testing.T) {
+	before := Resident()
+	if before <= 0 {
+		t.Fatalf("resident size %d", before)
+	}
+	b := make([]byte, 32<<20)
+	for i := range b {
+		if i%4096 == 0 {
+			b[i] = 1
+		}
+	}
+	if after := Resident(); after < before+16<<20 {
+		t.Errorf("resident %d MB before and %d MB after touching 32 MB", before>>20, after>>20)
+	}
+	_ = b[len(b)-1]
+	TrimHeap()
+}

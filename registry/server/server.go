@@ -177,6 +177,7 @@ func New(st *sqlstore.Store, opt Options) *Server {
 	s.routes = append(s.routes, s.recoveryRoutes()...)
 	s.routes = append(s.routes, s.backupRoutes()...)
 	s.routes = append(s.routes, s.inventoryRoutes()...)
+	s.routes = append(s.routes, s.idpRoutes()...)
 	for i := range s.routes {
 		r := s.routes[i]
 		s.mux.HandleFunc(r.Method+" "+r.Pattern, func(w http.ResponseWriter, hr *http.Request) { s.serve(w, hr, r) })

@@ -238,7 +238,11 @@ func (b *batch) showChecked(path string, raw []byte, ros *roster.Roster, err err
 	for _, e := range ros.Entries {
 		keys += e.Keys
 	}
-	b.status.SetText(fmt.Sprintf("%s, %s at most: users who already hold their keys are skipped. Press Start (Enter) to begin.", uikit.Count(len(ros.Entries), "user", "users"), uikit.Count(keys, "key", "keys")))
+	also := ""
+	if ps := providerNames(b.env.Settings()); len(ps) > 0 {
+		also = " Each key is also registered with the identity providers " + strings.Join(ps, ", ") + "."
+	}
+	b.status.SetText(fmt.Sprintf("%s, %s at most: users who already hold their keys are skipped.%s Press Start (Enter) to begin.", uikit.Count(len(ros.Entries), "user", "users"), uikit.Count(keys, "key", "keys"), also))
 	sum := sha256.Sum256(raw)
 	b.ros, b.batchID = ros, hex.EncodeToString(sum[:8])
 	b.users = map[string]*userRow{}
@@ -256,8 +260,12 @@ func (b *batch) showChecked(path string, raw []byte, ros *roster.Roster, err err
 
 func (b *batch) setRow(r *userRow) {
 	s := fmt.Sprintf("line %d · %s · %s · %s: %s", r.e.Line, r.e.ExternalID, r.e.DisplayName, uikit.Count(r.e.Keys, "key", "keys"), r.now)
+	ps := providerNames(b.env.Settings())
 	for i, n := range r.done {
 		s += fmt.Sprintf("\n    ✓ key %d active (%s)", n, ordinal(i))
+		if len(ps) > 0 {
+			s += ", registered with " + strings.Join(ps, ", ")
+		}
 	}
 	r.label.SetText(s)
 }
@@ -340,9 +348,13 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 			r.label.Importance = widget.MediumImportance
 			switch {
 			case u.Error != "":
-				r.now = fmt.Sprintf("FAILED after %d of %d keys: %s", u.Already+len(u.Keys), u.Wanted, u.Error)
+				r.now = fmt.Sprintf("FAILED after %d of %s: %s", u.Already+len(u.Keys), uikit.Count(u.Wanted, "key", "keys"), u.Error)
 				if u.Hint != "" {
-					r.now += "\n    Next step: " + u.Hint
+					hint := u.Hint
+					if u.DeskHint != "" {
+						hint = u.DeskHint
+					}
+					r.now += "\n    Next step: " + hint
 				}
 				r.label.Importance = widget.DangerImportance
 			case len(u.Keys) == 0 && u.OK():
@@ -354,7 +366,7 @@ func (b *batch) finish(rep *enrol.BatchReport, left []*enrol.Record, err error) 
 				}
 				r.label.Importance = widget.SuccessImportance
 			default:
-				r.now = fmt.Sprintf("incomplete: %d of %d keys", u.Already+len(u.Keys), u.Wanted)
+				r.now = fmt.Sprintf("incomplete: %d of %s", u.Already+len(u.Keys), uikit.Count(u.Wanted, "key", "keys"))
 				r.label.Importance = widget.DangerImportance
 			}
 			r.done = r.done[:0]

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -34,8 +35,13 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/idp"
+	"github.com/keydesk/keydesk/app/regconn"
+	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 // Config adjusts the screens.
@@ -192,7 +198,31 @@ func (d *desk) enroller(ctx context.Context, env *uikit.Env) (*enrol.Enroller, e
 	if err != nil {
 		return nil, err
 	}
-	return enrol.New(enrol.Config{Settings: s, Keys: env.Keys, Registry: reg, JournalPath: d.cfg.JournalPath})
+	prov, err := d.providers(s, reg)
+	if err != nil {
+		return nil, err
+	}
+	en, err := enrol.New(enrol.Config{Settings: s, Keys: env.Keys, Registry: reg, JournalPath: d.cfg.JournalPath, IDP: prov})
+	if err != nil {
+		prov.Close()
+	}
+	return en, err
+}
+
+// providers opens the identity providers the settings name, with their
+// outbox beside the enrolment journal; nil when none is configured.
+func (d *desk) providers(s settings.Settings, reg *client.Client) (*idp.Orchestrator, error) {
+	if len(s.Providers) == 0 {
+		return nil, nil
+	}
+	dir := filepath.Dir(d.cfg.JournalPath)
+	if d.cfg.JournalPath == "" {
+		var err error
+		if dir, err = regconn.DefaultDataDir(); err != nil {
+			return nil, err
+		}
+	}
+	return idp.OpenDesk(s.Providers, secrets.Default(), reg, filepath.Join(dir, idp.OutboxFile))
 }
 
 // asker is a screen's side of enrol.UI. Its methods run on the UI
@@ -286,11 +316,14 @@ func newKeyEntry(password bool, placeholder string) *keyEntry {
 }
 
 // keyCatcher holds the keyboard focus on steps without an entry, so Enter
-// advances and Escape cancels there too.
+// advances and Escape cancels there too. It is also the screen's root, so
+// it tells the screen when it is laid out in a window or shown again
+// (onPlaced), the moments a focus asked for earlier can be given.
 type keyCatcher struct {
 	widget.BaseWidget
-	child fyne.CanvasObject
-	onKey func(fyne.KeyName)
+	child    fyne.CanvasObject
+	onKey    func(fyne.KeyName)
+	onPlaced func()
 }
 
 func newKeyCatcher(child fyne.CanvasObject, onKey func(fyne.KeyName)) *keyCatcher {
@@ -299,10 +332,77 @@ func newKeyCatcher(child fyne.CanvasObject, onKey func(fyne.KeyName)) *keyCatche
 	return k
 }
 
-func (k *keyCatcher) CreateRenderer() fyne.WidgetRenderer { return widget.NewSimpleRenderer(k.child) }
-func (k *keyCatcher) FocusGained()                        {}
-func (k *keyCatcher) FocusLost()                          {}
-func (k *keyCatcher) TypedRune(rune)                      {}
+func (k *keyCatcher) CreateRenderer() fyne.WidgetRenderer {
+	return &placedRenderer{WidgetRenderer: widget.NewSimpleRenderer(k.child), k: k}
+}
+
+// Shown is uikit.Revisited: the shell calls it just before it puts the
+// screen back in the window, so onPlaced runs once that is done.
+func (k *keyCatcher) Shown() {
+	if k.onPlaced != nil {
+		fyne.Do(k.onPlaced)
+	}
+}
+
+// placedRenderer lays the catcher's child out, then tells the catcher.
+type placedRenderer struct {
+	fyne.WidgetRenderer
+	k *keyCatcher
+}
+
+func (r *placedRenderer) Layout(size fyne.Size) {
+	r.WidgetRenderer.Layout(size)
+	if r.k.onPlaced != nil && !size.IsZero() {
+		r.k.onPlaced()
+	}
+}
+
+// inCanvas reports whether obj is in c's content or overlays now, as far
+// as containers, splits and scrolls show it (the shell's layout). A
+// screen built but not yet put in the window, or replaced by another, is
+// not: Fyne's desktop canvas refuses focus for such an object and logs
+// "Failed to focus object which is not part of the canvas".
+func inCanvas(c fyne.Canvas, obj fyne.CanvasObject) bool {
+	var find func(o fyne.CanvasObject) bool
+	find = func(o fyne.CanvasObject) bool {
+		if o == nil {
+			return false
+		}
+		if o == obj {
+			return true
+		}
+		switch x := o.(type) {
+		case *fyne.Container:
+			for _, c := range x.Objects {
+				if find(c) {
+					return true
+				}
+			}
+		case *container.Split:
+			return find(x.Leading) || find(x.Trailing)
+		case *container.Scroll:
+			return find(x.Content)
+		case *keyCatcher:
+			return find(x.child)
+		}
+		return false
+	}
+	if c == nil {
+		return false
+	}
+	if find(c.Content()) {
+		return true
+	}
+	for _, o := range c.Overlays().List() {
+		if find(o) {
+			return true
+		}
+	}
+	return false
+}
+func (k *keyCatcher) FocusGained()   {}
+func (k *keyCatcher) FocusLost()     {}
+func (k *keyCatcher) TypedRune(rune) {}
 func (k *keyCatcher) TypedKey(ev *fyne.KeyEvent) {
 	if k.onKey != nil {
 		k.onKey(ev.Name)
@@ -453,6 +553,7 @@ var stepNames = []struct {
 	{enrol.StepRegister, "Registered in the registry"},
 	{enrol.StepEscrow, "Sealed PUK and management key stored"},
 	{enrol.StepActivate, "Activated: the key signed the registry's challenge"},
+	{enrol.StepProviders, "Registered with the identity providers"},
 }
 
 func stepIndex(s enrol.Step) int {
@@ -469,29 +570,55 @@ func stepIndex(s enrol.Step) int {
 
 // stagesView shows enrolment progress: a bar and one row per stage.
 type stagesView struct {
-	bar  *widget.ProgressBar
-	rows []*widget.Label
-	box  *fyne.Container
-	at   int
+	bar    *widget.ProgressBar
+	rows   []*widget.Label
+	labels []string
+	box    *fyne.Container
+	at     int
 }
 
-func newStagesView() *stagesView {
+// newStagesView shows the stages of an enrolment whose keys are also
+// registered with the identity providers named (none: the registry only).
+func newStagesView(providers []string) *stagesView {
 	v := &stagesView{bar: widget.NewProgressBar(), box: container.NewVBox(), at: -1}
 	v.bar.Max = float64(len(stepNames))
 	v.box.Add(v.bar)
 	for _, n := range stepNames {
-		l := widget.NewLabel("○  " + n.label)
+		label := n.label
+		if n.step == enrol.StepProviders {
+			label = providersLabel(providers)
+		}
+		v.labels = append(v.labels, label)
+		l := widget.NewLabel("○  " + label)
 		v.rows = append(v.rows, l)
 		v.box.Add(l)
 	}
 	return v
 }
 
+// providersLabel names the identity providers every key is registered
+// with, for the stages and the batch screen.
+func providersLabel(providers []string) string {
+	if len(providers) == 0 {
+		return "Identity providers: none configured (the registry only)"
+	}
+	return "Registered with the identity providers: " + strings.Join(providers, ", ")
+}
+
+// providerNames are the settings' identity providers, by name.
+func providerNames(s settings.Settings) []string {
+	var out []string
+	for _, p := range s.Providers {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
 func (v *stagesView) reset() {
 	v.at = -1
 	v.bar.SetValue(0)
-	for i, n := range stepNames {
-		v.rows[i].SetText("○  " + n.label)
+	for i := range stepNames {
+		v.rows[i].SetText("○  " + v.labels[i])
 		v.rows[i].Importance = widget.MediumImportance
 		v.rows[i].Refresh()
 	}
@@ -511,7 +638,7 @@ func (v *stagesView) reached(s enrol.Step) {
 		case j == i:
 			mark, imp = "▶  ", widget.HighImportance
 		}
-		v.rows[j].SetText(mark + stepNames[j].label)
+		v.rows[j].SetText(mark + v.labels[j])
 		v.rows[j].Importance = imp
 		v.rows[j].Refresh()
 	}
@@ -522,7 +649,7 @@ func (v *stagesView) reached(s enrol.Step) {
 // failed marks the running stage as where it stopped.
 func (v *stagesView) failed() {
 	if v.at >= 0 && v.at < len(v.rows) {
-		v.rows[v.at].SetText("✗  " + stepNames[v.at].label)
+		v.rows[v.at].SetText("✗  " + v.labels[v.at])
 		v.rows[v.at].Importance = widget.DangerImportance
 		v.rows[v.at].Refresh()
 	}
@@ -643,7 +770,7 @@ func newPINForm(win fyne.Window, onEscape func()) *pinForm {
 }
 
 func (f *pinForm) focus(e fyne.Focusable) {
-	if f.win != nil {
+	if f.win != nil && inCanvas(f.win.Canvas(), f.box) {
 		f.win.Canvas().Focus(e)
 	}
 }

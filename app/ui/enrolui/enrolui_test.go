@@ -569,6 +569,14 @@ func TestWizardKeyPulled(t *testing.T) {
 		if w.resultHead.Text != "Enrolment stopped" || !strings.Contains(w.resultText.Text, "half set up and nothing was registered") {
 			t.Fatalf("key pulled: %s / %s", w.resultHead.Text, w.resultText.Text)
 		}
+		// Said once, on the result: no dialog repeats it, and it names the
+		// app's screens, not a command line.
+		if n := len(h.win.Canvas().Overlays().List()); n != 0 {
+			t.Errorf("%d dialogs open beside the result", n)
+		}
+		if strings.Contains(w.resultText.Text, "keydesk ") {
+			t.Errorf("the result names a command: %q", w.resultText.Text)
+		}
 	})
 	if _, err := fx.Admin.KeyBySerial(context.Background(), strconv.FormatUint(uint64(serial), 10)); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("registry after a pulled key: %v", err)
@@ -905,7 +913,7 @@ func TestBatchUserFailsOthersGoOn(t *testing.T) {
 	}
 	h.ui(func() {
 		r1, r2 := b.users[p1].label.Text, b.users[p2].label.Text
-		if !strings.Contains(r1, "FAILED after 0 of 1 keys") || !strings.Contains(r1, "Next step:") || !strings.Contains(r1, "half set up") {
+		if !strings.Contains(r1, "FAILED after 0 of 1 key:") || !strings.Contains(r1, "Next step:") || !strings.Contains(r1, "half set up") || strings.Contains(r1, "keydesk ") {
 			t.Fatalf("failed user's row: %s", r1)
 		}
 		if !strings.Contains(r2, "done") || !strings.Contains(r2, "primary key") {

@@ -61,7 +61,14 @@ func TestWizardNewUser(t *testing.T) {
 			t.Fatal("the focus is not on the field to fix")
 		}
 	})
-	h.typeText("Grace Hopper")
+	h.typeText("G")
+	h.ui(func() {
+		// Fixed as soon as the field holds a name, not at the next Next.
+		if w.nuNameErr.Visible() {
+			t.Fatalf("%q still shown under a filled display name", w.nuNameErr.Text)
+		}
+	})
+	h.typeText("race Hopper")
 	h.ui(func() {
 		test.Tap(w.nuEmail)
 		h.win.Canvas().Focus(w.nuEmail)

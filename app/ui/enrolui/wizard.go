@@ -51,6 +51,27 @@ type wizard struct {
 	bar     *fyne.Container
 	onNext  func()
 	step    string
+	// back goes a step back (Back); hidden where there is none, or while
+	// the key is being changed.
+	back   *widget.Button
+	onBack func()
+	// pendingFocus is the focus a step asked for before the screen was in
+	// the window; it is given once the screen is placed.
+	pendingFocus fyne.Focusable
+	// afterCancel, when set, replaces the result of a run cancelled by
+	// Back: it shows the step to go back to.
+	afterCancel func()
+	// earlier are the keys enrolled by runs that Back ended (a primary
+	// enrolled before Back left the backup's PINs).
+	earlier []*enrol.Result
+	// nextRole is the role the key in hand becomes, when the wizard knows
+	// it ("backup" once the backup was asked for).
+	nextRole string
+	// askedRole is the role the backup question offers; it becomes
+	// nextRole on yes.
+	askedRole string
+	// verifyNow opens Verify with the last key enrolled chosen.
+	verifyNow *widget.Button
 
 	// Step 1: the user.
 	search     *keyEntry
@@ -135,16 +156,25 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 		}
 	})
 	w.next.Importance = widget.HighImportance
+	w.back = widget.NewButtonWithIcon("Back", theme.NavigateBackIcon(), func() {
+		if w.onBack != nil {
+			w.onBack()
+		}
+	})
+	w.back.Hide()
+	w.verifyNow = widget.NewButtonWithIcon("Verify now", theme.ConfirmIcon(), w.openVerify)
+	w.verifyNow.Hide()
 	top := container.NewVBox(w.title, w.summary, widget.NewSeparator())
-	w.bar = container.NewHBox(layout.NewSpacer(), w.cancel, w.next)
+	w.bar = container.NewHBox(w.back, layout.NewSpacer(), w.cancel, w.verifyNow, w.next)
 	bottom := container.NewVBox(widget.NewSeparator(), w.bar)
 	w.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, container.NewVScroll(w.body)), w.key)
+	w.root.onPlaced = w.placed
 
 	w.buildUser()
 	w.buildKey()
 	w.buildChecks()
 	w.pin = newPINForm(env.Window, w.doCancel)
-	w.stages = newStagesView()
+	w.stages = newStagesView(providerNames(env.Settings()))
 	w.touch = newTouchPanel(d)
 	w.progressFor = wrapped("")
 	w.progressBox = container.NewVBox(w.progressFor, w.touch.box, w.stages.box)
@@ -192,6 +222,7 @@ func (w *wizard) show(step, title string, content fyne.CanvasObject, next string
 	w.body.Objects = []fyne.CanvasObject{content}
 	w.body.Refresh()
 	w.onNext = onNext
+	w.back.Enable()
 	if next == "" {
 		w.next.Hide()
 	} else {
@@ -199,15 +230,107 @@ func (w *wizard) show(step, title string, content fyne.CanvasObject, next string
 		w.next.Show()
 		w.next.Enable()
 	}
+	w.onBack = w.backFrom(step)
+	if w.onBack != nil {
+		w.back.Show()
+	} else {
+		w.back.Hide()
+	}
+	if step != stepResult {
+		w.verifyNow.Hide()
+	}
 	w.updateSummary()
 	w.bar.Refresh()
 	if focus == nil {
 		focus = w.root
 	}
-	if w.env.Window != nil {
-		w.env.Window.Canvas().Focus(focus)
-	}
+	w.focus(focus)
 	w.trail.add(step)
+}
+
+// focus gives obj the keyboard focus once the screen is in the window. The
+// shell builds a screen before it puts it there, and a run goes on while
+// another screen is shown: Fyne's desktop canvas refuses focus for an
+// object it does not hold, and logs it. The focus waits for placed.
+func (w *wizard) focus(obj fyne.Focusable) {
+	if w.env.Window == nil {
+		return
+	}
+	if !inCanvas(w.env.Window.Canvas(), w.root) {
+		w.pendingFocus = obj
+		return
+	}
+	w.pendingFocus = nil
+	w.env.Window.Canvas().Focus(obj)
+}
+
+// placed gives the focus a step asked for before the screen was in the
+// window.
+func (w *wizard) placed() {
+	if f := w.pendingFocus; f != nil && w.env.Window != nil && inCanvas(w.env.Window.Canvas(), w.root) {
+		w.pendingFocus = nil
+		w.env.Window.Canvas().Focus(f)
+	}
+}
+
+// backFrom is what Back does on step: the step before it, nil where there
+// is none to go to (the first step, the result) or where the key is being
+// changed and only Cancel can stop it.
+func (w *wizard) backFrom(step string) func() {
+	switch step {
+	case stepNewUser:
+		return w.showUserKeepSearch
+	case stepKey:
+		if w.newUser {
+			return func() { w.show(stepNewUser, "Step 1 of 5 · New user", w.newUserBox, "Next", w.submitNewUser, w.nuExt) }
+		}
+		return w.showUserKeepSearch
+	case stepChecks:
+		if w.running {
+			return func() { w.cancelBack(w.showKey) }
+		}
+	case stepPIN:
+		if !w.running || !w.pin.isNew {
+			return nil
+		}
+		if w.pin.req.Kind == enrol.PIVPIN {
+			// The enrolment asks the FIDO2 PIN first: it starts again
+			// on the same key, up to the FIDO2 PIN. Nothing was written.
+			serial := w.serial
+			return func() {
+				w.cancelBack(func() {
+					w.chosen = serial
+					w.startEnrol()
+				})
+			}
+		}
+		return func() { w.cancelBack(w.showKey) }
+	}
+	return nil
+}
+
+// cancelBack ends the run before anything was written to the key and then
+// shows the step to go back to instead of a result.
+func (w *wizard) cancelBack(then func()) {
+	if !w.running || w.cancelRun == nil {
+		then()
+		return
+	}
+	w.afterCancel = then
+	w.back.Disable()
+	w.next.Disable()
+	w.pin.clear()
+	w.trail.add("back")
+	w.cancelRun()
+}
+
+// showUserKeepSearch goes back to step 1 with what was searched for.
+func (w *wizard) showUserKeepSearch() {
+	q := w.search.Text
+	w.showUser()
+	if q != "" {
+		w.search.SetText(q)
+	}
 }
 
 func (w *wizard) updateSummary() {
@@ -225,6 +348,9 @@ func (w *wizard) updateSummary() {
 			if k.Serial == w.serial && k.Virtual {
 				parts[len(parts)-1] += " (VIRTUAL practice key)"
 			}
+		}
+		if w.nextRole != "" && w.step != stepResult {
+			parts[len(parts)-1] += ", to be the " + strings.ToUpper(w.nextRole) + " key"
 		}
 	}
 	if len(w.done) > 0 {
@@ -302,7 +428,7 @@ func userLine(u registry.User) string {
 
 func (w *wizard) showUser() {
 	w.user, w.serial, w.chosen, w.done, w.results = registry.User{}, 0, 0, nil, nil
-	w.newUser = false
+	w.newUser, w.earlier, w.nextRole = false, nil, ""
 	w.userList.UnselectAll()
 	w.cancel.Show()
 	w.show(stepUser, "Step 1 of 5 · Choose the user", w.userBox, "Next", func() {
@@ -436,6 +562,9 @@ func (w *wizard) buildNewUser() {
 	w.nuExt, w.nuName = field("required, e.g. the directory's user name: ada"), field("required, e.g. Ada Lovelace")
 	w.nuEmail, w.nuGroups = field("optional: ada@example.org"), field("optional, comma-separated: engineering, oncall")
 	w.nuExtErr, w.nuNameErr, w.nuEmailErr = problem(), problem(), problem()
+	for _, e := range []*keyEntry{w.nuExt, w.nuName, w.nuEmail} {
+		e.OnChanged = func(string) { w.recheckNewUser() }
+	}
 	w.nuNote = wrapped("")
 	form := widget.NewForm(
 		widget.NewFormItem("External id", container.NewVBox(w.nuExt, w.nuExtErr)),
@@ -497,6 +626,35 @@ func newUserProblems(ext, name, email string, users []registry.User) (extP, name
 		emailP = "This is not an email address (name@domain); leave it empty if unknown."
 	}
 	return
+}
+
+// recheckNewUser, as the person types, updates the problems shown under
+// the fields: one fixed disappears at once ("The display name is
+// required" under a name now typed). Problems not shown yet wait for Next.
+func (w *wizard) recheckNewUser() {
+	if w.step != stepNewUser {
+		return
+	}
+	ep, np, mp := newUserProblems(strings.TrimSpace(w.nuExt.Text), strings.TrimSpace(w.nuName.Text), strings.TrimSpace(w.nuEmail.Text), w.users)
+	changed := false
+	for _, p := range []struct {
+		l *widget.Label
+		s string
+	}{{w.nuExtErr, ep}, {w.nuNameErr, np}, {w.nuEmailErr, mp}} {
+		if !p.l.Visible() {
+			continue
+		}
+		changed = true
+		if p.s == "" {
+			p.l.SetText("")
+			p.l.Hide()
+		} else {
+			p.l.SetText(p.s)
+		}
+	}
+	if changed {
+		w.body.Refresh()
+	}
 }
 
 // submitNewUser checks the form, reads the registry's users afresh (one
@@ -768,6 +926,8 @@ func (w *wizard) onProgress(ev enrol.Event) {
 }
 
 func (w *wizard) onNewPIN(r enrol.PINRequest, try int, answer func(string, error)) {
+	// The key waits for the PIN, not a touch: no touch prompt beside it.
+	w.touch.hide()
 	show := func() {
 		w.pin.ask(r, true, try, answer)
 		w.show(stepPIN, "Step 4 of 5 · "+string(r.Kind), w.pin.box, "Set PIN", w.pin.submit, w.pin.pin)
@@ -781,6 +941,7 @@ func (w *wizard) onNewPIN(r enrol.PINRequest, try int, answer func(string, error
 }
 
 func (w *wizard) onPIN(r enrol.PINRequest, answer func(string, error)) {
+	w.touch.hide()
 	w.pin.ask(r, false, 0, answer)
 	w.show(stepPIN, "Type the PIN · "+string(r.Kind), w.pin.box, "OK", w.pin.submit, w.pin.pin)
 	w.trail.add("pin:" + string(r.Kind))
@@ -811,8 +972,20 @@ func (w *wizard) onInsert(r enrol.InsertRequest) {
 
 func (w *wizard) onConfirm(q string, answer func(bool, error)) {
 	w.answer = answer
-	w.backupNote.SetText(fmt.Sprintf("✓  Key %d is enrolled and active.", w.serial))
+	// The enrolment asks when the user lacks a key of some role; the
+	// question names the roles missing (app/enrol.EnrolUser).
+	role := "backup"
+	if strings.Contains(q, "missing: primary") && !strings.Contains(q, "backup") {
+		role = "primary"
+	}
+	name := w.user.DisplayName
+	if name == "" {
+		name = w.user.ExternalID
+	}
+	w.backupNote.SetText(fmt.Sprintf("✓  Key %d is enrolled and active.\n\nThe next key you insert becomes %s's %s key: it signs in the same way, "+
+		"and it is what %s uses when key %d is lost or broken. Keep the two apart.", w.serial, name, strings.ToUpper(role), name, w.serial))
 	w.backupQ.SetText(q)
+	w.askedRole = role
 	w.cancel.SetText("Not now")
 	w.show(stepBackup, "Step 5 of 5 · The backup key", w.backupBox, "Enrol the backup key now", func() {
 		w.reply(true)
@@ -823,6 +996,9 @@ func (w *wizard) reply(yes bool) {
 	if w.answer != nil {
 		a := w.answer
 		w.answer = nil
+		if yes {
+			w.nextRole = w.askedRole
+		}
 		w.cancel.SetText("Cancel")
 		w.bar.Refresh()
 		a(yes, nil)
@@ -873,6 +1049,7 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 	}
 	w.running = true
 	w.cancel.Enable()
+	w.updateBack()
 	var res []*enrol.Result
 	ui := w.d.bridge(w, w.env.Feed)
 	w.cancelRun = w.d.run(w.env, func(ctx context.Context) error {
@@ -886,8 +1063,36 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 	}, func(err error) {
 		w.d.release("Enrol")
 		w.running, w.cancelRun = false, nil
-		w.finish(res, err)
+		var ie *enrol.InterruptedError
+		if then := w.afterCancel; then != nil && errors.Is(err, context.Canceled) && !errors.As(err, &ie) {
+			// Back, before the key was changed: no result, the step
+			// before instead. Keys this run finished stay listed.
+			w.afterCancel = nil
+			w.touch.hide()
+			w.pin.clear()
+			w.answer = nil
+			w.cancel.SetText("Cancel")
+			w.cancel.Enable()
+			w.earlier = append(w.earlier, res...)
+			w.serial = 0
+			then()
+			return
+		}
+		w.afterCancel = nil
+		w.finish(append(w.earlier, res...), err)
 	})
+}
+
+// updateBack shows Back when the step on screen has one.
+func (w *wizard) updateBack() {
+	w.onBack = w.backFrom(w.step)
+	if w.onBack != nil {
+		w.back.Show()
+		w.back.Enable()
+	} else {
+		w.back.Hide()
+	}
+	w.bar.Refresh()
 }
 
 // finish shows how the run ended.
@@ -941,7 +1146,21 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 	w.resultHead.Refresh()
 	w.resultText.SetText(strings.TrimSpace(b.String()))
 	w.cancel.Hide()
+	w.nextRole = ""
 	w.show(stepResult, "Result", w.resultBox, "Enrol another user", w.anotherUser, nil)
+	if n := len(res); n > 0 && w.env.Open != nil && res[n-1].Status == registry.KeyActive {
+		w.verifyNow.SetText(fmt.Sprintf("Verify key %d now", res[n-1].Serial))
+		w.verifyNow.Show()
+		w.bar.Refresh()
+	}
+}
+
+// openVerify opens the Verify screen with the last key enrolled chosen.
+func (w *wizard) openVerify() {
+	if n := len(w.results); n > 0 && w.env.Open != nil && w.env.Open("verify") && w.env.Feed != nil {
+		w.env.Feed.Choose(w.results[n-1].Serial)
+		w.trail.add("verify-opened")
+	}
 }
 
 // doCancel is Cancel and Escape: it cancels a run (the enroller stops and

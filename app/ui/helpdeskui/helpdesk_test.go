@@ -2,6 +2,7 @@ package helpdeskui_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/recover"
@@ -17,6 +20,7 @@ import (
 	"github.com/keydesk/keydesk/app/ui/helpdeskui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/uitest"
+	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
@@ -82,6 +86,29 @@ func result(t *testing.T, v *helpdeskui.View, want string) {
 	uitest.WaitFor(t, wait, "result saying "+want, func() bool { return strings.Contains(v.Result.Text, want) && !v.Cancel.Visible() })
 }
 
+// blockFIDO uses up the FIDO2 PIN's tries on the first key, reinserting it
+// after every third, as the key asks.
+func blockFIDO(t *testing.T, env *uikit.Env) {
+	t.Helper()
+	defer env.HoldKeys()()
+	ctx := context.Background()
+	for i := 0; i < 8; i++ {
+		k, err := recover.WaitWhole(ctx, uitest.Fleet.Keys, uitest.Fleet.Serial(0), false, true, wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dev, _ := uitest.Fleet.Keys.FIDO(k)
+		err = dev.ChangePIN(ctx, "wrong-pin", "fido-9999")
+		switch {
+		case errors.Is(err, device.ErrPINAuthBlocked):
+			uitest.Fleet.Fleet.Keys[0].Key.PowerCycle()
+			i--
+		case err == nil:
+			t.Fatal("a wrong FIDO2 PIN was accepted")
+		}
+	}
+}
+
 // blockPIV uses up the PIV PIN's tries on the first key.
 func blockPIV(t *testing.T) {
 	t.Helper()
@@ -104,8 +131,52 @@ func diagnose(t *testing.T, v *helpdeskui.View) *recover.Diagnosis {
 	t.Helper()
 	v.Last = nil
 	test.Tap(v.Diagnose)
-	uitest.WaitFor(t, wait, "the diagnosis", func() bool { return v.Last != nil && !v.UnblockPIV.Disabled() })
+	uitest.WaitFor(t, wait, "the diagnosis", func() bool { return v.Last != nil && !v.Cancel.Visible() })
 	return v.Last
+}
+
+// newPIN types pin and its repeat into the new-PIN dialog open now and
+// presses OK.
+func newPIN(t *testing.T, v *helpdeskui.View, pin, again string) {
+	t.Helper()
+	if v.NewPIN == nil || !v.NewPIN.Open() {
+		t.Fatal("no new-PIN dialog open")
+	}
+	test.Type(v.NewPIN.Entries[0], pin)
+	test.Type(v.NewPIN.Entries[1], again)
+	test.Tap(v.NewPIN.OK)
+}
+
+// auditCount is how many audit entries with action the registry holds.
+func auditCount(t *testing.T, action string) int {
+	t.Helper()
+	var out struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if err := uitest.Fleet.AdminCall("GET", "/v1/audit?limit=1000&action="+action, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	return len(out.Entries)
+}
+
+// noCommandLines fails when the window tells its user to run a keydesk
+// command: the desktop app names its buttons and screens.
+func noCommandLines(t *testing.T, env *uikit.Env) {
+	t.Helper()
+	if c := uitest.CLICommand(uitest.WindowText(env.Window)); c != "" {
+		t.Errorf("the window shows a command line: %q", c)
+	}
+}
+
+// redButtons counts the red (destructive) buttons shown.
+func redButtons(env *uikit.Env) int {
+	n := 0
+	uitest.Visible(env.Window, func(o fyne.CanvasObject) {
+		if b, ok := o.(*widget.Button); ok && b.Importance == widget.DangerImportance {
+			n++
+		}
+	})
+	return n
 }
 
 // TestUnblockWithoutIdentity: with no helpdesk identity in the keyring the
@@ -113,50 +184,114 @@ func diagnose(t *testing.T, v *helpdeskui.View) *recover.Diagnosis {
 // as it was.
 func TestUnblockWithoutIdentity(t *testing.T) {
 	enrol(t)
-	_, v := open(t, uitest.Fleet.Helpdesk)
+	env, v := open(t, uitest.Fleet.Helpdesk)
 	v.Identity = func() (string, error) { return "", errors.New("no such secret in the keyring") }
 	diagnose(t, v)
-	// Two different PINs: nothing is done, and the screen says what to do.
-	test.Tap(v.UnblockPIV)
-	test.Type(v.Form.Entries[0], "135790")
-	test.Type(v.Form.Entries[1], "135791")
-	v.Form.Submit()
-	if !strings.Contains(v.Result.Text, "nothing was changed") || !strings.Contains(v.Result.Text, "again") {
-		t.Fatalf("mistyped PINs: %q", v.Result.Text)
+	// A PIN that is not forgotten can still be set anew (the person forgot
+	// it); the button says so.
+	if v.UnblockPIV.Disabled() || v.UnblockPIV.Text != "Set a new PIV PIN" {
+		t.Fatalf("unblock on a healthy key: %q, enabled %v", v.UnblockPIV.Text, !v.UnblockPIV.Disabled())
 	}
+	// Two different PINs: the dialog stays, says so, and nothing is done.
 	test.Tap(v.UnblockPIV)
-	test.Type(v.Form.Entries[0], "135790")
-	test.Type(v.Form.Entries[1], "135790")
-	v.Form.Submit()
+	newPIN(t, v, "135790", "135791")
+	if !v.NewPIN.Open() || !strings.Contains(v.NewPIN.Check.Text, "differ") || v.Cancel.Visible() {
+		t.Fatalf("mistyped PINs: open %v, %q", v.NewPIN.Open(), v.NewPIN.Check.Text)
+	}
+	newPIN(t, v, "135790", "135790")
 	result(t, v, "failed")
 	if !strings.Contains(v.Result.Text, "identity") {
 		t.Fatalf("failure %q does not name the identity", v.Result.Text)
 	}
+	if v.Result.Importance != widget.DangerImportance {
+		t.Errorf("the failure is not in the error colour (importance %v)", v.Result.Importance)
+	}
+	// Said once, on the screen: no dialog repeats it.
+	if n := len(env.Window.Canvas().Overlays().List()); n != 0 {
+		t.Errorf("%d dialogs open beside the failure line", n)
+	}
 }
 
-// TestUnblockPIVPIN: a blocked PIV PIN is diagnosed with the next step,
-// and unblocked with the PUK escrowed at enrolment.
+// TestUnblockPIVPIN: the person's primary key, picked from a search, is
+// diagnosed at once: its blocked PIV PIN with the button to press as the
+// next step, no command line anywhere, the unblock the highlighted action
+// and "mark lost" neither the first nor the only one. A new PIN of five
+// digits is refused in the dialog, with the rule shown before typing, and
+// no escrow is opened; a good one unblocks the PIN with the PUK escrowed
+// at enrolment.
 func TestUnblockPIVPIN(t *testing.T) {
 	ada := enrol(t)
 	blockPIV(t)
 	env, v := open(t, uitest.Fleet.Helpdesk)
-	d := diagnose(t, v)
-	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != ada {
-		t.Fatalf("diagnosis: problems %v, user %q", d.Problems, d.User.ExternalID)
+	s0 := fmt.Sprint(uitest.Fleet.Serial(0))
+	test.Type(v.Search, ada)
+	test.Tap(v.Find)
+	uitest.WaitFor(t, wait, "both keys found", func() bool { return len(v.FoundSerials()) == 2 && !v.Cancel.Visible() })
+	v.Found.Select(slices.Index(v.FoundSerials(), s0))
+	uitest.WaitFor(t, wait, "the picked key diagnosed", func() bool { return v.Last != nil && !v.Cancel.Visible() })
+	d := v.Last
+	if !d.Has(recover.PIVPINBlocked) || d.User.ExternalID != ada || fmt.Sprint(d.Serial) != s0 {
+		t.Fatalf("diagnosis: problems %v, user %q, key %d", d.Problems, d.User.ExternalID, d.Serial)
 	}
-	if !strings.Contains(v.Steps.Text, "unblock the PIV PIN") || !strings.Contains(v.Steps.Text, "the PIV PIN is blocked") {
+	if !strings.Contains(v.Steps.Text, "press Unblock PIV PIN") || !strings.Contains(v.Steps.Text, "the PIV PIN is blocked") {
 		t.Fatalf("steps %q lack the next step", v.Steps.Text)
 	}
+	if !strings.Contains(v.Diagnosis.Text, "PIV PIN: 0 tries left; PUK: 3 tries left") {
+		t.Errorf("diagnosis %q", v.Diagnosis.Text)
+	}
+	noCommandLines(t, env)
+	// The actions follow the diagnosis: unblock, highlighted; no FIDO2
+	// reset for a FIDO2 PIN that works; mark lost enabled but not alone.
+	if v.UnblockPIV.Disabled() || v.UnblockPIV.Importance != widget.HighImportance || v.UnblockPIV.Text != "Unblock PIV PIN" {
+		t.Errorf("unblock: enabled %v, importance %v, %q", !v.UnblockPIV.Disabled(), v.UnblockPIV.Importance, v.UnblockPIV.Text)
+	}
+	if !v.ResetFIDO.Disabled() {
+		t.Error("FIDO2 reset offered for a FIDO2 PIN that is not blocked")
+	}
+	if v.MarkLost.Disabled() {
+		t.Error("mark lost not offered for the key on screen")
+	}
+	if n := redButtons(env); n != 1 {
+		t.Errorf("%d red buttons on the screen, want only Mark lost", n)
+	}
+	var order []*widget.Button
+	uitest.Visible(env.Window, func(o fyne.CanvasObject) {
+		if b, ok := o.(*widget.Button); ok && (b == v.UnblockPIV || b == v.ResetFIDO || b == v.Replace || b == v.MarkLost) {
+			order = append(order, b)
+		}
+	})
+	if len(order) != 4 || order[3] != v.MarkLost {
+		t.Errorf("mark lost is not the last of the actions (%d actions)", len(order))
+	}
 	uitest.MatchImage(t, "helpdesk.png", env.Window.Canvas().Capture())
+
+	// Five digits: refused in the dialog, which showed the rule before
+	// anything was typed; nothing is opened.
+	opened := auditCount(t, "recovery.escrow_opened")
 	test.Tap(v.UnblockPIV)
-	test.Type(v.Form.Entries[0], "135790")
-	test.Type(v.Form.Entries[1], "135790")
-	v.Form.Submit()
-	result(t, v, "unblocked with the escrowed PUK")
+	if !strings.Contains(v.NewPIN.Rule.Text, "6 to 8 characters") || v.NewPIN.Check.Visible() {
+		t.Fatalf("rule before typing: %q (check shown %v)", v.NewPIN.Rule.Text, v.NewPIN.Check.Visible())
+	}
+	newPIN(t, v, "13579", "13579")
+	if !v.NewPIN.Open() || v.Cancel.Visible() || !strings.Contains(v.NewPIN.Check.Text, "6 to 8 characters; this one has 5") || v.NewPIN.Check.Importance != widget.DangerImportance {
+		t.Fatalf("five digits: open %v, %q, importance %v", v.NewPIN.Open(), v.NewPIN.Check.Text, v.NewPIN.Check.Importance)
+	}
+	if n := auditCount(t, "recovery.escrow_opened"); n != opened {
+		t.Fatalf("a refused unblock opened the escrow (%d escrow_opened entries, %d before)", n, opened)
+	}
+	noCommandLines(t, env)
+	newPIN(t, v, "135790", "135790")
+	result(t, v, "with the escrowed PUK")
+	if n := auditCount(t, "recovery.escrow_opened"); n != opened+1 {
+		t.Errorf("the unblock left %d escrow_opened entries, %d before", n, opened)
+	}
 	// The diagnosis above is the key's state now, not the blocked PIN that
 	// asked for the unblock.
-	if v.Last == nil || v.Last.Has(recover.PIVPINBlocked) || !strings.Contains(v.Diagnosis.Text, "PIV PIN tries left: 3") || v.Steps.Text != "No problem found." {
+	if v.Last == nil || v.Last.Has(recover.PIVPINBlocked) || !strings.Contains(v.Diagnosis.Text, "PIV PIN: 3 tries left") || !strings.HasPrefix(v.Steps.Text, "No problem found.") {
 		t.Fatalf("after the unblock the screen says %q / %q", v.Diagnosis.Text, v.Steps.Text)
+	}
+	if v.Result.Importance == widget.DangerImportance {
+		t.Error("a success shown in the error colour")
 	}
 	ctx := context.Background()
 	k, _ := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
@@ -167,9 +302,9 @@ func TestUnblockPIVPIN(t *testing.T) {
 }
 
 // TestSearchAndMarkLost: a search by name finds both of ada's keys; the
-// backup is marked lost after its serial is typed, with an access pass;
-// the diagnosis of her primary, on screen, is read again and shows it.
-// A fresh key is then enrolled as the replacement and diagnosed.
+// backup, picked, is diagnosed, then marked lost after its serial is
+// typed, with an access pass; its diagnosis is read again and shows it
+// lost. A fresh key is then enrolled as the replacement and diagnosed.
 func TestSearchAndMarkLost(t *testing.T) {
 	ada := enrol(t)
 	// The keys are changed for good: the next test enrols afresh.
@@ -187,6 +322,10 @@ func TestSearchAndMarkLost(t *testing.T) {
 		return len(f) == 2 && slices.Contains(f, s0) && slices.Contains(f, s1)
 	})
 	v.Found.Select(slices.Index(v.FoundSerials(), s1))
+	uitest.WaitFor(t, wait, "the backup diagnosed", func() bool { return v.Last != nil && fmt.Sprint(v.Last.Serial) == s1 && !v.Cancel.Visible() })
+	if v.Attached.Selected == "" || !strings.Contains(v.Attached.Selected, s1) {
+		t.Errorf("the picked key is not the one chosen above: %q", v.Attached.Selected)
+	}
 	test.Tap(v.MarkLost)
 	entry, ok := env.Window.Canvas().Focused().(*uikit.Entry)
 	if !ok {
@@ -198,9 +337,10 @@ func TestSearchAndMarkLost(t *testing.T) {
 	if !strings.Contains(v.Result.Text, "1 active key left") {
 		t.Fatalf("result %q", v.Result.Text)
 	}
-	if !strings.Contains(v.Diagnosis.Text, s1+" backup lost") || v.Last == nil || v.Last.Serial != uitest.Fleet.Serial(0) {
+	if !strings.Contains(v.Diagnosis.Text, s1+" backup lost") || v.Last == nil || fmt.Sprint(v.Last.Serial) != s1 || !v.MarkLost.Disabled() {
 		t.Fatalf("the diagnosis was not read again after the key was marked lost: %q", v.Diagnosis.Text)
 	}
+	noCommandLines(t, env)
 	if v.Pass == "" {
 		t.Fatal("no temporary access pass shown")
 	}
@@ -238,6 +378,9 @@ func TestSearchAndMarkLost(t *testing.T) {
 	uitest.WaitFor(t, 2*wait, "the replacement enrolled", func() bool {
 		if f := v.Form; f != nil && f != answered {
 			answered = f
+			if v.Touch.Visible() {
+				t.Error("a touch prompt beside a PIN dialog")
+			}
 			pin := "fido-97531"
 			if strings.Contains(f.Labels[0], "PIV") {
 				pin = "975310"
@@ -257,20 +400,30 @@ func TestSearchAndMarkLost(t *testing.T) {
 	}
 	// The screen shows the replacement's own diagnosis.
 	result(t, v, "enrolled for "+ada)
-	if v.Last == nil || fmt.Sprint(v.Last.Serial) != fresh || v.Steps.Text != "No problem found." || !strings.Contains(v.Diagnosis.Text, fresh+" backup active") {
+	if v.Last == nil || fmt.Sprint(v.Last.Serial) != fresh || !strings.HasPrefix(v.Steps.Text, "No problem found.") || !strings.Contains(v.Diagnosis.Text, fresh+" backup active") {
 		t.Fatalf("after the replacement the screen says %q / %q", v.Diagnosis.Text, v.Steps.Text)
 	}
 }
 
-// TestResetFIDO2: the FIDO2 reset asks for the key's serial and a new PIN,
-// power-cycles the practice key, and the diagnosis shown afterwards is
-// read from the reset key.
+// TestResetFIDO2: a FIDO2 reset is offered only for a blocked FIDO2 PIN;
+// it asks for the key's serial and a new PIN (a short one refused in the
+// dialog), power-cycles the practice key, and the diagnosis shown
+// afterwards is read from the reset key.
 func TestResetFIDO2(t *testing.T) {
 	enrol(t)
 	// The key's FIDO2 PIN and credential change: the next test enrols afresh.
 	t.Cleanup(func() { user = "" })
 	env, v := open(t, uitest.Fleet.Helpdesk)
+	diagnose(t, v)
+	if !v.ResetFIDO.Disabled() {
+		t.Fatal("FIDO2 reset offered for a key whose FIDO2 PIN works")
+	}
+	blockFIDO(t, env)
 	before := diagnose(t, v)
+	if !before.Has(recover.FIDO2PINBlocked) || v.ResetFIDO.Disabled() || v.ResetFIDO.Importance != widget.HighImportance || !strings.Contains(v.Steps.Text, "press Reset FIDO2") {
+		t.Fatalf("blocked FIDO2 PIN: %v, reset enabled %v, steps %q", before.Problems, !v.ResetFIDO.Disabled(), v.Steps.Text)
+	}
+	noCommandLines(t, env)
 	test.Tap(v.ResetFIDO)
 	entry, ok := env.Window.Canvas().Focused().(*uikit.Entry)
 	if !ok {
@@ -278,9 +431,11 @@ func TestResetFIDO2(t *testing.T) {
 	}
 	test.Type(entry, fmt.Sprint(uitest.Fleet.Serial(0)))
 	entry.OnSubmitted(entry.Text)
-	test.Type(v.Form.Entries[0], "fido-86420")
-	test.Type(v.Form.Entries[1], "fido-86420")
-	v.Form.Submit()
+	newPIN(t, v, "fido", "fido")
+	if !v.NewPIN.Open() || !strings.Contains(v.NewPIN.Check.Text, "at least") {
+		t.Fatalf("a short FIDO2 PIN: open %v, %q", v.NewPIN.Open(), v.NewPIN.Check.Text)
+	}
+	newPIN(t, v, "fido-86420", "fido-86420")
 	uitest.WaitFor(t, 2*wait, "the reset done", func() bool {
 		return !v.Cancel.Visible() && strings.Contains(v.Result.Text, "FIDO2") && !strings.HasSuffix(v.Result.Text, "…")
 	})

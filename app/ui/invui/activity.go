@@ -9,6 +9,7 @@ import (
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -32,6 +33,13 @@ var knownActions = []string{"user.create", "user.update", "key.create", "key.sta
 
 var activityColumns = []column{{"Time", 170}, {"Actor", 170}, {"Action", 190}, {"Details", 480}}
 
+// The Actor and Action columns fit the longest text shown, within these
+// bounds (a person can still drag any column's edge in the header).
+const (
+	minFitWidth = 90
+	maxFitWidth = 360
+)
+
 // Activity is the Activity screen: the registry's audit log, newest first.
 type Activity struct {
 	env *uikit.Env
@@ -51,6 +59,18 @@ type Activity struct {
 	VerifyResult *widget.Label
 	Status       *widget.Label
 	Table        *widget.Table
+	// Detail shows every field of the entry chosen in the table: who, what,
+	// the payload with users and keys named, and its place in the hash
+	// chain. DetailTitle heads it.
+	Detail      *fyne.Container
+	DetailTitle *widget.Label
+
+	// names turns the registry ids in entries into names and serials.
+	names *activity.Names
+	// chosen is the seq of the entry the detail shows; 0 when none.
+	chosen int64
+	// fitted are the widths fitColumns gave the Actor and Action columns.
+	fitted [2]float32
 
 	entries  []client.AuditEntry
 	next     int64 // cursor of the older page; 0 at the end
@@ -76,7 +96,7 @@ func NewActivity(env *uikit.Env) *Activity {
 }
 
 func newActivity(env *uikit.Env) *Activity {
-	a := &Activity{env: env}
+	a := &Activity{env: env, names: activity.NewNames()}
 	a.Banner = newBanner(func() { a.Reload() })
 	a.Actor = uikit.NewEntry()
 	a.Actor.SetPlaceHolder("Actor (admin:name)")
@@ -110,13 +130,105 @@ func newActivity(env *uikit.Env) *Activity {
 	a.Status.Truncation = fyne.TextTruncateEllipsis
 
 	a.Table = newTextTable(activityColumns, func() int { return len(a.entries) }, a.Cell)
+	a.Table.OnSelected = func(id widget.TableCellID) {
+		if id.Row >= 0 && id.Row < len(a.entries) {
+			a.showDetail(a.entries[id.Row])
+		}
+	}
+	a.DetailTitle = widget.NewLabelWithStyle("Choose an entry to see all of it.", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	a.Detail = container.New(layout.NewFormLayout())
 
 	filters := container.NewGridWithColumns(5, a.Actor, a.Action, a.Subject, a.Since, a.Until)
 	buttons := container.NewHBox(a.Apply, a.Clear, widget.NewSeparator(), a.Verify)
 	top := container.NewVBox(a.Banner.Root, filters, buttons, a.VerifyResult)
 	bottom := container.NewBorder(nil, nil, nil, a.Older, a.Status)
-	a.Root = container.NewBorder(top, bottom, nil, nil, a.Table)
+	detail := container.NewBorder(a.DetailTitle, nil, nil, nil, container.NewVScroll(a.Detail))
+	split := container.NewVSplit(a.Table, detail)
+	split.Offset = 0.62
+	a.Root = container.NewBorder(top, bottom, nil, nil, split)
 	return a
+}
+
+// showDetail shows every field of e.
+func (a *Activity) showDetail(e client.AuditEntry) {
+	a.chosen = e.Seq
+	a.DetailTitle.SetText(fmt.Sprintf("Entry %d: %s by %s", e.Seq, e.Action, e.Actor))
+	rows := [][2]string{
+		{"Time", e.Time.Local().Format("2006-01-02 15:04:05.000 MST") + " (" + e.Time.UTC().Format(time.RFC3339Nano) + ")"},
+		{"Actor", e.Actor},
+		{"Action", e.Action},
+		{"About", a.names.Describe(e)},
+	}
+	for _, f := range a.names.Fields(e) {
+		rows = append(rows, [2]string{"  " + f[0], f[1]})
+	}
+	pos := fmt.Sprintf("entry %d", e.Seq)
+	if a.head >= e.Seq {
+		pos += fmt.Sprintf(" of %d read so far", a.head)
+	}
+	rows = append(rows, [2]string{"Chain position", pos}, [2]string{"Hash", e.Hash}, [2]string{"Previous hash", e.PrevHash})
+	objs := make([]fyne.CanvasObject, 0, 2*len(rows))
+	for _, r := range rows {
+		k := widget.NewLabelWithStyle(r[0], fyne.TextAlignTrailing, fyne.TextStyle{Bold: true})
+		v := widget.NewLabel(r[1])
+		v.Wrapping = fyne.TextWrapBreak
+		v.Selectable = true
+		if r[0] == "Hash" || r[0] == "Previous hash" {
+			v.TextStyle = fyne.TextStyle{Monospace: true}
+		}
+		objs = append(objs, k, v)
+	}
+	a.Detail.Objects = objs
+	a.Detail.Refresh()
+}
+
+// DetailText is the detail pane's text, a field a line (for tests).
+func (a *Activity) DetailText() string {
+	var b strings.Builder
+	b.WriteString(a.DetailTitle.Text + "\n")
+	for i := 0; i+1 < len(a.Detail.Objects); i += 2 {
+		b.WriteString(a.Detail.Objects[i].(*widget.Label).Text + ": " + a.Detail.Objects[i+1].(*widget.Label).Text + "\n")
+	}
+	return b.String()
+}
+
+// fitColumns widens the Actor and Action columns to the longest text
+// shown, so neither is cut short (within minFitWidth and maxFitWidth).
+func (a *Activity) fitColumns() {
+	size := theme.TextSize()
+	pad := 2*theme.InnerPadding() + theme.Padding()
+	fit := func(col int, text func(client.AuditEntry) string) {
+		w := fyne.MeasureText(activityColumns[col].title, size, fyne.TextStyle{Bold: true}).Width
+		for _, e := range a.entries {
+			w = max(w, fyne.MeasureText(text(e), size, fyne.TextStyle{}).Width)
+		}
+		w = min(max(w+pad, minFitWidth), maxFitWidth)
+		a.fitted[col-1] = w
+		a.Table.SetColumnWidth(col, w)
+	}
+	fit(1, func(e client.AuditEntry) string { return e.Actor })
+	fit(2, func(e client.AuditEntry) string { return e.Action })
+	// Details as wide as the longest shown, so a wide screen shows them
+	// whole; the detail pane below has every entry in full.
+	w := activityColumns[3].width
+	for _, e := range a.entries {
+		w = max(w, fyne.MeasureText(a.names.Describe(e), size, fyne.TextStyle{}).Width+pad)
+	}
+	a.Table.SetColumnWidth(3, min(w, 1600))
+}
+
+// reselect keeps the entry the detail shows chosen in the table after
+// rows moved (new entries on top).
+func (a *Activity) reselect() {
+	if a.chosen == 0 {
+		return
+	}
+	for i, e := range a.entries {
+		if e.Seq == a.chosen {
+			a.Table.Select(widget.TableCellID{Row: i, Col: 0})
+			return
+		}
+	}
 }
 
 // Cell is the text of the table's cell at row, col.
@@ -130,7 +242,7 @@ func (a *Activity) Cell(row, col int) string {
 	case 2:
 		return e.Action
 	case 3:
-		return activity.Summary(e)
+		return a.names.Describe(e)
 	}
 	return ""
 }
@@ -177,6 +289,11 @@ func (a *Activity) Reload() {
 		}
 		terms = activity.Resolve(ctx, reg, q.Subject)
 		pg, err = activity.Read(ctx, reg, q, terms, 0, pageSize)
+		if err == nil {
+			// Names are a help, not the log: entries whose names could
+			// not be read show the registry's ids.
+			a.names.Resolve(ctx, reg, pg.Entries)
+		}
 		return activity.Explain(err)
 	}, func(err error) {
 		if gen != a.gen {
@@ -194,8 +311,11 @@ func (a *Activity) Reload() {
 			a.head = pg.Head
 			a.loadedAt = time.Now()
 			a.showState()
+			a.fitColumns()
+			a.Table.UnselectAll()
 			a.Table.ScrollToTop()
 			a.Table.Refresh()
+			a.reselect()
 		}
 		if a.settled != nil {
 			a.settled("reload", err)
@@ -242,6 +362,9 @@ func (a *Activity) loadOlder() {
 			return err
 		}
 		pg, err = activity.Read(ctx, reg, q, terms, before, pageSize)
+		if err == nil {
+			a.names.Resolve(ctx, reg, pg.Entries)
+		}
 		return activity.Explain(err)
 	}, func(err error) {
 		if gen != a.gen {
@@ -256,6 +379,7 @@ func (a *Activity) loadOlder() {
 			a.entries = append(a.entries, pg.Entries...)
 			a.next = pg.Next
 			a.showState()
+			a.fitColumns()
 			a.Table.Refresh()
 		}
 		if a.settled != nil {
@@ -290,6 +414,9 @@ func (a *Activity) Poll() {
 			return err
 		}
 		fresh, head, err = activity.Newer(ctx, reg, q, terms, after, 5000)
+		if err == nil {
+			a.names.Resolve(ctx, reg, fresh)
+		}
 		return activity.Explain(err)
 	}, func(err error) {
 		a.polling = false
@@ -309,7 +436,9 @@ func (a *Activity) Poll() {
 					n = append(n, fresh[i])
 				}
 				a.entries = append(n, a.entries...)
+				a.fitColumns()
 				a.Table.Refresh()
+				a.reselect()
 			}
 			a.loadedAt = time.Now()
 			a.showState()

@@ -25,7 +25,7 @@ var (
 	statusChoices  = []string{anyChoice, "active", "pending", "suspended", "lost", "revoked", "retired"}
 	roleChoices    = []string{anyChoice, "primary", "backup"}
 	problemChoices = []string{anyChoice, "Any problem", inventory.NoActive.Label(), inventory.NoPrimary.Label(),
-		inventory.NoBackup.Label(), inventory.Unverified.Label(), inventory.Stale.Label()}
+		inventory.NoBackup.Label(), inventory.Unverified.Label(), inventory.Stale.Label(), inventory.IDPDrift.Label()}
 )
 
 // Columns of the user table.
@@ -347,10 +347,25 @@ func (v *Inventory) showDetail() {
 	} else {
 		u := &v.users[v.selected]
 		v.Detail.SetText(fmt.Sprintf("%s (%s)\n%s\nGroups: %s\nUser %s, %s\n%s",
-			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, uikit.Count(len(u.Keys), "key", "keys"), strings.ReplaceAll(u.Standing(), ", ", "\n")))
+			u.DisplayName, u.ExternalID, u.Email, strings.Join(u.Groups, ", "), u.Status, uikit.Count(len(u.Keys), "key", "keys"), strings.ReplaceAll(u.Standing(), ", ", "\n")) +
+			DriftText(u.Drift))
 	}
 	v.DetailKeys.Refresh()
 	v.detailBox.Refresh()
+}
+
+// DriftText is a user's identity-provider drift as the detail shows it:
+// one line each, under the standing; empty without drift.
+func DriftText(ds []registry.IDPDrift) string {
+	var b strings.Builder
+	for _, d := range ds {
+		b.WriteString("\nAt " + d.Provider + ": ")
+		if d.Serial != "" {
+			b.WriteString("key " + d.Serial + ": ")
+		}
+		b.WriteString(d.Detail)
+	}
+	return b.String()
 }
 
 // DetailLines are the selected user's key lines as the detail list shows

@@ -51,8 +51,8 @@ type Detail struct {
 	// buttons choose their slot; it is not shown).
 	PIVSlot *widget.Select
 	// FIDO2 actions.
-	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
-	FIDOMinLength, FIDOForceChange                                    *widget.Button
+	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDOReset *widget.Button
+	FIDOMinLength, FIDOForceChange                        *widget.Button
 	// Ifaces is the Interfaces tab.
 	Ifaces *Interfaces
 	// creds are the FIDO2 credentials read last (Passkeys shows them,
@@ -107,7 +107,7 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.PIVChangePIN = b("Change PIN", false, d.pivChange(false))
 	d.PIVChangePUK = b("Change PUK", false, d.pivChange(true))
 	d.PIVUnblock = b("Unblock PIN with PUK", false, d.pivUnblock)
-	d.PIVRetries = b("Set retries…", true, d.pivRetries)
+	d.PIVRetries = b("Set retries…", false, d.pivRetries)
 	d.PIVRotate = b("Rotate management key", false, d.pivRotate)
 	d.PIVAttest = b("Attest slot 9a", false, d.pivAttest)
 	d.PIVReset = b("Reset PIV…", true, d.pivReset)
@@ -116,7 +116,6 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.FIDOSetPIN = b("Set PIN", false, d.fidoSetPIN)
 	d.FIDOChangePIN = b("Change PIN", false, d.fidoChangePIN)
 	d.FIDOCredentials = b("List credentials", false, d.fidoCredentials)
-	d.FIDODelete = b("Delete credential…", true, d.fidoDelete)
 	d.FIDOReset = b("Reset FIDO2…", true, d.fidoReset)
 	d.FIDOMinLength = b("Raise minimum PIN length", false, d.fidoMinLength)
 	d.FIDOForceChange = b("Force PIN change", false, d.fidoForceChange)

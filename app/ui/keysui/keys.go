@@ -192,9 +192,9 @@ func HealthLine(k device.Key, h *Health) string {
 		case r.PIV != nil && r.PIV.PINRetries == 0:
 			p = append(p, "PIV PIN BLOCKED")
 		case r.PIV != nil && r.PIV.PINDefault:
-			p = append(p, fmt.Sprintf("PIV PIN default, %d tries", r.PIV.PINRetries))
+			p = append(p, "PIV PIN default, "+uikit.Count(r.PIV.PINRetries, "try", "tries"))
 		case r.PIV != nil:
-			p = append(p, fmt.Sprintf("PIV PIN %d tries", r.PIV.PINRetries))
+			p = append(p, "PIV PIN "+uikit.Count(r.PIV.PINRetries, "try", "tries"))
 		case r.PIVError != "":
 			p = append(p, "PIV unreadable: "+r.PIVError)
 		}
@@ -204,7 +204,7 @@ func HealthLine(k device.Key, h *Health) string {
 		case r.FIDO != nil && r.FIDO.PINRetries == 0:
 			p = append(p, "FIDO2 PIN BLOCKED")
 		case r.FIDO != nil:
-			p = append(p, fmt.Sprintf("FIDO2 PIN %d tries", r.FIDO.PINRetries))
+			p = append(p, "FIDO2 PIN "+uikit.Count(r.FIDO.PINRetries, "try", "tries"))
 		case r.FIDOError != "":
 			p = append(p, "FIDO2: "+r.FIDOError)
 		}

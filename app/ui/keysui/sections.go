@@ -237,11 +237,11 @@ func (d *Detail) fill(k device.Key, h *Health) {
 	case fidoSt == nil:
 		s.FIDOState.SetText("No FIDO2 interface reached.")
 	case !fidoSt.PINSet:
-		s.FIDOState.SetText(fmt.Sprintf("No PIN set. Room for %d more passkeys.", fidoSt.RemainingResident))
+		s.FIDOState.SetText(fmt.Sprintf("No PIN set. Room for %s more.", uikit.Count(fidoSt.RemainingResident, "passkey", "passkeys")))
 	case fidoSt.PINRetries == 0:
 		s.FIDOState.SetText("PIN BLOCKED: only a FIDO2 reset makes the key usable again, and it deletes every passkey.")
 	default:
-		s.FIDOState.SetText(fmt.Sprintf("PIN set, %d tries left; minimum PIN length %d. Room for %d more passkeys.", fidoSt.PINRetries, fidoSt.MinPINLength, fidoSt.RemainingResident))
+		s.FIDOState.SetText(fmt.Sprintf("PIN set, %s left; minimum PIN length %d. Room for %s more.", uikit.Count(fidoSt.PINRetries, "try", "tries"), fidoSt.MinPINLength, uikit.Count(fidoSt.RemainingResident, "passkey", "passkeys")))
 	}
 	switch {
 	case h == nil:
@@ -287,7 +287,7 @@ func pivText(p *device.PIVStatus) string {
 	case p.PINRetries < 0:
 		b.WriteString("PIN tries unknown")
 	default:
-		fmt.Fprintf(&b, "PIN %d tries left", p.PINRetries)
+		fmt.Fprintf(&b, "PIN %s left", uikit.Count(p.PINRetries, "try", "tries"))
 	}
 	if p.PINDefault {
 		b.WriteString(" (factory default)")
@@ -296,7 +296,7 @@ func pivText(p *device.PIVStatus) string {
 	case p.PUKRetries == 0:
 		b.WriteString(", PUK BLOCKED")
 	case p.PUKRetries > 0:
-		fmt.Fprintf(&b, ", PUK %d tries left", p.PUKRetries)
+		fmt.Fprintf(&b, ", PUK %s left", uikit.Count(p.PUKRetries, "try", "tries"))
 	}
 	if p.PUKDefault {
 		b.WriteString(" (factory default)")
@@ -403,7 +403,6 @@ func (d *Detail) showPasskeys(creds []fidokey.Credential) {
 		row := &PasskeyRow{Label: widget.NewLabel(fmt.Sprintf("%s · %s · credProtect %d", c.RPID, c.UserName, c.CredProtect))}
 		row.Label.Truncation = fyne.TextTruncateEllipsis
 		row.Delete = widget.NewButton("Delete…", func() { d.credSel = i; d.fidoDelete() })
-		row.Delete.Importance = widget.DangerImportance
 		s.Passkeys = append(s.Passkeys, row)
 		s.passkeyBox.Add(container.NewBorder(nil, nil, nil, row.Delete, row.Label))
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,8 @@ type View struct {
 	Advance   *widget.Button
 	Halt      *widget.Button
 	Rollback  *widget.Button
+	// StepsNote says why a step button is disabled; empty when none is.
+	StepsNote *widget.Label
 	// Confirm is the open confirmation dialog's action button (nil when none).
 	Confirm       *widget.Button
 	confirmDialog dialog.Dialog
@@ -97,6 +100,8 @@ type View struct {
 	Grace         *uikit.Entry
 	Threshold     *uikit.Entry
 	Create        *widget.Button
+	// CreateNote says why Create is disabled; empty when it is not.
+	CreateNote *widget.Label
 	// FieldErr holds the refusal shown under each plan field, by the
 	// registry's field name (from_set, to_set, scope, canary, stages,
 	// policy, name).
@@ -133,7 +138,77 @@ func msg(err error) string {
 	if err == nil {
 		return ""
 	}
-	return uikit.Message(err)
+	var me *migrate.Error
+	if errors.As(err, &me) {
+		// The field the registry names is marked on the form; the message
+		// alone reads better than the plan's field name in front of it.
+		m := me.Message
+		if h := me.DeskHint(); h != "" {
+			m += "\n\n" + h
+		}
+		return words(m)
+	}
+	return words(uikit.Message(err))
+}
+
+// deskWords are the plan's and the registry's names for things, as the
+// screen says them.
+var deskWords = strings.NewReplacer(
+	"from_set", "From key set", "to_set", "To key set",
+	"min_verified_b_keys", "verified new keys per user", "halt_threshold", "halt threshold",
+	"max_verification_age_days", "verified within (days)", "grace_period_hours", "grace period",
+	"backup_required", "backup key required",
+	"dry_run", "dry run", "rolled_back", "rolled back",
+)
+
+// words is s with the plan's field and state names in the screen's words.
+func words(s string) string { return deskWords.Replace(s) }
+
+// reasonWords are the readiness report's reasons a user is blocked, in
+// words (registry.Reason*).
+var reasonWords = map[string]string{
+	registry.ReasonNoBKey:         "no new key",
+	registry.ReasonBKeyLost:       "new key lost or revoked",
+	registry.ReasonBKeyInactive:   "new key not active",
+	registry.ReasonBKeyNoCred:     "new key has no usable credential",
+	registry.ReasonBKeyUnverified: "new key not verified recently",
+	registry.ReasonBKeyFailing:    "new key failing",
+	registry.ReasonPINBlocked:     "PIN blocked",
+	registry.ReasonTooFewBKeys:    "too few good new keys",
+	registry.ReasonNoBackupKey:    "no backup key",
+	registry.ReasonOtherMigration: "in another migration",
+}
+
+// reason is a blocked reason in words.
+func reason(r string) string {
+	if w, ok := reasonWords[r]; ok {
+		return w
+	}
+	return strings.ReplaceAll(r, "_", " ")
+}
+
+// steps are the states a migration advances to, in words and as the
+// registry names them.
+var steps = []struct{ words, state string }{
+	{"dry run", "dry_run"}, {"canary", "canary"}, {"staged", "staged"}, {"complete", "complete"},
+}
+
+func stepWords(state string) string {
+	for _, s := range steps {
+		if s.state == state {
+			return s.words
+		}
+	}
+	return state
+}
+
+func stepState(w string) string {
+	for _, s := range steps {
+		if s.words == w {
+			return s.state
+		}
+	}
+	return w
 }
 
 func (v *View) fail(what string, err error) {
@@ -180,12 +255,20 @@ func (v *View) Content() fyne.CanvasObject {
 	v.Chart = NewChart()
 	v.Reasons = widget.NewLabel("")
 	v.ExportBtn = widget.NewButtonWithIcon("Export CSV…", theme.DocumentSaveIcon(), v.exportDialog)
-	v.StepTo = widget.NewSelect([]string{"dry_run", "canary", "staged", "complete"}, nil)
+	var stepNames []string
+	for _, s := range steps {
+		stepNames = append(stepNames, s.words)
+	}
+	v.StepTo = widget.NewSelect(stepNames, nil)
 	v.Percent = uikit.NewEntry()
-	v.Percent.SetPlaceHolder("next planned")
-	v.Resume = widget.NewCheck("resume after a halt", nil)
+	v.Percent.SetPlaceHolder("percent: the next planned stage")
+	v.Resume = widget.NewCheck("resume after a halt", func(bool) { v.enableSteps() })
 	v.Reason = uikit.NewEntry()
-	v.Reason.SetPlaceHolder("reason (halt, roll back)")
+	v.Reason.SetPlaceHolder("why you halt or roll back (kept in the audit log)")
+	v.Reason.OnChanged = func(string) { v.enableSteps() }
+	v.StepsNote = widget.NewLabel("")
+	v.StepsNote.Wrapping = fyne.TextWrapWord
+	v.StepsNote.Importance = widget.LowImportance
 	v.Advance = widget.NewButtonWithIcon("Advance…", theme.MediaPlayIcon(), func() { v.preview(v.advanceStep()) })
 	v.Halt = widget.NewButtonWithIcon("Halt…", theme.MediaPauseIcon(), func() { v.preview(migrate.Step{Action: "halt", Reason: v.Reason.Text}) })
 	v.Rollback = widget.NewButtonWithIcon("Roll back…", theme.MediaReplayIcon(), func() { v.preview(migrate.Step{Action: "rollback", Reason: v.Reason.Text}) })
@@ -196,6 +279,7 @@ func (v *View) Content() fyne.CanvasObject {
 		container.NewGridWithColumns(3, v.StepTo, v.Percent, v.Resume),
 		v.Reason,
 		container.NewHBox(v.Advance, v.Halt, v.Rollback),
+		v.StepsNote,
 	)
 	if !v.canAct {
 		steps = container.NewVBox(widget.NewLabel("Read only: advancing, halting and rolling back need an admin."))
@@ -219,22 +303,25 @@ func (v *View) Content() fyne.CanvasObject {
 
 func (v *View) planForm() fyne.CanvasObject {
 	e := func(ph string) *uikit.Entry { w := uikit.NewEntry(); w.SetPlaceHolder(ph); return w }
-	v.Name = e("YubiKey 5 rollout")
-	v.From = e("legacy-2024")
-	v.To = e("yk5-2026")
+	// A value the form starts with is text, not a placeholder: a
+	// placeholder is a hint ("e.g. …") that cannot pass for a value.
+	val := func(text string) *uikit.Entry { w := uikit.NewEntry(); w.SetText(text); return w }
+	v.Name = e("e.g. YubiKey 5 rollout")
+	v.From = e("e.g. legacy-2024, the key set people have now")
+	v.To = e("e.g. yk5-2026, the key set they move to")
 	v.ScopeAll = widget.NewCheck("everyone", nil)
 	v.ScopeAll.SetChecked(true)
 	v.ScopeUsers = e("users (ids or external ids, comma-separated)")
-	v.ScopeGroups = e("groups, comma-separated")
+	v.ScopeGroups = e("groups, comma-separated, e.g. engineering, finance")
 	v.CanaryUsers = e("users (ids or external ids, comma-separated)")
-	v.CanaryGroups = e("groups, comma-separated")
+	v.CanaryGroups = e("groups, comma-separated, e.g. engineering, finance")
 	v.CanaryPercent = e("percent of the scope, e.g. 1")
 	v.Stages = e("staged percentages before complete, e.g. 10, 50")
-	v.MinB = e("1")
+	v.MinB = val("1")
 	v.Backup = widget.NewCheck("a backup key is required", nil)
-	v.MaxAge = e("30")
-	v.Grace = e("24")
-	v.Threshold = e("1")
+	v.MaxAge = val("30")
+	v.Grace = val("24")
+	v.Threshold = val("1")
 	for _, f := range []string{"name", "from_set", "to_set", "scope", "canary", "stages", "policy"} {
 		l := widget.NewLabel("")
 		l.Importance = widget.DangerImportance
@@ -244,6 +331,12 @@ func (v *View) planForm() fyne.CanvasObject {
 	}
 	v.Create = widget.NewButtonWithIcon("Create plan", theme.ContentAddIcon(), v.createPlan)
 	v.Create.Importance = widget.HighImportance
+	v.CreateNote = widget.NewLabel("")
+	v.CreateNote.Importance = widget.LowImportance
+	for _, w := range []*uikit.Entry{v.Name, v.From, v.To} {
+		w.OnChanged = func(string) { v.enableCreate() }
+	}
+	v.enableCreate()
 	f := v.FieldErr
 	form := widget.NewForm(
 		widget.NewFormItem("Name", container.NewVBox(v.Name, f["name"])),
@@ -260,7 +353,32 @@ func (v *View) planForm() fyne.CanvasObject {
 			container.NewGridWithColumns(2, widget.NewLabel("halt at failures in the cohort (%)"), v.Threshold),
 			f["policy"])),
 	)
-	return container.NewVScroll(container.NewVBox(form, container.NewHBox(v.Create)))
+	return container.NewVScroll(container.NewVBox(form, container.NewHBox(v.Create, v.CreateNote)))
+}
+
+// enableCreate enables Create once the plan has a name and both key sets,
+// and says what is missing while it does not.
+func (v *View) enableCreate() {
+	var missing []string
+	for _, f := range []struct {
+		e    *uikit.Entry
+		name string
+	}{{v.Name, "a name"}, {v.From, "the From key set"}, {v.To, "the To key set"}} {
+		if strings.TrimSpace(f.e.Text) == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) == 0 {
+		v.Create.Enable()
+		v.CreateNote.SetText("")
+		return
+	}
+	v.Create.Disable()
+	say := missing[len(missing)-1]
+	if len(missing) > 1 {
+		say = strings.Join(missing[:len(missing)-1], ", ") + " and " + say
+	}
+	v.CreateNote.SetText("Give the plan " + say + " first.")
 }
 
 func list(s string) []string {
@@ -273,11 +391,15 @@ func list(s string) []string {
 	return out
 }
 
+// errMarked stands for a problem already shown under its field: the status
+// line points there rather than saying it twice.
+var errMarked = errors.New("the field marked in red on the New plan tab says why and what to change")
+
 // fieldError is a form value the desk cannot read, before the registry
 // sees it.
 type fieldError struct{ field, msg string }
 
-func (e fieldError) Error() string { return e.field + ": " + e.msg }
+func (e fieldError) Error() string { return e.msg }
 
 func num(field, label, s string, def float64) (float64, error) {
 	s = strings.TrimSpace(s)
@@ -343,9 +465,9 @@ func (v *View) showFieldError(err error) bool {
 	case errors.As(err, &fe):
 		field, text = fe.field, fe.msg
 	case errors.As(err, &me) && me.Field != "":
-		field, text = me.Field, me.Message
-		if me.Hint() != "" {
-			text += "\n" + me.Hint()
+		field, text = me.Field, words(me.Message)
+		if h := me.DeskHint(); h != "" {
+			text += "\n" + words(h)
 		}
 	}
 	l := v.FieldErr[field]
@@ -362,7 +484,7 @@ func (v *View) createPlan() {
 	p, err := v.plan()
 	if err != nil {
 		v.showFieldError(err)
-		v.fail("The plan was not sent", err)
+		v.fail("The plan was not sent", errMarked)
 		return
 	}
 	v.Create.Disable()
@@ -372,9 +494,13 @@ func (v *View) createPlan() {
 		m, err = svc.Create(ctx, p)
 		return err
 	}, func(err error) {
-		v.Create.Enable()
+		v.enableCreate()
 		if err != nil {
-			v.showFieldError(err)
+			// A refusal is said once: under the field at fault when it
+			// names one, else on the status line.
+			if v.showFieldError(err) {
+				err = errMarked
+			}
 			v.fail("The registry refused the plan", err)
 			return
 		}
@@ -386,7 +512,7 @@ func (v *View) createPlan() {
 
 // label is how a migration appears in the selector.
 func label(m registry.Migration) string {
-	return fmt.Sprintf("%s — %s → %s (%s)", m.Name, m.From, m.To, m.State)
+	return fmt.Sprintf("%s — %s → %s (%s)", m.Name, m.From, m.To, words(string(m.State)))
 }
 
 // load reloads the migration list and selects id (or keeps the selection).
@@ -489,28 +615,19 @@ func (v *View) show() {
 		for _, b := range acts {
 			b.Disable()
 		}
+		v.enableSteps()
 		v.relayout()
 		return
 	}
-	s := fmt.Sprintf("%s: %s → %s. State %s, stage %s; %s on %s.", m.Name, m.From, m.To, m.State, m.Stage, uikit.Count(m.CutOver, "user", "users"), m.To)
+	s := fmt.Sprintf("%s: %s → %s. State %s, stage %s; %s on %s.", m.Name, m.From, m.To, words(string(m.State)), words(m.Stage), uikit.Count(m.CutOver, "user", "users"), m.To)
 	if m.Halted {
 		s += " HALTED: " + m.HaltReason + "."
 	}
 	s += fmt.Sprintf(" Halts at %g%% of a cohort failing.", 100*m.Policy.HaltThreshold)
 	v.Summary.SetText(s)
-	finished := m.State == registry.MigrationComplete || m.State == registry.MigrationRolledBack
-	v.StepTo.SetSelected(nextState(*m))
+	v.StepTo.SetSelected(stepWords(nextState(*m)))
 	v.Resume.SetChecked(m.Halted)
-	for _, b := range acts[:3] {
-		if finished {
-			b.Disable()
-		} else {
-			b.Enable()
-		}
-	}
-	if m.State == registry.MigrationComplete {
-		v.Rollback.Enable()
-	}
+	v.enableSteps()
 	if v.report == nil || v.report.MigrationID != m.ID {
 		v.Chart.SetTotals(nil)
 		v.Reasons.SetText("")
@@ -524,7 +641,7 @@ func (v *View) show() {
 	for _, t := range v.report.Totals {
 		var rs []string
 		for r, n := range t.Reasons {
-			rs = append(rs, fmt.Sprintf("%s %d", r, n))
+			rs = append(rs, fmt.Sprintf("%s %d", reason(r), n))
 		}
 		sort.Strings(rs)
 		line := fmt.Sprintf("%s: %d of %d ready", t.Cohort, t.Ready, t.Users)
@@ -537,9 +654,62 @@ func (v *View) show() {
 	v.relayout()
 }
 
+// enableSteps enables the step buttons that can help the selected
+// migration now, and says why the others are disabled.
+func (v *View) enableSteps() {
+	if v.Advance == nil {
+		return
+	}
+	m := v.current
+	var why []string
+	set := func(b *widget.Button, ok bool, reason string) {
+		if ok {
+			b.Enable()
+			return
+		}
+		b.Disable()
+		if reason != "" && !slices.Contains(why, reason) {
+			why = append(why, reason)
+		}
+	}
+	switch {
+	case m == nil:
+		for _, b := range []*widget.Button{v.Advance, v.Halt, v.Rollback} {
+			set(b, false, "")
+		}
+		why = append(why, "Pick a migration first.")
+	default:
+		finished := m.State == registry.MigrationComplete || m.State == registry.MigrationRolledBack
+		reasoned := strings.TrimSpace(v.Reason.Text) != ""
+		ended := "This migration has ended (" + words(string(m.State)) + ")."
+		switch {
+		case finished:
+			set(v.Advance, false, ended)
+		case m.Halted && !v.Resume.Checked:
+			set(v.Advance, false, "Advancing a halted migration needs \"resume after a halt\" ticked.")
+		default:
+			set(v.Advance, true, "")
+		}
+		switch {
+		case finished:
+			set(v.Halt, false, ended)
+		case m.Halted:
+			set(v.Halt, false, "It is halted already.")
+		default:
+			set(v.Halt, reasoned, "Halting and rolling back need a reason, kept in the audit log.")
+		}
+		if m.State == registry.MigrationRolledBack {
+			set(v.Rollback, false, ended)
+		} else {
+			set(v.Rollback, reasoned, "Halting and rolling back need a reason, kept in the audit log.")
+		}
+	}
+	v.StepsNote.SetText(strings.Join(why, " "))
+}
+
 func (v *View) advanceStep() migrate.Step {
 	p, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v.Percent.Text, "%")), 64)
-	return migrate.Step{Action: "advance", To: registry.MigrationState(v.StepTo.Selected), Percent: p, Resume: v.Resume.Checked}
+	return migrate.Step{Action: "advance", To: registry.MigrationState(stepState(v.StepTo.Selected)), Percent: p, Resume: v.Resume.Checked}
 }
 
 // preview reads who step would touch and asks to confirm it.
@@ -574,7 +744,11 @@ func names(us []registry.UserReadiness, why bool) []string {
 			n = u.UserID
 		}
 		if why && len(u.Reasons) > 0 {
-			n += " (" + strings.Join(u.Reasons, ", ") + ")"
+			rs := make([]string, len(u.Reasons))
+			for i, r := range u.Reasons {
+				rs[i] = reason(r)
+			}
+			n += " (" + strings.Join(rs, ", ") + ")"
 		}
 		out = append(out, n)
 	}
@@ -609,7 +783,12 @@ func (v *View) confirm(id string, p migrate.Preview) {
 		v.Confirm = nil
 		v.take(id, p.Step)
 	})
-	v.Confirm.Importance = widget.DangerImportance
+	// Advancing is the plan going ahead; halting and rolling back are the
+	// destructive steps, red.
+	v.Confirm.Importance = widget.HighImportance
+	if p.Step.Action != "advance" {
+		v.Confirm.Importance = widget.DangerImportance
+	}
 	cancel := widget.NewButton("Cancel", func() { d.Hide(); v.Confirm = nil })
 	scroll := container.NewVScroll(body)
 	scroll.SetMinSize(fyne.NewSize(480, 220))

@@ -5,6 +5,7 @@ import (
 	"github.com/keydesk/keydesk/app/ui/uitest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,6 +80,80 @@ func confirmed(t *testing.T, v *View) string {
 	return said
 }
 
+// snake is a name as the plan file or the registry spells it (from_set,
+// dry_run, no_b_key): the screen says such things in words.
+var snake = regexp.MustCompile(`\b[a-z0-9]+_[a-z0-9_]+\b`)
+
+// plainWindow checks that no tab of the screen shows a keydesk command
+// line or a snake_case name, and that no problem is said twice.
+func plainWindow(t *testing.T, v *View, w fyne.Window, when string) {
+	t.Helper()
+	sel := v.Tabs.SelectedIndex()
+	defer v.Tabs.SelectIndex(sel)
+	for i := range v.Tabs.Items {
+		v.Tabs.SelectIndex(i)
+		text := uitest.WindowText(w)
+		if c := uitest.CLICommand(text); c != "" {
+			t.Errorf("%s, tab %q shows the command line %q", when, v.Tabs.Items[i].Text, c)
+		}
+		if n := snake.FindString(text); n != "" {
+			t.Errorf("%s, tab %q shows %q:\n%s", when, v.Tabs.Items[i].Text, n, text)
+		}
+		// A message (a label's line) is said once.
+		seen := map[string]bool{}
+		uitest.Visible(w, func(o fyne.CanvasObject) {
+			l, ok := o.(*widget.Label)
+			if !ok {
+				return
+			}
+			for _, line := range strings.Split(l.Text, "\n") {
+				if len(line) > 30 && seen[line] {
+					t.Errorf("%s, tab %q says twice: %q", when, v.Tabs.Items[i].Text, line)
+				}
+				seen[line] = true
+			}
+		})
+	}
+}
+
+// TestPlanForm: the form's placeholders are hints that cannot pass for
+// values, the numbers the plan starts with are real text, and Create is
+// disabled, with the reason beside it, until the plan has a name and both
+// key sets.
+func TestPlanForm(t *testing.T) {
+	v, _ := newView(t, uikit.Admin, func(context.Context) (*client.Client, error) { return env.Admin, nil })
+	for name, e := range map[string]*uikit.Entry{"name": v.Name, "from": v.From, "to": v.To, "scope users": v.ScopeUsers,
+		"scope groups": v.ScopeGroups, "canary users": v.CanaryUsers, "canary groups": v.CanaryGroups, "canary percent": v.CanaryPercent,
+		"stages": v.Stages, "verified keys": v.MinB, "days": v.MaxAge, "grace": v.Grace, "threshold": v.Threshold,
+		"percent": v.Percent, "reason": v.Reason} {
+		ph := e.PlaceHolder
+		if ph == "" {
+			if e.Text == "" {
+				t.Errorf("%s: neither a value nor a hint", name)
+			}
+			continue
+		}
+		if _, err := strconv.ParseFloat(ph, 64); err == nil || !(strings.HasPrefix(ph, "e.g. ") || len(strings.Fields(ph)) >= 3) {
+			t.Errorf("%s: the placeholder %q could pass for a value", name, ph)
+		}
+	}
+	if v.MinB.Text != "1" || v.MaxAge.Text != "30" || v.Grace.Text != "24" || v.Threshold.Text != "1" {
+		t.Errorf("policy starts as %q %q %q %q", v.MinB.Text, v.MaxAge.Text, v.Grace.Text, v.Threshold.Text)
+	}
+	if !v.Create.Disabled() || v.CreateNote.Text != "Give the plan a name, the From key set and the To key set first." {
+		t.Fatalf("empty form: Create disabled %v, %q", v.Create.Disabled(), v.CreateNote.Text)
+	}
+	test.Type(v.Name, "yk5 rollout")
+	test.Type(v.To, "yk5-2026")
+	if !v.Create.Disabled() || v.CreateNote.Text != "Give the plan the From key set first." {
+		t.Fatalf("no From: Create disabled %v, %q", v.Create.Disabled(), v.CreateNote.Text)
+	}
+	test.Type(v.From, "legacy-2024")
+	if v.Create.Disabled() || v.CreateNote.Text != "" {
+		t.Fatalf("full form: Create disabled %v, %q", v.Create.Disabled(), v.CreateNote.Text)
+	}
+}
+
 // TestMigrationScreen plans a migration through the form against a real
 // registry process (bad plans refused beside their field, nothing
 // written), reads the per-cohort readiness, advances with confirmations
@@ -104,6 +179,11 @@ func TestMigrationScreen(t *testing.T) {
 	if l := v.FieldErr["to_set"]; !l.Visible() || !strings.Contains(l.Text, `key set "yk6-2030" does not exist`) || !strings.Contains(l.Text, "yk5-2026") {
 		t.Fatalf("to_set refusal: visible %v %q; status %q", l.Visible(), l.Text, v.Status.Text)
 	}
+	// Said once: under the field; the status line points there.
+	if strings.Contains(v.Status.Text, "does not exist") || !strings.Contains(v.Status.Text, "marked in red") {
+		t.Fatalf("status beside a field refusal: %q", v.Status.Text)
+	}
+	plainWindow(t, v, w, "after a refused plan")
 	v.To.SetText("yk5-2026")
 	test.Type(v.Stages, "ten")
 	tapped(t, v, v.Create)
@@ -144,17 +224,20 @@ func TestMigrationScreen(t *testing.T) {
 	if len(v.Chart.totals) != 2 || v.Chart.totals[0].Cohort != want[0].Cohort || v.Chart.totals[0].Ready != 1 || v.Chart.totals[1].Blocked != 3 {
 		t.Fatalf("chart totals %+v", v.Chart.totals)
 	}
-	if !strings.Contains(v.Reasons.Text, "rest: 0 of 3 ready; blocked: no_b_key 3") {
+	if !strings.Contains(v.Reasons.Text, "rest: 0 of 3 ready; blocked: no new key 3") {
 		t.Fatalf("reasons: %q", v.Reasons.Text)
 	}
 
 	// Advance to the dry run, then the canary: the confirmation names ana.
-	if v.StepTo.Selected != "dry_run" {
+	if v.StepTo.Selected != "dry run" {
 		t.Fatalf("next step %q", v.StepTo.Selected)
 	}
 	tapped(t, v, v.Advance)
+	if v.Confirm == nil || v.Confirm.Importance == widget.DangerImportance {
+		t.Fatal("advancing is confirmed with a red button")
+	}
 	confirmed(t, v)
-	if !strings.Contains(v.Summary.Text, "State dry_run") {
+	if !strings.Contains(v.Summary.Text, "State dry run") {
 		t.Fatalf("after dry run: %q / %q", v.Summary.Text, v.Status.Text)
 	}
 	tapped(t, v, v.Advance)
@@ -188,12 +271,25 @@ func TestMigrationScreen(t *testing.T) {
 	}
 	v.pollOnce(ctx)
 	v.Settle()
-	if !v.bannerBox.Visible() || !strings.Contains(v.Banner.Text, `Migration "yk5 rollout" in canary halted by itself: 1 of 1 users`) {
+	if !v.bannerBox.Visible() || !strings.Contains(v.Banner.Text, `Migration "yk5 rollout" in canary halted by itself: 1 of 1 user in stage canary`) {
 		t.Fatalf("banner: visible %v %q", v.bannerBox.Visible(), v.Banner.Text)
 	}
 	if !strings.Contains(v.Summary.Text, "HALTED") || !v.Resume.Checked {
 		t.Fatalf("after the halt: %q", v.Summary.Text)
 	}
+	// Halting again cannot help; advancing needs resume ticked.
+	if !v.Halt.Disabled() || !strings.Contains(v.StepsNote.Text, "halted already") {
+		t.Fatalf("halted: Halt disabled %v, note %q", v.Halt.Disabled(), v.StepsNote.Text)
+	}
+	test.Tap(v.Resume)
+	if !v.Advance.Disabled() || !strings.Contains(v.StepsNote.Text, "resume after a halt") {
+		t.Fatalf("halted, resume unticked: Advance disabled %v, note %q", v.Advance.Disabled(), v.StepsNote.Text)
+	}
+	test.Tap(v.Resume)
+	if v.Advance.Disabled() {
+		t.Fatalf("halted, resume ticked: Advance disabled, note %q", v.StepsNote.Text)
+	}
+	plainWindow(t, v, w, "after the halt")
 	// 0.01% of the pixels (anti-aliasing) may differ, so a changed word
 	// still fails.
 	uitest.MatchImageWithin(t, "migration.png", w.Canvas().Capture(), 24, 0.0001)
@@ -211,24 +307,28 @@ func TestMigrationScreen(t *testing.T) {
 		t.Fatalf("csv:\n%s", b)
 	}
 
-	// Roll back: a reason is needed, and the confirmation says who moves.
-	tapped(t, v, v.Rollback)
-	if v.Confirm != nil || !strings.Contains(v.Status.Text, "needs a reason") {
-		t.Fatalf("rollback without a reason: %q", v.Status.Text)
+	// Roll back: disabled until there is a reason, and the confirmation
+	// says who moves.
+	if !v.Rollback.Disabled() || !strings.Contains(v.StepsNote.Text, "need a reason") {
+		t.Fatalf("rollback without a reason: disabled %v, note %q", v.Rollback.Disabled(), v.StepsNote.Text)
 	}
 	test.Type(v.Reason, "canary failed")
 	tapped(t, v, v.Rollback)
+	if v.Confirm == nil || v.Confirm.Importance != widget.DangerImportance {
+		t.Fatal("rolling back is not confirmed with a red button")
+	}
 	said = confirmed(t, v)
 	if !strings.Contains(said, `Roll back "yk5 rollout": 0 users moved back from yk5-2026 to legacy-2024`) {
 		t.Fatalf("rollback confirmation: %q", said)
 	}
-	if !strings.Contains(v.Summary.Text, "State rolled_back") || !v.Advance.Disabled() {
-		t.Fatalf("after rollback: %q", v.Summary.Text)
+	if !strings.Contains(v.Summary.Text, "State rolled back") || !v.Advance.Disabled() || !v.Rollback.Disabled() || !strings.Contains(v.StepsNote.Text, "has ended") {
+		t.Fatalf("after rollback: %q; note %q", v.Summary.Text, v.StepsNote.Text)
 	}
+	plainWindow(t, v, w, "after the rollback")
 
 	// Helpdesk staff read but do not act.
 	h, _ := newView(t, uikit.Helpdesk, func(context.Context) (*client.Client, error) { return env.Helpdesk, nil })
-	if len(h.Tabs.Items) != 1 || h.Create != nil || !strings.Contains(h.Summary.Text, "State rolled_back") {
+	if len(h.Tabs.Items) != 1 || h.Create != nil || !strings.Contains(h.Summary.Text, "State rolled back") {
 		t.Fatalf("helpdesk view: %d tabs, create %v, %q", len(h.Tabs.Items), h.Create != nil, h.Summary.Text)
 	}
 

@@ -20,6 +20,11 @@ import (
 // registry and app errors do).
 type hinter interface{ Hint() string }
 
+// deskHinter is an error whose next step, for the command line, names a
+// command: DeskHint says it in the desktop app's words (its screens and
+// buttons), which Message prefers.
+type deskHinter interface{ DeskHint() string }
+
 // Message is what a person reads for err: what happened, then what to do
 // next when the error knows.
 func Message(err error) string {
@@ -33,17 +38,20 @@ func Message(err error) string {
 	case errors.As(err, &fes):
 		lines := make([]string, len(fes))
 		for i, e := range fes {
-			lines[i] = e.Label() + " (Settings): " + e.Msg
+			lines[i] = e.Label() + " (Settings): " + e.Plain()
 		}
 		msg = strings.Join(lines, "\n")
 	case errors.As(err, &fe):
-		msg = fe.Label() + " (Settings): " + fe.Msg
+		msg = fe.Label() + " (Settings): " + fe.Plain()
 	}
+	var dh deskHinter
 	var h hinter
-	if errors.As(err, &h) && h.Hint() != "" {
+	if errors.As(err, &dh) && dh.DeskHint() != "" {
+		msg += "\n\n" + dh.DeskHint()
+	} else if errors.As(err, &h) && h.Hint() != "" {
 		msg += "\n\n" + h.Hint()
-	} else if dh := device.Hint(err); dh != "" {
-		msg += "\n\n" + dh
+	} else if hint := device.Hint(err); hint != "" {
+		msg += "\n\n" + hint
 	} else if rh := registryHint(err); rh != "" {
 		msg += "\n\n" + rh
 	}

@@ -74,6 +74,10 @@ type Env struct {
 	// SimDir is the practice keys' state directory in practice mode, where
 	// their control socket lives; empty otherwise.
 	SimDir string
+	// Open shows the screen with id, as the navigation does (the shell
+	// sets it); false when the person's role does not see it. Nil when
+	// there is no shell, as in a screen's tests.
+	Open func(id string) bool
 
 	devices sync.Mutex
 	closed  atomic.Bool
@@ -245,6 +249,28 @@ type KeyFeed struct {
 	keys []device.Key
 	subs []func([]device.Key)
 	seen bool
+	// choosers are told when a screen hands a key to another (Choose).
+	choosers []func(serial uint32)
+}
+
+// OnChoose calls fn on the UI goroutine whenever a screen asks the key
+// pickers to choose a key (Choose). Call it from the UI goroutine.
+func (f *KeyFeed) OnChoose(fn func(serial uint32)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.choosers = append(f.choosers, fn)
+}
+
+// Choose asks the screens that pick keys to choose the key with serial:
+// a screen that hands over to another ("Verify now" after an enrolment)
+// calls it after Env.Open. Call it from the UI goroutine.
+func (f *KeyFeed) Choose(serial uint32) {
+	f.mu.Lock()
+	cs := append([]func(uint32){}, f.choosers...)
+	f.mu.Unlock()
+	for _, fn := range cs {
+		fn(serial)
+	}
 }
 
 // Current returns the keys last published (nil before the first list).

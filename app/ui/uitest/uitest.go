@@ -13,11 +13,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
@@ -261,3 +263,54 @@ func writePNG(path string, img image.Image) error {
 	defer f.Close()
 	return png.Encode(f, img)
 }
+
+// Visible walks every object of the window that is shown (its content
+// and its overlays: dialogs), descending into widgets' renderers and
+// skipping what is hidden. Call it on the UI goroutine.
+func Visible(w fyne.Window, f func(fyne.CanvasObject)) {
+	var walk func(o fyne.CanvasObject)
+	walk = func(o fyne.CanvasObject) {
+		if o == nil || !o.Visible() {
+			return
+		}
+		f(o)
+		switch x := o.(type) {
+		case *fyne.Container:
+			for _, c := range x.Objects {
+				walk(c)
+			}
+			return
+		}
+		if wd, ok := o.(fyne.Widget); ok {
+			for _, c := range test.WidgetRenderer(wd).Objects() {
+				walk(c)
+			}
+		}
+	}
+	walk(w.Canvas().Content())
+	for _, o := range w.Canvas().Overlays().List() {
+		walk(o)
+	}
+}
+
+// WindowText is every text the window shows now (labels, buttons,
+// entries, dialogs), one piece per line.
+func WindowText(w fyne.Window) string {
+	var b strings.Builder
+	Visible(w, func(o fyne.CanvasObject) {
+		if t, ok := o.(*canvas.Text); ok && t.Text != "" {
+			b.WriteString(t.Text)
+			b.WriteString("\n")
+		}
+	})
+	return b.String()
+}
+
+// CLICommand finds a command line of keydesk's CLI in text ("keydesk
+// recover piv-pin"): the desktop app names its own buttons and screens
+// instead. It returns the match, "" when there is none.
+func CLICommand(text string) string {
+	return cliCommand.FindString(strings.ReplaceAll(text, "\n", " "))
+}
+
+var cliCommand = regexp.MustCompile(`keydesk\s+(recover|enrol|verify|piv|fido|keys|user|users|registry|inventory|activity|audit|migrate|backup|batch|config|settings|identity|token)\b[^.]*`)

@@ -89,6 +89,7 @@ func New(env *uikit.Env) *View {
 	v.Root = container.NewBorder(top, nil, nil, nil, container.NewVScroll(v.Rows))
 	env.Feed.Subscribe(v.update)
 	env.SubscribeStates(v.stateChanged)
+	env.Feed.OnChoose(v.choose)
 	v.enable()
 	return v
 }
@@ -106,6 +107,17 @@ func (v *View) stateChanged(changed []keys.State) {
 		v.Rows.RemoveAll()
 		v.Summary.Importance = widget.MediumImportance
 		v.Summary.SetText(fmt.Sprintf("Key %d has changed since it was verified; press Verify to check it as it is now.", st.Key.Serial))
+	}
+}
+
+// choose picks the attached key with serial, as another screen asks
+// ("Verify now" after an enrolment).
+func (v *View) choose(serial uint32) {
+	for i, k := range v.keys {
+		if k.Serial == serial {
+			v.Key.SetSelectedIndex(i)
+			return
+		}
 	}
 }
 
@@ -273,7 +285,10 @@ func Row(c verify.Check) fyne.CanvasObject {
 	if c.Mismatch != "" {
 		lines = append(lines, "Mismatch: "+c.Mismatch)
 	}
-	if c.Next != "" && c.Status != verify.Pass {
+	if next := c.NextDesk; next != "" && c.Status != verify.Pass {
+		// The desktop app's own words: its screens and buttons.
+		lines = append(lines, "Next: "+next)
+	} else if c.Next != "" && c.Status != verify.Pass {
 		lines = append(lines, "Next: "+c.Next)
 	}
 	body := widget.NewLabel(strings.Join(lines, "\n"))

@@ -14,7 +14,7 @@
 package fidoc
 
 /*
-#cgo !windows pkg-config: libfido2
+#cgo !windows,!linux pkg-config: libfido2
 #include <fido.h>
 #include <fido/credman.h>
 #include <stdlib.h>
@@ -158,8 +158,12 @@ type Dev struct {
 // good.
 var responseLimit = 60 * time.Second
 
-// Open opens the FIDO device at path (CTAPHID INIT included).
+// Open opens the FIDO device at path (CTAPHID INIT included), loading
+// libfido2 first if no call has yet (Load).
 func Open(path string) (*Dev, error) {
+	if err := Load(); err != nil {
+		return nil, err
+	}
 	d := C.fido_dev_new()
 	if d == nil {
 		return nil, ErrInternal
@@ -327,6 +331,11 @@ type MakeCredArgs struct {
 	CredProtect    int // 0: not requested; 1-3 (CTAP 2.1 §12.1)
 	Alg            int // ES256 when 0
 	PIN            string
+	// Exclude is the exclude list: credential ids the key must not
+	// already hold for RPID (CTAP 2.1 §6.1, excludeList).
+	Exclude [][]byte
+	// HMACSecret asks for the hmac-secret extension (CTAP 2.1 §12.5).
+	HMACSecret bool
 }
 
 // Cred is what authenticatorMakeCredential returned.
@@ -380,8 +389,22 @@ func (d *Dev) MakeCred(a MakeCredArgs) (*Cred, error) {
 	if err := check(C.fido_cred_set_rk(c, rk)); err != nil {
 		return nil, err
 	}
+	if a.HMACSecret {
+		// Before fido_cred_set_prot: set_extensions replaces the mask.
+		if err := check(C.fido_cred_set_extensions(c, C.FIDO_EXT_HMAC_SECRET)); err != nil {
+			return nil, err
+		}
+	}
 	if a.CredProtect != 0 {
 		if err := check(C.fido_cred_set_prot(c, C.int(a.CredProtect))); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range a.Exclude {
+		p, n, f := cBytes(id)
+		err := check(C.fido_cred_exclude(c, p, n))
+		f()
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -6,8 +6,9 @@
  * linked as a DLL (Windows) kd_NAME looks fido_NAME up in the loaded DLL at
  * run time (GetProcAddress), so a newer libfido2.dll beside keydesk.exe
  * lights the feature up; when it is absent an operation returns
- * KD_ERR_MISSING and a getter its "unknown" value. Elsewhere keydesk builds
- * against libfido2 1.12 or newer and kd_NAME is fido_NAME.
+ * KD_ERR_MISSING and a getter its "unknown" value. On Linux, where libfido2
+ * is opened on first use (lazy_linux.c), kd_NAME looks fido_NAME up in it
+ * the same way. Elsewhere kd_NAME is fido_NAME.
  *
  * KD_LATE lists them: return type, name without fido_, value when absent,
  * parameters, arguments.
@@ -57,7 +58,16 @@ static void *kd_sym(const char *name) {
 	}
 	return NULL;
 }
+#define KD_LOOKUP 1
+#elif defined(__linux__)
+/* kd_lazy_sym finds fido_NAME in the libfido2 loaded on first use
+ * (lazy_linux.c). */
+void *kd_lazy_sym(const char *name);
+#define kd_sym kd_lazy_sym
+#define KD_LOOKUP 1
+#endif
 
+#ifdef KD_LOOKUP
 #define KD_DEFINE(ret, name, absent, params, args) \
 	static ret kd_##name params { \
 		ret (*f) params = (ret (*) params)kd_sym("fido_" #name); \
@@ -76,7 +86,7 @@ KD_LATE(KD_DEFINE)
  * comma-separated, into buf (size n). */
 static void kd_missing(char *buf, size_t n) {
 	buf[0] = 0;
-#ifdef _WIN32
+#ifdef KD_LOOKUP
 	size_t used = 0;
 #define KD_CHECK(ret, name, absent, params, args) \
 	if (kd_sym("fido_" #name) == NULL && used + sizeof("fido_" #name) + 1 < n) { \

@@ -1016,8 +1016,12 @@ func (t *Tx) reportFailure(sig *registry.LockoutSignal, kind string) (registry.S
 					return out, err
 				}
 				m.Halted = true
-				m.HaltReason = fmt.Sprintf("halted by itself: %d of %d users of stage %s (%.2f%%) reported failures, reaching the threshold of %.2f%%",
-					m.StageAffected, m.StageCohort, m.Stage, 100*float64(m.StageAffected)/float64(max(1, m.StageCohort)), 100*m.Policy.HaltThreshold)
+				users := "users"
+				if m.StageCohort == 1 {
+					users = "user"
+				}
+				m.HaltReason = fmt.Sprintf("halted by itself: %d of %d %s in stage %s (%.2f%%) reported failures, reaching the threshold of %.2f%%",
+					m.StageAffected, m.StageCohort, users, m.Stage, 100*float64(m.StageAffected)/float64(max(1, m.StageCohort)), 100*m.Policy.HaltThreshold)
 				out.Halted = true
 				halted = &m
 			}
@@ -1128,6 +1132,19 @@ func (s *Store) Readiness(ctx context.Context, id string) (registry.Readiness, e
 	if err != nil {
 		return out, err
 	}
+	tx.Rollback()
+	// Identity-provider drift, reported beside the registry's own reasons.
+	drift, err := s.IDPDrift(ctx)
+	if err != nil {
+		return out, err
+	}
+	by := map[string][]registry.IDPDrift{}
+	for _, d := range drift {
+		by[d.UserID] = append(by[d.UserID], d)
+	}
+	for i := range e.rows {
+		e.rows[i].IDPDrift = by[e.rows[i].UserID]
+	}
 	out.Users, out.Totals = e.rows, totals(e.rows)
 	return out, nil
 }
@@ -1150,6 +1167,9 @@ func totals(rows []registry.UserReadiness) []registry.CohortTotals {
 		}
 		for _, re := range r.Reasons {
 			c.Reasons[re]++
+		}
+		if len(r.IDPDrift) > 0 {
+			c.IDPDrift++
 		}
 	}
 	rank := func(s string) float64 {

@@ -78,6 +78,14 @@ func (s *Store) Export(ctx context.Context, userID string) (registry.Export, err
 		}); err != nil {
 			return x, fmt.Errorf("exporting piv slots: %w", err)
 		}
+		if err := each(ctx, s, tx, "SELECT "+linkCols+" FROM idp_links l JOIN keys k ON k.id = l.key_id WHERE l.key_id = ? ORDER BY l.created_at, l.id", []any{k.ID}, func(r *sql.Rows) error {
+			l, err := scanLink(r)
+			l.KeyStatus = ""
+			x.IDPLinks = append(x.IDPLinks, l)
+			return err
+		}); err != nil {
+			return x, fmt.Errorf("exporting identity provider links: %w", err)
+		}
 		if err := each(ctx, s, tx, "SELECT key_id, kind, blob, version, created_at FROM escrow_blobs WHERE key_id = ? ORDER BY kind", []any{k.ID}, func(r *sql.Rows) error {
 			var e registry.EscrowBlob
 			var c int64
@@ -229,7 +237,27 @@ func (t *Tx) Restore(x *registry.Export) (registry.Restored, error) {
 			return out, err
 		}
 	}
+	for _, l := range x.IDPLinks {
+		var deleted int64
+		if l.DeletedAt != nil {
+			deleted = nanos(*l.DeletedAt)
+		}
+		if l.State != registry.LinkActive && l.State != registry.LinkDeleted {
+			return out, registry.Invalid("invalid_link_state", "identity provider link %s: state %q", l.ID, l.State)
+		}
+		if err := t.exec("INSERT INTO idp_links (id, provider, method_id, credential_id, key_id, user_id, nonce, state, created_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			l.ID, l.Provider, l.MethodID, l.CredentialID, l.KeyID, l.UserID, l.Nonce, string(l.State), nanos(l.CreatedAt), deleted); err != nil {
+			return out, fmt.Errorf("restoring identity provider link: %w", err)
+		}
+		if err := t.record("idp_link", l.ID, "restore", l); err != nil {
+			return out, err
+		}
+		out.IDPLinks++
+	}
 	source["users"], source["keys"], source["credentials"], source["rechained"] = out.Users, out.Keys, out.Credentials, out.Rechained
+	if out.IDPLinks > 0 {
+		source["idp_links"] = out.IDPLinks
+	}
 	return out, t.Audit("registry.restore", source)
 }
 

@@ -50,9 +50,17 @@ func testRevokeAndRestore(t *testing.T, e *env) {
 	if err := e.write(t, func(tx *sqlstore.Tx) error { return tx.AddFIDOCredential(&c) }); err != nil {
 		t.Fatal(err)
 	}
+	// An identity provider holds it: the link goes with the export.
+	link := registry.IDPLink{Provider: "corp", MethodID: "m-7001", KeyID: k.ID, CredentialID: []byte("cred-c"), Nonce: "n1"}
+	if err := e.write(t, func(tx *sqlstore.Tx) error { _, err := tx.RecordIDPLink(&link); return err }); err != nil {
+		t.Fatal(err)
+	}
 	x, err := e.s.Export(ctx, "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(x.IDPLinks) != 1 || x.IDPLinks[0].MethodID != "m-7001" {
+		t.Fatalf("exported links: %+v", x.IDPLinks)
 	}
 	x.AuditKey = e.pub
 
@@ -77,8 +85,11 @@ func testRevokeAndRestore(t *testing.T, e *env) {
 	if err := write2(func(tx *sqlstore.Tx) (err error) { out, err = tx.Restore(&x); return err }); err != nil {
 		t.Fatal(err)
 	}
-	if out.Users != 1 || out.Keys != 1 || out.Credentials != 2 || out.AuditEntries != len(x.Audit) || out.Rechained != 1 {
+	if out.Users != 1 || out.Keys != 1 || out.Credentials != 2 || out.IDPLinks != 1 || out.AuditEntries != len(x.Audit) || out.Rechained != 1 {
 		t.Fatalf("restored %+v", out)
+	}
+	if ls, err := s2.IDPLinks(ctx, sqlstore.LinkFilter{KeyID: k.ID}); err != nil || len(ls) != 1 || ls[0].ID != link.ID || ls[0].State != registry.LinkActive || ls[0].UserID != u.ID {
+		t.Fatalf("restored links: %+v, %v", ls, err)
 	}
 	es, cs, err := s2.AuditLog(ctx)
 	if err != nil {

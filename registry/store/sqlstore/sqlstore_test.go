@@ -177,6 +177,21 @@ var suite = map[string]func(t *testing.T, e *env){
 		if err = e.write(t, func(tx *sqlstore.Tx) error { k1, err = tx.SetKeyStatus(k1.ID, 1, registry.KeyLost, ""); return err }); err != nil {
 			t.Fatalf("losing one of two keys: %v", err)
 		}
+		// Lost again: nothing changes, neither version nor the time the key
+		// became lost (a fresh verification must follow that time), and no
+		// audit entry is added.
+		before, _, _ := e.s.AuditLog(ctx)
+		var again registry.Key
+		if err = e.write(t, func(tx *sqlstore.Tx) error {
+			again, err = tx.SetKeyStatus(k1.ID, k1.Version, registry.KeyLost, "")
+			return err
+		}); err != nil {
+			t.Fatalf("losing a lost key: %v", err)
+		}
+		after, _, _ := e.s.AuditLog(ctx)
+		if again.Version != k1.Version || !again.UpdatedAt.Equal(k1.UpdatedAt) || len(after) != len(before) {
+			t.Fatalf("lost to lost changed the key: version %d→%d, updated %v→%v, audit %d→%d", k1.Version, again.Version, k1.UpdatedAt, again.UpdatedAt, len(before), len(after))
+		}
 		if err = e.write(t, func(tx *sqlstore.Tx) error {
 			_, err := tx.SetKeyStatus(bare.ID, 1, registry.KeyRetired, "")
 			return err

@@ -722,6 +722,12 @@ func (t *Tx) ChangeKeyStatus(by registry.Authority, id string, want int64, statu
 	if err := registry.KeyTransition(by, k.Status, status); err != nil {
 		return registry.Key{}, err
 	}
+	if status == k.Status {
+		// Asking for the state the key is in already changes nothing: no
+		// new version, no audit entry, and updated_at keeps the time the
+		// key became lost or revoked, which a fresh verification must follow.
+		return k, nil
+	}
 	if status == registry.KeyActive && k.Status != registry.KeyActive {
 		if err := t.activationProof(k, breakGlass); err != nil {
 			return registry.Key{}, err
