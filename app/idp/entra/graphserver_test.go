@@ -201,6 +201,11 @@ func (g *graphServer) register(w http.ResponseWriter, r *http.Request, user stri
 		graphError(w, http.StatusBadRequest, "invalidRequest", err.Error())
 		return
 	}
+	if err := checkBinaryMembers(body); err != nil {
+		g.t.Errorf("POST fido2Methods body: %v\n%s", err, body)
+		graphError(w, http.StatusBadRequest, "invalidRequest", err.Error())
+		return
+	}
 	if iss == nil || time.Now().After(iss.expires) {
 		graphError(w, http.StatusBadRequest, "invalidRequest", "No active passkey registration challenge for the user.")
 		return
@@ -268,9 +273,13 @@ func (g *graphServer) register(w http.ResponseWriter, r *http.Request, user stri
 		Created: time.Now().UTC().Truncate(time.Second), CredID: ad.AttData.CredentialID}
 	g.methods[user] = append(g.methods[user], m)
 	g.mu.Unlock()
+	answer, _ := json.Marshal(methodJSON(m))
+	if err := g.contract.validateJSON(answer, "graph.fido2AuthenticationMethod"); err != nil {
+		g.t.Errorf("the test server's 201 answer breaks the contract: %v", err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	json.NewEncoder(w).Encode(methodJSON(m))
+	w.Write(answer)
 }
 
 func methodJSON(m storedMethod) map[string]any {
