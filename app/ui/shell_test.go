@@ -51,7 +51,7 @@ func TestNavigationFollowsTheRole(t *testing.T) {
 		t.Fatalf("Ctrl+5 shows %q", s.Current())
 	}
 	press(env.Window, fyne.Key1)
-	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "not registered") })
+	uitest.WaitFor(t, waitShort, "the practice key listed with its health", func() bool { return uitest.HasText(s.Content, "Not registered") })
 	uitest.MatchImage(t, "shell.png", env.Window.Canvas().Capture())
 
 	s.SetRole(uikit.Self, "u_someone")
@@ -78,7 +78,7 @@ func TestThemeAndAbout(t *testing.T) {
 	env.Window.SetContent(s.Root)
 	// Fyne's test driver runs fyne.Do on the calling goroutine: let the key
 	// list settle before the theme change walks it.
-	if !uitest.Eventually(waitShort, func() bool { return uitest.HasText(s.Content, "not registered") }) {
+	if !uitest.Eventually(waitShort, func() bool { return uitest.HasText(s.Content, "Not registered") }) {
 		var shown []string
 		fyne.DoAndWait(func() { shown = texts(s.Content) })
 		t.Fatalf("after %v the practice key is not listed as not registered; the screen says %q", waitShort, shown)

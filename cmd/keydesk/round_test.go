@@ -248,6 +248,20 @@ func (r *round) see(text string) {
 	r.until(strconv.Quote(text)+" on screen", func(d uiDump) bool { _, ok := find(d, "", text); return ok })
 }
 
+// seeTimes waits until the window shows text in at least n places.
+func (r *round) seeTimes(text string, n int) {
+	r.t.Helper()
+	r.until(fmt.Sprintf("%q on screen %d times", text, n), func(d uiDump) bool {
+		c := 0
+		for _, o := range d.Objects {
+			if strings.Contains(o.Text, text) {
+				c++
+			}
+		}
+		return c >= n
+	})
+}
+
 // click waits for an enabled button (or other object of type typ) whose
 // text contains text and clicks its middle.
 func (r *round) click(typ, text string) {
@@ -316,6 +330,10 @@ func (r *round) play() {
 func (r *round) begin() {
 	r.see("Registry: embedded on this desk")
 	r.see("2 keys attached")
+	// Both cards read in full (a key is listed before its PIV side has
+	// been read: its model is then "Security key"), and the detail too.
+	r.seeTimes("YubiKey 5C NFC", 3)
+	r.seeTimes("DEFAULT PIN", 3)
 	r.shot("keys")
 	r.rssStart = r.rss()
 }

@@ -296,6 +296,36 @@ func pivSlot(slot byte) (piv.Slot, error) {
 // Status reads the PIV application's state: retries, the management key's
 // algorithm and protection, and each slot's key and certificate. It needs
 // no PIN and changes nothing.
+// PINState reads only the PIN and PUK state (tries left, factory
+// default), a few short commands: what a caller watching the key for a
+// PIN typed wrong elsewhere reads often. The other PIVStatus fields stay
+// zero.
+func (c *Card) PINState(ctx context.Context) (*device.PIVStatus, error) {
+	s, fw, sn, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	st := &device.PIVStatus{Serial: sn, Firmware: fw, PINRetries: -1, PUKRetries: -1}
+	md, err := getMetadata(s, 0x80)
+	switch {
+	case errors.Is(err, device.ErrNotSupported):
+		if st.PINRetries, err = pinRetries(s); err != nil {
+			return nil, c.classify(err)
+		}
+	case err != nil:
+		return nil, c.classify(err)
+	case md != nil:
+		st.PINRetries, st.PINDefault = md.Remaining, md.Default
+		if m, err := getMetadata(s, 0x81); err != nil {
+			return nil, c.classify(err)
+		} else if m != nil {
+			st.PUKRetries, st.PUKDefault = m.Remaining, m.Default
+		}
+	}
+	return st, nil
+}
+
 func (c *Card) Status(ctx context.Context) (*device.PIVStatus, error) {
 	s, fw, sn, err := c.session(ctx)
 	if err != nil {

@@ -588,3 +588,71 @@ func TestReset(t *testing.T) {
 }
 
 func pinsFor(pin string) *pins { return &pins{answers: map[string]string{pivkey.PromptPIN: pin}} }
+
+// TestImportKeyAndDeleteCertificate: a software key and its certificate
+// go into a slot (IMPORT KEY) and sign there; deleting the certificate
+// leaves the key.
+func TestImportKeyAndDeleteCertificate(t *testing.T) {
+	r := plug(t, 0, fw57)
+	ctx := context.Background()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "bea"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	if err := r.card.ImportKey(ctx, defaults().cb(), 0x9D, priv, pivkey.KeySpec{PINPolicy: "once", TouchPolicy: "never"}, cert); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.card.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *device.SlotStatus
+	for i := range st.Slots {
+		if st.Slots[i].Slot == 0x9D {
+			got = &st.Slots[i]
+		}
+	}
+	if got == nil || got.Empty || got.Certificate == nil || got.Certificate.Subject.CommonName != "bea" || !priv.PublicKey.Equal(got.PublicKey) {
+		t.Fatalf("slot 9d after the import: %+v", got)
+	}
+	if err := r.card.DeleteCertificate(ctx, defaults().cb(), 0x9D); err != nil {
+		t.Fatal(err)
+	}
+	st, err = r.card.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Slots {
+		if s.Slot == 0x9D && (s.Certificate != nil || s.Empty) {
+			t.Fatalf("slot 9d after deleting its certificate: certificate %v, key gone %v", s.Certificate, s.Empty)
+		}
+	}
+	if err := r.card.DeleteCertificate(ctx, defaults().cb(), 0xF9); err == nil {
+		t.Error("the attestation certificate (f9) was deleted")
+	}
+}
+
+// TestPINState: the short read of the PIN and PUK state agrees with
+// Status, before and after a wrong PIN.
+func TestPINState(t *testing.T) {
+	r := plug(t, 0, fw57)
+	ctx := context.Background()
+	p, err := r.card.PINState(ctx)
+	if err != nil || p.PINRetries != 3 || p.PUKRetries != 3 || !p.PINDefault || !p.PUKDefault {
+		t.Fatalf("fresh key: %+v %v", p, err)
+	}
+	if err := r.card.ChangePIN(ctx, "999999", "13572468"); err == nil {
+		t.Fatal("a wrong PIN was taken")
+	}
+	p, err = r.card.PINState(ctx)
+	st, serr := r.card.Status(ctx)
+	if err != nil || serr != nil || p.PINRetries != 2 || p.PINRetries != st.PINRetries || p.PUKRetries != st.PUKRetries || p.PINDefault != st.PINDefault {
+		t.Fatalf("after a wrong PIN: short read %+v %v, status %+v %v", p, err, st, serr)
+	}
+}

@@ -224,3 +224,54 @@ func (c *Card) ImportCertificate(ctx context.Context, cb device.Callbacks, slot 
 		return c.classify(yk.SetCertificate(key, ps, cert))
 	})
 }
+
+// DeleteCertificate removes the certificate stored for slot (PUT DATA with
+// an empty value deletes the object, SP 800-73-4 §3.3.2; a YubiKey does the
+// same, as "ykman piv certificates delete"). The slot's key stays.
+func (c *Card) DeleteCertificate(ctx context.Context, cb device.Callbacks, slot byte) error {
+	obj, ok := slotObject(slot)
+	if !ok || slot == 0xF9 {
+		return fmt.Errorf("slot %02X holds no certificate keydesk may delete", slot)
+	}
+	_, _, err := c.resolveThen(ctx, cb, false, func(s *pcsc.Session) error {
+		if err := putObject(s, obj, nil); err != nil {
+			return fmt.Errorf("deleting the certificate of slot %02X: %w", slot, c.classify(err))
+		}
+		return nil
+	})
+	return err
+}
+
+// ImportKey stores priv (an ECDSA P-256/P-384, RSA or Ed25519 key from a
+// PKCS#12 file, say) in slot with the PIN and touch policies of spec
+// (YubiKey IMPORT KEY, INS 0xFE), then cert, when given, as the slot's
+// certificate. A key imported this way was outside the key once, and the
+// key cannot attest it (docs/facts: "imported keys cannot be attested").
+func (c *Card) ImportKey(ctx context.Context, cb device.Callbacks, slot byte, priv crypto.PrivateKey, spec KeySpec, cert *x509.Certificate) error {
+	ps, err := pivSlot(slot)
+	if err != nil {
+		return err
+	}
+	pp, err := pivPINPolicy(spec.PINPolicy)
+	if err != nil {
+		return err
+	}
+	tp, err := pivTouchPolicy(spec.TouchPolicy)
+	if err != nil {
+		return err
+	}
+	key, _, err := c.resolve(ctx, cb, false)
+	if err != nil {
+		return err
+	}
+	err = c.withPIV(ctx, func(yk *piv.YubiKey) error {
+		if err := yk.SetPrivateKeyInsecure(key, ps, priv, piv.Key{PINPolicy: pp, TouchPolicy: tp}); err != nil {
+			return fmt.Errorf("importing the key into slot %02X: %w", slot, c.classify(err))
+		}
+		return nil
+	})
+	if err != nil || cert == nil {
+		return err
+	}
+	return c.ImportCertificate(ctx, cb, slot, cert)
+}

@@ -147,9 +147,12 @@ func TestMDS(t *testing.T) {
 		t.Fatalf("revoked model: %v (%v)", rv["verdict"], rv["verdict_reason"])
 	}
 	// The readiness report of a migration to the set names the models.
+	// (The canary is one named user: a percent of a handful of random user
+	// ids can select none.)
+	owner := r.must(r.do(r.admin, "GET", "/v1/keys/"+first, nil), 200)["owner_id"].(string)
 	r.must(r.do(r.admin, "POST", "/v1/key-sets", map[string]any{"name": "legacy-2024"}), 201)
 	mig := r.must(r.do(r.admin, "POST", "/v1/migrations", map[string]any{"from_set": "legacy-2024", "to_set": "yk5-2026",
-		"scope": map[string]any{"all": true}, "canary": map[string]any{"percent": 50}}), 201)
+		"scope": map[string]any{"all": true}, "canary": map[string]any{"users": []string{owner}}}), 201)
 	named := 0
 	for _, u := range r.must(r.do(r.admin, "GET", "/v1/migrations/"+mig["id"].(string)+"/readiness", nil), 200)["users"].([]any) {
 		u := u.(map[string]any)

@@ -1,6 +1,7 @@
 package entra
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -190,6 +191,42 @@ func (c *csdl) validateJSON(body []byte, typ string) error {
 	return c.validate(v, typ, typ)
 }
 
+// checkBinaryMembers checks what the CSDL cannot: the metadata types the
+// binary members of webauthnPublicKeyCredential as Edm.String, and the
+// v1.0 API reference (resources/webauthnpublickeycredential,
+// resources/webauthnauthenticatorattestationresponse) says they are
+// base64url encoded. keydesk sends them without padding (RFC 4648 §5),
+// as WebAuthn's JSON serialisation does.
+func checkBinaryMembers(body []byte) error {
+	var fm struct {
+		PublicKeyCredential *struct {
+			ID       *string `json:"id"`
+			Response *struct {
+				ClientDataJSON    *string `json:"clientDataJSON"`
+				AttestationObject *string `json:"attestationObject"`
+			} `json:"response"`
+		} `json:"publicKeyCredential"`
+	}
+	if err := json.Unmarshal(body, &fm); err != nil {
+		return err
+	}
+	pkc := fm.PublicKeyCredential
+	if pkc == nil || pkc.ID == nil || pkc.Response == nil || pkc.Response.ClientDataJSON == nil || pkc.Response.AttestationObject == nil {
+		return fmt.Errorf("publicKeyCredential needs id, response.clientDataJSON and response.attestationObject")
+	}
+	for name, v := range map[string]string{"publicKeyCredential.id": *pkc.ID,
+		"publicKeyCredential.response.clientDataJSON":    *pkc.Response.ClientDataJSON,
+		"publicKeyCredential.response.attestationObject": *pkc.Response.AttestationObject} {
+		if v == "" {
+			return fmt.Errorf("%s is empty", name)
+		}
+		if _, err := base64.RawURLEncoding.DecodeString(v); err != nil {
+			return fmt.Errorf("%s is not base64url without padding: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // TestContractValidatorCatchesMistakes: the validator used on every body
 // the connector sends does reject bodies that break the contract.
 func TestContractValidatorCatchesMistakes(t *testing.T) {
@@ -210,6 +247,19 @@ func TestContractValidatorCatchesMistakes(t *testing.T) {
 	} {
 		if err := c.validateJSON([]byte(bad), "graph.fido2AuthenticationMethod"); err == nil {
 			t.Errorf("%s: %s passes the validator", name, bad)
+		}
+	}
+	if err := checkBinaryMembers([]byte(good)); err != nil {
+		t.Fatalf("binary members of a good body: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"standard base64":      `{"publicKeyCredential":{"id":"+/8=","response":{"clientDataJSON":"e30","attestationObject":"oA"}}}`,
+		"padding":              `{"publicKeyCredential":{"id":"AQID","response":{"clientDataJSON":"e30=","attestationObject":"oA"}}}`,
+		"no attestationObject": `{"publicKeyCredential":{"id":"AQID","response":{"clientDataJSON":"e30"}}}`,
+		"empty id":             `{"publicKeyCredential":{"id":"","response":{"clientDataJSON":"e30","attestationObject":"oA"}}}`,
+	} {
+		if err := checkBinaryMembers([]byte(bad)); err == nil {
+			t.Errorf("%s: %s passes the binary-member check", name, bad)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package entra
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -26,14 +27,16 @@ import (
 
 // graphServer is a test stand-in for Microsoft Graph and the identity
 // platform's token endpoint. It hands out creation options shaped as
-// Graph documents them, checks every body it is sent against the
-// contract, verifies POSTed attestations with go-webauthn against the very
+// Graph documents them, checks every body it is sent and every answer it
+// gives against Microsoft's CSDL metadata and OpenAPI description
+// (testdata/README.md), verifies POSTed attestations with go-webauthn against the very
 // options it handed out, and answers Graph's documented errors for the
 // users whose names ask for them.
 type graphServer struct {
 	t        *testing.T
 	srv      *httptest.Server
 	contract *csdl
+	openapi  *openAPI
 	tenant   string
 	clientID string
 	secret   string
@@ -71,7 +74,7 @@ const (
 )
 
 func newGraphServer(t *testing.T) *graphServer {
-	g := &graphServer{t: t, contract: loadContract(t), tenant: "contoso.example", clientID: "11111111-2222-3333-4444-555555555555",
+	g := &graphServer{t: t, contract: loadContract(t), openapi: loadOpenAPI(t), tenant: "contoso.example", clientID: "11111111-2222-3333-4444-555555555555",
 		secret: "s3cret-value", valid: map[string]bool{}, pending: map[string]*issue{}, methods: map[string][]storedMethod{},
 		deviceCodes: map[string]int{}, userVerifyReq: true}
 	mux := http.NewServeMux()
@@ -104,6 +107,57 @@ func graphError(w http.ResponseWriter, status int, code, msg string) {
 // graph checks the bearer token and answers the users that stand for
 // Graph's documented errors before the handler runs.
 func (g *graphServer) graph(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	serve := g.serveGraph(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &answerRecorder{ResponseWriter: w, status: http.StatusOK}
+		serve(rec, r)
+		g.checkAnswer(r, rec.status, rec.body.Bytes())
+	}
+}
+
+// answerRecorder keeps the status and body the test Graph answers with.
+type answerRecorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (a *answerRecorder) WriteHeader(status int) {
+	a.status = status
+	a.ResponseWriter.WriteHeader(status)
+}
+
+func (a *answerRecorder) Write(b []byte) (int, error) {
+	a.body.Write(b)
+	return a.ResponseWriter.Write(b)
+}
+
+// checkAnswer checks every answer the test Graph gives against
+// Microsoft's OpenAPI description: the operations it describes against
+// their responses, and for the two it does not (creationOptions and POST
+// fido2Methods, see testdata/README.md) the errors against its error
+// response and the 201 against fido2AuthenticationMethod.
+func (g *graphServer) checkAnswer(r *http.Request, status int, body []byte) {
+	var err error
+	switch r.Pattern {
+	case "GET /v1.0/users/{user}/authentication/fido2Methods":
+		err = g.openapi.validateAnswer(oaList, "get", status, body)
+	case "DELETE /v1.0/users/{user}/authentication/fido2Methods/{id}":
+		err = g.openapi.validateAnswer(oaMethod, "delete", status, body)
+	default:
+		switch {
+		case status >= 400:
+			err = g.openapi.validateError(body)
+		case r.Method == http.MethodPost:
+			err = g.openapi.validateSchema(body, "microsoft.graph.fido2AuthenticationMethod")
+		}
+	}
+	if err != nil {
+		g.t.Errorf("the test Graph's %d answer to %s %s breaks the OpenAPI description: %v\n%s", status, r.Method, r.URL.Path, err, body)
+	}
+}
+
+func (g *graphServer) serveGraph(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		g.mu.Lock()
@@ -196,8 +250,22 @@ func (g *graphServer) register(w http.ResponseWriter, r *http.Request, user stri
 	delete(g.pending, user) // a challenge is good once
 	uvReq := g.userVerifyReq
 	g.mu.Unlock()
+	// Both descriptions check the body, each on its own. Graph's OpenAPI
+	// description has no POST on fido2Methods; the API reference documents
+	// the body as a fido2AuthenticationMethod.
+	var bad []error
 	if err := g.contract.validateJSON(body, "graph.fido2AuthenticationMethod"); err != nil {
-		g.t.Errorf("POST fido2Methods body breaks the contract: %v\n%s", err, body)
+		bad = append(bad, fmt.Errorf("breaks the CSDL contract: %w", err))
+	}
+	if err := g.openapi.validateSchema(body, "microsoft.graph.fido2AuthenticationMethod"); err != nil {
+		bad = append(bad, fmt.Errorf("breaks the OpenAPI description: %w", err))
+	}
+	if err := checkBinaryMembers(body); err != nil {
+		bad = append(bad, err)
+	}
+	if len(bad) > 0 {
+		err := errors.Join(bad...)
+		g.t.Errorf("POST fido2Methods body: %v\n%s", err, body)
 		graphError(w, http.StatusBadRequest, "invalidRequest", err.Error())
 		return
 	}
@@ -268,9 +336,13 @@ func (g *graphServer) register(w http.ResponseWriter, r *http.Request, user stri
 		Created: time.Now().UTC().Truncate(time.Second), CredID: ad.AttData.CredentialID}
 	g.methods[user] = append(g.methods[user], m)
 	g.mu.Unlock()
+	answer, _ := json.Marshal(methodJSON(m))
+	if err := g.contract.validateJSON(answer, "graph.fido2AuthenticationMethod"); err != nil {
+		g.t.Errorf("the test server's 201 answer breaks the contract: %v", err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	json.NewEncoder(w).Encode(methodJSON(m))
+	w.Write(answer)
 }
 
 func methodJSON(m storedMethod) map[string]any {

@@ -11,7 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/crypto/pkcs12"
 
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
@@ -195,7 +198,7 @@ func (d *Detail) pivImport() {
 	}
 	slot := d.slot()
 	d.askParams(fmt.Sprintf("Import a certificate into slot %02x (%s)", slot, slotName(slot)), "Next", []field{
-		{Label: "Certificate file (PEM or DER)", File: openFile},
+		{Label: "Certificate (PEM or DER), or key and certificate (PKCS#12: .p12, .pfx)", File: openFile},
 	}, func(v []string) error {
 		if v[0] == "" {
 			return errors.New("give the certificate file, or press Choose…")
@@ -206,6 +209,10 @@ func (d *Detail) pivImport() {
 		return nil
 	}, func(v []string) {
 		path := v[0]
+		if isPKCS12(path) {
+			d.importPKCS12(slot, path)
+			return
+		}
 		consequence := fmt.Sprintf("The certificate in slot %02x is replaced by the one in %s. Whatever trusts the current certificate stops recognising the key.", slot, filepath.Base(path))
 		uikit.ConfirmSerial(d.env.Window, d.key.Serial, fmt.Sprintf("Import a certificate into slot %02x", slot), consequence, func() {
 			d.run("Importing the certificate", func(ctx context.Context, k device.Key) (string, error) {
@@ -230,6 +237,43 @@ func (d *Detail) pivImport() {
 					return "", err
 				}
 				return fmt.Sprintf("Slot %02x of key %d holds the certificate for %s, valid until %s.", slot, k.Serial, cert.Subject, cert.NotAfter.Format("2 January 2006")), nil
+			})
+		})
+	})
+}
+
+// isPKCS12 says whether path names a PKCS#12 file (by its name, as
+// browsers and ykman's file choosers do).
+func isPKCS12(path string) bool {
+	ext := strings.ToLower(filepath.Ext(path))
+	return ext == ".p12" || ext == ".pfx"
+}
+
+// importPKCS12 imports the key and certificate of a PKCS#12 file into
+// slot: its password asked in the PIN dialog, the replacement confirmed by
+// the key's serial.
+func (d *Detail) importPKCS12(slot byte, path string) {
+	d.ask("Password of "+filepath.Base(path), []string{"PKCS#12 password"}, func(pw []string) {
+		consequence := fmt.Sprintf("The key and certificate in slot %02x (%s) of key %d are replaced by those in %s. Sign-ins that use the current key stop working. A key imported from a file cannot be attested as made on the key.", slot, slotName(slot), d.key.Serial, filepath.Base(path))
+		uikit.ConfirmSerial(d.env.Window, d.key.Serial, fmt.Sprintf("Import a key into slot %02x of key %d", slot, d.key.Serial), consequence, func() {
+			d.run("Importing the key and certificate", func(ctx context.Context, k device.Key) (string, error) {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					return "", &hinted{fmt.Errorf("reading %s: %w", filepath.Base(path), err), "Choose the file again."}
+				}
+				priv, cert, err := pkcs12.Decode(b, pw[0])
+				if err != nil {
+					return "", &hinted{fmt.Errorf("%s could not be opened with that password: %w", filepath.Base(path), err),
+						"Nothing was changed. Check the password; keydesk reads PKCS#12 files with one key and one certificate."}
+				}
+				card, err := d.env.Keys.PIV(k)
+				if err != nil {
+					return "", err
+				}
+				if err := card.ImportKey(ctx, d.callbacks(k), slot, priv, pivkey.KeySpec{PINPolicy: "once", TouchPolicy: "never"}, cert); err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("Slot %02x of key %d holds the imported key and the certificate for %s, valid until %s.", slot, k.Serial, cert.Subject, cert.NotAfter.Format("2 January 2006")), nil
 			})
 		})
 	})

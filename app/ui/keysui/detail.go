@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -35,26 +34,31 @@ type Detail struct {
 	Result  *widget.Label
 	// about is the serial of the key Result speaks of (0: none): a
 	// message about one key never stays on screen under another.
-	about  uint32
-	Busy   *widget.ProgressBarInfinite
-	Cancel *widget.Button
-	Tabs   *container.AppTabs
+	about uint32
+	// aboutVer is the key-state version Result is true of (0: not tied
+	// to one): a change of the key's state makes the message stale.
+	aboutVer uint64
+	Busy     *widget.ProgressBarInfinite
+	Cancel   *widget.Button
+	Tabs     *container.AppTabs
+	// The sections, one tab each.
+	OverviewTab, PIVTab, FIDOTab, RegistryTab, IfacesTab *container.TabItem
+	sections
 
 	// PIV actions.
-	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVGenerate, PIVAttest, PIVReset *widget.Button
-	// PIV certificates, for the slot chosen in PIVSlot.
-	PIVSlot                            *widget.Select
-	PIVRequest, PIVSelfSign, PIVImport *widget.Button
+	PIVChangePIN, PIVChangePUK, PIVUnblock, PIVRetries, PIVRotate, PIVAttest, PIVReset *widget.Button
+	// PIVSlot is the slot the slot row's action acts on (each row's
+	// buttons choose their slot; it is not shown).
+	PIVSlot *widget.Select
 	// FIDO2 actions.
-	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDODelete, FIDOReset *widget.Button
-	FIDOMinLength, FIDOForceChange                                    *widget.Button
+	FIDOSetPIN, FIDOChangePIN, FIDOCredentials, FIDOReset *widget.Button
+	FIDOMinLength, FIDOForceChange                        *widget.Button
 	// Ifaces is the Interfaces tab.
 	Ifaces *Interfaces
-	// Credentials lists the FIDO2 credentials read last; Delete acts on
-	// the selected one.
-	Credentials *widget.List
-	creds       []fidokey.Credential
-	credSel     int
+	// creds are the FIDO2 credentials read last (Passkeys shows them,
+	// Delete on each row).
+	creds   []fidokey.Credential
+	credSel int
 
 	// Form is the PIN dialog open now (tests type into it).
 	Form *uikit.SecretForm
@@ -71,6 +75,7 @@ type Detail struct {
 func newDetail(env *uikit.Env, v *View) *Detail {
 	d := &Detail{env: env, view: v, credSel: -1}
 	d.Heading = widget.NewLabelWithStyle("Choose a key", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	d.Heading.Truncation = fyne.TextTruncateEllipsis // the Overview has each fact in full
 	d.Badge = widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignTrailing, fyne.TextStyle{Bold: true})
 	d.Badge.Importance = widget.WarningImportance
 	d.Badge.Hide()
@@ -102,54 +107,30 @@ func newDetail(env *uikit.Env, v *View) *Detail {
 	d.PIVChangePIN = b("Change PIN", false, d.pivChange(false))
 	d.PIVChangePUK = b("Change PUK", false, d.pivChange(true))
 	d.PIVUnblock = b("Unblock PIN with PUK", false, d.pivUnblock)
-	d.PIVRetries = b("Set retries…", true, d.pivRetries)
+	d.PIVRetries = b("Set retries…", false, d.pivRetries)
 	d.PIVRotate = b("Rotate management key", false, d.pivRotate)
-	d.PIVGenerate = b("Generate key in 9a…", true, d.pivGenerate)
 	d.PIVAttest = b("Attest slot 9a", false, d.pivAttest)
 	d.PIVReset = b("Reset PIV…", true, d.pivReset)
-	d.PIVRequest = b("Certificate request…", false, d.pivRequest)
-	d.PIVSelfSign = b("Self-signed certificate…", true, d.pivSelfSign)
-	d.PIVImport = b("Import certificate…", true, d.pivImport)
 	d.PIVSlot = widget.NewSelect(slotNames(), nil)
 	d.PIVSlot.SetSelectedIndex(0)
 	d.FIDOSetPIN = b("Set PIN", false, d.fidoSetPIN)
 	d.FIDOChangePIN = b("Change PIN", false, d.fidoChangePIN)
 	d.FIDOCredentials = b("List credentials", false, d.fidoCredentials)
-	d.FIDODelete = b("Delete credential…", true, d.fidoDelete)
 	d.FIDOReset = b("Reset FIDO2…", true, d.fidoReset)
 	d.FIDOMinLength = b("Raise minimum PIN length", false, d.fidoMinLength)
 	d.FIDOForceChange = b("Force PIN change", false, d.fidoForceChange)
 
-	d.Credentials = widget.NewList(func() int { return len(d.creds) },
-		func() fyne.CanvasObject { return widget.NewLabel("rp · user · credProtect") },
-		func(i widget.ListItemID, o fyne.CanvasObject) {
-			if i >= len(d.creds) {
-				return
-			}
-			c := d.creds[i]
-			o.(*widget.Label).SetText(fmt.Sprintf("%s · %s · credProtect %d", c.RPID, c.UserName, c.CredProtect))
-		})
-	d.Credentials.OnSelected = func(i widget.ListItemID) { d.credSel = i }
-
-	piv := container.NewVBox(
-		widget.NewLabel("PIN and PUK"),
-		container.NewGridWithColumns(3, d.PIVChangePIN, d.PIVChangePUK, d.PIVUnblock),
-		widget.NewLabel("Keys and management"),
-		container.NewGridWithColumns(3, d.PIVRotate, d.PIVAttest, d.PIVGenerate),
-		widget.NewLabel("Certificates"),
-		container.NewGridWithColumns(4, d.PIVSlot, d.PIVRequest, d.PIVSelfSign, d.PIVImport),
-		widget.NewLabel("Destructive"),
-		container.NewGridWithColumns(3, d.PIVRetries, d.PIVReset),
-	)
-	fido := container.NewBorder(container.NewVBox(
-		container.NewGridWithColumns(3, d.FIDOSetPIN, d.FIDOChangePIN, d.FIDOCredentials),
-		container.NewGridWithColumns(3, d.FIDOMinLength, d.FIDOForceChange, d.FIDODelete),
-		container.NewGridWithColumns(3, d.FIDOReset),
-	), nil, nil, nil, d.Credentials)
+	d.PIVSlot.Hide() // the slot rows choose it
 	d.Ifaces = d.newInterfaces()
-	d.Tabs = container.NewAppTabs(container.NewTabItem("PIV", piv), container.NewTabItem("FIDO2", fido), container.NewTabItem("Interfaces", d.Ifaces.root))
+	overview, piv, fido, reg := d.buildSections()
+	d.OverviewTab = container.NewTabItem("Overview", overview)
+	d.PIVTab = container.NewTabItem("PIV", piv)
+	d.FIDOTab = container.NewTabItem("FIDO2", fido)
+	d.RegistryTab = container.NewTabItem("Registry", reg)
+	d.IfacesTab = container.NewTabItem("Interfaces", container.NewScroll(d.Ifaces.root))
+	d.Tabs = container.NewAppTabs(d.OverviewTab, d.PIVTab, d.FIDOTab, d.RegistryTab, d.IfacesTab)
 	d.head = container.NewBorder(nil, nil, nil, d.Badge, d.Heading)
-	top := container.NewVBox(d.head, d.Info, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
+	top := container.NewVBox(d.head, d.Touch, container.NewBorder(nil, nil, nil, d.Cancel, d.Busy), d.Result)
 	d.Root = container.NewBorder(top, nil, nil, nil, d.Tabs)
 	d.enable(false)
 	return d
@@ -181,7 +162,8 @@ func (d *Detail) Clear(msg string) {
 	d.Badge.Hide()
 	d.head.Refresh()
 	d.creds = nil
-	d.Credentials.Refresh()
+	d.showPasskeys(nil)
+	d.showGlyph(false)
 	d.Ifaces.loaded.ok = false
 	d.enable(false)
 }
@@ -192,6 +174,12 @@ func (d *Detail) Show(k device.Key, h *Health) {
 		d.say(d.key.Serial, "")
 		d.about = 0
 	}
+	if d.about == k.Serial && d.cancel == nil && d.aboutVer != 0 && h != nil && h.Version > d.aboutVer {
+		// The key changed since (here, in another program, through the
+		// registry): the message may no longer be true.
+		d.Result.SetText("")
+		d.about, d.aboutVer = 0, 0
+	}
 	d.key, d.has = k, true
 	d.Heading.SetText(Title(k))
 	if k.Virtual || d.env.Practice() {
@@ -201,9 +189,11 @@ func (d *Detail) Show(k device.Key, h *Health) {
 	}
 	d.head.Refresh()
 	d.Info.SetText(describe(k, h))
+	d.fill(k, h)
 	d.Ifaces.load(k)
 	if d.cancel == nil {
 		d.enable(true)
+		d.applyReasons(h)
 	}
 }
 
@@ -213,51 +203,35 @@ func (d *Detail) say(serial uint32, text string) {
 	if d.has && d.key.Serial != serial {
 		return
 	}
-	d.about = serial
+	d.about, d.aboutVer = serial, 0
+	if h := d.view.health[serial]; h != nil {
+		d.aboutVer = h.Version
+	}
 	d.Result.SetText(text)
 }
 
-func describe(k device.Key, h *Health) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Applications enabled over USB: %s\n", k.EnabledUSB)
-	fmt.Fprintf(&b, "%s\n", HealthLine(k, h))
-	if h != nil && h.Report != nil {
-		if p := h.Report.PIV; p != nil {
-			fmt.Fprintf(&b, "PIV: PIN %s left, PUK %s left, management key %s", uikit.Count(p.PINRetries, "try", "tries"), uikit.Count(p.PUKRetries, "try", "tries"), p.MgmtKeyAlgorithm)
-			if p.MgmtKeyDefault {
-				b.WriteString(" (factory default)")
-			}
-			if p.MgmtKeyProtected {
-				b.WriteString(" (protected by the PIN)")
-			}
-			var used []string
-			for _, s := range p.Slots {
-				u := fmt.Sprintf("%02x %s", s.Slot, s.Algorithm)
-				if s.Empty {
-					u = fmt.Sprintf("%02x no key", s.Slot)
-				}
-				if c := s.Certificate; c != nil {
-					u += fmt.Sprintf(" (certificate %s, until %s)", c.Subject, c.NotAfter.Format("2006-01-02"))
-				}
-				used = append(used, u)
-			}
-			if len(used) > 0 {
-				fmt.Fprintf(&b, "; slots %s", strings.Join(used, ", "))
-			}
-			b.WriteString("\n")
-		} else if h.Report.PIVError != "" {
-			fmt.Fprintf(&b, "PIV: %s\n", h.Report.PIVError)
-		}
-		if f := h.Report.FIDO; f != nil {
-			if f.PINSet {
-				fmt.Fprintf(&b, "FIDO2: PIN set, %s left", uikit.Count(f.PINRetries, "try", "tries"))
-			} else {
-				b.WriteString("FIDO2: no PIN set")
-			}
-			fmt.Fprintf(&b, ", minimum PIN length %d, room for %d more passkeys\n", f.MinPINLength, f.RemainingResident)
-		}
+// sayAt is say for a message true of the key's state version ver: it goes
+// when the key's state moves on.
+func (d *Detail) sayAt(serial uint32, ver uint64, text string) {
+	if d.has && d.key.Serial != serial {
+		return
 	}
-	return strings.TrimSpace(b.String())
+	d.say(serial, text)
+	if h := d.view.health[serial]; ver != 0 && h != nil && h.Version > ver {
+		d.Result.SetText("") // already stale
+		d.about = 0
+		return
+	}
+	d.aboutVer = ver
+}
+
+// describe is the Overview's line on the key's applications.
+func describe(k device.Key, _ *Health) string {
+	t := fmt.Sprintf("Applications enabled over USB: %s", k.EnabledUSB)
+	if k.SupportedNFC != 0 {
+		t += fmt.Sprintf("\nover NFC: %s", k.EnabledNFC)
+	}
+	return t
 }
 
 // callbacks ask for PINs in a dialog and show the touch prompt.
@@ -271,7 +245,7 @@ func (d *Detail) callbacks(k device.Key) device.Callbacks {
 			return v[0], nil
 		},
 		Touch: func(context.Context) {
-			fyne.Do(func() {
+			uikit.Do(func() {
 				d.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
 				d.Touch.Show()
 			})
@@ -286,17 +260,24 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		return
 	}
 	k := d.key
+	if cur, ok := d.view.current(k.Serial); ok {
+		k = cur // as the key list has it now (a restart may have changed it)
+	}
 	d.enable(false)
 	d.say(k.Serial, what+"…")
 	d.Busy.Show()
 	d.Busy.Start()
 	d.Cancel.Show()
+	var ver uint64
 	d.cancel = d.env.Go(func(ctx context.Context) error {
 		release := d.env.HoldKeys()
 		msg, err := work(ctx, k)
 		release()
+		// What the action left on the key, read before the message is
+		// shown: the message is true of that state and of no later one.
+		ver = d.view.refresh(context.WithoutCancel(ctx), k.Serial)
 		if err == nil {
-			fyne.Do(func() { d.say(k.Serial, msg) })
+			uikit.Do(func() { d.sayAt(k.Serial, ver, msg) })
 		}
 		return err
 	}, func(err error) {
@@ -306,15 +287,17 @@ func (d *Detail) run(what string, work func(ctx context.Context, k device.Key) (
 		d.Cancel.Hide()
 		d.Touch.Hide()
 		d.enable(d.has)
+		if d.has {
+			d.applyReasons(d.view.health[d.key.Serial])
+		}
 		if err != nil {
 			if errors.Is(err, uikit.ErrNotGiven) || errors.Is(err, context.Canceled) {
-				d.say(k.Serial, what+": canceled; nothing was changed.")
+				d.sayAt(k.Serial, ver, what+": canceled; nothing was changed.")
 			} else {
-				d.say(k.Serial, what+" failed: "+uikit.Message(err))
+				d.sayAt(k.Serial, ver, what+" failed: "+uikit.Message(err))
 				uikit.ShowError(what, err, d.env.Window)
 			}
 		}
-		d.view.refresh(k)
 	})
 }
 
@@ -421,14 +404,15 @@ func (d *Detail) pivGenerate() {
 	if !d.has {
 		return
 	}
-	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Generate a key in slot 9a", "What slot 9a holds now is replaced; sign-ins that use it stop working.", func() {
-		d.run("Generating a key in slot 9a", func(ctx context.Context, k device.Key) (string, error) {
+	slot := d.slot()
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, fmt.Sprintf("Generate a key in slot %02x of key %d", slot, d.key.Serial), fmt.Sprintf("What slot %02x (%s) holds now is replaced; sign-ins that use it stop working.", slot, slotName(slot)), func() {
+		d.run(fmt.Sprintf("Generating a key in slot %02x", slot), func(ctx context.Context, k device.Key) (string, error) {
 			card, err := d.env.Keys.PIV(k)
 			if err != nil {
 				return "", err
 			}
-			_, err = card.Generate(ctx, d.callbacks(k), 0x9a, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
-			return fmt.Sprintf("New ECCP256 key generated in slot 9a of key %d.", k.Serial), err
+			_, err = card.Generate(ctx, d.callbacks(k), slot, pivkey.KeySpec{Algorithm: "ECCP256", PINPolicy: "once", TouchPolicy: "never"})
+			return fmt.Sprintf("New ECCP256 key generated in slot %02x of key %d.", slot, k.Serial), err
 		})
 	})
 }
@@ -516,11 +500,10 @@ func (d *Detail) fidoCredentials() {
 		if err != nil {
 			return "", err
 		}
-		fyne.Do(func() {
+		uikit.Do(func() {
 			d.creds, d.credSel = creds, -1
-			d.Credentials.UnselectAll()
-			d.Credentials.Refresh()
-			d.Tabs.SelectIndex(1)
+			d.showPasskeys(creds)
+			d.Tabs.Select(d.FIDOTab)
 		})
 		return fmt.Sprintf("Key %d holds %s.", k.Serial, uikit.Count(len(creds), "discoverable credential", "discoverable credentials")), nil
 	})
@@ -538,7 +521,7 @@ func (d *Detail) fidoDelete() {
 		return
 	}
 	c := d.creds[d.credSel]
-	uikit.ConfirmSerial(d.env.Window, d.key.Serial, "Delete a FIDO2 credential", fmt.Sprintf("The credential for %s (%s) is deleted; sign-ins with it stop working. Revoke it in the registry too.", c.RPID, c.UserName), func() {
+	uikit.ConfirmSerial(d.env.Window, d.key.Serial, fmt.Sprintf("Delete a passkey from key %d", d.key.Serial), fmt.Sprintf("The passkey for %s (user %s) on key %d is deleted; sign-ins with it stop working. Revoke it in the registry too.", c.RPID, c.UserName, d.key.Serial), func() {
 		d.run("Deleting the credential", func(ctx context.Context, k device.Key) (string, error) {
 			dev, err := d.env.Keys.FIDO(k)
 			if err != nil {
@@ -547,7 +530,7 @@ func (d *Detail) fidoDelete() {
 			if err := dev.DeleteCredential(ctx, d.callbacks(k), c.ID); err != nil {
 				return "", err
 			}
-			fyne.Do(func() {
+			uikit.Do(func() {
 				d.creds = append(d.creds[:0:0], d.creds...)
 				for i := range d.creds {
 					if base64.RawURLEncoding.EncodeToString(d.creds[i].ID) == base64.RawURLEncoding.EncodeToString(c.ID) {
@@ -556,8 +539,7 @@ func (d *Detail) fidoDelete() {
 					}
 				}
 				d.credSel = -1
-				d.Credentials.UnselectAll()
-				d.Credentials.Refresh()
+				d.showPasskeys(d.creds)
 			})
 			return fmt.Sprintf("Credential deleted from key %d.", k.Serial), nil
 		})
@@ -576,7 +558,7 @@ func (d *Detail) fidoReset() {
 			}
 			cb := d.callbacks(k)
 			cb.Reinsert = func(ctx context.Context) error {
-				fyne.Do(func() {
+				uikit.Do(func() {
 					d.Touch.SetText(fmt.Sprintf("Remove key %d and insert it again now: a reset is accepted only in the first seconds after it is plugged in.", k.Serial))
 					d.Touch.Show()
 				})

@@ -188,7 +188,7 @@ func (d *Detail) applyInterfaces() {
 			if err != nil {
 				return "", err
 			}
-			fyne.Do(func() { d.view.replace(nk) })
+			uikit.Do(func() { d.view.replace(nk) })
 			return msg + " It has restarted.", nil
 		})
 	}

@@ -9,11 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"strconv"
 	"strings"
-	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
@@ -57,7 +58,18 @@ func (c *content) Shown() { c.v.Reread() }
 // another desk, the CLI), and its PIN state with it, without the key
 // being replugged. The shell calls it when the Keys screen is shown again;
 // Ctrl+R, which lists the keys afresh, comes to the same.
-func (v *View) Reread() { v.update(v.all) }
+func (v *View) Reread() {
+	t := v.env.States()
+	if t == nil {
+		return
+	}
+	t.ReadAll()
+	for _, k := range v.all {
+		if st, ok := t.Get(k.Serial); ok {
+			v.regather(st.Key, st.RegistryHead)
+		}
+	}
+}
 
 // Health is what keydesk knows about one key beyond its identity.
 type Health struct {
@@ -66,6 +78,11 @@ type Health struct {
 	Owner    string            // the owner's external id
 	RegErr   error             // why the registry could not say
 	Coverage *client.Coverage
+	// Version is the key-state model's version of the key this health
+	// shows (app/keys.State.Version).
+	Version uint64
+	regHead string // the registry feed's head when the registry was asked
+	regRead bool
 }
 
 // View is the Keys screen. Its widgets are fields for tests.
@@ -74,13 +91,18 @@ type View struct {
 	all    []device.Key
 	shown  []device.Key
 	health map[uint32]*Health
+	cards  map[uint32]*Card // the card showing each key, while one does
+	// chosen is set once a key has been selected (by the person, or the
+	// first key listed when the screen first lists keys).
+	chosen bool
 	sel    uint32
-	gen    int
 
 	List    *widget.List
 	Summary *widget.Label
 	Detail  *Detail
-	Root    fyne.CanvasObject
+	// Split divides the cards from the detail; its divider can be dragged.
+	Split *container.Split
+	Root  fyne.CanvasObject
 }
 
 // New builds the Keys screen and subscribes it to the live key list.
@@ -88,45 +110,49 @@ func New(env *uikit.Env) *View {
 	v := &View{env: env, health: map[uint32]*Health{}}
 	v.Summary = widget.NewLabel("Looking for keys…")
 	v.Summary.Wrapping = fyne.TextWrapWord
+	v.cards = map[uint32]*Card{}
 	v.List = widget.NewList(
 		func() int { return len(v.shown) },
-		func() fyne.CanvasObject {
-			title := widget.NewLabelWithStyle("YubiKey 5 NFC · serial 00000000", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-			title.Truncation = fyne.TextTruncateEllipsis
-			badge := widget.NewLabelWithStyle("VIRTUAL", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
-			badge.Importance = widget.WarningImportance
-			line := widget.NewLabel("health")
-			line.Truncation = fyne.TextTruncateEllipsis
-			return container.NewVBox(container.NewBorder(nil, nil, nil, badge, title), line)
-		},
+		func() fyne.CanvasObject { return newCard() },
 		func(i widget.ListItemID, o fyne.CanvasObject) {
 			if i >= len(v.shown) {
 				return
 			}
 			k := v.shown[i]
-			box := o.(*fyne.Container)
-			top := box.Objects[0].(*fyne.Container)
-			top.Objects[0].(*widget.Label).SetText(Title(k))
-			if k.Virtual || v.env.Practice() {
-				top.Objects[1].Show()
-			} else {
-				top.Objects[1].Hide()
+			c := o.(*Card)
+			for s, old := range v.cards {
+				if old == c {
+					delete(v.cards, s)
+				}
 			}
-			top.Refresh()
-			box.Objects[1].(*widget.Label).SetText(HealthLine(k, v.health[k.Serial]))
+			v.cards[k.Serial] = c
+			c.show(k, v.health[k.Serial], v.env.Practice())
 		})
 	v.List.OnSelected = func(i widget.ListItemID) {
 		if i >= 0 && i < len(v.shown) {
+			v.chosen = true
 			v.sel = v.shown[i].Serial
 			v.Detail.Show(v.shown[i], v.health[v.sel])
 		}
 	}
 	v.Detail = newDetail(env, v)
-	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Attached keys", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Summary), nil, nil, nil, v.List)
-	split := container.NewHSplit(left, v.Detail.Root)
-	split.Offset = 0.42
-	v.Root = split
+	// The list is no narrower than a card needs: the divider stops there
+	// rather than cut a serial.
+	minW := canvas.NewRectangle(color.Transparent)
+	minW.SetMinSize(fyne.NewSize(newCard().MinSize().Width+theme.Padding()*2, 0))
+	left := container.NewBorder(container.NewVBox(widget.NewLabelWithStyle("Attached keys", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), v.Summary, minW), nil, nil, nil, v.List)
+	v.Split = container.NewHSplit(left, v.Detail.Root)
+	v.Split.Offset = 0.42
+	v.Root = v.Split
 	env.Feed.Subscribe(v.update)
+	env.SubscribeStates(v.stateChanged)
+	if t := env.States(); t != nil {
+		for _, k := range v.all {
+			if st, ok := t.Get(k.Serial); ok {
+				v.stateChanged([]keys.State{st})
+			}
+		}
+	}
 	return v
 }
 
@@ -166,7 +192,7 @@ func HealthLine(k device.Key, h *Health) string {
 		case r.PIV != nil && r.PIV.PINRetries == 0:
 			p = append(p, "PIV PIN BLOCKED")
 		case r.PIV != nil && r.PIV.PINDefault:
-			p = append(p, "PIV PIN default")
+			p = append(p, "PIV PIN default, "+uikit.Count(r.PIV.PINRetries, "try", "tries"))
 		case r.PIV != nil:
 			p = append(p, "PIV PIN "+uikit.Count(r.PIV.PINRetries, "try", "tries"))
 		case r.PIVError != "":
@@ -220,48 +246,88 @@ func short(err error) string {
 	return s
 }
 
-// update takes a new key list from the feed.
+// update takes a new key list from the feed: which keys are listed. Their
+// state comes from the key-state model (uikit.Env.States), which reads a
+// key again whenever its listing changes; a list published again (Ctrl+R,
+// a hotplug) has every key read again in full and the registry asked
+// again about each, which is how a person with the self role, who cannot
+// read the registry's change feed, sees the registry's word change.
 func (v *View) update(list []device.Key) {
 	v.all = list
-	v.gen++
-	gen := v.gen
 	v.filter()
-	// Keep what is known of keys still attached; look again at all of
-	// them, one at a time: a card is opened by one caller at once, and the
-	// watcher reads new cards too.
-	keys := append([]device.Key(nil), list...)
-	v.env.Go(func(ctx context.Context) error {
-		for _, k := range keys {
-			h := v.gather(ctx, k)
-			if h.Report != nil && h.Report.PIVError != "" && ctx.Err() == nil {
-				// A card only just inserted can refuse its first session
-				// while pcscd or the watcher still holds it.
-				select {
-				case <-ctx.Done():
-				case <-time.After(300 * time.Millisecond):
-					h = v.gather(ctx, k)
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err() // the window closed
-			}
-			fyne.Do(func() {
-				if gen != v.gen && v.health[k.Serial] != nil {
-					return // a newer list is being checked
-				}
-				v.health[k.Serial] = h
-				v.filter()
-				if v.sel == k.Serial {
-					v.Detail.Show(k, h)
-				}
-			})
+	t := v.env.States()
+	if t == nil {
+		// No key service (a screen test without keys): list only.
+		return
+	}
+	t.ReadAll()
+	for _, k := range list {
+		if st, ok := t.Get(k.Serial); ok && v.health[k.Serial] != nil {
+			v.regather(st.Key, st.RegistryHead)
 		}
-		return nil
-	}, nil)
+	}
 	if v.sel != 0 && !attached(list, v.sel) {
 		v.sel = 0
 		v.List.UnselectAll()
 		v.Detail.Clear("The key was removed.")
+	}
+	if !v.chosen && len(v.shown) > 0 {
+		// The first time keys are listed the first is shown, as a key's
+		// home; after that the person chooses.
+		v.Select(v.shown[0].Serial)
+	}
+}
+
+// stateChanged takes keys whose state changed from the model. The
+// registry is asked again about a key when the registry's change feed
+// moved since it was last asked (or never was); otherwise the new device
+// state joins what the registry said.
+func (v *View) stateChanged(changed []keys.State) {
+	for _, st := range changed {
+		if !attached(v.all, st.Key.Serial) {
+			continue
+		}
+		h := v.health[st.Key.Serial]
+		if h != nil && h.regRead && h.regHead == st.RegistryHead {
+			n := *h
+			n.Report, n.Version = st.Report, st.Version
+			v.set(st.Key, &n)
+			continue
+		}
+		v.regather(st.Key, st.RegistryHead)
+	}
+}
+
+// regather asks the registry about k in the background, then shows k with
+// the model's newest state of it.
+func (v *View) regather(k device.Key, head string) {
+	v.env.Go(func(ctx context.Context) error {
+		h := v.askRegistry(ctx, k)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		uikit.Do(func() {
+			st, ok := v.env.States().Get(k.Serial)
+			if !ok || !attached(v.all, k.Serial) {
+				return
+			}
+			h.Report, h.Version, h.regHead, h.regRead = st.Report, st.Version, head, true
+			v.set(st.Key, h)
+		})
+		return nil
+	}, nil)
+}
+
+// set shows h as the health of k, in its card and, when k is selected,
+// in the detail.
+func (v *View) set(k device.Key, h *Health) {
+	if cur, ok := v.current(k.Serial); ok {
+		k = cur // the key feed's listing is the one actions go through
+	}
+	v.health[k.Serial] = h
+	v.filter()
+	if v.sel == k.Serial {
+		v.Detail.Show(k, h)
 	}
 }
 
@@ -300,14 +366,10 @@ func (v *View) filter() {
 	v.List.Refresh()
 }
 
-// gather reads a key's state and asks the registry about it.
-func (v *View) gather(ctx context.Context, k device.Key) *Health {
+// askRegistry asks the registry about k: to whom it is registered, in
+// which role and status, and that person's coverage.
+func (v *View) askRegistry(ctx context.Context, k device.Key) *Health {
 	h := &Health{}
-	if v.env.Keys != nil {
-		release := v.env.HoldKeys()
-		h.Report = v.env.Keys.Inspect(ctx, k, nil)
-		release()
-	}
 	if k.SerialUnknown {
 		return h
 	}
@@ -345,6 +407,9 @@ func (v *View) Shown() []uint32 {
 	return out
 }
 
+// CardOf is the card showing the key with serial now, or nil (for tests).
+func (v *View) CardOf(serial uint32) *Card { return v.cards[serial] }
+
 // HealthOf is what the screen knows of the key with serial (for tests).
 func (v *View) HealthOf(serial uint32) *Health { return v.health[serial] }
 
@@ -359,26 +424,16 @@ func (v *View) Select(serial uint32) bool {
 	return false
 }
 
-// refresh looks at the key again after an action, as the key list now
-// has it (an action may have restarted it).
-func (v *View) refresh(k device.Key) {
-	if cur, ok := v.current(k.Serial); ok {
-		k = cur
+// refresh reads the key again after an action (in the model, so every
+// screen showing it sees the change) and returns its state version then.
+// Call it off the UI goroutine.
+func (v *View) refresh(ctx context.Context, serial uint32) uint64 {
+	t := v.env.States()
+	if t == nil {
+		return 0
 	}
-	v.env.Go(func(ctx context.Context) error {
-		h := v.gather(ctx, k)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		fyne.Do(func() {
-			v.health[k.Serial] = h
-			v.filter()
-			if cur, ok := v.current(k.Serial); ok && v.sel == k.Serial {
-				v.Detail.Show(cur, h)
-			}
-		})
-		return nil
-	}, nil)
+	st, _ := t.Refresh(ctx, serial)
+	return st.Version
 }
 
 // current is the key with serial as the list has it now.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
 
 	"github.com/keydesk/keydesk/app/ui/keysui"
@@ -15,7 +16,12 @@ import (
 	"github.com/keydesk/keydesk/device"
 )
 
-func TestMain(m *testing.M) { uitest.Main(m, 2) }
+func TestMain(m *testing.M) {
+	if wrongPINChild() {
+		return
+	}
+	uitest.Main(m, 2)
+}
 
 const wait = 20 * time.Second
 
@@ -47,9 +53,13 @@ func fill(t *testing.T, form func() *uikit.SecretForm, values ...string) {
 func result(t *testing.T, v *keysui.View, want string) {
 	t.Helper()
 	// The text comes from the work; the buttons come back when it has ended.
-	uitest.WaitFor(t, wait, "result saying "+want, func() bool {
+	if !uitest.Eventually(wait, func() bool {
 		return strings.Contains(v.Detail.Result.Text, want) && !v.Detail.Cancel.Visible()
-	})
+	}) {
+		var msg string
+		fyne.DoAndWait(func() { msg = v.Detail.Result.Text })
+		t.Fatalf("after %v the message is %q; want one saying %q", wait, msg, want)
+	}
 }
 
 // TestListIsLiveAndVirtual: the practice keys are listed with identity and

@@ -1,6 +1,7 @@
 package keysui_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/ui/keysui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
@@ -121,7 +124,7 @@ func TestPIVSetRetries(t *testing.T) {
 	uitest.WaitFor(t, wait, "the detail showing 5 PIN tries", func() bool {
 		h := v.HealthOf(s1)
 		return h != nil && h.Report != nil && h.Report.PIV != nil && h.Report.PIV.PINRetries == 5 &&
-			strings.Contains(v.Detail.Info.Text, "PIN 5 tries left, PUK 7 tries left")
+			strings.Contains(v.Detail.PIVState.Text, "PIN 5 tries left (factory default), PUK 7 tries left")
 	})
 
 	// Back to 3 and 3 for the tests that follow.
@@ -180,31 +183,32 @@ func TestPIVCertificates(t *testing.T) {
 	form := func() *uikit.SecretForm { return v.Detail.Form }
 	dir := t.TempDir()
 
-	// Slot 9c holds no key: no request, no file.
-	v.Detail.PIVSlot.SetSelectedIndex(1)
-	v.Detail.Params = nil
-	test.Tap(v.Detail.PIVRequest)
-	params(t, v, "CN=ada", filepath.Join(dir, "9c.csr"))
-	result(t, v, "failed")
-	if !strings.Contains(v.Detail.Result.Text, "slot 9c holds no key") {
-		t.Errorf("a request for an empty slot reported as %q", v.Detail.Result.Text)
+	// Slot 9c holds no key: no request, no self-signed certificate,
+	// nothing to export or delete (Import stays: a PKCS#12 file brings its
+	// key).
+	row9c := v.Detail.Slots[1]
+	for _, b := range []*widget.Button{row9c.Request, row9c.SelfSign, row9c.Export, row9c.Delete} {
+		if !b.Disabled() {
+			t.Errorf("%q on slot 9c, which holds no key, is enabled", b.Text)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "9c.csr")); err == nil {
-		t.Error("a request file was written for an empty slot")
+	if row9c.Generate.Disabled() {
+		t.Error("Generate on the empty slot 9c is disabled")
 	}
 
 	// A key in 9a, then its request.
-	test.Tap(v.Detail.PIVGenerate)
+	row := v.Detail.Slots[0]
+	test.Tap(row.Generate)
 	confirm(t, env, s1)
 	result(t, v, "New ECCP256 key generated in slot 9a")
+	uitest.WaitFor(t, wait, "slot 9a's row offering a request", func() bool { return !row.Request.Disabled() && strings.Contains(row.Key.Text, "ECCP256") })
 	pub := slotStatus(t, env, s1, 0x9a).PublicKey
 	if pub == nil {
 		t.Fatal("slot 9a holds no key after generating one")
 	}
 	// Self-signed: a wrong PIN changes nothing.
-	v.Detail.PIVSlot.SetSelectedIndex(0)
 	v.Detail.Params, v.Detail.Form = nil, nil
-	test.Tap(v.Detail.PIVSelfSign)
+	test.Tap(row.SelfSign)
 	params(t, v, "CN=ada self", "30")
 	confirm(t, env, s1)
 	fill(t, form, "654321")
@@ -217,7 +221,7 @@ func TestPIVCertificates(t *testing.T) {
 	}
 
 	v.Detail.Params, v.Detail.Form = nil, nil
-	test.Tap(v.Detail.PIVRequest)
+	test.Tap(row.Request)
 	f := params(t, v, "CN=ada", filepath.Join(dir, "missing", "9a.csr"))
 	if !strings.Contains(f.Problem.Text, "does not exist") {
 		t.Errorf("a file in a missing folder is not refused; the dialog says %q", f.Problem.Text)
@@ -233,7 +237,7 @@ func TestPIVCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Detail.Params = nil
-	test.Tap(v.Detail.PIVRequest)
+	test.Tap(row.Request)
 	f = params(t, v, "CN=ada", path)
 	if !strings.Contains(f.Problem.Text, "exists already") {
 		t.Errorf("a typed name of an existing file is not refused; the dialog says %q", f.Problem.Text)
@@ -257,7 +261,7 @@ func TestPIVCertificates(t *testing.T) {
 	// The PIN verified for the request may still hold: the key asks again
 	// only when it has to.
 	v.Detail.Params, v.Detail.Form = nil, nil
-	test.Tap(v.Detail.PIVSelfSign)
+	test.Tap(row.SelfSign)
 	params(t, v, "CN=ada self", "30")
 	confirm(t, env, s1)
 	pinIfAsked(t, v, "123456", "holds a self-signed certificate for CN=ada self")
@@ -291,7 +295,7 @@ func TestPIVCertificates(t *testing.T) {
 		return p
 	}
 	v.Detail.Params = nil
-	test.Tap(v.Detail.PIVImport)
+	test.Tap(row.Import)
 	params(t, v, issue("someone else", &other.PublicKey, false))
 	confirm(t, env, s1)
 	result(t, v, "failed")
@@ -302,11 +306,99 @@ func TestPIVCertificates(t *testing.T) {
 		t.Fatalf("slot 9a holds %v after a refused import", c)
 	}
 	v.Detail.Params = nil
-	test.Tap(v.Detail.PIVImport)
+	test.Tap(row.Import)
 	params(t, v, issue("ada", pub, true))
 	confirm(t, env, s1)
 	result(t, v, "holds the certificate for CN=ada")
 	if c := slotStatus(t, env, s1, 0x9a).Certificate; c == nil || c.Subject.CommonName != "ada" || c.Issuer.CommonName != "Example CA" {
 		t.Fatalf("slot 9a holds %v after importing the CA's certificate", c)
 	}
+
+	// Shown on the row, exported, deleted.
+	uitest.WaitFor(t, wait, "slot 9a's row showing the certificate", func() bool {
+		return strings.Contains(row.Cert.Text, "CN=ada") && strings.Contains(row.Cert.Text, "Issued by CN=Example CA") && !row.Export.Disabled()
+	})
+	out := filepath.Join(dir, "9a.pem")
+	v.Detail.Params = nil
+	test.Tap(row.Export)
+	params(t, v, out)
+	result(t, v, "saved in "+out)
+	if b, err := os.ReadFile(out); err != nil {
+		t.Fatal(err)
+	} else if blk, _ := pem.Decode(b); blk == nil || !bytes.Equal(blk.Bytes, slotStatus(t, env, s1, 0x9a).Certificate.Raw) {
+		t.Errorf("the exported file holds %q, not slot 9a's certificate", b)
+	}
+	test.Tap(row.Delete)
+	dlg := env.Window.Canvas().Overlays().Top()
+	if dlg == nil || !uitest.HasText(dlg, fmt.Sprintf("slot 9a on key %d", s1)) {
+		t.Error("the delete confirmation does not name the slot and the key")
+	}
+	confirm(t, env, s1)
+	pinIfAsked(t, v, "123456", "is deleted")
+	if st := slotStatus(t, env, s1, 0x9a); st.Certificate != nil || st.Empty {
+		t.Fatalf("after deleting the certificate slot 9a holds certificate %v, key gone %v", st.Certificate, st.Empty)
+	}
+	uitest.WaitFor(t, wait, "slot 9a's row without a certificate", func() bool { return row.Cert.Text == "No certificate" && row.Delete.Disabled() })
+}
+
+// TestPIVImportPKCS12: a PKCS#12 file's key and certificate go into a slot
+// through the slot row's Import, its password asked in the PIN dialog; a
+// wrong password changes nothing.
+func TestPIVImportPKCS12(t *testing.T) {
+	env, v := open(t)
+	s1 := uitest.Fleet.Serial(1)
+	dir := t.TempDir()
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "bea key management"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(30 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk8, _ := x509.MarshalPKCS8PrivateKey(priv)
+	keyPath, certPath, p12 := filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "bea.p12")
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk8}), 0o600)
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	// 3DES and SHA-1, as Windows and older tools export: what
+	// golang.org/x/crypto/pkcs12 reads.
+	out, err := exec.Command("openssl", "pkcs12", "-export", "-inkey", keyPath, "-in", certPath, "-out", p12,
+		"-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-passout", "pass:p12-secret").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl pkcs12: %v: %s", err, out)
+	}
+	uitest.WaitFor(t, wait, "key "+fmt.Sprint(s1)+"'s slots", func() bool {
+		h := v.HealthOf(s1)
+		return h != nil && h.Report != nil && h.Report.PIV != nil && v.Select(s1)
+	})
+	before := slotStatus(t, env, s1, 0x9d)
+	row := v.Detail.Slots[2]
+	form := func() *uikit.SecretForm { return v.Detail.Form }
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(row.Import)
+	params(t, v, p12)
+	fill(t, form, "wrong-secret")
+	confirm(t, env, s1)
+	result(t, v, "failed")
+	if !strings.Contains(v.Detail.Result.Text, "could not be opened with that password") {
+		t.Errorf("a wrong password reported as %q", v.Detail.Result.Text)
+	}
+	if st := slotStatus(t, env, s1, 0x9d); st.Empty != before.Empty || (st.Certificate == nil) != (before.Certificate == nil) {
+		t.Fatalf("slot 9d changed after a wrong password")
+	}
+
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(row.Import)
+	params(t, v, p12)
+	fill(t, form, "p12-secret")
+	confirm(t, env, s1)
+	pinIfAsked(t, v, "123456", "holds the imported key")
+	st := slotStatus(t, env, s1, 0x9d)
+	if pub, ok := st.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&priv.PublicKey) {
+		t.Errorf("slot 9d holds %T %v, not the file's key", st.PublicKey, st.PublicKey)
+	}
+	if st.Certificate == nil || st.Certificate.Subject.CommonName != "bea key management" {
+		t.Errorf("slot 9d holds certificate %v", st.Certificate)
+	}
+	uitest.WaitFor(t, wait, "slot 9d's row showing the certificate", func() bool { return strings.Contains(row.Cert.Text, "CN=bea key management") })
 }

@@ -45,7 +45,7 @@ func TestRowsFollowTheRegistry(t *testing.T) {
 	fyne.DoAndWait(v.Reread)
 	uitest.WaitFor(t, wait, "the row naming row-ada with the new PIN", func() bool {
 		l := line()
-		return strings.Contains(l, "registered to row-ada (primary, active)") && strings.Contains(l, "PIV PIN 3 tries") && uitest.HasText(v.Root, "registered to row-ada")
+		return strings.Contains(l, "registered to row-ada (primary, active)") && strings.Contains(l, "PIV PIN 3 tries") && uitest.HasText(v.Root, "row-ada · primary key")
 	})
 
 	if _, err := uitest.Fleet.Admin.SetKeyStatus(ctx, e.Key.ID, e.Key.Version, registry.KeySuspended, "the Keys screen test suspends its own practice key"); err != nil {

@@ -39,7 +39,7 @@ func TestInterfaces(t *testing.T) {
 	env, v := open(t)
 	s1 := uitest.Fleet.Serial(1)
 	v.Select(s1)
-	v.Detail.Tabs.SelectIndex(2)
+	v.Detail.Tabs.Select(v.Detail.IfacesTab)
 	f := v.Detail.Ifaces
 	before := usbApps(t, env, s1)
 	if before&device.AppOATH == 0 || !f.USB[device.AppOATH].Checked || !f.USB[device.AppPIV].Checked {
@@ -104,7 +104,7 @@ func TestMessageFollowsTheSelectedKey(t *testing.T) {
 	_, v := open(t)
 	s0, s1 := uitest.Fleet.Serial(0), uitest.Fleet.Serial(1)
 	v.Select(s1)
-	v.Detail.Tabs.SelectIndex(2)
+	v.Detail.Tabs.Select(v.Detail.IfacesTab)
 	test.Tap(v.Detail.Ifaces.Apply) // nothing changed: a message about s1
 	if !strings.Contains(v.Detail.Result.Text, fmt.Sprint(s1)) {
 		t.Fatalf("message %q is not about key %d", v.Detail.Result.Text, s1)

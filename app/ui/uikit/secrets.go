@@ -106,7 +106,7 @@ func AwaitSecrets(ctx context.Context, w fyne.Window, title string, labels []str
 	}
 	ch := make(chan answer, 1)
 	var form *SecretForm
-	fyne.Do(func() {
+	Do(func() {
 		form = AskSecrets(w, title, labels, func(v []string, ok bool) { ch <- answer{v, ok} })
 		if opened != nil {
 			opened(form)
@@ -119,7 +119,7 @@ func AwaitSecrets(ctx context.Context, w fyne.Window, title string, labels []str
 		}
 		return a.vals, nil
 	case <-ctx.Done():
-		fyne.Do(func() {
+		Do(func() {
 			if form != nil {
 				form.Cancel()
 			}

@@ -81,6 +81,94 @@ type Env struct {
 
 	devices sync.Mutex
 	closed  atomic.Bool
+
+	statesOnce sync.Once
+	states     *keys.Tracker
+	statesMu   sync.Mutex
+	pending    []func([]keys.State) // subscribed before the key service was there
+	headMu     sync.Mutex
+	head       string
+}
+
+// States is the one model of the attached keys' state (app/keys.Tracker)
+// that screens subscribe to: the live key list, each key's PIV state read
+// again every half second, the registry change feed, and what an action
+// on a key in any screen leaves (call its Refresh after one). The first
+// call starts it; it runs until the window closes. Nil without Keys.
+func (e *Env) States() *keys.Tracker {
+	if e.Keys == nil {
+		return nil
+	}
+	e.statesOnce.Do(func() {
+		t := keys.NewTracker(keys.TrackerConfig{Service: e.Keys, Hold: e.HoldKeys, RegistryHead: e.registryHead})
+		ctx := e.Ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		e.statesMu.Lock()
+		for _, fn := range e.pending {
+			t.Subscribe(fn)
+		}
+		e.pending = nil
+		e.states = t
+		e.statesMu.Unlock()
+		if e.Feed != nil {
+			e.Feed.Subscribe(t.SetKeys)
+		}
+		go t.Run(ctx)
+	})
+	return e.states
+}
+
+// SubscribeStates calls fn on the UI goroutine with the key states that
+// changed (see States). Call it from the UI goroutine. A screen built
+// before the key service is there (the window is shown before the keys
+// are looked for) is subscribed once it is.
+func (e *Env) SubscribeStates(fn func([]keys.State)) {
+	sub := func(changed []keys.State) {
+		if e.closed.Load() {
+			return
+		}
+		Do(func() { fn(changed) })
+	}
+	if t := e.States(); t != nil {
+		t.Subscribe(sub)
+		return
+	}
+	e.statesMu.Lock()
+	defer e.statesMu.Unlock()
+	if e.states != nil {
+		e.states.Subscribe(sub)
+		return
+	}
+	e.pending = append(e.pending, sub)
+}
+
+// registryHead is the registry change feed's head (GET /v1/changes, open
+// to admins and helpdesk). A person with the self role cannot read the
+// feed: their screens ask the registry again when shown and on Ctrl+R.
+func (e *Env) registryHead(ctx context.Context) (string, error) {
+	if e.Registry == nil {
+		return "", ErrNoRegistry
+	}
+	if e.Role == Self {
+		return "", errors.New("the change feed is not open to the self role")
+	}
+	c, err := e.Registry(ctx)
+	if err != nil {
+		return "", err
+	}
+	e.headMu.Lock()
+	after := e.head
+	e.headMu.Unlock()
+	ch, err := c.Changes(ctx, after, 1)
+	if err != nil {
+		return "", err
+	}
+	e.headMu.Lock()
+	e.head = ch.Head
+	e.headMu.Unlock()
+	return ch.Head, nil
 }
 
 // MarkClosed tells the Env that Fyne's loop has ended (the shell calls it
@@ -122,7 +210,7 @@ func (e *Env) Go(work func(ctx context.Context) error, done func(error)) (cancel
 		err := work(ctx)
 		cancel()
 		if done != nil && !e.closed.Load() {
-			fyne.Do(func() { done(err) })
+			Do(func() { done(err) })
 		}
 	}()
 	return cancel
@@ -214,7 +302,7 @@ func (f *KeyFeed) Publish(keys []device.Key) {
 	subs := append([](func([]device.Key)){}, f.subs...)
 	f.mu.Unlock()
 	list := append([]device.Key(nil), keys...)
-	fyne.Do(func() {
+	Do(func() {
 		for _, fn := range subs {
 			fn(list)
 		}

@@ -171,7 +171,7 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok := false
-		fyne.DoAndWait(func() { ok = cond() })
+		fyne.DoAndWait(func() { unlock := uikit.LockUI(); defer unlock(); ok = cond() })
 		if ok {
 			return true
 		}

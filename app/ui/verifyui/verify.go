@@ -18,6 +18,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/verify"
 	"github.com/keydesk/keydesk/device"
@@ -49,6 +50,9 @@ type View struct {
 	// about is the serial of the key the summary and rows describe; 0
 	// while they describe none.
 	about uint32
+	// ver is the key-state version (app/keys.State) the verdict is true
+	// of: once the key's state moves on, the verdict goes.
+	ver uint64
 }
 
 // intro is what the summary says while it describes no key.
@@ -84,9 +88,26 @@ func New(env *uikit.Env) *View {
 		container.NewHBox(v.Run, v.Cancel), v.Touch, v.Summary, widget.NewSeparator())
 	v.Root = container.NewBorder(top, nil, nil, nil, container.NewVScroll(v.Rows))
 	env.Feed.Subscribe(v.update)
+	env.SubscribeStates(v.stateChanged)
 	env.Feed.OnChoose(v.choose)
 	v.enable()
 	return v
+}
+
+// stateChanged takes keys whose state changed (a PIN typed wrong in
+// another program, a status changed through the registry): a verdict
+// about such a key describes a moment that has passed, and goes.
+func (v *View) stateChanged(changed []keys.State) {
+	for _, st := range changed {
+		if v.cancel != nil || v.about != st.Key.Serial || v.ver == 0 || st.Version <= v.ver {
+			continue
+		}
+		v.about, v.ver = 0, 0
+		v.Report = nil
+		v.Rows.RemoveAll()
+		v.Summary.Importance = widget.MediumImportance
+		v.Summary.SetText(fmt.Sprintf("Key %d has changed since it was verified; press Verify to check it as it is now.", st.Key.Serial))
+	}
 }
 
 // choose picks the attached key with serial, as another screen asks
@@ -163,22 +184,29 @@ func (v *View) start() {
 			return vals[0], nil
 		},
 		Touch: func(context.Context) {
-			fyne.Do(func() {
+			uikit.Do(func() {
 				v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
 				v.Touch.Show()
 			})
 		},
 	}
 	var rep *verify.Report
+	var ver uint64
+	v.ver = 0
 	v.cancel = v.env.Go(func(ctx context.Context) error {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return err
 		}
 		release := v.env.HoldKeys()
-		defer release()
 		jp, _ := enrol.DefaultJournalPath() // none: nothing to store from it
 		rep, err = verify.Run(ctx, k, verify.Options{Registry: reg, Keys: v.env.Keys, User: user, Callbacks: cb, EnrolJournal: jp})
+		release()
+		if t := v.env.States(); err == nil && t != nil {
+			// The verdict is true of the key as the verification left it.
+			st, _ := t.Refresh(ctx, k.Serial)
+			ver = st.Version
+		}
 		return err
 	}, func(err error) {
 		v.cancel = nil
@@ -197,6 +225,12 @@ func (v *View) start() {
 			return
 		}
 		v.show(rep)
+		v.ver = ver
+		if t := v.env.States(); t != nil && ver != 0 {
+			if st, ok := t.Get(k.Serial); ok && st.Version > ver {
+				v.stateChanged([]keys.State{st}) // changed while the verdict was on its way
+			}
+		}
 	})
 }
 

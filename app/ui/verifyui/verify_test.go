@@ -16,6 +16,7 @@ import (
 	"github.com/keydesk/keydesk/app/ui/verifyui"
 	"github.com/keydesk/keydesk/app/verify"
 	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pivkey"
 	"github.com/keydesk/keydesk/registry/client"
 )
 
@@ -169,4 +170,39 @@ func TestMessageFollowsTheChosenKey(t *testing.T) {
 		t.Fatalf("the old verdict came back: %q", v.Summary.Text)
 	}
 	env.Feed.Publish(list)
+}
+
+// TestVerdictGoesWhenTheKeyChanges: a verdict describes the key as it was
+// verified; a wrong PIN typed by another program afterwards takes it off
+// the screen within a second.
+func TestVerdictGoesWhenTheKeyChanges(t *testing.T) {
+	enrol(t)
+	ctx := context.Background()
+	_, v := open(t, uitest.Fleet.Helpdesk)
+	test.Tap(v.Run)
+	answerPIN(t, v, pivPIN)
+	uitest.WaitFor(t, wait, "the report", func() bool { return v.Report != nil && v.Run.Disabled() == false })
+	if !strings.Contains(v.Summary.Text, "all checks passed") {
+		t.Fatalf("the summary says %q", v.Summary.Text)
+	}
+	k, err := uitest.Fleet.Key(ctx, uitest.Fleet.Serial(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := pivkey.Open(k.Reader, k.Serial)
+	if err := card.ChangePIN(ctx, "999999", pivPIN); err == nil {
+		t.Fatal("a wrong PIN was taken")
+	}
+	t.Cleanup(func() {
+		if err := card.ChangePIN(ctx, pivPIN, pivPIN); err != nil {
+			t.Errorf("giving the PIN its tries back: %v", err)
+		}
+	})
+	start := time.Now()
+	if !uitest.Eventually(time.Second, func() bool {
+		return v.Report == nil && strings.Contains(v.Summary.Text, "has changed since it was verified")
+	}) {
+		t.Fatalf("1s after a wrong PIN elsewhere the Verify screen says %q", v.Summary.Text)
+	}
+	t.Logf("the verdict went %v after the key changed", time.Since(start).Round(time.Millisecond))
 }

@@ -1,0 +1,131 @@
+package keys_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/device"
+	"github.com/keydesk/keydesk/device/pivkey"
+	"github.com/keydesk/keydesk/device/virtual"
+	"github.com/keydesk/keydesk/device/virtual/sim"
+)
+
+// TestTracker: the key-state model publishes a key when listed, a wrong
+// PIN typed through another connection and a move of the registry's head
+// each as a new version, and nothing for a listing that changes nothing;
+// a key listed again after leaving with the same state keeps its version.
+func TestTracker(t *testing.T) {
+	y, err := sim.New(sim.Options{Serial: sim.FirstSerial + 40, Firmware: virtual.Version{Major: 5, Minor: 7, Patch: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kctx, stopKey := context.WithCancel(ctx)
+	slot, err := y.Run(kctx, daemon.Addr(0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stopKey()
+		<-slot.Done()
+		wctx, done := context.WithTimeout(context.Background(), 10*time.Second)
+		daemon.WaitCard(wctx, 0, false)
+		done()
+	}()
+	if err := daemon.WaitCard(ctx, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := keys.New(keys.Config{FIDOInfo: func(context.Context, string) (uint32, device.Version, bool, error) {
+		return 0, device.Version{}, false, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := svc.Find(ctx, y.Serial())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	head := "7"
+	tr := keys.NewTracker(keys.TrackerConfig{Service: svc, Interval: 100 * time.Millisecond,
+		RegistryHead: func(context.Context) (string, error) { mu.Lock(); defer mu.Unlock(); return head, nil }})
+	got := make(chan keys.State, 32)
+	tr.Subscribe(func(c []keys.State) {
+		for _, s := range c {
+			got <- s
+		}
+	})
+	next := func(what string) keys.State {
+		t.Helper()
+		select {
+		case s := <-got:
+			return s
+		case <-ctx.Done():
+			t.Fatalf("no state published for %s", what)
+		}
+		return keys.State{}
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case s := <-got:
+			t.Fatalf("%s published version %d", what, s.Version)
+		case <-time.After(500 * time.Millisecond): // five passes
+		}
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go tr.Run(rctx)
+	tr.SetKeys([]device.Key{k})
+	first := next("the key listed")
+	if first.Report == nil || first.Report.PIV == nil || first.Report.PIV.PINRetries != 3 || first.RegistryHead != "7" {
+		t.Fatalf("first state: %+v", first)
+	}
+	quiet("nothing changing")
+
+	// Another connection types a wrong PIN.
+	if err := pivkey.Open(k.Reader, k.Serial).ChangePIN(ctx, "999999", "13572468"); err == nil {
+		t.Fatal("a wrong PIN was taken")
+	}
+	s := next("a wrong PIN")
+	if s.Version <= first.Version || s.Report.PIV.PINRetries != 2 {
+		t.Fatalf("after a wrong PIN: version %d (was %d), %d tries", s.Version, first.Version, s.Report.PIV.PINRetries)
+	}
+
+	// The registry moves on.
+	mu.Lock()
+	head = "8"
+	mu.Unlock()
+	r := next("the registry's head moving")
+	if r.Version <= s.Version || r.RegistryHead != "8" {
+		t.Fatalf("after the registry moved: version %d (was %d), head %q", r.Version, s.Version, r.RegistryHead)
+	}
+
+	// The same listing again: nothing new. Gone and back unchanged: the
+	// same version.
+	tr.SetKeys([]device.Key{k})
+	quiet("the same listing again")
+	tr.SetKeys(nil)
+	if _, ok := tr.Get(k.Serial); ok {
+		t.Fatal("a key no longer listed still has a state")
+	}
+	tr.SetKeys([]device.Key{k})
+	if b := next("the key listed again"); b.Version != r.Version {
+		t.Fatalf("the key back unchanged: version %d, was %d", b.Version, r.Version)
+	}
+	quiet("the key back, nothing changing")
+
+	// A correct PIN gives the tries back; Refresh sees it at once.
+	if err := pivkey.Open(k.Reader, k.Serial).ChangePIN(ctx, "123456", "123456"); err != nil {
+		t.Fatal(err)
+	}
+	f, ok := tr.Refresh(ctx, k.Serial)
+	if !ok || f.Report.PIV.PINRetries != 3 || f.Version <= r.Version {
+		t.Fatalf("Refresh after a correct PIN: %+v", f)
+	}
+}
