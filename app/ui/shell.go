@@ -134,6 +134,11 @@ func (s *Shell) Show(id string) bool {
 			// a switch must not reach a widget no longer shown (Enter
 			// would go on with a hidden enrolment).
 			s.env.Window.Canvas().Unfocus()
+			if s.current != "" {
+				// The screen left keeps its widgets, not its text
+				// rendered in the GL driver: a revisit renders it again.
+				dropTextTextures(s.env.Window)
+			}
 		}
 		s.current = id
 		s.Content.Objects = []fyne.CanvasObject{obj}

@@ -345,7 +345,7 @@ func (a *Activity) showState() {
 	if len(a.entries) == 1 {
 		noun = "entry"
 	}
-	a.Status.SetText(fmt.Sprintf("%d %s, newest first (%s) · live, read at %s", len(a.entries), noun, more, a.loadedAt.Local().Format("15:04:05")))
+	a.Status.SetText(fmt.Sprintf("%d %s, newest first (%s) · live, checked every %s, last change read at %s", len(a.entries), noun, more, PollEvery, a.loadedAt.Local().Format("15:04:05")))
 }
 
 func (a *Activity) loadOlder() {
@@ -426,6 +426,10 @@ func (a *Activity) Poll() {
 		if err != nil {
 			a.failed(err)
 		} else {
+			// The status line changes only when what it says does: a
+			// line rewritten on every poll is a new text texture in the
+			// GL driver each time, kept for a minute.
+			changed := len(fresh) > 0 || a.Banner.Shown()
 			if a.Banner.Shown() {
 				a.Banner.Hide()
 			}
@@ -441,7 +445,9 @@ func (a *Activity) Poll() {
 				a.reselect()
 			}
 			a.loadedAt = time.Now()
-			a.showState()
+			if changed {
+				a.showState()
+			}
 		}
 		if a.settled != nil {
 			a.settled("poll", err)
