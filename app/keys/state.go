@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -177,7 +178,9 @@ func (t *Tracker) Refresh(ctx context.Context, serial uint32) (State, bool) {
 		// state it left.
 		if h, err := t.cfg.RegistryHead(ctx); err == nil {
 			t.mu.Lock()
-			t.head = h
+			if later(h, t.head) {
+				t.head = h
+			}
 			t.mu.Unlock()
 		}
 	}
@@ -200,14 +203,30 @@ func (t *Tracker) Run(ctx context.Context) {
 	}
 }
 
+// later says whether registry head h is later than cur. Heads are the
+// change feed's sequence numbers: one asked before an action but answered
+// after a Refresh that saw the action's writes is older, and must not
+// count as a change (it would make every message about the key stale for
+// nothing). Heads that are not numbers are later whenever they differ.
+func later(h, cur string) bool {
+	a, errA := strconv.ParseInt(h, 10, 64)
+	b, errB := strconv.ParseInt(cur, 10, 64)
+	if errA != nil || errB != nil {
+		return h != cur
+	}
+	return a > b
+}
+
 // pass looks at the registry's head and at every attached key once.
 func (t *Tracker) pass(ctx context.Context) {
 	regChanged := false
 	if t.cfg.RegistryHead != nil {
 		if h, err := t.cfg.RegistryHead(ctx); err == nil {
 			t.mu.Lock()
-			regChanged = h != t.head
-			t.head = h
+			if later(h, t.head) {
+				regChanged = true
+				t.head = h
+			}
 			t.mu.Unlock()
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/pkcs12"
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
@@ -261,10 +261,19 @@ func (d *Detail) importPKCS12(slot byte, path string) {
 				if err != nil {
 					return "", &hinted{fmt.Errorf("reading %s: %w", filepath.Base(path), err), "Choose the file again."}
 				}
-				priv, cert, err := pkcs12.Decode(b, pw[0])
-				if err != nil {
+				// DecodeChain reads what OpenSSL 3 writes by default
+				// (PBES2 with AES-256-CBC, PBKDF2, an HMAC-SHA-256 MAC) as
+				// well as the 3DES/SHA-1 files of Windows and older tools
+				// (RFC 7292, RFC 8018); certificates beyond the key's own
+				// (its issuers) are left out of the slot.
+				priv, cert, _, err := pkcs12.DecodeChain(b, pw[0])
+				switch {
+				case errors.Is(err, pkcs12.ErrIncorrectPassword):
 					return "", &hinted{fmt.Errorf("%s could not be opened with that password: %w", filepath.Base(path), err),
-						"Nothing was changed. Check the password; keydesk reads PKCS#12 files with one key and one certificate."}
+						"Nothing was changed. Check the password."}
+				case err != nil:
+					return "", &hinted{fmt.Errorf("%s is not a PKCS#12 file keydesk can read: %w", filepath.Base(path), err),
+						"Nothing was changed. keydesk reads PKCS#12 (.p12, .pfx) files holding one private key and its certificate."}
 				}
 				card, err := d.env.Keys.PIV(k)
 				if err != nil {

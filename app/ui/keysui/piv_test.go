@@ -359,12 +359,21 @@ func TestPIVImportPKCS12(t *testing.T) {
 	keyPath, certPath, p12 := filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), filepath.Join(dir, "bea.p12")
 	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk8}), 0o600)
 	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	// 3DES and SHA-1, as Windows and older tools export: what
-	// golang.org/x/crypto/pkcs12 reads.
+	// OpenSSL 3's default (PBES2, AES-256-CBC, PBKDF2, HMAC-SHA-256), and
+	// 3DES with SHA-1, as Windows and older tools export.
 	out, err := exec.Command("openssl", "pkcs12", "-export", "-inkey", keyPath, "-in", certPath, "-out", p12,
-		"-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-passout", "pass:p12-secret").CombinedOutput()
+		"-passout", "pass:p12-secret").CombinedOutput()
 	if err != nil {
 		t.Fatalf("openssl pkcs12: %v: %s", err, out)
+	}
+	legacy := filepath.Join(dir, "bea-legacy.p12")
+	out, err = exec.Command("openssl", "pkcs12", "-export", "-inkey", keyPath, "-in", certPath, "-out", legacy,
+		"-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1", "-passout", "pass:p12-secret").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl pkcs12 (3DES): %v: %s", err, out)
+	}
+	if b, _ := os.ReadFile(p12); !bytes.Contains(b, []byte{0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a}) {
+		t.Fatal("openssl's default PKCS#12 file is not AES-256-CBC encrypted; the test would not show AES files are read")
 	}
 	uitest.WaitFor(t, wait, "key "+fmt.Sprint(s1)+"'s slots", func() bool {
 		h := v.HealthOf(s1)
@@ -401,4 +410,15 @@ func TestPIVImportPKCS12(t *testing.T) {
 		t.Errorf("slot 9d holds certificate %v", st.Certificate)
 	}
 	uitest.WaitFor(t, wait, "slot 9d's row showing the certificate", func() bool { return strings.Contains(row.Cert.Text, "CN=bea key management") })
+
+	// The 3DES file too.
+	v.Detail.Params, v.Detail.Form = nil, nil
+	test.Tap(row.Import)
+	params(t, v, legacy)
+	fill(t, form, "p12-secret")
+	confirm(t, env, s1)
+	pinIfAsked(t, v, "123456", "holds the imported key")
+	if st := slotStatus(t, env, s1, 0x9d); st.Certificate == nil || st.Certificate.Subject.CommonName != "bea key management" {
+		t.Errorf("after the 3DES file slot 9d holds certificate %v", st.Certificate)
+	}
 }
