@@ -162,6 +162,18 @@ func Newer(ctx context.Context, reg *client.Client, q Query, terms Terms, after 
 	return out, after, nil
 }
 
+// FeedHead reads the registry change feed's head (GET /v1/changes after
+// it, one change at most): a small read that says whether anything in the
+// registry changed since head was read. Entries audited without a change
+// (a verification that changes nothing else) do not move it.
+func FeedHead(ctx context.Context, reg *client.Client, head string) (string, error) {
+	ch, err := reg.Changes(ctx, head, 1)
+	if err != nil {
+		return head, err
+	}
+	return ch.Head, nil
+}
+
 // Verify asks the registry to check its audit chain and checkpoints.
 func Verify(ctx context.Context, reg *client.Client) (client.AuditReport, error) {
 	return reg.AuditVerify(ctx)

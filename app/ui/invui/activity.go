@@ -18,9 +18,15 @@ import (
 	"github.com/keydesk/keydesk/registry/client"
 )
 
-// PollEvery is how often the Activity screen asks for new entries while it
-// is on screen.
+// PollEvery is how often the Activity screen asks whether there are new
+// entries while it is on screen.
 var PollEvery = 3 * time.Second
+
+// readEvery is how many polls may pass without reading the audit log while
+// the change feed's head stays put: entries audited without a change (a
+// verification that changes nothing else) still show within
+// readEvery×PollEvery.
+const readEvery = 10
 
 // pageSize is how many entries one page of the Activity screen shows.
 const pageSize = 100
@@ -72,9 +78,14 @@ type Activity struct {
 	// fitted are the widths fitColumns gave the Actor and Action columns.
 	fitted [2]float32
 
-	entries  []client.AuditEntry
-	next     int64 // cursor of the older page; 0 at the end
-	head     int64 // highest seq seen (live refresh reads after it)
+	entries []client.AuditEntry
+	next    int64 // cursor of the older page; 0 at the end
+	head    int64 // highest seq seen (live refresh reads after it)
+	// feedHead is the change feed's head when the log was last read, and
+	// quiet the polls since that found it unmoved (and read nothing).
+	feedHead string
+	quiet    int
+	reads    int // polls that read the log (tests count them)
 	query    activity.Query
 	terms    activity.Terms
 	loadedAt time.Time
@@ -405,13 +416,25 @@ func (a *Activity) Poll() {
 		return
 	}
 	gen, after, q, terms := a.gen, a.head, a.query, a.terms
+	feedWas, full := a.feedHead, a.quiet+1 >= readEvery
 	a.polling = true
 	var fresh []client.AuditEntry
 	var head int64
+	feed, skipped := feedWas, false
 	a.env.Go(func(ctx context.Context) error {
 		reg, err := a.env.Registry(ctx)
 		if err != nil {
 			return err
+		}
+		// The cheap question first: has the registry changed at all? The
+		// log is read only when it has (or every readEvery polls), not
+		// every few seconds while nothing happens.
+		if h, herr := activity.FeedHead(ctx, reg, feedWas); herr == nil {
+			feed = h
+			if feedWas != "" && h == feedWas && !full {
+				skipped = true
+				return nil
+			}
 		}
 		fresh, head, err = activity.Newer(ctx, reg, q, terms, after, 5000)
 		if err == nil {
@@ -423,9 +446,19 @@ func (a *Activity) Poll() {
 		if gen != a.gen {
 			return
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			a.failed(err)
-		} else {
+		case skipped:
+			a.quiet++
+			a.loadedAt = time.Now()
+			if a.Banner.Shown() {
+				a.Banner.Hide()
+				a.showState()
+			}
+		default:
+			a.feedHead, a.quiet = feed, 0
+			a.reads++
 			// The status line changes only when what it says does: a
 			// line rewritten on every poll is a new text texture in the
 			// GL driver each time, kept for a minute.

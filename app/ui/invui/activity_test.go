@@ -235,6 +235,22 @@ func TestActivity(t *testing.T) {
 	if s.err != nil || len(s.entries) == 0 || s.entries[0].Action != "user.create" || !strings.Contains(string(s.entries[0].Payload), "newcomer") {
 		t.Fatalf("after a new user: %v, top %+v", s.err, s.entries[0])
 	}
+	// Nothing changed since: the poll asks only for the change feed's
+	// head and leaves the log alone, but reads it every readEvery polls
+	// (entries audited without a change do not move the head).
+	reads := a.reads
+	for i := 1; i < readEvery; i++ {
+		if !a.tick() {
+			t.Fatal("the shown screen did not poll")
+		}
+		if s = next(t, ch, "poll"); s.err != nil || a.reads != reads {
+			t.Fatalf("poll %d with nothing changed: %v, %d reads of the log (was %d)", i, s.err, a.reads, reads)
+		}
+	}
+	a.tick()
+	if s = next(t, ch, "poll"); s.err != nil || a.reads != reads+1 {
+		t.Fatalf("poll %d: %v, %d reads of the log; want %d", readEvery, s.err, a.reads, reads+1)
+	}
 	env.Window.SetContent(container.NewStack(widget.NewLabel("another screen")))
 	if a.tick() {
 		t.Error("a hidden screen polled")

@@ -23,12 +23,19 @@ import (
 var ifaceApps = []device.Application{device.AppOTP, device.AppU2F, device.AppFIDO2, device.AppOATH, device.AppPIV, device.AppOpenPGP, device.AppHSMAuth}
 
 // Interfaces is the Interfaces tab: a checkbox per application and
-// transport, and Apply.
+// transport, and Apply, enabled only once a box differs from the key.
 type Interfaces struct {
 	USB, NFC map[device.Application]*widget.Check
 	Apply    *widget.Button
-	Note     *widget.Label
-	root     fyne.CanvasObject
+	// ApplyNote says why Apply is disabled (no box differs from what the
+	// key enables); hidden while Apply is enabled.
+	ApplyNote *widget.Label
+	Note      *widget.Label
+	root      fyne.CanvasObject
+	// on and key are what enable was last told: whether the key may be
+	// changed now, and the key the boxes are compared with.
+	on  bool
+	key device.Key
 	// loaded is the key and configuration the checkboxes were last set
 	// from; a new look at the same key leaves the person's edits alone.
 	loaded struct {
@@ -45,8 +52,8 @@ func (d *Detail) newInterfaces() *Interfaces {
 		widget.NewLabelWithStyle("USB", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		widget.NewLabelWithStyle("NFC", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}))
 	for _, a := range ifaceApps {
-		f.USB[a] = widget.NewCheck("enabled", nil)
-		f.NFC[a] = widget.NewCheck("enabled", nil)
+		f.USB[a] = widget.NewCheck("enabled", func(bool) { f.refreshApply() })
+		f.NFC[a] = widget.NewCheck("enabled", func(bool) { f.refreshApply() })
 		grid.Add(widget.NewLabel(a.String()))
 		grid.Add(f.USB[a])
 		grid.Add(f.NFC[a])
@@ -57,8 +64,35 @@ func (d *Detail) newInterfaces() *Interfaces {
 	f.Note = widget.NewLabel("Which applications the key offers over USB and NFC (as \"ykman config usb\" and \"ykman config nfc\"). " +
 		"Switching FIDO2 or PIV off over USB leaves keydesk unable to manage that part of the key until it is switched on again.")
 	f.Note.Wrapping = fyne.TextWrapWord
-	f.root = container.NewVBox(f.Note, grid, container.NewGridWithColumns(3, f.Apply))
+	f.ApplyNote = widget.NewLabel("Nothing to apply: no interface has changed.")
+	f.ApplyNote.Wrapping = fyne.TextWrapWord
+	f.ApplyNote.Hide()
+	f.root = container.NewVBox(f.Note, grid, container.NewGridWithColumns(3, f.Apply), f.ApplyNote)
 	return f
+}
+
+// changed says whether the boxes ask for anything f.key does not already
+// enable (what applyInterfaces would write).
+func (f *Interfaces) changed() bool {
+	usb, nfc := f.chosen()
+	return usb != f.key.EnabledUSB || (f.key.SupportedNFC != 0 && nfc != f.key.EnabledNFC)
+}
+
+// refreshApply enables Apply only while the key may be changed and a box
+// differs from it, and says why it is disabled when nothing differs.
+func (f *Interfaces) refreshApply() {
+	if !f.on {
+		f.Apply.Disable()
+		f.ApplyNote.Hide()
+		return
+	}
+	if !f.changed() {
+		f.Apply.Disable()
+		f.ApplyNote.Show()
+		return
+	}
+	f.Apply.Enable()
+	f.ApplyNote.Hide()
 }
 
 // load sets the checkboxes from k unless they already show k's current
@@ -79,10 +113,12 @@ func (f *Interfaces) load(k device.Key) {
 // enable lets the person change what k supports, or nothing when on is
 // false (no key chosen, or an action running).
 func (f *Interfaces) enable(on bool, k device.Key) {
+	f.on, f.key = on, k
 	for _, a := range ifaceApps {
 		allow(f.USB[a], on, k.SupportedUSB&a != 0)
 		allow(f.NFC[a], on, k.SupportedNFC&a != 0)
 	}
+	f.refreshApply()
 }
 
 func allow(c *widget.Check, on, supported bool) {
@@ -135,7 +171,7 @@ func (d *Detail) applyInterfaces() {
 	k, f := d.key, d.Ifaces
 	usb, nfc := f.chosen()
 	if usb == 0 {
-		d.say(k.Serial, "Nothing was changed: "+ErrNoUSBApplication.Error()+". Leave at least one USB application on.")
+		d.say(k.Serial, fmt.Sprintf("Nothing was changed on key %d: %s. Leave at least one USB application on.", k.Serial, ErrNoUSBApplication))
 		return
 	}
 	var ch mgmt.Change

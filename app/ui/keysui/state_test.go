@@ -72,8 +72,8 @@ func TestChangesFromElsewhere(t *testing.T) {
 	}
 	v.Select(s1)
 	v.Detail.Tabs.Select(v.Detail.IfacesTab)
-	test.Tap(v.Detail.Ifaces.Apply) // nothing changed: a message about s1 as it is now
-	if !strings.Contains(v.Detail.Result.Text, "nothing to change") {
+	refuseEveryUSBOff(t, v.Detail.Ifaces) // a message about s1 as it is now
+	if !strings.Contains(v.Detail.Result.Text, "Nothing was changed on key "+fmt.Sprint(s1)) {
 		t.Fatalf("no message about key %d: %q", s1, v.Detail.Result.Text)
 	}
 	k, err := uitest.Fleet.Key(ctx, s1)
@@ -127,8 +127,8 @@ func TestChangesFromElsewhere(t *testing.T) {
 		return strings.Contains(keysui.HealthLine(k, v.HealthOf(s0)), string(kd.Key.Status)+")")
 	})
 	v.Select(s0)
-	test.Tap(v.Detail.Ifaces.Apply)
-	if !strings.Contains(v.Detail.Result.Text, "nothing to change") {
+	refuseEveryUSBOff(t, v.Detail.Ifaces)
+	if !strings.Contains(v.Detail.Result.Text, "Nothing was changed on key "+fmt.Sprint(s0)) {
 		t.Fatalf("no message about key %d: %q", s0, v.Detail.Result.Text)
 	}
 	if _, err := reg.SetKeyStatus(ctx, kd.Key.ID, kd.Key.Version, next, "the Keys screen test moves its own practice key on"); err != nil {

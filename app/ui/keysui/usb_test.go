@@ -8,11 +8,31 @@ import (
 
 	"fyne.io/fyne/v2/test"
 
+	"github.com/keydesk/keydesk/app/ui/keysui"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/mgmt"
 )
+
+// refuseEveryUSBOff unticks every USB application and taps Apply, which
+// refuses without touching the key and says so about the shown key, then
+// ticks the boxes back as they were.
+func refuseEveryUSBOff(t *testing.T, f *keysui.Interfaces) {
+	t.Helper()
+	was := map[device.Application]bool{}
+	for a, c := range f.USB {
+		was[a] = c.Checked
+		c.SetChecked(false)
+	}
+	if f.Apply.Disabled() {
+		t.Fatal("Apply stays disabled with every USB application unticked")
+	}
+	test.Tap(f.Apply)
+	for a, c := range f.USB {
+		c.SetChecked(was[a])
+	}
+}
 
 // usbApps reads which applications the key enables over USB, from the key.
 func usbApps(t *testing.T, env *uikit.Env, serial uint32) device.Application {
@@ -44,6 +64,19 @@ func TestInterfaces(t *testing.T) {
 	before := usbApps(t, env, s1)
 	if before&device.AppOATH == 0 || !f.USB[device.AppOATH].Checked || !f.USB[device.AppPIV].Checked {
 		t.Fatalf("the key enables %s over USB and the checkboxes show OATH %v; want OATH on", before, f.USB[device.AppOATH].Checked)
+	}
+
+	// Nothing changed yet: Apply is disabled and says why.
+	if !f.Apply.Disabled() || !f.ApplyNote.Visible() || !strings.Contains(f.ApplyNote.Text, "no interface has changed") {
+		t.Fatalf("with no box changed Apply is disabled %v, note shown %v: %q", f.Apply.Disabled(), f.ApplyNote.Visible(), f.ApplyNote.Text)
+	}
+	f.USB[device.AppOATH].SetChecked(false)
+	if f.Apply.Disabled() || f.ApplyNote.Visible() {
+		t.Fatalf("with OATH unticked Apply is disabled %v, note shown %v", f.Apply.Disabled(), f.ApplyNote.Visible())
+	}
+	f.USB[device.AppOATH].SetChecked(true)
+	if !f.Apply.Disabled() || !f.ApplyNote.Visible() {
+		t.Fatalf("with OATH ticked again Apply is disabled %v, note shown %v", f.Apply.Disabled(), f.ApplyNote.Visible())
 	}
 
 	// Every USB application off: refused before any confirmation.
@@ -105,7 +138,7 @@ func TestMessageFollowsTheSelectedKey(t *testing.T) {
 	s0, s1 := uitest.Fleet.Serial(0), uitest.Fleet.Serial(1)
 	v.Select(s1)
 	v.Detail.Tabs.Select(v.Detail.IfacesTab)
-	test.Tap(v.Detail.Ifaces.Apply) // nothing changed: a message about s1
+	refuseEveryUSBOff(t, v.Detail.Ifaces) // a message about s1
 	if !strings.Contains(v.Detail.Result.Text, fmt.Sprint(s1)) {
 		t.Fatalf("message %q is not about key %d", v.Detail.Result.Text, s1)
 	}
