@@ -78,6 +78,7 @@ func TestBareDesktopWords(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	uitest.HoldUI(t)
 	a := test.NewApp()
 	defer a.Quit()
 	d := newDesk(ctx, a, Options{Practice: "1", SimDir: uitest.SimDir()})

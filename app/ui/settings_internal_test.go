@@ -54,6 +54,7 @@ func TestSettingsSaveOnPracticeDesk(t *testing.T) {
 	t.Setenv("XDG_DATA_HOME", filepath.Join(home, "data"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	uitest.HoldUI(t)
 	a := test.NewApp()
 	defer a.Quit()
 	d := newDesk(ctx, a, Options{Practice: "1", SimDir: uitest.SimDir()})

@@ -115,8 +115,12 @@ func (s *Shell) Visible() []string {
 func (s *Shell) Current() string { return s.current }
 
 // Show shows the screen with id, building it on its first visit. It returns
-// false when the person's role does not see that screen.
+// false when the person's role does not see that screen. It holds the UI
+// lock (see uikit.Do): a screen built here may start background work that
+// ends in Do while the new screen is still being laid out.
 func (s *Shell) Show(id string) bool {
+	unlock := uikit.LockUI()
+	defer unlock()
 	for i, sc := range s.visible {
 		if sc.ID != id {
 			continue
@@ -159,7 +163,9 @@ func (s *Shell) SetRole(role uikit.Role, user string) {
 	if role == s.env.Role && user == s.env.User {
 		return
 	}
-	s.env.Role, s.env.User = role, user
+	unlock := uikit.LockUI()
+	defer unlock()
+	s.env.SetRole(role, user)
 	s.made = map[string]fyne.CanvasObject{}
 	s.filter()
 	s.Nav.UnselectAll()

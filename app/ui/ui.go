@@ -125,7 +125,7 @@ func Run(ctx context.Context, opt Options) error {
 			return
 		case <-time.After(time.Second):
 		}
-		fyne.Do(func() {
+		uikit.Do(func() {
 			defer func() { recover() }()
 			a.Quit()
 		})
@@ -524,7 +524,7 @@ func (d *desk) reconnect() {
 // loop has ended there is no UI goroutine left to run it on.
 func (d *desk) do(f func()) {
 	if d.ctx.Err() == nil {
-		fyne.Do(f)
+		uikit.Do(f)
 	}
 }
 

@@ -80,7 +80,7 @@ func dumpLayout(ctx context.Context, w fyne.Window, screen, viewport fyne.Canvas
 			continue
 		}
 		var d UIDump
-		fyne.DoAndWait(func() {
+		uikit.DoAndWait(func() {
 			d = layoutOf(w)
 			m := screen.MinSize()
 			d.ScreenMinW, d.ScreenMinH = m.Width, m.Height

@@ -108,16 +108,18 @@ func TestWizardBackEveryStep(t *testing.T) {
 
 	// Verify now: Verify opens with the key just enrolled chosen.
 	var vv *verifyui.View
-	h.env.Open = func(id string) bool {
-		if id != "verify" {
-			return false
+	h.ui(func() {
+		h.env.Open = func(id string) bool {
+			if id != "verify" {
+				return false
+			}
+			if vv == nil {
+				vv = verifyui.New(h.env)
+			}
+			h.win.SetContent(vv.Root)
+			return true
 		}
-		if vv == nil {
-			vv = verifyui.New(h.env)
-		}
-		h.win.SetContent(vv.Root)
-		return true
-	}
+	})
 	h.ui(func() {
 		if len(w.results) != 1 || w.results[0].Status != registry.KeyActive {
 			t.Fatalf("result: %s", w.resultText.Text)

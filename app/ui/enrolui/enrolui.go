@@ -74,17 +74,14 @@ const pinChoices = 3
 // before it gives up (about 30 s; CTAP 2.1 leaves the time to the key).
 const touchWindow = 30 * time.Second
 
-// desk is what the two screens of one app share: one enrolment at a time,
-// and the lock that keeps UI changes made from background goroutines one
-// after another (fyne.Do already does on a real window; the headless test
-// driver runs them where they are called).
+// desk is what the two screens of one app share: one enrolment at a time.
+// UI changes made from background goroutines go through uikit.Do, which
+// keeps them one after another.
 type desk struct {
 	cfg Config
 
 	mu   sync.Mutex
 	busy string // the screen running an enrolment, "" when none
-
-	ui sync.Mutex
 
 	// changed is closed (and replaced) whenever a screen took up a new list
 	// of attached keys from the feed.
@@ -98,11 +95,7 @@ type desk struct {
 
 // do runs f on the UI goroutine. Call it only from background goroutines.
 func (d *desk) do(f func()) {
-	fyne.Do(func() {
-		d.ui.Lock()
-		defer d.ui.Unlock()
-		f()
-	})
+	uikit.Do(f)
 }
 
 // keysChanged tells waitNewKey that the feed brought a new list. A
@@ -175,14 +168,9 @@ func (d *desk) release(screen string) {
 	}
 }
 
-// run does work off the UI goroutine (env.Go) and calls done on it, under
-// the desk's UI lock.
+// run does work off the UI goroutine (env.Go) and calls done on it.
 func (d *desk) run(env *uikit.Env, work func(ctx context.Context) error, done func(error)) context.CancelFunc {
-	return env.Go(work, func(err error) {
-		d.ui.Lock()
-		defer d.ui.Unlock()
-		done(err)
-	})
+	return env.Go(work, done)
 }
 
 // enroller opens an enroller with the desk's current settings and registry.
@@ -340,7 +328,7 @@ func (k *keyCatcher) CreateRenderer() fyne.WidgetRenderer {
 // screen back in the window, so onPlaced runs once that is done.
 func (k *keyCatcher) Shown() {
 	if k.onPlaced != nil {
-		fyne.Do(k.onPlaced)
+		uikit.Do(k.onPlaced)
 	}
 }
 

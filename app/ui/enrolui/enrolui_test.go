@@ -166,8 +166,8 @@ func newHarness(t *testing.T) *harness {
 // ui runs f as the UI goroutine would, one after the UI changes the
 // enrolment makes.
 func (h *harness) ui(f func()) {
-	h.d.ui.Lock()
-	defer h.d.ui.Unlock()
+	unlock := uikit.LockUI()
+	defer unlock()
 	f()
 }
 

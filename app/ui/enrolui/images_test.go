@@ -46,7 +46,7 @@ func TestReferenceImages(t *testing.T) {
 		Settings: func() settings.Settings { return set },
 		Registry: func(context.Context) (*client.Client, error) { return nil, uikit.ErrNoRegistry }}
 	d := &desk{cfg: Config{JournalPath: filepath.Join(t.TempDir(), "journal.db")}}
-	lock := func(f func()) { d.ui.Lock(); defer d.ui.Unlock(); f() }
+	lock := func(f func()) { unlock := uikit.LockUI(); defer unlock(); f() }
 
 	var w *wizard
 	lock(func() { w = newWizard(env, d) })

@@ -7,12 +7,15 @@ import (
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/settings"
+	"github.com/keydesk/keydesk/app/ui/uikit"
 )
 
 // TestStagesNameProviders: the wizard's stages say which identity
 // providers the key will be registered with, or that there are none; the
 // row is ticked when the enrolment reaches it.
 func TestStagesNameProviders(t *testing.T) {
+	unlock := uikit.LockUI() // widgets are built here while other tests' work may end
+	defer unlock()
 	s := settings.Default()
 	s.Providers = []idp.Config{{Kind: "entra", Name: "corp"}, {Kind: "kratos", Name: "staff"}}
 	v := newStagesView(providerNames(s))

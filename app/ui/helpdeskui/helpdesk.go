@@ -245,7 +245,7 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 	v.cancel = v.env.Go(func(ctx context.Context) error {
 		msg, err := work(ctx)
 		if err == nil && msg != "" {
-			fyne.Do(func() { v.setResult(msg, false) })
+			uikit.Do(func() { v.setResult(msg, false) })
 		}
 		return err
 	}, func(err error) {
@@ -285,7 +285,7 @@ func (v *View) options(k device.Key) recover.Options {
 			PIN: func(ctx context.Context, what string) (string, error) {
 				// No touch prompt stands beside a PIN dialog: the key waits
 				// for the PIN first.
-				fyne.Do(v.Touch.Hide)
+				uikit.Do(v.Touch.Hide)
 				vals, err := uikit.AwaitSecrets(ctx, v.env.Window, what, []string{what}, func(f *uikit.SecretForm) { v.Form = f })
 				if err != nil {
 					return "", err
@@ -293,13 +293,13 @@ func (v *View) options(k device.Key) recover.Options {
 				return vals[0], nil
 			},
 			Touch: func(context.Context) {
-				fyne.Do(func() {
+				uikit.Do(func() {
 					v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", k.Serial))
 					v.Touch.Show()
 				})
 			},
 			Reinsert: func(ctx context.Context) error {
-				fyne.Do(func() {
+				uikit.Do(func() {
 					v.Touch.SetText(fmt.Sprintf("Remove key %d and insert it again now: the reset is accepted only in the first seconds after it is plugged in.", k.Serial))
 					v.Touch.Show()
 				})
@@ -369,7 +369,7 @@ func (v *View) find() {
 }
 
 func publish(v *View, out []foundKey) error {
-	fyne.Do(func() {
+	uikit.Do(func() {
 		v.found, v.pick = out, -1
 		v.Found.UnselectAll()
 		v.Found.Refresh()
@@ -442,7 +442,7 @@ func (v *View) diagnoseKey(k device.Key, attached bool) {
 		if err != nil {
 			return "", err
 		}
-		fyne.Do(func() { v.show(d) })
+		uikit.Do(func() { v.show(d) })
 		return "Diagnosis done; it is recorded in the registry's audit log.", nil
 	})
 }
@@ -462,11 +462,11 @@ func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Option
 	if err == nil {
 		var d *recover.Diagnosis
 		if d, err = recover.Diagnose(ctx, k, opt); err == nil {
-			fyne.Do(func() { v.show(d) })
+			uikit.Do(func() { v.show(d) })
 			return ""
 		}
 	}
-	fyne.Do(func() {
+	uikit.Do(func() {
 		if v.Last != nil && v.Last.Serial == serial {
 			v.stale()
 		}
@@ -693,7 +693,7 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		}
 		res, err = recover.MarkLost(ctx, reg, f.key.Serial, recover.LostOptions{BreakGlass: breakGlass, PassValidity: "8h"})
 		if errors.Is(err, registry.ErrLastKey) {
-			fyne.Do(func() { v.askBreakGlass(f) })
+			uikit.Do(func() { v.askBreakGlass(f) })
 			return "It is their last active key: give a reason to go ahead.", nil
 		}
 		if err != nil {
@@ -720,7 +720,7 @@ func (v *View) lost(f foundKey, breakGlass string) {
 			note += v.rediagnose(ctx, last.Serial, opt, true)
 			release()
 		}
-		fyne.Do(func() {
+		uikit.Do(func() {
 			v.marked = res
 			v.Pass = res.Pass
 			msg := fmt.Sprintf("Key %s of %s is marked lost; %s left.", f.key.Serial, res.User.ExternalID, uikit.Count(res.ActiveKeys, "active key", "active keys"))
@@ -819,10 +819,10 @@ func (v *View) replace() {
 		defer en.Close()
 		ui := enrol.UI{
 			Progress: func(ev enrol.Event) {
-				fyne.Do(func() { v.setResult(fmt.Sprintf("Key %d: %s %s", ev.Serial, ev.Step, ev.Detail), false) })
+				uikit.Do(func() { v.setResult(fmt.Sprintf("Key %d: %s %s", ev.Serial, ev.Step, ev.Detail), false) })
 			},
 			NewPIN: func(ctx context.Context, r enrol.PINRequest) (string, error) {
-				fyne.Do(v.Touch.Hide)
+				uikit.Do(v.Touch.Hide)
 				title := fmt.Sprintf("New %s for %s (%d to %d characters)", r.Kind, lost.User.ExternalID, r.MinLength, r.MaxLength)
 				if r.Problem != "" {
 					title = r.Problem + " — " + title
@@ -839,7 +839,7 @@ func (v *View) replace() {
 				}
 			},
 			Touch: func(_ context.Context, serial uint32) {
-				fyne.Do(func() {
+				uikit.Do(func() {
 					v.Touch.SetText(fmt.Sprintf("Touch key %d now: its light is blinking.", serial))
 					v.Touch.Show()
 				})
@@ -851,7 +851,7 @@ func (v *View) replace() {
 		if err != nil {
 			return "", err
 		}
-		fyne.Do(func() { v.Replaced, v.marked = res, nil })
+		uikit.Do(func() { v.Replaced, v.marked = res, nil })
 		opt := v.options(k)
 		opt.Registry = reg
 		return fmt.Sprintf("Key %d enrolled for %s as %s, %s.", res.Serial, res.ExternalID, res.Role, res.Status) + v.rediagnose(ctx, res.Serial, opt, false), nil

@@ -503,7 +503,7 @@ func (a *Activity) startPolling() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				fyne.Do(func() { a.tick() })
+				uikit.Do(func() { a.tick() })
 			}
 		}
 	}()

@@ -213,7 +213,7 @@ func (v *Inventory) Load() {
 		inv, err = inventory.Load(ctx, reg, opt, func(page []inventory.User) {
 			got += len(page)
 			n := got
-			fyne.Do(func() {
+			uikit.Do(func() {
 				if first {
 					fresh = append(fresh, page...)
 					inventory.SortByName(fresh)

@@ -883,7 +883,7 @@ func (v *View) watch() {
 			case <-t.C:
 			}
 			var on bool
-			fyne.DoAndWait(func() { on = v.visible() })
+			uikit.DoAndWait(func() { on = v.visible() })
 			if on {
 				v.pollOnce(ctx)
 			}
@@ -914,7 +914,7 @@ func (v *View) pollOnce(ctx context.Context) {
 	for _, a := range alerts {
 		lines = append(lines, a.Message())
 	}
-	fyne.Do(func() {
+	uikit.Do(func() {
 		v.Banner.SetText(strings.Join(lines, "\n"))
 		v.bannerBox.Show()
 		v.relayout()

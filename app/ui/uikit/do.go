@@ -24,6 +24,15 @@ func Do(fn func()) {
 	})
 }
 
+// DoAndWait is Do that returns once fn has run, as fyne.DoAndWait.
+func DoAndWait(fn func()) {
+	fyne.DoAndWait(func() {
+		unlock := LockUI()
+		defer unlock()
+		fn()
+	})
+}
+
 // LockUI takes the UI lock (see Do) and returns its release.
 func LockUI() (unlock func()) {
 	id := goroutine()
@@ -42,6 +51,31 @@ func LockUI() (unlock func()) {
 			ui.cond.Broadcast()
 		}
 		ui.mu.Unlock()
+	}
+}
+
+// Release gives up the UI lock entirely if the calling goroutine holds it,
+// however many times it was taken, and returns what takes it back as many
+// times. A goroutine that holds the lock while it waits for background
+// work (a headless test does) releases it for the wait.
+func Release() (retake func()) {
+	id := goroutine()
+	ui.mu.Lock()
+	defer ui.mu.Unlock()
+	if ui.count == 0 || ui.owner != id {
+		return func() {}
+	}
+	n := ui.count
+	ui.count, ui.owner = 0, 0
+	ui.cond.Broadcast()
+	return func() {
+		ui.mu.Lock()
+		defer ui.mu.Unlock()
+		for ui.count > 0 && ui.owner != id {
+			ui.cond.Wait()
+		}
+		ui.owner = id
+		ui.count += n
 	}
 }
 

@@ -147,11 +147,22 @@ func (e *Env) SubscribeStates(fn func([]keys.State)) {
 // registryHead is the registry change feed's head (GET /v1/changes, open
 // to admins and helpdesk). A person with the self role cannot read the
 // feed: their screens ask the registry again when shown and on Ctrl+R.
+// SetRole sets the person's role and user id. Call it on the UI goroutine:
+// the key-state model's polling reads the role too.
+func (e *Env) SetRole(role Role, user string) {
+	e.headMu.Lock()
+	defer e.headMu.Unlock()
+	e.Role, e.User = role, user
+}
+
 func (e *Env) registryHead(ctx context.Context) (string, error) {
 	if e.Registry == nil {
 		return "", ErrNoRegistry
 	}
-	if e.Role == Self {
+	e.headMu.Lock()
+	self := e.Role == Self
+	e.headMu.Unlock()
+	if self {
 		return "", errors.New("the change feed is not open to the self role")
 	}
 	c, err := e.Registry(ctx)

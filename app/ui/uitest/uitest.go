@@ -108,7 +108,26 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 			env.Feed.Publish(list)
 		}
 	}()
+	HoldUI(t)
 	return env
+}
+
+// HoldUI makes the test's goroutine act as the UI goroutine: it holds the
+// UI lock until the test ends and gives it up only while it waits
+// (Eventually, Unlocked), so background work that ends in uikit.Do never
+// touches widgets while the test is building, tapping or reading them.
+// Env calls it; a test that builds its own app calls it first.
+func HoldUI(t *testing.T) {
+	_ = uikit.LockUI()
+	t.Cleanup(func() { uikit.Release() })
+}
+
+// Unlocked runs wait (a receive from a channel that background work
+// sends on) with the UI lock given up, so that work can finish.
+func Unlocked(wait func()) {
+	retake := uikit.Release()
+	defer retake()
+	wait()
 }
 
 // HasText says whether a label or entry under obj shows text containing
@@ -178,7 +197,7 @@ func Eventually(timeout time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		Unlocked(func() { time.Sleep(20 * time.Millisecond) })
 	}
 }
 
