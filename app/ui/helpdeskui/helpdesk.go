@@ -24,12 +24,14 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/idp"
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 // Screen is the Helpdesk screen, for admins and the helpdesk.
@@ -75,7 +77,25 @@ type View struct {
 	NewPIN *PINDialog
 	Pass   string
 
-	Last   *recover.Diagnosis
+	Last *recover.Diagnosis
+	// What Last was read against, so that a change made elsewhere can be
+	// told from what Last already says (see noticed): whether it was read
+	// from the attached key, the registry change feed's head before it was
+	// read, and the key-state model's state of the key at that moment
+	// (nil when it had none).
+	lastAttached bool
+	lastHead     string
+	lastBase     *keys.State
+	// checking is set while the registry is asked whether the record of
+	// the key on screen changed; recheck is a later head seen meanwhile.
+	checking bool
+	recheck  string
+	// resultAbout is the key the result line is about (0: none, as a
+	// search's outcome); selecting is set while the screen itself moves
+	// the key chosen above to the key it diagnoses.
+	resultAbout uint32
+	selecting   bool
+
 	marked *recover.LostResult
 	Root   fyne.CanvasObject
 	right  *fyne.Container
@@ -135,11 +155,11 @@ func New(env *uikit.Env) *View {
 			o.(*widget.Label).SetText(fmt.Sprintf("%s (%s) · key %s · %s · %s", f.user.ExternalID, f.user.DisplayName, f.key.Serial, f.key.Role, f.key.Status))
 		})
 	v.Found.OnSelected = func(i widget.ListItemID) { v.pick = i; v.diagnoseFound() }
-	v.Attached = widget.NewSelect(nil, func(string) { v.enable() })
+	v.Attached = widget.NewSelect(nil, func(string) { v.chosen() })
 	v.Attached.PlaceHolder = "Insert the person's key"
 	v.Diagnose = widget.NewButtonWithIcon("Diagnose", theme.SearchIcon(), v.diagnose)
 	v.Diagnose.Importance = widget.HighImportance
-	v.Diagnosis = widget.NewLabel("Insert the key the person brought and press Diagnose, or search for them.")
+	v.Diagnosis = widget.NewLabel(intro)
 	v.Diagnosis.Wrapping = fyne.TextWrapWord
 	v.Steps = widget.NewLabel("")
 	v.Steps.Wrapping = fyne.TextWrapWord
@@ -182,19 +202,81 @@ func New(env *uikit.Env) *View {
 	split.Offset = 0.4
 	v.Root = split
 	env.Feed.Subscribe(v.update)
+	env.SubscribeStates(v.stateChanged)
 	v.enable()
 	return v
 }
 
+// update takes a new list of attached keys. A key diagnosed from itself
+// and now pulled keeps only what the registry says of it; a key diagnosed
+// from the registry alone and now inserted is diagnosed again from the
+// key.
 func (v *View) update(list []device.Key) {
 	var was uint32
 	if k, ok := v.attached(); ok {
 		was = k.Serial
 	}
+	before := v.keys
 	v.keys = list
+	var inserted uint32
+	if d := v.Last; d != nil && !v.busy {
+		switch {
+		case v.lastAttached && !listed(list, d.Serial):
+			v.removed()
+		case !v.lastAttached && listed(list, d.Serial) && !listed(before, d.Serial):
+			inserted = d.Serial
+		}
+	}
 	uikit.FillKeyPicker(v.Attached, list, was)
+	if inserted != 0 {
+		v.again(inserted, "it was inserted")
+	}
 	v.enable()
 }
+
+// serialOf is a registry serial as a number (0 when it is not one).
+func serialOf(s string) uint32 {
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(n)
+}
+
+func listed(list []device.Key, serial uint32) bool {
+	for _, k := range list {
+		if k.Serial == serial {
+			return true
+		}
+	}
+	return false
+}
+
+// chosen follows the key chosen above: a diagnosis read from another key,
+// and a message about another key, are not about the key on screen, and
+// go. (While a step runs, its own outcome decides what is shown.)
+func (v *View) chosen() {
+	defer v.enable()
+	if v.busy || v.selecting {
+		return
+	}
+	k, ok := v.attached()
+	if d := v.Last; d != nil && v.lastAttached && (!ok || d.Serial != k.Serial) {
+		if ok {
+			v.clear(fmt.Sprintf("Key %d is chosen: press Diagnose to read it.", k.Serial))
+		} else {
+			v.clear(intro)
+		}
+	}
+	if v.resultAbout != 0 && (!ok || v.resultAbout != k.Serial) && (v.Last == nil || v.Last.Serial != v.resultAbout) {
+		v.setResult("", false)
+		v.resultAbout = 0
+	}
+	if ok && v.marked != nil && v.Result.Text == "" && strconv.FormatUint(uint64(k.Serial), 10) != v.marked.Key.Serial {
+		v.setResult(fmt.Sprintf("Key %d is chosen: press %s to enrol it for %s as their new %s key.", k.Serial, replaceText, v.marked.User.ExternalID, v.marked.Key.Role), false)
+		v.resultAbout = k.Serial
+	}
+}
+
+// intro is what the diagnosis says before any key is diagnosed.
+const intro = "Insert the key the person brought and press Diagnose, or search for them."
 
 func (v *View) attached() (device.Key, bool) {
 	i := v.Attached.SelectedIndex()
@@ -232,14 +314,16 @@ func canUnblock(d *recover.Diagnosis) bool {
 	return d != nil && d.PIV != nil && !d.Has(recover.PIVPUKBlocked) && !d.Has(recover.EscrowMissing)
 }
 
-// run runs work in the background with the buttons disabled.
-func (v *View) run(what string, work func(ctx context.Context) (string, error)) {
+// run runs work in the background with the buttons disabled; about is
+// the key the step is about (0 for none), whose the result line is.
+func (v *View) run(what string, about uint32, work func(ctx context.Context) (string, error)) {
 	if v.busy {
 		return
 	}
 	v.busy = true
 	v.enable()
 	v.setResult(what+"…", false)
+	v.resultAbout = about
 	v.Cancel.Show()
 	v.resultRow.Refresh()
 	v.cancel = v.env.Go(func(ctx context.Context) error {
@@ -255,6 +339,8 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 		v.resultRow.Refresh()
 		v.Touch.Hide()
 		v.enable()
+		// What changed elsewhere while the step ran is looked at now.
+		defer v.settle()
 		if err != nil {
 			if errors.Is(err, recover.ErrCanceled) {
 				v.setResult(what+": canceled; nothing was changed.", false)
@@ -319,7 +405,7 @@ func (v *View) find() {
 		return
 	}
 	var out []foundKey
-	v.run("Searching", func(ctx context.Context) (string, error) {
+	v.run("Searching", 0, func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return "", err
@@ -407,7 +493,9 @@ func (v *View) diagnoseFound() {
 	f := v.found[v.pick]
 	for i, k := range v.keys {
 		if strconv.FormatUint(uint64(k.Serial), 10) == f.key.Serial {
+			v.selecting = true
 			v.Attached.SetSelectedIndex(i)
+			v.selecting = false
 			v.diagnoseKey(k, true)
 			return
 		}
@@ -423,28 +511,103 @@ func (v *View) diagnoseFound() {
 // diagnoseKey runs app/recover.Diagnose on k (attached: read from the key
 // too, with the keys held) and shows the diagnosis.
 func (v *View) diagnoseKey(k device.Key, attached bool) {
-	var d *recover.Diagnosis
-	v.run("Diagnosing key "+strconv.FormatUint(uint64(k.Serial), 10), func(ctx context.Context) (string, error) {
-		reg, err := v.env.Registry(ctx)
-		if err != nil {
+	v.run("Diagnosing key "+strconv.FormatUint(uint64(k.Serial), 10), k.Serial, func(ctx context.Context) (string, error) {
+		if err := v.examine(ctx, k, attached); err != nil {
 			return "", err
 		}
-		opt := v.options(k)
-		opt.Registry = reg
-		if attached {
-			release := v.env.HoldKeys()
-			defer release()
-		}
-		d, err = recover.Diagnose(ctx, k, opt)
-		if errors.Is(err, recover.ErrNotRegistered) {
-			return "", notRegistered{err, k.Serial}
-		}
-		if err != nil {
-			return "", err
-		}
-		uikit.Do(func() { v.show(d) })
 		return "Diagnosis done; it is recorded in the registry's audit log.", nil
 	})
+}
+
+// again diagnoses the key with serial again, without a click, because it
+// changed outside this screen (why says how, in a few words): from the key
+// when it is attached, else from the registry. Should that fail, the
+// diagnosis shown is marked out of date rather than left as if current.
+func (v *View) again(serial uint32, why string) {
+	k := device.Key{Serial: serial}
+	attached := false
+	for i, l := range v.keys {
+		if l.Serial == serial {
+			k, attached = l, true
+			v.selecting = true
+			v.Attached.SetSelectedIndex(i)
+			v.selecting = false
+		}
+	}
+	prev := v.Last
+	v.run(fmt.Sprintf("Key %d: %s; diagnosing it again", serial, why), serial, func(ctx context.Context) (string, error) {
+		if err := v.examine(ctx, k, attached); err != nil {
+			uikit.Do(func() {
+				if v.Last == prev {
+					v.stale()
+				}
+			})
+			return "", err
+		}
+		return fmt.Sprintf("Diagnosed again because %s: the diagnosis above is key %d as it is now; recorded in the registry's audit log.", why, serial), nil
+	})
+}
+
+// examine diagnoses k and shows the diagnosis (from a step's goroutine).
+// When attached, k is read too, and the caller's step holds the keys
+// unless examine is to take them (held false).
+func (v *View) examine(ctx context.Context, k device.Key, attached bool) error {
+	reg, err := v.env.Registry(ctx)
+	if err != nil {
+		return err
+	}
+	opt := v.options(k)
+	opt.Registry = reg
+	if attached {
+		release := v.env.HoldKeys()
+		defer release()
+	}
+	return v.diagnoseHeld(ctx, k, attached, opt)
+}
+
+// diagnoseHeld diagnoses k, with the keys held when attached, and shows
+// the diagnosis with what it was read against: the registry change feed's
+// head asked before, and the key-state model's state of the key now. With
+// the keys held the model cannot have read the key since the diagnosis
+// did, so a state it publishes later that differs from both is a change
+// made elsewhere (see noticed).
+func (v *View) diagnoseHeld(ctx context.Context, k device.Key, attached bool, opt recover.Options) error {
+	head := ""
+	if ch, err := opt.Registry.Changes(ctx, "", 1); err == nil {
+		head = ch.Head
+	}
+	d, err := recover.Diagnose(ctx, k, opt)
+	if errors.Is(err, recover.ErrNotRegistered) {
+		return notRegistered{err, k.Serial}
+	}
+	if err != nil {
+		return err
+	}
+	var base *keys.State
+	if t := v.env.States(); t != nil && attached {
+		if st, ok := t.Get(k.Serial); ok {
+			base = &st
+		}
+	}
+	uikit.Do(func() { v.present(d, attached, head, base) })
+	return nil
+}
+
+// present shows d and what it was read against; a diagnosis read from an
+// attached key makes that key the one chosen above.
+func (v *View) present(d *recover.Diagnosis, attached bool, head string, base *keys.State) {
+	v.lastAttached, v.lastHead, v.lastBase = attached, head, base
+	v.checking, v.recheck = false, ""
+	if attached {
+		for i, k := range v.keys {
+			if k.Serial == d.Serial && v.Attached.SelectedIndex() != i {
+				v.selecting = true
+				v.Attached.SetSelectedIndex(i)
+				v.selecting = false
+			}
+		}
+	}
+	v.show(d)
 }
 
 // rediagnose runs the diagnosis again for the key with serial once a
@@ -455,14 +618,13 @@ func (v *View) diagnoseKey(k device.Key, attached bool) {
 // A key that is not attached is diagnosed from the registry alone when
 // fromRegistry is set.
 func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Options, fromRegistry bool) string {
+	attached := true
 	k, err := v.env.Keys.Find(ctx, serial)
 	if err != nil && fromRegistry {
-		k, err = device.Key{Serial: serial}, nil
+		k, err, attached = device.Key{Serial: serial}, nil, false
 	}
 	if err == nil {
-		var d *recover.Diagnosis
-		if d, err = recover.Diagnose(ctx, k, opt); err == nil {
-			uikit.Do(func() { v.show(d) })
+		if err = v.diagnoseHeld(ctx, k, attached, opt); err == nil {
 			return ""
 		}
 	}
@@ -477,12 +639,231 @@ func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Option
 // stale marks the diagnosis shown as out of date: what it says was true
 // before the last recovery step.
 func (v *View) stale() {
-	v.Last = nil
-	v.Diagnosis.SetText("The diagnosis shown before is out of date: press Diagnose to read the key again.")
+	v.clear("The diagnosis shown before is out of date: press Diagnose to read the key again.")
+}
+
+// clear takes the diagnosis off the screen, saying why in text.
+func (v *View) clear(text string) {
+	v.Last, v.lastBase = nil, nil
+	v.Diagnosis.SetText(text)
 	v.Steps.SetText("")
 	v.UnblockPIV.Importance = widget.MediumImportance
 	v.UnblockPIV.Refresh()
+	v.ResetFIDO.Importance = widget.MediumImportance
+	v.ResetFIDO.Refresh()
 	v.enable()
+}
+
+// stateChanged takes keys whose state the key-state model (uikit.Env.States)
+// read anew: a PIN typed wrong or unblocked in another program, a key
+// restarted, the registry's change feed moved.
+func (v *View) stateChanged(changed []keys.State) {
+	for _, st := range changed {
+		v.noticed(st)
+	}
+}
+
+// noticed compares a state the model published with the diagnosis on
+// screen. A step of this screen holds the keys while it acts and
+// diagnoses again before it lets go, so what it did is in the diagnosis;
+// while one runs nothing is compared (settle looks once it ends). The
+// key's PIN state counts as changed elsewhere when it differs both from
+// the model's state when the diagnosis was read (the model may not have
+// read the key since this screen's own step) and from the diagnosis (the
+// model's next read finds what the step left). The registry counts as
+// changed when its change feed moved past the head the diagnosis was read
+// at and the registry's record of the key or its owner's keys differs.
+func (v *View) noticed(st keys.State) {
+	d := v.Last
+	if d == nil || v.busy {
+		return
+	}
+	if v.lastAttached && st.Key.Serial == d.Serial && st.Report != nil {
+		now := pinsOf(st.Report.PIV, st.Report.FIDO)
+		if v.lastBase != nil && v.lastBase.Report != nil {
+			base, shown := pinsOf(v.lastBase.Report.PIV, v.lastBase.Report.FIDO), pinsOf(d.PIV, d.FIDO)
+			if why := now.changed(base, shown); why != "" {
+				v.again(d.Serial, why)
+				return
+			}
+		}
+		s := st
+		v.lastBase = &s
+	}
+	if laterHead(st.RegistryHead, v.lastHead) {
+		v.checkRegistry(st.RegistryHead)
+	}
+}
+
+// settle looks, once a step has ended, at what may have changed while it
+// ran: the key diagnosed pulled, its state in the model.
+func (v *View) settle() {
+	d := v.Last
+	if d == nil || v.busy {
+		return
+	}
+	if v.lastAttached && !listed(v.keys, d.Serial) {
+		v.removed()
+		return
+	}
+	if t := v.env.States(); t != nil && v.lastAttached {
+		if st, ok := t.Get(d.Serial); ok {
+			v.noticed(st)
+		}
+	}
+}
+
+// removed keeps, of a diagnosis read from a key that has been pulled,
+// what the registry said: what was read from the key is no longer known.
+func (v *View) removed() {
+	d := *v.Last
+	d.PIV, d.FIDO = nil, nil
+	d.Problems = nil
+	for _, p := range v.Last.Problems {
+		if p == recover.KeyNotActive || p == recover.EscrowMissing {
+			d.Problems = append(d.Problems, p)
+		}
+	}
+	v.lastAttached, v.lastBase = false, nil
+	v.show(&d)
+	msg := fmt.Sprintf("Key %d was removed: the diagnosis above is what the registry knows of it.", d.Serial)
+	if v.marked != nil {
+		msg += " Next: choose the fresh key above and press " + replaceText + "."
+	}
+	v.setResult(msg, false)
+	v.resultAbout = d.Serial
+}
+
+// checkRegistry asks the registry, once its change feed has moved to head,
+// whether its record of the key on screen or of its owner's keys changed
+// (a key marked lost, suspended or enrolled at another desk or from the
+// CLI); only then is the key diagnosed again (each diagnosis is audited,
+// and most changes in a busy registry are about other people).
+func (v *View) checkRegistry(head string) {
+	if v.checking {
+		if laterHead(head, v.recheck) {
+			v.recheck = head
+		}
+		return
+	}
+	d := v.Last
+	v.checking = true
+	changed := false
+	v.env.Go(func(ctx context.Context) error {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return err
+		}
+		kd, u, ks, err := recover.Find(ctx, reg, strconv.FormatUint(uint64(d.Serial), 10))
+		switch {
+		case errors.Is(err, recover.ErrNotRegistered):
+			changed = true
+			return nil
+		case err != nil:
+			return err
+		}
+		changed = recordChanged(d, kd, u, ks)
+		if !changed && d.Has(recover.EscrowMissing) {
+			if _, err := reg.Escrow(ctx, d.Key.ID, recover.EscrowKind); err == nil {
+				changed = true
+			}
+		}
+		return nil
+	}, func(err error) {
+		if v.Last != d {
+			return // diagnosed again meanwhile
+		}
+		v.checking = false
+		if err != nil || v.busy {
+			// Asked again on the feed's next move or once the step ends.
+			return
+		}
+		if changed {
+			v.again(d.Serial, "its record in the registry changed")
+			return
+		}
+		if laterHead(head, v.lastHead) {
+			v.lastHead = head
+		}
+		if next := v.recheck; laterHead(next, v.lastHead) {
+			v.recheck = ""
+			v.checkRegistry(next)
+		}
+	})
+}
+
+// recordChanged says whether the registry's record of the key d is about,
+// or of its owner and their keys, differs from what d was read from.
+func recordChanged(d *recover.Diagnosis, kd client.KeyDetail, u registry.User, ks []registry.Key) bool {
+	if kd.ID != d.Key.ID || kd.Version != d.Key.Version || kd.Status != d.Key.Status || kd.Role != d.Key.Role ||
+		u.ID != d.User.ID || u.Version != d.User.Version || len(ks) != len(d.UserKeys) {
+		return true
+	}
+	was := map[string]registry.Key{}
+	for _, k := range d.UserKeys {
+		was[k.ID] = k
+	}
+	for _, k := range ks {
+		w, ok := was[k.ID]
+		if !ok || w.Version != k.Version || w.Status != k.Status || w.Role != k.Role {
+			return true
+		}
+	}
+	return false
+}
+
+// laterHead says whether registry change feed head h is later than cur.
+// Heads are the feed's sequence numbers; an unknown head ("") is never
+// later, and any head is later than an unknown one.
+func laterHead(h, cur string) bool {
+	if h == "" {
+		return false
+	}
+	if cur == "" {
+		return true
+	}
+	a, errA := strconv.ParseInt(h, 10, 64)
+	b, errB := strconv.ParseInt(cur, 10, 64)
+	if errA != nil || errB != nil {
+		return h != cur
+	}
+	return a > b
+}
+
+// pins is the part of a key's state a diagnosis rests on: its PIV PIN and
+// PUK tries and its FIDO2 PIN, as read (a nil status: not read).
+type pins struct {
+	piv, fido bool
+	pin, puk  int
+	fidoSet   bool
+	fidoTries int
+}
+
+func pinsOf(p *device.PIVStatus, f *device.FIDOStatus) pins {
+	var s pins
+	if p != nil {
+		s.piv, s.pin, s.puk = true, p.PINRetries, p.PUKRetries
+	}
+	if f != nil {
+		s.fido, s.fidoSet, s.fidoTries = true, f.PINSet, f.PINRetries
+	}
+	return s
+}
+
+// changed says in a few words what of s differs from both base and shown
+// ("" when nothing does).
+func (s pins) changed(base, shown pins) string {
+	var what []string
+	if (s.piv != base.piv || s.pin != base.pin || s.puk != base.puk) && (s.piv != shown.piv || s.pin != shown.pin || s.puk != shown.puk) {
+		what = append(what, "its PIV PIN or PUK")
+	}
+	if (s.fido != base.fido || s.fidoSet != base.fidoSet || s.fidoTries != base.fidoTries) && (s.fido != shown.fido || s.fidoSet != shown.fidoSet || s.fidoTries != shown.fidoTries) {
+		what = append(what, "its FIDO2 PIN")
+	}
+	if len(what) == 0 {
+		return ""
+	}
+	return strings.Join(what, " and ") + " changed outside this screen"
 }
 
 // tries is "N tries" with the right plural.
@@ -603,7 +984,10 @@ func (v *View) unblock() {
 		}
 		return ""
 	}, func(pin string) {
-		v.run("Unblocking the PIV PIN", func(ctx context.Context) (string, error) {
+		if !v.still(v.UnblockPIV, k.Serial, true) {
+			return
+		}
+		v.run("Unblocking the PIV PIN", k.Serial, func(ctx context.Context) (string, error) {
 			reg, err := v.env.Registry(ctx)
 			if err != nil {
 				return "", err
@@ -642,7 +1026,10 @@ func (v *View) resetFIDO() {
 			}
 			return ""
 		}, func(pin string) {
-			v.run("Resetting FIDO2", func(ctx context.Context) (string, error) {
+			if !v.still(v.ResetFIDO, k.Serial, true) {
+				return
+			}
+			v.run("Resetting FIDO2", k.Serial, func(ctx context.Context) (string, error) {
 				reg, err := v.env.Registry(ctx)
 				if err != nil {
 					return "", err
@@ -677,7 +1064,9 @@ func (v *View) markLost() {
 		return
 	}
 	uikit.ConfirmSerial(v.env.Window, uint32(serial), "Mark lost", fmt.Sprintf("Key %s of %s stops working for sign-in at once; they get a temporary access pass for 8 hours.", f.key.Serial, f.user.ExternalID), func() {
-		v.lost(f, "")
+		if v.still(v.MarkLost, uint32(serial), false) {
+			v.lost(f, "")
+		}
 	})
 }
 
@@ -686,7 +1075,7 @@ func (v *View) lost(f foundKey, breakGlass string) {
 	// The diagnosis on screen, of this key or another of the same person,
 	// shows their keys: it is read again once the key is marked.
 	last := v.Last
-	v.run("Marking key "+f.key.Serial+" lost", func(ctx context.Context) (string, error) {
+	v.run("Marking key "+f.key.Serial+" lost", serialOf(f.key.Serial), func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return "", err
@@ -739,6 +1128,23 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		})
 		return "", nil
 	})
+}
+
+// still says whether the action of button b on the key with serial, asked
+// for in a dialog, is still offered now that the dialog is answered: the
+// key may have changed while it was open (and been diagnosed again), or
+// another key been chosen (attached: the action acts on the key chosen
+// above). If not, nothing is done and the result line says so.
+func (v *View) still(b *widget.Button, serial uint32, attached bool) bool {
+	ok := !b.Disabled() && v.Last != nil && v.Last.Serial == serial
+	if k, chosen := v.attached(); attached && (!chosen || k.Serial != serial) {
+		ok = false
+	}
+	if !ok {
+		v.setResult(fmt.Sprintf("Nothing was done: key %d changed while the dialog was open, or another key was chosen. Read the diagnosis and press %s again if it still applies.", serial, strings.TrimSuffix(b.Text, "…")), true)
+		v.resultAbout = serial
+	}
+	return ok
 }
 
 // providersNote says in a sentence what became of deleting a lost key's
@@ -802,7 +1208,7 @@ func (v *View) replace() {
 	}
 	lost := v.marked
 	var res *enrol.Result
-	v.run(fmt.Sprintf("Enrolling key %d for %s", k.Serial, lost.User.ExternalID), func(ctx context.Context) (string, error) {
+	v.run(fmt.Sprintf("Enrolling key %d for %s", k.Serial, lost.User.ExternalID), k.Serial, func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return "", err
