@@ -80,10 +80,12 @@ type View struct {
 	Last *recover.Diagnosis
 	// What Last was read against, so that a change made elsewhere can be
 	// told from what Last already says (see noticed): whether it was read
-	// from the attached key, the registry change feed's head before it was
+	// from the attached key and the key's listing then, the registry change
+	// feed's head before it was
 	// read, and the key-state model's state of the key at that moment
 	// (nil when it had none).
 	lastAttached bool
+	lastKey      device.Key
 	lastHead     string
 	lastBase     *keys.State
 	// checking is set while the registry is asked whether the record of
@@ -218,20 +220,39 @@ func (v *View) update(list []device.Key) {
 	}
 	before := v.keys
 	v.keys = list
-	var inserted uint32
+	var again uint32
+	why := ""
 	if d := v.Last; d != nil && !v.busy {
 		switch {
 		case v.lastAttached && !listed(list, d.Serial):
 			v.removed()
 		case !v.lastAttached && listed(list, d.Serial) && !listed(before, d.Serial):
-			inserted = d.Serial
+			again, why = d.Serial, "it was inserted"
+		case v.gained():
+			again, why = d.Serial, "more of its interfaces came up"
 		}
 	}
 	uikit.FillKeyPicker(v.Attached, list, was)
-	if inserted != 0 {
-		v.again(inserted, "it was inserted")
+	if again != 0 {
+		v.again(again, why)
 	}
 	v.enable()
+}
+
+// gained says whether the key diagnosed from itself is listed now with
+// an interface it was not listed with when diagnosed (a key just
+// inserted is listed as soon as one interface answers: its FIDO2 device
+// may come before its smart card, and what was not listed was not read).
+func (v *View) gained() bool {
+	if v.Last == nil || !v.lastAttached {
+		return false
+	}
+	for _, k := range v.keys {
+		if k.Serial == v.Last.Serial {
+			return (k.Reader != "" && v.lastKey.Reader == "") || (k.FIDOPath != "" && v.lastKey.FIDOPath == "")
+		}
+	}
+	return false
 }
 
 // serialOf is a registry serial as a number (0 when it is not one).
@@ -589,14 +610,14 @@ func (v *View) diagnoseHeld(ctx context.Context, k device.Key, attached bool, op
 			base = &st
 		}
 	}
-	uikit.Do(func() { v.present(d, attached, head, base) })
+	uikit.Do(func() { v.present(d, k, attached, head, base) })
 	return nil
 }
 
 // present shows d and what it was read against; a diagnosis read from an
 // attached key makes that key the one chosen above.
-func (v *View) present(d *recover.Diagnosis, attached bool, head string, base *keys.State) {
-	v.lastAttached, v.lastHead, v.lastBase = attached, head, base
+func (v *View) present(d *recover.Diagnosis, k device.Key, attached bool, head string, base *keys.State) {
+	v.lastAttached, v.lastKey, v.lastHead, v.lastBase = attached, k, head, base
 	v.checking, v.recheck = false, ""
 	if attached {
 		for i, k := range v.keys {
@@ -679,13 +700,17 @@ func (v *View) noticed(st keys.State) {
 		return
 	}
 	if v.lastAttached && st.Key.Serial == d.Serial && st.Report != nil {
-		now := pinsOf(st.Report.PIV, st.Report.FIDO)
+		now, shown := pinsOf(st.Report.PIV, st.Report.FIDO), pinsOf(d.PIV, d.FIDO)
+		// With no state of the key in the model when the diagnosis was
+		// read (a key just inserted or restarted), the model's first
+		// reading of it came after the diagnosis's.
+		base := shown
 		if v.lastBase != nil && v.lastBase.Report != nil {
-			base, shown := pinsOf(v.lastBase.Report.PIV, v.lastBase.Report.FIDO), pinsOf(d.PIV, d.FIDO)
-			if why := now.changed(base, shown); why != "" {
-				v.again(d.Serial, why)
-				return
-			}
+			base = pinsOf(v.lastBase.Report.PIV, v.lastBase.Report.FIDO)
+		}
+		if why := now.changed(base, shown); why != "" {
+			v.again(d.Serial, why)
+			return
 		}
 		s := st
 		v.lastBase = &s
@@ -704,6 +729,10 @@ func (v *View) settle() {
 	}
 	if v.lastAttached && !listed(v.keys, d.Serial) {
 		v.removed()
+		return
+	}
+	if v.gained() {
+		v.again(d.Serial, "more of its interfaces came up")
 		return
 	}
 	if t := v.env.States(); t != nil && v.lastAttached {
@@ -725,6 +754,7 @@ func (v *View) removed() {
 		}
 	}
 	v.lastAttached, v.lastBase = false, nil
+	v.checking, v.recheck = false, ""
 	v.show(&d)
 	msg := fmt.Sprintf("Key %d was removed: the diagnosis above is what the registry knows of it.", d.Serial)
 	if v.marked != nil {

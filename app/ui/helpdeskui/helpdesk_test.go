@@ -675,9 +675,11 @@ func TestMessageFollowsTheKey(t *testing.T) {
 		t.Fatalf("the pulled key's PINs are still shown or acted on: %q", v.Diagnosis.Text)
 	}
 	uitest.Sim(t, fmt.Sprintf("insert %d", s1))
-	uitest.WaitFor(t, wait, "the key diagnosed from itself once back", func() bool {
-		return v.Last != nil && v.Last.Serial == s1 && v.Last.PIV != nil && !v.Cancel.Visible() && strings.Contains(v.Result.Text, "it was inserted")
-	})
+	if !uitest.Eventually(wait, func() bool {
+		return v.Last != nil && v.Last.Serial == s1 && v.Last.PIV != nil && !v.Cancel.Visible() && strings.Contains(v.Result.Text, "Diagnosed again because")
+	}) {
+		t.Fatalf("the key back is not diagnosed from itself: %q / %q (chosen %q)", v.Diagnosis.Text, v.Result.Text, v.Attached.Selected)
+	}
 	if !strings.Contains(v.Attached.Selected, fmt.Sprint(s1)) || v.UnblockPIV.Disabled() {
 		t.Fatalf("the key back is not the one chosen (%q) or not acted on", v.Attached.Selected)
 	}
