@@ -80,10 +80,9 @@ type View struct {
 	Last *recover.Diagnosis
 	// What Last was read against, so that a change made elsewhere can be
 	// told from what Last already says (see noticed): whether it was read
-	// from the attached key and the key's listing then, the registry change
-	// feed's head before it was
-	// read, and the key-state model's state of the key at that moment
-	// (nil when it had none).
+	// from the attached key and the key's listing then, the registry
+	// change feed's head before it was read, and the key-state model's
+	// state of the key at that moment (nil when it had none).
 	lastAttached bool
 	lastKey      device.Key
 	lastHead     string
@@ -569,9 +568,8 @@ func (v *View) again(serial uint32, why string) {
 	})
 }
 
-// examine diagnoses k and shows the diagnosis (from a step's goroutine).
-// When attached, k is read too, and the caller's step holds the keys
-// unless examine is to take them (held false).
+// examine diagnoses k and shows the diagnosis, from a step's goroutine;
+// when attached, k is read too, with the keys held.
 func (v *View) examine(ctx context.Context, k device.Key, attached bool) error {
 	reg, err := v.env.Registry(ctx)
 	if err != nil {
@@ -620,8 +618,8 @@ func (v *View) present(d *recover.Diagnosis, k device.Key, attached bool, head s
 	v.lastAttached, v.lastKey, v.lastHead, v.lastBase = attached, k, head, base
 	v.checking, v.recheck = false, ""
 	if attached {
-		for i, k := range v.keys {
-			if k.Serial == d.Serial && v.Attached.SelectedIndex() != i {
+		for i, l := range v.keys {
+			if l.Serial == d.Serial && v.Attached.SelectedIndex() != i {
 				v.selecting = true
 				v.Attached.SetSelectedIndex(i)
 				v.selecting = false
@@ -1166,15 +1164,17 @@ func (v *View) lost(f foundKey, breakGlass string) {
 // another key been chosen (attached: the action acts on the key chosen
 // above). If not, nothing is done and the result line says so.
 func (v *View) still(b *widget.Button, serial uint32, attached bool) bool {
-	ok := !b.Disabled() && v.Last != nil && v.Last.Serial == serial
 	if k, chosen := v.attached(); attached && (!chosen || k.Serial != serial) {
-		ok = false
-	}
-	if !ok {
-		v.setResult(fmt.Sprintf("Nothing was done: key %d changed while the dialog was open, or another key was chosen. Read the diagnosis and press %s again if it still applies.", serial, strings.TrimSuffix(b.Text, "…")), true)
+		v.setResult(fmt.Sprintf("Nothing was done: key %d is no longer the key chosen above.", serial), true)
 		v.resultAbout = serial
+		return false
 	}
-	return ok
+	if b.Disabled() || v.Last == nil || v.Last.Serial != serial {
+		v.setResult(fmt.Sprintf("Nothing was done: key %d changed while the dialog was open. Read the diagnosis and press %s again if it still applies.", serial, strings.TrimSuffix(b.Text, "…")), true)
+		v.resultAbout = serial
+		return false
+	}
+	return true
 }
 
 // providersNote says in a sentence what became of deleting a lost key's

@@ -661,6 +661,20 @@ func TestMessageFollowsTheKey(t *testing.T) {
 	if d.Serial != s1 || d.PIV == nil {
 		t.Fatalf("diagnosis of key %d: %+v", d.Serial, d.PIV)
 	}
+	// A new PIN given for key s1 after another key was chosen under the
+	// dialog: nothing is done, and no escrow opened.
+	opened := auditCount(t, "recovery.escrow_opened")
+	test.Tap(v.UnblockPIV)
+	v.Attached.SetSelectedIndex(slices.IndexFunc(v.Attached.Options, func(o string) bool { return strings.Contains(o, fmt.Sprint(s0)) }))
+	newPIN(t, v, "135790", "135790")
+	if v.Cancel.Visible() || !strings.Contains(v.Result.Text, "Nothing was done") || v.Result.Importance != widget.DangerImportance {
+		t.Fatalf("an unblock for key %d went ahead after key %d was chosen: %q", s1, s0, v.Result.Text)
+	}
+	if n := auditCount(t, "recovery.escrow_opened"); n != opened {
+		t.Fatalf("the escrow was opened (%d escrow_opened entries, %d before)", n, opened)
+	}
+	v.Attached.SetSelectedIndex(slices.IndexFunc(v.Attached.Options, func(o string) bool { return strings.Contains(o, fmt.Sprint(s1)) }))
+	d = diagnose(t, v)
 	uitest.Sim(t, fmt.Sprintf("remove %d", s1))
 	t.Cleanup(func() {
 		if k, err := uitest.Fleet.Key(context.Background(), s1); err != nil || k.Serial != s1 {
