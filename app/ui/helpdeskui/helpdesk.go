@@ -28,6 +28,7 @@ import (
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry"
@@ -96,6 +97,9 @@ type View struct {
 	// the key chosen above to the key it diagnoses.
 	resultAbout uint32
 	selecting   bool
+	// queued is a dialog's answer that came while the key was being
+	// diagnosed again; it is looked at once that is done.
+	queued func()
 
 	marked *recover.LostResult
 	Root   fyne.CanvasObject
@@ -228,7 +232,7 @@ func (v *View) update(list []device.Key) {
 		case !v.lastAttached && listed(list, d.Serial) && !listed(before, d.Serial):
 			again, why = d.Serial, "it was inserted"
 		case v.gained():
-			again, why = d.Serial, "more of its interfaces came up"
+			again = d.Serial
 		}
 	}
 	uikit.FillKeyPicker(v.Attached, list, was)
@@ -337,13 +341,21 @@ func canUnblock(d *recover.Diagnosis) bool {
 // run runs work in the background with the buttons disabled; about is
 // the key the step is about (0 for none), whose the result line is.
 func (v *View) run(what string, about uint32, work func(ctx context.Context) (string, error)) {
+	v.start(what, about, false, work)
+}
+
+// start is run; a quiet step leaves the result line as it is unless it
+// fails.
+func (v *View) start(what string, about uint32, quiet bool, work func(ctx context.Context) (string, error)) {
 	if v.busy {
 		return
 	}
 	v.busy = true
 	v.enable()
-	v.setResult(what+"…", false)
-	v.resultAbout = about
+	if !quiet {
+		v.setResult(what+"…", false)
+		v.resultAbout = about
+	}
 	v.Cancel.Show()
 	v.resultRow.Refresh()
 	v.cancel = v.env.Go(func(ctx context.Context) error {
@@ -359,8 +371,15 @@ func (v *View) run(what string, about uint32, work func(ctx context.Context) (st
 		v.resultRow.Refresh()
 		v.Touch.Hide()
 		v.enable()
-		// What changed elsewhere while the step ran is looked at now.
-		defer v.settle()
+		// What changed elsewhere while the step ran is looked at now,
+		// then a dialog's answer that came meanwhile.
+		defer func() {
+			v.settle()
+			if q := v.queued; q != nil && !v.busy {
+				v.queued = nil
+				q()
+			}
+		}()
 		if err != nil {
 			if errors.Is(err, recover.ErrCanceled) {
 				v.setResult(what+": canceled; nothing was changed.", false)
@@ -543,6 +562,8 @@ func (v *View) diagnoseKey(k device.Key, attached bool) {
 // changed outside this screen (why says how, in a few words): from the key
 // when it is attached, else from the registry. Should that fail, the
 // diagnosis shown is marked out of date rather than left as if current.
+// With why empty the key did not change, only more of it can be read (its
+// listing caught up after it came back): the result line stays as it is.
 func (v *View) again(serial uint32, why string) {
 	k := device.Key{Serial: serial}
 	attached := false
@@ -555,7 +576,11 @@ func (v *View) again(serial uint32, why string) {
 		}
 	}
 	prev := v.Last
-	v.run(fmt.Sprintf("Key %d: %s; diagnosing it again", serial, why), serial, func(ctx context.Context) (string, error) {
+	what := fmt.Sprintf("Key %d: %s; diagnosing it again", serial, why)
+	if why == "" {
+		what = fmt.Sprintf("Reading key %d again", serial)
+	}
+	v.start(what, serial, why == "", func(ctx context.Context) (string, error) {
 		if err := v.examine(ctx, k, attached); err != nil {
 			uikit.Do(func() {
 				if v.Last == prev {
@@ -563,6 +588,9 @@ func (v *View) again(serial uint32, why string) {
 				}
 			})
 			return "", err
+		}
+		if why == "" {
+			return "", nil
 		}
 		return fmt.Sprintf("Diagnosed again because %s: the diagnosis above is key %d as it is now; recorded in the registry's audit log.", why, serial), nil
 	})
@@ -730,7 +758,7 @@ func (v *View) settle() {
 		return
 	}
 	if v.gained() {
-		v.again(d.Serial, "more of its interfaces came up")
+		v.again(d.Serial, "")
 		return
 	}
 	if t := v.env.States(); t != nil && v.lastAttached {
@@ -1011,24 +1039,28 @@ func (v *View) unblock() {
 			return strings.TrimPrefix(err.Error(), recover.ErrPIVPINRule.Error()+": ")
 		}
 		return ""
-	}, func(pin string) {
-		if !v.still(v.UnblockPIV, k.Serial, true) {
-			return
+	}, func(pin string) { v.unblockWith(k, pin) })
+}
+
+// unblockWith unblocks the PIV PIN of k with the escrowed PUK, setting pin,
+// once the new-PIN dialog is answered.
+func (v *View) unblockWith(k device.Key, pin string) {
+	if !v.still(v.UnblockPIV, k.Serial, true, func() { v.unblockWith(k, pin) }) {
+		return
+	}
+	v.run("Unblocking the PIV PIN", k.Serial, func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
 		}
-		v.run("Unblocking the PIV PIN", k.Serial, func(ctx context.Context) (string, error) {
-			reg, err := v.env.Registry(ctx)
-			if err != nil {
-				return "", err
-			}
-			opt := v.options(k)
-			opt.Registry = reg
-			release := v.env.HoldKeys()
-			defer release()
-			if err := recover.UnblockPIVPIN(ctx, k, pin, opt); err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial) + v.rediagnose(ctx, k.Serial, opt, false), nil
-		})
+		opt := v.options(k)
+		opt.Registry = reg
+		release := v.env.HoldKeys()
+		defer release()
+		if err := recover.UnblockPIVPIN(ctx, k, pin, opt); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial) + v.rediagnose(ctx, k.Serial, opt, false), nil
 	})
 }
 
@@ -1054,28 +1086,38 @@ func (v *View) resetFIDO() {
 			}
 			return ""
 		}, func(pin string) {
-			if !v.still(v.ResetFIDO, k.Serial, true) {
-				return
+			var reset func()
+			reset = func() {
+				if !v.still(v.ResetFIDO, k.Serial, true, reset) {
+					return
+				}
+				v.resetWith(k, pin, s)
 			}
-			v.run("Resetting FIDO2", k.Serial, func(ctx context.Context) (string, error) {
-				reg, err := v.env.Registry(ctx)
-				if err != nil {
-					return "", err
-				}
-				opt := v.options(k)
-				opt.Registry = reg
-				release := v.env.HoldKeys()
-				defer release()
-				res, err := recover.ResetFIDO2(ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
-				if err != nil {
-					return "", err
-				}
-				if _, err := recover.WaitWhole(ctx, v.env.Keys, k.Serial, res.PIV, true, 15*time.Second); err != nil {
-					return "", err
-				}
-				return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked.", k.Serial, s.RPID, uikit.Count(len(res.Revoked), "old credential", "old credentials")) + v.rediagnose(ctx, k.Serial, opt, false), nil
-			})
+			reset()
 		})
+	})
+}
+
+// resetWith resets FIDO2 on k with the new PIN pin, once the dialogs are
+// answered.
+func (v *View) resetWith(k device.Key, pin string, s settings.Settings) {
+	v.run("Resetting FIDO2", k.Serial, func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		opt := v.options(k)
+		opt.Registry = reg
+		release := v.env.HoldKeys()
+		defer release()
+		res, err := recover.ResetFIDO2(ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
+		if err != nil {
+			return "", err
+		}
+		if _, err := recover.WaitWhole(ctx, v.env.Keys, k.Serial, res.PIV, true, 15*time.Second); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked.", k.Serial, s.RPID, uikit.Count(len(res.Revoked), "old credential", "old credentials")) + v.rediagnose(ctx, k.Serial, opt, false), nil
 	})
 }
 
@@ -1092,9 +1134,13 @@ func (v *View) markLost() {
 		return
 	}
 	uikit.ConfirmSerial(v.env.Window, uint32(serial), "Mark lost", fmt.Sprintf("Key %s of %s stops working for sign-in at once; they get a temporary access pass for 8 hours.", f.key.Serial, f.user.ExternalID), func() {
-		if v.still(v.MarkLost, uint32(serial), false) {
-			v.lost(f, "")
+		var mark func()
+		mark = func() {
+			if v.still(v.MarkLost, uint32(serial), false, mark) {
+				v.lost(f, "")
+			}
 		}
+		mark()
 	})
 }
 
@@ -1162,8 +1208,14 @@ func (v *View) lost(f foundKey, breakGlass string) {
 // for in a dialog, is still offered now that the dialog is answered: the
 // key may have changed while it was open (and been diagnosed again), or
 // another key been chosen (attached: the action acts on the key chosen
-// above). If not, nothing is done and the result line says so.
-func (v *View) still(b *widget.Button, serial uint32, attached bool) bool {
+// above). If not, nothing is done and the result line says so. While the
+// key is being diagnosed again the answer waits: retry is called once that
+// is done.
+func (v *View) still(b *widget.Button, serial uint32, attached bool, retry func()) bool {
+	if v.busy {
+		v.queued = retry
+		return false
+	}
 	if k, chosen := v.attached(); attached && (!chosen || k.Serial != serial) {
 		v.setResult(fmt.Sprintf("Nothing was done: key %d is no longer the key chosen above.", serial), true)
 		v.resultAbout = serial

@@ -480,9 +480,11 @@ func TestResetFIDO2(t *testing.T) {
 		t.Fatalf("a short FIDO2 PIN: open %v, %q", v.NewPIN.Open(), v.NewPIN.Check.Text)
 	}
 	newPIN(t, v, "fido-86420", "fido-86420")
-	uitest.WaitFor(t, 2*wait, "the reset done", func() bool {
+	if !uitest.Eventually(2*wait, func() bool {
 		return !v.Cancel.Visible() && strings.Contains(v.Result.Text, "FIDO2") && !strings.HasSuffix(v.Result.Text, "…")
-	})
+	}) {
+		t.Fatalf("after %v the reset is not done: %q (key chosen %q, diagnosis %q)", 2*wait, v.Result.Text, v.Attached.Selected, v.Diagnosis.Text)
+	}
 	if !strings.Contains(v.Result.Text, "reset; new credential") {
 		t.Fatalf("result %q", v.Result.Text)
 	}
