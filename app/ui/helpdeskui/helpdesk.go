@@ -761,9 +761,22 @@ func (v *View) settle() {
 		v.again(d.Serial, "")
 		return
 	}
-	if t := v.env.States(); t != nil && v.lastAttached {
+	t := v.env.States()
+	if t == nil {
+		return
+	}
+	if v.lastAttached {
 		if st, ok := t.Get(d.Serial); ok {
 			v.noticed(st)
+		}
+		return
+	}
+	// Diagnosed from the registry alone: the feed's head as the model
+	// last had it, from any key attached.
+	for _, k := range v.keys {
+		if st, ok := t.Get(k.Serial); ok && laterHead(st.RegistryHead, v.lastHead) {
+			v.checkRegistry(st.RegistryHead)
+			return
 		}
 	}
 }
