@@ -100,6 +100,10 @@ type View struct {
 	// queued is a dialog's answer that came while the key was being
 	// diagnosed again; it is looked at once that is done.
 	queued func()
+	// rereads counts the quiet readings of the key since the last step
+	// that was not one (at most maxRereads: a key whose card keeps
+	// refusing is not read for ever).
+	rereads int
 
 	marked *recover.LostResult
 	Root   fyne.CanvasObject
@@ -231,7 +235,8 @@ func (v *View) update(list []device.Key) {
 			v.removed()
 		case !v.lastAttached && listed(list, d.Serial) && !listed(before, d.Serial):
 			again, why = d.Serial, "it was inserted"
-		case v.gained():
+		case v.gained() && v.rereads < maxRereads:
+			v.rereads++
 			again = d.Serial
 		}
 	}
@@ -299,6 +304,10 @@ func (v *View) chosen() {
 	}
 }
 
+// maxRereads is how many times in a row a key is read again only because
+// more of it can be read now.
+const maxRereads = 2
+
 // intro is what the diagnosis says before any key is diagnosed.
 const intro = "Insert the key the person brought and press Diagnose, or search for them."
 
@@ -355,6 +364,7 @@ func (v *View) start(what string, about uint32, quiet bool, work func(ctx contex
 	if !quiet {
 		v.setResult(what+"…", false)
 		v.resultAbout = about
+		v.rereads = 0
 	}
 	v.Cancel.Show()
 	v.resultRow.Refresh()
@@ -714,10 +724,9 @@ func (v *View) stateChanged(changed []keys.State) {
 // screen. A step of this screen holds the keys while it acts and
 // diagnoses again before it lets go, so what it did is in the diagnosis;
 // while one runs nothing is compared (settle looks once it ends). The
-// key's PIN state counts as changed elsewhere when it differs both from
-// the model's state when the diagnosis was read (the model may not have
-// read the key since this screen's own step) and from the diagnosis (the
-// model's next read finds what the step left). The registry counts as
+// key's PIN state counts as changed elsewhere as pins.changed says; a part
+// of the key the model reads and the diagnosis could not is read again
+// quietly. The registry counts as
 // changed when its change feed moved past the head the diagnosis was read
 // at and the registry's record of the key or its owner's keys differs.
 func (v *View) noticed(st keys.State) {
@@ -734,8 +743,14 @@ func (v *View) noticed(st keys.State) {
 		if v.lastBase != nil && v.lastBase.Report != nil {
 			base = pinsOf(v.lastBase.Report.PIV, v.lastBase.Report.FIDO)
 		}
-		if why := now.changed(base, shown); why != "" {
+		why, more := now.changed(base, shown)
+		switch {
+		case why != "":
 			v.again(d.Serial, why)
+			return
+		case more && v.rereads < maxRereads:
+			v.rereads++
+			v.again(d.Serial, "")
 			return
 		}
 		s := st
@@ -757,7 +772,8 @@ func (v *View) settle() {
 		v.removed()
 		return
 	}
-	if v.gained() {
+	if v.gained() && v.rereads < maxRereads {
+		v.rereads++
 		v.again(d.Serial, "")
 		return
 	}
@@ -919,20 +935,36 @@ func pinsOf(p *device.PIVStatus, f *device.FIDOStatus) pins {
 	return s
 }
 
-// changed says in a few words what of s differs from both base and shown
-// ("" when nothing does).
-func (s pins) changed(base, shown pins) string {
+// changed compares s, the model's reading of the key now, with base, its
+// reading when the diagnosis shown was read, and with shown, the
+// diagnosis. It says in a few words what changed elsewhere: a value that
+// differs both from base (the model may not have read the key since this
+// screen's own step) and from shown (the model's next reading finds what
+// the step left); or whether the model merely reads a part of the key the
+// diagnosis could not (a key just back, its card not yet answering): more
+// is set then, and there is nothing to tell.
+func (s pins) changed(base, shown pins) (why string, more bool) {
 	var what []string
-	if (s.piv != base.piv || s.pin != base.pin || s.puk != base.puk) && (s.piv != shown.piv || s.pin != shown.pin || s.puk != shown.puk) {
+	switch {
+	case s.piv && !shown.piv:
+		more = true
+	case s.piv && (!base.piv || s.pin != base.pin || s.puk != base.puk) && (s.pin != shown.pin || s.puk != shown.puk):
 		what = append(what, "its PIV PIN or PUK")
+	case !s.piv && shown.piv && base.piv:
+		what = append(what, "its PIV state")
 	}
-	if (s.fido != base.fido || s.fidoSet != base.fidoSet || s.fidoTries != base.fidoTries) && (s.fido != shown.fido || s.fidoSet != shown.fidoSet || s.fidoTries != shown.fidoTries) {
+	switch {
+	case s.fido && !shown.fido:
+		more = true
+	case s.fido && (!base.fido || s.fidoSet != base.fidoSet || s.fidoTries != base.fidoTries) && (s.fidoSet != shown.fidoSet || s.fidoTries != shown.fidoTries):
 		what = append(what, "its FIDO2 PIN")
+	case !s.fido && shown.fido && base.fido:
+		what = append(what, "its FIDO2 state")
 	}
 	if len(what) == 0 {
-		return ""
+		return "", more
 	}
-	return strings.Join(what, " and ") + " changed outside this screen"
+	return strings.Join(what, " and ") + " changed outside this screen", more
 }
 
 // tries is "N tries" with the right plural.
