@@ -743,12 +743,12 @@ func (v *View) noticed(st keys.State) {
 		if v.lastBase != nil && v.lastBase.Report != nil {
 			base = pinsOf(v.lastBase.Report.PIV, v.lastBase.Report.FIDO)
 		}
-		why, more := now.changed(base, shown)
+		why, reread := now.changed(base, shown)
 		switch {
 		case why != "":
 			v.again(d.Serial, why)
 			return
-		case more && v.rereads < maxRereads:
+		case reread && v.rereads < maxRereads:
 			v.rereads++
 			v.again(d.Serial, "")
 			return
@@ -940,31 +940,29 @@ func pinsOf(p *device.PIVStatus, f *device.FIDOStatus) pins {
 // diagnosis. It says in a few words what changed elsewhere: a value that
 // differs both from base (the model may not have read the key since this
 // screen's own step) and from shown (the model's next reading finds what
-// the step left); or whether the model merely reads a part of the key the
-// diagnosis could not (a key just back, its card not yet answering): more
-// is set then, and there is nothing to tell.
-func (s pins) changed(base, shown pins) (why string, more bool) {
+// the step left). A part of the key read by one and not the other (a key
+// just back, its card not yet answering to one of them; the model's
+// listing of it not yet whole) is no change to tell of: reread is set
+// when the model reads it and the diagnosis could not, or when the model
+// no longer reads what it read at the diagnosis.
+func (s pins) changed(base, shown pins) (why string, reread bool) {
 	var what []string
 	switch {
-	case s.piv && !shown.piv:
-		more = true
+	case s.piv != shown.piv:
+		reread = s.piv || s.piv != base.piv
 	case s.piv && (!base.piv || s.pin != base.pin || s.puk != base.puk) && (s.pin != shown.pin || s.puk != shown.puk):
 		what = append(what, "its PIV PIN or PUK")
-	case !s.piv && shown.piv && base.piv:
-		what = append(what, "its PIV state")
 	}
 	switch {
-	case s.fido && !shown.fido:
-		more = true
+	case s.fido != shown.fido:
+		reread = reread || s.fido || s.fido != base.fido
 	case s.fido && (!base.fido || s.fidoSet != base.fidoSet || s.fidoTries != base.fidoTries) && (s.fidoSet != shown.fidoSet || s.fidoTries != shown.fidoTries):
 		what = append(what, "its FIDO2 PIN")
-	case !s.fido && shown.fido && base.fido:
-		what = append(what, "its FIDO2 state")
 	}
 	if len(what) == 0 {
-		return "", more
+		return "", reread
 	}
-	return strings.Join(what, " and ") + " changed outside this screen", more
+	return strings.Join(what, " and ") + " changed outside this screen", reread
 }
 
 // tries is "N tries" with the right plural.
