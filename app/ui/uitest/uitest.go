@@ -83,6 +83,9 @@ func Sim(t *testing.T, line string) {
 // registry (nil: the registry is down).
 func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.Env {
 	t.Helper()
+	// test.NewApp empties Fyne's global font and theme caches: work left
+	// over from an earlier test may be using them under the lock.
+	HoldUI(t)
 	a := test.NewApp()
 	w := a.NewWindow("keydesk test")
 	w.Resize(fyne.NewSize(1280, 800))
@@ -108,7 +111,6 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 			env.Feed.Publish(list)
 		}
 	}()
-	HoldUI(t)
 	return env
 }
 
@@ -116,8 +118,12 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 // UI lock until the test ends and gives it up only while it waits
 // (Eventually, Unlocked), so background work that ends in uikit.Do never
 // touches widgets while the test is building, tapping or reading them.
-// Env calls it; a test that builds its own app calls it first.
-func HoldUI(t *testing.T) {
+// Env calls it; a test that builds its own app calls it first, before
+// test.NewApp (which empties Fyne's global font and theme caches). The
+// test's cleanups registered after it run with the lock held; one that
+// waits for background work to end (a watcher goroutine that publishes
+// through uikit.Do) waits inside Unlocked.
+func HoldUI(t testing.TB) {
 	_ = uikit.LockUI()
 	t.Cleanup(func() { uikit.Release() })
 }
