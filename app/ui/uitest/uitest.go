@@ -172,7 +172,9 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 // test.NewApp (which empties Fyne's global font and theme caches). The
 // test's cleanups registered after it run with the lock held; one that
 // waits for background work to end (a watcher goroutine that publishes
-// through uikit.Do) waits inside Unlocked.
+// through uikit.Do) waits inside Unlocked. The lock belongs to one
+// goroutine: a subtest (t.Run runs it on a goroutine of its own) calls
+// Env or HoldUI itself, from a parent that does not hold the lock.
 func HoldUI(t testing.TB) {
 	_ = uikit.LockUI()
 	t.Cleanup(func() { uikit.Release() })
