@@ -114,6 +114,9 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 		return err
 	}
 	e.practice = s.Practice
+	if s, _, err = e.helpdesk(s); err != nil {
+		return err
+	}
 	if err := s.ReadyToEnrol(); err != nil {
 		return err
 	}
