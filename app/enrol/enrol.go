@@ -440,7 +440,20 @@ type InterruptedError struct {
 }
 
 func (e *InterruptedError) Error() string {
-	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %v", e.Serial, e.Stage, e.Err)
+	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %s", e.Serial, e.Stage, said(e.Err))
+}
+
+// said is err in plain words when the registry could not be reached, or
+// answered that its storage takes no writes (client.Storage); else err's
+// own text. The HTTP client's wording stays behind Unwrap.
+func said(err error) string {
+	if msg, ok := client.Storage(err); ok {
+		return msg
+	}
+	if errors.Is(err, client.ErrUnreachable) {
+		return "the registry could not be reached (" + client.Cause(err) + ")"
+	}
+	return err.Error()
 }
 
 func (e *InterruptedError) Unwrap() error { return e.Err }
@@ -803,7 +816,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	}
 	stop := func(err error) (*Result, error) {
 		err = e.removedCause(ctx, k, err)
-		rec.Error = err.Error()
+		rec.Error = said(err)
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
 	}
@@ -1110,7 +1123,7 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
 		err = e.removedCause(ctx, k, err)
-		rec.Error = err.Error()
+		rec.Error = said(err)
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
 	}
