@@ -15,6 +15,7 @@ import (
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/roster"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
@@ -124,15 +125,8 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, _, err := e.settings()
+	s, err := e.enrolSettings()
 	if err != nil {
-		return err
-	}
-	e.practice = s.Practice
-	if s, _, err = e.helpdesk(s); err != nil {
-		return err
-	}
-	if err := s.ReadyToEnrol(); err != nil {
 		return err
 	}
 	conn, err := e.registry(s)
@@ -173,6 +167,21 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 		return enrolResume(e, en, ui)
 	}
 	return enrolOne(e, en, o, role, ui)
+}
+
+// enrolSettings loads the desk's settings for enrolment: practice mode as
+// they say, the practice helpdesk identity on a practice desk that names
+// no recipient (app/helpdeskid), and ready to enrol.
+func (e *env) enrolSettings() (settings.Settings, error) {
+	s, _, err := e.settings()
+	if err != nil {
+		return s, err
+	}
+	e.practice = s.Practice
+	if s, _, err = e.helpdesk(s); err != nil {
+		return s, err
+	}
+	return s, s.ReadyToEnrol()
 }
 
 // enrolRole checks that exactly one of --user, --batch and --resume is
