@@ -299,7 +299,9 @@ func (e *Enroller) regenuine(ctx context.Context, rec *Record, er client.Enrolme
 // enrolment is gone.
 func (e *Enroller) repin(ctx context.Context, rec *Record, er client.Enrolment, k device.Key, st device.FIDOStatus, p pins, touch func(context.Context)) error {
 	if p.fido != "" && !st.ForcePINChange && st.MinPINLength < e.cfg.Settings.MinPINLength {
-		err := e.timedErr(func() error { return fidokey.Open(k.FIDOPath).SetMinPINLength(ctx, p.fido, e.cfg.Settings.MinPINLength) })
+		err := e.timedErr(func() error {
+			return fidokey.Open(k.FIDOPath).SetMinPINLength(ctx, p.fido, e.cfg.Settings.MinPINLength)
+		})
 		if err != nil && !errors.Is(err, device.ErrNotSupported) {
 			return fmt.Errorf("setting the key's minimum PIN length: %w", err)
 		}
