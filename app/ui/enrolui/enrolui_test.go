@@ -655,9 +655,18 @@ func TestWizardRegistryDownThenResume(t *testing.T) {
 		t.Fatal("no Resume button for the queued key")
 	}
 	h.ui(func() { test.Tap(resume) })
+	// The person types the key's PINs again: the PIV proof needs the PIV
+	// PIN, as in a fresh enrolment.
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.typeText("registry-down")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.typeText("445566")
+	h.press(fyne.KeyReturn)
 	f.await(stepResult)
 	h.ui(func() {
-		if len(w.results) != 1 || w.results[0].Status != registry.KeyActive {
+		if len(w.results) != 1 || w.results[0].Status != registry.KeyActive || !w.results[0].PIVProof || !w.results[0].FIDO2Proof ||
+			!strings.Contains(w.resultText.Text, "Proved to the registry: a PIV signature") {
 			t.Fatalf("resumed: %+v: %s", w.results, w.resultText.Text)
 		}
 	})
