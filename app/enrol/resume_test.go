@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/keydesk/keydesk/app/idp"
+	"github.com/keydesk/keydesk/app/idp/idptest"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
@@ -108,6 +110,56 @@ func TestResumeMakesTheSameChecks(t *testing.T) {
 	again, err := e.Resume(ctx, sim.FirstSerial, testUI(nil))
 	if err != nil || !again.PIVProof || again.PINChange != PINChangeForced || len(again.NotRedone) != len(res.NotRedone) || again.Genuine != res.Genuine {
 		t.Fatalf("the journal's record of the checks: %+v, %v", again, err)
+	}
+}
+
+// TestResumeMakesProviderCredentials: an identity provider that hands out
+// creation options gets a credential made on the key by a resumed
+// enrolment, as by a fresh one. The provider is a real HTTP server
+// (idptest) that checks the credential answers its options; the registry
+// process is killed as registration begins and restarted; the resume,
+// with the PINs typed again, registers the key with the provider once.
+func TestResumeMakesProviderCredentials(t *testing.T) {
+	d := newDesk(t)
+	s := idptest.Start()
+	defer s.Close()
+	s.SetOptions(&idp.CreationOptions{RPID: "login.example", RPName: "login.example", UserID: []byte("user-handle-u1"), UserName: "ada@login.example",
+		Challenge: []byte("a challenge from login.example"), ResidentKey: "required", UserVerification: "required", CredProtect: 2})
+	orch, err := idp.OpenDesk([]idp.Config{s.Config("login")}, nil, d.cl, filepath.Join(d.data, "idp-outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Settings: d.set, Keys: d.svc, Registry: d.cl, JournalPath: filepath.Join(d.data, "journal.db"), IDP: orch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	ui := testUI(nil)
+	ui.Progress = func(ev Event) {
+		if ev.Step == StepRegister {
+			d.reg.Kill()
+		}
+	}
+	_, err = e.EnrolKey(ctx, Request{User: ada, CreateUser: true, Serial: sim.FirstSerial}, ui)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || ie.Stage != StageQueued {
+		t.Fatalf("registry down: %v", err)
+	}
+	u, _ := url.Parse(d.reg.URL)
+	if d.reg, err = regtest.Start(bin, d.regState, "--practice", "--listen", u.Host); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.Resume(ctx, sim.FirstSerial, testUI(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Providers) != 1 || res.Providers[0].State != idp.IntentDone {
+		t.Fatalf("providers after resume: %+v", res.Providers)
+	}
+	ms := s.Methods(ada.ExternalID)
+	if len(ms) != 1 || len(ms[0].ClientDataJSON) == 0 || s.Writes() != 1 {
+		t.Fatalf("the provider holds %d methods after %d writes: %+v", len(ms), s.Writes(), ms)
 	}
 }
 
