@@ -23,8 +23,12 @@
 //     recipients, and the sealed copy is journalled, before the key changes.
 //  5. Registry: the key is registered pending (through the outbox, so a
 //     crash never registers it twice), the sealed escrow stored, and the key
-//     made active by a challenge it signs (FIDO2 assertion and PIV
-//     signature, checked by the registry).
+//     made active by challenges it signs (PIV signature and FIDO2
+//     assertion, both checked on the desk before either is sent, then by
+//     the registry).
+//  6. The identity providers (Config.IDP), then the PIN-change policy;
+//     only then does the journal say active, with what the key passed
+//     (Checks).
 //
 // A user counts as covered only with two active keys, a primary and a
 // backup; EnrolUser ends a first key by asking for the backup.
@@ -32,9 +36,11 @@
 // Every stage is journalled before it starts (journal.go). A key pulled or
 // a registry that goes down stops the enrolment with an *InterruptedError
 // that says what happened and what to do next; Resume (or the next run of
-// the same batch) finishes what can be finished. PINs are typed, used and
-// forgotten; nothing keydesk writes holds a PIN, PUK or management key in
-// the clear.
+// the same batch) finishes what can be finished, with the same proofs and
+// policies as a fresh enrolment: the person types the PINs again, and a
+// key whose PIV proof cannot be made stays pending (resume.go). PINs are
+// typed, used and forgotten; nothing keydesk writes holds a PIN, PUK or
+// management key in the clear.
 package enrol
 
 import (
@@ -367,7 +373,8 @@ type Request struct {
 	// registration, escrow and activation in place, with the PINs still
 	// at hand. Without it, or when the wait runs out, the enrolment stops
 	// with an *InterruptedError whose hint says how to finish it. For a
-	// face that shows StepRegistryWait.
+	// face that shows StepRegistryWait. EnrolKey and EnrolUser honour it
+	// alike.
 	WaitRegistry bool
 }
 
