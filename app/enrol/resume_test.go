@@ -2,6 +2,7 @@ package enrol
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -187,5 +188,43 @@ func pivProofs(t *testing.T, c *client.Client, keyID string) int {
 			return n
 		}
 		q.After = p.Next
+	}
+}
+
+// TestJournalGainsChecks: a journal written before checks were kept
+// (no checks column) opens, keeps its records, and then keeps checks.
+func TestJournalGainsChecks(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "journal.db")
+	db, err := sql.Open("sqlite", "file:"+p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE enrolments (serial INTEGER PRIMARY KEY, external_id TEXT NOT NULL, role TEXT NOT NULL,
+		batch TEXT NOT NULL DEFAULT '', stage TEXT NOT NULL, request BLOB, escrow BLOB, key_id TEXT NOT NULL DEFAULT '',
+		outbox_seq INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', updated_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO enrolments (serial, external_id, role, stage, updated_at) VALUES (7, 'u7', 'primary', 'queued', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	ctx := context.Background()
+	for range 2 { // the second open finds the column there
+		j, err := openJournal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := j.get(ctx, 7)
+		if err != nil || r == nil || r.Stage != StageQueued {
+			t.Fatalf("the old record: %+v, %v", r, err)
+		}
+		r.Checks = Checks{PIVProof: true, PINChange: PINChangeForced, NotRedone: []string{"x"}}
+		if err := j.put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if r, err = j.get(ctx, 7); err != nil || !r.Checks.PIVProof || r.Checks.PINChange != PINChangeForced || len(r.Checks.NotRedone) != 1 {
+			t.Fatalf("checks kept: %+v, %v", r, err)
+		}
+		j.close()
 	}
 }
