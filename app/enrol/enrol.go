@@ -1225,9 +1225,12 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	return res, nil
 }
 
-// ErrProofNeedsPIN: the PIV proof (or the PIN-change policy) needs a PIN
-// that was not at hand and could not be asked for. The key is left
-// pending in the registry; nothing was sent.
+// ErrProofNeedsPIN: a resumed enrolment needs a PIN that was not at hand
+// and could not be asked for. For the proofs (the PIV PIN; the FIDO2 PIN
+// for a credProtect 3 credential) nothing was sent and the key stays
+// pending in the registry; for the PIN-change policy (the FIDO2 PIN) the
+// registry holds it active but the journal does not say so until the
+// policy is applied. Either way --resume finishes it with the PINs.
 var ErrProofNeedsPIN = errors.New("the key's proof needs its PIN typed again")
 
 // prove has the registry verify challenges signed by the key: a PIV
