@@ -200,14 +200,15 @@ func TestRegistryGoneWords(t *testing.T) {
 		t.Skipf("the registry could not listen on %s again: %v", addr, err)
 	}
 	t.Cleanup(back.Stop)
-	uitest.WaitFor(t, 20*time.Second, "the status line says the registry is back", func() bool {
-		return strings.HasPrefix(d.shell.Status.Text, "Registry: "+url+" ·")
-	})
+	if !uitest.Eventually(20*time.Second, func() bool { return strings.HasPrefix(d.shell.Status.Text, "Registry: "+url+" ·") }) {
+		t.Fatalf("the registry is back; the status line says %q", d.shell.Status.Text)
+	}
 }
 
 // TestRegistryDownFromTheStart is a desk whose registry is not running
 // when it starts (a closed port): the status line and every screen say so
-// in plain words, with what to do, and nothing of the network library's.
+// in plain words, with what to do, and nothing of the network library's;
+// nor does a Save of the settings that the disk refuses.
 func TestRegistryDownFromTheStart(t *testing.T) {
 	kr := testKeyring(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -247,4 +248,33 @@ func TestRegistryDownFromTheStart(t *testing.T) {
 		}
 	}
 	walkScreens(t, d, w, "registry down, screens visited again")
+
+	// Settings that cannot be saved: a file stands where keydesk's
+	// settings folder belongs.
+	cfg := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "keydesk")
+	if err := os.RemoveAll(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.shell.Show("settings")
+	force, _ := find(d.shell.Content, func(o fyne.CanvasObject) bool {
+		c, ok := o.(*widget.Check)
+		return ok && strings.Contains(c.Text, "changes the FIDO2 PIN")
+	}).(*widget.Check)
+	if force == nil {
+		t.Fatal("no first-use PIN box on the Settings screen")
+	}
+	test.Tap(force)
+	tap(t, d, "Save settings")
+	if !uitest.Eventually(20*time.Second, func() bool {
+		return uitest.HasText(d.shell.Content, "Saving failed: saving settings: "+cfg+" could not be used: a file stands where a folder belongs") &&
+			uitest.HasText(d.shell.Content, "Move that file out of the way")
+	}) {
+		t.Errorf("a save that failed reads %q", windowTexts(w))
+	}
+	if f, in := rawOnScreen(w); f != "" {
+		t.Errorf("a save that failed shows %q: %q", f, in)
+	}
 }
