@@ -36,8 +36,7 @@ type plain struct {
 	what string
 	// next is what to do; "" when the error's own hint says it.
 	next string
-	// anchor is where the library's text starts in the error's text;
-	// "" replaces the whole text.
+	// anchor is where the library's text starts in the error's text.
 	anchor string
 }
 
@@ -113,13 +112,15 @@ func NextStep(err error) string {
 }
 
 // splice puts what in place of text from anchor on, keeping what keydesk
-// said before it ("asking the registry whose token this is: …").
+// said before it ("asking the registry whose token this is: …"). Text
+// without the anchor says the library's part in its own words already
+// (an error that keeps the library's behind Unwrap) and stays as it is.
 func splice(text, anchor, what string) string {
-	i := -1
-	if anchor != "" {
-		i = strings.Index(text, anchor)
+	i := strings.Index(text, anchor)
+	if i < 0 {
+		return text
 	}
-	if i <= 0 {
+	if i == 0 {
 		return what
 	}
 	prefix := strings.TrimRight(text[:i], ": ")
@@ -178,7 +179,7 @@ func classify(err error) (plain, bool) {
 		if lib != nil {
 			return lib.Error()
 		}
-		return ""
+		return client.ErrUnreachable.Error()
 	}
 	var ae *client.APIError
 	var fe *fs.PathError
@@ -198,13 +199,13 @@ func classify(err error) (plain, bool) {
 	}
 	switch {
 	case errors.Is(err, regconn.ErrTokenRefused):
-		return plain{what: "the registry does not accept this token (revoked or mistyped)", next: nextToken, anchor: regconn.ErrTokenRefused.Error()}, true
+		return plain{what: "the registry refused this token (revoked or mistyped)", next: nextToken, anchor: regconn.ErrTokenRefused.Error()}, true
 	case errors.As(err, &ae) && ae.Status == 401:
-		return plain{what: "the registry does not accept this desk's token (revoked or mistyped)", next: nextToken, anchor: ae.Error()}, true
+		return plain{what: "the registry refused this desk's token (revoked or mistyped)", next: nextToken, anchor: ae.Error()}, true
 	case errors.As(err, &ae) && ae.Status == 403:
 		return plain{what: "the registry does not let this desk's token do that", next: "Ask a registry admin for a token with the role this needs.", anchor: ae.Error()}, true
 	case errors.Is(err, client.ErrBadResponse):
-		return plain{what: "something other than the registry answered at its address", next: nextAddress, anchor: regAnchor(nil)}, true
+		return plain{what: "something other than the registry answered at its address", next: nextAddress, anchor: regAnchor(client.ErrBadResponse)}, true
 	case errors.Is(err, client.ErrUnreachable):
 		what := "the registry could not be reached"
 		if r := reason(err); r != "" {
@@ -262,7 +263,11 @@ func trust(err error) (what, anchor string, ok bool) {
 	case errors.As(err, &ci) && ci.Reason == x509.Expired:
 		return "the registry's certificate has expired or is not valid yet", ci.Error(), true
 	case errors.As(err, &ua), errors.As(err, &ci), errors.As(err, &cv):
-		return "the registry's certificate is not one this desk trusts", "tls:", true
+		anchor := "x509:"
+		if strings.Contains(err.Error(), "tls:") {
+			anchor = "tls:"
+		}
+		return "the registry's certificate is not one this desk trusts", anchor, true
 	case errors.As(err, &rh):
 		return "the registry's address does not answer over HTTPS", rh.Error(), true
 	}

@@ -146,10 +146,22 @@ func TestMessageNeverShowsLibraryText(t *testing.T) {
 	}
 }
 
+// ownWords is an error that says its cause in its own words and keeps the
+// library's behind Unwrap (as secrets.UnavailableError does).
+type ownWords struct{ err error }
+
+func (e ownWords) Error() string { return "the audit log is open to admins only" }
+func (e ownWords) Unwrap() error { return e.err }
+
 // TestPlainKeepsKeydeskWords: an error with no library text inside reads
-// as it is; one whose library text nobody classified keeps keydesk's words
-// before it and drops the rest.
+// as it is, and so does one that keeps the library's behind Unwrap; one
+// whose library text nobody classified keeps keydesk's words before it and
+// drops the rest.
 func TestPlainKeepsKeydeskWords(t *testing.T) {
+	refused := ownWords{fmt.Errorf("reading the audit log: %w", &client.APIError{Status: 403, Code: "forbidden", Message: "admin only"})}
+	if got := uikit.Plain(refused); got != "the audit log is open to admins only" {
+		t.Errorf("Plain = %q", got)
+	}
 	if got := uikit.Plain(fmt.Errorf("changing the PIN: %w", fmt.Errorf("the key said no"))); got != "changing the PIN: the key said no" {
 		t.Errorf("Plain = %q", got)
 	}
