@@ -68,9 +68,16 @@ func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 		return err
 	}
 	defer conn.Close()
+	// A practice desk's own identity, when it has one, opens its escrows
+	// and seals a replacement's; a fault in making it matters only to
+	// what needs it.
+	s, src, idErr := e.helpdesk(s)
 	if sub == "lost" {
 		if len(pos) != 1 {
 			return usagef("recover lost takes the lost key's serial: keydesk recover lost SERIAL")
+		}
+		if idErr != nil && o.replace != 0 {
+			return idErr
 		}
 		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: o.breakGlass, PassValidity: o.validity}, uint32(o.replace))
 	}
@@ -82,7 +89,12 @@ func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 		return err
 	}
 	opt := recover.Options{Registry: conn.Client, Keys: svc, Callbacks: e.callbacks(k),
-		Identity: func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }}
+		Identity: func() (string, error) {
+			if idErr != nil {
+				return "", idErr
+			}
+			return identity(src)
+		}}
 	opt.Callbacks.Reinsert = e.reinsert(k.Serial)
 	opt.Confirm = func(ctx context.Context, what string) (bool, error) {
 		if err := e.confirm(k, "Reset FIDO2"); err != nil {

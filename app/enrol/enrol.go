@@ -97,7 +97,8 @@ type Config struct {
 	// person can cancel.
 	InsertWait time.Duration
 	// RegistryWait bounds how long a batch waits, per user, for a registry
-	// that cannot be reached before reporting the user failed; zero is
+	// that cannot be reached before reporting the user failed, and how long
+	// EnrolUser waits per key when asked to (Request.WaitRegistry); zero is
 	// DefaultRegistryWait, negative does not wait.
 	RegistryWait time.Duration
 	// IDP registers every enrolled key with the identity providers the
@@ -359,6 +360,15 @@ type Request struct {
 	Batch string
 	// Index and Of say which of the user's keys this is, for prompts.
 	Index, Of int
+	// WaitRegistry rides out a registry that cannot be reached, as a
+	// batch does, for up to Config.RegistryWait, saying each wait through
+	// UI (StepRegistryWait): an enrolment cut off before the key was
+	// touched runs again (EnrolUser); one whose key is set up finishes
+	// registration, escrow and activation in place, with the PINs still
+	// at hand. Without it, or when the wait runs out, the enrolment stops
+	// with an *InterruptedError whose hint says how to finish it. For a
+	// face that shows StepRegistryWait.
+	WaitRegistry bool
 }
 
 // Result is one key's enrolment.
@@ -430,7 +440,20 @@ type InterruptedError struct {
 }
 
 func (e *InterruptedError) Error() string {
-	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %v", e.Serial, e.Stage, e.Err)
+	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %s", e.Serial, e.Stage, said(e.Err))
+}
+
+// said is err in plain words when the registry could not be reached, or
+// answered that its storage takes no writes (client.Storage); else err's
+// own text. The HTTP client's wording stays behind Unwrap.
+func said(err error) string {
+	if msg, ok := client.Storage(err); ok {
+		return msg
+	}
+	if errors.Is(err, client.ErrUnreachable) {
+		return "the registry could not be reached (" + client.Cause(err) + ")"
+	}
+	return err.Error()
 }
 
 func (e *InterruptedError) Unwrap() error { return e.Err }
@@ -793,7 +816,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	}
 	stop := func(err error) (*Result, error) {
 		err = e.removedCause(ctx, k, err)
-		rec.Error = err.Error()
+		rec.Error = said(err)
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
 	}
@@ -966,7 +989,19 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 		return stop(err)
 	}
 
-	res, err := e.finish(ctx, rec, k, ui, pins{fido: fpin, piv: ppin})
+	// A registry outage from here on (registration, escrow, activation)
+	// is waited out in place when asked to, with the PINs still at hand
+	// for the proofs, the identity providers and the PIN-change policy.
+	var res *Result
+	finish := func() (err error) {
+		res, err = e.finish(ctx, rec, k, ui, pins{fido: fpin, piv: ppin})
+		return err
+	}
+	if req.WaitRegistry {
+		err = e.waitRegistry(ctx, ui, req.User.ExternalID, finish)
+	} else {
+		err = finish()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -1088,7 +1123,7 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
 		err = e.removedCause(ctx, k, err)
-		rec.Error = err.Error()
+		rec.Error = said(err)
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
 	}
@@ -1307,9 +1342,14 @@ func (e *Enroller) Unfinished(ctx context.Context) ([]*Record, error) {
 
 // EnrolUser enrols a key for an existing user and, when that leaves the
 // user without both a primary and a backup, asks (UI.Confirm) to enrol the
-// backup now and does so.
+// backup now and does so. With req.WaitRegistry each key's enrolment waits
+// out a registry outage as a batch's does.
 func (e *Enroller) EnrolUser(ctx context.Context, req Request, ui UI) ([]*Result, error) {
-	res, err := e.EnrolKey(ctx, req, ui)
+	enrolKey := e.EnrolKey
+	if req.WaitRegistry {
+		enrolKey = e.enrolWaiting
+	}
+	res, err := enrolKey(ctx, req, ui)
 	if err != nil {
 		return nil, err
 	}
@@ -1323,7 +1363,7 @@ func (e *Enroller) EnrolUser(ctx context.Context, req Request, ui UI) ([]*Result
 	}
 	next := req
 	next.Serial, next.Role = 0, ""
-	res2, err := e.EnrolKey(ctx, next, ui)
+	res2, err := enrolKey(ctx, next, ui)
 	if err != nil {
 		return out, err
 	}

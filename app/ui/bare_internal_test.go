@@ -12,6 +12,7 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/keydesk/keydesk/app/helpdeskid"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/app/ui/uitest"
@@ -127,7 +128,7 @@ func TestBareDesktopWords(t *testing.T) {
 	if _, err := d.helpdeskIdentity(); err != nil {
 		t.Errorf("practice helpdesk identity: %v", err)
 	}
-	if fi, err := os.Stat(filepath.Join(home, "data", "keydesk", practiceIdentityFile)); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(home, "data", "keydesk", helpdeskid.PracticeFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("practice identity file: %v, %v", fi, err)
 	}
 

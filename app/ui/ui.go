@@ -23,12 +23,11 @@ import (
 	"sync"
 	"time"
 
-	"filippo.io/age"
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
 
-	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/helpdeskid"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
@@ -160,9 +159,9 @@ type desk struct {
 	ready    chan struct{} // closed when conn/connErr are set
 	fleet    *sim.Fleet
 	stopSim  context.CancelFunc
-	// practiceID holds the practice desk's helpdesk identity when its
-	// settings name no recipient (practiceIdentity).
-	practiceID  *secrets.Dir
+	// helpdeskID is where the practice desk's helpdesk identity comes
+	// from (practiceIdentity); nil on a real desk.
+	helpdeskID  *helpdeskid.Source
 	toldKeyring bool
 	watching    context.CancelFunc
 	// keyring holds a remote registry's token; secrets.Default() when nil
@@ -458,53 +457,30 @@ func RoleOf(ctx context.Context, c *client.Client, embedded bool) (uikit.Role, s
 	return "", "", fmt.Errorf("the registry token is an %s token; the desk needs an admin, helpdesk or self token", who.Role)
 }
 
-// practiceIdentityFile is the practice desk's helpdesk identity, in
-// keydesk's data directory (mode 0600).
-const practiceIdentityFile = "practice-helpdesk-identity"
-
 // practiceIdentity gives a practice desk what enrolment and the helpdesk's
-// PIN unblock need without any setting up and without a keyring: with no
-// helpdesk recipient in the settings, a practice identity kept in
-// keydesk's data directory (made now when there is none) becomes the
-// recipient, for this session only, and the Helpdesk screen opens escrows
-// with it. It seals nothing but practice keys' PUKs. A real desk sets both
-// on the Settings screen.
+// PIN unblock need without any setting up and without a keyring
+// (app/helpdeskid): with no helpdesk recipient in the settings, the
+// practice identity in keydesk's data directory becomes the recipient for
+// this session and the Helpdesk screen opens escrows with it. A real desk
+// uses its settings' recipients and the OS keyring. A practice identity
+// that cannot be made is left out: enrolment then says that a helpdesk
+// recipient is missing.
 func (d *desk) practiceIdentity() {
-	if len(d.currentSettings().HelpdeskRecipients) > 0 {
-		return
-	}
-	dataDir, err := regconn.DefaultDataDir()
-	if err != nil {
-		return
-	}
-	store := secrets.NewDir(dataDir)
-	id, err := store.Get(practiceIdentityFile)
-	if errors.Is(err, secrets.ErrNotFound) {
-		if id, _, err = escrow.NewIdentity(); err == nil {
-			err = store.Put(practiceIdentityFile, id)
-		}
-	}
-	if err != nil {
-		return // enrolment will say that a helpdesk recipient is missing
-	}
-	ident, err := age.ParseX25519Identity(strings.TrimSpace(id))
-	if err != nil {
-		return
-	}
+	s, src, _ := helpdeskid.Resolve(d.currentSettings(), helpdeskid.Options{})
 	d.mu.Lock()
-	d.settings.HelpdeskRecipients = []string{ident.Recipient().String()}
-	d.practiceID = store
+	d.settings.HelpdeskRecipients = s.HelpdeskRecipients
+	d.helpdeskID = src
 	d.mu.Unlock()
 }
 
-// helpdeskIdentity is the practice identity when practiceIdentity chose
-// it, else the OS keyring's.
+// helpdeskIdentity is the helpdesk's identity from where practiceIdentity
+// found it, else the OS keyring's.
 func (d *desk) helpdeskIdentity() (string, error) {
 	d.mu.Lock()
-	store := d.practiceID
+	src := d.helpdeskID
 	d.mu.Unlock()
-	if store != nil {
-		return store.Get(practiceIdentityFile)
+	if src != nil {
+		return src.Identity()
 	}
 	return secrets.Default().Get(secrets.HelpdeskIdentityAccount())
 }
