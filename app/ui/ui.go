@@ -164,6 +164,12 @@ type desk struct {
 	helpdeskID  *helpdeskid.Source
 	toldKeyring bool
 	watching    context.CancelFunc
+	// keyring holds a remote registry's token; secrets.Default() when nil
+	// (tests set their own).
+	keyring *secrets.Keyring
+	// lost is why the registry stopped answering the change feed in the
+	// middle of the session, in plain words; "" while it answers.
+	lost string
 }
 
 func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
@@ -191,6 +197,7 @@ func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
 		d.env.Role = uikit.Admin
 	}
 	d.env.Reconnect = d.reconnect
+	d.env.RegistryAnswered = d.registryAnswered
 	d.env.HelpdeskIdentity = d.helpdeskIdentity
 	if d.practice {
 		d.env.SimDir = d.opt.SimDir
@@ -369,7 +376,9 @@ func (d *desk) watch() {
 	for d.ctx.Err() == nil {
 		ch, err := d.env.Keys.Watch(d.ctx)
 		if err != nil {
-			d.status("Cannot watch for keys: " + err.Error() + " (is " + pcsc.ServiceName() + " running?)")
+			// The error is the smart-card library's; what a person can
+			// do about it is start the service, and keydesk tries again.
+			d.status("Keys cannot be watched: " + pcsc.ServiceName() + " does not answer. Start it; keydesk keeps trying.")
 			select {
 			case <-d.ctx.Done():
 				return
@@ -414,7 +423,7 @@ func (d *desk) openRegistry() {
 	}
 	s := d.currentSettings()
 	d.status("Connecting to the registry…")
-	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s})
+	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s, Keyring: d.keyring})
 	role, user := uikit.Role(""), ""
 	if err == nil {
 		role, user, err = RoleOf(d.ctx, conn.Client, conn.Embedded)
@@ -485,7 +494,7 @@ func (d *desk) reconnect() {
 		d.settings = s
 	}
 	old := d.conn
-	d.conn, d.connErr = nil, nil
+	d.conn, d.connErr, d.lost = nil, nil, ""
 	d.ready = make(chan struct{})
 	d.mu.Unlock()
 	go func() {
@@ -516,7 +525,7 @@ func (d *desk) status(text string) {
 // attached.
 func (d *desk) refreshStatus() {
 	d.mu.Lock()
-	conn, cerr := d.conn, d.connErr
+	conn, cerr, lost := d.conn, d.connErr, d.lost
 	d.mu.Unlock()
 	var parts []string
 	var ue *secrets.UnavailableError
@@ -525,9 +534,13 @@ func (d *desk) refreshStatus() {
 		parts = append(parts, "Registry: not connected (no system keyring for its token)")
 		d.tellOnce(&d.toldKeyring, "The registry's token needs a keyring", cerr)
 	case cerr != nil:
-		parts = append(parts, "Registry: not connected ("+firstLine(uikit.Message(cerr))+")")
+		parts = append(parts, "Registry: not connected ("+registryWords(cerr)+")")
 	case conn == nil:
 		parts = append(parts, "Registry: connecting…")
+	case lost != "" && conn.Embedded:
+		parts = append(parts, "Registry (embedded): "+lost)
+	case lost != "":
+		parts = append(parts, "Registry at "+conn.URL+": "+lost)
 	case conn.Embedded:
 		parts = append(parts, "Registry: embedded on this desk")
 	default:
@@ -546,6 +559,49 @@ func (d *desk) refreshStatus() {
 			d.shell.SetStatus(parts)
 		}
 	})
+}
+
+// registryWords is why the registry is not connected, for the status
+// line: the plain reason and, in a few words, what to do.
+func registryWords(err error) string {
+	r := firstLine(uikit.Reason(err))
+	var nt *regconn.NoTokenError
+	switch {
+	case errors.As(err, &nt):
+		return "no token for it on this desk; store one in Settings"
+	case errors.Is(err, uikit.ErrNoRegistry):
+		return "none set; set one in Settings"
+	}
+	if _, storage := client.Storage(err); storage {
+		return r
+	}
+	if errors.Is(err, client.ErrUnreachable) || errors.Is(err, client.ErrBadResponse) {
+		return r + "; check that it is running and its address in Settings"
+	}
+	return r
+}
+
+// registryAnswered hears how each ask of the registry's change feed went
+// (uikit.Env.RegistryAnswered) and puts it on the status line when that
+// changes: a registry that goes away in the middle of a session is said
+// to be unreachable, in plain words, until it answers again.
+func (d *desk) registryAnswered(err error) {
+	lost := ""
+	if err != nil {
+		lost = firstLine(uikit.Reason(err))
+		if _, storage := client.Storage(err); !storage && (errors.Is(err, client.ErrUnreachable) || errors.Is(err, client.ErrBadResponse)) {
+			lost += "; keydesk keeps trying"
+		}
+	}
+	d.mu.Lock()
+	changed := lost != d.lost && d.connErr == nil && d.conn != nil
+	if changed {
+		d.lost = lost
+	}
+	d.mu.Unlock()
+	if changed {
+		d.refreshStatus()
+	}
 }
 
 // tellOnce shows err in a dialog the first time only: a desk that cannot

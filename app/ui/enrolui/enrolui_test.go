@@ -621,7 +621,7 @@ func TestWizardRegistryDownThenResume(t *testing.T) {
 	h.d.hook = nil
 	h.ui(func() {
 		txt := w.resultText.Text
-		if w.resultHead.Text != "Enrolment stopped" || !strings.Contains(txt, "registry unreachable") ||
+		if w.resultHead.Text != "Enrolment stopped" || !strings.Contains(txt, "the registry could not be reached") ||
 			!strings.Contains(txt, "not registered: the registration waits in this desk's outbox") {
 			t.Fatalf("registry down: %s / %s", w.resultHead.Text, txt)
 		}
