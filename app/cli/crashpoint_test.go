@@ -180,7 +180,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Fatalf("%s: key %d left unfinished by an earlier point: %s", point, rec.Serial, out)
 			}
 		}
-		how := ""
+		how, resumed := "", false
 		switch stage {
 		case "":
 			// Not in the journal, or finished: the same command again
@@ -210,6 +210,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		default:
 			how = "resume"
+			resumed = true
 			if point == crashpoint.RegistrySend+":after" {
 				// Registered, pending, no escrow in the registry: keydesk
 				// verify on this desk stores the journalled escrow before
@@ -222,8 +223,30 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 					ts.Fatalf("%s: keydesk verify: exit %d\n%s%s", point, code, out, stderr)
 				}
 			}
-			if code, out, stderr, _ := plain.run("enrol", "--resume", "--serial", sstr); code != 0 {
+			// The person types the key's PINs again, as keydesk asks
+			// for them: the FIDO2 PIN only while the key still takes
+			// it (a key that already demands a new one refuses it).
+			stdin := pins(serial)
+			if fidoForced(ts, sstr) {
+				stdin = fmt.Sprintf("%d\n", 10000000+serial%90000000)
+			}
+			res := crashRun{ts: ts, env: crashEnv(ts), stdin: stdin}
+			code, out, stderr, _ := res.run("enrol", "--resume", "--serial", sstr, "--json")
+			var rs []struct {
+				Status     string   `json:"status"`
+				Resumed    bool     `json:"resumed"`
+				Genuine    string   `json:"genuine"`
+				PIVProof   bool     `json:"piv_proof"`
+				FIDO2Proof bool     `json:"fido2_proof"`
+				PINChange  string   `json:"pin_change"`
+				NotRedone  []string `json:"not_redone"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 1 {
 				ts.Fatalf("%s: keydesk enrol --resume --serial %s (stage %s): exit %d\n%s%s", point, sstr, stage, code, out, stderr)
+			}
+			// The resumed key passed what a fresh enrolment checks.
+			if r := rs[0]; r.Status != "active" || !r.Resumed || r.Genuine == "" || !r.PIVProof || !r.FIDO2Proof || r.PINChange != "forced" || len(r.NotRedone) == 0 {
+				ts.Fatalf("%s: the resumed enrolment's checks: %s", point, out)
 			}
 		}
 
@@ -239,6 +262,15 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if _, err := admin.Escrow(ctx, kd.ID, "piv"); err != nil {
 			ts.Fatalf("%s: escrow of key %s: %v", point, sstr, err)
+		}
+		// Whichever path got it there, the registry verified a PIV
+		// signature the key made (the PIV proof), and the key demands a
+		// new FIDO2 PIN at first use (the PIN-change policy).
+		if n := pivProofs(ts, admin, kd.ID); n == 0 {
+			ts.Fatalf("%s: key %s is active with no PIV proof in the registry's audit log", point, sstr)
+		}
+		if !fidoForced(ts, sstr) {
+			ts.Fatalf("%s: key %s does not demand a new FIDO2 PIN (force_pin_change)", point, sstr)
 		}
 		// Nothing pending or in conflict in the desk's outbox, nothing
 		// unfinished in its journal.
@@ -257,7 +289,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		if code != 0 || !strings.Contains(out, "(primary, active) belongs to "+user) || !strings.Contains(out, "No problem found.") {
 			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
 		}
-		ts.Logf("%-34s stage %-10q %-18s key %s active, escrowed, once (%.1fs)", point, stage, how, sstr, time.Since(start).Seconds())
+		ts.Logf("%-34s stage %-10q %-18s key %s active, escrowed, once, PIV proof, PIN change forced (resumed %v, %.1fs)", point, stage, how, sstr, resumed, time.Since(start).Seconds())
 	}
 	// One user per point and the traced one, each with one key.
 	if us, _, err := admin.Users(ctx, "", 1000); err != nil || len(us) != len(points)+1 {
@@ -265,6 +297,42 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if pend, err := admin.Entries(ctx, client.Pending); err != nil || len(pend) != 0 {
 		ts.Fatalf("admin outbox: %d pending, %v", len(pend), err)
+	}
+}
+
+// fidoForced reports whether key serial demands a new FIDO2 PIN before
+// its next use, as keydesk fido status --json reads it from the key.
+func fidoForced(ts *testscript.TestScript, serial string) bool {
+	code, out, stderr, _ := crashRun{ts: ts, env: crashEnv(ts)}.run("fido", "status", "--serial", serial, "--json")
+	var st struct {
+		PINSet         bool `json:"pin_set"`
+		ForcePINChange bool `json:"force_pin_change"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || !st.PINSet {
+		ts.Fatalf("keydesk fido status --serial %s: exit %d\n%s%s", serial, code, out, stderr)
+	}
+	return st.ForcePINChange
+}
+
+// pivProofs counts the PIV verifications of key keyID the registry
+// accepted, from its audit log.
+func pivProofs(ts *testscript.TestScript, admin *client.Client, keyID string) int {
+	n := 0
+	q := client.AuditQuery{Action: "verification", Limit: 1000}
+	for {
+		p, err := admin.Audit(context.Background(), q)
+		ts.Check(err)
+		for _, en := range p.Entries {
+			var v registry.Verification
+			ts.Check(json.Unmarshal(en.Payload, &v))
+			if v.KeyID == keyID && v.Kind == "piv" && v.OK {
+				n++
+			}
+		}
+		if p.Next == 0 {
+			return n
+		}
+		q.After = p.Next
 	}
 }
 

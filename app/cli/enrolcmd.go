@@ -50,7 +50,7 @@ func enrolFlagSet(e *env, fs *flag.FlagSet) {
 	fs.Var(&enrolOpts.groups, "group", "with --name: a group of the new user; repeatable")
 	fs.BoolVar(&enrolOpts.autoIns, "auto-insert", false, "practice mode: when a fresh key is needed, keydesk-sim swaps an enrolled key for a factory-fresh one")
 	fs.Var(&e.wait, "wait", waitUsage)
-	fs.Var(&enrolOpts.regWait, "registry-wait", "how long to wait for a registry that cannot be reached, per key (per user with --batch), like 45s or 2m; 0 does not wait (default 30s)")
+	fs.Var(&enrolOpts.regWait, "registry-wait", "how long to wait for a registry that cannot be reached, per key (per user with --batch; also with --resume), like 45s or 2m; 0 does not wait (default 30s)")
 }
 
 // registryWait is --registry-wait as enrol.Config.RegistryWait: unset is
@@ -254,7 +254,9 @@ func enrolResume(e *env, en *enrol.Enroller, ui enrol.UI) error {
 		}
 		return nil
 	}
-	res, err := en.Resume(e.ctx, uint32(e.serial), ui)
+	// The registry is waited for (--registry-wait) as in enrol --user;
+	// the PINs are asked for once.
+	res, err := en.ResumeWaiting(e.ctx, uint32(e.serial), ui)
 	if err != nil {
 		return err
 	}
@@ -323,11 +325,38 @@ func (e *env) printResults(rs []*enrol.Result) error {
 		if r.CSRPath != "" {
 			fmt.Fprintf(e.stdout, "  certificate request for the CA: %s\n", r.CSRPath)
 		}
+		if r.Status == registry.KeyActive {
+			fmt.Fprintf(e.stdout, "  proofs verified by the registry: %s\n", proofs(r))
+		}
+		switch r.PINChange {
+		case enrol.PINChangeForced:
+			fmt.Fprintln(e.stdout, "  the key demands a new FIDO2 PIN at first use (PIN-change policy)")
+		case enrol.PINChangeUnsupported:
+			fmt.Fprintln(e.stdout, "  the key cannot be made to demand a new FIDO2 PIN (PIN-change policy not supported by its firmware)")
+		}
+		for _, n := range r.NotRedone {
+			fmt.Fprintf(e.stdout, "  resumed, not done again: %s\n", n)
+		}
 		for _, p := range r.Providers {
 			fmt.Fprintf(e.stdout, "  identity provider %s: %s\n", p.Provider, providerState(p))
 		}
 	}
 	return nil
+}
+
+// proofs names the proofs the registry verified for an enrolled key.
+func proofs(r *enrol.Result) string {
+	var p []string
+	if r.PIVProof {
+		p = append(p, "PIV signature (9a, with the PIV PIN)")
+	}
+	if r.FIDO2Proof {
+		p = append(p, "FIDO2 assertion")
+	}
+	if len(p) == 0 {
+		return "none recorded on this desk"
+	}
+	return strings.Join(p, " and ")
 }
 
 // providerState is an identity provider's outcome in words.

@@ -28,6 +28,10 @@ func init() { workflowCmds["outage"] = cmdOutage }
 //	    keydesk says it waits for it. keydesk must finish the enrolment.
 //	outage enrol stay USER SERIAL [ARG...]   the same, but the registry
 //	    stays down until keydesk has given up.
+//	outage resume ride SERIAL [ARG...]   the same for a real `keydesk
+//	    enrol --resume --serial SERIAL`: the registry is SIGKILLed once
+//	    keydesk asks for the key's PINs again, and restarted when keydesk
+//	    says it waits; keydesk must finish the enrolment.
 //	outage restart                  start the registry again (after stay)
 //	outage check SERIAL             the key is active in the registry with
 //	    its escrow stored, the only key of its user
@@ -42,12 +46,24 @@ func cmdOutage(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	switch {
 	case len(args) >= 4 && args[0] == "enrol" && (args[1] == "ride" || args[1] == "stay"):
-		code, stdout, stderr := outageEnrol(ts, r, args[1] == "ride", args[2], args[3], args[4:])
+		serial := args[3]
+		code, stdout, stderr := outageRun(ts, r, args[1] == "ride",
+			append([]string{"enrol", "--user", args[2], "--name", "Outage " + args[2], "--serial", serial, "--no-backup", "--wait", "20s"}, args[4:]...),
+			"New FIDO2 PIN for", outagePINs(serial))
 		fmt.Fprint(ts.Stdout(), stdout)
 		fmt.Fprintf(ts.Stdout(), "exit %d\n", code)
 		fmt.Fprint(ts.Stderr(), stderr)
 		if (code != 0) != neg {
 			ts.Fatalf("keydesk enrol: exit %d", code)
+		}
+	case len(args) >= 3 && args[0] == "resume" && args[1] == "ride":
+		code, stdout, stderr := outageRun(ts, r, true, append([]string{"enrol", "--resume", "--serial", args[2], "--wait", "20s"}, args[3:]...),
+			"FIDO2 PIN of key "+args[2], outagePINs(args[2]))
+		fmt.Fprint(ts.Stdout(), stdout)
+		fmt.Fprintf(ts.Stdout(), "exit %d\n", code)
+		fmt.Fprint(ts.Stderr(), stderr)
+		if (code != 0) != neg {
+			ts.Fatalf("keydesk enrol --resume: exit %d", code)
 		}
 	case len(args) == 1 && args[0] == "restart":
 		restartRegistry(ts, r)
@@ -70,7 +86,7 @@ func cmdOutage(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		fmt.Fprintf(ts.Stdout(), "key %s active, escrow stored\n", args[1])
 	default:
-		ts.Fatalf("usage: outage enrol ride|stay USER SERIAL [ARG...] | outage restart | outage check SERIAL")
+		ts.Fatalf("usage: outage enrol ride|stay USER SERIAL [ARG...] | outage resume ride SERIAL [ARG...] | outage restart | outage check SERIAL")
 	}
 }
 
@@ -84,10 +100,19 @@ func restartRegistry(ts *testscript.TestScript, r *scriptRegistry) {
 	r.proc = p
 }
 
-func outageEnrol(ts *testscript.TestScript, r *scriptRegistry, ride bool, user, serial string, extra []string) (code int, stdout, stderr string) {
+// outagePINs are the FIDO2 and PIV PINs of key serial in an outage
+// script, one a line.
+func outagePINs(serial string) string {
+	return fmt.Sprintf("fido-outage-%s\n%s\n", serial, "2"+serial[len(serial)-7:])
+}
+
+// outageRun runs keydesk with args; the registry is SIGKILLed when
+// keydesk's stderr shows prompt (a PIN prompt, where keydesk waits), and
+// then pins are typed. With ride it is restarted once keydesk says it
+// waits for it.
+func outageRun(ts *testscript.TestScript, r *scriptRegistry, ride bool, args []string, prompt, pins string) (code int, stdout, stderr string) {
 	bin, err := exec.LookPath("keydesk")
 	ts.Check(err)
-	args := append([]string{"enrol", "--user", user, "--name", "Outage " + user, "--serial", serial, "--no-backup", "--wait", "20s"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env, cmd.Dir = crashEnv(ts), ts.Getenv("WORK")
 	in, err := cmd.StdinPipe()
@@ -105,10 +130,10 @@ func outageEnrol(ts *testscript.TestScript, r *scriptRegistry, ride bool, user, 
 		errb.Write(buf[:n])
 		text := errb.String()
 		// The PIN prompt has no newline: keydesk waits for the answer.
-		if !killed && strings.Contains(text, "New FIDO2 PIN for") {
+		if !killed && strings.Contains(text, prompt) {
 			killed = true
 			r.proc.Kill()
-			fmt.Fprintf(in, "fido-outage-%s\n%s\n", serial, "2"+serial[len(serial)-7:])
+			fmt.Fprint(in, pins)
 			in.Close()
 		}
 		if ride && killed && !restarted && strings.Contains(text, "could not be reached; trying again in") {
@@ -125,10 +150,10 @@ func outageEnrol(ts *testscript.TestScript, r *scriptRegistry, ride bool, user, 
 		ts.Fatalf("keydesk %s: %v", strings.Join(args, " "), err)
 	}
 	if !killed {
-		ts.Fatalf("keydesk enrol never asked for the PINs:\n%s", errb.String())
+		ts.Fatalf("keydesk %s never asked for the PINs:\n%s", args[0], errb.String())
 	}
 	if ride && !restarted {
-		ts.Fatalf("keydesk enrol never said it waits for the registry:\n%s", errb.String())
+		ts.Fatalf("keydesk %s never said it waits for the registry:\n%s", args[0], errb.String())
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }

@@ -75,11 +75,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 				ur.Error, ur.Hint, ur.DeskHint = ie.Error(), ie.Hint(), ie.DeskHint()
 				continue
 			}
-			var res *Result
-			err := e.waitRegistry(ctx, ui, en.ExternalID, func() (err error) {
-				res, err = e.Resume(ctx, rec.Serial, ui)
-				return err
-			})
+			res, err := e.resume(ctx, rec.Serial, ui, &pins{}, true)
 			if err != nil {
 				if ctx.Err() != nil {
 					return rep, ctx.Err()

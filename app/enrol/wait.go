@@ -74,16 +74,17 @@ func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try fun
 // enrolWaiting enrols one key, riding out a short registry outage: an
 // enrolment cut off before the key was touched runs again; one whose key
 // is set up waits in place (req.WaitRegistry), or, when it stopped all the
-// same, is resumed from the journal, asking for no PIN again.
+// same, is resumed from the journal, its PINs asked for once.
 func (e *Enroller) enrolWaiting(ctx context.Context, req Request, ui UI) (*Result, error) {
 	var res *Result
 	var serial uint32 // the key whose enrolment is to be resumed
+	p := &pins{}
 	err := e.waitRegistry(ctx, ui, req.User.ExternalID, func() error {
 		var err error
 		if serial != 0 {
-			res, err = e.Resume(ctx, serial, ui)
+			res, err = e.resume(ctx, serial, ui, p, false)
 		} else {
-			res, err = e.EnrolKey(ctx, req, ui)
+			res, err = e.enrolKey(ctx, req, ui)
 		}
 		var ie *InterruptedError
 		if errors.As(err, &ie) && !halfSetUp(ie.Stage) {
