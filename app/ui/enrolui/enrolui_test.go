@@ -594,11 +594,11 @@ func TestWizardKeyPulled(t *testing.T) {
 var namesCommand = regexp.MustCompile(`keydesk (enrol|sync|piv|fido|recover|verify|idp|keys|settings|login)\b`)
 
 // killAt has the desk's hook SIGKILL the registry process once, the first
-// time key serial reaches step.
+// time key serial (0: any) reaches step.
 func (h *harness) killAt(step enrol.Step, serial uint32) {
 	var once sync.Once
 	h.d.hook = func(ev enrol.Event) {
-		if ev.Step == step && ev.Serial == serial {
+		if ev.Step == step && (serial == 0 || ev.Serial == serial) {
 			once.Do(fx.Registry.Kill)
 		}
 	}
@@ -634,7 +634,7 @@ func (h *harness) enrolToRegister(w *wizard, f *follower, serial uint32, fidoPIN
 
 // awaitWait waits until the wizard shows that it waits for the registry
 // and checks the notice as a person sees it: what happens, how long is
-// left, and what Cancel does.
+// left, and what Cancel does (key serial set up; 0: nothing written yet).
 func (h *harness) awaitWait(w *wizard, f *follower, serial uint32) {
 	h.t.Helper()
 	if s := f.await("registry-wait", stepResult); s != "registry-wait" {
@@ -650,7 +650,9 @@ func (h *harness) awaitWait(w *wizard, f *follower, serial uint32) {
 		if !regexp.MustCompile(`^The registry does not answer; keydesk (keeps trying \(\d+ s left\)|tries one last time)\. Keep the key inserted\.$`).MatchString(label) {
 			h.t.Fatalf("registry wait notice: %q", label)
 		}
-		if next := w.waitNext.Text; !strings.Contains(next, fmt.Sprintf("key %d then stays set up", serial)) || !strings.Contains(next, "Unfinished enrolments") {
+		next := w.waitNext.Text
+		if serial == 0 && next != "Cancel stops waiting. Nothing has been written to the key yet." ||
+			serial != 0 && (!strings.Contains(next, fmt.Sprintf("key %d then stays set up", serial)) || !strings.Contains(next, "Unfinished enrolments")) {
 			h.t.Fatalf("what Cancel does: %q", next)
 		}
 	})
@@ -797,6 +799,49 @@ func TestWizardRegistryKilledWaitsThenFinishes(t *testing.T) {
 	}
 	if pend, err := fx.Admin.Entries(context.Background(), client.Pending); err != nil || len(pend) != 0 {
 		t.Fatalf("outbox: %d pending, %v", len(pend), err)
+	}
+}
+
+// TestWizardRegistryDownBeforeKeyTouched: the registry process is
+// SIGKILLed as the enrolment looks the user up, before anything is written
+// to the key. The checks step shows the wait, saying nothing was written;
+// with the registry restarted the enrolment runs from the start and
+// finishes: the key active, nothing unfinished.
+func TestWizardRegistryDownBeforeKeyTouched(t *testing.T) {
+	h := newHarness(t)
+	h.d.cfg.RegistryWait = wait
+	fy := uniq("u-fy")
+	addUser(t, fy, "Fy Early")
+	serial := h.serials[0]
+	h.killAt(enrol.StepUser, 0)
+	w, f := h.openWizard(fy)
+	h.waitKeyListed(w, serial)
+	h.chooseKey(w, serial)
+	h.press(fyne.KeyReturn)
+	h.awaitWait(w, f, 0)
+	h.ui(func() {
+		if w.step != stepChecks || !strings.HasPrefix(w.checkReg.Text, "…") {
+			t.Fatalf("waiting on step %s, registry check %q", w.step, w.checkReg.Text)
+		}
+	})
+	restartRegistry(t)
+	f.await("registry-back")
+	f.await("checks-passed")
+	h.press(fyne.KeyReturn)
+	f.await("pin:" + string(enrol.FIDO2PIN))
+	h.choosePIN("early-outage", "early-outage")
+	f.await("pin:" + string(enrol.PIVPIN))
+	h.choosePIN("445577", "445577")
+	f.await(stepBackup)
+	h.press(fyne.KeyEscape)
+	f.await(stepResult)
+	h.ui(func() {
+		if w.resultHead.Text != "Done" || len(w.results) != 1 || w.results[0].Status != registry.KeyActive || w.results[0].Resumed {
+			t.Fatalf("result: %s / %s", w.resultHead.Text, w.resultText.Text)
+		}
+	})
+	if un := h.unfinished(); len(un) != 0 {
+		t.Fatalf("unfinished: %+v", un[0])
 	}
 }
 

@@ -1197,7 +1197,9 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 		w.d.release("Enrol")
 		w.running, w.cancelRun = false, nil
 		var ie *enrol.InterruptedError
-		if then := w.afterCancel; then != nil && errors.Is(err, context.Canceled) && !errors.As(err, &ie) {
+		// Back ends a registry wait with the registry's error.
+		stopped := errors.Is(err, context.Canceled) || errors.Is(err, client.ErrUnreachable)
+		if then := w.afterCancel; then != nil && stopped && !errors.As(err, &ie) {
 			// Back, before the key was changed: no result, the step
 			// before instead. Keys this run finished stay listed.
 			w.afterCancel = nil
@@ -1282,7 +1284,13 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 		if b.Len() > 0 {
 			b.WriteString("\n")
 		}
-		b.WriteString(outcome(err, w.serial))
+		var ie *enrol.InterruptedError
+		if w.stoppedWaiting && !errors.As(err, &ie) && w.serial != 0 {
+			// The wait was before the key was touched.
+			fmt.Fprintf(&b, "Stopped waiting for the registry before key %d was changed: it is as it was, and nothing was registered.", w.serial)
+		} else {
+			b.WriteString(outcome(err, w.serial))
+		}
 	}
 	w.resultHead.SetText(head)
 	if err != nil {
