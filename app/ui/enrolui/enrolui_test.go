@@ -642,6 +642,12 @@ func (h *harness) awaitWait(w *wizard, f *follower, serial uint32) {
 			h.t.Fatalf("the enrolment stopped without waiting for the registry: %s / %s", w.resultHead.Text, w.resultText.Text)
 		})
 	}
+	h.checkWaitNotice(w, serial)
+}
+
+// checkWaitNotice checks the registry-wait notice on screen.
+func (h *harness) checkWaitNotice(w *wizard, serial uint32) {
+	h.t.Helper()
 	h.ui(func() {
 		if !w.waitBox.Visible() || !w.cancel.Visible() || w.cancel.Disabled() {
 			h.t.Fatalf("registry wait: notice shown %v, Cancel shown %v and enabled %v", w.waitBox.Visible(), w.cancel.Visible(), !w.cancel.Disabled())
@@ -847,8 +853,9 @@ func TestWizardRegistryDownBeforeKeyTouched(t *testing.T) {
 
 // TestWizardCancelRegistryWait: Cancel while the wizard waits for a
 // registry that was SIGKILLed stops waiting at once; the result says so and
-// the key is kept under "Unfinished enrolments", from where it is finished
-// once the registry is back.
+// the key is kept under "Unfinished enrolments". Resumed from there with
+// the registry still down, it waits again (the notice naming the key as
+// set up) and finishes once the registry is restarted, with the PIV proof.
 func TestWizardCancelRegistryWait(t *testing.T) {
 	h := newHarness(t)
 	h.d.cfg.RegistryWait = wait
@@ -871,18 +878,32 @@ func TestWizardCancelRegistryWait(t *testing.T) {
 	if un := h.unfinished(); len(un) != 1 || un[0].Serial != serial || un[0].Stage != enrol.StageQueued {
 		t.Fatalf("journal: %+v", un)
 	}
-	restartRegistry(t)
+	// Resume with the registry still down: the resume waits for it as
+	// an enrolment does, and finishes once it is back.
 	h.resumeFromStep1(w, f, serial)
-	f.await("pin:" + string(enrol.FIDO2PIN))
-	h.typeText("cancel-wait")
-	h.press(fyne.KeyReturn)
-	f.await("pin:" + string(enrol.PIVPIN))
-	h.typeText("778899")
-	h.press(fyne.KeyReturn)
-	f.await(stepResult)
+	waited := false
+	for done := false; !done; {
+		switch f.await("pin:"+string(enrol.FIDO2PIN), "pin:"+string(enrol.PIVPIN), "registry-wait", stepResult) {
+		case "pin:" + string(enrol.FIDO2PIN):
+			h.typeText("cancel-wait")
+			h.press(fyne.KeyReturn)
+		case "pin:" + string(enrol.PIVPIN):
+			h.typeText("778899")
+			h.press(fyne.KeyReturn)
+		case "registry-wait":
+			if waited {
+				t.Fatal("the resume waited again with the registry back")
+			}
+			waited = true
+			h.checkWaitNotice(w, serial)
+			restartRegistry(t)
+		case stepResult:
+			done = true
+		}
+	}
 	h.ui(func() {
-		if len(w.results) != 1 || w.results[0].Status != registry.KeyActive {
-			t.Fatalf("resumed: %+v: %s", w.results, w.resultText.Text)
+		if !waited || len(w.results) != 1 || w.results[0].Status != registry.KeyActive || !w.results[0].PIVProof {
+			t.Fatalf("resumed (waited %v): %+v: %s", waited, w.results, w.resultText.Text)
 		}
 	})
 }

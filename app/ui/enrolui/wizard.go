@@ -152,6 +152,9 @@ type wizard struct {
 	// stoppedWaiting: Cancel was pressed while the registry was waited
 	// for.
 	stoppedWaiting bool
+	// resuming: the run resumes a journalled enrolment, whose key is set
+	// up already.
+	resuming bool
 
 	// The run.
 	running   bool
@@ -1059,7 +1062,7 @@ func (w *wizard) reply(yes bool) {
 func (w *wizard) registryWait(ev enrol.Event) {
 	if !w.waiting {
 		w.waiting, w.waitFrom = true, w.lastStage
-		if w.waitFrom < stepIndex(enrol.StepRegister) {
+		if w.waitFrom < stepIndex(enrol.StepRegister) && !w.resuming {
 			w.waitNext.SetText("Cancel stops waiting. Nothing has been written to the key yet.")
 		} else {
 			w.waitNext.SetText(fmt.Sprintf("Cancel stops waiting: key %d then stays set up and is kept under \"Unfinished enrolments\" "+
@@ -1154,7 +1157,7 @@ func (w *wizard) startEnrol() {
 		req.CreateUser = true
 		req.User = client.EnrolUser{ExternalID: w.user.ExternalID, DisplayName: w.user.DisplayName, Email: w.user.Email, Groups: w.user.Groups}
 	}
-	w.serial = w.chosen
+	w.serial, w.resuming = w.chosen, false
 	w.showChecks(w.chosen)
 	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
 		return en.EnrolUser(ctx, req, ui)
@@ -1164,7 +1167,7 @@ func (w *wizard) startEnrol() {
 // resume finishes a journalled enrolment, waiting for a registry that
 // does not answer as an enrolment does.
 func (w *wizard) resume(serial uint32) {
-	w.serial = serial
+	w.serial, w.resuming = serial, true
 	w.showProgress(serial)
 	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
 		res, err := en.ResumeWaiting(ctx, serial, ui)
