@@ -63,10 +63,15 @@ type Options struct {
 	// the window closes (KEYDESK_HEAP_PROFILE; `go tool pprof`), to see
 	// where memory went after a session.
 	HeapProfile string
+	// MemDump, when set, is a file the Go runtime's memory figures are
+	// written to when asked (KEYDESK_MEM_DUMP; memdump.go), to measure
+	// where the app's memory is while it runs.
+	MemDump string
 }
 
 // OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR,
-// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP and KEYDESK_HEAP_PROFILE.
+// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP, KEYDESK_HEAP_PROFILE and
+// KEYDESK_MEM_DUMP.
 func OptionsFromEnv() Options {
 	return Options{
 		Practice:    os.Getenv("KEYDESK_PRACTICE"),
@@ -74,6 +79,7 @@ func OptionsFromEnv() Options {
 		StartupMark: os.Getenv("KEYDESK_STARTUP_MARK"),
 		UIDump:      os.Getenv("KEYDESK_UI_DUMP"),
 		HeapProfile: os.Getenv("KEYDESK_HEAP_PROFILE"),
+		MemDump:     os.Getenv("KEYDESK_MEM_DUMP"),
 	}
 }
 
@@ -132,6 +138,9 @@ func Run(ctx context.Context, opt Options) error {
 	})
 	if opt.UIDump != "" {
 		go dumpLayout(ctx, w, d.shell.Content, d.shell.Viewport, opt.UIDump)
+	}
+	if opt.MemDump != "" {
+		go dumpMemory(ctx, opt.MemDump)
 	}
 	w.ShowAndRun()
 	close(loopDone)
