@@ -111,6 +111,11 @@ func Run(ctx context.Context, opt Options) error {
 	w.Resize(fyne.NewSize(1280, 800))
 	w.SetMaster()
 	w.SetOnClosed(cancel)
+	// The key state model looks at the keys every half second only while
+	// the window is in the foreground: no card traffic while the desk sits
+	// behind other windows; coming back, it looks at once.
+	a.Lifecycle().SetOnEnteredForeground(func() { d.env.SetForeground(true) })
+	a.Lifecycle().SetOnExitedForeground(func() { d.env.SetForeground(false) })
 	// Should the marker never be painted (a driver that does not draw
 	// rasters), the rest still starts.
 	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
