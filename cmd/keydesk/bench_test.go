@@ -116,8 +116,8 @@ func everyScreen(a *app, display string) (int64, error) {
 // round's figures are logged too (the metrics are the means).
 // Target: under 150 MB after the round (docs/desktop-app.md).
 //
-// KEYDESK_ROUND_IDLE_TRACE=1 logs where the memory is every 6 s up to a
-// minute of idling after the round (memLine); naming a directory
+// KEYDESK_ROUND_IDLE_TRACE=1 logs where the memory is 2 s and 4 s into
+// the idling after the round, then every 6 s up to a minute (memLine); naming a directory
 // (an absolute path), it also keeps there the app's allocation profiles
 // at each of those moments and a CPU profile of 5 s from 12 s on.
 func BenchmarkRound(b *testing.B) {
@@ -139,10 +139,17 @@ func BenchmarkRound(b *testing.B) {
 		r.rest()
 		b.StopTimer()
 		idle := time.Now()
-		time.Sleep(6 * time.Second)
+		trace := os.Getenv("KEYDESK_ROUND_IDLE_TRACE") != ""
+		if trace {
+			for s := 2; s < 6; s += 2 {
+				time.Sleep(time.Until(idle.Add(time.Duration(s) * time.Second)))
+				b.Logf("idle %2.0fs: %s", time.Since(idle).Seconds(), r.memLine(false))
+			}
+		}
+		time.Sleep(time.Until(idle.Add(6 * time.Second)))
 		at6 := float64(r.rss()) / (1 << 20)
 		var at30 float64
-		if os.Getenv("KEYDESK_ROUND_IDLE_TRACE") != "" {
+		if trace {
 			b.Logf("idle %2.0fs: %s", time.Since(idle).Seconds(), r.memLine(false))
 			for s := 12; s <= 60; s += 6 {
 				time.Sleep(time.Until(idle.Add(time.Duration(s) * time.Second)))
