@@ -99,9 +99,9 @@ func NewTracker(cfg TrackerConfig) *Tracker {
 // SetActive says whether anyone is looking at the state (the desktop
 // app's window is in the foreground). A Tracker starts active. While it is
 // not, the timed looks at the keys and at the registry stop, so no card is
-// opened while the desk sits in the background (STYLE.md: never hold a card
-// while the window is idle); hotplug (SetKeys), ReadAll and Refresh still
-// read. Becoming active again starts a pass at once, so what changed
+// opened while the desk sits in the background (a key is only ever held
+// for an operation, and none runs then); hotplug (SetKeys), ReadAll and
+// Refresh still read. Becoming active again starts a pass at once, so what changed
 // meanwhile shows as soon as someone looks.
 func (t *Tracker) SetActive(active bool) {
 	if t.idle.Swap(!active) && active {
