@@ -52,14 +52,7 @@ type Session struct {
 	card    *scard.Card
 	// RoundTrips counts APDUs exchanged, including GET RESPONSE.
 	RoundTrips int
-	// buf takes each response (transmit).
-	buf [shortResponse]byte
 }
-
-// shortResponse is the longest response to a short APDU (ISO 7816-4
-// §5.1: Le of at most 256 bytes) with its status word; Transmit sends
-// only short APDUs.
-const shortResponse = 256 + 2
 
 // Dial connects exclusively to the card in reader and begins a transaction.
 // The context bounds only the wait for the daemon; PC/SC calls themselves
@@ -155,7 +148,7 @@ func (s *Session) Transmit(ins, p1, p2 byte, data []byte) ([]byte, uint16, error
 
 func (s *Session) raw(apdu []byte) ([]byte, uint16, error) {
 	s.RoundTrips++
-	out, err := transmit(s.card, apdu, &s.buf)
+	out, err := transmit(s.card, apdu)
 	if err != nil {
 		return nil, 0, MapError(err)
 	}

@@ -6,6 +6,6 @@ import "github.com/ebfe/scard"
 
 // transmit sends one APDU on card and returns the response, status word
 // included (see transmit_linux.go).
-func transmit(card *scard.Card, apdu []byte, _ *[shortResponse]byte) ([]byte, error) {
+func transmit(card *scard.Card, apdu []byte) ([]byte, error) {
 	return card.Transmit(apdu)
 }
