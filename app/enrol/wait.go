@@ -12,7 +12,8 @@ import (
 
 // DefaultRegistryWait is how long a batch waits for an unreachable
 // registry (a network error or a 5xx answer) per user before reporting that
-// user failed and going on.
+// user failed and going on, and how long EnrolUser waits per key with
+// Request.WaitRegistry.
 const DefaultRegistryWait = 30 * time.Second
 
 // Bounds of the back-off between tries: the first wait is about
@@ -70,19 +71,20 @@ func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try fun
 	}
 }
 
-// enrolWaiting enrols one key of a batch, riding out a short registry
-// outage: an enrolment cut off before the key was touched runs again; one
-// whose key is set up (registration, escrow or activation to do) is
-// resumed from the journal, asking for no PIN again.
+// enrolWaiting enrols one key, riding out a short registry outage: an
+// enrolment cut off before the key was touched runs again; one whose key
+// is set up waits in place (req.WaitRegistry), or, when it stopped all the
+// same, is resumed from the journal, its PINs asked for once.
 func (e *Enroller) enrolWaiting(ctx context.Context, req Request, ui UI) (*Result, error) {
 	var res *Result
 	var serial uint32 // the key whose enrolment is to be resumed
+	p := &pins{}
 	err := e.waitRegistry(ctx, ui, req.User.ExternalID, func() error {
 		var err error
 		if serial != 0 {
-			res, err = e.Resume(ctx, serial, ui)
+			res, err = e.resume(ctx, serial, ui, p, false)
 		} else {
-			res, err = e.EnrolKey(ctx, req, ui)
+			res, err = e.enrolKey(ctx, req, ui)
 		}
 		var ie *InterruptedError
 		if errors.As(err, &ie) && !halfSetUp(ie.Stage) {

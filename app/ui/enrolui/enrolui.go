@@ -487,7 +487,7 @@ func outcome(err error, serial uint32) string {
 	var re *enrol.RegisteredError
 	switch {
 	case errors.As(err, &ie):
-		what := fmt.Sprintf("Enrolment of key %d stopped at stage %q: %v", ie.Serial, ie.Stage, ie.Err)
+		what := fmt.Sprintf("Enrolment of key %d stopped at stage %q: %s", ie.Serial, ie.Stage, uikit.Plain(ie.Err))
 		if errors.Is(ie.Err, context.Canceled) {
 			what = fmt.Sprintf("Enrolment of key %d was cancelled at stage %q.", ie.Serial, ie.Stage)
 		}

@@ -1112,6 +1112,15 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 		if r.CSRPath != "" {
 			fmt.Fprintf(&b, "\n    Certificate request for the CA: %s", r.CSRPath)
 		}
+		if r.Status == registry.KeyActive && r.PIVProof && r.FIDO2Proof {
+			b.WriteString("\n    Proved to the registry: a PIV signature (with the PIV PIN) and a FIDO2 sign-in")
+		}
+		if r.PINChange == enrol.PINChangeForced {
+			b.WriteString("\n    The key asks for a new FIDO2 PIN at first use")
+		}
+		for _, n := range r.NotRedone {
+			fmt.Fprintf(&b, "\n    Resumed, not done again: %s", n)
+		}
 		b.WriteString("\n")
 	}
 	if n := len(res); n > 0 {

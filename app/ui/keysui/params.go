@@ -72,7 +72,7 @@ func (f *ParamForm) Submit() {
 	}
 	if f.check != nil {
 		if err := f.check(vals); err != nil {
-			f.Problem.SetText(err.Error())
+			f.Problem.SetText(uikit.Plain(err))
 			f.Problem.Show()
 			return
 		}

@@ -78,6 +78,12 @@ type Env struct {
 	// sets it); false when the person's role does not see it. Nil when
 	// there is no shell, as in a screen's tests.
 	Open func(id string) bool
+	// RegistryAnswered, when set, is told from background work how each
+	// ask of the registry's change feed went (the key-state model asks
+	// every half second): nil when the registry answered, else why not.
+	// The shell's status line says so when the registry goes away in the
+	// middle of a session and when it is back.
+	RegistryAnswered func(err error)
 
 	devices sync.Mutex
 	closed  atomic.Bool
@@ -191,6 +197,9 @@ func (e *Env) registryHead(ctx context.Context) (string, error) {
 	after := e.head
 	e.headMu.Unlock()
 	ch, err := c.Changes(ctx, after, 1)
+	if ctx.Err() == nil && e.RegistryAnswered != nil {
+		e.RegistryAnswered(err)
+	}
 	if err != nil {
 		return "", err
 	}
