@@ -62,10 +62,15 @@ type Options struct {
 	// the window closes (KEYDESK_HEAP_PROFILE; `go tool pprof`), to see
 	// where memory went after a session.
 	HeapProfile string
+	// MemDump, when set, is a file the Go runtime's memory figures are
+	// written to when asked (KEYDESK_MEM_DUMP; memdump.go), to measure
+	// where the app's memory is while it runs.
+	MemDump string
 }
 
 // OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR,
-// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP and KEYDESK_HEAP_PROFILE.
+// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP, KEYDESK_HEAP_PROFILE and
+// KEYDESK_MEM_DUMP.
 func OptionsFromEnv() Options {
 	return Options{
 		Practice:    os.Getenv("KEYDESK_PRACTICE"),
@@ -73,6 +78,7 @@ func OptionsFromEnv() Options {
 		StartupMark: os.Getenv("KEYDESK_STARTUP_MARK"),
 		UIDump:      os.Getenv("KEYDESK_UI_DUMP"),
 		HeapProfile: os.Getenv("KEYDESK_HEAP_PROFILE"),
+		MemDump:     os.Getenv("KEYDESK_MEM_DUMP"),
 	}
 }
 
@@ -104,6 +110,11 @@ func Run(ctx context.Context, opt Options) error {
 	w.Resize(fyne.NewSize(1280, 800))
 	w.SetMaster()
 	w.SetOnClosed(cancel)
+	// The key state model looks at the keys every half second only while
+	// the window is in the foreground: no card traffic while the desk sits
+	// behind other windows; coming back, it looks at once.
+	a.Lifecycle().SetOnEnteredForeground(func() { d.env.SetForeground(true) })
+	a.Lifecycle().SetOnExitedForeground(func() { d.env.SetForeground(false) })
 	// Should the marker never be painted (a driver that does not draw
 	// rasters), the rest still starts.
 	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
@@ -131,6 +142,9 @@ func Run(ctx context.Context, opt Options) error {
 	})
 	if opt.UIDump != "" {
 		go dumpLayout(ctx, w, d.shell.Content, d.shell.Viewport, opt.UIDump)
+	}
+	if opt.MemDump != "" {
+		go dumpMemory(ctx, opt.MemDump)
 	}
 	w.ShowAndRun()
 	close(loopDone)

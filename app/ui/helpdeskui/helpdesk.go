@@ -786,6 +786,7 @@ func (v *View) askBreakGlass(f foundKey) {
 	// Enter confirms, Escape cancels.
 	reason.OnSubmitted = func(string) { d.Submit() }
 	reason.OnEscape = d.Hide
+	uikit.UnfocusOnClose(d, reason)
 	d.Show()
 	v.env.Window.Canvas().Focus(reason)
 }

@@ -76,9 +76,27 @@ func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onC
 	entry.OnEscape = cancel.OnTapped
 	d = dialog.NewCustomWithoutButtons(action+"?", container.NewVBox(body, entry), w)
 	d.SetButtons([]fyne.CanvasObject{cancel, do})
+	UnfocusOnClose(d, entry)
 	d.Show()
 	w.Canvas().Focus(entry)
 	return d
+}
+
+// UnfocusOnClose takes the keyboard focus from a dialog's entries when d
+// closes. Fyne drops a dialog's focus manager with the dialog without
+// telling the object that held the focus: an entry focused at that moment
+// (the one Enter was pressed in) goes on blinking its cursor, off screen,
+// which repaints the whole window some fifteen times a second for as long
+// as the app runs, and keeps the Go heap churning (docs/desktop-app.md,
+// "Memory after the round").
+func UnfocusOnClose(d dialog.Dialog, entries ...*Entry) {
+	d.SetOnClosed(func() {
+		for _, e := range entries {
+			if e.Focused() {
+				e.FocusLost()
+			}
+		}
+	})
 }
 
 func wrapLabel(s string) *widget.Label {

@@ -92,6 +92,7 @@ type Env struct {
 	states     *keys.Tracker
 	statesMu   sync.Mutex
 	pending    []func([]keys.State) // subscribed before the key service was there
+	background bool                 // the window is not in the foreground (SetForeground)
 	headMu     sync.Mutex
 	head       string
 }
@@ -117,6 +118,9 @@ func (e *Env) States() *keys.Tracker {
 		}
 		e.pending = nil
 		e.states = t
+		if e.background {
+			t.SetActive(false)
+		}
 		e.statesMu.Unlock()
 		if e.Feed != nil {
 			e.Feed.Subscribe(t.SetKeys)
@@ -124,6 +128,20 @@ func (e *Env) States() *keys.Tracker {
 		go t.Run(ctx)
 	})
 	return e.states
+}
+
+// SetForeground says whether the window is in the foreground (Fyne's
+// lifecycle: the window has the keyboard focus). In the background the key
+// state model stops its timed looks at the keys and the registry
+// (keys.Tracker.SetActive); back in the foreground it looks at once.
+func (e *Env) SetForeground(fg bool) {
+	e.statesMu.Lock()
+	e.background = !fg
+	t := e.states
+	e.statesMu.Unlock()
+	if t != nil {
+		t.SetActive(fg)
+	}
 }
 
 // SubscribeStates calls fn on the UI goroutine with the key states that
