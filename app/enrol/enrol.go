@@ -261,6 +261,9 @@ type Event struct {
 	Detail string
 	// Done and Total count keys in a batch (0 outside one).
 	Done, Total int
+	// Left is, for StepRegistryWait, how much of the whole wait
+	// (Config.RegistryWait) is left: when it runs out the enrolment stops.
+	Left time.Duration
 }
 
 // InsertRequest asks for a key to be inserted.

@@ -407,7 +407,8 @@ func TestBatchRidesOutRegistryOutage(t *testing.T) {
 // state and port once the enroller reports that it waits. Both keys finish
 // in place — not resumed, so with the PINs at hand for the PIV proof —
 // active, with their escrows; nothing is left in the outbox or the
-// journal, and the audit log verifies.
+// journal, and the audit log verifies. Each wait says how much of the
+// whole wait is left.
 func TestEnrolUserRidesOutRegistryOutage(t *testing.T) {
 	d := newDesk(t)
 	e := d.enroller()
@@ -425,7 +426,10 @@ func TestEnrolUserRidesOutRegistryOutage(t *testing.T) {
 			d.reg.Kill()
 		case ev.Step == StepRegistryWait:
 			waits++
-			t.Logf("%s: %s", ev.User, ev.Detail)
+			t.Logf("%s: %s (%s left)", ev.User, ev.Detail, ev.Left)
+			if ev.Left <= 0 || ev.Left > DefaultRegistryWait {
+				t.Errorf("wait event says %s left of a %s wait", ev.Left, DefaultRegistryWait)
+			}
 			if down {
 				p, err := regtest.Start(bin, d.regState, "--practice", "--listen", u.Host)
 				if err != nil {

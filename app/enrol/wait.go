@@ -39,8 +39,9 @@ func (e *Enroller) registryWait() time.Duration {
 
 // waitRegistry runs try, and runs it again with exponential back-off while
 // it fails with client.ErrUnreachable, for at most registryWait in all. It
-// says each wait through ui (StepRegistryWait). Any other error, success,
-// ctx ending or the time running out ends it with try's last result.
+// says each wait through ui (StepRegistryWait, with what is left of the
+// whole wait in Event.Left). Any other error, success, ctx ending or the
+// time running out ends it with try's last result.
 func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try func() error) error {
 	deadline := time.Now().Add(e.registryWait())
 	delay := firstBackoff
@@ -59,7 +60,7 @@ func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try fun
 		if msg, ok := client.Storage(err); ok {
 			why = msg
 		}
-		ui.progress(Event{Step: StepRegistryWait, User: user, Detail: fmt.Sprintf("%s; trying again in %s", why, d.Round(10*time.Millisecond))})
+		ui.progress(Event{Step: StepRegistryWait, User: user, Detail: fmt.Sprintf("%s; trying again in %s", why, d.Round(10*time.Millisecond)), Left: left})
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
