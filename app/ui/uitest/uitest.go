@@ -391,3 +391,32 @@ func CLICommand(text string) string {
 }
 
 var cliCommand = regexp.MustCompile(`keydesk\s+(recover|enrol|verify|piv|fido|keys|user|users|registry|inventory|activity|audit|migrate|backup|batch|config|settings|identity|token)\b[^.]*`)
+
+// RawFragments are pieces of library text a person must never read in
+// the window: Go's network and context errors, the request line of a
+// failed HTTP call, TLS and x509 text, database/sql's and SQLite's, D-Bus
+// and keyring-library names, fmt's verbs gone wrong and nil printed as
+// text. Raw finds them.
+var RawFragments = []string{
+	"dial tcp", "connection refused", "connect:", "context deadline", "context canceled", "EOF", "sql:", "sqlite",
+	"x509:", "tls:", "dbus", "d-bus", "org.freedesktop", "%!", "<nil>", "http://127.0.0.1", "/v1/",
+	"get \"", "post \"", "registry-token:", "os keyring", "secret service:",
+}
+
+// Raw is the first of RawFragments in text ("" when there is none),
+// ignoring case except for "EOF" (the word, not "thereof").
+func Raw(text string) string {
+	low := strings.ToLower(text)
+	for _, f := range RawFragments {
+		if f == "EOF" {
+			if strings.Contains(text, f) {
+				return f
+			}
+			continue
+		}
+		if strings.Contains(low, f) {
+			return f
+		}
+	}
+	return ""
+}
