@@ -606,9 +606,10 @@ var namesCommand = regexp.MustCompile(`keydesk (enrol|sync|piv|fido|recover|veri
 // time key serial (0: any) reaches step.
 func (h *harness) killAt(step enrol.Step, serial uint32) {
 	var once sync.Once
+	reg := fx.Registry // the process running now; restartRegistry replaces fx.Registry
 	h.d.hook = func(ev enrol.Event) {
 		if ev.Step == step && (serial == 0 || ev.Serial == serial) {
-			once.Do(fx.Registry.Kill)
+			once.Do(reg.Kill)
 		}
 	}
 	h.t.Cleanup(func() { h.d.hook = nil })
