@@ -23,6 +23,7 @@ import (
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
@@ -126,6 +127,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	fixture(t)
 	h := &harness{t: t, serials: freshKeys(t)}
+	uitest.HoldUI(t)
 	h.app = test.NewApp()
 	h.win = h.app.NewWindow("keydesk")
 	h.win.Resize(fyne.NewSize(1280, 800))
@@ -158,14 +160,16 @@ func newHarness(t *testing.T) *harness {
 	h.d = &desk{cfg: Config{JournalPath: h.journal}}
 	t.Cleanup(func() {
 		cancel()
-		<-watching
+		// The watcher may be publishing, which takes the UI lock.
+		uitest.Unlocked(func() { <-watching })
 		h.app.Quit()
 	})
 	return h
 }
 
 // ui runs f as the UI goroutine would, one after the UI changes the
-// enrolment makes.
+// enrolment makes. The test holds the UI lock anyway (uitest.HoldUI); ui
+// marks what a person does on the window.
 func (h *harness) ui(f func()) {
 	unlock := uikit.LockUI()
 	defer unlock()
@@ -208,7 +212,12 @@ func (f *follower) await(states ...string) string {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	i, s, err := f.tr.wait(ctx, f.pos, states...)
+	var (
+		i   int
+		s   string
+		err error
+	)
+	uitest.Unlocked(func() { i, s, err = f.tr.wait(ctx, f.pos, states...) })
 	if err != nil {
 		// What every goroutine was doing, to tell a hung key from a hung screen.
 		buf := make([]byte, 1<<22)
@@ -597,9 +606,10 @@ var namesCommand = regexp.MustCompile(`keydesk (enrol|sync|piv|fido|recover|veri
 // time key serial (0: any) reaches step.
 func (h *harness) killAt(step enrol.Step, serial uint32) {
 	var once sync.Once
+	reg := fx.Registry // the process running now; restartRegistry replaces fx.Registry
 	h.d.hook = func(ev enrol.Event) {
 		if ev.Step == step && (serial == 0 || ev.Serial == serial) {
-			once.Do(fx.Registry.Kill)
+			once.Do(reg.Kill)
 		}
 	}
 	h.t.Cleanup(func() { h.d.hook = nil })
@@ -1101,9 +1111,15 @@ func TestWizardCancelMidEnrolment(t *testing.T) {
 	h.choosePIN("escape-pin-1", "escape-pin-1")
 	f.await("pin:" + string(enrol.PIVPIN))
 	h.choosePIN("778899", "778899")
-	select {
-	case <-reached:
-	case <-time.After(wait):
+	ok := false
+	uitest.Unlocked(func() {
+		select {
+		case <-reached:
+			ok = true
+		case <-time.After(wait):
+		}
+	})
+	if !ok {
 		t.Fatal("enrolment never reached the FIDO2 credential")
 	}
 	f.await(stepProgress)

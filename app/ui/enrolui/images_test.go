@@ -33,6 +33,7 @@ func matchImage(t *testing.T, name string, img image.Image) {
 // in fixed states (the same methods the enrolment calls drive) and compares
 // each with its reference image.
 func TestReferenceImages(t *testing.T) {
+	uitest.HoldUI(t)
 	a := test.NewApp()
 	defer a.Quit()
 	a.Settings().SetTheme(theme.LightTheme())
