@@ -17,7 +17,8 @@
 # ./internal/evidence, `make bench-cli`); BENCH_ONLY=desktop only the
 # desktop app's benchmarks (BenchmarkStart and BenchmarkRound in
 # ./cmd/keydesk: first frame, resident memory after start and after the
-# full round, `make bench-desktop`). Their document goes to a temporary
+# full round; BenchmarkChangeFromElsewhere in ./app/ui/keysui: a change
+# made outside the window shown on Keys; `make bench-desktop`). Their document goes to a temporary
 # directory unless BENCH_OUT_DIR is set, never over docs/benchmarks.md.
 #
 # BENCH_COMMAND is the make target that ran this script, for the
@@ -118,6 +119,8 @@ if [[ $only != cli ]]; then
 	# The desktop app's full round (enrol, verify, a PIN blocked, the
 	# helpdesk's unblock, Activity) driven with xdotool: memory after it.
 	bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
+	# A change made outside the window shown on the Keys screen.
+	bench ./app/ui/keysui '^BenchmarkChangeFromElsewhere$' "$(n 10x 2x)" 1
 fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)

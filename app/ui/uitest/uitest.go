@@ -131,7 +131,7 @@ func Sim(t *testing.T, line string) {
 // Env is a screen's world for one test: a headless app and window of
 // 1280×800, the fleet's keys watched into the feed, and reg as the
 // registry (nil: the registry is down).
-func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.Env {
+func Env(t testing.TB, role uikit.Role, user string, reg *client.Client) *uikit.Env {
 	t.Helper()
 	// test.NewApp empties Fyne's global font and theme caches: work left
 	// over from an earlier test may be using them under the lock.
