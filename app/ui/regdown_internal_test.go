@@ -63,6 +63,9 @@ func tap(t *testing.T, d *desk, text string) {
 	if b == nil {
 		t.Fatalf("screen %s has no button %q", d.shell.Current(), text)
 	}
+	// A button is off while the screen's last read is still running (a
+	// tap on it would do nothing).
+	uitest.WaitFor(t, 20*time.Second, "screen "+d.shell.Current()+"'s "+text+" enabled", func() bool { return !b.Disabled() })
 	test.Tap(b)
 }
 
@@ -165,9 +168,11 @@ func TestRegistryGoneWords(t *testing.T) {
 	d.rescan()
 	d.shell.Show("inventory")
 	tap(t, d, "Refresh")
-	uitest.WaitFor(t, 20*time.Second, "Inventory says the registry cannot be reached", func() bool {
+	if !uitest.Eventually(20*time.Second, func() bool {
 		return uitest.HasText(d.shell.Content, "The registry cannot be reached") && uitest.HasText(d.shell.Content, "press Retry")
-	})
+	}) {
+		t.Fatalf("after 20s Inventory does not say the registry cannot be reached; the window shows:\n%s", uitest.WindowText(w))
+	}
 	d.shell.Show("activity")
 	tap(t, d, "Verify audit chain")
 	uitest.WaitFor(t, 20*time.Second, "Activity says the registry cannot be reached", func() bool {
