@@ -13,10 +13,18 @@
 # KEYDESK_SIM_USERS and KEYDESK_DRILL_USERS to change them (`make bench-registry` runs the
 # registry's benchmarks at full size, docs/registry.md).
 #
-# BENCH_ONLY=desktop runs only the desktop app's benchmarks (BenchmarkStart
-# and BenchmarkRound in ./cmd/keydesk: first frame, resident memory after
-# start and after the full round); its document goes to a temporary
+# BENCH_ONLY=cli runs only the command-line comparisons (BenchmarkTools in
+# ./internal/evidence, `make bench-cli`); BENCH_ONLY=desktop only the
+# desktop app's benchmarks (BenchmarkStart and BenchmarkRound in
+# ./cmd/keydesk: first frame, resident memory after start and after the
+# full round; BenchmarkChangeFromElsewhere in ./app/ui/keysui: a change
+# made outside the window shown on Keys; `make bench-desktop`). Their document goes to a temporary
 # directory unless BENCH_OUT_DIR is set, never over docs/benchmarks.md.
+#
+# BENCH_COMMAND is the make target that ran this script, for the
+# documents' headers ("make bench" when unset); the header names the
+# command with the BENCH_QUICK and BENCH_ONLY it ran with (those the target
+# does not set itself), so that running it again gives the same run.
 #
 # Running it again starts from nothing: every benchmark builds its binaries
 # and starts its keys, pcscd and databases afresh. A benchmark that fails is
@@ -39,7 +47,12 @@ export KEYDESK_BENCH_MIGRATION_USERS=${KEYDESK_BENCH_MIGRATION_USERS:-$(n 25000 
 export KEYDESK_SIM_USERS=${KEYDESK_SIM_USERS:-20000} # smaller runs miss the simulation's own checks (1 % canary)
 export KEYDESK_DRILL_USERS=${KEYDESK_DRILL_USERS:-$(n 2000 200)}
 
-only=${BENCH_ONLY:-}
+# The command as the headers show it: the make target, with the modes it
+# does not set itself in front (make bench-cli and bench-desktop set
+# BENCH_ONLY).
+command=${BENCH_COMMAND:-make bench}
+if [[ -z ${BENCH_COMMAND:-} && -n $only ]]; then command="BENCH_ONLY=$only $command"; fi
+if [[ -n $quick ]]; then command="BENCH_QUICK=$quick $command"; fi
 out=${BENCH_OUT_DIR:-}
 if [[ -z $out ]]; then
 	if [[ $quick == 1 || -n $only ]]; then out=$(mktemp -d "${TMPDIR:-/tmp}/keydesk-bench-quick.XXXXXX"); else out=docs; fi
@@ -90,7 +103,7 @@ if [[ -z $only ]]; then
 	bench ./registry/validity '.' "$(n 2s 1x)" 1
 	# The migration drill through the reference relying party, 2,000 users; it
 	# writes its table of figures beside benchmarks.md (docs/drill.md).
-	KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="${BENCH_COMMAND:-make bench} (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
+	KEYDESK_DRILL_OUT="$work/drill.md" KEYDESK_DRILL_COMMAND="$command (KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS)" \
 		bench ./cmd/keydesk-rp 'MigrationDrill' 1x 1
 fi
 if [[ $only != cli ]]; then
@@ -106,16 +119,21 @@ if [[ $only != cli ]]; then
 	# The desktop app's full round (enrol, verify, a PIN blocked, the
 	# helpdesk's unblock, Activity) driven with xdotool: memory after it.
 	bench ./cmd/keydesk '^BenchmarkRound$' "$(n 3x 1x)" 1
+	# A change made outside the window shown on the Keys screen.
+	bench ./app/ui/keysui '^BenchmarkChangeFromElsewhere$' "$(n 10x 2x)" 1
 fi
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
-	echo "# make bench $started to $finished; load average (1, 5, 15 min) $load_start at the start, $load_end at the end"
-	echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS${quick:+ BENCH_QUICK=$quick}${only:+ BENCH_ONLY=$only}"
+	echo "# $command $started to $finished; load average (1, 5, 15 min) $load_start at the start, $load_end at the end"
+	# Only the sizes, and only when the registry's benchmarks ran.
+	if [[ -z $only ]]; then
+		echo "# sizes: KEYDESK_BENCH_USERS=$KEYDESK_BENCH_USERS KEYDESK_BENCH_MIGRATION_USERS=$KEYDESK_BENCH_MIGRATION_USERS KEYDESK_SIM_USERS=$KEYDESK_SIM_USERS KEYDESK_DRILL_USERS=$KEYDESK_DRILL_USERS"
+	fi
 	cat "$raw"
 } >"$work/benchmarks.txt"
-if "$GO" run ./internal/evidence/benchdoc -in "$work/benchmarks.txt" -out "$work/benchmarks.md" -command "${BENCH_COMMAND:-make bench}" \
+if "$GO" run ./internal/evidence/benchdoc -in "$work/benchmarks.txt" -out "$work/benchmarks.md" -command "$command" \
 	-started "$started" -finished "$finished" -load-start "$load_start" -load-end "$load_end"; then
 	mv "$work/benchmarks.txt" "$out/benchmarks.txt"
 	mv "$work/benchmarks.md" "$out/benchmarks.md"

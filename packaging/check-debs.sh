@@ -3,7 +3,8 @@
 # runs after building them):
 #   1. lintian on both .debs: no errors or warnings beyond the overrides in
 #      packaging/lintian/ (their reasons are there and in docs/packaging.md);
-#   2. contents, Depends and conffiles of each .deb; the desktop entry and the
+#   2. contents, Depends and conffiles of each .deb (a man page for every
+#      program in /usr/bin); the desktop entry and the
 #      AppStream metadata as installed, through their validators;
 #   3. a clean Debian 12 root made with debootstrap: both .debs installed with
 #      apt-get (dependencies from deb.debian.org), `--version` of both
@@ -57,6 +58,7 @@ contains "$kd" /usr/bin/keydesk /usr/bin/keydesk-cli /usr/bin/keydesk-desk /usr/
   /usr/share/metainfo/io.keydesk.Keydesk.metainfo.xml \
   /usr/share/icons/hicolor/scalable/apps/io.keydesk.Keydesk.svg "${icons[@]}" \
   /usr/lib/udev/rules.d/70-keydesk.rules /usr/share/man/man1/keydesk.1.gz /usr/share/man/man1/keydesk-piv-status.1.gz \
+  /usr/share/man/man1/keydesk-cli.1.gz /usr/share/man/man1/keydesk-desk.1.gz \
   /usr/share/bash-completion/completions/keydesk /usr/share/zsh/vendor-completions/_keydesk \
   /usr/share/fish/vendor_completions.d/keydesk.fish /usr/share/keydesk/completions/keydesk.ps1 \
   /usr/share/doc/keydesk/copyright /usr/share/doc/keydesk/changelog.Debian.gz
@@ -64,6 +66,15 @@ contains "$kr" /usr/bin/keydesk-registry /usr/lib/systemd/system/keydesk-registr
   /etc/keydesk-registry/registry.conf /usr/share/man/man1/keydesk-registry.1.gz \
   /usr/share/doc/keydesk-registry/deploy.md /usr/share/doc/keydesk-registry/examples/postgres-tls.conf \
   /usr/share/doc/keydesk-registry/copyright /usr/share/doc/keydesk-registry/changelog.Debian.gz
+# Every program in /usr/bin has its page (lintian's no-manual-page says the
+# same; this names the program and the page it looked for).
+for deb in "$kd" "$kr"; do
+  list=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\.||')
+  for b in $(grep '^/usr/bin/.' <<<"$list"); do
+    grep -qxF "/usr/share/man/man1/$(basename "$b").1.gz" <<<"$list" || fail "$(basename "$deb") installs $b without /usr/share/man/man1/$(basename "$b").1.gz"
+  done
+done
+echo "every program in /usr/bin has a man page"
 depends=$(dpkg-deb -f "$kd" Depends)
 for d in pcscd libpcsclite1 libfido2-1 libgl1 libx11-6 libxcursor1 libxrandr2 libxinerama1 libxi6 libxxf86vm1 libc6; do
   grep -qE "(^|, )$d( |,|$)" <<<"$depends" || fail "keydesk Depends lacks $d: $depends"

@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keydesk/keydesk/app/backup"
+	"github.com/keydesk/keydesk/app/escrow"
 	"github.com/keydesk/keydesk/app/regconn"
-	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
 )
 
@@ -62,6 +62,11 @@ func runBackup(e *env, sub string, o *backupOpts, pos []string) error {
 	case "coverage":
 		return backupCoverage(e, conn)
 	case "export":
+		// A practice desk with no helpdesk recipient set encrypts to its
+		// practice identity, which its restore opens.
+		if s, _, err = e.helpdesk(s); err != nil {
+			return err
+		}
 		return backupExport(e, conn, s, o)
 	}
 	return usagef("unknown backup subcommand %q (coverage, export)", sub)
@@ -133,7 +138,8 @@ func backupExport(e *env, conn *regconn.Conn, s settings.Settings, o *backupOpts
 }
 
 // runRestore: keydesk restore FILE, into the desk's (empty) registry, with
-// the helpdesk identity from the keyring.
+// the helpdesk identity from the keyring (a practice desk's own, when it
+// has one: app/helpdeskid).
 func runRestore(e *env, _ *flag.FlagSet, args []string) error {
 	if len(args) != 1 {
 		return usagef("restore takes the bundle file: keydesk restore FILE")
@@ -146,10 +152,11 @@ func runRestore(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	id, err := secrets.Default().Get(secrets.HelpdeskIdentityAccount())
-	if errors.Is(err, secrets.ErrNotFound) {
-		err = hinted{err, "Store the helpdesk's age identity on this desk first: keydesk recover identity (it reads the identity from the terminal or stdin)."}
+	s, src, err := e.helpdesk(s)
+	if err != nil {
+		return err
 	}
+	id, err := identity(src)
 	if err != nil {
 		return fmt.Errorf("the helpdesk identity opens the bundle: %w", err)
 	}
@@ -159,6 +166,11 @@ func runRestore(e *env, _ *flag.FlagSet, args []string) error {
 	}
 	defer conn.Close()
 	out, err := backup.Restore(e.ctx, conn.Client, bytes.NewReader(b), id)
+	if errors.Is(err, escrow.ErrWrongIdentity) && src.Practice() {
+		err = hinted{err, fmt.Sprintf("This practice desk opened the bundle with its own practice helpdesk identity (%s). "+
+			"A bundle encrypted to the organisation's helpdesk needs its recipient in helpdesk_recipients (keydesk settings set) "+
+			"and its identity in the keyring (keydesk recover identity).", src.Path())}
+	}
 	if err != nil {
 		return err
 	}

@@ -30,13 +30,13 @@ import (
 
 // crashEnv is the environment of a script's keydesk commands, for the
 // processes cmdCrashEnrol starts itself.
-func crashEnv(ts *testscript.TestScript, extra ...string) []string {
+func crashEnv(ts *testscript.TestScript) []string {
 	env := os.Environ()
 	for _, name := range []string{"PATH", "HOME", "TMPDIR", "WORK", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
 		"KEYDESK_PRACTICE", "DBUS_SESSION_BUS_ADDRESS", secrets.ServiceEnv, "REGISTRY"} {
 		env = append(env, name+"="+ts.Getenv(name))
 	}
-	return append(env, extra...)
+	return env
 }
 
 // crashRun is one keydesk process of the crash-point test.
@@ -87,6 +87,31 @@ func (r crashRun) run(args ...string) (code int, stdout, stderr string, killed b
 	return code, out.String(), errb.String(), killed
 }
 
+// traced runs keydesk with args once with every crash point traced
+// (KEYDESK_CRASHPOINT=trace) and returns the points among declared it
+// passed, "NAME:WHEN", in order (tracedPoints). It fails the script unless
+// the command succeeds and passes every declared point, before and after;
+// what names the command in the failure.
+func (r crashRun) traced(what string, declared []string, args ...string) []string {
+	r.env = slices.Concat(r.env, []string{crashpoint.EnvVar + "=trace"})
+	code, out, stderr, _ := r.run(args...)
+	if code != 0 {
+		r.ts.Fatalf("traced %s: exit %d\n%s%s", what, code, out, stderr)
+	}
+	return tracedPoints(r.ts, what, stderr, declared)
+}
+
+// killAt runs keydesk with args armed at point (KEYDESK_CRASHPOINT=point):
+// the process stops itself there and is killed with SIGKILL. It fails the
+// script unless the command reached the point.
+func (r crashRun) killAt(point string, args ...string) {
+	r.env = slices.Concat(r.env, []string{crashpoint.EnvVar + "=" + point})
+	r.marker = "keydesk crashpoint: " + point + " reached"
+	if _, _, stderr, killed := r.run(args...); !killed {
+		r.ts.Fatalf("%s: keydesk %s never reached the point\n%s", point, strings.Join(args, " "), stderr)
+	}
+}
+
 var traceLine = regexp.MustCompile(`^keydesk crashpoint: ([a-z0-9-]+):(before|after)$`)
 
 // cmdCrashEnrol kills a real `keydesk enrol` process with SIGKILL at every
@@ -124,21 +149,14 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 
 	// The trace: every declared point is passed, before and after.
 	serial := fresh()
-	code, _, stderr, _ := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace"), stdin: pins(serial)}.run(enrolArgs("trace", serial)...)
-	if code != 0 {
-		ts.Fatalf("traced enrolment: exit %d\n%s", code, stderr)
-	}
-	points := tracedPoints(ts, "enrolment", stderr, crashpoint.Points())
+	points := crashRun{ts: ts, env: crashEnv(ts), stdin: pins(serial)}.traced("enrolment", crashpoint.Points(), enrolArgs("trace", serial)...)
 
 	for i, point := range points {
 		serial := fresh()
 		user := fmt.Sprintf("crash%02d", i)
 		sstr := strconv.Itoa(int(serial))
 		start := time.Now()
-		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), stdin: pins(serial), marker: "keydesk crashpoint: " + point + " reached"}
-		if _, _, stderr, killed := run.run(enrolArgs(user, serial)...); !killed {
-			ts.Fatalf("%s: keydesk enrol never reached the point\n%s", point, stderr)
-		}
+		crashRun{ts: ts, env: crashEnv(ts), stdin: pins(serial)}.killAt(point, enrolArgs(user, serial)...)
 		plain := crashRun{ts: ts, env: crashEnv(ts)}
 		// keydesk sync sends what the outbox holds; nothing may conflict.
 		if code, out, stderr, _ := plain.run("sync"); code != 0 {
@@ -162,7 +180,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 				ts.Fatalf("%s: key %d left unfinished by an earlier point: %s", point, rec.Serial, out)
 			}
 		}
-		how := ""
+		how, resumed := "", false
 		switch stage {
 		case "":
 			// Not in the journal, or finished: the same command again
@@ -192,6 +210,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		default:
 			how = "resume"
+			resumed = true
 			if point == crashpoint.RegistrySend+":after" {
 				// Registered, pending, no escrow in the registry: keydesk
 				// verify on this desk stores the journalled escrow before
@@ -204,8 +223,30 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 					ts.Fatalf("%s: keydesk verify: exit %d\n%s%s", point, code, out, stderr)
 				}
 			}
-			if code, out, stderr, _ := plain.run("enrol", "--resume", "--serial", sstr); code != 0 {
+			// The person types the key's PINs again, as keydesk asks
+			// for them: the FIDO2 PIN only while the key still takes
+			// it (a key that already demands a new one refuses it).
+			stdin := pins(serial)
+			if fidoForced(ts, sstr) {
+				stdin = fmt.Sprintf("%d\n", 10000000+serial%90000000)
+			}
+			res := crashRun{ts: ts, env: crashEnv(ts), stdin: stdin}
+			code, out, stderr, _ := res.run("enrol", "--resume", "--serial", sstr, "--json")
+			var rs []struct {
+				Status     string   `json:"status"`
+				Resumed    bool     `json:"resumed"`
+				Genuine    string   `json:"genuine"`
+				PIVProof   bool     `json:"piv_proof"`
+				FIDO2Proof bool     `json:"fido2_proof"`
+				PINChange  string   `json:"pin_change"`
+				NotRedone  []string `json:"not_redone"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &rs) != nil || len(rs) != 1 {
 				ts.Fatalf("%s: keydesk enrol --resume --serial %s (stage %s): exit %d\n%s%s", point, sstr, stage, code, out, stderr)
+			}
+			// The resumed key passed what a fresh enrolment checks.
+			if r := rs[0]; r.Status != "active" || !r.Resumed || r.Genuine == "" || !r.PIVProof || !r.FIDO2Proof || r.PINChange != "forced" || len(r.NotRedone) == 0 {
+				ts.Fatalf("%s: the resumed enrolment's checks: %s", point, out)
 			}
 		}
 
@@ -221,6 +262,15 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if _, err := admin.Escrow(ctx, kd.ID, "piv"); err != nil {
 			ts.Fatalf("%s: escrow of key %s: %v", point, sstr, err)
+		}
+		// Whichever path got it there, the registry verified a PIV
+		// signature the key made (the PIV proof), and the key demands a
+		// new FIDO2 PIN at first use (the PIN-change policy).
+		if n := pivProofs(ts, admin, kd.ID); n == 0 {
+			ts.Fatalf("%s: key %s is active with no PIV proof in the registry's audit log", point, sstr)
+		}
+		if !fidoForced(ts, sstr) {
+			ts.Fatalf("%s: key %s does not demand a new FIDO2 PIN (force_pin_change)", point, sstr)
 		}
 		// Nothing pending or in conflict in the desk's outbox, nothing
 		// unfinished in its journal.
@@ -239,7 +289,7 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 		if code != 0 || !strings.Contains(out, "(primary, active) belongs to "+user) || !strings.Contains(out, "No problem found.") {
 			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
 		}
-		ts.Logf("%-34s stage %-10q %-18s key %s active, escrowed, once (%.1fs)", point, stage, how, sstr, time.Since(start).Seconds())
+		ts.Logf("%-34s stage %-10q %-18s key %s active, escrowed, once, PIV proof, PIN change forced (resumed %v, %.1fs)", point, stage, how, sstr, resumed, time.Since(start).Seconds())
 	}
 	// One user per point and the traced one, each with one key.
 	if us, _, err := admin.Users(ctx, "", 1000); err != nil || len(us) != len(points)+1 {
@@ -247,6 +297,42 @@ func cmdCrashEnrol(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if pend, err := admin.Entries(ctx, client.Pending); err != nil || len(pend) != 0 {
 		ts.Fatalf("admin outbox: %d pending, %v", len(pend), err)
+	}
+}
+
+// fidoForced reports whether key serial demands a new FIDO2 PIN before
+// its next use, as keydesk fido status --json reads it from the key.
+func fidoForced(ts *testscript.TestScript, serial string) bool {
+	code, out, stderr, _ := crashRun{ts: ts, env: crashEnv(ts)}.run("fido", "status", "--serial", serial, "--json")
+	var st struct {
+		PINSet         bool `json:"pin_set"`
+		ForcePINChange bool `json:"force_pin_change"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || !st.PINSet {
+		ts.Fatalf("keydesk fido status --serial %s: exit %d\n%s%s", serial, code, out, stderr)
+	}
+	return st.ForcePINChange
+}
+
+// pivProofs counts the PIV verifications of key keyID the registry
+// accepted, from its audit log.
+func pivProofs(ts *testscript.TestScript, admin *client.Client, keyID string) int {
+	n := 0
+	q := client.AuditQuery{Action: "verification", Limit: 1000}
+	for {
+		p, err := admin.Audit(context.Background(), q)
+		ts.Check(err)
+		for _, en := range p.Entries {
+			var v registry.Verification
+			ts.Check(json.Unmarshal(en.Payload, &v))
+			if v.KeyID == keyID && v.Kind == "piv" && v.OK {
+				n++
+			}
+		}
+		if p.Next == 0 {
+			return n
+		}
+		q.After = p.Next
 	}
 }
 
@@ -272,28 +358,17 @@ func cmdCrashRecover(ts *testscript.TestScript, neg bool, args []string) {
 	ctx := context.Background()
 	const serial = "31000001"
 	plain := crashRun{ts: ts, env: crashEnv(ts)}
-	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
-	if code, out, stderr, _ := enrol.run("enrol", "--user", "rec", "--name", "Rec Overy", "--serial", serial, "--no-backup"); code != 0 {
-		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
-	}
+	enrolPractice(ts, "rec", "Rec Overy")
 	resets := 0
-	reset := func(extra ...string) crashRun {
+	reset := func() crashRun {
 		resets++
-		return crashRun{ts: ts, env: crashEnv(ts, extra...), stdin: fmt.Sprintf("fido-reset-%02d\n", resets)}
+		return crashRun{ts: ts, env: crashEnv(ts), stdin: fmt.Sprintf("fido-reset-%02d\n", resets)}
 	}
 	resetArgs := []string{"recover", "fido2-reset", "--serial", serial, "--yes"}
 
-	code, _, stderr, _ := reset(crashpoint.EnvVar + "=trace").run(resetArgs...)
-	if code != 0 {
-		ts.Fatalf("traced reset: exit %d\n%s", code, stderr)
-	}
-	points := tracedPoints(ts, "reset", stderr, crashpoint.RecoveryPoints())
+	points := reset().traced("reset", crashpoint.RecoveryPoints(), resetArgs...)
 	for _, point := range points {
-		run := reset(crashpoint.EnvVar + "=" + point)
-		run.marker = "keydesk crashpoint: " + point + " reached"
-		if _, _, stderr, killed := run.run(resetArgs...); !killed {
-			ts.Fatalf("%s: keydesk recover fido2-reset never reached the point\n%s", point, stderr)
-		}
+		reset().killAt(point, resetArgs...)
 		// The documented recovery: the same command again.
 		if code, out, stderr, _ := reset().run(resetArgs...); code != 0 {
 			ts.Fatalf("%s: keydesk recover fido2-reset again: exit %d\n%s%s", point, code, out, stderr)
@@ -310,6 +385,25 @@ func cmdCrashRecover(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s: keydesk recover diagnose: exit %d\n%s%s", point, code, out, stderr)
 		}
 		ts.Logf("%-34s the same command again; key %s active, one FIDO2 credential, verify passes", point, serial)
+	}
+}
+
+// enrolPractice enrols the key in the first practice reader (serial
+// 31000001; FIDO2 PIN fido-pin-31000001, PIV PIN 31000001) for a new user
+// user called name, as the scripts that recover one key start.
+func enrolPractice(ts *testscript.TestScript, user, name string) {
+	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
+	if code, out, stderr, _ := enrol.run("enrol", "--user", user, "--name", name, "--serial", "31000001", "--no-backup"); code != 0 {
+		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
+// storeIdentity gives the desk the helpdesk identity the script's escrows
+// are sealed to (keydesk recover identity), for the recoveries that open
+// an escrow.
+func storeIdentity(ts *testscript.TestScript, r *scriptRegistry) {
+	if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts), stdin: r.identity + "\n"}).run("recover", "identity"); code != 0 {
+		ts.Fatalf("keydesk recover identity: exit %d\n%s%s", code, out, stderr)
 	}
 }
 
@@ -395,13 +489,8 @@ func cmdCrashPIVPIN(ts *testscript.TestScript, neg bool, args []string) {
 	ctx := context.Background()
 	const serial = "31000001"
 	plain := crashRun{ts: ts, env: crashEnv(ts)}
-	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
-	if code, out, stderr, _ := enrol.run("enrol", "--user", "pin", "--name", "Pin Blocked", "--serial", serial, "--no-backup"); code != 0 {
-		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
-	}
-	if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts), stdin: r.identity + "\n"}).run("recover", "identity"); code != 0 {
-		ts.Fatalf("keydesk recover identity: exit %d\n%s%s", code, out, stderr)
-	}
+	enrolPractice(ts, "pin", "Pin Blocked")
+	storeIdentity(ts, r)
 	block := func(point string) {
 		for i := 0; i < 3; i++ {
 			run := crashRun{ts: ts, env: crashEnv(ts), stdin: "000000\n999999\n"}
@@ -415,27 +504,20 @@ func cmdCrashPIVPIN(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	unblockArgs := []string{"recover", "piv-pin", "--serial", serial}
 	pins := 0
-	unblock := func(extra ...string) (crashRun, string) {
+	unblock := func() (crashRun, string) {
 		pins++
 		pin := fmt.Sprintf("%d", 86420000+pins)
-		return crashRun{ts: ts, env: crashEnv(ts, extra...), stdin: pin + "\n"}, pin
+		return crashRun{ts: ts, env: crashEnv(ts), stdin: pin + "\n"}, pin
 	}
 
 	block("trace")
-	run, _ := unblock(crashpoint.EnvVar + "=trace")
-	code, _, stderr, _ := run.run(unblockArgs...)
-	if code != 0 {
-		ts.Fatalf("traced unblock: exit %d\n%s", code, stderr)
-	}
-	points := tracedPoints(ts, "unblock", stderr, crashpoint.PIVPINPoints())
+	run, _ := unblock()
+	points := run.traced("unblock", crashpoint.PIVPINPoints(), unblockArgs...)
 	for _, point := range points {
 		block(point)
 		before := auditCount(ts, admin, "recovery."+client.ActionPIVPINUnblocked)
-		run, _ := unblock(crashpoint.EnvVar + "=" + point)
-		run.marker = "keydesk crashpoint: " + point + " reached"
-		if _, _, stderr, killed := run.run(unblockArgs...); !killed {
-			ts.Fatalf("%s: keydesk recover piv-pin never reached the point\n%s", point, stderr)
-		}
+		run, _ := unblock()
+		run.killAt(point, unblockArgs...)
 		// The documented recovery: the same command again.
 		again, pin := unblock()
 		if code, out, stderr, _ := again.run(unblockArgs...); code != 0 || !strings.Contains(out, "PIV PIN on key "+serial+" unblocked") {
@@ -511,19 +593,11 @@ func cmdCrashLost(ts *testscript.TestScript, neg bool, args []string) {
 	}
 
 	lost, _, repl := one("losttrace")
-	trace := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace"), stdin: pins(repl)}
-	code, out, stderr, _ := trace.run(lostArgs(lost, repl)...)
-	if code != 0 {
-		ts.Fatalf("traced recover lost: exit %d\n%s%s", code, out, stderr)
-	}
-	points := tracedPoints(ts, "recover lost", stderr, crashpoint.LostPoints())
+	points := crashRun{ts: ts, env: crashEnv(ts), stdin: pins(repl)}.traced("recover lost", crashpoint.LostPoints(), lostArgs(lost, repl)...)
 	for i, point := range points {
 		user := fmt.Sprintf("lost%02d", i)
 		lost, version, repl := one(user)
-		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), stdin: pins(repl), marker: "keydesk crashpoint: " + point + " reached"}
-		if _, _, stderr, killed := run.run(lostArgs(lost, repl)...); !killed {
-			ts.Fatalf("%s: keydesk recover lost never reached the point\n%s", point, stderr)
-		}
+		crashRun{ts: ts, env: crashEnv(ts), stdin: pins(repl)}.killAt(point, lostArgs(lost, repl)...)
 		// The documented recovery: the same command again.
 		again := crashRun{ts: ts, env: crashEnv(ts), stdin: pins(repl)}
 		code, out, stderr, _ := again.run(lostArgs(lost, repl)...)
@@ -603,13 +677,8 @@ func cmdCrashRestore(ts *testscript.TestScript, neg bool, args []string) {
 	r := scriptReg(ts)
 	ctx := context.Background()
 	const serial = "31000001"
-	enrol := crashRun{ts: ts, env: crashEnv(ts), stdin: "fido-pin-31000001\n31000001\n"}
-	if code, out, stderr, _ := enrol.run("enrol", "--user", "restored", "--name", "Re Stored", "--serial", serial, "--no-backup"); code != 0 {
-		ts.Fatalf("enrolling: exit %d\n%s%s", code, out, stderr)
-	}
-	if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts), stdin: r.identity + "\n"}).run("recover", "identity"); code != 0 {
-		ts.Fatalf("keydesk recover identity: exit %d\n%s%s", code, out, stderr)
-	}
+	enrolPractice(ts, "restored", "Re Stored")
+	storeIdentity(ts, r)
 	plain := crashRun{ts: ts, env: crashEnv(ts)}
 	if code, out, stderr, _ := plain.run("backup", "export", "--out", "org.age", "--recipient", r.settings.HelpdeskRecipients[0]); code != 0 {
 		ts.Fatalf("keydesk backup export: exit %d\n%s%s", code, out, stderr)
@@ -635,17 +704,10 @@ func cmdCrashRestore(ts *testscript.TestScript, neg bool, args []string) {
 	}
 
 	empty("trace")
-	code, out, stderr, _ := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}.run("restore", "org.age")
-	if code != 0 {
-		ts.Fatalf("traced restore: exit %d\n%s%s", code, out, stderr)
-	}
-	points := tracedPoints(ts, "restore", stderr, crashpoint.RestorePoints())
+	points := plain.traced("restore", crashpoint.RestorePoints(), "restore", "org.age")
 	for _, point := range points {
 		admin, state := empty(strings.ReplaceAll(point, ":", "-"))
-		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
-		if _, _, stderr, killed := run.run("restore", "org.age"); !killed {
-			ts.Fatalf("%s: keydesk restore never reached the point\n%s", point, stderr)
-		}
+		plain.killAt(point, "restore", "org.age")
 		// The documented recovery: the same command again.
 		if code, out, stderr, _ := plain.run("restore", "org.age"); code != 0 || !strings.Contains(out, "restored organisation bundle: 1 user, 1 key") {
 			ts.Fatalf("%s: keydesk restore again: exit %d\n%s%s", point, code, out, stderr)

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/keydesk/keydesk/app/enrol"
+	"github.com/keydesk/keydesk/app/helpdeskid"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
 	"github.com/keydesk/keydesk/app/settings"
@@ -43,6 +44,25 @@ func (e *env) openRegistry() (*regconn.Conn, settings.Settings, error) {
 	}
 	conn, err := e.registry(s)
 	return conn, s, err
+}
+
+// helpdesk is the desk's settings as enrolment, backups and the helpdesk's
+// recoveries use them, and where its helpdesk identity comes from
+// (app/helpdeskid, as in the desktop app): on a practice desk with no
+// helpdesk recipient set, the practice identity in keydesk's data
+// directory; otherwise the settings' recipients and the OS keyring.
+func (e *env) helpdesk(s settings.Settings) (settings.Settings, *helpdeskid.Source, error) {
+	return helpdeskid.Resolve(s, helpdeskid.Options{})
+}
+
+// identity reads the helpdesk identity from src, with the next step when
+// the keyring holds none.
+func identity(src *helpdeskid.Source) (string, error) {
+	id, err := src.Identity()
+	if errors.Is(err, secrets.ErrNotFound) && !src.Practice() {
+		err = hinted{err, "Store the helpdesk's age identity on this desk first: keydesk recover identity (it reads the identity from the terminal or stdin)."}
+	}
+	return id, err
 }
 
 // hinter is an error that carries a plain-language next step.

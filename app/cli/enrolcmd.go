@@ -15,6 +15,7 @@ import (
 	"github.com/keydesk/keydesk/app/idp"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/roster"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/device/virtual/sim"
@@ -32,6 +33,8 @@ type enrolFlags struct {
 	// A new user, created by the enrolment: --name (and --email, --group).
 	name, email string
 	groups      recipientList
+	// regWait is --registry-wait.
+	regWait waitFlag
 }
 
 var enrolOpts enrolFlags
@@ -47,6 +50,19 @@ func enrolFlagSet(e *env, fs *flag.FlagSet) {
 	fs.Var(&enrolOpts.groups, "group", "with --name: a group of the new user; repeatable")
 	fs.BoolVar(&enrolOpts.autoIns, "auto-insert", false, "practice mode: when a fresh key is needed, keydesk-sim swaps an enrolled key for a factory-fresh one")
 	fs.Var(&e.wait, "wait", waitUsage)
+	fs.Var(&enrolOpts.regWait, "registry-wait", "how long to wait for a registry that cannot be reached, per key (per user with --batch; also with --resume), like 45s or 2m; 0 does not wait (default 30s)")
+}
+
+// registryWait is --registry-wait as enrol.Config.RegistryWait: unset is
+// the default, 0 does not wait.
+func (o enrolFlags) registryWait() time.Duration {
+	switch {
+	case !o.regWait.set:
+		return 0
+	case o.regWait.d == 0:
+		return -1
+	}
+	return o.regWait.d
 }
 
 const waitUsage = "how long to wait for a key to be inserted, like 45s or 2m; 0 waits until Ctrl+C (default: until Ctrl+C when stdin is a terminal, else 30s)"
@@ -109,12 +125,8 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, _, err := e.settings()
+	s, err := e.enrolSettings()
 	if err != nil {
-		return err
-	}
-	e.practice = s.Practice
-	if err := s.ReadyToEnrol(); err != nil {
 		return err
 	}
 	conn, err := e.registry(s)
@@ -134,7 +146,7 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(), IDP: prov})
+	en, err := enrol.New(enrol.Config{Settings: s, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(), RegistryWait: o.registryWait(), IDP: prov})
 	if err != nil {
 		prov.Close()
 		return err
@@ -155,6 +167,21 @@ func runEnrol(e *env, _ *flag.FlagSet, args []string) error {
 		return enrolResume(e, en, ui)
 	}
 	return enrolOne(e, en, o, role, ui)
+}
+
+// enrolSettings loads the desk's settings for enrolment: practice mode as
+// they say, the practice helpdesk identity on a practice desk that names
+// no recipient (app/helpdeskid), and ready to enrol.
+func (e *env) enrolSettings() (settings.Settings, error) {
+	s, _, err := e.settings()
+	if err != nil {
+		return s, err
+	}
+	e.practice = s.Practice
+	if s, _, err = e.helpdesk(s); err != nil {
+		return s, err
+	}
+	return s, s.ReadyToEnrol()
 }
 
 // enrolRole checks that exactly one of --user, --batch and --resume is
@@ -227,7 +254,9 @@ func enrolResume(e *env, en *enrol.Enroller, ui enrol.UI) error {
 		}
 		return nil
 	}
-	res, err := en.Resume(e.ctx, uint32(e.serial), ui)
+	// The registry is waited for (--registry-wait) as in enrol --user;
+	// the PINs are asked for once.
+	res, err := en.ResumeWaiting(e.ctx, uint32(e.serial), ui)
 	if err != nil {
 		return err
 	}
@@ -239,7 +268,10 @@ func enrolOne(e *env, en *enrol.Enroller, o enrolFlags, role registry.KeyRole, u
 	if o.name == "" && (o.email != "" || len(o.groups) > 0) {
 		return usagef("--email and --group describe a new user: give --name too")
 	}
-	req := enrol.Request{User: client.EnrolUser{ExternalID: o.user}, Serial: uint32(e.serial), Role: role}
+	// A registry that cannot be reached is waited for (--registry-wait),
+	// as in a batch; when it stays away the enrolment stops with the
+	// command that finishes it.
+	req := enrol.Request{User: client.EnrolUser{ExternalID: o.user}, Serial: uint32(e.serial), Role: role, WaitRegistry: true}
 	if o.name != "" {
 		// An existing user keeps their registry record; these only fill a
 		// new one.
@@ -293,11 +325,38 @@ func (e *env) printResults(rs []*enrol.Result) error {
 		if r.CSRPath != "" {
 			fmt.Fprintf(e.stdout, "  certificate request for the CA: %s\n", r.CSRPath)
 		}
+		if r.Status == registry.KeyActive {
+			fmt.Fprintf(e.stdout, "  proofs verified by the registry: %s\n", proofs(r))
+		}
+		switch r.PINChange {
+		case enrol.PINChangeForced:
+			fmt.Fprintln(e.stdout, "  the key demands a new FIDO2 PIN at first use (PIN-change policy)")
+		case enrol.PINChangeUnsupported:
+			fmt.Fprintln(e.stdout, "  the key cannot be made to demand a new FIDO2 PIN (PIN-change policy not supported by its firmware)")
+		}
+		for _, n := range r.NotRedone {
+			fmt.Fprintf(e.stdout, "  resumed, not done again: %s\n", n)
+		}
 		for _, p := range r.Providers {
 			fmt.Fprintf(e.stdout, "  identity provider %s: %s\n", p.Provider, providerState(p))
 		}
 	}
 	return nil
+}
+
+// proofs names the proofs the registry verified for an enrolled key.
+func proofs(r *enrol.Result) string {
+	var p []string
+	if r.PIVProof {
+		p = append(p, "PIV signature (9a, with the PIV PIN)")
+	}
+	if r.FIDO2Proof {
+		p = append(p, "FIDO2 assertion")
+	}
+	if len(p) == 0 {
+		return "none recorded on this desk"
+	}
+	return strings.Join(p, " and ")
 }
 
 // providerState is an identity provider's outcome in words.

@@ -94,23 +94,15 @@ func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
 		return registeredKey(ts, admin, ext, s), s
 	}
 
+	plain := crashRun{ts: ts, env: crashEnv(ts)}
 	kd, s := next("idptrace")
-	trace := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}
-	code, out, stderr, _ := trace.run("idp", "register", s)
-	if code != 0 {
-		ts.Fatalf("traced idp register: exit %d\n%s%s", code, out, stderr)
-	}
+	points := plain.traced("idp register", crashpoint.IDPPoints(), "idp", "register", s)
 	writes := 1
 	check("traced", "idptrace", kd, writes)
-	points := tracedPoints(ts, "idp register", stderr, crashpoint.IDPPoints())
 	for i, point := range points {
 		ext := fmt.Sprintf("idp%02d", i)
 		kd, s := next(ext)
-		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
-		if _, _, stderr, killed := run.run("idp", "register", s); !killed {
-			ts.Fatalf("%s: keydesk idp register never reached the point\n%s", point, stderr)
-		}
-		plain := crashRun{ts: ts, env: crashEnv(ts)}
+		plain.killAt(point, "idp", "register", s)
 		if code, out, stderr, _ := plain.run("idp", "register", s); code != 0 {
 			ts.Fatalf("%s: keydesk idp register again: exit %d\n%s%s", point, code, out, stderr)
 		}
@@ -129,18 +121,14 @@ func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
 	lost := func(ext string) (client.KeyDetail, string) {
 		kd, s := next(ext)
 		next(ext) // a second active key, so the first is not the last
-		if code, out, stderr, _ := (crashRun{ts: ts, env: crashEnv(ts)}).run("idp", "register", s); code != 0 {
+		if code, out, stderr, _ := plain.run("idp", "register", s); code != 0 {
 			ts.Fatalf("%s: idp register: exit %d\n%s%s", ext, code, out, stderr)
 		}
 		writes++
 		return kd, s
 	}
 	kd, s = lost("idpdeltrace")
-	trace = crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"=trace")}
-	code, out, stderr, _ = trace.run("recover", "lost", s, "--pass-validity", "")
-	if code != 0 {
-		ts.Fatalf("traced recover lost: exit %d\n%s%s", code, out, stderr)
-	}
+	points = plain.traced("recover lost", crashpoint.IDPDeletePoints(), "recover", "lost", s, "--pass-validity", "")
 	deletes++
 	gone := func(what, ext string, kd client.KeyDetail) {
 		if n := len(srv.Methods(ext)); n != 0 || srv.Deletes() != deletes || srv.Writes() != writes {
@@ -153,15 +141,10 @@ func cmdCrashIDP(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	gone("traced delete", "idpdeltrace", kd)
-	points = tracedPoints(ts, "recover lost", stderr, crashpoint.IDPDeletePoints())
 	for i, point := range points {
 		ext := fmt.Sprintf("idpdel%02d", i)
 		kd, s := lost(ext)
-		run := crashRun{ts: ts, env: crashEnv(ts, crashpoint.EnvVar+"="+point), marker: "keydesk crashpoint: " + point + " reached"}
-		if _, _, stderr, killed := run.run("recover", "lost", s, "--pass-validity", ""); !killed {
-			ts.Fatalf("%s: keydesk recover lost never reached the point\n%s", point, stderr)
-		}
-		plain := crashRun{ts: ts, env: crashEnv(ts)}
+		plain.killAt(point, "recover", "lost", s, "--pass-validity", "")
 		for range 2 {
 			if code, out, stderr, _ := plain.run("idp", "sync"); code != 0 {
 				ts.Fatalf("%s: keydesk idp sync: exit %d\n%s%s", point, code, out, stderr)

@@ -30,6 +30,8 @@ import (
 type recoverOpts struct {
 	breakGlass, validity string
 	replace              uint
+	// regWait is --registry-wait, for the replacement's enrolment.
+	regWait waitFlag
 }
 
 // recoverCmd is "keydesk recover": the helpdesk's recoveries.
@@ -40,6 +42,7 @@ func recoverCmd(e *env) *cobra.Command {
 		fs.StringVar(&o.validity, "pass-validity", "8h", "how long the temporary access pass lasts (up to 24h; empty for none)")
 		fs.UintVar(&o.replace, "replace", 0, "enrol the fresh key with this serial as the replacement, now")
 		fs.Var(&e.wait, "wait", "with --replace: "+waitUsage)
+		fs.Var(&o.regWait, "registry-wait", "with --replace: how long the replacement's enrolment waits for a registry that cannot be reached, like 45s or 2m; 0 does not wait (default 30s)")
 	}
 	sub := func(use, short string, flags ...string) *cobra.Command {
 		name, _, _ := strings.Cut(use, " ")
@@ -52,7 +55,7 @@ func recoverCmd(e *env) *cobra.Command {
 		sub("diagnose", "what is wrong with a key and its registration, and the next step"),
 		sub("piv-pin", "unblock the PIV PIN with the escrowed PUK and set a new PIN"),
 		sub("fido2-reset", "reset FIDO2 and register a new credential in the same registry change (destructive)"),
-		sub("lost SERIAL", "mark a key lost, revoke it, and issue a temporary access pass or enrol its replacement", "break-glass", "pass-validity", "replace", "wait"),
+		sub("lost SERIAL", "mark a key lost, revoke it, and issue a temporary access pass or enrol its replacement", "break-glass", "pass-validity", "replace", "wait", "registry-wait"),
 		sub("identity", "store the helpdesk's age identity (read from the terminal) in the system keyring"),
 	)
 }
@@ -68,11 +71,18 @@ func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 		return err
 	}
 	defer conn.Close()
+	// A practice desk's own identity, when it has one, opens its escrows
+	// and seals a replacement's; a fault in making it matters only to
+	// what needs it.
+	s, src, idErr := e.helpdesk(s)
 	if sub == "lost" {
 		if len(pos) != 1 {
 			return usagef("recover lost takes the lost key's serial: keydesk recover lost SERIAL")
 		}
-		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: o.breakGlass, PassValidity: o.validity}, uint32(o.replace))
+		if idErr != nil && o.replace != 0 {
+			return idErr
+		}
+		return recoverLost(e, conn, s, pos[0], recover.LostOptions{BreakGlass: o.breakGlass, PassValidity: o.validity}, uint32(o.replace), o.regWait)
 	}
 	if len(pos) > 0 {
 		return usagef("recover %s takes no arguments; choose the key with --serial", sub)
@@ -82,7 +92,12 @@ func runRecover(e *env, sub string, o recoverOpts, pos []string) error {
 		return err
 	}
 	opt := recover.Options{Registry: conn.Client, Keys: svc, Callbacks: e.callbacks(k),
-		Identity: func() (string, error) { return secrets.Default().Get(secrets.HelpdeskIdentityAccount()) }}
+		Identity: func() (string, error) {
+			if idErr != nil {
+				return "", idErr
+			}
+			return identity(src)
+		}}
 	opt.Callbacks.Reinsert = e.reinsert(k.Serial)
 	opt.Confirm = func(ctx context.Context, what string) (bool, error) {
 		if err := e.confirm(k, "Reset FIDO2"); err != nil {
@@ -178,7 +193,7 @@ func recoverFIDO2Reset(e *env, svc *keys.Service, k device.Key, s settings.Setti
 	return nil
 }
 
-func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string, lo recover.LostOptions, replacement uint32) error {
+func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string, lo recover.LostOptions, replacement uint32, regWait waitFlag) error {
 	if _, err := strconv.ParseUint(serial, 10, 32); err != nil {
 		return usagef("serial %q: give the number printed on the key", serial)
 	}
@@ -204,7 +219,8 @@ func recoverLost(e *env, conn *regconn.Conn, st settings.Settings, serial string
 		if err != nil {
 			return fmt.Errorf("the key is marked lost; opening the identity providers for the replacement: %w", err)
 		}
-		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(), IDP: o})
+		en, err := enrol.New(enrol.Config{Settings: st, Keys: svc, Registry: conn.Client, InsertWait: e.insertWait(),
+			RegistryWait: enrolFlags{regWait: regWait}.registryWait(), IDP: o})
 		if err != nil {
 			o.Close()
 			return fmt.Errorf("the key is marked lost; enrolling the replacement: %w", err)

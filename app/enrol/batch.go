@@ -75,11 +75,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 				ur.Error, ur.Hint, ur.DeskHint = ie.Error(), ie.Hint(), ie.DeskHint()
 				continue
 			}
-			var res *Result
-			err := e.waitRegistry(ctx, ui, en.ExternalID, func() (err error) {
-				res, err = e.Resume(ctx, rec.Serial, ui)
-				return err
-			})
+			res, err := e.resume(ctx, rec.Serial, ui, &pins{}, true)
 			if err != nil {
 				if ctx.Err() != nil {
 					return rep, ctx.Err()
@@ -115,7 +111,7 @@ func (e *Enroller) Batch(ctx context.Context, r *roster.Roster, batch string, ui
 		ui.progress(Event{Step: StepBatchUser, User: en.ExternalID, Detail: en.DisplayName, Done: done, Total: total})
 		for n := 0; n < p.need; n++ {
 			req := Request{User: client.EnrolUser{ExternalID: en.ExternalID, DisplayName: en.DisplayName, Email: en.Email, Groups: en.Groups},
-				CreateUser: true, Batch: batch, Index: p.res.Already + len(p.res.Keys) + 1, Of: en.Keys}
+				CreateUser: true, Batch: batch, Index: p.res.Already + len(p.res.Keys) + 1, Of: en.Keys, WaitRegistry: true}
 			res, err := e.enrolWaiting(ctx, req, progressWith(ui, done, total))
 			if err != nil {
 				if ctx.Err() != nil {

@@ -23,8 +23,12 @@
 //     recipients, and the sealed copy is journalled, before the key changes.
 //  5. Registry: the key is registered pending (through the outbox, so a
 //     crash never registers it twice), the sealed escrow stored, and the key
-//     made active by a challenge it signs (FIDO2 assertion and PIV
-//     signature, checked by the registry).
+//     made active by challenges it signs (PIV signature and FIDO2
+//     assertion, both checked on the desk before either is sent, then by
+//     the registry).
+//  6. The identity providers (Config.IDP), then the PIN-change policy;
+//     only then does the journal say active, with what the key passed
+//     (Checks).
 //
 // A user counts as covered only with two active keys, a primary and a
 // backup; EnrolUser ends a first key by asking for the backup.
@@ -32,9 +36,11 @@
 // Every stage is journalled before it starts (journal.go). A key pulled or
 // a registry that goes down stops the enrolment with an *InterruptedError
 // that says what happened and what to do next; Resume (or the next run of
-// the same batch) finishes what can be finished. PINs are typed, used and
-// forgotten; nothing keydesk writes holds a PIN, PUK or management key in
-// the clear.
+// the same batch) finishes what can be finished, with the same proofs and
+// policies as a fresh enrolment: the person types the PINs again, and a
+// key whose PIV proof cannot be made stays pending (resume.go). PINs are
+// typed, used and forgotten; nothing keydesk writes holds a PIN, PUK or
+// management key in the clear.
 package enrol
 
 import (
@@ -97,7 +103,8 @@ type Config struct {
 	// person can cancel.
 	InsertWait time.Duration
 	// RegistryWait bounds how long a batch waits, per user, for a registry
-	// that cannot be reached before reporting the user failed; zero is
+	// that cannot be reached before reporting the user failed, and how long
+	// EnrolUser waits per key when asked to (Request.WaitRegistry); zero is
 	// DefaultRegistryWait, negative does not wait.
 	RegistryWait time.Duration
 	// IDP registers every enrolled key with the identity providers the
@@ -254,6 +261,9 @@ type Event struct {
 	Detail string
 	// Done and Total count keys in a batch (0 outside one).
 	Done, Total int
+	// Left is, for StepRegistryWait, how much of the whole wait
+	// (Config.RegistryWait) is left: when it runs out the enrolment stops.
+	Left time.Duration
 }
 
 // InsertRequest asks for a key to be inserted.
@@ -359,6 +369,16 @@ type Request struct {
 	Batch string
 	// Index and Of say which of the user's keys this is, for prompts.
 	Index, Of int
+	// WaitRegistry rides out a registry that cannot be reached, as a
+	// batch does, for up to Config.RegistryWait, saying each wait through
+	// UI (StepRegistryWait): an enrolment cut off before the key was
+	// touched runs again (EnrolUser); one whose key is set up finishes
+	// registration, escrow and activation in place, with the PINs still
+	// at hand. Without it, or when the wait runs out, the enrolment stops
+	// with an *InterruptedError whose hint says how to finish it. For a
+	// face that shows StepRegistryWait. EnrolKey and EnrolUser honour it
+	// alike.
+	WaitRegistry bool
 }
 
 // Result is one key's enrolment.
@@ -375,6 +395,19 @@ type Result struct {
 	Covered     bool               `json:"covered"`
 	Missing     []string           `json:"missing,omitempty"`
 	Resumed     bool               `json:"resumed,omitempty"`
+	// FIDO2Proof and PIVProof: the registry verified a challenge the key
+	// signed with its FIDO2 credential, and one it signed with its PIV key
+	// in 9a (with the PIV PIN), on the way to active — in a fresh
+	// enrolment and a resumed one alike.
+	FIDO2Proof bool `json:"fido2_proof"`
+	PIVProof   bool `json:"piv_proof"`
+	// PINChange is the PIN-change policy (settings force_pin_change) on
+	// the key: PINChangeForced or PINChangeUnsupported; "" when the
+	// policy is off.
+	PINChange string `json:"pin_change,omitempty"`
+	// NotRedone says, in plain words, what a resumed enrolment could not
+	// do again the way a fresh one does it, and what stood in for it.
+	NotRedone []string `json:"not_redone,omitempty"`
 	// Providers is what became of the key's registration with each
 	// identity provider (Config.IDP).
 	Providers []idp.Outcome `json:"providers,omitempty"`
@@ -430,7 +463,20 @@ type InterruptedError struct {
 }
 
 func (e *InterruptedError) Error() string {
-	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %v", e.Serial, e.Stage, e.Err)
+	return fmt.Sprintf("enrolment of key %d stopped at stage %s: %s", e.Serial, e.Stage, said(e.Err))
+}
+
+// said is err in plain words when the registry could not be reached, or
+// answered that its storage takes no writes (client.Storage); else err's
+// own text. The HTTP client's wording stays behind Unwrap.
+func said(err error) string {
+	if msg, ok := client.Storage(err); ok {
+		return msg
+	}
+	if errors.Is(err, client.ErrUnreachable) {
+		return "the registry could not be reached (" + client.Cause(err) + ")"
+	}
+	return err.Error()
 }
 
 func (e *InterruptedError) Unwrap() error { return e.Err }
@@ -511,8 +557,17 @@ func live(k registry.Key) bool {
 	return k.Status == registry.KeyActive || k.Status == registry.KeyPending
 }
 
-// EnrolKey enrols one key for req.User.
+// EnrolKey enrols one key for req.User; with req.WaitRegistry it rides
+// out a registry outage (an enrolment cut off before the key was touched
+// runs again, one whose key is set up finishes in place or is resumed).
 func (e *Enroller) EnrolKey(ctx context.Context, req Request, ui UI) (*Result, error) {
+	if req.WaitRegistry {
+		return e.enrolWaiting(ctx, req, ui)
+	}
+	return e.enrolKey(ctx, req, ui)
+}
+
+func (e *Enroller) enrolKey(ctx context.Context, req Request, ui UI) (*Result, error) {
 	if ui.NewPIN == nil {
 		return nil, errors.New("enrolment needs UI.NewPIN")
 	}
@@ -793,7 +848,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	}
 	stop := func(err error) (*Result, error) {
 		err = e.removedCause(ctx, k, err)
-		rec.Error = err.Error()
+		rec.Error = said(err)
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
 	}
@@ -962,31 +1017,34 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	if err != nil {
 		return stop(err)
 	}
+	rec.Checks.Genuine, rec.Checks.CSRPath = verdict.Root, csrPath
 	if err := e.advance(ctx, rec, StagePrepared); err != nil {
 		return stop(err)
 	}
 
-	res, err := e.finish(ctx, rec, k, ui, pins{fido: fpin, piv: ppin})
+	// A registry outage from here on (registration, escrow, activation)
+	// is waited out in place when asked to, with the PINs still at hand
+	// for the proofs, the identity providers and the PIN-change policy.
+	p := pins{fido: fpin, piv: ppin}
+	var res *Result
+	finish := func() (err error) {
+		res, err = e.finish(ctx, rec, k, ui, p)
+		return err
+	}
+	if req.WaitRegistry {
+		err = e.waitRegistry(ctx, ui, req.User.ExternalID, finish)
+	} else {
+		err = finish()
+	}
 	if err != nil {
 		return nil, err
 	}
-	// The identity providers, while the key and its PIN are at hand: a
-	// provider that makes its own credential gets one made on the key with
-	// exactly its creation options.
 	mk := ProviderMaker(fido, fcb)
-	if err := e.registerProviders(ctx, res, ui, func(ctx context.Context, o *idp.CreationOptions) (idp.Credential, error) {
+	if err := e.complete(ctx, rec, k, res, ui, p, func(ctx context.Context, o *idp.CreationOptions) (idp.Credential, error) {
 		return timed(e, func() (idp.Credential, error) { return mk(ctx, o) })
 	}); err != nil {
 		return nil, err
 	}
-	// The PIN is changed at first use when the policy says so; last, since
-	// the key refuses the PIN until then.
-	if e.cfg.Settings.ForcePINChange {
-		if err := e.timedErr(func() error { return fido.ForcePINChange(ctx, fpin) }); err != nil && !errors.Is(err, device.ErrNotSupported) {
-			return nil, fmt.Errorf("key %d is enrolled and active, but forcing a FIDO2 PIN change failed: %w", serial, err)
-		}
-	}
-	res.Genuine, res.CSRPath = verdict.Root, csrPath
 	ui.progress(Event{Step: StepDone, Serial: serial, User: req.User.ExternalID, Detail: string(res.Status)})
 	return res, nil
 }
@@ -1077,18 +1135,28 @@ func writeCSR(dir string, serial uint32, externalID string, der []byte) (string,
 	return p, nil
 }
 
-// finish takes a prepared record through registration, escrow and
-// activation. ppin is the PIV PIN when known (a fresh enrolment), for the
-// PIV proof; a resumed enrolment proves with FIDO2 alone.
-// pins are the PINs of a fresh enrolment, still at hand for the proofs; a
-// resumed enrolment has none and asks through UI.PIN when it needs one.
-type pins struct{ fido, piv string }
+// pins are the PINs of a fresh enrolment, still at hand for the proofs,
+// the identity providers and the PIN-change policy; a resumed enrolment
+// has them typed again (UI.PIN), never from storage.
+type pins struct {
+	fido, piv string
+	// resumed: the PINs were typed again for a resumed enrolment, so the
+	// FIDO2 proof is made with user verification (it stands in for the
+	// fresh enrolment's local test sign-in).
+	resumed bool
+	// asked: a resumed enrolment asked for them already (a wait for the
+	// registry does not ask again).
+	asked bool
+}
 
+// finish takes a prepared record through registration, escrow and the
+// proofs that activate the key (prove). The journal still says escrowed
+// when it returns: complete applies the policies and marks it active.
 func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, p pins) (*Result, error) {
 	serial := rec.Serial
 	stop := func(err error) (*Result, error) {
 		err = e.removedCause(ctx, k, err)
-		rec.Error = err.Error()
+		rec.Error = said(err)
 		e.j.put(context.WithoutCancel(ctx), rec)
 		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
 	}
@@ -1138,21 +1206,19 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 			return stop(err)
 		}
 	}
-	if rec.Stage == StageEscrowed && kd.Status != registry.KeyActive {
-		ui.progress(Event{Step: StepActivate, Serial: serial, User: rec.ExternalID})
-		if err := e.prove(ctx, kd, k, ui, p); err != nil {
-			return stop(err)
-		}
-		if kd, err = e.cfg.Registry.Key(ctx, rec.KeyID); err != nil {
-			return stop(err)
-		}
+	// The proofs run whenever the journal does not yet say active, even
+	// when the registry already does (activated by keydesk verify, or by
+	// a run killed after the registry answered): the key leaves the desk
+	// only with both proofs made from it.
+	ui.progress(Event{Step: StepActivate, Serial: serial, User: rec.ExternalID})
+	if err := e.prove(ctx, kd, k, ui, p, &rec.Checks); err != nil {
+		return stop(err)
+	}
+	if kd, err = e.cfg.Registry.Key(ctx, rec.KeyID); err != nil {
+		return stop(err)
 	}
 	if kd.Status != registry.KeyActive {
 		return stop(fmt.Errorf("the registry left key %d %s", serial, kd.Status))
-	}
-	rec.Error = ""
-	if err := e.advance(ctx, rec, StageActive); err != nil {
-		return nil, err
 	}
 	res := &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, DisplayName: er.User.DisplayName, Serial: serial, KeyID: kd.ID,
 		Role: kd.Role, Status: kd.Status}
@@ -1162,10 +1228,24 @@ func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI,
 	return res, nil
 }
 
-// prove has the registry verify challenges signed by the key: a FIDO2
-// assertion (touch only; credProtect 2 needs no PIN with the credential
-// id) and, when the PIV PIN is at hand, a PIV signature with 9a.
-func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, p pins) error {
+// ErrProofNeedsPIN: a resumed enrolment needs a PIN that was not at hand
+// and could not be asked for. For the proofs (the PIV PIN; the FIDO2 PIN
+// for a credProtect 3 credential) nothing was sent and the key stays
+// pending in the registry; for the PIN-change policy (the FIDO2 PIN) the
+// registry holds it active but the journal does not say so until the
+// policy is applied. Either way --resume finishes it with the PINs.
+var ErrProofNeedsPIN = errors.New("the key's proof needs its PIN typed again")
+
+// prove has the registry verify challenges signed by the key: a PIV
+// signature with 9a (NIST SP 800-73-4 §3.2.4, GENERAL AUTHENTICATE), with
+// the PIV PIN, and a FIDO2 assertion (WebAuthn L2 §7.2; touch only, as
+// credProtect 2 needs no PIN with the credential id, or with the PIN when
+// the policy is credProtect 3 or the enrolment was resumed). Both are
+// signed, and checked here against the registered public keys, before
+// either is sent, so a key that cannot make both proofs is never
+// activated: the registry activates a pending key on its first
+// verification. c records the proofs the registry accepted.
+func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key, ui UI, p pins, c *Checks) error {
 	touch := func(ctx context.Context) {
 		if ui.Touch != nil {
 			ui.Touch(ctx, k.Serial)
@@ -1174,23 +1254,21 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if len(kd.FIDO2) == 0 {
 		return errors.New("the registry holds no FIDO2 credential for the key")
 	}
-	c := kd.FIDO2[0]
-	ch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "fido2", c.ID)
+	if len(kd.PIV) > 0 && p.piv == "" {
+		return fmt.Errorf("the PIV proof of key %d: %w (the PIV PIN)", k.Serial, ErrProofNeedsPIN)
+	}
+	fc := kd.FIDO2[0]
+	ch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "fido2", fc.ID)
 	if err != nil {
 		return err
 	}
 	// credProtect 3 hides the credential from a request without user
 	// verification (CTAP 2.1 §12.1), so the assertion needs the PIN then.
 	acb := device.Callbacks{Touch: touch}
-	uv := c.CredProtect >= 3
+	uv := fc.CredProtect >= 3 || (p.resumed && p.fido != "")
 	if uv {
 		if p.fido == "" {
-			if ui.PIN == nil {
-				return errors.New("the credential needs the FIDO2 PIN (credProtect 3) and none can be asked for")
-			}
-			if p.fido, err = ui.PIN(ctx, PINRequest{Kind: FIDO2PIN, Serial: k.Serial, MinLength: e.cfg.Settings.MinPINLength, MaxLength: 63}); err != nil {
-				return err
-			}
+			return fmt.Errorf("the FIDO2 proof of key %d (credProtect 3): %w (the FIDO2 PIN)", k.Serial, ErrProofNeedsPIN)
 		}
 		fp := p.fido
 		acb.PIN = func(context.Context, string) (string, error) { return fp, nil }
@@ -1202,8 +1280,53 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if err != nil {
 		return fmt.Errorf("signing the registry's challenge: %w", err)
 	}
+	fa := credential.Assertion{AuthenticatorData: as.AuthenticatorData, ClientDataJSON: as.ClientDataJSON, Signature: as.Signature}
+	if r, err := credential.VerifyAssertion(fc.PublicKey, ch.RPID, ch.Challenge.Nonce, 0, fa); err != nil {
+		return fmt.Errorf("the key's FIDO2 signature does not verify: %w", err)
+	} else if uv && !r.UserVerified {
+		return fmt.Errorf("%w: the key did not verify the FIDO2 PIN", ErrTestSignIn)
+	}
+	var pch client.IssuedChallenge
+	var sig []byte
+	if len(kd.PIV) > 0 {
+		ppin := p.piv
+		slot := kd.PIV[0]
+		if pch, err = e.cfg.Registry.Challenge(ctx, kd.ID, "piv", slot.ID); err != nil {
+			return err
+		}
+		pub, err := x509.ParsePKIXPublicKey(slot.PublicKey)
+		if err != nil {
+			return err
+		}
+		card, err := e.cfg.Keys.PIV(k)
+		if err != nil {
+			return err
+		}
+		sig, err = timed(e, func() ([]byte, error) {
+			return card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
+		})
+		if err != nil {
+			return fmt.Errorf("signing the registry's PIV challenge: %w", err)
+		}
+		if err := credential.VerifyPIV(slot.PublicKey, pch.Challenge.Nonce, sig); err != nil {
+			return fmt.Errorf("the key's PIV signature does not verify: %w", err)
+		}
+	}
 	crashpoint.Before(crashpoint.RegistryVerify)
-	v, err := e.cfg.Registry.VerifyFIDO2(ctx, ch.Challenge.ID, credential.Assertion{AuthenticatorData: as.AuthenticatorData, ClientDataJSON: as.ClientDataJSON, Signature: as.Signature})
+	if sig != nil {
+		pv, err := e.cfg.Registry.VerifyPIV(ctx, pch.Challenge.ID, sig)
+		if err != nil {
+			return err
+		}
+		if !pv.OK {
+			return fmt.Errorf("the registry did not accept the key's PIV signature: %s", pv.Reason)
+		}
+		if pv.ActivationRefused != "" {
+			return fmt.Errorf("the registry verified the key but left it %s (%s)", pv.KeyStatus, pv.ActivationRefused)
+		}
+		c.PIVProof = true
+	}
+	v, err := e.cfg.Registry.VerifyFIDO2(ctx, ch.Challenge.ID, fa)
 	if err != nil {
 		return err
 	}
@@ -1214,80 +1337,8 @@ func (e *Enroller) prove(ctx context.Context, kd client.KeyDetail, k device.Key,
 	if v.ActivationRefused != "" {
 		return fmt.Errorf("the registry verified the key but left it %s (%s)", v.KeyStatus, v.ActivationRefused)
 	}
-	if p.piv == "" || len(kd.PIV) == 0 {
-		return nil
-	}
-	ppin := p.piv
-	slot := kd.PIV[0]
-	pch, err := e.cfg.Registry.Challenge(ctx, kd.ID, "piv", slot.ID)
-	if err != nil {
-		return err
-	}
-	pub, err := x509.ParsePKIXPublicKey(slot.PublicKey)
-	if err != nil {
-		return err
-	}
-	card, err := e.cfg.Keys.PIV(k)
-	if err != nil {
-		return err
-	}
-	sig, err := timed(e, func() ([]byte, error) {
-		return card.Sign(ctx, device.Callbacks{PIN: func(context.Context, string) (string, error) { return ppin, nil }, Touch: touch}, 0x9a, pub, pch.Challenge.Nonce)
-	})
-	if err != nil {
-		return fmt.Errorf("signing the registry's PIV challenge: %w", err)
-	}
-	pv, err := e.cfg.Registry.VerifyPIV(ctx, pch.Challenge.ID, sig)
-	if err != nil {
-		return err
-	}
-	if !pv.OK {
-		return fmt.Errorf("the registry did not accept the key's PIV signature: %s", pv.Reason)
-	}
+	c.FIDO2Proof = true
 	return nil
-}
-
-// Resume finishes the journalled enrolment of key serial: registration,
-// escrow and activation. A key left half set up (stage device or sealed)
-// cannot be resumed; the error says to reset it.
-func (e *Enroller) Resume(ctx context.Context, serial uint32, ui UI) (*Result, error) {
-	rec, err := e.j.get(ctx, serial)
-	if err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, fmt.Errorf("key %d has no enrolment to resume", serial)
-	}
-	if halfSetUp(rec.Stage) {
-		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: errors.New(rec.Error)}
-	}
-	var k device.Key
-	if rec.Stage != StageActive {
-		if k, err = timed(e, func() (device.Key, error) { return e.cfg.Keys.Find(ctx, serial) }); err != nil {
-			if ui.InsertKey == nil {
-				return nil, err
-			}
-			if k, err = e.pickKey(ctx, Request{Serial: serial, Role: registry.KeyRole(rec.Role)}, ui); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if rec.Stage == StageActive {
-		kd, err := e.cfg.Registry.KeyBySerial(ctx, strconv.FormatUint(uint64(serial), 10))
-		if err != nil {
-			return nil, err
-		}
-		return &Result{ExternalID: rec.ExternalID, UserID: kd.OwnerID, Serial: serial, KeyID: kd.ID, Role: kd.Role, Status: kd.Status, Resumed: true}, nil
-	}
-	res, err := e.finish(ctx, rec, k, ui, pins{})
-	if err != nil {
-		return nil, err
-	}
-	if err := e.registerProviders(ctx, res, ui, nil); err != nil {
-		return nil, err
-	}
-	res.Resumed = true
-	return res, nil
 }
 
 // Unfinished lists journalled enrolments that did not reach active.
@@ -1307,7 +1358,8 @@ func (e *Enroller) Unfinished(ctx context.Context) ([]*Record, error) {
 
 // EnrolUser enrols a key for an existing user and, when that leaves the
 // user without both a primary and a backup, asks (UI.Confirm) to enrol the
-// backup now and does so.
+// backup now and does so. With req.WaitRegistry each key's enrolment waits
+// out a registry outage as a batch's does.
 func (e *Enroller) EnrolUser(ctx context.Context, req Request, ui UI) ([]*Result, error) {
 	res, err := e.EnrolKey(ctx, req, ui)
 	if err != nil {

@@ -121,13 +121,16 @@ func (d *desk) enroller() *Enroller {
 
 // ui answers PIN prompts with distinct PINs per key, and records progress.
 func testUI(steps *[]Event) UI {
+	pin := func(_ context.Context, r PINRequest) (string, error) {
+		if r.Kind == FIDO2PIN {
+			return "fido-" + strconv.Itoa(int(r.Serial)), nil
+		}
+		return "p" + strconv.Itoa(int(r.Serial%10000000)), nil
+	}
 	return UI{
-		NewPIN: func(_ context.Context, r PINRequest) (string, error) {
-			if r.Kind == FIDO2PIN {
-				return "fido-" + strconv.Itoa(int(r.Serial)), nil
-			}
-			return "p" + strconv.Itoa(int(r.Serial%10000000)), nil
-		},
+		NewPIN: pin,
+		// A resumed enrolment has the same PINs typed again.
+		PIN: pin,
 		Progress: func(ev Event) {
 			if steps != nil {
 				*steps = append(*steps, ev)

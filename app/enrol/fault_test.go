@@ -398,3 +398,71 @@ func TestBatchRidesOutRegistryOutage(t *testing.T) {
 		t.Fatalf("audit: %v: %s", err, out)
 	}
 }
+
+// TestEnrolUserRidesOutRegistryOutage: one user's primary and backup keys,
+// enrolled at the desk (EnrolUser with WaitRegistry, as keydesk enrol
+// --user asks). The registry process is SIGKILLed as the primary's escrow
+// is about to be stored (the key registered, pending), and again as the
+// backup is about to be activated; each time it is restarted on the same
+// state and port once the enroller reports that it waits. Both keys finish
+// in place — not resumed, so with the PINs at hand for the PIV proof —
+// active, with their escrows; nothing is left in the outbox or the
+// journal, and the audit log verifies. Each wait says how much of the
+// whole wait is left.
+func TestEnrolUserRidesOutRegistryOutage(t *testing.T) {
+	d := newDesk(t)
+	e := d.enroller()
+	ctx := context.Background()
+	u, _ := url.Parse(d.reg.URL)
+	kills := map[Step]bool{StepEscrow: false, StepActivate: false}
+	down, waits, keysDone := false, 0, 0
+	ui := testUI(nil)
+	ui.Progress = func(ev Event) {
+		switch {
+		case ev.Step == StepDone:
+			keysDone++
+		case (ev.Step == StepEscrow && keysDone == 0 || ev.Step == StepActivate && keysDone == 1) && !kills[ev.Step]:
+			kills[ev.Step], down = true, true
+			d.reg.Kill()
+		case ev.Step == StepRegistryWait:
+			waits++
+			t.Logf("%s: %s (%s left)", ev.User, ev.Detail, ev.Left)
+			if ev.Left <= 0 || ev.Left > DefaultRegistryWait {
+				t.Errorf("wait event says %s left of a %s wait", ev.Left, DefaultRegistryWait)
+			}
+			if down {
+				p, err := regtest.Start(bin, d.regState, "--practice", "--listen", u.Host)
+				if err != nil {
+					t.Errorf("restarting the registry: %v", err)
+					return
+				}
+				d.reg, down = p, false
+				t.Cleanup(p.Stop)
+			}
+		}
+	}
+	res, err := e.EnrolUser(ctx, Request{User: ada, CreateUser: true, WaitRegistry: true}, ui)
+	if err != nil || len(res) != 2 || !kills[StepEscrow] || !kills[StepActivate] || waits < 2 {
+		t.Fatalf("enrolment across two outages: %d keys, %v (kills %v, %d waits)", len(res), err, kills, waits)
+	}
+	for _, r := range res {
+		if r.Status != registry.KeyActive || r.Resumed || r.Genuine == "" {
+			t.Fatalf("key %d: %s, resumed %v, genuine %q", r.Serial, r.Status, r.Resumed, r.Genuine)
+		}
+		if _, err := d.cl.Escrow(ctx, r.KeyID, EscrowKind); err != nil {
+			t.Fatalf("escrow of key %d: %v", r.Serial, err)
+		}
+	}
+	if !res[1].Covered {
+		t.Fatalf("the user is not covered: missing %v", res[1].Missing)
+	}
+	if pend, _ := d.cl.Entries(ctx, client.Pending); len(pend) != 0 {
+		t.Fatalf("%d outbox entries pending", len(pend))
+	}
+	if un, _ := e.Unfinished(ctx); len(un) != 0 {
+		t.Fatalf("unfinished: %+v", un[0])
+	}
+	if out, err := regtest.AuditVerify(bin, d.regState); err != nil {
+		t.Fatalf("audit: %v: %s", err, out)
+	}
+}

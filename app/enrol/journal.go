@@ -3,6 +3,7 @@ package enrol
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -55,7 +56,11 @@ type Record struct {
 	KeyID      string
 	OutboxSeq  int64
 	Error      string
-	Updated    time.Time
+	// Checks is what the key passed on its way to active (the proofs,
+	// the PIN-change policy, the attestation root) and, for a resumed
+	// enrolment, what could not be done again; kept as JSON.
+	Checks  Checks
+	Updated time.Time
 }
 
 // journal records enrolments in progress so a crash, a pulled key or a
@@ -82,9 +87,22 @@ func openJournal(path string) (*journal, error) {
 		key_id TEXT NOT NULL DEFAULT '',
 		outbox_seq INTEGER NOT NULL DEFAULT 0,
 		error TEXT NOT NULL DEFAULT '',
-		updated_at INTEGER NOT NULL)`); err != nil {
+		updated_at INTEGER NOT NULL,
+		checks TEXT NOT NULL DEFAULT '')`); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating the enrolment journal: %w", err)
+	}
+	// A journal written before checks were kept gains the column.
+	var has int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('enrolments') WHERE name = 'checks'`).Scan(&has); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("reading the enrolment journal: %w", err)
+	}
+	if has == 0 {
+		if _, err := db.Exec(`ALTER TABLE enrolments ADD COLUMN checks TEXT NOT NULL DEFAULT ''`); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("upgrading the enrolment journal: %w", err)
+		}
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		db.Close()
@@ -98,26 +116,36 @@ func (j *journal) close() error { return j.db.Close() }
 // put writes r whole, replacing the serial's earlier record.
 func (j *journal) put(ctx context.Context, r *Record) error {
 	r.Updated = time.Now().UTC()
-	_, err := j.db.ExecContext(ctx, `INSERT INTO enrolments (serial, external_id, role, batch, stage, request, escrow, key_id, outbox_seq, error, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	checks, err := json.Marshal(r.Checks)
+	if err != nil {
+		return fmt.Errorf("writing the enrolment journal: %w", err)
+	}
+	_, err = j.db.ExecContext(ctx, `INSERT INTO enrolments (serial, external_id, role, batch, stage, request, escrow, key_id, outbox_seq, error, updated_at, checks)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (serial) DO UPDATE SET external_id = excluded.external_id, role = excluded.role, batch = excluded.batch,
 		stage = excluded.stage, request = excluded.request, escrow = excluded.escrow, key_id = excluded.key_id,
-		outbox_seq = excluded.outbox_seq, error = excluded.error, updated_at = excluded.updated_at`,
-		r.Serial, r.ExternalID, r.Role, r.Batch, string(r.Stage), r.Request, r.Escrow, r.KeyID, r.OutboxSeq, r.Error, r.Updated.UnixNano())
+		outbox_seq = excluded.outbox_seq, error = excluded.error, updated_at = excluded.updated_at, checks = excluded.checks`,
+		r.Serial, r.ExternalID, r.Role, r.Batch, string(r.Stage), r.Request, r.Escrow, r.KeyID, r.OutboxSeq, r.Error, r.Updated.UnixNano(), string(checks))
 	if err != nil {
 		return fmt.Errorf("writing the enrolment journal: %w", err)
 	}
 	return nil
 }
 
-const recordCols = "serial, external_id, role, batch, stage, request, escrow, key_id, outbox_seq, error, updated_at"
+const recordCols = "serial, external_id, role, batch, stage, request, escrow, key_id, outbox_seq, error, updated_at, checks"
 
 func scanRecord(sc interface{ Scan(...any) error }) (*Record, error) {
 	var r Record
 	var st string
 	var up int64
-	if err := sc.Scan(&r.Serial, &r.ExternalID, &r.Role, &r.Batch, &st, &r.Request, &r.Escrow, &r.KeyID, &r.OutboxSeq, &r.Error, &up); err != nil {
+	var checks string
+	if err := sc.Scan(&r.Serial, &r.ExternalID, &r.Role, &r.Batch, &st, &r.Request, &r.Escrow, &r.KeyID, &r.OutboxSeq, &r.Error, &up, &checks); err != nil {
 		return nil, err
+	}
+	if checks != "" {
+		if err := json.Unmarshal([]byte(checks), &r.Checks); err != nil {
+			return nil, fmt.Errorf("the checks of key %d: %w", r.Serial, err)
+		}
 	}
 	r.Stage, r.Updated = Stage(st), time.Unix(0, up).UTC()
 	return &r, nil

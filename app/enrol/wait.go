@@ -12,7 +12,8 @@ import (
 
 // DefaultRegistryWait is how long a batch waits for an unreachable
 // registry (a network error or a 5xx answer) per user before reporting that
-// user failed and going on.
+// user failed and going on, and how long EnrolUser waits per key with
+// Request.WaitRegistry.
 const DefaultRegistryWait = 30 * time.Second
 
 // Bounds of the back-off between tries: the first wait is about
@@ -38,8 +39,9 @@ func (e *Enroller) registryWait() time.Duration {
 
 // waitRegistry runs try, and runs it again with exponential back-off while
 // it fails with client.ErrUnreachable, for at most registryWait in all. It
-// says each wait through ui (StepRegistryWait). Any other error, success,
-// ctx ending or the time running out ends it with try's last result.
+// says each wait through ui (StepRegistryWait, with what is left of the
+// whole wait in Event.Left). Any other error, success, ctx ending or the
+// time running out ends it with try's last result.
 func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try func() error) error {
 	deadline := time.Now().Add(e.registryWait())
 	delay := firstBackoff
@@ -58,7 +60,7 @@ func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try fun
 		if msg, ok := client.Storage(err); ok {
 			why = msg
 		}
-		ui.progress(Event{Step: StepRegistryWait, User: user, Detail: fmt.Sprintf("%s; trying again in %s", why, d.Round(10*time.Millisecond))})
+		ui.progress(Event{Step: StepRegistryWait, User: user, Detail: fmt.Sprintf("%s; trying again in %s", why, d.Round(10*time.Millisecond)), Left: left})
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -70,19 +72,20 @@ func (e *Enroller) waitRegistry(ctx context.Context, ui UI, user string, try fun
 	}
 }
 
-// enrolWaiting enrols one key of a batch, riding out a short registry
-// outage: an enrolment cut off before the key was touched runs again; one
-// whose key is set up (registration, escrow or activation to do) is
-// resumed from the journal, asking for no PIN again.
+// enrolWaiting enrols one key, riding out a short registry outage: an
+// enrolment cut off before the key was touched runs again; one whose key
+// is set up waits in place (req.WaitRegistry), or, when it stopped all the
+// same, is resumed from the journal, its PINs asked for once.
 func (e *Enroller) enrolWaiting(ctx context.Context, req Request, ui UI) (*Result, error) {
 	var res *Result
 	var serial uint32 // the key whose enrolment is to be resumed
+	p := &pins{}
 	err := e.waitRegistry(ctx, ui, req.User.ExternalID, func() error {
 		var err error
 		if serial != 0 {
-			res, err = e.Resume(ctx, serial, ui)
+			res, err = e.resume(ctx, serial, ui, p, false)
 		} else {
-			res, err = e.EnrolKey(ctx, req, ui)
+			res, err = e.enrolKey(ctx, req, ui)
 		}
 		var ie *InterruptedError
 		if errors.As(err, &ie) && !halfSetUp(ie.Stage) {

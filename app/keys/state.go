@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keydesk/keydesk/device"
@@ -35,11 +36,12 @@ type TrackerConfig struct {
 	Hold func() (release func())
 	// Interval is how often the PIN and PUK state of each attached key is
 	// read again (a PIN typed wrong in another program changes it without
-	// a hotplug), and the whole PIV state when it changed; 500 ms when
-	// zero.
+	// a hotplug), and the whole PIV state when it changed, while the
+	// Tracker is active (SetActive); 500 ms when zero.
 	Interval time.Duration
 	// RegistryHead returns the registry change feed's head, asked every
-	// Interval; nil means no registry. An error keeps the last head.
+	// Interval while active; nil means no registry. An error keeps the
+	// last head.
 	RegistryHead func(ctx context.Context) (string, error)
 	// FIDO reads the FIDO2 status; FIDOStatus when nil.
 	FIDO func(ctx context.Context, path string) (*device.FIDOStatus, error)
@@ -57,6 +59,10 @@ type TrackerConfig struct {
 type Tracker struct {
 	cfg  TrackerConfig
 	kick chan struct{}
+	tick <-chan time.Time // every Interval; tests set their own
+	// idle is set while nobody is using the state (SetActive false): the
+	// timed looks stop.
+	idle atomic.Bool
 	// reading serialises reads, from the read to the state stored, so
 	// that an older read never lands after a newer one.
 	reading sync.Mutex
@@ -88,6 +94,19 @@ func NewTracker(cfg TrackerConfig) *Tracker {
 		cfg.Hold = func() func() { return func() {} }
 	}
 	return &Tracker{cfg: cfg, kick: make(chan struct{}, 1), states: map[uint32]*State{}, full: map[uint32]bool{}, fails: map[uint32]int{}, gone: map[uint32]*State{}}
+}
+
+// SetActive says whether anyone is looking at the state (the desktop
+// app's window is in the foreground). A Tracker starts active. While it is
+// not, the timed looks at the keys and at the registry stop, so no card is
+// opened while the desk sits in the background (a key is only ever held
+// for an operation, and none runs then); hotplug (SetKeys), ReadAll and
+// Refresh still read. Becoming active again starts a pass at once, so what changed
+// meanwhile shows as soon as someone looks.
+func (t *Tracker) SetActive(active bool) {
+	if t.idle.Swap(!active) && active {
+		t.poke()
+	}
 }
 
 // Subscribe calls fn with the states that changed, from the Tracker's
@@ -190,15 +209,24 @@ func (t *Tracker) Refresh(ctx context.Context, serial uint32) (State, bool) {
 
 // Run reads and publishes until ctx ends.
 func (t *Tracker) Run(ctx context.Context) {
-	tick := time.NewTicker(t.cfg.Interval)
-	defer tick.Stop()
+	tick := t.tick
+	if tick == nil {
+		tk := time.NewTicker(t.cfg.Interval)
+		defer tk.Stop()
+		tick = tk.C
+	}
 	for {
 		t.pass(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-t.kick:
+		// The next pass: on the tick while active, on a kick always.
+		for next := false; !next; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick:
+				next = !t.idle.Load()
+			case <-t.kick:
+				next = true
+			}
 		}
 	}
 }

@@ -129,3 +129,46 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("Refresh after a correct PIN: %+v", f)
 	}
 }
+
+// TestTrackerRestsInTheBackground: while nobody looks (SetActive false)
+// the timed looks stop, no key and no registry is asked; looking again
+// starts a pass at once, and the timed looks go on.
+func TestTrackerRestsInTheBackground(t *testing.T) {
+	asked := make(chan struct{}, 16)
+	tick := make(chan time.Time)
+	tr := keys.NewTrackerTicking(keys.TrackerConfig{RegistryHead: func(context.Context) (string, error) {
+		asked <- struct{}{}
+		return "1", nil
+	}}, tick)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tr.Run(ctx)
+	pass := func(what string) {
+		t.Helper()
+		select {
+		case <-asked:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no pass %s", what)
+		}
+	}
+	pass("at start")
+	tick <- time.Now()
+	pass("on a tick")
+
+	tr.SetActive(false)
+	for range 4 {
+		// Run takes a tick only between passes: once the fourth is taken,
+		// the first three have been handled.
+		tick <- time.Now()
+	}
+	select {
+	case <-asked:
+		t.Fatal("the registry was asked on a tick while nobody was looking")
+	default:
+	}
+
+	tr.SetActive(true)
+	pass("when looked at again")
+	tick <- time.Now()
+	pass("on a tick after that")
+}

@@ -490,10 +490,12 @@ func WaitWhole(ctx context.Context, svc *keys.Service, serial uint32, needPIV, n
 // Replace enrols a replacement for a lost key with app/enrol: the same
 // user, the lost key's role (primary or backup), on the fresh key with
 // serial (0: the one fresh key attached). The enrolment registers the new
-// key pending and activates it with a verified challenge, as any enrolment.
+// key pending and activates it with a verified challenge, as any enrolment,
+// and rides out a registry outage as keydesk enrol --user does
+// (enrol.Request.WaitRegistry, for up to the enroller's RegistryWait).
 func Replace(ctx context.Context, en *enrol.Enroller, lost *LostResult, serial uint32, ui enrol.UI) (*enrol.Result, error) {
 	if lost == nil || lost.User.ExternalID == "" {
 		return nil, errors.New("replacing a key needs the lost key's record")
 	}
-	return en.EnrolKey(ctx, enrol.Request{User: client.EnrolUser{ExternalID: lost.User.ExternalID}, Serial: serial, Role: lost.Key.Role}, ui)
+	return en.EnrolKey(ctx, enrol.Request{User: client.EnrolUser{ExternalID: lost.User.ExternalID}, Serial: serial, Role: lost.Key.Role, WaitRegistry: true}, ui)
 }

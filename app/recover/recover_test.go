@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/fidokey"
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/regtest"
 )
 
 var env *enroltest.Env
@@ -211,18 +213,37 @@ func TestHelpdeskRecoveries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer en.Close()
+	// The registry process is SIGKILLed as the replacement is being
+	// registered and restarted on the same state and port when the
+	// enrolment says it waits: the replacement rides it out, as keydesk
+	// enrol --user does.
+	killed, waited := false, false
 	ui := enrol.UI{NewPIN: func(_ context.Context, r enrol.PINRequest) (string, error) {
 		if r.Kind == enrol.PIVPIN {
 			return "97531864", nil
 		}
 		return "fido-pin-97531", nil
+	}, Progress: func(ev enrol.Event) {
+		switch {
+		case ev.Step == enrol.StepRegister && !killed:
+			killed = true
+			env.Registry.Kill()
+		case ev.Step == enrol.StepRegistryWait && killed && !waited:
+			waited = true
+			u, _ := url.Parse(env.Registry.URL)
+			p, err := regtest.Start(env.Bin, env.State, "--practice", "--listen", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.Registry = p
+		}
 	}}
 	res2, err := recover.Replace(ctx, en, lost, env.Serial(1), ui)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res2.Status != registry.KeyActive || res2.Role != registry.RolePrimary || res2.ExternalID != "bob" {
-		t.Fatalf("replacement: %+v", res2)
+	if !killed || !waited || res2.Status != registry.KeyActive || res2.Role != registry.RolePrimary || res2.ExternalID != "bob" || !res2.PIVProof {
+		t.Fatalf("replacement (registry killed %v, waited for %v): %+v", killed, waited, res2)
 	}
 	var av struct {
 		OK bool `json:"ok"`

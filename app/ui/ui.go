@@ -23,12 +23,11 @@ import (
 	"sync"
 	"time"
 
-	"filippo.io/age"
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
 
-	"github.com/keydesk/keydesk/app/escrow"
+	"github.com/keydesk/keydesk/app/helpdeskid"
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
@@ -63,10 +62,15 @@ type Options struct {
 	// the window closes (KEYDESK_HEAP_PROFILE; `go tool pprof`), to see
 	// where memory went after a session.
 	HeapProfile string
+	// MemDump, when set, is a file the Go runtime's memory figures are
+	// written to when asked (KEYDESK_MEM_DUMP; memdump.go), to measure
+	// where the app's memory is while it runs.
+	MemDump string
 }
 
 // OptionsFromEnv reads Options from KEYDESK_PRACTICE, KEYDESK_SIM_DIR,
-// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP and KEYDESK_HEAP_PROFILE.
+// KEYDESK_STARTUP_MARK, KEYDESK_UI_DUMP, KEYDESK_HEAP_PROFILE and
+// KEYDESK_MEM_DUMP.
 func OptionsFromEnv() Options {
 	return Options{
 		Practice:    os.Getenv("KEYDESK_PRACTICE"),
@@ -74,6 +78,7 @@ func OptionsFromEnv() Options {
 		StartupMark: os.Getenv("KEYDESK_STARTUP_MARK"),
 		UIDump:      os.Getenv("KEYDESK_UI_DUMP"),
 		HeapProfile: os.Getenv("KEYDESK_HEAP_PROFILE"),
+		MemDump:     os.Getenv("KEYDESK_MEM_DUMP"),
 	}
 }
 
@@ -105,6 +110,11 @@ func Run(ctx context.Context, opt Options) error {
 	w.Resize(fyne.NewSize(1280, 800))
 	w.SetMaster()
 	w.SetOnClosed(cancel)
+	// The key state model looks at the keys every half second only while
+	// the window is in the foreground: no card traffic while the desk sits
+	// behind other windows; coming back, it looks at once.
+	a.Lifecycle().SetOnEnteredForeground(func() { d.env.SetForeground(true) })
+	a.Lifecycle().SetOnExitedForeground(func() { d.env.SetForeground(false) })
 	// Should the marker never be painted (a driver that does not draw
 	// rasters), the rest still starts.
 	time.AfterFunc(3*time.Second, func() { once.Do(func() { go d.afterFirstFrame() }) })
@@ -133,6 +143,9 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.UIDump != "" {
 		go dumpLayout(ctx, w, d.shell.Content, d.shell.Viewport, opt.UIDump)
 	}
+	if opt.MemDump != "" {
+		go dumpMemory(ctx, opt.MemDump)
+	}
 	w.ShowAndRun()
 	close(loopDone)
 	d.env.MarkClosed()
@@ -160,11 +173,17 @@ type desk struct {
 	ready    chan struct{} // closed when conn/connErr are set
 	fleet    *sim.Fleet
 	stopSim  context.CancelFunc
-	// practiceID holds the practice desk's helpdesk identity when its
-	// settings name no recipient (practiceIdentity).
-	practiceID  *secrets.Dir
+	// helpdeskID is where the practice desk's helpdesk identity comes
+	// from (practiceIdentity); nil on a real desk.
+	helpdeskID  *helpdeskid.Source
 	toldKeyring bool
 	watching    context.CancelFunc
+	// keyring holds a remote registry's token; secrets.Default() when nil
+	// (tests set their own).
+	keyring *secrets.Keyring
+	// lost is why the registry stopped answering the change feed in the
+	// middle of the session, in plain words; "" while it answers.
+	lost string
 }
 
 func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
@@ -192,6 +211,7 @@ func newDesk(ctx context.Context, a fyne.App, opt Options) *desk {
 		d.env.Role = uikit.Admin
 	}
 	d.env.Reconnect = d.reconnect
+	d.env.RegistryAnswered = d.registryAnswered
 	d.env.HelpdeskIdentity = d.helpdeskIdentity
 	if d.practice {
 		d.env.SimDir = d.opt.SimDir
@@ -370,7 +390,9 @@ func (d *desk) watch() {
 	for d.ctx.Err() == nil {
 		ch, err := d.env.Keys.Watch(d.ctx)
 		if err != nil {
-			d.status("Cannot watch for keys: " + err.Error() + " (is " + pcsc.ServiceName() + " running?)")
+			// The error is the smart-card library's; what a person can
+			// do about it is start the service, and keydesk tries again.
+			d.status("Keys cannot be watched: " + pcsc.ServiceName() + " does not answer. Start it; keydesk keeps trying.")
 			select {
 			case <-d.ctx.Done():
 				return
@@ -415,7 +437,7 @@ func (d *desk) openRegistry() {
 	}
 	s := d.currentSettings()
 	d.status("Connecting to the registry…")
-	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s})
+	conn, err := regconn.Open(d.ctx, regconn.Options{Settings: s, Keyring: d.keyring})
 	role, user := uikit.Role(""), ""
 	if err == nil {
 		role, user, err = RoleOf(d.ctx, conn.Client, conn.Embedded)
@@ -449,53 +471,30 @@ func RoleOf(ctx context.Context, c *client.Client, embedded bool) (uikit.Role, s
 	return "", "", fmt.Errorf("the registry token is an %s token; the desk needs an admin, helpdesk or self token", who.Role)
 }
 
-// practiceIdentityFile is the practice desk's helpdesk identity, in
-// keydesk's data directory (mode 0600).
-const practiceIdentityFile = "practice-helpdesk-identity"
-
 // practiceIdentity gives a practice desk what enrolment and the helpdesk's
-// PIN unblock need without any setting up and without a keyring: with no
-// helpdesk recipient in the settings, a practice identity kept in
-// keydesk's data directory (made now when there is none) becomes the
-// recipient, for this session only, and the Helpdesk screen opens escrows
-// with it. It seals nothing but practice keys' PUKs. A real desk sets both
-// on the Settings screen.
+// PIN unblock need without any setting up and without a keyring
+// (app/helpdeskid): with no helpdesk recipient in the settings, the
+// practice identity in keydesk's data directory becomes the recipient for
+// this session and the Helpdesk screen opens escrows with it. A real desk
+// uses its settings' recipients and the OS keyring. A practice identity
+// that cannot be made is left out: enrolment then says that a helpdesk
+// recipient is missing.
 func (d *desk) practiceIdentity() {
-	if len(d.currentSettings().HelpdeskRecipients) > 0 {
-		return
-	}
-	dataDir, err := regconn.DefaultDataDir()
-	if err != nil {
-		return
-	}
-	store := secrets.NewDir(dataDir)
-	id, err := store.Get(practiceIdentityFile)
-	if errors.Is(err, secrets.ErrNotFound) {
-		if id, _, err = escrow.NewIdentity(); err == nil {
-			err = store.Put(practiceIdentityFile, id)
-		}
-	}
-	if err != nil {
-		return // enrolment will say that a helpdesk recipient is missing
-	}
-	ident, err := age.ParseX25519Identity(strings.TrimSpace(id))
-	if err != nil {
-		return
-	}
+	s, src, _ := helpdeskid.Resolve(d.currentSettings(), helpdeskid.Options{})
 	d.mu.Lock()
-	d.settings.HelpdeskRecipients = []string{ident.Recipient().String()}
-	d.practiceID = store
+	d.settings.HelpdeskRecipients = s.HelpdeskRecipients
+	d.helpdeskID = src
 	d.mu.Unlock()
 }
 
-// helpdeskIdentity is the practice identity when practiceIdentity chose
-// it, else the OS keyring's.
+// helpdeskIdentity is the helpdesk's identity from where practiceIdentity
+// found it, else the OS keyring's.
 func (d *desk) helpdeskIdentity() (string, error) {
 	d.mu.Lock()
-	store := d.practiceID
+	src := d.helpdeskID
 	d.mu.Unlock()
-	if store != nil {
-		return store.Get(practiceIdentityFile)
+	if src != nil {
+		return src.Identity()
 	}
 	return secrets.Default().Get(secrets.HelpdeskIdentityAccount())
 }
@@ -509,7 +508,7 @@ func (d *desk) reconnect() {
 		d.settings = s
 	}
 	old := d.conn
-	d.conn, d.connErr = nil, nil
+	d.conn, d.connErr, d.lost = nil, nil, ""
 	d.ready = make(chan struct{})
 	d.mu.Unlock()
 	go func() {
@@ -540,7 +539,7 @@ func (d *desk) status(text string) {
 // attached.
 func (d *desk) refreshStatus() {
 	d.mu.Lock()
-	conn, cerr := d.conn, d.connErr
+	conn, cerr, lost := d.conn, d.connErr, d.lost
 	d.mu.Unlock()
 	var parts []string
 	var ue *secrets.UnavailableError
@@ -549,9 +548,13 @@ func (d *desk) refreshStatus() {
 		parts = append(parts, "Registry: not connected (no system keyring for its token)")
 		d.tellOnce(&d.toldKeyring, "The registry's token needs a keyring", cerr)
 	case cerr != nil:
-		parts = append(parts, "Registry: not connected ("+firstLine(uikit.Message(cerr))+")")
+		parts = append(parts, "Registry: not connected ("+registryWords(cerr)+")")
 	case conn == nil:
 		parts = append(parts, "Registry: connecting…")
+	case lost != "" && conn.Embedded:
+		parts = append(parts, "Registry (embedded): "+lost)
+	case lost != "":
+		parts = append(parts, "Registry at "+conn.URL+": "+lost)
 	case conn.Embedded:
 		parts = append(parts, "Registry: embedded on this desk")
 	default:
@@ -570,6 +573,49 @@ func (d *desk) refreshStatus() {
 			d.shell.SetStatus(parts)
 		}
 	})
+}
+
+// registryWords is why the registry is not connected, for the status
+// line: the plain reason and, in a few words, what to do.
+func registryWords(err error) string {
+	r := firstLine(uikit.Reason(err))
+	var nt *regconn.NoTokenError
+	switch {
+	case errors.As(err, &nt):
+		return "no token for it on this desk; store one in Settings"
+	case errors.Is(err, uikit.ErrNoRegistry):
+		return "none set; set one in Settings"
+	}
+	if _, storage := client.Storage(err); storage {
+		return r
+	}
+	if errors.Is(err, client.ErrUnreachable) || errors.Is(err, client.ErrBadResponse) {
+		return r + "; check that it is running and its address in Settings"
+	}
+	return r
+}
+
+// registryAnswered hears how each ask of the registry's change feed went
+// (uikit.Env.RegistryAnswered) and puts it on the status line when that
+// changes: a registry that goes away in the middle of a session is said
+// to be unreachable, in plain words, until it answers again.
+func (d *desk) registryAnswered(err error) {
+	lost := ""
+	if err != nil {
+		lost = firstLine(uikit.Reason(err))
+		if _, storage := client.Storage(err); !storage && (errors.Is(err, client.ErrUnreachable) || errors.Is(err, client.ErrBadResponse)) {
+			lost += "; keydesk keeps trying"
+		}
+	}
+	d.mu.Lock()
+	changed := lost != d.lost && d.connErr == nil && d.conn != nil
+	if changed {
+		d.lost = lost
+	}
+	d.mu.Unlock()
+	if changed {
+		d.refreshStatus()
+	}
 }
 
 // tellOnce shows err in a dialog the first time only: a desk that cannot

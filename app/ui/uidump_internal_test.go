@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
 )
 
 // TestLayoutDump: the layout dump answers a request with the visible
@@ -22,6 +23,7 @@ import (
 // focused entry marked and a password never written; hidden widgets and
 // text scrolled out of sight are left out.
 func TestLayoutDump(t *testing.T) {
+	uitest.HoldUI(t)
 	a := test.NewTempApp(t)
 	w := a.NewWindow("dump")
 	ok := widget.NewButton("Save", nil)
@@ -59,7 +61,8 @@ func TestLayoutDump(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no answer to the layout request within 10 s")
 		}
-		time.Sleep(10 * time.Millisecond)
+		// The dump reads the window through uikit.DoAndWait.
+		uitest.Unlocked(func() { time.Sleep(10 * time.Millisecond) })
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

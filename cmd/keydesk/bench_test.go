@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,8 +112,14 @@ func everyScreen(a *app, display string) (int64, error) {
 // first frame, the resident memory 3 s after the first screen showed both
 // keys (after start), and after the round once the app has been idle for
 // 6 s and for 30 s (it hands memory back whenever memory has grown and
-// stopped growing, looking every 2 s). Screenshots are not compared.
+// stopped growing, looking every 2 s). Screenshots are not compared. Each
+// round's figures are logged too (the metrics are the means).
 // Target: under 150 MB after the round (docs/desktop-app.md).
+//
+// KEYDESK_ROUND_IDLE_TRACE=1 logs where the memory is 2 s and 4 s into
+// the idling after the round, then every 6 s up to a minute (memLine); naming a directory
+// (an absolute path), it also keeps there the app's allocation profiles
+// at each of those moments and a CPU profile of 5 s from 12 s on.
 func BenchmarkRound(b *testing.B) {
 	if _, err := exec.LookPath("xdotool"); err != nil {
 		b.Skip("xdotool is not installed (packaging/install-deps.sh installs it)")
@@ -124,18 +133,42 @@ func BenchmarkRound(b *testing.B) {
 		r.begin()
 		b.StopTimer()
 		time.Sleep(3 * time.Second)
-		start += float64(r.rss()) / (1 << 20)
+		atStart := float64(r.rss()) / (1 << 20)
+		start += atStart
 		b.StartTimer()
 		r.rest()
 		b.StopTimer()
-		time.Sleep(6 * time.Second)
-		after6 += float64(r.rss()) / (1 << 20)
-		time.Sleep(24 * time.Second)
-		after30 += float64(r.rss()) / (1 << 20)
+		idle := time.Now()
+		trace := os.Getenv("KEYDESK_ROUND_IDLE_TRACE") != ""
+		if trace {
+			for s := 2; s < 6; s += 2 {
+				time.Sleep(time.Until(idle.Add(time.Duration(s) * time.Second)))
+				b.Logf("idle %2.0fs: %s", time.Since(idle).Seconds(), r.memLine(false))
+			}
+		}
+		time.Sleep(time.Until(idle.Add(6 * time.Second)))
+		at6 := float64(r.rss()) / (1 << 20)
+		var at30 float64
+		if trace {
+			b.Logf("idle %2.0fs: %s", time.Since(idle).Seconds(), r.memLine(false))
+			for s := 12; s <= 60; s += 6 {
+				time.Sleep(time.Until(idle.Add(time.Duration(s) * time.Second)))
+				if s == 30 {
+					at30 = float64(r.rss()) / (1 << 20)
+				}
+				b.Logf("idle %2.0fs: %s", time.Since(idle).Seconds(), r.memLine(s == 12))
+			}
+		} else {
+			time.Sleep(24 * time.Second)
+			at30 = float64(r.rss()) / (1 << 20)
+		}
+		after6 += at6
+		after30 += at30
 		if os.Getenv("KEYDESK_ROUND_MEMORY") != "" {
 			b.Logf("after the round, idle (/proc/PID/smaps, MB):\n%s", residentByMapping(r.gui.cmd.Process.Pid))
 		}
 		r.finish()
+		b.Logf("round %d: first frame %d ms; %.1f MB after start, %.1f MB idle 6 s after the round, %.1f MB idle 30 s", i+1, r.firstFrame.Milliseconds(), atStart, at6, at30)
 		first += float64(r.firstFrame.Milliseconds())
 		b.StartTimer()
 	}
@@ -145,4 +178,94 @@ func BenchmarkRound(b *testing.B) {
 	b.ReportMetric(after6/n, "MB-rss-round-idle-6s")
 	b.ReportMetric(after30/n, "MB-rss-round-idle-30s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// memLine describes where the round's app holds its memory now: the
+// resident size, its largest parts by mapping (/proc/PID/smaps) and, from
+// the app's memory dump (KEYDESK_MEM_DUMP, app/ui/memdump.go), the Go
+// runtime's part of the anonymous memory.
+func (r *round) memLine(cpu bool) string {
+	pid := r.gui.cmd.Process.Pid
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	sum := map[string]int64{}
+	var cur string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			cur = "anon"
+			if len(f) >= 6 {
+				switch name := f[5]; {
+				case name == "[heap]":
+					cur = "c-heap"
+				case strings.Contains(name, "libLLVM"):
+					cur = "llvm"
+				case strings.Contains(name, "keydesk-desk"):
+					cur = "exe"
+				case strings.Contains(name, "dri"):
+					cur = "dri"
+				case strings.HasPrefix(name, "["):
+					cur = "other"
+				default:
+					cur = "files"
+				}
+			}
+			continue
+		}
+		if len(f) >= 2 && f[0] == "Rss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			sum[cur] += kb
+			sum["total"] += kb
+		}
+	}
+	mb := func(kb int64) string { return fmt.Sprintf("%.1f", float64(kb)/1024) }
+	line := fmt.Sprintf("rss %s = anon %s c-heap %s llvm %s dri %s exe %s files %s other %s",
+		mb(sum["total"]), mb(sum["anon"]), mb(sum["c-heap"]), mb(sum["llvm"]), mb(sum["dri"]), mb(sum["exe"]), mb(sum["files"]), mb(sum["other"]))
+	dump := filepath.Join(r.dir, "mem.json")
+	os.Remove(dump)
+	// With KEYDESK_ROUND_IDLE_TRACE naming a directory, the app's
+	// allocation profiles, and a CPU profile of 5 s once, are kept there.
+	keep := os.Getenv("KEYDESK_ROUND_IDLE_TRACE")
+	if !strings.HasPrefix(keep, "/") {
+		keep = ""
+	}
+	req := ""
+	if keep != "" {
+		req = "allocs"
+		if cpu {
+			req += " cpu=5"
+		}
+	}
+	if os.WriteFile(dump+".want", []byte(req), 0o600) != nil {
+		return line
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(dump + ".want"); err != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the answer, not a pass condition
+	}
+	if keep != "" {
+		if b, err := os.ReadFile(dump + ".allocs"); err == nil {
+			os.WriteFile(filepath.Join(keep, fmt.Sprintf("allocs-%d-%d.pprof", pid, time.Now().Unix())), b, 0o644)
+		}
+		if b, err := os.ReadFile(dump + ".cpu"); err == nil && cpu {
+			os.WriteFile(filepath.Join(keep, fmt.Sprintf("cpu-%d-%d.pprof", pid, time.Now().Unix())), b, 0o644)
+		}
+	}
+	var m map[string]uint64
+	if b, err := os.ReadFile(dump); err != nil || json.Unmarshal(b, &m) != nil {
+		return line
+	}
+	g := func(name string) string { return fmt.Sprintf("%.1f", float64(m[name])/(1<<20)) }
+	total := m["/memory/classes/total:bytes"] - m["/memory/classes/heap/released:bytes"]
+	return line + fmt.Sprintf(" | go %.1f: objects %s free %s unused %s stacks %s meta %s other %s; goal %s, gc %d, allocs %s MB/%d, goroutines %d",
+		float64(total)/(1<<20), g("/memory/classes/heap/objects:bytes"), g("/memory/classes/heap/free:bytes"),
+		g("/memory/classes/heap/unused:bytes"), g("/memory/classes/heap/stacks:bytes"),
+		fmt.Sprintf("%.1f", float64(m["/memory/classes/metadata/mspan/inuse:bytes"]+m["/memory/classes/metadata/mcache/inuse:bytes"]+m["/memory/classes/metadata/other:bytes"])/(1<<20)),
+		fmt.Sprintf("%.1f", float64(m["/memory/classes/other:bytes"]+m["/memory/classes/os-stacks:bytes"]+m["/memory/classes/profiling/buckets:bytes"])/(1<<20)),
+		g("/gc/heap/goal:bytes"), m["/gc/cycles/total:gc-cycles"], g("/gc/heap/allocs:bytes"), m["/gc/heap/allocs:objects"], m["/sched/goroutines:goroutines"])
 }

@@ -122,6 +122,9 @@ func startRound(t testing.TB, bin string, w, h int) *round {
 	g.cmd.Dir = r.dir
 	g.cmd.Env = append(r.env, "DISPLAY="+r.display, "KEYDESK_PRACTICE=auto",
 		"KEYDESK_STARTUP_MARK="+g.mark, "KEYDESK_UI_DUMP="+r.dump)
+	if os.Getenv("KEYDESK_ROUND_IDLE_TRACE") != "" {
+		g.cmd.Env = append(g.cmd.Env, "KEYDESK_MEM_DUMP="+filepath.Join(r.dir, "mem.json"))
+	}
 	g.cmd.Stderr = g.stderr
 	g.started = time.Now()
 	if err := g.cmd.Start(); err != nil {

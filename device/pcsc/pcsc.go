@@ -148,7 +148,7 @@ func (s *Session) Transmit(ins, p1, p2 byte, data []byte) ([]byte, uint16, error
 
 func (s *Session) raw(apdu []byte) ([]byte, uint16, error) {
 	s.RoundTrips++
-	out, err := s.card.Transmit(apdu)
+	out, err := transmit(s.card, apdu)
 	if err != nil {
 		return nil, 0, MapError(err)
 	}

@@ -51,6 +51,7 @@ const (
 	RegistryEscrow    = "registry-escrow"
 	JournalEscrowed   = "journal-escrowed"
 	RegistryVerify    = "registry-verify"
+	KeyFIDOForcePIN   = "key-fido-force-pin-change"
 	JournalActive     = "journal-active"
 )
 
@@ -140,7 +141,7 @@ func IDPDeletePoints() []string {
 func Points() []string {
 	return []string{JournalDevice, KeyPIVGenerate, KeyFIDOPIN, KeyFIDOCredential, JournalSealed, KeyPIVMgmtKey, KeyPIVPUK,
 		KeyPIVPIN, KeyPIVCert, JournalPrepared, OutboxQueue, JournalQueued, RegistrySend, OutboxRecord, JournalRegistered,
-		RegistryEscrow, JournalEscrowed, RegistryVerify, JournalActive}
+		RegistryEscrow, JournalEscrowed, RegistryVerify, KeyFIDOForcePIN, JournalActive}
 }
 
 // armed is the point chosen at start-up ("NAME:before" or "NAME:after"),

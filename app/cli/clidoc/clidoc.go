@@ -26,8 +26,21 @@ import (
 // nothing unless the commands did (and package builds stay reproducible).
 var manDate = time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 
+// Beside are the programs installed beside keydesk in /usr/bin:
+// keydesk-cli, the whole command line keydesk starts for most commands,
+// and keydesk-desk, the desktop app keydesk starts when run bare (which
+// runs a command line it is given as keydesk does). Both take keydesk's
+// command lines, so each one's page is keydesk(1) (Debian Policy 12.1:
+// every program in /usr/bin has a page; lintian's no-manual-page).
+var Beside = []string{"keydesk-cli", "keydesk-desk"}
+
+// Redirect is the page of a program of Beside: a .so request for
+// keydesk(1), which man-db follows (lintian wants the man1/ path).
+const Redirect = ".so man1/keydesk.1\n"
+
 // Man returns every command's man page in section 1, by file name
-// (keydesk.1, keydesk-piv.1, keydesk-piv-status.1, …).
+// (keydesk.1, keydesk-piv.1, keydesk-piv-status.1, …), and the pages of
+// the programs beside keydesk (Beside).
 func Man() (map[string][]byte, error) {
 	dir, err := os.MkdirTemp("", "keydesk-man-")
 	if err != nil {
@@ -53,6 +66,12 @@ func Man() (map[string][]byte, error) {
 			b = append(b, rootSections()...)
 		}
 		out[e.Name()] = b
+	}
+	for _, p := range Beside {
+		if _, dup := out[p+".1"]; dup {
+			return nil, fmt.Errorf("a command's page is called %s.1, the name of the program beside keydesk", p)
+		}
+		out[p+".1"] = []byte(Redirect)
 	}
 	return out, nil
 }

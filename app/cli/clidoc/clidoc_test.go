@@ -56,6 +56,11 @@ func TestGenerated(t *testing.T) {
 	if _, ok := pages["keydesk-piv-status.1"]; !ok {
 		t.Errorf("no page for keydesk piv status among %d pages", len(pages))
 	}
+	for _, p := range []string{"keydesk-cli.1", "keydesk-desk.1"} {
+		if got := string(pages[p]); got != ".so man1/keydesk.1\n" {
+			t.Errorf("%s is %q, want a redirect to keydesk(1)", p, got)
+		}
+	}
 
 	doc, err := os.ReadFile(cliDoc)
 	if err != nil {

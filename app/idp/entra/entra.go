@@ -115,13 +115,9 @@ type Connector struct {
 
 func init() {
 	idp.RegisterKind(Kind, func(cfg idp.Config, s idp.Secrets) (idp.Connector, error) {
-		var set Settings
-		if len(cfg.Settings) > 0 {
-			dec := json.NewDecoder(strings.NewReader(string(cfg.Settings)))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&set); err != nil {
-				return nil, fmt.Errorf("entra %q: settings: %w", cfg.Name, err)
-			}
+		set, err := idp.ReadSettings[Settings](idp.SettingsReader{Kind: Kind, Name: cfg.Name, Strict: true}, cfg.Settings)
+		if err != nil {
+			return nil, err
 		}
 		p, _ := s.(DevicePrompter)
 		return New(cfg.Name, set, s, p, nil)
@@ -134,14 +130,15 @@ func New(name string, set Settings, s idp.Secrets, prompt DevicePrompter, client
 	if name == "" {
 		name = Kind
 	}
+	r := idp.SettingsReader{Kind: Kind, Name: name}
 	if err := set.check(); err != nil {
-		return nil, fmt.Errorf("entra %q: %w", name, err)
+		return nil, r.Errorf("%w", err)
 	}
 	if set.Auth == AuthDeviceCode && prompt == nil {
-		return nil, fmt.Errorf("entra %q: device-code sign-in needs a prompter to show the code", name)
+		return nil, r.Errorf("device-code sign-in needs a prompter to show the code")
 	}
 	if set.Auth != AuthDeviceCode && s == nil {
-		return nil, fmt.Errorf("entra %q: %s sign-in needs the keyring", name, set.Auth)
+		return nil, r.Errorf("%s sign-in needs the keyring", set.Auth)
 	}
 	if client == nil {
 		client = &http.Client{Timeout: 60 * time.Second}
@@ -181,8 +178,7 @@ func (s Settings) check() error {
 		if u == "" {
 			continue
 		}
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+		if _, err := idp.BaseURL(u); err != nil {
 			return fmt.Errorf("%q is not an http(s) url", u)
 		}
 	}

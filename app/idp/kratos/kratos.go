@@ -91,56 +91,41 @@ const pendingLife = 10 * time.Minute
 
 // Open makes a connector from its configuration.
 func Open(cfg idp.Config, sec idp.Secrets) (idp.Connector, error) {
-	var s Settings
-	if len(cfg.Settings) > 0 {
-		if err := json.Unmarshal(cfg.Settings, &s); err != nil {
-			return nil, fmt.Errorf("kratos %q: settings: %w", cfg.Name, err)
-		}
+	s, err := idp.ReadSettings[Settings](idp.SettingsReader{Kind: Kind, Name: cfg.Name}, cfg.Settings)
+	if err != nil {
+		return nil, err
 	}
 	return New(cfg.Name, s, sec)
 }
 
 // New makes a connector named name.
 func New(name string, s Settings, sec idp.Secrets) (*Connector, error) {
+	r := idp.SettingsReader{Kind: Kind, Name: name}
 	if s.SchemaID == "" {
 		s.SchemaID = "default"
 	}
 	if s.RPID == "" {
-		return nil, fmt.Errorf("kratos %q: settings: rp_id is required", name)
+		return nil, r.Errorf("settings: rp_id is required")
 	}
-	admin, err := baseURL(s.AdminURL)
+	admin, err := idp.BaseURL(s.AdminURL)
 	if err != nil {
-		return nil, fmt.Errorf("kratos %q: settings: admin_url: %w", name, err)
+		return nil, r.Errorf("settings: admin_url: %w", err)
 	}
-	public, err := baseURL(s.PublicURL)
+	public, err := idp.BaseURL(s.PublicURL)
 	if err != nil {
-		return nil, fmt.Errorf("kratos %q: settings: public_url: %w", name, err)
+		return nil, r.Errorf("settings: public_url: %w", err)
 	}
 	c := &Connector{name: name, s: s, admin: admin, public: public,
 		hc: &http.Client{Timeout: 30 * time.Second}, pending: map[string]*settingsSession{}}
 	if s.TokenSecret != "" {
 		if sec == nil {
-			return nil, fmt.Errorf("kratos %q: settings name token secret %q but no secret store was given", name, s.TokenSecret)
+			return nil, r.Errorf("settings name token secret %q but no secret store was given", s.TokenSecret)
 		}
-		if c.token, err = sec.Secret(s.TokenSecret); err != nil {
-			return nil, fmt.Errorf("kratos %q: reading token secret %q: %w", name, s.TokenSecret, err)
+		if c.token, err = r.Secret(sec, "token secret", s.TokenSecret); err != nil {
+			return nil, err
 		}
 	}
 	return c, nil
-}
-
-func baseURL(s string) (*url.URL, error) {
-	if s == "" {
-		return nil, errors.New("required")
-	}
-	u, err := url.Parse(strings.TrimSuffix(s, "/"))
-	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an http(s) URL", s)
-	}
-	return u, nil
 }
 
 // Name is the provider's configured name.

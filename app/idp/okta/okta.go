@@ -76,11 +76,9 @@ type Connector struct {
 
 // Open makes a connector from its configuration.
 func Open(cfg idp.Config, sec idp.Secrets) (idp.Connector, error) {
-	var s Settings
-	if len(cfg.Settings) > 0 {
-		if err := json.Unmarshal(cfg.Settings, &s); err != nil {
-			return nil, fmt.Errorf("okta %q: settings: %w", cfg.Name, err)
-		}
+	s, err := idp.ReadSettings[Settings](idp.SettingsReader{Kind: Kind, Name: cfg.Name}, cfg.Settings)
+	if err != nil {
+		return nil, err
 	}
 	return New(cfg.Name, s, sec, nil)
 }
@@ -88,32 +86,33 @@ func Open(cfg idp.Config, sec idp.Secrets) (idp.Connector, error) {
 // New makes a connector named name; hc nil uses a client with a 30 s
 // timeout.
 func New(name string, s Settings, sec idp.Secrets, hc *http.Client) (*Connector, error) {
-	org, err := url.Parse(strings.TrimSuffix(s.OrgURL, "/"))
-	if err != nil || org.Scheme != "https" && org.Scheme != "http" || org.Host == "" {
-		return nil, fmt.Errorf("okta %q: settings: org_url %q is not an https URL", name, s.OrgURL)
+	r := idp.SettingsReader{Kind: Kind, Name: name}
+	org, err := idp.BaseURL(s.OrgURL)
+	if err != nil {
+		return nil, r.Errorf("settings: org_url %q is not an https URL", s.OrgURL)
 	}
 	if s.RPID == "" {
 		s.RPID = org.Hostname()
 	}
 	if s.RPID != org.Hostname() {
-		return nil, fmt.Errorf("okta %q: settings: rp_id %q is not the org's host %q: Okta's WebAuthn relying party is the host the org is reached at", name, s.RPID, org.Hostname())
+		return nil, r.Errorf("settings: rp_id %q is not the org's host %q: Okta's WebAuthn relying party is the host the org is reached at", s.RPID, org.Hostname())
 	}
 	if s.ChallengeLifetimeSeconds < 0 || s.ChallengeLifetimeSeconds > 86400 {
-		return nil, fmt.Errorf("okta %q: settings: challenge_lifetime_seconds %d is outside 1-86400", name, s.ChallengeLifetimeSeconds)
+		return nil, r.Errorf("settings: challenge_lifetime_seconds %d is outside 1-86400", s.ChallengeLifetimeSeconds)
 	}
 	scheme := s.TokenScheme
 	if scheme == "" {
 		scheme = "SSWS"
 	}
 	if scheme != "SSWS" && scheme != "Bearer" {
-		return nil, fmt.Errorf("okta %q: settings: token_scheme %q is neither SSWS nor Bearer", name, s.TokenScheme)
+		return nil, r.Errorf("settings: token_scheme %q is neither SSWS nor Bearer", s.TokenScheme)
 	}
 	if s.TokenSecret == "" || sec == nil {
-		return nil, fmt.Errorf("okta %q: settings: token_secret names no secret", name)
+		return nil, r.Errorf("settings: token_secret names no secret")
 	}
-	tok, err := sec.Secret(s.TokenSecret)
+	tok, err := r.Secret(sec, "token secret", s.TokenSecret)
 	if err != nil {
-		return nil, fmt.Errorf("okta %q: reading token secret %q: %w", name, s.TokenSecret, err)
+		return nil, err
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}

@@ -49,6 +49,12 @@ type Config struct {
 	// JournalPath is the enrolment journal; enrol's default (in the desk's
 	// data directory) when empty.
 	JournalPath string
+	// RegistryWait is how long an enrolment waits for a registry that
+	// cannot be reached before it stops and leaves the key under
+	// "Unfinished enrolments" (enrol.Config.RegistryWait): zero is
+	// enrol.DefaultRegistryWait, 30 s, the default of keydesk enrol's
+	// --registry-wait; negative does not wait.
+	RegistryWait time.Duration
 }
 
 // Screens returns the Enrol wizard (ID "enrol", admins and the helpdesk)
@@ -190,7 +196,7 @@ func (d *desk) enroller(ctx context.Context, env *uikit.Env) (*enrol.Enroller, e
 	if err != nil {
 		return nil, err
 	}
-	en, err := enrol.New(enrol.Config{Settings: s, Keys: env.Keys, Registry: reg, JournalPath: d.cfg.JournalPath, IDP: prov})
+	en, err := enrol.New(enrol.Config{Settings: s, Keys: env.Keys, Registry: reg, JournalPath: d.cfg.JournalPath, RegistryWait: d.cfg.RegistryWait, IDP: prov})
 	if err != nil {
 		prov.Close()
 	}
@@ -487,7 +493,7 @@ func outcome(err error, serial uint32) string {
 	var re *enrol.RegisteredError
 	switch {
 	case errors.As(err, &ie):
-		what := fmt.Sprintf("Enrolment of key %d stopped at stage %q: %v", ie.Serial, ie.Stage, ie.Err)
+		what := fmt.Sprintf("Enrolment of key %d stopped at stage %q: %s", ie.Serial, ie.Stage, uikit.Plain(ie.Err))
 		if errors.Is(ie.Err, context.Canceled) {
 			what = fmt.Sprintf("Enrolment of key %d was cancelled at stage %q.", ie.Serial, ie.Stage)
 		}

@@ -6,6 +6,7 @@ import (
 	"image"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/test"
@@ -32,6 +33,7 @@ func matchImage(t *testing.T, name string, img image.Image) {
 // in fixed states (the same methods the enrolment calls drive) and compares
 // each with its reference image.
 func TestReferenceImages(t *testing.T) {
+	uitest.HoldUI(t)
 	a := test.NewApp()
 	defer a.Quit()
 	a.Settings().SetTheme(theme.LightTheme())
@@ -92,6 +94,11 @@ func TestReferenceImages(t *testing.T) {
 		w.onTouch(31000001)
 		matchImage(t, "wizard-5-touch.png", win.Canvas().Capture())
 		w.touch.hide()
+
+		w.onProgress(enrol.Event{Step: enrol.StepRegister, Serial: 31000001})
+		w.onProgress(enrol.Event{Step: enrol.StepRegistryWait, User: "u1001", Detail: "the registry could not be reached; trying again in 480ms", Left: 27 * time.Second})
+		matchImage(t, "wizard-8-registry-wait.png", win.Canvas().Capture())
+		w.endWait("")
 
 		w.onProgress(enrol.Event{Step: enrol.StepDone, Serial: 31000001})
 		w.onConfirm("Ada Lovelace is not covered yet (missing: backup). Enrol the backup key now?", func(bool, error) {})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
@@ -131,6 +132,30 @@ type wizard struct {
 	resultText *widget.Label
 	resultBox  fyne.CanvasObject
 
+	// The registry wait (enrol.StepRegistryWait): a notice above the step
+	// on screen while the enroller waits for a registry that does not
+	// answer, with what is left of the wait counting down.
+	frame     *fyne.Container
+	top       *fyne.Container
+	waitBox   *fyne.Container
+	waitLabel *widget.Label
+	waitWhy   *widget.Label
+	waitNext  *widget.Label
+	waitStop  chan struct{}
+	waiting   bool
+	// waitFrom is the stage reached (stepIndex) when the wait began: a
+	// later stage means the registry answered.
+	waitFrom int
+	// lastStage is the last stage reached (stepIndex), -1 before the
+	// first of a key.
+	lastStage int
+	// stoppedWaiting: Cancel was pressed while the registry was waited
+	// for.
+	stoppedWaiting bool
+	// resuming: the run resumes a journalled enrolment, whose key is set
+	// up already.
+	resuming bool
+
 	// The run.
 	running   bool
 	cancelRun context.CancelFunc
@@ -164,10 +189,15 @@ func newWizard(env *uikit.Env, d *desk) *wizard {
 	w.back.Hide()
 	w.verifyNow = widget.NewButtonWithIcon("Verify now", theme.ConfirmIcon(), w.openVerify)
 	w.verifyNow.Hide()
-	top := container.NewVBox(w.title, w.summary, widget.NewSeparator())
+	w.waitLabel, w.waitWhy, w.waitNext = heading(""), wrapped(""), wrapped("")
+	w.waitBox = container.NewVBox(container.NewBorder(nil, nil, widget.NewIcon(theme.WarningIcon()), nil, w.waitLabel), w.waitWhy, w.waitNext)
+	w.waitBox.Hide()
+	w.lastStage = -1
+	w.top = container.NewVBox(w.title, w.summary, w.waitBox, widget.NewSeparator())
 	w.bar = container.NewHBox(w.back, layout.NewSpacer(), w.cancel, w.verifyNow, w.next)
 	bottom := container.NewVBox(widget.NewSeparator(), w.bar)
-	w.root = newKeyCatcher(container.NewBorder(top, bottom, nil, nil, container.NewVScroll(w.body)), w.key)
+	w.frame = container.NewBorder(w.top, bottom, nil, nil, container.NewVScroll(w.body))
+	w.root = newKeyCatcher(w.frame, w.key)
 	w.root.onPlaced = w.placed
 
 	w.buildUser()
@@ -904,6 +934,21 @@ func (w *wizard) checksPassed(show func()) {
 // --- the enrolment run (enrol.UI, on the UI goroutine) ---
 
 func (w *wizard) onProgress(ev enrol.Event) {
+	if ev.Step == enrol.StepRegistryWait {
+		w.registryWait(ev)
+		return
+	}
+	i := stepIndex(ev.Step)
+	if w.waiting && i > w.waitFrom {
+		// A stage the wait was short of: the registry answered.
+		w.endWait("registry-back")
+	}
+	switch {
+	case ev.Step == enrol.StepUser || ev.Step == enrol.StepKey:
+		w.lastStage = -1
+	case i >= 0:
+		w.lastStage = i
+	}
 	switch {
 	case ev.Step == enrol.StepKey:
 		if w.step != stepChecks || w.serial != ev.Serial {
@@ -926,6 +971,7 @@ func (w *wizard) onProgress(ev enrol.Event) {
 }
 
 func (w *wizard) onNewPIN(r enrol.PINRequest, try int, answer func(string, error)) {
+	w.endWait("registry-back")
 	// The key waits for the PIN, not a touch: no touch prompt beside it.
 	w.touch.hide()
 	show := func() {
@@ -941,6 +987,7 @@ func (w *wizard) onNewPIN(r enrol.PINRequest, try int, answer func(string, error
 }
 
 func (w *wizard) onPIN(r enrol.PINRequest, answer func(string, error)) {
+	w.endWait("registry-back")
 	w.touch.hide()
 	w.pin.ask(r, false, 0, answer)
 	w.show(stepPIN, "Type the PIN · "+string(r.Kind), w.pin.box, "OK", w.pin.submit, w.pin.pin)
@@ -948,6 +995,7 @@ func (w *wizard) onPIN(r enrol.PINRequest, answer func(string, error)) {
 }
 
 func (w *wizard) onTouch(serial uint32) {
+	w.endWait("registry-back")
 	if w.step != stepProgress {
 		w.showProgress(serial)
 	}
@@ -956,6 +1004,7 @@ func (w *wizard) onTouch(serial uint32) {
 }
 
 func (w *wizard) onInsert(r enrol.InsertRequest) {
+	w.endWait("registry-back")
 	what := "a factory-fresh key"
 	if r.Role != "" {
 		what += " as " + string(r.Role)
@@ -971,6 +1020,7 @@ func (w *wizard) onInsert(r enrol.InsertRequest) {
 }
 
 func (w *wizard) onConfirm(q string, answer func(bool, error)) {
+	w.endWait("registry-back")
 	w.answer = answer
 	// The enrolment asks when the user lacks a key of some role; the
 	// question names the roles missing (app/enrol.EnrolUser).
@@ -1005,6 +1055,88 @@ func (w *wizard) reply(yes bool) {
 	}
 }
 
+// registryWait shows that the enroller waits for a registry that does
+// not answer, and counts down what is left of the wait (ev.Left). The key
+// stays as it is meanwhile: a key already set up finishes in place when
+// the registry answers, with the PINs still at hand; Cancel stops waiting.
+func (w *wizard) registryWait(ev enrol.Event) {
+	if !w.waiting {
+		w.waiting, w.waitFrom = true, w.lastStage
+		if w.waitFrom < stepIndex(enrol.StepRegister) && !w.resuming {
+			w.waitNext.SetText("Cancel stops waiting. Nothing has been written to the key yet.")
+		} else {
+			w.waitNext.SetText(fmt.Sprintf("Cancel stops waiting: key %d then stays set up and is kept under \"Unfinished enrolments\" "+
+				"on this screen, to resume when the registry is back.", w.serial))
+		}
+		w.waitBox.Show()
+		w.relayoutTop()
+		defer w.trail.add("registry-wait")
+	}
+	if why, _, ok := strings.Cut(ev.Detail, "; trying again"); ok && why != "" {
+		w.waitWhy.SetText("Last try: " + why + ".")
+	}
+	if w.waitStop != nil {
+		close(w.waitStop)
+	}
+	stop := make(chan struct{})
+	w.waitStop = stop
+	end := time.Now().Add(ev.Left)
+	w.waitLabel.SetText(waitText(ev.Left))
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				left := max(end.Sub(now), 0)
+				w.d.do(func() {
+					if w.waitStop == stop {
+						w.waitLabel.SetText(waitText(left))
+					}
+				})
+				if left == 0 {
+					return
+				}
+			}
+		}
+	}()
+}
+
+// waitText is the registry-wait notice with left of the wait.
+func waitText(left time.Duration) string {
+	if s := int(left.Round(time.Second).Seconds()); s > 0 {
+		return fmt.Sprintf("The registry does not answer; keydesk keeps trying (%d s left). Keep the key inserted.", s)
+	}
+	return "The registry does not answer; keydesk tries one last time. Keep the key inserted."
+}
+
+// endWait hides the registry-wait notice, recording state in the trail
+// when it was shown.
+func (w *wizard) endWait(state string) {
+	if w.waitStop != nil {
+		close(w.waitStop)
+		w.waitStop = nil
+	}
+	if !w.waiting {
+		return
+	}
+	w.waiting = false
+	w.waitBox.Hide()
+	w.relayoutTop()
+	if state != "" {
+		w.trail.add(state)
+	}
+}
+
+// relayoutTop lays the screen out again after the notice above the step
+// shows or hides.
+func (w *wizard) relayoutTop() {
+	w.top.Refresh()
+	w.frame.Refresh()
+}
+
 func (w *wizard) showProgress(serial uint32) {
 	if serial != 0 {
 		w.serial = serial
@@ -1017,24 +1149,28 @@ func (w *wizard) showProgress(serial uint32) {
 // startEnrol enrols the chosen key for the chosen user, then offers the
 // backup (enrol.EnrolUser).
 func (w *wizard) startEnrol() {
-	req := enrol.Request{User: client.EnrolUser{ExternalID: w.user.ExternalID}, Serial: w.chosen}
+	// A registry that does not answer is waited for, as keydesk enrol
+	// --user does (Config.RegistryWait): a key already set up finishes in
+	// place when it is back.
+	req := enrol.Request{User: client.EnrolUser{ExternalID: w.user.ExternalID}, Serial: w.chosen, WaitRegistry: true}
 	if w.newUser {
 		req.CreateUser = true
 		req.User = client.EnrolUser{ExternalID: w.user.ExternalID, DisplayName: w.user.DisplayName, Email: w.user.Email, Groups: w.user.Groups}
 	}
-	w.serial = w.chosen
+	w.serial, w.resuming = w.chosen, false
 	w.showChecks(w.chosen)
 	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
 		return en.EnrolUser(ctx, req, ui)
 	})
 }
 
-// resume finishes a journalled enrolment.
+// resume finishes a journalled enrolment, waiting for a registry that
+// does not answer as an enrolment does.
 func (w *wizard) resume(serial uint32) {
-	w.serial = serial
+	w.serial, w.resuming = serial, true
 	w.showProgress(serial)
 	w.start(func(ctx context.Context, en *enrol.Enroller, ui enrol.UI) ([]*enrol.Result, error) {
-		res, err := en.Resume(ctx, serial, ui)
+		res, err := en.ResumeWaiting(ctx, serial, ui)
 		if err != nil {
 			return nil, err
 		}
@@ -1047,7 +1183,7 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 		w.finish(nil, err)
 		return
 	}
-	w.running = true
+	w.running, w.stoppedWaiting, w.lastStage = true, false, -1
 	w.cancel.Enable()
 	w.updateBack()
 	var res []*enrol.Result
@@ -1064,10 +1200,13 @@ func (w *wizard) start(work func(ctx context.Context, en *enrol.Enroller, ui enr
 		w.d.release("Enrol")
 		w.running, w.cancelRun = false, nil
 		var ie *enrol.InterruptedError
-		if then := w.afterCancel; then != nil && errors.Is(err, context.Canceled) && !errors.As(err, &ie) {
+		// Back ends a registry wait with the registry's error.
+		stopped := errors.Is(err, context.Canceled) || errors.Is(err, client.ErrUnreachable)
+		if then := w.afterCancel; then != nil && stopped && !errors.As(err, &ie) {
 			// Back, before the key was changed: no result, the step
 			// before instead. Keys this run finished stay listed.
 			w.afterCancel = nil
+			w.endWait("")
 			w.touch.hide()
 			w.pin.clear()
 			w.answer = nil
@@ -1097,6 +1236,7 @@ func (w *wizard) updateBack() {
 
 // finish shows how the run ended.
 func (w *wizard) finish(res []*enrol.Result, err error) {
+	w.endWait("")
 	w.touch.hide()
 	w.pin.clear()
 	w.answer = nil
@@ -1112,6 +1252,15 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 		if r.CSRPath != "" {
 			fmt.Fprintf(&b, "\n    Certificate request for the CA: %s", r.CSRPath)
 		}
+		if r.Status == registry.KeyActive && r.PIVProof && r.FIDO2Proof {
+			b.WriteString("\n    Proved to the registry: a PIV signature (with the PIV PIN) and a FIDO2 sign-in")
+		}
+		if r.PINChange == enrol.PINChangeForced {
+			b.WriteString("\n    The key asks for a new FIDO2 PIN at first use")
+		}
+		for _, n := range r.NotRedone {
+			fmt.Fprintf(&b, "\n    Resumed, not done again: %s", n)
+		}
 		b.WriteString("\n")
 	}
 	if n := len(res); n > 0 {
@@ -1124,6 +1273,9 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 	}
 	head := "Done"
 	switch {
+	case err != nil && w.stoppedWaiting:
+		head = "Stopped waiting for the registry"
+		w.stages.failed()
 	case err != nil && errors.Is(err, context.Canceled):
 		head = "Cancelled"
 		w.stages.failed()
@@ -1135,7 +1287,13 @@ func (w *wizard) finish(res []*enrol.Result, err error) {
 		if b.Len() > 0 {
 			b.WriteString("\n")
 		}
-		b.WriteString(outcome(err, w.serial))
+		var ie *enrol.InterruptedError
+		if w.stoppedWaiting && !errors.As(err, &ie) && w.serial != 0 {
+			// The wait was before the key was touched.
+			fmt.Fprintf(&b, "Stopped waiting for the registry before key %d was changed: it is as it was, and nothing was registered.", w.serial)
+		} else {
+			b.WriteString(outcome(err, w.serial))
+		}
 	}
 	w.resultHead.SetText(head)
 	if err != nil {
@@ -1171,6 +1329,10 @@ func (w *wizard) doCancel() {
 	case w.step == stepBackup && w.answer != nil:
 		w.reply(false)
 	case w.running && w.cancelRun != nil:
+		if w.waiting {
+			w.stoppedWaiting = true
+			w.trail.add("wait-cancelled")
+		}
 		w.title.SetText("Cancelling…")
 		w.cancel.Disable()
 		w.next.Disable()

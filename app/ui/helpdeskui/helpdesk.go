@@ -690,7 +690,7 @@ func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Option
 			v.stale()
 		}
 	})
-	return fmt.Sprintf(" Key %d could not be read again (%s): press Diagnose for its state now.", serial, uikit.Message(err))
+	return fmt.Sprintf(" Key %d could not be read again (%s): press Diagnose for its state now.", serial, uikit.Plain(err))
 }
 
 // stale marks the diagnosis shown as out of date: what it says was true
@@ -1317,6 +1317,7 @@ func (v *View) askBreakGlass(f foundKey) {
 	// Enter confirms, Escape cancels.
 	reason.OnSubmitted = func(string) { d.Submit() }
 	reason.OnEscape = d.Hide
+	uikit.UnfocusOnClose(d, reason)
 	d.Show()
 	v.env.Window.Canvas().Focus(reason)
 }

@@ -51,6 +51,7 @@ func askNewPIN(w fyne.Window, title, rule string, check func(string) string, don
 	content := container.NewVBox(f.Rule, form, f.Check, container.NewHBox(layout.NewSpacer(), cancel, f.OK))
 	f.dlg = dialog.NewCustomWithoutButtons(title, content, w)
 	f.dlg.Resize(fyne.NewSize(460, 0))
+	uikit.UnfocusOnClose(f.dlg, f.Entries...)
 	f.dlg.Show()
 	w.Canvas().Focus(pin)
 	return f

@@ -495,8 +495,9 @@ func (a *Activity) startPolling() {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	every := PollEvery // read here, on the UI goroutine
 	go func() {
-		t := time.NewTicker(PollEvery)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {

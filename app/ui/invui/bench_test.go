@@ -7,6 +7,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/inventory"
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/registry"
 )
 
@@ -69,7 +70,9 @@ func benchLoad(b *testing.B, r *reg, n, keys int, opt inventory.Options) {
 		env.Window.SetContent(v.Root)
 		start := time.Now()
 		v.Load()
-		if err := <-done; err != nil {
+		var err error
+		uitest.Unlocked(func() { err = <-done })
+		if err != nil {
 			b.Fatal(err)
 		}
 		if v.Shown() != n || len(v.users) != n {
@@ -94,7 +97,9 @@ func BenchmarkInventoryFilter10k(b *testing.B) {
 	v.loaded = func(err error) { done <- err }
 	env.Window.SetContent(v.Root)
 	v.Load()
-	if err := <-done; err != nil {
+	var err error
+	uitest.Unlocked(func() { err = <-done })
+	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()

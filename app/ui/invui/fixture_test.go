@@ -18,6 +18,7 @@ import (
 	"fyne.io/fyne/v2/test"
 
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/app/ui/uitest"
 	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
@@ -241,6 +242,7 @@ func (r *reg) findUser(ext string) (registry.User, error) {
 // newEnv is a desk on a headless window: admin or helpdesk.
 func newEnv(t testing.TB, c *client.Client, role uikit.Role) *uikit.Env {
 	t.Helper()
+	uitest.HoldUI(t)
 	a := test.NewTempApp(t)
 	w := test.NewTempWindow(t, nil)
 	w.Resize(fyne.NewSize(1280, 800))
@@ -250,15 +252,21 @@ func newEnv(t testing.TB, c *client.Client, role uikit.Role) *uikit.Env {
 		Registry: func(context.Context) (*client.Client, error) { return c, nil }}
 }
 
-// wait receives from ch or fails after a generous time.
+// wait receives from ch, with the UI lock given up so the background work
+// can report, or fails after a generous time.
 func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(60 * time.Second):
+	var v T
+	ok := false
+	uitest.Unlocked(func() {
+		select {
+		case v = <-ch:
+			ok = true
+		case <-time.After(60 * time.Second):
+		}
+	})
+	if !ok {
 		t.Fatalf("timed out waiting for %s", what)
 	}
-	var zero T
-	return zero
+	return v
 }

@@ -238,10 +238,12 @@ func genuine(d *client.KeyDetail) string {
 	return "attestation: " + string(v)
 }
 
+// short is why the registry could not say, in plain words, cut to 60
+// characters.
 func short(err error) string {
-	s := err.Error()
-	if len(s) > 60 {
-		s = s[:60] + "…"
+	s := uikit.Reason(err)
+	if r := []rune(s); len(r) > 60 {
+		s = string(r[:60]) + "…"
 	}
 	return s
 }

@@ -72,7 +72,7 @@ func (f *ParamForm) Submit() {
 	}
 	if f.check != nil {
 		if err := f.check(vals); err != nil {
-			f.Problem.SetText(err.Error())
+			f.Problem.SetText(uikit.Plain(err))
 			f.Problem.Show()
 			return
 		}
@@ -133,6 +133,7 @@ func (d *Detail) askParams(title, action string, fields []field, check func([]st
 	dlg.SetButtons([]fyne.CanvasObject{cancel, ok})
 	dlg.Resize(fyne.NewSize(520, 0))
 	f.dlg = dlg
+	uikit.UnfocusOnClose(dlg, f.Entries...)
 	dlg.Show()
 	if len(f.Entries) > 0 {
 		w.Canvas().Focus(f.Entries[0])

@@ -115,7 +115,14 @@ func New(env *uikit.Env) *View {
 }
 
 // Settle waits until the background work the view started has reported.
-func (v *View) Settle() { v.busy.Wait() }
+// A goroutine that holds the UI lock (a headless test does, see
+// uikit.Release) gives it up while it waits: the work reports through
+// uikit.Do, which takes that lock.
+func (v *View) Settle() {
+	retake := uikit.Release()
+	defer retake()
+	v.busy.Wait()
+}
 
 // run does work off the UI goroutine and then done on it.
 func (v *View) run(work func(ctx context.Context, svc *migrate.Service) error, done func(error)) {
@@ -872,9 +879,10 @@ func (v *View) visible() bool {
 // watch polls the change feed for halts while the window is open, and
 // skips polls while the screen is not visible.
 func (v *View) watch() {
+	every := PollEvery // read here, on the UI goroutine
 	v.env.Go(func(ctx context.Context) error {
 		v.pollOnce(ctx)
-		t := time.NewTicker(PollEvery)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {

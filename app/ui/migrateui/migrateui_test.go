@@ -48,6 +48,7 @@ func world(t *testing.T) {
 }
 
 func newView(t *testing.T, role uikit.Role, reg func(context.Context) (*client.Client, error)) (*View, fyne.Window) {
+	uitest.HoldUI(t)
 	a := test.NewApp()
 	t.Cleanup(a.Quit)
 	w := a.NewWindow("keydesk")

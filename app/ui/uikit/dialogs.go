@@ -1,7 +1,6 @@
 package uikit
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,9 +10,7 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
 
-	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
-	"github.com/keydesk/keydesk/registry/client"
 )
 
 // hinter is an error that carries a plain-language next step (device,
@@ -25,51 +22,21 @@ type hinter interface{ Hint() string }
 // buttons), which Message prefers.
 type deskHinter interface{ DeskHint() string }
 
-// Message is what a person reads for err: what happened, then what to do
-// next when the error knows.
+// deviceHint is the device layer's next step for err.
+var deviceHint = device.Hint
+
+// Message is what a person reads for err: what happened (Plain: never a
+// library's own text), then what to do next when that is known
+// (NextStep).
 func Message(err error) string {
 	if err == nil {
 		return ""
 	}
-	msg := err.Error()
-	var fe *settings.FieldError
-	var fes settings.Errors
-	switch {
-	case errors.As(err, &fes):
-		lines := make([]string, len(fes))
-		for i, e := range fes {
-			lines[i] = e.Label() + " (Settings): " + e.Plain()
-		}
-		msg = strings.Join(lines, "\n")
-	case errors.As(err, &fe):
-		msg = fe.Label() + " (Settings): " + fe.Plain()
-	}
-	var dh deskHinter
-	var h hinter
-	if errors.As(err, &dh) && dh.DeskHint() != "" {
-		msg += "\n\n" + dh.DeskHint()
-	} else if errors.As(err, &h) && h.Hint() != "" {
-		msg += "\n\n" + h.Hint()
-	} else if hint := device.Hint(err); hint != "" {
-		msg += "\n\n" + hint
-	} else if rh := registryHint(err); rh != "" {
-		msg += "\n\n" + rh
+	msg := Plain(err)
+	if next := NextStep(err); next != "" {
+		msg += "\n\n" + next
 	}
 	return msg
-}
-
-// registryHint is the next step for a registry that could not be used.
-func registryHint(err error) string {
-	if _, ok := client.Storage(err); ok {
-		return "The registry answered but its storage took nothing; ask its operator to fix it, then try again."
-	}
-	switch {
-	case errors.Is(err, client.ErrUnreachable):
-		return "Check the network and that the registry is running (its address is in Settings), then try again."
-	case errors.Is(err, ErrNoRegistry):
-		return "Set the registry's address and token in Settings, then try again."
-	}
-	return ""
 }
 
 // ShowError shows err with its next step in a dialog on w; Enter and
@@ -109,9 +76,27 @@ func ConfirmSerial(w fyne.Window, serial uint32, action, consequence string, onC
 	entry.OnEscape = cancel.OnTapped
 	d = dialog.NewCustomWithoutButtons(action+"?", container.NewVBox(body, entry), w)
 	d.SetButtons([]fyne.CanvasObject{cancel, do})
+	UnfocusOnClose(d, entry)
 	d.Show()
 	w.Canvas().Focus(entry)
 	return d
+}
+
+// UnfocusOnClose takes the keyboard focus from a dialog's entries when d
+// closes. Fyne drops a dialog's focus manager with the dialog without
+// telling the object that held the focus: an entry focused at that moment
+// (the one Enter was pressed in) goes on blinking its cursor, off screen,
+// which repaints the whole window some fifteen times a second for as long
+// as the app runs, and keeps the Go heap churning (docs/desktop-app.md,
+// "Memory after the round").
+func UnfocusOnClose(d dialog.Dialog, entries ...*Entry) {
+	d.SetOnClosed(func() {
+		for _, e := range entries {
+			if e.Focused() {
+				e.FocusLost()
+			}
+		}
+	})
 }
 
 func wrapLabel(s string) *widget.Label {

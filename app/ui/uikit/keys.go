@@ -17,6 +17,7 @@ type Entry struct {
 	widget.Entry
 	// OnEscape runs when Escape is pressed in the entry; nil ignores it.
 	OnEscape func()
+	focused  bool
 }
 
 // NewEntry is a single-line Entry.
@@ -43,6 +44,22 @@ func NewMultiLineEntry() *Entry {
 	e.ExtendBaseWidget(e)
 	return e
 }
+
+// FocusGained is the entry's, noted (Focused).
+func (e *Entry) FocusGained() {
+	e.focused = true
+	e.Entry.FocusGained()
+}
+
+// FocusLost is the entry's, noted (Focused).
+func (e *Entry) FocusLost() {
+	e.focused = false
+	e.Entry.FocusLost()
+}
+
+// Focused says whether the entry holds the keyboard focus, as far as it
+// has been told.
+func (e *Entry) Focused() bool { return e.focused }
 
 // TypedKey runs OnEscape on Escape; any other key is the entry's.
 func (e *Entry) TypedKey(ev *fyne.KeyEvent) {

@@ -122,3 +122,47 @@ func TestSettingsErrorsInWords(t *testing.T) {
 		t.Fatalf("message: %q", msg)
 	}
 }
+
+// TestClosedDialogsLeaveNoEntryFocused: a dialog closed by Enter or Escape
+// in one of its entries takes the focus from that entry. Fyne drops the
+// dialog's focus without telling the entry, whose cursor would go on
+// blinking off screen, repainting the window for as long as the app runs.
+func TestClosedDialogsLeaveNoEntryFocused(t *testing.T) {
+	a := test.NewApp()
+	defer a.Quit()
+	w := a.NewWindow("t")
+	w.Resize(fyne.NewSize(800, 600))
+	focused := func(what string) *Entry {
+		t.Helper()
+		e, ok := w.Canvas().Focused().(*Entry)
+		if !ok || !e.Focused() {
+			t.Fatalf("%s: no entry has the focus", what)
+		}
+		return e
+	}
+
+	ConfirmSerial(w, 12345678, "Reset FIDO2", "Every credential on the key is deleted.", func() {})
+	e := focused("confirm")
+	test.Type(e, "12345678")
+	e.OnSubmitted(e.Text)
+	if e.Focused() {
+		t.Error("the serial's entry keeps the focus after Enter confirmed and closed its dialog")
+	}
+
+	for _, close := range []string{"Enter", "Escape"} {
+		f := AskSecrets(w, "Change PIN", []string{"New PIN"}, func([]string, bool) {})
+		e := focused(close)
+		test.Type(e, "246810")
+		if close == "Enter" {
+			e.OnSubmitted(e.Text)
+		} else {
+			e.TypedKey(&fyne.KeyEvent{Name: fyne.KeyEscape})
+		}
+		if !f.closed {
+			t.Fatalf("%s did not close the dialog", close)
+		}
+		if e.Focused() {
+			t.Errorf("the PIN entry keeps the focus after %s closed its dialog", close)
+		}
+	}
+}

@@ -89,6 +89,7 @@ func AskSecrets(w fyne.Window, title string, labels []string, done func(values [
 		done(vals, true)
 	}, w)
 	f.dlg.Resize(fyne.NewSize(420, 0))
+	UnfocusOnClose(f.dlg, f.Entries...)
 	f.dlg.Show()
 	if len(f.Entries) > 0 {
 		w.Canvas().Focus(f.Entries[0])

@@ -78,6 +78,12 @@ type Env struct {
 	// sets it); false when the person's role does not see it. Nil when
 	// there is no shell, as in a screen's tests.
 	Open func(id string) bool
+	// RegistryAnswered, when set, is told from background work how each
+	// ask of the registry's change feed went (the key-state model asks
+	// every half second): nil when the registry answered, else why not.
+	// The shell's status line says so when the registry goes away in the
+	// middle of a session and when it is back.
+	RegistryAnswered func(err error)
 
 	devices sync.Mutex
 	closed  atomic.Bool
@@ -86,6 +92,7 @@ type Env struct {
 	states     *keys.Tracker
 	statesMu   sync.Mutex
 	pending    []func([]keys.State) // subscribed before the key service was there
+	background bool                 // the window is not in the foreground (SetForeground)
 	headMu     sync.Mutex
 	head       string
 }
@@ -111,6 +118,9 @@ func (e *Env) States() *keys.Tracker {
 		}
 		e.pending = nil
 		e.states = t
+		if e.background {
+			t.SetActive(false)
+		}
 		e.statesMu.Unlock()
 		if e.Feed != nil {
 			e.Feed.Subscribe(t.SetKeys)
@@ -118,6 +128,20 @@ func (e *Env) States() *keys.Tracker {
 		go t.Run(ctx)
 	})
 	return e.states
+}
+
+// SetForeground says whether the window is in the foreground (Fyne's
+// lifecycle: the window has the keyboard focus). In the background the key
+// state model stops its timed looks at the keys and the registry
+// (keys.Tracker.SetActive); back in the foreground it looks at once.
+func (e *Env) SetForeground(fg bool) {
+	e.statesMu.Lock()
+	e.background = !fg
+	t := e.states
+	e.statesMu.Unlock()
+	if t != nil {
+		t.SetActive(fg)
+	}
 }
 
 // SubscribeStates calls fn on the UI goroutine with the key states that
@@ -173,6 +197,9 @@ func (e *Env) registryHead(ctx context.Context) (string, error) {
 	after := e.head
 	e.headMu.Unlock()
 	ch, err := c.Changes(ctx, after, 1)
+	if ctx.Err() == nil && e.RegistryAnswered != nil {
+		e.RegistryAnswered(err)
+	}
 	if err != nil {
 		return "", err
 	}

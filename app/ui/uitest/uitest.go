@@ -7,6 +7,7 @@ package uitest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +28,10 @@ import (
 	"github.com/keydesk/keydesk/app/enroltest"
 	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
+	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 	_ "github.com/keydesk/keydesk/internal/startlog" // no Fyne locale error in test output
+	"github.com/keydesk/keydesk/registry"
 	"github.com/keydesk/keydesk/registry/client"
 	"github.com/keydesk/keydesk/registry/regtest"
 )
@@ -66,6 +70,52 @@ func (r runner) Run() int {
 	return r.m.Run()
 }
 
+// FreshKeys makes every practice key of the fleet factory-fresh and
+// unknown to the registry, as an admin unpacking new keys would: a key that
+// is pulled is inserted again, and when any key was set up or registered
+// by an earlier test (or an earlier run, -count), every key is swapped, in
+// reader order, for a new key with a new serial in the same reader, so the
+// serials still rise with the readers (Serial(0) < Serial(1)). It returns
+// once both interfaces of each key are attached.
+func FreshKeys(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	whole := func(k *device.Key) bool { return k != nil && k.Reader != "" && k.FIDOPath != "" }
+	all := true
+	for i := range Fleet.Fleet.Keys {
+		serial := Fleet.Serial(i)
+		if y := Fleet.Fleet.Keys[i]; !y.Key.Inserted() {
+			y.Key.Insert()
+		}
+		k, err := Fleet.Keys.WaitUntil(ctx, serial, whole)
+		all = all && err == nil && fresh(ctx, k)
+	}
+	if all {
+		return
+	}
+	for i := range Fleet.Fleet.Keys {
+		y, err := Fleet.Fleet.Replace(Fleet.Serial(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Fleet.Keys.WaitUntil(ctx, y.Serial(), whole); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fresh says whether k has its factory PINs and management key and no
+// record in the registry.
+func fresh(ctx context.Context, k device.Key) bool {
+	r := Fleet.Keys.Inspect(ctx, k, nil)
+	if r.PIV == nil || r.FIDO == nil || !r.PIV.PINDefault || !r.PIV.PUKDefault || !r.PIV.MgmtKeyDefault || r.FIDO.PINSet {
+		return false
+	}
+	_, err := Fleet.Admin.KeyBySerial(ctx, strconv.FormatUint(uint64(k.Serial), 10))
+	return errors.Is(err, registry.ErrNotFound)
+}
+
 // SimDir is the practice keys' state directory (their control socket).
 func SimDir() string { return filepath.Join(Fleet.Dir, "sim") }
 
@@ -81,8 +131,11 @@ func Sim(t *testing.T, line string) {
 // Env is a screen's world for one test: a headless app and window of
 // 1280×800, the fleet's keys watched into the feed, and reg as the
 // registry (nil: the registry is down).
-func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.Env {
+func Env(t testing.TB, role uikit.Role, user string, reg *client.Client) *uikit.Env {
 	t.Helper()
+	// test.NewApp empties Fyne's global font and theme caches: work left
+	// over from an earlier test may be using them under the lock.
+	HoldUI(t)
 	a := test.NewApp()
 	w := a.NewWindow("keydesk test")
 	w.Resize(fyne.NewSize(1280, 800))
@@ -108,7 +161,6 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 			env.Feed.Publish(list)
 		}
 	}()
-	HoldUI(t)
 	return env
 }
 
@@ -116,8 +168,14 @@ func Env(t *testing.T, role uikit.Role, user string, reg *client.Client) *uikit.
 // UI lock until the test ends and gives it up only while it waits
 // (Eventually, Unlocked), so background work that ends in uikit.Do never
 // touches widgets while the test is building, tapping or reading them.
-// Env calls it; a test that builds its own app calls it first.
-func HoldUI(t *testing.T) {
+// Env calls it; a test that builds its own app calls it first, before
+// test.NewApp (which empties Fyne's global font and theme caches). The
+// test's cleanups registered after it run with the lock held; one that
+// waits for background work to end (a watcher goroutine that publishes
+// through uikit.Do) waits inside Unlocked. The lock belongs to one
+// goroutine: a subtest (t.Run runs it on a goroutine of its own) calls
+// Env or HoldUI itself, from a parent that does not hold the lock.
+func HoldUI(t testing.TB) {
 	_ = uikit.LockUI()
 	t.Cleanup(func() { uikit.Release() })
 }
@@ -333,3 +391,32 @@ func CLICommand(text string) string {
 }
 
 var cliCommand = regexp.MustCompile(`keydesk\s+(recover|enrol|verify|piv|fido|keys|user|users|registry|inventory|activity|audit|migrate|backup|batch|config|settings|identity|token)\b[^.]*`)
+
+// RawFragments are pieces of library text a person must never read in
+// the window: Go's network and context errors, the request line of a
+// failed HTTP call, TLS and x509 text, database/sql's and SQLite's, D-Bus
+// and keyring-library names, fmt's verbs gone wrong and nil printed as
+// text. Raw finds them.
+var RawFragments = []string{
+	"dial tcp", "connection refused", "connect:", "context deadline", "context canceled", "EOF", "sql:", "sqlite",
+	"x509:", "tls:", "dbus", "d-bus", "org.freedesktop", "%!", "<nil>", "http://127.0.0.1", "/v1/",
+	"get \"", "post \"", "registry-token:", "os keyring", "secret service:",
+}
+
+// Raw is the first of RawFragments in text ("" when there is none),
+// ignoring case except for "EOF" (the word, not "thereof").
+func Raw(text string) string {
+	low := strings.ToLower(text)
+	for _, f := range RawFragments {
+		if f == "EOF" {
+			if strings.Contains(text, f) {
+				return f
+			}
+			continue
+		}
+		if strings.Contains(low, f) {
+			return f
+		}
+	}
+	return ""
+}

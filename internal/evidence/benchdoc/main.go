@@ -459,6 +459,8 @@ var notes = []struct{ pkg, prefix, text string }{
 	{"cmd/keydesk", "BenchmarkRound", "The desktop app under Xvfb at 1280×800 driven through the full practice round with xdotool (TestRound's script: a new user's primary and backup keys enrolled, " +
 		"verify, the PIV PIN blocked by wrong PINs from the command line, the helpdesk's unblock with the escrowed PUK, Activity): first frame, resident memory (VmRSS, MiB) " +
 		"3 s after the first screen showed both keys, and after the round once idle for 6 s and for 30 s (the app hands memory back once it has grown and stopped growing). Target: under 150 MB after the round (docs/desktop-app.md)."},
+	{"app/ui/keysui", "BenchmarkChangeFromElsewhere", "The Keys screen (headless) on two practice keys: from a wrong PIV PIN typed outside the window (through PC/SC, as `keydesk piv change-pin` " +
+		"with a mistyped PIN does) to the key's card and PIV section showing one try fewer, with nothing done in the window. Target: under 1 s (docs/desktop-app.md, \"One key-state model\")."},
 }
 
 func note(pkg, name string) string {
