@@ -24,12 +24,15 @@ import (
 
 	"github.com/keydesk/keydesk/app/enrol"
 	"github.com/keydesk/keydesk/app/idp"
+	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/app/recover"
 	"github.com/keydesk/keydesk/app/regconn"
 	"github.com/keydesk/keydesk/app/secrets"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/app/ui/uikit"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/registry"
+	"github.com/keydesk/keydesk/registry/client"
 )
 
 // Screen is the Helpdesk screen, for admins and the helpdesk.
@@ -75,7 +78,33 @@ type View struct {
 	NewPIN *PINDialog
 	Pass   string
 
-	Last   *recover.Diagnosis
+	Last *recover.Diagnosis
+	// What Last was read against, so that a change made elsewhere can be
+	// told from what Last already says (see noticed): whether it was read
+	// from the attached key and the key's listing then, the registry
+	// change feed's head before it was read, and the key-state model's
+	// state of the key at that moment (nil when it had none).
+	lastAttached bool
+	lastKey      device.Key
+	lastHead     string
+	lastBase     *keys.State
+	// checking is set while the registry is asked whether the record of
+	// the key on screen changed; recheck is a later head seen meanwhile.
+	checking bool
+	recheck  string
+	// resultAbout is the key the result line is about (0: none, as a
+	// search's outcome); selecting is set while the screen itself moves
+	// the key chosen above to the key it diagnoses.
+	resultAbout uint32
+	selecting   bool
+	// queued is a dialog's answer that came while the key was being
+	// diagnosed again; it is looked at once that is done.
+	queued func()
+	// rereads counts the quiet readings of the key since the last step
+	// that was not one (at most maxRereads: a key whose card keeps
+	// refusing is not read for ever).
+	rereads int
+
 	marked *recover.LostResult
 	Root   fyne.CanvasObject
 	right  *fyne.Container
@@ -135,11 +164,11 @@ func New(env *uikit.Env) *View {
 			o.(*widget.Label).SetText(fmt.Sprintf("%s (%s) · key %s · %s · %s", f.user.ExternalID, f.user.DisplayName, f.key.Serial, f.key.Role, f.key.Status))
 		})
 	v.Found.OnSelected = func(i widget.ListItemID) { v.pick = i; v.diagnoseFound() }
-	v.Attached = widget.NewSelect(nil, func(string) { v.enable() })
+	v.Attached = widget.NewSelect(nil, func(string) { v.chosen() })
 	v.Attached.PlaceHolder = "Insert the person's key"
 	v.Diagnose = widget.NewButtonWithIcon("Diagnose", theme.SearchIcon(), v.diagnose)
 	v.Diagnose.Importance = widget.HighImportance
-	v.Diagnosis = widget.NewLabel("Insert the key the person brought and press Diagnose, or search for them.")
+	v.Diagnosis = widget.NewLabel(intro)
 	v.Diagnosis.Wrapping = fyne.TextWrapWord
 	v.Steps = widget.NewLabel("")
 	v.Steps.Wrapping = fyne.TextWrapWord
@@ -182,19 +211,105 @@ func New(env *uikit.Env) *View {
 	split.Offset = 0.4
 	v.Root = split
 	env.Feed.Subscribe(v.update)
+	env.SubscribeStates(v.stateChanged)
 	v.enable()
 	return v
 }
 
+// update takes a new list of attached keys. A key diagnosed from itself
+// and now pulled keeps only what the registry says of it; a key diagnosed
+// from the registry alone and now inserted is diagnosed again from the
+// key.
 func (v *View) update(list []device.Key) {
 	var was uint32
 	if k, ok := v.attached(); ok {
 		was = k.Serial
 	}
+	before := v.keys
 	v.keys = list
+	var again uint32
+	why := ""
+	if d := v.Last; d != nil && !v.busy {
+		switch {
+		case v.lastAttached && !listed(list, d.Serial):
+			v.removed()
+		case !v.lastAttached && listed(list, d.Serial) && !listed(before, d.Serial):
+			again, why = d.Serial, "it was inserted"
+		case v.gained() && v.rereads < maxRereads:
+			v.rereads++
+			again = d.Serial
+		}
+	}
 	uikit.FillKeyPicker(v.Attached, list, was)
+	if again != 0 {
+		v.again(again, why)
+	}
 	v.enable()
 }
+
+// gained says whether the key diagnosed from itself is listed now with
+// an interface it was not listed with when diagnosed (a key just
+// inserted is listed as soon as one interface answers: its FIDO2 device
+// may come before its smart card, and what was not listed was not read).
+func (v *View) gained() bool {
+	if v.Last == nil || !v.lastAttached {
+		return false
+	}
+	for _, k := range v.keys {
+		if k.Serial == v.Last.Serial {
+			return (k.Reader != "" && v.lastKey.Reader == "") || (k.FIDOPath != "" && v.lastKey.FIDOPath == "")
+		}
+	}
+	return false
+}
+
+// serialOf is a registry serial as a number (0 when it is not one).
+func serialOf(s string) uint32 {
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(n)
+}
+
+func listed(list []device.Key, serial uint32) bool {
+	for _, k := range list {
+		if k.Serial == serial {
+			return true
+		}
+	}
+	return false
+}
+
+// chosen follows the key chosen above: a diagnosis read from another key,
+// and a message about another key, are not about the key on screen, and
+// go. (While a step runs, its own outcome decides what is shown.)
+func (v *View) chosen() {
+	defer v.enable()
+	if v.busy || v.selecting {
+		return
+	}
+	k, ok := v.attached()
+	if d := v.Last; d != nil && v.lastAttached && (!ok || d.Serial != k.Serial) {
+		if ok {
+			v.clear(fmt.Sprintf("Key %d is chosen: press Diagnose to read it.", k.Serial))
+		} else {
+			v.clear(intro)
+		}
+	}
+	if v.resultAbout != 0 && (!ok || v.resultAbout != k.Serial) && (v.Last == nil || v.Last.Serial != v.resultAbout) {
+		v.setResult("", false)
+		v.resultAbout = 0
+	}
+	if ok && v.marked != nil && v.Result.Text == "" && strconv.FormatUint(uint64(k.Serial), 10) != v.marked.Key.Serial {
+		v.setResult(fmt.Sprintf("Key %d is chosen: press %s to enrol it for %s as their new %s key.", k.Serial, replaceText, v.marked.User.ExternalID, v.marked.Key.Role), false)
+		v.resultAbout = k.Serial
+	}
+}
+
+// maxRereads is how many times in a row a key is read again only because
+// more of it can be read now.
+const maxRereads = 2
+
+// intro is what the diagnosis says before any key is diagnosed.
+const intro = "Insert the key the person brought and press Diagnose, or search for them."
 
 func (v *View) attached() (device.Key, bool) {
 	i := v.Attached.SelectedIndex()
@@ -232,14 +347,25 @@ func canUnblock(d *recover.Diagnosis) bool {
 	return d != nil && d.PIV != nil && !d.Has(recover.PIVPUKBlocked) && !d.Has(recover.EscrowMissing)
 }
 
-// run runs work in the background with the buttons disabled.
-func (v *View) run(what string, work func(ctx context.Context) (string, error)) {
+// run runs work in the background with the buttons disabled; about is
+// the key the step is about (0 for none), whose the result line is.
+func (v *View) run(what string, about uint32, work func(ctx context.Context) (string, error)) {
+	v.start(what, about, false, work)
+}
+
+// start is run; a quiet step leaves the result line as it is unless it
+// fails.
+func (v *View) start(what string, about uint32, quiet bool, work func(ctx context.Context) (string, error)) {
 	if v.busy {
 		return
 	}
 	v.busy = true
 	v.enable()
-	v.setResult(what+"…", false)
+	if !quiet {
+		v.setResult(what+"…", false)
+		v.resultAbout = about
+		v.rereads = 0
+	}
 	v.Cancel.Show()
 	v.resultRow.Refresh()
 	v.cancel = v.env.Go(func(ctx context.Context) error {
@@ -255,6 +381,15 @@ func (v *View) run(what string, work func(ctx context.Context) (string, error)) 
 		v.resultRow.Refresh()
 		v.Touch.Hide()
 		v.enable()
+		// What changed elsewhere while the step ran is looked at now,
+		// then a dialog's answer that came meanwhile.
+		defer func() {
+			v.settle()
+			if q := v.queued; q != nil && !v.busy {
+				v.queued = nil
+				q()
+			}
+		}()
 		if err != nil {
 			if errors.Is(err, recover.ErrCanceled) {
 				v.setResult(what+": canceled; nothing was changed.", false)
@@ -319,7 +454,7 @@ func (v *View) find() {
 		return
 	}
 	var out []foundKey
-	v.run("Searching", func(ctx context.Context) (string, error) {
+	v.run("Searching", 0, func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return "", err
@@ -407,7 +542,9 @@ func (v *View) diagnoseFound() {
 	f := v.found[v.pick]
 	for i, k := range v.keys {
 		if strconv.FormatUint(uint64(k.Serial), 10) == f.key.Serial {
+			v.selecting = true
 			v.Attached.SetSelectedIndex(i)
+			v.selecting = false
 			v.diagnoseKey(k, true)
 			return
 		}
@@ -423,28 +560,111 @@ func (v *View) diagnoseFound() {
 // diagnoseKey runs app/recover.Diagnose on k (attached: read from the key
 // too, with the keys held) and shows the diagnosis.
 func (v *View) diagnoseKey(k device.Key, attached bool) {
-	var d *recover.Diagnosis
-	v.run("Diagnosing key "+strconv.FormatUint(uint64(k.Serial), 10), func(ctx context.Context) (string, error) {
-		reg, err := v.env.Registry(ctx)
-		if err != nil {
+	v.run("Diagnosing key "+strconv.FormatUint(uint64(k.Serial), 10), k.Serial, func(ctx context.Context) (string, error) {
+		if err := v.examine(ctx, k, attached); err != nil {
 			return "", err
 		}
-		opt := v.options(k)
-		opt.Registry = reg
-		if attached {
-			release := v.env.HoldKeys()
-			defer release()
-		}
-		d, err = recover.Diagnose(ctx, k, opt)
-		if errors.Is(err, recover.ErrNotRegistered) {
-			return "", notRegistered{err, k.Serial}
-		}
-		if err != nil {
-			return "", err
-		}
-		uikit.Do(func() { v.show(d) })
 		return "Diagnosis done; it is recorded in the registry's audit log.", nil
 	})
+}
+
+// again diagnoses the key with serial again, without a click, because it
+// changed outside this screen (why says how, in a few words): from the key
+// when it is attached, else from the registry. Should that fail, the
+// diagnosis shown is marked out of date rather than left as if current.
+// With why empty the key did not change, only more of it can be read (its
+// listing caught up after it came back): the result line stays as it is.
+func (v *View) again(serial uint32, why string) {
+	k := device.Key{Serial: serial}
+	attached := false
+	for i, l := range v.keys {
+		if l.Serial == serial {
+			k, attached = l, true
+			v.selecting = true
+			v.Attached.SetSelectedIndex(i)
+			v.selecting = false
+		}
+	}
+	prev := v.Last
+	what := fmt.Sprintf("Key %d: %s; diagnosing it again", serial, why)
+	if why == "" {
+		what = fmt.Sprintf("Reading key %d again", serial)
+	}
+	v.start(what, serial, why == "", func(ctx context.Context) (string, error) {
+		if err := v.examine(ctx, k, attached); err != nil {
+			uikit.Do(func() {
+				if v.Last == prev {
+					v.stale()
+				}
+			})
+			return "", err
+		}
+		if why == "" {
+			return "", nil
+		}
+		return fmt.Sprintf("Diagnosed again because %s: the diagnosis above is key %d as it is now; recorded in the registry's audit log.", why, serial), nil
+	})
+}
+
+// examine diagnoses k and shows the diagnosis, from a step's goroutine;
+// when attached, k is read too, with the keys held.
+func (v *View) examine(ctx context.Context, k device.Key, attached bool) error {
+	reg, err := v.env.Registry(ctx)
+	if err != nil {
+		return err
+	}
+	opt := v.options(k)
+	opt.Registry = reg
+	if attached {
+		release := v.env.HoldKeys()
+		defer release()
+	}
+	return v.diagnoseHeld(ctx, k, attached, opt)
+}
+
+// diagnoseHeld diagnoses k, with the keys held when attached, and shows
+// the diagnosis with what it was read against: the registry change feed's
+// head asked before, and the key-state model's state of the key now. With
+// the keys held the model cannot have read the key since the diagnosis
+// did, so a state it publishes later that differs from both is a change
+// made elsewhere (see noticed).
+func (v *View) diagnoseHeld(ctx context.Context, k device.Key, attached bool, opt recover.Options) error {
+	head := ""
+	if ch, err := opt.Registry.Changes(ctx, "", 1); err == nil {
+		head = ch.Head
+	}
+	d, err := recover.Diagnose(ctx, k, opt)
+	if errors.Is(err, recover.ErrNotRegistered) {
+		return notRegistered{err, k.Serial}
+	}
+	if err != nil {
+		return err
+	}
+	var base *keys.State
+	if t := v.env.States(); t != nil && attached {
+		if st, ok := t.Get(k.Serial); ok {
+			base = &st
+		}
+	}
+	uikit.Do(func() { v.present(d, k, attached, head, base) })
+	return nil
+}
+
+// present shows d and what it was read against; a diagnosis read from an
+// attached key makes that key the one chosen above.
+func (v *View) present(d *recover.Diagnosis, k device.Key, attached bool, head string, base *keys.State) {
+	v.lastAttached, v.lastKey, v.lastHead, v.lastBase = attached, k, head, base
+	v.checking, v.recheck = false, ""
+	if attached {
+		for i, l := range v.keys {
+			if l.Serial == d.Serial && v.Attached.SelectedIndex() != i {
+				v.selecting = true
+				v.Attached.SetSelectedIndex(i)
+				v.selecting = false
+			}
+		}
+	}
+	v.show(d)
 }
 
 // rediagnose runs the diagnosis again for the key with serial once a
@@ -455,14 +675,13 @@ func (v *View) diagnoseKey(k device.Key, attached bool) {
 // A key that is not attached is diagnosed from the registry alone when
 // fromRegistry is set.
 func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Options, fromRegistry bool) string {
+	attached := true
 	k, err := v.env.Keys.Find(ctx, serial)
 	if err != nil && fromRegistry {
-		k, err = device.Key{Serial: serial}, nil
+		k, err, attached = device.Key{Serial: serial}, nil, false
 	}
 	if err == nil {
-		var d *recover.Diagnosis
-		if d, err = recover.Diagnose(ctx, k, opt); err == nil {
-			uikit.Do(func() { v.show(d) })
+		if err = v.diagnoseHeld(ctx, k, attached, opt); err == nil {
 			return ""
 		}
 	}
@@ -477,12 +696,273 @@ func (v *View) rediagnose(ctx context.Context, serial uint32, opt recover.Option
 // stale marks the diagnosis shown as out of date: what it says was true
 // before the last recovery step.
 func (v *View) stale() {
-	v.Last = nil
-	v.Diagnosis.SetText("The diagnosis shown before is out of date: press Diagnose to read the key again.")
+	v.clear("The diagnosis shown before is out of date: press Diagnose to read the key again.")
+}
+
+// clear takes the diagnosis off the screen, saying why in text.
+func (v *View) clear(text string) {
+	v.Last, v.lastBase = nil, nil
+	v.Diagnosis.SetText(text)
 	v.Steps.SetText("")
 	v.UnblockPIV.Importance = widget.MediumImportance
 	v.UnblockPIV.Refresh()
+	v.ResetFIDO.Importance = widget.MediumImportance
+	v.ResetFIDO.Refresh()
 	v.enable()
+}
+
+// stateChanged takes keys whose state the key-state model (uikit.Env.States)
+// read anew: a PIN typed wrong or unblocked in another program, a key
+// restarted, the registry's change feed moved.
+func (v *View) stateChanged(changed []keys.State) {
+	for _, st := range changed {
+		v.noticed(st)
+	}
+}
+
+// noticed compares a state the model published with the diagnosis on
+// screen. A step of this screen holds the keys while it acts and
+// diagnoses again before it lets go, so what it did is in the diagnosis;
+// while one runs nothing is compared (settle looks once it ends). The
+// key's PIN state counts as changed elsewhere as pins.changed says; a part
+// of the key the model reads and the diagnosis could not is read again
+// quietly. The registry counts as
+// changed when its change feed moved past the head the diagnosis was read
+// at and the registry's record of the key or its owner's keys differs.
+func (v *View) noticed(st keys.State) {
+	d := v.Last
+	if d == nil || v.busy {
+		return
+	}
+	if v.lastAttached && st.Key.Serial == d.Serial && st.Report != nil {
+		now, shown := pinsOf(st.Report.PIV, st.Report.FIDO), pinsOf(d.PIV, d.FIDO)
+		// With no state of the key in the model when the diagnosis was
+		// read (a key just inserted or restarted), the model's first
+		// reading of it came after the diagnosis's.
+		base := shown
+		if v.lastBase != nil && v.lastBase.Report != nil {
+			base = pinsOf(v.lastBase.Report.PIV, v.lastBase.Report.FIDO)
+		}
+		why, reread := now.changed(base, shown)
+		switch {
+		case why != "":
+			v.again(d.Serial, why)
+			return
+		case reread && v.rereads < maxRereads:
+			v.rereads++
+			v.again(d.Serial, "")
+			return
+		}
+		s := st
+		v.lastBase = &s
+	}
+	if laterHead(st.RegistryHead, v.lastHead) {
+		v.checkRegistry(st.RegistryHead)
+	}
+}
+
+// settle looks, once a step has ended, at what may have changed while it
+// ran: the key diagnosed pulled, its state in the model.
+func (v *View) settle() {
+	d := v.Last
+	if d == nil || v.busy {
+		return
+	}
+	if v.lastAttached && !listed(v.keys, d.Serial) {
+		v.removed()
+		return
+	}
+	if v.gained() && v.rereads < maxRereads {
+		v.rereads++
+		v.again(d.Serial, "")
+		return
+	}
+	t := v.env.States()
+	if t == nil {
+		return
+	}
+	if v.lastAttached {
+		if st, ok := t.Get(d.Serial); ok {
+			v.noticed(st)
+		}
+		return
+	}
+	// Diagnosed from the registry alone: the feed's head as the model
+	// last had it, from any key attached.
+	for _, k := range v.keys {
+		if st, ok := t.Get(k.Serial); ok && laterHead(st.RegistryHead, v.lastHead) {
+			v.checkRegistry(st.RegistryHead)
+			return
+		}
+	}
+}
+
+// removed keeps, of a diagnosis read from a key that has been pulled,
+// what the registry said: what was read from the key is no longer known.
+func (v *View) removed() {
+	d := *v.Last
+	d.PIV, d.FIDO = nil, nil
+	d.Problems = nil
+	for _, p := range v.Last.Problems {
+		if p == recover.KeyNotActive || p == recover.EscrowMissing {
+			d.Problems = append(d.Problems, p)
+		}
+	}
+	v.lastAttached, v.lastBase = false, nil
+	v.checking, v.recheck = false, ""
+	v.show(&d)
+	msg := fmt.Sprintf("Key %d was removed: the diagnosis above is what the registry knows of it.", d.Serial)
+	if v.marked != nil {
+		msg += " Next: choose the fresh key above and press " + replaceText + "."
+	}
+	v.setResult(msg, false)
+	v.resultAbout = d.Serial
+}
+
+// checkRegistry asks the registry, once its change feed has moved to head,
+// whether its record of the key on screen or of its owner's keys changed
+// (a key marked lost, suspended or enrolled at another desk or from the
+// CLI); only then is the key diagnosed again (each diagnosis is audited,
+// and most changes in a busy registry are about other people).
+func (v *View) checkRegistry(head string) {
+	if v.checking {
+		if laterHead(head, v.recheck) {
+			v.recheck = head
+		}
+		return
+	}
+	d := v.Last
+	v.checking = true
+	changed := false
+	v.env.Go(func(ctx context.Context) error {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return err
+		}
+		kd, u, ks, err := recover.Find(ctx, reg, strconv.FormatUint(uint64(d.Serial), 10))
+		switch {
+		case errors.Is(err, recover.ErrNotRegistered):
+			changed = true
+			return nil
+		case err != nil:
+			return err
+		}
+		changed = recordChanged(d, kd, u, ks)
+		if !changed && d.Has(recover.EscrowMissing) {
+			if _, err := reg.Escrow(ctx, d.Key.ID, recover.EscrowKind); err == nil {
+				changed = true
+			}
+		}
+		return nil
+	}, func(err error) {
+		if v.Last != d {
+			return // diagnosed again meanwhile
+		}
+		v.checking = false
+		if err != nil || v.busy {
+			// Asked again on the feed's next move or once the step ends.
+			return
+		}
+		if changed {
+			v.again(d.Serial, "its record in the registry changed")
+			return
+		}
+		if laterHead(head, v.lastHead) {
+			v.lastHead = head
+		}
+		if next := v.recheck; laterHead(next, v.lastHead) {
+			v.recheck = ""
+			v.checkRegistry(next)
+		}
+	})
+}
+
+// recordChanged says whether the registry's record of the key d is about,
+// or of its owner and their keys, differs from what d was read from.
+func recordChanged(d *recover.Diagnosis, kd client.KeyDetail, u registry.User, ks []registry.Key) bool {
+	if kd.ID != d.Key.ID || kd.Version != d.Key.Version || kd.Status != d.Key.Status || kd.Role != d.Key.Role ||
+		u.ID != d.User.ID || u.Version != d.User.Version || len(ks) != len(d.UserKeys) {
+		return true
+	}
+	was := map[string]registry.Key{}
+	for _, k := range d.UserKeys {
+		was[k.ID] = k
+	}
+	for _, k := range ks {
+		w, ok := was[k.ID]
+		if !ok || w.Version != k.Version || w.Status != k.Status || w.Role != k.Role {
+			return true
+		}
+	}
+	return false
+}
+
+// laterHead says whether registry change feed head h is later than cur.
+// Heads are the feed's sequence numbers; an unknown head ("") is never
+// later, and any head is later than an unknown one.
+func laterHead(h, cur string) bool {
+	if h == "" {
+		return false
+	}
+	if cur == "" {
+		return true
+	}
+	a, errA := strconv.ParseInt(h, 10, 64)
+	b, errB := strconv.ParseInt(cur, 10, 64)
+	if errA != nil || errB != nil {
+		return h != cur
+	}
+	return a > b
+}
+
+// pins is the part of a key's state a diagnosis rests on: its PIV PIN and
+// PUK tries and its FIDO2 PIN, as read (a nil status: not read).
+type pins struct {
+	piv, fido bool
+	pin, puk  int
+	fidoSet   bool
+	fidoTries int
+}
+
+func pinsOf(p *device.PIVStatus, f *device.FIDOStatus) pins {
+	var s pins
+	if p != nil {
+		s.piv, s.pin, s.puk = true, p.PINRetries, p.PUKRetries
+	}
+	if f != nil {
+		s.fido, s.fidoSet, s.fidoTries = true, f.PINSet, f.PINRetries
+	}
+	return s
+}
+
+// changed compares s, the model's reading of the key now, with base, its
+// reading when the diagnosis shown was read, and with shown, the
+// diagnosis. It says in a few words what changed elsewhere: a value that
+// differs both from base (the model may not have read the key since this
+// screen's own step) and from shown (the model's next reading finds what
+// the step left). A part of the key read by one and not the other (a key
+// just back, its card not yet answering to one of them; the model's
+// listing of it not yet whole) is no change to tell of: reread is set
+// when the model reads it and the diagnosis could not, or when the model
+// no longer reads what it read at the diagnosis.
+func (s pins) changed(base, shown pins) (why string, reread bool) {
+	var what []string
+	switch {
+	case s.piv != shown.piv:
+		reread = s.piv || s.piv != base.piv
+	case s.piv && (!base.piv || s.pin != base.pin || s.puk != base.puk) && (s.pin != shown.pin || s.puk != shown.puk):
+		what = append(what, "its PIV PIN or PUK")
+	}
+	switch {
+	case s.fido != shown.fido:
+		reread = reread || s.fido || s.fido != base.fido
+	case s.fido && (!base.fido || s.fidoSet != base.fidoSet || s.fidoTries != base.fidoTries) && (s.fidoSet != shown.fidoSet || s.fidoTries != shown.fidoTries):
+		what = append(what, "its FIDO2 PIN")
+	}
+	if len(what) == 0 {
+		return "", reread
+	}
+	return strings.Join(what, " and ") + " changed outside this screen", reread
 }
 
 // tries is "N tries" with the right plural.
@@ -602,21 +1082,28 @@ func (v *View) unblock() {
 			return strings.TrimPrefix(err.Error(), recover.ErrPIVPINRule.Error()+": ")
 		}
 		return ""
-	}, func(pin string) {
-		v.run("Unblocking the PIV PIN", func(ctx context.Context) (string, error) {
-			reg, err := v.env.Registry(ctx)
-			if err != nil {
-				return "", err
-			}
-			opt := v.options(k)
-			opt.Registry = reg
-			release := v.env.HoldKeys()
-			defer release()
-			if err := recover.UnblockPIVPIN(ctx, k, pin, opt); err != nil {
-				return "", err
-			}
-			return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial) + v.rediagnose(ctx, k.Serial, opt, false), nil
-		})
+	}, func(pin string) { v.unblockWith(k, pin) })
+}
+
+// unblockWith unblocks the PIV PIN of k with the escrowed PUK, setting pin,
+// once the new-PIN dialog is answered.
+func (v *View) unblockWith(k device.Key, pin string) {
+	if !v.still(v.UnblockPIV, k.Serial, true, func() { v.unblockWith(k, pin) }) {
+		return
+	}
+	v.run("Unblocking the PIV PIN", k.Serial, func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		opt := v.options(k)
+		opt.Registry = reg
+		release := v.env.HoldKeys()
+		defer release()
+		if err := recover.UnblockPIVPIN(ctx, k, pin, opt); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("PIV PIN on key %d unblocked with the escrowed PUK and set to the new PIN; recorded in the registry's audit log.", k.Serial) + v.rediagnose(ctx, k.Serial, opt, false), nil
 	})
 }
 
@@ -642,25 +1129,38 @@ func (v *View) resetFIDO() {
 			}
 			return ""
 		}, func(pin string) {
-			v.run("Resetting FIDO2", func(ctx context.Context) (string, error) {
-				reg, err := v.env.Registry(ctx)
-				if err != nil {
-					return "", err
+			var reset func()
+			reset = func() {
+				if !v.still(v.ResetFIDO, k.Serial, true, reset) {
+					return
 				}
-				opt := v.options(k)
-				opt.Registry = reg
-				release := v.env.HoldKeys()
-				defer release()
-				res, err := recover.ResetFIDO2(ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
-				if err != nil {
-					return "", err
-				}
-				if _, err := recover.WaitWhole(ctx, v.env.Keys, k.Serial, res.PIV, true, 15*time.Second); err != nil {
-					return "", err
-				}
-				return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked.", k.Serial, s.RPID, uikit.Count(len(res.Revoked), "old credential", "old credentials")) + v.rediagnose(ctx, k.Serial, opt, false), nil
-			})
+				v.resetWith(k, pin, s)
+			}
+			reset()
 		})
+	})
+}
+
+// resetWith resets FIDO2 on k with the new PIN pin, once the dialogs are
+// answered.
+func (v *View) resetWith(k device.Key, pin string, s settings.Settings) {
+	v.run("Resetting FIDO2", k.Serial, func(ctx context.Context) (string, error) {
+		reg, err := v.env.Registry(ctx)
+		if err != nil {
+			return "", err
+		}
+		opt := v.options(k)
+		opt.Registry = reg
+		release := v.env.HoldKeys()
+		defer release()
+		res, err := recover.ResetFIDO2(ctx, k, pin, recover.FIDO2Policy{RPID: s.RPID, RPName: s.RPName, CredProtect: s.CredProtect, Discoverable: s.Discoverable}, opt)
+		if err != nil {
+			return "", err
+		}
+		if _, err := recover.WaitWhole(ctx, v.env.Keys, k.Serial, res.PIV, true, 15*time.Second); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("FIDO2 on key %d reset; new credential for %s registered and verified; %s revoked.", k.Serial, s.RPID, uikit.Count(len(res.Revoked), "old credential", "old credentials")) + v.rediagnose(ctx, k.Serial, opt, false), nil
 	})
 }
 
@@ -677,7 +1177,13 @@ func (v *View) markLost() {
 		return
 	}
 	uikit.ConfirmSerial(v.env.Window, uint32(serial), "Mark lost", fmt.Sprintf("Key %s of %s stops working for sign-in at once; they get a temporary access pass for 8 hours.", f.key.Serial, f.user.ExternalID), func() {
-		v.lost(f, "")
+		var mark func()
+		mark = func() {
+			if v.still(v.MarkLost, uint32(serial), false, mark) {
+				v.lost(f, "")
+			}
+		}
+		mark()
 	})
 }
 
@@ -686,7 +1192,7 @@ func (v *View) lost(f foundKey, breakGlass string) {
 	// The diagnosis on screen, of this key or another of the same person,
 	// shows their keys: it is read again once the key is marked.
 	last := v.Last
-	v.run("Marking key "+f.key.Serial+" lost", func(ctx context.Context) (string, error) {
+	v.run("Marking key "+f.key.Serial+" lost", serialOf(f.key.Serial), func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return "", err
@@ -739,6 +1245,31 @@ func (v *View) lost(f foundKey, breakGlass string) {
 		})
 		return "", nil
 	})
+}
+
+// still says whether the action of button b on the key with serial, asked
+// for in a dialog, is still offered now that the dialog is answered: the
+// key may have changed while it was open (and been diagnosed again), or
+// another key been chosen (attached: the action acts on the key chosen
+// above). If not, nothing is done and the result line says so. While the
+// key is being diagnosed again the answer waits: retry is called once that
+// is done.
+func (v *View) still(b *widget.Button, serial uint32, attached bool, retry func()) bool {
+	if v.busy {
+		v.queued = retry
+		return false
+	}
+	if k, chosen := v.attached(); attached && (!chosen || k.Serial != serial) {
+		v.setResult(fmt.Sprintf("Nothing was done: key %d is no longer the key chosen above.", serial), true)
+		v.resultAbout = serial
+		return false
+	}
+	if b.Disabled() || v.Last == nil || v.Last.Serial != serial {
+		v.setResult(fmt.Sprintf("Nothing was done: key %d changed while the dialog was open. Read the diagnosis and press %s again if it still applies.", serial, strings.TrimSuffix(b.Text, "…")), true)
+		v.resultAbout = serial
+		return false
+	}
+	return true
 }
 
 // providersNote says in a sentence what became of deleting a lost key's
@@ -803,7 +1334,7 @@ func (v *View) replace() {
 	}
 	lost := v.marked
 	var res *enrol.Result
-	v.run(fmt.Sprintf("Enrolling key %d for %s", k.Serial, lost.User.ExternalID), func(ctx context.Context) (string, error) {
+	v.run(fmt.Sprintf("Enrolling key %d for %s", k.Serial, lost.User.ExternalID), k.Serial, func(ctx context.Context) (string, error) {
 		reg, err := v.env.Registry(ctx)
 		if err != nil {
 			return "", err
