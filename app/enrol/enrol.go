@@ -719,6 +719,16 @@ func (e *Enroller) gone(ctx context.Context, k device.Key) bool {
 	return now.Reader == "" || now.FIDOPath == ""
 }
 
+// interrupted journals why the enrolment of rec's key stopped at its
+// stage (a pulled key named as the cause, see removedCause) and returns
+// the InterruptedError that says where it can be resumed.
+func (e *Enroller) interrupted(ctx context.Context, k device.Key, rec *Record, err error) (*Result, error) {
+	err = e.removedCause(ctx, k, err)
+	rec.Error = said(err)
+	e.j.put(context.WithoutCancel(ctx), rec)
+	return nil, &InterruptedError{Serial: rec.Serial, Stage: rec.Stage, Err: err}
+}
+
 // removedCause marks err as the key's removal (device.ErrKeyRemoved) when
 // the device call failed some other way ("scard: Transaction failed", an
 // interface that answers only U2F) and the key is no longer attached:
@@ -846,12 +856,7 @@ func (e *Enroller) enrolOn(ctx context.Context, k device.Key, req Request, ui UI
 	if err := e.advance(ctx, rec, StageDevice); err != nil {
 		return nil, err
 	}
-	stop := func(err error) (*Result, error) {
-		err = e.removedCause(ctx, k, err)
-		rec.Error = said(err)
-		e.j.put(context.WithoutCancel(ctx), rec)
-		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
-	}
+	stop := func(err error) (*Result, error) { return e.interrupted(ctx, k, rec, err) }
 
 	// Genuine: a fresh key in 9a, attested by the key in the same session
 	// of work, chained to a trusted root with this serial.
@@ -1154,12 +1159,7 @@ type pins struct {
 // when it returns: complete applies the policies and marks it active.
 func (e *Enroller) finish(ctx context.Context, rec *Record, k device.Key, ui UI, p pins) (*Result, error) {
 	serial := rec.Serial
-	stop := func(err error) (*Result, error) {
-		err = e.removedCause(ctx, k, err)
-		rec.Error = said(err)
-		e.j.put(context.WithoutCancel(ctx), rec)
-		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
-	}
+	stop := func(err error) (*Result, error) { return e.interrupted(ctx, k, rec, err) }
 	var er client.Enrolment
 	if err := json.Unmarshal(rec.Request, &er); err != nil {
 		return nil, fmt.Errorf("journal record of key %d: %w", serial, err)

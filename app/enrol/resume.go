@@ -165,12 +165,7 @@ func (e *Enroller) resume(ctx context.Context, serial uint32, ui UI, p *pins, wa
 			return nil, err
 		}
 	}
-	stop := func(err error) (*Result, error) {
-		err = e.removedCause(ctx, k, err)
-		rec.Error = said(err)
-		e.j.put(context.WithoutCancel(ctx), rec)
-		return nil, &InterruptedError{Serial: serial, Stage: rec.Stage, Err: err}
-	}
+	stop := func(err error) (*Result, error) { return e.interrupted(ctx, k, rec, err) }
 	fido := fidokey.Open(k.FIDOPath)
 	st, err := timed(e, func() (device.FIDOStatus, error) { return fido.Status(ctx) })
 	if err != nil {
