@@ -156,6 +156,32 @@ func (t *Tracker) poke() {
 	}
 }
 
+// Seen takes a listing of one key newer than the hotplug watcher's last
+// list: the key as an action in this process saw it come back after a
+// restart (Service.AwaitRestart). The watcher, which looks on its own
+// schedule, may still list the key as it was during the restart (by one
+// interface only); a Refresh through that listing would read the other
+// interface's application as gone and publish a change that did not
+// happen. The watcher's next list replaces this one.
+func (t *Tracker) Seen(k device.Key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	keys := append([]device.Key(nil), t.keys...)
+	found := false
+	for i := range keys {
+		if keys[i].Serial == k.Serial {
+			keys[i], found = k, true
+		}
+	}
+	if !found {
+		keys = append(keys, k)
+	}
+	t.keys = keys
+	if s := t.states[k.Serial]; s == nil || !reflect.DeepEqual(s.Key, k) {
+		t.full[k.Serial] = true
+	}
+}
+
 // ReadAll reads every listed key again in full on the next pass, which
 // starts now (Ctrl+R: list the keys afresh).
 func (t *Tracker) ReadAll() {

@@ -128,6 +128,19 @@ func TestTracker(t *testing.T) {
 	if !ok || f.Report.PIV.PINRetries != 3 || f.Version <= r.Version {
 		t.Fatalf("Refresh after a correct PIN: %+v", f)
 	}
+
+	// A restart seen by an action before the hotplug watcher: the watcher
+	// still lists the key by no smart-card reader. Through the listing
+	// the action saw (Seen), reads after the action find the key as it
+	// was, however many there are, and publish no change.
+	tr.SetKeys([]device.Key{{Serial: k.Serial, Firmware: k.Firmware, Virtual: k.Virtual}})
+	tr.Seen(k)
+	for i := 0; i < 5; i++ {
+		g, ok := tr.Refresh(ctx, k.Serial)
+		if !ok || g.Report.PIV == nil || g.Version != f.Version {
+			t.Fatalf("read %d after a restart seen first by an action: version %d (was %d), PIV %+v", i, g.Version, f.Version, g.Report.PIV)
+		}
+	}
 }
 
 // TestTrackerRestsInTheBackground: while nobody looks (SetActive false)

@@ -248,7 +248,17 @@ func (d *Detail) applyInterfaces() {
 // USB configuration, through the interface that stays on.
 func (d *Detail) awaitRestart(ctx context.Context, k device.Key, usb device.Application) (device.Key, error) {
 	nk, err := d.env.Keys.AwaitRestart(ctx, k.Serial, usb, 5*time.Second)
-	if err == nil || ctx.Err() != nil {
+	if err == nil {
+		// The key-state model reads it as it came back, not as the
+		// hotplug watcher may still list it mid-restart: the state the
+		// message describes is the key restarted, and only a change
+		// after that makes the message stale.
+		if t := d.env.States(); t != nil {
+			t.Seen(nk)
+		}
+		return nk, nil
+	}
+	if ctx.Err() != nil {
 		return nk, err
 	}
 	return device.Key{}, &hinted{fmt.Errorf("key %d did not come back after restarting: %w", k.Serial, err), "Remove the key and insert it again; the change was written."}
