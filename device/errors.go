@@ -35,6 +35,10 @@ var (
 	// webauthn.dll, which makes credentials and assertions but cannot manage
 	// the PIN, reset, credentials or settings (CTAP 2.1 §6.5–§6.11).
 	ErrNeedsElevation = errors.New("windows lets only a program run as administrator manage fido2 keys")
+	// ErrNoCardService: the system's PC/SC resource manager (pcscd, the
+	// Windows Smart Card service) is not running or does not answer
+	// (SCARD_E_NO_SERVICE, SCARD_E_SERVICE_STOPPED; PC/SC part 5).
+	ErrNoCardService = errors.New("the smart card service does not answer")
 )
 
 // ErrFIDO2PINBlocked is a blocked FIDO2 PIN (CTAP 2.1 §6.5.2 PIN_BLOCKED):
@@ -135,6 +139,8 @@ func Hint(err error) string {
 		return fmt.Sprintf("This is not the key you chose. Insert the key with serial %d.", sm.Want)
 	case errors.Is(err, ErrNotSupported):
 		return "This key does not support that."
+	case errors.Is(err, ErrNoCardService):
+		return "Start the smart card service (on Linux: sudo systemctl start pcscd.socket; on Windows: the Smart Card service under Services), then try again."
 	}
 	return ""
 }

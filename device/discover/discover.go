@@ -275,7 +275,7 @@ func Watch(ctx context.Context, opts Options) (<-chan []device.Key, error) {
 		return pollWatch(ctx, opts), nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, pcsc.MapError(err)
 	}
 	s := NewScanner(opts)
 	out := make(chan []device.Key, 1)

@@ -40,7 +40,7 @@ func EstablishContext() (*scard.Context, func(), error) {
 	}
 	sc, err := scard.EstablishContext()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, MapError(err)
 	}
 	if shared.on {
 		shared.sc = sc

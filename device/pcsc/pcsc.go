@@ -108,9 +108,20 @@ func MapError(err error) error {
 		return fmt.Errorf("%w: %v", device.ErrKeyRemoved, err)
 	case errors.Is(err, scard.ErrSharingViolation):
 		return fmt.Errorf("another program holds the key (%v); close it and retry", err)
+	case errors.Is(err, scard.ErrNoService), errors.Is(err, scard.ErrServiceStopped):
+		return noService{err}
 	}
 	return err
 }
+
+// noService is the PC/SC resource manager not answering, said with the
+// system's name for it and none of the library's words; it matches
+// device.ErrNoCardService and unwraps to the library's error.
+type noService struct{ err error }
+
+func (e noService) Error() string        { return serviceName + " is not running or does not answer" }
+func (e noService) Unwrap() error        { return e.err }
+func (e noService) Is(target error) bool { return target == device.ErrNoCardService }
 
 // Transmit sends one command (ISO 7816-4 §5.1), chaining data longer than
 // 255 bytes (CLA bit 0x10) and collecting 61xx continuations with GET
