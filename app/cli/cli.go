@@ -14,6 +14,7 @@ import (
 
 	"github.com/keydesk/keydesk/app/cli/keyview"
 	"github.com/keydesk/keydesk/app/keys"
+	"github.com/keydesk/keydesk/app/settings"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/discover"
 	"github.com/keydesk/keydesk/device/pivkey"
@@ -87,6 +88,8 @@ func (e *env) report(err error) int {
 		fmt.Fprintln(e.stderr, device.Hint(err))
 	case errors.Is(err, keys.ErrNoKey) && !errors.As(err, &ce):
 		fmt.Fprintln(e.stderr, "Insert the key, or check that keydesk keys lists it, then run the command again.")
+	case errors.Is(err, settings.ErrNoRecipients):
+		fmt.Fprintln(e.stderr, "The helpdesk makes its identity with keydesk recover identity new, which prints the recipient; then run keydesk settings set helpdesk_recipients=age1… (to practise on virtual keys instead: KEYDESK_PRACTICE=1).")
 	}
 	return exitCode(err)
 }
