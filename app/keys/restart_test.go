@@ -21,34 +21,9 @@ func TestMain(m *testing.M) { pcscd.RunTests(m, 1, &daemon) }
 // WaitReturn sees the key leave and come back, with its serial, and Find
 // finds it by serial.
 func TestKeysSurvivePcscdRestart(t *testing.T) {
-	y, err := sim.New(sim.Options{Serial: sim.FirstSerial, Firmware: virtual.Version{Major: 5, Minor: 7, Patch: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kctx, stopKey := context.WithCancel(ctx)
-	slot, err := y.Run(kctx, daemon.Addr(0), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stopKey()
-		<-slot.Done()
-		// The next test's card must arrive as a fresh insertion.
-		wctx, done := context.WithTimeout(context.Background(), 10*time.Second)
-		daemon.WaitCard(wctx, 0, false)
-		done()
-	}()
-	if err := daemon.WaitCard(ctx, 0, true); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := keys.New(keys.Config{FIDOInfo: func(context.Context, string) (uint32, device.Version, bool, error) {
-		return 0, device.Version{}, false, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	y, svc := plug(t, ctx, sim.FirstSerial)
 	if _, err := svc.Find(ctx, y.Serial()); err != nil {
 		t.Fatal(err)
 	}
@@ -90,4 +65,38 @@ func TestKeysSurvivePcscdRestart(t *testing.T) {
 			t.Fatalf("round %d: find: %+v %v", round, k, err)
 		}
 	}
+}
+
+// plug runs a virtual key with serial in the test pcscd's reader until
+// the test ends (the next test's card then arrives as a fresh insertion)
+// and returns it with a key service that sees it over PC/SC only.
+func plug(t *testing.T, ctx context.Context, serial uint32) (*sim.YubiKey, *keys.Service) {
+	t.Helper()
+	y, err := sim.New(sim.Options{Serial: serial, Firmware: virtual.Version{Major: 5, Minor: 7, Patch: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, stopKey := context.WithCancel(ctx)
+	slot, err := y.Run(kctx, daemon.Addr(0), "")
+	if err != nil {
+		stopKey()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopKey()
+		<-slot.Done()
+		wctx, done := context.WithTimeout(context.Background(), 10*time.Second)
+		daemon.WaitCard(wctx, 0, false)
+		done()
+	})
+	if err := daemon.WaitCard(ctx, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := keys.New(keys.Config{FIDOInfo: func(context.Context, string) (uint32, device.Version, bool, error) {
+		return 0, device.Version{}, false, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return y, svc
 }

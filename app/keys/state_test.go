@@ -9,7 +9,6 @@ import (
 	"github.com/keydesk/keydesk/app/keys"
 	"github.com/keydesk/keydesk/device"
 	"github.com/keydesk/keydesk/device/pivkey"
-	"github.com/keydesk/keydesk/device/virtual"
 	"github.com/keydesk/keydesk/device/virtual/sim"
 )
 
@@ -18,33 +17,9 @@ import (
 // each as a new version, and nothing for a listing that changes nothing;
 // a key listed again after leaving with the same state keeps its version.
 func TestTracker(t *testing.T) {
-	y, err := sim.New(sim.Options{Serial: sim.FirstSerial + 40, Firmware: virtual.Version{Major: 5, Minor: 7, Patch: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kctx, stopKey := context.WithCancel(ctx)
-	slot, err := y.Run(kctx, daemon.Addr(0), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stopKey()
-		<-slot.Done()
-		wctx, done := context.WithTimeout(context.Background(), 10*time.Second)
-		daemon.WaitCard(wctx, 0, false)
-		done()
-	}()
-	if err := daemon.WaitCard(ctx, 0, true); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := keys.New(keys.Config{FIDOInfo: func(context.Context, string) (uint32, device.Version, bool, error) {
-		return 0, device.Version{}, false, nil
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	y, svc := plug(t, ctx, sim.FirstSerial+40)
 	k, err := svc.Find(ctx, y.Serial())
 	if err != nil {
 		t.Fatal(err)
