@@ -150,8 +150,20 @@ func startRound(t testing.TB, bin string, w, h int) *round {
 	r.xdo("windowmove", "--sync", r.win, "0", "0")
 	r.xdo("windowsize", r.win, strconv.Itoa(w), strconv.Itoa(h))
 	r.xdo("windowfocus", "--sync", r.win)
+	asked := time.Now()
 	r.until("the window fitted to the screen", func(d uiDump) bool {
-		return int(d.W*d.Scale+0.5) == w && int(d.H*d.Scale+0.5) == h
+		if int(d.W*d.Scale+0.5) == w && int(d.H*d.Scale+0.5) == h {
+			return true
+		}
+		// A resize asked for while the window is still being mapped can
+		// be lost on a busy X server (the canvas stays 1280×800): ask
+		// again every 2 s, as a window manager would.
+		if time.Since(asked) > 2*time.Second {
+			r.t.Logf("the window is %.0f×%.0f: asking for %d×%d again", d.W*d.Scale, d.H*d.Scale, w, h)
+			r.xdo("windowsize", r.win, strconv.Itoa(w), strconv.Itoa(h))
+			asked = time.Now()
+		}
+		return false
 	})
 	return r
 }
